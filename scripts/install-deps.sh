@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh -- install the Debian and npm packages EqueEngage needs.
+#
+# Idempotent: checks what is present first and only calls apt-get / npm for
+# what is missing, so `make demo` and `make test` on a prepared machine cost a
+# fraction of a second here. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build and runtime libraries (the -dev packages pull in the shared libraries).
+BUILD_PKGS="pkg-config meson ninja-build gcc libmicrohttpd-dev libjansson-dev libsqlite3-dev
+ libcsv-dev libinih-dev libsodium-dev zlib1g-dev"
+# Test-only packages.
+TEST_PKGS="libcriterion-dev sqlite3"
+
+want="$BUILD_PKGS"
+if [ "${1:-}" = "--test" ]; then
+    want="$want $TEST_PKGS"
+fi
+
+missing=""
+for p in $want; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -n "$missing" ]; then
+    echo "install-deps: installing Debian packages:$missing" >&2
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+    export DEBIAN_FRONTEND=noninteractive
+    # An old package list finds nothing: refresh it once, then install.
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+if [ "${1:-}" = "--test" ]; then
+    if [ ! -d tests/e2e/node_modules ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; then
+        echo "install-deps: installing npm packages for tests/e2e" >&2
+        (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+fi

@@ -1,0 +1,205 @@
+/* auth/auth.c -- API keys and audit records. */
+#include "auth.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/secret.h"
+
+#define KEY_HASH_BYTES 32
+
+static const struct {
+    enum role r;
+    const char *name;
+} roles[] = {
+    {ROLE_INGEST, "ingest"},
+    {ROLE_ANALYST, "analyst"},
+    {ROLE_MARKETER, "marketer"},
+    {ROLE_ADMIN, "admin"},
+};
+
+const char *role_name(enum role r)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof roles / sizeof *roles; i++)
+        if (roles[i].r == r)
+            return roles[i].name;
+    return "none";
+}
+
+int role_parse(const char *s, enum role *out)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof roles / sizeof *roles; i++) {
+        if (strcmp(roles[i].name, s) == 0) {
+            *out = roles[i].r;
+            return 0;
+        }
+    }
+    return E_INVAL;
+}
+
+static void key_hash(const char *key, unsigned char out[KEY_HASH_BYTES])
+{
+    crypto_generichash(out, KEY_HASH_BYTES, (const unsigned char *)key, strlen(key), NULL, 0);
+}
+
+int auth_apikey_create(struct store *st, const char *name, enum role role, const char *actor,
+                       const char *req_id, char **key_out, int64_t *id, struct err *e)
+{
+    unsigned char h[KEY_HASH_BYTES];
+    char prefix[16], idbuf[32];
+    char *token, *key;
+    json_t *after;
+    int rc;
+
+    if (name == NULL || *name == '\0' || strlen(name) > 128)
+        return ERRF(e, E_INVAL, "name", "a key needs a name of 1 to 128 characters");
+    if (sodium_init() < 0)
+        return ERR(e, E_INTERNAL, "libsodium failed to initialise");
+    token = secret_random_token(32);
+    key = xasprintf("ek_%s", token);
+    secret_free(token);
+    key_hash(key, h);
+    snprintf(prefix, sizeof prefix, "%.10s", key);
+    rc = store_begin(st, e);
+    if (rc) {
+        secret_free(key);
+        return rc;
+    }
+    rc = store_apikey_add(st, name, role_name(role), prefix, h, sizeof h, clock_now_ms(), id, e);
+    if (rc == 0) {
+        snprintf(idbuf, sizeof idbuf, "%lld", (long long)*id);
+        after = json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)*id, "name", name, "role",
+                          role_name(role), "prefix", prefix);
+        rc = audit_record(st, actor, "apikey.create", "apikey", idbuf, NULL, after, req_id, e);
+        json_decref(after);
+    }
+    if (rc == 0)
+        rc = store_commit(st, e);
+    else
+        store_rollback(st);
+    if (rc) {
+        secret_free(key);
+        return rc;
+    }
+    *key_out = key;
+    return 0;
+}
+
+int auth_apikey_revoke(struct store *st, int64_t id, const char *actor, const char *req_id,
+                       struct err *e)
+{
+    char idbuf[32];
+    json_t *after;
+    int rc;
+
+    rc = store_begin(st, e);
+    if (rc)
+        return rc;
+    rc = store_apikey_revoke(st, id, clock_now_ms(), e);
+    if (rc == 0) {
+        snprintf(idbuf, sizeof idbuf, "%lld", (long long)id);
+        after = json_pack("{s:I,s:b}", "id", (json_int_t)id, "revoked", 1);
+        rc = audit_record(st, actor, "apikey.revoke", "apikey", idbuf, NULL, after, req_id, e);
+        json_decref(after);
+    }
+    if (rc == 0)
+        rc = store_commit(st, e);
+    else
+        store_rollback(st);
+    return rc;
+}
+
+int auth_apikey_verify(struct store *st, const char *key, struct principal *out, struct err *e)
+{
+    unsigned char h[KEY_HASH_BYTES];
+    struct store_apikey k;
+    char name[129], role[32];
+    struct err tmp = {0};
+    enum role r;
+    int rc;
+
+    if (strncmp(key, "ek_", 3) != 0 || strlen(key) > 128)
+        return ERR(e, E_AUTH, "invalid API key");
+    key_hash(key, h);
+    rc = store_apikey_by_hash(st, h, sizeof h, &k, name, sizeof name, role, sizeof role, &tmp);
+    if (rc == E_NOTFOUND)
+        return ERR(e, E_AUTH, "invalid or revoked API key");
+    if (rc) {
+        *e = tmp;
+        return rc;
+    }
+    if (role_parse(role, &r))
+        return ERR(e, E_AUTH, "API key has an unknown role");
+    out->role = r;
+    out->key_id = k.id;
+    snprintf(out->actor, sizeof out->actor, "apikey:%lld:%.64s", (long long)k.id, name);
+    return 0;
+}
+
+static int secret_name(const char *k)
+{
+    static const char *words[] = {"password", "secret", "token", "api_key", "apikey",
+                                  "private", "credential"};
+    size_t i;
+
+    for (i = 0; i < sizeof words / sizeof *words; i++)
+        if (strcasestr(k, words[i]))
+            return 1;
+    return strcasecmp(k, "key") == 0;
+}
+
+json_t *audit_mask(const json_t *v)
+{
+    if (json_is_object(v)) {
+        json_t *out = json_object();
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x) {
+            if (secret_name(k) && !json_is_null(x))
+                json_object_set_new(out, k, json_string("***"));
+            else
+                json_object_set_new(out, k, audit_mask(x));
+        }
+        return out;
+    }
+    if (json_is_array(v)) {
+        json_t *out = json_array();
+        size_t i;
+        json_t *x;
+        json_array_foreach((json_t *)v, i, x)
+            json_array_append_new(out, audit_mask(x));
+        return out;
+    }
+    return json_deep_copy(v);
+}
+
+int audit_record(struct store *st, const char *actor, const char *action, const char *entity,
+                 const char *entity_id, const json_t *before, const json_t *after,
+                 const char *req_id, struct err *e)
+{
+    json_t *mb = before ? audit_mask(before) : NULL, *ma = after ? audit_mask(after) : NULL;
+    char *bt = mb ? json_dumps(mb, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *at = ma ? json_dumps(ma, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    struct store_audit a = {
+        .at = clock_now_ms(),
+        .actor = actor,
+        .action = action,
+        .entity = entity,
+        .entity_id = entity_id,
+        .before = bt,
+        .after = at,
+        .request_id = req_id,
+    };
+    int rc = store_audit_add(st, &a, e);
+
+    free(bt);
+    free(at);
+    json_decref(mb);
+    json_decref(ma);
+    return rc;
+}

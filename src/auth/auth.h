@@ -1,0 +1,42 @@
+/* auth/auth.h -- API keys, roles, and the audit log.
+ *
+ * Keys are 256-bit random tokens ("ek_" + base64url), shown once at creation;
+ * the store keeps only their BLAKE2b-256 hash (a fast hash is right for
+ * high-entropy tokens). Every control-plane change calls audit_record() inside
+ * the transaction that makes the change; values named like secrets are masked. */
+#ifndef ENGAGE_AUTH_H
+#define ENGAGE_AUTH_H
+
+#include <jansson.h>
+
+#include "../store/store.h"
+
+enum role { ROLE_INGEST = 1, ROLE_ANALYST = 2, ROLE_MARKETER = 4, ROLE_ADMIN = 8 };
+#define ROLES_ALL (ROLE_INGEST | ROLE_ANALYST | ROLE_MARKETER | ROLE_ADMIN)
+#define ROLES_READ (ROLE_ANALYST | ROLE_MARKETER | ROLE_ADMIN)
+
+const char *role_name(enum role r);
+int role_parse(const char *s, enum role *out);
+
+struct principal {
+    enum role role;
+    int64_t key_id;
+    char actor[96]; /* "apikey:12:name" or "cli:root" */
+};
+
+/* Creates a key; *key_out (caller owns) is the only copy of the secret. Audited. */
+int auth_apikey_create(struct store *st, const char *name, enum role role, const char *actor,
+                       const char *req_id, char **key_out, int64_t *id, struct err *e);
+int auth_apikey_revoke(struct store *st, int64_t id, const char *actor, const char *req_id,
+                       struct err *e);
+/* E_AUTH for an unknown or revoked key. */
+int auth_apikey_verify(struct store *st, const char *key, struct principal *out, struct err *e);
+
+/* Writes an audit row; before/after may be NULL. Secrets inside are masked. */
+int audit_record(struct store *st, const char *actor, const char *action, const char *entity,
+                 const char *entity_id, const json_t *before, const json_t *after,
+                 const char *req_id, struct err *e);
+/* Returns a copy of v with every member whose name looks like a secret replaced by "***". */
+json_t *audit_mask(const json_t *v);
+
+#endif

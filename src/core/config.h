@@ -1,0 +1,76 @@
+/* core/config.h -- the one configuration file (INI), with flag > env > file > default.
+ *
+ * config_defaults() fills every key; config_load_file() overlays a file (a
+ * missing file is fine only when it was not named explicitly); config_apply_env()
+ * overlays ENGAGE_* variables; the CLI then overlays its flags; config_check()
+ * validates the result. Errors name the file, line, section and key.
+ * Secrets are never read from the file itself: only *_env / *_file references,
+ * resolved at load time into memory that is wiped on config_release(). */
+#ifndef ENGAGE_CONFIG_H
+#define ENGAGE_CONFIG_H
+
+#include "core.h"
+
+#define CONFIG_MAX_NAMED 16
+
+enum consent_state { CONSENT_SUBSCRIBED, CONSENT_UNSUBSCRIBED, CONSENT_BOUNCED, CONSENT_COMPLAINED };
+
+/* A [provider:NAME] or [webhook:NAME] section: known keys only, secret resolved. */
+struct config_named {
+    char name[64];
+    char type[32];
+    char url[512];
+    char username[128];
+    char from[256];
+    int rate_per_second;
+    int max_connections;
+    char *secret;      /* resolved from secret_env/password_env/.._file; owned, wiped */
+    char secret_ref[300]; /* "env:VAR" or "file:PATH", for display (never the value) */
+};
+
+struct config {
+    char path[1024];   /* file that was loaded, "" if none */
+    char data_dir[1024];
+    /* [server] */
+    char listen[256];
+    char public_url[512];
+    int http_threads;
+    long max_body_bytes;
+    /* [log] */
+    int log_level;
+    /* [store] */
+    int busy_timeout_ms;
+    /* [ingest] */
+    int unknown_events_reject; /* 0 = accept (default), 1 = reject */
+    enum consent_state default_consent;
+    int import_batch_rows;
+    /* [segment] guardrails */
+    int seg_max_depth, seg_max_rules, seg_max_in_values, seg_max_window_days, seg_eval_timeout_ms;
+    /* [retry] send retry policy */
+    int retry_max_attempts, retry_base_delay_s, retry_max_delay_s;
+    /* [secrets]: key for secrets that must live in the store (secretbox) */
+    char secrets_key_file[1024];
+    char secrets_key_env[128];
+    /* [provider:NAME], [webhook:NAME] */
+    struct config_named providers[CONFIG_MAX_NAMED];
+    int nproviders;
+    struct config_named webhooks[CONFIG_MAX_NAMED];
+    int nwebhooks;
+};
+
+void config_defaults(struct config *c, const char *data_dir);
+/* Loads path over c. If required is 0, a missing file is not an error. */
+int config_load_file(struct config *c, const char *path, int required, struct err *e);
+/* Overlays ENGAGE_LISTEN, ENGAGE_PUBLIC_URL, ENGAGE_LOG_LEVEL, ENGAGE_UNKNOWN_EVENTS. */
+int config_apply_env(struct config *c, struct err *e);
+/* Checks cross-key rules (public_url https unless loopback, listen form). */
+int config_check(const struct config *c, struct err *e);
+void config_release(struct config *c);
+const char *consent_name(enum consent_state s);
+int consent_parse(const char *s, enum consent_state *out);
+/* Splits "host:port" (also "[::1]:port"); host written to host (cap hostcap). */
+int config_parse_listen(const char *s, char *host, size_t hostcap, int *port);
+/* Writes the effective configuration as INI text (secrets shown as references). */
+void config_dump(const struct config *c, struct buf *out);
+
+#endif

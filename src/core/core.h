@@ -1,0 +1,141 @@
+/* core/core.h -- errors, allocation, buffers, logging, time: what every module uses.
+ *
+ * DESIGN: functions return 0 or a negative E_* code and record the cause once in
+ * a struct err (first error wins, like curl's failf); callers pass rc up
+ * unchanged. Allocation never returns NULL (xmalloc aborts on OOM). Time is
+ * int64 milliseconds since the Unix epoch, UTC, everywhere. */
+#ifndef ENGAGE_CORE_H
+#define ENGAGE_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- errors ---------------------------------------------------------------- */
+
+enum {
+    E_OK = 0,
+    E_NOMEM = -1,
+    E_IO = -2,
+    E_INVAL = -3,
+    E_NOTFOUND = -4,
+    E_CONFLICT = -5,
+    E_BUSY = -6,
+    E_TOOBIG = -7,
+    E_CORRUPT = -8,
+    E_INTERNAL = -9,
+    E_AUTH = -10,   /* no or bad credentials */
+    E_FORBIDDEN = -11,
+};
+
+struct err {
+    int code;
+    const char *file; /* source location that detected it */
+    int line;
+    char field[96];   /* optional: the input field at fault (JSON pointer, column) */
+    char msg[256];
+};
+
+/* Record code and message unless an error is already recorded; returns code. */
+int err_set(struct err *e, int code, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+#define ERR(e, code, ...) err_set((e), (code), __FILE__, __LINE__, __VA_ARGS__)
+/* Same, naming the field at fault. */
+int err_set_field(struct err *e, int code, const char *file, int line, const char *field,
+                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+#define ERRF(e, code, field, ...) err_set_field((e), (code), __FILE__, __LINE__, (field), __VA_ARGS__)
+void err_clear(struct err *e);
+const char *err_code_name(int code);
+
+/* Bugs, not errors: abort with file:line; on in every build. */
+#define ASSERT(x)                                                                                  \
+    do {                                                                                           \
+        if (!(x))                                                                                  \
+            core_assert_fail(#x, __FILE__, __LINE__);                                              \
+    } while (0)
+void core_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+
+/* ---- memory ---------------------------------------------------------------- */
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Growable NUL-terminated byte buffer. buf_take() hands the bytes to the caller. */
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+void buf_init(struct buf *b);
+void buf_release(struct buf *b);
+void buf_reset(struct buf *b);
+void buf_add(struct buf *b, const void *p, size_t n);
+void buf_adds(struct buf *b, const char *s);
+void buf_addc(struct buf *b, char c);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+char *buf_take(struct buf *b);
+/* Appends s as a JSON string literal (quotes included). */
+void buf_add_json_str(struct buf *b, const char *s, size_t n);
+
+/* Non-owning slice. */
+struct str {
+    const char *p;
+    size_t len;
+};
+
+/* ---- time -------------------------------------------------------------------- */
+
+/* Milliseconds since the epoch, UTC. The clock may be shifted to start at a
+ * given instant (--now / ENGAGE_NOW) and then runs normally. */
+int64_t clock_now_ms(void);
+/* Sets the clock so that "now" is at_ms at this moment. Thread-safe to read. */
+void clock_start_at(int64_t at_ms);
+/* Parses ISO-8601: YYYY-MM-DD, YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|+HH:MM|-HH:MM|+HHMM].
+ * A time without zone is UTC. Returns 0 or E_INVAL. */
+int time_parse_iso(const char *s, size_t n, int64_t *out_ms);
+/* Formats as 2024-01-02T03:04:05.678Z into out (at least 32 bytes). */
+void time_format_iso(int64_t ms, char out[32]);
+
+/* ---- logging ----------------------------------------------------------------- */
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+extern int log_level_current;
+/* Writes one JSON line {"ts","level","component","msg",...} to stderr (or the log file). */
+void log_write(enum log_level lvl, const char *component, const char *req_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define log_error(comp, ...) log_write(LOG_ERROR, comp, NULL, __VA_ARGS__)
+#define log_warn(comp, ...)                                                                        \
+    do {                                                                                           \
+        if (log_level_current >= LOG_WARN)                                                         \
+            log_write(LOG_WARN, comp, NULL, __VA_ARGS__);                                          \
+    } while (0)
+#define log_info(comp, ...)                                                                        \
+    do {                                                                                           \
+        if (log_level_current >= LOG_INFO)                                                         \
+            log_write(LOG_INFO, comp, NULL, __VA_ARGS__);                                          \
+    } while (0)
+#define log_debug(comp, ...)                                                                       \
+    do {                                                                                           \
+        if (log_level_current >= LOG_DEBUG)                                                        \
+            log_write(LOG_DEBUG, comp, NULL, __VA_ARGS__);                                         \
+    } while (0)
+int log_level_parse(const char *s, enum log_level *out);
+
+/* ---- small helpers ------------------------------------------------------------- */
+
+/* Parses a whole string as a base-10 integer / finite double. 0 or E_INVAL. */
+int parse_i64(const char *s, size_t n, int64_t *out);
+int parse_double(const char *s, size_t n, double *out);
+/* Reads a whole file (capped at max bytes). Caller owns *out. */
+int file_read_all(const char *path, size_t max, char **out, size_t *out_len, struct err *e);
+/* mkdir -p */
+int dir_ensure(const char *path, struct err *e);
+/* 64-bit FNV-1a, for hash tables (not for security). */
+uint64_t hash64(const void *p, size_t n);
+
+#endif

@@ -1,0 +1,81 @@
+/* http/http.h -- the HTTP server: libmicrohttpd glue, router, JSON errors.
+ *
+ * DESIGN: routes are data (routes.c: method, pattern, allowed roles, handler).
+ * The server accumulates the body (capped before allocation), authenticates the
+ * caller, checks the route's roles, takes a store connection from the pool and
+ * calls the handler, which fills a response. Handlers never see libmicrohttpd;
+ * they call domain modules, which call the store. */
+#ifndef ENGAGE_HTTP_H
+#define ENGAGE_HTTP_H
+
+#include <jansson.h>
+
+#include "../auth/auth.h"
+#include "../core/config.h"
+#include "../core/map.h"
+#include "../store/store.h"
+
+struct app {
+    struct config *cfg;
+    struct store_pool *pool;
+    const char *version;
+    int64_t started_at;
+    volatile int ready;
+};
+
+struct http_req {
+    struct app *app;
+    const char *method, *path;
+    const char *query;          /* raw query string or NULL (MHD gives args separately) */
+    void *conn;                 /* opaque: for http_query() */
+    char req_id[24];
+    const char *body;
+    size_t body_len;
+    struct principal who;
+    int authenticated;
+    char params[4][256];        /* {name} segments of the route, in order */
+    struct store *st;           /* a pooled connection for the handler */
+};
+
+struct http_resp {
+    int status;
+    struct buf body;
+    const char *content_type;
+    char extra_headers[512];    /* "Name: value\n" lines */
+};
+
+typedef void (*http_handler)(struct http_req *r, struct http_resp *w);
+
+struct route {
+    const char *method, *pattern;
+    unsigned roles;             /* 0 = public (no credentials) */
+    http_handler fn;
+    const char *name;           /* for metrics and docs */
+};
+
+extern const struct route http_routes[];
+extern const int http_routes_count;
+
+struct http_server;
+/* Starts listening (port 0 picks one); *port receives the bound port. */
+int http_start(struct http_server **out, struct app *app, int *port, struct err *e);
+void http_stop(struct http_server *s);
+
+/* Response helpers. */
+void http_json(struct http_resp *w, int status, json_t *body); /* steals body */
+void http_error(struct http_resp *w, int status, const char *code, const char *message,
+                const char *path);
+/* 422 with every problem in details. */
+void http_error_list(struct http_resp *w, int status, const char *code, const char *message,
+                     const struct errlist *errs);
+/* Maps an E_* code to status + error code, logging 5xx with the cause. */
+void http_error_from(struct http_req *r, struct http_resp *w, const struct err *e);
+/* A query parameter or NULL. */
+const char *http_query(struct http_req *r, const char *name);
+/* Parses the body as a JSON object/array; on failure answers 400 and returns NULL. */
+json_t *http_body_json(struct http_req *r, struct http_resp *w);
+
+/* Per-route request counters for /metrics: [route][status class 1..5]. */
+void http_metrics_write(struct buf *out);
+
+#endif

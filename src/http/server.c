@@ -1,0 +1,374 @@
+/* http/server.c -- libmicrohttpd glue: body accumulation, auth, routing, responses.
+ *
+ * MHD calls the access handler several times per request: first with headers
+ * only (we allocate the request state), then with body chunks (appended, capped
+ * at max_body_bytes: past it the request is answered 413 without storing more),
+ * and last with no data (we dispatch). The state is freed in the completion
+ * callback, which also runs for aborted requests. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+struct http_server {
+    struct MHD_Daemon *d;
+    struct app *app;
+};
+
+struct conn_state {
+    struct buf body;
+    int too_big;
+    double t0;
+};
+
+#define MAX_ROUTES 64
+static _Atomic uint64_t route_hits[MAX_ROUTES + 1][6];
+static _Atomic uint64_t req_counter;
+
+void http_json(struct http_resp *w, int status, json_t *body)
+{
+    char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+
+    ASSERT(s);
+    w->status = status;
+    buf_reset(&w->body);
+    buf_adds(&w->body, s);
+    buf_addc(&w->body, '\n');
+    w->content_type = "application/json";
+    free(s);
+    json_decref(body);
+}
+
+void http_error(struct http_resp *w, int status, const char *code, const char *message,
+                const char *path)
+{
+    json_t *err = json_pack("{s:s,s:s}", "code", code, "message", message);
+
+    if (path)
+        json_object_set_new(err, "path", json_string(path));
+    http_json(w, status, json_pack("{s:o}", "error", err));
+}
+
+void http_error_list(struct http_resp *w, int status, const char *code, const char *message,
+                     const struct errlist *errs)
+{
+    json_t *details = json_array();
+    json_t *err;
+    int i;
+
+    for (i = 0; i < errs->n; i++)
+        json_array_append_new(details, json_pack("{s:s,s:s}", "path", errs->items[i].path,
+                                                 "message", errs->items[i].msg));
+    err = json_pack("{s:s,s:s,s:s,s:o}", "code", code, "message", message, "path",
+                    errs->n ? errs->items[0].path : "", "details", details);
+    http_json(w, status, json_pack("{s:o}", "error", err));
+}
+
+void http_error_from(struct http_req *r, struct http_resp *w, const struct err *e)
+{
+    static const struct {
+        int code, status;
+        const char *name;
+    } map[] = {
+        {E_INVAL, 400, "invalid"},   {E_NOTFOUND, 404, "not_found"},
+        {E_CONFLICT, 409, "conflict"}, {E_TOOBIG, 413, "too_large"},
+        {E_BUSY, 503, "busy"},       {E_AUTH, 401, "unauthorized"},
+        {E_FORBIDDEN, 403, "forbidden"},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof map / sizeof *map; i++) {
+        if (map[i].code == e->code) {
+            http_error(w, map[i].status, map[i].name, e->msg, e->field[0] ? e->field : NULL);
+            if (map[i].status == 503)
+                snprintf(w->extra_headers, sizeof w->extra_headers, "Retry-After: 1\n");
+            return;
+        }
+    }
+    log_write(LOG_ERROR, "http", r->req_id, "%s %s: %s (%s:%d)", r->method, r->path, e->msg,
+              e->file ? e->file : "?", e->line);
+    http_error(w, 500, "internal", "internal error; see the server log for this request id", NULL);
+}
+
+const char *http_query(struct http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)r->conn, MHD_GET_ARGUMENT_KIND,
+                                       name);
+}
+
+json_t *http_body_json(struct http_req *r, struct http_resp *w)
+{
+    json_error_t je;
+    json_t *j;
+
+    if (r->body_len == 0) {
+        http_error(w, 400, "invalid_json", "the request needs a JSON body", NULL);
+        return NULL;
+    }
+    j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (j == NULL) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", je.text,
+                 je.line, je.column);
+        http_error(w, 400, "invalid_json", msg, NULL);
+    }
+    return j;
+}
+
+void http_metrics_write(struct buf *out)
+{
+    int i, k;
+
+    buf_adds(out, "# HELP engage_http_requests_total HTTP requests by route and status class.\n"
+                  "# TYPE engage_http_requests_total counter\n");
+    for (i = 0; i <= http_routes_count && i <= MAX_ROUTES; i++) {
+        const char *name = i < http_routes_count ? http_routes[i].name : "unmatched";
+        for (k = 1; k <= 5; k++) {
+            uint64_t n = atomic_load(&route_hits[i][k]);
+            if (n)
+                buf_printf(out, "engage_http_requests_total{route=\"%s\",code=\"%dxx\"} %llu\n",
+                           name, k, (unsigned long long)n);
+        }
+    }
+}
+
+/* Matches path against pattern; {x} segments are captured into params. */
+static int match(const char *pattern, const char *path, char params[4][256])
+{
+    int np = 0;
+
+    while (*pattern && *path) {
+        if (*pattern == '{') {
+            const char *pe = strchr(pattern, '}');
+            size_t n = strcspn(path, "/");
+            if (pe == NULL || n == 0 || n >= 256 || np == 4)
+                return 0;
+            memcpy(params[np], path, n);
+            params[np][n] = '\0';
+            np++;
+            pattern = pe + 1;
+            path += n;
+            continue;
+        }
+        if (*pattern != *path)
+            return 0;
+        pattern++;
+        path++;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+static int authenticate(struct http_req *r, struct MHD_Connection *c, struct err *e)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    int rc;
+
+    if (h == NULL)
+        return ERR(e, E_AUTH, "this route needs an API key: send 'Authorization: Bearer KEY'");
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return ERR(e, E_AUTH, "use 'Authorization: Bearer KEY'");
+    rc = auth_apikey_verify(r->st, h + 7, &r->who, e);
+    if (rc == 0)
+        r->authenticated = 1;
+    return rc;
+}
+
+static void dispatch(struct http_server *s, struct MHD_Connection *c, struct http_req *r,
+                     struct http_resp *w, int *route_ix)
+{
+    int i, path_matched = 0;
+    struct err e = {0};
+
+    for (i = 0; i < http_routes_count; i++) {
+        const struct route *rt = &http_routes[i];
+        memset(r->params, 0, sizeof r->params);
+        if (!match(rt->pattern, r->path, r->params))
+            continue;
+        path_matched = 1;
+        if (strcmp(rt->method, r->method) != 0)
+            continue;
+        *route_ix = i;
+        r->st = store_pool_get(s->app->pool);
+        if (rt->roles) {
+            if (authenticate(r, c, &e)) {
+                if (e.code == E_AUTH)
+                    http_error(w, 401, "unauthorized", e.msg, NULL);
+                else
+                    http_error_from(r, w, &e);
+                goto out;
+            }
+            if (!(rt->roles & (unsigned)r->who.role)) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "role %s may not call %s %s", role_name(r->who.role),
+                         rt->method, rt->pattern);
+                http_error(w, 403, "forbidden", msg, NULL);
+                goto out;
+            }
+        }
+        rt->fn(r, w);
+out:
+        store_pool_put(s->app->pool, r->st);
+        r->st = NULL;
+        return;
+    }
+    *route_ix = http_routes_count;
+    if (path_matched)
+        http_error(w, 405, "method_not_allowed", "this path does not take that method", NULL);
+    else
+        http_error(w, 404, "not_found", "no such route", NULL);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct conn_state *cs = *con_cls;
+    struct http_req r;
+    struct http_resp w;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    int route_ix = http_routes_count;
+
+    (void)version;
+    if (cs == NULL) {
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        cs = xcalloc(1, sizeof *cs);
+        buf_init(&cs->body);
+        /* Cap before allocating: a declared length over the limit is refused at once. */
+        if (cl && strtoll(cl, NULL, 10) > s->app->cfg->max_body_bytes)
+            cs->too_big = 1;
+        *con_cls = cs;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!cs->too_big && cs->body.len + *upload_size > (size_t)s->app->cfg->max_body_bytes) {
+            cs->too_big = 1;
+            buf_release(&cs->body);
+        }
+        if (!cs->too_big)
+            buf_add(&cs->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+
+    memset(&r, 0, sizeof r);
+    memset(&w, 0, sizeof w);
+    buf_init(&w.body);
+    r.app = s->app;
+    r.method = method;
+    r.path = url;
+    r.conn = c;
+    r.body = cs->body.p ? cs->body.p : "";
+    r.body_len = cs->body.len;
+    snprintf(r.req_id, sizeof r.req_id, "r%llx-%llu",
+             (unsigned long long)(s->app->started_at / 1000),
+             (unsigned long long)atomic_fetch_add(&req_counter, 1) + 1);
+    if (cs->too_big) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the body is larger than %ld bytes", s->app->cfg->max_body_bytes);
+        http_error(&w, 413, "too_large", msg, NULL);
+    } else {
+        dispatch(s, c, &r, &w, &route_ix);
+    }
+    if (w.status == 0)
+        http_error(&w, 500, "internal", "the handler gave no response", NULL);
+    if (route_ix <= MAX_ROUTES && w.status / 100 >= 1 && w.status / 100 <= 5)
+        atomic_fetch_add(&route_hits[route_ix][w.status / 100], 1);
+    resp = MHD_create_response_from_buffer(w.body.len, w.body.p ? w.body.p : (char *)"",
+                                           MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(resp, "Content-Type",
+                            w.content_type ? w.content_type : "application/json");
+    MHD_add_response_header(resp, "X-Request-Id", r.req_id);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (w.extra_headers[0]) {
+        char *line = w.extra_headers, *nl;
+        while ((nl = strchr(line, '\n')) != NULL) {
+            char *colon = strchr(line, ':');
+            *nl = '\0';
+            if (colon && colon < nl) {
+                *colon = '\0';
+                MHD_add_response_header(resp, line, colon + 2);
+            }
+            line = nl + 1;
+        }
+    }
+    ret = MHD_queue_response(c, (unsigned)w.status, resp);
+    MHD_destroy_response(resp);
+    if (w.status >= 500 || log_level_current >= LOG_DEBUG)
+        log_write(w.status >= 500 ? LOG_WARN : LOG_DEBUG, "http", r.req_id, "%s %s -> %d", method,
+                  url, w.status);
+    buf_release(&w.body);
+    return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct conn_state *cs = *con_cls;
+
+    (void)cls;
+    (void)c;
+    (void)toe;
+    if (cs) {
+        buf_release(&cs->body);
+        free(cs);
+        *con_cls = NULL;
+    }
+}
+
+int http_start(struct http_server **out, struct app *app, int *port, struct err *e)
+{
+    struct http_server *s;
+    struct sockaddr_storage ss;
+    char host[256];
+    int p;
+    const union MHD_DaemonInfo *info;
+
+    if (config_parse_listen(app->cfg->listen, host, sizeof host, &p))
+        return ERR(e, E_INVAL, "listen: expected ADDR:PORT, got \"%s\"", app->cfg->listen);
+    memset(&ss, 0, sizeof ss);
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+        ((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)p);
+    } else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+        ((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)p);
+    } else {
+        return ERR(e, E_INVAL, "listen: \"%s\" is not an IP address", host);
+    }
+    s = xcalloc(1, sizeof *s);
+    s->app = app;
+    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                                MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+                            0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &ss,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->http_threads,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_CONNECTION_LIMIT, 10000u, MHD_OPTION_CONNECTION_TIMEOUT,
+                            60u, MHD_OPTION_END);
+    if (s->d == NULL) {
+        free(s);
+        return ERR(e, E_IO, "cannot listen on %s (address in use or not permitted)",
+                   app->cfg->listen);
+    }
+    info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    *port = info ? info->port : p;
+    *out = s;
+    return 0;
+}
+
+void http_stop(struct http_server *s)
+{
+    if (s == NULL)
+        return;
+    MHD_stop_daemon(s->d);
+    free(s);
+}

@@ -1,0 +1,649 @@
+/* ingest/contract.c -- versioned contracts: parse, check, compile; typed values.
+ *
+ * A contract is a JSON document (docs/contracts.md):
+ *   {"name":"order_created","kind":"event","occurred_at":"created_at",
+ *    "properties":{"amount":{"type":"number","required":true,"minimum":0},…}}
+ * or, for contact attributes, {"name":"contact","kind":"contact","attributes":{…}}.
+ * Compiling checks every key and reports every problem with a JSON pointer. */
+#include "ingest.h"
+
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../core/map.h"
+#include "ingest_int.h"
+
+struct prop_spec {
+    char *name;
+    enum vtype type;
+    int required;
+    int has_min, has_max;
+    double min, max;
+    int has_pattern;
+    regex_t re;
+    char *pattern;
+    json_t *enum_vals; /* array of allowed (typed) values, or NULL */
+    int email;         /* "format":"email" */
+    long max_length;   /* strings, in bytes; 0 = none */
+};
+
+struct contract {
+    char *name, *kind, *occurred_at;
+    int version;
+    struct prop_spec *props;
+    int nprops;
+    int strict; /* "additional_properties": false */
+};
+
+struct contract_set {
+    struct contract **events;
+    int nevents;
+    struct contract *contact;
+};
+
+static const char *vtype_names[] = {"string", "number", "integer", "boolean", "timestamp"};
+
+const char *vtype_name(enum vtype t)
+{
+    return (unsigned)t < 5 ? vtype_names[t] : "unknown";
+}
+
+int vtype_parse(const char *s, enum vtype *out)
+{
+    int i;
+
+    for (i = 0; i < 5; i++) {
+        if (strcmp(s, vtype_names[i]) == 0) {
+            *out = (enum vtype)i;
+            return 0;
+        }
+    }
+    return E_INVAL;
+}
+
+/* ---- values ---------------------------------------------------------------------- */
+
+static json_t *coerce_timestamp(const char *s, size_t n, char *msg, size_t msgcap)
+{
+    int64_t ms;
+    char iso[32];
+
+    if (time_parse_iso(s, n, &ms)) {
+        snprintf(msg, msgcap, "expected an ISO-8601 timestamp, got \"%.*s\"", (int)(n > 40 ? 40 : n), s);
+        return NULL;
+    }
+    time_format_iso(ms, iso);
+    return json_string(iso);
+}
+
+json_t *value_coerce(const json_t *v, enum vtype t, char *msg, size_t msgcap)
+{
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    size_t n = s ? json_string_length(v) : 0;
+    double d;
+    int64_t i;
+
+    switch (t) {
+    case VT_STRING:
+        if (s)
+            return json_incref((json_t *)v);
+        if (json_is_integer(v))
+            return json_sprintf("%lld", (long long)json_integer_value(v));
+        if (json_is_real(v))
+            return json_sprintf("%.17g", json_real_value(v));
+        snprintf(msg, msgcap, "expected a string");
+        return NULL;
+    case VT_NUMBER:
+        if (json_is_number(v))
+            return json_real(json_number_value(v));
+        if (s && parse_double(s, n, &d) == 0)
+            return json_real(d);
+        snprintf(msg, msgcap, "expected a number%s%.*s%s", s ? ", got \"" : "",
+                 s ? (int)(n > 40 ? 40 : n) : 0, s ? s : "", s ? "\"" : "");
+        return NULL;
+    case VT_INTEGER:
+        if (json_is_integer(v))
+            return json_incref((json_t *)v);
+        if (json_is_real(v) && json_real_value(v) == (double)(int64_t)json_real_value(v))
+            return json_integer((json_int_t)json_real_value(v));
+        if (s && parse_i64(s, n, &i) == 0)
+            return json_integer(i);
+        snprintf(msg, msgcap, "expected an integer%s%.*s%s", s ? ", got \"" : "",
+                 s ? (int)(n > 40 ? 40 : n) : 0, s ? s : "", s ? "\"" : "");
+        return NULL;
+    case VT_BOOLEAN:
+        if (json_is_boolean(v))
+            return json_incref((json_t *)v);
+        if (s && (strcasecmp(s, "true") == 0 || strcasecmp(s, "false") == 0))
+            return json_boolean(strcasecmp(s, "true") == 0);
+        snprintf(msg, msgcap, "expected true or false");
+        return NULL;
+    case VT_TIMESTAMP:
+        if (s)
+            return coerce_timestamp(s, n, msg, msgcap);
+        snprintf(msg, msgcap, "expected an ISO-8601 timestamp string");
+        return NULL;
+    }
+    snprintf(msg, msgcap, "unknown type");
+    return NULL;
+}
+
+enum vtype value_infer(const json_t *v)
+{
+    const char *s;
+    size_t n;
+    double d;
+    int64_t ms;
+
+    if (json_is_boolean(v))
+        return VT_BOOLEAN;
+    if (json_is_number(v))
+        return VT_NUMBER;
+    if (!json_is_string(v))
+        return VT_STRING;
+    s = json_string_value(v);
+    n = json_string_length(v);
+    if (n == 4 && strcasecmp(s, "true") == 0)
+        return VT_BOOLEAN;
+    if (n == 5 && strcasecmp(s, "false") == 0)
+        return VT_BOOLEAN;
+    if (parse_double(s, n, &d) == 0)
+        return VT_NUMBER;
+    /* A date or date-time, at least YYYY-MM-DD: a timestamp. */
+    if (n >= 10 && s[4] == '-' && time_parse_iso(s, n, &ms) == 0)
+        return VT_TIMESTAMP;
+    return VT_STRING;
+}
+
+/* ---- compile ----------------------------------------------------------------------- */
+
+static int name_ok(const char *s)
+{
+    size_t i, n = strlen(s);
+
+    if (n == 0 || n > STORE_MAX_NAME)
+        return 0;
+    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+        return 0;
+    for (i = 1; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-' || c == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+static void spec_free(struct prop_spec *p)
+{
+    free(p->name);
+    free(p->pattern);
+    if (p->has_pattern)
+        regfree(&p->re);
+    json_decref(p->enum_vals);
+}
+
+void contract_free(struct contract *c)
+{
+    int i;
+
+    if (c == NULL)
+        return;
+    for (i = 0; i < c->nprops; i++)
+        spec_free(&c->props[i]);
+    free(c->props);
+    free(c->name);
+    free(c->kind);
+    free(c->occurred_at);
+    free(c);
+}
+
+static void compile_spec(struct prop_spec *p, const char *key, json_t *spec, const char *ptr,
+                         struct errlist *errs)
+{
+    const char *k;
+    json_t *v;
+    char path[200];
+
+    p->name = xstrdup(key);
+    p->type = VT_STRING;
+    if (!json_is_object(spec)) {
+        errlist_add(errs, ptr, "must be an object such as {\"type\":\"string\"}");
+        return;
+    }
+    v = json_object_get(spec, "type");
+    snprintf(path, sizeof path, "%s/type", ptr);
+    if (!json_is_string(v) || vtype_parse(json_string_value(v), &p->type))
+        errlist_add(errs, path, "must be one of string, number, integer, boolean, timestamp");
+    json_object_foreach(spec, k, v) {
+        snprintf(path, sizeof path, "%s/%s", ptr, k);
+        if (strcmp(k, "type") == 0 || strcmp(k, "description") == 0) {
+            if (!json_is_string(v))
+                errlist_add(errs, path, "must be a string");
+        } else if (strcmp(k, "required") == 0) {
+            if (!json_is_boolean(v))
+                errlist_add(errs, path, "must be true or false");
+            p->required = json_is_true(v);
+        } else if (strcmp(k, "minimum") == 0 || strcmp(k, "maximum") == 0) {
+            if (!json_is_number(v))
+                errlist_add(errs, path, "must be a number");
+            else if (p->type != VT_NUMBER && p->type != VT_INTEGER)
+                errlist_add(errs, path, "applies to number and integer properties only");
+            else if (k[1] == 'i')
+                p->has_min = 1, p->min = json_number_value(v);
+            else
+                p->has_max = 1, p->max = json_number_value(v);
+        } else if (strcmp(k, "pattern") == 0) {
+            if (!json_is_string(v) || p->type != VT_STRING) {
+                errlist_add(errs, path, "must be a string, on a string property");
+            } else if (regcomp(&p->re, json_string_value(v), REG_EXTENDED | REG_NOSUB) != 0) {
+                errlist_add(errs, path, "is not a valid POSIX extended regular expression");
+            } else {
+                p->has_pattern = 1;
+                p->pattern = xstrdup(json_string_value(v));
+            }
+        } else if (strcmp(k, "max_length") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 || p->type != VT_STRING)
+                errlist_add(errs, path, "must be a positive integer, on a string property");
+            else
+                p->max_length = (long)json_integer_value(v);
+        } else if (strcmp(k, "format") == 0) {
+            if (!json_is_string(v) || strcmp(json_string_value(v), "email") != 0)
+                errlist_add(errs, path, "the only format is \"email\"");
+            else
+                p->email = 1;
+        } else if (strcmp(k, "enum") == 0) {
+            size_t i;
+            json_t *item;
+            if (!json_is_array(v) || json_array_size(v) == 0) {
+                errlist_add(errs, path, "must be a non-empty array");
+                continue;
+            }
+            p->enum_vals = json_array();
+            json_array_foreach(v, i, item) {
+                char msg[160];
+                json_t *t = value_coerce(item, p->type, msg, sizeof msg);
+                if (t == NULL) {
+                    char ip[220];
+                    snprintf(ip, sizeof ip, "%s/%zu", path, i);
+                    errlist_add(errs, ip, "%s", msg);
+                } else {
+                    json_array_append_new(p->enum_vals, t);
+                }
+            }
+        } else {
+            errlist_add(errs, path, "unknown key (expected type, required, minimum, maximum, "
+                                    "pattern, max_length, format, enum, description)");
+        }
+    }
+}
+
+int contract_compile(const char *text, size_t len, const char *name_expected, int version,
+                     struct contract **out, struct errlist *errs, struct err *e)
+{
+    json_error_t jerr;
+    json_t *doc, *v, *props;
+    struct contract *c;
+    const char *k, *props_key;
+    int is_contact;
+
+    *out = NULL;
+    doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL) {
+        errlist_add(errs, "", "not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                    jerr.column);
+        return ERR(e, E_INVAL, "contract is not valid JSON");
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        errlist_add(errs, "", "must be a JSON object");
+        return ERR(e, E_INVAL, "contract is not an object");
+    }
+    c = xcalloc(1, sizeof *c);
+    c->version = version;
+    v = json_object_get(doc, "name");
+    if (!json_is_string(v) || !name_ok(json_string_value(v))) {
+        errlist_add(errs, "/name", "must be a name of 1 to 128 letters, digits, '_', '.', '-' or "
+                                   "':', starting with a letter");
+        c->name = xstrdup("");
+    } else {
+        c->name = xstrdup(json_string_value(v));
+        if (name_expected && strcmp(name_expected, c->name) != 0)
+            errlist_add(errs, "/name", "must be \"%s\", the name in the URL", name_expected);
+    }
+    v = json_object_get(doc, "kind");
+    if (v == NULL) {
+        c->kind = xstrdup(strcmp(c->name, "contact") == 0 ? "contact" : "event");
+    } else if (json_is_string(v) && (strcmp(json_string_value(v), "event") == 0 ||
+                                     strcmp(json_string_value(v), "contact") == 0)) {
+        c->kind = xstrdup(json_string_value(v));
+    } else {
+        errlist_add(errs, "/kind", "must be \"event\" or \"contact\"");
+        c->kind = xstrdup("event");
+    }
+    is_contact = strcmp(c->kind, "contact") == 0;
+    if (is_contact && strcmp(c->name, "contact") != 0)
+        errlist_add(errs, "/name", "the contact attributes contract is named \"contact\"");
+    props_key = is_contact ? "attributes" : "properties";
+    json_object_foreach(doc, k, v) {
+        if (strcmp(k, "name") && strcmp(k, "kind") && strcmp(k, "description") &&
+            strcmp(k, props_key) && strcmp(k, "additional_properties") &&
+            strcmp(k, "version") && (is_contact || strcmp(k, "occurred_at"))) {
+            char path[160];
+            snprintf(path, sizeof path, "/%s", k);
+            errlist_add(errs, path, "unknown key");
+        }
+    }
+    v = json_object_get(doc, "additional_properties");
+    if (v && !json_is_boolean(v))
+        errlist_add(errs, "/additional_properties", "must be true or false");
+    c->strict = json_is_false(v);
+    props = json_object_get(doc, props_key);
+    if (!json_is_object(props)) {
+        errlist_add(errs, is_contact ? "/attributes" : "/properties", "must be an object");
+    } else {
+        size_t n = json_object_size(props), i = 0;
+        json_t *spec;
+        c->props = xcalloc(n, sizeof *c->props);
+        json_object_foreach(props, k, spec) {
+            char path[200];
+            snprintf(path, sizeof path, "/%s/%s", props_key, k);
+            if (!name_ok(k))
+                errlist_add(errs, path, "property names are 1 to 128 letters, digits, '_', '.', "
+                                        "'-' or ':', starting with a letter");
+            compile_spec(&c->props[i++], k, spec, path, errs);
+            c->nprops = (int)i;
+        }
+    }
+    v = json_object_get(doc, "occurred_at");
+    if (v) {
+        int i, found = 0;
+        if (!json_is_string(v)) {
+            errlist_add(errs, "/occurred_at", "must name a timestamp property");
+        } else {
+            for (i = 0; i < c->nprops; i++)
+                if (strcmp(c->props[i].name, json_string_value(v)) == 0 &&
+                    c->props[i].type == VT_TIMESTAMP)
+                    found = 1;
+            if (!found)
+                errlist_add(errs, "/occurred_at", "must name a timestamp property of this contract");
+            else
+                c->occurred_at = xstrdup(json_string_value(v));
+        }
+    }
+    json_decref(doc);
+    if (errs->n) {
+        contract_free(c);
+        return ERR(e, E_INVAL, "contract has %d problem%s", errs->n, errs->n == 1 ? "" : "s");
+    }
+    *out = c;
+    return 0;
+}
+
+const char *contract_name(const struct contract *c)
+{
+    return c->name;
+}
+
+const char *contract_kind(const struct contract *c)
+{
+    return c->kind;
+}
+
+int contract_version(const struct contract *c)
+{
+    return c->version;
+}
+
+/* ---- validation (used by ingest.c through contract_apply) ----------------------------- */
+
+static int email_ok(const char *s)
+{
+    const char *at = strchr(s, '@');
+
+    return at && at != s && at[1] != '\0' && strchr(at + 1, '@') == NULL &&
+           strpbrk(s, " \t\r\n<>,;\"") == NULL;
+}
+
+/* Checks one typed value against its spec. 0, or a reason code with a sentence. */
+static const char *spec_check(const struct prop_spec *p, const json_t *t, char *msg, size_t cap)
+{
+    if (p->has_min && json_number_value(t) < p->min) {
+        snprintf(msg, cap, "must be at least %g", p->min);
+        return "constraint";
+    }
+    if (p->has_max && json_number_value(t) > p->max) {
+        snprintf(msg, cap, "must be at most %g", p->max);
+        return "constraint";
+    }
+    if (p->type == VT_STRING) {
+        const char *s = json_string_value(t);
+        if (p->max_length && (long)json_string_length(t) > p->max_length) {
+            snprintf(msg, cap, "must be at most %ld bytes", p->max_length);
+            return "constraint";
+        }
+        if (p->has_pattern && regexec(&p->re, s, 0, NULL, 0) != 0) {
+            snprintf(msg, cap, "must match %s, got \"%.40s\"", p->pattern, s);
+            return "constraint";
+        }
+        if (p->email && !email_ok(s)) {
+            snprintf(msg, cap, "is not an email address: \"%.60s\"", s);
+            return "invalid_email";
+        }
+    }
+    if (p->enum_vals) {
+        size_t i;
+        json_t *ev;
+        json_array_foreach(p->enum_vals, i, ev)
+            if (json_equal(ev, (json_t *)t))
+                return NULL;
+        snprintf(msg, cap, "must be one of the contract's enum values");
+        return "constraint";
+    }
+    return NULL;
+}
+
+/* Types and checks props (object of raw values) against c. On success *typed is a
+ * new object holding every declared property typed and every undeclared one as is
+ * (the caller infers those). On failure returns the reason code and sets field/msg. */
+const char *contract_apply(const struct contract *c, const json_t *props, json_t **typed,
+                           char *field, size_t fieldcap, char *msg, size_t msgcap)
+{
+    json_t *outp = json_object();
+    const char *k;
+    json_t *v;
+    int i;
+
+    for (i = 0; i < c->nprops; i++) {
+        const struct prop_spec *p = &c->props[i];
+        json_t *raw = json_object_get(props, p->name), *t;
+        const char *why;
+        if (raw == NULL || json_is_null(raw)) {
+            if (p->required) {
+                snprintf(field, fieldcap, "%s", p->name);
+                snprintf(msg, msgcap, "is required by contract %s v%d", c->name, c->version);
+                json_decref(outp);
+                return "missing_field";
+            }
+            continue;
+        }
+        t = value_coerce(raw, p->type, msg, msgcap);
+        if (t == NULL) {
+            snprintf(field, fieldcap, "%s", p->name);
+            json_decref(outp);
+            return p->type == VT_TIMESTAMP ? "invalid_timestamp" : "invalid_type";
+        }
+        why = spec_check(p, t, msg, msgcap);
+        if (why) {
+            snprintf(field, fieldcap, "%s", p->name);
+            json_decref(t);
+            json_decref(outp);
+            return why;
+        }
+        json_object_set_new(outp, p->name, t);
+    }
+    json_object_foreach((json_t *)props, k, v) {
+        int declared = 0;
+        if (json_is_null(v))
+            continue;
+        for (i = 0; i < c->nprops && !declared; i++)
+            declared = strcmp(c->props[i].name, k) == 0;
+        if (declared)
+            continue;
+        if (c->strict) {
+            snprintf(field, fieldcap, "%s", k);
+            snprintf(msg, msgcap, "is not declared by contract %s v%d, which allows no others",
+                     c->name, c->version);
+            json_decref(outp);
+            return "undeclared_field";
+        }
+        json_object_set(outp, k, v);
+    }
+    *typed = outp;
+    return NULL;
+}
+
+int contract_prop_type(const struct contract *c, const char *name)
+{
+    int i;
+
+    for (i = 0; i < c->nprops; i++)
+        if (strcmp(c->props[i].name, name) == 0)
+            return (int)c->props[i].type;
+    return -1;
+}
+
+const char *contract_occurred_at(const struct contract *c)
+{
+    return c->occurred_at;
+}
+
+/* ---- sets ------------------------------------------------------------------------- */
+
+struct load_ctx {
+    struct contract_set *cs;
+    struct err *e;
+};
+
+static int load_one(void *ctx, const struct store_contract *sc)
+{
+    struct load_ctx *lc = ctx;
+    struct errlist errs = {0};
+    struct contract *c;
+
+    if (contract_compile(sc->body, strlen(sc->body), NULL, sc->version, &c, &errs, lc->e)) {
+        err_clear(lc->e);
+        return ERR(lc->e, E_CORRUPT, "stored contract %s v%d no longer compiles: %s: %s",
+                   sc->name, sc->version, errs.n ? errs.items[0].path : "",
+                   errs.n ? errs.items[0].msg : "");
+    }
+    if (strcmp(c->kind, "contact") == 0) {
+        contract_free(lc->cs->contact);
+        lc->cs->contact = c;
+    } else {
+        lc->cs->events = xrealloc(lc->cs->events, (size_t)(lc->cs->nevents + 1) * sizeof *lc->cs->events);
+        lc->cs->events[lc->cs->nevents++] = c;
+    }
+    return 0;
+}
+
+int contract_set_load(struct store *st, struct contract_set **out, struct err *e)
+{
+    struct contract_set *cs = xcalloc(1, sizeof *cs);
+    struct load_ctx lc = {cs, e};
+    int rc;
+
+    rc = store_contracts_latest(st, load_one, &lc, e);
+    if (rc) {
+        contract_set_free(cs);
+        return rc;
+    }
+    *out = cs;
+    return 0;
+}
+
+void contract_set_free(struct contract_set *cs)
+{
+    int i;
+
+    if (cs == NULL)
+        return;
+    for (i = 0; i < cs->nevents; i++)
+        contract_free(cs->events[i]);
+    free(cs->events);
+    contract_free(cs->contact);
+    free(cs);
+}
+
+const struct contract *contract_set_event(const struct contract_set *cs, const char *name)
+{
+    int i;
+
+    for (i = 0; i < cs->nevents; i++)
+        if (strcmp(cs->events[i]->name, name) == 0)
+            return cs->events[i];
+    return NULL;
+}
+
+const struct contract *contract_set_contact(const struct contract_set *cs)
+{
+    return cs->contact;
+}
+
+static int count_one(void *ctx, const struct store_contract *c)
+{
+    (void)c;
+    ++*(int *)ctx;
+    return 0;
+}
+
+int contracts_seed(struct store *st, int *added, struct err *e)
+{
+    int i, rc = 0, n = 0;
+
+    rc = store_begin(st, e);
+    if (rc)
+        return rc;
+    for (i = 0; i < shipped_contracts_count; i++) {
+        struct errlist errs = {0};
+        struct contract *c;
+        int version, exists = 0;
+        rc = contract_compile(shipped_contracts[i].text, strlen(shipped_contracts[i].text), NULL, 1,
+                              &c, &errs, e);
+        if (rc) {
+            err_clear(e);
+            rc = ERR(e, E_INTERNAL, "shipped contract %s: %s: %s", shipped_contracts[i].file,
+                     errs.items[0].path, errs.items[0].msg);
+            break;
+        }
+        /* Only contracts the store has never had: a user's later versions win. */
+        {
+            struct err tmp = {0};
+            rc = store_contract_versions(st, c->name, count_one, &exists, &tmp);
+            if (rc && rc != E_NOTFOUND) {
+                contract_free(c);
+                *e = tmp;
+                break;
+            }
+            rc = 0;
+        }
+        if (!exists) {
+            rc = store_contract_put(st, c->name, c->kind, shipped_contracts[i].text, "engage",
+                                    &version, e);
+            n++;
+        }
+        contract_free(c);
+        if (rc)
+            break;
+    }
+    if (rc) {
+        store_rollback(st);
+        return rc;
+    }
+    rc = store_commit(st, e);
+    if (rc == 0 && added)
+        *added = n;
+    return rc;
+}

@@ -1,0 +1,869 @@
+/* ingest/ingest.c -- contact and event records: validate, type, upsert, dead-letter.
+ *
+ * DESIGN: the record is a JSON object of raw values (strings in text mode). A
+ * record fails as a whole: it is kept in the dead-letter store with the first
+ * problem found, and the batch goes on. Consent is sticky: a bulk source never
+ * moves a contact from an opt-out state back to subscribed (the attempt is
+ * counted in consent_kept and the rest of the record still applies). */
+#include "ingest.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest_int.h"
+
+#define CONTACT_CACHE_MAX 4000000
+
+int source_is_bulk(enum source_kind k)
+{
+    return k == SRC_CSV || k == SRC_SDK || k == SRC_SYNC || k == SRC_REPLAY;
+}
+
+void ingest_init(struct ingest *in, struct store *st, const struct config *cfg)
+{
+    memset(in, 0, sizeof *in);
+    in->st = st;
+    in->cfg = cfg;
+    in->contracts_stamp = -1;
+    strmap_init(&in->contact_ids);
+    strmap_init(&in->event_names);
+    strmap_init(&in->attr_types);
+}
+
+void ingest_release(struct ingest *in)
+{
+    if (store_in_tx(in->st))
+        ingest_rollback(in);
+    contract_set_free(in->contracts);
+    strmap_release(&in->contact_ids);
+    strmap_release(&in->event_names);
+    strmap_release(&in->attr_types);
+}
+
+static int load_attr(void *ctx, const char *name, const char *type, const char *origin)
+{
+    struct ingest *in = ctx;
+    enum vtype t;
+
+    (void)origin;
+    if (vtype_parse(type, &t) == 0)
+        strmap_put(&in->attr_types, name, strlen(name), (int64_t)t);
+    return 0;
+}
+
+int ingest_begin(struct ingest *in, struct err *e)
+{
+    int64_t stamp;
+    int rc;
+
+    rc = store_begin(in->st, e);
+    if (rc)
+        return rc;
+    rc = store_contracts_stamp(in->st, &stamp, e);
+    if (rc == 0 && stamp != in->contracts_stamp) {
+        struct contract_set *cs;
+        rc = contract_set_load(in->st, &cs, e);
+        if (rc == 0) {
+            contract_set_free(in->contracts);
+            in->contracts = cs;
+            in->contracts_stamp = stamp;
+        }
+    }
+    if (rc == 0 && !in->attr_types_loaded) {
+        rc = store_attr_types(in->st, load_attr, in, e);
+        in->attr_types_loaded = rc == 0;
+    }
+    if (rc)
+        ingest_rollback(in);
+    return rc;
+}
+
+int ingest_commit(struct ingest *in, struct err *e)
+{
+    int rc = store_commit(in->st, e);
+
+    if (rc)
+        ingest_rollback(in);
+    return rc;
+}
+
+void ingest_rollback(struct ingest *in)
+{
+    store_rollback(in->st);
+    /* Ids and types learnt in the lost transaction may not exist: forget them all. */
+    strmap_clear(&in->contact_ids);
+    strmap_clear(&in->event_names);
+    strmap_clear(&in->attr_types);
+    in->attr_types_loaded = 0;
+}
+
+/* ---- dead letters -------------------------------------------------------------- */
+
+static void fingerprint(const char *kind, const char *source, const char *raw, char out[33])
+{
+    unsigned char h[16];
+    crypto_generichash_state s;
+
+    crypto_generichash_init(&s, NULL, 0, sizeof h);
+    crypto_generichash_update(&s, (const unsigned char *)kind, strlen(kind) + 1);
+    crypto_generichash_update(&s, (const unsigned char *)source, strlen(source) + 1);
+    crypto_generichash_update(&s, (const unsigned char *)raw, strlen(raw));
+    crypto_generichash_final(&s, h, sizeof h);
+    sodium_bin2hex(out, 33, h, sizeof h);
+}
+
+/* Records the rejection (or, when replaying, updates the dead letter) and sets *out. */
+static int reject(struct ingest *in, const struct ingest_ctx *cx, const char *kind,
+                  const json_t *rec, const char *reason, const char *field, const char *msg,
+                  enum ingest_outcome *out, struct err *e)
+{
+    int rc;
+
+    snprintf(in->last_reason, sizeof in->last_reason, "%s", reason);
+    snprintf(in->last_field, sizeof in->last_field, "%s", field ? field : "");
+    snprintf(in->last_msg, sizeof in->last_msg, "%s", msg);
+    in->stats.rejected++;
+    *out = INGEST_REJECTED;
+    if (in->replay_id) {
+        rc = store_rejected_update(in->st, in->replay_id, "pending", reason, field, msg, 0, e);
+    } else {
+        char *raw = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+        char fp[33];
+        struct store_rejected r = {
+            .created_at = clock_now_ms(),
+            .source = cx->source,
+            .kind = kind,
+            .reason = reason,
+            .field = field,
+            .message = msg,
+            .origin = cx->origin,
+            .raw = raw,
+            .fingerprint = fp,
+        };
+        ASSERT(raw);
+        fingerprint(kind, cx->source, raw, fp);
+        rc = store_rejected_add(in->st, &r, NULL, e);
+        free(raw);
+    }
+    return rc;
+}
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+/* A string member, or NULL when absent, null or (in text mode) empty. */
+static const char *get_str(const json_t *rec, const char *key, int *bad)
+{
+    json_t *v = json_object_get(rec, key);
+
+    if (v == NULL || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v)) {
+        *bad = 1;
+        return NULL;
+    }
+    return json_string_length(v) ? json_string_value(v) : NULL;
+}
+
+static int id_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s), i;
+
+    if (n == 0 || n > max)
+        return 0;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20)
+            return 0;
+    return 1;
+}
+
+static int email_ok(const char *s)
+{
+    const char *at = strchr(s, '@');
+
+    return strlen(s) <= 320 && at && at != s && at[1] != '\0' && strchr(at + 1, '@') == NULL &&
+           strpbrk(s, " \t\r\n<>,;\"") == NULL;
+}
+
+/* Types undeclared values: by the attribute registry (registering new names). */
+static const char *type_undeclared_attrs(struct ingest *in, json_t *typed, const json_t *declared_src,
+                                         const struct contract *cc, char *field, size_t fieldcap,
+                                         char *msg, size_t msgcap, struct err *e, int *rc)
+{
+    const char *k;
+    json_t *v;
+    void *tmp;
+
+    (void)declared_src;
+    *rc = 0;
+    json_object_foreach_safe(typed, tmp, k, v) {
+        int64_t t;
+        json_t *tv;
+        size_t kl = strlen(k);
+        if (cc && contract_prop_type(cc, k) >= 0)
+            continue;
+        if (!strmap_get(&in->attr_types, k, kl, &t)) {
+            t = (int64_t)value_infer(v);
+            *rc = store_attr_type_put(in->st, k, vtype_name((enum vtype)t), "inferred", e);
+            if (*rc)
+                return NULL;
+            strmap_put(&in->attr_types, k, kl, t);
+        }
+        tv = value_coerce(v, (enum vtype)t, msg, msgcap);
+        if (tv == NULL) {
+            size_t ml = strlen(msg);
+            snprintf(field, fieldcap, "%s", k);
+            snprintf(msg + ml, msgcap - ml, " (attribute %s is typed %s by its first value; "
+                     "declare it in the contact contract to change that)", k,
+                     vtype_name((enum vtype)t));
+            return "invalid_type";
+        }
+        json_object_set_new(typed, k, tv);
+    }
+    return NULL;
+}
+
+static int attr_name_ok(const char *k)
+{
+    size_t n = strlen(k), i;
+
+    if (n == 0 || n > STORE_MAX_NAME)
+        return 0;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)k[i] < 0x20 || k[i] == '"')
+            return 0;
+    return 1;
+}
+
+static int consent_change(struct ingest *in, const struct ingest_ctx *cx, struct store_contact *c,
+                          enum consent_state to, int *changed, struct err *e)
+{
+    int rc;
+
+    if (c->consent == to)
+        return 0;
+    if (source_is_bulk(cx->kind) && c->consent != CONSENT_SUBSCRIBED && to == CONSENT_SUBSCRIBED) {
+        in->stats.consent_kept++; /* sticky opt-out */
+        return 0;
+    }
+    rc = store_consent_log(in->st, c->id, (int)c->consent, (int)to, cx->source,
+                           source_is_bulk(cx->kind) ? "bulk update" : NULL, cx->received_at, e);
+    if (rc == 0) {
+        c->consent = to;
+        *changed = 1;
+    }
+    return rc;
+}
+
+/* ---- contacts ------------------------------------------------------------------------ */
+
+int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t *rec,
+                   enum ingest_outcome *out, struct err *e)
+{
+    const struct contract *cc = in->contracts ? contract_set_contact(in->contracts) : NULL;
+    const char *xid, *email, *consent_s, *why, *k;
+    char field[160] = "", msg[256] = "";
+    json_t *attrs_raw, *props, *typed = NULL, *v;
+    struct store_contact c;
+    enum consent_state consent = in->cfg->default_consent;
+    int bad = 0, rc = 0, changed = 0, have_consent = 0;
+
+    in->stats.read++;
+    store_contact_init(&c);
+    xid = get_str(rec, "external_id", &bad);
+    if (xid == NULL || !id_ok(xid, STORE_MAX_EXTERNAL_ID))
+        return reject(in, cx, "contact", rec, xid || bad ? "invalid_id" : "missing_field",
+                      "external_id",
+                      xid || bad ? "must be a string of 1 to 255 bytes without control characters"
+                                 : "is required",
+                      out, e);
+    email = get_str(rec, "email", &bad);
+    if (bad)
+        return reject(in, cx, "contact", rec, "invalid_type", "email", "must be a string", out, e);
+    consent_s = get_str(rec, "email_consent", &bad);
+    if (consent_s || bad) {
+        if (bad || consent_parse(consent_s, &consent))
+            return reject(in, cx, "contact", rec, "invalid_value", "email_consent",
+                          "must be subscribed, unsubscribed, bounced or complained", out, e);
+        have_consent = 1;
+    }
+    attrs_raw = json_object_get(rec, "attributes");
+    if (attrs_raw && !json_is_object(attrs_raw))
+        return reject(in, cx, "contact", rec, "invalid_type", "attributes", "must be an object",
+                      out, e);
+    /* email is a built-in column, checked with the contract's email spec if it has one. */
+    props = attrs_raw ? json_deep_copy(attrs_raw) : json_object();
+    json_object_foreach(props, k, v) {
+        if (!attr_name_ok(k) || strcmp(k, "external_id") == 0 || strcmp(k, "email_consent") == 0) {
+            json_decref(props);
+            snprintf(field, sizeof field, "%s", k);
+            return reject(in, cx, "contact", rec, "invalid_name", field,
+                          "is not a valid attribute name (1 to 128 bytes, no control characters; "
+                          "external_id and email_consent are reserved)", out, e);
+        }
+        if (cx->text_mode && json_is_string(v) && json_string_length(v) == 0)
+            json_object_set_new(props, k, json_null()); /* an empty cell is absent */
+    }
+    json_object_del(props, "email");
+    if (email)
+        json_object_set_new(props, "email", json_string(email));
+    if (cc) {
+        why = contract_apply(cc, props, &typed, field, sizeof field, msg, sizeof msg);
+        json_decref(props);
+        if (why)
+            return reject(in, cx, "contact", rec, why, field, msg, out, e);
+    } else {
+        void *tmp;
+        typed = props;
+        json_object_foreach_safe(typed, tmp, k, v) /* drop nulls left by empty cells */
+            if (json_is_null(v))
+                json_object_del(typed, k);
+    }
+    json_object_del(typed, "email");
+    if (email && (!cc || contract_prop_type(cc, "email") < 0) && !email_ok(email)) {
+        json_decref(typed);
+        snprintf(msg, sizeof msg, "is not an email address: \"%.60s\"", email);
+        return reject(in, cx, "contact", rec, "invalid_email", "email", msg, out, e);
+    }
+    why = type_undeclared_attrs(in, typed, attrs_raw, cc, field, sizeof field, msg, sizeof msg, e,
+                                &rc);
+    if (rc || why) {
+        json_decref(typed);
+        return rc ? rc : reject(in, cx, "contact", rec, why, field, msg, out, e);
+    }
+
+    rc = store_contact_get_by_xid(in->st, xid, &c, e);
+    if (rc == E_NOTFOUND) {
+        err_clear(e);
+        c.external_id = xstrdup(xid);
+        c.email = email ? xstrdup(email) : NULL;
+        c.attrs = typed;
+        typed = NULL;
+        c.consent = consent;
+        c.created_at = c.updated_at = cx->received_at;
+        rc = store_contact_insert(in->st, &c, e);
+        if (rc == 0)
+            rc = store_consent_log(in->st, c.id, -1, (int)c.consent, cx->source,
+                                   have_consent ? NULL : "default", cx->received_at, e);
+        if (rc == 0) {
+            strmap_put(&in->contact_ids, xid, strlen(xid), c.id);
+            in->stats.inserted++;
+            in->stats.contacts_created++;
+            *out = INGEST_INSERTED;
+        }
+        goto out;
+    }
+    if (rc)
+        goto out;
+    if (c.deleted) {
+        rc = reject(in, cx, "contact", rec, "contact_deleted", "external_id",
+                    "this contact was deleted; restore it through the API first", out, e);
+        goto out;
+    }
+    json_object_foreach(typed, k, v) {
+        json_t *old = json_object_get(c.attrs, k);
+        if (old == NULL || !json_equal(old, v)) {
+            json_object_set(c.attrs, k, v);
+            changed = 1;
+        }
+    }
+    if (email && (c.email == NULL || strcmp(c.email, email) != 0)) {
+        free(c.email);
+        c.email = xstrdup(email);
+        changed = 1;
+    }
+    if (have_consent) {
+        rc = consent_change(in, cx, &c, consent, &changed, e);
+        if (rc)
+            goto out;
+    }
+    if (changed) {
+        c.updated_at = cx->received_at;
+        rc = store_contact_update(in->st, &c, e);
+        if (rc == 0) {
+            in->stats.updated++;
+            *out = INGEST_UPDATED;
+        }
+    } else {
+        in->stats.duplicates++;
+        *out = INGEST_UNCHANGED;
+    }
+out:
+    json_decref(typed);
+    store_contact_release(&c);
+    return rc;
+}
+
+/* ---- events --------------------------------------------------------------------------- */
+
+/* Finds or creates the contact for an event. *id = 0 (rc 0) when it is deleted. */
+static int event_contact(struct ingest *in, const struct ingest_ctx *cx, const char *xid,
+                         const char *anon, int64_t *id, struct err *e)
+{
+    struct store_contact c;
+    int64_t cached;
+    int deleted = 0, rc;
+
+    if (xid) {
+        size_t n = strlen(xid);
+        if (strmap_get(&in->contact_ids, xid, n, &cached)) {
+            *id = cached > 0 ? cached : 0;
+            return 0;
+        }
+        rc = store_contact_lookup(in->st, xid, id, &deleted, e);
+        if (rc == 0) {
+            if (in->contact_ids.count > CONTACT_CACHE_MAX)
+                strmap_clear(&in->contact_ids);
+            strmap_put(&in->contact_ids, xid, n, deleted ? -*id : *id);
+            if (deleted)
+                *id = 0;
+            return 0;
+        }
+        if (rc != E_NOTFOUND)
+            return rc;
+    } else {
+        store_contact_init(&c);
+        rc = store_contact_get_by_anon(in->st, anon, &c, e);
+        if (rc == 0) {
+            *id = c.deleted && c.merged_into ? c.merged_into : c.deleted ? 0 : c.id;
+            store_contact_release(&c);
+            return 0;
+        }
+        if (rc != E_NOTFOUND)
+            return rc;
+        err_clear(e);
+    }
+    /* New contact: the event's source creates it with the default consent. */
+    store_contact_init(&c);
+    c.external_id = xid ? xstrdup(xid) : NULL;
+    c.attrs = json_object();
+    c.consent = in->cfg->default_consent;
+    c.created_at = c.updated_at = cx->received_at;
+    rc = store_contact_insert(in->st, &c, e);
+    if (rc == 0)
+        rc = store_consent_log(in->st, c.id, -1, (int)c.consent, cx->source, "default",
+                               cx->received_at, e);
+    if (rc == 0 && anon)
+        rc = store_anon_link(in->st, anon, c.id, cx->received_at, e);
+    if (rc == 0) {
+        *id = c.id;
+        if (xid)
+            strmap_put(&in->contact_ids, xid, strlen(xid), c.id);
+        in->stats.contacts_created++;
+    }
+    store_contact_release(&c);
+    return rc;
+}
+
+static int event_name_id(struct ingest *in, const char *name, int create, int64_t *id,
+                         struct err *e)
+{
+    size_t n = strlen(name);
+    int rc;
+
+    if (strmap_get(&in->event_names, name, n, id))
+        return 0;
+    rc = store_event_name_id(in->st, name, create, id, e);
+    if (rc == 0 && *id)
+        strmap_put(&in->event_names, name, n, *id);
+    return rc;
+}
+
+static int name_ok(const char *s)
+{
+    size_t n = strlen(s), i;
+
+    if (n == 0 || n > STORE_MAX_NAME)
+        return 0;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20)
+            return 0;
+    return 1;
+}
+
+/* A canonical key from the record's content, independent of member order. */
+static char *derive_event_id(const json_t *rec, const char *name, const char *who,
+                             int64_t occurred_at)
+{
+    json_t *canon = json_object();
+    json_t *props = json_object_get(rec, "properties");
+    unsigned char h[16];
+    char hex[33];
+    char *text;
+
+    json_object_set_new(canon, "c", json_string(who));
+    json_object_set_new(canon, "e", json_string(name));
+    json_object_set_new(canon, "t", json_integer(occurred_at));
+    if (props) {
+        /* Empty cells and nulls are absent: they must not change the key. */
+        json_t *p = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach(props, k, v)
+            if (!json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0))
+                json_object_set(p, k, v);
+        json_object_set_new(canon, "p", p);
+    }
+    text = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
+    ASSERT(text);
+    crypto_generichash(h, sizeof h, (const unsigned char *)text, strlen(text), NULL, 0);
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    free(text);
+    json_decref(canon);
+    return xasprintf("k:%s", hex);
+}
+
+/* Types undeclared event properties (events have no registry: each value is typed by itself). */
+static void type_undeclared_props(json_t *typed, const struct contract *c, int text_mode)
+{
+    const char *k;
+    json_t *v;
+    void *tmp;
+
+    json_object_foreach_safe(typed, tmp, k, v) {
+        char msg[64];
+        json_t *tv;
+        if (json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0 && text_mode)) {
+            json_object_del(typed, k);
+            continue;
+        }
+        if (!text_mode || (c && contract_prop_type(c, k) >= 0))
+            continue;
+        tv = value_coerce(v, value_infer(v), msg, sizeof msg);
+        if (tv)
+            json_object_set_new(typed, k, tv);
+    }
+}
+
+int ingest_event(struct ingest *in, const struct ingest_ctx *cx, const json_t *rec,
+                 enum ingest_outcome *out, struct err *e)
+{
+    const struct contract *c;
+    const char *name, *xid, *anon, *ts, *eid, *why;
+    char field[160] = "", msg[256] = "";
+    json_t *props_raw, *typed = NULL;
+    struct store_event ev = {0};
+    char *derived = NULL, *props_text = NULL;
+    int64_t occurred_at = 0, contact_id = 0, name_id = 0;
+    int bad = 0, rc = 0, inserted = 0;
+
+    in->stats.read++;
+    name = get_str(rec, "event", &bad);
+    if (name == NULL || !name_ok(name))
+        return reject(in, cx, "event", rec, name || bad ? "invalid_name" : "missing_field",
+                      "event", name || bad ? "must be a name of 1 to 128 bytes" : "is required",
+                      out, e);
+    xid = get_str(rec, "external_id", &bad);
+    anon = get_str(rec, "anonymous_id", &bad);
+    if (bad || (xid && !id_ok(xid, STORE_MAX_EXTERNAL_ID)) ||
+        (anon && !id_ok(anon, STORE_MAX_EXTERNAL_ID)))
+        return reject(in, cx, "event", rec, "invalid_id", xid ? "external_id" : "anonymous_id",
+                      "must be a string of 1 to 255 bytes without control characters", out, e);
+    if (xid == NULL && anon == NULL)
+        return reject(in, cx, "event", rec, "missing_field", "external_id",
+                      "is required (or anonymous_id)", out, e);
+    props_raw = json_object_get(rec, "properties");
+    if (props_raw && !json_is_object(props_raw))
+        return reject(in, cx, "event", rec, "invalid_type", "properties", "must be an object",
+                      out, e);
+    c = in->contracts ? contract_set_event(in->contracts, name) : NULL;
+    if (c) {
+        json_t *src = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)props_raw, k, v) /* in text mode an empty cell is absent */
+            if (!(cx->text_mode && json_is_string(v) && json_string_length(v) == 0))
+                json_object_set(src, k, v);
+        why = contract_apply(c, src, &typed, field, sizeof field, msg, sizeof msg);
+        json_decref(src);
+        if (why)
+            return reject(in, cx, "event", rec, why, field, msg, out, e);
+    } else {
+        rc = event_name_id(in, name, 0, &name_id, e);
+        if (rc)
+            return rc;
+        if (name_id == 0 && in->cfg->unknown_events_reject) {
+            snprintf(msg, sizeof msg, "no contract declares event \"%.128s\" and the unknown-event "
+                     "policy is reject", name);
+            return reject(in, cx, "event", rec, "unknown_event", "event", msg, out, e);
+        }
+        typed = props_raw ? json_deep_copy(props_raw) : json_object();
+        in->stats.unvalidated++;
+    }
+    type_undeclared_props(typed, c, cx->text_mode);
+
+    ts = get_str(rec, "occurred_at", &bad);
+    if (bad) {
+        rc = reject(in, cx, "event", rec, "invalid_timestamp", "occurred_at",
+                    "must be an ISO-8601 timestamp string", out, e);
+        goto out;
+    }
+    if (ts) {
+        if (time_parse_iso(ts, strlen(ts), &occurred_at)) {
+            snprintf(msg, sizeof msg, "expected an ISO-8601 timestamp, got \"%.40s\"", ts);
+            rc = reject(in, cx, "event", rec, "invalid_timestamp", "occurred_at", msg, out, e);
+            goto out;
+        }
+    } else if (c && contract_occurred_at(c) &&
+               json_is_string(json_object_get(typed, contract_occurred_at(c)))) {
+        const char *v = json_string_value(json_object_get(typed, contract_occurred_at(c)));
+        ASSERT(time_parse_iso(v, strlen(v), &occurred_at) == 0);
+    } else if (cx->kind == SRC_SDK || cx->kind == SRC_API) {
+        occurred_at = cx->received_at;
+    } else {
+        rc = reject(in, cx, "event", rec, "missing_field", "occurred_at",
+                    c && contract_occurred_at(c)
+                        ? "is required (or the contract's occurred_at property)"
+                        : "is required",
+                    out, e);
+        goto out;
+    }
+    eid = get_str(rec, "event_id", &bad);
+    if (bad || (eid && !id_ok(eid, STORE_MAX_EVENT_ID))) {
+        rc = reject(in, cx, "event", rec, "invalid_id", "event_id",
+                    "must be a string of 1 to 255 bytes without control characters", out, e);
+        goto out;
+    }
+    if (eid == NULL)
+        eid = derived = derive_event_id(rec, name, xid ? xid : anon, occurred_at);
+
+    rc = event_contact(in, cx, xid, anon, &contact_id, e);
+    if (rc)
+        goto out;
+    if (contact_id == 0) {
+        rc = reject(in, cx, "event", rec, "contact_deleted", xid ? "external_id" : "anonymous_id",
+                    "the contact was deleted", out, e);
+        goto out;
+    }
+    rc = event_name_id(in, name, 1, &name_id, e);
+    if (rc)
+        goto out;
+    props_text = json_dumps(typed, JSON_COMPACT | JSON_SORT_KEYS);
+    ASSERT(props_text);
+    ev.contact_id = contact_id;
+    ev.name_id = name_id;
+    ev.occurred_at = occurred_at;
+    ev.received_at = cx->received_at;
+    ev.event_id = eid;
+    ev.source = cx->source;
+    ev.contract_version = c ? contract_version(c) : 0;
+    ev.props = props_text;
+    rc = store_event_insert(in->st, &ev, &inserted, e);
+    if (rc)
+        goto out;
+    if (inserted) {
+        in->stats.inserted++;
+        *out = INGEST_INSERTED;
+    } else {
+        if (!c)
+            in->stats.unvalidated--; /* a duplicate is not stored again */
+        in->stats.duplicates++;
+        *out = INGEST_UNCHANGED;
+    }
+out:
+    free(props_text);
+    free(derived);
+    json_decref(typed);
+    return rc;
+}
+
+/* ---- identity --------------------------------------------------------------------------- */
+
+int ingest_link_anonymous(struct ingest *in, const struct ingest_ctx *cx, const char *anon_id,
+                          const char *external_id, struct err *e)
+{
+    struct store_contact a, u;
+    int rc;
+
+    store_contact_init(&a);
+    store_contact_init(&u);
+    rc = store_contact_get_by_anon(in->st, anon_id, &a, e);
+    if (rc && rc != E_NOTFOUND)
+        return rc;
+    if (rc == E_NOTFOUND)
+        err_clear(e);
+    if (rc == 0 && a.external_id) {
+        rc = 0; /* already a known user's: nothing to merge */
+        goto out;
+    }
+    rc = store_contact_get_by_xid(in->st, external_id, &u, e);
+    if (rc == E_NOTFOUND) {
+        err_clear(e);
+        if (a.id) {
+            /* The anonymous contact becomes the user. */
+            a.external_id = xstrdup(external_id);
+            a.updated_at = cx->received_at;
+            rc = store_contact_update(in->st, &a, e);
+            if (rc == 0)
+                strmap_put(&in->contact_ids, external_id, strlen(external_id), a.id);
+            goto out;
+        }
+        u.external_id = xstrdup(external_id);
+        u.attrs = json_object();
+        u.consent = in->cfg->default_consent;
+        u.created_at = u.updated_at = cx->received_at;
+        rc = store_contact_insert(in->st, &u, e);
+        if (rc == 0)
+            rc = store_consent_log(in->st, u.id, -1, (int)u.consent, cx->source, "default",
+                                   cx->received_at, e);
+        if (rc == 0)
+            rc = store_anon_link(in->st, anon_id, u.id, cx->received_at, e);
+        goto out;
+    }
+    if (rc)
+        goto out;
+    if (a.id && a.id != u.id) {
+        int64_t moved = 0;
+        rc = store_events_move(in->st, a.id, u.id, &moved, e);
+        if (rc)
+            goto out;
+        a.deleted = 1;
+        a.merged_into = u.id;
+        a.updated_at = cx->received_at;
+        rc = store_contact_update(in->st, &a, e);
+        if (rc)
+            goto out;
+        log_debug("ingest", "merged anonymous contact %lld into %lld (%lld events)",
+                  (long long)a.id, (long long)u.id, (long long)moved);
+    }
+    rc = store_anon_link(in->st, anon_id, u.id, cx->received_at, e);
+out:
+    store_contact_release(&a);
+    store_contact_release(&u);
+    return rc;
+}
+
+int ingest_set_consent(struct ingest *in, const char *external_id, enum consent_state to,
+                       const char *source, const char *reason, enum consent_state *before,
+                       struct err *e)
+{
+    struct store_contact c;
+    int rc;
+
+    if (reason == NULL || *reason == '\0')
+        return ERRF(e, E_INVAL, "reason", "an explicit consent change needs a reason");
+    store_contact_init(&c);
+    rc = store_contact_get_by_xid(in->st, external_id, &c, e);
+    if (rc)
+        return rc;
+    if (c.deleted) {
+        store_contact_release(&c);
+        return ERR(e, E_NOTFOUND, "contact '%s' was deleted", external_id);
+    }
+    *before = c.consent;
+    if (c.consent != to) {
+        rc = store_consent_log(in->st, c.id, (int)c.consent, (int)to, source, reason,
+                               clock_now_ms(), e);
+        if (rc == 0) {
+            c.consent = to;
+            c.updated_at = clock_now_ms();
+            rc = store_contact_update(in->st, &c, e);
+        }
+    }
+    store_contact_release(&c);
+    return rc;
+}
+
+/* ---- replay ------------------------------------------------------------------------------ */
+
+struct pending {
+    int64_t id;
+    char *kind, *source, *raw;
+};
+
+struct collect {
+    struct pending *items;
+    size_t n;
+};
+
+static int collect_one(void *ctx, const struct store_rejected *r)
+{
+    struct collect *c = ctx;
+
+    c->items[c->n].id = r->id;
+    c->items[c->n].kind = xstrdup(r->kind);
+    c->items[c->n].source = xstrdup(r->source);
+    c->items[c->n].raw = xstrdup(r->raw);
+    c->n++;
+    return 0;
+}
+
+static enum source_kind kind_of(const char *source)
+{
+    if (strcmp(source, "csv") == 0)
+        return SRC_CSV;
+    if (strncmp(source, "sync", 4) == 0)
+        return SRC_SYNC;
+    if (strcmp(source, "sdk") == 0)
+        return SRC_SDK;
+    return SRC_API;
+}
+
+int rejected_replay(struct ingest *in, const struct store_rejected_filter *f,
+                    struct replay_stats *out, struct err *e)
+{
+    enum { CHUNK = 500 };
+    struct store_rejected_filter cur = *f;
+    struct collect col;
+    int rc = 0;
+    size_t i;
+
+    memset(out, 0, sizeof *out);
+    cur.status = "pending";
+    cur.limit = CHUNK;
+    col.items = xcalloc(CHUNK, sizeof *col.items);
+    for (;;) {
+        col.n = 0;
+        rc = store_rejected_list(in->st, &cur, collect_one, &col, e);
+        if (rc || col.n == 0)
+            break;
+        rc = ingest_begin(in, e);
+        for (i = 0; i < col.n && rc == 0; i++) {
+            struct ingest_ctx cx = {
+                .kind = kind_of(col.items[i].source),
+                .source = col.items[i].source,
+                .origin = "replay",
+                .text_mode = strcmp(col.items[i].source, "csv") == 0,
+                .received_at = clock_now_ms(),
+            };
+            enum ingest_outcome o;
+            json_t *rec = json_loads(col.items[i].raw, 0, NULL);
+            out->tried++;
+            in->replay_id = col.items[i].id;
+            if (rec == NULL) {
+                rc = store_rejected_update(in->st, col.items[i].id, "pending", "corrupt", "",
+                                           "the stored payload is not JSON", 0, e);
+                out->still_rejected++;
+            } else if (strcmp(col.items[i].kind, "contact") == 0) {
+                rc = ingest_contact(in, &cx, rec, &o, e);
+            } else {
+                rc = ingest_event(in, &cx, rec, &o, e);
+            }
+            if (rec && rc == 0) {
+                if (o == INGEST_REJECTED) {
+                    out->still_rejected++;
+                } else {
+                    out->ingested++;
+                    rc = store_rejected_update(in->st, col.items[i].id, "replayed", NULL, NULL,
+                                               NULL, clock_now_ms(), e);
+                }
+            }
+            in->replay_id = 0;
+            json_decref(rec);
+            cur.after_id = col.items[i].id;
+        }
+        if (rc == 0)
+            rc = ingest_commit(in, e);
+        else
+            ingest_rollback(in);
+        for (i = 0; i < col.n; i++) {
+            free(col.items[i].kind);
+            free(col.items[i].source);
+            free(col.items[i].raw);
+        }
+        if (rc || col.n < CHUNK)
+            break;
+    }
+    free(col.items);
+    return rc;
+}

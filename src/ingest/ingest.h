@@ -1,0 +1,158 @@
+/* ingest/ingest.h -- contacts and events in: contracts, validation, upserts, CSV.
+ *
+ * DESIGN: every path that brings data in (CSV, HTTP, CRM sync, replay) builds a
+ * record (a JSON object of raw values) and hands it to ingest_contact() or
+ * ingest_event() inside a batch (ingest_begin .. ingest_commit). The record is
+ * checked against the current contract, typed, and written through the store;
+ * a record that fails is written to the dead-letter store in the same
+ * transaction with its reason, field and raw payload, so nothing is lost and
+ * nothing is stored twice. An ingest session is one thread's: not thread-safe. */
+#ifndef ENGAGE_INGEST_H
+#define ENGAGE_INGEST_H
+
+#include <jansson.h>
+
+#include "../core/config.h"
+#include "../core/map.h"
+#include "../store/store.h"
+
+/* ---- contracts ---------------------------------------------------------------- */
+
+enum vtype { VT_STRING, VT_NUMBER, VT_INTEGER, VT_BOOLEAN, VT_TIMESTAMP };
+const char *vtype_name(enum vtype t);
+int vtype_parse(const char *s, enum vtype *out);
+
+struct contract;     /* one compiled version */
+struct contract_set; /* the latest version of every contract; immutable once built */
+
+/* Parses and checks a contract document. Problems go to errs with JSON pointers
+ * (E_INVAL if any). name_expected, if not NULL, must equal the document's name.
+ * Caller owns *out. */
+int contract_compile(const char *text, size_t len, const char *name_expected, int version,
+                     struct contract **out, struct errlist *errs, struct err *e);
+void contract_free(struct contract *c);
+const char *contract_name(const struct contract *c);
+const char *contract_kind(const struct contract *c);
+
+/* Loads the latest version of every stored contract. Caller owns *out. */
+int contract_set_load(struct store *st, struct contract_set **out, struct err *e);
+void contract_set_free(struct contract_set *cs);
+/* NULL if there is none. */
+const struct contract *contract_set_event(const struct contract_set *cs, const char *name);
+const struct contract *contract_set_contact(const struct contract_set *cs);
+int contract_version(const struct contract *c);
+
+/* The contracts shipped in contracts/ (embedded at build time). */
+struct shipped_contract {
+    const char *file, *text;
+};
+extern const struct shipped_contract shipped_contracts[];
+extern const int shipped_contracts_count;
+/* Stores version 1 of each shipped contract that the store does not have yet. */
+int contracts_seed(struct store *st, int *added, struct err *e);
+
+/* ---- typed values -------------------------------------------------------------- */
+
+/* Converts a raw value to type t. Text mode (CSV): v is a string. Returns a new
+ * reference, or NULL with a sentence in msg. Timestamps become canonical
+ * ISO-8601 strings (ms, UTC, Z). */
+json_t *value_coerce(const json_t *v, enum vtype t, char *msg, size_t msgcap);
+/* Infers the type of an undeclared value (see docs/contracts.md "Inference"). */
+enum vtype value_infer(const json_t *v);
+
+/* ---- sessions -------------------------------------------------------------------- */
+
+enum ingest_outcome { INGEST_INSERTED, INGEST_UPDATED, INGEST_UNCHANGED, INGEST_REJECTED };
+
+struct ingest_stats {
+    int64_t read, inserted, updated, duplicates, rejected, consent_kept, unvalidated;
+    int64_t contacts_created;
+};
+
+struct ingest {
+    struct store *st;
+    const struct config *cfg;
+    struct contract_set *contracts;
+    int64_t contracts_stamp;
+    /* Caches valid across committed transactions; cleared on rollback. */
+    struct strmap contact_ids;  /* external_id -> id (negative: deleted) */
+    struct strmap event_names;  /* name -> id */
+    struct strmap attr_types;   /* attribute name -> enum vtype */
+    int attr_types_loaded;
+    struct ingest_stats stats;
+    int64_t batch_id;           /* imports.id, or 0 */
+    int64_t replay_id;          /* while replaying: the dead letter being retried */
+    /* The last rejection, for reports: reason code, field and sentence. */
+    char last_reason[32], last_field[160], last_msg[256];
+};
+
+/* The kind of source: bulk sources can never lift an opt-out (sticky consent). */
+enum source_kind { SRC_CSV, SRC_SDK, SRC_SYNC, SRC_API, SRC_REPLAY };
+int source_is_bulk(enum source_kind k);
+
+struct ingest_ctx {
+    enum source_kind kind;
+    const char *source;  /* stored label: "csv", "sdk", "sync:crm", "api" */
+    const char *origin;  /* where it came from, for the dead-letter store: "file.csv:12" */
+    int text_mode;       /* values are CSV text cells */
+    int64_t received_at;
+};
+
+void ingest_init(struct ingest *in, struct store *st, const struct config *cfg);
+void ingest_release(struct ingest *in);
+/* Starts a batch: write lock, reloads contracts if they changed. */
+int ingest_begin(struct ingest *in, struct err *e);
+int ingest_commit(struct ingest *in, struct err *e);
+void ingest_rollback(struct ingest *in);
+
+/* A contact record: {"external_id","email"?,"email_consent"?,"attributes":{…}}.
+ * Rejected records are stored as dead letters and give INGEST_REJECTED (rc 0);
+ * rc != 0 only for store failures, after which the batch must be rolled back. */
+int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t *rec,
+                   enum ingest_outcome *out, struct err *e);
+/* An event record: {"external_id"|"anonymous_id","event","occurred_at"?,"event_id"?,
+ * "properties":{…}}. INGEST_UNCHANGED means a duplicate event_id. */
+int ingest_event(struct ingest *in, const struct ingest_ctx *cx, const json_t *rec,
+                 enum ingest_outcome *out, struct err *e);
+/* Links an anonymous id to a user: merges the anonymous contact's events into it. */
+int ingest_link_anonymous(struct ingest *in, const struct ingest_ctx *cx, const char *anon_id,
+                          const char *external_id, struct err *e);
+
+/* An explicit consent change (the only way back to subscribed): audited by the caller. */
+int ingest_set_consent(struct ingest *in, const char *external_id, enum consent_state to,
+                       const char *source, const char *reason, enum consent_state *before,
+                       struct err *e);
+
+/* ---- the dead-letter store ---------------------------------------------------------- */
+
+struct replay_stats {
+    int64_t tried, ingested, still_rejected;
+};
+/* Re-validates pending rejected records matching f against the current contracts
+ * and ingests those that pass. */
+int rejected_replay(struct ingest *in, const struct store_rejected_filter *f,
+                    struct replay_stats *out, struct err *e);
+
+/* ---- CSV import ---------------------------------------------------------------------- */
+
+enum import_kind { IMPORT_CONTACTS, IMPORT_EVENTS };
+struct import_opts {
+    enum import_kind kind;
+    const char *path;      /* "-" = stdin */
+    int progress;          /* draw a progress bar on stderr */
+    int batch_rows;
+};
+struct import_report {
+    struct ingest_stats stats;
+    double seconds;
+    /* Rejections by reason, and the first few line numbers of each. */
+    json_t *rejected_by_reason; /* {"reason":{"count":N,"lines":[…]}}; owned */
+};
+/* Streams the file in batches; each batch commits before the next is read. File
+ * level problems (no header, missing required column) are errors naming the file,
+ * line and field. */
+int import_csv(struct ingest *in, const struct import_opts *o, struct import_report *rep,
+               struct err *e);
+void import_report_release(struct import_report *r);
+
+#endif

@@ -1,0 +1,1408 @@
+/* store/sqlite.c -- the SQLite backend of store.h.
+ *
+ * DESIGN: one sqlite3 connection per struct store, WAL journal, synchronous=NORMAL
+ * (a commit survives a process crash; only an OS crash may lose the last
+ * commits), busy_timeout for other processes. Statements are prepared once per
+ * connection, lazily, from the table below, and reused (bind, step, reset).
+ * Change sequences: store_begin() takes the write lock and reads max(seq) of
+ * contacts and events once; writes in that transaction hand out the next
+ * numbers. Writers are serialised by SQLite's lock, so the sequences increase
+ * in commit order, which is what readers catching up need. */
+#include "store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "schema.h"
+
+enum stmt_id {
+    Q_CONTACT_GET, Q_CONTACT_BY_XID, Q_CONTACT_BY_ANON, Q_CONTACT_LOOKUP, Q_CONTACT_INSERT,
+    Q_CONTACT_UPDATE, Q_CONSENT_LOG, Q_CONSENT_HISTORY, Q_ANON_LINK, Q_EVENTS_MOVE_IDS,
+    Q_EVENT_RESEQ, Q_CONTACTS_SINCE, Q_ATTR_TYPES, Q_ATTR_PUT, Q_NAME_GET, Q_NAME_PUT, Q_NAMES,
+    Q_EVENT_INSERT, Q_EVENTS_OF_CONTACT, Q_EVENT_GET, Q_CONTRACT_MAXV, Q_CONTRACT_PUT,
+    Q_CONTRACTS_LATEST, Q_CONTRACT_VERSIONS, Q_CONTRACTS_STAMP, Q_REJ_ADD, Q_REJ_UPDATE,
+    Q_REJ_COUNTS, Q_KEY_ADD, Q_KEY_BY_HASH, Q_KEY_TOUCH, Q_KEYS, Q_KEY_REVOKE, Q_AUDIT_ADD,
+    Q_AUDIT_LIST, Q_IMPORT_BEGIN, Q_IMPORT_PROGRESS, Q_MAXSEQ_C, Q_MAXSEQ_E, Q_COUNT_C,
+    Q_COUNT_E, Q_COUNT_REJ, Q__N
+};
+
+#define CONTACT_COLS "id, external_id, email, attrs, consent, created_at, updated_at, seq, deleted, merged_into"
+#define EVENT_COLS "e.id, e.seq, e.contact_id, e.name_id, e.occurred_at, e.received_at, e.event_id, e.source, e.contract_version, e.props, n.name"
+
+static const char *const stmt_sql[Q__N] = {
+    [Q_CONTACT_GET] = "SELECT " CONTACT_COLS " FROM contacts WHERE id = ?1",
+    [Q_CONTACT_BY_XID] = "SELECT " CONTACT_COLS " FROM contacts WHERE external_id = ?1",
+    [Q_CONTACT_BY_ANON] = "SELECT c.id, c.external_id, c.email, c.attrs, c.consent, c.created_at,"
+                          " c.updated_at, c.seq, c.deleted, c.merged_into FROM anonymous_ids a"
+                          " JOIN contacts c ON c.id = a.contact_id WHERE a.anonymous_id = ?1",
+    [Q_CONTACT_LOOKUP] = "SELECT id, deleted FROM contacts WHERE external_id = ?1",
+    [Q_CONTACT_INSERT] = "INSERT INTO contacts(external_id, email, attrs, consent, created_at,"
+                         " updated_at, seq, deleted, merged_into) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+    [Q_CONTACT_UPDATE] = "UPDATE contacts SET external_id=?1, email=?2, attrs=?3, consent=?4,"
+                         " updated_at=?5, seq=?6, deleted=?7, merged_into=?8 WHERE id=?9",
+    [Q_CONSENT_LOG] = "INSERT INTO consent_changes(contact_id, at, from_state, to_state, source,"
+                      " reason) VALUES(?1,?2,?3,?4,?5,?6)",
+    [Q_CONSENT_HISTORY] = "SELECT at, from_state, to_state, source, coalesce(reason,'')"
+                          " FROM consent_changes WHERE contact_id = ?1 ORDER BY id",
+    [Q_ANON_LINK] = "INSERT INTO anonymous_ids(anonymous_id, contact_id, created_at)"
+                    " VALUES(?1,?2,?3) ON CONFLICT(anonymous_id) DO UPDATE SET contact_id=?2",
+    [Q_EVENTS_MOVE_IDS] = "SELECT id FROM events WHERE contact_id = ?1 ORDER BY id",
+    [Q_EVENT_RESEQ] = "UPDATE events SET contact_id = ?1, seq = ?2 WHERE id = ?3",
+    [Q_CONTACTS_SINCE] = "SELECT " CONTACT_COLS " FROM contacts WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    [Q_ATTR_TYPES] = "SELECT name, type, origin FROM attributes ORDER BY name",
+    [Q_ATTR_PUT] = "INSERT INTO attributes(name, type, origin) VALUES(?1,?2,?3)"
+                   " ON CONFLICT(name) DO NOTHING",
+    [Q_NAME_GET] = "SELECT id FROM event_names WHERE name = ?1",
+    [Q_NAME_PUT] = "INSERT INTO event_names(name) VALUES(?1)",
+    [Q_NAMES] = "SELECT id, name FROM event_names ORDER BY name",
+    [Q_EVENT_INSERT] = "INSERT INTO events(event_id, contact_id, name_id, occurred_at, received_at,"
+                       " source, contract_version, props, seq) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"
+                       " ON CONFLICT(event_id) DO NOTHING",
+    [Q_EVENTS_OF_CONTACT] = "SELECT " EVENT_COLS " FROM events e JOIN event_names n"
+                            " ON n.id = e.name_id WHERE e.contact_id = ?1"
+                            " ORDER BY e.occurred_at DESC, e.id DESC LIMIT ?2",
+    [Q_EVENT_GET] = "SELECT " EVENT_COLS " FROM events e JOIN event_names n ON n.id = e.name_id"
+                    " WHERE e.event_id = ?1",
+    [Q_CONTRACT_MAXV] = "SELECT coalesce(max(version), 0) FROM contracts WHERE name = ?1",
+    [Q_CONTRACT_PUT] = "INSERT INTO contracts(name, version, kind, body, created_at, created_by)"
+                       " VALUES(?1,?2,?3,?4,?5,?6)",
+    [Q_CONTRACTS_LATEST] = "SELECT c.name, c.version, c.kind, c.body, c.created_at, c.created_by"
+                           " FROM contracts c WHERE c.version = (SELECT max(version) FROM"
+                           " contracts d WHERE d.name = c.name) ORDER BY c.name",
+    [Q_CONTRACT_VERSIONS] = "SELECT name, version, kind, body, created_at, created_by FROM"
+                            " contracts WHERE name = ?1 ORDER BY version DESC",
+    [Q_CONTRACTS_STAMP] = "SELECT count(*) FROM contracts",
+    /* A record rejected again with the same raw payload while still pending is kept once. */
+    [Q_REJ_ADD] = "INSERT INTO rejected(created_at, source, kind, reason, field, message, origin,"
+                  " raw, fingerprint) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9 WHERE NOT EXISTS (SELECT 1"
+                  " FROM rejected WHERE fingerprint = ?9 AND status = 'pending')",
+    [Q_REJ_UPDATE] = "UPDATE rejected SET status=?2, reason=coalesce(?3, reason), field=coalesce(?4, field),"
+                     " message=coalesce(?5, message),"
+                     " attempts=attempts+1, resolved_at=?6 WHERE id=?1",
+    [Q_REJ_COUNTS] = "SELECT reason, count(*) FROM rejected WHERE status = 'pending'"
+                     " GROUP BY reason ORDER BY reason",
+    [Q_KEY_ADD] = "INSERT INTO apikeys(name, role, prefix, hash, created_at) VALUES(?1,?2,?3,?4,?5)",
+    [Q_KEY_BY_HASH] = "SELECT id, name, role, prefix, created_at, revoked_at, last_used_at"
+                      " FROM apikeys WHERE hash = ?1 AND revoked_at = 0",
+    [Q_KEY_TOUCH] = "UPDATE apikeys SET last_used_at = ?2 WHERE id = ?1 AND last_used_at < ?2 - 60000",
+    [Q_KEYS] = "SELECT id, name, role, prefix, created_at, revoked_at, last_used_at FROM apikeys"
+               " ORDER BY id",
+    [Q_KEY_REVOKE] = "UPDATE apikeys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at = 0",
+    [Q_AUDIT_ADD] = "INSERT INTO audit(at, actor, action, entity, entity_id, before, after,"
+                    " request_id) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+    [Q_AUDIT_LIST] = "SELECT id, at, actor, action, entity, entity_id, before, after, request_id"
+                     " FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    [Q_IMPORT_BEGIN] = "INSERT INTO imports(kind, file, status, started_at) VALUES(?1,?2,'running',?3)",
+    [Q_IMPORT_PROGRESS] = "UPDATE imports SET status=?2, finished_at=?3, read=?4, inserted=?5,"
+                          " updated=?6, duplicates=?7, rejected=?8 WHERE id=?1",
+    [Q_MAXSEQ_C] = "SELECT coalesce(max(seq), 0) FROM contacts",
+    [Q_MAXSEQ_E] = "SELECT coalesce(max(seq), 0) FROM events",
+    [Q_COUNT_C] = "SELECT count(*), coalesce(sum(deleted), 0), coalesce(max(seq), 0) FROM contacts",
+    [Q_COUNT_E] = "SELECT count(*), coalesce(sum(contract_version = 0), 0), coalesce(max(seq), 0)"
+                  " FROM events",
+    [Q_COUNT_REJ] = "SELECT count(*) FROM rejected WHERE status = 'pending'",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *stmts[Q__N];
+    int in_tx;
+    int64_t next_contact_seq, next_event_seq; /* valid inside a transaction */
+    char path[1024];
+};
+
+static int db_err(struct store *st, struct err *e, int rc, const char *what)
+{
+    int code = E_INTERNAL;
+
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        code = E_BUSY;
+    else if (rc == SQLITE_CONSTRAINT)
+        code = E_CONFLICT;
+    else if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB)
+        code = E_CORRUPT;
+    else if (rc == SQLITE_IOERR || rc == SQLITE_FULL || rc == SQLITE_CANTOPEN)
+        code = E_IO;
+    else if (rc == SQLITE_NOMEM)
+        code = E_NOMEM;
+    return ERR(e, code, "store: %s: %s", what, st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+}
+
+static sqlite3_stmt *stmt(struct store *st, enum stmt_id id, struct err *e)
+{
+    int rc;
+
+    if (st->stmts[id] == NULL) {
+        rc = sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                &st->stmts[id], NULL);
+        if (rc != SQLITE_OK) {
+            db_err(st, e, rc, "prepare");
+            return NULL;
+        }
+    }
+    return st->stmts[id];
+}
+
+static void done(sqlite3_stmt *s)
+{
+    if (s) {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static const char *col_text(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return t ? (const char *)t : NULL;
+}
+
+static int exec(struct store *st, const char *sql, struct err *e)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(st->db, sql, NULL, NULL, &msg);
+
+    if (rc != SQLITE_OK) {
+        int code = rc == SQLITE_BUSY ? E_BUSY : E_INTERNAL;
+        ERR(e, code, "store: %s", msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return code;
+    }
+    return 0;
+}
+
+/* Runs a statement expected to produce no rows (or ignores them). */
+static int step_done(struct store *st, sqlite3_stmt *s, const char *what, struct err *e)
+{
+    int rc = sqlite3_step(s);
+
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        rc = db_err(st, e, rc, what);
+        done(s);
+        return rc;
+    }
+    done(s);
+    return 0;
+}
+
+static int scalar_i64(struct store *st, enum stmt_id id, int64_t *out, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, id, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        rc = db_err(st, e, rc, "query");
+        done(s);
+        return rc;
+    }
+    *out = sqlite3_column_int64(s, 0);
+    done(s);
+    return 0;
+}
+
+int store_schema_version(struct store *st, int *out, struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL);
+
+    if (rc != SQLITE_OK)
+        return db_err(st, e, rc, "read schema version");
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(s);
+        return db_err(st, e, rc, "read schema version");
+    }
+    *out = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return 0;
+}
+
+int store_migrate(struct store *st, int *from, int *to, struct err *e)
+{
+    int v, rc;
+    char sql[64];
+
+    rc = exec(st, "BEGIN IMMEDIATE", e);
+    if (rc)
+        return rc;
+    rc = store_schema_version(st, &v, e);
+    if (rc)
+        goto fail;
+    if (from)
+        *from = v;
+    if (v > STORE_SCHEMA_VERSION) {
+        rc = ERR(e, E_CONFLICT,
+                 "store: '%s' has schema version %d, newer than this binary's %d: upgrade engage "
+                 "before using this data directory", st->path, v, STORE_SCHEMA_VERSION);
+        goto fail;
+    }
+    for (; v < STORE_SCHEMA_VERSION; v++) {
+        rc = exec(st, store_migrations[v], e);
+        if (rc)
+            goto fail;
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
+        rc = exec(st, sql, e);
+        if (rc)
+            goto fail;
+    }
+    rc = exec(st, "COMMIT", e);
+    if (rc)
+        goto fail;
+    if (to)
+        *to = v;
+    return 0;
+fail:
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+int store_open(struct store **out, const char *data_dir, const struct store_opts *opts,
+               struct err *e)
+{
+    struct store *st;
+    int rc, v;
+    int flags;
+
+    *out = NULL;
+    if (!opts->readonly) {
+        rc = dir_ensure(data_dir, e);
+        if (rc)
+            return rc;
+    }
+    st = xcalloc(1, sizeof *st);
+    snprintf(st->path, sizeof st->path, "%s/engage.db", data_dir);
+    flags = opts->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    rc = sqlite3_open_v2(st->path, &st->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rc = ERR(e, E_IO, "store: cannot open '%s': %s", st->path,
+                 st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+        store_close(st);
+        return rc;
+    }
+    sqlite3_busy_timeout(st->db, opts->busy_timeout_ms);
+    sqlite3_extended_result_codes(st->db, 0);
+    if (!opts->readonly) {
+        rc = exec(st, "PRAGMA journal_mode = WAL", e);
+        if (rc)
+            goto fail;
+    }
+    rc = exec(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;"
+                  " PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY", e);
+    if (rc)
+        goto fail;
+    if (opts->migrate) {
+        rc = store_migrate(st, NULL, NULL, e);
+        if (rc)
+            goto fail;
+    }
+    rc = store_schema_version(st, &v, e);
+    if (rc)
+        goto fail;
+    if (v != STORE_SCHEMA_VERSION) {
+        rc = v > STORE_SCHEMA_VERSION
+                 ? ERR(e, E_CONFLICT,
+                       "store: '%s' has schema version %d, newer than this binary's %d: upgrade "
+                       "engage before using this data directory", st->path, v, STORE_SCHEMA_VERSION)
+                 : ERR(e, E_CONFLICT,
+                       "store: '%s' has schema version %d, this binary needs %d: run 'engage "
+                       "migrate'", st->path, v, STORE_SCHEMA_VERSION);
+        goto fail;
+    }
+    *out = st;
+    return 0;
+fail:
+    store_close(st);
+    return rc;
+}
+
+void store_close(struct store *st)
+{
+    int i;
+
+    if (st == NULL)
+        return;
+    for (i = 0; i < Q__N; i++)
+        sqlite3_finalize(st->stmts[i]);
+    if (st->db) {
+        if (st->in_tx)
+            sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_close(st->db);
+    }
+    free(st);
+}
+
+int store_ping(struct store *st, struct err *e)
+{
+    int v;
+    return store_schema_version(st, &v, e);
+}
+
+int store_backup(struct store *st, const char *dest_path, struct err *e)
+{
+    sqlite3 *dst = NULL;
+    sqlite3_backup *b;
+    int rc;
+
+    if (access(dest_path, F_OK) == 0)
+        return ERR(e, E_CONFLICT, "backup: '%s' already exists", dest_path);
+    rc = sqlite3_open(dest_path, &dst);
+    if (rc != SQLITE_OK) {
+        rc = ERR(e, E_IO, "backup: cannot create '%s': %s", dest_path, sqlite3_errmsg(dst));
+        sqlite3_close(dst);
+        return rc;
+    }
+    b = sqlite3_backup_init(dst, "main", st->db, "main");
+    if (b == NULL) {
+        rc = ERR(e, E_IO, "backup: %s", sqlite3_errmsg(dst));
+        sqlite3_close(dst);
+        return rc;
+    }
+    /* Copy in steps so writers are held up for short moments only. */
+    do {
+        rc = sqlite3_backup_step(b, 1024);
+        if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+            sqlite3_sleep(10);
+    } while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) {
+        rc = ERR(e, E_IO, "backup: %s", sqlite3_errstr(rc));
+        sqlite3_close(dst);
+        return rc;
+    }
+    sqlite3_close(dst);
+    return 0;
+}
+
+/* ---- transactions ------------------------------------------------------------ */
+
+int store_begin(struct store *st, struct err *e)
+{
+    int rc;
+
+    ASSERT(!st->in_tx);
+    rc = exec(st, "BEGIN IMMEDIATE", e);
+    if (rc)
+        return rc;
+    st->in_tx = 1;
+    rc = scalar_i64(st, Q_MAXSEQ_C, &st->next_contact_seq, e);
+    if (rc == 0)
+        rc = scalar_i64(st, Q_MAXSEQ_E, &st->next_event_seq, e);
+    if (rc) {
+        store_rollback(st);
+        return rc;
+    }
+    st->next_contact_seq++;
+    st->next_event_seq++;
+    return 0;
+}
+
+int store_commit(struct store *st, struct err *e)
+{
+    int rc;
+
+    ASSERT(st->in_tx);
+    rc = exec(st, "COMMIT", e);
+    if (rc) {
+        store_rollback(st);
+        return rc;
+    }
+    st->in_tx = 0;
+    return 0;
+}
+
+void store_rollback(struct store *st)
+{
+    if (!st->in_tx)
+        return;
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    st->in_tx = 0;
+}
+
+int store_in_tx(const struct store *st)
+{
+    return st->in_tx;
+}
+
+/* ---- contacts -------------------------------------------------------------- */
+
+void store_contact_init(struct store_contact *c)
+{
+    memset(c, 0, sizeof *c);
+}
+
+void store_contact_release(struct store_contact *c)
+{
+    free(c->external_id);
+    free(c->email);
+    json_decref(c->attrs);
+    store_contact_init(c);
+}
+
+static void read_contact(sqlite3_stmt *s, struct store_contact *c)
+{
+    const char *xid = col_text(s, 1), *email = col_text(s, 2), *attrs = col_text(s, 3);
+
+    store_contact_release(c);
+    c->id = sqlite3_column_int64(s, 0);
+    c->external_id = xid ? xstrdup(xid) : NULL;
+    c->email = email ? xstrdup(email) : NULL;
+    c->attrs = attrs ? json_loads(attrs, 0, NULL) : NULL;
+    if (c->attrs == NULL || !json_is_object(c->attrs)) {
+        json_decref(c->attrs);
+        c->attrs = json_object();
+    }
+    c->consent = (enum consent_state)sqlite3_column_int(s, 4);
+    c->created_at = sqlite3_column_int64(s, 5);
+    c->updated_at = sqlite3_column_int64(s, 6);
+    c->seq = sqlite3_column_int64(s, 7);
+    c->deleted = sqlite3_column_int(s, 8);
+    c->merged_into = sqlite3_column_int64(s, 9);
+}
+
+static int contact_get_by(struct store *st, enum stmt_id q, int64_t id, const char *key,
+                          struct store_contact *out, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, q, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    if (key)
+        bind_text(s, 1, key);
+    else
+        sqlite3_bind_int64(s, 1, id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        read_contact(s, out);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = ERR(e, E_NOTFOUND, "contact not found");
+    } else {
+        rc = db_err(st, e, rc, "read contact");
+    }
+    done(s);
+    return rc;
+}
+
+int store_contact_get(struct store *st, int64_t id, struct store_contact *out, struct err *e)
+{
+    return contact_get_by(st, Q_CONTACT_GET, id, NULL, out, e);
+}
+
+int store_contact_get_by_xid(struct store *st, const char *xid, struct store_contact *out,
+                             struct err *e)
+{
+    return contact_get_by(st, Q_CONTACT_BY_XID, 0, xid, out, e);
+}
+
+int store_contact_get_by_anon(struct store *st, const char *anon_id, struct store_contact *out,
+                              struct err *e)
+{
+    return contact_get_by(st, Q_CONTACT_BY_ANON, 0, anon_id, out, e);
+}
+
+int store_contact_lookup(struct store *st, const char *xid, int64_t *id, int *deleted,
+                         struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_CONTACT_LOOKUP, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, xid);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(s, 0);
+        *deleted = sqlite3_column_int(s, 1);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = E_NOTFOUND; /* an expected outcome on this path: not recorded */
+    } else {
+        rc = db_err(st, e, rc, "look up contact");
+    }
+    done(s);
+    return rc;
+}
+
+static void bind_contact(sqlite3_stmt *s, const struct store_contact *c, char *attrs)
+{
+    bind_text(s, 1, c->external_id);
+    bind_text(s, 2, c->email);
+    sqlite3_bind_text(s, 3, attrs, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 4, (int)c->consent);
+}
+
+int store_contact_insert(struct store *st, struct store_contact *c, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_CONTACT_INSERT, e);
+    char *attrs;
+    int rc;
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    attrs = json_dumps(c->attrs ? c->attrs : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+    ASSERT(attrs);
+    c->seq = st->next_contact_seq++;
+    bind_contact(s, c, attrs);
+    sqlite3_bind_int64(s, 5, c->created_at);
+    sqlite3_bind_int64(s, 6, c->updated_at);
+    sqlite3_bind_int64(s, 7, c->seq);
+    sqlite3_bind_int(s, 8, c->deleted);
+    sqlite3_bind_int64(s, 9, c->merged_into);
+    rc = sqlite3_step(s);
+    free(attrs);
+    if (rc != SQLITE_DONE) {
+        rc = db_err(st, e, rc, "insert contact");
+        done(s);
+        return rc;
+    }
+    c->id = sqlite3_last_insert_rowid(st->db);
+    done(s);
+    return 0;
+}
+
+int store_contact_update(struct store *st, struct store_contact *c, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_CONTACT_UPDATE, e);
+    char *attrs;
+    int rc;
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    attrs = json_dumps(c->attrs ? c->attrs : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+    ASSERT(attrs);
+    c->seq = st->next_contact_seq++;
+    bind_contact(s, c, attrs);
+    sqlite3_bind_int64(s, 5, c->updated_at);
+    sqlite3_bind_int64(s, 6, c->seq);
+    sqlite3_bind_int(s, 7, c->deleted);
+    sqlite3_bind_int64(s, 8, c->merged_into);
+    sqlite3_bind_int64(s, 9, c->id);
+    rc = sqlite3_step(s);
+    free(attrs);
+    if (rc != SQLITE_DONE) {
+        rc = db_err(st, e, rc, "update contact");
+        done(s);
+        return rc;
+    }
+    done(s);
+    return 0;
+}
+
+int store_consent_log(struct store *st, int64_t contact_id, int from, int to, const char *source,
+                      const char *reason, int64_t at, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_CONSENT_LOG, e);
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, contact_id);
+    sqlite3_bind_int64(s, 2, at);
+    sqlite3_bind_int(s, 3, from);
+    sqlite3_bind_int(s, 4, to);
+    bind_text(s, 5, source);
+    bind_text(s, 6, reason);
+    return step_done(st, s, "log consent change", e);
+}
+
+int store_consent_history(struct store *st, int64_t contact_id, store_consent_fn fn, void *ctx,
+                          struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_CONSENT_HISTORY, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, contact_id);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_consent_change c = {
+            .at = sqlite3_column_int64(s, 0),
+            .from = sqlite3_column_int(s, 1),
+            .to = sqlite3_column_int(s, 2),
+            .source = col_text(s, 3),
+            .reason = col_text(s, 4),
+        };
+        if ((rc = fn(ctx, &c)) != 0) {
+            done(s);
+            return rc;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        rc = db_err(st, e, rc, "read consent history");
+    else
+        rc = 0;
+    done(s);
+    return rc;
+}
+
+int store_anon_link(struct store *st, const char *anon_id, int64_t contact_id, int64_t at,
+                    struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_ANON_LINK, e);
+
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, anon_id);
+    sqlite3_bind_int64(s, 2, contact_id);
+    sqlite3_bind_int64(s, 3, at);
+    return step_done(st, s, "link anonymous id", e);
+}
+
+int store_events_move(struct store *st, int64_t from_contact, int64_t to_contact, int64_t *moved,
+                      struct err *e)
+{
+    sqlite3_stmt *q = stmt(st, Q_EVENTS_MOVE_IDS, e);
+    sqlite3_stmt *u = stmt(st, Q_EVENT_RESEQ, e);
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0, i;
+    int rc;
+
+    ASSERT(st->in_tx);
+    if (q == NULL || u == NULL)
+        return e->code;
+    sqlite3_bind_int64(q, 1, from_contact);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            ids = xrealloc(ids, cap * sizeof *ids);
+        }
+        ids[n++] = sqlite3_column_int64(q, 0);
+    }
+    done(q);
+    if (rc != SQLITE_DONE) {
+        free(ids);
+        return db_err(st, e, rc, "list events to move");
+    }
+    for (i = 0; i < n; i++) {
+        sqlite3_bind_int64(u, 1, to_contact);
+        sqlite3_bind_int64(u, 2, st->next_event_seq++);
+        sqlite3_bind_int64(u, 3, ids[i]);
+        rc = step_done(st, u, "move event", e);
+        if (rc)
+            break;
+    }
+    free(ids);
+    if (moved)
+        *moved = (int64_t)n;
+    return rc;
+}
+
+int store_contacts_since(struct store *st, int64_t after_seq, int64_t limit, store_contact_fn fn,
+                         void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_CONTACTS_SINCE, e);
+    struct store_contact c;
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    store_contact_init(&c);
+    sqlite3_bind_int64(s, 1, after_seq);
+    sqlite3_bind_int64(s, 2, limit > 0 ? limit : -1);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        read_contact(s, &c);
+        if ((rc = fn(ctx, &c)) != 0) {
+            store_contact_release(&c);
+            done(s);
+            return rc;
+        }
+    }
+    store_contact_release(&c);
+    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read contacts");
+    done(s);
+    return rc;
+}
+
+/* ---- registries ------------------------------------------------------------- */
+
+int store_attr_types(struct store *st, store_attr_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_ATTR_TYPES, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if ((rc = fn(ctx, col_text(s, 0), col_text(s, 1), col_text(s, 2))) != 0) {
+            done(s);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read attribute types");
+    done(s);
+    return rc;
+}
+
+int store_attr_type_put(struct store *st, const char *name, const char *type, const char *origin,
+                        struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_ATTR_PUT, e);
+
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, name);
+    bind_text(s, 2, type);
+    bind_text(s, 3, origin);
+    return step_done(st, s, "record attribute type", e);
+}
+
+int store_event_name_id(struct store *st, const char *name, int create, int64_t *id,
+                        struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_NAME_GET, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, name);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(s, 0);
+        done(s);
+        return 0;
+    }
+    done(s);
+    if (rc != SQLITE_DONE)
+        return db_err(st, e, rc, "read event name");
+    *id = 0;
+    if (!create)
+        return 0;
+    ASSERT(st->in_tx);
+    s = stmt(st, Q_NAME_PUT, e);
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, name);
+    rc = step_done(st, s, "record event name", e);
+    if (rc == 0)
+        *id = sqlite3_last_insert_rowid(st->db);
+    return rc;
+}
+
+int store_event_names(struct store *st, store_name_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_NAMES, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if ((rc = fn(ctx, sqlite3_column_int64(s, 0), col_text(s, 1))) != 0) {
+            done(s);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read event names");
+    done(s);
+    return rc;
+}
+
+/* ---- events ----------------------------------------------------------------- */
+
+int store_event_insert(struct store *st, struct store_event *ev, int *inserted, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_EVENT_INSERT, e);
+    int rc;
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, ev->event_id);
+    sqlite3_bind_int64(s, 2, ev->contact_id);
+    sqlite3_bind_int64(s, 3, ev->name_id);
+    sqlite3_bind_int64(s, 4, ev->occurred_at);
+    sqlite3_bind_int64(s, 5, ev->received_at);
+    bind_text(s, 6, ev->source);
+    sqlite3_bind_int(s, 7, ev->contract_version);
+    bind_text(s, 8, ev->props);
+    sqlite3_bind_int64(s, 9, st->next_event_seq);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        rc = db_err(st, e, rc, "insert event");
+        done(s);
+        return rc;
+    }
+    *inserted = sqlite3_changes(st->db) > 0;
+    if (*inserted) {
+        ev->seq = st->next_event_seq++;
+        ev->id = sqlite3_last_insert_rowid(st->db);
+    }
+    done(s);
+    return 0;
+}
+
+static int read_events(struct store *st, sqlite3_stmt *s, store_event_fn fn, void *ctx,
+                       struct err *e)
+{
+    int rc;
+
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_event ev = {
+            .id = sqlite3_column_int64(s, 0),
+            .seq = sqlite3_column_int64(s, 1),
+            .contact_id = sqlite3_column_int64(s, 2),
+            .name_id = sqlite3_column_int64(s, 3),
+            .occurred_at = sqlite3_column_int64(s, 4),
+            .received_at = sqlite3_column_int64(s, 5),
+            .event_id = col_text(s, 6),
+            .source = col_text(s, 7),
+            .contract_version = sqlite3_column_int(s, 8),
+            .props = col_text(s, 9),
+            .name = col_text(s, 10),
+        };
+        if ((rc = fn(ctx, &ev)) != 0) {
+            done(s);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read events");
+    done(s);
+    return rc;
+}
+
+int store_events_of_contact(struct store *st, int64_t contact_id, int limit, store_event_fn fn,
+                            void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_EVENTS_OF_CONTACT, e);
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, contact_id);
+    sqlite3_bind_int(s, 2, limit);
+    return read_events(st, s, fn, ctx, e);
+}
+
+int store_event_get(struct store *st, const char *event_id, store_event_fn fn, void *ctx,
+                    struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_EVENT_GET, e);
+
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, event_id);
+    return read_events(st, s, fn, ctx, e);
+}
+
+int store_counts(struct store *st, struct store_counts *out, struct err *e)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    s = stmt(st, Q_COUNT_C, e);
+    if (s == NULL)
+        return e->code;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        out->contacts = sqlite3_column_int64(s, 0);
+        out->contacts_deleted = sqlite3_column_int64(s, 1);
+        out->contact_seq = sqlite3_column_int64(s, 2);
+    }
+    done(s);
+    if (rc != SQLITE_ROW)
+        return db_err(st, e, rc, "count contacts");
+    s = stmt(st, Q_COUNT_E, e);
+    if (s == NULL)
+        return e->code;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        out->events = sqlite3_column_int64(s, 0);
+        out->events_unvalidated = sqlite3_column_int64(s, 1);
+        out->event_seq = sqlite3_column_int64(s, 2);
+    }
+    done(s);
+    if (rc != SQLITE_ROW)
+        return db_err(st, e, rc, "count events");
+    return scalar_i64(st, Q_COUNT_REJ, &out->rejected_pending, e);
+}
+
+/* ---- contracts ---------------------------------------------------------------- */
+
+int store_contract_put(struct store *st, const char *name, const char *kind, const char *body,
+                       const char *created_by, int *version, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_CONTRACT_MAXV, e);
+    int rc, v;
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, name);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        rc = db_err(st, e, rc, "read contract version");
+        done(s);
+        return rc;
+    }
+    v = sqlite3_column_int(s, 0) + 1;
+    done(s);
+    s = stmt(st, Q_CONTRACT_PUT, e);
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, name);
+    sqlite3_bind_int(s, 2, v);
+    bind_text(s, 3, kind);
+    bind_text(s, 4, body);
+    sqlite3_bind_int64(s, 5, clock_now_ms());
+    bind_text(s, 6, created_by);
+    rc = step_done(st, s, "store contract", e);
+    if (rc == 0)
+        *version = v;
+    return rc;
+}
+
+static int read_contracts(struct store *st, sqlite3_stmt *s, store_contract_fn fn, void *ctx,
+                          int *count, struct err *e)
+{
+    int rc;
+
+    *count = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_contract c = {
+            .name = col_text(s, 0),
+            .version = sqlite3_column_int(s, 1),
+            .kind = col_text(s, 2),
+            .body = col_text(s, 3),
+            .created_at = sqlite3_column_int64(s, 4),
+            .created_by = col_text(s, 5),
+        };
+        (*count)++;
+        if ((rc = fn(ctx, &c)) != 0) {
+            done(s);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read contracts");
+    done(s);
+    return rc;
+}
+
+int store_contracts_latest(struct store *st, store_contract_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_CONTRACTS_LATEST, e);
+    int n;
+
+    if (s == NULL)
+        return e->code;
+    return read_contracts(st, s, fn, ctx, &n, e);
+}
+
+int store_contract_versions(struct store *st, const char *name, store_contract_fn fn, void *ctx,
+                            struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_CONTRACT_VERSIONS, e);
+    int n, rc;
+
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, name);
+    rc = read_contracts(st, s, fn, ctx, &n, e);
+    if (rc == 0 && n == 0)
+        rc = ERR(e, E_NOTFOUND, "no contract named '%s'", name);
+    return rc;
+}
+
+int store_contracts_stamp(struct store *st, int64_t *out, struct err *e)
+{
+    return scalar_i64(st, Q_CONTRACTS_STAMP, out, e);
+}
+
+/* ---- dead letters -------------------------------------------------------------- */
+
+int store_rejected_add(struct store *st, const struct store_rejected *r, int64_t *id,
+                       struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_REJ_ADD, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, r->created_at);
+    bind_text(s, 2, r->source);
+    bind_text(s, 3, r->kind);
+    bind_text(s, 4, r->reason);
+    bind_text(s, 5, r->field ? r->field : "");
+    bind_text(s, 6, r->message);
+    bind_text(s, 7, r->origin ? r->origin : "");
+    bind_text(s, 8, r->raw);
+    bind_text(s, 9, r->fingerprint);
+    rc = step_done(st, s, "store rejected record", e);
+    if (rc == 0 && id)
+        *id = sqlite3_changes(st->db) ? sqlite3_last_insert_rowid(st->db) : 0;
+    return rc;
+}
+
+int store_rejected_list(struct store *st, const struct store_rejected_filter *f,
+                        store_rejected_fn fn, void *ctx, struct err *e)
+{
+    /* Filters vary per call: built from fixed fragments, values always bound. */
+    struct buf sql;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    buf_init(&sql);
+    buf_adds(&sql, "SELECT id, created_at, source, kind, reason, field, message, origin, raw,"
+                   " status, attempts, resolved_at FROM rejected WHERE id > ?1");
+    if (f->id)
+        buf_adds(&sql, " AND id = ?2");
+    if (f->status)
+        buf_adds(&sql, " AND status = ?3");
+    if (f->reason)
+        buf_adds(&sql, " AND reason = ?4");
+    if (f->source)
+        buf_adds(&sql, " AND source = ?5");
+    if (f->kind)
+        buf_adds(&sql, " AND kind = ?6");
+    if (f->since)
+        buf_adds(&sql, " AND created_at >= ?7");
+    if (f->until)
+        buf_adds(&sql, " AND created_at < ?8");
+    buf_adds(&sql, " ORDER BY id LIMIT ?9");
+    rc = sqlite3_prepare_v2(st->db, sql.p, -1, &s, NULL);
+    buf_release(&sql);
+    if (rc != SQLITE_OK)
+        return db_err(st, e, rc, "list rejected");
+    sqlite3_bind_int64(s, 1, f->after_id);
+    sqlite3_bind_int64(s, 2, f->id);
+    bind_text(s, 3, f->status);
+    bind_text(s, 4, f->reason);
+    bind_text(s, 5, f->source);
+    bind_text(s, 6, f->kind);
+    sqlite3_bind_int64(s, 7, f->since);
+    sqlite3_bind_int64(s, 8, f->until);
+    sqlite3_bind_int64(s, 9, f->limit > 0 ? f->limit : -1);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_rejected r = {
+            .id = sqlite3_column_int64(s, 0),
+            .created_at = sqlite3_column_int64(s, 1),
+            .source = col_text(s, 2),
+            .kind = col_text(s, 3),
+            .reason = col_text(s, 4),
+            .field = col_text(s, 5),
+            .message = col_text(s, 6),
+            .origin = col_text(s, 7),
+            .raw = col_text(s, 8),
+            .status = col_text(s, 9),
+            .attempts = sqlite3_column_int(s, 10),
+            .resolved_at = sqlite3_column_int64(s, 11),
+        };
+        if ((rc = fn(ctx, &r)) != 0) {
+            sqlite3_finalize(s);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "list rejected");
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int store_rejected_update(struct store *st, int64_t id, const char *status, const char *reason,
+                          const char *field, const char *message, int64_t at, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_REJ_UPDATE, e);
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, id);
+    bind_text(s, 2, status);
+    bind_text(s, 3, reason);
+    bind_text(s, 4, field);
+    bind_text(s, 5, message);
+    sqlite3_bind_int64(s, 6, at);
+    return step_done(st, s, "update rejected record", e);
+}
+
+int store_rejected_counts(struct store *st, store_count_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_REJ_COUNTS, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if ((rc = fn(ctx, col_text(s, 0), sqlite3_column_int64(s, 1))) != 0) {
+            done(s);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "count rejected");
+    done(s);
+    return rc;
+}
+
+/* ---- keys and audit -------------------------------------------------------------- */
+
+int store_apikey_add(struct store *st, const char *name, const char *role, const char *prefix,
+                     const unsigned char *hash, size_t hash_len, int64_t at, int64_t *id,
+                     struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_KEY_ADD, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, name);
+    bind_text(s, 2, role);
+    bind_text(s, 3, prefix);
+    sqlite3_bind_blob(s, 4, hash, (int)hash_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, at);
+    rc = step_done(st, s, "store api key", e);
+    if (rc == 0 && id)
+        *id = sqlite3_last_insert_rowid(st->db);
+    return rc;
+}
+
+static void read_key(sqlite3_stmt *s, struct store_apikey *k)
+{
+    k->id = sqlite3_column_int64(s, 0);
+    k->name = col_text(s, 1);
+    k->role = col_text(s, 2);
+    k->prefix = col_text(s, 3);
+    k->created_at = sqlite3_column_int64(s, 4);
+    k->revoked_at = sqlite3_column_int64(s, 5);
+    k->last_used_at = sqlite3_column_int64(s, 6);
+}
+
+int store_apikey_by_hash(struct store *st, const unsigned char *hash, size_t hash_len,
+                         struct store_apikey *out, char *name, size_t namecap, char *role,
+                         size_t rolecap, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_KEY_BY_HASH, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_blob(s, 1, hash, (int)hash_len, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        read_key(s, out);
+        snprintf(name, namecap, "%s", out->name);
+        snprintf(role, rolecap, "%s", out->role);
+        out->name = name;
+        out->role = role;
+        out->prefix = NULL;
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = ERR(e, E_NOTFOUND, "no such api key");
+    } else {
+        rc = db_err(st, e, rc, "read api key");
+    }
+    done(s);
+    if (rc == 0 && !st->in_tx) {
+        /* Best effort, at most once a minute per key: a busy store must not fail auth. */
+        s = stmt(st, Q_KEY_TOUCH, e);
+        if (s) {
+            int64_t now = clock_now_ms();
+            sqlite3_bind_int64(s, 1, out->id);
+            sqlite3_bind_int64(s, 2, now);
+            sqlite3_step(s);
+            done(s);
+        }
+    }
+    return rc;
+}
+
+int store_apikeys(struct store *st, store_apikey_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_KEYS, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_apikey k;
+        read_key(s, &k);
+        if ((rc = fn(ctx, &k)) != 0) {
+            done(s);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "list api keys");
+    done(s);
+    return rc;
+}
+
+int store_apikey_revoke(struct store *st, int64_t id, int64_t at, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_KEY_REVOKE, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, at);
+    rc = step_done(st, s, "revoke api key", e);
+    if (rc == 0 && sqlite3_changes(st->db) == 0)
+        rc = ERR(e, E_NOTFOUND, "no active api key with id %lld", (long long)id);
+    return rc;
+}
+
+int store_audit_add(struct store *st, const struct store_audit *a, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_AUDIT_ADD, e);
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, a->at);
+    bind_text(s, 2, a->actor);
+    bind_text(s, 3, a->action);
+    bind_text(s, 4, a->entity);
+    bind_text(s, 5, a->entity_id ? a->entity_id : "");
+    bind_text(s, 6, a->before);
+    bind_text(s, 7, a->after);
+    bind_text(s, 8, a->request_id ? a->request_id : "");
+    return step_done(st, s, "write audit record", e);
+}
+
+int store_audit_list(struct store *st, int64_t before_id, int limit, store_audit_fn fn, void *ctx,
+                     struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_AUDIT_LIST, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, before_id > 0 ? before_id : INT64_MAX);
+    sqlite3_bind_int(s, 2, limit > 0 ? limit : -1);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_audit a = {
+            .id = sqlite3_column_int64(s, 0),
+            .at = sqlite3_column_int64(s, 1),
+            .actor = col_text(s, 2),
+            .action = col_text(s, 3),
+            .entity = col_text(s, 4),
+            .entity_id = col_text(s, 5),
+            .before = col_text(s, 6),
+            .after = col_text(s, 7),
+            .request_id = col_text(s, 8),
+        };
+        if ((rc = fn(ctx, &a)) != 0) {
+            done(s);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read audit");
+    done(s);
+    return rc;
+}
+
+/* ---- imports ------------------------------------------------------------------- */
+
+int store_import_begin(struct store *st, const char *kind, const char *file, int64_t at,
+                       int64_t *id, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_IMPORT_BEGIN, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, kind);
+    bind_text(s, 2, file);
+    sqlite3_bind_int64(s, 3, at);
+    rc = step_done(st, s, "record import", e);
+    if (rc == 0)
+        *id = sqlite3_last_insert_rowid(st->db);
+    return rc;
+}
+
+int store_import_progress(struct store *st, const struct store_import *im, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_IMPORT_PROGRESS, e);
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, im->id);
+    bind_text(s, 2, im->status);
+    sqlite3_bind_int64(s, 3, im->finished_at);
+    sqlite3_bind_int64(s, 4, im->read);
+    sqlite3_bind_int64(s, 5, im->inserted);
+    sqlite3_bind_int64(s, 6, im->updated);
+    sqlite3_bind_int64(s, 7, im->duplicates);
+    sqlite3_bind_int64(s, 8, im->rejected);
+    return step_done(st, s, "update import", e);
+}
+
+/* ---- pool ----------------------------------------------------------------------- */
+
+struct store_pool {
+    pthread_mutex_t mu; /* mu protects free_list, nfree */
+    pthread_cond_t cv;
+    struct store **all, **free_list;
+    int n, nfree;
+};
+
+int store_pool_new(struct store_pool **out, const char *data_dir, int size,
+                   const struct store_opts *opts, struct err *e)
+{
+    struct store_pool *p = xcalloc(1, sizeof *p);
+    int i, rc;
+
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->all = xcalloc((size_t)size, sizeof *p->all);
+    p->free_list = xcalloc((size_t)size, sizeof *p->free_list);
+    for (i = 0; i < size; i++) {
+        rc = store_open(&p->all[i], data_dir, opts, e);
+        if (rc) {
+            p->n = i;
+            store_pool_free(p);
+            return rc;
+        }
+        p->free_list[i] = p->all[i];
+    }
+    p->n = p->nfree = size;
+    *out = p;
+    return 0;
+}
+
+void store_pool_free(struct store_pool *p)
+{
+    int i;
+
+    if (p == NULL)
+        return;
+    for (i = 0; i < p->n; i++)
+        store_close(p->all[i]);
+    free(p->all);
+    free(p->free_list);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}
+
+struct store *store_pool_get(struct store_pool *p)
+{
+    struct store *st;
+
+    pthread_mutex_lock(&p->mu);
+    while (p->nfree == 0)
+        pthread_cond_wait(&p->cv, &p->mu);
+    st = p->free_list[--p->nfree];
+    pthread_mutex_unlock(&p->mu);
+    return st;
+}
+
+void store_pool_put(struct store_pool *p, struct store *st)
+{
+    store_rollback(st); /* a handler that failed mid-transaction leaves nothing open */
+    pthread_mutex_lock(&p->mu);
+    p->free_list[p->nfree++] = st;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}

@@ -1,0 +1,234 @@
+/* store/store.h -- the only door to durable state. No SQL outside src/store/.
+ *
+ * DESIGN: a struct store is one connection (SQLite today; PostgreSQL later
+ * behind the same functions). It is not thread-safe: each thread uses its own,
+ * or takes one from a store_pool. Writes happen between store_begin() and
+ * store_commit(); store_begin() takes the write lock at once (BEGIN IMMEDIATE)
+ * and waits up to busy_timeout_ms for another process to finish, so a CLI
+ * import can run beside `engage serve`. Domain rules (consent stickiness,
+ * attribute merging, contract checks) live in the callers; the store only
+ * persists and reads rows. Every contact or event change takes the next change
+ * sequence number of its table, so readers catch up with "seq > last". */
+#ifndef ENGAGE_STORE_H
+#define ENGAGE_STORE_H
+
+#include <jansson.h>
+
+#include "../core/config.h"
+#include "../core/core.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_MAX_EXTERNAL_ID 255
+#define STORE_MAX_EVENT_ID 255
+#define STORE_MAX_NAME 128
+
+struct store;
+
+struct store_opts {
+    int busy_timeout_ms;
+    int migrate;   /* 1: apply pending migrations; 0: refuse an out-of-date schema */
+    int readonly;
+};
+
+/* Opens DATA_DIR/engage.db (creating it), WAL mode. Caller owns *out. */
+int store_open(struct store **out, const char *data_dir, const struct store_opts *opts,
+               struct err *e);
+void store_close(struct store *st); /* NULL-safe */
+/* Applies migrations; *from and *to receive the versions. Refuses a newer schema. */
+int store_migrate(struct store *st, int *from, int *to, struct err *e);
+int store_schema_version(struct store *st, int *out, struct err *e);
+/* Online backup to a new file (SQLite backup API, pages copied in steps). */
+int store_backup(struct store *st, const char *dest_path, struct err *e);
+/* A trivial read, for /readyz. */
+int store_ping(struct store *st, struct err *e);
+
+int store_begin(struct store *st, struct err *e);
+int store_commit(struct store *st, struct err *e);
+void store_rollback(struct store *st); /* no-op outside a transaction */
+int store_in_tx(const struct store *st);
+
+/* ---- contacts -------------------------------------------------------------- */
+
+struct store_contact {
+    int64_t id;
+    char *external_id;  /* NULL for an anonymous-only contact */
+    char *email;        /* NULL if unknown */
+    json_t *attrs;      /* object of typed values; owned */
+    enum consent_state consent;
+    int64_t created_at, updated_at, seq;
+    int deleted;
+    int64_t merged_into; /* 0, or the contact this anonymous one was merged into */
+};
+void store_contact_init(struct store_contact *c);
+void store_contact_release(struct store_contact *c);
+
+/* Fill *out (released first). E_NOTFOUND when absent. */
+int store_contact_get(struct store *st, int64_t id, struct store_contact *out, struct err *e);
+int store_contact_get_by_xid(struct store *st, const char *xid, struct store_contact *out,
+                             struct err *e);
+int store_contact_get_by_anon(struct store *st, const char *anon_id, struct store_contact *out,
+                              struct err *e);
+/* Just the id and deleted flag by external id: the hot path of event ingestion. */
+int store_contact_lookup(struct store *st, const char *xid, int64_t *id, int *deleted,
+                         struct err *e);
+/* Inserts c (id, seq assigned into c). In a transaction. */
+int store_contact_insert(struct store *st, struct store_contact *c, struct err *e);
+/* Rewrites every column of row c->id with a new seq (assigned into c). In a transaction. */
+int store_contact_update(struct store *st, struct store_contact *c, struct err *e);
+int store_consent_log(struct store *st, int64_t contact_id, int from, int to, const char *source,
+                      const char *reason, int64_t at, struct err *e);
+struct store_consent_change {
+    int64_t at;
+    int from, to; /* from is -1 for the initial state */
+    const char *source, *reason;
+};
+typedef int (*store_consent_fn)(void *ctx, const struct store_consent_change *c);
+int store_consent_history(struct store *st, int64_t contact_id, store_consent_fn fn, void *ctx,
+                          struct err *e);
+int store_anon_link(struct store *st, const char *anon_id, int64_t contact_id, int64_t at,
+                    struct err *e);
+/* Moves every event of one contact to another (new seqs). In a transaction. */
+int store_events_move(struct store *st, int64_t from_contact, int64_t to_contact, int64_t *moved,
+                      struct err *e);
+typedef int (*store_contact_fn)(void *ctx, const struct store_contact *c);
+/* Contacts with seq > after_seq, in seq order, at most limit (0 = all). */
+int store_contacts_since(struct store *st, int64_t after_seq, int64_t limit, store_contact_fn fn,
+                         void *ctx, struct err *e);
+
+/* ---- attribute and event-name registries ----------------------------------- */
+
+typedef int (*store_attr_fn)(void *ctx, const char *name, const char *type, const char *origin);
+int store_attr_types(struct store *st, store_attr_fn fn, void *ctx, struct err *e);
+/* Records name's type if it has none yet (first writer wins). In a transaction. */
+int store_attr_type_put(struct store *st, const char *name, const char *type, const char *origin,
+                        struct err *e);
+/* Finds (and with create, registers) an event name. *id = 0 if absent and !create. */
+int store_event_name_id(struct store *st, const char *name, int create, int64_t *id,
+                        struct err *e);
+typedef int (*store_name_fn)(void *ctx, int64_t id, const char *name);
+int store_event_names(struct store *st, store_name_fn fn, void *ctx, struct err *e);
+
+/* ---- events ---------------------------------------------------------------- */
+
+struct store_event {
+    int64_t id, seq;
+    int64_t contact_id, name_id;
+    int64_t occurred_at, received_at;
+    const char *event_id;
+    const char *source;
+    int contract_version; /* 0 = unvalidated (no contract) */
+    const char *props;    /* JSON object text */
+    const char *name;     /* filled by readers only */
+};
+/* First write wins: *inserted = 0 when event_id is already stored. In a transaction. */
+int store_event_insert(struct store *st, struct store_event *ev, int *inserted, struct err *e);
+typedef int (*store_event_fn)(void *ctx, const struct store_event *ev);
+/* A contact's latest events, newest first. */
+int store_events_of_contact(struct store *st, int64_t contact_id, int limit, store_event_fn fn,
+                            void *ctx, struct err *e);
+int store_event_get(struct store *st, const char *event_id, store_event_fn fn, void *ctx,
+                    struct err *e);
+
+struct store_counts {
+    int64_t contacts, contacts_deleted, events, events_unvalidated, rejected_pending;
+    int64_t contact_seq, event_seq;
+};
+int store_counts(struct store *st, struct store_counts *out, struct err *e);
+
+/* ---- contracts ------------------------------------------------------------- */
+
+/* Adds version max+1 of name (1 if new); *version receives it. In a transaction. */
+int store_contract_put(struct store *st, const char *name, const char *kind, const char *body,
+                       const char *created_by, int *version, struct err *e);
+struct store_contract {
+    const char *name, *kind, *body, *created_by;
+    int version;
+    int64_t created_at;
+};
+typedef int (*store_contract_fn)(void *ctx, const struct store_contract *c);
+/* Latest version of every contract, by name. */
+int store_contracts_latest(struct store *st, store_contract_fn fn, void *ctx, struct err *e);
+/* Every version of one contract (all = 1) or only the latest; E_NOTFOUND if none. */
+int store_contract_versions(struct store *st, const char *name, store_contract_fn fn, void *ctx,
+                            struct err *e);
+/* Cheap change detector: count of contract versions (versions are never deleted). */
+int store_contracts_stamp(struct store *st, int64_t *out, struct err *e);
+
+/* ---- the ingestion dead-letter store ---------------------------------------- */
+
+struct store_rejected {
+    int64_t id, created_at, resolved_at;
+    const char *source, *kind, *reason, *field, *message, *origin, *raw, *status;
+    const char *fingerprint; /* hash of kind + source + raw: a pending duplicate is not added */
+    int attempts;
+};
+/* *id = 0 when the same record is already pending. */
+int store_rejected_add(struct store *st, const struct store_rejected *r, int64_t *id,
+                       struct err *e);
+struct store_rejected_filter {
+    const char *status, *reason, *source, *kind; /* NULL = any */
+    int64_t since, until;                        /* created_at range, 0 = open */
+    int64_t after_id;                            /* cursor */
+    int64_t id;                                  /* one row, 0 = any */
+    int limit;                                   /* 0 = no limit */
+};
+typedef int (*store_rejected_fn)(void *ctx, const struct store_rejected *r);
+int store_rejected_list(struct store *st, const struct store_rejected_filter *f,
+                        store_rejected_fn fn, void *ctx, struct err *e);
+/* After a replay attempt: status 'replayed' (with resolved_at) or still 'pending' with the
+ * new reason. NULL reason/field/message keep the old ones. */
+int store_rejected_update(struct store *st, int64_t id, const char *status, const char *reason,
+                          const char *field, const char *message, int64_t at, struct err *e);
+typedef int (*store_count_fn)(void *ctx, const char *key, int64_t count);
+int store_rejected_counts(struct store *st, store_count_fn fn, void *ctx, struct err *e);
+
+/* ---- API keys and audit ------------------------------------------------------ */
+
+struct store_apikey {
+    int64_t id, created_at, revoked_at, last_used_at;
+    const char *name, *role, *prefix;
+};
+int store_apikey_add(struct store *st, const char *name, const char *role, const char *prefix,
+                     const unsigned char *hash, size_t hash_len, int64_t at, int64_t *id,
+                     struct err *e);
+/* Active (not revoked) key by hash. E_NOTFOUND otherwise. */
+int store_apikey_by_hash(struct store *st, const unsigned char *hash, size_t hash_len,
+                         struct store_apikey *out, char *name, size_t namecap, char *role,
+                         size_t rolecap, struct err *e);
+typedef int (*store_apikey_fn)(void *ctx, const struct store_apikey *k);
+int store_apikeys(struct store *st, store_apikey_fn fn, void *ctx, struct err *e);
+int store_apikey_revoke(struct store *st, int64_t id, int64_t at, struct err *e);
+
+struct store_audit {
+    int64_t id, at;
+    const char *actor, *action, *entity, *entity_id, *before, *after, *request_id;
+};
+/* In the same transaction as the change it records. */
+int store_audit_add(struct store *st, const struct store_audit *a, struct err *e);
+typedef int (*store_audit_fn)(void *ctx, const struct store_audit *a);
+int store_audit_list(struct store *st, int64_t after_id, int limit, store_audit_fn fn, void *ctx,
+                     struct err *e);
+
+/* ---- import accounting ------------------------------------------------------- */
+
+struct store_import {
+    int64_t id;
+    const char *kind, *file, *status;
+    int64_t started_at, finished_at;
+    int64_t read, inserted, updated, duplicates, rejected;
+};
+int store_import_begin(struct store *st, const char *kind, const char *file, int64_t at,
+                       int64_t *id, struct err *e);
+int store_import_progress(struct store *st, const struct store_import *im, struct err *e);
+
+/* ---- a pool of connections for threads ---------------------------------------- */
+
+struct store_pool;
+int store_pool_new(struct store_pool **out, const char *data_dir, int size,
+                   const struct store_opts *opts, struct err *e);
+void store_pool_free(struct store_pool *p);
+/* Blocks until a connection is free. */
+struct store *store_pool_get(struct store_pool *p);
+void store_pool_put(struct store_pool *p, struct store *st);
+
+#endif
