@@ -36,7 +36,7 @@ if [ -n "$missing" ]; then
     $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-if [ "${1:-}" = "--test" ]; then
+if [ "${1:-}" = "--test" ] && [ -f tests/e2e/package-lock.json ]; then
     if [ ! -d tests/e2e/node_modules ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; then
         echo "install-deps: installing npm packages for tests/e2e" >&2
         (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)

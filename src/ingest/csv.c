@@ -353,7 +353,7 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
         return ERR(e, E_IO, "%s: cannot open: %s", o->path, strerror(errno));
     if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
         total = sb.st_size;
-    if (csv_init(&p, CSV_STRICT | CSV_APPEND_NULL | CSV_REPALL_NL) != 0) {
+    if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL | CSV_REPALL_NL) != 0) {
         if (fd != STDIN_FILENO)
             close(fd);
         return ERR(e, E_NOMEM, "cannot start the CSV parser");

@@ -60,6 +60,10 @@ int ingest_begin(struct ingest *in, struct err *e)
     rc = store_begin(in->st, e);
     if (rc)
         return rc;
+    /* Someone else changed contacts since our last commit (a delete, a merge):
+     * cached ids may be stale. */
+    if (store_tx_contact_seq(in->st) != in->seen_contact_seq)
+        strmap_clear(&in->contact_ids);
     rc = store_contracts_stamp(in->st, &stamp, e);
     if (rc == 0 && stamp != in->contracts_stamp) {
         struct contract_set *cs;
@@ -81,7 +85,11 @@ int ingest_begin(struct ingest *in, struct err *e)
 
 int ingest_commit(struct ingest *in, struct err *e)
 {
+    int64_t seen = store_tx_contact_seq(in->st);
     int rc = store_commit(in->st, e);
+
+    if (rc == 0)
+        in->seen_contact_seq = seen;
 
     if (rc)
         ingest_rollback(in);
@@ -203,10 +211,13 @@ static const char *type_undeclared_attrs(struct ingest *in, json_t *typed, const
         if (cc && contract_prop_type(cc, k) >= 0)
             continue;
         if (!strmap_get(&in->attr_types, k, kl, &t)) {
-            t = (int64_t)value_infer(v);
-            *rc = store_attr_type_put(in->st, k, vtype_name((enum vtype)t), "inferred", e);
+            char held[16];
+            enum vtype vt;
+            *rc = store_attr_type_put(in->st, k, vtype_name(value_infer(v)), "inferred", held, e);
             if (*rc)
                 return NULL;
+            /* Another writer may have typed it first: its type holds. */
+            t = vtype_parse(held, &vt) == 0 ? (int64_t)vt : (int64_t)VT_STRING;
             strmap_put(&in->attr_types, k, kl, t);
         }
         tv = value_coerce(v, (enum vtype)t, msg, msgcap);

@@ -79,6 +79,7 @@ struct ingest {
     struct strmap event_names;  /* name -> id */
     struct strmap attr_types;   /* attribute name -> enum vtype */
     int attr_types_loaded;
+    int64_t seen_contact_seq;   /* contact seq after our last commit */
     struct ingest_stats stats;
     int64_t batch_id;           /* imports.id, or 0 */
     int64_t replay_id;          /* while replaying: the dead letter being retried */

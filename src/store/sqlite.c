@@ -21,7 +21,7 @@
 enum stmt_id {
     Q_CONTACT_GET, Q_CONTACT_BY_XID, Q_CONTACT_BY_ANON, Q_CONTACT_LOOKUP, Q_CONTACT_INSERT,
     Q_CONTACT_UPDATE, Q_CONSENT_LOG, Q_CONSENT_HISTORY, Q_ANON_LINK, Q_EVENTS_MOVE_IDS,
-    Q_EVENT_RESEQ, Q_CONTACTS_SINCE, Q_ATTR_TYPES, Q_ATTR_PUT, Q_NAME_GET, Q_NAME_PUT, Q_NAMES,
+    Q_EVENT_RESEQ, Q_CONTACTS_SINCE, Q_ATTR_TYPES, Q_ATTR_PUT, Q_ATTR_GET, Q_NAME_GET, Q_NAME_PUT, Q_NAMES,
     Q_EVENT_INSERT, Q_EVENTS_OF_CONTACT, Q_EVENT_GET, Q_CONTRACT_MAXV, Q_CONTRACT_PUT,
     Q_CONTRACTS_LATEST, Q_CONTRACT_VERSIONS, Q_CONTRACTS_STAMP, Q_REJ_ADD, Q_REJ_UPDATE,
     Q_REJ_COUNTS, Q_KEY_ADD, Q_KEY_BY_HASH, Q_KEY_TOUCH, Q_KEYS, Q_KEY_REVOKE, Q_AUDIT_ADD,
@@ -55,6 +55,7 @@ static const char *const stmt_sql[Q__N] = {
     [Q_ATTR_TYPES] = "SELECT name, type, origin FROM attributes ORDER BY name",
     [Q_ATTR_PUT] = "INSERT INTO attributes(name, type, origin) VALUES(?1,?2,?3)"
                    " ON CONFLICT(name) DO NOTHING",
+    [Q_ATTR_GET] = "SELECT type FROM attributes WHERE name = ?1",
     [Q_NAME_GET] = "SELECT id FROM event_names WHERE name = ?1",
     [Q_NAME_PUT] = "INSERT INTO event_names(name) VALUES(?1)",
     [Q_NAMES] = "SELECT id, name FROM event_names ORDER BY name",
@@ -437,6 +438,12 @@ int store_in_tx(const struct store *st)
     return st->in_tx;
 }
 
+int64_t store_tx_contact_seq(const struct store *st)
+{
+    ASSERT(st->in_tx);
+    return st->next_contact_seq - 1;
+}
+
 /* ---- contacts -------------------------------------------------------------- */
 
 void store_contact_init(struct store_contact *c)
@@ -750,16 +757,32 @@ int store_attr_types(struct store *st, store_attr_fn fn, void *ctx, struct err *
 }
 
 int store_attr_type_put(struct store *st, const char *name, const char *type, const char *origin,
-                        struct err *e)
+                        char *type_out, struct err *e)
 {
     sqlite3_stmt *s = stmt(st, Q_ATTR_PUT, e);
+    int rc;
 
     if (s == NULL)
         return e->code;
     bind_text(s, 1, name);
     bind_text(s, 2, type);
     bind_text(s, 3, origin);
-    return step_done(st, s, "record attribute type", e);
+    rc = step_done(st, s, "record attribute type", e);
+    if (rc)
+        return rc;
+    s = stmt(st, Q_ATTR_GET, e);
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, name);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        snprintf(type_out, 16, "%s", col_text(s, 0));
+        rc = 0;
+    } else {
+        rc = db_err(st, e, rc, "read attribute type");
+    }
+    done(s);
+    return rc;
 }
 
 int store_event_name_id(struct store *st, const char *name, int create, int64_t *id,

@@ -46,6 +46,10 @@ int store_begin(struct store *st, struct err *e);
 int store_commit(struct store *st, struct err *e);
 void store_rollback(struct store *st); /* no-op outside a transaction */
 int store_in_tx(const struct store *st);
+/* Inside a transaction: the highest contact change sequence committed so far plus
+ * this transaction's own changes. A reader caching contact ids compares it between
+ * its transactions to learn whether someone else changed contacts meanwhile. */
+int64_t store_tx_contact_seq(const struct store *st);
 
 /* ---- contacts -------------------------------------------------------------- */
 
@@ -99,9 +103,10 @@ int store_contacts_since(struct store *st, int64_t after_seq, int64_t limit, sto
 
 typedef int (*store_attr_fn)(void *ctx, const char *name, const char *type, const char *origin);
 int store_attr_types(struct store *st, store_attr_fn fn, void *ctx, struct err *e);
-/* Records name's type if it has none yet (first writer wins). In a transaction. */
+/* Records name's type if it has none yet (first writer wins, in any process) and
+ * writes the type that holds into type_out (at least 16 bytes). In a transaction. */
 int store_attr_type_put(struct store *st, const char *name, const char *type, const char *origin,
-                        struct err *e);
+                        char *type_out, struct err *e);
 /* Finds (and with create, registers) an event name. *id = 0 if absent and !create. */
 int store_event_name_id(struct store *st, const char *name, int create, int64_t *id,
                         struct err *e);

@@ -1,2 +1,284 @@
-#include <criterion/criterion.h>
-Test(placeholder, none) {}
+/* tests/unit/core.c -- time, numbers, buffers, maps, configuration, secrets. */
+#include <stdlib.h>
+
+#include "core/config.h"
+#include "core/core.h"
+#include "core/map.h"
+#include "core/secret.h"
+#include "helpers.h"
+
+static int64_t iso(const char *s)
+{
+    int64_t ms = 0;
+    cr_assert_eq(time_parse_iso(s, strlen(s), &ms), 0, "should parse: %s", s);
+    return ms;
+}
+
+UTEST(time, parses_forms)
+{
+    cr_assert_eq(iso("1970-01-01T00:00:00Z"), 0);
+    cr_assert_eq(iso("1970-01-01"), 0);
+    cr_assert_eq(iso("2024-02-29T12:00:00Z"), 1709208000000LL);
+    cr_assert_eq(iso("2024-02-29 12:00:00"), 1709208000000LL);
+    cr_assert_eq(iso("2024-02-29T17:30:00+05:30"), 1709208000000LL);
+    cr_assert_eq(iso("2024-02-29T07:00:00-0500"), 1709208000000LL);
+    cr_assert_eq(iso("2024-02-29T12:00:00.5Z"), 1709208000500LL);
+    cr_assert_eq(iso("2024-02-29T12:00:00.123456Z"), 1709208000123LL);
+    cr_assert_eq(iso("2024-02-29T12:00Z"), 1709208000000LL);
+    cr_assert_eq(iso("1969-12-31T23:59:59Z"), -1000);
+}
+
+UTEST(time, rejects_bad)
+{
+    static const char *bad[] = {"", "2024", "2024-13-01", "2023-02-29", "2024-01-32",
+                                "2024-01-01T25:00:00Z", "2024-01-01T10:00:00Q",
+                                "2024-01-01T10:00:00+25:00", "yesterday", "2024-01-01T",
+                                "2024-01-01T10:00:00.Z", "2024-01-01x"};
+    size_t i;
+    int64_t ms;
+    for (i = 0; i < sizeof bad / sizeof *bad; i++)
+        cr_assert_neq(time_parse_iso(bad[i], strlen(bad[i]), &ms), 0, "should reject: '%s'", bad[i]);
+}
+
+UTEST(time, format_round_trips)
+{
+    static const int64_t samples[] = {0, 1709208000123LL, -1000, 253402300799999LL, 951782400000LL};
+    size_t i;
+    for (i = 0; i < sizeof samples / sizeof *samples; i++) {
+        char out[32];
+        time_format_iso(samples[i], out);
+        cr_assert_eq(iso(out), samples[i], "%s", out);
+    }
+    {
+        char out[32];
+        time_format_iso(1709208000123LL, out);
+        cr_assert_str_eq(out, "2024-02-29T12:00:00.123Z");
+    }
+}
+
+UTEST(time, clock_starts_at_given_instant)
+{
+    int64_t at = iso("2030-06-01T00:00:00Z");
+    clock_start_at(at);
+    cr_assert(clock_now_ms() >= at && clock_now_ms() < at + 5000);
+}
+
+UTEST(numbers, json_grammar_only)
+{
+    double d;
+    int64_t i;
+    cr_assert_eq(parse_double("12.5", 4, &d), 0);
+    cr_assert_float_eq(d, 12.5, 1e-12);
+    cr_assert_eq(parse_double("-0.5e3", 6, &d), 0);
+    cr_assert_float_eq(d, -500.0, 1e-9);
+    cr_assert_neq(parse_double("0123", 4, &d), 0, "a leading zero is a code, not a number");
+    cr_assert_neq(parse_double("inf", 3, &d), 0);
+    cr_assert_neq(parse_double("0x10", 4, &d), 0);
+    cr_assert_neq(parse_double(" 1", 2, &d), 0);
+    cr_assert_neq(parse_double("1e999", 5, &d), 0);
+    cr_assert_eq(parse_i64("-42", 3, &i), 0);
+    cr_assert_eq(i, -42);
+    cr_assert_neq(parse_i64("4.2", 3, &i), 0);
+    cr_assert_neq(parse_i64("99999999999999999999", 20, &i), 0);
+}
+
+UTEST(buf, json_escaping)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_add_json_str(&b, "a\"b\\c\n\x01", 7);
+    cr_assert_str_eq(b.p, "\"a\\\"b\\\\c\\n\\u0001\"");
+    buf_release(&b);
+}
+
+UTEST(map, put_get_grow_clear)
+{
+    struct strmap m;
+    char key[32];
+    int64_t v;
+    int i;
+    strmap_init(&m);
+    for (i = 0; i < 5000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        strmap_put(&m, key, strlen(key), i);
+    }
+    cr_assert_eq(m.count, 5000);
+    cr_assert(strmap_get(&m, "k4321", 5, &v));
+    cr_assert_eq(v, 4321);
+    cr_assert_not(strmap_get(&m, "k5000", 5, &v));
+    strmap_put(&m, "k1", 2, -7);
+    cr_assert(strmap_get(&m, "k1", 2, &v) && v == -7);
+    strmap_clear(&m);
+    cr_assert_not(strmap_get(&m, "k1", 2, &v));
+    strmap_release(&m);
+}
+
+/* ---- configuration ---- */
+
+static int load(struct config *c, const char *dir, const char *text, struct err *e)
+{
+    char *path;
+    int rc;
+    config_defaults(c, dir);
+    path = malloc(strlen(dir) + 20);
+    sprintf(path, "%s/engage.conf", dir);
+    write_file(path, text);
+    rc = config_load_file(c, path, 1, e);
+    if (rc == 0)
+        rc = config_check(c, e);
+    free(path);
+    return rc;
+}
+
+UTEST(config, defaults_and_values)
+{
+    char *d = test_tmpdir();
+    struct config c;
+    struct err e = {0};
+    cr_assert_eq(load(&c, d, "[server]\nlisten = 0.0.0.0:9000\npublic_url = https://mail.example.com\n"
+                             "[ingest]\nunknown_events = reject ; inline comment\n"
+                             "[segment]\nmax_depth = 7\n", &e), 0, "%s", e.msg);
+    cr_assert_str_eq(c.listen, "0.0.0.0:9000");
+    cr_assert_eq(c.unknown_events_reject, 1);
+    cr_assert_eq(c.seg_max_depth, 7);
+    cr_assert_eq(c.seg_max_rules, 50, "untouched keys keep their defaults");
+    config_release(&c);
+    free(d);
+}
+
+UTEST(config, errors_name_file_line_and_key)
+{
+    char *d = test_tmpdir();
+    struct config c;
+    struct err e = {0};
+    cr_assert_neq(load(&c, d, "[server]\nlisten = 127.0.0.1:1\n\n[segment]\nmax_depth = lots\n", &e), 0);
+    cr_assert(strstr(e.msg, "engage.conf:5: [segment] max_depth: expected an integer"), "%s", e.msg);
+    config_release(&c);
+    err_clear(&e);
+    cr_assert_neq(load(&c, d, "[server]\nlisen = 127.0.0.1:1\n", &e), 0);
+    cr_assert(strstr(e.msg, "engage.conf:2: [server] lisen: unknown key"), "%s", e.msg);
+    config_release(&c);
+    err_clear(&e);
+    cr_assert_neq(load(&c, d, "[server\n", &e), 0);
+    cr_assert(strstr(e.msg, "engage.conf:1:"), "%s", e.msg);
+    config_release(&c);
+    free(d);
+}
+
+UTEST(config, public_url_needs_https_unless_loopback)
+{
+    char *d = test_tmpdir();
+    struct config c;
+    struct err e = {0};
+    cr_assert_neq(load(&c, d, "[server]\npublic_url = http://mail.example.com\n", &e), 0);
+    cr_assert(strstr(e.msg, "https is required"), "%s", e.msg);
+    cr_assert_str_eq(e.field, "public_url");
+    config_release(&c);
+    err_clear(&e);
+    cr_assert_eq(load(&c, d, "[server]\npublic_url = http://127.0.0.1:8080/\n", &e), 0, "%s", e.msg);
+    config_release(&c);
+    cr_assert_eq(load(&c, d, "[server]\npublic_url = http://localhost:8080\n", &e), 0, "%s", e.msg);
+    config_release(&c);
+    cr_assert_neq(load(&c, d, "[server]\npublic_url = http://localhost.evil.com\n", &e), 0);
+    config_release(&c);
+    free(d);
+}
+
+UTEST(config, environment_overrides_file)
+{
+    char *d = test_tmpdir();
+    struct config c;
+    struct err e = {0};
+    cr_assert_eq(load(&c, d, "[server]\nlisten = 127.0.0.1:1111\n", &e), 0);
+    setenv("ENGAGE_LISTEN", "127.0.0.1:2222", 1);
+    cr_assert_eq(config_apply_env(&c, &e), 0);
+    unsetenv("ENGAGE_LISTEN");
+    cr_assert_str_eq(c.listen, "127.0.0.1:2222");
+    config_release(&c);
+    free(d);
+}
+
+UTEST(config, secrets_only_by_reference)
+{
+    char *d = test_tmpdir();
+    char path[256], text[512];
+    struct config c;
+    struct err e = {0};
+    cr_assert_neq(load(&c, d, "[provider:main]\ntype = smtp\npassword = hunter2\n", &e), 0);
+    cr_assert(strstr(e.msg, "password_env"), "%s", e.msg);
+    cr_assert_null(strstr(e.msg, "hunter2"), "the secret must not be echoed");
+    config_release(&c);
+    err_clear(&e);
+    setenv("TEST_SMTP_PW", "s3cret", 1);
+    snprintf(path, sizeof path, "%s/pw", d);
+    write_file(path, "from-file\n");
+    snprintf(text, sizeof text, "[provider:main]\ntype = smtp\npassword_env = TEST_SMTP_PW\n"
+                                "[webhook:sg]\ntype = sendgrid\nsecret_file = %s\n", path);
+    cr_assert_eq(load(&c, d, text, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(c.providers[0].secret, "s3cret");
+    cr_assert_str_eq(c.webhooks[0].secret, "from-file");
+    {
+        struct buf b;
+        buf_init(&b);
+        config_dump(&c, &b);
+        cr_assert_null(strstr(b.p, "s3cret"), "dump shows references, never values");
+        cr_assert(strstr(b.p, "env:TEST_SMTP_PW"));
+        buf_release(&b);
+    }
+    config_release(&c);
+    err_clear(&e);
+    unsetenv("TEST_SMTP_PW");
+    cr_assert_neq(load(&c, d, "[provider:x]\npassword_env = NOPE_NOT_SET\n", &e), 0);
+    cr_assert(strstr(e.msg, "NOPE_NOT_SET is not set"), "%s", e.msg);
+    config_release(&c);
+    free(d);
+}
+
+/* ---- secrets ---- */
+
+UTEST(secret, seal_open_and_tamper)
+{
+    char *d = test_tmpdir();
+    struct config c;
+    struct err e = {0};
+    unsigned char key[SECRET_KEY_BYTES], key2[SECRET_KEY_BYTES];
+    char *sealed, *plain;
+    size_t n;
+
+    config_defaults(&c, d);
+    cr_assert_eq(secret_key_load(&c, key, &e), 0, "%s", e.msg);
+    cr_assert_eq(secret_key_load(&c, key2, &e), 0, "the key file is reused");
+    cr_assert_eq(memcmp(key, key2, sizeof key), 0);
+    cr_assert_eq(secret_seal(key, "crm-password", 12, &sealed, &e), 0);
+    cr_assert_null(strstr(sealed, "crm-password"));
+    cr_assert_eq(strncmp(sealed, "sb1:", 4), 0);
+    cr_assert_eq(secret_open(key, sealed, &plain, &n, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(plain, "crm-password");
+    secret_free(plain);
+    sealed[10] = sealed[10] == 'A' ? 'B' : 'A';
+    cr_assert_neq(secret_open(key, sealed, &plain, &n, &e), 0, "tampering is detected");
+    free(sealed);
+    key2[0] ^= 1;
+    err_clear(&e);
+    cr_assert_eq(secret_seal(key, "x", 1, &sealed, &e), 0);
+    cr_assert_neq(secret_open(key2, sealed, &plain, &n, &e), 0, "a wrong key does not open it");
+    free(sealed);
+    config_release(&c);
+    free(d);
+}
+
+UTEST(secret, key_from_environment)
+{
+    struct config c;
+    struct err e = {0};
+    unsigned char key[SECRET_KEY_BYTES];
+    config_defaults(&c, "/nonexistent");
+    snprintf(c.secrets_key_env, sizeof c.secrets_key_env, "TEST_ENGAGE_KEY");
+    setenv("TEST_ENGAGE_KEY", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 1);
+    cr_assert_eq(secret_key_load(&c, key, &e), 0, "%s", e.msg);
+    cr_assert_eq(key[1], 0x11);
+    setenv("TEST_ENGAGE_KEY", "short", 1);
+    cr_assert_neq(secret_key_load(&c, key, &e), 0);
+    unsetenv("TEST_ENGAGE_KEY");
+    config_release(&c);
+}

@@ -1,0 +1,37 @@
+# EqueEngage -- a thin wrapper over meson + ninja.
+#   make          build build/engage (installs missing Debian packages first)
+#   make demo     build, load the demo data set, serve it (prints URL and admin key)
+#   make test     build with ASan+UBSan and run every test suite
+#   make bench    build and run the benchmarks (see docs/benchmarks.md)
+.PHONY: all build deps test-deps demo test unit e2e bench clean format
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+test-deps:
+	@scripts/install-deps.sh --test
+
+build: deps
+	@test -f build/build.ninja || meson setup build --buildtype=release -Db_ndebug=false -Dtests=disabled >/dev/null
+	@ninja -C build --quiet 2>/dev/null || ninja -C build
+
+build-asan: test-deps
+	@test -f build-asan/build.ninja || meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false -Dtests=enabled >/dev/null
+	@ninja -C build-asan --quiet 2>/dev/null || ninja -C build-asan
+
+demo: build
+	./build/engage demo --data ./engage-data
+
+test: build build-asan
+	@tests/run.sh
+
+bench: build
+	@bench/run.sh
+
+clean:
+	rm -rf build build-asan
+
+format:
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/unit/*.h')

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# tests/run.sh -- runs every suite and ends with one line: "N passed, N failed[, N skipped]".
+#
+# unit: Criterion binaries built with ASan+UBSan in build-asan/ (leaks fail a test).
+# e2e:  node:test suites driving the ASan-built engage binary over the CLI and HTTP.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+passed=0 failed=0 skipped=0
+logdir=$(mktemp -d /tmp/engage-tests.XXXXXX)
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+echo "== unit (Criterion, ASan+UBSan)"
+for t in build-asan/t-*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    "$t" --jobs=2 >"$logdir/$name.log" 2>&1
+    rc=$?
+    line=$(grep -a 'Synthesis:' "$logdir/$name.log" | tail -n 1)
+    tested=$(sed -n 's/.*Tested: \([0-9]*\).*/\1/p' <<<"$line")
+    pass=$(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$line")
+    if [ -z "$tested" ]; then
+        echo "  $name: no summary (exit $rc)"; cat "$logdir/$name.log"; failed=$((failed + 1)); continue
+    fi
+    fail=$((tested - pass))
+    if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+    passed=$((passed + pass)); failed=$((failed + fail))
+    printf '  %-16s %3d passed, %d failed\n' "$name" "$pass" "$fail"
+    if [ "$fail" -ne 0 ]; then grep -a -v '^\[----\]' "$logdir/$name.log" | tail -n 60; fi
+done
+
+echo "== e2e (node:test)"
+export ENGAGE_BIN="$PWD/build-asan/engage"
+node --test --test-concurrency=2 --test-reporter=spec --test-reporter-destination=stdout \
+     --test-reporter=tap --test-reporter-destination="$logdir/e2e.tap" tests/e2e/*.test.mjs
+rc=$?
+p=$(sed -n 's/^# pass \([0-9]*\)/\1/p' "$logdir/e2e.tap" | tail -n 1)
+f=$(sed -n 's/^# fail \([0-9]*\)/\1/p' "$logdir/e2e.tap" | tail -n 1)
+s=$(sed -n 's/^# skipped \([0-9]*\)/\1/p' "$logdir/e2e.tap" | tail -n 1)
+c=$(sed -n 's/^# cancelled \([0-9]*\)/\1/p' "$logdir/e2e.tap" | tail -n 1)
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${c:-0})); skipped=$((skipped + ${s:-0}))
+if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ] && [ "${c:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
+
+rm -rf "$logdir"
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
