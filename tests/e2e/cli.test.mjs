@@ -1,0 +1,189 @@
+// tests/e2e/cli.test.mjs -- the command line as a user meets it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { engage, tmpData, writeCsv, sql } from './lib.mjs';
+
+test('help lists every command and each command has its own help', () => {
+  const r = engage(['--help']);
+  assert.equal(r.code, 0);
+  for (const cmd of ['serve', 'demo', 'migrate', 'import contacts', 'import events', 'rejected list',
+                     'rejected replay', 'contracts', 'apikey', 'backup', 'bench gen'])
+    assert.match(r.stdout, new RegExp(cmd), cmd);
+  for (const cmd of ['serve', 'import', 'rejected', 'contracts', 'apikey', 'demo', 'bench']) {
+    const h = engage([cmd, '--help']);
+    assert.equal(h.code, 0, cmd);
+    assert.match(h.stdout, new RegExp(`usage: engage ${cmd}`), cmd);
+  }
+});
+
+test('usage errors say what is wrong and exit 2', () => {
+  const data = tmpData();
+  let r = engage(['frobnicate'], { data });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown command "frobnicate"/);
+  r = engage(['import', 'contacts', 'x.csv', '--colour', 'red'], { data });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /import: unknown option --colour \(see 'engage import --help'\)/);
+  r = engage(['import', 'people', 'x.csv'], { data });
+  assert.equal(r.code, 2);
+  r = engage(['import', 'contacts', join(data, 'missing.csv')], { data });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /missing\.csv: cannot open: No such file/);
+});
+
+test('configuration errors name the file, line and key', () => {
+  const data = tmpData();
+  writeFileSync(join(data, 'engage.conf'), '[server]\nlisten = 127.0.0.1:9999\nfoo = bar\n');
+  let r = engage(['config'], { data });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /engage\.conf:3: \[server\] foo: unknown key/);
+  writeFileSync(join(data, 'engage.conf'), '[server]\npublic_url = http://mail.example.com\n');
+  r = engage(['config'], { data });
+  assert.match(r.stderr, /public_url: https is required unless the host is loopback/);
+  r = engage(['config'], { data, env: { ENGAGE_CONFIG: join(data, 'nope.conf') } });
+  assert.equal(r.code, 1, 'a named configuration file must exist');
+  assert.match(r.stderr, /nope\.conf: cannot open/);
+});
+
+test('precedence: flag > environment > file > default', () => {
+  const data = tmpData();
+  writeFileSync(join(data, 'engage.conf'), '[server]\nlisten = 127.0.0.1:1111\n[segment]\nmax_rules = 9\n');
+  let r = engage(['config'], { data });
+  assert.match(r.stdout, /listen = 127\.0\.0\.1:1111/);
+  assert.match(r.stdout, /max_rules = 9/);
+  assert.match(r.stdout, /max_depth = 5/, 'default');
+  r = engage(['config'], { data, env: { ENGAGE_LISTEN: '127.0.0.1:2222' } });
+  assert.match(r.stdout, /listen = 127\.0\.0\.1:2222/);
+  r = engage(['config', '--listen', '127.0.0.1:3333'], { data, env: { ENGAGE_LISTEN: '127.0.0.1:2222' } });
+  assert.match(r.stdout, /listen = 127\.0\.0\.1:3333/);
+});
+
+test('--now and ENGAGE_NOW set the clock; a bad value is refused', () => {
+  const data = tmpData();
+  const csv = writeCsv(data, 'c.csv', 'external_id\nc1\n');
+  let r = engage(['import', 'contacts', csv, '--now', '2030-01-02T03:04:05Z'], { data });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(Math.abs(Number(sql(data, 'SELECT created_at FROM contacts')) - Date.UTC(2030, 0, 2, 3, 4, 5)) < 5000);
+  r = engage(['config'], { data, env: { ENGAGE_NOW: 'next week' } });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /ENGAGE_NOW: expected an ISO-8601 instant/);
+});
+
+test('import reports counts as JSON, exit 3 with rejections, and re-import changes nothing', () => {
+  const data = tmpData();
+  const contacts = writeCsv(data, 'contacts.csv',
+    'external_id,email,city,ltv,email_consent\nc1,c1@x.io,Pune,10,\nc2,not-an-email,Goa,5,\nc3,c3@x.io,Delhi,,unsubscribed\n');
+  let r = engage(['import', 'contacts', contacts, '--json'], { data });
+  assert.equal(r.code, 3, 'some rows were rejected');
+  let rep = JSON.parse(r.stdout);
+  assert.equal(rep.inserted, 2);
+  assert.equal(rep.rejected, 1);
+  assert.deepEqual(rep.rejected_by_reason.invalid_email.lines, [3]);
+  assert.equal(rep.rejected_by_reason.invalid_email.examples[0].field, 'email');
+  r = engage(['import', 'contacts', contacts, '--json'], { data });
+  rep = JSON.parse(r.stdout);
+  assert.equal(rep.inserted, 0);
+  assert.equal(rep.updated, 0);
+  assert.equal(rep.duplicates, 2);
+  // stdin, and the human report
+  r = engage(['import', 'contacts', '-'], { data, input: 'external_id,city\nc4,Kochi\n' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /inserted\s+1/);
+  assert.equal(sql(data, "SELECT count(*) FROM contacts"), '3');
+});
+
+test('the sticky opt-out rule holds for CSV imports', () => {
+  const data = tmpData();
+  engage(['import', 'contacts', '-'], { data, input: 'external_id,email_consent\nc1,unsubscribed\n' });
+  const r = engage(['import', 'contacts', '-', '--json'], { data, input: 'external_id,email_consent,city\nc1,subscribed,Pune\n' });
+  const rep = JSON.parse(r.stdout);
+  assert.equal(rep.consent_kept, 1);
+  assert.equal(rep.updated, 1, 'the city still changes');
+  const c = JSON.parse(engage(['contact', 'show', 'c1'], { data }).stdout);
+  assert.equal(c.email_consent, 'unsubscribed');
+  assert.equal(c.attributes.city, 'Pune');
+  assert.deepEqual(c.consent_history.map((h) => h.to), ['unsubscribed']);
+});
+
+test('contract versions: rejected, fix the contract, replay', () => {
+  const data = tmpData();
+  const events = writeCsv(data, 'orders.csv',
+    'external_id,event,occurred_at,order_id,amount,currency,created_at\n' +
+    'c1,order_created,,o1,10,INR,2026-01-01T00:00:00Z\n' +
+    'c1,order_created,,o2,10,rupees,2026-01-02T00:00:00Z\n');
+  let r = engage(['import', 'events', events, '--json'], { data });
+  assert.equal(JSON.parse(r.stdout).rejected, 1);
+  r = engage(['rejected', 'list', '--json'], { data });
+  const row = JSON.parse(r.stdout.trim().split('\n')[0]);
+  assert.equal(row.reason, 'constraint');
+  assert.equal(row.field, 'currency');
+  assert.match(row.origin, /orders\.csv:3$/);
+  assert.equal(row.raw.properties.currency, 'rupees', 'the raw payload is kept');
+
+  const bad = join(data, 'bad.json');
+  writeFileSync(bad, JSON.stringify({ name: 'order_created', properties: { amount: { type: 'money' } } }));
+  r = engage(['contracts', 'put', 'order_created', bad], { data });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /bad\.json: \/properties\/amount\/type: must be one of/);
+
+  const fixed = join(data, 'fixed.json');
+  writeFileSync(fixed, JSON.stringify({
+    name: 'order_created', occurred_at: 'created_at', properties: {
+      order_id: { type: 'string', required: true }, amount: { type: 'number', required: true, minimum: 0 },
+      currency: { type: 'string', required: true, enum: ['INR', 'USD', 'rupees'] },
+      created_at: { type: 'timestamp', required: true } } }));
+  r = engage(['contracts', 'put', 'order_created', fixed], { data });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /version 2/);
+  r = engage(['rejected', 'replay', '--json'], { data });
+  assert.deepEqual(JSON.parse(r.stdout), { tried: 1, ingested: 1, still_rejected: 0 });
+  assert.equal(sql(data, "SELECT group_concat(contract_version, ',') FROM (SELECT contract_version FROM events ORDER BY occurred_at)"), '1,2');
+  assert.equal(sql(data, "SELECT count(*) FROM audit WHERE action IN ('contract.put','rejected.replay')"), '2');
+  r = engage(['contracts', 'show', 'order_created', '--json'], { data });
+  assert.equal(r.code, 0);
+});
+
+test('a store newer than the binary is refused with a clear message', () => {
+  const data = tmpData();
+  assert.equal(engage(['migrate'], { data }).code, 0);
+  sql(data, 'PRAGMA user_version = 99');
+  const r = engage(['import', 'contacts', '-'], { data, input: 'external_id\nc1\n' });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /schema version 99, newer than this binary's 1: upgrade engage/);
+});
+
+test('demo loads once; running it again stores nothing twice', () => {
+  const data = tmpData();
+  let r = engage(['demo', '--no-serve', '--contacts', '150'], { data });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /admin key: ek_/);
+  const events = Number(sql(data, 'SELECT count(*) FROM events'));
+  assert.ok(events > 1000, `${events} demo events`);
+  assert.equal(sql(data, "SELECT count(DISTINCT name) FROM event_names"), '4');
+  assert.ok(Number(sql(data, "SELECT count(*) FROM rejected")) >= 4, 'the demo shows the dead-letter store');
+  r = engage(['demo', '--no-serve', '--contacts', '150'], { data });
+  assert.equal(r.code, 0);
+  assert.equal(Number(sql(data, 'SELECT count(*) FROM events')), events);
+});
+
+test('backup makes a consistent copy', () => {
+  const data = tmpData();
+  engage(['import', 'contacts', '-'], { data, input: 'external_id,city\nc1,Pune\n' });
+  const dest = join(data, 'copy.db');
+  let r = engage(['backup', dest], { data });
+  assert.equal(r.code, 0, r.stderr);
+  r = engage(['backup', dest], { data });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /already exists/);
+});
+
+test('bench gen is deterministic for a seed', () => {
+  const a = tmpData(), b = tmpData();
+  engage(['bench', 'gen', '--contacts', '50', '--events', '300', '--seed', '7', '--out', a, '--now', '2026-01-01T00:00:00Z']);
+  engage(['bench', 'gen', '--contacts', '50', '--events', '300', '--seed', '7', '--out', b, '--now', '2026-01-01T00:00:00Z']);
+  const read = (d, f) => readFileSync(join(d, f), 'utf8');
+  assert.equal(read(a, 'events.csv'), read(b, 'events.csv'));
+  assert.equal(read(a, 'events.csv').trim().split('\n').length, 301);
+});

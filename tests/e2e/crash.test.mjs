@@ -1,0 +1,80 @@
+// tests/e2e/crash.test.mjs -- kill -9 during a large import; an import beside a busy server.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { engage, engageAsync, waitExit, tmpData, startServer, api, apikey, sql } from './lib.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const EVENTS = 200000;
+
+function generate() {
+  const dir = tmpData('engage-gen-');
+  const r = engage(['bench', 'gen', '--contacts', '10000', '--events', String(EVENTS), '--seed', '5', '--out', dir]);
+  assert.equal(r.code, 0, r.stderr);
+  return join(dir, 'events.csv');
+}
+
+test('kill -9 mid-import loses no committed row; a re-run completes it without duplicates', async () => {
+  const data = tmpData();
+  const file = generate();
+  engage(['migrate'], { data });
+  const child = engageAsync(['import', 'events', file, '--batch', '5000', '--no-progress'], { data });
+  const exited = waitExit(child);
+  // Wait until a few batches are committed, then kill without warning.
+  for (let i = 0; i < 400; i++) {
+    await sleep(25);
+    const n = Number(sql(data, 'SELECT count(*) FROM events') || 0);
+    if (n >= 15000) break;
+  }
+  child.kill('SIGKILL');
+  const r = await exited;
+  assert.equal(r.signal, 'SIGKILL', 'killed before it finished: ' + r.stdout);
+  const committed = Number(sql(data, 'SELECT count(*) FROM events'));
+  assert.ok(committed > 0 && committed < EVENTS, `committed ${committed}`);
+  assert.equal(committed % 5000, 0, 'batches are atomic');
+  assert.equal(sql(data, "SELECT status || ':' || read FROM imports"), `running:${committed}`,
+    'progress is committed with its batch');
+
+  const again = engage(['import', 'events', file, '--json'], { data });
+  assert.equal(again.code, 0, again.stderr);
+  const rep = JSON.parse(again.stdout);
+  assert.equal(rep.inserted, EVENTS - committed);
+  assert.equal(rep.duplicates, committed);
+  assert.equal(sql(data, 'SELECT count(*), count(DISTINCT event_id) FROM events'), `${EVENTS}|${EVENTS}`);
+  assert.equal(sql(data, 'SELECT count(*) = count(DISTINCT external_id) FROM contacts'), '1');
+  assert.equal(sql(data, 'SELECT count(*) FROM events e LEFT JOIN contacts c ON c.id = e.contact_id WHERE c.id IS NULL'), '0');
+});
+
+test('a CLI import runs beside a serving, writing server', async () => {
+  const data = tmpData();
+  const file = generate();
+  engage(['migrate'], { data });
+  const admin = apikey(data, 'admin');
+  const srv = await startServer(data);
+  try {
+    const child = engageAsync(['import', 'events', file, '--batch', '5000', '--no-progress', '--json'], { data });
+    const exited = waitExit(child);
+    let done = false, reads = 0, writes = 0;
+    exited.then(() => { done = true; });
+    while (!done) {
+      const r = await api(srv.url, '/api/v1/contracts', { key: admin });
+      assert.equal(r.status, 200, r.text);
+      reads++;
+      if (reads % 10 === 0) {
+        const w = await api(srv.url, '/api/v1/contracts/page_viewed', {
+          method: 'PUT', key: admin, body: { name: 'page_viewed', properties: { url: { type: 'string' } } } });
+        assert.equal(w.status, 201, 'a write waits for the import batch, then succeeds: ' + w.text);
+        writes++;
+      }
+      await sleep(20);
+    }
+    const r = await exited;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).inserted, EVENTS);
+    assert.ok(reads > 5 && writes >= 1, `${reads} reads, ${writes} writes during the import`);
+    const m = await api(srv.url, '/metrics');
+    assert.match(m.text, new RegExp(`engage_events ${EVENTS}\\n`));
+  } finally {
+    await srv.stop();
+  }
+});

@@ -1,0 +1,97 @@
+// tests/e2e/lib.mjs -- helpers for driving the real engage binary.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const BIN = process.env.ENGAGE_BIN || join(root, 'build-asan', 'engage');
+
+export function tmpData(prefix = 'engage-e2e-') {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+// Runs engage synchronously; returns { code, stdout, stderr }.
+export function engage(args, { data, env = {}, input } = {}) {
+  const r = spawnSync(BIN, args, {
+    env: { ...process.env, ...(data ? { ENGAGE_DATA: data } : {}), ...env },
+    input,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+// Runs engage asynchronously (for long imports); returns the child.
+export function engageAsync(args, { data, env = {} } = {}) {
+  return spawn(BIN, args, {
+    env: { ...process.env, ...(data ? { ENGAGE_DATA: data } : {}), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+export function waitExit(child) {
+  return new Promise((res) => {
+    let out = '', err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('exit', (code, signal) => res({ code, signal, stdout: out, stderr: err }));
+  });
+}
+
+// Starts `engage serve` on a free port; resolves when it prints its URL.
+export async function startServer(data, { env = {}, args = [] } = {}) {
+  const child = engageAsync(['serve', '--listen', '127.0.0.1:0', ...args], { data, env });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const url = await new Promise((res, rej) => {
+    let out = '';
+    const timer = setTimeout(() => rej(new Error('server did not start: ' + stderr)), 20000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/\S+)/);
+      if (m) { clearTimeout(timer); res(m[1]); }
+    });
+    child.on('exit', (code) => { clearTimeout(timer); rej(new Error(`server exited ${code}: ${stderr}`)); });
+  });
+  return {
+    url,
+    child,
+    stderr: () => stderr,
+    async stop() {
+      const done = new Promise((res) => child.on('exit', (code, signal) => res({ code, signal })));
+      child.kill('SIGTERM');
+      return done;
+    },
+  };
+}
+
+export async function api(url, path, { method = 'GET', key, body, headers = {} } = {}) {
+  const h = { ...headers };
+  if (key) h.authorization = `Bearer ${key}`;
+  if (body !== undefined && typeof body !== 'string') { h['content-type'] = 'application/json'; body = JSON.stringify(body); }
+  const res = await fetch(url + path, { method, headers: h, body });
+  const text = await res.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: res.status, json, text, headers: res.headers };
+}
+
+export function sql(data, query) {
+  const r = spawnSync('sqlite3', [join(data, 'engage.db'), query], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error('sqlite3: ' + r.stderr);
+  return r.stdout.trim();
+}
+
+export function apikey(data, role, name = role) {
+  const r = engage(['apikey', 'create', '--role', role, '--name', name, '--json'], { data });
+  if (r.code !== 0) throw new Error('apikey: ' + r.stderr);
+  return JSON.parse(r.stdout).key;
+}
+
+export function writeCsv(dir, name, text) {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}

@@ -1,0 +1,153 @@
+// tests/e2e/server.test.mjs -- engage serve: health, metrics, contracts and dead letters over HTTP.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { engage, tmpData, startServer, api, apikey, sql, writeCsv } from './lib.mjs';
+
+let data, srv, admin, analyst, marketer, ingestKey;
+
+before(async () => {
+  data = tmpData();
+  engage(['migrate'], { data });
+  admin = apikey(data, 'admin');
+  analyst = apikey(data, 'analyst');
+  marketer = apikey(data, 'marketer');
+  ingestKey = apikey(data, 'ingest');
+  srv = await startServer(data);
+});
+
+after(async () => {
+  const r = await srv.stop();
+  assert.equal(r.code, 0, 'clean exit on SIGTERM (and no leaks under ASan): ' + srv.stderr());
+});
+
+test('health, readiness and JSON-line logs', async () => {
+  let r = await api(srv.url, '/healthz');
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.json, { status: 'ok' });
+  r = await api(srv.url, '/readyz');
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get('x-request-id'), /^r/);
+  const lines = srv.stderr().trim().split('\n').filter(Boolean);
+  assert.ok(lines.length > 0);
+  for (const l of lines) {
+    const j = JSON.parse(l);
+    assert.ok(j.ts && j.level && j.component && 'msg' in j, l);
+  }
+});
+
+test('errors have one shape: 401, 403, 404, 405, 413', async () => {
+  let r = await api(srv.url, '/api/v1/contracts');
+  assert.equal(r.status, 401);
+  assert.equal(r.json.error.code, 'unauthorized');
+  assert.ok(r.json.error.message);
+  r = await api(srv.url, '/api/v1/contracts', { key: 'ek_wrong' });
+  assert.equal(r.status, 401);
+  r = await api(srv.url, '/api/v1/contracts', { key: ingestKey });
+  assert.equal(r.status, 403);
+  assert.equal(r.json.error.code, 'forbidden');
+  r = await api(srv.url, '/api/v1/nothing-here', { key: admin });
+  assert.equal(r.status, 404);
+  r = await api(srv.url, '/api/v1/contracts', { method: 'DELETE', key: admin });
+  assert.equal(r.status, 405);
+  r = await api(srv.url, '/api/v1/contracts/x', { method: 'PUT', key: admin, body: 'x'.repeat(5 << 20) });
+  assert.equal(r.status, 413);
+  assert.equal(r.json.error.code, 'too_large');
+  r = await api(srv.url, '/api/v1/contracts/x', { method: 'PUT', key: admin, body: '{"name": ' });
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error.code, 'invalid_json');
+});
+
+test('contracts: list, versions, validation with JSON pointers, audit', async () => {
+  let r = await api(srv.url, '/api/v1/contracts', { key: analyst });
+  assert.equal(r.status, 200);
+  const names = r.json.items.map((c) => c.name).sort();
+  assert.deepEqual(names, ['call_logged', 'contact', 'email_opened', 'order_created', 'whatsapp_sent']);
+  const order = r.json.items.find((c) => c.name === 'order_created');
+  assert.equal(order.version, 1);
+  assert.equal(order.contract.properties.currency.pattern, '^[A-Z]{3}$');
+
+  r = await api(srv.url, '/api/v1/contracts/order_created', { method: 'PUT', key: analyst, body: {} });
+  assert.equal(r.status, 403, 'analysts read, admins write');
+
+  r = await api(srv.url, '/api/v1/contracts/order_created', {
+    method: 'PUT', key: admin,
+    body: { name: 'order_created', properties: { amount: { type: 'money' }, x: { type: 'string', minimum: 1 } } },
+  });
+  assert.equal(r.status, 422);
+  assert.equal(r.json.error.code, 'invalid_contract');
+  const paths = r.json.error.details.map((d) => d.path).sort();
+  assert.deepEqual(paths, ['/properties/amount/type', '/properties/x/minimum']);
+
+  const before = Number(sql(data, "SELECT count(*) FROM audit WHERE action = 'contract.put'"));
+  r = await api(srv.url, '/api/v1/contracts/signup_completed', {
+    method: 'PUT', key: admin,
+    body: { name: 'signup_completed', properties: { plan: { type: 'string', required: true } } },
+  });
+  assert.equal(r.status, 201, r.text);
+  assert.equal(r.json.version, 1);
+  r = await api(srv.url, '/api/v1/contracts/signup_completed', {
+    method: 'PUT', key: admin,
+    body: { name: 'signup_completed', properties: { plan: { type: 'string', required: true, enum: ['free', 'pro'] } } },
+  });
+  assert.equal(r.json.version, 2);
+  r = await api(srv.url, '/api/v1/contracts/signup_completed', { key: analyst });
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.json.versions.map((v) => v.version), [2, 1], 'old versions are kept');
+  assert.equal(r.json.latest.version, 2);
+  assert.match(r.json.latest.created_by, /^apikey:\d+:admin$/);
+  assert.equal(Number(sql(data, "SELECT count(*) FROM audit WHERE action = 'contract.put'")), before + 2);
+  r = await api(srv.url, '/api/v1/contracts/no_such', { key: analyst });
+  assert.equal(r.status, 404);
+});
+
+test('dead letters: list with filters, metrics by reason, replay by a marketer', async () => {
+  const csv = writeCsv(data, 'calls.csv',
+    'external_id,event,occurred_at,call_id,agent_id,duration_sec,created_at\n' +
+    'c1,call_logged,,k1,a1,60,2026-01-01T00:00:00Z\n' +
+    'c1,call_logged,,k2,a1,1.5,2026-01-01T00:00:00Z\n' +
+    'c1,call_logged,,k3,,60,2026-01-01T00:00:00Z\n');
+  // A CLI import beside the running server.
+  const imp = engage(['import', 'events', csv, '--json'], { data });
+  assert.equal(imp.code, 3, imp.stderr);
+  let r = await api(srv.url, '/api/v1/rejected?reason=invalid_type', { key: analyst });
+  assert.equal(r.status, 200);
+  assert.equal(r.json.items.length, 1);
+  assert.equal(r.json.items[0].field, 'duration_sec');
+  assert.match(r.json.items[0].origin, /calls\.csv:3$/);
+  assert.equal(r.json.next_cursor, null);
+  r = await api(srv.url, '/api/v1/rejected?limit=1', { key: analyst });
+  assert.equal(r.json.items.length, 1);
+  assert.ok(r.json.next_cursor);
+  const page2 = await api(srv.url, '/api/v1/rejected?limit=1&cursor=' + r.json.next_cursor, { key: analyst });
+  assert.notEqual(page2.json.items[0].id, r.json.items[0].id);
+  r = await api(srv.url, '/api/v1/rejected?since=yesterday', { key: analyst });
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error.path, 'since');
+
+  r = await api(srv.url, '/metrics');
+  assert.equal(r.status, 200);
+  assert.match(r.text, /engage_ingest_rejected\{reason="invalid_type"\} 1/);
+  assert.match(r.text, /engage_ingest_rejected\{reason="missing_field"\} 1/);
+  assert.match(r.text, /engage_events 1\n/);
+  assert.match(r.text, /engage_http_requests_total\{route="rejected.list",code="2xx"\} \d+/);
+
+  r = await api(srv.url, '/api/v1/rejected/replay', { method: 'POST', key: analyst, body: {} });
+  assert.equal(r.status, 403);
+  r = await api(srv.url, '/api/v1/rejected/replay', { method: 'POST', key: marketer, body: { colour: 1 } });
+  assert.equal(r.status, 422);
+  // Loosen the contract: duration may be a number now.
+  r = await api(srv.url, '/api/v1/contracts/call_logged', {
+    method: 'PUT', key: admin,
+    body: { name: 'call_logged', occurred_at: 'created_at', properties: {
+      call_id: { type: 'string', required: true }, agent_id: { type: 'string', required: true },
+      duration_sec: { type: 'number', required: true, minimum: 0 }, created_at: { type: 'timestamp', required: true } } },
+  });
+  assert.equal(r.status, 201);
+  r = await api(srv.url, '/api/v1/rejected/replay', { method: 'POST', key: marketer, body: { reason: 'invalid_type' } });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json, { tried: 1, ingested: 1, still_rejected: 0 });
+  r = await api(srv.url, '/metrics');
+  assert.doesNotMatch(r.text, /reason="invalid_type"/);
+  assert.match(r.text, /engage_events 2\n/);
+  assert.equal(sql(data, "SELECT count(*) FROM audit WHERE action = 'rejected.replay'"), '1');
+});
