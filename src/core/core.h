@@ -79,7 +79,12 @@ void buf_addc(struct buf *b, char c);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 char *buf_take(struct buf *b);
-/* Appends s as a JSON string literal (quotes included). */
+/* 1 if s[0..n) is valid UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
+int utf8_valid(const char *s, size_t n);
+/* Length of the longest prefix of s[0..n) that is at most max bytes and does not cut
+ * a UTF-8 sequence: for truncating user text in messages. */
+size_t utf8_prefix(const char *s, size_t n, size_t max);
+/* Appends s as a JSON string literal (quotes included); invalid UTF-8 becomes U+FFFD. */
 void buf_add_json_str(struct buf *b, const char *s, size_t n);
 
 /* Non-owning slice. */

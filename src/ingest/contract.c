@@ -65,30 +65,112 @@ int vtype_parse(const char *s, enum vtype *out)
 
 /* ---- values ---------------------------------------------------------------------- */
 
-static json_t *coerce_timestamp(const char *s, size_t n, char *msg, size_t msgcap)
+/* A typed scalar parsed from text: the one place text becomes a typed value, used
+ * by the JSON path (value_coerce) and the CSV fast path (contract_type_text). */
+struct tval {
+    enum vtype t;
+    const char *s; /* VT_STRING */
+    size_t n;
+    double d;      /* VT_NUMBER */
+    int64_t i;     /* VT_INTEGER; VT_BOOLEAN (0/1); VT_TIMESTAMP (ms) */
+};
+
+static int text_parse(const char *s, size_t n, enum vtype t, struct tval *v, char *msg,
+                      size_t msgcap)
 {
-    int64_t ms;
+    int show = (int)(n > 40 ? 40 : n);
+
+    v->t = t;
+    switch (t) {
+    case VT_STRING:
+        v->s = s;
+        v->n = n;
+        return 0;
+    case VT_NUMBER:
+        if (parse_double(s, n, &v->d) == 0)
+            return 0;
+        snprintf(msg, msgcap, "expected a number, got \"%.*s\"", show, s);
+        return -1;
+    case VT_INTEGER:
+        if (parse_i64(s, n, &v->i) == 0)
+            return 0;
+        snprintf(msg, msgcap, "expected an integer, got \"%.*s\"", show, s);
+        return -1;
+    case VT_BOOLEAN:
+        if ((n == 4 && strncasecmp(s, "true", 4) == 0) || (n == 5 && strncasecmp(s, "false", 5) == 0)) {
+            v->i = n == 4;
+            return 0;
+        }
+        snprintf(msg, msgcap, "expected true or false");
+        return -1;
+    case VT_TIMESTAMP:
+        if (time_parse_iso(s, n, &v->i) == 0)
+            return 0;
+        snprintf(msg, msgcap, "expected an ISO-8601 timestamp, got \"%.*s\"", show, s);
+        return -1;
+    }
+    return -1;
+}
+
+static json_t *tval_to_json(const struct tval *v)
+{
     char iso[32];
 
-    if (time_parse_iso(s, n, &ms)) {
-        snprintf(msg, msgcap, "expected an ISO-8601 timestamp, got \"%.*s\"", (int)(n > 40 ? 40 : n), s);
-        return NULL;
+    switch (v->t) {
+    case VT_STRING: return json_stringn(v->s, v->n);
+    case VT_NUMBER: return json_real(v->d);
+    case VT_INTEGER: return json_integer(v->i);
+    case VT_BOOLEAN: return json_boolean(v->i);
+    case VT_TIMESTAMP:
+        time_format_iso(v->i, iso);
+        return json_string(iso);
     }
-    time_format_iso(ms, iso);
-    return json_string(iso);
+    return json_null();
+}
+
+/* The JSON text of a typed value, as jansson would write it. */
+static void tval_write(const struct tval *v, struct buf *out)
+{
+    char tmp[40];
+
+    switch (v->t) {
+    case VT_STRING:
+        buf_add_json_str(out, v->s, v->n);
+        return;
+    case VT_NUMBER:
+        snprintf(tmp, sizeof tmp, "%.17g", v->d);
+        buf_adds(out, tmp);
+        if (strpbrk(tmp, ".eE") == NULL)
+            buf_add(out, ".0", 2); /* stays a real when read back */
+        return;
+    case VT_INTEGER:
+        buf_printf(out, "%lld", (long long)v->i);
+        return;
+    case VT_BOOLEAN:
+        buf_adds(out, v->i ? "true" : "false");
+        return;
+    case VT_TIMESTAMP:
+        time_format_iso(v->i, tmp);
+        buf_addc(out, '"');
+        buf_adds(out, tmp);
+        buf_addc(out, '"');
+        return;
+    }
 }
 
 json_t *value_coerce(const json_t *v, enum vtype t, char *msg, size_t msgcap)
 {
-    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
-    size_t n = s ? json_string_length(v) : 0;
-    double d;
-    int64_t i;
+    struct tval tv;
 
+    if (json_is_string(v)) {
+        if (t == VT_STRING)
+            return json_incref((json_t *)v);
+        if (text_parse(json_string_value(v), json_string_length(v), t, &tv, msg, msgcap))
+            return NULL;
+        return tval_to_json(&tv);
+    }
     switch (t) {
     case VT_STRING:
-        if (s)
-            return json_incref((json_t *)v);
         if (json_is_integer(v))
             return json_sprintf("%lld", (long long)json_integer_value(v));
         if (json_is_real(v))
@@ -98,31 +180,21 @@ json_t *value_coerce(const json_t *v, enum vtype t, char *msg, size_t msgcap)
     case VT_NUMBER:
         if (json_is_number(v))
             return json_real(json_number_value(v));
-        if (s && parse_double(s, n, &d) == 0)
-            return json_real(d);
-        snprintf(msg, msgcap, "expected a number%s%.*s%s", s ? ", got \"" : "",
-                 s ? (int)(n > 40 ? 40 : n) : 0, s ? s : "", s ? "\"" : "");
+        snprintf(msg, msgcap, "expected a number");
         return NULL;
     case VT_INTEGER:
         if (json_is_integer(v))
             return json_incref((json_t *)v);
         if (json_is_real(v) && json_real_value(v) == (double)(int64_t)json_real_value(v))
             return json_integer((json_int_t)json_real_value(v));
-        if (s && parse_i64(s, n, &i) == 0)
-            return json_integer(i);
-        snprintf(msg, msgcap, "expected an integer%s%.*s%s", s ? ", got \"" : "",
-                 s ? (int)(n > 40 ? 40 : n) : 0, s ? s : "", s ? "\"" : "");
+        snprintf(msg, msgcap, "expected an integer");
         return NULL;
     case VT_BOOLEAN:
         if (json_is_boolean(v))
             return json_incref((json_t *)v);
-        if (s && (strcasecmp(s, "true") == 0 || strcasecmp(s, "false") == 0))
-            return json_boolean(strcasecmp(s, "true") == 0);
         snprintf(msg, msgcap, "expected true or false");
         return NULL;
     case VT_TIMESTAMP:
-        if (s)
-            return coerce_timestamp(s, n, msg, msgcap);
         snprintf(msg, msgcap, "expected an ISO-8601 timestamp string");
         return NULL;
     }
@@ -130,31 +202,44 @@ json_t *value_coerce(const json_t *v, enum vtype t, char *msg, size_t msgcap)
     return NULL;
 }
 
-enum vtype value_infer(const json_t *v)
+static enum vtype infer_text(const char *s, size_t n)
 {
-    const char *s;
-    size_t n;
     double d;
     int64_t ms;
 
+    if (n == 4 && strncasecmp(s, "true", 4) == 0)
+        return VT_BOOLEAN;
+    if (n == 5 && strncasecmp(s, "false", 5) == 0)
+        return VT_BOOLEAN;
+    if (n > 0 && ((s[0] >= '0' && s[0] <= '9') || s[0] == '-')) {
+        if (parse_double(s, n, &d) == 0)
+            return VT_NUMBER;
+        /* A date or date-time, at least YYYY-MM-DD: a timestamp. */
+        if (n >= 10 && s[4] == '-' && time_parse_iso(s, n, &ms) == 0)
+            return VT_TIMESTAMP;
+    }
+    return VT_STRING;
+}
+
+void value_infer_text_json(const char *s, size_t n, struct buf *out)
+{
+    struct tval v;
+    char msg[8];
+
+    if (text_parse(s, n, infer_text(s, n), &v, msg, sizeof msg))
+        text_parse(s, n, VT_STRING, &v, msg, sizeof msg);
+    tval_write(&v, out);
+}
+
+enum vtype value_infer(const json_t *v)
+{
     if (json_is_boolean(v))
         return VT_BOOLEAN;
     if (json_is_number(v))
         return VT_NUMBER;
     if (!json_is_string(v))
         return VT_STRING;
-    s = json_string_value(v);
-    n = json_string_length(v);
-    if (n == 4 && strcasecmp(s, "true") == 0)
-        return VT_BOOLEAN;
-    if (n == 5 && strcasecmp(s, "false") == 0)
-        return VT_BOOLEAN;
-    if (parse_double(s, n, &d) == 0)
-        return VT_NUMBER;
-    /* A date or date-time, at least YYYY-MM-DD: a timestamp. */
-    if (n >= 10 && s[4] == '-' && time_parse_iso(s, n, &ms) == 0)
-        return VT_TIMESTAMP;
-    return VT_STRING;
+    return infer_text(json_string_value(v), json_string_length(v));
 }
 
 /* ---- compile ----------------------------------------------------------------------- */
@@ -407,41 +492,117 @@ static int email_ok(const char *s)
            strpbrk(s, " \t\r\n<>,;\"") == NULL;
 }
 
-/* Checks one typed value against its spec. 0, or a reason code with a sentence. */
-static const char *spec_check(const struct prop_spec *p, const json_t *t, char *msg, size_t cap)
+/* Checks one typed value against its spec. NULL, or a reason code with a sentence. */
+static const char *spec_check_tval(const struct prop_spec *p, const struct tval *v, char *msg,
+                                   size_t cap)
 {
-    if (p->has_min && json_number_value(t) < p->min) {
+    double num = v->t == VT_NUMBER ? v->d : (double)v->i;
+
+    if (p->has_min && num < p->min) {
         snprintf(msg, cap, "must be at least %g", p->min);
         return "constraint";
     }
-    if (p->has_max && json_number_value(t) > p->max) {
+    if (p->has_max && num > p->max) {
         snprintf(msg, cap, "must be at most %g", p->max);
         return "constraint";
     }
-    if (p->type == VT_STRING) {
-        const char *s = json_string_value(t);
-        if (p->max_length && (long)json_string_length(t) > p->max_length) {
+    if (v->t == VT_STRING) {
+        if (p->max_length && (long)v->n > p->max_length) {
             snprintf(msg, cap, "must be at most %ld bytes", p->max_length);
             return "constraint";
         }
-        if (p->has_pattern && regexec(&p->re, s, 0, NULL, 0) != 0) {
-            snprintf(msg, cap, "must match %s, got \"%.40s\"", p->pattern, s);
-            return "constraint";
-        }
-        if (p->email && !email_ok(s)) {
-            snprintf(msg, cap, "is not an email address: \"%.60s\"", s);
-            return "invalid_email";
+        if (p->has_pattern || p->email) {
+            /* regexec needs a NUL-terminated string */
+            char small[256], *z = v->n < sizeof small ? small : xmalloc(v->n + 1);
+            const char *why = NULL;
+            memcpy(z, v->s, v->n);
+            z[v->n] = '\0';
+            if (p->has_pattern && regexec(&p->re, z, 0, NULL, 0) != 0) {
+                snprintf(msg, cap, "must match %s, got \"%.40s\"", p->pattern, z);
+                why = "constraint";
+            } else if (p->email && !email_ok(z)) {
+                snprintf(msg, cap, "is not an email address: \"%.60s\"", z);
+                why = "invalid_email";
+            }
+            if (z != small)
+                free(z);
+            if (why)
+                return why;
         }
     }
     if (p->enum_vals) {
+        json_t *j = tval_to_json(v), *ev;
         size_t i;
-        json_t *ev;
+        int found = 0;
         json_array_foreach(p->enum_vals, i, ev)
-            if (json_equal(ev, (json_t *)t))
-                return NULL;
-        snprintf(msg, cap, "must be one of the contract's enum values");
-        return "constraint";
+            found |= json_equal(ev, j);
+        json_decref(j);
+        if (!found) {
+            snprintf(msg, cap, "must be one of the contract's enum values");
+            return "constraint";
+        }
     }
+    return NULL;
+}
+
+/* The same check on a typed JSON value (the JSON path). */
+static const char *spec_check(const struct prop_spec *p, const json_t *t, char *msg, size_t cap)
+{
+    struct tval v = {.t = p->type};
+
+    switch (p->type) {
+    case VT_STRING:
+        v.s = json_string_value(t);
+        v.n = json_string_length(t);
+        break;
+    case VT_NUMBER: v.d = json_number_value(t); break;
+    case VT_INTEGER: v.i = json_integer_value(t); break;
+    case VT_BOOLEAN: v.i = json_is_true(t); break;
+    case VT_TIMESTAMP:
+        if (time_parse_iso(json_string_value(t), json_string_length(t), &v.i))
+            return NULL;
+        break;
+    }
+    return spec_check_tval(p, &v, msg, cap);
+}
+
+/* ---- the text path (CSV) ---- */
+
+int contract_nprops(const struct contract *c)
+{
+    return c->nprops;
+}
+
+const char *contract_prop_name(const struct contract *c, int i)
+{
+    return c->props[i].name;
+}
+
+int contract_prop_required(const struct contract *c, int i)
+{
+    return c->props[i].required;
+}
+
+int contract_strict(const struct contract *c)
+{
+    return c->strict;
+}
+
+const char *contract_type_text(const struct contract *c, int i, const char *s, size_t n,
+                               struct buf *out, int64_t *ms, char *msg, size_t msgcap)
+{
+    const struct prop_spec *p = &c->props[i];
+    struct tval v;
+    const char *why;
+
+    if (text_parse(s, n, p->type, &v, msg, msgcap))
+        return p->type == VT_TIMESTAMP ? "invalid_timestamp" : "invalid_type";
+    why = spec_check_tval(p, &v, msg, msgcap);
+    if (why)
+        return why;
+    if (p->type == VT_TIMESTAMP && ms)
+        *ms = v.i;
+    tval_write(&v, out);
     return NULL;
 }
 

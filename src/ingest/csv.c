@@ -10,6 +10,8 @@
  * at what an editor shows. */
 #include <csv.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "ingest.h"
+#include "ingest_int.h"
 
 #define CSV_MAX_FIELD (1 << 20)
 #define CSV_MAX_COLUMNS 1024
@@ -41,9 +44,40 @@ struct import_state {
     int col_xid, col_event, col_time, col_eid, col_email, col_consent, col_anon;
     int64_t line, row_line;
     int in_row, header_done;
-    int rc;                     /* first store/fatal error; stops the import */
+    _Atomic int rc;             /* first store/fatal error; stops the import */
     int64_t in_batch;
     int64_t batch_id;
+    _Atomic int64_t rows_parsed; /* for the progress line (the writer owns in->stats) */
+    /* Events: the reader thread validates, the writer thread stores (see pipe_*). */
+    struct contract_set *cs;    /* the reader's contracts, loaded when the import starts */
+    struct ev_plan *plans;      /* one per event name seen */
+    size_t nplans;
+    int *prop_order;            /* property columns, by name (byte order) */
+    size_t nprops;
+    struct buf props, raw;      /* scratch for one row */
+    struct ev_batch *filling;
+    pthread_t writer;
+    int writer_started;
+    pthread_mutex_t mu;         /* mu protects handoff, spare, closed */
+    pthread_cond_t cv;
+    struct ev_batch *handoff;   /* a full batch waiting for the writer */
+    struct ev_batch *spare;     /* empty batches coming back (a list) */
+    int closed;
+};
+
+/* How this file's columns map onto one event's contract (the CSV fast path). */
+struct ev_plan {
+    char *name;
+    const struct contract *c; /* NULL: no contract */
+    int *spec;                /* per column: the contract property it is, or -1 */
+    int first_missing;        /* a required property with no column, or -1 */
+    int occ_spec;             /* the property that gives occurred_at, or -1 */
+};
+
+struct ev_batch {
+    struct prepared_event *items;
+    size_t n, cap;
+    struct ev_batch *next;      /* in the spare list */
 };
 
 static void *capped_realloc(void *p, size_t n)
@@ -151,7 +185,7 @@ static json_t *row_record(struct import_state *s)
     return rec;
 }
 
-static void note_rejection(struct import_state *s)
+static void note_rejection(struct import_state *s, int64_t line)
 {
     struct ingest *in = s->in;
     json_t *r = json_object_get(s->rep->rejected_by_reason, in->last_reason);
@@ -164,9 +198,9 @@ static void note_rejection(struct import_state *s)
     json_object_set_new(r, "count", json_integer(json_integer_value(json_object_get(r, "count")) + 1));
     lines = json_object_get(r, "lines");
     if (json_array_size(lines) < REPORT_LINES_PER_REASON) {
-        json_array_append_new(lines, json_integer(s->row_line));
+        json_array_append_new(lines, json_integer(line));
         json_array_append_new(json_object_get(r, "examples"),
-                              json_pack("{s:I,s:s,s:s}", "line", (json_int_t)s->row_line, "field",
+                              json_pack("{s:I,s:s,s:s}", "line", (json_int_t)line, "field",
                                         in->last_field, "message", in->last_msg));
     }
 }
@@ -190,11 +224,424 @@ static int batch_flush(struct import_state *s, int final)
     rc = store_import_progress(s->in->st, &im, s->e);
     if (rc == 0)
         rc = ingest_commit(s->in, s->e);
-    s->in_batch = 0;
     return rc;
 }
 
-static void process_row(struct import_state *s)
+/* ---- events: validate here, store on the writer thread ------------------------- */
+
+/* Stores one full batch in one transaction, with the import's progress row. */
+static int store_batch(struct import_state *s, struct ev_batch *b)
+{
+    char origin[1100];
+    struct ingest_ctx cx = {.kind = SRC_CSV, .source = "csv", .origin = origin, .text_mode = 1};
+    enum ingest_outcome o;
+    size_t i;
+    int rc;
+
+    rc = ingest_begin(s->in, s->e);
+    cx.received_at = clock_now_ms();
+    for (i = 0; i < b->n && rc == 0; i++) {
+        snprintf(origin, sizeof origin, "%s:%lld", s->fname, (long long)b->items[i].line);
+        rc = ingest_event_store(s->in, &cx, &b->items[i], &o, s->e);
+        if (rc == 0 && o == INGEST_REJECTED)
+            note_rejection(s, b->items[i].line);
+    }
+    /* The reader frees the items when it reuses the batch: memory goes back to the
+     * thread (and malloc arena) that took it. */
+    if (rc == 0)
+        rc = batch_flush(s, 0);
+    else if (store_in_tx(s->in->st))
+        ingest_rollback(s->in);
+    return rc;
+}
+
+static void *writer_main(void *arg)
+{
+    struct import_state *s = arg;
+    struct ev_batch *b;
+    int rc;
+
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (s->handoff == NULL && !s->closed)
+            pthread_cond_wait(&s->cv, &s->mu);
+        b = s->handoff;
+        s->handoff = NULL;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        if (b == NULL)
+            return NULL; /* closed and drained */
+        rc = atomic_load(&s->rc) ? 0 : store_batch(s, b);
+        if (rc) {
+            int zero = 0;
+            atomic_compare_exchange_strong(&s->rc, &zero, rc);
+        }
+        pthread_mutex_lock(&s->mu);
+        b->next = s->spare;
+        s->spare = b;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* Hands the filling batch to the writer (waiting while it is busy with the last one). */
+static void pipe_push(struct import_state *s)
+{
+    struct ev_batch *next;
+
+    pthread_mutex_lock(&s->mu);
+    while (s->handoff != NULL)
+        pthread_cond_wait(&s->cv, &s->mu);
+    s->handoff = s->filling;
+    pthread_cond_broadcast(&s->cv);
+    next = s->spare;
+    if (next)
+        s->spare = next->next;
+    pthread_mutex_unlock(&s->mu);
+    if (next == NULL) {
+        next = xcalloc(1, sizeof *next);
+    } else {
+        size_t i;
+        for (i = 0; i < next->n; i++)
+            prepared_event_release(&next->items[i]);
+        next->n = 0;
+    }
+    s->filling = next;
+    s->in_batch = 0;
+}
+
+static struct prepared_event *batch_slot(struct ev_batch *b)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 1024;
+        b->items = xrealloc(b->items, b->cap * sizeof *b->items);
+    }
+    return &b->items[b->n++];
+}
+
+static void batch_free(struct ev_batch *b)
+{
+    size_t i;
+
+    if (b == NULL)
+        return;
+    for (i = 0; i < b->n; i++)
+        prepared_event_release(&b->items[i]);
+    free(b->items);
+    free(b);
+}
+
+static json_t *bad_row_record(struct import_state *s, char *msg, size_t msgcap)
+{
+    json_t *fields = json_array();
+    size_t i;
+
+    for (i = 0; i < s->row.nfields && i < CSV_MAX_COLUMNS; i++)
+        json_array_append_new(fields, json_string(row_field(&s->row, i)));
+    snprintf(msg, msgcap, "has %zu fields, the header has %zu", s->row.nfields, s->ncols);
+    return json_pack("{s:o}", "fields", fields);
+}
+
+static const char *colname_s;
+static int cmp_cols(const void *a, const void *b)
+{
+    (void)colname_s;
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Property columns in byte order of their names: the order of stored JSON keys and
+ * of the canonical event key. */
+static void order_props(struct import_state *s)
+{
+    char **names = xcalloc(s->ncols + 1, sizeof *names);
+    size_t i, j, n = 0;
+
+    for (i = 0; i < s->ncols; i++) {
+        int c = (int)i;
+        if (c == s->col_xid || c == s->col_anon || c == s->col_event || c == s->col_time ||
+            c == s->col_eid)
+            continue;
+        names[n++] = s->cols[i];
+    }
+    qsort(names, n, sizeof *names, cmp_cols);
+    s->prop_order = xcalloc(n + 1, sizeof *s->prop_order);
+    for (j = 0; j < n; j++)
+        for (i = 0; i < s->ncols; i++)
+            if (s->cols[i] == names[j])
+                s->prop_order[j] = (int)i;
+    s->nprops = n;
+    free(names);
+}
+
+static struct ev_plan *plan_for(struct import_state *s, const char *name)
+{
+    struct ev_plan *pl;
+    size_t i;
+    int k;
+
+    for (i = 0; i < s->nplans; i++)
+        if (strcmp(s->plans[i].name, name) == 0)
+            return &s->plans[i];
+    if (s->nplans >= 4096)
+        return NULL; /* absurdly many names in one file: the JSON path handles them */
+    s->plans = xrealloc(s->plans, (s->nplans + 1) * sizeof *s->plans);
+    pl = &s->plans[s->nplans++];
+    pl->name = xstrdup(name);
+    pl->c = s->cs ? contract_set_event(s->cs, name) : NULL;
+    pl->spec = xcalloc(s->ncols, sizeof *pl->spec);
+    pl->first_missing = -1;
+    pl->occ_spec = -1;
+    for (i = 0; i < s->ncols; i++)
+        pl->spec[i] = -1;
+    if (pl->c) {
+        for (k = 0; k < contract_nprops(pl->c); k++) {
+            int found = 0;
+            for (i = 0; i < s->nprops; i++) {
+                int col = s->prop_order[i];
+                if (strcmp(s->cols[col], contract_prop_name(pl->c, k)) == 0) {
+                    pl->spec[col] = k;
+                    found = 1;
+                }
+            }
+            if (!found && contract_prop_required(pl->c, k) && pl->first_missing < 0)
+                pl->first_missing = k;
+            if (contract_occurred_at(pl->c) &&
+                strcmp(contract_occurred_at(pl->c), contract_prop_name(pl->c, k)) == 0)
+                pl->occ_spec = k;
+        }
+    }
+    return pl;
+}
+
+static void plans_free(struct import_state *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->nplans; i++) {
+        free(s->plans[i].name);
+        free(s->plans[i].spec);
+    }
+    free(s->plans);
+    free(s->prop_order);
+    buf_release(&s->props);
+    buf_release(&s->raw);
+}
+
+/* The row's raw record as compact JSON with sorted keys (what the JSON path stores). */
+static void raw_json(struct import_state *s, struct buf *b)
+{
+    static const char *const top[] = {"anonymous_id", "event", "event_id", "external_id",
+                                      "occurred_at"};
+    const int cols[] = {s->col_anon, s->col_event, s->col_eid, s->col_xid, s->col_time};
+    size_t i;
+    int first = 1;
+
+    buf_reset(b);
+    buf_addc(b, '{');
+    for (i = 0; i < 5; i++) {
+        const char *f;
+        if (cols[i] < 0 || *(f = row_field(&s->row, (size_t)cols[i])) == '\0')
+            continue;
+        buf_printf(b, "%s\"%s\":", first ? "" : ",", top[i]);
+        buf_add_json_str(b, f, strlen(f));
+        first = 0;
+    }
+    buf_printf(b, "%s\"properties\":{", first ? "" : ",");
+    first = 1;
+    for (i = 0; i < s->nprops; i++) {
+        int col = s->prop_order[i];
+        const char *f = row_field(&s->row, (size_t)col);
+        if (*f == '\0')
+            continue;
+        if (!first)
+            buf_addc(b, ',');
+        buf_add_json_str(b, s->cols[col], strlen(s->cols[col]));
+        buf_addc(b, ':');
+        buf_add_json_str(b, f, strlen(f));
+        first = 0;
+    }
+    buf_add(b, "}}", 2);
+}
+
+static const char *cell(const struct import_state *s, int col)
+{
+    const char *f;
+
+    if (col < 0)
+        return NULL;
+    f = row_field(&s->row, (size_t)col);
+    return *f ? f : NULL;
+}
+
+static int text_id_ok(const char *v)
+{
+    size_t n = strlen(v), i;
+
+    if (n == 0 || n > STORE_MAX_EXTERNAL_ID)
+        return 0;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20)
+            return 0;
+    return 1;
+}
+
+/* The CSV fast path of ingest_event_prepare(): types cells straight from text, with the
+ * same contracts, inference, key derivation and reasons as the JSON path (tested
+ * against it), but without building JSON objects. */
+static void prepare_event_row(struct import_state *s, const struct ingest_ctx *cx,
+                              struct prepared_event *p)
+{
+    const char *name = cell(s, s->col_event), *xid = cell(s, s->col_xid);
+    const char *anon = cell(s, s->col_anon), *ts = cell(s, s->col_time);
+    const char *eid = cell(s, s->col_eid);
+    char msg[256];
+    struct ev_plan *pl;
+    int64_t occ = 0;
+    int have_occ = 0, first = 1;
+    size_t i;
+
+    (void)cx;
+    memset(p, 0, sizeof *p);
+    raw_json(s, &s->raw);
+    p->raw = xstrndup(s->raw.p, s->raw.len);
+    for (i = 0; i < s->ncols; i++) {
+        const char *f = row_field(&s->row, i);
+        if (!utf8_valid(f, strlen(f))) {
+            prepared_event_reject(p, "invalid_encoding", s->cols[i],
+                                  "is not valid UTF-8 (save the file as UTF-8)");
+            return;
+        }
+    }
+    if (name == NULL || strlen(name) > STORE_MAX_NAME) {
+        prepared_event_reject(p, name ? "invalid_name" : "missing_field", "event",
+                              name ? "must be a name of 1 to 128 bytes" : "is required");
+        return;
+    }
+    if ((xid && !text_id_ok(xid)) || (anon && !text_id_ok(anon))) {
+        prepared_event_reject(p, "invalid_id", xid ? "external_id" : "anonymous_id",
+                              "must be a string of 1 to 255 bytes without control characters");
+        return;
+    }
+    if (xid == NULL && anon == NULL) {
+        prepared_event_reject(p, "missing_field", "external_id", "is required (or anonymous_id)");
+        return;
+    }
+    pl = plan_for(s, name);
+    if (pl == NULL) {
+        prepared_event_reject(p, "invalid_name", "event", "too many event names in one file");
+        return;
+    }
+    if (pl->first_missing >= 0) {
+        snprintf(msg, sizeof msg, "is required by contract %s v%d", name,
+                 contract_version(pl->c));
+        prepared_event_reject(p, "missing_field", contract_prop_name(pl->c, pl->first_missing), msg);
+        return;
+    }
+    buf_reset(&s->props);
+    buf_addc(&s->props, '{');
+    for (i = 0; i < s->nprops; i++) {
+        int col = s->prop_order[i], sp = pl->spec[col];
+        const char *f = row_field(&s->row, (size_t)col);
+        size_t n = strlen(f);
+        if (n == 0) {
+            if (sp >= 0 && contract_prop_required(pl->c, sp)) {
+                snprintf(msg, sizeof msg, "is required by contract %s v%d", name,
+                         contract_version(pl->c));
+                prepared_event_reject(p, "missing_field", s->cols[col], msg);
+                return;
+            }
+            continue;
+        }
+        if (!first)
+            buf_addc(&s->props, ',');
+        first = 0;
+        buf_add_json_str(&s->props, s->cols[col], strlen(s->cols[col]));
+        buf_addc(&s->props, ':');
+        if (sp >= 0) {
+            int64_t ms = 0;
+            const char *why = contract_type_text(pl->c, sp, f, n, &s->props, &ms, msg, sizeof msg);
+            if (why) {
+                prepared_event_reject(p, why, s->cols[col], msg);
+                return;
+            }
+            if (sp == pl->occ_spec) {
+                occ = ms;
+                have_occ = 1;
+            }
+        } else if (pl->c && contract_strict(pl->c)) {
+            snprintf(msg, sizeof msg, "is not declared by contract %s v%d, which allows no others",
+                     name, contract_version(pl->c));
+            prepared_event_reject(p, "undeclared_field", s->cols[col], msg);
+            return;
+        } else {
+            value_infer_text_json(f, n, &s->props);
+        }
+    }
+    buf_addc(&s->props, '}');
+    if (ts) {
+        if (time_parse_iso(ts, strlen(ts), &occ)) {
+            snprintf(msg, sizeof msg, "expected an ISO-8601 timestamp, got \"%.40s\"", ts);
+            prepared_event_reject(p, "invalid_timestamp", "occurred_at", msg);
+            return;
+        }
+    } else if (!have_occ) {
+        prepared_event_reject(p, "missing_field", "occurred_at",
+                              pl->c && contract_occurred_at(pl->c)
+                                  ? "is required (or the contract's occurred_at property)"
+                                  : "is required");
+        return;
+    }
+    if (eid) {
+        if (!text_id_ok(eid)) {
+            prepared_event_reject(p, "invalid_id", "event_id",
+                                  "must be a string of 1 to 255 bytes without control characters");
+            return;
+        }
+        p->event_id = xstrdup(eid);
+    } else {
+        struct event_key *k = event_key_new(xid ? xid : anon, name, occ);
+        for (i = 0; i < s->nprops; i++) {
+            int col = s->prop_order[i];
+            const char *f = row_field(&s->row, (size_t)col);
+            if (*f)
+                event_key_prop(k, s->cols[col], strlen(s->cols[col]), 1, f, strlen(f));
+        }
+        p->event_id = event_key_finish(k);
+    }
+    p->name = xstrdup(name);
+    p->xid = xid ? xstrdup(xid) : NULL;
+    p->anon = anon ? xstrdup(anon) : NULL;
+    p->props = xstrndup(s->props.p, s->props.len);
+    p->occurred_at = occ;
+    p->contract_version = pl->c ? contract_version(pl->c) : 0;
+    p->unvalidated = pl->c == NULL;
+}
+
+static void process_event_row(struct import_state *s)
+{
+    struct ingest_ctx cx = {.kind = SRC_CSV, .source = "csv", .text_mode = 1,
+                            .received_at = clock_now_ms()};
+    struct prepared_event *p = batch_slot(s->filling);
+
+    if (s->prop_order == NULL)
+        order_props(s);
+    if (s->row.nfields != s->ncols) {
+        char msg[128];
+        json_t *rec = bad_row_record(s, msg, sizeof msg);
+        memset(p, 0, sizeof *p);
+        p->rec = rec;
+        prepared_event_reject(p, "bad_row", "", msg);
+    } else {
+        prepare_event_row(s, &cx, p);
+    }
+    p->line = s->row_line;
+    if (++s->in_batch >= s->o->batch_rows)
+        pipe_push(s);
+}
+
+/* ---- contacts: inline, one thread -------------------------------------------------- */
+
+static void process_contact_row(struct import_state *s)
 {
     char origin[1100];
     struct ingest_ctx cx = {.kind = SRC_CSV, .source = "csv", .origin = origin, .text_mode = 1};
@@ -202,69 +649,50 @@ static void process_row(struct import_state *s)
     json_t *rec;
     int rc;
 
-    if (s->rc)
-        return;
-    if (!s->header_done) {
-        s->rc = take_header(s);
-        return;
-    }
     if (!store_in_tx(s->in->st)) {
-        s->rc = ingest_begin(s->in, s->e);
-        if (s->rc)
+        rc = ingest_begin(s->in, s->e);
+        if (rc) {
+            atomic_store(&s->rc, rc);
             return;
+        }
     }
     snprintf(origin, sizeof origin, "%s:%lld", s->fname, (long long)s->row_line);
     cx.received_at = clock_now_ms();
     if (s->row.nfields != s->ncols) {
-        /* Keep what there is, so an operator can see and fix the row. */
         char msg[128];
-        json_t *fields = json_array();
-        size_t i;
-        for (i = 0; i < s->row.nfields && i < CSV_MAX_COLUMNS; i++)
-            json_array_append_new(fields, json_string(row_field(&s->row, i)));
-        rec = json_pack("{s:o}", "fields", fields);
-        snprintf(msg, sizeof msg, "has %zu fields, the header has %zu", s->row.nfields, s->ncols);
-        snprintf(s->in->last_reason, sizeof s->in->last_reason, "bad_row");
-        snprintf(s->in->last_field, sizeof s->in->last_field, "%s", "");
-        snprintf(s->in->last_msg, sizeof s->in->last_msg, "%s", msg);
-        {
-            struct store_rejected r = {
-                .created_at = cx.received_at,
-                .source = "csv",
-                .kind = s->o->kind == IMPORT_CONTACTS ? "contact" : "event",
-                .reason = "bad_row",
-                .field = "",
-                .message = msg,
-                .origin = origin,
-            };
-            char *raw = json_dumps(rec, JSON_COMPACT);
-            char *fp = xasprintf("bad_row:%016llx", (unsigned long long)hash64(raw, strlen(raw)));
-            r.raw = raw;
-            r.fingerprint = fp;
-            s->in->stats.read++;
-            s->in->stats.rejected++;
-            rc = store_rejected_add(s->in->st, &r, NULL, s->e);
-            free(raw);
-            free(fp);
-        }
-        json_decref(rec);
-        note_rejection(s);
+        rec = bad_row_record(s, msg, sizeof msg);
+        s->in->stats.read++;
+        rc = ingest_reject(s->in, &cx, "contact", rec, "bad_row", "", msg, &o, s->e);
     } else {
         rec = row_record(s);
-        if (s->o->kind == IMPORT_CONTACTS)
-            rc = ingest_contact(s->in, &cx, rec, &o, s->e);
-        else
-            rc = ingest_event(s->in, &cx, rec, &o, s->e);
-        json_decref(rec);
-        if (rc == 0 && o == INGEST_REJECTED)
-            note_rejection(s);
+        rc = ingest_contact(s->in, &cx, rec, &o, s->e);
     }
+    json_decref(rec);
+    if (rc == 0 && o == INGEST_REJECTED)
+        note_rejection(s, s->row_line);
     if (rc) {
-        s->rc = rc;
+        atomic_store(&s->rc, rc);
         return;
     }
-    if (++s->in_batch >= s->o->batch_rows)
-        s->rc = batch_flush(s, 0);
+    if (++s->in_batch >= s->o->batch_rows) {
+        atomic_store(&s->rc, batch_flush(s, 0));
+        s->in_batch = 0;
+    }
+}
+
+static void process_row(struct import_state *s)
+{
+    if (atomic_load(&s->rc))
+        return;
+    if (!s->header_done) {
+        atomic_store(&s->rc, take_header(s));
+        return;
+    }
+    atomic_fetch_add(&s->rows_parsed, 1);
+    if (s->o->kind == IMPORT_CONTACTS)
+        process_contact_row(s);
+    else
+        process_event_row(s);
 }
 
 static void on_field(void *p, size_t n, void *data)
@@ -301,16 +729,18 @@ static void on_row(int c, void *data)
 static void progress(struct import_state *s, int64_t done_bytes, int64_t total, double elapsed,
                      int final)
 {
-    double rate = elapsed > 0 ? (double)s->in->stats.read / elapsed : 0;
+    double rate = elapsed > 0 ? (double)atomic_load(&s->rows_parsed) / elapsed : 0;
 
     if (total > 0 && !final) {
         double frac = (double)done_bytes / (double)total;
         double eta = frac > 0 ? elapsed * (1 - frac) / frac : 0;
         fprintf(stderr, "\r  %s  %5.1f%%  %lld rows  %.0f rows/s  ETA %dm%02ds   ", s->fname,
-                frac * 100, (long long)s->in->stats.read, rate, (int)eta / 60, (int)eta % 60);
+                frac * 100, (long long)atomic_load(&s->rows_parsed), rate, (int)eta / 60,
+                (int)eta % 60);
     } else {
         fprintf(stderr, "\r  %s  %lld rows  %.0f rows/s%s", s->fname,
-                (long long)s->in->stats.read, rate, final ? "                        \n" : "   ");
+                (long long)atomic_load(&s->rows_parsed), rate,
+                final ? "                        \n" : "   ");
     }
 }
 
@@ -320,6 +750,52 @@ static double now_s(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Starts the writer thread of an events import, with the reader's own contracts. */
+static int pipe_start(struct import_state *s)
+{
+    int rc;
+
+    rc = store_begin(s->in->st, s->e);
+    if (rc)
+        return rc;
+    rc = contract_set_load(s->in->st, &s->cs, s->e);
+    store_rollback(s->in->st);
+    if (rc)
+        return rc;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->filling = xcalloc(1, sizeof *s->filling);
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
+        return ERR(s->e, E_INTERNAL, "cannot start the import writer thread");
+    s->writer_started = 1;
+    return 0;
+}
+
+/* Hands over the last partial batch (unless the import failed) and waits for the writer. */
+static void pipe_finish(struct import_state *s)
+{
+    if (!s->writer_started)
+        return;
+    if (s->filling && s->filling->n && atomic_load(&s->rc) == 0)
+        pipe_push(s);
+    pthread_mutex_lock(&s->mu);
+    s->closed = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->writer, NULL);
+    s->writer_started = 0;
+    batch_free(s->filling);
+    batch_free(s->handoff);
+    while (s->spare) {
+        struct ev_batch *nx = s->spare->next;
+        batch_free(s->spare);
+        s->spare = nx;
+    }
+    s->filling = s->handoff = s->spare = NULL;
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
 }
 
 int import_csv(struct ingest *in, const struct import_opts *o, struct import_report *rep,
@@ -333,7 +809,7 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
     int64_t total = -1, done_bytes = 0;
     double t0 = now_s(), last_draw = 0;
     int fd, rc;
-    ssize_t n;
+    ssize_t n = 0;
     size_t i;
 
     memset(rep, 0, sizeof *rep);
@@ -369,19 +845,22 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
         rc = store_commit(in->st, e);
     else
         store_rollback(in->st);
+    if (rc == 0 && o->kind == IMPORT_EVENTS)
+        rc = pipe_start(&s);
     if (rc)
         goto out;
     in->batch_id = s.batch_id;
 
     chunk = xmalloc(CHUNK);
-    while (s.rc == 0 && (n = read(fd, chunk, CHUNK)) > 0) {
-        if (csv_parse(&p, chunk, (size_t)n, on_field, on_row, &s) != (size_t)n && s.rc == 0) {
+    while (atomic_load(&s.rc) == 0 && (n = read(fd, chunk, CHUNK)) > 0) {
+        if (csv_parse(&p, chunk, (size_t)n, on_field, on_row, &s) != (size_t)n &&
+            atomic_load(&s.rc) == 0) {
             int ce = csv_error(&p);
-            s.rc = ce == CSV_ENOMEM
+            atomic_store(&s.rc, ce == CSV_ENOMEM
                        ? ERR(e, E_TOOBIG, "%s:%lld: a field is longer than %d bytes", s.fname,
                              (long long)(s.in_row ? s.row_line : s.line), CSV_MAX_FIELD)
                        : ERR(e, E_INVAL, "%s:%lld: %s", s.fname,
-                             (long long)(s.in_row ? s.row_line : s.line), csv_strerror(ce));
+                             (long long)(s.in_row ? s.row_line : s.line), csv_strerror(ce)));
         }
         done_bytes += n;
         if (o->progress && now_s() - last_draw > 0.2) {
@@ -389,17 +868,19 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
             progress(&s, done_bytes, total, last_draw - t0, 0);
         }
     }
-    if (n < 0 && s.rc == 0)
-        s.rc = ERR(e, E_IO, "%s: read failed: %s", s.fname, strerror(errno));
-    if (s.rc == 0 && csv_fini(&p, on_field, on_row, &s) != 0 && s.rc == 0)
-        s.rc = ERR(e, E_INVAL, "%s:%lld: %s (a quoted field is not closed)", s.fname,
-                   (long long)s.row_line, csv_strerror(csv_error(&p)));
-    if (s.rc == 0 && !s.header_done)
-        s.rc = ERRF(e, E_INVAL, "header", "%s:1: the file is empty: a header row is required",
-                    s.fname);
-    rc = s.rc;
+    if (n < 0 && atomic_load(&s.rc) == 0)
+        atomic_store(&s.rc, ERR(e, E_IO, "%s: read failed: %s", s.fname, strerror(errno)));
+    if (atomic_load(&s.rc) == 0 && csv_fini(&p, on_field, on_row, &s) != 0 &&
+        atomic_load(&s.rc) == 0)
+        atomic_store(&s.rc, ERR(e, E_INVAL, "%s:%lld: %s (a quoted field is not closed)", s.fname,
+                                (long long)s.row_line, csv_strerror(csv_error(&p))));
+    if (atomic_load(&s.rc) == 0 && !s.header_done)
+        atomic_store(&s.rc, ERRF(e, E_INVAL, "header",
+                                 "%s:1: the file is empty: a header row is required", s.fname));
+    pipe_finish(&s);
+    rc = atomic_load(&s.rc);
     if (rc == 0 && !store_in_tx(in->st))
-        rc = ingest_begin(in, e); /* the last batch was full: a transaction for the final mark */
+        rc = ingest_begin(in, e); /* a transaction for the final mark */
     if (rc == 0)
         rc = batch_flush(&s, 1);
     if (rc)
@@ -407,6 +888,7 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
     if (o->progress)
         progress(&s, done_bytes, total, now_s() - t0, 1);
 out:
+    pipe_finish(&s);
     rep->stats = in->stats;
     rep->seconds = now_s() - t0;
     csv_free(&p);
@@ -416,6 +898,8 @@ out:
     for (i = 0; i < s.ncols; i++)
         free(s.cols[i]);
     free(s.cols);
+    contract_set_free(s.cs);
+    plans_free(&s);
     buf_release(&s.row.data);
     free(s.row.off);
     return rc;

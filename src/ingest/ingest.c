@@ -122,7 +122,7 @@ static void fingerprint(const char *kind, const char *source, const char *raw, c
 }
 
 /* Records the rejection (or, when replaying, updates the dead letter) and sets *out. */
-static int reject(struct ingest *in, const struct ingest_ctx *cx, const char *kind,
+int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *kind,
                   const json_t *rec, const char *reason, const char *field, const char *msg,
                   enum ingest_outcome *out, struct err *e)
 {
@@ -283,24 +283,24 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
     store_contact_init(&c);
     xid = get_str(rec, "external_id", &bad);
     if (xid == NULL || !id_ok(xid, STORE_MAX_EXTERNAL_ID))
-        return reject(in, cx, "contact", rec, xid || bad ? "invalid_id" : "missing_field",
+        return ingest_reject(in, cx, "contact", rec, xid || bad ? "invalid_id" : "missing_field",
                       "external_id",
                       xid || bad ? "must be a string of 1 to 255 bytes without control characters"
                                  : "is required",
                       out, e);
     email = get_str(rec, "email", &bad);
     if (bad)
-        return reject(in, cx, "contact", rec, "invalid_type", "email", "must be a string", out, e);
+        return ingest_reject(in, cx, "contact", rec, "invalid_type", "email", "must be a string", out, e);
     consent_s = get_str(rec, "email_consent", &bad);
     if (consent_s || bad) {
         if (bad || consent_parse(consent_s, &consent))
-            return reject(in, cx, "contact", rec, "invalid_value", "email_consent",
+            return ingest_reject(in, cx, "contact", rec, "invalid_value", "email_consent",
                           "must be subscribed, unsubscribed, bounced or complained", out, e);
         have_consent = 1;
     }
     attrs_raw = json_object_get(rec, "attributes");
     if (attrs_raw && !json_is_object(attrs_raw))
-        return reject(in, cx, "contact", rec, "invalid_type", "attributes", "must be an object",
+        return ingest_reject(in, cx, "contact", rec, "invalid_type", "attributes", "must be an object",
                       out, e);
     /* email is a built-in column, checked with the contract's email spec if it has one. */
     props = attrs_raw ? json_deep_copy(attrs_raw) : json_object();
@@ -308,7 +308,7 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
         if (!attr_name_ok(k) || strcmp(k, "external_id") == 0 || strcmp(k, "email_consent") == 0) {
             json_decref(props);
             snprintf(field, sizeof field, "%s", k);
-            return reject(in, cx, "contact", rec, "invalid_name", field,
+            return ingest_reject(in, cx, "contact", rec, "invalid_name", field,
                           "is not a valid attribute name (1 to 128 bytes, no control characters; "
                           "external_id and email_consent are reserved)", out, e);
         }
@@ -322,7 +322,7 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
         why = contract_apply(cc, props, &typed, field, sizeof field, msg, sizeof msg);
         json_decref(props);
         if (why)
-            return reject(in, cx, "contact", rec, why, field, msg, out, e);
+            return ingest_reject(in, cx, "contact", rec, why, field, msg, out, e);
     } else {
         void *tmp;
         typed = props;
@@ -334,13 +334,13 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
     if (email && (!cc || contract_prop_type(cc, "email") < 0) && !email_ok(email)) {
         json_decref(typed);
         snprintf(msg, sizeof msg, "is not an email address: \"%.60s\"", email);
-        return reject(in, cx, "contact", rec, "invalid_email", "email", msg, out, e);
+        return ingest_reject(in, cx, "contact", rec, "invalid_email", "email", msg, out, e);
     }
     why = type_undeclared_attrs(in, typed, attrs_raw, cc, field, sizeof field, msg, sizeof msg, e,
                                 &rc);
     if (rc || why) {
         json_decref(typed);
-        return rc ? rc : reject(in, cx, "contact", rec, why, field, msg, out, e);
+        return rc ? rc : ingest_reject(in, cx, "contact", rec, why, field, msg, out, e);
     }
 
     rc = store_contact_get_by_xid(in->st, xid, &c, e);
@@ -367,7 +367,7 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
     if (rc)
         goto out;
     if (c.deleted) {
-        rc = reject(in, cx, "contact", rec, "contact_deleted", "external_id",
+        rc = ingest_reject(in, cx, "contact", rec, "contact_deleted", "external_id",
                     "this contact was deleted; restore it through the API first", out, e);
         goto out;
     }
@@ -492,36 +492,96 @@ static int name_ok(const char *s)
     return 1;
 }
 
-/* A canonical key from the record's content, independent of member order. */
+/* ---- canonical event keys ---- */
+
+struct event_key {
+    crypto_generichash_state h;
+};
+
+static void key_field(struct event_key *k, const char *tag, const char *v, size_t n)
+{
+    crypto_generichash_update(&k->h, (const unsigned char *)tag, strlen(tag));
+    crypto_generichash_update(&k->h, (const unsigned char *)v, n);
+    crypto_generichash_update(&k->h, (const unsigned char *)"\x1f", 1);
+}
+
+struct event_key *event_key_new(const char *who, const char *name, int64_t occurred_at)
+{
+    struct event_key *k = xmalloc(sizeof *k);
+    char t[32];
+
+    crypto_generichash_init(&k->h, NULL, 0, 16);
+    key_field(k, "c\x1e", who, strlen(who));
+    key_field(k, "e\x1e", name, strlen(name));
+    snprintf(t, sizeof t, "%lld", (long long)occurred_at);
+    key_field(k, "t\x1e", t, strlen(t));
+    return k;
+}
+
+void event_key_prop(struct event_key *k, const char *key, size_t kn, int is_text, const char *v,
+                    size_t vn)
+{
+    crypto_generichash_update(&k->h, (const unsigned char *)"p\x1e", 2);
+    crypto_generichash_update(&k->h, (const unsigned char *)key, kn);
+    key_field(k, is_text ? "\x1es\x1e" : "\x1ej\x1e", v, vn);
+}
+
+char *event_key_finish(struct event_key *k)
+{
+    unsigned char h[16];
+    char hex[33];
+
+    crypto_generichash_final(&k->h, h, sizeof h);
+    free(k);
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    return xasprintf("k:%s", hex);
+}
+
+static int cmp_keys(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The JSON path's key: properties sorted by name; empty strings and nulls are absent. */
 static char *derive_event_id(const json_t *rec, const char *name, const char *who,
                              int64_t occurred_at)
 {
-    json_t *canon = json_object();
     json_t *props = json_object_get(rec, "properties");
-    unsigned char h[16];
-    char hex[33];
-    char *text;
+    struct event_key *k = event_key_new(who, name, occurred_at);
+    const char **keys = NULL;
+    size_t n = 0, i;
+    const char *key;
+    json_t *v;
 
-    json_object_set_new(canon, "c", json_string(who));
-    json_object_set_new(canon, "e", json_string(name));
-    json_object_set_new(canon, "t", json_integer(occurred_at));
-    if (props) {
-        /* Empty cells and nulls are absent: they must not change the key. */
-        json_t *p = json_object();
-        const char *k;
-        json_t *v;
-        json_object_foreach(props, k, v)
+    if (json_is_object(props)) {
+        keys = xcalloc(json_object_size(props) + 1, sizeof *keys);
+        json_object_foreach(props, key, v)
             if (!json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0))
-                json_object_set(p, k, v);
-        json_object_set_new(canon, "p", p);
+                keys[n++] = key;
+        qsort(keys, n, sizeof *keys, cmp_keys);
     }
-    text = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
-    ASSERT(text);
-    crypto_generichash(h, sizeof h, (const unsigned char *)text, strlen(text), NULL, 0);
-    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
-    free(text);
-    json_decref(canon);
-    return xasprintf("k:%s", hex);
+    for (i = 0; i < n; i++) {
+        v = json_object_get(props, keys[i]);
+        if (json_is_string(v)) {
+            event_key_prop(k, keys[i], strlen(keys[i]), 1, json_string_value(v),
+                           json_string_length(v));
+        } else {
+            char *t = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+            event_key_prop(k, keys[i], strlen(keys[i]), 0, t, strlen(t));
+            free(t);
+        }
+    }
+    free(keys);
+    return event_key_finish(k);
+}
+
+/* Compact JSON with sorted keys: the stored form of properties. */
+static char *props_dump(const json_t *typed)
+{
+    char *t = json_dumps(typed, JSON_COMPACT | JSON_SORT_KEYS);
+
+    ASSERT(t);
+    return t;
 }
 
 /* Types undeclared event properties (events have no registry: each value is typed by itself). */
@@ -546,38 +606,79 @@ static void type_undeclared_props(json_t *typed, const struct contract *c, int t
     }
 }
 
-int ingest_event(struct ingest *in, const struct ingest_ctx *cx, const json_t *rec,
-                 enum ingest_outcome *out, struct err *e)
+/* Sets the rejection of a prepared event; returns 0 for the caller's convenience. */
+static int prep_reject(struct prepared_event *p, const char *reason, const char *field,
+                       const char *msg)
+{
+    p->rejected = 1;
+    snprintf(p->reason, sizeof p->reason, "%s", reason);
+    snprintf(p->field, sizeof p->field, "%s", field ? field : "");
+    snprintf(p->msg, sizeof p->msg, "%s", msg);
+    return 0;
+}
+
+/* A prepared event carries its raw record as JSON text (CSV fast path) or as JSON. */
+static int reject_prepared(struct ingest *in, const struct ingest_ctx *cx,
+                           struct prepared_event *p, const char *reason, const char *field,
+                           const char *msg, enum ingest_outcome *out, struct err *e)
+{
+    json_t *rec = p->rec;
+    int rc;
+
+    if (rec == NULL)
+        rec = json_loads(p->raw ? p->raw : "{}", 0, NULL);
+    ASSERT(rec);
+    rc = ingest_reject(in, cx, "event", rec, reason, field, msg, out, e);
+    if (rec != p->rec)
+        json_decref(rec);
+    return rc;
+}
+
+void prepared_event_reject(struct prepared_event *p, const char *reason, const char *field,
+                           const char *msg)
+{
+    prep_reject(p, reason, field, msg);
+}
+
+void prepared_event_release(struct prepared_event *p)
+{
+    free(p->name);
+    free(p->xid);
+    free(p->anon);
+    free(p->event_id);
+    free(p->props);
+    free(p->raw);
+    json_decref(p->rec);
+    memset(p, 0, sizeof *p);
+}
+
+int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx *cx,
+                         json_t *rec, struct prepared_event *p)
 {
     const struct contract *c;
     const char *name, *xid, *anon, *ts, *eid, *why;
     char field[160] = "", msg[256] = "";
     json_t *props_raw, *typed = NULL;
-    struct store_event ev = {0};
-    char *derived = NULL, *props_text = NULL;
-    int64_t occurred_at = 0, contact_id = 0, name_id = 0;
-    int bad = 0, rc = 0, inserted = 0;
+    int bad = 0;
 
-    in->stats.read++;
+    memset(p, 0, sizeof *p);
+    p->rec = json_incref(rec);
     name = get_str(rec, "event", &bad);
     if (name == NULL || !name_ok(name))
-        return reject(in, cx, "event", rec, name || bad ? "invalid_name" : "missing_field",
-                      "event", name || bad ? "must be a name of 1 to 128 bytes" : "is required",
-                      out, e);
+        return prep_reject(p, name || bad ? "invalid_name" : "missing_field", "event",
+                           name || bad ? "must be a name of 1 to 128 bytes" : "is required");
     xid = get_str(rec, "external_id", &bad);
     anon = get_str(rec, "anonymous_id", &bad);
     if (bad || (xid && !id_ok(xid, STORE_MAX_EXTERNAL_ID)) ||
         (anon && !id_ok(anon, STORE_MAX_EXTERNAL_ID)))
-        return reject(in, cx, "event", rec, "invalid_id", xid ? "external_id" : "anonymous_id",
-                      "must be a string of 1 to 255 bytes without control characters", out, e);
+        return prep_reject(p, "invalid_id", xid ? "external_id" : "anonymous_id",
+                           "must be a string of 1 to 255 bytes without control characters");
     if (xid == NULL && anon == NULL)
-        return reject(in, cx, "event", rec, "missing_field", "external_id",
-                      "is required (or anonymous_id)", out, e);
+        return prep_reject(p, "missing_field", "external_id", "is required (or anonymous_id)");
     props_raw = json_object_get(rec, "properties");
     if (props_raw && !json_is_object(props_raw))
-        return reject(in, cx, "event", rec, "invalid_type", "properties", "must be an object",
-                      out, e);
-    c = in->contracts ? contract_set_event(in->contracts, name) : NULL;
+        return prep_reject(p, "invalid_type", "properties", "must be an object");
+    c = cs ? contract_set_event(cs, name) : NULL;
     if (c) {
         json_t *src = json_object();
         const char *k;
@@ -588,93 +689,118 @@ int ingest_event(struct ingest *in, const struct ingest_ctx *cx, const json_t *r
         why = contract_apply(c, src, &typed, field, sizeof field, msg, sizeof msg);
         json_decref(src);
         if (why)
-            return reject(in, cx, "event", rec, why, field, msg, out, e);
+            return prep_reject(p, why, field, msg);
+        p->contract_version = contract_version(c);
     } else {
-        rc = event_name_id(in, name, 0, &name_id, e);
-        if (rc)
-            return rc;
-        if (name_id == 0 && in->cfg->unknown_events_reject) {
-            snprintf(msg, sizeof msg, "no contract declares event \"%.128s\" and the unknown-event "
-                     "policy is reject", name);
-            return reject(in, cx, "event", rec, "unknown_event", "event", msg, out, e);
-        }
         typed = props_raw ? json_deep_copy(props_raw) : json_object();
-        in->stats.unvalidated++;
+        p->unvalidated = 1; /* the store phase applies the unknown-event policy */
     }
     type_undeclared_props(typed, c, cx->text_mode);
 
     ts = get_str(rec, "occurred_at", &bad);
     if (bad) {
-        rc = reject(in, cx, "event", rec, "invalid_timestamp", "occurred_at",
-                    "must be an ISO-8601 timestamp string", out, e);
+        prep_reject(p, "invalid_timestamp", "occurred_at", "must be an ISO-8601 timestamp string");
         goto out;
     }
     if (ts) {
-        if (time_parse_iso(ts, strlen(ts), &occurred_at)) {
+        if (time_parse_iso(ts, strlen(ts), &p->occurred_at)) {
             snprintf(msg, sizeof msg, "expected an ISO-8601 timestamp, got \"%.40s\"", ts);
-            rc = reject(in, cx, "event", rec, "invalid_timestamp", "occurred_at", msg, out, e);
+            prep_reject(p, "invalid_timestamp", "occurred_at", msg);
             goto out;
         }
     } else if (c && contract_occurred_at(c) &&
                json_is_string(json_object_get(typed, contract_occurred_at(c)))) {
         const char *v = json_string_value(json_object_get(typed, contract_occurred_at(c)));
-        ASSERT(time_parse_iso(v, strlen(v), &occurred_at) == 0);
+        ASSERT(time_parse_iso(v, strlen(v), &p->occurred_at) == 0);
     } else if (cx->kind == SRC_SDK || cx->kind == SRC_API) {
-        occurred_at = cx->received_at;
+        p->occurred_at = cx->received_at;
     } else {
-        rc = reject(in, cx, "event", rec, "missing_field", "occurred_at",
+        prep_reject(p, "missing_field", "occurred_at",
                     c && contract_occurred_at(c)
                         ? "is required (or the contract's occurred_at property)"
-                        : "is required",
-                    out, e);
+                        : "is required");
         goto out;
     }
     eid = get_str(rec, "event_id", &bad);
     if (bad || (eid && !id_ok(eid, STORE_MAX_EVENT_ID))) {
-        rc = reject(in, cx, "event", rec, "invalid_id", "event_id",
-                    "must be a string of 1 to 255 bytes without control characters", out, e);
+        prep_reject(p, "invalid_id", "event_id",
+                    "must be a string of 1 to 255 bytes without control characters");
         goto out;
     }
-    if (eid == NULL)
-        eid = derived = derive_event_id(rec, name, xid ? xid : anon, occurred_at);
+    p->event_id = eid ? xstrdup(eid) : derive_event_id(rec, name, xid ? xid : anon, p->occurred_at);
+    p->name = xstrdup(name);
+    p->xid = xid ? xstrdup(xid) : NULL;
+    p->anon = anon ? xstrdup(anon) : NULL;
+    p->props = props_dump(typed);
+out:
+    json_decref(typed);
+    return 0;
+}
 
-    rc = event_contact(in, cx, xid, anon, &contact_id, e);
-    if (rc)
-        goto out;
-    if (contact_id == 0) {
-        rc = reject(in, cx, "event", rec, "contact_deleted", xid ? "external_id" : "anonymous_id",
-                    "the contact was deleted", out, e);
-        goto out;
+int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct prepared_event *p,
+                       enum ingest_outcome *out, struct err *e)
+{
+    struct store_event ev = {0};
+    int64_t contact_id = 0, name_id = 0;
+    char msg[256];
+    int rc, inserted = 0;
+
+    in->stats.read++;
+    if (p->rejected)
+        return reject_prepared(in, cx, p, p->reason, p->field, p->msg, out, e);
+    if (p->unvalidated) {
+        rc = event_name_id(in, p->name, 0, &name_id, e);
+        if (rc)
+            return rc;
+        if (name_id == 0 && in->cfg->unknown_events_reject) {
+            snprintf(msg, sizeof msg, "no contract declares event \"%.128s\" and the unknown-event "
+                     "policy is reject", p->name);
+            return reject_prepared(in, cx, p, "unknown_event", "event", msg, out, e);
+        }
     }
-    rc = event_name_id(in, name, 1, &name_id, e);
+    rc = event_contact(in, cx, p->xid, p->anon, &contact_id, e);
     if (rc)
-        goto out;
-    props_text = json_dumps(typed, JSON_COMPACT | JSON_SORT_KEYS);
-    ASSERT(props_text);
+        return rc;
+    if (contact_id == 0)
+        return reject_prepared(in, cx, p, "contact_deleted", p->xid ? "external_id" : "anonymous_id",
+                               "the contact was deleted", out, e);
+    if (name_id == 0) {
+        rc = event_name_id(in, p->name, 1, &name_id, e);
+        if (rc)
+            return rc;
+    }
     ev.contact_id = contact_id;
     ev.name_id = name_id;
-    ev.occurred_at = occurred_at;
+    ev.occurred_at = p->occurred_at;
     ev.received_at = cx->received_at;
-    ev.event_id = eid;
+    ev.event_id = p->event_id;
     ev.source = cx->source;
-    ev.contract_version = c ? contract_version(c) : 0;
-    ev.props = props_text;
+    ev.contract_version = p->contract_version;
+    ev.props = p->props;
     rc = store_event_insert(in->st, &ev, &inserted, e);
     if (rc)
-        goto out;
+        return rc;
     if (inserted) {
         in->stats.inserted++;
+        if (p->unvalidated)
+            in->stats.unvalidated++;
         *out = INGEST_INSERTED;
     } else {
-        if (!c)
-            in->stats.unvalidated--; /* a duplicate is not stored again */
         in->stats.duplicates++;
         *out = INGEST_UNCHANGED;
     }
-out:
-    free(props_text);
-    free(derived);
-    json_decref(typed);
+    return 0;
+}
+
+int ingest_event(struct ingest *in, const struct ingest_ctx *cx, const json_t *rec,
+                 enum ingest_outcome *out, struct err *e)
+{
+    struct prepared_event p;
+    int rc;
+
+    ingest_event_prepare(in->contracts, cx, (json_t *)rec, &p);
+    rc = ingest_event_store(in, cx, &p, out, e);
+    prepared_event_release(&p);
     return rc;
 }
 

@@ -115,6 +115,31 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
  * "properties":{…}}. INGEST_UNCHANGED means a duplicate event_id. */
 int ingest_event(struct ingest *in, const struct ingest_ctx *cx, const json_t *rec,
                  enum ingest_outcome *out, struct err *e);
+/* Stores a rejected record in the dead-letter store (rc != 0 only for store errors). */
+int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *kind,
+                  const json_t *rec, const char *reason, const char *field, const char *msg,
+                  enum ingest_outcome *out, struct err *e);
+/* The two halves of ingest_event(), so that validation (pure: contracts only, any
+ * thread) can run beside the store writes (one thread, in a batch). prepare never
+ * fails: a record it refuses is marked rejected and stored as a dead letter by
+ * ingest_event_store(). The prepared event holds a reference to rec. */
+struct prepared_event {
+    json_t *rec;           /* the raw record (JSON path) ... */
+    char *raw;             /* ... or its JSON text (CSV fast path) */
+    int rejected, unvalidated, contract_version;
+    char reason[32], field[160], msg[256];
+    char *name, *xid, *anon, *event_id, *props;
+    int64_t occurred_at;
+    int64_t line;          /* for reports (CSV) */
+};
+int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx *cx, json_t *rec,
+                         struct prepared_event *p);
+/* Marks p rejected (p keeps its raw record for the dead-letter store). */
+void prepared_event_reject(struct prepared_event *p, const char *reason, const char *field,
+                           const char *msg);
+int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct prepared_event *p,
+                       enum ingest_outcome *out, struct err *e);
+void prepared_event_release(struct prepared_event *p);
 /* Links an anonymous id to a user: merges the anonymous contact's events into it. */
 int ingest_link_anonymous(struct ingest *in, const struct ingest_ctx *cx, const char *anon_id,
                           const char *external_id, struct err *e);

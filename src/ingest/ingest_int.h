@@ -13,4 +13,27 @@ int contract_prop_type(const struct contract *c, const char *name);
 /* The property that gives occurred_at, or NULL. */
 const char *contract_occurred_at(const struct contract *c);
 
+/* The text path (CSV fast path): properties by index. */
+int contract_nprops(const struct contract *c);
+const char *contract_prop_name(const struct contract *c, int i);
+int contract_prop_required(const struct contract *c, int i);
+int contract_strict(const struct contract *c);
+/* Types the text s as property i, checks it, appends its JSON to out; *ms receives a
+ * timestamp's instant. NULL, or a reason code with a sentence in msg. */
+const char *contract_type_text(const struct contract *c, int i, const char *s, size_t n,
+                               struct buf *out, int64_t *ms, char *msg, size_t msgcap);
+/* An undeclared text value, typed by inference, as JSON. */
+void value_infer_text_json(const char *s, size_t n, struct buf *out);
+
+/* The canonical key of an event without an event_id: a hash of the contact, name,
+ * instant and the non-empty raw properties sorted by name. Both the JSON path and
+ * the CSV fast path build it through these calls, so they agree byte for byte. */
+struct event_key;
+struct event_key *event_key_new(const char *who, const char *name, int64_t occurred_at);
+/* Properties must be added in ascending byte order of key. is_text: v is raw text;
+ * otherwise v is the compact JSON of a non-string value. */
+void event_key_prop(struct event_key *k, const char *key, size_t kn, int is_text, const char *v,
+                    size_t vn);
+char *event_key_finish(struct event_key *k); /* "k:<32 hex>"; frees k; caller owns it */
+
 #endif

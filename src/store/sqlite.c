@@ -302,7 +302,8 @@ int store_open(struct store **out, const char *data_dir, const struct store_opts
             goto fail;
     }
     rc = exec(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;"
-                  " PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY", e);
+                  " PRAGMA cache_size = -524288; PRAGMA mmap_size = 17179869184; PRAGMA temp_store = MEMORY;"
+                  " PRAGMA wal_autocheckpoint = 16384", e);
     if (rc)
         goto fail;
     if (opts->migrate) {
