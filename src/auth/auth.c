@@ -147,10 +147,13 @@ static int secret_name(const char *k)
                                   "private", "credential"};
     size_t i;
 
+    size_t n = strlen(k);
+
     for (i = 0; i < sizeof words / sizeof *words; i++)
         if (strcasestr(k, words[i]))
             return 1;
-    return strcasecmp(k, "key") == 0;
+    /* key, access_key, signing_key, public_key … */
+    return strcasecmp(k, "key") == 0 || (n > 4 && strcasecmp(k + n - 4, "_key") == 0);
 }
 
 json_t *audit_mask(const json_t *v)

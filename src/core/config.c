@@ -172,7 +172,9 @@ static int resolve_secret(const char *kind, const char *ref, char **out, char *m
             snprintf(msg, msgcap, "%s", e.msg);
             return -1;
         }
-        while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r' || data[n - 1] == ' '))
+        data[strcspn(data, "\r\n")] = '\0'; /* the first line */
+        n = strlen(data);
+        while (n > 0 && (data[n - 1] == ' ' || data[n - 1] == '\t'))
             data[--n] = '\0';
         *out = data;
         return 0;
@@ -376,10 +378,29 @@ int config_parse_listen(const char *s, char *host, size_t hostcap, int *port)
     return 0;
 }
 
+/* localhost, 127.a.b.c (a dotted quad) or [::1]. */
 static int host_is_loopback(const char *h, size_t n)
 {
-    return (n == 9 && strncmp(h, "localhost", 9) == 0) || (n >= 4 && strncmp(h, "127.", 4) == 0) ||
-           (n == 5 && strncmp(h, "[::1]", 5) == 0);
+    size_t i;
+    int dots = 0, digits = 0;
+
+    if ((n == 9 && strncmp(h, "localhost", 9) == 0) || (n == 5 && strncmp(h, "[::1]", 5) == 0))
+        return 1;
+    if (n < 7 || strncmp(h, "127.", 4) != 0)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (h[i] == '.') {
+            if (digits == 0)
+                return 0;
+            dots++;
+            digits = 0;
+        } else if (h[i] >= '0' && h[i] <= '9' && digits < 3) {
+            digits++;
+        } else {
+            return 0;
+        }
+    }
+    return dots == 3 && digits > 0;
 }
 
 int config_check(const struct config *c, struct err *e)
@@ -399,7 +420,10 @@ int config_check(const struct config *c, struct err *e)
                         "%s: [server] public_url: must start with https:// (or http:// for a "
                         "loopback host), got \"%s\"", where, u);
         h = u + (https ? 8 : 7);
-        end = h + strcspn(h, "/");
+        end = h + strcspn(h, "/?#");
+        if (memchr(h, '@', (size_t)(end - h)))
+            return ERRF(e, E_INVAL, "public_url",
+                        "%s: [server] public_url: must not hold credentials (user@host)", where);
         {
             /* Strip the port, but not inside an IPv6 literal. */
             const char *hend = end;

@@ -84,6 +84,9 @@ int utf8_valid(const char *s, size_t n);
 /* Length of the longest prefix of s[0..n) that is at most max bytes and does not cut
  * a UTF-8 sequence: for truncating user text in messages. */
 size_t utf8_prefix(const char *s, size_t n, size_t max);
+/* Makes a NUL-terminated string valid UTF-8 in place: invalid bytes (and a sequence cut
+ * by truncation) become '?'. For user text that reaches messages, logs and JSON. */
+void utf8_sanitize(char *s);
 /* Appends s as a JSON string literal (quotes included); invalid UTF-8 becomes U+FFFD. */
 void buf_add_json_str(struct buf *b, const char *s, size_t n);
 
@@ -103,6 +106,8 @@ void clock_start_at(int64_t at_ms);
 /* Parses ISO-8601: YYYY-MM-DD, YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|+HH:MM|-HH:MM|+HHMM].
  * A time without zone is UTC. Returns 0 or E_INVAL. */
 int time_parse_iso(const char *s, size_t n, int64_t *out_ms);
+#define TIME_MIN_MS (-62167219200000LL) /* 0000-01-01T00:00:00.000Z */
+#define TIME_MAX_MS (253402300799999LL) /* 9999-12-31T23:59:59.999Z */
 /* Formats as 2024-01-02T03:04:05.678Z into out (at least 32 bytes). */
 void time_format_iso(int64_t ms, char out[32]);
 

@@ -17,6 +17,7 @@ int err_set(struct err *e, int code, const char *file, int line, const char *fmt
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
+    utf8_sanitize(e->msg);
     return code;
 }
 
@@ -34,6 +35,8 @@ int err_set_field(struct err *e, int code, const char *file, int line, const cha
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
+    utf8_sanitize(e->field);
+    utf8_sanitize(e->msg);
     return code;
 }
 
@@ -238,6 +241,24 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
+void utf8_sanitize(char *s)
+{
+    size_t n = strlen(s), i = 0, k;
+
+    while (i < n) {
+        if ((unsigned char)s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        k = utf8_seq((const unsigned char *)s + i, n - i);
+        if (k == 0) {
+            s[i++] = '?';
+            continue;
+        }
+        i += k;
+    }
+}
+
 int utf8_valid(const char *s, size_t n)
 {
     size_t i = 0, k;
@@ -273,34 +294,47 @@ size_t utf8_prefix(const char *s, size_t n, size_t max)
 void buf_add_json_str(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t i;
+    size_t i = 0, run;
 
+    buf_grow(b, n + 2);
     buf_addc(b, '"');
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x80) {
-            size_t k = utf8_seq((const unsigned char *)s + i, n - i);
-            if (k == 0) {
-                buf_add(b, "\\ufffd", 6);
-            } else {
-                buf_add(b, s + i, k);
-                i += k - 1;
-            }
+    while (i < n) {
+        /* Copy the longest run that needs no escaping in one go. */
+        for (run = i; run < n; run++) {
+            unsigned char c = (unsigned char)s[run];
+            if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80)
+                break;
+        }
+        if (run > i) {
+            buf_add(b, s + i, run - i);
+            i = run;
             continue;
         }
-        switch (c) {
-        case '"': buf_add(b, "\\\"", 2); break;
-        case '\\': buf_add(b, "\\\\", 2); break;
-        case '\n': buf_add(b, "\\n", 2); break;
-        case '\r': buf_add(b, "\\r", 2); break;
-        case '\t': buf_add(b, "\\t", 2); break;
-        default:
-            if (c < 0x20) {
+        {
+            unsigned char c = (unsigned char)s[i];
+            if (c >= 0x80) {
+                size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+                if (k == 0) {
+                    buf_add(b, "\\ufffd", 6);
+                    i++;
+                } else {
+                    buf_add(b, s + i, k);
+                    i += k;
+                }
+                continue;
+            }
+            switch (c) {
+            case '"': buf_add(b, "\\\"", 2); break;
+            case '\\': buf_add(b, "\\\\", 2); break;
+            case '\n': buf_add(b, "\\n", 2); break;
+            case '\r': buf_add(b, "\\r", 2); break;
+            case '\t': buf_add(b, "\\t", 2); break;
+            default: {
                 char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
                 buf_add(b, esc, 6);
-            } else {
-                buf_addc(b, (char)c);
             }
+            }
+            i++;
         }
     }
     buf_addc(b, '"');

@@ -98,5 +98,7 @@ void errlist_add(struct errlist *l, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(l->items[l->n].msg, sizeof l->items[l->n].msg, fmt, ap);
     va_end(ap);
+    utf8_sanitize(l->items[l->n].path);
+    utf8_sanitize(l->items[l->n].msg);
     l->n++;
 }

@@ -155,6 +155,10 @@ int time_parse_iso(const char *s, size_t n, int64_t *out_ms)
     }
     *out_ms = ((days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec) -
                (int64_t)tz * 60) * 1000 + ms;
+    /* A zone offset can push year 0000 or 9999 out of range: keep instants that format
+     * and parse back (0000-01-01 .. 9999-12-31). */
+    if (*out_ms < TIME_MIN_MS || *out_ms > TIME_MAX_MS)
+        return E_INVAL;
     return 0;
 }
 
@@ -170,6 +174,25 @@ void time_format_iso(int64_t ms, char out[32])
     char tmp[96];
 
     civil_from_days(days, &y, &m, &d);
+    if (y >= 0 && y <= 9999) {
+        /* The common case without printf: YYYY-MM-DDTHH:MM:SS.mmmZ */
+        int v[] = {(int)y, (int)m, (int)d, (int)(rem / 3600), (int)(rem % 3600 / 60),
+                   (int)(rem % 60), (int)msr};
+        static const int width[] = {4, 2, 2, 2, 2, 2, 3};
+        static const char sep[] = "--T::.Z";
+        char *q = out;
+        int f, k;
+        for (f = 0; f < 7; f++) {
+            for (k = width[f] - 1; k >= 0; k--) {
+                q[k] = (char)('0' + v[f] % 10);
+                v[f] /= 10;
+            }
+            q += width[f];
+            *q++ = sep[f];
+        }
+        *q = '\0';
+        return;
+    }
     snprintf(tmp, sizeof tmp, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, m, d,
              (int)(rem / 3600), (int)(rem % 3600 / 60), (int)(rem % 60), (int)msr);
     memcpy(out, tmp, 31);

@@ -21,10 +21,18 @@ struct http_server {
     struct app *app;
 };
 
+/* Per request, from the first call (headers) to completion. The route and the
+ * caller are settled on the first call, so a request that will be refused never
+ * has its body buffered. */
 struct conn_state {
     struct buf body;
     int too_big;
-    double t0;
+    int route;                  /* index in http_routes, or -1 */
+    int early_status;           /* refused before the body: 401, 403, 404, 405, 400 */
+    char early_code[32], early_msg[200];
+    char params[4][256];
+    struct principal who;
+    int authenticated;
 };
 
 #define MAX_ROUTES 64
@@ -33,9 +41,18 @@ static _Atomic uint64_t req_counter;
 
 void http_json(struct http_resp *w, int status, json_t *body)
 {
-    char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
 
-    ASSERT(s);
+    if (s == NULL) {
+        /* A value jansson refused (never expected: text is sanitised on the way in). */
+        json_decref(body);
+        w->status = 500;
+        buf_reset(&w->body);
+        buf_adds(&w->body, "{\"error\":{\"code\":\"internal\",\"message\":\"the response "
+                           "could not be encoded\"}}\n");
+        w->content_type = "application/json";
+        return;
+    }
     w->status = status;
     buf_reset(&w->body);
     buf_adds(&w->body, s);
@@ -164,64 +181,96 @@ static int match(const char *pattern, const char *path, char params[4][256])
     return *pattern == '\0' && *path == '\0';
 }
 
-static int authenticate(struct http_req *r, struct MHD_Connection *c, struct err *e)
+static void refuse(struct conn_state *cs, int status, const char *code, const char *msg)
 {
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    int rc;
-
-    if (h == NULL)
-        return ERR(e, E_AUTH, "this route needs an API key: send 'Authorization: Bearer KEY'");
-    if (strncasecmp(h, "Bearer ", 7) != 0)
-        return ERR(e, E_AUTH, "use 'Authorization: Bearer KEY'");
-    rc = auth_apikey_verify(r->st, h + 7, &r->who, e);
-    if (rc == 0)
-        r->authenticated = 1;
-    return rc;
+    cs->early_status = status;
+    snprintf(cs->early_code, sizeof cs->early_code, "%s", code);
+    snprintf(cs->early_msg, sizeof cs->early_msg, "%s", msg);
 }
 
-static void dispatch(struct http_server *s, struct MHD_Connection *c, struct http_req *r,
-                     struct http_resp *w, int *route_ix)
+/* First call: find the route, authenticate, check the role. */
+static void settle(struct http_server *s, struct MHD_Connection *c, const char *method,
+                   const char *url, struct conn_state *cs)
 {
-    int i, path_matched = 0;
-    struct err e = {0};
+    const char *h;
+    int i, k, path_matched = 0;
 
+    cs->route = -1;
     for (i = 0; i < http_routes_count; i++) {
-        const struct route *rt = &http_routes[i];
-        memset(r->params, 0, sizeof r->params);
-        if (!match(rt->pattern, r->path, r->params))
+        memset(cs->params, 0, sizeof cs->params);
+        if (!match(http_routes[i].pattern, url, cs->params))
             continue;
         path_matched = 1;
-        if (strcmp(rt->method, r->method) != 0)
-            continue;
-        *route_ix = i;
-        r->st = store_pool_get(s->app->pool);
-        if (rt->roles) {
-            if (authenticate(r, c, &e)) {
-                if (e.code == E_AUTH)
-                    http_error(w, 401, "unauthorized", e.msg, NULL);
-                else
-                    http_error_from(r, w, &e);
-                goto out;
-            }
-            if (!(rt->roles & (unsigned)r->who.role)) {
-                char msg[160];
-                snprintf(msg, sizeof msg, "role %s may not call %s %s", role_name(r->who.role),
-                         rt->method, rt->pattern);
-                http_error(w, 403, "forbidden", msg, NULL);
-                goto out;
-            }
+        if (strcmp(http_routes[i].method, method) == 0) {
+            cs->route = i;
+            break;
         }
-        rt->fn(r, w);
-out:
-        store_pool_put(s->app->pool, r->st);
-        r->st = NULL;
+    }
+    if (cs->route < 0) {
+        if (path_matched)
+            refuse(cs, 405, "method_not_allowed", "this path does not take that method");
+        else
+            refuse(cs, 404, "not_found", "no such route");
         return;
     }
-    *route_ix = http_routes_count;
-    if (path_matched)
-        http_error(w, 405, "method_not_allowed", "this path does not take that method", NULL);
-    else
-        http_error(w, 404, "not_found", "no such route", NULL);
+    for (k = 0; k < 4; k++) {
+        if (!utf8_valid(cs->params[k], strlen(cs->params[k]))) {
+            refuse(cs, 400, "invalid_path", "a path segment is not valid UTF-8");
+            return;
+        }
+    }
+    if (http_routes[cs->route].roles == 0)
+        return;
+    h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (h == NULL) {
+        refuse(cs, 401, "unauthorized", "this route needs an API key: send 'Authorization: Bearer KEY'");
+        return;
+    }
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        refuse(cs, 401, "unauthorized", "use 'Authorization: Bearer KEY'");
+        return;
+    }
+    {
+        struct store *st = store_pool_get(s->app->pool);
+        struct err e = {0};
+        int rc = auth_apikey_verify(st, h + 7, &cs->who, &e);
+        store_pool_put(s->app->pool, st);
+        if (rc == E_AUTH) {
+            refuse(cs, 401, "unauthorized", e.msg);
+            return;
+        }
+        if (rc) {
+            log_error("http", "authentication failed: %s", e.msg);
+            refuse(cs, 503, "busy", "the server cannot check credentials right now");
+            return;
+        }
+    }
+    cs->authenticated = 1;
+    if (!(http_routes[cs->route].roles & (unsigned)cs->who.role)) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "role %s may not call %s %s", role_name(cs->who.role),
+                 http_routes[cs->route].method, http_routes[cs->route].pattern);
+        refuse(cs, 403, "forbidden", msg);
+    }
+}
+
+static void dispatch(struct http_server *s, struct conn_state *cs, struct http_req *r,
+                     struct http_resp *w, int *route_ix)
+{
+    *route_ix = cs->route >= 0 ? cs->route : http_routes_count;
+    if (cs->early_status) {
+        http_error(w, cs->early_status, cs->early_code, cs->early_msg, NULL);
+        if (cs->early_status == 503)
+            snprintf(w->extra_headers, sizeof w->extra_headers, "Retry-After: 1\n");
+        return;
+    }
+    memcpy(r->params, cs->params, sizeof r->params);
+    r->who = cs->who;
+    r->authenticated = cs->authenticated;
+    r->st = store_pool_get(s->app->pool);
+    http_routes[cs->route].fn(r, w);
+    store_pool_put(s->app->pool, r->st);
+    r->st = NULL;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -241,18 +290,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         cs = xcalloc(1, sizeof *cs);
         buf_init(&cs->body);
+        *con_cls = cs;
         /* Cap before allocating: a declared length over the limit is refused at once. */
         if (cl && strtoll(cl, NULL, 10) > s->app->cfg->max_body_bytes)
             cs->too_big = 1;
-        *con_cls = cs;
+        else
+            settle(s, c, method, url, cs);
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!cs->too_big && cs->body.len + *upload_size > (size_t)s->app->cfg->max_body_bytes) {
+        /* A refused request's body is read and dropped, never stored. */
+        if (!cs->too_big && !cs->early_status &&
+            cs->body.len + *upload_size > (size_t)s->app->cfg->max_body_bytes) {
             cs->too_big = 1;
             buf_release(&cs->body);
         }
-        if (!cs->too_big)
+        if (!cs->too_big && !cs->early_status)
             buf_add(&cs->body, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
@@ -275,7 +328,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         snprintf(msg, sizeof msg, "the body is larger than %ld bytes", s->app->cfg->max_body_bytes);
         http_error(&w, 413, "too_large", msg, NULL);
     } else {
-        dispatch(s, c, &r, &w, &route_ix);
+        dispatch(s, cs, &r, &w, &route_ix);
     }
     if (w.status == 0)
         http_error(&w, 500, "internal", "the handler gave no response", NULL);
@@ -352,7 +405,7 @@ int http_start(struct http_server **out, struct app *app, int *port, struct err 
                             0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &ss,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->http_threads,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_CONNECTION_LIMIT, 10000u, MHD_OPTION_CONNECTION_TIMEOUT,
+                            MHD_OPTION_CONNECTION_LIMIT, 2048u, MHD_OPTION_CONNECTION_TIMEOUT,
                             60u, MHD_OPTION_END);
     if (s->d == NULL) {
         free(s);

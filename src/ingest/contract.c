@@ -78,13 +78,13 @@ struct tval {
 static int text_parse(const char *s, size_t n, enum vtype t, struct tval *v, char *msg,
                       size_t msgcap)
 {
-    int show = (int)(n > 40 ? 40 : n);
+    int show = (int)utf8_prefix(s, n, 40);
 
     v->t = t;
+    v->s = s; /* the text is kept: numbers are written as given */
+    v->n = n;
     switch (t) {
     case VT_STRING:
-        v->s = s;
-        v->n = n;
         return 0;
     case VT_NUMBER:
         if (parse_double(s, n, &v->d) == 0)
@@ -138,14 +138,30 @@ static void tval_write(const struct tval *v, struct buf *out)
         buf_add_json_str(out, v->s, v->n);
         return;
     case VT_NUMBER:
+        /* Text that parsed is JSON number grammar already: keep it as written. */
+        if (v->s) {
+            buf_add(out, v->s, v->n);
+            if (memchr(v->s, '.', v->n) == NULL && memchr(v->s, 'e', v->n) == NULL &&
+                memchr(v->s, 'E', v->n) == NULL)
+                buf_add(out, ".0", 2); /* stays a real when read back */
+            return;
+        }
         snprintf(tmp, sizeof tmp, "%.17g", v->d);
         buf_adds(out, tmp);
         if (strpbrk(tmp, ".eE") == NULL)
-            buf_add(out, ".0", 2); /* stays a real when read back */
+            buf_add(out, ".0", 2);
         return;
-    case VT_INTEGER:
-        buf_printf(out, "%lld", (long long)v->i);
+    case VT_INTEGER: {
+        char *e = tmp + sizeof tmp, *q = e;
+        uint64_t u = v->i < 0 ? (uint64_t)0 - (uint64_t)v->i : (uint64_t)v->i;
+        do
+            *--q = (char)('0' + u % 10);
+        while ((u /= 10) != 0);
+        if (v->i < 0)
+            *--q = '-';
+        buf_add(out, q, (size_t)(e - q));
         return;
+    }
     case VT_BOOLEAN:
         buf_adds(out, v->i ? "true" : "false");
         return;
@@ -185,7 +201,8 @@ json_t *value_coerce(const json_t *v, enum vtype t, char *msg, size_t msgcap)
     case VT_INTEGER:
         if (json_is_integer(v))
             return json_incref((json_t *)v);
-        if (json_is_real(v) && json_real_value(v) == (double)(int64_t)json_real_value(v))
+        if (json_is_real(v) && json_real_value(v) >= -9.2e18 && json_real_value(v) <= 9.2e18 &&
+            json_real_value(v) == (double)(int64_t)json_real_value(v))
             return json_integer((json_int_t)json_real_value(v));
         snprintf(msg, msgcap, "expected an integer");
         return NULL;

@@ -54,7 +54,7 @@ struct import_state {
     size_t nplans;
     int *prop_order;            /* property columns, by name (byte order) */
     size_t nprops;
-    struct buf props, raw;      /* scratch for one row */
+    struct buf props;           /* scratch for one row */
     struct ev_batch *filling;
     pthread_t writer;
     int writer_started;
@@ -62,6 +62,7 @@ struct import_state {
     pthread_cond_t cv;
     struct ev_batch *handoff;   /* a full batch waiting for the writer */
     struct ev_batch *spare;     /* empty batches coming back (a list) */
+    struct err werr;            /* the writer thread's error (the reader owns *e) */
     int closed;
 };
 
@@ -126,6 +127,9 @@ static int take_header(struct import_state *s)
         const char *f = row_field(&s->row, i);
         if (i == 0 && strncmp(f, "\xEF\xBB\xBF", 3) == 0)
             f += 3; /* UTF-8 byte order mark */
+        if (!utf8_valid(f, strlen(f)))
+            return ERRF(s->e, E_INVAL, "header", "%s:%lld: the name of column %zu is not valid "
+                        "UTF-8 (save the file as UTF-8)", s->fname, (long long)s->row_line, i + 1);
         s->cols[i] = xstrdup(f);
         if (*s->cols[i] == '\0')
             return ERRF(s->e, E_INVAL, "header", "%s:%lld: column %zu has an empty name",
@@ -205,7 +209,13 @@ static void note_rejection(struct import_state *s, int64_t line)
     }
 }
 
+static int batch_flush_e(struct import_state *s, int final, struct err *e);
 static int batch_flush(struct import_state *s, int final)
+{
+    return batch_flush_e(s, final, s->e);
+}
+
+static int batch_flush_e(struct import_state *s, int final, struct err *e)
 {
     struct store_import im = {
         .id = s->batch_id,
@@ -221,9 +231,9 @@ static int batch_flush(struct import_state *s, int final)
 
     if (!store_in_tx(s->in->st))
         return 0;
-    rc = store_import_progress(s->in->st, &im, s->e);
+    rc = store_import_progress(s->in->st, &im, e);
     if (rc == 0)
-        rc = ingest_commit(s->in, s->e);
+        rc = ingest_commit(s->in, e);
     return rc;
 }
 
@@ -238,18 +248,18 @@ static int store_batch(struct import_state *s, struct ev_batch *b)
     size_t i;
     int rc;
 
-    rc = ingest_begin(s->in, s->e);
+    rc = ingest_begin(s->in, &s->werr);
     cx.received_at = clock_now_ms();
     for (i = 0; i < b->n && rc == 0; i++) {
         snprintf(origin, sizeof origin, "%s:%lld", s->fname, (long long)b->items[i].line);
-        rc = ingest_event_store(s->in, &cx, &b->items[i], &o, s->e);
+        rc = ingest_event_store(s->in, &cx, &b->items[i], &o, &s->werr);
         if (rc == 0 && o == INGEST_REJECTED)
             note_rejection(s, b->items[i].line);
     }
     /* The reader frees the items when it reuses the batch: memory goes back to the
      * thread (and malloc arena) that took it. */
     if (rc == 0)
-        rc = batch_flush(s, 0);
+        rc = batch_flush_e(s, 0, &s->werr);
     else if (store_in_tx(s->in->st))
         ingest_rollback(s->in);
     return rc;
@@ -336,8 +346,17 @@ static json_t *bad_row_record(struct import_state *s, char *msg, size_t msgcap)
     json_t *fields = json_array();
     size_t i;
 
-    for (i = 0; i < s->row.nfields && i < CSV_MAX_COLUMNS; i++)
-        json_array_append_new(fields, json_string(row_field(&s->row, i)));
+    for (i = 0; i < s->row.nfields && i < CSV_MAX_COLUMNS; i++) {
+        const char *f = row_field(&s->row, i);
+        if (utf8_valid(f, strlen(f))) {
+            json_array_append_new(fields, json_string(f));
+        } else {
+            char *copy = xstrdup(f);
+            utf8_sanitize(copy);
+            json_array_append_new(fields, json_string(copy));
+            free(copy);
+        }
+    }
     snprintf(msg, msgcap, "has %zu fields, the header has %zu", s->row.nfields, s->ncols);
     return json_pack("{s:o}", "fields", fields);
 }
@@ -424,11 +443,11 @@ static void plans_free(struct import_state *s)
     free(s->plans);
     free(s->prop_order);
     buf_release(&s->props);
-    buf_release(&s->raw);
 }
 
-/* The row's raw record as compact JSON with sorted keys (what the JSON path stores). */
-static void raw_json(struct import_state *s, struct buf *b)
+/* A row's raw record as compact JSON with sorted keys (what the JSON path stores);
+ * fields[i] is the cell of column i. Reads only the header: safe on either thread. */
+static void raw_from_fields(const struct import_state *s, const char *const *fields, struct buf *b)
 {
     static const char *const top[] = {"anonymous_id", "event", "event_id", "external_id",
                                       "occurred_at"};
@@ -440,17 +459,21 @@ static void raw_json(struct import_state *s, struct buf *b)
     buf_addc(b, '{');
     for (i = 0; i < 5; i++) {
         const char *f;
-        if (cols[i] < 0 || *(f = row_field(&s->row, (size_t)cols[i])) == '\0')
+        if (cols[i] < 0 || *(f = fields[cols[i]]) == '\0')
             continue;
-        buf_printf(b, "%s\"%s\":", first ? "" : ",", top[i]);
+        if (!first)
+            buf_addc(b, ',');
+        buf_addc(b, '"');
+        buf_adds(b, top[i]);
+        buf_add(b, "\":", 2);
         buf_add_json_str(b, f, strlen(f));
         first = 0;
     }
-    buf_printf(b, "%s\"properties\":{", first ? "" : ",");
+    buf_adds(b, first ? "\"properties\":{" : ",\"properties\":{");
     first = 1;
     for (i = 0; i < s->nprops; i++) {
         int col = s->prop_order[i];
-        const char *f = row_field(&s->row, (size_t)col);
+        const char *f = fields[col];
         if (*f == '\0')
             continue;
         if (!first)
@@ -461,6 +484,25 @@ static void raw_json(struct import_state *s, struct buf *b)
         first = 0;
     }
     buf_add(b, "}}", 2);
+}
+
+/* raw_fn of a prepared event: the record from its saved cells, on the writer thread. */
+static char *raw_of_cells(const void *ctx, const struct prepared_event *p)
+{
+    const struct import_state *s = ctx;
+    const char **fields = xcalloc(s->ncols, sizeof *fields);
+    const char *c = p->cells;
+    struct buf b;
+    size_t i;
+
+    for (i = 0; i < s->ncols; i++) {
+        fields[i] = c;
+        c += strlen(c) + 1;
+    }
+    buf_init(&b);
+    raw_from_fields(s, fields, &b);
+    free(fields);
+    return buf_take(&b);
 }
 
 static const char *cell(const struct import_state *s, int col)
@@ -502,8 +544,11 @@ static void prepare_event_row(struct import_state *s, const struct ingest_ctx *c
 
     (void)cx;
     memset(p, 0, sizeof *p);
-    raw_json(s, &s->raw);
-    p->raw = xstrndup(s->raw.p, s->raw.len);
+    /* Keep the cells: the raw record is made only if the event is rejected. */
+    p->cells = xmalloc(s->row.data.len);
+    memcpy(p->cells, s->row.data.p, s->row.data.len);
+    p->raw_fn = raw_of_cells;
+    p->raw_ctx = s;
     for (i = 0; i < s->ncols; i++) {
         const char *f = row_field(&s->row, i);
         if (!utf8_valid(f, strlen(f))) {
@@ -639,6 +684,19 @@ static void process_event_row(struct import_state *s)
         pipe_push(s);
 }
 
+/* The first column whose cell is not valid UTF-8, or -1. */
+static int invalid_utf8_column(const struct import_state *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->row.nfields; i++) {
+        const char *f = row_field(&s->row, i);
+        if (!utf8_valid(f, strlen(f)))
+            return (int)i;
+    }
+    return -1;
+}
+
 /* ---- contacts: inline, one thread -------------------------------------------------- */
 
 static void process_contact_row(struct import_state *s)
@@ -647,7 +705,7 @@ static void process_contact_row(struct import_state *s)
     struct ingest_ctx cx = {.kind = SRC_CSV, .source = "csv", .origin = origin, .text_mode = 1};
     enum ingest_outcome o;
     json_t *rec;
-    int rc;
+    int rc, bad_col;
 
     if (!store_in_tx(s->in->st)) {
         rc = ingest_begin(s->in, s->e);
@@ -663,6 +721,12 @@ static void process_contact_row(struct import_state *s)
         rec = bad_row_record(s, msg, sizeof msg);
         s->in->stats.read++;
         rc = ingest_reject(s->in, &cx, "contact", rec, "bad_row", "", msg, &o, s->e);
+    } else if ((bad_col = invalid_utf8_column(s)) >= 0) {
+        char msg[128];
+        rec = bad_row_record(s, msg, sizeof msg);
+        s->in->stats.read++;
+        rc = ingest_reject(s->in, &cx, "contact", rec, "invalid_encoding", s->cols[bad_col],
+                           "is not valid UTF-8 (save the file as UTF-8)", &o, s->e);
     } else {
         rec = row_record(s);
         rc = ingest_contact(s->in, &cx, rec, &o, s->e);
@@ -757,18 +821,18 @@ static int pipe_start(struct import_state *s)
 {
     int rc;
 
-    rc = store_begin(s->in->st, s->e);
-    if (rc)
-        return rc;
+    /* An import validates against the contracts current when it starts. */
     rc = contract_set_load(s->in->st, &s->cs, s->e);
-    store_rollback(s->in->st);
     if (rc)
         return rc;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    s->filling = xcalloc(1, sizeof *s->filling);
-    if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
         return ERR(s->e, E_INTERNAL, "cannot start the import writer thread");
+    }
+    s->filling = xcalloc(1, sizeof *s->filling);
     s->writer_started = 1;
     return 0;
 }
@@ -786,6 +850,8 @@ static void pipe_finish(struct import_state *s)
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->writer, NULL);
     s->writer_started = 0;
+    if (s->werr.code && s->e->code == 0)
+        *s->e = s->werr;
     batch_free(s->filling);
     batch_free(s->handoff);
     while (s->spare) {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ingest_int.h"
+#include "../auth/auth.h"
 
 #define CONTACT_CACHE_MAX 4000000
 
@@ -126,11 +127,19 @@ int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *ki
                   const json_t *rec, const char *reason, const char *field, const char *msg,
                   enum ingest_outcome *out, struct err *e)
 {
+    char origin[512];
     int rc;
 
+    /* Messages quote user data: keep them valid UTF-8 wherever they are shown. */
     snprintf(in->last_reason, sizeof in->last_reason, "%s", reason);
     snprintf(in->last_field, sizeof in->last_field, "%s", field ? field : "");
     snprintf(in->last_msg, sizeof in->last_msg, "%s", msg);
+    snprintf(origin, sizeof origin, "%s", cx->origin ? cx->origin : "");
+    utf8_sanitize(in->last_field);
+    utf8_sanitize(in->last_msg);
+    utf8_sanitize(origin);
+    field = in->last_field;
+    msg = in->last_msg;
     in->stats.rejected++;
     *out = INGEST_REJECTED;
     if (in->replay_id) {
@@ -145,7 +154,7 @@ int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *ki
             .reason = reason,
             .field = field,
             .message = msg,
-            .origin = cx->origin,
+            .origin = origin,
             .raw = raw,
             .fingerprint = fp,
         };
@@ -193,16 +202,17 @@ static int email_ok(const char *s)
            strpbrk(s, " \t\r\n<>,;\"") == NULL;
 }
 
-/* Types undeclared values: by the attribute registry (registering new names). */
-static const char *type_undeclared_attrs(struct ingest *in, json_t *typed, const json_t *declared_src,
-                                         const struct contract *cc, char *field, size_t fieldcap,
+/* Types undeclared attribute values by the registry. Names the registry does not
+ * know yet are typed by inference and listed in new_types, to be recorded only once
+ * the whole record has passed (a rejected row must not fix a type). */
+static const char *type_undeclared_attrs(struct ingest *in, json_t *typed, const struct contract *cc,
+                                         json_t *new_types, char *field, size_t fieldcap,
                                          char *msg, size_t msgcap, struct err *e, int *rc)
 {
     const char *k;
     json_t *v;
     void *tmp;
 
-    (void)declared_src;
     *rc = 0;
     json_object_foreach_safe(typed, tmp, k, v) {
         int64_t t;
@@ -213,12 +223,17 @@ static const char *type_undeclared_attrs(struct ingest *in, json_t *typed, const
         if (!strmap_get(&in->attr_types, k, kl, &t)) {
             char held[16];
             enum vtype vt;
-            *rc = store_attr_type_put(in->st, k, vtype_name(value_infer(v)), "inferred", held, e);
-            if (*rc)
+            *rc = store_attr_type_get(in->st, k, held, e);
+            if (*rc == 0 && vtype_parse(held, &vt) == 0) {
+                t = (int64_t)vt;
+                strmap_put(&in->attr_types, k, kl, t);
+            } else if (*rc == 0 || *rc == E_NOTFOUND) {
+                *rc = 0;
+                t = (int64_t)value_infer(v);
+                json_object_set_new(new_types, k, json_integer(t));
+            } else {
                 return NULL;
-            /* Another writer may have typed it first: its type holds. */
-            t = vtype_parse(held, &vt) == 0 ? (int64_t)vt : (int64_t)VT_STRING;
-            strmap_put(&in->attr_types, k, kl, t);
+            }
         }
         tv = value_coerce(v, (enum vtype)t, msg, msgcap);
         if (tv == NULL) {
@@ -232,6 +247,26 @@ static const char *type_undeclared_attrs(struct ingest *in, json_t *typed, const
         json_object_set_new(typed, k, tv);
     }
     return NULL;
+}
+
+/* Records the types of attributes first seen in a record that passed. */
+static int register_types(struct ingest *in, const json_t *new_types, struct err *e)
+{
+    const char *k;
+    json_t *v;
+    int rc;
+
+    json_object_foreach((json_t *)new_types, k, v) {
+        char held[16];
+        enum vtype vt;
+        rc = store_attr_type_put(in->st, k, vtype_name((enum vtype)json_integer_value(v)),
+                                 "inferred", held, e);
+        if (rc)
+            return rc;
+        if (vtype_parse(held, &vt) == 0)
+            strmap_put(&in->attr_types, k, strlen(k), (int64_t)vt);
+    }
+    return 0;
 }
 
 static int attr_name_ok(const char *k)
@@ -274,7 +309,7 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
     const struct contract *cc = in->contracts ? contract_set_contact(in->contracts) : NULL;
     const char *xid, *email, *consent_s, *why, *k;
     char field[160] = "", msg[256] = "";
-    json_t *attrs_raw, *props, *typed = NULL, *v;
+    json_t *attrs_raw, *props, *typed = NULL, *v, *new_types = NULL;
     struct store_contact c;
     enum consent_state consent = in->cfg->default_consent;
     int bad = 0, rc = 0, changed = 0, have_consent = 0;
@@ -336,16 +371,21 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
         snprintf(msg, sizeof msg, "is not an email address: \"%.60s\"", email);
         return ingest_reject(in, cx, "contact", rec, "invalid_email", "email", msg, out, e);
     }
-    why = type_undeclared_attrs(in, typed, attrs_raw, cc, field, sizeof field, msg, sizeof msg, e,
+    new_types = json_object();
+    why = type_undeclared_attrs(in, typed, cc, new_types, field, sizeof field, msg, sizeof msg, e,
                                 &rc);
     if (rc || why) {
         json_decref(typed);
+        json_decref(new_types);
         return rc ? rc : ingest_reject(in, cx, "contact", rec, why, field, msg, out, e);
     }
 
     rc = store_contact_get_by_xid(in->st, xid, &c, e);
     if (rc == E_NOTFOUND) {
         err_clear(e);
+        rc = register_types(in, new_types, e);
+        if (rc)
+            goto out;
         c.external_id = xstrdup(xid);
         c.email = email ? xstrdup(email) : NULL;
         c.attrs = typed;
@@ -371,6 +411,9 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
                     "this contact was deleted; restore it through the API first", out, e);
         goto out;
     }
+    rc = register_types(in, new_types, e);
+    if (rc)
+        goto out;
     json_object_foreach(typed, k, v) {
         json_t *old = json_object_get(c.attrs, k);
         if (old == NULL || !json_equal(old, v)) {
@@ -401,6 +444,7 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
     }
 out:
     json_decref(typed);
+    json_decref(new_types);
     store_contact_release(&c);
     return rc;
 }
@@ -625,6 +669,8 @@ static int reject_prepared(struct ingest *in, const struct ingest_ctx *cx,
     json_t *rec = p->rec;
     int rc;
 
+    if (rec == NULL && p->raw == NULL && p->raw_fn)
+        p->raw = p->raw_fn(p->raw_ctx, p);
     if (rec == NULL)
         rec = json_loads(p->raw ? p->raw : "{}", 0, NULL);
     ASSERT(rec);
@@ -648,6 +694,7 @@ void prepared_event_release(struct prepared_event *p)
     free(p->event_id);
     free(p->props);
     free(p->raw);
+    free(p->cells);
     json_decref(p->rec);
     memset(p, 0, sizeof *p);
 }
@@ -711,7 +758,10 @@ int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx 
     } else if (c && contract_occurred_at(c) &&
                json_is_string(json_object_get(typed, contract_occurred_at(c)))) {
         const char *v = json_string_value(json_object_get(typed, contract_occurred_at(c)));
-        ASSERT(time_parse_iso(v, strlen(v), &p->occurred_at) == 0);
+        if (time_parse_iso(v, strlen(v), &p->occurred_at)) {
+            prep_reject(p, "invalid_timestamp", contract_occurred_at(c), "is out of range");
+            goto out;
+        }
     } else if (cx->kind == SRC_SDK || cx->kind == SRC_API) {
         p->occurred_at = cx->received_at;
     } else {
@@ -925,19 +975,8 @@ static int collect_one(void *ctx, const struct store_rejected *r)
     return 0;
 }
 
-static enum source_kind kind_of(const char *source)
-{
-    if (strcmp(source, "csv") == 0)
-        return SRC_CSV;
-    if (strncmp(source, "sync", 4) == 0)
-        return SRC_SYNC;
-    if (strcmp(source, "sdk") == 0)
-        return SRC_SDK;
-    return SRC_API;
-}
-
-int rejected_replay(struct ingest *in, const struct store_rejected_filter *f,
-                    struct replay_stats *out, struct err *e)
+int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, const char *actor,
+                    const char *req_id, struct replay_stats *out, struct err *e)
 {
     enum { CHUNK = 500 };
     struct store_rejected_filter cur = *f;
@@ -950,14 +989,16 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f,
     cur.limit = CHUNK;
     col.items = xcalloc(CHUNK, sizeof *col.items);
     for (;;) {
+        int64_t tried = 0, ingested = 0;
         col.n = 0;
-        rc = store_rejected_list(in->st, &cur, collect_one, &col, e);
-        if (rc || col.n == 0)
-            break;
+        /* List inside the write transaction: two replays never take the same rows. */
         rc = ingest_begin(in, e);
+        if (rc)
+            break;
+        rc = store_rejected_list(in->st, &cur, collect_one, &col, e);
         for (i = 0; i < col.n && rc == 0; i++) {
             struct ingest_ctx cx = {
-                .kind = kind_of(col.items[i].source),
+                .kind = SRC_REPLAY, /* bulk: a replay can never lift an opt-out */
                 .source = col.items[i].source,
                 .origin = "replay",
                 .text_mode = strcmp(col.items[i].source, "csv") == 0,
@@ -965,22 +1006,23 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f,
             };
             enum ingest_outcome o;
             json_t *rec = json_loads(col.items[i].raw, 0, NULL);
-            out->tried++;
+            tried++;
             in->replay_id = col.items[i].id;
-            if (rec == NULL) {
-                rc = store_rejected_update(in->st, col.items[i].id, "pending", "corrupt", "",
-                                           "the stored payload is not JSON", 0, e);
+            if (rec == NULL || json_object_get(rec, "fields")) {
+                /* Not a record (a CSV row with the wrong number of fields): it stays. */
+                rc = store_rejected_update(in->st, col.items[i].id, "pending", NULL, NULL, NULL,
+                                           0, e);
                 out->still_rejected++;
             } else if (strcmp(col.items[i].kind, "contact") == 0) {
                 rc = ingest_contact(in, &cx, rec, &o, e);
             } else {
                 rc = ingest_event(in, &cx, rec, &o, e);
             }
-            if (rec && rc == 0) {
+            if (rec && !json_object_get(rec, "fields") && rc == 0) {
                 if (o == INGEST_REJECTED) {
                     out->still_rejected++;
                 } else {
-                    out->ingested++;
+                    ingested++;
                     rc = store_rejected_update(in->st, col.items[i].id, "replayed", NULL, NULL,
                                                NULL, clock_now_ms(), e);
                 }
@@ -989,10 +1031,30 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f,
             json_decref(rec);
             cur.after_id = col.items[i].id;
         }
+        if (rc == 0 && tried) {
+            /* Audited with the rows it changed, chunk by chunk. */
+            json_t *args = json_pack("{s:I,s:I}", "tried", (json_int_t)tried, "ingested",
+                                     (json_int_t)ingested);
+            if (f->reason)
+                json_object_set_new(args, "reason", json_string(f->reason));
+            if (f->source)
+                json_object_set_new(args, "source", json_string(f->source));
+            if (f->kind)
+                json_object_set_new(args, "kind", json_string(f->kind));
+            if (f->id)
+                json_object_set_new(args, "id", json_integer(f->id));
+            rc = audit_record(in->st, actor, "rejected.replay", "rejected", "", NULL, args,
+                              req_id, e);
+            json_decref(args);
+        }
         if (rc == 0)
             rc = ingest_commit(in, e);
         else
             ingest_rollback(in);
+        if (rc == 0) {
+            out->tried += tried;
+            out->ingested += ingested;
+        }
         for (i = 0; i < col.n; i++) {
             free(col.items[i].kind);
             free(col.items[i].source);

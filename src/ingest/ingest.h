@@ -125,7 +125,10 @@ int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *ki
  * ingest_event_store(). The prepared event holds a reference to rec. */
 struct prepared_event {
     json_t *rec;           /* the raw record (JSON path) ... */
-    char *raw;             /* ... or its JSON text (CSV fast path) */
+    char *raw;             /* ... or its JSON text (CSV fast path) ... */
+    char *cells;           /* ... or made on demand from these (NUL-separated cells) */
+    char *(*raw_fn)(const void *ctx, const struct prepared_event *p);
+    const void *raw_ctx;
     int rejected, unvalidated, contract_version;
     char reason[32], field[160], msg[256];
     char *name, *xid, *anon, *event_id, *props;
@@ -155,9 +158,10 @@ struct replay_stats {
     int64_t tried, ingested, still_rejected;
 };
 /* Re-validates pending rejected records matching f against the current contracts
- * and ingests those that pass. */
-int rejected_replay(struct ingest *in, const struct store_rejected_filter *f,
-                    struct replay_stats *out, struct err *e);
+ * and ingests those that pass, in chunks; each chunk is one transaction with its
+ * audit record (actor, req_id). A replay counts as a bulk source (sticky consent). */
+int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, const char *actor,
+                    const char *req_id, struct replay_stats *out, struct err *e);
 
 /* ---- CSV import ---------------------------------------------------------------------- */
 

@@ -112,6 +112,7 @@ struct store {
     sqlite3_stmt *stmts[Q__N];
     int in_tx;
     int64_t next_contact_seq, next_event_seq; /* valid inside a transaction */
+    int busy_timeout_ms;
     char path[1024];
 };
 
@@ -294,6 +295,7 @@ int store_open(struct store **out, const char *data_dir, const struct store_opts
         store_close(st);
         return rc;
     }
+    st->busy_timeout_ms = opts->busy_timeout_ms;
     sqlite3_busy_timeout(st->db, opts->busy_timeout_ms);
     sqlite3_extended_result_codes(st->db, 0);
     if (!opts->readonly) {
@@ -301,9 +303,18 @@ int store_open(struct store **out, const char *data_dir, const struct store_opts
         if (rc)
             goto fail;
     }
-    rc = exec(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;"
-                  " PRAGMA cache_size = -524288; PRAGMA mmap_size = 17179869184; PRAGMA temp_store = MEMORY;"
-                  " PRAGMA wal_autocheckpoint = 16384", e);
+    {
+        /* Reads of a large store go through mmap (no syscall per page); the page cache is
+         * per connection, so pooled server connections keep it small. Checkpoints run
+         * every 64 MiB of WAL rather than 4 MiB: hot index pages are copied less often. */
+        char pragmas[256];
+        snprintf(pragmas, sizeof pragmas,
+                 "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = %d;"
+                 " PRAGMA mmap_size = 8589934592; PRAGMA temp_store = MEMORY;"
+                 " PRAGMA wal_autocheckpoint = 16384",
+                 -1024 * (opts->cache_mb > 0 ? opts->cache_mb : 32));
+        rc = exec(st, pragmas, e);
+    }
     if (rc)
         goto fail;
     if (opts->migrate) {
@@ -374,15 +385,24 @@ int store_backup(struct store *st, const char *dest_path, struct err *e)
         return rc;
     }
     /* Copy in steps so writers are held up for short moments only. */
-    do {
-        rc = sqlite3_backup_step(b, 1024);
-        if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-            sqlite3_sleep(10);
-    } while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+    {
+        int busy = 0;
+        do {
+            rc = sqlite3_backup_step(b, 1024);
+            if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+                if (++busy > 6000)
+                    break; /* a minute without progress */
+                sqlite3_sleep(10);
+            } else {
+                busy = 0;
+            }
+        } while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+    }
     sqlite3_backup_finish(b);
     if (rc != SQLITE_DONE) {
-        rc = ERR(e, E_IO, "backup: %s", sqlite3_errstr(rc));
+        rc = ERR(e, rc == SQLITE_BUSY ? E_BUSY : E_IO, "backup: %s", sqlite3_errstr(rc));
         sqlite3_close(dst);
+        unlink(dest_path); /* no partial copy left behind */
         return rc;
     }
     sqlite3_close(dst);
@@ -563,7 +583,7 @@ int store_contact_insert(struct store *st, struct store_contact *c, struct err *
     ASSERT(st->in_tx);
     if (s == NULL)
         return e->code;
-    attrs = json_dumps(c->attrs ? c->attrs : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+    attrs = c->attrs ? json_dumps(c->attrs, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("{}");
     ASSERT(attrs);
     c->seq = st->next_contact_seq++;
     bind_contact(s, c, attrs);
@@ -593,7 +613,7 @@ int store_contact_update(struct store *st, struct store_contact *c, struct err *
     ASSERT(st->in_tx);
     if (s == NULL)
         return e->code;
-    attrs = json_dumps(c->attrs ? c->attrs : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+    attrs = c->attrs ? json_dumps(c->attrs, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("{}");
     ASSERT(attrs);
     c->seq = st->next_contact_seq++;
     bind_contact(s, c, attrs);
@@ -753,6 +773,27 @@ int store_attr_types(struct store *st, store_attr_fn fn, void *ctx, struct err *
         }
     }
     rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read attribute types");
+    done(s);
+    return rc;
+}
+
+int store_attr_type_get(struct store *st, const char *name, char *type_out, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_ATTR_GET, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, name);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        snprintf(type_out, 16, "%s", col_text(s, 0));
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = E_NOTFOUND; /* expected: not recorded */
+    } else {
+        rc = db_err(st, e, rc, "read attribute type");
+    }
     done(s);
     return rc;
 }
@@ -953,6 +994,13 @@ int store_counts(struct store *st, struct store_counts *out, struct err *e)
     if (rc != SQLITE_ROW)
         return db_err(st, e, rc, "count events");
     return scalar_i64(st, Q_COUNT_REJ, &out->rejected_pending, e);
+}
+
+int store_change_seqs(struct store *st, int64_t *contact_seq, int64_t *event_seq, struct err *e)
+{
+    int rc = scalar_i64(st, Q_MAXSEQ_C, contact_seq, e);
+
+    return rc ? rc : scalar_i64(st, Q_MAXSEQ_E, event_seq, e);
 }
 
 /* ---- contracts ---------------------------------------------------------------- */
@@ -1234,7 +1282,10 @@ int store_apikey_by_hash(struct store *st, const unsigned char *hash, size_t has
             int64_t now = clock_now_ms();
             sqlite3_bind_int64(s, 1, out->id);
             sqlite3_bind_int64(s, 2, now);
+            /* Never wait for another writer (an import) just to note a key's use. */
+            sqlite3_busy_timeout(st->db, 0);
             sqlite3_step(s);
+            sqlite3_busy_timeout(st->db, st->busy_timeout_ms);
             done(s);
         }
     }

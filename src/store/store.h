@@ -28,6 +28,7 @@ struct store_opts {
     int busy_timeout_ms;
     int migrate;   /* 1: apply pending migrations; 0: refuse an out-of-date schema */
     int readonly;
+    int cache_mb;  /* page cache of this connection; 0 = 32 MiB (bulk imports want more) */
 };
 
 /* Opens DATA_DIR/engage.db (creating it), WAL mode. Caller owns *out. */
@@ -103,6 +104,8 @@ int store_contacts_since(struct store *st, int64_t after_seq, int64_t limit, sto
 
 typedef int (*store_attr_fn)(void *ctx, const char *name, const char *type, const char *origin);
 int store_attr_types(struct store *st, store_attr_fn fn, void *ctx, struct err *e);
+/* The recorded type of an attribute (type_out at least 16 bytes); E_NOTFOUND if none. */
+int store_attr_type_get(struct store *st, const char *name, char *type_out, struct err *e);
 /* Records name's type if it has none yet (first writer wins, in any process) and
  * writes the type that holds into type_out (at least 16 bytes). In a transaction. */
 int store_attr_type_put(struct store *st, const char *name, const char *type, const char *origin,
@@ -139,6 +142,8 @@ struct store_counts {
     int64_t contact_seq, event_seq;
 };
 int store_counts(struct store *st, struct store_counts *out, struct err *e);
+/* The latest change sequences (two index probes): tells whether counts can have moved. */
+int store_change_seqs(struct store *st, int64_t *contact_seq, int64_t *event_seq, struct err *e);
 
 /* ---- contracts ------------------------------------------------------------- */
 

@@ -146,3 +146,122 @@ UTEST(csv, oversized_field_is_refused)
     free(text);
     fx_close(&f);
 }
+
+/* The CSV fast path and the JSON path (HTTP, replay) must agree: same key for an
+ * event without event_id, same typed properties. */
+struct got {
+    char *props;
+    int version;
+};
+
+static int grab(void *ctx, const struct store_event *ev)
+{
+    struct got *g = ctx;
+    g->props = strdup(ev->props);
+    g->version = ev->contract_version;
+    return 0;
+}
+
+UTEST(csv, fast_path_agrees_with_the_json_path)
+{
+    struct fx f;
+    struct import_report rep;
+    const char *rows[][4] = {
+        /* event, occurred_at, note (undeclared), amount */
+        {"order_created", "", "Zoë ✓ \"quoted\"", "12.50"},
+        {"page_viewed", "2026-02-01T10:00:00+05:30", "42", "7"},
+        {"page_viewed", "2026-02-01", "true", "2026-01-01"},
+        {"page_viewed", "2026-02-02", "0123", "-1e3"},
+    };
+    char text[2048];
+    size_t i;
+
+    fx_open(&f);
+    snprintf(text, sizeof text, "external_id,event,occurred_at,note,amount,currency,order_id,created_at\n");
+    for (i = 0; i < 4; i++) {
+        size_t n = strlen(text);
+        snprintf(text + n, sizeof text - n, "c%zu,%s,%s,\"%s\",%s,INR,o%zu,2026-01-0%zuT00:00:00Z\n", i,
+                 rows[i][0], rows[i][1], i == 0 ? "Zoë ✓ \"\"quoted\"\"" : rows[i][2], rows[i][3], i,
+                 i + 1);
+    }
+    cr_assert_eq(import(&f, IMPORT_EVENTS, text, &rep), 0, "%s", f.e.msg);
+    cr_assert_eq(rep.stats.inserted, 4);
+    import_report_release(&rep);
+    for (i = 0; i < 4; i++) {
+        struct prepared_event p;
+        struct ingest_ctx cx = {.kind = SRC_CSV, .source = "csv", .text_mode = 1,
+                                .received_at = clock_now_ms()};
+        char xid[8], oid[8], cat[32];
+        struct got g = {0};
+        json_t *props, *rec, *a, *b;
+        snprintf(xid, sizeof xid, "c%zu", i);
+        snprintf(oid, sizeof oid, "o%zu", i);
+        snprintf(cat, sizeof cat, "2026-01-0%zuT00:00:00Z", i + 1);
+        props = json_pack("{s:s,s:s,s:s,s:s,s:s}", "note", rows[i][2], "amount", rows[i][3],
+                          "currency", "INR", "order_id", oid, "created_at", cat);
+        rec = json_pack("{s:s,s:s,s:o}", "external_id", xid, "event", rows[i][0], "properties", props);
+        if (*rows[i][1])
+            json_object_set_new(rec, "occurred_at", json_string(rows[i][1]));
+        cr_assert_eq(store_begin(f.st, &f.e), 0);
+        {
+            struct contract_set *cs;
+            cr_assert_eq(contract_set_load(f.st, &cs, &f.e), 0);
+            ingest_event_prepare(cs, &cx, rec, &p);
+            contract_set_free(cs);
+        }
+        store_rollback(f.st);
+        cr_assert_not(p.rejected, "row %zu: %s %s", i, p.field, p.msg);
+        cr_assert_eq(store_event_get(f.st, p.event_id, grab, &g, &f.e), 0);
+        cr_assert_not_null(g.props, "row %zu: the JSON path derives the key the import stored", i);
+        a = json_loads(g.props, 0, NULL);
+        b = json_loads(p.props, 0, NULL);
+        cr_assert(json_equal(a, b) || (json_number_value(json_object_get(a, "amount")) ==
+                                           json_number_value(json_object_get(b, "amount"))),
+                  "row %zu: %s vs %s", i, g.props, p.props);
+        cr_assert_str_eq(json_string_value(json_object_get(a, "note")) ? json_string_value(json_object_get(a, "note")) : "",
+                         json_string_value(json_object_get(b, "note")) ? json_string_value(json_object_get(b, "note")) : "");
+        json_decref(a);
+        json_decref(b);
+        free(g.props);
+        prepared_event_release(&p);
+        json_decref(rec);
+    }
+    fx_close(&f);
+}
+
+UTEST(csv, invalid_utf8_is_rejected_not_dropped)
+{
+    struct fx f;
+    struct import_report rep;
+    fx_open(&f);
+    cr_assert_eq(import(&f, IMPORT_CONTACTS, "external_id,city\nc1,M\xfcnchen\nc2,Pune\n", &rep), 0,
+                 "%s", f.e.msg);
+    cr_assert_eq(rep.stats.inserted, 1);
+    cr_assert_eq(rep.stats.rejected, 1);
+    cr_assert_not_null(json_object_get(rep.rejected_by_reason, "invalid_encoding"));
+    import_report_release(&rep);
+    cr_assert_eq(import(&f, IMPORT_EVENTS, "external_id,event,occurred_at,note\nc1,visit,2026-01-01,caf\xe9\n",
+                        &rep), 0);
+    cr_assert_eq(rep.stats.rejected, 1);
+    cr_assert_not_null(json_object_get(rep.rejected_by_reason, "invalid_encoding"));
+    import_report_release(&rep);
+    cr_assert_neq(import(&f, IMPORT_CONTACTS, "external_id,ci\xfft\n", &rep), 0);
+    cr_assert(strstr(f.e.msg, "in.csv:1: the name of column 2 is not valid UTF-8"), "%s", f.e.msg);
+    import_report_release(&rep);
+    fx_close(&f);
+}
+
+UTEST(csv, timestamps_at_the_edge_of_the_range_are_rejected_cleanly)
+{
+    struct fx f;
+    struct import_report rep;
+    fx_open(&f);
+    cr_assert_eq(import(&f, IMPORT_EVENTS,
+                        "external_id,event,occurred_at,order_id,amount,currency,created_at\n"
+                        "c1,order_created,,o1,1,INR,9999-12-31T23:59:59-23:59\n"
+                        "c1,order_created,,o2,1,INR,9999-12-31T23:59:59Z\n", &rep), 0, "%s", f.e.msg);
+    cr_assert_eq(rep.stats.rejected, 1, "year 10000 after the offset: rejected, not a crash");
+    cr_assert_eq(rep.stats.inserted, 1);
+    import_report_release(&rep);
+    fx_close(&f);
+}

@@ -233,7 +233,7 @@ UTEST(contracts, new_version_then_replay)
                                            "\"amount\":\"5\",\"currency\":\"rupees\","
                                            "\"created_at\":\"2026-01-01\"}}"),
                  INGEST_REJECTED);
-    cr_assert_eq(rejected_replay(&f.in, &flt, &rs, &f.e), 0);
+    cr_assert_eq(rejected_replay(&f.in, &flt, "test", "", &rs, &f.e), 0);
     cr_assert_eq(rs.tried, 1);
     cr_assert_eq(rs.still_rejected, 1, "same contract: still rejected");
     put_contract(&f, "order_created",
@@ -242,12 +242,12 @@ UTEST(contracts, new_version_then_replay)
                  "\"amount\":{\"type\":\"number\",\"required\":true,\"minimum\":0},"
                  "\"currency\":{\"type\":\"string\",\"required\":true},"
                  "\"created_at\":{\"type\":\"timestamp\",\"required\":true}}}");
-    cr_assert_eq(rejected_replay(&f.in, &flt, &rs, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(rejected_replay(&f.in, &flt, "test", "", &rs, &f.e), 0, "%s", f.e.msg);
     cr_assert_eq(rs.ingested, 1);
     cr_assert_eq(store_event_get(f.st, "r1", grab_event, &ev, &f.e), 0);
     cr_assert_eq(ev.contract_version, 2, "the event records the version that accepted it");
     free((char *)ev.props);
-    cr_assert_eq(rejected_replay(&f.in, &flt, &rs, &f.e), 0);
+    cr_assert_eq(rejected_replay(&f.in, &flt, "test", "", &rs, &f.e), 0);
     cr_assert_eq(rs.tried, 0, "nothing pending any more");
     fx_close(&f);
 }
