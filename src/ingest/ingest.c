@@ -827,9 +827,28 @@ int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct pr
     ev.source = cx->source;
     ev.contract_version = p->contract_version;
     ev.props = p->props;
-    rc = store_event_insert(in->st, &ev, &inserted, e);
-    if (rc)
-        return rc;
+    if (cx->owns_rows) {
+        /* A source that owns its rows updates what it wrote before. */
+        int outcome = 0;
+        struct err tmp = {0};
+        rc = store_event_upsert_owned(in->st, &ev, &outcome, &tmp);
+        if (rc == E_CONFLICT)
+            return reject_prepared(in, cx, p, "conflict", "event_id", tmp.msg, out, e);
+        if (rc) {
+            *e = tmp;
+            return rc;
+        }
+        if (outcome == 2) {
+            in->stats.updated++;
+            *out = INGEST_UPDATED;
+            return 0;
+        }
+        inserted = outcome == 1;
+    } else {
+        rc = store_event_insert(in->st, &ev, &inserted, e);
+        if (rc)
+            return rc;
+    }
     if (inserted) {
         in->stats.inserted++;
         if (p->unvalidated)
@@ -852,6 +871,15 @@ int ingest_event(struct ingest *in, const struct ingest_ctx *cx, const json_t *r
     rc = ingest_event_store(in, cx, &p, out, e);
     prepared_event_release(&p);
     return rc;
+}
+
+int ingest_event_delete(struct ingest *in, const struct ingest_ctx *cx, const char *event_id,
+                        int *deleted, struct err *e)
+{
+    if (!cx->owns_rows)
+        return ERR(e, E_FORBIDDEN, "source '%s' does not own its events: they are never deleted",
+                   cx->source);
+    return store_event_delete_owned(in->st, event_id, cx->source, deleted, e);
 }
 
 /* ---- identity --------------------------------------------------------------------------- */

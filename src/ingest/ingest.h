@@ -96,6 +96,8 @@ struct ingest_ctx {
     const char *source;  /* stored label: "csv", "sdk", "sync:crm", "api" */
     const char *origin;  /* where it came from, for the dead-letter store: "file.csv:12" */
     int text_mode;       /* values are CSV text cells */
+    int owns_rows;       /* the source owns its events (CRM sync): it may update and delete
+                          * what it wrote; others are first-write-wins */
     int64_t received_at;
 };
 
@@ -143,6 +145,9 @@ void prepared_event_reject(struct prepared_event *p, const char *reason, const c
 int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct prepared_event *p,
                        enum ingest_outcome *out, struct err *e);
 void prepared_event_release(struct prepared_event *p);
+/* Deletes an event that the context's source owns (flag + new seq). */
+int ingest_event_delete(struct ingest *in, const struct ingest_ctx *cx, const char *event_id,
+                        int *deleted, struct err *e);
 /* Links an anonymous id to a user: merges the anonymous contact's events into it. */
 int ingest_link_anonymous(struct ingest *in, const struct ingest_ctx *cx, const char *anon_id,
                           const char *external_id, struct err *e);

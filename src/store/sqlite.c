@@ -26,11 +26,11 @@ enum stmt_id {
     Q_CONTRACTS_LATEST, Q_CONTRACT_VERSIONS, Q_CONTRACTS_STAMP, Q_REJ_ADD, Q_REJ_UPDATE,
     Q_REJ_COUNTS, Q_KEY_ADD, Q_KEY_BY_HASH, Q_KEY_TOUCH, Q_KEYS, Q_KEY_REVOKE, Q_AUDIT_ADD,
     Q_AUDIT_LIST, Q_IMPORT_BEGIN, Q_IMPORT_PROGRESS, Q_MAXSEQ_C, Q_MAXSEQ_E, Q_COUNT_C,
-    Q_COUNT_E, Q_COUNT_REJ, Q__N
+    Q_COUNT_E, Q_COUNT_REJ, Q_EVENT_OWNED_GET, Q_EVENT_OWNED_SET, Q_EVENT_OWNED_DEL, Q__N
 };
 
 #define CONTACT_COLS "id, external_id, email, attrs, consent, created_at, updated_at, seq, deleted, merged_into"
-#define EVENT_COLS "e.id, e.seq, e.contact_id, e.name_id, e.occurred_at, e.received_at, e.event_id, e.source, e.contract_version, e.props, n.name"
+#define EVENT_COLS "e.id, e.seq, e.contact_id, e.name_id, e.occurred_at, e.received_at, e.event_id, e.source, e.contract_version, e.props, n.name, e.deleted"
 
 static const char *const stmt_sql[Q__N] = {
     [Q_CONTACT_GET] = "SELECT " CONTACT_COLS " FROM contacts WHERE id = ?1",
@@ -63,7 +63,7 @@ static const char *const stmt_sql[Q__N] = {
                        " source, contract_version, props, seq) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"
                        " ON CONFLICT(event_id) DO NOTHING",
     [Q_EVENTS_OF_CONTACT] = "SELECT " EVENT_COLS " FROM events e JOIN event_names n"
-                            " ON n.id = e.name_id WHERE e.contact_id = ?1"
+                            " ON n.id = e.name_id WHERE e.contact_id = ?1 AND e.deleted = 0"
                             " ORDER BY e.occurred_at DESC, e.id DESC LIMIT ?2",
     [Q_EVENT_GET] = "SELECT " EVENT_COLS " FROM events e JOIN event_names n ON n.id = e.name_id"
                     " WHERE e.event_id = ?1",
@@ -102,9 +102,17 @@ static const char *const stmt_sql[Q__N] = {
     [Q_MAXSEQ_C] = "SELECT coalesce(max(seq), 0) FROM contacts",
     [Q_MAXSEQ_E] = "SELECT coalesce(max(seq), 0) FROM events",
     [Q_COUNT_C] = "SELECT count(*), coalesce(sum(deleted), 0), coalesce(max(seq), 0) FROM contacts",
-    [Q_COUNT_E] = "SELECT count(*), coalesce(sum(contract_version = 0), 0), coalesce(max(seq), 0)"
+    [Q_COUNT_E] = "SELECT count(*) - coalesce(sum(deleted), 0),"
+                  " coalesce(sum(contract_version = 0 AND deleted = 0), 0), coalesce(max(seq), 0)"
                   " FROM events",
     [Q_COUNT_REJ] = "SELECT count(*) FROM rejected WHERE status = 'pending'",
+    [Q_EVENT_OWNED_GET] = "SELECT id, source, contact_id, name_id, occurred_at, contract_version,"
+                          " props, deleted FROM events WHERE event_id = ?1",
+    [Q_EVENT_OWNED_SET] = "UPDATE events SET contact_id=?2, name_id=?3, occurred_at=?4,"
+                          " received_at=?5, contract_version=?6, props=?7, seq=?8, deleted=0"
+                          " WHERE id=?1",
+    [Q_EVENT_OWNED_DEL] = "UPDATE events SET deleted=1, seq=?3 WHERE event_id=?1 AND source=?2"
+                          " AND deleted=0",
 };
 
 struct store {
@@ -911,6 +919,83 @@ int store_event_insert(struct store *st, struct store_event *ev, int *inserted, 
     return 0;
 }
 
+int store_event_upsert_owned(struct store *st, struct store_event *ev, int *outcome,
+                             struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_EVENT_OWNED_GET, e);
+    int rc, same;
+    int64_t id;
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, ev->event_id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        done(s);
+        rc = store_event_insert(st, ev, &same, e);
+        *outcome = rc == 0 && same ? 1 : 0;
+        return rc;
+    }
+    if (rc != SQLITE_ROW) {
+        rc = db_err(st, e, rc, "read event");
+        done(s);
+        return rc;
+    }
+    if (strcmp(col_text(s, 1), ev->source) != 0) {
+        rc = ERR(e, E_CONFLICT, "event '%s' belongs to source '%s'", ev->event_id, col_text(s, 1));
+        done(s);
+        return rc;
+    }
+    id = sqlite3_column_int64(s, 0);
+    same = sqlite3_column_int64(s, 2) == ev->contact_id &&
+           sqlite3_column_int64(s, 3) == ev->name_id &&
+           sqlite3_column_int64(s, 4) == ev->occurred_at &&
+           sqlite3_column_int(s, 5) == ev->contract_version &&
+           strcmp(col_text(s, 6), ev->props) == 0 && sqlite3_column_int(s, 7) == 0;
+    done(s);
+    *outcome = 0;
+    if (same)
+        return 0;
+    s = stmt(st, Q_EVENT_OWNED_SET, e);
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, ev->contact_id);
+    sqlite3_bind_int64(s, 3, ev->name_id);
+    sqlite3_bind_int64(s, 4, ev->occurred_at);
+    sqlite3_bind_int64(s, 5, ev->received_at);
+    sqlite3_bind_int(s, 6, ev->contract_version);
+    bind_text(s, 7, ev->props);
+    sqlite3_bind_int64(s, 8, st->next_event_seq);
+    rc = step_done(st, s, "update event", e);
+    if (rc == 0) {
+        ev->id = id;
+        ev->seq = st->next_event_seq++;
+        *outcome = 2;
+    }
+    return rc;
+}
+
+int store_event_delete_owned(struct store *st, const char *event_id, const char *source,
+                             int *deleted, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_EVENT_OWNED_DEL, e);
+    int rc;
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, event_id);
+    bind_text(s, 2, source);
+    sqlite3_bind_int64(s, 3, st->next_event_seq);
+    rc = step_done(st, s, "delete event", e);
+    *deleted = rc == 0 && sqlite3_changes(st->db) > 0;
+    if (*deleted)
+        st->next_event_seq++;
+    return rc;
+}
+
 static int read_events(struct store *st, sqlite3_stmt *s, store_event_fn fn, void *ctx,
                        struct err *e)
 {
@@ -929,6 +1014,7 @@ static int read_events(struct store *st, sqlite3_stmt *s, store_event_fn fn, voi
             .contract_version = sqlite3_column_int(s, 8),
             .props = col_text(s, 9),
             .name = col_text(s, 10),
+            .deleted = sqlite3_column_int(s, 11),
         };
         if ((rc = fn(ctx, &ev)) != 0) {
             done(s);

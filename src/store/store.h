@@ -127,9 +127,20 @@ struct store_event {
     int contract_version; /* 0 = unvalidated (no contract) */
     const char *props;    /* JSON object text */
     const char *name;     /* filled by readers only */
+    int deleted;          /* filled by readers only */
 };
 /* First write wins: *inserted = 0 when event_id is already stored. In a transaction. */
 int store_event_insert(struct store *st, struct store_event *ev, int *inserted, struct err *e);
+/* For a source that owns its rows (CRM sync): inserts, or rewrites the stored event of
+ * the same event_id *and source* with a new seq when anything differs (a deleted one
+ * comes back). *outcome: 0 unchanged, 1 inserted, 2 updated; E_CONFLICT when the
+ * event_id belongs to another source. In a transaction. */
+int store_event_upsert_owned(struct store *st, struct store_event *ev, int *outcome,
+                             struct err *e);
+/* Flags the source's own event deleted (new seq, so readers catching up see it).
+ * *deleted = 0 if there was nothing of that source to delete. In a transaction. */
+int store_event_delete_owned(struct store *st, const char *event_id, const char *source,
+                             int *deleted, struct err *e);
 typedef int (*store_event_fn)(void *ctx, const struct store_event *ev);
 /* A contact's latest events, newest first. */
 int store_events_of_contact(struct store *st, int64_t contact_id, int limit, store_event_fn fn,

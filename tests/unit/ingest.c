@@ -354,3 +354,57 @@ UTEST(ingest, rollback_forgets_uncommitted_ids)
     json_decref(rec);
     fx_close(&f);
 }
+
+UTEST(events, a_source_that_owns_its_rows_updates_and_deletes_them)
+{
+    struct fx f;
+    struct ingest_ctx sync = {.kind = SRC_SYNC, .source = "sync:crm", .owns_rows = 1,
+                              .received_at = clock_now_ms()};
+    struct ingest_ctx sdk = {.kind = SRC_SDK, .source = "sdk", .received_at = clock_now_ms()};
+    struct store_event ev = {0};
+    enum ingest_outcome o;
+    json_t *v1 = json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", "c1", "event", "visit",
+                           "event_id", "crm:visits:7", "occurred_at", "2026-01-01", "properties",
+                           "page", "/a");
+    json_t *v2 = json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", "c1", "event", "visit",
+                           "event_id", "crm:visits:7", "occurred_at", "2026-01-01", "properties",
+                           "page", "/b");
+    int64_t seq1;
+    int deleted;
+    fx_open(&f);
+    cr_assert_eq(ingest_begin(&f.in, &f.e), 0);
+    cr_assert_eq(ingest_event(&f.in, &sync, v1, &o, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(o, INGEST_INSERTED);
+    cr_assert_eq(ingest_event(&f.in, &sync, v1, &o, &f.e), 0);
+    cr_assert_eq(o, INGEST_UNCHANGED, "reading the same row twice stores it once");
+    cr_assert_eq(ingest_commit(&f.in, &f.e), 0);
+    cr_assert_eq(store_event_get(f.st, "crm:visits:7", grab_event, &ev, &f.e), 0);
+    seq1 = ev.seq;
+    free((char *)ev.props);
+
+    cr_assert_eq(ingest_begin(&f.in, &f.e), 0);
+    cr_assert_eq(ingest_event(&f.in, &sync, v2, &o, &f.e), 0);
+    cr_assert_eq(o, INGEST_UPDATED, "a changed row updates its event");
+    cr_assert_eq(ingest_event(&f.in, &sdk, v1, &o, &f.e), 0);
+    cr_assert_eq(o, INGEST_UNCHANGED, "another source cannot overwrite it (first write wins)");
+    cr_assert_eq(ingest_commit(&f.in, &f.e), 0);
+    cr_assert_eq(store_event_get(f.st, "crm:visits:7", grab_event, &ev, &f.e), 0);
+    cr_assert(strstr(ev.props, "/b"), "%s", ev.props);
+    cr_assert_gt(ev.seq, seq1, "the update takes a new change sequence");
+    seq1 = ev.seq;
+    free((char *)ev.props);
+
+    cr_assert_eq(ingest_begin(&f.in, &f.e), 0);
+    cr_assert_eq(ingest_event_delete(&f.in, &sdk, "crm:visits:7", &deleted, &f.e), E_FORBIDDEN);
+    err_clear(&f.e);
+    cr_assert_eq(ingest_event_delete(&f.in, &sync, "crm:visits:7", &deleted, &f.e), 0);
+    cr_assert_eq(deleted, 1);
+    cr_assert_eq(ingest_commit(&f.in, &f.e), 0);
+    cr_assert_eq(store_event_get(f.st, "crm:visits:7", grab_event, &ev, &f.e), 0);
+    cr_assert_eq(ev.deleted, 1, "deleted rows keep their place, flagged");
+    cr_assert_gt(ev.seq, seq1, "readers catching up see the delete");
+    free((char *)ev.props);
+    json_decref(v1);
+    json_decref(v2);
+    fx_close(&f);
+}
