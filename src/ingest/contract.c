@@ -501,13 +501,6 @@ int contract_version(const struct contract *c)
 
 /* ---- validation (used by ingest.c through contract_apply) ----------------------------- */
 
-static int email_ok(const char *s)
-{
-    const char *at = strchr(s, '@');
-
-    return at && at != s && at[1] != '\0' && strchr(at + 1, '@') == NULL &&
-           strpbrk(s, " \t\r\n<>,;\"") == NULL;
-}
 
 /* Checks one typed value against its spec. NULL, or a reason code with a sentence. */
 static const char *spec_check_tval(const struct prop_spec *p, const struct tval *v, char *msg,
@@ -537,7 +530,7 @@ static const char *spec_check_tval(const struct prop_spec *p, const struct tval 
             if (p->has_pattern && regexec(&p->re, z, 0, NULL, 0) != 0) {
                 snprintf(msg, cap, "must match %s, got \"%.40s\"", p->pattern, z);
                 why = "constraint";
-            } else if (p->email && !email_ok(z)) {
+            } else if (p->email && !ingest_email_ok(z)) {
                 snprintf(msg, cap, "is not an email address: \"%.60s\"", z);
                 why = "invalid_email";
             }

@@ -515,17 +515,6 @@ static const char *cell(const struct import_state *s, int col)
     return *f ? f : NULL;
 }
 
-static int text_id_ok(const char *v)
-{
-    size_t n = strlen(v), i;
-
-    if (n == 0 || n > STORE_MAX_EXTERNAL_ID)
-        return 0;
-    for (i = 0; i < n; i++)
-        if ((unsigned char)v[i] < 0x20)
-            return 0;
-    return 1;
-}
 
 /* The CSV fast path of ingest_event_prepare(): types cells straight from text, with the
  * same contracts, inference, key derivation and reasons as the JSON path (tested
@@ -562,7 +551,8 @@ static void prepare_event_row(struct import_state *s, const struct ingest_ctx *c
                               name ? "must be a name of 1 to 128 bytes" : "is required");
         return;
     }
-    if ((xid && !text_id_ok(xid)) || (anon && !text_id_ok(anon))) {
+    if ((xid && !ingest_id_ok(xid, STORE_MAX_EXTERNAL_ID)) ||
+        (anon && !ingest_id_ok(anon, STORE_MAX_EXTERNAL_ID))) {
         prepared_event_reject(p, "invalid_id", xid ? "external_id" : "anonymous_id",
                               "must be a string of 1 to 255 bytes without control characters");
         return;
@@ -637,7 +627,7 @@ static void prepare_event_row(struct import_state *s, const struct ingest_ctx *c
         return;
     }
     if (eid) {
-        if (!text_id_ok(eid)) {
+        if (!ingest_id_ok(eid, STORE_MAX_EVENT_ID)) {
             prepared_event_reject(p, "invalid_id", "event_id",
                                   "must be a string of 1 to 255 bytes without control characters");
             return;

@@ -182,7 +182,7 @@ static const char *get_str(const json_t *rec, const char *key, int *bad)
     return json_string_length(v) ? json_string_value(v) : NULL;
 }
 
-static int id_ok(const char *s, size_t max)
+int ingest_id_ok(const char *s, size_t max)
 {
     size_t n = strlen(s), i;
 
@@ -194,7 +194,7 @@ static int id_ok(const char *s, size_t max)
     return 1;
 }
 
-static int email_ok(const char *s)
+int ingest_email_ok(const char *s)
 {
     const char *at = strchr(s, '@');
 
@@ -317,7 +317,7 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
     in->stats.read++;
     store_contact_init(&c);
     xid = get_str(rec, "external_id", &bad);
-    if (xid == NULL || !id_ok(xid, STORE_MAX_EXTERNAL_ID))
+    if (xid == NULL || !ingest_id_ok(xid, STORE_MAX_EXTERNAL_ID))
         return ingest_reject(in, cx, "contact", rec, xid || bad ? "invalid_id" : "missing_field",
                       "external_id",
                       xid || bad ? "must be a string of 1 to 255 bytes without control characters"
@@ -366,7 +366,7 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
                 json_object_del(typed, k);
     }
     json_object_del(typed, "email");
-    if (email && (!cc || contract_prop_type(cc, "email") < 0) && !email_ok(email)) {
+    if (email && (!cc || contract_prop_type(cc, "email") < 0) && !ingest_email_ok(email)) {
         json_decref(typed);
         snprintf(msg, sizeof msg, "is not an email address: \"%.60s\"", email);
         return ingest_reject(in, cx, "contact", rec, "invalid_email", "email", msg, out, e);
@@ -716,8 +716,8 @@ int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx 
                            name || bad ? "must be a name of 1 to 128 bytes" : "is required");
     xid = get_str(rec, "external_id", &bad);
     anon = get_str(rec, "anonymous_id", &bad);
-    if (bad || (xid && !id_ok(xid, STORE_MAX_EXTERNAL_ID)) ||
-        (anon && !id_ok(anon, STORE_MAX_EXTERNAL_ID)))
+    if (bad || (xid && !ingest_id_ok(xid, STORE_MAX_EXTERNAL_ID)) ||
+        (anon && !ingest_id_ok(anon, STORE_MAX_EXTERNAL_ID)))
         return prep_reject(p, "invalid_id", xid ? "external_id" : "anonymous_id",
                            "must be a string of 1 to 255 bytes without control characters");
     if (xid == NULL && anon == NULL)
@@ -772,7 +772,7 @@ int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx 
         goto out;
     }
     eid = get_str(rec, "event_id", &bad);
-    if (bad || (eid && !id_ok(eid, STORE_MAX_EVENT_ID))) {
+    if (bad || (eid && !ingest_id_ok(eid, STORE_MAX_EVENT_ID))) {
         prep_reject(p, "invalid_id", "event_id",
                     "must be a string of 1 to 255 bytes without control characters");
         goto out;

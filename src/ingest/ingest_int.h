@@ -13,6 +13,11 @@ int contract_prop_type(const struct contract *c, const char *name);
 /* The property that gives occurred_at, or NULL. */
 const char *contract_occurred_at(const struct contract *c);
 
+/* 1 if s is 1 to max bytes without control characters (ids: external_id, event_id). */
+int ingest_id_ok(const char *s, size_t max);
+/* A loose email check: one '@' with text on both sides, no spaces or brackets. */
+int ingest_email_ok(const char *s);
+
 /* The text path (CSV fast path): properties by index. */
 int contract_nprops(const struct contract *c);
 const char *contract_prop_name(const struct contract *c, int i);

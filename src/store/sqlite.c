@@ -41,8 +41,9 @@ static const char *const stmt_sql[Q__N] = {
     [Q_CONTACT_LOOKUP] = "SELECT id, deleted FROM contacts WHERE external_id = ?1",
     [Q_CONTACT_INSERT] = "INSERT INTO contacts(external_id, email, attrs, consent, created_at,"
                          " updated_at, seq, deleted, merged_into) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+    /* Same parameter numbers as the insert (?5 created_at is not rewritten): one binder. */
     [Q_CONTACT_UPDATE] = "UPDATE contacts SET external_id=?1, email=?2, attrs=?3, consent=?4,"
-                         " updated_at=?5, seq=?6, deleted=?7, merged_into=?8 WHERE id=?9",
+                         " updated_at=?6, seq=?7, deleted=?8, merged_into=?9 WHERE id=?10",
     [Q_CONSENT_LOG] = "INSERT INTO consent_changes(contact_id, at, from_state, to_state, source,"
                       " reason) VALUES(?1,?2,?3,?4,?5,?6)",
     [Q_CONSENT_HISTORY] = "SELECT at, from_state, to_state, source, coalesce(reason,'')"
@@ -574,17 +575,10 @@ int store_contact_lookup(struct store *st, const char *xid, int64_t *id, int *de
     return rc;
 }
 
-static void bind_contact(sqlite3_stmt *s, const struct store_contact *c, char *attrs)
+/* Writes every column of c with the next change sequence (insert or update by id). */
+static int contact_write(struct store *st, enum stmt_id q, struct store_contact *c, struct err *e)
 {
-    bind_text(s, 1, c->external_id);
-    bind_text(s, 2, c->email);
-    sqlite3_bind_text(s, 3, attrs, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(s, 4, (int)c->consent);
-}
-
-int store_contact_insert(struct store *st, struct store_contact *c, struct err *e)
-{
-    sqlite3_stmt *s = stmt(st, Q_CONTACT_INSERT, e);
+    sqlite3_stmt *s = stmt(st, q, e);
     char *attrs;
     int rc;
 
@@ -594,51 +588,38 @@ int store_contact_insert(struct store *st, struct store_contact *c, struct err *
     attrs = c->attrs ? json_dumps(c->attrs, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("{}");
     ASSERT(attrs);
     c->seq = st->next_contact_seq++;
-    bind_contact(s, c, attrs);
+    bind_text(s, 1, c->external_id);
+    bind_text(s, 2, c->email);
+    sqlite3_bind_text(s, 3, attrs, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 4, (int)c->consent);
     sqlite3_bind_int64(s, 5, c->created_at);
     sqlite3_bind_int64(s, 6, c->updated_at);
     sqlite3_bind_int64(s, 7, c->seq);
     sqlite3_bind_int(s, 8, c->deleted);
     sqlite3_bind_int64(s, 9, c->merged_into);
+    if (q == Q_CONTACT_UPDATE)
+        sqlite3_bind_int64(s, 10, c->id);
     rc = sqlite3_step(s);
     free(attrs);
     if (rc != SQLITE_DONE) {
-        rc = db_err(st, e, rc, "insert contact");
+        rc = db_err(st, e, rc, q == Q_CONTACT_UPDATE ? "update contact" : "insert contact");
         done(s);
         return rc;
     }
-    c->id = sqlite3_last_insert_rowid(st->db);
+    if (q == Q_CONTACT_INSERT)
+        c->id = sqlite3_last_insert_rowid(st->db);
     done(s);
     return 0;
 }
 
+int store_contact_insert(struct store *st, struct store_contact *c, struct err *e)
+{
+    return contact_write(st, Q_CONTACT_INSERT, c, e);
+}
+
 int store_contact_update(struct store *st, struct store_contact *c, struct err *e)
 {
-    sqlite3_stmt *s = stmt(st, Q_CONTACT_UPDATE, e);
-    char *attrs;
-    int rc;
-
-    ASSERT(st->in_tx);
-    if (s == NULL)
-        return e->code;
-    attrs = c->attrs ? json_dumps(c->attrs, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("{}");
-    ASSERT(attrs);
-    c->seq = st->next_contact_seq++;
-    bind_contact(s, c, attrs);
-    sqlite3_bind_int64(s, 5, c->updated_at);
-    sqlite3_bind_int64(s, 6, c->seq);
-    sqlite3_bind_int(s, 7, c->deleted);
-    sqlite3_bind_int64(s, 8, c->merged_into);
-    sqlite3_bind_int64(s, 9, c->id);
-    rc = sqlite3_step(s);
-    free(attrs);
-    if (rc != SQLITE_DONE) {
-        rc = db_err(st, e, rc, "update contact");
-        done(s);
-        return rc;
-    }
-    done(s);
-    return 0;
+    return contact_write(st, Q_CONTACT_UPDATE, c, e);
 }
 
 int store_consent_log(struct store *st, int64_t contact_id, int from, int to, const char *source,
