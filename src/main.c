@@ -38,11 +38,27 @@ struct cli {
     struct config cfg;
     char data_dir[1024];
     char actor[96];
+    int known; /* cmd names a command */
 };
 
 /* Options that take no value. */
 static const char *flags[] = {"json", "help", "members", "no-progress", "no-serve", "version",
                               "bad-rows", NULL};
+
+/* Options that take a value, in any command. */
+static const char *valued[] = {"data", "config", "now", "log-level", "listen", "batch", "reason",
+                               "source", "kind", "status", "limit", "id", "role", "name",
+                               "contacts", "seed", "events", "out", "state", NULL};
+
+static int is_valued(const char *n)
+{
+    int i;
+
+    for (i = 0; valued[i]; i++)
+        if (strcmp(valued[i], n) == 0)
+            return 1;
+    return 0;
+}
 
 static int is_flag(const char *n)
 {
@@ -86,7 +102,8 @@ static int usage_error(const struct cli *c, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (see 'engage %s%s--help')\n", c->cmd ? c->cmd : "", c->cmd ? " " : "");
+    fprintf(stderr, " (see 'engage %s%s--help')\n", c->cmd && c->known ? c->cmd : "",
+            c->cmd && c->known ? " " : "");
     return 2;
 }
 
@@ -124,9 +141,14 @@ static int parse_args(struct cli *c, int argc, char **argv)
                 c->opts[c->nopts].value = eq + 1;
             } else if (is_flag(name)) {
                 c->opts[c->nopts].value = "1";
+            } else if (!is_valued(name)) {
+                free((char *)c->opts[c->nopts].name);
+                return usage_error(c, "unknown option --%s", name);
             } else {
-                if (i + 1 >= argc)
+                if (i + 1 >= argc) {
+                    free((char *)c->opts[c->nopts].name);
                     return usage_error(c, "option --%s needs a value", name);
+                }
                 c->opts[c->nopts].value = argv[++i];
             }
             c->nopts++;
@@ -137,6 +159,12 @@ static int parse_args(struct cli *c, int argc, char **argv)
             c->opts[c->nopts++].value = "1";
         } else if (c->cmd == NULL) {
             c->cmd = a;
+            {
+                char pat[64];
+                snprintf(pat, sizeof pat, " %.60s ", a);
+                c->known = strstr(" serve demo migrate import rejected contracts contact apikey "
+                                  "backup config bench audit version help ", pat) != NULL;
+            }
         } else if (c->nargs < 8) {
             c->args[c->nargs++] = a;
         } else {
@@ -155,7 +183,7 @@ static void free_opts(struct cli *c)
 }
 
 /* Resolves the data directory, configuration and clock. */
-static int setup(struct cli *c)
+static int setup(struct cli *c, int is_server)
 {
     struct err e = {0};
     const char *v, *cfg_path;
@@ -178,6 +206,9 @@ static int setup(struct cli *c)
         snprintf(defcfg, sizeof defcfg, "%s/engage.conf", c->data_dir);
         cfg_path = defcfg;
     }
+    /* A server logs its life at info; a CLI command only warnings (it prints its own report). */
+    if (!is_server)
+        c->cfg.log_level = LOG_WARN;
     if (config_load_file(&c->cfg, cfg_path, explicit_cfg, &e) || config_apply_env(&c->cfg, &e))
         return die("%s", e.msg);
     if ((v = opt(c, "listen")))
@@ -214,6 +245,11 @@ static int open_store(struct cli *c, struct store **st, int migrate)
                             .cache_mb = 512};
     struct err e = {0};
     int added = 0;
+    char dbpath[1100];
+
+    snprintf(dbpath, sizeof dbpath, "%s/engage.db", c->data_dir);
+    if (migrate && access(dbpath, F_OK) != 0)
+        fprintf(stderr, "engage: creating a new store in %s\n", c->data_dir);
 
     if (store_open(st, c->data_dir, &so, &e))
         return die("%s", e.msg);
@@ -251,8 +287,11 @@ static const char *help_main =
     "  import events FILE    import events from CSV\n"
     "  rejected list         show records in the ingestion dead-letter store\n"
     "  rejected replay       re-validate rejected records and ingest those that now pass\n"
+    "  rejected dismiss      set rejected records aside (kept, never replayed)\n"
     "  contracts list|show NAME|put NAME FILE   event and contact contracts\n"
     "  contact show ID       a contact: attributes, consent history, recent events\n"
+    "  contact consent ID    change email consent explicitly (--state S --reason R; audited)\n"
+    "  audit list            the audit log, newest first\n"
     "  apikey create|list|revoke                API keys\n"
     "  backup FILE           online copy of the store to a new file\n"
     "  config                print the effective configuration\n"
@@ -282,8 +321,11 @@ static const struct {
              "calls, WhatsApp messages, email opens, and a few invalid rows) under DATA/demo,\n"
              "imports it, creates an admin API key, prints the URL and the key, and serves.\n"
              "Running it again imports nothing twice.\n"
-             "  --contacts N  demo size (default 2000)\n  --seed S  generator seed (default 42)\n"
-             "  --no-serve    stop after loading\n"},
+             "Each run revokes the previous run's demo-admin key and creates a new one.\n"
+             "  --contacts N        demo size (default 2000)\n"
+             "  --seed S            generator seed (default 42)\n"
+             "  --no-serve          stop after loading\n"
+             "  --listen ADDR:PORT  where to serve (default [server] listen)\n"},
     {"migrate", "usage: engage migrate\n\nApplies pending schema migrations to DATA/engage.db "
                 "and stores any shipped contract\nthe store does not have yet. Refuses a store "
                 "newer than this binary.\n"},
@@ -292,26 +334,38 @@ static const struct {
                "before the next is read. Re-importing a file changes nothing.\n"
                "contacts: external_id (required), email, email_consent, every other column an\n"
                "          attribute.\n"
-               "events:   external_id (or anonymous_id), event, occurred_at (required columns),\n"
-               "          event_id (optional), every other column a property.\n"
+               "events:   external_id (or anonymous_id) and event (required columns), occurred_at\n"
+               "          (or the contract's time property, e.g. created_at), event_id\n"
+               "          (optional), every other column a property.\n"
                "An empty cell is absent. Rejected rows go to the dead-letter store with their\n"
                "line, field and reason ('engage rejected list').\n"
                "  --batch N       rows per transaction (default [ingest] import_batch_rows)\n"
                "  --no-progress   no progress bar even on a terminal\n"
-               "Exit status: 0 all rows stored, 3 some rows rejected, 1 error.\n"},
-    {"rejected", "usage: engage rejected list [--reason R] [--source S] [--kind K] [--status S]\n"
-                 "                             [--limit N]\n"
-                 "       engage rejected replay [--reason R] [--source S] [--kind K] [--id N]\n\n"
+               "Exit status: 0 all rows stored, 3 some rows rejected, 1 error, 2 usage error.\n"},
+    {"rejected", "usage: engage rejected list [--reason R] [--source S] [--kind contact|event]\n"
+                 "                             [--status pending|replayed|dismissed|all] [--limit N]\n"
+                 "       engage rejected replay [--reason R] [--source S] [--kind K] [--id N]\n"
+                 "       engage rejected dismiss (--id N | --reason R | --source S | --kind K)\n\n"
                  "The ingestion dead-letter store: every rejected contact or event with its raw\n"
-                 "payload, source, origin (file:line), reason, field and message. 'replay'\n"
-                 "re-validates pending records against the current contracts and ingests those\n"
-                 "that pass now.\n"},
+                 "payload, source, origin (file:line), reason, field and message. 'list' shows\n"
+                 "pending records unless --status says otherwise. 'replay' re-validates pending\n"
+                 "records against the current contracts and ingests those that pass now (rows\n"
+                 "that are not records, reasons bad_row and invalid_encoding, only when named by\n"
+                 "--reason or --id). 'dismiss' sets records aside: kept, never replayed. Replays\n"
+                 "and dismissals are audited. --json prints one document {\"items\":[…]}.\n"},
     {"contracts", "usage: engage contracts list\n       engage contracts show NAME\n"
                   "       engage contracts put NAME FILE\n\n"
                   "Versioned contracts (docs/contracts.md). 'put' stores a new version; old\n"
                   "versions are kept and every stored event records the version it passed.\n"},
-    {"contact", "usage: engage contact show EXTERNAL_ID\n\nPrints a contact: attributes, "
-                "consent and its history, and recent events.\n"},
+    {"contact", "usage: engage contact show EXTERNAL_ID\n"
+                "       engage contact consent EXTERNAL_ID --state STATE --reason TEXT\n\n"
+                "'show' prints a contact (JSON): attributes, consent and its history, recent\n"
+                "events. 'consent' changes email consent explicitly, recorded with the reason in\n"
+                "the consent history and the audit log: the only way to re-subscribe a contact\n"
+                "that opted out, bounced or complained (imports never can).\n"},
+    {"audit", "usage: engage audit list [--limit N]\n\nThe audit log, newest first: who changed "
+              "what (keys, contracts, consent,\nreplays), when, before and after (secrets masked). "
+              "Default limit 50.\n"},
     {"apikey", "usage: engage apikey create --role ROLE --name NAME\n"
                "       engage apikey list\n       engage apikey revoke ID\n\n"
                "Roles: admin, marketer, analyst, ingest. The key is shown once, at creation;\n"
@@ -351,15 +405,19 @@ static void print_report(const struct import_opts *o, const struct import_report
     const char *reason;
     json_t *r;
 
-    printf("imported %s: %lld rows in %.2f s (%.0f rows/s)\n", o->path, (long long)s->read,
-           rep->seconds, rep->seconds > 0 ? (double)s->read / rep->seconds : 0.0);
-    printf("  inserted    %lld\n  updated     %lld\n  unchanged   %lld\n  rejected    %lld\n",
-           (long long)s->inserted, (long long)s->updated, (long long)s->duplicates,
-           (long long)s->rejected);
+    printf("imported %s: %lld row%s in %.2f s (%.0f rows/s)\n", o->path, (long long)s->read,
+           s->read == 1 ? "" : "s", rep->seconds,
+           rep->seconds > 0 ? (double)s->read / rep->seconds : 0.0);
+    printf("  inserted               %lld\n  updated                %lld\n"
+           "  unchanged (duplicates) %lld\n", (long long)s->inserted, (long long)s->updated,
+           (long long)s->duplicates);
     if (s->consent_kept)
-        printf("  consent kept (opt-outs are sticky): %lld\n", (long long)s->consent_kept);
+        printf("  consent kept           %lld  (opt-outs are sticky: a file cannot re-subscribe)\n",
+               (long long)s->consent_kept);
     if (s->unvalidated)
-        printf("  events without a contract (stored unvalidated): %lld\n", (long long)s->unvalidated);
+        printf("  stored unvalidated     %lld  (events with no contract)\n",
+               (long long)s->unvalidated);
+    printf("  rejected               %lld\n", (long long)s->rejected);
     json_object_foreach(rep->rejected_by_reason, reason, r) {
         size_t i;
         json_t *ex;
@@ -379,9 +437,10 @@ static json_t *report_json(const struct import_report *rep)
 {
     const struct ingest_stats *s = &rep->stats;
 
-    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:O}", "read", (json_int_t)s->read,
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:O}", "read", (json_int_t)s->read,
                      "inserted", (json_int_t)s->inserted, "updated", (json_int_t)s->updated,
-                     "duplicates", (json_int_t)s->duplicates, "rejected", (json_int_t)s->rejected,
+                     "duplicates", (json_int_t)s->duplicates, "unchanged", (json_int_t)s->duplicates,
+                     "rejected", (json_int_t)s->rejected,
                      "consent_kept", (json_int_t)s->consent_kept, "unvalidated",
                      (json_int_t)s->unvalidated, "seconds", rep->seconds, "rejected_by_reason",
                      rep->rejected_by_reason);
@@ -448,24 +507,27 @@ static int cmd_import(struct cli *c)
 
 /* ---- rejected ------------------------------------------------------------------------ */
 
+struct list_out {
+    struct cli *c;
+    json_t *items; /* --json: one document {"items":[…]} */
+    int shown;     /* contracts show: the newest version was printed */
+};
+
 static int print_rejected(void *ctx, const struct store_rejected *r)
 {
-    struct cli *c = ctx;
+    struct list_out *lo = ctx;
     char ts[32];
 
     time_format_iso(r->created_at, ts);
-    if (c->json) {
+    if (lo->c->json) {
         json_t *raw = json_loads(r->raw, 0, NULL);
-        json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:i}", "id",
-                              (json_int_t)r->id, "created_at", ts, "source", r->source, "kind",
-                              r->kind, "reason", r->reason, "field", r->field, "message",
-                              r->message, "origin", r->origin, "raw",
-                              raw ? raw : json_string(r->raw), "status", r->status, "attempts",
-                              r->attempts);
-        char *s = json_dumps(j, JSON_COMPACT);
-        puts(s);
-        free(s);
-        json_decref(j);
+        json_array_append_new(lo->items,
+                              json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:i}", "id",
+                                        (json_int_t)r->id, "created_at", ts, "source", r->source,
+                                        "kind", r->kind, "reason", r->reason, "field", r->field,
+                                        "message", r->message, "origin", r->origin, "raw",
+                                        raw ? raw : json_string(r->raw), "status", r->status,
+                                        "attempts", r->attempts));
     } else {
         printf("%-6lld %s  %-8s %-7s %-18s %s%s%s  [%s] %s\n", (long long)r->id, ts, r->source,
                r->kind, r->reason, r->field, *r->field ? ": " : "", r->message, r->origin,
@@ -477,34 +539,64 @@ static int print_rejected(void *ctx, const struct store_rejected *r)
 static int cmd_rejected(struct cli *c)
 {
     struct store_rejected_filter f = {0};
+    struct list_out lo = {c, NULL, 0};
     struct store *st;
     struct err e = {0};
-    const char *v;
+    const char *v, *sub;
+    int64_t n;
     int rc;
 
-    if ((rc = check_opts(c, " reason source kind status limit id ")))
+    if (c->nargs != 1 || (strcmp(c->args[0], "list") && strcmp(c->args[0], "replay") &&
+                          strcmp(c->args[0], "dismiss")))
+        return usage_error(c, "rejected: expected list, replay or dismiss");
+    sub = c->args[0];
+    if ((rc = check_opts(c, strcmp(sub, "list") == 0 ? " reason source kind status limit id "
+                                                      : " reason source kind id ")))
         return rc;
-    if (c->nargs != 1 || (strcmp(c->args[0], "list") && strcmp(c->args[0], "replay")))
-        return usage_error(c, "rejected: expected list or replay");
     f.reason = opt(c, "reason");
     f.source = opt(c, "source");
     f.kind = opt(c, "kind");
     f.status = opt(c, "status");
-    if ((v = opt(c, "limit")) && (parse_i64(v, strlen(v), &(int64_t){0}) || atoi(v) < 1))
-        return usage_error(c, "--limit: expected a positive integer, got \"%s\"", v);
-    f.limit = v ? (int)strtol(v, NULL, 10) : 0;
-    if ((v = opt(c, "id")) && parse_i64(v, strlen(v), &f.id))
-        return usage_error(c, "--id: expected an integer, got \"%s\"", v);
+    if (f.kind && strcmp(f.kind, "contact") && strcmp(f.kind, "event"))
+        return usage_error(c, "--kind: expected contact or event, got \"%s\"", f.kind);
+    if (f.status && strcmp(f.status, "pending") && strcmp(f.status, "replayed") &&
+        strcmp(f.status, "dismissed") && strcmp(f.status, "all"))
+        return usage_error(c, "--status: expected pending, replayed, dismissed or all, got \"%s\"",
+                           f.status);
+    if ((v = opt(c, "limit")) && (parse_i64(v, strlen(v), &n) || n < 1 || n > 1000000))
+        return usage_error(c, "--limit: expected an integer from 1 to 1000000, got \"%s\"", v);
+    f.limit = v ? (int)n : 0;
+    if ((v = opt(c, "id")) && (parse_i64(v, strlen(v), &f.id) || f.id < 1))
+        return usage_error(c, "--id: expected a record id, got \"%s\"", v);
+    if (strcmp(sub, "dismiss") == 0 && !f.reason && !f.id && !f.source && !f.kind)
+        return usage_error(c, "rejected dismiss: name what to dismiss (--id, --reason, --source "
+                              "or --kind)");
     if ((rc = open_store(c, &st, 1)))
         return rc;
-    if (strcmp(c->args[0], "list") == 0) {
+    if (strcmp(sub, "list") == 0) {
         if (f.status == NULL)
             f.status = "pending";
         if (strcmp(f.status, "all") == 0)
             f.status = NULL;
-        rc = store_rejected_list(st, &f, print_rejected, c, &e);
+        lo.items = json_array();
+        rc = store_rejected_list(st, &f, print_rejected, &lo, &e);
         if (rc)
             rc = die("%s", e.msg);
+        else if (c->json)
+            print_json(json_pack("{s:O}", "items", lo.items));
+        json_decref(lo.items);
+    } else if (strcmp(sub, "dismiss") == 0) {
+        struct ingest in;
+        ingest_init(&in, st, &c->cfg);
+        rc = rejected_dismiss(&in, &f, c->actor, "", &n, &e);
+        ingest_release(&in);
+        if (rc)
+            rc = die("%s", e.msg);
+        else if (c->json)
+            print_json(json_pack("{s:I}", "dismissed", (json_int_t)n));
+        else
+            printf("dismissed %lld record%s (kept, never replayed)\n", (long long)n,
+                   n == 1 ? "" : "s");
     } else {
         struct ingest in;
         struct replay_stats rs;
@@ -530,18 +622,21 @@ static int cmd_rejected(struct cli *c)
 
 static int print_contract(void *ctx, const struct store_contract *k)
 {
-    struct cli *c = ctx;
+    struct list_out *lo = ctx;
     char ts[32];
 
     time_format_iso(k->created_at, ts);
-    if (c->json) {
+    if (lo->items) {
         json_t *doc = json_loads(k->body, 0, NULL);
-        print_json(json_pack("{s:s,s:s,s:i,s:s,s:s,s:o}", "name", k->name, "kind", k->kind,
-                             "version", k->version, "created_at", ts, "created_by", k->created_by,
-                             "contract", doc ? doc : json_null()));
-    } else if (c->sub && strcmp(c->sub, "show") == 0) {
-        printf("%s version %d (%s, %s by %s)\n%s\n", k->name, k->version, k->kind, ts,
-               k->created_by, k->body);
+        json_array_append_new(lo->items, json_pack("{s:s,s:s,s:i,s:s,s:s,s:o}", "name", k->name,
+                                                   "kind", k->kind, "version", k->version,
+                                                   "created_at", ts, "created_by", k->created_by,
+                                                   "contract", doc ? doc : json_null()));
+    } else if (lo->c->sub && strcmp(lo->c->sub, "show") == 0) {
+        /* The latest document alone: save it, edit it, put it back. */
+        if (!lo->shown)
+            puts(k->body); /* versions come newest first */
+        lo->shown = 1;
     } else {
         printf("%-24s v%-4d %-8s %s  %s\n", k->name, k->version, k->kind, ts, k->created_by);
     }
@@ -550,6 +645,7 @@ static int print_contract(void *ctx, const struct store_contract *k)
 
 static int cmd_contracts(struct cli *c)
 {
+    struct list_out lo = {c, NULL, 0};
     struct store *st;
     struct err e = {0};
     int rc;
@@ -559,54 +655,52 @@ static int cmd_contracts(struct cli *c)
     if (c->nargs < 1)
         return usage_error(c, "contracts: expected list, show NAME or put NAME FILE");
     c->sub = c->args[0];
+    if ((strcmp(c->sub, "list") == 0 && c->nargs != 1) ||
+        (strcmp(c->sub, "show") == 0 && c->nargs != 2) ||
+        (strcmp(c->sub, "put") == 0 && c->nargs != 3) ||
+        (strcmp(c->sub, "list") && strcmp(c->sub, "show") && strcmp(c->sub, "put")))
+        return usage_error(c, "contracts: expected list, show NAME or put NAME FILE");
     if ((rc = open_store(c, &st, 1)))
         return rc;
-    if (strcmp(c->sub, "list") == 0 && c->nargs == 1) {
-        rc = store_contracts_latest(st, print_contract, c, &e);
-    } else if (strcmp(c->sub, "show") == 0 && c->nargs == 2) {
-        rc = store_contract_versions(st, c->args[1], print_contract, c, &e);
-    } else if (strcmp(c->sub, "put") == 0 && c->nargs == 3) {
+    if (c->json)
+        lo.items = json_array();
+    if (strcmp(c->sub, "list") == 0) {
+        rc = store_contracts_latest(st, print_contract, &lo, &e);
+        if (rc == 0 && c->json)
+            print_json(json_pack("{s:O}", "items", lo.items));
+    } else if (strcmp(c->sub, "show") == 0) {
+        rc = store_contract_versions(st, c->args[1], print_contract, &lo, &e);
+        if (rc == 0 && c->json)
+            print_json(json_pack("{s:s,s:O}", "name", c->args[1], "versions", lo.items));
+    } else {
         struct errlist errs = {0};
-        struct contract *k = NULL;
         char *text = NULL;
         size_t n;
-        int version, i;
+        int version, unchanged, i;
         rc = file_read_all(c->args[2], 1 << 20, &text, &n, &e);
-        if (rc == 0 && contract_compile(text, n, c->args[1], 0, &k, &errs, &e)) {
+        if (rc == 0)
+            rc = contract_put(st, c->args[1], text, n, c->actor, "", &version, &unchanged, &errs, &e);
+        free(text);
+        if (rc == E_INVAL && errs.n) {
             for (i = 0; i < errs.n; i++)
                 fprintf(stderr, "engage: %s: %s: %s\n", c->args[2],
                         errs.items[i].path[0] ? errs.items[i].path : "/", errs.items[i].msg);
-            free(text);
+            json_decref(lo.items);
             store_close(st);
             return 1;
         }
-        if (rc == 0)
-            rc = store_begin(st, &e);
-        if (rc == 0)
-            rc = store_contract_put(st, c->args[1], contract_kind(k), text, c->actor, &version, &e);
-        if (rc == 0) {
-            json_t *after = json_loads(text, 0, NULL);
-            char ent[160];
-            snprintf(ent, sizeof ent, "%s@%d", c->args[1], version);
-            rc = audit_record(st, c->actor, "contract.put", "contract", ent, NULL, after, "", &e);
-            json_decref(after);
-        }
-        if (rc == 0)
-            rc = store_commit(st, &e);
-        else
-            store_rollback(st);
         if (rc == 0) {
             if (c->json)
-                print_json(json_pack("{s:s,s:i}", "name", c->args[1], "version", version));
+                print_json(json_pack("{s:s,s:i,s:b}", "name", c->args[1], "version", version,
+                                     "unchanged", unchanged));
+            else if (unchanged)
+                printf("contract %s is unchanged: version %d already holds this document\n",
+                       c->args[1], version);
             else
                 printf("contract %s is now version %d\n", c->args[1], version);
         }
-        contract_free(k);
-        free(text);
-    } else {
-        store_close(st);
-        return usage_error(c, "contracts: expected list, show NAME or put NAME FILE");
     }
+    json_decref(lo.items);
     if (rc)
         rc = die("%s", e.msg);
     store_close(st);
@@ -620,10 +714,10 @@ static int add_consent(void *ctx, const struct store_consent_change *ch)
     char ts[32];
 
     time_format_iso(ch->at, ts);
-    json_array_append_new(ctx, json_pack("{s:s,s:s,s:s,s:s,s:s}", "at", ts, "from",
-                                         ch->from < 0 ? "" : consent_name(ch->from), "to",
+    json_array_append_new(ctx, json_pack("{s:s,s:s?,s:s,s:s,s:s?}", "at", ts, "from",
+                                         ch->from < 0 ? NULL : consent_name(ch->from), "to",
                                          consent_name(ch->to), "source", ch->source, "reason",
-                                         ch->reason ? ch->reason : ""));
+                                         ch->reason && *ch->reason ? ch->reason : NULL));
     return 0;
 }
 
@@ -640,6 +734,50 @@ static int add_event(void *ctx, const struct store_event *ev)
     return 0;
 }
 
+/* engage contact consent ID --state S --reason R: the explicit, audited change that is
+ * the only way back to subscribed. */
+static int contact_consent(struct cli *c, struct store *st)
+{
+    const char *state = opt(c, "state"), *reason = opt(c, "reason");
+    enum consent_state to, before;
+    struct ingest in;
+    struct err e = {0};
+    json_t *b, *a;
+    int rc;
+
+    if (state == NULL || consent_parse(state, &to))
+        return usage_error(c, "contact consent: --state must be subscribed, unsubscribed, bounced "
+                              "or complained");
+    if (reason == NULL || *reason == '\0')
+        return usage_error(c, "contact consent: --reason is required (it is kept in the history "
+                              "and the audit log)");
+    ingest_init(&in, st, &c->cfg);
+    rc = store_begin(st, &e);
+    if (rc == 0)
+        rc = ingest_set_consent(&in, c->args[1], to, "cli", reason, &before, &e);
+    if (rc == 0) {
+        b = json_pack("{s:s}", "email_consent", consent_name(before));
+        a = json_pack("{s:s,s:s}", "email_consent", consent_name(to), "reason", reason);
+        rc = audit_record(st, c->actor, "contact.consent", "contact", c->args[1], b, a, "", &e);
+        json_decref(b);
+        json_decref(a);
+    }
+    if (rc == 0)
+        rc = store_commit(st, &e);
+    else
+        store_rollback(st);
+    ingest_release(&in);
+    if (rc)
+        return die("contact '%s': %s", c->args[1], e.msg);
+    if (c->json)
+        print_json(json_pack("{s:s,s:s,s:s}", "external_id", c->args[1], "from",
+                             consent_name(before), "to", consent_name(to)));
+    else
+        printf("contact %s: email consent %s -> %s\n", c->args[1], consent_name(before),
+               consent_name(to));
+    return 0;
+}
+
 static int cmd_contact(struct cli *c)
 {
     struct store_contact k;
@@ -649,12 +787,18 @@ static int cmd_contact(struct cli *c)
     char cts[32], uts[32];
     int rc;
 
-    if ((rc = check_opts(c, NULL)))
+    if ((rc = check_opts(c, " state reason ")))
         return rc;
-    if (c->nargs != 2 || strcmp(c->args[0], "show") != 0)
-        return usage_error(c, "contact: expected 'show EXTERNAL_ID'");
+    if (c->nargs != 2 || (strcmp(c->args[0], "show") && strcmp(c->args[0], "consent")))
+        return usage_error(c, "contact: expected 'show EXTERNAL_ID' or 'consent EXTERNAL_ID "
+                              "--state S --reason R'");
     if ((rc = open_store(c, &st, 1)))
         return rc;
+    if (strcmp(c->args[0], "consent") == 0) {
+        rc = contact_consent(c, st);
+        store_close(st);
+        return rc;
+    }
     store_contact_init(&k);
     rc = store_contact_get_by_xid(st, c->args[1], &k, &e);
     if (rc) {
@@ -685,18 +829,15 @@ static int cmd_contact(struct cli *c)
 
 static int print_key(void *ctx, const struct store_apikey *k)
 {
-    struct cli *c = ctx;
+    struct list_out *lo = ctx;
     char ts[32];
 
     time_format_iso(k->created_at, ts);
-    if (c->json) {
-        json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:s,s:b}", "id", (json_int_t)k->id, "name",
-                              k->name, "role", k->role, "prefix", k->prefix, "created_at", ts,
-                              "revoked", k->revoked_at != 0);
-        char *s = json_dumps(j, JSON_COMPACT);
-        puts(s);
-        free(s);
-        json_decref(j);
+    if (lo->items) {
+        json_array_append_new(lo->items, json_pack("{s:I,s:s,s:s,s:s,s:s,s:b}", "id",
+                                                   (json_int_t)k->id, "name", k->name, "role",
+                                                   k->role, "prefix", k->prefix, "created_at", ts,
+                                                   "revoked", k->revoked_at != 0));
     } else {
         printf("%-4lld %-20s %-9s %s…  %s%s\n", (long long)k->id, k->name, k->role, k->prefix, ts,
                k->revoked_at ? "  revoked" : "");
@@ -740,7 +881,11 @@ static int cmd_apikey(struct cli *c)
             secret_free(key);
         }
     } else if (strcmp(c->args[0], "list") == 0 && c->nargs == 1) {
-        rc = store_apikeys(st, print_key, c, &e);
+        struct list_out lo = {c, c->json ? json_array() : NULL, 0};
+        rc = store_apikeys(st, print_key, &lo, &e);
+        if (rc == 0 && c->json)
+            print_json(json_pack("{s:O}", "items", lo.items));
+        json_decref(lo.items);
     } else if (strcmp(c->args[0], "revoke") == 0 && c->nargs == 2) {
         int64_t id;
         if (parse_i64(c->args[1], strlen(c->args[1]), &id)) {
@@ -750,6 +895,9 @@ static int cmd_apikey(struct cli *c)
         rc = auth_apikey_revoke(st, id, c->actor, "", &e);
         if (rc == 0 && !c->json)
             printf("api key %lld revoked\n", (long long)id);
+    } else if (strcmp(c->args[0], "revoke") == 0) {
+        store_close(st);
+        return usage_error(c, "apikey revoke: expected one key id (see 'engage apikey list')");
     } else {
         store_close(st);
         return usage_error(c, "apikey: expected create, list or revoke ID");
@@ -816,6 +964,20 @@ static int cmd_serve(struct cli *c)
     return rc ? rc : serve(c, NULL);
 }
 
+struct demo_keys {
+    int64_t ids[64];
+    int n;
+};
+
+static int find_demo_keys(void *ctx, const struct store_apikey *k)
+{
+    struct demo_keys *dk = ctx;
+
+    if (strcmp(k->name, "demo-admin") == 0 && k->revoked_at == 0 && dk->n < 64)
+        dk->ids[dk->n++] = k->id;
+    return 0;
+}
+
 static int cmd_demo(struct cli *c)
 {
     struct gen_opts g = {.contacts = 2000, .seed = 42, .bad_rows = 1};
@@ -856,8 +1018,18 @@ static int cmd_demo(struct cli *c)
         rc = run_import(c, st, IMPORT_EVENTS, epath, 0, &rep);
         import_report_release(&rep);
     }
-    if (rc == 0 && auth_apikey_create(st, "demo-admin", ROLE_ADMIN, c->actor, "", &key, &id, &e))
-        rc = die("%s", e.msg);
+    if (rc == 0) {
+        /* One live demo key: the previous run's is revoked (its secret was shown once). */
+        struct demo_keys dk = {{0}, 0};
+        int k;
+        rc = store_apikeys(st, find_demo_keys, &dk, &e);
+        for (k = 0; rc == 0 && k < dk.n; k++)
+            rc = auth_apikey_revoke(st, dk.ids[k], c->actor, "", &e);
+        if (rc == 0)
+            rc = auth_apikey_create(st, "demo-admin", ROLE_ADMIN, c->actor, "", &key, &id, &e);
+        if (rc)
+            rc = die("%s", e.msg);
+    }
     store_close(st);
     free(cpath);
     free(epath);
@@ -869,6 +1041,57 @@ static int cmd_demo(struct cli *c)
     }
     secret_free(key);
     return rc;
+}
+
+/* ---- audit ------------------------------------------------------------------------------ */
+
+static int print_audit(void *ctx, const struct store_audit *a)
+{
+    struct list_out *lo = ctx;
+    char ts[32];
+
+    time_format_iso(a->at, ts);
+    if (lo->items) {
+        json_t *before = a->before ? json_loads(a->before, 0, NULL) : NULL;
+        json_t *after = a->after ? json_loads(a->after, 0, NULL) : NULL;
+        json_array_append_new(lo->items,
+                              json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:s}", "id",
+                                        (json_int_t)a->id, "at", ts, "actor", a->actor, "action",
+                                        a->action, "entity", a->entity, "entity_id", a->entity_id,
+                                        "before", before ? before : json_null(), "after",
+                                        after ? after : json_null(), "request_id", a->request_id));
+    } else {
+        printf("%-6lld %s  %-28s %-18s %s %s  %s\n", (long long)a->id, ts, a->actor, a->action,
+               a->entity, a->entity_id, a->after ? a->after : "");
+    }
+    return 0;
+}
+
+static int cmd_audit(struct cli *c)
+{
+    struct list_out lo = {c, NULL, 0};
+    struct store *st;
+    struct err e = {0};
+    const char *v;
+    int64_t limit = 50;
+    int rc;
+
+    if ((rc = check_opts(c, " limit ")))
+        return rc;
+    if (c->nargs > 1 || (c->nargs == 1 && strcmp(c->args[0], "list")))
+        return usage_error(c, "audit: expected 'list'");
+    if ((v = opt(c, "limit")) && (parse_i64(v, strlen(v), &limit) || limit < 1 || limit > 100000))
+        return usage_error(c, "--limit: expected an integer from 1 to 100000, got \"%s\"", v);
+    if ((rc = open_store(c, &st, 1)))
+        return rc;
+    if (c->json)
+        lo.items = json_array();
+    rc = store_audit_list(st, 0, (int)limit, print_audit, &lo, &e);
+    if (rc == 0 && c->json)
+        print_json(json_pack("{s:O}", "items", lo.items));
+    json_decref(lo.items);
+    store_close(st);
+    return rc ? die("%s", e.msg) : 0;
 }
 
 /* ---- small commands --------------------------------------------------------------------------- */
@@ -983,7 +1206,7 @@ int main(int argc, char **argv)
         {"serve", cmd_serve},     {"demo", cmd_demo},       {"migrate", cmd_migrate},
         {"import", cmd_import},   {"rejected", cmd_rejected}, {"contracts", cmd_contracts},
         {"contact", cmd_contact}, {"apikey", cmd_apikey},   {"backup", cmd_backup},
-        {"config", cmd_config},   {"bench", cmd_bench},
+        {"config", cmd_config},   {"bench", cmd_bench},     {"audit", cmd_audit},
     };
 
     memset(&c, 0, sizeof c);
@@ -993,7 +1216,7 @@ int main(int argc, char **argv)
     if (rc)
         goto out;
     c.json = opt(&c, "json") != NULL;
-    if (opt(&c, "version") || (c.cmd && strcmp(c.cmd, "version") == 0)) {
+    if (opt(&c, "version") || (c.cmd && strcmp(c.cmd, "version") == 0 && !opt(&c, "help"))) {
         printf("engage %s\n", ENGAGE_VERSION);
         goto out;
     }
@@ -1005,7 +1228,8 @@ int main(int argc, char **argv)
     }
     for (i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         if (strcmp(cmds[i].name, c.cmd) == 0) {
-            rc = setup(&c);
+            c.known = 1;
+            rc = setup(&c, strcmp(c.cmd, "serve") == 0 || strcmp(c.cmd, "demo") == 0);
             if (rc == 0)
                 rc = cmds[i].fn(&c);
             goto out;

@@ -72,6 +72,8 @@ void http_error_list(struct http_resp *w, int status, const char *code, const ch
 void http_error_from(struct http_req *r, struct http_resp *w, const struct err *e);
 /* A query parameter or NULL. */
 const char *http_query(struct http_req *r, const char *name);
+/* The first query parameter whose name is not in allowed (" a b c "), or NULL. */
+const char *http_unknown_query(struct http_req *r, const char *allowed);
 /* Parses the body as a JSON object/array; on failure answers 400 and returns NULL. */
 json_t *http_body_json(struct http_req *r, struct http_resp *w);
 

@@ -140,66 +140,34 @@ static void h_contract_get(struct http_req *r, struct http_resp *w)
                                 json_array_get(versions, 0), "versions", versions));
 }
 
-static int keep_latest(void *ctx, const struct store_contract *c)
-{
-    json_t **slot = ctx;
-
-    if (*slot == NULL)
-        *slot = json_loads(c->body, 0, NULL);
-    return 0;
-}
-
 static void h_contract_put(struct http_req *r, struct http_resp *w)
 {
     struct errlist errs = {0};
-    struct contract *c = NULL;
     struct err e = {0};
-    json_t *doc, *before = NULL;
-    char *body;
-    int version = 0, rc;
+    json_t *doc;
+    int version = 0, unchanged = 0, rc;
 
     doc = http_body_json(r, w);
     if (doc == NULL)
         return;
-    body = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (contract_compile(body, strlen(body), r->params[0], 0, &c, &errs, &e)) {
+    rc = contract_put(r->st, r->params[0], r->body, r->body_len, r->who.actor, r->req_id, &version,
+                      &unchanged, &errs, &e);
+    if (rc == E_INVAL && errs.n) {
         http_error_list(w, 422, "invalid_contract", "the contract has problems", &errs);
-        goto out;
-    }
-    rc = store_begin(r->st, &e);
-    if (rc == 0) {
-        struct err tmp = {0};
-        rc = store_contract_versions(r->st, r->params[0], keep_latest, &before, &tmp);
-        rc = rc == E_NOTFOUND ? 0 : rc;
-        if (rc)
-            e = tmp;
-    }
-    if (rc == 0)
-        rc = store_contract_put(r->st, r->params[0], contract_kind(c), body, r->who.actor,
-                                &version, &e);
-    if (rc == 0) {
-        char ent[160];
-        snprintf(ent, sizeof ent, "%s@%d", r->params[0], version);
-        rc = audit_record(r->st, r->who.actor, "contract.put", "contract", ent, before, doc,
-                          r->req_id, &e);
-    }
-    if (rc == 0)
-        rc = store_commit(r->st, &e);
-    else
-        store_rollback(r->st);
-    if (rc) {
+    } else if (rc) {
         http_error_from(r, w, &e);
-        goto out;
+    } else {
+        if (!unchanged)
+            log_write(LOG_INFO, "contracts", r->req_id, "contract '%s' version %d by %s",
+                      r->params[0], version, r->who.actor);
+        http_json(w, unchanged ? 200 : 201,
+                  json_pack("{s:s,s:s,s:i,s:b,s:O}", "name", r->params[0], "kind",
+                            json_is_string(json_object_get(doc, "kind"))
+                                ? json_string_value(json_object_get(doc, "kind"))
+                                : strcmp(r->params[0], "contact") == 0 ? "contact" : "event",
+                            "version", version, "unchanged", unchanged, "contract", doc));
     }
-    log_write(LOG_INFO, "contracts", r->req_id, "contract '%s' version %d by %s", r->params[0],
-              version, r->who.actor);
-    http_json(w, 201, json_pack("{s:s,s:s,s:i,s:O}", "name", r->params[0], "kind",
-                                contract_kind(c), "version", version, "contract", doc));
-out:
-    contract_free(c);
-    json_decref(before);
     json_decref(doc);
-    free(body);
 }
 
 /* ---- the dead-letter store ----------------------------------------------------------- */
@@ -231,23 +199,61 @@ static int add_rejected(void *ctx, const struct store_rejected *x)
     return 0;
 }
 
-/* Reads the shared filter parameters; answers 400 and returns -1 on a bad one. */
+/* Answers 400 for a query parameter not in allowed (a space-separated list). */
+static int only_params(struct http_req *r, struct http_resp *w, const char *allowed)
+{
+    const char *bad = http_unknown_query(r, allowed);
+
+    if (bad) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "unknown query parameter \"%.60s\" (this route takes:%s)", bad,
+                 allowed);
+        http_error(w, 400, "invalid_parameter", msg, bad);
+        return -1;
+    }
+    return 0;
+}
+
+static int one_of(const char *v, const char *set)
+{
+    char pat[80];
+
+    snprintf(pat, sizeof pat, " %.70s ", v);
+    return strstr(set, pat) != NULL;
+}
+
+/* Reads the list filters; answers 400 and returns -1 on a bad one. */
 static int rejected_filter(struct http_req *r, struct http_resp *w, struct store_rejected_filter *f)
 {
     const char *v;
     int64_t n;
 
     memset(f, 0, sizeof *f);
+    if (only_params(r, w, " status reason source kind since until limit cursor "))
+        return -1;
     f->status = http_query(r, "status");
     f->reason = http_query(r, "reason");
     f->source = http_query(r, "source");
     f->kind = http_query(r, "kind");
+    if (f->status && !one_of(f->status, " pending replayed dismissed ")) {
+        http_error(w, 400, "invalid_parameter", "status must be pending, replayed or dismissed",
+                   "status");
+        return -1;
+    }
+    if (f->kind && !one_of(f->kind, " contact event ")) {
+        http_error(w, 400, "invalid_parameter", "kind must be contact or event", "kind");
+        return -1;
+    }
     if ((v = http_query(r, "since")) && time_parse_iso(v, strlen(v), &f->since)) {
         http_error(w, 400, "invalid_parameter", "since must be an ISO-8601 timestamp", "since");
         return -1;
     }
     if ((v = http_query(r, "until")) && time_parse_iso(v, strlen(v), &f->until)) {
         http_error(w, 400, "invalid_parameter", "until must be an ISO-8601 timestamp", "until");
+        return -1;
+    }
+    if (f->since && f->until && f->since >= f->until) {
+        http_error(w, 400, "invalid_parameter", "since must be before until", "until");
         return -1;
     }
     f->limit = 100;
@@ -289,32 +295,70 @@ static void h_rejected_list(struct http_req *r, struct http_resp *w)
                                     : json_null()));
 }
 
+/* The body of replay and dismiss: {"reason","source","kind","id"}, each optional. */
+static int action_filter(struct http_req *r, struct http_resp *w, json_t **body,
+                         struct store_rejected_filter *f)
+{
+    static const char *const strs[] = {"reason", "source", "kind"};
+    const char *k;
+    json_t *v;
+    size_t i;
+
+    memset(f, 0, sizeof *f);
+    *body = NULL;
+    if (r->body_len == 0)
+        return 0;
+    *body = http_body_json(r, w);
+    if (*body == NULL)
+        return -1;
+    if (!json_is_object(*body)) {
+        http_error(w, 400, "invalid_body", "the body must be a JSON object of filters", "");
+        return -1;
+    }
+    json_object_foreach(*body, k, v) {
+        char path[80];
+        snprintf(path, sizeof path, "/%.70s", k);
+        if (strcmp(k, "id") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1) {
+                http_error(w, 400, "invalid_body", "id must be a record id (a positive integer)",
+                           path);
+                return -1;
+            }
+            f->id = json_integer_value(v);
+            continue;
+        }
+        for (i = 0; i < 3 && strcmp(k, strs[i]); i++)
+            ;
+        if (i == 3) {
+            http_error(w, 400, "invalid_body", "unknown filter: filters are reason, source, kind "
+                       "and id", path);
+            return -1;
+        }
+        if (!json_is_string(v)) {
+            http_error(w, 400, "invalid_body", "must be a string", path);
+            return -1;
+        }
+        if (i == 2 && !one_of(json_string_value(v), " contact event ")) {
+            http_error(w, 400, "invalid_body", "kind must be contact or event", path);
+            return -1;
+        }
+        *(i == 0 ? &f->reason : i == 1 ? &f->source : &f->kind) = json_string_value(v);
+    }
+    return 0;
+}
+
 static void h_rejected_replay(struct http_req *r, struct http_resp *w)
 {
-    struct store_rejected_filter f = {0};
+    struct store_rejected_filter f;
     struct replay_stats rs;
     struct ingest in;
     struct err e = {0};
-    json_t *body = NULL;
+    json_t *body;
     int rc;
 
-    if (r->body_len) {
-        json_error_t je;
-        body = json_loadb(r->body, r->body_len, 0, &je);
-        if (!json_is_object(body)) {
-            json_decref(body);
-            http_error(w, 400, "invalid_json", "the body must be a JSON object of filters", NULL);
-            return;
-        }
-        if (json_unpack_ex(body, &je, JSON_STRICT, "{s?s,s?s,s?s,s?I}", "reason", &f.reason,
-                           "source", &f.source, "kind", &f.kind, "id", &f.id) != 0) {
-            char msg[300];
-            snprintf(msg, sizeof msg, "filters are reason, source, kind (strings) and id: %s",
-                     je.text);
-            http_error(w, 422, "invalid_filter", msg, NULL);
-            json_decref(body);
-            return;
-        }
+    if (action_filter(r, w, &body, &f)) {
+        json_decref(body);
+        return;
     }
     ingest_init(&in, r->st, r->app->cfg);
     rc = rejected_replay(&in, &f, r->who.actor, r->req_id, &rs, &e);
@@ -329,6 +373,35 @@ static void h_rejected_replay(struct http_req *r, struct http_resp *w)
                                 (json_int_t)rs.still_rejected));
 }
 
+static void h_rejected_dismiss(struct http_req *r, struct http_resp *w)
+{
+    struct store_rejected_filter f;
+    struct ingest in;
+    struct err e = {0};
+    json_t *body;
+    int64_t n = 0;
+    int rc;
+
+    if (action_filter(r, w, &body, &f)) {
+        json_decref(body);
+        return;
+    }
+    if (!f.reason && !f.source && !f.kind && !f.id) {
+        json_decref(body);
+        http_error(w, 400, "invalid_body", "name what to dismiss: id, reason, source or kind", "");
+        return;
+    }
+    ingest_init(&in, r->st, r->app->cfg);
+    rc = rejected_dismiss(&in, &f, r->who.actor, r->req_id, &n, &e);
+    ingest_release(&in);
+    json_decref(body);
+    if (rc) {
+        http_error_from(r, w, &e);
+        return;
+    }
+    http_json(w, 200, json_pack("{s:I}", "dismissed", (json_int_t)n));
+}
+
 const struct route http_routes[] = {
     {"GET", "/healthz", 0, h_healthz, "healthz"},
     {"GET", "/readyz", 0, h_readyz, "readyz"},
@@ -339,5 +412,7 @@ const struct route http_routes[] = {
     {"GET", "/api/v1/rejected", ROLES_READ, h_rejected_list, "rejected.list"},
     {"POST", "/api/v1/rejected/replay", ROLE_MARKETER | ROLE_ADMIN, h_rejected_replay,
      "rejected.replay"},
+    {"POST", "/api/v1/rejected/dismiss", ROLE_MARKETER | ROLE_ADMIN, h_rejected_dismiss,
+     "rejected.dismiss"},
 };
 const int http_routes_count = sizeof http_routes / sizeof *http_routes;

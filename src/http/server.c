@@ -30,13 +30,17 @@ struct conn_state {
     int route;                  /* index in http_routes, or -1 */
     int early_status;           /* refused before the body: 401, 403, 404, 405, 400 */
     char early_code[32], early_msg[200];
+    char allow[64];             /* for 405: the methods the path takes */
     char params[4][256];
     struct principal who;
     int authenticated;
 };
 
 #define MAX_ROUTES 64
-static _Atomic uint64_t route_hits[MAX_ROUTES + 1][6];
+/* The statuses the API answers with; anything else counts as "other". */
+static const int statuses[] = {200, 201, 400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 503};
+#define NSTATUS ((int)(sizeof statuses / sizeof *statuses))
+static _Atomic uint64_t route_hits[MAX_ROUTES + 1][NSTATUS + 1];
 static _Atomic uint64_t req_counter;
 
 void http_json(struct http_resp *w, int status, json_t *body)
@@ -119,6 +123,36 @@ const char *http_query(struct http_req *r, const char *name)
                                        name);
 }
 
+struct unknown_q {
+    const char *allowed;
+    const char *bad;
+};
+
+static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    struct unknown_q *u = cls;
+    char pat[80];
+
+    (void)kind;
+    (void)value;
+    snprintf(pat, sizeof pat, " %.70s ", key);
+    if (strstr(u->allowed, pat) == NULL) {
+        u->bad = key;
+        return MHD_NO; /* stop at the first */
+    }
+    return MHD_YES;
+}
+
+const char *http_unknown_query(struct http_req *r, const char *allowed)
+{
+    struct unknown_q u = {allowed, NULL};
+
+    MHD_get_connection_values((struct MHD_Connection *)r->conn, MHD_GET_ARGUMENT_KIND, check_arg,
+                              &u);
+    return u.bad;
+}
+
 json_t *http_body_json(struct http_req *r, struct http_resp *w)
 {
     json_error_t je;
@@ -142,15 +176,20 @@ void http_metrics_write(struct buf *out)
 {
     int i, k;
 
-    buf_adds(out, "# HELP engage_http_requests_total HTTP requests by route and status class.\n"
+    buf_adds(out, "# HELP engage_http_requests_total HTTP requests by route and status.\n"
                   "# TYPE engage_http_requests_total counter\n");
     for (i = 0; i <= http_routes_count && i <= MAX_ROUTES; i++) {
         const char *name = i < http_routes_count ? http_routes[i].name : "unmatched";
-        for (k = 1; k <= 5; k++) {
+        for (k = 0; k <= NSTATUS; k++) {
             uint64_t n = atomic_load(&route_hits[i][k]);
-            if (n)
-                buf_printf(out, "engage_http_requests_total{route=\"%s\",code=\"%dxx\"} %llu\n",
-                           name, k, (unsigned long long)n);
+            if (n == 0)
+                continue;
+            if (k < NSTATUS)
+                buf_printf(out, "engage_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
+                           name, statuses[k], (unsigned long long)n);
+            else
+                buf_printf(out, "engage_http_requests_total{route=\"%s\",code=\"other\"} %llu\n",
+                           name, (unsigned long long)n);
         }
     }
 }
@@ -197,14 +236,19 @@ static void settle(struct http_server *s, struct MHD_Connection *c, const char *
 
     cs->route = -1;
     for (i = 0; i < http_routes_count; i++) {
-        memset(cs->params, 0, sizeof cs->params);
-        if (!match(http_routes[i].pattern, url, cs->params))
+        char params[4][256];
+        memset(params, 0, sizeof params);
+        if (!match(http_routes[i].pattern, url, params))
             continue;
         path_matched = 1;
         if (strcmp(http_routes[i].method, method) == 0) {
             cs->route = i;
+            memcpy(cs->params, params, sizeof params);
             break;
         }
+        if (strlen(cs->allow) + strlen(http_routes[i].method) + 3 < sizeof cs->allow)
+            snprintf(cs->allow + strlen(cs->allow), sizeof cs->allow - strlen(cs->allow), "%s%s",
+                     cs->allow[0] ? ", " : "", http_routes[i].method);
     }
     if (cs->route < 0) {
         if (path_matched)
@@ -262,6 +306,11 @@ static void dispatch(struct http_server *s, struct conn_state *cs, struct http_r
         http_error(w, cs->early_status, cs->early_code, cs->early_msg, NULL);
         if (cs->early_status == 503)
             snprintf(w->extra_headers, sizeof w->extra_headers, "Retry-After: 1\n");
+        else if (cs->early_status == 401)
+            snprintf(w->extra_headers, sizeof w->extra_headers,
+                     "WWW-Authenticate: Bearer realm=\"engage\"\n");
+        else if (cs->early_status == 405)
+            snprintf(w->extra_headers, sizeof w->extra_headers, "Allow: %s\n", cs->allow);
         return;
     }
     memcpy(r->params, cs->params, sizeof r->params);
@@ -332,8 +381,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (w.status == 0)
         http_error(&w, 500, "internal", "the handler gave no response", NULL);
-    if (route_ix <= MAX_ROUTES && w.status / 100 >= 1 && w.status / 100 <= 5)
-        atomic_fetch_add(&route_hits[route_ix][w.status / 100], 1);
+    if (route_ix <= MAX_ROUTES) {
+        int k;
+        for (k = 0; k < NSTATUS && statuses[k] != w.status; k++)
+            ;
+        atomic_fetch_add(&route_hits[route_ix][k], 1);
+    }
     resp = MHD_create_response_from_buffer(w.body.len, w.body.p ? w.body.p : (char *)"",
                                            MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(resp, "Content-Type",
@@ -376,6 +429,21 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
 }
 
+/* libmicrohttpd's own messages, as JSON log lines. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    utf8_sanitize(msg);
+    log_write(LOG_WARN, "http", NULL, "libmicrohttpd: %s", msg);
+}
+
 int http_start(struct http_server **out, struct app *app, int *port, struct err *e)
 {
     struct http_server *s;
@@ -405,6 +473,7 @@ int http_start(struct http_server **out, struct app *app, int *port, struct err 
                             0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &ss,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->http_threads,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                             MHD_OPTION_CONNECTION_LIMIT, 2048u, MHD_OPTION_CONNECTION_TIMEOUT,
                             60u, MHD_OPTION_END);
     if (s->d == NULL) {

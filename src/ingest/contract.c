@@ -14,6 +14,7 @@
 
 #include "../core/map.h"
 #include "ingest_int.h"
+#include "../auth/auth.h"
 
 struct prop_spec {
     char *name;
@@ -261,22 +262,22 @@ enum vtype value_infer(const json_t *v)
 
 /* ---- compile ----------------------------------------------------------------------- */
 
+/* Contract names are event names: 1 to 128 bytes of UTF-8, no control characters and
+ * no '/' (they appear in URLs). "Order Completed" is fine. */
 static int name_ok(const char *s)
 {
     size_t i, n = strlen(s);
 
-    if (n == 0 || n > STORE_MAX_NAME)
+    if (n == 0 || n > STORE_MAX_NAME || !utf8_valid(s, n))
         return 0;
-    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
-        return 0;
-    for (i = 1; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-' || c == ':'))
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == '/' || s[i] == 0x7f)
             return 0;
-    }
     return 1;
 }
+
+/* Property names: the same, without '/' either (they appear in JSON pointers). */
+#define prop_name_ok name_ok
 
 static void spec_free(struct prop_spec *p)
 {
@@ -354,6 +355,8 @@ static void compile_spec(struct prop_spec *p, const char *key, json_t *spec, con
         } else if (strcmp(k, "format") == 0) {
             if (!json_is_string(v) || strcmp(json_string_value(v), "email") != 0)
                 errlist_add(errs, path, "the only format is \"email\"");
+            else if (p->type != VT_STRING)
+                errlist_add(errs, path, "applies to string properties only");
             else
                 p->email = 1;
         } else if (strcmp(k, "enum") == 0) {
@@ -407,13 +410,13 @@ int contract_compile(const char *text, size_t len, const char *name_expected, in
     c->version = version;
     v = json_object_get(doc, "name");
     if (!json_is_string(v) || !name_ok(json_string_value(v))) {
-        errlist_add(errs, "/name", "must be a name of 1 to 128 letters, digits, '_', '.', '-' or "
-                                   "':', starting with a letter");
+        errlist_add(errs, "/name", "must be a name of 1 to 128 bytes without control characters "
+                                   "or '/'");
         c->name = xstrdup("");
     } else {
         c->name = xstrdup(json_string_value(v));
         if (name_expected && strcmp(name_expected, c->name) != 0)
-            errlist_add(errs, "/name", "must be \"%s\", the name in the URL", name_expected);
+            errlist_add(errs, "/name", "must be \"%s\", the contract being stored", name_expected);
     }
     v = json_object_get(doc, "kind");
     if (v == NULL) {
@@ -452,9 +455,9 @@ int contract_compile(const char *text, size_t len, const char *name_expected, in
         json_object_foreach(props, k, spec) {
             char path[200];
             snprintf(path, sizeof path, "/%s/%s", props_key, k);
-            if (!name_ok(k))
-                errlist_add(errs, path, "property names are 1 to 128 letters, digits, '_', '.', "
-                                        "'-' or ':', starting with a letter");
+            if (!prop_name_ok(k))
+                errlist_add(errs, path, "property names are 1 to 128 bytes without control "
+                                        "characters or '/'");
             compile_spec(&c->props[i++], k, spec, path, errs);
             c->nprops = (int)i;
         }
@@ -816,5 +819,75 @@ int contracts_seed(struct store *st, int *added, struct err *e)
     rc = store_commit(st, e);
     if (rc == 0 && added)
         *added = n;
+    return rc;
+}
+
+/* ---- storing a new version ---- */
+
+struct latest {
+    json_t *doc;
+    int version;
+};
+
+static int keep_latest(void *ctx, const struct store_contract *c)
+{
+    struct latest *l = ctx;
+
+    if (l->doc == NULL) {
+        l->doc = json_loads(c->body, 0, NULL);
+        l->version = c->version;
+    }
+    return 0;
+}
+
+int contract_put(struct store *st, const char *name, const char *text, size_t len,
+                 const char *actor, const char *req_id, int *version, int *unchanged,
+                 struct errlist *errs, struct err *e)
+{
+    struct contract *c = NULL;
+    struct latest prev = {NULL, 0};
+    struct err tmp = {0};
+    json_t *doc = NULL;
+    char *body = NULL;
+    int rc;
+
+    *unchanged = 0;
+    rc = contract_compile(text, len, name, 0, &c, errs, e);
+    if (rc)
+        return rc;
+    doc = json_loadb(text, len, 0, NULL);
+    body = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    rc = store_begin(st, e);
+    if (rc)
+        goto out;
+    rc = store_contract_versions(st, name, keep_latest, &prev, &tmp);
+    if (rc == E_NOTFOUND) {
+        rc = 0;
+    } else if (rc) {
+        *e = tmp;
+    }
+    if (rc == 0 && prev.doc && json_equal(prev.doc, doc)) {
+        /* The same document again: no new version. */
+        *unchanged = 1;
+        *version = prev.version;
+        store_rollback(st);
+        goto out;
+    }
+    if (rc == 0)
+        rc = store_contract_put(st, name, contract_kind(c), body, actor, version, e);
+    if (rc == 0) {
+        char ent[200];
+        snprintf(ent, sizeof ent, "%s@%d", name, *version);
+        rc = audit_record(st, actor, "contract.put", "contract", ent, prev.doc, doc, req_id, e);
+    }
+    if (rc == 0)
+        rc = store_commit(st, e);
+    else
+        store_rollback(st);
+out:
+    contract_free(c);
+    json_decref(prev.doc);
+    json_decref(doc);
+    free(body);
     return rc;
 }

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,6 +115,34 @@ static int find_col(const struct import_state *s, const char *name)
     return -1;
 }
 
+/* A header without a required column: name every missing one, with a hint at the
+ * usual causes (case, another delimiter). */
+static int missing_columns(struct import_state *s)
+{
+    const char *kind = s->o->kind == IMPORT_CONTACTS ? "a contacts file" : "an events file";
+    const char *need[2];
+    char list[128] = "", hint[300] = "";
+    size_t i, j, n = 0;
+
+    if (s->col_xid < 0 && (s->o->kind == IMPORT_CONTACTS || s->col_anon < 0))
+        need[n++] = "external_id";
+    if (s->o->kind == IMPORT_EVENTS && s->col_event < 0)
+        need[n++] = "event";
+    for (i = 0; i < n; i++) {
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s\"%s\"", i ? " and " : "", need[i]);
+        for (j = 0; j < s->ncols && !hint[0]; j++)
+            if (strcasecmp(s->cols[j], need[i]) == 0)
+                snprintf(hint, sizeof hint, " (found \"%s\": names are case-sensitive)",
+                         s->cols[j]);
+    }
+    if (!hint[0] && s->ncols == 1 && strpbrk(s->cols[0], ";\t|"))
+        snprintf(hint, sizeof hint, " (the header is one column: is the file separated by ';', "
+                                    "'|' or tabs? Only commas separate columns)");
+    return ERRF(s->e, E_INVAL, need[0], "%s:%lld: column%s %s %s required in %s%s", s->fname,
+                (long long)s->row_line, n > 1 ? "s" : "", list, n > 1 ? "are" : "is", kind, hint);
+}
+
 static int take_header(struct import_state *s)
 {
     size_t i, j;
@@ -146,23 +175,9 @@ static int take_header(struct import_state *s)
     s->col_time = find_col(s, "occurred_at");
     s->col_eid = find_col(s, "event_id");
     s->col_anon = find_col(s, "anonymous_id");
-    if (s->o->kind == IMPORT_CONTACTS) {
-        if (s->col_xid < 0)
-            return ERRF(s->e, E_INVAL, "external_id",
-                        "%s:%lld: column \"external_id\" is required in a contacts file",
-                        s->fname, (long long)s->row_line);
-    } else {
-        static const char *req[] = {"event", "occurred_at"};
-        if (s->col_xid < 0 && s->col_anon < 0)
-            return ERRF(s->e, E_INVAL, "external_id",
-                        "%s:%lld: column \"external_id\" is required in an events file", s->fname,
-                        (long long)s->row_line);
-        for (i = 0; i < 2; i++)
-            if (find_col(s, req[i]) < 0)
-                return ERRF(s->e, E_INVAL, req[i],
-                            "%s:%lld: column \"%s\" is required in an events file", s->fname,
-                            (long long)s->row_line, req[i]);
-    }
+    if ((s->o->kind == IMPORT_CONTACTS && s->col_xid < 0) ||
+        (s->o->kind == IMPORT_EVENTS && ((s->col_xid < 0 && s->col_anon < 0) || s->col_event < 0)))
+        return missing_columns(s);
     s->header_done = 1;
     return 0;
 }
@@ -915,7 +930,8 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
             atomic_store(&s.rc, ce == CSV_ENOMEM
                        ? ERR(e, E_TOOBIG, "%s:%lld: a field is longer than %d bytes", s.fname,
                              (long long)(s.in_row ? s.row_line : s.line), CSV_MAX_FIELD)
-                       : ERR(e, E_INVAL, "%s:%lld: %s", s.fname,
+                       : ERR(e, E_INVAL, "%s:%lld: malformed quoting (a quote inside an unquoted "
+                             "field, or text after a closing quote): %s", s.fname,
                              (long long)(s.in_row ? s.row_line : s.line), csv_strerror(ce)));
         }
         done_bytes += n;
@@ -928,8 +944,8 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
         atomic_store(&s.rc, ERR(e, E_IO, "%s: read failed: %s", s.fname, strerror(errno)));
     if (atomic_load(&s.rc) == 0 && csv_fini(&p, on_field, on_row, &s) != 0 &&
         atomic_load(&s.rc) == 0)
-        atomic_store(&s.rc, ERR(e, E_INVAL, "%s:%lld: %s (a quoted field is not closed)", s.fname,
-                                (long long)s.row_line, csv_strerror(csv_error(&p))));
+        atomic_store(&s.rc, ERR(e, E_INVAL, "%s:%lld: a quoted field is not closed by the end of "
+                                "the file", s.fname, (long long)s.row_line));
     if (atomic_load(&s.rc) == 0 && !s.header_done)
         atomic_store(&s.rc, ERRF(e, E_INVAL, "header",
                                  "%s:1: the file is empty: a header row is required", s.fname));

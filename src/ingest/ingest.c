@@ -196,10 +196,14 @@ int ingest_id_ok(const char *s, size_t max)
 
 int ingest_email_ok(const char *s)
 {
-    const char *at = strchr(s, '@');
+    const char *at = strchr(s, '@'), *dot;
 
-    return strlen(s) <= 320 && at && at != s && at[1] != '\0' && strchr(at + 1, '@') == NULL &&
-           strpbrk(s, " \t\r\n<>,;\"") == NULL;
+    if (strlen(s) > 320 || at == NULL || at == s || strchr(at + 1, '@') ||
+        strpbrk(s, " \t\r\n<>,;\"()[]\\"))
+        return 0;
+    /* The domain needs a dot, not at either end: mail to "bob@example" goes nowhere. */
+    dot = strchr(at + 1, '.');
+    return dot && dot != at + 1 && s[strlen(s) - 1] != '.';
 }
 
 /* Types undeclared attribute values by the registry. Names the registry does not
@@ -328,9 +332,12 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
         return ingest_reject(in, cx, "contact", rec, "invalid_type", "email", "must be a string", out, e);
     consent_s = get_str(rec, "email_consent", &bad);
     if (consent_s || bad) {
-        if (bad || consent_parse(consent_s, &consent))
-            return ingest_reject(in, cx, "contact", rec, "invalid_value", "email_consent",
-                          "must be subscribed, unsubscribed, bounced or complained", out, e);
+        if (bad || consent_parse(consent_s, &consent)) {
+            snprintf(msg, sizeof msg, "must be subscribed, unsubscribed, bounced or complained, "
+                     "got \"%.40s\"", consent_s ? consent_s : "(not a string)");
+            return ingest_reject(in, cx, "contact", rec, "invalid_value", "email_consent", msg,
+                                 out, e);
+        }
         have_consent = 1;
     }
     attrs_raw = json_object_get(rec, "attributes");
@@ -1015,6 +1022,9 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, co
     memset(out, 0, sizeof *out);
     cur.status = "pending";
     cur.limit = CHUNK;
+    /* Rows that are not records (wrong field count, bad encoding) can never pass: they are
+     * left for dismissal unless asked for by reason or id. */
+    cur.replayable_only = f->reason == NULL && f->id == 0;
     col.items = xcalloc(CHUNK, sizeof *col.items);
     for (;;) {
         int64_t tried = 0, ingested = 0;
@@ -1092,5 +1102,49 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, co
             break;
     }
     free(col.items);
+    return rc;
+}
+
+int rejected_dismiss(struct ingest *in, const struct store_rejected_filter *f, const char *actor,
+                     const char *req_id, int64_t *dismissed, struct err *e)
+{
+    struct store_rejected_filter cur = *f;
+    struct collect col;
+    int64_t n = 0;
+    size_t i;
+    int rc;
+
+    *dismissed = 0;
+    cur.status = "pending";
+    cur.limit = 100000;
+    col.n = 0;
+    col.items = xcalloc((size_t)cur.limit, sizeof *col.items);
+    rc = store_begin(in->st, e);
+    if (rc == 0)
+        rc = store_rejected_list(in->st, &cur, collect_one, &col, e);
+    for (i = 0; i < col.n && rc == 0; i++, n++)
+        rc = store_rejected_update(in->st, col.items[i].id, "dismissed", NULL, NULL, NULL,
+                                   clock_now_ms(), e);
+    if (rc == 0 && n) {
+        json_t *args = json_pack("{s:I}", "dismissed", (json_int_t)n);
+        if (f->reason)
+            json_object_set_new(args, "reason", json_string(f->reason));
+        if (f->id)
+            json_object_set_new(args, "id", json_integer(f->id));
+        rc = audit_record(in->st, actor, "rejected.dismiss", "rejected", "", NULL, args, req_id, e);
+        json_decref(args);
+    }
+    if (rc == 0)
+        rc = store_commit(in->st, e);
+    else
+        store_rollback(in->st);
+    for (i = 0; i < col.n; i++) {
+        free(col.items[i].kind);
+        free(col.items[i].source);
+        free(col.items[i].raw);
+    }
+    free(col.items);
+    if (rc == 0)
+        *dismissed = n;
     return rc;
 }

@@ -34,6 +34,12 @@ void contract_free(struct contract *c);
 const char *contract_name(const struct contract *c);
 const char *contract_kind(const struct contract *c);
 
+/* Stores text as the next version of contract name (audited, one transaction), unless it
+ * equals the latest version (*unchanged = 1, *version = that version). A document that
+ * does not compile: E_INVAL with every problem in errs. */
+int contract_put(struct store *st, const char *name, const char *text, size_t len,
+                 const char *actor, const char *req_id, int *version, int *unchanged,
+                 struct errlist *errs, struct err *e);
 /* Loads the latest version of every stored contract. Caller owns *out. */
 int contract_set_load(struct store *st, struct contract_set **out, struct err *e);
 void contract_set_free(struct contract_set *cs);
@@ -167,6 +173,10 @@ struct replay_stats {
  * audit record (actor, req_id). A replay counts as a bulk source (sticky consent). */
 int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, const char *actor,
                     const char *req_id, struct replay_stats *out, struct err *e);
+
+/* Marks pending dead letters matching f 'dismissed' (kept, never replayed), audited. */
+int rejected_dismiss(struct ingest *in, const struct store_rejected_filter *f, const char *actor,
+                     const char *req_id, int64_t *dismissed, struct err *e);
 
 /* ---- CSV import ---------------------------------------------------------------------- */
 

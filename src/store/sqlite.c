@@ -1211,6 +1211,8 @@ int store_rejected_list(struct store *st, const struct store_rejected_filter *f,
         buf_adds(&sql, " AND created_at >= ?7");
     if (f->until)
         buf_adds(&sql, " AND created_at < ?8");
+    if (f->replayable_only)
+        buf_adds(&sql, " AND reason NOT IN ('bad_row', 'invalid_encoding')");
     buf_adds(&sql, " ORDER BY id LIMIT ?9");
     rc = sqlite3_prepare_v2(st->db, sql.p, -1, &s, NULL);
     buf_release(&sql);

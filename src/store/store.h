@@ -192,6 +192,7 @@ struct store_rejected_filter {
     int64_t after_id;                            /* cursor */
     int64_t id;                                  /* one row, 0 = any */
     int limit;                                   /* 0 = no limit */
+    int replayable_only; /* skip rows that can never pass (bad_row, invalid_encoding) */
 };
 typedef int (*store_rejected_fn)(void *ctx, const struct store_rejected *r);
 int store_rejected_list(struct store *st, const struct store_rejected_filter *f,

@@ -26,7 +26,17 @@ test('usage errors say what is wrong and exit 2', () => {
   assert.match(r.stderr, /unknown command "frobnicate"/);
   r = engage(['import', 'contacts', 'x.csv', '--colour', 'red'], { data });
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /import: unknown option --colour \(see 'engage import --help'\)/);
+  assert.match(r.stderr, /unknown option --colour \(see 'engage import --help'\)/);
+  r = engage(['rejected', 'list', '--frob'], { data });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown option --frob/, 'not "needs a value"');
+  r = engage(['frob'], { data });
+  assert.match(r.stderr, /\(see 'engage --help'\)/, 'no help for a command that does not exist');
+  r = engage(['rejected', 'list', '--status', 'bogus'], { data });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--status: expected pending, replayed, dismissed or all/);
+  r = engage(['rejected', 'replay', '--status', 'pending'], { data });
+  assert.equal(r.code, 2, 'replay takes no --status');
   r = engage(['import', 'people', 'x.csv'], { data });
   assert.equal(r.code, 2);
   r = engage(['import', 'contacts', join(data, 'missing.csv')], { data });
@@ -95,6 +105,41 @@ test('import reports counts as JSON, exit 3 with rejections, and re-import chang
   assert.equal(sql(data, "SELECT count(*) FROM contacts"), '3');
 });
 
+test('dead letters that can never pass are dismissed, not replayed forever', () => {
+  const data = tmpData();
+  engage(['import', 'events', '-'], { data, input: 'external_id,event,occurred_at\nc1,visit,2026-01-01,extra\n' });
+  let r = engage(['rejected', 'replay', '--json'], { data });
+  assert.equal(JSON.parse(r.stdout).tried, 0, 'a bad_row is not retried by a plain replay');
+  r = engage(['rejected', 'dismiss'], { data });
+  assert.equal(r.code, 2, 'dismiss needs a filter');
+  r = engage(['rejected', 'dismiss', '--reason', 'bad_row', '--json'], { data });
+  assert.deepEqual(JSON.parse(r.stdout), { dismissed: 1 });
+  r = engage(['rejected', 'list', '--json'], { data });
+  assert.equal(JSON.parse(r.stdout).items.length, 0);
+  r = engage(['rejected', 'list', '--status', 'dismissed', '--json'], { data });
+  assert.equal(JSON.parse(r.stdout).items.length, 1, 'kept');
+  assert.equal(sql(data, "SELECT count(*) FROM audit WHERE action = 'rejected.dismiss'"), '1');
+});
+
+test('only an explicit, audited change with a reason re-subscribes', () => {
+  const data = tmpData();
+  engage(['import', 'contacts', '-'], { data, input: 'external_id,email_consent\nc1,complained\n' });
+  let r = engage(['contact', 'consent', 'c1', '--state', 'subscribed'], { data });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--reason is required/);
+  r = engage(['contact', 'consent', 'c1', '--state', 'subscribed', '--reason', 'asked by phone', '--json'], { data });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { external_id: 'c1', from: 'complained', to: 'subscribed' });
+  const c = JSON.parse(engage(['contact', 'show', 'c1'], { data }).stdout);
+  assert.equal(c.email_consent, 'subscribed');
+  assert.deepEqual(c.consent_history.at(-1), { at: c.consent_history.at(-1).at, from: 'complained',
+    to: 'subscribed', source: 'cli', reason: 'asked by phone' });
+  assert.equal(c.consent_history[0].from, null, 'the initial state has no "from"');
+  const audit = JSON.parse(engage(['audit', 'list', '--json'], { data }).stdout).items;
+  assert.equal(audit[0].action, 'contact.consent');
+  assert.deepEqual(audit[0].before, { email_consent: 'complained' });
+});
+
 test('the sticky opt-out rule holds for CSV imports', () => {
   const data = tmpData();
   engage(['import', 'contacts', '-'], { data, input: 'external_id,email_consent\nc1,unsubscribed\n' });
@@ -117,7 +162,7 @@ test('contract versions: rejected, fix the contract, replay', () => {
   let r = engage(['import', 'events', events, '--json'], { data });
   assert.equal(JSON.parse(r.stdout).rejected, 1);
   r = engage(['rejected', 'list', '--json'], { data });
-  const row = JSON.parse(r.stdout.trim().split('\n')[0]);
+  const row = JSON.parse(r.stdout).items[0];
   assert.equal(row.reason, 'constraint');
   assert.equal(row.field, 'currency');
   assert.match(row.origin, /orders\.csv:3$/);
@@ -138,10 +183,18 @@ test('contract versions: rejected, fix the contract, replay', () => {
   r = engage(['contracts', 'put', 'order_created', fixed], { data });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /version 2/);
+  r = engage(['contracts', 'put', 'order_created', fixed], { data });
+  assert.match(r.stdout, /unchanged: version 2 already holds this document/, 'same document, no new version');
+  r = engage(['contracts', 'show', 'order_created'], { data });
+  assert.deepEqual(JSON.parse(r.stdout).properties.currency.enum, ['INR', 'USD', 'rupees'],
+    'show prints the latest document alone, ready to edit and put back');
   r = engage(['rejected', 'replay', '--json'], { data });
   assert.deepEqual(JSON.parse(r.stdout), { tried: 1, ingested: 1, still_rejected: 0 });
   assert.equal(sql(data, "SELECT group_concat(contract_version, ',') FROM (SELECT contract_version FROM events ORDER BY occurred_at)"), '1,2');
   assert.equal(sql(data, "SELECT count(*) FROM audit WHERE action IN ('contract.put','rejected.replay')"), '2');
+  const audit = JSON.parse(engage(['audit', 'list', '--json'], { data }).stdout).items;
+  assert.deepEqual(audit.slice(0, 2).map((a) => a.action), ['rejected.replay', 'contract.put']);
+  assert.equal(audit[1].after.properties.currency.enum.length, 3, 'after holds the new document');
   r = engage(['contracts', 'show', 'order_created', '--json'], { data });
   assert.equal(r.code, 0);
 });
@@ -167,6 +220,8 @@ test('demo loads once; running it again stores nothing twice', () => {
   r = engage(['demo', '--no-serve', '--contacts', '150'], { data });
   assert.equal(r.code, 0);
   assert.equal(Number(sql(data, 'SELECT count(*) FROM events')), events);
+  assert.equal(sql(data, "SELECT count(*) FROM apikeys WHERE name = 'demo-admin' AND revoked_at = 0"), '1',
+    'one live demo key: the previous run\'s is revoked');
 });
 
 test('backup makes a consistent copy', () => {

@@ -62,7 +62,8 @@ test('a CLI import runs beside a serving, writing server', async () => {
       reads++;
       if (reads % 10 === 0) {
         const w = await api(srv.url, '/api/v1/contracts/page_viewed', {
-          method: 'PUT', key: admin, body: { name: 'page_viewed', properties: { url: { type: 'string' } } } });
+          method: 'PUT', key: admin,
+          body: { name: 'page_viewed', description: `v${reads}`, properties: { url: { type: 'string' } } } });
         assert.equal(w.status, 201, 'a write waits for the import batch, then succeeds: ' + w.text);
         writes++;
       }

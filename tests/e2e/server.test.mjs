@@ -49,6 +49,9 @@ test('errors have one shape: 401, 403, 404, 405, 413', async () => {
   assert.equal(r.status, 404);
   r = await api(srv.url, '/api/v1/contracts', { method: 'DELETE', key: admin });
   assert.equal(r.status, 405);
+  assert.equal(r.headers.get('allow'), 'GET');
+  r = await api(srv.url, '/api/v1/contracts');
+  assert.match(r.headers.get('www-authenticate'), /^Bearer/);
   r = await api(srv.url, '/api/v1/contracts/x', { method: 'PUT', key: admin, body: 'x'.repeat(5 << 20) });
   assert.equal(r.status, 413);
   assert.equal(r.json.error.code, 'too_large');
@@ -90,12 +93,25 @@ test('contracts: list, versions, validation with JSON pointers, audit', async ()
     body: { name: 'signup_completed', properties: { plan: { type: 'string', required: true, enum: ['free', 'pro'] } } },
   });
   assert.equal(r.json.version, 2);
+  r = await api(srv.url, '/api/v1/contracts/signup_completed', {
+    method: 'PUT', key: admin,
+    body: { name: 'signup_completed', properties: { plan: { type: 'string', required: true, enum: ['free', 'pro'] } } },
+  });
+  assert.equal(r.status, 200, 'the same document again makes no new version');
+  assert.equal(r.json.unchanged, true);
+  assert.equal(r.json.version, 2);
+  r = await api(srv.url, '/api/v1/contracts/Order%20Completed', {
+    method: 'PUT', key: admin, body: { name: 'Order Completed', properties: { total: { type: 'number' } } } });
+  assert.equal(r.status, 201, 'Segment-style event names with spaces: ' + r.text);
+  r = await api(srv.url, '/api/v1/contracts/%FF', { key: analyst });
+  assert.equal(r.status, 400, 'a path that is not UTF-8');
   r = await api(srv.url, '/api/v1/contracts/signup_completed', { key: analyst });
   assert.equal(r.status, 200);
   assert.deepEqual(r.json.versions.map((v) => v.version), [2, 1], 'old versions are kept');
   assert.equal(r.json.latest.version, 2);
   assert.match(r.json.latest.created_by, /^apikey:\d+:admin$/);
-  assert.equal(Number(sql(data, "SELECT count(*) FROM audit WHERE action = 'contract.put'")), before + 2);
+  assert.equal(Number(sql(data, "SELECT count(*) FROM audit WHERE action = 'contract.put'")), before + 3,
+    'two versions of signup_completed and one of "Order Completed"; the unchanged put is not audited');
   r = await api(srv.url, '/api/v1/contracts/no_such', { key: analyst });
   assert.equal(r.status, 404);
 });
@@ -123,18 +139,28 @@ test('dead letters: list with filters, metrics by reason, replay by a marketer',
   r = await api(srv.url, '/api/v1/rejected?since=yesterday', { key: analyst });
   assert.equal(r.status, 400);
   assert.equal(r.json.error.path, 'since');
+  for (const q of ['status=bogus', 'kind=people', 'foo=bar', 'since=2026-02-01&until=2026-01-01']) {
+    const b = await api(srv.url, '/api/v1/rejected?' + q, { key: analyst });
+    assert.equal(b.status, 400, q);
+    assert.equal(b.json.error.code, 'invalid_parameter', q);
+  }
 
   r = await api(srv.url, '/metrics');
   assert.equal(r.status, 200);
   assert.match(r.text, /engage_ingest_rejected\{reason="invalid_type"\} 1/);
   assert.match(r.text, /engage_ingest_rejected\{reason="missing_field"\} 1/);
   assert.match(r.text, /engage_events 1\n/);
-  assert.match(r.text, /engage_http_requests_total\{route="rejected.list",code="2xx"\} \d+/);
+  assert.match(r.text, /engage_http_requests_total\{route="rejected.list",code="200"\} \d+/);
+  assert.match(r.text, /engage_http_requests_total\{route="rejected.list",code="400"\} 5/);
 
   r = await api(srv.url, '/api/v1/rejected/replay', { method: 'POST', key: analyst, body: {} });
   assert.equal(r.status, 403);
   r = await api(srv.url, '/api/v1/rejected/replay', { method: 'POST', key: marketer, body: { colour: 1 } });
-  assert.equal(r.status, 422);
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error.path, '/colour');
+  r = await api(srv.url, '/api/v1/rejected/replay', { method: 'POST', key: marketer, body: { reason: 5 } });
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error.message, 'must be a string');
   // Loosen the contract: duration may be a number now.
   r = await api(srv.url, '/api/v1/contracts/call_logged', {
     method: 'PUT', key: admin,

@@ -31,13 +31,19 @@ UTEST(csv, file_level_errors)
     expect_fatal("", IMPORT_CONTACTS, "in.csv:1: the file is empty", "header");
     expect_fatal("email,city\na@b.c,X\n", IMPORT_CONTACTS, "in.csv:1: column \"external_id\" is required",
                  "external_id");
-    expect_fatal("external_id,event\nc1,x\n", IMPORT_EVENTS, "in.csv:1: column \"occurred_at\" is required",
-                 "occurred_at");
+    expect_fatal("external_id,occurred_at\nc1,x\n", IMPORT_EVENTS, "in.csv:1: column \"event\" is required",
+                 "event");
+    expect_fatal("occurred_at\n2026-01-01\n", IMPORT_EVENTS,
+                 "in.csv:1: columns \"external_id\" and \"event\" are required", "external_id");
+    expect_fatal("External_ID,city\nc1,Pune\n", IMPORT_CONTACTS,
+                 "(found \"External_ID\": names are case-sensitive)", "external_id");
+    expect_fatal("external_id;city\nc1;Pune\n", IMPORT_CONTACTS, "separated by ';'", "external_id");
     expect_fatal("external_id,city,city\nc1,a,b\n", IMPORT_CONTACTS, "in.csv:1: column \"city\" appears twice",
                  "city");
     expect_fatal("external_id,,city\n", IMPORT_CONTACTS, "in.csv:1: column 2 has an empty name", NULL);
     expect_fatal("external_id,city\nc1,ok\nc2,\"bro\"ken\"\n", IMPORT_CONTACTS, "in.csv:3:", NULL);
-    expect_fatal("external_id,city\nc1,\"never closed\n", IMPORT_CONTACTS, "in.csv:2:", NULL);
+    expect_fatal("external_id,city\nc1,\"never closed\n", IMPORT_CONTACTS,
+                 "in.csv:2: a quoted field is not closed by the end of the file", NULL);
 }
 
 static int64_t first_line(struct import_report *rep, const char *reason)
