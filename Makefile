@@ -3,7 +3,7 @@
 #   make demo     build, load the demo data set, serve it (prints URL and admin key)
 #   make test     build with ASan+UBSan and run every test suite
 #   make bench    build and run the benchmarks (see docs/benchmarks.md)
-.PHONY: all build deps test-deps demo test unit e2e bench clean format
+.PHONY: all build deps test-deps demo test unit e2e bench fuzz clean format
 
 all: build
 
@@ -30,8 +30,11 @@ test: build build-asan
 bench: build
 	@bench/run.sh
 
+fuzz: test-deps
+	@tests/fuzz/run.sh $${FUZZ_SECONDS:-60}
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 format:
 	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/unit/*.h')

@@ -205,7 +205,7 @@ int parse_i64(const char *s, size_t n, int64_t *out)
     char *end;
     long long v;
 
-    if (n == 0 || n >= sizeof tmp)
+    if (n == 0 || n >= sizeof tmp || memchr(s, '\0', n))
         return E_INVAL;
     memcpy(tmp, s, n);
     tmp[n] = '\0';
@@ -226,20 +226,40 @@ int parse_double(const char *s, size_t n, double *out)
     double v;
     size_t i = 0;
 
-    if (n == 0 || n >= sizeof tmp)
+    if (n == 0 || n >= sizeof tmp || memchr(s, '\0', n))
         return E_INVAL;
     memcpy(tmp, s, n);
     tmp[n] = '\0';
-    /* JSON number grammar only: no hex, inf, nan, leading '+' or spaces. */
+    /* JSON number grammar only: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+     * (no hex, inf, nan, '+', spaces, "2." or ".5"): the text is stored as written. */
     if (tmp[i] == '-')
         i++;
-    if (!(tmp[i] >= '0' && tmp[i] <= '9'))
+    if (tmp[i] == '0') {
+        i++;
+    } else if (tmp[i] >= '1' && tmp[i] <= '9') {
+        while (tmp[i] >= '0' && tmp[i] <= '9')
+            i++;
+    } else {
         return E_INVAL;
-    if (tmp[i] == '0' && tmp[i + 1] >= '0' && tmp[i + 1] <= '9')
-        return E_INVAL; /* leading zero: "0123" is a code, not a number */
-    for (; tmp[i]; i++)
-        if (!strchr("0123456789.eE+-", tmp[i]))
+    }
+    if (tmp[i] == '.') {
+        i++;
+        if (!(tmp[i] >= '0' && tmp[i] <= '9'))
             return E_INVAL;
+        while (tmp[i] >= '0' && tmp[i] <= '9')
+            i++;
+    }
+    if (tmp[i] == 'e' || tmp[i] == 'E') {
+        i++;
+        if (tmp[i] == '+' || tmp[i] == '-')
+            i++;
+        if (!(tmp[i] >= '0' && tmp[i] <= '9'))
+            return E_INVAL;
+        while (tmp[i] >= '0' && tmp[i] <= '9')
+            i++;
+    }
+    if (tmp[i] != '\0')
+        return E_INVAL;
     errno = 0;
     v = strtod(tmp, &end);
     if (errno == ERANGE || *end != '\0' || !isfinite(v))

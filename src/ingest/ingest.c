@@ -679,8 +679,9 @@ static int reject_prepared(struct ingest *in, const struct ingest_ctx *cx,
     if (rec == NULL && p->raw == NULL && p->raw_fn)
         p->raw = p->raw_fn(p->raw_ctx, p);
     if (rec == NULL)
-        rec = json_loads(p->raw ? p->raw : "{}", 0, NULL);
-    ASSERT(rec);
+        rec = json_loads(p->raw ? p->raw : "{}", JSON_ALLOW_NUL, NULL);
+    if (rec == NULL) /* never expected: keep what there is rather than lose the row */
+        rec = json_pack("{s:s?}", "unparsed", p->raw);
     rc = ingest_reject(in, cx, "event", rec, reason, field, msg, out, e);
     if (rec != p->rec)
         json_decref(rec);

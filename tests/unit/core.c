@@ -76,6 +76,13 @@ UTEST(numbers, json_grammar_only)
     cr_assert_neq(parse_double("0x10", 4, &d), 0);
     cr_assert_neq(parse_double(" 1", 2, &d), 0);
     cr_assert_neq(parse_double("1e999", 5, &d), 0);
+    cr_assert_neq(parse_double("2.", 2, &d), 0, "not JSON: the text is stored as written");
+    cr_assert_neq(parse_double(".5", 2, &d), 0);
+    cr_assert_neq(parse_double("1e", 2, &d), 0);
+    cr_assert_neq(parse_double("-", 1, &d), 0);
+    cr_assert_neq(parse_double("1.5.2", 5, &d), 0);
+    cr_assert_neq(parse_double("2\0", 2, &d), 0, "no embedded NUL");
+    cr_assert_eq(parse_double("-0.5E+3", 7, &d), 0);
     cr_assert_eq(parse_i64("-42", 3, &i), 0);
     cr_assert_eq(i, -42);
     cr_assert_neq(parse_i64("4.2", 3, &i), 0);
