@@ -801,19 +801,8 @@ int store_attr_type_put(struct store *st, const char *name, const char *type, co
     rc = step_done(st, s, "record attribute type", e);
     if (rc)
         return rc;
-    s = stmt(st, Q_ATTR_GET, e);
-    if (s == NULL)
-        return e->code;
-    bind_text(s, 1, name);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        snprintf(type_out, 16, "%s", col_text(s, 0));
-        rc = 0;
-    } else {
-        rc = db_err(st, e, rc, "read attribute type");
-    }
-    done(s);
-    return rc;
+    rc = store_attr_type_get(st, name, type_out, e); /* the type that holds */
+    return rc == E_NOTFOUND ? ERR(e, E_INTERNAL, "attribute type of '%s' vanished", name) : rc;
 }
 
 int store_event_name_id(struct store *st, const char *name, int create, int64_t *id,
