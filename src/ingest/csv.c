@@ -82,6 +82,17 @@ struct ev_batch {
     struct ev_batch *next;      /* in the spare list */
 };
 
+/* Records the import's first error; later ones (and 0) never overwrite it. Either
+ * thread may call it. */
+static int set_rc(struct import_state *s, int rc)
+{
+    int zero = 0;
+
+    if (rc)
+        atomic_compare_exchange_strong(&s->rc, &zero, rc);
+    return rc;
+}
+
 static void *capped_realloc(void *p, size_t n)
 {
     if (n > CSV_MAX_FIELD + 64)
@@ -297,10 +308,7 @@ static void *writer_main(void *arg)
         if (b == NULL)
             return NULL; /* closed and drained */
         rc = atomic_load(&s->rc) ? 0 : store_batch(s, b);
-        if (rc) {
-            int zero = 0;
-            atomic_compare_exchange_strong(&s->rc, &zero, rc);
-        }
+        set_rc(s, rc);
         pthread_mutex_lock(&s->mu);
         b->next = s->spare;
         s->spare = b;
@@ -715,7 +723,7 @@ static void process_contact_row(struct import_state *s)
     if (!store_in_tx(s->in->st)) {
         rc = ingest_begin(s->in, s->e);
         if (rc) {
-            atomic_store(&s->rc, rc);
+            set_rc(s, rc);
             return;
         }
     }
@@ -740,11 +748,11 @@ static void process_contact_row(struct import_state *s)
     if (rc == 0 && o == INGEST_REJECTED)
         note_rejection(s, s->row_line);
     if (rc) {
-        atomic_store(&s->rc, rc);
+        set_rc(s, rc);
         return;
     }
     if (++s->in_batch >= s->o->batch_rows) {
-        atomic_store(&s->rc, batch_flush(s, 0));
+        set_rc(s, batch_flush(s, 0));
         s->in_batch = 0;
     }
 }
@@ -754,7 +762,7 @@ static void process_row(struct import_state *s)
     if (atomic_load(&s->rc))
         return;
     if (!s->header_done) {
-        atomic_store(&s->rc, take_header(s));
+        set_rc(s, take_header(s));
         return;
     }
     atomic_fetch_add(&s->rows_parsed, 1);
@@ -927,7 +935,7 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
         if (csv_parse(&p, chunk, (size_t)n, on_field, on_row, &s) != (size_t)n &&
             atomic_load(&s.rc) == 0) {
             int ce = csv_error(&p);
-            atomic_store(&s.rc, ce == CSV_ENOMEM
+            set_rc(&s, ce == CSV_ENOMEM
                        ? ERR(e, E_TOOBIG, "%s:%lld: a field is longer than %d bytes", s.fname,
                              (long long)(s.in_row ? s.row_line : s.line), CSV_MAX_FIELD)
                        : ERR(e, E_INVAL, "%s:%lld: malformed quoting (a quote inside an unquoted "
@@ -941,13 +949,13 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
         }
     }
     if (n < 0 && atomic_load(&s.rc) == 0)
-        atomic_store(&s.rc, ERR(e, E_IO, "%s: read failed: %s", s.fname, strerror(errno)));
+        set_rc(&s, ERR(e, E_IO, "%s: read failed: %s", s.fname, strerror(errno)));
     if (atomic_load(&s.rc) == 0 && csv_fini(&p, on_field, on_row, &s) != 0 &&
         atomic_load(&s.rc) == 0)
-        atomic_store(&s.rc, ERR(e, E_INVAL, "%s:%lld: a quoted field is not closed by the end of "
+        set_rc(&s, ERR(e, E_INVAL, "%s:%lld: a quoted field is not closed by the end of "
                                 "the file", s.fname, (long long)s.row_line));
     if (atomic_load(&s.rc) == 0 && !s.header_done)
-        atomic_store(&s.rc, ERRF(e, E_INVAL, "header",
+        set_rc(&s, ERRF(e, E_INVAL, "header",
                                  "%s:1: the file is empty: a header row is required", s.fname));
     pipe_finish(&s);
     rc = atomic_load(&s.rc);
