@@ -214,11 +214,14 @@ static int only_params(struct http_req *r, struct http_resp *w, const char *allo
     return 0;
 }
 
+/* 1 if v is exactly one of the words of set (" a b c "). */
 static int one_of(const char *v, const char *set)
 {
     char pat[80];
 
-    snprintf(pat, sizeof pat, " %.70s ", v);
+    if (*v == '\0' || strchr(v, ' ') || strlen(v) > 70)
+        return 0;
+    snprintf(pat, sizeof pat, " %s ", v);
     return strstr(set, pat) != NULL;
 }
 

@@ -55,7 +55,8 @@ struct import_state {
     size_t nplans;
     int *prop_order;            /* property columns, by name (byte order) */
     size_t nprops;
-    struct buf props;           /* scratch for one row */
+    struct buf props;           /* scratch for one row: typed values ... */
+    size_t *slot_off, *slot_len; /* ... and where each column's value is in it */
     struct ev_batch *filling;
     pthread_t writer;
     int writer_started;
@@ -64,6 +65,9 @@ struct import_state {
     struct ev_batch *handoff;   /* a full batch waiting for the writer */
     struct ev_batch *spare;     /* empty batches coming back (a list) */
     struct err werr;            /* the writer thread's error (the reader owns *e) */
+    struct err rerr;            /* the reader's (s->e points here during the import) */
+    _Atomic int writer_won;     /* the first error came from the writer */
+    int nul_col;                /* a cell of the current row held a NUL byte: its column */
     int closed;
 };
 
@@ -72,6 +76,7 @@ struct ev_plan {
     char *name;
     const struct contract *c; /* NULL: no contract */
     int *spec;                /* per column: the contract property it is, or -1 */
+    int *col_of;              /* per contract property: its column, or -1 */
     int first_missing;        /* a required property with no column, or -1 */
     int occ_spec;             /* the property that gives occurred_at, or -1 */
 };
@@ -91,6 +96,15 @@ static int set_rc(struct import_state *s, int rc)
     if (rc)
         atomic_compare_exchange_strong(&s->rc, &zero, rc);
     return rc;
+}
+
+/* The writer's version: also notes that its error is the one to report. */
+static void set_rc_writer(struct import_state *s, int rc)
+{
+    int zero = 0;
+
+    if (rc && atomic_compare_exchange_strong(&s->rc, &zero, rc))
+        atomic_store(&s->writer_won, 1);
 }
 
 static void *capped_realloc(void *p, size_t n)
@@ -167,7 +181,7 @@ static int take_header(struct import_state *s)
         const char *f = row_field(&s->row, i);
         if (i == 0 && strncmp(f, "\xEF\xBB\xBF", 3) == 0)
             f += 3; /* UTF-8 byte order mark */
-        if (!utf8_valid(f, strlen(f)))
+        if (!utf8_valid(f, strlen(f)) || (int)i == s->nul_col)
             return ERRF(s->e, E_INVAL, "header", "%s:%lld: the name of column %zu is not valid "
                         "UTF-8 (save the file as UTF-8)", s->fname, (long long)s->row_line, i + 1);
         s->cols[i] = xstrdup(f);
@@ -308,7 +322,7 @@ static void *writer_main(void *arg)
         if (b == NULL)
             return NULL; /* closed and drained */
         rc = atomic_load(&s->rc) ? 0 : store_batch(s, b);
-        set_rc(s, rc);
+        set_rc_writer(s, rc);
         pthread_mutex_lock(&s->mu);
         b->next = s->spare;
         s->spare = b;
@@ -407,6 +421,8 @@ static void order_props(struct import_state *s)
     }
     qsort(names, n, sizeof *names, cmp_cols);
     s->prop_order = xcalloc(n + 1, sizeof *s->prop_order);
+    s->slot_off = xcalloc(s->ncols + 1, sizeof *s->slot_off);
+    s->slot_len = xcalloc(s->ncols + 1, sizeof *s->slot_len);
     for (j = 0; j < n; j++)
         for (i = 0; i < s->ncols; i++)
             if (s->cols[i] == names[j])
@@ -431,6 +447,7 @@ static struct ev_plan *plan_for(struct import_state *s, const char *name)
     pl->name = xstrdup(name);
     pl->c = s->cs ? contract_set_event(s->cs, name) : NULL;
     pl->spec = xcalloc(s->ncols, sizeof *pl->spec);
+    pl->col_of = xcalloc(pl->c ? (size_t)contract_nprops(pl->c) + 1 : 1, sizeof *pl->col_of);
     pl->first_missing = -1;
     pl->occ_spec = -1;
     for (i = 0; i < s->ncols; i++)
@@ -438,10 +455,12 @@ static struct ev_plan *plan_for(struct import_state *s, const char *name)
     if (pl->c) {
         for (k = 0; k < contract_nprops(pl->c); k++) {
             int found = 0;
+            pl->col_of[k] = -1;
             for (i = 0; i < s->nprops; i++) {
                 int col = s->prop_order[i];
                 if (strcmp(s->cols[col], contract_prop_name(pl->c, k)) == 0) {
                     pl->spec[col] = k;
+                    pl->col_of[k] = col;
                     found = 1;
                 }
             }
@@ -462,9 +481,12 @@ static void plans_free(struct import_state *s)
     for (i = 0; i < s->nplans; i++) {
         free(s->plans[i].name);
         free(s->plans[i].spec);
+        free(s->plans[i].col_of);
     }
     free(s->plans);
     free(s->prop_order);
+    free(s->slot_off);
+    free(s->slot_len);
     buf_release(&s->props);
 }
 
@@ -539,8 +561,22 @@ static const char *cell(const struct import_state *s, int col)
 }
 
 
+/* The first column whose cell is not valid UTF-8, or -1. */
+static int invalid_utf8_column(const struct import_state *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->row.nfields; i++) {
+        const char *f = row_field(&s->row, i);
+        if (!utf8_valid(f, strlen(f)))
+            return (int)i;
+    }
+    return -1;
+}
+
 /* The CSV fast path of ingest_event_prepare(): types cells straight from text, with the
- * same contracts, inference, key derivation and reasons as the JSON path (tested
+ * same contracts, checks in the same order (declared properties in contract order, then
+ * undeclared ones), inference, key derivation and reasons as the JSON path (tested
  * against it), but without building JSON objects. */
 static void prepare_event_row(struct import_state *s, const struct ingest_ctx *cx,
                               struct prepared_event *p)
@@ -551,25 +587,22 @@ static void prepare_event_row(struct import_state *s, const struct ingest_ctx *c
     char msg[256];
     struct ev_plan *pl;
     int64_t occ = 0;
-    int have_occ = 0, first = 1;
+    int have_occ = 0, first = 1, k, bad;
     size_t i;
 
-    (void)cx;
     memset(p, 0, sizeof *p);
     /* Keep the cells: the raw record is made only if the event is rejected. */
     p->cells = xmalloc(s->row.data.len);
     memcpy(p->cells, s->row.data.p, s->row.data.len);
     p->raw_fn = raw_of_cells;
     p->raw_ctx = s;
-    for (i = 0; i < s->ncols; i++) {
-        const char *f = row_field(&s->row, i);
-        if (!utf8_valid(f, strlen(f))) {
-            prepared_event_reject(p, "invalid_encoding", s->cols[i],
-                                  "is not valid UTF-8 (save the file as UTF-8)");
-            return;
-        }
+    bad = s->nul_col >= 0 ? s->nul_col : invalid_utf8_column(s);
+    if (bad >= 0) {
+        prepared_event_reject(p, "invalid_encoding", s->cols[bad],
+                              "is not valid UTF-8 text (save the file as UTF-8)");
+        return;
     }
-    if (name == NULL || strlen(name) > STORE_MAX_NAME) {
+    if (name == NULL || !ingest_name_ok(name)) {
         prepared_event_reject(p, name ? "invalid_name" : "missing_field", "event",
                               name ? "must be a name of 1 to 128 bytes" : "is required");
         return;
@@ -586,56 +619,64 @@ static void prepare_event_row(struct import_state *s, const struct ingest_ctx *c
     }
     pl = plan_for(s, name);
     if (pl == NULL) {
-        prepared_event_reject(p, "invalid_name", "event", "too many event names in one file");
+        /* More distinct names in one file than plans kept: the JSON path takes the row. */
+        json_t *rec = row_record(s);
+        char *cells = p->cells;
+        p->cells = NULL;
+        prepared_event_release(p);
+        ingest_event_prepare(s->cs, cx, rec, p);
+        json_decref(rec);
+        free(cells);
         return;
     }
-    if (pl->first_missing >= 0) {
-        snprintf(msg, sizeof msg, "is required by contract %s v%d", name,
-                 contract_version(pl->c));
-        prepared_event_reject(p, "missing_field", contract_prop_name(pl->c, pl->first_missing), msg);
-        return;
-    }
+    /* Declared properties first, in contract order: type each into its slot. */
     buf_reset(&s->props);
-    buf_addc(&s->props, '{');
-    for (i = 0; i < s->nprops; i++) {
-        int col = s->prop_order[i], sp = pl->spec[col];
-        const char *f = row_field(&s->row, (size_t)col);
-        size_t n = strlen(f);
+    for (i = 0; i < s->ncols; i++)
+        s->slot_len[i] = 0;
+    for (k = 0; pl->c && k < contract_nprops(pl->c); k++) {
+        int col = pl->col_of[k];
+        const char *f = col >= 0 ? row_field(&s->row, (size_t)col) : "";
+        size_t n = strlen(f), start = s->props.len;
+        int64_t ms = 0;
+        const char *why;
         if (n == 0) {
-            if (sp >= 0 && contract_prop_required(pl->c, sp)) {
+            if (contract_prop_required(pl->c, k)) {
                 snprintf(msg, sizeof msg, "is required by contract %s v%d", name,
                          contract_version(pl->c));
-                prepared_event_reject(p, "missing_field", s->cols[col], msg);
+                prepared_event_reject(p, "missing_field", contract_prop_name(pl->c, k), msg);
                 return;
             }
             continue;
         }
-        if (!first)
-            buf_addc(&s->props, ',');
-        first = 0;
-        buf_add_json_str(&s->props, s->cols[col], strlen(s->cols[col]));
-        buf_addc(&s->props, ':');
-        if (sp >= 0) {
-            int64_t ms = 0;
-            const char *why = contract_type_text(pl->c, sp, f, n, &s->props, &ms, msg, sizeof msg);
-            if (why) {
-                prepared_event_reject(p, why, s->cols[col], msg);
-                return;
-            }
-            if (sp == pl->occ_spec) {
-                occ = ms;
-                have_occ = 1;
-            }
-        } else if (pl->c && contract_strict(pl->c)) {
+        why = contract_type_text(pl->c, k, f, n, &s->props, &ms, msg, sizeof msg);
+        if (why) {
+            prepared_event_reject(p, why, s->cols[col], msg);
+            return;
+        }
+        s->slot_off[col] = start;
+        s->slot_len[col] = s->props.len - start;
+        if (k == pl->occ_spec) {
+            occ = ms;
+            have_occ = 1;
+        }
+    }
+    /* Then undeclared ones, in column-name order. */
+    for (i = 0; i < s->nprops; i++) {
+        int col = s->prop_order[i];
+        const char *f = row_field(&s->row, (size_t)col);
+        size_t n = strlen(f), start = s->props.len;
+        if (pl->spec[col] >= 0 || n == 0)
+            continue;
+        if (pl->c && contract_strict(pl->c)) {
             snprintf(msg, sizeof msg, "is not declared by contract %s v%d, which allows no others",
                      name, contract_version(pl->c));
             prepared_event_reject(p, "undeclared_field", s->cols[col], msg);
             return;
-        } else {
-            value_infer_text_json(f, n, &s->props);
         }
+        value_infer_text_json(f, n, &s->props);
+        s->slot_off[col] = start;
+        s->slot_len[col] = s->props.len - start;
     }
-    buf_addc(&s->props, '}');
     if (ts) {
         if (time_parse_iso(ts, strlen(ts), &occ)) {
             snprintf(msg, sizeof msg, "expected an ISO-8601 timestamp, got \"%.40s\"", ts);
@@ -657,19 +698,37 @@ static void prepare_event_row(struct import_state *s, const struct ingest_ctx *c
         }
         p->event_id = xstrdup(eid);
     } else {
-        struct event_key *k = event_key_new(xid ? xid : anon, name, occ);
+        struct event_key *key = event_key_new(xid ? xid : anon, name, occ);
         for (i = 0; i < s->nprops; i++) {
             int col = s->prop_order[i];
             const char *f = row_field(&s->row, (size_t)col);
             if (*f)
-                event_key_prop(k, s->cols[col], strlen(s->cols[col]), 1, f, strlen(f));
+                event_key_prop(key, s->cols[col], strlen(s->cols[col]), 1, f, strlen(f));
         }
-        p->event_id = event_key_finish(k);
+        p->event_id = event_key_finish(key);
+    }
+    /* The stored JSON: keys in byte order, values from their slots. */
+    {
+        struct buf out;
+        buf_init(&out);
+        buf_addc(&out, '{');
+        for (i = 0; i < s->nprops; i++) {
+            int col = s->prop_order[i];
+            if (s->slot_len[col] == 0)
+                continue;
+            if (!first)
+                buf_addc(&out, ',');
+            first = 0;
+            buf_add_json_str(&out, s->cols[col], strlen(s->cols[col]));
+            buf_addc(&out, ':');
+            buf_add(&out, s->props.p + s->slot_off[col], s->slot_len[col]);
+        }
+        buf_addc(&out, '}');
+        p->props = buf_take(&out);
     }
     p->name = xstrdup(name);
     p->xid = xid ? xstrdup(xid) : NULL;
     p->anon = anon ? xstrdup(anon) : NULL;
-    p->props = xstrndup(s->props.p, s->props.len);
     p->occurred_at = occ;
     p->contract_version = pl->c ? contract_version(pl->c) : 0;
     p->unvalidated = pl->c == NULL;
@@ -697,19 +756,6 @@ static void process_event_row(struct import_state *s)
         pipe_push(s);
 }
 
-/* The first column whose cell is not valid UTF-8, or -1. */
-static int invalid_utf8_column(const struct import_state *s)
-{
-    size_t i;
-
-    for (i = 0; i < s->row.nfields; i++) {
-        const char *f = row_field(&s->row, i);
-        if (!utf8_valid(f, strlen(f)))
-            return (int)i;
-    }
-    return -1;
-}
-
 /* ---- contacts: inline, one thread -------------------------------------------------- */
 
 static void process_contact_row(struct import_state *s)
@@ -734,7 +780,7 @@ static void process_contact_row(struct import_state *s)
         rec = bad_row_record(s, msg, sizeof msg);
         s->in->stats.read++;
         rc = ingest_reject(s->in, &cx, "contact", rec, "bad_row", "", msg, &o, s->e);
-    } else if ((bad_col = invalid_utf8_column(s)) >= 0) {
+    } else if ((bad_col = s->nul_col >= 0 ? s->nul_col : invalid_utf8_column(s)) >= 0) {
         char msg[128];
         rec = bad_row_record(s, msg, sizeof msg);
         s->in->stats.read++;
@@ -787,6 +833,8 @@ static void on_field(void *p, size_t n, void *data)
     for (i = 0; i < n; i++)
         if (f[i] == '\n')
             s->line++;
+    if (s->nul_col < 0 && memchr(f, '\0', n))
+        s->nul_col = (int)s->row.nfields; /* the row is rejected, not silently cut */
     if (s->row.nfields < CSV_MAX_COLUMNS + 1)
         row_add(&s->row, f, n);
 }
@@ -798,6 +846,7 @@ static void on_row(int c, void *data)
     if (s->in_row) {
         process_row(s);
         s->in_row = 0;
+        s->nul_col = -1;
     }
     if (c == '\n')
         s->line++;
@@ -863,8 +912,6 @@ static void pipe_finish(struct import_state *s)
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->writer, NULL);
     s->writer_started = 0;
-    if (s->werr.code && s->e->code == 0)
-        *s->e = s->werr;
     batch_free(s->filling);
     batch_free(s->handoff);
     while (s->spare) {
@@ -900,6 +947,7 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
     s.e = e;
     s.fname = strcmp(o->path, "-") == 0 ? "<stdin>" : o->path;
     s.line = 1;
+    s.nul_col = -1;
     buf_init(&s.row.data);
     memset(&in->stats, 0, sizeof in->stats);
 
@@ -930,15 +978,16 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
         goto out;
     in->batch_id = s.batch_id;
 
+    s.e = &s.rerr; /* the reader's own, while the writer thread runs */
     chunk = xmalloc(CHUNK);
     while (atomic_load(&s.rc) == 0 && (n = read(fd, chunk, CHUNK)) > 0) {
         if (csv_parse(&p, chunk, (size_t)n, on_field, on_row, &s) != (size_t)n &&
             atomic_load(&s.rc) == 0) {
             int ce = csv_error(&p);
             set_rc(&s, ce == CSV_ENOMEM
-                       ? ERR(e, E_TOOBIG, "%s:%lld: a field is longer than %d bytes", s.fname,
+                       ? ERR(s.e, E_TOOBIG, "%s:%lld: a field is longer than %d bytes", s.fname,
                              (long long)(s.in_row ? s.row_line : s.line), CSV_MAX_FIELD)
-                       : ERR(e, E_INVAL, "%s:%lld: malformed quoting (a quote inside an unquoted "
+                       : ERR(s.e, E_INVAL, "%s:%lld: malformed quoting (a quote inside an unquoted "
                              "field, or text after a closing quote): %s", s.fname,
                              (long long)(s.in_row ? s.row_line : s.line), csv_strerror(ce)));
         }
@@ -949,22 +998,39 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
         }
     }
     if (n < 0 && atomic_load(&s.rc) == 0)
-        set_rc(&s, ERR(e, E_IO, "%s: read failed: %s", s.fname, strerror(errno)));
+        set_rc(&s, ERR(s.e, E_IO, "%s: read failed: %s", s.fname, strerror(errno)));
     if (atomic_load(&s.rc) == 0 && csv_fini(&p, on_field, on_row, &s) != 0 &&
         atomic_load(&s.rc) == 0)
-        set_rc(&s, ERR(e, E_INVAL, "%s:%lld: a quoted field is not closed by the end of "
+        set_rc(&s, ERR(s.e, E_INVAL, "%s:%lld: a quoted field is not closed by the end of "
                                 "the file", s.fname, (long long)s.row_line));
     if (atomic_load(&s.rc) == 0 && !s.header_done)
-        set_rc(&s, ERRF(e, E_INVAL, "header",
+        set_rc(&s, ERRF(s.e, E_INVAL, "header",
                                  "%s:1: the file is empty: a header row is required", s.fname));
     pipe_finish(&s);
+    s.e = e;
     rc = atomic_load(&s.rc);
+    if (rc)
+        *e = atomic_load(&s.writer_won) ? s.werr : s.rerr; /* the first error, as it was */
     if (rc == 0 && !store_in_tx(in->st))
         rc = ingest_begin(in, e); /* a transaction for the final mark */
     if (rc == 0)
         rc = batch_flush(&s, 1);
-    if (rc)
+    if (rc) {
+        struct err ignored = {0};
+        struct store_import im = {
+            .id = s.batch_id, .status = "failed", .finished_at = clock_now_ms(),
+            .read = in->stats.read, .inserted = in->stats.inserted, .updated = in->stats.updated,
+            .duplicates = in->stats.duplicates, .rejected = in->stats.rejected,
+        };
         ingest_rollback(in);
+        /* Committed batches stay; the import's row says it stopped. Best effort. */
+        if (store_begin(in->st, &ignored) == 0) {
+            if (store_import_progress(in->st, &im, &ignored) == 0)
+                store_commit(in->st, &ignored);
+            else
+                store_rollback(in->st);
+        }
+    }
     if (o->progress)
         progress(&s, done_bytes, total, now_s() - t0, 1);
 out:

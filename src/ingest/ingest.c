@@ -531,7 +531,7 @@ static int event_name_id(struct ingest *in, const char *name, int create, int64_
     return rc;
 }
 
-static int name_ok(const char *s)
+int ingest_name_ok(const char *s)
 {
     size_t n = strlen(s), i;
 
@@ -719,7 +719,7 @@ int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx 
     memset(p, 0, sizeof *p);
     p->rec = json_incref(rec);
     name = get_str(rec, "event", &bad);
-    if (name == NULL || !name_ok(name))
+    if (name == NULL || !ingest_name_ok(name))
         return prep_reject(p, name || bad ? "invalid_name" : "missing_field", "event",
                            name || bad ? "must be a name of 1 to 128 bytes" : "is required");
     xid = get_str(rec, "external_id", &bad);
@@ -1110,26 +1110,24 @@ int rejected_dismiss(struct ingest *in, const struct store_rejected_filter *f, c
                      const char *req_id, int64_t *dismissed, struct err *e)
 {
     struct store_rejected_filter cur = *f;
-    struct collect col;
     int64_t n = 0;
-    size_t i;
     int rc;
 
     *dismissed = 0;
     cur.status = "pending";
-    cur.limit = 100000;
-    col.n = 0;
-    col.items = xcalloc((size_t)cur.limit, sizeof *col.items);
+    cur.limit = 0;
     rc = store_begin(in->st, e);
-    if (rc == 0)
-        rc = store_rejected_list(in->st, &cur, collect_one, &col, e);
-    for (i = 0; i < col.n && rc == 0; i++, n++)
-        rc = store_rejected_update(in->st, col.items[i].id, "dismissed", NULL, NULL, NULL,
-                                   clock_now_ms(), e);
+    if (rc)
+        return rc;
+    rc = store_rejected_set_status(in->st, &cur, "dismissed", clock_now_ms(), &n, e);
     if (rc == 0 && n) {
         json_t *args = json_pack("{s:I}", "dismissed", (json_int_t)n);
         if (f->reason)
             json_object_set_new(args, "reason", json_string(f->reason));
+        if (f->source)
+            json_object_set_new(args, "source", json_string(f->source));
+        if (f->kind)
+            json_object_set_new(args, "kind", json_string(f->kind));
         if (f->id)
             json_object_set_new(args, "id", json_integer(f->id));
         rc = audit_record(in->st, actor, "rejected.dismiss", "rejected", "", NULL, args, req_id, e);
@@ -1139,12 +1137,6 @@ int rejected_dismiss(struct ingest *in, const struct store_rejected_filter *f, c
         rc = store_commit(in->st, e);
     else
         store_rollback(in->st);
-    for (i = 0; i < col.n; i++) {
-        free(col.items[i].kind);
-        free(col.items[i].source);
-        free(col.items[i].raw);
-    }
-    free(col.items);
     if (rc == 0)
         *dismissed = n;
     return rc;

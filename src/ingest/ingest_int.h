@@ -15,6 +15,8 @@ const char *contract_occurred_at(const struct contract *c);
 
 /* 1 if s is 1 to max bytes without control characters (ids: external_id, event_id). */
 int ingest_id_ok(const char *s, size_t max);
+/* 1 if s is an event name: 1 to 128 bytes without control characters. */
+int ingest_name_ok(const char *s);
 /* A loose email check: one '@' with text on both sides, no spaces or brackets. */
 int ingest_email_ok(const char *s);
 

@@ -1175,38 +1175,31 @@ int store_rejected_add(struct store *st, const struct store_rejected *r, int64_t
     return rc;
 }
 
-int store_rejected_list(struct store *st, const struct store_rejected_filter *f,
-                        store_rejected_fn fn, void *ctx, struct err *e)
+/* The WHERE clause of a dead-letter filter: fixed fragments, values always bound
+ * (?1 after_id … ?8 until), shared by list and dismiss. */
+static void rejected_where(struct buf *sql, const struct store_rejected_filter *f)
 {
-    /* Filters vary per call: built from fixed fragments, values always bound. */
-    struct buf sql;
-    sqlite3_stmt *s = NULL;
-    int rc;
-
-    buf_init(&sql);
-    buf_adds(&sql, "SELECT id, created_at, source, kind, reason, field, message, origin, raw,"
-                   " status, attempts, resolved_at FROM rejected WHERE id > ?1");
+    buf_adds(sql, " WHERE id > ?1");
     if (f->id)
-        buf_adds(&sql, " AND id = ?2");
+        buf_adds(sql, " AND id = ?2");
     if (f->status)
-        buf_adds(&sql, " AND status = ?3");
+        buf_adds(sql, " AND status = ?3");
     if (f->reason)
-        buf_adds(&sql, " AND reason = ?4");
+        buf_adds(sql, " AND reason = ?4");
     if (f->source)
-        buf_adds(&sql, " AND source = ?5");
+        buf_adds(sql, " AND source = ?5");
     if (f->kind)
-        buf_adds(&sql, " AND kind = ?6");
+        buf_adds(sql, " AND kind = ?6");
     if (f->since)
-        buf_adds(&sql, " AND created_at >= ?7");
+        buf_adds(sql, " AND created_at >= ?7");
     if (f->until)
-        buf_adds(&sql, " AND created_at < ?8");
+        buf_adds(sql, " AND created_at < ?8");
     if (f->replayable_only)
-        buf_adds(&sql, " AND reason NOT IN ('bad_row', 'invalid_encoding')");
-    buf_adds(&sql, " ORDER BY id LIMIT ?9");
-    rc = sqlite3_prepare_v2(st->db, sql.p, -1, &s, NULL);
-    buf_release(&sql);
-    if (rc != SQLITE_OK)
-        return db_err(st, e, rc, "list rejected");
+        buf_adds(sql, " AND reason NOT IN ('bad_row', 'invalid_encoding')");
+}
+
+static void rejected_bind(sqlite3_stmt *s, const struct store_rejected_filter *f)
+{
     sqlite3_bind_int64(s, 1, f->after_id);
     sqlite3_bind_int64(s, 2, f->id);
     bind_text(s, 3, f->status);
@@ -1215,6 +1208,25 @@ int store_rejected_list(struct store *st, const struct store_rejected_filter *f,
     bind_text(s, 6, f->kind);
     sqlite3_bind_int64(s, 7, f->since);
     sqlite3_bind_int64(s, 8, f->until);
+}
+
+int store_rejected_list(struct store *st, const struct store_rejected_filter *f,
+                        store_rejected_fn fn, void *ctx, struct err *e)
+{
+    struct buf sql;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    buf_init(&sql);
+    buf_adds(&sql, "SELECT id, created_at, source, kind, reason, field, message, origin, raw,"
+                   " status, attempts, resolved_at FROM rejected");
+    rejected_where(&sql, f);
+    buf_adds(&sql, " ORDER BY id LIMIT ?9");
+    rc = sqlite3_prepare_v2(st->db, sql.p, -1, &s, NULL);
+    buf_release(&sql);
+    if (rc != SQLITE_OK)
+        return db_err(st, e, rc, "list rejected");
+    rejected_bind(s, f);
     sqlite3_bind_int64(s, 9, f->limit > 0 ? f->limit : -1);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         struct store_rejected r = {
@@ -1237,6 +1249,34 @@ int store_rejected_list(struct store *st, const struct store_rejected_filter *f,
         }
     }
     rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "list rejected");
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int store_rejected_set_status(struct store *st, const struct store_rejected_filter *f,
+                              const char *status, int64_t at, int64_t *changed, struct err *e)
+{
+    struct buf sql;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    buf_init(&sql);
+    buf_adds(&sql, "UPDATE rejected SET status = ?10, resolved_at = ?11");
+    rejected_where(&sql, f);
+    rc = sqlite3_prepare_v2(st->db, sql.p, -1, &s, NULL);
+    buf_release(&sql);
+    if (rc != SQLITE_OK)
+        return db_err(st, e, rc, "update rejected");
+    rejected_bind(s, f);
+    bind_text(s, 10, status);
+    sqlite3_bind_int64(s, 11, at);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        rc = db_err(st, e, rc, "update rejected");
+    } else {
+        *changed = sqlite3_changes(st->db);
+        rc = 0;
+    }
     sqlite3_finalize(s);
     return rc;
 }

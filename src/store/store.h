@@ -197,6 +197,9 @@ struct store_rejected_filter {
 typedef int (*store_rejected_fn)(void *ctx, const struct store_rejected *r);
 int store_rejected_list(struct store *st, const struct store_rejected_filter *f,
                         store_rejected_fn fn, void *ctx, struct err *e);
+/* Sets the status of every record matching f (one statement); *changed = how many. */
+int store_rejected_set_status(struct store *st, const struct store_rejected_filter *f,
+                              const char *status, int64_t at, int64_t *changed, struct err *e);
 /* After a replay attempt: status 'replayed' (with resolved_at) or still 'pending' with the
  * new reason. NULL reason/field/message keep the old ones. */
 int store_rejected_update(struct store *st, int64_t id, const char *status, const char *reason,

@@ -271,3 +271,72 @@ UTEST(csv, timestamps_at_the_edge_of_the_range_are_rejected_cleanly)
     import_report_release(&rep);
     fx_close(&f);
 }
+
+UTEST(csv, nul_bytes_and_control_characters_are_rejected_not_cut)
+{
+    struct fx f;
+    struct import_report rep;
+    char text[] = "external_id,event,occurred_at,note\nc1,visit,2026-01-01,a_b\nc1,sign\001up,2026-01-01,x\n";
+    char path[512];
+    struct import_opts o = {.kind = IMPORT_EVENTS, .path = path, .batch_rows = 10};
+    FILE *fp;
+
+    fx_open(&f);
+    text[strlen("external_id,event,occurred_at,note\nc1,visit,2026-01-01,a")] = '\0';
+    snprintf(path, sizeof path, "%s/nul.csv", f.dir);
+    fp = fopen(path, "wb");
+    fwrite(text, 1, sizeof text - 1, fp);
+    fclose(fp);
+    cr_assert_eq(import_csv(&f.in, &o, &rep, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(rep.stats.inserted, 0);
+    cr_assert_eq(rep.stats.rejected, 2);
+    cr_assert_not_null(json_object_get(rep.rejected_by_reason, "invalid_encoding"), "the NUL row");
+    cr_assert_not_null(json_object_get(rep.rejected_by_reason, "invalid_name"), "the \\x01 name");
+    import_report_release(&rep);
+    fx_close(&f);
+}
+
+UTEST(csv, fast_path_reports_the_same_reason_as_the_json_path)
+{
+    struct fx f;
+    struct import_report rep;
+    int v;
+    fx_open(&f);
+    cr_assert_eq(store_begin(f.st, &f.e), 0);
+    cr_assert_eq(store_contract_put(f.st, "strict_ev", "event",
+                                    "{\"name\":\"strict_ev\",\"additional_properties\":false,"
+                                    "\"properties\":{\"amount\":{\"type\":\"number\",\"required\":true},"
+                                    "\"currency\":{\"type\":\"string\",\"required\":true}}}",
+                                    "test", &v, &f.e), 0);
+    cr_assert_eq(store_commit(f.st, &f.e), 0);
+    /* No currency column, a bad amount, an undeclared column: the JSON path walks the
+     * contract in order, so it stops at amount. */
+    cr_assert_eq(import(&f, IMPORT_EVENTS, "external_id,event,occurred_at,aaa,amount\n"
+                                           "c1,strict_ev,2026-01-01,x,abc\n", &rep), 0);
+    cr_assert_not_null(json_object_get(rep.rejected_by_reason, "invalid_type"),
+                       "amount first, as contract_apply does");
+    import_report_release(&rep);
+    cr_assert_eq(import(&f, IMPORT_EVENTS, "external_id,event,occurred_at,aaa,amount,currency\n"
+                                           "c1,strict_ev,2026-01-01,x,5,INR\n", &rep), 0);
+    cr_assert_not_null(json_object_get(rep.rejected_by_reason, "undeclared_field"));
+    import_report_release(&rep);
+    fx_close(&f);
+}
+
+UTEST(csv, thousands_of_event_names_in_one_file_all_import)
+{
+    struct fx f;
+    struct import_report rep;
+    struct buf b;
+    int i;
+    fx_open(&f);
+    buf_init(&b);
+    buf_adds(&b, "external_id,event,occurred_at,n\n");
+    for (i = 0; i < 4200; i++)
+        buf_printf(&b, "c1,ev%d,2026-01-01,%d\n", i, i);
+    cr_assert_eq(import(&f, IMPORT_EVENTS, b.p, &rep), 0, "%s", f.e.msg);
+    cr_assert_eq(rep.stats.inserted, 4200, "past the fast path's plan cap the JSON path takes over");
+    import_report_release(&rep);
+    buf_release(&b);
+    fx_close(&f);
+}
