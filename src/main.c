@@ -22,6 +22,9 @@
 #include "store/store.h"
 
 #define ENGAGE_VERSION "0.1.0"
+
+/* How the user ran us (./build/engage, engage): hints quote it back. */
+static const char *prog = "engage";
 #define MAX_OPTS 32
 
 struct opt {
@@ -430,7 +433,7 @@ static void print_report(const struct import_opts *o, const struct import_report
         }
     }
     if (s->rejected)
-        printf("  see them with: engage rejected list\n");
+        printf("  see them with: %s rejected list\n", prog);
 }
 
 static json_t *report_json(const struct import_report *rep)
@@ -945,8 +948,9 @@ static int serve(struct cli *c, const char *banner_key)
             printf("\n  API:         http://%s:%d/api/v1/contracts\n"
                    "  Admin key:   %s\n"
                    "  Try:         curl -H 'Authorization: Bearer %s' http://%s:%d/api/v1/rejected\n"
-                   "  Metrics:     http://%s:%d/metrics\n\n  Stop with Ctrl-C.\n",
-                   host, port, banner_key, banner_key, host, port, host, port);
+                   "  Metrics:     http://%s:%d/metrics\n"
+                   "  CLI:         %s --help   (same data directory: %s)\n\n  Stop with Ctrl-C.\n",
+                   host, port, banner_key, banner_key, host, port, host, port, prog, c->data_dir);
         fflush(stdout);
     }
     sigwait(&set, &sig);
@@ -1210,6 +1214,8 @@ int main(int argc, char **argv)
     };
 
     memset(&c, 0, sizeof c);
+    if (argc > 0 && argv[0] && strchr(argv[0], '/'))
+        prog = argv[0];
     if (sodium_init() < 0)
         return die("libsodium failed to initialise");
     rc = parse_args(&c, argc, argv);
