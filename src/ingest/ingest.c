@@ -1011,6 +1011,22 @@ static int collect_one(void *ctx, const struct store_rejected *r)
     return 0;
 }
 
+/* The filters of a replay or dismissal, for its audit record. */
+static json_t *filter_json(const struct store_rejected_filter *f)
+{
+    json_t *j = json_object();
+
+    if (f->reason)
+        json_object_set_new(j, "reason", json_string(f->reason));
+    if (f->source)
+        json_object_set_new(j, "source", json_string(f->source));
+    if (f->kind)
+        json_object_set_new(j, "kind", json_string(f->kind));
+    if (f->id)
+        json_object_set_new(j, "id", json_integer(f->id));
+    return j;
+}
+
 int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, const char *actor,
                     const char *req_id, struct replay_stats *out, struct err *e)
 {
@@ -1072,16 +1088,9 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, co
         }
         if (rc == 0 && tried) {
             /* Audited with the rows it changed, chunk by chunk. */
-            json_t *args = json_pack("{s:I,s:I}", "tried", (json_int_t)tried, "ingested",
-                                     (json_int_t)ingested);
-            if (f->reason)
-                json_object_set_new(args, "reason", json_string(f->reason));
-            if (f->source)
-                json_object_set_new(args, "source", json_string(f->source));
-            if (f->kind)
-                json_object_set_new(args, "kind", json_string(f->kind));
-            if (f->id)
-                json_object_set_new(args, "id", json_integer(f->id));
+            json_t *args = filter_json(f);
+            json_object_set_new(args, "tried", json_integer(tried));
+            json_object_set_new(args, "ingested", json_integer(ingested));
             rc = audit_record(in->st, actor, "rejected.replay", "rejected", "", NULL, args,
                               req_id, e);
             json_decref(args);
@@ -1121,15 +1130,8 @@ int rejected_dismiss(struct ingest *in, const struct store_rejected_filter *f, c
         return rc;
     rc = store_rejected_set_status(in->st, &cur, "dismissed", clock_now_ms(), &n, e);
     if (rc == 0 && n) {
-        json_t *args = json_pack("{s:I}", "dismissed", (json_int_t)n);
-        if (f->reason)
-            json_object_set_new(args, "reason", json_string(f->reason));
-        if (f->source)
-            json_object_set_new(args, "source", json_string(f->source));
-        if (f->kind)
-            json_object_set_new(args, "kind", json_string(f->kind));
-        if (f->id)
-            json_object_set_new(args, "id", json_integer(f->id));
+        json_t *args = filter_json(f);
+        json_object_set_new(args, "dismissed", json_integer(n));
         rc = audit_record(in->st, actor, "rejected.dismiss", "rejected", "", NULL, args, req_id, e);
         json_decref(args);
     }
