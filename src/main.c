@@ -288,6 +288,7 @@ static const char *help_main =
     "  migrate               apply pending store migrations\n"
     "  import contacts FILE  import contacts from CSV ('-' = stdin)\n"
     "  import events FILE    import events from CSV\n"
+    "  import status         the latest imports and their counts\n"
     "  rejected list         show records in the ingestion dead-letter store\n"
     "  rejected replay       re-validate rejected records and ingest those that now pass\n"
     "  rejected dismiss      set rejected records aside (kept, never replayed)\n"
@@ -332,7 +333,8 @@ static const struct {
     {"migrate", "usage: engage migrate\n\nApplies pending schema migrations to DATA/engage.db "
                 "and stores any shipped contract\nthe store does not have yet. Refuses a store "
                 "newer than this binary.\n"},
-    {"import", "usage: engage import contacts|events FILE [--batch N] [--no-progress]\n\n"
+    {"import", "usage: engage import contacts|events FILE [--batch N] [--no-progress]\n"
+               "       engage import status\n\n"
                "Streams a CSV file ('-' = stdin) into the store in batches, each committed\n"
                "before the next is read. Re-importing a file changes nothing.\n"
                "contacts: external_id (required), email, email_consent, every other column an\n"
@@ -344,7 +346,9 @@ static const struct {
                "line, field and reason ('engage rejected list').\n"
                "  --batch N       rows per transaction (default [ingest] import_batch_rows)\n"
                "  --no-progress   no progress bar even on a terminal\n"
-               "Exit status: 0 all rows stored, 3 some rows rejected, 1 error, 2 usage error.\n"},
+               "Exit status: 0 all rows stored, 3 some rows rejected, 1 error, 2 usage error.\n"
+               "'status' lists the latest imports with their counts: 'running' is one going on\n"
+               "now or one that was killed (its committed batches are kept; run it again).\n"},
     {"rejected", "usage: engage rejected list [--reason R] [--source S] [--kind contact|event]\n"
                  "                             [--status pending|replayed|dismissed|all] [--limit N]\n"
                  "       engage rejected replay [--reason R] [--source S] [--kind K] [--id N]\n"
@@ -481,6 +485,58 @@ static int run_import(struct cli *c, struct store *st, enum import_kind kind, co
     return 0;
 }
 
+struct list_out {
+    struct cli *c;
+    json_t *items; /* --json: one document {"items":[…]} */
+    int shown;     /* contracts show: the newest version was printed */
+};
+
+static int print_import(void *ctx, const struct store_import *im)
+{
+    struct list_out *lo = ctx;
+    char st[32], fin[32];
+
+    time_format_iso(im->started_at, st);
+    time_format_iso(im->finished_at, fin);
+    if (lo->items) {
+        json_array_append_new(lo->items,
+                              json_pack("{s:I,s:s,s:s,s:s,s:s,s:s?,s:I,s:I,s:I,s:I,s:I}", "id",
+                                        (json_int_t)im->id, "kind", im->kind, "file", im->file,
+                                        "status", im->status, "started_at", st, "finished_at",
+                                        im->finished_at ? fin : NULL, "read", (json_int_t)im->read,
+                                        "inserted", (json_int_t)im->inserted, "updated",
+                                        (json_int_t)im->updated, "duplicates",
+                                        (json_int_t)im->duplicates, "rejected",
+                                        (json_int_t)im->rejected));
+    } else {
+        printf("%-5lld %s  %-8s %-7s %10lld read %10lld inserted %8lld rejected  %s\n",
+               (long long)im->id, st, im->kind, im->status, (long long)im->read,
+               (long long)im->inserted, (long long)im->rejected, im->file);
+    }
+    return 0;
+}
+
+/* engage import status: the latest imports; "running" for one that is going on now or
+ * that died (its committed batches are kept: run it again to finish). */
+static int import_status(struct cli *c)
+{
+    struct list_out lo = {c, c->json ? json_array() : NULL, 0};
+    struct store *st;
+    struct err e = {0};
+    int rc;
+
+    if ((rc = open_store(c, &st, 1))) {
+        json_decref(lo.items);
+        return rc;
+    }
+    rc = store_imports(st, 20, print_import, &lo, &e);
+    if (rc == 0 && c->json)
+        print_json(json_pack("{s:O}", "items", lo.items));
+    json_decref(lo.items);
+    store_close(st);
+    return rc ? die("%s", e.msg) : 0;
+}
+
 static int cmd_import(struct cli *c)
 {
     struct import_report rep = {0};
@@ -490,8 +546,10 @@ static int cmd_import(struct cli *c)
 
     if ((rc = check_opts(c, " batch no-progress ")))
         return rc;
+    if (c->nargs == 1 && strcmp(c->args[0], "status") == 0)
+        return import_status(c);
     if (c->nargs != 2)
-        return usage_error(c, "import: expected 'contacts FILE' or 'events FILE'");
+        return usage_error(c, "import: expected 'contacts FILE', 'events FILE' or 'status'");
     if (strcmp(c->args[0], "contacts") == 0)
         kind = IMPORT_CONTACTS;
     else if (strcmp(c->args[0], "events") == 0)
@@ -509,12 +567,6 @@ static int cmd_import(struct cli *c)
 }
 
 /* ---- rejected ------------------------------------------------------------------------ */
-
-struct list_out {
-    struct cli *c;
-    json_t *items; /* --json: one document {"items":[…]} */
-    int shown;     /* contracts show: the newest version was printed */
-};
 
 static int print_rejected(void *ctx, const struct store_rejected *r)
 {

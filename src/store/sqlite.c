@@ -26,7 +26,7 @@ enum stmt_id {
     Q_CONTRACTS_LATEST, Q_CONTRACT_VERSIONS, Q_CONTRACTS_STAMP, Q_REJ_ADD, Q_REJ_UPDATE,
     Q_REJ_COUNTS, Q_KEY_ADD, Q_KEY_BY_HASH, Q_KEY_TOUCH, Q_KEYS, Q_KEY_REVOKE, Q_AUDIT_ADD,
     Q_AUDIT_LIST, Q_IMPORT_BEGIN, Q_IMPORT_PROGRESS, Q_MAXSEQ_C, Q_MAXSEQ_E, Q_COUNT_C,
-    Q_COUNT_E, Q_COUNT_REJ, Q_EVENT_OWNED_GET, Q_EVENT_OWNED_SET, Q_EVENT_OWNED_DEL, Q__N
+    Q_COUNT_E, Q_COUNT_REJ, Q_EVENT_OWNED_GET, Q_EVENT_OWNED_SET, Q_EVENT_OWNED_DEL, Q_IMPORTS, Q__N
 };
 
 #define CONTACT_COLS "id, external_id, email, attrs, consent, created_at, updated_at, seq, deleted, merged_into"
@@ -107,6 +107,8 @@ static const char *const stmt_sql[Q__N] = {
                   " coalesce(sum(contract_version = 0 AND deleted = 0), 0), coalesce(max(seq), 0)"
                   " FROM events",
     [Q_COUNT_REJ] = "SELECT count(*) FROM rejected WHERE status = 'pending'",
+    [Q_IMPORTS] = "SELECT id, kind, file, status, started_at, finished_at, read, inserted,"
+                  " updated, duplicates, rejected FROM imports ORDER BY id DESC LIMIT ?1",
     [Q_EVENT_OWNED_GET] = "SELECT id, source, contact_id, name_id, occurred_at, contract_version,"
                           " props, deleted FROM events WHERE event_id = ?1",
     [Q_EVENT_OWNED_SET] = "UPDATE events SET contact_id=?2, name_id=?3, occurred_at=?4,"
@@ -1509,6 +1511,38 @@ int store_import_progress(struct store *st, const struct store_import *im, struc
     sqlite3_bind_int64(s, 7, im->duplicates);
     sqlite3_bind_int64(s, 8, im->rejected);
     return step_done(st, s, "update import", e);
+}
+
+int store_imports(struct store *st, int limit, store_import_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_IMPORTS, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int(s, 1, limit > 0 ? limit : -1);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_import im = {
+            .id = sqlite3_column_int64(s, 0),
+            .kind = col_text(s, 1),
+            .file = col_text(s, 2),
+            .status = col_text(s, 3),
+            .started_at = sqlite3_column_int64(s, 4),
+            .finished_at = sqlite3_column_int64(s, 5),
+            .read = sqlite3_column_int64(s, 6),
+            .inserted = sqlite3_column_int64(s, 7),
+            .updated = sqlite3_column_int64(s, 8),
+            .duplicates = sqlite3_column_int64(s, 9),
+            .rejected = sqlite3_column_int64(s, 10),
+        };
+        if ((rc = fn(ctx, &im)) != 0) {
+            done(s);
+            return rc;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "list imports");
+    done(s);
+    return rc;
 }
 
 /* ---- pool ----------------------------------------------------------------------- */

@@ -245,6 +245,9 @@ struct store_import {
 int store_import_begin(struct store *st, const char *kind, const char *file, int64_t at,
                        int64_t *id, struct err *e);
 int store_import_progress(struct store *st, const struct store_import *im, struct err *e);
+typedef int (*store_import_fn)(void *ctx, const struct store_import *im);
+/* The latest imports, newest first. */
+int store_imports(struct store *st, int limit, store_import_fn fn, void *ctx, struct err *e);
 
 /* ---- a pool of connections for threads ---------------------------------------- */
 

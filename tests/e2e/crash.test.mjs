@@ -34,6 +34,9 @@ test('kill -9 mid-import loses no committed row; a re-run completes it without d
   assert.equal(committed % 5000, 0, 'batches are atomic');
   assert.equal(sql(data, "SELECT status || ':' || read FROM imports"), `running:${committed}`,
     'progress is committed with its batch');
+  const st = JSON.parse(engage(['import', 'status', '--json'], { data }).stdout).items[0];
+  assert.equal(st.status, 'running', 'the killed import shows as not finished');
+  assert.equal(st.read, committed);
 
   const again = engage(['import', 'events', file, '--json'], { data });
   assert.equal(again.code, 0, again.stderr);
@@ -41,6 +44,7 @@ test('kill -9 mid-import loses no committed row; a re-run completes it without d
   assert.equal(rep.inserted, EVENTS - committed);
   assert.equal(rep.duplicates, committed);
   assert.equal(sql(data, 'SELECT count(*), count(DISTINCT event_id) FROM events'), `${EVENTS}|${EVENTS}`);
+  assert.equal(JSON.parse(engage(['import', 'status', '--json'], { data }).stdout).items[0].status, 'done');
   assert.equal(sql(data, 'SELECT count(*) = count(DISTINCT external_id) FROM contacts'), '1');
   assert.equal(sql(data, 'SELECT count(*) FROM events e LEFT JOIN contacts c ON c.id = e.contact_id WHERE c.id IS NULL'), '0');
 });
