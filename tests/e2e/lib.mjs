@@ -1,6 +1,6 @@
 // tests/e2e/lib.mjs -- helpers for driving the real engage binary.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,8 +8,18 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = process.env.ENGAGE_BIN || join(root, 'build-asan', 'engage');
 
+// Temporary directories are removed when the test process exits (ENGAGE_KEEP_TMP=1 keeps
+// them for a post-mortem).
+const made = [];
+process.on('exit', () => {
+  if (process.env.ENGAGE_KEEP_TMP) return;
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
 export function tmpData(prefix = 'engage-e2e-') {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  made.push(d);
+  return d;
 }
 
 // Runs engage synchronously; returns { code, stdout, stderr }.

@@ -29,12 +29,41 @@
     }                                                                                              \
     static void suite##_##name##_body(void)
 
-/* A fresh directory under /tmp; caller frees the string (the directory stays for
- * post-mortems; /tmp is cleaned by the OS). */
+#include <ftw.h>
+
+static inline int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* A fresh directory under /tmp, removed when the test process exits unless
+ * ENGAGE_KEEP_TMP is set; caller frees the string. Each Criterion test is its own
+ * process, so this cleans up after every test, passed or failed. */
+static char *test_tmp_made[64];
+static int test_tmp_count;
+static inline void test_tmp_cleanup(void)
+{
+    int i;
+
+    for (i = 0; i < test_tmp_count; i++) {
+        if (getenv("ENGAGE_KEEP_TMP") == NULL)
+            nftw(test_tmp_made[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        free(test_tmp_made[i]);
+    }
+    test_tmp_count = 0;
+}
+
 static inline char *test_tmpdir(void)
 {
     char *p = strdup("/tmp/engage-unit-XXXXXX");
     cr_assert_not_null(mkdtemp(p));
+    if (test_tmp_count == 0)
+        atexit(test_tmp_cleanup);
+    if (test_tmp_count < 64)
+        test_tmp_made[test_tmp_count++] = strdup(p);
     return p;
 }
 
