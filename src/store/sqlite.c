@@ -315,13 +315,14 @@ int store_open(struct store **out, const char *data_dir, const struct store_opts
             goto fail;
     }
     {
-        /* Reads of a large store go through mmap (no syscall per page); the page cache is
-         * per connection, so pooled server connections keep it small. Checkpoints run
+        /* Reads of the first GiB of the store go through mmap (no syscall per page; the
+         * resident size stays bounded); the page cache is per connection, so pooled
+         * server connections keep it small. Checkpoints run
          * every 64 MiB of WAL rather than 4 MiB: hot index pages are copied less often. */
         char pragmas[256];
         snprintf(pragmas, sizeof pragmas,
                  "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = %d;"
-                 " PRAGMA mmap_size = 8589934592; PRAGMA temp_store = MEMORY;"
+                 " PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;"
                  " PRAGMA wal_autocheckpoint = 16384",
                  -1024 * (opts->cache_mb > 0 ? opts->cache_mb : 32));
         rc = exec(st, pragmas, e);
