@@ -53,22 +53,13 @@ static const char *valued[] = {"data", "config", "now", "log-level", "listen", "
                                "source", "kind", "status", "limit", "id", "role", "name",
                                "contacts", "seed", "events", "out", "state", NULL};
 
-static int is_valued(const char *n)
+/* 1 if n is in the NULL-terminated list. */
+static int in_list(const char *const *list, const char *n)
 {
     int i;
 
-    for (i = 0; valued[i]; i++)
-        if (strcmp(valued[i], n) == 0)
-            return 1;
-    return 0;
-}
-
-static int is_flag(const char *n)
-{
-    int i;
-
-    for (i = 0; flags[i]; i++)
-        if (strcmp(flags[i], n) == 0)
+    for (i = 0; list[i]; i++)
+        if (strcmp(list[i], n) == 0)
             return 1;
     return 0;
 }
@@ -142,9 +133,9 @@ static int parse_args(struct cli *c, int argc, char **argv)
             c->opts[c->nopts].name = strdup(name);
             if (eq) {
                 c->opts[c->nopts].value = eq + 1;
-            } else if (is_flag(name)) {
+            } else if (in_list(flags, name)) {
                 c->opts[c->nopts].value = "1";
-            } else if (!is_valued(name)) {
+            } else if (!in_list(valued, name)) {
                 free((char *)c->opts[c->nopts].name);
                 return usage_error(c, "unknown option --%s", name);
             } else {

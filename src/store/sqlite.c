@@ -421,6 +421,53 @@ int store_backup(struct store *st, const char *dest_path, struct err *e)
     return 0;
 }
 
+/* ---- reading rows ----------------------------------------------------------------
+ * Every list reader is the same loop: step, turn the row into its struct, hand it to
+ * the caller's callback, stop early if that returns non-zero (passed up unchanged),
+ * map a SQLite failure to an error, reset or finalize the statement. each_row() is
+ * that loop; each reader supplies only the row-to-struct step. */
+
+struct visit {
+    union {
+        store_consent_fn consent;
+        store_contact_fn contact;
+        store_attr_fn attr;
+        store_name_fn name;
+        store_event_fn event;
+        store_contract_fn contract;
+        store_rejected_fn rejected;
+        store_count_fn count;
+        store_apikey_fn key;
+        store_audit_fn audit;
+        store_import_fn import;
+    } fn;
+    void *ctx;
+    struct store_contact *contact; /* contacts_since: one struct reused for every row */
+    int rows;
+};
+
+typedef int (*row_fn)(sqlite3_stmt *s, struct visit *v);
+
+static int each_row(struct store *st, sqlite3_stmt *s, int finalize, const char *what, row_fn row,
+                    struct visit *v, struct err *e)
+{
+    int rc;
+
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        v->rows++;
+        rc = row(s, v);
+        if (rc != 0)
+            goto out; /* the callback's own code */
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, what);
+out:
+    if (finalize)
+        sqlite3_finalize(s);
+    else
+        done(s);
+    return rc;
+}
+
 /* ---- transactions ------------------------------------------------------------ */
 
 int store_begin(struct store *st, struct err *e)
@@ -641,34 +688,31 @@ int store_consent_log(struct store *st, int64_t contact_id, int from, int to, co
     return step_done(st, s, "log consent change", e);
 }
 
+static int row_consent(sqlite3_stmt *s, struct visit *v)
+{
+    struct store_consent_change c = {
+        .at = sqlite3_column_int64(s, 0),
+        .from = sqlite3_column_int(s, 1),
+        .to = sqlite3_column_int(s, 2),
+        .source = col_text(s, 3),
+        .reason = col_text(s, 4),
+    };
+
+    return v->fn.consent(v->ctx, &c);
+}
+
 int store_consent_history(struct store *st, int64_t contact_id, store_consent_fn fn, void *ctx,
                           struct err *e)
 {
     sqlite3_stmt *s = stmt(st, Q_CONSENT_HISTORY, e);
-    int rc;
+    struct visit v = {0};
 
     if (s == NULL)
         return e->code;
     sqlite3_bind_int64(s, 1, contact_id);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct store_consent_change c = {
-            .at = sqlite3_column_int64(s, 0),
-            .from = sqlite3_column_int(s, 1),
-            .to = sqlite3_column_int(s, 2),
-            .source = col_text(s, 3),
-            .reason = col_text(s, 4),
-        };
-        if ((rc = fn(ctx, &c)) != 0) {
-            done(s);
-            return rc;
-        }
-    }
-    if (rc != SQLITE_DONE)
-        rc = db_err(st, e, rc, "read consent history");
-    else
-        rc = 0;
-    done(s);
-    return rc;
+    v.fn.consent = fn;
+    v.ctx = ctx;
+    return each_row(st, s, 0, "read consent history", row_consent, &v, e);
 }
 
 int store_anon_link(struct store *st, const char *anon_id, int64_t contact_id, int64_t at,
@@ -723,11 +767,18 @@ int store_events_move(struct store *st, int64_t from_contact, int64_t to_contact
     return rc;
 }
 
+static int row_contact(sqlite3_stmt *s, struct visit *v)
+{
+    read_contact(s, v->contact);
+    return v->fn.contact(v->ctx, v->contact);
+}
+
 int store_contacts_since(struct store *st, int64_t after_seq, int64_t limit, store_contact_fn fn,
                          void *ctx, struct err *e)
 {
     sqlite3_stmt *s = stmt(st, Q_CONTACTS_SINCE, e);
     struct store_contact c;
+    struct visit v = {.ctx = ctx, .contact = &c};
     int rc;
 
     if (s == NULL)
@@ -735,38 +786,27 @@ int store_contacts_since(struct store *st, int64_t after_seq, int64_t limit, sto
     store_contact_init(&c);
     sqlite3_bind_int64(s, 1, after_seq);
     sqlite3_bind_int64(s, 2, limit > 0 ? limit : -1);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        read_contact(s, &c);
-        if ((rc = fn(ctx, &c)) != 0) {
-            store_contact_release(&c);
-            done(s);
-            return rc;
-        }
-    }
+    v.fn.contact = fn;
+    rc = each_row(st, s, 0, "read contacts", row_contact, &v, e);
     store_contact_release(&c);
-    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read contacts");
-    done(s);
     return rc;
 }
 
 /* ---- registries ------------------------------------------------------------- */
 
+static int row_attr(sqlite3_stmt *s, struct visit *v)
+{
+    return v->fn.attr(v->ctx, col_text(s, 0), col_text(s, 1), col_text(s, 2));
+}
+
 int store_attr_types(struct store *st, store_attr_fn fn, void *ctx, struct err *e)
 {
     sqlite3_stmt *s = stmt(st, Q_ATTR_TYPES, e);
-    int rc;
+    struct visit v = {.fn.attr = fn, .ctx = ctx};
 
     if (s == NULL)
         return e->code;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if ((rc = fn(ctx, col_text(s, 0), col_text(s, 1), col_text(s, 2))) != 0) {
-            done(s);
-            return rc;
-        }
-    }
-    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read attribute types");
-    done(s);
-    return rc;
+    return each_row(st, s, 0, "read attribute types", row_attr, &v, e);
 }
 
 int store_attr_type_get(struct store *st, const char *name, char *type_out, struct err *e)
@@ -840,22 +880,19 @@ int store_event_name_id(struct store *st, const char *name, int create, int64_t 
     return rc;
 }
 
+static int row_name(sqlite3_stmt *s, struct visit *v)
+{
+    return v->fn.name(v->ctx, sqlite3_column_int64(s, 0), col_text(s, 1));
+}
+
 int store_event_names(struct store *st, store_name_fn fn, void *ctx, struct err *e)
 {
     sqlite3_stmt *s = stmt(st, Q_NAMES, e);
-    int rc;
+    struct visit v = {.fn.name = fn, .ctx = ctx};
 
     if (s == NULL)
         return e->code;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if ((rc = fn(ctx, sqlite3_column_int64(s, 0), col_text(s, 1))) != 0) {
-            done(s);
-            return rc;
-        }
-    }
-    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read event names");
-    done(s);
-    return rc;
+    return each_row(st, s, 0, "read event names", row_name, &v, e);
 }
 
 /* ---- events ----------------------------------------------------------------- */
@@ -969,34 +1006,32 @@ int store_event_delete_owned(struct store *st, const char *event_id, const char 
     return rc;
 }
 
+static int row_event(sqlite3_stmt *s, struct visit *v)
+{
+    struct store_event ev = {
+        .id = sqlite3_column_int64(s, 0),
+        .seq = sqlite3_column_int64(s, 1),
+        .contact_id = sqlite3_column_int64(s, 2),
+        .name_id = sqlite3_column_int64(s, 3),
+        .occurred_at = sqlite3_column_int64(s, 4),
+        .received_at = sqlite3_column_int64(s, 5),
+        .event_id = col_text(s, 6),
+        .source = col_text(s, 7),
+        .contract_version = sqlite3_column_int(s, 8),
+        .props = col_text(s, 9),
+        .name = col_text(s, 10),
+        .deleted = sqlite3_column_int(s, 11),
+    };
+
+    return v->fn.event(v->ctx, &ev);
+}
+
 static int read_events(struct store *st, sqlite3_stmt *s, store_event_fn fn, void *ctx,
                        struct err *e)
 {
-    int rc;
+    struct visit v = {.fn.event = fn, .ctx = ctx};
 
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct store_event ev = {
-            .id = sqlite3_column_int64(s, 0),
-            .seq = sqlite3_column_int64(s, 1),
-            .contact_id = sqlite3_column_int64(s, 2),
-            .name_id = sqlite3_column_int64(s, 3),
-            .occurred_at = sqlite3_column_int64(s, 4),
-            .received_at = sqlite3_column_int64(s, 5),
-            .event_id = col_text(s, 6),
-            .source = col_text(s, 7),
-            .contract_version = sqlite3_column_int(s, 8),
-            .props = col_text(s, 9),
-            .name = col_text(s, 10),
-            .deleted = sqlite3_column_int(s, 11),
-        };
-        if ((rc = fn(ctx, &ev)) != 0) {
-            done(s);
-            return rc;
-        }
-    }
-    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read events");
-    done(s);
-    return rc;
+    return each_row(st, s, 0, "read events", row_event, &v, e);
 }
 
 int store_events_of_contact(struct store *st, int64_t contact_id, int limit, store_event_fn fn,
@@ -1097,29 +1132,27 @@ int store_contract_put(struct store *st, const char *name, const char *kind, con
     return rc;
 }
 
+static int row_contract(sqlite3_stmt *s, struct visit *v)
+{
+    struct store_contract c = {
+        .name = col_text(s, 0),
+        .version = sqlite3_column_int(s, 1),
+        .kind = col_text(s, 2),
+        .body = col_text(s, 3),
+        .created_at = sqlite3_column_int64(s, 4),
+        .created_by = col_text(s, 5),
+    };
+
+    return v->fn.contract(v->ctx, &c);
+}
+
 static int read_contracts(struct store *st, sqlite3_stmt *s, store_contract_fn fn, void *ctx,
                           int *count, struct err *e)
 {
-    int rc;
+    struct visit v = {.fn.contract = fn, .ctx = ctx};
+    int rc = each_row(st, s, 0, "read contracts", row_contract, &v, e);
 
-    *count = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct store_contract c = {
-            .name = col_text(s, 0),
-            .version = sqlite3_column_int(s, 1),
-            .kind = col_text(s, 2),
-            .body = col_text(s, 3),
-            .created_at = sqlite3_column_int64(s, 4),
-            .created_by = col_text(s, 5),
-        };
-        (*count)++;
-        if ((rc = fn(ctx, &c)) != 0) {
-            done(s);
-            return rc;
-        }
-    }
-    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read contracts");
-    done(s);
+    *count = v.rows;
     return rc;
 }
 
@@ -1213,9 +1246,30 @@ static void rejected_bind(sqlite3_stmt *s, const struct store_rejected_filter *f
     sqlite3_bind_int64(s, 8, f->until);
 }
 
+static int row_rejected(sqlite3_stmt *s, struct visit *v)
+{
+    struct store_rejected r = {
+        .id = sqlite3_column_int64(s, 0),
+        .created_at = sqlite3_column_int64(s, 1),
+        .source = col_text(s, 2),
+        .kind = col_text(s, 3),
+        .reason = col_text(s, 4),
+        .field = col_text(s, 5),
+        .message = col_text(s, 6),
+        .origin = col_text(s, 7),
+        .raw = col_text(s, 8),
+        .status = col_text(s, 9),
+        .attempts = sqlite3_column_int(s, 10),
+        .resolved_at = sqlite3_column_int64(s, 11),
+    };
+
+    return v->fn.rejected(v->ctx, &r);
+}
+
 int store_rejected_list(struct store *st, const struct store_rejected_filter *f,
                         store_rejected_fn fn, void *ctx, struct err *e)
 {
+    struct visit v = {0};
     struct buf sql;
     sqlite3_stmt *s = NULL;
     int rc;
@@ -1231,29 +1285,9 @@ int store_rejected_list(struct store *st, const struct store_rejected_filter *f,
         return db_err(st, e, rc, "list rejected");
     rejected_bind(s, f);
     sqlite3_bind_int64(s, 9, f->limit > 0 ? f->limit : -1);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct store_rejected r = {
-            .id = sqlite3_column_int64(s, 0),
-            .created_at = sqlite3_column_int64(s, 1),
-            .source = col_text(s, 2),
-            .kind = col_text(s, 3),
-            .reason = col_text(s, 4),
-            .field = col_text(s, 5),
-            .message = col_text(s, 6),
-            .origin = col_text(s, 7),
-            .raw = col_text(s, 8),
-            .status = col_text(s, 9),
-            .attempts = sqlite3_column_int(s, 10),
-            .resolved_at = sqlite3_column_int64(s, 11),
-        };
-        if ((rc = fn(ctx, &r)) != 0) {
-            sqlite3_finalize(s);
-            return rc;
-        }
-    }
-    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "list rejected");
-    sqlite3_finalize(s);
-    return rc;
+    v.fn.rejected = fn;
+    v.ctx = ctx;
+    return each_row(st, s, 1, "list rejected", row_rejected, &v, e);
 }
 
 int store_rejected_set_status(struct store *st, const struct store_rejected_filter *f,
@@ -1300,22 +1334,19 @@ int store_rejected_update(struct store *st, int64_t id, const char *status, cons
     return step_done(st, s, "update rejected record", e);
 }
 
+static int row_count(sqlite3_stmt *s, struct visit *v)
+{
+    return v->fn.count(v->ctx, col_text(s, 0), sqlite3_column_int64(s, 1));
+}
+
 int store_rejected_counts(struct store *st, store_count_fn fn, void *ctx, struct err *e)
 {
     sqlite3_stmt *s = stmt(st, Q_REJ_COUNTS, e);
-    int rc;
+    struct visit v = {.fn.count = fn, .ctx = ctx};
 
     if (s == NULL)
         return e->code;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if ((rc = fn(ctx, col_text(s, 0), sqlite3_column_int64(s, 1))) != 0) {
-            done(s);
-            return rc;
-        }
-    }
-    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "count rejected");
-    done(s);
-    return rc;
+    return each_row(st, s, 0, "count rejected", row_count, &v, e);
 }
 
 /* ---- keys and audit -------------------------------------------------------------- */
@@ -1393,24 +1424,22 @@ int store_apikey_by_hash(struct store *st, const unsigned char *hash, size_t has
     return rc;
 }
 
+static int row_key(sqlite3_stmt *s, struct visit *v)
+{
+    struct store_apikey k;
+
+    read_key(s, &k);
+    return v->fn.key(v->ctx, &k);
+}
+
 int store_apikeys(struct store *st, store_apikey_fn fn, void *ctx, struct err *e)
 {
     sqlite3_stmt *s = stmt(st, Q_KEYS, e);
-    int rc;
+    struct visit v = {.fn.key = fn, .ctx = ctx};
 
     if (s == NULL)
         return e->code;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct store_apikey k;
-        read_key(s, &k);
-        if ((rc = fn(ctx, &k)) != 0) {
-            done(s);
-            return rc;
-        }
-    }
-    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "list api keys");
-    done(s);
-    return rc;
+    return each_row(st, s, 0, "list api keys", row_key, &v, e);
 }
 
 int store_apikey_revoke(struct store *st, int64_t id, int64_t at, struct err *e)
@@ -1446,36 +1475,34 @@ int store_audit_add(struct store *st, const struct store_audit *a, struct err *e
     return step_done(st, s, "write audit record", e);
 }
 
+static int row_audit(sqlite3_stmt *s, struct visit *v)
+{
+    struct store_audit a = {
+        .id = sqlite3_column_int64(s, 0),
+        .at = sqlite3_column_int64(s, 1),
+        .actor = col_text(s, 2),
+        .action = col_text(s, 3),
+        .entity = col_text(s, 4),
+        .entity_id = col_text(s, 5),
+        .before = col_text(s, 6),
+        .after = col_text(s, 7),
+        .request_id = col_text(s, 8),
+    };
+
+    return v->fn.audit(v->ctx, &a);
+}
+
 int store_audit_list(struct store *st, int64_t before_id, int limit, store_audit_fn fn, void *ctx,
                      struct err *e)
 {
     sqlite3_stmt *s = stmt(st, Q_AUDIT_LIST, e);
-    int rc;
+    struct visit v = {.fn.audit = fn, .ctx = ctx};
 
     if (s == NULL)
         return e->code;
     sqlite3_bind_int64(s, 1, before_id > 0 ? before_id : INT64_MAX);
     sqlite3_bind_int(s, 2, limit > 0 ? limit : -1);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct store_audit a = {
-            .id = sqlite3_column_int64(s, 0),
-            .at = sqlite3_column_int64(s, 1),
-            .actor = col_text(s, 2),
-            .action = col_text(s, 3),
-            .entity = col_text(s, 4),
-            .entity_id = col_text(s, 5),
-            .before = col_text(s, 6),
-            .after = col_text(s, 7),
-            .request_id = col_text(s, 8),
-        };
-        if ((rc = fn(ctx, &a)) != 0) {
-            done(s);
-            return rc;
-        }
-    }
-    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read audit");
-    done(s);
-    return rc;
+    return each_row(st, s, 0, "read audit", row_audit, &v, e);
 }
 
 /* ---- imports ------------------------------------------------------------------- */
@@ -1514,36 +1541,34 @@ int store_import_progress(struct store *st, const struct store_import *im, struc
     return step_done(st, s, "update import", e);
 }
 
+static int row_import(sqlite3_stmt *s, struct visit *v)
+{
+    struct store_import im = {
+        .id = sqlite3_column_int64(s, 0),
+        .kind = col_text(s, 1),
+        .file = col_text(s, 2),
+        .status = col_text(s, 3),
+        .started_at = sqlite3_column_int64(s, 4),
+        .finished_at = sqlite3_column_int64(s, 5),
+        .read = sqlite3_column_int64(s, 6),
+        .inserted = sqlite3_column_int64(s, 7),
+        .updated = sqlite3_column_int64(s, 8),
+        .duplicates = sqlite3_column_int64(s, 9),
+        .rejected = sqlite3_column_int64(s, 10),
+    };
+
+    return v->fn.import(v->ctx, &im);
+}
+
 int store_imports(struct store *st, int limit, store_import_fn fn, void *ctx, struct err *e)
 {
     sqlite3_stmt *s = stmt(st, Q_IMPORTS, e);
-    int rc;
+    struct visit v = {.fn.import = fn, .ctx = ctx};
 
     if (s == NULL)
         return e->code;
     sqlite3_bind_int(s, 1, limit > 0 ? limit : -1);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct store_import im = {
-            .id = sqlite3_column_int64(s, 0),
-            .kind = col_text(s, 1),
-            .file = col_text(s, 2),
-            .status = col_text(s, 3),
-            .started_at = sqlite3_column_int64(s, 4),
-            .finished_at = sqlite3_column_int64(s, 5),
-            .read = sqlite3_column_int64(s, 6),
-            .inserted = sqlite3_column_int64(s, 7),
-            .updated = sqlite3_column_int64(s, 8),
-            .duplicates = sqlite3_column_int64(s, 9),
-            .rejected = sqlite3_column_int64(s, 10),
-        };
-        if ((rc = fn(ctx, &im)) != 0) {
-            done(s);
-            return rc;
-        }
-    }
-    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "list imports");
-    done(s);
-    return rc;
+    return each_row(st, s, 0, "list imports", row_import, &v, e);
 }
 
 /* ---- pool ----------------------------------------------------------------------- */
