@@ -94,6 +94,8 @@ static void h_metrics(struct http_req *r, struct http_resp *w)
     http_metrics_write(&w->body);
 }
 
+static int only_params(struct http_req *r, struct http_resp *w, const char *allowed);
+
 /* ---- contracts ------------------------------------------------------------------------- */
 
 static json_t *contract_json(const struct store_contract *c)
@@ -115,9 +117,12 @@ static int add_contract(void *ctx, const struct store_contract *c)
 
 static void h_contracts_list(struct http_req *r, struct http_resp *w)
 {
-    json_t *items = json_array();
+    json_t *items;
     struct err e = {0};
 
+    if (only_params(r, w, " ")) /* a short list: no paging, no filters */
+        return;
+    items = json_array();
     if (store_contracts_latest(r->st, add_contract, items, &e)) {
         json_decref(items);
         http_error_from(r, w, &e);
@@ -128,9 +133,12 @@ static void h_contracts_list(struct http_req *r, struct http_resp *w)
 
 static void h_contract_get(struct http_req *r, struct http_resp *w)
 {
-    json_t *versions = json_array();
+    json_t *versions;
     struct err e = {0};
 
+    if (only_params(r, w, " "))
+        return;
+    versions = json_array();
     if (store_contract_versions(r->st, r->params[0], add_contract, versions, &e)) {
         json_decref(versions);
         http_error_from(r, w, &e);
@@ -206,8 +214,8 @@ static int only_params(struct http_req *r, struct http_resp *w, const char *allo
 
     if (bad) {
         char msg[200];
-        snprintf(msg, sizeof msg, "unknown query parameter \"%.60s\" (this route takes:%s)", bad,
-                 allowed);
+        snprintf(msg, sizeof msg, "unknown query parameter \"%.60s\" (this route takes %s)", bad,
+                 allowed[1] ? allowed : "none");
         http_error(w, 400, "invalid_parameter", msg, bad);
         return -1;
     }

@@ -64,6 +64,9 @@ test('contracts: list, versions, validation with JSON pointers, audit', async ()
   let r = await api(srv.url, '/api/v1/contracts', { key: analyst });
   assert.equal(r.status, 200);
   const names = r.json.items.map((c) => c.name).sort();
+  const paged = await api(srv.url, '/api/v1/contracts?limit=1', { key: analyst });
+  assert.equal(paged.status, 400, 'the contracts list takes no parameters: say so rather than ignore');
+  assert.equal(paged.json.error.path, 'limit');
   assert.deepEqual(names, ['call_logged', 'contact', 'email_opened', 'order_created', 'whatsapp_sent']);
   const order = r.json.items.find((c) => c.name === 'order_created');
   assert.equal(order.version, 1);
