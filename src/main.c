@@ -19,6 +19,7 @@
 #include "demo/demo.h"
 #include "http/http.h"
 #include "ingest/ingest.h"
+#include "segment/segment.h"
 #include "store/store.h"
 
 #define ENGAGE_VERSION "0.1.0"
@@ -51,7 +52,7 @@ static const char *flags[] = {"json", "help", "members", "no-progress", "no-serv
 /* Options that take a value, in any command. */
 static const char *valued[] = {"data", "config", "now", "log-level", "listen", "batch", "reason",
                                "source", "kind", "status", "limit", "id", "role", "name",
-                               "contacts", "seed", "events", "out", "state", NULL};
+                               "contacts", "seed", "events", "out", "state", "rules", NULL};
 
 /* 1 if n is in the NULL-terminated list. */
 static int in_list(const char *const *list, const char *n)
@@ -286,6 +287,7 @@ static const char *help_main =
     "  contracts list|show NAME|put NAME FILE   event and contact contracts\n"
     "  contact show ID       a contact: attributes, consent history, recent events\n"
     "  contact consent ID    change email consent explicitly (--state S --reason R; audited)\n"
+    "  segment eval|explain  evaluate or explain a rules file (docs/dsl.md)\n"
     "  audit list            the audit log, newest first\n"
     "  apikey create|list|revoke                API keys\n"
     "  backup FILE           online copy of the store to a new file\n"
@@ -376,6 +378,12 @@ static const struct {
               "Writes DIR/contacts.csv and DIR/events.csv shaped like the demo CRM. The same\n"
               "seed, sizes and day (UTC, or --now) give identical files. Events default to 12\n"
               "per contact and fall in the 400 days before that day.\n"},
+    {"segment", "usage: engage segment eval --rules FILE.json [--members]\n"
+                "       engage segment explain --rules FILE.json\n\n"
+                "eval loads the audience index from the store, evaluates the rules (docs/dsl.md)\n"
+                "at the clock's now (--now ISO pins it) and prints the member count; with\n"
+                "--members, the members' external ids one per line in byte order. explain prints\n"
+                "the compiled plan. Invalid rules: one line per problem, 'FILE: /pointer: why'.\n"},
     {"version", "usage: engage version\n"},
 };
 
@@ -1141,6 +1149,129 @@ static int cmd_audit(struct cli *c)
     return rc ? die("%s", e.msg) : 0;
 }
 
+/* ---- segment eval / explain ------------------------------------------------------------------ */
+
+struct members_out {
+    char **ids;
+    size_t n, cap;
+};
+
+static int collect_member(void *ctx, int64_t id, const char *xid)
+{
+    struct members_out *m = ctx;
+
+    (void)id;
+    if (m->n == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 1024;
+        m->ids = xrealloc(m->ids, m->cap * sizeof *m->ids);
+    }
+    m->ids[m->n++] = xstrdup(xid);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void print_members(struct cli *c, const struct segment_result *res,
+                          const struct audience_stats *ixs, struct members_out *m)
+{
+    size_t i;
+
+    if (c->json) {
+        json_t *o = json_pack("{s:I, s:f, s:{s:I, s:I, s:I, s:f}}", "count",
+                              (json_int_t)res->count, "took_ms", res->took_ms, "index", "members",
+                              (json_int_t)ixs->members, "events", (json_int_t)ixs->events,
+                              "bytes", (json_int_t)ixs->bytes, "load_ms", ixs->load_ms);
+        if (opt(c, "members")) {
+            json_t *a = json_array();
+            for (i = 0; i < m->n; i++)
+                json_array_append_new(a, json_string(m->ids[i]));
+            json_object_set_new(o, "members", a);
+        }
+        print_json(o);
+    } else if (opt(c, "members")) {
+        for (i = 0; i < m->n; i++)
+            printf("%s\n", m->ids[i]);
+    } else {
+        printf("%lld member%s of %lld contacts (%.2f ms; index of %lld events loaded in %.0f ms)\n",
+               (long long)res->count, res->count == 1 ? "" : "s", (long long)ixs->members,
+               res->took_ms, (long long)ixs->events, ixs->load_ms);
+    }
+}
+
+static int cmd_segment(struct cli *c)
+{
+    const char *path = opt(c, "rules");
+    struct segment_limits lim;
+    struct audience_index *ix = NULL;
+    struct contract_set *cs = NULL;
+    struct segment_plan *plan = NULL;
+    struct segment_result res = {0};
+    struct members_out m = {0};
+    struct errlist errs = {0};
+    struct audience_stats ixs;
+    struct store *st;
+    struct err e = {0};
+    json_error_t je;
+    json_t *rules;
+    size_t i;
+    int rc, eval;
+
+    if ((rc = check_opts(c, " rules members ")))
+        return rc;
+    if (c->nargs != 1 || (strcmp(c->args[0], "eval") && strcmp(c->args[0], "explain")))
+        return usage_error(c, "segment: expected 'eval' or 'explain'");
+    eval = strcmp(c->args[0], "eval") == 0;
+    if (path == NULL)
+        return usage_error(c, "segment %s: --rules FILE.json is required", c->args[0]);
+    rules = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (rules == NULL)
+        return die("%s:%d:%d: %s", path, je.line, je.column, je.text);
+    if ((rc = open_store(c, &st, 1))) {
+        json_decref(rules);
+        return rc;
+    }
+    segment_limits_from_config(&c->cfg, &lim);
+    audience_index_new(&ix);
+    rc = audience_index_catch_up(ix, st, &e);
+    if (rc == 0)
+        rc = contract_set_load(st, &cs, &e);
+    if (rc == 0)
+        rc = segment_compile(ix, st, cs, rules, &lim, &plan, &errs, &e);
+    if (rc == E_INVAL && errs.n) {
+        for (i = 0; i < (size_t)errs.n; i++)
+            fprintf(stderr, "engage: %s: %s: %s\n", path,
+                    errs.items[i].path[0] ? errs.items[i].path : "/", errs.items[i].msg);
+        rc = 1;
+    } else if (rc == 0 && !eval) {
+        print_json(segment_plan_explain(plan));
+    } else if (rc == 0) {
+        rc = segment_eval(ix, plan, clock_now_ms(), &lim, &res, &e);
+        if (rc == 0 && opt(c, "members")) {
+            segment_members(ix, &res, 0, 0, collect_member, &m);
+            qsort(m.ids, m.n, sizeof *m.ids, cmp_str);
+        }
+        if (rc == 0) {
+            audience_index_stats(ix, &ixs);
+            print_members(c, &res, &ixs, &m);
+        }
+    }
+    for (i = 0; i < m.n; i++)
+        free(m.ids[i]);
+    free(m.ids);
+    segment_result_release(&res);
+    segment_plan_free(plan);
+    contract_set_free(cs);
+    audience_index_free(ix);
+    json_decref(rules);
+    store_close(st);
+    if (rc < 0)
+        return die("segment %s: %s", c->args[0], e.msg);
+    return rc;
+}
+
 /* ---- small commands --------------------------------------------------------------------------- */
 
 static int cmd_migrate(struct cli *c)
@@ -1254,6 +1385,7 @@ int main(int argc, char **argv)
         {"import", cmd_import},   {"rejected", cmd_rejected}, {"contracts", cmd_contracts},
         {"contact", cmd_contact}, {"apikey", cmd_apikey},   {"backup", cmd_backup},
         {"config", cmd_config},   {"bench", cmd_bench},     {"audit", cmd_audit},
+        {"segment", cmd_segment},
     };
 
     memset(&c, 0, sizeof c);

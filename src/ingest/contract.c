@@ -761,6 +761,16 @@ const struct contract *contract_set_event(const struct contract_set *cs, const c
     return NULL;
 }
 
+int contract_set_nevents(const struct contract_set *cs)
+{
+    return cs->nevents;
+}
+
+const struct contract *contract_set_event_at(const struct contract_set *cs, int i)
+{
+    return cs->events[i];
+}
+
 const struct contract *contract_set_contact(const struct contract_set *cs)
 {
     return cs->contact;

@@ -46,7 +46,16 @@ void contract_set_free(struct contract_set *cs);
 /* NULL if there is none. */
 const struct contract *contract_set_event(const struct contract_set *cs, const char *name);
 const struct contract *contract_set_contact(const struct contract_set *cs);
+int contract_set_nevents(const struct contract_set *cs);
+const struct contract *contract_set_event_at(const struct contract_set *cs, int i);
 int contract_version(const struct contract *c);
+/* Declared properties (attributes for the contact contract), by index. */
+int contract_nprops(const struct contract *c);
+const char *contract_prop_name(const struct contract *c, int i);
+/* Declared type of a property, or -1. */
+int contract_prop_type(const struct contract *c, const char *name);
+/* 1 if undeclared properties are refused. */
+int contract_strict(const struct contract *c);
 
 /* The contracts shipped in contracts/ (embedded at build time). */
 struct shipped_contract {

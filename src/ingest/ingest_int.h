@@ -8,8 +8,6 @@
  * properties typed, undeclared ones as given), else a reason code with field/msg. */
 const char *contract_apply(const struct contract *c, const json_t *props, json_t **typed,
                            char *field, size_t fieldcap, char *msg, size_t msgcap);
-/* Declared type of a property, or -1. */
-int contract_prop_type(const struct contract *c, const char *name);
 /* The property that gives occurred_at, or NULL. */
 const char *contract_occurred_at(const struct contract *c);
 
@@ -21,10 +19,7 @@ int ingest_name_ok(const char *s);
 int ingest_email_ok(const char *s);
 
 /* The text path (CSV fast path): properties by index. */
-int contract_nprops(const struct contract *c);
-const char *contract_prop_name(const struct contract *c, int i);
 int contract_prop_required(const struct contract *c, int i);
-int contract_strict(const struct contract *c);
 /* Types the text s as property i, checks it, appends its JSON to out; *ms receives a
  * timestamp's instant. NULL, or a reason code with a sentence in msg. */
 const char *contract_type_text(const struct contract *c, int i, const char *s, size_t n,

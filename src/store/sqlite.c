@@ -26,7 +26,8 @@ enum stmt_id {
     Q_CONTRACTS_LATEST, Q_CONTRACT_VERSIONS, Q_CONTRACTS_STAMP, Q_REJ_ADD, Q_REJ_UPDATE,
     Q_REJ_COUNTS, Q_KEY_ADD, Q_KEY_BY_HASH, Q_KEY_TOUCH, Q_KEYS, Q_KEY_REVOKE, Q_AUDIT_ADD,
     Q_AUDIT_LIST, Q_IMPORT_BEGIN, Q_IMPORT_PROGRESS, Q_MAXSEQ_C, Q_MAXSEQ_E, Q_COUNT_C,
-    Q_COUNT_E, Q_COUNT_REJ, Q_EVENT_OWNED_GET, Q_EVENT_OWNED_SET, Q_EVENT_OWNED_DEL, Q_IMPORTS, Q__N
+    Q_COUNT_E, Q_COUNT_REJ, Q_EVENT_OWNED_GET, Q_EVENT_OWNED_SET, Q_EVENT_OWNED_DEL, Q_IMPORTS, Q_EVENTS_SINCE, Q_EVENTS_SINCE_PROPS,
+    Q_EVENTS_OF_NAME, Q__N
 };
 
 #define CONTACT_COLS "id, external_id, email, attrs, consent, created_at, updated_at, seq, deleted, merged_into"
@@ -116,6 +117,14 @@ static const char *const stmt_sql[Q__N] = {
                           " WHERE id=?1",
     [Q_EVENT_OWNED_DEL] = "UPDATE events SET deleted=1, seq=?3 WHERE event_id=?1 AND source=?2"
                           " AND deleted=0",
+    /* Catching up: the state of every event changed after a sequence number. */
+    [Q_EVENTS_SINCE] = "SELECT id, seq, contact_id, name_id, occurred_at, deleted, NULL FROM events"
+                       " WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    [Q_EVENTS_SINCE_PROPS] = "SELECT id, seq, contact_id, name_id, occurred_at, deleted, props"
+                             " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    /* A full scan, run once per property column an audience index loads. */
+    [Q_EVENTS_OF_NAME] = "SELECT id, seq, contact_id, name_id, occurred_at, deleted, props"
+                         " FROM events WHERE name_id = ?1 AND deleted = 0",
 };
 
 struct store {
@@ -503,6 +512,17 @@ int store_commit(struct store *st, struct err *e)
     }
     st->in_tx = 0;
     return 0;
+}
+
+int store_read_begin(struct store *st, struct err *e)
+{
+    int rc;
+
+    ASSERT(!st->in_tx);
+    rc = exec(st, "BEGIN", e);
+    if (rc == 0)
+        st->in_tx = 1;
+    return rc;
 }
 
 void store_rollback(struct store *st)
@@ -1032,6 +1052,47 @@ static int read_events(struct store *st, sqlite3_stmt *s, store_event_fn fn, voi
     struct visit v = {.fn.event = fn, .ctx = ctx};
 
     return each_row(st, s, 0, "read events", row_event, &v, e);
+}
+
+/* Index rows: id, seq, contact, name, instant, deleted and (maybe NULL) props. */
+static int row_event_slim(sqlite3_stmt *s, struct visit *v)
+{
+    struct store_event ev = {
+        .id = sqlite3_column_int64(s, 0),
+        .seq = sqlite3_column_int64(s, 1),
+        .contact_id = sqlite3_column_int64(s, 2),
+        .name_id = sqlite3_column_int64(s, 3),
+        .occurred_at = sqlite3_column_int64(s, 4),
+        .deleted = sqlite3_column_int(s, 5),
+        .props = (const char *)sqlite3_column_text(s, 6),
+    };
+
+    return v->fn.event(v->ctx, &ev);
+}
+
+int store_events_since(struct store *st, int64_t after_seq, int64_t limit, int with_props,
+                       store_event_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, with_props ? Q_EVENTS_SINCE_PROPS : Q_EVENTS_SINCE, e);
+    struct visit v = {.fn.event = fn, .ctx = ctx};
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, after_seq);
+    sqlite3_bind_int64(s, 2, limit > 0 ? limit : -1);
+    return each_row(st, s, 0, "read events since", row_event_slim, &v, e);
+}
+
+int store_events_of_name(struct store *st, int64_t name_id, store_event_fn fn, void *ctx,
+                         struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_EVENTS_OF_NAME, e);
+    struct visit v = {.fn.event = fn, .ctx = ctx};
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, name_id);
+    return each_row(st, s, 0, "read events of a name", row_event_slim, &v, e);
 }
 
 int store_events_of_contact(struct store *st, int64_t contact_id, int limit, store_event_fn fn,

@@ -46,6 +46,9 @@ int store_ping(struct store *st, struct err *e);
 int store_begin(struct store *st, struct err *e);
 int store_commit(struct store *st, struct err *e);
 void store_rollback(struct store *st); /* no-op outside a transaction */
+/* A read transaction: one consistent snapshot for several reads, without the write
+ * lock. End it with store_commit() or store_rollback(). */
+int store_read_begin(struct store *st, struct err *e);
 int store_in_tx(const struct store *st);
 /* Inside a transaction: the highest contact change sequence committed so far plus
  * this transaction's own changes. A reader caching contact ids compares it between
@@ -147,6 +150,14 @@ int store_events_of_contact(struct store *st, int64_t contact_id, int limit, sto
                             void *ctx, struct err *e);
 int store_event_get(struct store *st, const char *event_id, store_event_fn fn, void *ctx,
                     struct err *e);
+/* Every event changed after after_seq (inserted, rewritten, moved or deleted), in seq
+ * order, at most limit (0 = all). Rows carry id, seq, contact_id, name_id,
+ * occurred_at, deleted, and props only if with_props (else NULL). */
+int store_events_since(struct store *st, int64_t after_seq, int64_t limit, int with_props,
+                       store_event_fn fn, void *ctx, struct err *e);
+/* The live events of one name with their props (same slim rows): a full scan. */
+int store_events_of_name(struct store *st, int64_t name_id, store_event_fn fn, void *ctx,
+                         struct err *e);
 
 struct store_counts {
     int64_t contacts, contacts_deleted, events, events_unvalidated, rejected_pending;

@@ -1,0 +1,100 @@
+/* segment/segment.h -- the segment engine: rule DSL, audience index, evaluation.
+ *
+ * DESIGN: a rules document (JSON, docs/dsl.md) is validated against what the
+ * store knows (contracts, the attribute registry, event names) and compiled to a
+ * plan: fields resolved to typed columns, events to ids, constants typed, groups
+ * flattened and reordered cheap-and-selective first. The audience index holds
+ * every contact as a dense id with typed attribute columns, and per event name
+ * the contacts' event times in CSR layout (per contact, sorted), plus the event
+ * property columns that plans ask for, loaded on first use. It loads from the
+ * store on the first catch-up and later applies only the changes after the
+ * change sequences it has seen, so writes by any process are visible to the next
+ * evaluation. Evaluation walks contact ranges on several threads into a dense
+ * bitset and gives up at a deadline (E_BUSY) without a partial result.
+ *
+ * Members are identified contacts: not deleted, not merged into another, with an
+ * external id. Thread-safety: an index is used by one evaluation or catch-up at a
+ * time (callers hold a lock); plans are immutable once compiled. */
+#ifndef ENGAGE_SEGMENT_H
+#define ENGAGE_SEGMENT_H
+
+#include <jansson.h>
+
+#include "../core/config.h"
+#include "../core/map.h"
+#include "../ingest/ingest.h"
+#include "../store/store.h"
+
+struct segment_limits {
+    int max_depth;       /* nesting of groups, the root group is depth 1 */
+    int max_rules;       /* attribute + behaviour rules, all levels */
+    int max_in_values;
+    int max_window_days;
+    int timeout_ms;      /* evaluation deadline */
+    int threads;         /* 0 = one per online core */
+};
+void segment_limits_from_config(const struct config *cfg, struct segment_limits *out);
+
+/* ---- the audience index ------------------------------------------------------- */
+
+struct audience_index;
+void audience_index_new(struct audience_index **out);
+void audience_index_free(struct audience_index *ix); /* NULL-safe */
+/* Loads (first call) or catches up with the store's contact and event changes.
+ * On error the index is left as it was before the call. */
+int audience_index_catch_up(struct audience_index *ix, struct store *st, struct err *e);
+
+struct audience_stats {
+    int64_t contacts;       /* dense ids allocated (max contact id) */
+    int64_t members;        /* identified, live contacts */
+    int64_t events;         /* live events held */
+    int64_t event_names, attributes, property_columns;
+    int64_t bytes;          /* heap held by the index */
+    int64_t contact_seq, event_seq;
+    double load_ms;         /* the first catch-up */
+};
+void audience_index_stats(const struct audience_index *ix, struct audience_stats *out);
+
+/* ---- rules and plans ------------------------------------------------------------ */
+
+struct segment_plan;
+/* Validates rules (a group or a single rule) and compiles it against the index's
+ * catalogue and the contracts cs (may be NULL). Every problem goes to errs with a
+ * JSON pointer and a sentence; then E_INVAL. The event property columns the plan
+ * filters on are loaded into the index from st (once; catch-ups keep them
+ * current). Caller owns *out. */
+int segment_compile(struct audience_index *ix, struct store *st, const struct contract_set *cs,
+                    const json_t *rules, const struct segment_limits *lim,
+                    struct segment_plan **out, struct errlist *errs, struct err *e);
+void segment_plan_free(struct segment_plan *p); /* NULL-safe */
+/* The plan as JSON (for `segment explain` and /plan). Caller owns the result. */
+json_t *segment_plan_explain(const struct segment_plan *p);
+
+/* ---- evaluation ----------------------------------------------------------------- */
+
+struct segment_result {
+    uint64_t *bits;   /* bit i = contact id i is a member; owned */
+    size_t nwords;
+    int64_t count;
+    double took_ms;
+};
+/* Evaluates the plan at instant now_ms. The index must be the one the plan was
+ * compiled against. E_BUSY when the deadline passes (no result). */
+int segment_eval(struct audience_index *ix, const struct segment_plan *p, int64_t now_ms,
+                 const struct segment_limits *lim, struct segment_result *out, struct err *e);
+void segment_result_release(struct segment_result *r);
+
+typedef int (*segment_member_fn)(void *ctx, int64_t contact_id, const char *external_id);
+/* Calls fn for the members with id > after_id in id order, at most limit (0 = all);
+ * a non-zero return from fn stops the walk and is returned. */
+int segment_members(const struct audience_index *ix, const struct segment_result *r,
+                    int64_t after_id, int64_t limit, segment_member_fn fn, void *ctx);
+
+/* ---- Unicode simple case folding (docs/dsl.md, "contains") ------------------------ */
+
+/* The simple case fold of one code point (CaseFolding.txt, statuses C and S). */
+uint32_t casefold_cp(uint32_t cp);
+/* Appends the simple case fold of UTF-8 text s[0..n) to out (invalid bytes kept). */
+void casefold_utf8(const char *s, size_t n, struct buf *out);
+
+#endif

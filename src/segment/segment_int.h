@@ -1,0 +1,185 @@
+/* segment/segment_int.h -- shared inside src/segment only: the index layout and
+ * the plan tree. */
+#ifndef ENGAGE_SEGMENT_INT_H
+#define ENGAGE_SEGMENT_INT_H
+
+#include "segment.h"
+
+#define DAY_MS 86400000LL
+
+/* Types a column or a condition can have (integers are numbers here). */
+enum ftype { FT_STRING, FT_NUMBER, FT_BOOLEAN, FT_TIMESTAMP };
+const char *ftype_name(enum ftype t);
+enum ftype ftype_of_vtype(enum vtype t);
+/* The type of a JSON value with no declared type: booleans, numbers, strings that
+ * read as ISO-8601 dates or date-times are timestamps, other strings are strings. */
+enum ftype json_value_ftype(const json_t *v);
+
+/* ---- strings: a dictionary (code 0 = none) ------------------------------------ */
+
+struct strdict {
+    struct strmap map;     /* string -> code */
+    char **strs;           /* code -> string; strs[0] unused */
+    uint32_t *lens;
+    char **folded;         /* simple case folds, made on first `contains` */
+    uint32_t nfolded;
+    uint32_t n, cap;       /* n = codes handed out + 1 */
+    size_t bytes;
+};
+void strdict_init(struct strdict *d);
+void strdict_release(struct strdict *d);
+uint32_t strdict_code(struct strdict *d, const char *s, size_t len); /* adds if new */
+
+/* ---- typed columns ---------------------------------------------------------------
+ * A column holds one value or nothing per slot: contacts for attributes (slot =
+ * contact id), event entries for property columns (slot = entry position). */
+struct column {
+    char *name;
+    enum ftype type;
+    uint64_t *present;     /* bitset */
+    union {
+        uint32_t *code;    /* FT_STRING: strdict code */
+        double *num;
+        int64_t *ts;
+        uint8_t *b;        /* 0 false, 1 true */
+    } v;
+    struct strdict dict;
+    size_t cap;            /* slots allocated */
+    int inferred;          /* an undeclared property: values typed by json_value_ftype() */
+};
+
+enum builtin { BI_NONE, BI_EMAIL, BI_EXTERNAL_ID, BI_CREATED_AT, BI_EMAIL_CONSENT, BI__N };
+
+/* One event name: entries grouped by contact (CSR), sorted by time in a contact. */
+struct pending_event {
+    uint32_t contact;
+    int64_t time, row;
+    char *props;           /* JSON text when the name has property columns, else NULL */
+};
+struct evname {
+    int64_t name_id;
+    char *name;
+    uint32_t *off;         /* off[c] .. off[c+1]: contact c's entries; ncontacts + 1 */
+    int64_t *time, *row;
+    size_t n;              /* entries */
+    struct pending_event *pend;
+    size_t npend, cappend;
+    struct column *pcols;  /* property columns parallel to the entries */
+    int npcols;
+};
+
+struct audience_index {
+    int loaded;
+    int64_t contact_seq, event_seq, max_row;
+    size_t ncontacts;      /* ids 0 .. ncontacts-1 (0 unused) */
+    size_t cap;            /* slots in every contact column */
+    uint64_t *live;        /* members: identified, not deleted, not merged */
+    struct column builtins[BI__N];
+    struct column *attrs;  /* contact attributes */
+    int nattrs;
+    struct evname *names;
+    int nnames;
+    int64_t *dead;         /* rows whose earlier entry must go at the next merge */
+    size_t ndead, capdead;
+    double load_ms;
+};
+
+/* The first of contact c's entries in en at or after instant t (off[c + 1] if none). */
+static inline size_t evname_lower_bound(const struct evname *en, size_t c, int64_t t)
+{
+    size_t lo = en->off[c], hi = en->off[c + 1];
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (en->time[mid] < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Column index of an attribute (creating it with type t if create), or -1. */
+int index_attr_col(struct audience_index *ix, const char *name, enum ftype t, int create);
+/* The event name slot for a store name id, or NULL. */
+struct evname *index_evname(struct audience_index *ix, int64_t name_id);
+struct evname *index_evname_by_name(struct audience_index *ix, const char *name);
+/* Property column (name, type) of ev, loaded from the store on first use; *out = its index. */
+int index_prop_col(struct audience_index *ix, struct store *st, struct evname *ev,
+                   const char *prop, enum ftype t, int declared, int *out, struct err *e);
+/* Reads a JSON value into slot i of col (absent if it does not have the column's
+ * type, inferred types for undeclared properties). */
+void column_set_json(struct column *col, size_t i, const json_t *v);
+static inline int bit_get(const uint64_t *b, size_t i)
+{
+    return (int)((b[i >> 6] >> (i & 63)) & 1);
+}
+static inline void bit_set(uint64_t *b, size_t i)
+{
+    b[i >> 6] |= 1ULL << (i & 63);
+}
+static inline void bit_clear(uint64_t *b, size_t i)
+{
+    b[i >> 6] &= ~(1ULL << (i & 63));
+}
+
+/* ---- the plan ------------------------------------------------------------------- */
+
+enum op { OP_EQ, OP_NEQ, OP_IN, OP_CONTAINS, OP_GTE, OP_LTE };
+const char *op_name(enum op o);
+
+/* A typed comparison: an attribute rule or one `where` item. */
+struct cond {
+    enum op op;
+    enum ftype type;
+    int nvals;
+    double *num;
+    int64_t *ts;
+    char **str;            /* NUL-terminated; lens beside */
+    size_t *lens;
+    int b;
+    char *folded;          /* contains: the value after simple case folding */
+    size_t folded_len;
+};
+
+enum node_kind { N_AND, N_OR, N_ATTR, N_BEHAVIOR };
+
+struct node {
+    enum node_kind kind;
+    char *path;            /* JSON pointer of the rule, for explain */
+    struct node **kids;
+    int nkids;
+    /* N_ATTR */
+    char *field;
+    int builtin;           /* enum builtin, or BI_NONE for an attribute */
+    int col;               /* attribute column, -1 = no data yet (every contact missing) */
+    struct cond c;
+    /* N_BEHAVIOR */
+    char *event;
+    int ev;                /* index in ix->names, -1 = no such events stored yet */
+    int did;               /* 1 did_event, 0 did_not_event */
+    int within_days, count_gte;
+    struct cond *where;
+    char **where_fields;
+    int *where_cols;       /* property column per where item */
+    int *where_declared;   /* where item i has a contract type */
+    int nwhere;
+    double cost;           /* estimated work per contact, for ordering */
+};
+
+struct segment_plan {
+    struct node *root;
+    const struct audience_index *ix;
+    int nrules;
+};
+
+/* dsl.c: validates and builds the tree (columns not resolved yet). */
+int dsl_parse(struct audience_index *ix, const struct contract_set *cs, const json_t *rules,
+              const struct segment_limits *lim, struct node **out, int *nrules,
+              struct errlist *errs);
+void node_free(struct node *n);
+/* Case-insensitive containment of the folded needle in s[0..n). */
+int contains_folded(const char *s, size_t n, const char *needle, size_t needle_len,
+                    struct buf *scratch);
+
+#endif

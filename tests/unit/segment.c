@@ -1,0 +1,388 @@
+/* tests/unit/segment.c -- the segment engine: validation messages, case folding,
+ * window edges, catch-up after writes. The randomized comparison against a
+ * reference evaluator is tests/unit/segment_random.c. */
+#include "ingest_fixture.h"
+#include "segment/segment.h"
+
+#define T0 1767225600000LL /* 2026-01-01T00:00:00Z */
+#define DAY 86400000LL
+
+struct sx {
+    struct fx f;
+    struct audience_index *ix;
+    struct contract_set *cs;
+    struct segment_limits lim;
+};
+
+static void sx_open(struct sx *s)
+{
+    fx_open(&s->f);
+    audience_index_new(&s->ix);
+    segment_limits_from_config(&s->f.cfg, &s->lim);
+    s->cs = NULL;
+}
+
+static void sx_close(struct sx *s)
+{
+    contract_set_free(s->cs);
+    audience_index_free(s->ix);
+    fx_close(&s->f);
+}
+
+static int add_id(void *ctx, int64_t id, const char *xid)
+{
+    struct buf *b = ctx;
+
+    (void)id;
+    buf_printf(b, "%s%s", b->len ? "," : "", xid);
+    return 0;
+}
+
+/* Members (in id order, comma-separated) of rules at now; "ERR" and the messages if invalid. */
+static char *members(struct sx *s, int64_t now, const char *rules_json)
+{
+    struct segment_plan *p = NULL;
+    struct segment_result r = {0};
+    struct errlist errs = {0};
+    struct buf out;
+    json_error_t je;
+    json_t *rules = json_loads(rules_json, 0, &je);
+    int rc, i;
+
+    cr_assert_not_null(rules, "bad test JSON: %s", je.text);
+    buf_init(&out);
+    cr_assert_eq(audience_index_catch_up(s->ix, s->f.st, &s->f.e), 0, "%s", s->f.e.msg);
+    contract_set_free(s->cs);
+    cr_assert_eq(contract_set_load(s->f.st, &s->cs, &s->f.e), 0, "%s", s->f.e.msg);
+    rc = segment_compile(s->ix, s->f.st, s->cs, rules, &s->lim, &p, &errs, &s->f.e);
+    if (rc == E_INVAL) {
+        buf_adds(&out, "ERR");
+        for (i = 0; i < errs.n; i++)
+            buf_printf(&out, "|%s: %s", errs.items[i].path, errs.items[i].msg);
+        err_clear(&s->f.e);
+    } else {
+        cr_assert_eq(rc, 0, "%s", s->f.e.msg);
+        cr_assert_eq(segment_eval(s->ix, p, now, &s->lim, &r, &s->f.e), 0, "%s", s->f.e.msg);
+        segment_members(s->ix, &r, 0, 0, add_id, &out);
+        segment_result_release(&r);
+    }
+    segment_plan_free(p);
+    json_decref(rules);
+    if (out.p == NULL)
+        buf_adds(&out, "");
+    return buf_take(&out);
+}
+
+static void expect(struct sx *s, int64_t now, const char *rules, const char *want)
+{
+    char *got = members(s, now, rules);
+    cr_expect_str_eq(got, want, "rules %s: got [%s], want [%s]", rules, got, want);
+    free(got);
+}
+
+static void contact(struct sx *s, const char *json)
+{
+    cr_assert_neq(fx_ingest(&s->f, SRC_API, 0, json), INGEST_REJECTED, "%s: %s", json,
+                  s->f.in.last_msg);
+}
+
+static void event(struct sx *s, const char *xid, const char *name, int64_t at, const char *props)
+{
+    char iso[32], *text;
+    json_t *rec, *p = json_loads(props, 0, NULL);
+
+    cr_assert_not_null(p, "bad test JSON %s", props);
+    time_format_iso(at, iso);
+    if (strcmp(name, "order_created") == 0) /* its contract requires created_at */
+        json_object_set_new(p, "created_at", json_string(iso));
+    rec = json_pack("{s:s,s:s,s:s,s:o}", "external_id", xid, "event", name, "occurred_at", iso,
+                    "properties", p);
+    text = json_dumps(rec, JSON_COMPACT);
+    cr_assert_neq(fx_ingest(&s->f, SRC_API, 1, text), INGEST_REJECTED, "%s: %s", text,
+                  s->f.in.last_msg);
+    free(text);
+    json_decref(rec);
+}
+
+UTEST(segment, casefold_is_simple_folding)
+{
+    struct buf b;
+
+    buf_init(&b);
+    casefold_utf8("ΣΑΣ σας İstanbul STRASSE Straße ǅ ＡＢ K", strlen("ΣΑΣ σας İstanbul STRASSE Straße ǅ ＡＢ K"), &b);
+    /* Σ→σ, final ς→σ; İ has only a full/Turkic fold, so it stays; ß stays (full fold
+     * only); ǅ→ǆ; fullwidth letters fold; KELVIN SIGN K→k. */
+    cr_expect(strstr(b.p, "σασ σασ") == b.p, "got %s", b.p);
+    cr_expect(strstr(b.p, "İstanbul") != NULL, "İ has no simple fold: %s", b.p);
+    cr_expect(strstr(b.p, "straße") != NULL, "%s", b.p);
+    cr_expect(strstr(b.p, "ǆ") != NULL, "%s", b.p);
+    cr_expect(strstr(b.p, "ａｂ") != NULL, "%s", b.p);
+    cr_expect(b.p[b.len - 1] == 'k', "%s", b.p);
+    cr_expect_eq(casefold_cp(0x212A), 'k');
+    cr_expect_eq(casefold_cp('Q'), 'q');
+    cr_expect_eq(casefold_cp(0x1E9E), 0xDF); /* ẞ → ß */
+    buf_release(&b);
+}
+
+UTEST(segment, validation_reports_every_problem_with_pointers)
+{
+    struct sx s;
+    char *got;
+
+    sx_open(&s);
+    contact(&s, "{\"external_id\":\"a\",\"attributes\":{\"city\":\"Pune\",\"ltv\":10}}");
+    got = members(&s, T0,
+                  "{\"op\":\"AND\",\"rules\":["
+                  "{\"type\":\"attribute\",\"field\":\"cty\",\"op\":\"eq\",\"value\":\"Pune\"},"
+                  "{\"type\":\"behavior\",\"event\":\"order_created\",\"op\":\"did_event\","
+                  "\"within_days\":0},"
+                  "{\"type\":\"attribute\",\"field\":\"ltv\",\"op\":\"contains\",\"value\":\"1\"},"
+                  "{\"type\":\"behavior\",\"event\":\"order_craeted\",\"op\":\"did_not_event\","
+                  "\"within_days\":3,\"count_gte\":2},"
+                  "{\"op\":\"OR\",\"rules\":[]},"
+                  "{\"type\":\"attribute\",\"field\":\"signup_at\",\"op\":\"gte\",\"value\":\"soon\"},"
+                  "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"in\",\"value\":[\"x\",2]}"
+                  "]}");
+    cr_expect(strstr(got, "|/rules/0/field: unknown field 'cty'; did you mean 'city'?") != NULL,
+              "%s", got);
+    cr_expect(strstr(got, "|/rules/1/within_days: must be an integer from 1 to 730") != NULL,
+              "%s", got);
+    cr_expect(strstr(got, "|/rules/2/op: contains applies to strings only: 'ltv' is a number") !=
+                  NULL, "%s", got);
+    cr_expect(strstr(got, "|/rules/3/event: unknown event 'order_craeted'; did you mean "
+                          "'order_created'?") != NULL, "%s", got);
+    cr_expect(strstr(got, "|/rules/3/count_gte: did_not_event takes no count_gte") != NULL, "%s",
+              got);
+    cr_expect(strstr(got, "|/rules/4/rules: must be a non-empty array") != NULL, "%s", got);
+    cr_expect(strstr(got, "|/rules/5/value: must be an ISO-8601 date") != NULL, "%s", got);
+    cr_expect(strstr(got, "|/rules/6/value/1: must be a string") != NULL, "%s", got);
+    free(got);
+    sx_close(&s);
+}
+
+UTEST(segment, guardrails)
+{
+    struct sx s;
+    struct buf deep;
+    char *got;
+    int i;
+
+    sx_open(&s);
+    contact(&s, "{\"external_id\":\"a\",\"attributes\":{\"city\":\"Pune\"}}");
+    buf_init(&deep);
+    for (i = 0; i < 6; i++)
+        buf_adds(&deep, "{\"op\":\"AND\",\"rules\":[");
+    buf_adds(&deep, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"x\"}");
+    for (i = 0; i < 6; i++)
+        buf_adds(&deep, "]}");
+    got = members(&s, T0, deep.p);
+    cr_expect(strstr(got, "/rules/0/rules/0/rules/0/rules/0/rules/0: groups nest at most 5 deep") !=
+                  NULL, "%s", got);
+    free(got);
+    buf_reset(&deep);
+    buf_adds(&deep, "{\"op\":\"OR\",\"rules\":[");
+    for (i = 0; i < 51; i++)
+        buf_printf(&deep, "%s{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"x\"}",
+                   i ? "," : "");
+    buf_adds(&deep, "]}");
+    got = members(&s, T0, deep.p);
+    cr_expect(strstr(got, "|/rules/50: is rule 51; at most 50 rules are allowed") != NULL, "%s",
+              got);
+    free(got);
+    expect(&s, T0,
+           "{\"type\":\"behavior\",\"event\":\"order_created\",\"op\":\"did_event\","
+           "\"within_days\":731}",
+           "ERR|/within_days: must be an integer from 1 to 730");
+    buf_release(&deep);
+    sx_close(&s);
+}
+
+UTEST(segment, attribute_semantics)
+{
+    struct sx s;
+
+    sx_open(&s);
+    contact(&s, "{\"external_id\":\"a\",\"email\":\"a@x.io\",\"attributes\":{\"city\":\"Pune\","
+                "\"ltv\":10,\"vip\":true,\"nick\":\"\"}}");
+    contact(&s, "{\"external_id\":\"b\",\"attributes\":{\"city\":\"PUNE west\",\"ltv\":10.5,"
+                "\"vip\":false,\"signup_at\":\"2025-12-31T23:59:59Z\"}}");
+    contact(&s, "{\"external_id\":\"c\",\"attributes\":{\"ltv\":-1,\"nick\":\"Σίσυφος\"}}");
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"Pune\"}",
+           "a");
+    /* missing never matches eq/contains/gte/lte, always matches neq */
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"neq\",\"value\":\"Pune\"}",
+           "b,c");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"contains\",\"value\":\"pUnE\"}",
+           "a,b");
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"ltv\",\"op\":\"gte\",\"value\":10}", "a,b");
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"ltv\",\"op\":\"in\",\"value\":[10.5,-1]}",
+           "b,c");
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"vip\",\"op\":\"neq\",\"value\":true}",
+           "b,c");
+    /* an empty string is a value */
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"nick\",\"op\":\"eq\",\"value\":\"\"}", "a");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"nick\",\"op\":\"contains\",\"value\":\"ΣΊΣΥΦΟΣ\"}",
+           "c");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"signup_at\",\"op\":\"lte\",\"value\":\"2026-01-01\"}",
+           "b");
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"neq\",\"value\":\"a@x.io\"}",
+           "b,c");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"email_consent\",\"op\":\"eq\",\"value\":\"subscribed\"}",
+           "a,b,c");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"external_id\",\"op\":\"gte\",\"value\":\"b\"}", "b,c");
+    sx_close(&s);
+}
+
+UTEST(segment, window_edges_and_counts)
+{
+    struct sx s;
+    char props[128];
+
+    sx_open(&s);
+    contact(&s, "{\"external_id\":\"edge_start\"}");
+    contact(&s, "{\"external_id\":\"edge_now\"}");
+    contact(&s, "{\"external_id\":\"outside\"}");
+    contact(&s, "{\"external_id\":\"future\"}");
+    contact(&s, "{\"external_id\":\"twice\"}");
+#define ORDER(x, at, id)                                                                           \
+    snprintf(props, sizeof props,                                                                  \
+             "{\"order_id\":\"%s\",\"amount\":5,\"currency\":\"EUR\"}", id);                      \
+    event(&s, x, "order_created", at, props)
+    ORDER("edge_start", T0 - 30 * DAY, "1");
+    ORDER("edge_now", T0, "2");
+    ORDER("outside", T0 - 30 * DAY - 1, "3");
+    ORDER("future", T0 + 1, "4");
+    ORDER("twice", T0 - DAY, "5");
+    ORDER("twice", T0 - 2 * DAY, "6");
+    expect(&s, T0,
+           "{\"type\":\"behavior\",\"event\":\"order_created\",\"op\":\"did_event\","
+           "\"within_days\":30}",
+           "edge_start,edge_now,twice");
+    expect(&s, T0,
+           "{\"type\":\"behavior\",\"event\":\"order_created\",\"op\":\"did_event\","
+           "\"within_days\":30,\"count_gte\":2}",
+           "twice");
+    expect(&s, T0,
+           "{\"type\":\"behavior\",\"event\":\"order_created\",\"op\":\"did_not_event\","
+           "\"within_days\":30}",
+           "outside,future");
+    expect(&s, T0,
+           "{\"type\":\"behavior\",\"event\":\"order_created\",\"op\":\"did_event\","
+           "\"within_days\":30,\"where\":[{\"field\":\"order_id\",\"op\":\"in\",\"value\":[\"1\",\"6\"]}]}",
+           "edge_start,twice");
+    /* declared in the contract, no events yet: did_not_event matches everyone */
+    expect(&s, T0,
+           "{\"type\":\"behavior\",\"event\":\"call_logged\",\"op\":\"did_not_event\","
+           "\"within_days\":30}",
+           "edge_start,edge_now,outside,future,twice");
+#undef ORDER
+    sx_close(&s);
+}
+
+UTEST(segment, catch_up_sees_later_writes)
+{
+    struct sx s;
+    const char *r = "{\"op\":\"AND\",\"rules\":[{\"type\":\"attribute\",\"field\":\"plan\","
+                    "\"op\":\"eq\",\"value\":\"pro\"},{\"type\":\"behavior\",\"event\":\"app_open\","
+                    "\"op\":\"did_event\",\"within_days\":7,\"where\":[{\"field\":\"screen\","
+                    "\"op\":\"eq\",\"value\":\"home\"}]}]}";
+    struct ingest_ctx cx = {.kind = SRC_SYNC, .source = "sync:crm", .origin = "t", .owns_rows = 1};
+    struct store_contact k;
+    int deleted;
+
+    sx_open(&s);
+    contact(&s, "{\"external_id\":\"a\",\"attributes\":{\"plan\":\"pro\"}}");
+    contact(&s, "{\"external_id\":\"b\",\"attributes\":{\"plan\":\"free\"}}");
+    event(&s, "a", "app_open", T0 - DAY, "{\"screen\":\"home\"}");
+    event(&s, "b", "app_open", T0 - DAY, "{\"screen\":\"home\"}");
+    expect(&s, T0, r, "a");
+    /* b upgrades; a's only event is now out of the window for where (another screen) */
+    contact(&s, "{\"external_id\":\"b\",\"attributes\":{\"plan\":\"pro\"}}");
+    expect(&s, T0, r, "a,b");
+    /* an owned event, later rewritten and then deleted by its source */
+    contact(&s, "{\"external_id\":\"c\",\"attributes\":{\"plan\":\"pro\"}}");
+    cx.received_at = T0;
+    {
+        json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", "c", "event",
+                                "app_open", "event_id", "crm-1", "occurred_at",
+                                "2025-12-31T00:00:00Z", "properties", "screen", "home");
+        enum ingest_outcome o;
+        cr_assert_eq(ingest_begin(&s.f.in, &s.f.e), 0);
+        cr_assert_eq(ingest_event(&s.f.in, &cx, rec, &o, &s.f.e), 0, "%s", s.f.e.msg);
+        cr_assert_eq(ingest_commit(&s.f.in, &s.f.e), 0);
+        expect(&s, T0, r, "a,b,c");
+        json_object_set_new(json_object_get(rec, "properties"), "screen", json_string("cart"));
+        cr_assert_eq(ingest_begin(&s.f.in, &s.f.e), 0);
+        cr_assert_eq(ingest_event(&s.f.in, &cx, rec, &o, &s.f.e), 0, "%s", s.f.e.msg);
+        cr_assert_eq(ingest_commit(&s.f.in, &s.f.e), 0);
+        cr_expect_eq(o, INGEST_UPDATED);
+        expect(&s, T0, r, "a,b");
+        json_object_set_new(json_object_get(rec, "properties"), "screen", json_string("home"));
+        cr_assert_eq(ingest_begin(&s.f.in, &s.f.e), 0);
+        cr_assert_eq(ingest_event(&s.f.in, &cx, rec, &o, &s.f.e), 0, "%s", s.f.e.msg);
+        cr_assert_eq(ingest_commit(&s.f.in, &s.f.e), 0);
+        expect(&s, T0, r, "a,b,c");
+        cr_assert_eq(ingest_begin(&s.f.in, &s.f.e), 0);
+        cr_assert_eq(ingest_event_delete(&s.f.in, &cx, "crm-1", &deleted, &s.f.e), 0);
+        cr_assert_eq(ingest_commit(&s.f.in, &s.f.e), 0);
+        cr_expect_eq(deleted, 1);
+        expect(&s, T0, r, "a,b");
+        json_decref(rec);
+    }
+    /* a deleted contact leaves every audience */
+    store_contact_init(&k);
+    cr_assert_eq(store_contact_get_by_xid(s.f.st, "a", &k, &s.f.e), 0);
+    cr_assert_eq(store_begin(s.f.st, &s.f.e), 0);
+    k.deleted = 1;
+    cr_assert_eq(store_contact_update(s.f.st, &k, &s.f.e), 0);
+    cr_assert_eq(store_commit(s.f.st, &s.f.e), 0);
+    store_contact_release(&k);
+    expect(&s, T0, r, "b");
+    sx_close(&s);
+}
+
+UTEST(segment, anonymous_events_follow_identify)
+{
+    struct sx s;
+    struct ingest_ctx cx = {.kind = SRC_SDK, .source = "sdk", .origin = "t"};
+    const char *r = "{\"type\":\"behavior\",\"event\":\"page_viewed\",\"op\":\"did_event\","
+                    "\"within_days\":7}";
+
+    sx_open(&s);
+    fx_ingest(&s.f, SRC_SDK, 1,
+              "{\"anonymous_id\":\"anon-1\",\"event\":\"page_viewed\","
+              "\"occurred_at\":\"2025-12-31T00:00:00Z\",\"properties\":{}}");
+    contact(&s, "{\"external_id\":\"u1\"}");
+    expect(&s, T0, r, ""); /* the anonymous contact is no member */
+    cr_assert_eq(ingest_begin(&s.f.in, &s.f.e), 0);
+    cr_assert_eq(ingest_link_anonymous(&s.f.in, &cx, "anon-1", "u1", &s.f.e), 0, "%s", s.f.e.msg);
+    cr_assert_eq(ingest_commit(&s.f.in, &s.f.e), 0);
+    expect(&s, T0, r, "u1");
+    sx_close(&s);
+}
+
+UTEST(segment, deadline_gives_no_result)
+{
+    struct sx s;
+    struct segment_plan *p = NULL;
+    struct segment_result r = {0};
+    struct errlist errs = {0};
+    json_t *rules = json_pack("{s:s,s:s,s:s,s:s}", "type", "attribute", "field", "external_id",
+                              "op", "neq", "value", "x");
+
+    sx_open(&s);
+    contact(&s, "{\"external_id\":\"a\"}");
+    cr_assert_eq(audience_index_catch_up(s.ix, s.f.st, &s.f.e), 0);
+    cr_assert_eq(segment_compile(s.ix, s.f.st, NULL, rules, &s.lim, &p, &errs, &s.f.e), 0);
+    s.lim.timeout_ms = -1; /* already passed */
+    cr_expect_eq(segment_eval(s.ix, p, T0, &s.lim, &r, &s.f.e), E_BUSY);
+    cr_expect_null(r.bits);
+    segment_plan_free(p);
+    json_decref(rules);
+    sx_close(&s);
+}
