@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 # Build and runtime libraries (the -dev packages pull in the shared libraries).
 BUILD_PKGS="pkg-config meson ninja-build gcc libmicrohttpd-dev libjansson-dev libsqlite3-dev
- libcsv-dev libinih-dev libsodium-dev zlib1g-dev unicode-data"
+ libcsv-dev libinih-dev libsodium-dev zlib1g-dev unicode-data
+ libroaring-dev"
 # Test-only packages.
 TEST_PKGS="libcriterion-dev sqlite3"
 

@@ -966,6 +966,7 @@ static int serve(struct cli *c, const char *banner_key)
 {
     struct store_opts so = {.busy_timeout_ms = c->cfg.busy_timeout_ms, .migrate = 0};
     struct app app = {.cfg = &c->cfg, .version = ENGAGE_VERSION};
+    struct segment_scheduler *sched = NULL;
     struct http_server *srv = NULL;
     struct store *st;
     struct err e = {0};
@@ -975,7 +976,7 @@ static int serve(struct cli *c, const char *banner_key)
     if ((rc = open_store(c, &st, 1)))
         return rc;
     store_close(st);
-    if (store_pool_new(&app.pool, c->data_dir, c->cfg.http_threads + 1, &so, &e))
+    if (store_pool_new(&app.pool, c->data_dir, c->cfg.http_threads + 2, &so, &e))
         return die("%s", e.msg);
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -983,7 +984,11 @@ static int serve(struct cli *c, const char *banner_key)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* server threads inherit the mask */
     signal(SIGPIPE, SIG_IGN);
     app.started_at = clock_now_ms();
-    if (http_start(&srv, &app, &port, &e)) {
+    segment_service_new(&app.segments, &c->cfg);
+    if (segment_scheduler_start(&sched, app.segments, app.pool, &e) ||
+        http_start(&srv, &app, &port, &e)) {
+        segment_scheduler_stop(sched);
+        segment_service_free(app.segments);
         store_pool_free(app.pool);
         return die("%s", e.msg);
     }
@@ -1008,6 +1013,8 @@ static int serve(struct cli *c, const char *banner_key)
     log_info("serve", "signal %d: stopping", sig);
     app.ready = 0;
     http_stop(srv);
+    segment_scheduler_stop(sched);
+    segment_service_free(app.segments);
     store_pool_free(app.pool);
     return 0;
 }

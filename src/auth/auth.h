@@ -14,6 +14,7 @@
 enum role { ROLE_INGEST = 1, ROLE_ANALYST = 2, ROLE_MARKETER = 4, ROLE_ADMIN = 8 };
 #define ROLES_ALL (ROLE_INGEST | ROLE_ANALYST | ROLE_MARKETER | ROLE_ADMIN)
 #define ROLES_READ (ROLE_ANALYST | ROLE_MARKETER | ROLE_ADMIN)
+#define ROLES_WRITE (ROLE_MARKETER | ROLE_ADMIN) /* segments, templates, campaigns */
 
 const char *role_name(enum role r);
 int role_parse(const char *s, enum role *out);

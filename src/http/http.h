@@ -15,8 +15,11 @@
 #include "../core/map.h"
 #include "../store/store.h"
 
+struct segment_service;
+
 struct app {
     struct config *cfg;
+    struct segment_service *segments;
     struct store_pool *pool;
     const char *version;
     int64_t started_at;
@@ -74,6 +77,13 @@ void http_error_from(struct http_req *r, struct http_resp *w, const struct err *
 const char *http_query(struct http_req *r, const char *name);
 /* The first query parameter whose name is not in allowed (" a b c "), or NULL. */
 const char *http_unknown_query(struct http_req *r, const char *allowed);
+/* Answers 400 naming a query parameter not in allowed (" a b c "); -1 then, else 0. */
+int http_only_params(struct http_req *r, struct http_resp *w, const char *allowed);
+/* ?limit= (1..1000, default 100) and ?cursor= (an integer this API gave); 400 and -1
+ * on a bad one. */
+int http_page_params(struct http_req *r, struct http_resp *w, int *limit, int64_t *cursor);
+/* {"items": items, "next_cursor": "N" | null}; steals items. */
+json_t *http_page_json(json_t *items, int64_t next_cursor);
 /* Parses the body as a JSON object/array; on failure answers 400 and returns NULL. */
 json_t *http_body_json(struct http_req *r, struct http_resp *w);
 

@@ -8,6 +8,7 @@
 
 #include "../ingest/ingest.h"
 #include "http.h"
+#include "routes_int.h"
 
 /* ---- health and metrics ----------------------------------------------------------- */
 
@@ -94,7 +95,6 @@ static void h_metrics(struct http_req *r, struct http_resp *w)
     http_metrics_write(&w->body);
 }
 
-static int only_params(struct http_req *r, struct http_resp *w, const char *allowed);
 
 /* ---- contracts ------------------------------------------------------------------------- */
 
@@ -120,7 +120,7 @@ static void h_contracts_list(struct http_req *r, struct http_resp *w)
     json_t *items;
     struct err e = {0};
 
-    if (only_params(r, w, " ")) /* a short list: no paging, no filters */
+    if (http_only_params(r, w, " ")) /* a short list: no paging, no filters */
         return;
     items = json_array();
     if (store_contracts_latest(r->st, add_contract, items, &e)) {
@@ -136,7 +136,7 @@ static void h_contract_get(struct http_req *r, struct http_resp *w)
     json_t *versions;
     struct err e = {0};
 
-    if (only_params(r, w, " "))
+    if (http_only_params(r, w, " "))
         return;
     versions = json_array();
     if (store_contract_versions(r->st, r->params[0], add_contract, versions, &e)) {
@@ -207,21 +207,6 @@ static int add_rejected(void *ctx, const struct store_rejected *x)
     return 0;
 }
 
-/* Answers 400 for a query parameter not in allowed (a space-separated list). */
-static int only_params(struct http_req *r, struct http_resp *w, const char *allowed)
-{
-    const char *bad = http_unknown_query(r, allowed);
-
-    if (bad) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "unknown query parameter \"%.60s\" (this route takes %s)", bad,
-                 allowed[1] ? allowed : "none");
-        http_error(w, 400, "invalid_parameter", msg, bad);
-        return -1;
-    }
-    return 0;
-}
-
 /* 1 if v is exactly one of the words of set (" a b c "). */
 static int one_of(const char *v, const char *set)
 {
@@ -237,10 +222,9 @@ static int one_of(const char *v, const char *set)
 static int rejected_filter(struct http_req *r, struct http_resp *w, struct store_rejected_filter *f)
 {
     const char *v;
-    int64_t n;
 
     memset(f, 0, sizeof *f);
-    if (only_params(r, w, " status reason source kind since until limit cursor "))
+    if (http_only_params(r, w, " status reason source kind since until limit cursor "))
         return -1;
     f->status = http_query(r, "status");
     f->reason = http_query(r, "reason");
@@ -267,21 +251,8 @@ static int rejected_filter(struct http_req *r, struct http_resp *w, struct store
         http_error(w, 400, "invalid_parameter", "since must be before until", "until");
         return -1;
     }
-    f->limit = 100;
-    if ((v = http_query(r, "limit"))) {
-        if (parse_i64(v, strlen(v), &n) || n < 1 || n > 1000) {
-            http_error(w, 400, "invalid_parameter", "limit must be an integer from 1 to 1000",
-                       "limit");
-            return -1;
-        }
-        f->limit = (int)n;
-    }
-    if ((v = http_query(r, "cursor"))) {
-        if (parse_i64(v, strlen(v), &f->after_id) || f->after_id < 0) {
-            http_error(w, 400, "invalid_parameter", "cursor is not one this API gave", "cursor");
-            return -1;
-        }
-    }
+    if (http_page_params(r, w, &f->limit, &f->after_id))
+        return -1;
     return 0;
 }
 
@@ -300,10 +271,8 @@ static void h_rejected_list(struct http_req *r, struct http_resp *w)
         http_error_from(r, w, &e);
         return;
     }
-    http_json(w, 200, json_pack("{s:o,s:o}", "items", p.items, "next_cursor",
-                                (int)json_array_size(p.items) == f.limit
-                                    ? json_sprintf("%lld", (long long)p.last_id)
-                                    : json_null()));
+    http_json(w, 200, http_page_json(p.items, (int)json_array_size(p.items) == f.limit
+                                                  ? p.last_id : 0));
 }
 
 /* The body of replay and dismiss: {"reason","source","kind","id"}, each optional. */
@@ -425,5 +394,19 @@ const struct route http_routes[] = {
      "rejected.replay"},
     {"POST", "/api/v1/rejected/dismiss", ROLE_MARKETER | ROLE_ADMIN, h_rejected_dismiss,
      "rejected.dismiss"},
+    {"POST", "/api/v1/segments/preview", ROLES_READ, h_segments_preview, "segments.preview"},
+    {"POST", "/api/v1/segments", ROLES_WRITE, h_segments_create, "segments.create"},
+    {"GET", "/api/v1/segments", ROLES_READ, h_segments_list, "segments.list"},
+    {"GET", "/api/v1/segments/{id}", ROLES_READ, h_segment_get, "segments.get"},
+    {"PUT", "/api/v1/segments/{id}", ROLES_WRITE, h_segment_update, "segments.update"},
+    {"DELETE", "/api/v1/segments/{id}", ROLES_WRITE, h_segment_delete, "segments.delete"},
+    {"GET", "/api/v1/segments/{id}/plan", ROLES_READ, h_segment_plan, "segments.plan"},
+    {"GET", "/api/v1/segments/{id}/versions", ROLES_READ, h_segment_versions,
+     "segments.versions"},
+    {"POST", "/api/v1/segments/{id}/evaluate", ROLES_WRITE, h_segment_evaluate,
+     "segments.evaluate"},
+    {"GET", "/api/v1/segments/{id}/evaluations", ROLES_READ, h_segment_evaluations,
+     "segments.evaluations"},
+    {"GET", "/api/v1/segments/{id}/members", ROLES_READ, h_segment_members, "segments.members"},
 };
 const int http_routes_count = sizeof http_routes / sizeof *http_routes;

@@ -117,6 +117,50 @@ void http_error_from(struct http_req *r, struct http_resp *w, const struct err *
     http_error(w, 500, "internal", "internal error; see the server log for this request id", NULL);
 }
 
+int http_only_params(struct http_req *r, struct http_resp *w, const char *allowed)
+{
+    const char *bad = http_unknown_query(r, allowed);
+
+    if (bad) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "unknown query parameter \"%.60s\" (this route takes %s)", bad,
+                 allowed[1] ? allowed : "none");
+        http_error(w, 400, "invalid_parameter", msg, bad);
+        return -1;
+    }
+    return 0;
+}
+
+int http_page_params(struct http_req *r, struct http_resp *w, int *limit, int64_t *cursor)
+{
+    const char *v;
+    int64_t n;
+
+    *limit = 100;
+    *cursor = 0;
+    if ((v = http_query(r, "limit"))) {
+        if (parse_i64(v, strlen(v), &n) || n < 1 || n > 1000) {
+            http_error(w, 400, "invalid_parameter", "limit must be an integer from 1 to 1000",
+                       "limit");
+            return -1;
+        }
+        *limit = (int)n;
+    }
+    if ((v = http_query(r, "cursor"))) {
+        if (parse_i64(v, strlen(v), cursor) || *cursor < 0) {
+            http_error(w, 400, "invalid_parameter", "cursor is not one this API gave", "cursor");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+json_t *http_page_json(json_t *items, int64_t next_cursor)
+{
+    return json_pack("{s:o,s:o}", "items", items, "next_cursor",
+                     next_cursor ? json_sprintf("%lld", (long long)next_cursor) : json_null());
+}
+
 const char *http_query(struct http_req *r, const char *name)
 {
     return MHD_lookup_connection_value((struct MHD_Connection *)r->conn, MHD_GET_ARGUMENT_KIND,

@@ -90,6 +90,61 @@ typedef int (*segment_member_fn)(void *ctx, int64_t contact_id, const char *exte
 int segment_members(const struct audience_index *ix, const struct segment_result *r,
                     int64_t after_id, int64_t limit, segment_member_fn fn, void *ctx);
 
+/* ---- saved segments: the service behind /api/v1/segments --------------------------------
+ * JSON in and out in the API's shapes (docs/api.md). Validation problems go to errs
+ * with pointers into the request body ("/rules/rules/1/within_days", "/name") and
+ * give E_INVAL; E_NOTFOUND for an unknown or deleted segment; E_CONFLICT for a name
+ * in use. Thread-safe: the index inside is behind a lock. */
+
+struct segment_service;
+void segment_service_new(struct segment_service **out, const struct config *cfg);
+void segment_service_free(struct segment_service *sv); /* NULL-safe */
+void segment_service_stats(struct segment_service *sv, struct audience_stats *out);
+/* {count, sample: [first 20 members], took_ms, as_of}; nothing is saved. */
+int segment_preview(struct segment_service *sv, struct store *st, const json_t *rules,
+                    int64_t now, json_t **out, struct errlist *errs, struct err *e);
+/* body {name, description?, rules, schedule?: {every_minutes} | null}; audited. */
+int segment_create(struct segment_service *sv, struct store *st, const json_t *body,
+                   const char *actor, const char *req_id, int64_t *id, struct errlist *errs,
+                   struct err *e);
+/* Any of the create keys; rules that differ make a new version. Audited. */
+int segment_update(struct segment_service *sv, struct store *st, int64_t id, const json_t *body,
+                   const char *actor, const char *req_id, struct errlist *errs, struct err *e);
+/* Soft delete (evaluations and snapshots are kept). Audited. */
+int segment_delete(struct store *st, int64_t id, const char *actor, const char *req_id,
+                   struct err *e);
+/* The segment with its rules, plan and last successful evaluation. */
+int segment_get(struct store *st, int64_t id, json_t **out, struct err *e);
+int segment_list(struct store *st, int64_t after_id, int limit, json_t **items,
+                 int64_t *next_cursor, struct err *e);
+int segment_versions(struct store *st, int64_t id, json_t **items, struct err *e);
+/* Evaluates the current version now: a running row first (committed), then the
+ * outcome and snapshot in one transaction. *out is the evaluation (status succeeded,
+ * failed or timed_out: rc is 0 for all three). actor NULL: not audited (scheduler). */
+int segment_evaluate(struct segment_service *sv, struct store *st, int64_t id,
+                     const char *trigger, const char *actor, const char *req_id, json_t **out,
+                     struct err *e);
+/* Newest first, ids below before_id (0 = from the newest). */
+int segment_evaluations(struct store *st, int64_t id, int64_t before_id, int limit,
+                        json_t **items, int64_t *next_cursor, struct err *e);
+/* A page of a snapshot's members (contact ids above after_contact): {evaluation, items}.
+ * evaluation_id 0 = the latest successful one. *next_cursor 0 at the end. */
+int segment_snapshot_members(struct store *st, int64_t segment_id, int64_t evaluation_id,
+                             int64_t after_contact, int limit, json_t **out,
+                             int64_t *next_cursor, struct err *e);
+/* Runs the scheduled segments that are due (*ran of them). */
+int segment_scheduler_tick(struct segment_service *sv, struct store *st, int64_t now, int *ran,
+                           struct err *e);
+/* At start: evaluations left running by a dead process become failed ("interrupted"). */
+int segment_recover(struct store *st, int64_t *interrupted, struct err *e);
+
+/* The worker inside `engage serve`: at start marks interrupted evaluations failed and
+ * loads the index, then once a second evaluates the scheduled segments that are due. */
+struct segment_scheduler;
+int segment_scheduler_start(struct segment_scheduler **out, struct segment_service *sv,
+                            struct store_pool *pool, struct err *e);
+void segment_scheduler_stop(struct segment_scheduler *sc); /* NULL-safe; waits for it */
+
 /* ---- Unicode simple case folding (docs/dsl.md, "contains") ------------------------ */
 
 /* The simple case fold of one code point (CaseFolding.txt, statuses C and S). */

@@ -107,6 +107,45 @@ static const char *const store_migrations[] = {
     "  updated INTEGER NOT NULL DEFAULT 0,"
     "  duplicates INTEGER NOT NULL DEFAULT 0,"
     "  rejected INTEGER NOT NULL DEFAULT 0);",
+    /* 1 -> 2: saved segments, their versions, evaluations and membership snapshots */
+    "CREATE TABLE segments ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  version INTEGER NOT NULL,"                 /* the current version of the rules */
+    "  schedule_minutes INTEGER NOT NULL DEFAULT 0," /* 0 = on demand only */
+    "  next_run_at INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  created_by TEXT NOT NULL,"
+    "  deleted INTEGER NOT NULL DEFAULT 0);"
+    "CREATE UNIQUE INDEX segments_name ON segments(name) WHERE deleted = 0;"
+    "CREATE INDEX segments_due ON segments(next_run_at) WHERE schedule_minutes > 0 AND deleted = 0;"
+    "CREATE TABLE segment_versions ("
+    "  segment_id INTEGER NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  rules TEXT NOT NULL,"
+    "  plan TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  created_by TEXT NOT NULL,"
+    "  PRIMARY KEY (segment_id, version)) WITHOUT ROWID;"
+    "CREATE TABLE segment_evaluations ("
+    "  id INTEGER PRIMARY KEY,"
+    "  segment_id INTEGER NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  trigger TEXT NOT NULL,"                    /* api, schedule, campaign */
+    "  status TEXT NOT NULL,"                     /* running, succeeded, failed, timed_out */
+    "  as_of INTEGER NOT NULL,"                   /* the evaluation's now */
+    "  started_at INTEGER NOT NULL,"
+    "  finished_at INTEGER NOT NULL DEFAULT 0,"
+    "  member_count INTEGER NOT NULL DEFAULT 0,"
+    "  took_ms REAL NOT NULL DEFAULT 0,"
+    "  error TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX segment_evaluations_segment ON segment_evaluations(segment_id, id);"
+    "CREATE TABLE segment_snapshots ("
+    "  evaluation_id INTEGER PRIMARY KEY,"
+    "  format TEXT NOT NULL,"                     /* roaring-portable */
+    "  members BLOB NOT NULL);",
 };
 
 #endif

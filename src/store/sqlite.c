@@ -27,10 +27,16 @@ enum stmt_id {
     Q_REJ_COUNTS, Q_KEY_ADD, Q_KEY_BY_HASH, Q_KEY_TOUCH, Q_KEYS, Q_KEY_REVOKE, Q_AUDIT_ADD,
     Q_AUDIT_LIST, Q_IMPORT_BEGIN, Q_IMPORT_PROGRESS, Q_MAXSEQ_C, Q_MAXSEQ_E, Q_COUNT_C,
     Q_COUNT_E, Q_COUNT_REJ, Q_EVENT_OWNED_GET, Q_EVENT_OWNED_SET, Q_EVENT_OWNED_DEL, Q_IMPORTS, Q_EVENTS_SINCE, Q_EVENTS_SINCE_PROPS,
-    Q_EVENTS_OF_NAME, Q__N
+    Q_EVENTS_OF_NAME, Q_SEG_INSERT, Q_SEG_VERSION_ADD, Q_SEG_UPDATE, Q_SEG_GET, Q_SEG_LIST,
+    Q_SEG_VERSIONS, Q_SEG_DUE, Q_SEG_NEXT_RUN, Q_EVAL_BEGIN, Q_EVAL_FINISH, Q_EVAL_LIST, Q_EVAL_GET,
+    Q_EVAL_LATEST, Q_SNAP_PUT, Q_SNAP_GET, Q_EVAL_INTERRUPT, Q__N
 };
 
 #define CONTACT_COLS "id, external_id, email, attrs, consent, created_at, updated_at, seq, deleted, merged_into"
+#define SEGMENT_COLS "s.id, s.name, s.description, s.created_by, v.rules, v.plan, s.version," \
+    " s.schedule_minutes, s.next_run_at, s.created_at, s.updated_at, s.deleted"
+#define EVAL_COLS "id, segment_id, version, trigger, status, error, as_of, started_at," \
+    " finished_at, member_count, took_ms"
 #define EVENT_COLS "e.id, e.seq, e.contact_id, e.name_id, e.occurred_at, e.received_at, e.event_id, e.source, e.contract_version, e.props, n.name, e.deleted"
 
 static const char *const stmt_sql[Q__N] = {
@@ -123,6 +129,40 @@ static const char *const stmt_sql[Q__N] = {
     [Q_EVENTS_SINCE_PROPS] = "SELECT id, seq, contact_id, name_id, occurred_at, deleted, props"
                              " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     /* A full scan, run once per property column an audience index loads. */
+    [Q_SEG_INSERT] = "INSERT INTO segments(name, description, version, schedule_minutes,"
+                     " next_run_at, created_at, updated_at, created_by) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+    [Q_SEG_VERSION_ADD] = "INSERT INTO segment_versions(segment_id, version, rules, plan,"
+                          " created_at, created_by) VALUES(?1,?2,?3,?4,?5,?6)",
+    [Q_SEG_UPDATE] = "UPDATE segments SET name=?2, description=?3, version=?4, schedule_minutes=?5,"
+                     " next_run_at=?6, updated_at=?7, deleted=?8 WHERE id=?1",
+    [Q_SEG_GET] = "SELECT " SEGMENT_COLS " FROM segments s JOIN segment_versions v ON"
+                  " v.segment_id = s.id AND v.version = s.version WHERE s.id = ?1 AND s.deleted = 0",
+    [Q_SEG_LIST] = "SELECT " SEGMENT_COLS " FROM segments s JOIN segment_versions v ON"
+                   " v.segment_id = s.id AND v.version = s.version WHERE s.id > ?1 AND s.deleted = 0"
+                   " ORDER BY s.id LIMIT ?2",
+    [Q_SEG_VERSIONS] = "SELECT s.id, s.name, s.description, v.created_by, v.rules, v.plan, v.version,"
+                       " s.schedule_minutes, s.next_run_at, v.created_at, v.created_at, s.deleted"
+                       " FROM segment_versions v JOIN segments s ON s.id = v.segment_id"
+                       " WHERE v.segment_id = ?1 ORDER BY v.version DESC",
+    [Q_SEG_DUE] = "SELECT " SEGMENT_COLS " FROM segments s JOIN segment_versions v ON"
+                  " v.segment_id = s.id AND v.version = s.version WHERE s.schedule_minutes > 0"
+                  " AND s.deleted = 0 AND s.next_run_at <= ?1 ORDER BY s.next_run_at LIMIT 100",
+    [Q_SEG_NEXT_RUN] = "UPDATE segments SET next_run_at = ?2 WHERE id = ?1",
+    [Q_EVAL_BEGIN] = "INSERT INTO segment_evaluations(segment_id, version, trigger, status, as_of,"
+                     " started_at) VALUES(?1,?2,?3,'running',?4,?5)",
+    [Q_EVAL_FINISH] = "UPDATE segment_evaluations SET status=?2, finished_at=?3, member_count=?4,"
+                      " took_ms=?5, error=?6 WHERE id=?1",
+    [Q_EVAL_LIST] = "SELECT " EVAL_COLS " FROM segment_evaluations WHERE segment_id = ?1 AND id < ?2"
+                    " ORDER BY id DESC LIMIT ?3",
+    [Q_EVAL_GET] = "SELECT " EVAL_COLS " FROM segment_evaluations WHERE segment_id = ?1 AND id = ?2",
+    [Q_EVAL_LATEST] = "SELECT " EVAL_COLS " FROM segment_evaluations WHERE segment_id = ?1"
+                      " AND status = 'succeeded' ORDER BY id DESC LIMIT 1",
+    [Q_SNAP_PUT] = "INSERT INTO segment_snapshots(evaluation_id, format, members)"
+                   " VALUES(?1,'roaring-portable',?2)",
+    [Q_SNAP_GET] = "SELECT members FROM segment_snapshots WHERE evaluation_id = ?1",
+    [Q_EVAL_INTERRUPT] = "UPDATE segment_evaluations SET status='failed', finished_at=?1,"
+                         " error='interrupted: the process stopped during the evaluation'"
+                         " WHERE status = 'running'",
     [Q_EVENTS_OF_NAME] = "SELECT id, seq, contact_id, name_id, occurred_at, deleted, props"
                          " FROM events WHERE name_id = ?1 AND deleted = 0",
 };
@@ -449,6 +489,8 @@ struct visit {
         store_apikey_fn key;
         store_audit_fn audit;
         store_import_fn import;
+        store_segment_fn segment;
+        store_evaluation_fn evaluation;
     } fn;
     void *ctx;
     struct store_contact *contact; /* contacts_since: one struct reused for every row */
@@ -531,6 +573,14 @@ void store_rollback(struct store *st)
         return;
     sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     st->in_tx = 0;
+}
+
+int store_finish(struct store *st, int rc, struct err *e)
+{
+    if (rc == 0)
+        return store_commit(st, e);
+    store_rollback(st);
+    return rc;
 }
 
 int store_in_tx(const struct store *st)
@@ -1630,6 +1680,317 @@ int store_imports(struct store *st, int limit, store_import_fn fn, void *ctx, st
         return e->code;
     sqlite3_bind_int(s, 1, limit > 0 ? limit : -1);
     return each_row(st, s, 0, "list imports", row_import, &v, e);
+}
+
+/* ---- saved segments ---------------------------------------------------------------- */
+
+int store_segment_insert(struct store *st, struct store_segment *sg, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_SEG_INSERT, e);
+    int rc;
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    bind_text(s, 1, sg->name);
+    bind_text(s, 2, sg->description ? sg->description : "");
+    sqlite3_bind_int(s, 3, sg->version);
+    sqlite3_bind_int(s, 4, sg->schedule_minutes);
+    sqlite3_bind_int64(s, 5, sg->next_run_at);
+    sqlite3_bind_int64(s, 6, sg->created_at);
+    sqlite3_bind_int64(s, 7, sg->updated_at);
+    bind_text(s, 8, sg->created_by);
+    rc = step_done(st, s, "insert segment", e);
+    if (rc)
+        return rc;
+    sg->id = sqlite3_last_insert_rowid(st->db);
+    return store_segment_update(st, sg, 1, e);
+}
+
+int store_segment_update(struct store *st, const struct store_segment *sg, int add_version,
+                         struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_SEG_UPDATE, e);
+    int rc;
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, sg->id);
+    bind_text(s, 2, sg->name);
+    bind_text(s, 3, sg->description ? sg->description : "");
+    sqlite3_bind_int(s, 4, sg->version);
+    sqlite3_bind_int(s, 5, sg->schedule_minutes);
+    sqlite3_bind_int64(s, 6, sg->next_run_at);
+    sqlite3_bind_int64(s, 7, sg->updated_at);
+    sqlite3_bind_int(s, 8, sg->deleted);
+    rc = step_done(st, s, "update segment", e);
+    if (rc || !add_version)
+        return rc;
+    s = stmt(st, Q_SEG_VERSION_ADD, e);
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, sg->id);
+    sqlite3_bind_int(s, 2, sg->version);
+    bind_text(s, 3, sg->rules);
+    bind_text(s, 4, sg->plan);
+    sqlite3_bind_int64(s, 5, sg->updated_at);
+    bind_text(s, 6, sg->created_by);
+    return step_done(st, s, "add segment version", e);
+}
+
+static int row_segment(sqlite3_stmt *s, struct visit *v)
+{
+    struct store_segment sg = {
+        .id = sqlite3_column_int64(s, 0),
+        .name = col_text(s, 1),
+        .description = col_text(s, 2),
+        .created_by = col_text(s, 3),
+        .rules = col_text(s, 4),
+        .plan = col_text(s, 5),
+        .version = sqlite3_column_int(s, 6),
+        .schedule_minutes = sqlite3_column_int(s, 7),
+        .next_run_at = sqlite3_column_int64(s, 8),
+        .created_at = sqlite3_column_int64(s, 9),
+        .updated_at = sqlite3_column_int64(s, 10),
+        .deleted = sqlite3_column_int(s, 11),
+    };
+
+    return v->fn.segment(v->ctx, &sg);
+}
+
+static int read_segments(struct store *st, sqlite3_stmt *s, store_segment_fn fn, void *ctx,
+                         int must_find, struct err *e)
+{
+    struct visit v = {.fn.segment = fn, .ctx = ctx};
+    int rc = each_row(st, s, 0, "read segments", row_segment, &v, e);
+
+    if (rc == 0 && must_find && v.rows == 0)
+        return ERR(e, E_NOTFOUND, "no such segment");
+    return rc;
+}
+
+int store_segment_get(struct store *st, int64_t id, store_segment_fn fn, void *ctx,
+                      struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_SEG_GET, e);
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, id);
+    return read_segments(st, s, fn, ctx, 1, e);
+}
+
+int store_segments_list(struct store *st, int64_t after_id, int limit, store_segment_fn fn,
+                        void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_SEG_LIST, e);
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, after_id);
+    sqlite3_bind_int(s, 2, limit > 0 ? limit : -1);
+    return read_segments(st, s, fn, ctx, 0, e);
+}
+
+int store_segment_versions(struct store *st, int64_t id, store_segment_fn fn, void *ctx,
+                           struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_SEG_VERSIONS, e);
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, id);
+    return read_segments(st, s, fn, ctx, 1, e);
+}
+
+/* Due segments are collected first (the callback may write), then each one's next run
+ * moves a period on. */
+struct due {
+    int64_t *ids;
+    int *every;
+    int n;
+};
+
+static int collect_due(void *ctx, const struct store_segment *sg)
+{
+    struct due *d = ctx;
+
+    d->ids = xrealloc(d->ids, (size_t)(d->n + 1) * sizeof *d->ids);
+    d->every = xrealloc(d->every, (size_t)(d->n + 1) * sizeof *d->every);
+    d->ids[d->n] = sg->id;
+    d->every[d->n] = sg->schedule_minutes;
+    d->n++;
+    return 0;
+}
+
+int store_segments_claim_due(struct store *st, int64_t now, store_segment_fn fn, void *ctx,
+                             struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_SEG_DUE, e);
+    struct due d = {0};
+    int rc, i;
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, now);
+    rc = read_segments(st, s, collect_due, &d, 0, e);
+    for (i = 0; rc == 0 && i < d.n; i++) {
+        struct store_segment sg = {.id = d.ids[i], .schedule_minutes = d.every[i]};
+        s = stmt(st, Q_SEG_NEXT_RUN, e);
+        if (s == NULL) {
+            rc = e->code;
+            break;
+        }
+        sqlite3_bind_int64(s, 1, d.ids[i]);
+        sg.next_run_at = now + (int64_t)d.every[i] * 60000;
+        sqlite3_bind_int64(s, 2, sg.next_run_at);
+        rc = step_done(st, s, "claim segment", e);
+        if (rc == 0)
+            rc = fn(ctx, &sg);
+    }
+    free(d.ids);
+    free(d.every);
+    return rc;
+}
+
+int store_evaluation_begin(struct store *st, struct store_evaluation *ev, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_EVAL_BEGIN, e);
+    int rc;
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, ev->segment_id);
+    sqlite3_bind_int(s, 2, ev->version);
+    bind_text(s, 3, ev->trigger);
+    sqlite3_bind_int64(s, 4, ev->as_of);
+    sqlite3_bind_int64(s, 5, ev->started_at);
+    rc = step_done(st, s, "begin evaluation", e);
+    if (rc == 0)
+        ev->id = sqlite3_last_insert_rowid(st->db);
+    return rc;
+}
+
+int store_evaluation_finish(struct store *st, const struct store_evaluation *ev,
+                            const void *members, size_t members_len, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_EVAL_FINISH, e);
+    int rc;
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, ev->id);
+    bind_text(s, 2, ev->status);
+    sqlite3_bind_int64(s, 3, ev->finished_at);
+    sqlite3_bind_int64(s, 4, ev->member_count);
+    sqlite3_bind_double(s, 5, ev->took_ms);
+    bind_text(s, 6, ev->error ? ev->error : "");
+    rc = step_done(st, s, "finish evaluation", e);
+    if (rc || members == NULL)
+        return rc;
+    s = stmt(st, Q_SNAP_PUT, e);
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, ev->id);
+    sqlite3_bind_blob64(s, 2, members, members_len, SQLITE_STATIC);
+    return step_done(st, s, "store snapshot", e);
+}
+
+static int row_evaluation(sqlite3_stmt *s, struct visit *v)
+{
+    struct store_evaluation ev = {
+        .id = sqlite3_column_int64(s, 0),
+        .segment_id = sqlite3_column_int64(s, 1),
+        .version = sqlite3_column_int(s, 2),
+        .trigger = col_text(s, 3),
+        .status = col_text(s, 4),
+        .error = col_text(s, 5),
+        .as_of = sqlite3_column_int64(s, 6),
+        .started_at = sqlite3_column_int64(s, 7),
+        .finished_at = sqlite3_column_int64(s, 8),
+        .member_count = sqlite3_column_int64(s, 9),
+        .took_ms = sqlite3_column_double(s, 10),
+    };
+
+    return v->fn.evaluation(v->ctx, &ev);
+}
+
+int store_evaluations_list(struct store *st, int64_t segment_id, int64_t before_id, int limit,
+                           store_evaluation_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_EVAL_LIST, e);
+    struct visit v = {.fn.evaluation = fn, .ctx = ctx};
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, segment_id);
+    sqlite3_bind_int64(s, 2, before_id > 0 ? before_id : INT64_MAX);
+    sqlite3_bind_int(s, 3, limit > 0 ? limit : -1);
+    return each_row(st, s, 0, "list evaluations", row_evaluation, &v, e);
+}
+
+int store_evaluation_get(struct store *st, int64_t segment_id, int64_t id,
+                         store_evaluation_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, id ? Q_EVAL_GET : Q_EVAL_LATEST, e);
+    struct visit v = {.fn.evaluation = fn, .ctx = ctx};
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, segment_id);
+    if (id)
+        sqlite3_bind_int64(s, 2, id);
+    rc = each_row(st, s, 0, "read evaluation", row_evaluation, &v, e);
+    if (rc == 0 && v.rows == 0)
+        return ERR(e, E_NOTFOUND, id ? "no such evaluation of this segment"
+                                     : "this segment has no successful evaluation yet");
+    return rc;
+}
+
+int store_snapshot_get(struct store *st, int64_t evaluation_id, void **out, size_t *len,
+                       struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_SNAP_GET, e);
+    int rc;
+
+    *out = NULL;
+    *len = 0;
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, evaluation_id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *len = (size_t)sqlite3_column_bytes(s, 0);
+        *out = xmalloc(*len ? *len : 1);
+        if (*len)
+            memcpy(*out, sqlite3_column_blob(s, 0), *len);
+        rc = 0;
+    } else if (rc == SQLITE_DONE)
+        rc = ERR(e, E_NOTFOUND, "evaluation %lld has no snapshot", (long long)evaluation_id);
+    else
+        rc = db_err(st, e, rc, "read snapshot");
+    done(s);
+    return rc;
+}
+
+int store_evaluations_interrupt(struct store *st, int64_t at, int64_t *count, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_EVAL_INTERRUPT, e);
+    int rc;
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, at);
+    rc = step_done(st, s, "interrupt evaluations", e);
+    if (count)
+        *count = rc == 0 ? sqlite3_changes(st->db) : 0;
+    return rc;
 }
 
 /* ---- pool ----------------------------------------------------------------------- */

@@ -17,7 +17,7 @@
 #include "../core/config.h"
 #include "../core/core.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_MAX_EXTERNAL_ID 255
 #define STORE_MAX_EVENT_ID 255
 #define STORE_MAX_NAME 128
@@ -50,6 +50,9 @@ void store_rollback(struct store *st); /* no-op outside a transaction */
  * lock. End it with store_commit() or store_rollback(). */
 int store_read_begin(struct store *st, struct err *e);
 int store_in_tx(const struct store *st);
+/* Ends a transaction by its outcome: commits if rc is 0, else rolls back; returns the
+ * final code. */
+int store_finish(struct store *st, int rc, struct err *e);
 /* Inside a transaction: the highest contact change sequence committed so far plus
  * this transaction's own changes. A reader caching contact ids compares it between
  * its transactions to learn whether someone else changed contacts meanwhile. */
@@ -259,6 +262,68 @@ int store_import_progress(struct store *st, const struct store_import *im, struc
 typedef int (*store_import_fn)(void *ctx, const struct store_import *im);
 /* The latest imports, newest first. */
 int store_imports(struct store *st, int limit, store_import_fn fn, void *ctx, struct err *e);
+
+/* ---- saved segments, evaluations, snapshots ------------------------------------------ */
+
+struct store_segment {
+    int64_t id;
+    const char *name, *description, *created_by;
+    const char *rules, *plan;    /* JSON text of the current version */
+    int version;
+    int schedule_minutes;        /* 0 = on demand only */
+    int64_t next_run_at, created_at, updated_at;
+    int deleted;
+};
+/* Inserts the segment and its version 1 (s->id assigned). E_CONFLICT if a live segment
+ * has the name. In a transaction. */
+int store_segment_insert(struct store *st, struct store_segment *s, struct err *e);
+/* Rewrites name, description, schedule, next_run_at, version, updated_at and deleted of
+ * row s->id; with add_version, also stores version s->version (rules, plan). In a
+ * transaction. E_CONFLICT on a name clash. */
+int store_segment_update(struct store *st, const struct store_segment *s, int add_version,
+                         struct err *e);
+typedef int (*store_segment_fn)(void *ctx, const struct store_segment *s);
+/* One segment (with its current rules and plan); E_NOTFOUND if absent or deleted. */
+int store_segment_get(struct store *st, int64_t id, store_segment_fn fn, void *ctx,
+                      struct err *e);
+/* Live segments with id > after_id, by id, at most limit. */
+int store_segments_list(struct store *st, int64_t after_id, int limit, store_segment_fn fn,
+                        void *ctx, struct err *e);
+/* Every version of a segment (rules, plan, created_*), newest first. */
+int store_segment_versions(struct store *st, int64_t id, store_segment_fn fn, void *ctx,
+                           struct err *e);
+/* Claims the scheduled segments due at now: moves each one's next_run_at a period on
+ * (in the caller's transaction, so two nodes never both claim one) and calls fn with
+ * the id, schedule_minutes and new next_run_at. */
+int store_segments_claim_due(struct store *st, int64_t now, store_segment_fn fn, void *ctx,
+                             struct err *e);
+
+struct store_evaluation {
+    int64_t id, segment_id;
+    int version;
+    const char *trigger, *status, *error;
+    int64_t as_of, started_at, finished_at, member_count;
+    double took_ms;
+};
+/* A new evaluation row, status running. In a transaction. */
+int store_evaluation_begin(struct store *st, struct store_evaluation *ev, struct err *e);
+/* Sets the outcome; members (a snapshot blob) is stored with it when not NULL. In a
+ * transaction. */
+int store_evaluation_finish(struct store *st, const struct store_evaluation *ev,
+                            const void *members, size_t members_len, struct err *e);
+typedef int (*store_evaluation_fn)(void *ctx, const struct store_evaluation *ev);
+/* A segment's evaluations, newest first, with id < before_id (0 = from the newest). */
+int store_evaluations_list(struct store *st, int64_t segment_id, int64_t before_id, int limit,
+                           store_evaluation_fn fn, void *ctx, struct err *e);
+/* One evaluation (E_NOTFOUND), or with id 0 the segment's latest succeeded one. */
+int store_evaluation_get(struct store *st, int64_t segment_id, int64_t id,
+                         store_evaluation_fn fn, void *ctx, struct err *e);
+/* The snapshot of an evaluation. Caller owns *out. E_NOTFOUND if none. */
+int store_snapshot_get(struct store *st, int64_t evaluation_id, void **out, size_t *len,
+                       struct err *e);
+/* Marks evaluations left running by a process that died as failed ("interrupted").
+ * In a transaction. */
+int store_evaluations_interrupt(struct store *st, int64_t at, int64_t *count, struct err *e);
 
 /* ---- a pool of connections for threads ---------------------------------------- */
 

@@ -1,0 +1,21 @@
+/* http/routes_int.h -- handlers defined in the route files beside routes.c, which
+ * holds the one route table. */
+#ifndef ENGAGE_ROUTES_INT_H
+#define ENGAGE_ROUTES_INT_H
+
+#include "http.h"
+
+/* routes_segment.c */
+void h_segments_preview(struct http_req *r, struct http_resp *w);
+void h_segments_create(struct http_req *r, struct http_resp *w);
+void h_segments_list(struct http_req *r, struct http_resp *w);
+void h_segment_get(struct http_req *r, struct http_resp *w);
+void h_segment_update(struct http_req *r, struct http_resp *w);
+void h_segment_delete(struct http_req *r, struct http_resp *w);
+void h_segment_plan(struct http_req *r, struct http_resp *w);
+void h_segment_versions(struct http_req *r, struct http_resp *w);
+void h_segment_evaluate(struct http_req *r, struct http_resp *w);
+void h_segment_evaluations(struct http_req *r, struct http_resp *w);
+void h_segment_members(struct http_req *r, struct http_resp *w);
+
+#endif

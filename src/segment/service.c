@@ -1,0 +1,844 @@
+/* segment/service.c -- saved segments: versions, evaluations, snapshots, scheduling.
+ *
+ * DESIGN: one segment_service per server process owns the audience index and the
+ * lock around it (catch-up, compile and evaluate take it; they are milliseconds).
+ * Saving validates and compiles the rules, then stores the segment, its new
+ * version (rules + plan) and the audit record in one transaction. An evaluation
+ * is committed as a "running" row before any work, and its outcome, with the
+ * membership as a portable roaring bitmap, in one transaction after: a crash in
+ * between leaves a running row that the next start marks failed ("interrupted"),
+ * never a partial snapshot. The scheduler claims due segments by moving their
+ * next run in the same transaction that reads them. */
+#include <pthread.h>
+#include <roaring/roaring.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../auth/auth.h"
+#include "segment_int.h"
+
+#define SAMPLE_SIZE 20
+#define MAX_NAME 200
+#define MAX_DESCRIPTION 2000
+#define MAX_EVERY_MINUTES 10080 /* a week */
+
+struct segment_service {
+    pthread_mutex_t mu; /* mu protects ix */
+    struct audience_index *ix;
+    struct segment_limits lim;
+};
+
+void segment_service_new(struct segment_service **out, const struct config *cfg)
+{
+    struct segment_service *sv = xcalloc(1, sizeof *sv);
+
+    pthread_mutex_init(&sv->mu, NULL);
+    audience_index_new(&sv->ix);
+    segment_limits_from_config(cfg, &sv->lim);
+    *out = sv;
+}
+
+void segment_service_free(struct segment_service *sv)
+{
+    if (sv == NULL)
+        return;
+    audience_index_free(sv->ix);
+    pthread_mutex_destroy(&sv->mu);
+    free(sv);
+}
+
+void segment_service_stats(struct segment_service *sv, struct audience_stats *out)
+{
+    pthread_mutex_lock(&sv->mu);
+    audience_index_stats(sv->ix, out);
+    pthread_mutex_unlock(&sv->mu);
+}
+
+/* Prefixes every pointer in errs with prefix ("/rules"): the API reports pointers into
+ * the request body. */
+static void errs_prefix(struct errlist *errs, const char *prefix)
+{
+    char tmp[sizeof errs->items[0].path];
+    int i;
+
+    for (i = 0; i < errs->n; i++) {
+        snprintf(tmp, sizeof tmp, "%s%s", prefix, errs->items[i].path);
+        memcpy(errs->items[i].path, tmp, sizeof tmp);
+    }
+}
+
+/* Under sv->mu: catch up and compile. */
+static int compile_locked(struct segment_service *sv, struct store *st, const json_t *rules,
+                          struct segment_plan **plan, struct errlist *errs, struct err *e)
+{
+    struct contract_set *cs = NULL;
+    int rc;
+
+    rc = audience_index_catch_up(sv->ix, st, e);
+    if (rc == 0)
+        rc = contract_set_load(st, &cs, e);
+    if (rc == 0)
+        rc = segment_compile(sv->ix, st, cs, rules, &sv->lim, plan, errs, e);
+    contract_set_free(cs);
+    return rc;
+}
+
+/* ---- preview ---------------------------------------------------------------------- */
+
+struct sample {
+    struct store *st;
+    json_t *items;
+};
+
+static int add_sample(void *ctx, int64_t id, const char *xid)
+{
+    struct sample *s = ctx;
+    struct store_contact c;
+    struct err e = {0};
+
+    store_contact_init(&c);
+    if (store_contact_get(s->st, id, &c, &e) == 0)
+        json_array_append_new(s->items, json_pack("{s:I,s:s,s:s?}", "contact_id", (json_int_t)id,
+                                                  "external_id", xid, "email", c.email));
+    store_contact_release(&c);
+    return 0;
+}
+
+int segment_preview(struct segment_service *sv, struct store *st, const json_t *rules,
+                    int64_t now, json_t **out, struct errlist *errs, struct err *e)
+{
+    struct segment_plan *plan = NULL;
+    struct segment_result res = {0};
+    struct sample smp = {st, json_array()};
+    int rc;
+
+    *out = NULL;
+    pthread_mutex_lock(&sv->mu);
+    rc = compile_locked(sv, st, rules, &plan, errs, e);
+    if (rc == 0)
+        rc = segment_eval(sv->ix, plan, now, &sv->lim, &res, e);
+    if (rc == 0)
+        segment_members(sv->ix, &res, 0, SAMPLE_SIZE, add_sample, &smp);
+    pthread_mutex_unlock(&sv->mu);
+    errs_prefix(errs, "/rules");
+    if (rc == 0) {
+        char iso[32];
+        time_format_iso(now, iso);
+        *out = json_pack("{s:I,s:O,s:f,s:s}", "count", (json_int_t)res.count, "sample",
+                         smp.items, "took_ms", res.took_ms, "as_of", iso);
+    }
+    json_decref(smp.items);
+    segment_result_release(&res);
+    segment_plan_free(plan);
+    return rc;
+}
+
+/* ---- JSON of stored rows ------------------------------------------------------------ */
+
+static json_t *iso_or_null(int64_t ms)
+{
+    char iso[32];
+
+    if (ms == 0)
+        return json_null();
+    time_format_iso(ms, iso);
+    return json_string(iso);
+}
+
+static json_t *segment_evaluation_json(const struct store_evaluation *ev)
+{
+    return json_pack("{s:I,s:I,s:i,s:s,s:s,s:o,s:o,s:o,s:I,s:f,s:s?}", "id", (json_int_t)ev->id,
+                     "segment_id", (json_int_t)ev->segment_id, "version", ev->version, "trigger",
+                     ev->trigger, "status", ev->status, "as_of", iso_or_null(ev->as_of),
+                     "started_at", iso_or_null(ev->started_at), "finished_at",
+                     iso_or_null(ev->finished_at), "member_count", (json_int_t)ev->member_count,
+                     "took_ms", ev->took_ms, "error", ev->error && *ev->error ? ev->error : NULL);
+}
+
+static json_t *segment_json(const struct store_segment *s)
+{
+    json_t *rules = json_loads(s->rules, 0, NULL);
+
+    return json_pack("{s:I,s:s,s:s,s:i,s:o,s:o,s:o,s:o,s:o,s:s}", "id", (json_int_t)s->id, "name",
+                     s->name, "description", s->description, "version", s->version, "rules",
+                     rules ? rules : json_null(), "schedule",
+                     s->schedule_minutes ? json_pack("{s:i}", "every_minutes", s->schedule_minutes)
+                                         : json_null(),
+                     "next_run_at", s->schedule_minutes ? iso_or_null(s->next_run_at) : json_null(),
+                     "created_at", iso_or_null(s->created_at), "updated_at",
+                     iso_or_null(s->updated_at), "created_by", s->created_by);
+}
+
+static int keep_segment(void *ctx, const struct store_segment *s)
+{
+    json_t **out = ctx;
+
+    json_decref(*out);
+    *out = segment_json(s);
+    json_object_set_new(*out, "plan", s->plan ? json_loads(s->plan, 0, NULL) : json_null());
+    return 0;
+}
+
+static int keep_evaluation(void *ctx, const struct store_evaluation *ev)
+{
+    json_t **out = ctx;
+
+    json_decref(*out);
+    *out = segment_evaluation_json(ev);
+    return 0;
+}
+
+/* The segment as the API shows it: with its latest successful evaluation. */
+int segment_get(struct store *st, int64_t id, json_t **out, struct err *e)
+{
+    json_t *last = NULL;
+    struct err e2 = {0};
+    int rc;
+
+    *out = NULL;
+    rc = store_segment_get(st, id, keep_segment, out, e);
+    if (rc)
+        return rc;
+    if (store_evaluation_get(st, id, 0, keep_evaluation, &last, &e2) == 0)
+        json_object_set_new(*out, "last_evaluation", last);
+    else
+        json_object_set_new(*out, "last_evaluation", json_null());
+    return 0;
+}
+
+/* ---- save ---------------------------------------------------------------------------- */
+
+/* Reads and checks name, description, schedule from body into s (strings point into
+ * body); every problem into errs. partial: absent keys keep s's values (PUT). */
+static void read_fields(const json_t *body, struct store_segment *s, int partial,
+                        struct errlist *errs)
+{
+    static const char *const keys[] = {"name", "description", "rules", "schedule", NULL};
+    const json_t *v;
+    const char *k;
+    int i;
+
+    json_object_foreach((json_t *)body, k, v) {
+        for (i = 0; keys[i] && strcmp(keys[i], k); i++)
+            ;
+        if (keys[i] == NULL) {
+            char path[100];
+            snprintf(path, sizeof path, "/%.80s", k);
+            errlist_add(errs, path, "unknown key (a segment has name, description, rules, "
+                                    "schedule)");
+        }
+    }
+    v = json_object_get(body, "name");
+    if (v || !partial) {
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            json_string_length(v) > MAX_NAME)
+            errlist_add(errs, "/name", "must be a string of 1 to %d bytes", MAX_NAME);
+        else
+            s->name = json_string_value(v);
+    }
+    v = json_object_get(body, "description");
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v) || json_string_length(v) > MAX_DESCRIPTION)
+            errlist_add(errs, "/description", "must be a string of at most %d bytes",
+                        MAX_DESCRIPTION);
+        else
+            s->description = json_string_value(v);
+    } else if (v || !partial)
+        s->description = "";
+    v = json_object_get(body, "schedule");
+    if (v && !json_is_null(v)) {
+        const json_t *every = json_object_get(v, "every_minutes");
+        if (!json_is_object(v) || json_object_size(v) != 1 || !json_is_integer(every) ||
+            json_integer_value(every) < 1 || json_integer_value(every) > MAX_EVERY_MINUTES)
+            errlist_add(errs, "/schedule",
+                        "must be null or {\"every_minutes\": N} with N from 1 to %d",
+                        MAX_EVERY_MINUTES);
+        else
+            s->schedule_minutes = (int)json_integer_value(every);
+    } else if (v || !partial)
+        s->schedule_minutes = 0;
+    if (!partial && json_object_get(body, "rules") == NULL)
+        errlist_add(errs, "/rules", "is required");
+}
+
+/* Validates and compiles rules; *plan_text is the plan's JSON (caller frees). */
+static int plan_rules(struct segment_service *sv, struct store *st, const json_t *rules,
+                      char **plan_text, struct errlist *errs, struct err *e)
+{
+    struct segment_plan *plan = NULL;
+    int rc;
+
+    *plan_text = NULL;
+    pthread_mutex_lock(&sv->mu);
+    rc = compile_locked(sv, st, rules, &plan, errs, e);
+    if (rc == 0) {
+        json_t *x = segment_plan_explain(plan);
+        *plan_text = json_dumps(x, JSON_COMPACT);
+        json_decref(x);
+    }
+    pthread_mutex_unlock(&sv->mu);
+    segment_plan_free(plan);
+    errs_prefix(errs, "/rules");
+    return rc;
+}
+
+int segment_create(struct segment_service *sv, struct store *st, const json_t *body,
+                   const char *actor, const char *req_id, int64_t *id, struct errlist *errs,
+                   struct err *e)
+{
+    struct store_segment s = {0};
+    const json_t *rules = json_object_get(body, "rules");
+    char *plan = NULL, *rules_text = NULL;
+    json_t *after = NULL;
+    int rc;
+
+    read_fields(body, &s, 0, errs);
+    if (rules) {
+        struct errlist rerrs = {0};
+        if (plan_rules(sv, st, rules, &plan, &rerrs, e) == E_INVAL) {
+            int i;
+            for (i = 0; i < rerrs.n; i++)
+                errlist_add(errs, rerrs.items[i].path, "%s", rerrs.items[i].msg);
+            err_clear(e);
+        } else if (e->code)
+            return e->code;
+    }
+    if (errs->n) {
+        free(plan);
+        return ERR(e, E_INVAL, "the segment is not valid: %d problem%s", errs->n,
+                   errs->n == 1 ? "" : "s");
+    }
+    rules_text = json_dumps(rules, JSON_COMPACT);
+    s.rules = rules_text;
+    s.plan = plan;
+    s.version = 1;
+    s.created_by = actor;
+    s.created_at = s.updated_at = clock_now_ms();
+    s.next_run_at = s.schedule_minutes ? s.created_at : 0;
+    rc = store_begin(st, e);
+    if (rc)
+        goto out;
+    rc = store_segment_insert(st, &s, e);
+    if (rc == E_CONFLICT) {
+        err_clear(e);
+        rc = ERRF(e, E_CONFLICT, "/name", "a segment named '%s' exists already", s.name);
+    }
+    if (rc == 0) {
+        char sid[32];
+        after = segment_json(&s);
+        snprintf(sid, sizeof sid, "%lld", (long long)s.id);
+        rc = audit_record(st, actor, "segment.create", "segment", sid, NULL, after, req_id, e);
+    }
+    rc = store_finish(st, rc, e);
+    if (rc == 0)
+        *id = s.id;
+out:
+    json_decref(after);
+    free(rules_text);
+    free(plan);
+    return rc;
+}
+
+/* A copy of a stored segment, owning its strings. */
+struct seg_copy {
+    struct store_segment s;
+    char *texts[6];
+};
+
+static int copy_segment(void *ctx, const struct store_segment *s)
+{
+    struct seg_copy *c = ctx;
+
+    c->s = *s;
+    c->s.name = c->texts[0] = xstrdup(s->name);
+    c->s.description = c->texts[1] = xstrdup(s->description);
+    c->s.created_by = c->texts[2] = xstrdup(s->created_by);
+    c->s.rules = c->texts[3] = xstrdup(s->rules);
+    c->s.plan = c->texts[4] = xstrdup(s->plan);
+    return 0;
+}
+
+static void seg_copy_release(struct seg_copy *c)
+{
+    int i;
+
+    for (i = 0; i < 6; i++)
+        free(c->texts[i]);
+    memset(c, 0, sizeof *c);
+}
+
+/* PUT: any of name, description, rules, schedule. New rules (that differ from the
+ * current ones) make a new version; the old ones are kept. */
+int segment_update(struct segment_service *sv, struct store *st, int64_t id, const json_t *body,
+                   const char *actor, const char *req_id, struct errlist *errs, struct err *e)
+{
+    struct seg_copy cur = {0};
+    struct store_segment s;
+    const json_t *rules = json_object_get(body, "rules");
+    char *plan = NULL, *rules_text = NULL, sid[32];
+    json_t *before = NULL, *after = NULL;
+    int rc, new_version = 0, old_schedule;
+
+    rc = store_segment_get(st, id, copy_segment, &cur, e);
+    if (rc)
+        return rc;
+    s = cur.s;
+    old_schedule = s.schedule_minutes;
+    read_fields(body, &s, 1, errs);
+    if (rules) {
+        struct errlist rerrs = {0};
+        rules_text = json_dumps(rules, JSON_COMPACT);
+        {
+            json_t *old = json_loads(cur.s.rules, 0, NULL);
+            new_version = !json_equal(old, rules);
+            json_decref(old);
+        }
+        if (new_version && plan_rules(sv, st, rules, &plan, &rerrs, e) == E_INVAL) {
+            int i;
+            for (i = 0; i < rerrs.n; i++)
+                errlist_add(errs, rerrs.items[i].path, "%s", rerrs.items[i].msg);
+            err_clear(e);
+        } else if (e->code)
+            goto out;
+    }
+    if (errs->n) {
+        rc = ERR(e, E_INVAL, "the segment is not valid: %d problem%s", errs->n,
+                 errs->n == 1 ? "" : "s");
+        goto out;
+    }
+    s.updated_at = clock_now_ms();
+    if (new_version) {
+        s.version = cur.s.version + 1;
+        s.rules = rules_text;
+        s.plan = plan;
+        s.created_by = actor;
+    }
+    if (s.schedule_minutes != old_schedule)
+        s.next_run_at = s.schedule_minutes ? s.updated_at : 0;
+    before = segment_json(&cur.s);
+    after = segment_json(&s);
+    json_object_set_new(after, "created_by", json_string(cur.s.created_by));
+    rc = store_begin(st, e);
+    if (rc)
+        goto out;
+    rc = store_segment_update(st, &s, new_version, e);
+    if (rc == E_CONFLICT) {
+        err_clear(e);
+        rc = ERRF(e, E_CONFLICT, "/name", "a segment named '%s' exists already", s.name);
+    }
+    snprintf(sid, sizeof sid, "%lld", (long long)id);
+    if (rc == 0)
+        rc = audit_record(st, actor, "segment.update", "segment", sid, before, after, req_id, e);
+    rc = store_finish(st, rc, e);
+out:
+    json_decref(before);
+    json_decref(after);
+    free(rules_text);
+    free(plan);
+    seg_copy_release(&cur);
+    return rc;
+}
+
+int segment_delete(struct store *st, int64_t id, const char *actor, const char *req_id,
+                   struct err *e)
+{
+    struct seg_copy cur = {0};
+    json_t *before = NULL;
+    char sid[32];
+    int rc;
+
+    rc = store_begin(st, e);
+    if (rc)
+        return rc;
+    rc = store_segment_get(st, id, copy_segment, &cur, e);
+    if (rc == 0) {
+        before = segment_json(&cur.s);
+        cur.s.deleted = 1;
+        cur.s.updated_at = clock_now_ms();
+        rc = store_segment_update(st, &cur.s, 0, e);
+    }
+    snprintf(sid, sizeof sid, "%lld", (long long)id);
+    if (rc == 0)
+        rc = audit_record(st, actor, "segment.delete", "segment", sid, before, NULL, req_id, e);
+    rc = store_finish(st, rc, e);
+    json_decref(before);
+    seg_copy_release(&cur);
+    return rc;
+}
+
+/* ---- evaluate ------------------------------------------------------------------------ */
+
+/* The members as a portable roaring bitmap. Caller frees *out. */
+static void snapshot_encode(const struct segment_result *r, char **out, size_t *len)
+{
+    roaring_bitmap_t *rb = roaring_bitmap_create();
+    uint32_t chunk[4096];
+    size_t w, n = 0;
+
+    for (w = 0; w < r->nwords; w++) {
+        uint64_t bits = r->bits[w];
+        while (bits) {
+            chunk[n++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(bits));
+            bits &= bits - 1;
+            if (n == 4096) {
+                roaring_bitmap_add_many(rb, n, chunk);
+                n = 0;
+            }
+        }
+    }
+    roaring_bitmap_add_many(rb, n, chunk);
+    roaring_bitmap_run_optimize(rb);
+    *len = roaring_bitmap_portable_size_in_bytes(rb);
+    *out = xmalloc(*len ? *len : 1);
+    roaring_bitmap_portable_serialize(rb, *out);
+    roaring_bitmap_free(rb);
+}
+
+int segment_evaluate(struct segment_service *sv, struct store *st, int64_t id,
+                     const char *trigger, const char *actor, const char *req_id, json_t **out,
+                     struct err *e)
+{
+    struct seg_copy cur = {0};
+    struct store_evaluation ev = {.trigger = trigger, .status = "running"};
+    struct segment_plan *plan = NULL;
+    struct segment_result res = {0};
+    struct errlist errs = {0};
+    struct err why = {0};
+    char *snap = NULL, msg[512], sid[32];
+    size_t snap_len = 0;
+    json_t *rules = NULL;
+    int rc, erc;
+
+    *out = NULL;
+    rc = store_segment_get(st, id, copy_segment, &cur, e);
+    if (rc)
+        return rc;
+    ev.segment_id = id;
+    ev.version = cur.s.version;
+    ev.as_of = ev.started_at = clock_now_ms();
+    /* The running row is committed before any work: a crash leaves a trace. */
+    rc = store_begin(st, e);
+    if (rc == 0)
+        rc = store_evaluation_begin(st, &ev, e);
+    snprintf(sid, sizeof sid, "%lld", (long long)id);
+    if (rc == 0 && actor) {
+        json_t *a = json_pack("{s:I,s:i}", "evaluation_id", (json_int_t)ev.id, "version",
+                              ev.version);
+        rc = audit_record(st, actor, "segment.evaluate", "segment", sid, NULL, a, req_id, e);
+        json_decref(a);
+    }
+    rc = store_finish(st, rc, e);
+    if (rc)
+        goto out;
+
+    rules = json_loads(cur.s.rules, 0, NULL);
+    pthread_mutex_lock(&sv->mu);
+    erc = compile_locked(sv, st, rules, &plan, &errs, &why);
+    if (erc == 0)
+        erc = segment_eval(sv->ix, plan, ev.as_of, &sv->lim, &res, &why);
+    pthread_mutex_unlock(&sv->mu);
+    if (erc == 0) {
+        ev.status = "succeeded";
+        ev.member_count = res.count;
+        ev.took_ms = res.took_ms;
+        snapshot_encode(&res, &snap, &snap_len);
+    } else {
+        ev.status = erc == E_BUSY ? "timed_out" : "failed";
+        if (erc == E_INVAL && errs.n)
+            snprintf(msg, sizeof msg, "the rules are no longer valid: %s: %s", errs.items[0].path,
+                     errs.items[0].msg);
+        else
+            snprintf(msg, sizeof msg, "%s", why.msg);
+        ev.error = msg;
+        log_warn("segment", "evaluation %lld of segment %lld %s: %s", (long long)ev.id,
+                 (long long)id, ev.status, msg);
+    }
+    ev.finished_at = clock_now_ms();
+    rc = store_begin(st, e);
+    if (rc == 0)
+        rc = store_evaluation_finish(st, &ev, snap, snap_len, e);
+    rc = store_finish(st, rc, e);
+    if (rc == 0)
+        *out = segment_evaluation_json(&ev);
+out:
+    free(snap);
+    json_decref(rules);
+    segment_result_release(&res);
+    segment_plan_free(plan);
+    seg_copy_release(&cur);
+    return rc;
+}
+
+/* ---- members of a snapshot --------------------------------------------------------------- */
+
+int segment_snapshot_members(struct store *st, int64_t segment_id, int64_t evaluation_id,
+                             int64_t after_contact, int limit, json_t **out,
+                             int64_t *next_cursor, struct err *e)
+{
+    json_t *evj = NULL, *items;
+    roaring_bitmap_t *rb;
+    roaring_uint32_iterator_t *it;
+    void *blob = NULL;
+    size_t len;
+    int rc, n = 0;
+
+    *out = NULL;
+    *next_cursor = 0;
+    rc = store_segment_get(st, segment_id, keep_segment, &evj, e); /* 404 for a deleted one */
+    json_decref(evj);
+    evj = NULL;
+    if (rc == 0)
+        rc = store_evaluation_get(st, segment_id, evaluation_id, keep_evaluation, &evj, e);
+    if (rc == 0)
+        rc = store_snapshot_get(st, json_integer_value(json_object_get(evj, "id")), &blob, &len,
+                                e);
+    if (rc) {
+        json_decref(evj);
+        return rc;
+    }
+    rb = roaring_bitmap_portable_deserialize_safe(blob, len);
+    free(blob);
+    if (rb == NULL) {
+        json_decref(evj);
+        return ERR(e, E_CORRUPT, "the snapshot of evaluation %lld does not decode",
+                   (long long)evaluation_id);
+    }
+    items = json_array();
+    it = roaring_create_iterator(rb);
+    if (after_contact >= 0 && after_contact < UINT32_MAX)
+        roaring_move_uint32_iterator_equalorlarger(it, (uint32_t)after_contact + 1);
+    while (it->has_value && n < limit) {
+        struct store_contact c;
+        store_contact_init(&c);
+        if (store_contact_get(st, it->current_value, &c, e) == 0)
+            json_array_append_new(items, json_pack("{s:I,s:s?,s:s?}", "contact_id",
+                                                   (json_int_t)c.id, "external_id",
+                                                   c.external_id, "email", c.email));
+        store_contact_release(&c);
+        err_clear(e);
+        *next_cursor = it->current_value;
+        n++;
+        roaring_advance_uint32_iterator(it);
+    }
+    if (!it->has_value)
+        *next_cursor = 0;
+    roaring_free_uint32_iterator(it);
+    roaring_bitmap_free(rb);
+    *out = json_pack("{s:o,s:o}", "evaluation", evj, "items", items);
+    return 0;
+}
+
+/* ---- the scheduler ------------------------------------------------------------------------ */
+
+struct due_ids {
+    int64_t ids[100];
+    int n;
+};
+
+static int take_due(void *ctx, const struct store_segment *s)
+{
+    struct due_ids *d = ctx;
+
+    if (d->n < 100)
+        d->ids[d->n++] = s->id;
+    return 0;
+}
+
+int segment_scheduler_tick(struct segment_service *sv, struct store *st, int64_t now, int *ran,
+                           struct err *e)
+{
+    struct due_ids due = {.n = 0};
+    int rc, i;
+
+    *ran = 0;
+    rc = store_begin(st, e);
+    if (rc)
+        return rc;
+    rc = store_segments_claim_due(st, now, take_due, &due, e);
+    rc = store_finish(st, rc, e);
+    for (i = 0; rc == 0 && i < due.n; i++) {
+        json_t *out = NULL;
+        struct err e2 = {0};
+        if (segment_evaluate(sv, st, due.ids[i], "schedule", NULL, "", &out, &e2) != 0)
+            log_warn("segment", "scheduled evaluation of segment %lld: %s",
+                     (long long)due.ids[i], e2.msg);
+        json_decref(out);
+        (*ran)++;
+    }
+    return rc;
+}
+
+int segment_recover(struct store *st, int64_t *interrupted, struct err *e)
+{
+    int rc = store_begin(st, e);
+
+    if (rc)
+        return rc;
+    rc = store_evaluations_interrupt(st, clock_now_ms(), interrupted, e);
+    rc = store_finish(st, rc, e);
+    return rc;
+}
+
+/* ---- lists ------------------------------------------------------------------------------ */
+
+struct page {
+    json_t *items;
+    int64_t last;
+};
+
+/* Hands the page's items to the caller (NULL on error); a full page has a next cursor. */
+static int page_finish(struct page *p, int rc, int limit, json_t **items, int64_t *next_cursor)
+{
+    if (next_cursor)
+        *next_cursor = rc == 0 && (int)json_array_size(p->items) == limit ? p->last : 0;
+    if (rc) {
+        json_decref(p->items);
+        p->items = NULL;
+    }
+    *items = p->items;
+    return rc;
+}
+
+static int add_segment(void *ctx, const struct store_segment *s)
+{
+    struct page *p = ctx;
+
+    json_array_append_new(p->items, segment_json(s));
+    p->last = s->id;
+    return 0;
+}
+
+int segment_list(struct store *st, int64_t after_id, int limit, json_t **items,
+                 int64_t *next_cursor, struct err *e)
+{
+    struct page p = {json_array(), 0};
+    int rc = store_segments_list(st, after_id, limit, add_segment, &p, e);
+
+    return page_finish(&p, rc, limit, items, next_cursor);
+}
+
+static int add_version(void *ctx, const struct store_segment *s)
+{
+    struct page *p = ctx;
+    json_t *o = json_pack("{s:i,s:o,s:o,s:s}", "version", s->version, "rules",
+                          json_loads(s->rules, 0, NULL), "created_at", iso_or_null(s->created_at),
+                          "created_by", s->created_by);
+
+    json_array_append_new(p->items, o);
+    return 0;
+}
+
+int segment_versions(struct store *st, int64_t id, json_t **items, struct err *e)
+{
+    struct page p = {json_array(), 0};
+    json_t *probe = NULL;
+    int rc = store_segment_get(st, id, keep_segment, &probe, e); /* 404 once deleted */
+
+    json_decref(probe);
+    if (rc == 0)
+        rc = store_segment_versions(st, id, add_version, &p, e);
+    return page_finish(&p, rc, 0, items, NULL);
+}
+
+static int add_evaluation(void *ctx, const struct store_evaluation *ev)
+{
+    struct page *p = ctx;
+
+    json_array_append_new(p->items, segment_evaluation_json(ev));
+    p->last = ev->id;
+    return 0;
+}
+
+int segment_evaluations(struct store *st, int64_t id, int64_t before_id, int limit,
+                        json_t **items, int64_t *next_cursor, struct err *e)
+{
+    struct page p = {json_array(), 0};
+    json_t *probe = NULL;
+    int rc = store_segment_get(st, id, keep_segment, &probe, e);
+
+    json_decref(probe);
+    if (rc == 0)
+        rc = store_evaluations_list(st, id, before_id, limit, add_evaluation, &p, e);
+    return page_finish(&p, rc, limit, items, next_cursor);
+}
+
+/* ---- the scheduler thread ------------------------------------------------------------------ */
+
+struct segment_scheduler {
+    struct segment_service *sv;
+    struct store_pool *pool;
+    pthread_t tid;
+    pthread_mutex_t mu; /* mu protects stop */
+    pthread_cond_t cv;
+    int stop;
+};
+
+static void *scheduler_main(void *arg)
+{
+    struct segment_scheduler *sc = arg;
+    struct store *st = store_pool_get(sc->pool);
+    struct err e = {0};
+    int64_t interrupted = 0;
+    int ran;
+
+    /* Start-up: evaluations a dead process left running, then load the index. */
+    if (segment_recover(st, &interrupted, &e))
+        log_warn("segment", "recovering evaluations: %s", e.msg);
+    else if (interrupted)
+        log_warn("segment", "%lld evaluation(s) were interrupted by a stop; marked failed",
+                 (long long)interrupted);
+    err_clear(&e);
+    pthread_mutex_lock(&sc->sv->mu);
+    if (audience_index_catch_up(sc->sv->ix, st, &e))
+        log_warn("segment", "loading the audience index: %s", e.msg);
+    pthread_mutex_unlock(&sc->sv->mu);
+    store_pool_put(sc->pool, st);
+    pthread_mutex_lock(&sc->mu);
+    while (!sc->stop) {
+        struct timespec ts;
+        pthread_mutex_unlock(&sc->mu);
+        st = store_pool_get(sc->pool);
+        err_clear(&e);
+        if (segment_scheduler_tick(sc->sv, st, clock_now_ms(), &ran, &e))
+            log_warn("segment", "scheduler: %s", e.msg);
+        store_pool_put(sc->pool, st);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_mutex_lock(&sc->mu);
+        if (!sc->stop)
+            pthread_cond_timedwait(&sc->cv, &sc->mu, &ts);
+    }
+    pthread_mutex_unlock(&sc->mu);
+    return NULL;
+}
+
+int segment_scheduler_start(struct segment_scheduler **out, struct segment_service *sv,
+                            struct store_pool *pool, struct err *e)
+{
+    struct segment_scheduler *sc = xcalloc(1, sizeof *sc);
+
+    sc->sv = sv;
+    sc->pool = pool;
+    pthread_mutex_init(&sc->mu, NULL);
+    pthread_cond_init(&sc->cv, NULL);
+    if (pthread_create(&sc->tid, NULL, scheduler_main, sc) != 0) {
+        free(sc);
+        return ERR(e, E_INTERNAL, "cannot start the segment scheduler thread");
+    }
+    *out = sc;
+    return 0;
+}
+
+void segment_scheduler_stop(struct segment_scheduler *sc)
+{
+    if (sc == NULL)
+        return;
+    pthread_mutex_lock(&sc->mu);
+    sc->stop = 1;
+    pthread_cond_signal(&sc->cv);
+    pthread_mutex_unlock(&sc->mu);
+    pthread_join(sc->tid, NULL);
+    pthread_cond_destroy(&sc->cv);
+    pthread_mutex_destroy(&sc->mu);
+    free(sc);
+}
