@@ -4,6 +4,7 @@
  * --now ISO, --log-level L, --help. Precedence: flag > environment > file >
  * default. Errors are one line on stderr naming the file, line and field; exit
  * codes: 0 ok, 1 error, 2 usage, 3 import finished with rejected rows. */
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pwd.h>
@@ -52,7 +53,7 @@ static const char *flags[] = {"json", "help", "members", "no-progress", "no-serv
 /* Options that take a value, in any command. */
 static const char *valued[] = {"data", "config", "now", "log-level", "listen", "batch", "reason",
                                "source", "kind", "status", "limit", "id", "role", "name",
-                               "contacts", "seed", "events", "out", "state", "rules", NULL};
+                               "contacts", "seed", "events", "out", "state", "rules", "runs", NULL};
 
 /* 1 if n is in the NULL-terminated list. */
 static int in_list(const char *const *list, const char *n)
@@ -374,10 +375,14 @@ static const struct {
                "with SQLite's online backup:\nsafe while 'engage serve' runs.\n"},
     {"config", "usage: engage config\n\nPrints the effective configuration (defaults, file, "
                "environment, flags);\nsecrets are shown as their references.\n"},
-    {"bench", "usage: engage bench gen --contacts N [--events M] [--seed S] --out DIR\n\n"
-              "Writes DIR/contacts.csv and DIR/events.csv shaped like the demo CRM. The same\n"
-              "seed, sizes and day (UTC, or --now) give identical files. Events default to 12\n"
-              "per contact and fall in the 400 days before that day.\n"},
+    {"bench", "usage: engage bench gen --contacts N [--events M] [--seed S] --out DIR\n"
+              "       engage bench segments --rules DIR [--runs N]\n\n"
+              "gen writes DIR/contacts.csv and DIR/events.csv shaped like the demo CRM. The\n"
+              "same seed, sizes and day (UTC, or --now) give identical files. Events default\n"
+              "to 12 per contact and fall in the 400 days before that day.\n"
+              "segments loads the audience index once, evaluates every DIR/*.json N times\n"
+              "(default 20) at the clock's now, and prints the index's load time and size and\n"
+              "each segment's member count and median, p95 and fastest evaluation time.\n"},
     {"segment", "usage: engage segment eval --rules FILE.json [--members]\n"
                 "       engage segment explain --rules FILE.json\n\n"
                 "eval loads the audience index from the store, evaluates the rules (docs/dsl.md)\n"
@@ -1003,7 +1008,7 @@ static int serve(struct cli *c, const char *banner_key)
         if (banner_key)
             printf("\n  API:         http://%s:%d/api/v1/contracts\n"
                    "  Admin key:   %s\n"
-                   "  Try:         curl -H 'Authorization: Bearer %s' http://%s:%d/api/v1/rejected\n"
+                   "  Try:         curl -H 'Authorization: Bearer %s' http://%s:%d/api/v1/segments\n"
                    "  Metrics:     http://%s:%d/metrics\n"
                    "  CLI:         %s --help   (same data directory: %s)\n\n  Stop with Ctrl-C.\n",
                    host, port, banner_key, banner_key, host, port, host, port, prog, c->data_dir);
@@ -1038,6 +1043,41 @@ static int find_demo_keys(void *ctx, const struct store_apikey *k)
     if (strcmp(k->name, "demo-admin") == 0 && k->revoked_at == 0 && dk->n < 64)
         dk->ids[dk->n++] = k->id;
     return 0;
+}
+
+/* A few saved segments to look at; a second run finds their names taken and adds none. */
+static int demo_segments(struct cli *c, struct store *st, struct err *e)
+{
+    static const char *const docs[] = {
+        "{\"name\":\"Pune repeat buyers\",\"description\":\"two orders or more in 90 days\","
+        "\"rules\":{\"op\":\"AND\",\"rules\":[{\"type\":\"attribute\",\"field\":\"city\","
+        "\"op\":\"eq\",\"value\":\"Pune\"},{\"type\":\"behavior\",\"event\":\"order_created\","
+        "\"op\":\"did_event\",\"within_days\":90,\"count_gte\":2}]},"
+        "\"schedule\":{\"every_minutes\":60}}",
+        "{\"name\":\"Quiet pro customers\",\"description\":\"pro or enterprise, no call in 30 days\","
+        "\"rules\":{\"op\":\"AND\",\"rules\":[{\"type\":\"attribute\",\"field\":\"plan\","
+        "\"op\":\"in\",\"value\":[\"pro\",\"enterprise\"]},{\"type\":\"behavior\","
+        "\"event\":\"call_logged\",\"op\":\"did_not_event\",\"within_days\":30}]}}",
+    };
+    struct segment_service *sv;
+    size_t i;
+    int rc = 0;
+
+    segment_service_new(&sv, &c->cfg);
+    for (i = 0; rc == 0 && i < sizeof docs / sizeof *docs; i++) {
+        struct errlist errs = {0};
+        json_t *body = json_loads(docs[i], 0, NULL);
+        int64_t id;
+        ASSERT(body != NULL);
+        rc = segment_create(sv, st, body, c->actor, "", &id, &errs, e);
+        if (rc == E_CONFLICT) {
+            err_clear(e);
+            rc = 0;
+        }
+        json_decref(body);
+    }
+    segment_service_free(sv);
+    return rc;
 }
 
 static int cmd_demo(struct cli *c)
@@ -1089,6 +1129,8 @@ static int cmd_demo(struct cli *c)
             rc = auth_apikey_revoke(st, dk.ids[k], c->actor, "", &e);
         if (rc == 0)
             rc = auth_apikey_create(st, "demo-admin", ROLE_ADMIN, c->actor, "", &key, &id, &e);
+        if (rc == 0)
+            rc = demo_segments(c, st, &e);
         if (rc)
             rc = die("%s", e.msg);
     }
@@ -1350,6 +1392,127 @@ static int cmd_config(struct cli *c)
     return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+static long rss_kb(void)
+{
+    char line[256];
+    long kb = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* engage bench segments --rules DIR [--runs N]: loads the audience index once, then
+ * evaluates every .json file of DIR N times; prints load time, memory and timings. */
+static int bench_segments(struct cli *c)
+{
+    const char *dir = opt(c, "rules"), *v;
+    struct segment_limits lim;
+    struct audience_index *ix;
+    struct contract_set *cs = NULL;
+    struct audience_stats ixs;
+    struct store *st;
+    struct err e = {0};
+    struct dirent **names = NULL;
+    long rss0 = rss_kb();
+    int64_t runs = 20;
+    int n, i, rc;
+
+    if (dir == NULL)
+        return usage_error(c, "bench segments: --rules DIR is required");
+    if ((v = opt(c, "runs")) && (parse_i64(v, strlen(v), &runs) || runs < 1 || runs > 10000))
+        return usage_error(c, "bench segments: --runs must be an integer from 1 to 10000");
+    n = scandir(dir, &names, NULL, alphasort);
+    if (n < 0)
+        return die("%s: %s", dir, strerror(errno));
+    if ((rc = open_store(c, &st, 1)))
+        goto out;
+    segment_limits_from_config(&c->cfg, &lim);
+    audience_index_new(&ix);
+    rc = audience_index_catch_up(ix, st, &e);
+    if (rc == 0)
+        rc = contract_set_load(st, &cs, &e);
+    if (rc) {
+        audience_index_free(ix);
+        store_close(st);
+        rc = die("bench segments: %s", e.msg);
+        goto out;
+    }
+    audience_index_stats(ix, &ixs);
+    printf("index: %lld contacts, %lld events, %.1f MB (%.1f bytes/event), loaded in %.0f ms, "
+           "RSS +%.0f MB\n",
+           (long long)ixs.members, (long long)ixs.events, (double)ixs.bytes / 1048576.0,
+           ixs.events ? (double)ixs.bytes / (double)ixs.events : 0.0, ixs.load_ms,
+           (double)(rss_kb() - rss0) / 1024.0);
+    for (i = 0; i < n && rc == 0; i++) {
+        struct segment_plan *plan = NULL;
+        struct errlist errs = {0};
+        char path[2048];
+        json_error_t je;
+        json_t *rules;
+        double *t, first_ms = 0;
+        int64_t count = 0, k;
+        size_t len = strlen(names[i]->d_name);
+
+        if (len < 6 || strcmp(names[i]->d_name + len - 5, ".json") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+        rules = json_load_file(path, 0, &je);
+        if (rules == NULL) {
+            rc = die("%s:%d: %s", path, je.line, je.text);
+            break;
+        }
+        {
+            double t0 = (double)clock_now_ms();
+            rc = segment_compile(ix, st, cs, rules, &lim, &plan, &errs, &e);
+            first_ms = (double)clock_now_ms() - t0; /* includes loading property columns */
+        }
+        json_decref(rules);
+        if (rc) {
+            rc = die("%s: %s %s", path, e.msg, errs.n ? errs.items[0].msg : "");
+            break;
+        }
+        t = xcalloc((size_t)runs, sizeof *t);
+        for (k = 0; k < runs && rc == 0; k++) {
+            struct segment_result res = {0};
+            rc = segment_eval(ix, plan, clock_now_ms(), &lim, &res, &e);
+            t[k] = res.took_ms;
+            count = res.count;
+            segment_result_release(&res);
+        }
+        if (rc == 0) {
+            qsort(t, (size_t)runs, sizeof *t, cmp_double);
+            printf("%-32s %9lld members  median %8.2f ms  p95 %8.2f ms  min %8.2f ms  (compile %.0f ms)\n",
+                   names[i]->d_name, (long long)count, t[runs / 2],
+                   t[(size_t)((double)runs * 0.95) < (size_t)runs ? (size_t)((double)runs * 0.95)
+                                                                : (size_t)runs - 1],
+                   t[0], first_ms);
+        } else
+            rc = die("%s: %s", path, e.msg);
+        free(t);
+        segment_plan_free(plan);
+    }
+    contract_set_free(cs);
+    audience_index_free(ix);
+    store_close(st);
+out:
+    for (i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
 static int cmd_bench(struct cli *c)
 {
     struct gen_opts g = {.seed = 42};
@@ -1357,10 +1520,12 @@ static int cmd_bench(struct cli *c)
     const char *v;
     int rc;
 
-    if ((rc = check_opts(c, " contacts events seed out ")))
+    if ((rc = check_opts(c, " contacts events seed out rules runs ")))
         return rc;
+    if (c->nargs == 1 && strcmp(c->args[0], "segments") == 0)
+        return bench_segments(c);
     if (c->nargs != 1 || strcmp(c->args[0], "gen") != 0)
-        return usage_error(c, "bench: expected 'gen'");
+        return usage_error(c, "bench: expected 'gen' or 'segments'");
     if ((v = opt(c, "contacts")) == NULL || parse_i64(v, strlen(v), &g.contacts) || g.contacts < 1)
         return usage_error(c, "bench gen: --contacts must be a positive integer");
     if ((v = opt(c, "events")) && (parse_i64(v, strlen(v), &g.events) || g.events < 0))
