@@ -1426,7 +1426,7 @@ static int bench_segments(struct cli *c)
     struct err e = {0};
     struct dirent **names = NULL;
     long rss0 = rss_kb();
-    int64_t runs = 20;
+    int64_t runs = 20, now = clock_now_ms(); /* one instant for every run: same windows */
     int n, i, rc;
 
     if (dir == NULL)
@@ -1486,7 +1486,7 @@ static int bench_segments(struct cli *c)
         t = xcalloc((size_t)runs, sizeof *t);
         for (k = 0; k < runs && rc == 0; k++) {
             struct segment_result res = {0};
-            rc = segment_eval(ix, plan, clock_now_ms(), &lim, &res, &e);
+            rc = segment_eval(ix, plan, now, &lim, &res, &e);
             t[k] = res.took_ms;
             count = res.count;
             segment_result_release(&res);

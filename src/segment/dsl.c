@@ -136,22 +136,23 @@ static int op_parse(const char *s, enum op *out)
 
 /* The type of a JSON value with no declared type (docs/dsl.md): how rule values type
  * undeclared event properties, and how stored values of those properties are read. */
-enum ftype json_value_ftype(const json_t *v)
+enum ftype text_ftype(const char *s, size_t n)
 {
     int64_t ms;
-    const char *s;
-    size_t n;
 
+    if (n >= 10 && s[4] == '-' && s[0] >= '0' && s[0] <= '9' && time_parse_iso(s, n, &ms) == 0)
+        return FT_TIMESTAMP;
+    return FT_STRING;
+}
+
+enum ftype json_value_ftype(const json_t *v)
+{
     if (json_is_boolean(v))
         return FT_BOOLEAN;
     if (json_is_number(v))
         return FT_NUMBER;
-    if (json_is_string(v)) {
-        s = json_string_value(v);
-        n = json_string_length(v);
-        if (n >= 10 && s[4] == '-' && s[0] >= '0' && s[0] <= '9' && time_parse_iso(s, n, &ms) == 0)
-            return FT_TIMESTAMP;
-    }
+    if (json_is_string(v))
+        return text_ftype(json_string_value(v), json_string_length(v));
     return FT_STRING;
 }
 

@@ -266,11 +266,41 @@ static void fold_dict(struct strdict *d)
     d->nfolded = d->n;
 }
 
-static void bind_cond(struct bound *bd, const struct cond *c, struct column *col)
-{
+struct match_job {
+    struct bound *bd;
     const struct strdict *d;
+    uint32_t lo, hi;
+};
+
+/* contains, gte, lte: decided for each code of a slice of the dictionary. */
+static void *match_range(void *arg)
+{
+    struct match_job *j = arg;
+    const struct cond *c = j->bd->c;
+    const struct strdict *d = j->d;
     uint32_t k;
-    int i;
+
+    for (k = j->lo; k < j->hi; k++) {
+        int m;
+        if (c->op == OP_CONTAINS)
+            m = c->folded_len == 0 ||
+                memmem(d->folded[k], strlen(d->folded[k]), c->folded, c->folded_len) != NULL;
+        else if (c->op == OP_GTE)
+            m = str_cmp(d->strs[k], d->lens[k], c->str[0], c->lens[0]) >= 0;
+        else
+            m = str_cmp(d->strs[k], d->lens[k], c->str[0], c->lens[0]) <= 0;
+        j->bd->match[k] = (uint8_t)m;
+    }
+    return NULL;
+}
+
+static void bind_cond(struct bound *bd, const struct cond *c, struct column *col, int nthreads)
+{
+    struct match_job jobs[64];
+    pthread_t tids[64];
+    const struct strdict *d;
+    int64_t code;
+    int i, started = 0;
 
     bd->c = c;
     bd->col = col;
@@ -278,33 +308,33 @@ static void bind_cond(struct bound *bd, const struct cond *c, struct column *col
     if (col == NULL || c->type != FT_STRING)
         return;
     d = &col->dict;
+    bd->match = xcalloc(d->n ? d->n : 1, 1);
+    if (c->op == OP_EQ || c->op == OP_NEQ || c->op == OP_IN) {
+        for (i = 0; i < c->nvals; i++) /* equality: a hash probe per value */
+            if (strmap_get(&d->map, c->str[i], c->lens[i], &code))
+                bd->match[code] = 1;
+        return;
+    }
     if (c->op == OP_CONTAINS)
         fold_dict(&col->dict);
-    bd->match = xcalloc(d->n ? d->n : 1, 1);
-    for (k = 1; k < d->n; k++) {
-        const char *s = d->strs[k];
-        size_t n = d->lens[k];
-        int m = 0;
-        switch (c->op) {
-        case OP_EQ:
-        case OP_NEQ:
-        case OP_IN:
-            for (i = 0; i < c->nvals && !m; i++)
-                m = str_cmp(s, n, c->str[i], c->lens[i]) == 0;
-            break;
-        case OP_CONTAINS:
-            m = c->folded_len == 0 ||
-                memmem(d->folded[k], strlen(d->folded[k]), c->folded, c->folded_len) != NULL;
-            break;
-        case OP_GTE:
-            m = str_cmp(s, n, c->str[0], c->lens[0]) >= 0;
-            break;
-        case OP_LTE:
-            m = str_cmp(s, n, c->str[0], c->lens[0]) <= 0;
-            break;
-        }
-        bd->match[k] = (uint8_t)m;
+    if (d->n < 65536 || nthreads < 2)
+        nthreads = 1;
+    if (nthreads > 64)
+        nthreads = 64;
+    for (i = 0; i < nthreads; i++) {
+        jobs[i].bd = bd;
+        jobs[i].d = d;
+        jobs[i].lo = 1 + (uint32_t)((uint64_t)(d->n - 1) * (uint64_t)i / (uint64_t)nthreads);
+        jobs[i].hi = 1 + (uint32_t)((uint64_t)(d->n - 1) * (uint64_t)(i + 1) / (uint64_t)nthreads);
     }
+    for (i = 1; i < nthreads; i++)
+        if (pthread_create(&tids[i], NULL, match_range, &jobs[i]) == 0)
+            started = i;
+        else
+            match_range(&jobs[i]);
+    match_range(&jobs[0]);
+    for (i = 1; i <= started; i++)
+        pthread_join(tids[i], NULL);
 }
 
 static inline int cond_test(const struct bound *bd, size_t slot)
@@ -365,6 +395,7 @@ struct eval {
     size_t nwords, nblocks;
     uint64_t *out;
     double deadline;
+    int nthreads;
     atomic_size_t next_block;
     atomic_int timed_out;
 };
@@ -389,7 +420,8 @@ static void enode_bind(struct eval *ev, struct enode *en, const struct node *n, 
         bind_cond(&en->attr, &n->c,
                   n->builtin != BI_NONE ? &ix->builtins[n->builtin]
                   : n->col >= 0         ? &ix->attrs[n->col]
-                                        : NULL);
+                                        : NULL,
+                  ev->nthreads);
         break;
     case N_BEHAVIOR:
         en->en = n->ev >= 0 ? &ix->names[n->ev] : NULL;
@@ -398,7 +430,7 @@ static void enode_bind(struct eval *ev, struct enode *en, const struct node *n, 
         en->where = xcalloc((size_t)(n->nwhere ? n->nwhere : 1), sizeof *en->where);
         for (i = 0; i < n->nwhere; i++)
             bind_cond(&en->where[i], &n->where[i],
-                      en->en ? &ix->names[n->ev].pcols[n->where_cols[i]] : NULL);
+                      en->en ? &ix->names[n->ev].pcols[n->where_cols[i]] : NULL, ev->nthreads);
         break;
     }
 }
@@ -535,9 +567,10 @@ int segment_eval(struct audience_index *ix, const struct segment_plan *p, int64_
     ev.out = xcalloc(ev.nwords ? ev.nwords : 1, sizeof *ev.out);
     atomic_init(&ev.next_block, 0);
     atomic_init(&ev.timed_out, 0);
-    enode_bind(&ev, &ev.root, p->root, now_ms, 1);
     if (nthreads > 64)
         nthreads = 64;
+    ev.nthreads = nthreads;
+    enode_bind(&ev, &ev.root, p->root, now_ms, 1);
     if ((size_t)nthreads > ev.nblocks)
         nthreads = (int)(ev.nblocks ? ev.nblocks : 1);
     for (i = 1; i < nthreads; i++)

@@ -118,40 +118,51 @@ static void column_grow(struct column *c, size_t n)
     c->cap = n;
 }
 
-void column_set_json(struct column *c, size_t i, const json_t *v)
+/* Slot i of c from a stored value: kind, and the number or text it holds. A value of
+ * another type leaves the slot absent (for inferred columns, text that reads as a date
+ * is a timestamp, not a string: docs/dsl.md). */
+static void column_set_value(struct column *c, size_t i, enum store_prop_kind kind, double num,
+                             const char *text, size_t len)
 {
     int64_t ms;
 
     ASSERT(i < c->cap);
     bit_clear(c->present, i);
-    if (v == NULL || json_is_null(v))
-        return;
-    if (c->inferred && json_value_ftype(v) != c->type)
-        return;
     switch (c->type) {
     case FT_STRING:
-        if (!json_is_string(v))
+        if (kind != STORE_PROP_TEXT || (c->inferred && text_ftype(text, len) != FT_STRING))
             return;
-        c->v.code[i] = strdict_code(&c->dict, json_string_value(v), json_string_length(v));
+        c->v.code[i] = strdict_code(&c->dict, text, len);
         break;
     case FT_NUMBER:
-        if (!json_is_number(v))
+        if (kind != STORE_PROP_NUMBER)
             return;
-        c->v.num[i] = json_number_value(v);
+        c->v.num[i] = num;
         break;
     case FT_BOOLEAN:
-        if (!json_is_boolean(v))
+        if (kind != STORE_PROP_TRUE && kind != STORE_PROP_FALSE)
             return;
-        c->v.b[i] = json_is_true(v);
+        c->v.b[i] = kind == STORE_PROP_TRUE;
         break;
     case FT_TIMESTAMP:
-        if (!json_is_string(v) ||
-            time_parse_iso(json_string_value(v), json_string_length(v), &ms) != 0)
+        if (kind != STORE_PROP_TEXT || time_parse_iso(text, len, &ms) != 0)
             return;
         c->v.ts[i] = ms;
         break;
     }
     bit_set(c->present, i);
+}
+
+void column_set_json(struct column *c, size_t i, const json_t *v)
+{
+    if (json_is_string(v))
+        column_set_value(c, i, STORE_PROP_TEXT, 0, json_string_value(v), json_string_length(v));
+    else if (json_is_number(v))
+        column_set_value(c, i, STORE_PROP_NUMBER, json_number_value(v), NULL, 0);
+    else if (json_is_boolean(v))
+        column_set_value(c, i, json_is_true(v) ? STORE_PROP_TRUE : STORE_PROP_FALSE, 0, NULL, 0);
+    else
+        column_set_value(c, i, STORE_PROP_OTHER, 0, NULL, 0);
 }
 
 static void column_set_str(struct column *c, size_t i, const char *s)
@@ -432,46 +443,58 @@ static int is_dead(const struct audience_index *ix, int64_t row)
     return ix->ndead && bsearch(&row, ix->dead, ix->ndead, sizeof row, cmp_i64) != NULL;
 }
 
-/* Pending entries sorted by (contact, time). */
-static const struct pending_event *pend_sort_base;
-static int cmp_pend(const void *a, const void *b)
+static int pend_before(const struct pending_event *x, const struct pending_event *y)
 {
-    const struct pending_event *x = &pend_sort_base[*(const size_t *)a];
-    const struct pending_event *y = &pend_sort_base[*(const size_t *)b];
-
-    if (x->contact != y->contact)
-        return x->contact < y->contact ? -1 : 1;
-    if (x->time != y->time)
-        return x->time < y->time ? -1 : 1;
-    return (x->row > y->row) - (x->row < y->row);
+    return x->time < y->time || (x->time == y->time && x->row < y->row);
 }
 
-/* Sorts pending indexes by contact (counting sort), then each contact's run by time. */
-static size_t *pend_order(const struct audience_index *ix, const struct evname *en)
+static int cmp_pend(const void *a, const void *b)
 {
-    size_t *cnt = xcalloc(ix->ncontacts + 1, sizeof *cnt), *ord, j, c, sum = 0, start;
+    const struct pending_event *x = a, *y = b;
+
+    return pend_before(x, y) ? -1 : pend_before(y, x) ? 1 : 0;
+}
+
+/* Reorders en's pending entries by (contact, time): a counting sort by contact into a
+ * new array, then an insertion sort of each contact's run (runs are short; a long one
+ * goes to qsort). */
+static void pend_sort(const struct audience_index *ix, struct evname *en)
+{
+    size_t *start = xcalloc(ix->ncontacts + 1, sizeof *start), j, c, sum = 0;
+    struct pending_event *sorted = xmalloc((en->npend ? en->npend : 1) * sizeof *sorted);
 
     for (j = 0; j < en->npend; j++)
-        cnt[en->pend[j].contact]++;
+        start[en->pend[j].contact]++;
     for (c = 0; c <= ix->ncontacts; c++) {
-        size_t k = cnt[c];
-        cnt[c] = sum;
+        size_t k = start[c];
+        start[c] = sum;
         sum += k;
     }
-    ord = xmalloc((en->npend ? en->npend : 1) * sizeof *ord);
     for (j = 0; j < en->npend; j++)
-        ord[cnt[en->pend[j].contact]++] = j;
-    free(cnt);
-    pend_sort_base = en->pend; /* merges run under the index's single-writer rule */
-    for (start = 0; start < en->npend;) {
-        size_t end = start + 1;
-        while (end < en->npend && en->pend[ord[end]].contact == en->pend[ord[start]].contact)
+        sorted[start[en->pend[j].contact]++] = en->pend[j];
+    free(start);
+    for (j = 0; j < en->npend;) {
+        size_t end = j + 1, a;
+        while (end < en->npend && sorted[end].contact == sorted[j].contact)
             end++;
-        if (end - start > 1)
-            qsort(ord + start, end - start, sizeof *ord, cmp_pend);
-        start = end;
+        if (end - j > 32) {
+            qsort(sorted + j, end - j, sizeof *sorted, cmp_pend);
+        } else {
+            for (a = j + 1; a < end; a++) {
+                struct pending_event p = sorted[a];
+                size_t k = a;
+                while (k > j && pend_before(&p, &sorted[k - 1])) {
+                    sorted[k] = sorted[k - 1];
+                    k--;
+                }
+                sorted[k] = p;
+            }
+        }
+        j = end;
     }
-    return ord;
+    free(en->pend);
+    en->pend = sorted;
+    en->cappend = en->npend ? en->npend : 1;
 }
 
 /* Rebuilds en without dead entries and with its pending ones. */
@@ -479,18 +502,18 @@ static void merge_evname(struct audience_index *ix, struct evname *en)
 {
     size_t nc = ix->ncontacts, c, i, j, pos, newn = 0, pj = 0;
     uint32_t *off = xmalloc((ix->cap + 1) * sizeof *off);
-    size_t *ord = pend_order(ix, en);
     int64_t *src, *time, *row;
     json_t **pjson = NULL;
     int k;
 
+    pend_sort(ix, en);
     /* Where each entry of the new arrays comes from: base i, or pending -(j + 1). */
     src = xmalloc((en->n + en->npend + 1) * sizeof *src);
     for (c = 0; c < nc; c++) {
         size_t hi = en->off[c + 1];
         off[c] = (uint32_t)newn;
         i = en->off[c];
-        while (i < hi || (pj < en->npend && en->pend[ord[pj]].contact == c)) {
+        while (i < hi || (pj < en->npend && en->pend[pj].contact == c)) {
             int take_base;
             if (i < hi && is_dead(ix, en->row[i])) {
                 i++;
@@ -498,11 +521,11 @@ static void merge_evname(struct audience_index *ix, struct evname *en)
             }
             if (i >= hi)
                 take_base = 0;
-            else if (pj >= en->npend || en->pend[ord[pj]].contact != c)
+            else if (pj >= en->npend || en->pend[pj].contact != c)
                 take_base = 1;
             else
-                take_base = en->time[i] <= en->pend[ord[pj]].time;
-            src[newn++] = take_base ? (int64_t)i++ : -(int64_t)(ord[pj++] + 1);
+                take_base = en->time[i] <= en->pend[pj].time;
+            src[newn++] = take_base ? (int64_t)i++ : -(int64_t)(pj++ + 1);
         }
     }
     ASSERT(pj == en->npend);
@@ -565,7 +588,6 @@ static void merge_evname(struct audience_index *ix, struct evname *en)
     en->row = row;
     en->n = newn;
     free(src);
-    free(ord);
 }
 
 /* ---- catch-up ------------------------------------------------------------------------ */
@@ -584,7 +606,7 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
 {
     struct catchup cu = {.ix = ix, .max_row = ix->max_row};
     struct contract_set *cs = NULL;
-    double t0 = now_ms_mono();
+    double t0 = now_ms_mono(), t1, t2, t3;
     int rc, i, first = !ix->loaded;
 
     rc = store_read_begin(st, e);
@@ -603,10 +625,13 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
         rc = store_attr_types(st, on_attr, ix, e);
     if (rc == 0)
         rc = store_event_names(st, on_name, ix, e);
+    t1 = now_ms_mono();
     if (rc == 0)
         rc = store_contacts_since(st, ix->contact_seq, 0, on_contact, ix, e);
+    t2 = now_ms_mono();
     if (rc == 0)
         rc = store_events_since(st, ix->event_seq, 0, any_pcols(ix), on_event, &cu, e);
+    t3 = now_ms_mono();
     store_rollback(st); /* only read */
     if (rc) {
         index_reset(ix);
@@ -618,6 +643,8 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
     for (i = 0; i < ix->nnames; i++)
         if (ix->names[i].npend || ix->ndead)
             merge_evname(ix, &ix->names[i]);
+    log_debug("segment", "catch-up: catalogue %.0f ms, contacts %.0f ms, events %.0f ms, merge %.0f ms",
+              t1 - t0, t2 - t1, t3 - t2, now_ms_mono() - t3);
     ix->ndead = 0;
     ix->max_row = cu.max_row;
     ix->loaded = 1;
@@ -641,24 +668,43 @@ struct propload {
     struct column *col;
 };
 
+/* The entry of row id at instant t of contact c, or SIZE_MAX. */
+static size_t entry_of(const struct propload *pl, int64_t c, int64_t t, int64_t id)
+{
+    const struct evname *en = pl->en;
+    size_t i, hi;
+
+    if (c <= 0 || (size_t)c >= pl->ncontacts)
+        return SIZE_MAX; /* a contact the index has not seen yet: next catch-up */
+    hi = en->off[c + 1];
+    for (i = evname_lower_bound(en, (size_t)c, t); i < hi && en->time[i] == t; i++)
+        if (en->row[i] == id)
+            return i;
+    return SIZE_MAX;
+}
+
+static int on_prop_value(void *ctx, const struct store_prop_value *v)
+{
+    struct propload *pl = ctx;
+    size_t i = entry_of(pl, v->contact_id, v->occurred_at, v->id);
+
+    if (i != SIZE_MAX)
+        column_set_value(pl->col, i, v->kind, v->num, v->text, v->len);
+    return 0;
+}
+
+/* The slow path, for a property name SQLite's JSON paths cannot spell. */
 static int on_prop_event(void *ctx, const struct store_event *ev)
 {
     struct propload *pl = ctx;
-    struct evname *en = pl->en;
-    size_t lo, hi, c = (size_t)ev->contact_id;
+    size_t i = entry_of(pl, ev->contact_id, ev->occurred_at, ev->id);
     json_t *o;
 
-    if (ev->contact_id <= 0 || c >= pl->ncontacts)
-        return 0; /* a contact the index has not seen yet: it comes with the next catch-up */
-    lo = evname_lower_bound(en, c, ev->occurred_at);
-    for (hi = en->off[c + 1]; lo < hi && en->time[lo] == ev->occurred_at; lo++) {
-        if (en->row[lo] != ev->id)
-            continue;
-        o = ev->props ? json_loads(ev->props, 0, NULL) : NULL;
-        column_set_json(pl->col, lo, o ? json_object_get(o, pl->col->name) : NULL);
-        json_decref(o);
-        break;
-    }
+    if (i == SIZE_MAX)
+        return 0;
+    o = ev->props ? json_loads(ev->props, 0, NULL) : NULL;
+    column_set_json(pl->col, i, o ? json_object_get(o, pl->col->name) : NULL);
+    json_decref(o);
     return 0;
 }
 
@@ -666,6 +712,7 @@ int index_prop_col(struct audience_index *ix, struct store *st, struct evname *e
                    const char *prop, enum ftype t, int declared, int *out, struct err *e)
 {
     struct propload pl = {.en = en, .ncontacts = ix->ncontacts};
+    double t0 = now_ms_mono();
     int i, rc;
 
     for (i = 0; i < en->npcols; i++)
@@ -678,12 +725,17 @@ int index_prop_col(struct audience_index *ix, struct store *st, struct evname *e
     pl.col = &en->pcols[en->npcols];
     column_init(pl.col, prop, t, !declared);
     column_grow(pl.col, en->n ? en->n : 1);
-    rc = store_events_of_name(st, en->name_id, on_prop_event, &pl, e);
+    if (strchr(prop, '"'))
+        rc = store_events_of_name(st, en->name_id, on_prop_event, &pl, e);
+    else
+        rc = store_event_prop_values(st, en->name_id, prop, on_prop_value, &pl, e);
     if (rc) {
         column_release(pl.col);
         return rc;
     }
     *out = en->npcols++;
+    log_info("segment", "loaded property column '%s'.'%s' (%s): %zu events, %.0f ms", en->name,
+             prop, ftype_name(t), en->n, now_ms_mono() - t0);
     return 0;
 }
 

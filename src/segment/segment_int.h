@@ -14,6 +14,8 @@ enum ftype ftype_of_vtype(enum vtype t);
 /* The type of a JSON value with no declared type: booleans, numbers, strings that
  * read as ISO-8601 dates or date-times are timestamps, other strings are strings. */
 enum ftype json_value_ftype(const json_t *v);
+/* The same for stored text: a timestamp if it reads as an ISO-8601 date, else a string. */
+enum ftype text_ftype(const char *s, size_t n);
 
 /* ---- strings: a dictionary (code 0 = none) ------------------------------------ */
 

@@ -29,7 +29,7 @@ enum stmt_id {
     Q_COUNT_E, Q_COUNT_REJ, Q_EVENT_OWNED_GET, Q_EVENT_OWNED_SET, Q_EVENT_OWNED_DEL, Q_IMPORTS, Q_EVENTS_SINCE, Q_EVENTS_SINCE_PROPS,
     Q_EVENTS_OF_NAME, Q_SEG_INSERT, Q_SEG_VERSION_ADD, Q_SEG_UPDATE, Q_SEG_GET, Q_SEG_LIST,
     Q_SEG_VERSIONS, Q_SEG_DUE, Q_SEG_NEXT_RUN, Q_EVAL_BEGIN, Q_EVAL_FINISH, Q_EVAL_LIST, Q_EVAL_GET,
-    Q_EVAL_LATEST, Q_SNAP_PUT, Q_SNAP_GET, Q_EVAL_INTERRUPT, Q__N
+    Q_EVAL_LATEST, Q_SNAP_PUT, Q_SNAP_GET, Q_EVAL_INTERRUPT, Q_EVENTS_ALL, Q_EVENT_PROP, Q__N
 };
 
 #define CONTACT_COLS "id, external_id, email, attrs, consent, created_at, updated_at, seq, deleted, merged_into"
@@ -165,6 +165,11 @@ static const char *const stmt_sql[Q__N] = {
                          " WHERE status = 'running'",
     [Q_EVENTS_OF_NAME] = "SELECT id, seq, contact_id, name_id, occurred_at, deleted, props"
                          " FROM events WHERE name_id = ?1 AND deleted = 0",
+    /* A first load: every row in storage order (a sequential scan, no index). */
+    [Q_EVENTS_ALL] = "SELECT id, seq, contact_id, name_id, occurred_at, deleted, NULL FROM events",
+    /* One property of one event name, extracted by SQLite (no JSON text to the caller). */
+    [Q_EVENT_PROP] = "SELECT id, contact_id, occurred_at, json_type(props, ?2),"
+                     " json_extract(props, ?2) FROM events WHERE name_id = ?1 AND deleted = 0",
 };
 
 struct store {
@@ -491,6 +496,7 @@ struct visit {
         store_import_fn import;
         store_segment_fn segment;
         store_evaluation_fn evaluation;
+        store_prop_fn prop;
     } fn;
     void *ctx;
     struct store_contact *contact; /* contacts_since: one struct reused for every row */
@@ -1123,14 +1129,71 @@ static int row_event_slim(sqlite3_stmt *s, struct visit *v)
 int store_events_since(struct store *st, int64_t after_seq, int64_t limit, int with_props,
                        store_event_fn fn, void *ctx, struct err *e)
 {
-    sqlite3_stmt *s = stmt(st, with_props ? Q_EVENTS_SINCE_PROPS : Q_EVENTS_SINCE, e);
+    int all = after_seq == 0 && limit <= 0 && !with_props;
+    sqlite3_stmt *s = stmt(st, all ? Q_EVENTS_ALL : with_props ? Q_EVENTS_SINCE_PROPS : Q_EVENTS_SINCE, e);
     struct visit v = {.fn.event = fn, .ctx = ctx};
 
     if (s == NULL)
         return e->code;
-    sqlite3_bind_int64(s, 1, after_seq);
-    sqlite3_bind_int64(s, 2, limit > 0 ? limit : -1);
+    if (!all) {
+        sqlite3_bind_int64(s, 1, after_seq);
+        sqlite3_bind_int64(s, 2, limit > 0 ? limit : -1);
+    }
     return each_row(st, s, 0, "read events since", row_event_slim, &v, e);
+}
+
+static int row_prop(sqlite3_stmt *s, struct visit *v)
+{
+    const char *type = col_text(s, 3);
+    struct store_prop_value pv = {
+        .id = sqlite3_column_int64(s, 0),
+        .contact_id = sqlite3_column_int64(s, 1),
+        .occurred_at = sqlite3_column_int64(s, 2),
+    };
+
+    switch (type[0]) {
+    case 't':
+        pv.kind = type[1] == 'r' ? STORE_PROP_TRUE : STORE_PROP_TEXT; /* true, text */
+        break;
+    case 'f':
+        pv.kind = STORE_PROP_FALSE;
+        break;
+    case 'i':
+    case 'r':
+        pv.kind = STORE_PROP_NUMBER; /* integer, real */
+        break;
+    default:
+        pv.kind = STORE_PROP_OTHER; /* absent, null, object, array */
+    }
+    if (pv.kind == STORE_PROP_NUMBER)
+        pv.num = sqlite3_column_double(s, 4);
+    else if (pv.kind == STORE_PROP_TEXT) {
+        pv.text = (const char *)sqlite3_column_text(s, 4);
+        pv.len = (size_t)sqlite3_column_bytes(s, 4);
+    }
+    return v->fn.prop(v->ctx, &pv);
+}
+
+int store_event_prop_values(struct store *st, int64_t name_id, const char *prop,
+                            store_prop_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s;
+    struct visit v = {.fn.prop = fn, .ctx = ctx};
+    struct buf path;
+    int rc;
+
+    if (strchr(prop, '"'))
+        return ERR(e, E_INVAL, "property name '%s' holds a double quote", prop);
+    s = stmt(st, Q_EVENT_PROP, e);
+    if (s == NULL)
+        return e->code;
+    buf_init(&path);
+    buf_printf(&path, "$.\"%s\"", prop);
+    sqlite3_bind_int64(s, 1, name_id);
+    sqlite3_bind_text(s, 2, path.p, (int)path.len, SQLITE_TRANSIENT);
+    rc = each_row(st, s, 0, "read event property", row_prop, &v, e);
+    buf_release(&path);
+    return rc;
 }
 
 int store_events_of_name(struct store *st, int64_t name_id, store_event_fn fn, void *ctx,

@@ -155,12 +155,32 @@ int store_event_get(struct store *st, const char *event_id, store_event_fn fn, v
                     struct err *e);
 /* Every event changed after after_seq (inserted, rewritten, moved or deleted), in seq
  * order, at most limit (0 = all). Rows carry id, seq, contact_id, name_id,
- * occurred_at, deleted, and props only if with_props (else NULL). */
+ * occurred_at, deleted, and props only if with_props (else NULL). after_seq 0 with no
+ * limit and no props is a first load: every event, in storage order (a fast scan). */
 int store_events_since(struct store *st, int64_t after_seq, int64_t limit, int with_props,
                        store_event_fn fn, void *ctx, struct err *e);
 /* The live events of one name with their props (same slim rows): a full scan. */
 int store_events_of_name(struct store *st, int64_t name_id, store_event_fn fn, void *ctx,
                          struct err *e);
+/* One property of the live events of one name, typed as stored: a full scan, the JSON
+ * read by the store. A property name with '"' is E_INVAL (use store_events_of_name). */
+enum store_prop_kind {
+    STORE_PROP_OTHER, /* absent, null, an object or an array */
+    STORE_PROP_TRUE,
+    STORE_PROP_FALSE,
+    STORE_PROP_NUMBER,
+    STORE_PROP_TEXT
+};
+struct store_prop_value {
+    int64_t id, contact_id, occurred_at;
+    enum store_prop_kind kind;
+    double num;
+    const char *text; /* not NUL-safe: use len */
+    size_t len;
+};
+typedef int (*store_prop_fn)(void *ctx, const struct store_prop_value *v);
+int store_event_prop_values(struct store *st, int64_t name_id, const char *prop,
+                            store_prop_fn fn, void *ctx, struct err *e);
 
 struct store_counts {
     int64_t contacts, contacts_deleted, events, events_unvalidated, rejected_pending;
