@@ -725,7 +725,7 @@ int index_prop_col(struct audience_index *ix, struct store *st, struct evname *e
     pl.col = &en->pcols[en->npcols];
     column_init(pl.col, prop, t, !declared);
     column_grow(pl.col, en->n ? en->n : 1);
-    if (strchr(prop, '"'))
+    if (!store_prop_path_ok(prop))
         rc = store_events_of_name(st, en->name_id, on_prop_event, &pl, e);
     else
         rc = store_event_prop_values(st, en->name_id, prop, on_prop_value, &pl, e);

@@ -1142,16 +1142,24 @@ int store_events_since(struct store *st, int64_t after_seq, int64_t limit, int w
     return each_row(st, s, 0, "read events since", row_event_slim, &v, e);
 }
 
+int store_prop_path_ok(const char *prop)
+{
+    for (; *prop; prop++)
+        if (*prop == '"' || *prop == '\\' || (unsigned char)*prop < 0x20)
+            return 0;
+    return 1;
+}
+
 static int row_prop(sqlite3_stmt *s, struct visit *v)
 {
-    const char *type = col_text(s, 3);
+    const char *type = (const char *)sqlite3_column_text(s, 3); /* NULL: no such key */
     struct store_prop_value pv = {
         .id = sqlite3_column_int64(s, 0),
         .contact_id = sqlite3_column_int64(s, 1),
         .occurred_at = sqlite3_column_int64(s, 2),
     };
 
-    switch (type[0]) {
+    switch (type ? type[0] : 0) {
     case 't':
         pv.kind = type[1] == 'r' ? STORE_PROP_TRUE : STORE_PROP_TEXT; /* true, text */
         break;
@@ -1182,8 +1190,8 @@ int store_event_prop_values(struct store *st, int64_t name_id, const char *prop,
     struct buf path;
     int rc;
 
-    if (strchr(prop, '"'))
-        return ERR(e, E_INVAL, "property name '%s' holds a double quote", prop);
+    if (!store_prop_path_ok(prop))
+        return ERR(e, E_INVAL, "property name '%s' needs escaping in a JSON path", prop);
     s = stmt(st, Q_EVENT_PROP, e);
     if (s == NULL)
         return e->code;

@@ -163,7 +163,9 @@ int store_events_since(struct store *st, int64_t after_seq, int64_t limit, int w
 int store_events_of_name(struct store *st, int64_t name_id, store_event_fn fn, void *ctx,
                          struct err *e);
 /* One property of the live events of one name, typed as stored: a full scan, the JSON
- * read by the store. A property name with '"' is E_INVAL (use store_events_of_name). */
+ * read by the store. A name that JSON escapes ('"', '\\', control characters:
+ * store_prop_path_ok() is 0) is E_INVAL: read those with store_events_of_name(). */
+int store_prop_path_ok(const char *prop);
 enum store_prop_kind {
     STORE_PROP_OTHER, /* absent, null, an object or an array */
     STORE_PROP_TRUE,
