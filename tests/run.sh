@@ -12,22 +12,29 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 
 echo "== unit (Criterion, ASan+UBSan)"
+# Each binary once; the segment comparison a second time with merges forced every few
+# events (ENGAGE_SEGMENT_MERGE_MIN), so both catch-up paths of the index are compared.
+runs=()
 for t in build-asan/t-*; do
-    [ -f "$t" ] && [ -x "$t" ] || continue
-    name=$(basename "$t")
-    "$t" --jobs=2 >"$logdir/$name.log" 2>&1
+    [ -f "$t" ] && [ -x "$t" ] && runs+=("$t")
+done
+[ -x build-asan/t-segment_random ] && runs+=("build-asan/t-segment_random ENGAGE_SEGMENT_MERGE_MIN=8")
+for run in "${runs[@]}"; do
+    read -r t envset <<<"$run"
+    name=$(basename "$t")${envset:+ (${envset})}
+    env $envset "$t" --jobs=2 >"$logdir/${name// /_}.log" 2>&1
     rc=$?
-    line=$(grep -a 'Synthesis:' "$logdir/$name.log" | tail -n 1)
+    line=$(grep -a 'Synthesis:' "$logdir/${name// /_}.log" | tail -n 1)
     tested=$(sed -n 's/.*Tested: \([0-9]*\).*/\1/p' <<<"$line")
     pass=$(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$line")
     if [ -z "$tested" ]; then
-        echo "  $name: no summary (exit $rc)"; cat "$logdir/$name.log"; failed=$((failed + 1)); continue
+        echo "  $name: no summary (exit $rc)"; cat "$logdir/${name// /_}.log"; failed=$((failed + 1)); continue
     fi
     fail=$((tested - pass))
     if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
     passed=$((passed + pass)); failed=$((failed + fail))
     printf '  %-16s %3d passed, %d failed\n' "$name" "$pass" "$fail"
-    if [ "$fail" -ne 0 ]; then grep -a -v '^\[----\]' "$logdir/$name.log" | tail -n 60; fi
+    if [ "$fail" -ne 0 ]; then grep -a -v '^\[----\]' "$logdir/${name// /_}.log" | tail -n 60; fi
 done
 
 echo "== e2e (node:test)"

@@ -337,10 +337,11 @@ static void bind_cond(struct bound *bd, const struct cond *c, struct column *col
         pthread_join(tids[i], NULL);
 }
 
-static inline int cond_test(const struct bound *bd, size_t slot)
+/* The condition on slot of col: the bound column, or the pending column beside it
+ * (same dictionary, so the same match table). */
+static inline int cond_test_in(const struct bound *bd, const struct column *col, size_t slot)
 {
     const struct cond *c = bd->c;
-    const struct column *col = bd->col;
     int i, m = 0;
 
     if (col == NULL || !bit_get(col->present, slot))
@@ -376,6 +377,11 @@ static inline int cond_test(const struct bound *bd, size_t slot)
     return c->op == OP_NEQ ? !m : m;
 }
 
+static inline int cond_test(const struct bound *bd, size_t slot)
+{
+    return cond_test_in(bd, bd->col, slot);
+}
+
 /* ---- evaluation ------------------------------------------------------------------------ */
 
 /* Per node, what an evaluation needs bound: its conditions with their columns. */
@@ -384,7 +390,9 @@ struct enode {
     struct enode *kids;
     struct bound attr;
     struct bound *where;
+    const struct column **wpend; /* the pending column of each where item */
     const struct evname *en;
+    const struct audience_index *ix;
     int64_t from, to; /* the window */
 };
 
@@ -425,12 +433,16 @@ static void enode_bind(struct eval *ev, struct enode *en, const struct node *n, 
         break;
     case N_BEHAVIOR:
         en->en = n->ev >= 0 ? &ix->names[n->ev] : NULL;
+        en->ix = ix;
         en->to = now;
         en->from = now - (int64_t)n->within_days * DAY_MS;
         en->where = xcalloc((size_t)(n->nwhere ? n->nwhere : 1), sizeof *en->where);
-        for (i = 0; i < n->nwhere; i++)
+        en->wpend = xcalloc((size_t)(n->nwhere ? n->nwhere : 1), sizeof *en->wpend);
+        for (i = 0; i < n->nwhere; i++) {
             bind_cond(&en->where[i], &n->where[i],
                       en->en ? &ix->names[n->ev].pcols[n->where_cols[i]] : NULL, ev->nthreads);
+            en->wpend[i] = en->en ? &ix->names[n->ev].ppcols[n->where_cols[i]] : NULL;
+        }
         break;
     }
 }
@@ -448,22 +460,40 @@ static void enode_release(struct enode *en)
         for (i = 0; i < en->n->nwhere; i++)
             free(en->where[i].match);
     free(en->where);
+    free(en->wpend);
 }
 
-static int behavior_test(const struct enode *en, size_t c)
+/* Counts contact c's events in the window that pass the where items, up to what the
+ * rule needs: CSR entries (minus dead rows) and pending ones. *pc is a cursor into
+ * the pending entries that only moves forward: contacts come in increasing order. */
+static int behavior_test(const struct enode *en, size_t c, size_t *pc)
 {
     const struct evname *ev = en->en;
     const struct node *n = en->n;
     size_t end, i;
     int64_t count = 0, need = n->did ? n->count_gte : 1;
-    int k, ok;
+    int k, ok, dead = en->ix->ndead > 0;
 
     if (ev != NULL) {
         end = ev->off[c + 1];
-        for (i = evname_lower_bound(ev, c, en->from); i < end && ev->time[i] <= en->to && count < need; i++) {
+        for (i = evname_lower_bound(ev, c, en->from);
+             i < end && ev->time[i] <= en->to && count < need; i++) {
+            if (dead && index_is_dead(en->ix, ev->row[i]))
+                continue;
             ok = 1;
             for (k = 0; k < n->nwhere && ok; k++)
                 ok = cond_test(&en->where[k], i);
+            count += ok;
+        }
+        while (*pc < ev->npend && ev->pend[*pc].contact < c)
+            ++*pc;
+        for (i = *pc; i < ev->npend && ev->pend[i].contact == c && count < need; i++) {
+            const struct pending_event *p = &ev->pend[i];
+            if (p->time < en->from || p->time > en->to)
+                continue;
+            ok = 1;
+            for (k = 0; k < n->nwhere && ok; k++)
+                ok = cond_test_in(&en->where[k], en->wpend[k], p->slot);
             count += ok;
         }
     }
@@ -511,19 +541,23 @@ static void eval_node(const struct enode *en, const uint64_t *mask, uint64_t *ou
         }
         return;
     case N_ATTR:
-    case N_BEHAVIOR:
+    case N_BEHAVIOR: {
+        size_t pc = n->kind == N_BEHAVIOR && en->en && en->en->npend
+                        ? index_pend_lower_bound(en->en, w0 * 64)
+                        : 0;
         for (w = 0; w < nw; w++) {
             uint64_t m = mask[w], r = 0;
             while (m) {
                 int bit = __builtin_ctzll(m);
                 size_t c = (w0 + w) * 64 + (size_t)bit;
                 m &= m - 1;
-                if (n->kind == N_ATTR ? cond_test(&en->attr, c) : behavior_test(en, c))
+                if (n->kind == N_ATTR ? cond_test(&en->attr, c) : behavior_test(en, c, &pc))
                     r |= 1ULL << bit;
             }
             out[w] = r;
         }
         return;
+    }
     }
 }
 

@@ -121,8 +121,9 @@ static void column_grow(struct column *c, size_t n)
 /* Slot i of c from a stored value: kind, and the number or text it holds. A value of
  * another type leaves the slot absent (for inferred columns, text that reads as a date
  * is a timestamp, not a string: docs/dsl.md). */
-static void column_set_value(struct column *c, size_t i, enum store_prop_kind kind, double num,
-                             const char *text, size_t len)
+static void column_set_value_in(struct column *c, struct strdict *dict, size_t i,
+                                enum store_prop_kind kind, double num, const char *text,
+                                size_t len)
 {
     int64_t ms;
 
@@ -132,7 +133,7 @@ static void column_set_value(struct column *c, size_t i, enum store_prop_kind ki
     case FT_STRING:
         if (kind != STORE_PROP_TEXT || (c->inferred && text_ftype(text, len) != FT_STRING))
             return;
-        c->v.code[i] = strdict_code(&c->dict, text, len);
+        c->v.code[i] = strdict_code(dict, text, len);
         break;
     case FT_NUMBER:
         if (kind != STORE_PROP_NUMBER)
@@ -153,16 +154,23 @@ static void column_set_value(struct column *c, size_t i, enum store_prop_kind ki
     bit_set(c->present, i);
 }
 
-void column_set_json(struct column *c, size_t i, const json_t *v)
+static void column_set_json_in(struct column *c, struct strdict *dict, size_t i, const json_t *v)
 {
     if (json_is_string(v))
-        column_set_value(c, i, STORE_PROP_TEXT, 0, json_string_value(v), json_string_length(v));
+        column_set_value_in(c, dict, i, STORE_PROP_TEXT, 0, json_string_value(v),
+                            json_string_length(v));
     else if (json_is_number(v))
-        column_set_value(c, i, STORE_PROP_NUMBER, json_number_value(v), NULL, 0);
+        column_set_value_in(c, dict, i, STORE_PROP_NUMBER, json_number_value(v), NULL, 0);
     else if (json_is_boolean(v))
-        column_set_value(c, i, json_is_true(v) ? STORE_PROP_TRUE : STORE_PROP_FALSE, 0, NULL, 0);
+        column_set_value_in(c, dict, i, json_is_true(v) ? STORE_PROP_TRUE : STORE_PROP_FALSE, 0,
+                            NULL, 0);
     else
-        column_set_value(c, i, STORE_PROP_OTHER, 0, NULL, 0);
+        column_set_value_in(c, dict, i, STORE_PROP_OTHER, 0, NULL, 0);
+}
+
+void column_set_json(struct column *c, size_t i, const json_t *v)
+{
+    column_set_json_in(c, &c->dict, i, v);
 }
 
 static void column_set_str(struct column *c, size_t i, const char *s)
@@ -193,29 +201,43 @@ void audience_index_new(struct audience_index **out)
 
     for (i = 1; i < BI__N; i++)
         column_init(&ix->builtins[i], bi_names[i], bi_types[i], 0);
+    ix->merge_min = 8192;
+    {
+        /* Tests run the random comparison with both paths: merge always, merge never. */
+        const char *v = getenv("ENGAGE_SEGMENT_MERGE_MIN");
+        int64_t n;
+        if (v && parse_i64(v, strlen(v), &n) == 0 && n >= 0)
+            ix->merge_min = (size_t)n;
+    }
     *out = ix;
+}
+
+void audience_index_set_merge_min(struct audience_index *ix, size_t n)
+{
+    ix->merge_min = n;
 }
 
 static void evname_release(struct evname *en)
 {
-    size_t j;
     int i;
 
     free(en->name);
     free(en->off);
     free(en->time);
     free(en->row);
-    for (j = 0; j < en->npend; j++)
-        free(en->pend[j].props);
     free(en->pend);
-    for (i = 0; i < en->npcols; i++)
+    for (i = 0; i < en->npcols; i++) {
         column_release(&en->pcols[i]);
+        column_release(&en->ppcols[i]);
+    }
     free(en->pcols);
+    free(en->ppcols);
 }
 
 /* Empties the index (keeps the struct): the next catch-up loads everything. */
 static void index_reset(struct audience_index *ix)
 {
+    size_t merge_min;
     int i;
 
     free(ix->live);
@@ -228,7 +250,9 @@ static void index_reset(struct audience_index *ix)
         evname_release(&ix->names[i]);
     free(ix->names);
     free(ix->dead);
+    merge_min = ix->merge_min;
     memset(ix, 0, sizeof *ix);
+    ix->merge_min = merge_min;
     for (i = 1; i < BI__N; i++)
         column_init(&ix->builtins[i], bi_names[i], bi_types[i], 0);
 }
@@ -427,7 +451,20 @@ static int on_event(void *ctx, const struct store_event *ev)
     p->contact = (uint32_t)ev->contact_id;
     p->time = ev->occurred_at;
     p->row = ev->id;
-    p->props = en->npcols && ev->props ? xstrdup(ev->props) : NULL;
+    p->slot = (uint32_t)en->nslots++;
+    en->nfresh++;
+    if (en->npcols) {
+        json_t *o = ev->props ? json_loads(ev->props, 0, NULL) : NULL;
+        int k;
+        for (k = 0; k < en->npcols; k++) {
+            struct column *pc = &en->ppcols[k];
+            if (pc->cap < en->nslots)
+                column_grow(pc, en->nslots * 2);
+            column_set_json_in(pc, &en->pcols[k].dict, p->slot,
+                               o ? json_object_get(o, pc->name) : NULL);
+        }
+        json_decref(o);
+    }
     return 0;
 }
 
@@ -438,9 +475,23 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int is_dead(const struct audience_index *ix, int64_t row)
+int index_is_dead(const struct audience_index *ix, int64_t row)
 {
     return ix->ndead && bsearch(&row, ix->dead, ix->ndead, sizeof row, cmp_i64) != NULL;
+}
+
+size_t index_pend_lower_bound(const struct evname *en, size_t c)
+{
+    size_t lo = 0, hi = en->npend;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (en->pend[mid].contact < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 static int pend_before(const struct pending_event *x, const struct pending_event *y)
@@ -453,6 +504,15 @@ static int cmp_pend(const void *a, const void *b)
     const struct pending_event *x = a, *y = b;
 
     return pend_before(x, y) ? -1 : pend_before(y, x) ? 1 : 0;
+}
+
+static int cmp_pend_contact(const void *a, const void *b)
+{
+    const struct pending_event *x = a, *y = b;
+
+    if (x->contact != y->contact)
+        return x->contact < y->contact ? -1 : 1;
+    return cmp_pend(a, b);
 }
 
 /* Reorders en's pending entries by (contact, time): a counting sort by contact into a
@@ -500,10 +560,10 @@ static void pend_sort(const struct audience_index *ix, struct evname *en)
 /* Rebuilds en without dead entries and with its pending ones. */
 static void merge_evname(struct audience_index *ix, struct evname *en)
 {
-    size_t nc = ix->ncontacts, c, i, j, pos, newn = 0, pj = 0;
+    size_t nc = ix->ncontacts, c, i, pos, newn = 0, pj = 0;
     uint32_t *off = xmalloc((ix->cap + 1) * sizeof *off);
     int64_t *src, *time, *row;
-    json_t **pjson = NULL;
+    size_t vs;
     int k;
 
     pend_sort(ix, en);
@@ -515,7 +575,7 @@ static void merge_evname(struct audience_index *ix, struct evname *en)
         i = en->off[c];
         while (i < hi || (pj < en->npend && en->pend[pj].contact == c)) {
             int take_base;
-            if (i < hi && is_dead(ix, en->row[i])) {
+            if (i < hi && index_is_dead(ix, en->row[i])) {
                 i++;
                 continue;
             }
@@ -543,43 +603,33 @@ static void merge_evname(struct audience_index *ix, struct evname *en)
             row[pos] = p->row;
         }
     }
-    if (en->npcols) {
-        pjson = xcalloc(en->npend ? en->npend : 1, sizeof *pjson);
-        for (j = 0; j < en->npend; j++)
-            if (en->pend[j].props)
-                pjson[j] = json_loads(en->pend[j].props, 0, NULL);
-    }
     for (k = 0; k < en->npcols; k++) {
-        struct column *old = &en->pcols[k], col;
+        struct column *old = &en->pcols[k], *pend = &en->ppcols[k], col;
         column_init(&col, old->name, old->type, old->inferred);
         strdict_release(&col.dict);
         col.dict = old->dict; /* codes stay valid: the dictionary moves over */
         strdict_init(&old->dict);
         column_grow(&col, newn);
+        vs = value_size(col.type);
         for (pos = 0; pos < newn; pos++) {
-            if (src[pos] >= 0) {
-                size_t s = (size_t)src[pos];
-                if (bit_get(old->present, s)) {
-                    memcpy((char *)col.v.code + pos * value_size(col.type),
-                           (char *)old->v.code + s * value_size(col.type), value_size(col.type));
-                    bit_set(col.present, pos);
-                }
-            } else {
-                json_t *o = pjson[-src[pos] - 1];
-                column_set_json(&col, pos, o ? json_object_get(o, col.name) : NULL);
+            const struct column *from = old;
+            size_t s = (size_t)src[pos];
+            if (src[pos] < 0) {
+                from = pend;
+                s = en->pend[-src[pos] - 1].slot;
+            }
+            if (bit_get(from->present, s)) {
+                memcpy((char *)col.v.code + pos * vs, (char *)from->v.code + s * vs, vs);
+                bit_set(col.present, pos);
             }
         }
         column_release(old);
         *old = col;
+        memset(pend->present, 0, (pend->cap + 63) / 64 * sizeof(uint64_t));
     }
-    if (pjson) {
-        for (j = 0; j < en->npend; j++)
-            json_decref(pjson[j]);
-        free(pjson);
-    }
-    for (j = 0; j < en->npend; j++)
-        free(en->pend[j].props);
     en->npend = 0;
+    en->nfresh = 0;
+    en->nslots = 0;
     free(en->off);
     free(en->time);
     free(en->row);
@@ -591,6 +641,69 @@ static void merge_evname(struct audience_index *ix, struct evname *en)
 }
 
 /* ---- catch-up ------------------------------------------------------------------------ */
+
+/* Drops pending entries of rows that changed again in this catch-up (their new state
+ * was queued after them). chg is sorted. */
+static void drop_stale(struct evname *en, const int64_t *chg, size_t nchg)
+{
+    size_t j, w = 0, old = en->npend - en->nfresh;
+
+    for (j = 0; j < en->npend; j++) {
+        if (j < old && bsearch(&en->pend[j].row, chg, nchg, sizeof *chg, cmp_i64))
+            continue;
+        en->pend[w++] = en->pend[j];
+    }
+    en->npend = w;
+}
+
+static void sort_dead(struct audience_index *ix)
+{
+    size_t i, w = 0;
+
+    qsort(ix->dead, ix->ndead, sizeof *ix->dead, cmp_i64);
+    for (i = 0; i < ix->ndead; i++)
+        if (w == 0 || ix->dead[w - 1] != ix->dead[i])
+            ix->dead[w++] = ix->dead[i];
+    ix->ndead = w;
+}
+
+/* After reading a catch-up's rows: retire stale pending entries, then merge the names
+ * that have enough pending entries (all of them, and clear the dead list, when rows
+ * changed or on the first load), and sort the pending entries of the others. */
+static void settle(struct audience_index *ix, size_t dead0, int first)
+{
+    size_t nchg = ix->ndead - dead0, limit = ix->merge_min > 1024 ? ix->merge_min : 1024;
+    int64_t *chg = NULL;
+    int i, all = first || ix->merge_min == 0 || ix->ndead > limit;
+
+    if (nchg) {
+        chg = xmalloc(nchg * sizeof *chg);
+        memcpy(chg, ix->dead + dead0, nchg * sizeof *chg);
+        qsort(chg, nchg, sizeof *chg, cmp_i64);
+        for (i = 0; i < ix->nnames; i++)
+            drop_stale(&ix->names[i], chg, nchg);
+        free(chg);
+        sort_dead(ix);
+    }
+    for (i = 0; !all && ix->ndead && i < ix->nnames; i++) {
+        const struct evname *en = &ix->names[i];
+        all = en->npend > ix->merge_min && en->npend > en->n / 16;
+    }
+    for (i = 0; i < ix->nnames; i++) {
+        struct evname *en = &ix->names[i];
+        if (all ? (en->npend || ix->ndead) : en->npend > ix->merge_min && en->npend > en->n / 16)
+            merge_evname(ix, en);
+        else if (en->nfresh) {
+            if (en->npend * 8 < ix->ncontacts)
+                qsort(en->pend, en->npend, sizeof *en->pend, cmp_pend_contact);
+            else
+                pend_sort(ix, en);
+        }
+        en->nfresh = 0;
+    }
+    if (all)
+        ix->ndead = 0;
+}
 
 static int any_pcols(const struct audience_index *ix)
 {
@@ -606,8 +719,9 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
 {
     struct catchup cu = {.ix = ix, .max_row = ix->max_row};
     struct contract_set *cs = NULL;
+    size_t dead0 = ix->ndead;
     double t0 = now_ms_mono(), t1, t2, t3;
-    int rc, i, first = !ix->loaded;
+    int rc, first = !ix->loaded;
 
     rc = store_read_begin(st, e);
     if (rc)
@@ -637,15 +751,9 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
         index_reset(ix);
         return rc;
     }
-    if (ix->ndead) {
-        qsort(ix->dead, ix->ndead, sizeof *ix->dead, cmp_i64);
-    }
-    for (i = 0; i < ix->nnames; i++)
-        if (ix->names[i].npend || ix->ndead)
-            merge_evname(ix, &ix->names[i]);
+    settle(ix, dead0, first);
     log_debug("segment", "catch-up: catalogue %.0f ms, contacts %.0f ms, events %.0f ms, merge %.0f ms",
               t1 - t0, t2 - t1, t3 - t2, now_ms_mono() - t3);
-    ix->ndead = 0;
     ix->max_row = cu.max_row;
     ix->loaded = 1;
     if (first) {
@@ -665,31 +773,44 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
 struct propload {
     size_t ncontacts;
     struct evname *en;
-    struct column *col;
+    struct column *col, *pcol; /* for the CSR entries; for pending ones (by slot) */
 };
 
-/* The entry of row id at instant t of contact c, or SIZE_MAX. */
-static size_t entry_of(const struct propload *pl, int64_t c, int64_t t, int64_t id)
+/* Where row id (contact c, instant t) sits: *col and *slot, or 0 if the index does
+ * not hold it (yet: the next catch-up brings it). */
+static int entry_of(const struct propload *pl, int64_t c, int64_t t, int64_t id,
+                    struct column **col, size_t *slot)
 {
     const struct evname *en = pl->en;
     size_t i, hi;
 
     if (c <= 0 || (size_t)c >= pl->ncontacts)
-        return SIZE_MAX; /* a contact the index has not seen yet: next catch-up */
+        return 0;
     hi = en->off[c + 1];
     for (i = evname_lower_bound(en, (size_t)c, t); i < hi && en->time[i] == t; i++)
-        if (en->row[i] == id)
-            return i;
-    return SIZE_MAX;
+        if (en->row[i] == id) {
+            *col = pl->col;
+            *slot = i;
+            return 1;
+        }
+    for (i = index_pend_lower_bound(en, (size_t)c); i < en->npend && en->pend[i].contact == c;
+         i++)
+        if (en->pend[i].row == id) {
+            *col = pl->pcol;
+            *slot = en->pend[i].slot;
+            return 1;
+        }
+    return 0;
 }
 
 static int on_prop_value(void *ctx, const struct store_prop_value *v)
 {
     struct propload *pl = ctx;
-    size_t i = entry_of(pl, v->contact_id, v->occurred_at, v->id);
+    struct column *col;
+    size_t i;
 
-    if (i != SIZE_MAX)
-        column_set_value(pl->col, i, v->kind, v->num, v->text, v->len);
+    if (entry_of(pl, v->contact_id, v->occurred_at, v->id, &col, &i))
+        column_set_value_in(col, &pl->col->dict, i, v->kind, v->num, v->text, v->len);
     return 0;
 }
 
@@ -697,13 +818,14 @@ static int on_prop_value(void *ctx, const struct store_prop_value *v)
 static int on_prop_event(void *ctx, const struct store_event *ev)
 {
     struct propload *pl = ctx;
-    size_t i = entry_of(pl, ev->contact_id, ev->occurred_at, ev->id);
+    struct column *col;
+    size_t i;
     json_t *o;
 
-    if (i == SIZE_MAX)
+    if (!entry_of(pl, ev->contact_id, ev->occurred_at, ev->id, &col, &i))
         return 0;
     o = ev->props ? json_loads(ev->props, 0, NULL) : NULL;
-    column_set_json(pl->col, i, o ? json_object_get(o, pl->col->name) : NULL);
+    column_set_json_in(col, &pl->col->dict, i, o ? json_object_get(o, pl->col->name) : NULL);
     json_decref(o);
     return 0;
 }
@@ -722,15 +844,20 @@ int index_prop_col(struct audience_index *ix, struct store *st, struct evname *e
             return 0;
         }
     en->pcols = xrealloc(en->pcols, (size_t)(en->npcols + 1) * sizeof *en->pcols);
+    en->ppcols = xrealloc(en->ppcols, (size_t)(en->npcols + 1) * sizeof *en->ppcols);
     pl.col = &en->pcols[en->npcols];
+    pl.pcol = &en->ppcols[en->npcols];
     column_init(pl.col, prop, t, !declared);
     column_grow(pl.col, en->n ? en->n : 1);
+    column_init(pl.pcol, prop, t, !declared);
+    column_grow(pl.pcol, en->nslots ? en->nslots : 1);
     if (!store_prop_path_ok(prop))
         rc = store_events_of_name(st, en->name_id, on_prop_event, &pl, e);
     else
         rc = store_event_prop_values(st, en->name_id, prop, on_prop_value, &pl, e);
     if (rc) {
         column_release(pl.col);
+        column_release(pl.pcol);
         return rc;
     }
     *out = en->npcols++;
@@ -743,7 +870,7 @@ int index_prop_col(struct audience_index *ix, struct store *st, struct evname *e
 
 void audience_index_stats(const struct audience_index *ix, struct audience_stats *out)
 {
-    size_t w, bytes = (ix->cap + 63) / 8;
+    size_t w, j, bytes = (ix->cap + 63) / 8;
     int i, k;
 
     memset(out, 0, sizeof *out);
@@ -756,7 +883,10 @@ void audience_index_stats(const struct audience_index *ix, struct audience_stats
         bytes += column_bytes(&ix->attrs[i]);
     for (i = 0; i < ix->nnames; i++) {
         const struct evname *en = &ix->names[i];
-        out->events += (int64_t)en->n;
+        out->events += (int64_t)(en->n + en->npend);
+        out->pending += (int64_t)en->npend;
+        for (j = 0; ix->ndead && j < en->n; j++) /* rows superseded since the last merge */
+            out->events -= index_is_dead(ix, en->row[j]);
         bytes += (ix->cap + 1) * sizeof(uint32_t) + en->n * 16;
         for (k = 0; k < en->npcols; k++)
             bytes += column_bytes(&en->pcols[k]);

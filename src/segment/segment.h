@@ -44,10 +44,16 @@ void audience_index_free(struct audience_index *ix); /* NULL-safe */
  * On error the index is left as it was before the call. */
 int audience_index_catch_up(struct audience_index *ix, struct store *st, struct err *e);
 
+/* Catch-ups keep new events of a name pending (counted beside the main arrays) until
+ * there are n of them, or a sixteenth of the name's events, then merge. Default 8192;
+ * tests set 0 (merge every time) or a large value (never). */
+void audience_index_set_merge_min(struct audience_index *ix, size_t n);
+
 struct audience_stats {
     int64_t contacts;       /* dense ids allocated (max contact id) */
     int64_t members;        /* identified, live contacts */
     int64_t events;         /* live events held */
+    int64_t pending;        /* of which not merged yet */
     int64_t event_names, attributes, property_columns;
     int64_t bytes;          /* heap held by the index */
     int64_t contact_seq, event_seq;

@@ -52,11 +52,14 @@ struct column {
 
 enum builtin { BI_NONE, BI_EMAIL, BI_EXTERNAL_ID, BI_CREATED_AT, BI_EMAIL_CONSENT, BI__N };
 
-/* One event name: entries grouped by contact (CSR), sorted by time in a contact. */
+/* One event name: entries grouped by contact (CSR), sorted by time in a contact.
+ * Events that arrived since the last merge are pending: sorted by (contact, time)
+ * after each catch-up and counted beside the CSR arrays, until there are enough of
+ * them to be worth a merge. Their property values live in ppcols, by slot. */
 struct pending_event {
     uint32_t contact;
+    uint32_t slot;         /* index into ppcols[k] */
     int64_t time, row;
-    char *props;           /* JSON text when the name has property columns, else NULL */
 };
 struct evname {
     int64_t name_id;
@@ -66,8 +69,12 @@ struct evname {
     size_t n;              /* entries */
     struct pending_event *pend;
     size_t npend, cappend;
+    size_t nfresh;         /* the last nfresh entries came in this catch-up (unsorted) */
     struct column *pcols;  /* property columns parallel to the entries */
+    struct column *ppcols; /* the same properties of pending entries, by slot; string
+                            * codes are those of pcols[k]'s dictionary */
     int npcols;
+    size_t nslots;
 };
 
 struct audience_index {
@@ -81,10 +88,17 @@ struct audience_index {
     int nattrs;
     struct evname *names;
     int nnames;
-    int64_t *dead;         /* rows whose earlier entry must go at the next merge */
+    int64_t *dead;         /* rows whose entry in the CSR arrays no longer holds (sorted
+                            * after a catch-up): skipped by evaluation, dropped by merges */
     size_t ndead, capdead;
+    size_t merge_min;      /* merge an event name once it has this many pending entries */
     double load_ms;
 };
+
+/* 1 if row is on the dead list. */
+int index_is_dead(const struct audience_index *ix, int64_t row);
+/* The first pending entry of en whose contact is at least c. */
+size_t index_pend_lower_bound(const struct evname *en, size_t c);
 
 /* The first of contact c's entries in en at or after instant t (off[c + 1] if none). */
 static inline size_t evname_lower_bound(const struct evname *en, size_t c, int64_t t)
