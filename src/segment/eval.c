@@ -237,6 +237,7 @@ struct bound {
     const struct cond *c;
     const struct column *col; /* NULL: every slot missing */
     uint8_t *match;           /* strings: does code k satisfy the comparison (eq for neq) */
+    struct strmap *values;    /* arena columns, eq/neq/in with many values: a set */
 };
 
 static int str_cmp(const char *a, size_t an, const char *b, size_t bn)
@@ -305,8 +306,20 @@ static void bind_cond(struct bound *bd, const struct cond *c, struct column *col
     bd->c = c;
     bd->col = col;
     bd->match = NULL;
+    bd->values = NULL;
     if (col == NULL || c->type != FT_STRING)
         return;
+    if (col->arena) { /* decided per contact: see arena_test() */
+        if (c->op == OP_CONTAINS)
+            column_fold(col);
+        if ((c->op == OP_EQ || c->op == OP_NEQ || c->op == OP_IN) && c->nvals > 4) {
+            bd->values = xmalloc(sizeof *bd->values);
+            strmap_init(bd->values);
+            for (i = 0; i < c->nvals; i++)
+                strmap_put(bd->values, c->str[i], c->lens[i], 1);
+        }
+        return;
+    }
     d = &col->dict;
     bd->match = xcalloc(d->n ? d->n : 1, 1);
     if (c->op == OP_EQ || c->op == OP_NEQ || c->op == OP_IN) {
@@ -337,6 +350,36 @@ static void bind_cond(struct bound *bd, const struct cond *c, struct column *col
         pthread_join(tids[i], NULL);
 }
 
+/* A string condition on an arena column's slot (present). */
+static int arena_test(const struct bound *bd, const struct column *col, size_t slot)
+{
+    const struct cond *c = bd->c;
+    const char *s = column_text(col, slot);
+    size_t n = strlen(s);
+    int64_t one;
+    int i, m = 0;
+
+    switch (c->op) {
+    case OP_EQ:
+    case OP_NEQ:
+    case OP_IN:
+        if (bd->values)
+            return strmap_get(bd->values, s, n, &one);
+        for (i = 0; i < c->nvals && !m; i++)
+            m = str_cmp(s, n, c->str[i], c->lens[i]) == 0;
+        return m;
+    case OP_CONTAINS: {
+        const char *f = col->folded.p + col->foff[slot];
+        return c->folded_len == 0 || memmem(f, strlen(f), c->folded, c->folded_len) != NULL;
+    }
+    case OP_GTE:
+        return str_cmp(s, n, c->str[0], c->lens[0]) >= 0;
+    case OP_LTE:
+        return str_cmp(s, n, c->str[0], c->lens[0]) <= 0;
+    }
+    return 0;
+}
+
 /* The condition on slot of col: the bound column, or the pending column beside it
  * (same dictionary, so the same match table). */
 static inline int cond_test_in(const struct bound *bd, const struct column *col, size_t slot)
@@ -348,7 +391,7 @@ static inline int cond_test_in(const struct bound *bd, const struct column *col,
         return c->op == OP_NEQ;
     switch (c->type) {
     case FT_STRING:
-        m = bd->match[col->v.code[slot]];
+        m = col->arena ? arena_test(bd, col, slot) : bd->match[col->v.code[slot]];
         break;
     case FT_BOOLEAN:
         m = col->v.b[slot] == c->b;
@@ -456,6 +499,10 @@ static void enode_release(struct enode *en)
             enode_release(&en->kids[i]);
     free(en->kids);
     free(en->attr.match);
+    if (en->attr.values) {
+        strmap_release(en->attr.values);
+        free(en->attr.values);
+    }
     if (en->where)
         for (i = 0; i < en->n->nwhere; i++)
             free(en->where[i].match);
@@ -647,7 +694,7 @@ int segment_members(const struct audience_index *ix, const struct segment_result
             continue;
         }
         c += (size_t)__builtin_ctzll(w);
-        rc = fn(ctx, (int64_t)c, xid->dict.strs[xid->v.code[c]]);
+        rc = fn(ctx, (int64_t)c, column_text(xid, c));
         if (rc)
             return rc;
         sent++;

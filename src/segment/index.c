@@ -86,13 +86,18 @@ static void column_release(struct column *c)
     free(c->name);
     free(c->present);
     free(c->v.code);
+    free(c->foff);
+    buf_release(&c->text);
+    buf_release(&c->folded);
     strdict_release(&c->dict);
     memset(c, 0, sizeof *c);
 }
 
-static size_t value_size(enum ftype t)
+static size_t value_size(const struct column *c)
 {
-    switch (t) {
+    if (c->arena)
+        return sizeof(uint64_t);
+    switch (c->type) {
     case FT_STRING:
         return sizeof(uint32_t);
     case FT_NUMBER:
@@ -107,7 +112,7 @@ static size_t value_size(enum ftype t)
 /* Grows c to at least n slots; new slots are absent. */
 static void column_grow(struct column *c, size_t n)
 {
-    size_t oldw = (c->cap + 63) / 64, neww = (n + 63) / 64, vs = value_size(c->type);
+    size_t oldw = (c->cap + 63) / 64, neww = (n + 63) / 64, vs = value_size(c);
 
     if (n <= c->cap)
         return;
@@ -115,6 +120,10 @@ static void column_grow(struct column *c, size_t n)
     memset(c->present + oldw, 0, (neww - oldw) * sizeof(uint64_t));
     c->v.code = xrealloc(c->v.code, (n ? n : 1) * vs);
     memset((char *)c->v.code + c->cap * vs, 0, (n - c->cap) * vs);
+    if (c->foff) {
+        c->foff = xrealloc(c->foff, (n ? n : 1) * sizeof *c->foff);
+        memset(c->foff + c->cap, 0, (n - c->cap) * sizeof *c->foff);
+    }
     c->cap = n;
 }
 
@@ -175,16 +184,54 @@ void column_set_json(struct column *c, size_t i, const json_t *v)
 
 static void column_set_str(struct column *c, size_t i, const char *s)
 {
+    size_t n;
+
     bit_clear(c->present, i);
     if (s == NULL)
         return;
-    c->v.code[i] = strdict_code(&c->dict, s, strlen(s));
+    n = strlen(s);
+    if (!c->arena) {
+        c->v.code[i] = strdict_code(&c->dict, s, n);
+    } else if (c->present && c->v.off[i] && strcmp(column_text(c, i), s) == 0) {
+        /* unchanged: keep the text (and fold) it has */
+    } else {
+        if (c->text.len == 0)
+            buf_addc(&c->text, '\0'); /* offset 0 is never a string */
+        c->v.off[i] = c->text.len;
+        buf_add(&c->text, s, n);
+        buf_addc(&c->text, '\0');
+        if (c->foff) {
+            c->foff[i] = c->folded.len;
+            casefold_utf8(s, n, &c->folded);
+            buf_addc(&c->folded, '\0');
+        }
+    }
     bit_set(c->present, i);
+}
+
+void column_fold(struct column *c)
+{
+    size_t i;
+
+    if (c->foff)
+        return;
+    c->foff = xcalloc(c->cap ? c->cap : 1, sizeof *c->foff);
+    buf_addc(&c->folded, '\0');
+    for (i = 0; i < c->cap; i++) {
+        const char *s;
+        if (!bit_get(c->present, i))
+            continue;
+        s = column_text(c, i);
+        c->foff[i] = c->folded.len;
+        casefold_utf8(s, strlen(s), &c->folded);
+        buf_addc(&c->folded, '\0');
+    }
 }
 
 static size_t column_bytes(const struct column *c)
 {
-    return c->cap * value_size(c->type) + (c->cap + 63) / 8 + c->dict.bytes;
+    return c->cap * value_size(c) + (c->cap + 63) / 8 + c->dict.bytes + c->text.cap +
+           c->folded.cap + (c->foff ? c->cap * sizeof *c->foff : 0);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------- */
@@ -201,6 +248,7 @@ void audience_index_new(struct audience_index **out)
 
     for (i = 1; i < BI__N; i++)
         column_init(&ix->builtins[i], bi_names[i], bi_types[i], 0);
+    ix->builtins[BI_EMAIL].arena = ix->builtins[BI_EXTERNAL_ID].arena = 1;
     ix->merge_min = 8192;
     {
         /* Tests run the random comparison with both paths: merge always, merge never. */
@@ -255,6 +303,7 @@ static void index_reset(struct audience_index *ix)
     ix->merge_min = merge_min;
     for (i = 1; i < BI__N; i++)
         column_init(&ix->builtins[i], bi_names[i], bi_types[i], 0);
+    ix->builtins[BI_EMAIL].arena = ix->builtins[BI_EXTERNAL_ID].arena = 1;
 }
 
 void audience_index_free(struct audience_index *ix)
@@ -610,7 +659,7 @@ static void merge_evname(struct audience_index *ix, struct evname *en)
         col.dict = old->dict; /* codes stay valid: the dictionary moves over */
         strdict_init(&old->dict);
         column_grow(&col, newn);
-        vs = value_size(col.type);
+        vs = value_size(&col);
         for (pos = 0; pos < newn; pos++) {
             const struct column *from = old;
             size_t s = (size_t)src[pos];
@@ -771,6 +820,7 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
 /* ---- property columns ----------------------------------------------------------------- */
 
 struct propload {
+    const struct audience_index *ix;
     size_t ncontacts;
     struct evname *en;
     struct column *col, *pcol; /* for the CSR entries; for pending ones (by slot) */
@@ -788,8 +838,8 @@ static int entry_of(const struct propload *pl, int64_t c, int64_t t, int64_t id,
         return 0;
     hi = en->off[c + 1];
     for (i = evname_lower_bound(en, (size_t)c, t); i < hi && en->time[i] == t; i++)
-        if (en->row[i] == id) {
-            *col = pl->col;
+        if (en->row[i] == id && !index_is_dead(pl->ix, id)) { /* a dead entry's row lives on */
+            *col = pl->col;                                   /* in a pending entry */
             *slot = i;
             return 1;
         }
@@ -833,7 +883,7 @@ static int on_prop_event(void *ctx, const struct store_event *ev)
 int index_prop_col(struct audience_index *ix, struct store *st, struct evname *en,
                    const char *prop, enum ftype t, int declared, int *out, struct err *e)
 {
-    struct propload pl = {.en = en, .ncontacts = ix->ncontacts};
+    struct propload pl = {.ix = ix, .en = en, .ncontacts = ix->ncontacts};
     double t0 = now_ms_mono();
     int i, rc;
 

@@ -41,10 +41,17 @@ struct column {
     uint64_t *present;     /* bitset */
     union {
         uint32_t *code;    /* FT_STRING: strdict code */
+        uint64_t *off;     /* FT_STRING in an arena column: offset in text */
         double *num;
         int64_t *ts;
         uint8_t *b;        /* 0 false, 1 true */
     } v;
+    /* Arena columns hold nearly unique strings (email, external_id) whole, NUL-
+     * terminated, instead of in a dictionary: 8 bytes a slot plus the text. Their
+     * simple case folds are made on the first `contains` and kept current after. */
+    int arena;
+    struct buf text, folded;
+    uint64_t *foff;        /* offset in folded per slot, once folded */
     struct strdict dict;
     size_t cap;            /* slots allocated */
     int inferred;          /* an undeclared property: values typed by json_value_ftype() */
@@ -114,6 +121,15 @@ static inline size_t evname_lower_bound(const struct evname *en, size_t c, int64
     }
     return lo;
 }
+
+/* The string in slot i of an arena column (present slots only). */
+static inline const char *column_text(const struct column *c, size_t i)
+{
+    return c->text.p + c->v.off[i];
+}
+
+/* Makes the folds of an arena column's strings (once; later writes keep them). */
+void column_fold(struct column *c);
 
 /* Column index of an attribute (creating it with type t if create), or -1. */
 int index_attr_col(struct audience_index *ix, const char *name, enum ftype t, int create);

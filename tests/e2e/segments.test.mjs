@@ -199,7 +199,7 @@ test('scheduled segments are evaluated by the server on their own', async () => 
   assert.equal(r.status, 201, r.text);
   const id = r.json.id;
   let items = [];
-  for (let i = 0; i < 50 && items.length === 0; i++) {
+  for (let i = 0; i < 200 && items.length === 0; i++) {
     await new Promise((res) => setTimeout(res, 100));
     r = await api(srv.url, `/api/v1/segments/${id}/evaluations`, { key: analyst });
     items = r.json.items;
@@ -224,7 +224,7 @@ test('an evaluation left running by a killed server is marked failed at the next
   // What a kill between the committed "running" row and its outcome leaves behind.
   sql(d, `INSERT INTO segment_evaluations(segment_id, version, trigger, status, as_of, started_at) VALUES(${id}, 1, 'api', 'running', 1, 1)`);
   s = await startServer(d);
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 200; i++) {
     r = await api(s.url, `/api/v1/segments/${id}/evaluations`, { key });
     if (r.json.items[0].status !== 'running') break;
     await new Promise((res) => setTimeout(res, 100));
