@@ -348,8 +348,8 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
     props = attrs_raw ? json_deep_copy(attrs_raw) : json_object();
     json_object_foreach(props, k, v) {
         if (!attr_name_ok(k) || strcmp(k, "external_id") == 0 || strcmp(k, "email_consent") == 0) {
+            snprintf(field, sizeof field, "%s", k); /* k belongs to props: copy it first */
             json_decref(props);
-            snprintf(field, sizeof field, "%s", k);
             return ingest_reject(in, cx, "contact", rec, "invalid_name", field,
                           "is not a valid attribute name (1 to 128 bytes, no control characters; "
                           "external_id and email_consent are reserved)", out, e);
