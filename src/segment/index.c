@@ -13,9 +13,12 @@
  * columns (for `where`) are parallel to the entries and are loaded from the store
  * the first time a plan needs them; catch-ups then read new events' properties too.
  * On a store error the index is emptied and the next catch-up loads it again. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "segment_int.h"
 
@@ -716,6 +719,56 @@ static void sort_dead(struct audience_index *ix)
     ix->ndead = w;
 }
 
+/* Each event name is merged or sorted on its own (they share only read-only state:
+ * the contact count and the dead list), so the names are spread over the cores. */
+struct settle_pool {
+    struct audience_index *ix;
+    atomic_int next;
+};
+
+static void *settle_worker(void *arg)
+{
+    struct settle_pool *sp = arg;
+    struct audience_index *ix = sp->ix;
+    int i;
+
+    while ((i = atomic_fetch_add(&sp->next, 1)) < ix->nnames) {
+        struct evname *en = &ix->names[i];
+        if (en->merge)
+            merge_evname(ix, en);
+        else if (en->nfresh) {
+            if (en->npend * 8 < ix->ncontacts)
+                qsort(en->pend, en->npend, sizeof *en->pend, cmp_pend_contact);
+            else
+                pend_sort(ix, en);
+        }
+        en->nfresh = 0;
+        en->merge = 0;
+    }
+    return NULL;
+}
+
+static void settle_names(struct audience_index *ix)
+{
+    struct settle_pool sp = {.ix = ix};
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    pthread_t tids[16];
+    int i, want = 0, started = 0, nthreads;
+
+    for (i = 0; i < ix->nnames; i++)
+        want += ix->names[i].merge;
+    nthreads = want > 1 ? (int)(ncpu > 16 ? 16 : ncpu > 0 ? ncpu : 1) : 1;
+    if (nthreads > want)
+        nthreads = want > 0 ? want : 1;
+    atomic_init(&sp.next, 0);
+    for (i = 1; i < nthreads; i++)
+        if (pthread_create(&tids[started], NULL, settle_worker, &sp) == 0)
+            started++;
+    settle_worker(&sp);
+    for (i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+}
+
 /* After reading a catch-up's rows: retire stale pending entries, then merge the names
  * that have enough pending entries (all of them, and clear the dead list, when rows
  * changed or on the first load), and sort the pending entries of the others. */
@@ -738,18 +791,11 @@ static void settle(struct audience_index *ix, size_t dead0, int first)
         const struct evname *en = &ix->names[i];
         all = en->npend > ix->merge_min && en->npend > en->n / 16;
     }
-    for (i = 0; i < ix->nnames; i++) {
-        struct evname *en = &ix->names[i];
-        if (all ? (en->npend || ix->ndead) : en->npend > ix->merge_min && en->npend > en->n / 16)
-            merge_evname(ix, en);
-        else if (en->nfresh) {
-            if (en->npend * 8 < ix->ncontacts)
-                qsort(en->pend, en->npend, sizeof *en->pend, cmp_pend_contact);
-            else
-                pend_sort(ix, en);
-        }
-        en->nfresh = 0;
-    }
+    for (i = 0; i < ix->nnames; i++)
+        ix->names[i].merge = all ? (ix->names[i].npend || ix->ndead)
+                                 : ix->names[i].npend > ix->merge_min &&
+                                       ix->names[i].npend > ix->names[i].n / 16;
+    settle_names(ix);
     if (all)
         ix->ndead = 0;
 }

@@ -82,6 +82,7 @@ struct evname {
                             * codes are those of pcols[k]'s dictionary */
     int npcols;
     size_t nslots;
+    int merge;             /* settle: merge (1) or only sort this name */
 };
 
 struct audience_index {
