@@ -104,16 +104,23 @@ static int resolve(struct audience_index *ix, struct store *st, struct node *n, 
         return 0;
     case N_BEHAVIOR: {
         struct evname *en = index_evname_by_name(ix, n->event);
+        struct prop_want *want;
         n->ev = en ? (int)(en - ix->names) : -1;
         if (en)
             n->cost += (double)en->n / (double)(ix->ncontacts ? ix->ncontacts : 1);
-        for (i = 0; en && i < n->nwhere; i++) {
-            rc = index_prop_col(ix, st, en, n->where_fields[i], n->where[i].type,
-                                n->where_declared[i], &n->where_cols[i], e);
-            if (rc)
-                return rc;
+        if (en == NULL || n->nwhere == 0)
+            return 0;
+        want = xcalloc((size_t)n->nwhere, sizeof *want);
+        for (i = 0; i < n->nwhere; i++) {
+            want[i].prop = n->where_fields[i];
+            want[i].type = n->where[i].type;
+            want[i].declared = n->where_declared[i];
         }
-        return 0;
+        rc = index_prop_cols(ix, st, en, want, n->nwhere, e);
+        for (i = 0; rc == 0 && i < n->nwhere; i++)
+            n->where_cols[i] = want[i].col;
+        free(want);
+        return rc;
     }
     }
     return 0;

@@ -867,98 +867,133 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
 
 struct propload {
     const struct audience_index *ix;
-    size_t ncontacts;
     struct evname *en;
-    struct column *col, *pcol; /* for the CSR entries; for pending ones (by slot) */
+    const int *cols; /* the pcols being loaded, in the order of the scan's values */
+    int n;
 };
 
-/* Where row id (contact c, instant t) sits: *col and *slot, or 0 if the index does
- * not hold it (yet: the next catch-up brings it). */
-static int entry_of(const struct propload *pl, int64_t c, int64_t t, int64_t id,
-                    struct column **col, size_t *slot)
+/* Where row id (contact c, instant t) sits: in the CSR entries (*pending = 0) or among
+ * the pending ones (1), at *slot; 0 if the index does not hold it (yet: the next
+ * catch-up brings it). A dead CSR entry's row lives on in a pending entry. */
+static int entry_of(const struct propload *pl, int64_t c, int64_t t, int64_t id, int *pending,
+                    size_t *slot)
 {
     const struct evname *en = pl->en;
     size_t i, hi;
 
-    if (c <= 0 || (size_t)c >= pl->ncontacts)
+    if (c <= 0 || (size_t)c >= pl->ix->ncontacts)
         return 0;
     hi = en->off[c + 1];
     for (i = evname_lower_bound(en, (size_t)c, t); i < hi && en->time[i] == t; i++)
-        if (en->row[i] == id && !index_is_dead(pl->ix, id)) { /* a dead entry's row lives on */
-            *col = pl->col;                                   /* in a pending entry */
+        if (en->row[i] == id && !index_is_dead(pl->ix, id)) {
+            *pending = 0;
             *slot = i;
             return 1;
         }
     for (i = index_pend_lower_bound(en, (size_t)c); i < en->npend && en->pend[i].contact == c;
          i++)
         if (en->pend[i].row == id) {
-            *col = pl->pcol;
+            *pending = 1;
             *slot = en->pend[i].slot;
             return 1;
         }
     return 0;
 }
 
-static int on_prop_value(void *ctx, const struct store_prop_value *v)
+static int on_prop_values(void *ctx, int64_t id, int64_t contact_id, int64_t occurred_at,
+                          const struct store_prop_value *v, int n)
 {
     struct propload *pl = ctx;
-    struct column *col;
-    size_t i;
+    size_t slot;
+    int pending, j;
 
-    if (entry_of(pl, v->contact_id, v->occurred_at, v->id, &col, &i))
-        column_set_value_in(col, &pl->col->dict, i, v->kind, v->num, v->text, v->len);
+    if (!entry_of(pl, contact_id, occurred_at, id, &pending, &slot))
+        return 0;
+    for (j = 0; j < n; j++) {
+        struct column *base = &pl->en->pcols[pl->cols[j]];
+        struct column *col = pending ? &pl->en->ppcols[pl->cols[j]] : base;
+        column_set_value_in(col, &base->dict, slot, v[j].kind, v[j].num, v[j].text, v[j].len);
+    }
     return 0;
 }
 
-/* The slow path, for a property name SQLite's JSON paths cannot spell. */
+/* The slow path, for property names SQLite's JSON paths cannot spell. */
 static int on_prop_event(void *ctx, const struct store_event *ev)
 {
     struct propload *pl = ctx;
-    struct column *col;
-    size_t i;
+    size_t slot;
+    int pending, j;
     json_t *o;
 
-    if (!entry_of(pl, ev->contact_id, ev->occurred_at, ev->id, &col, &i))
+    if (!entry_of(pl, ev->contact_id, ev->occurred_at, ev->id, &pending, &slot))
         return 0;
     o = ev->props ? json_loads(ev->props, 0, NULL) : NULL;
-    column_set_json_in(col, &pl->col->dict, i, o ? json_object_get(o, pl->col->name) : NULL);
+    for (j = 0; j < pl->n; j++) {
+        struct column *base = &pl->en->pcols[pl->cols[j]];
+        struct column *col = pending ? &pl->en->ppcols[pl->cols[j]] : base;
+        column_set_json_in(col, &base->dict, slot, o ? json_object_get(o, base->name) : NULL);
+    }
     json_decref(o);
     return 0;
 }
 
-int index_prop_col(struct audience_index *ix, struct store *st, struct evname *en,
-                   const char *prop, enum ftype t, int declared, int *out, struct err *e)
+int index_prop_cols(struct audience_index *ix, struct store *st, struct evname *en,
+                    struct prop_want *want, int n, struct err *e)
 {
-    struct propload pl = {.ix = ix, .en = en, .ncontacts = ix->ncontacts};
+    struct propload pl = {.ix = ix, .en = en};
+    int fast[STORE_MAX_PROPS], nfast = 0, slow, i, k, rc = 0, first_new = en->npcols;
+    const char *names[STORE_MAX_PROPS];
     double t0 = now_ms_mono();
-    int i, rc;
 
-    for (i = 0; i < en->npcols; i++)
-        if (strcmp(en->pcols[i].name, prop) == 0 && en->pcols[i].type == t &&
-            en->pcols[i].inferred == !declared) {
-            *out = i;
-            return 0;
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < en->npcols; k++)
+            if (strcmp(en->pcols[k].name, want[i].prop) == 0 && en->pcols[k].type == want[i].type &&
+                en->pcols[k].inferred == !want[i].declared)
+                break;
+        if (k == en->npcols) { /* a new column, loaded below */
+            en->pcols = xrealloc(en->pcols, (size_t)(en->npcols + 1) * sizeof *en->pcols);
+            en->ppcols = xrealloc(en->ppcols, (size_t)(en->npcols + 1) * sizeof *en->ppcols);
+            column_init(&en->pcols[k], want[i].prop, want[i].type, !want[i].declared);
+            column_grow(&en->pcols[k], en->n ? en->n : 1);
+            column_init(&en->ppcols[k], want[i].prop, want[i].type, !want[i].declared);
+            column_grow(&en->ppcols[k], en->nslots ? en->nslots : 1);
+            en->npcols++;
         }
-    en->pcols = xrealloc(en->pcols, (size_t)(en->npcols + 1) * sizeof *en->pcols);
-    en->ppcols = xrealloc(en->ppcols, (size_t)(en->npcols + 1) * sizeof *en->ppcols);
-    pl.col = &en->pcols[en->npcols];
-    pl.pcol = &en->ppcols[en->npcols];
-    column_init(pl.col, prop, t, !declared);
-    column_grow(pl.col, en->n ? en->n : 1);
-    column_init(pl.pcol, prop, t, !declared);
-    column_grow(pl.pcol, en->nslots ? en->nslots : 1);
-    if (!store_prop_path_ok(prop))
+        want[i].col = k;
+    }
+    /* One scan for the new columns SQLite can extract (up to 16 at a time), one per
+     * column for the others. */
+    for (k = first_new; rc == 0 && k < en->npcols; k++) {
+        if (store_prop_path_ok(en->pcols[k].name)) {
+            fast[nfast] = k;
+            names[nfast++] = en->pcols[k].name;
+        }
+        if (nfast == STORE_MAX_PROPS || (k == en->npcols - 1 && nfast)) {
+            pl.cols = fast;
+            pl.n = nfast;
+            rc = store_event_prop_values(st, en->name_id, names, nfast, on_prop_values, &pl, e);
+            nfast = 0;
+        }
+    }
+    for (k = first_new; rc == 0 && k < en->npcols; k++) {
+        if (store_prop_path_ok(en->pcols[k].name))
+            continue;
+        slow = k;
+        pl.cols = &slow;
+        pl.n = 1;
         rc = store_events_of_name(st, en->name_id, on_prop_event, &pl, e);
-    else
-        rc = store_event_prop_values(st, en->name_id, prop, on_prop_value, &pl, e);
-    if (rc) {
-        column_release(pl.col);
-        column_release(pl.pcol);
+    }
+    if (rc) { /* drop the columns this call added: none is half-loaded */
+        for (k = first_new; k < en->npcols; k++) {
+            column_release(&en->pcols[k]);
+            column_release(&en->ppcols[k]);
+        }
+        en->npcols = first_new;
         return rc;
     }
-    *out = en->npcols++;
-    log_info("segment", "loaded property column '%s'.'%s' (%s): %zu events, %.0f ms", en->name,
-             prop, ftype_name(t), en->n, now_ms_mono() - t0);
+    if (en->npcols > first_new)
+        log_info("segment", "loaded %d property column(s) of '%s' (%zu events) in %.0f ms",
+                 en->npcols - first_new, en->name, en->n + en->npend, now_ms_mono() - t0);
     return 0;
 }
 

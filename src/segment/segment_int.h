@@ -137,9 +137,16 @@ int index_attr_col(struct audience_index *ix, const char *name, enum ftype t, in
 /* The event name slot for a store name id, or NULL. */
 struct evname *index_evname(struct audience_index *ix, int64_t name_id);
 struct evname *index_evname_by_name(struct audience_index *ix, const char *name);
-/* Property column (name, type) of ev, loaded from the store on first use; *out = its index. */
-int index_prop_col(struct audience_index *ix, struct store *st, struct evname *ev,
-                   const char *prop, enum ftype t, int declared, int *out, struct err *e);
+/* Property columns of ev by (name, type, declared), those not there yet loaded from the
+ * store in one scan; each want's col receives its column's index. */
+struct prop_want {
+    const char *prop;
+    enum ftype type;
+    int declared;
+    int col; /* out */
+};
+int index_prop_cols(struct audience_index *ix, struct store *st, struct evname *ev,
+                    struct prop_want *want, int n, struct err *e);
 /* Reads a JSON value into slot i of col (absent if it does not have the column's
  * type, inferred types for undeclared properties). */
 void column_set_json(struct column *col, size_t i, const json_t *v);

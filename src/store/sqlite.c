@@ -29,7 +29,7 @@ enum stmt_id {
     Q_COUNT_E, Q_COUNT_REJ, Q_EVENT_OWNED_GET, Q_EVENT_OWNED_SET, Q_EVENT_OWNED_DEL, Q_IMPORTS, Q_EVENTS_SINCE, Q_EVENTS_SINCE_PROPS,
     Q_EVENTS_OF_NAME, Q_SEG_INSERT, Q_SEG_VERSION_ADD, Q_SEG_UPDATE, Q_SEG_GET, Q_SEG_LIST,
     Q_SEG_VERSIONS, Q_SEG_DUE, Q_SEG_NEXT_RUN, Q_EVAL_BEGIN, Q_EVAL_FINISH, Q_EVAL_LIST, Q_EVAL_GET,
-    Q_EVAL_LATEST, Q_SNAP_PUT, Q_SNAP_GET, Q_EVAL_INTERRUPT, Q_EVENTS_ALL, Q_EVENT_PROP, Q__N
+    Q_EVAL_LATEST, Q_SNAP_PUT, Q_SNAP_GET, Q_EVAL_INTERRUPT, Q_EVENTS_ALL, Q__N
 };
 
 #define CONTACT_COLS "id, external_id, email, attrs, consent, created_at, updated_at, seq, deleted, merged_into"
@@ -167,9 +167,6 @@ static const char *const stmt_sql[Q__N] = {
                          " FROM events WHERE name_id = ?1 AND deleted = 0",
     /* A first load: every row in storage order (a sequential scan, no index). */
     [Q_EVENTS_ALL] = "SELECT id, seq, contact_id, name_id, occurred_at, deleted, NULL FROM events",
-    /* One property of one event name, extracted by SQLite (no JSON text to the caller). */
-    [Q_EVENT_PROP] = "SELECT id, contact_id, occurred_at, json_type(props, ?2),"
-                     " json_extract(props, ?2) FROM events WHERE name_id = ?1 AND deleted = 0",
 };
 
 struct store {
@@ -496,7 +493,7 @@ struct visit {
         store_import_fn import;
         store_segment_fn segment;
         store_evaluation_fn evaluation;
-        store_prop_fn prop;
+        store_props_fn props;
     } fn;
     void *ctx;
     struct store_contact *contact; /* contacts_since: one struct reused for every row */
@@ -1150,58 +1147,71 @@ int store_prop_path_ok(const char *prop)
     return 1;
 }
 
-static int row_prop(sqlite3_stmt *s, struct visit *v)
+static int row_props(sqlite3_stmt *s, struct visit *v)
 {
-    const char *type = (const char *)sqlite3_column_text(s, 3); /* NULL: no such key */
-    struct store_prop_value pv = {
-        .id = sqlite3_column_int64(s, 0),
-        .contact_id = sqlite3_column_int64(s, 1),
-        .occurred_at = sqlite3_column_int64(s, 2),
-    };
+    struct store_prop_value pv[STORE_MAX_PROPS];
+    int i, n = (sqlite3_column_count(s) - 3) / 2;
 
-    switch (type ? type[0] : 0) {
-    case 't':
-        pv.kind = type[1] == 'r' ? STORE_PROP_TRUE : STORE_PROP_TEXT; /* true, text */
-        break;
-    case 'f':
-        pv.kind = STORE_PROP_FALSE;
-        break;
-    case 'i':
-    case 'r':
-        pv.kind = STORE_PROP_NUMBER; /* integer, real */
-        break;
-    default:
-        pv.kind = STORE_PROP_OTHER; /* absent, null, object, array */
+    for (i = 0; i < n; i++) {
+        const char *type = (const char *)sqlite3_column_text(s, 3 + 2 * i); /* NULL: no key */
+        memset(&pv[i], 0, sizeof pv[i]);
+        switch (type ? type[0] : 0) {
+        case 't':
+            pv[i].kind = type[1] == 'r' ? STORE_PROP_TRUE : STORE_PROP_TEXT; /* true, text */
+            break;
+        case 'f':
+            pv[i].kind = STORE_PROP_FALSE;
+            break;
+        case 'i':
+        case 'r':
+            pv[i].kind = STORE_PROP_NUMBER; /* integer, real */
+            break;
+        default:
+            pv[i].kind = STORE_PROP_OTHER; /* absent, null, object, array */
+        }
+        if (pv[i].kind == STORE_PROP_NUMBER)
+            pv[i].num = sqlite3_column_double(s, 4 + 2 * i);
+        else if (pv[i].kind == STORE_PROP_TEXT) {
+            pv[i].text = (const char *)sqlite3_column_text(s, 4 + 2 * i);
+            pv[i].len = (size_t)sqlite3_column_bytes(s, 4 + 2 * i);
+        }
     }
-    if (pv.kind == STORE_PROP_NUMBER)
-        pv.num = sqlite3_column_double(s, 4);
-    else if (pv.kind == STORE_PROP_TEXT) {
-        pv.text = (const char *)sqlite3_column_text(s, 4);
-        pv.len = (size_t)sqlite3_column_bytes(s, 4);
-    }
-    return v->fn.prop(v->ctx, &pv);
+    return v->fn.props(v->ctx, sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+                       sqlite3_column_int64(s, 2), pv, n);
 }
 
-int store_event_prop_values(struct store *st, int64_t name_id, const char *prop,
-                            store_prop_fn fn, void *ctx, struct err *e)
+int store_event_prop_values(struct store *st, int64_t name_id, const char *const *props, int n,
+                            store_props_fn fn, void *ctx, struct err *e)
 {
-    sqlite3_stmt *s;
-    struct visit v = {.fn.prop = fn, .ctx = ctx};
-    struct buf path;
-    int rc;
+    struct visit v = {.fn.props = fn, .ctx = ctx};
+    sqlite3_stmt *s = NULL;
+    struct buf sql, path;
+    int rc, i;
 
-    if (!store_prop_path_ok(prop))
-        return ERR(e, E_INVAL, "property name '%s' needs escaping in a JSON path", prop);
-    s = stmt(st, Q_EVENT_PROP, e);
-    if (s == NULL)
-        return e->code;
-    buf_init(&path);
-    buf_printf(&path, "$.\"%s\"", prop);
+    if (n < 1 || n > STORE_MAX_PROPS)
+        return ERR(e, E_INVAL, "%d properties: one scan reads 1 to %d", n, STORE_MAX_PROPS);
+    for (i = 0; i < n; i++)
+        if (!store_prop_path_ok(props[i]))
+            return ERR(e, E_INVAL, "property name '%s' needs escaping in a JSON path", props[i]);
+    /* The column list depends on n: prepared here, parameters bound as always. */
+    buf_init(&sql);
+    buf_adds(&sql, "SELECT id, contact_id, occurred_at");
+    for (i = 0; i < n; i++)
+        buf_printf(&sql, ", json_type(props, ?%d), json_extract(props, ?%d)", i + 2, i + 2);
+    buf_adds(&sql, " FROM events WHERE name_id = ?1 AND deleted = 0");
+    rc = sqlite3_prepare_v2(st->db, sql.p, -1, &s, NULL);
+    buf_release(&sql);
+    if (rc != SQLITE_OK)
+        return db_err(st, e, rc, "prepare a property scan");
     sqlite3_bind_int64(s, 1, name_id);
-    sqlite3_bind_text(s, 2, path.p, (int)path.len, SQLITE_TRANSIENT);
-    rc = each_row(st, s, 0, "read event property", row_prop, &v, e);
+    buf_init(&path);
+    for (i = 0; i < n; i++) {
+        buf_reset(&path);
+        buf_printf(&path, "$.\"%s\"", props[i]);
+        sqlite3_bind_text(s, i + 2, path.p, (int)path.len, SQLITE_TRANSIENT);
+    }
     buf_release(&path);
-    return rc;
+    return each_row(st, s, 1, "read event properties", row_props, &v, e);
 }
 
 int store_events_of_name(struct store *st, int64_t name_id, store_event_fn fn, void *ctx,

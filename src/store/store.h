@@ -162,9 +162,12 @@ int store_events_since(struct store *st, int64_t after_seq, int64_t limit, int w
 /* The live events of one name with their props (same slim rows): a full scan. */
 int store_events_of_name(struct store *st, int64_t name_id, store_event_fn fn, void *ctx,
                          struct err *e);
-/* One property of the live events of one name, typed as stored: a full scan, the JSON
- * read by the store. A name that JSON escapes ('"', '\\', control characters:
- * store_prop_path_ok() is 0) is E_INVAL: read those with store_events_of_name(). */
+/* Properties props[0..n) (1 to STORE_MAX_PROPS) of the live events of one name, typed
+ * as stored, in one full scan with the JSON read by the store: fn gets each event's id,
+ * contact, instant and its n values. A name that JSON escapes ('"', '\\', control
+ * characters: store_prop_path_ok() is 0) is E_INVAL: read those with
+ * store_events_of_name(). */
+#define STORE_MAX_PROPS 16
 int store_prop_path_ok(const char *prop);
 enum store_prop_kind {
     STORE_PROP_OTHER, /* absent, null, an object or an array */
@@ -174,15 +177,15 @@ enum store_prop_kind {
     STORE_PROP_TEXT
 };
 struct store_prop_value {
-    int64_t id, contact_id, occurred_at;
     enum store_prop_kind kind;
     double num;
     const char *text; /* not NUL-safe: use len */
     size_t len;
 };
-typedef int (*store_prop_fn)(void *ctx, const struct store_prop_value *v);
-int store_event_prop_values(struct store *st, int64_t name_id, const char *prop,
-                            store_prop_fn fn, void *ctx, struct err *e);
+typedef int (*store_props_fn)(void *ctx, int64_t id, int64_t contact_id, int64_t occurred_at,
+                              const struct store_prop_value *v, int n);
+int store_event_prop_values(struct store *st, int64_t name_id, const char *const *props, int n,
+                            store_props_fn fn, void *ctx, struct err *e);
 
 struct store_counts {
     int64_t contacts, contacts_deleted, events, events_unvalidated, rejected_pending;
