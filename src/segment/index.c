@@ -112,22 +112,39 @@ static size_t value_size(const struct column *c)
     }
 }
 
-/* Grows c to at least n slots; new slots are absent. */
-static void column_grow(struct column *c, size_t n)
+/* Sets c's slots to exactly n (growing or shrinking; new slots are absent). */
+static void column_resize(struct column *c, size_t n)
 {
     size_t oldw = (c->cap + 63) / 64, neww = (n + 63) / 64, vs = value_size(c);
 
-    if (n <= c->cap)
-        return;
     c->present = xrealloc(c->present, (neww ? neww : 1) * sizeof(uint64_t));
-    memset(c->present + oldw, 0, (neww - oldw) * sizeof(uint64_t));
+    if (neww > oldw)
+        memset(c->present + oldw, 0, (neww - oldw) * sizeof(uint64_t));
     c->v.code = xrealloc(c->v.code, (n ? n : 1) * vs);
-    memset((char *)c->v.code + c->cap * vs, 0, (n - c->cap) * vs);
+    if (n > c->cap)
+        memset((char *)c->v.code + c->cap * vs, 0, (n - c->cap) * vs);
     if (c->foff) {
         c->foff = xrealloc(c->foff, (n ? n : 1) * sizeof *c->foff);
-        memset(c->foff + c->cap, 0, (n - c->cap) * sizeof *c->foff);
+        if (n > c->cap)
+            memset(c->foff + c->cap, 0, (n - c->cap) * sizeof *c->foff);
     }
     c->cap = n;
+}
+
+/* Arena text grows by doubling while loading: gives the slack back. */
+static void column_fit_text(struct column *c)
+{
+    if (c->text.cap > c->text.len + 1 + c->text.len / 8) {
+        c->text.p = xrealloc(c->text.p, c->text.len + 1);
+        c->text.cap = c->text.len + 1;
+    }
+}
+
+/* Grows c to at least n slots; new slots are absent. */
+static void column_grow(struct column *c, size_t n)
+{
+    if (n > c->cap)
+        column_resize(c, n);
 }
 
 /* Slot i of c from a stored value: kind, and the number or text it holds. A value of
@@ -324,27 +341,37 @@ void audience_index_free(struct audience_index *ix)
 /* ---- contacts --------------------------------------------------------------------- */
 
 /* Makes room for contact id (and every id below it). */
+/* Sets the slots of every contact column to cap (at least ncontacts). */
+static void resize_contacts(struct audience_index *ix, size_t cap)
+{
+    size_t oldw = (ix->cap + 63) / 64, neww = (cap + 63) / 64;
+    int i;
+
+    ix->live = xrealloc(ix->live, neww * sizeof *ix->live);
+    if (neww > oldw)
+        memset(ix->live + oldw, 0, (neww - oldw) * sizeof *ix->live);
+    for (i = 1; i < BI__N; i++)
+        column_resize(&ix->builtins[i], cap);
+    for (i = 0; i < ix->nattrs; i++)
+        column_resize(&ix->attrs[i], cap);
+    for (i = 0; i < ix->nnames; i++)
+        ix->names[i].off = xrealloc(ix->names[i].off, (cap + 1) * sizeof(uint32_t));
+    ix->cap = cap;
+}
+
+/* Makes room for contact id (and every id below it): capacity grows by a quarter, so
+ * at most a fifth of the contact columns is slack. */
 static void ensure_contact(struct audience_index *ix, int64_t id)
 {
-    size_t n = (size_t)id + 1, cap, oldw, neww;
+    size_t n = (size_t)id + 1, cap;
     int i;
 
     ASSERT(id > 0 && id < (int64_t)UINT32_MAX);
     if (n > ix->cap) {
         cap = ix->cap ? ix->cap : 1024;
         while (cap < n)
-            cap *= 2;
-        oldw = (ix->cap + 63) / 64;
-        neww = (cap + 63) / 64;
-        ix->live = xrealloc(ix->live, neww * sizeof *ix->live);
-        memset(ix->live + oldw, 0, (neww - oldw) * sizeof *ix->live);
-        for (i = 1; i < BI__N; i++)
-            column_grow(&ix->builtins[i], cap);
-        for (i = 0; i < ix->nattrs; i++)
-            column_grow(&ix->attrs[i], cap);
-        for (i = 0; i < ix->nnames; i++)
-            ix->names[i].off = xrealloc(ix->names[i].off, (cap + 1) * sizeof(uint32_t));
-        ix->cap = cap;
+            cap += cap / 4;
+        resize_contacts(ix, cap);
     }
     if (n > ix->ncontacts) {
         for (i = 0; i < ix->nnames; i++) {
@@ -816,7 +843,7 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
     struct contract_set *cs = NULL;
     size_t dead0 = ix->ndead;
     double t0 = now_ms_mono(), t1, t2, t3;
-    int rc, first = !ix->loaded;
+    int rc, i, first = !ix->loaded;
 
     rc = store_read_begin(st, e);
     if (rc)
@@ -853,6 +880,10 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
     ix->loaded = 1;
     if (first) {
         struct audience_stats s;
+        /* Room for a sixteenth more contacts, not the slack of the growth while loading. */
+        resize_contacts(ix, ix->ncontacts + ix->ncontacts / 16 + 1024);
+        for (i = 1; i < BI__N; i++)
+            column_fit_text(&ix->builtins[i]);
         ix->load_ms = now_ms_mono() - t0;
         audience_index_stats(ix, &s);
         log_info("segment", "audience index loaded: %lld contacts (%lld members), %lld events,"
