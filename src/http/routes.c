@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../ingest/ingest.h"
+#include "../segment/segment.h"
 #include "http.h"
 #include "routes_int.h"
 
@@ -36,6 +37,12 @@ static void h_readyz(struct http_req *r, struct http_resp *w)
 static int metric_reason(void *ctx, const char *key, int64_t count)
 {
     buf_printf(ctx, "engage_ingest_rejected{reason=\"%s\"} %lld\n", key, (long long)count);
+    return 0;
+}
+
+static int metric_status(void *ctx, const char *key, int64_t count)
+{
+    buf_printf(ctx, "engage_segment_evaluations{status=\"%s\"} %lld\n", key, (long long)count);
     return 0;
 }
 
@@ -91,6 +98,35 @@ static void h_metrics(struct http_req *r, struct http_resp *w)
         buf_reset(&w->body);
         http_error_from(r, w, &e);
         return;
+    }
+    if (r->app->segments) {
+        struct audience_stats ix;
+        segment_service_stats(r->app->segments, &ix);
+        buf_printf(&w->body,
+                   "# HELP engage_segment_index_contacts Members in the audience index.\n"
+                   "# TYPE engage_segment_index_contacts gauge\nengage_segment_index_contacts %lld\n"
+                   "# HELP engage_segment_index_events Events in the audience index (pending: not"
+                   " merged yet).\n# TYPE engage_segment_index_events gauge\n"
+                   "engage_segment_index_events %lld\nengage_segment_index_events_pending %lld\n"
+                   "# HELP engage_segment_index_bytes Heap held by the audience index.\n"
+                   "# TYPE engage_segment_index_bytes gauge\nengage_segment_index_bytes %lld\n"
+                   "# HELP engage_segment_index_load_seconds Time of the index's first load.\n"
+                   "# TYPE engage_segment_index_load_seconds gauge\n"
+                   "engage_segment_index_load_seconds %.3f\n"
+                   "# HELP engage_segment_index_seq Change sequences the index has caught up to.\n"
+                   "# TYPE engage_segment_index_seq gauge\n"
+                   "engage_segment_index_seq{table=\"contacts\"} %lld\n"
+                   "engage_segment_index_seq{table=\"events\"} %lld\n"
+                   "# HELP engage_segment_evaluations Segment evaluations by status.\n"
+                   "# TYPE engage_segment_evaluations gauge\n",
+                   (long long)ix.members, (long long)ix.events, (long long)ix.pending,
+                   (long long)ix.bytes, ix.load_ms / 1000.0, (long long)ix.contact_seq,
+                   (long long)ix.event_seq);
+        if (store_evaluation_counts(r->st, metric_status, &w->body, &e)) {
+            buf_reset(&w->body);
+            http_error_from(r, w, &e);
+            return;
+        }
     }
     http_metrics_write(&w->body);
 }

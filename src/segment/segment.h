@@ -105,7 +105,9 @@ int segment_members(const struct audience_index *ix, const struct segment_result
 struct segment_service;
 void segment_service_new(struct segment_service **out, const struct config *cfg);
 void segment_service_free(struct segment_service *sv); /* NULL-safe */
-void segment_service_stats(struct segment_service *sv, struct audience_stats *out);
+/* The index's figures, without waiting: when the index is busy (loading, evaluating),
+ * the figures of the last call that found it free; returns 1 if they are current. */
+int segment_service_stats(struct segment_service *sv, struct audience_stats *out);
 /* {count, sample: [first 20 members], took_ms, as_of}; nothing is saved. */
 int segment_preview(struct segment_service *sv, struct store *st, const json_t *rules,
                     int64_t now, json_t **out, struct errlist *errs, struct err *e);

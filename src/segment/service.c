@@ -26,6 +26,8 @@ struct segment_service {
     pthread_mutex_t mu; /* mu protects ix */
     struct audience_index *ix;
     struct segment_limits lim;
+    pthread_mutex_t stats_mu; /* stats_mu protects stats (held only to copy them) */
+    struct audience_stats stats; /* as of the last time a reader got mu */
 };
 
 void segment_service_new(struct segment_service **out, const struct config *cfg)
@@ -33,6 +35,7 @@ void segment_service_new(struct segment_service **out, const struct config *cfg)
     struct segment_service *sv = xcalloc(1, sizeof *sv);
 
     pthread_mutex_init(&sv->mu, NULL);
+    pthread_mutex_init(&sv->stats_mu, NULL);
     audience_index_new(&sv->ix);
     segment_limits_from_config(cfg, &sv->lim);
     *out = sv;
@@ -44,14 +47,26 @@ void segment_service_free(struct segment_service *sv)
         return;
     audience_index_free(sv->ix);
     pthread_mutex_destroy(&sv->mu);
+    pthread_mutex_destroy(&sv->stats_mu);
     free(sv);
 }
 
-void segment_service_stats(struct segment_service *sv, struct audience_stats *out)
+int segment_service_stats(struct segment_service *sv, struct audience_stats *out)
 {
-    pthread_mutex_lock(&sv->mu);
-    audience_index_stats(sv->ix, out);
-    pthread_mutex_unlock(&sv->mu);
+    int fresh = pthread_mutex_trylock(&sv->mu) == 0; /* never waits behind a load */
+
+    if (fresh) {
+        struct audience_stats now;
+        audience_index_stats(sv->ix, &now);
+        pthread_mutex_unlock(&sv->mu);
+        pthread_mutex_lock(&sv->stats_mu);
+        sv->stats = now;
+        pthread_mutex_unlock(&sv->stats_mu);
+    }
+    pthread_mutex_lock(&sv->stats_mu);
+    *out = sv->stats;
+    pthread_mutex_unlock(&sv->stats_mu);
+    return fresh;
 }
 
 /* Prefixes every pointer in errs with prefix ("/rules"): the API reports pointers into

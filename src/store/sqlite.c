@@ -29,7 +29,7 @@ enum stmt_id {
     Q_COUNT_E, Q_COUNT_REJ, Q_EVENT_OWNED_GET, Q_EVENT_OWNED_SET, Q_EVENT_OWNED_DEL, Q_IMPORTS, Q_EVENTS_SINCE, Q_EVENTS_SINCE_PROPS,
     Q_EVENTS_OF_NAME, Q_SEG_INSERT, Q_SEG_VERSION_ADD, Q_SEG_UPDATE, Q_SEG_GET, Q_SEG_LIST,
     Q_SEG_VERSIONS, Q_SEG_DUE, Q_SEG_NEXT_RUN, Q_EVAL_BEGIN, Q_EVAL_FINISH, Q_EVAL_LIST, Q_EVAL_GET,
-    Q_EVAL_LATEST, Q_SNAP_PUT, Q_SNAP_GET, Q_EVAL_INTERRUPT, Q_EVENTS_ALL, Q__N
+    Q_EVAL_LATEST, Q_SNAP_PUT, Q_SNAP_GET, Q_EVAL_INTERRUPT, Q_EVENTS_ALL, Q_EVAL_COUNTS, Q__N
 };
 
 #define CONTACT_COLS "id, external_id, email, attrs, consent, created_at, updated_at, seq, deleted, merged_into"
@@ -93,6 +93,8 @@ static const char *const stmt_sql[Q__N] = {
                      " attempts=attempts+1, resolved_at=?6 WHERE id=?1",
     [Q_REJ_COUNTS] = "SELECT reason, count(*) FROM rejected WHERE status = 'pending'"
                      " GROUP BY reason ORDER BY reason",
+    [Q_EVAL_COUNTS] = "SELECT status, count(*) FROM segment_evaluations GROUP BY status"
+                      " ORDER BY status",
     [Q_KEY_ADD] = "INSERT INTO apikeys(name, role, prefix, hash, created_at) VALUES(?1,?2,?3,?4,?5)",
     [Q_KEY_BY_HASH] = "SELECT id, name, role, prefix, created_at, revoked_at, last_used_at"
                       " FROM apikeys WHERE hash = ?1 AND revoked_at = 0",
@@ -1539,6 +1541,16 @@ int store_rejected_counts(struct store *st, store_count_fn fn, void *ctx, struct
     if (s == NULL)
         return e->code;
     return each_row(st, s, 0, "count rejected", row_count, &v, e);
+}
+
+int store_evaluation_counts(struct store *st, store_count_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_EVAL_COUNTS, e);
+    struct visit v = {.fn.count = fn, .ctx = ctx};
+
+    if (s == NULL)
+        return e->code;
+    return each_row(st, s, 0, "count evaluations", row_count, &v, e);
 }
 
 /* ---- keys and audit -------------------------------------------------------------- */

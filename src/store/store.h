@@ -346,6 +346,8 @@ int store_evaluation_get(struct store *st, int64_t segment_id, int64_t id,
 /* The snapshot of an evaluation. Caller owns *out. E_NOTFOUND if none. */
 int store_snapshot_get(struct store *st, int64_t evaluation_id, void **out, size_t *len,
                        struct err *e);
+/* Evaluations by status (every segment, ever). */
+int store_evaluation_counts(struct store *st, store_count_fn fn, void *ctx, struct err *e);
 /* Marks evaluations left running by a process that died as failed ("interrupted").
  * In a transaction. */
 int store_evaluations_interrupt(struct store *st, int64_t at, int64_t *count, struct err *e);

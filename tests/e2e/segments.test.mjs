@@ -210,6 +210,12 @@ test('scheduled segments are evaluated by the server on their own', async () => 
   r = await api(srv.url, '/api/v1/segments', { method: 'POST', key: marketer, body: { name: 'bad schedule', rules: rulesPuneBuyers, schedule: { every_minutes: 0 } } });
   assert.equal(r.status, 422);
   assert.equal(r.json.error.details[0].path, '/schedule');
+  // Operators see the index and the evaluations in /metrics.
+  r = await api(srv.url, '/metrics');
+  assert.match(r.text, /^engage_segment_index_contacts 4[0-9]$/m);
+  assert.match(r.text, /^engage_segment_index_events \d+$/m);
+  assert.match(r.text, /^engage_segment_index_bytes [1-9]\d*$/m);
+  assert.match(r.text, /^engage_segment_evaluations\{status="succeeded"\} [1-9]\d*$/m);
 });
 
 test('an evaluation left running by a killed server is marked failed at the next start', async () => {
