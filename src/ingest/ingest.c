@@ -795,13 +795,21 @@ out:
     return 0;
 }
 
+/* A name registered for an event that was then not stored (a duplicate event_id, an
+ * owned id of another source) is taken back: a name is known only once data has it. */
+static int forget_name(struct ingest *in, int64_t name_id, struct err *e)
+{
+    strmap_clear(&in->event_names); /* the cache refills from the store */
+    return store_event_name_drop(in->st, name_id, e);
+}
+
 int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct prepared_event *p,
                        enum ingest_outcome *out, struct err *e)
 {
     struct store_event ev = {0};
     int64_t contact_id = 0, name_id = 0;
     char msg[256];
-    int rc, inserted = 0;
+    int rc, inserted = 0, created_name = 0;
 
     in->stats.read++;
     if (p->rejected)
@@ -823,7 +831,11 @@ int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct pr
         return reject_prepared(in, cx, p, "contact_deleted", p->xid ? "external_id" : "anonymous_id",
                                "the contact was deleted", out, e);
     if (name_id == 0) {
-        rc = event_name_id(in, p->name, 1, &name_id, e);
+        rc = event_name_id(in, p->name, 0, &name_id, e);
+        if (rc == 0 && name_id == 0) {
+            rc = event_name_id(in, p->name, 1, &name_id, e);
+            created_name = 1;
+        }
         if (rc)
             return rc;
     }
@@ -840,8 +852,11 @@ int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct pr
         int outcome = 0;
         struct err tmp = {0};
         rc = store_event_upsert_owned(in->st, &ev, &outcome, &tmp);
-        if (rc == E_CONFLICT)
+        if (rc == E_CONFLICT) {
+            if (created_name && (rc = forget_name(in, name_id, e)) != 0)
+                return rc;
             return reject_prepared(in, cx, p, "conflict", "event_id", tmp.msg, out, e);
+        }
         if (rc) {
             *e = tmp;
             return rc;
@@ -865,6 +880,8 @@ int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct pr
     } else {
         in->stats.duplicates++;
         *out = INGEST_UNCHANGED;
+        if (created_name)
+            return forget_name(in, name_id, e);
     }
     return 0;
 }

@@ -29,7 +29,8 @@ enum stmt_id {
     Q_COUNT_E, Q_COUNT_REJ, Q_EVENT_OWNED_GET, Q_EVENT_OWNED_SET, Q_EVENT_OWNED_DEL, Q_IMPORTS, Q_EVENTS_SINCE, Q_EVENTS_SINCE_PROPS,
     Q_EVENTS_OF_NAME, Q_SEG_INSERT, Q_SEG_VERSION_ADD, Q_SEG_UPDATE, Q_SEG_GET, Q_SEG_LIST,
     Q_SEG_VERSIONS, Q_SEG_DUE, Q_SEG_NEXT_RUN, Q_EVAL_BEGIN, Q_EVAL_FINISH, Q_EVAL_LIST, Q_EVAL_GET,
-    Q_EVAL_LATEST, Q_SNAP_PUT, Q_SNAP_GET, Q_EVAL_INTERRUPT, Q_EVENTS_ALL, Q_EVAL_COUNTS, Q__N
+    Q_EVAL_LATEST, Q_SNAP_PUT, Q_SNAP_GET, Q_EVAL_INTERRUPT, Q_EVENTS_ALL, Q_EVAL_COUNTS,
+    Q_NAME_DROP, Q__N
 };
 
 #define CONTACT_COLS "id, external_id, email, attrs, consent, created_at, updated_at, seq, deleted, merged_into"
@@ -67,6 +68,7 @@ static const char *const stmt_sql[Q__N] = {
     [Q_NAME_GET] = "SELECT id FROM event_names WHERE name = ?1",
     [Q_NAME_PUT] = "INSERT INTO event_names(name) VALUES(?1)",
     [Q_NAMES] = "SELECT id, name FROM event_names ORDER BY name",
+    [Q_NAME_DROP] = "DELETE FROM event_names WHERE id = ?1",
     [Q_EVENT_INSERT] = "INSERT INTO events(event_id, contact_id, name_id, occurred_at, received_at,"
                        " source, contract_version, props, seq) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"
                        " ON CONFLICT(event_id) DO NOTHING",
@@ -953,6 +955,17 @@ int store_event_name_id(struct store *st, const char *name, int create, int64_t 
     if (rc == 0)
         *id = sqlite3_last_insert_rowid(st->db);
     return rc;
+}
+
+int store_event_name_drop(struct store *st, int64_t id, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_NAME_DROP, e);
+
+    ASSERT(st->in_tx);
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, id);
+    return step_done(st, s, "drop event name", e);
 }
 
 static int row_name(sqlite3_stmt *s, struct visit *v)

@@ -119,6 +119,8 @@ int store_attr_type_put(struct store *st, const char *name, const char *type, co
 /* Finds (and with create, registers) an event name. *id = 0 if absent and !create. */
 int store_event_name_id(struct store *st, const char *name, int create, int64_t *id,
                         struct err *e);
+/* Removes a name registered in this transaction that no event took. In a transaction. */
+int store_event_name_drop(struct store *st, int64_t id, struct err *e);
 typedef int (*store_name_fn)(void *ctx, int64_t id, const char *name);
 int store_event_names(struct store *st, store_name_fn fn, void *ctx, struct err *e);
 

@@ -415,3 +415,41 @@ UTEST(events, a_source_that_owns_its_rows_updates_and_deletes_them)
     json_decref(v2);
     fx_close(&f);
 }
+
+UTEST(events, a_name_is_known_only_once_an_event_has_it)
+{
+    struct fx f;
+    struct ingest_ctx cx = {.kind = SRC_SYNC, .source = "sync:crm", .origin = "t", .owns_rows = 1};
+    enum ingest_outcome o;
+    int64_t id;
+    json_t *rec;
+
+    fx_open(&f);
+    cx.received_at = clock_now_ms();
+    cr_assert_eq(fx_ingest(&f, SRC_SDK, 1,
+                           "{\"external_id\":\"c1\",\"event\":\"visit\",\"event_id\":\"x1\"}"),
+                 INGEST_INSERTED);
+    /* The same event_id under a new name is a duplicate: the new name stays unknown. */
+    cr_assert_eq(fx_ingest(&f, SRC_SDK, 1,
+                           "{\"external_id\":\"c1\",\"event\":\"visit_typo\",\"event_id\":\"x1\"}"),
+                 INGEST_UNCHANGED);
+    cr_assert_eq(store_event_name_id(f.st, "visit_typo", 0, &id, &f.e), 0);
+    cr_expect_eq(id, 0, "a duplicate registered its name");
+    /* An owning source's conflict (the id is the SDK's) registers nothing either. */
+    rec = json_pack("{s:s,s:s,s:s,s:s}", "external_id", "c1", "event", "crm_only", "event_id", "x1",
+                    "occurred_at", "2026-01-01T00:00:00Z");
+    cr_assert_eq(ingest_begin(&f.in, &f.e), 0);
+    cr_assert_eq(ingest_event(&f.in, &cx, rec, &o, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(o, INGEST_REJECTED);
+    /* ... and a later event of that batch with the name still gets a good id. */
+    json_object_set_new(rec, "event_id", json_string("x2"));
+    cr_assert_eq(ingest_event(&f.in, &cx, rec, &o, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(o, INGEST_INSERTED, "%s: %s", f.in.last_reason, f.in.last_msg);
+    cr_assert_eq(ingest_commit(&f.in, &f.e), 0);
+    cr_assert_eq(store_event_name_id(f.st, "crm_only", 0, &id, &f.e), 0);
+    cr_expect_neq(id, 0);
+    cr_assert_eq(store_event_name_id(f.st, "visit", 0, &id, &f.e), 0);
+    cr_expect_neq(id, 0);
+    json_decref(rec);
+    fx_close(&f);
+}
