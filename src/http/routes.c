@@ -27,6 +27,10 @@ static void h_readyz(struct http_req *r, struct http_resp *w)
         http_error(w, 503, "starting", "the server is starting", NULL);
         return;
     }
+    if (r->app->segments && !segment_service_ready(r->app->segments)) {
+        http_error(w, 503, "starting", "loading the audience index", NULL);
+        return;
+    }
     if (store_ping(r->st, &e)) {
         http_error(w, 503, "store_unavailable", e.msg, NULL);
         return;

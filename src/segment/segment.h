@@ -105,6 +105,8 @@ int segment_members(const struct audience_index *ix, const struct segment_result
 struct segment_service;
 void segment_service_new(struct segment_service **out, const struct config *cfg);
 void segment_service_free(struct segment_service *sv); /* NULL-safe */
+/* 1 once the scheduler's first load of the index has finished: /readyz waits for it. */
+int segment_service_ready(struct segment_service *sv);
 /* The index's figures, without waiting: when the index is busy (loading, evaluating),
  * the figures of the last call that found it free; returns 1 if they are current. */
 int segment_service_stats(struct segment_service *sv, struct audience_stats *out);

@@ -11,6 +11,7 @@
  * next run in the same transaction that reads them. */
 #include <pthread.h>
 #include <roaring/roaring.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,7 @@ struct segment_service {
     struct segment_limits lim;
     pthread_mutex_t stats_mu; /* stats_mu protects stats (held only to copy them) */
     struct audience_stats stats; /* as of the last time a reader got mu */
+    atomic_int loaded;           /* the scheduler's first load is done */
 };
 
 void segment_service_new(struct segment_service **out, const struct config *cfg)
@@ -49,6 +51,11 @@ void segment_service_free(struct segment_service *sv)
     pthread_mutex_destroy(&sv->mu);
     pthread_mutex_destroy(&sv->stats_mu);
     free(sv);
+}
+
+int segment_service_ready(struct segment_service *sv)
+{
+    return atomic_load(&sv->loaded);
 }
 
 int segment_service_stats(struct segment_service *sv, struct audience_stats *out)
@@ -807,6 +814,7 @@ static void *scheduler_main(void *arg)
     if (audience_index_catch_up(sc->sv->ix, st, &e))
         log_warn("segment", "loading the audience index: %s", e.msg);
     pthread_mutex_unlock(&sc->sv->mu);
+    atomic_store(&sc->sv->loaded, 1); /* loaded or failed (the next use retries): ready */
     store_pool_put(sc->pool, st);
     pthread_mutex_lock(&sc->mu);
     while (!sc->stop) {

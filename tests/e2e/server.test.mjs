@@ -24,7 +24,13 @@ test('health, readiness and JSON-line logs', async () => {
   let r = await api(srv.url, '/healthz');
   assert.equal(r.status, 200);
   assert.deepEqual(r.json, { status: 'ok' });
-  r = await api(srv.url, '/readyz');
+  // Ready once the audience index is loaded (at once here; an orchestrator polls).
+  for (let i = 0; i < 100; i++) {
+    r = await api(srv.url, '/readyz');
+    if (r.status !== 503) break;
+    assert.equal(r.json.error.code, 'starting');
+    await new Promise((res) => setTimeout(res, 50));
+  }
   assert.equal(r.status, 200);
   assert.match(r.headers.get('x-request-id'), /^r/);
   const lines = srv.stderr().trim().split('\n').filter(Boolean);
