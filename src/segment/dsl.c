@@ -330,6 +330,16 @@ static int keys_check(struct pctx *p, const json_t *o, const char *path,
 
 /* ---- attribute rules -------------------------------------------------------------------- */
 
+int builtin_of(const char *name)
+{
+    int i;
+
+    for (i = 1; i < BI__N; i++)
+        if (strcmp(name, builtin_names[i]) == 0)
+            return i;
+    return BI_NONE;
+}
+
 /* The type of field F: built-in, stored attribute, or declared in the contact contract. */
 static int field_type(struct pctx *p, const char *f, enum ftype *t, int *builtin)
 {
@@ -367,7 +377,8 @@ static void field_unknown(struct pctx *p, const char *f, const char *path)
     for (i = 0; i < p->ix->nattrs; i++)
         suggest_offer(&s, p->ix->attrs[i].name);
     for (i = 0; cc && i < contract_nprops(cc); i++)
-        if (index_attr_col(p->ix, contract_prop_name(cc, i), FT_STRING, 0) < 0)
+        if (index_attr_col(p->ix, contract_prop_name(cc, i), FT_STRING, 0) < 0 &&
+            builtin_of(contract_prop_name(cc, i)) == BI_NONE)
             suggest_offer(&s, contract_prop_name(cc, i));
     suggest_report(&s, p->errs, path, "field");
 }

@@ -407,7 +407,8 @@ static int on_attr(void *ctx, const char *name, const char *type, const char *or
     (void)origin;
     if (vtype_parse(type, &vt) != 0)
         vt = VT_STRING;
-    index_attr_col(ix, name, ftype_of_vtype(vt), 1);
+    if (builtin_of(name) == BI_NONE)
+        index_attr_col(ix, name, ftype_of_vtype(vt), 1);
     return 0;
 }
 
@@ -421,6 +422,8 @@ static int declare_attrs(struct audience_index *ix, const struct contract_set *c
     for (i = 0; cc && i < contract_nprops(cc); i++) {
         const char *name = contract_prop_name(cc, i);
         enum ftype t = ftype_of_vtype((enum vtype)contract_prop_type(cc, name));
+        if (builtin_of(name) != BI_NONE)
+            continue; /* the contract's email is the contact's email: a built-in column */
         col = index_attr_col(ix, name, t, 1);
         if (ix->attrs[col].type != t)
             return 1;

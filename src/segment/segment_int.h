@@ -58,6 +58,8 @@ struct column {
 };
 
 enum builtin { BI_NONE, BI_EMAIL, BI_EXTERNAL_ID, BI_CREATED_AT, BI_EMAIL_CONSENT, BI__N };
+/* The built-in a field name means, or BI_NONE. */
+int builtin_of(const char *name);
 
 /* One event name: entries grouped by contact (CSR), sorted by time in a contact.
  * Events that arrived since the last merge are pending: sorted by (contact, time)
