@@ -105,7 +105,8 @@ int segment_members(const struct audience_index *ix, const struct segment_result
 struct segment_service;
 void segment_service_new(struct segment_service **out, const struct config *cfg);
 void segment_service_free(struct segment_service *sv); /* NULL-safe */
-/* 1 once the scheduler's first load of the index has finished: /readyz waits for it. */
+/* 1 once the scheduler's first load of the index has finished (always 1 without a
+ * scheduler): /readyz waits for it, and preview, save and evaluate answer E_BUSY before. */
 int segment_service_ready(struct segment_service *sv);
 /* The index's figures, without waiting: when the index is busy (loading, evaluating),
  * the figures of the last call that found it free; returns 1 if they are current. */

@@ -38,6 +38,7 @@ void segment_service_new(struct segment_service **out, const struct config *cfg)
 
     pthread_mutex_init(&sv->mu, NULL);
     pthread_mutex_init(&sv->stats_mu, NULL);
+    atomic_init(&sv->loaded, 1); /* a scheduler, if started, loads it first */
     audience_index_new(&sv->ix);
     segment_limits_from_config(cfg, &sv->lim);
     *out = sv;
@@ -135,6 +136,8 @@ int segment_preview(struct segment_service *sv, struct store *st, const json_t *
     int rc;
 
     *out = NULL;
+    if (!atomic_load(&sv->loaded)) /* do not tie up a request thread behind the load */
+        return ERR(e, E_BUSY, "the audience index is loading; retry shortly");
     pthread_mutex_lock(&sv->mu);
     rc = compile_locked(sv, st, rules, &plan, errs, e);
     if (rc == 0)
@@ -291,6 +294,8 @@ static int plan_rules(struct segment_service *sv, struct store *st, const json_t
     int rc;
 
     *plan_text = NULL;
+    if (!atomic_load(&sv->loaded))
+        return ERR(e, E_BUSY, "the audience index is loading; retry shortly");
     pthread_mutex_lock(&sv->mu);
     rc = compile_locked(sv, st, rules, &plan, errs, e);
     if (rc == 0) {
@@ -420,8 +425,10 @@ int segment_update(struct segment_service *sv, struct store *st, int64_t id, con
             for (i = 0; i < rerrs.n; i++)
                 errlist_add(errs, rerrs.items[i].path, "%s", rerrs.items[i].msg);
             err_clear(e);
-        } else if (e->code)
+        } else if (e->code) {
+            rc = e->code; /* a store failure, or the index still loading */
             goto out;
+        }
     }
     if (errs->n) {
         rc = ERR(e, E_INVAL, "the segment is not valid: %d problem%s", errs->n,
@@ -532,6 +539,8 @@ int segment_evaluate(struct segment_service *sv, struct store *st, int64_t id,
     int rc, erc;
 
     *out = NULL;
+    if (!atomic_load(&sv->loaded))
+        return ERR(e, E_BUSY, "the audience index is loading; retry shortly");
     rc = store_segment_get(st, id, copy_segment, &cur, e);
     if (rc)
         return rc;
@@ -842,9 +851,11 @@ int segment_scheduler_start(struct segment_scheduler **out, struct segment_servi
 
     sc->sv = sv;
     sc->pool = pool;
+    atomic_store(&sv->loaded, 0); /* until the thread's first load */
     pthread_mutex_init(&sc->mu, NULL);
     pthread_cond_init(&sc->cv, NULL);
     if (pthread_create(&sc->tid, NULL, scheduler_main, sc) != 0) {
+        atomic_store(&sv->loaded, 1);
         free(sc);
         return ERR(e, E_INTERNAL, "cannot start the segment scheduler thread");
     }

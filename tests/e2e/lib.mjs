@@ -65,6 +65,12 @@ export async function startServer(data, { env = {}, args = [] } = {}) {
     });
     child.on('exit', (code) => { clearTimeout(timer); rej(new Error(`server exited ${code}: ${stderr}`)); });
   });
+  // Ready means the audience index has loaded: segment routes answer 503 before that.
+  for (let i = 0; i < 400; i++) {
+    const r = await fetch(url + '/readyz').catch(() => null);
+    if (r && r.status === 200) break;
+    await new Promise((res) => setTimeout(res, 50));
+  }
   return {
     url,
     child,
