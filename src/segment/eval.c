@@ -348,12 +348,12 @@ static void bind_cond(struct bound *bd, const struct cond *c, struct column *col
         jobs[i].hi = 1 + (uint32_t)((uint64_t)(d->n - 1) * (uint64_t)(i + 1) / (uint64_t)nthreads);
     }
     for (i = 1; i < nthreads; i++)
-        if (pthread_create(&tids[i], NULL, match_range, &jobs[i]) == 0)
-            started = i;
+        if (pthread_create(&tids[started], NULL, match_range, &jobs[i]) == 0)
+            started++;
         else
-            match_range(&jobs[i]);
+            match_range(&jobs[i]); /* no thread: do that slice here */
     match_range(&jobs[0]);
-    for (i = 1; i <= started; i++)
+    for (i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
 }
 
@@ -661,11 +661,11 @@ int segment_eval(struct audience_index *ix, const struct segment_plan *p, int64_
     enode_bind(&ev, &ev.root, p->root, now_ms, 1);
     if ((size_t)nthreads > ev.nblocks)
         nthreads = (int)(ev.nblocks ? ev.nblocks : 1);
-    for (i = 1; i < nthreads; i++)
-        if (pthread_create(&tids[i], NULL, eval_thread, &ev) == 0)
+    for (i = 1; i < nthreads; i++) /* a thread that cannot start leaves its blocks to us */
+        if (pthread_create(&tids[started], NULL, eval_thread, &ev) == 0)
             started++;
     eval_thread(&ev);
-    for (i = 1; i <= started; i++)
+    for (i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
     enode_release(&ev.root);
     if (atomic_load(&ev.timed_out) || mono_ms() > ev.deadline) {

@@ -205,6 +205,7 @@ void column_set_json(struct column *c, size_t i, const json_t *v)
 static void column_set_str(struct column *c, size_t i, const char *s)
 {
     size_t n;
+    int was = bit_get(c->present, i);
 
     bit_clear(c->present, i);
     if (s == NULL)
@@ -212,7 +213,7 @@ static void column_set_str(struct column *c, size_t i, const char *s)
     n = strlen(s);
     if (!c->arena) {
         c->v.code[i] = strdict_code(&c->dict, s, n);
-    } else if (c->present && c->v.off[i] && strcmp(column_text(c, i), s) == 0) {
+    } else if (was && strcmp(column_text(c, i), s) == 0) {
         /* unchanged: keep the text (and fold) it has */
     } else {
         if (c->text.len == 0)
@@ -799,6 +800,15 @@ static void settle_names(struct audience_index *ix)
         pthread_join(tids[i], NULL);
 }
 
+/* A name is due a merge when its pending entries are many (merge_min, and a sixteenth
+ * of its size), or when rewrites of the same rows have used up far more pending slots
+ * than there are pending entries (slots are only reclaimed by a merge). */
+static int merge_due(const struct audience_index *ix, const struct evname *en)
+{
+    return (en->npend > ix->merge_min && en->npend > en->n / 16) ||
+           en->nslots > 4 * en->npend + ix->merge_min;
+}
+
 /* After reading a catch-up's rows: retire stale pending entries, then merge the names
  * that have enough pending entries (all of them, and clear the dead list, when rows
  * changed or on the first load), and sort the pending entries of the others. */
@@ -817,14 +827,10 @@ static void settle(struct audience_index *ix, size_t dead0, int first)
         free(chg);
         sort_dead(ix);
     }
-    for (i = 0; !all && ix->ndead && i < ix->nnames; i++) {
-        const struct evname *en = &ix->names[i];
-        all = en->npend > ix->merge_min && en->npend > en->n / 16;
-    }
+    for (i = 0; !all && ix->ndead && i < ix->nnames; i++)
+        all = merge_due(ix, &ix->names[i]);
     for (i = 0; i < ix->nnames; i++)
-        ix->names[i].merge = all ? (ix->names[i].npend || ix->ndead)
-                                 : ix->names[i].npend > ix->merge_min &&
-                                       ix->names[i].npend > ix->names[i].n / 16;
+        ix->names[i].merge = all ? (ix->names[i].npend || ix->ndead) : merge_due(ix, &ix->names[i]);
     settle_names(ix);
     if (all)
         ix->ndead = 0;
@@ -844,7 +850,7 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
 {
     struct catchup cu = {.ix = ix, .max_row = ix->max_row};
     struct contract_set *cs = NULL;
-    size_t dead0 = ix->ndead;
+    size_t dead0;
     double t0 = now_ms_mono(), t1, t2, t3;
     int rc, i, first = !ix->loaded;
 
@@ -860,6 +866,7 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
         declare_attrs(ix, cs);
     }
     contract_set_free(cs);
+    dead0 = ix->ndead; /* after a possible reset: the rows this catch-up adds come after */
     if (rc == 0)
         rc = store_attr_types(st, on_attr, ix, e);
     if (rc == 0)
@@ -1033,7 +1040,19 @@ int index_prop_cols(struct audience_index *ix, struct store *st, struct evname *
 
 /* ---- stats ------------------------------------------------------------------------------ */
 
+static void index_stats(const struct audience_index *ix, struct audience_stats *out, int exact);
+
 void audience_index_stats(const struct audience_index *ix, struct audience_stats *out)
+{
+    index_stats(ix, out, 1);
+}
+
+void audience_index_stats_quick(const struct audience_index *ix, struct audience_stats *out)
+{
+    index_stats(ix, out, 0);
+}
+
+static void index_stats(const struct audience_index *ix, struct audience_stats *out, int exact)
 {
     size_t w, j, bytes = (ix->cap + 63) / 8;
     int i, k;
@@ -1050,7 +1069,7 @@ void audience_index_stats(const struct audience_index *ix, struct audience_stats
         const struct evname *en = &ix->names[i];
         out->events += (int64_t)(en->n + en->npend);
         out->pending += (int64_t)en->npend;
-        for (j = 0; ix->ndead && j < en->n; j++) /* rows superseded since the last merge */
+        for (j = 0; exact && ix->ndead && j < en->n; j++) /* rows superseded since the last merge */
             out->events -= index_is_dead(ix, en->row[j]);
         bytes += (ix->cap + 1) * sizeof(uint32_t) + en->n * 16;
         for (k = 0; k < en->npcols; k++)

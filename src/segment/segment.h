@@ -41,7 +41,7 @@ struct audience_index;
 void audience_index_new(struct audience_index **out);
 void audience_index_free(struct audience_index *ix); /* NULL-safe */
 /* Loads (first call) or catches up with the store's contact and event changes.
- * On error the index is left as it was before the call. */
+ * On a store error the index is emptied and the next call loads it again. */
 int audience_index_catch_up(struct audience_index *ix, struct store *st, struct err *e);
 
 /* Catch-ups keep new events of a name pending (counted beside the main arrays) until
@@ -59,7 +59,10 @@ struct audience_stats {
     int64_t contact_seq, event_seq;
     double load_ms;         /* the first catch-up */
 };
+/* Exact figures: with rows rewritten since the last merge, a pass over the events. */
 void audience_index_stats(const struct audience_index *ix, struct audience_stats *out);
+/* The same without that pass (events may count rewritten rows twice until a merge). */
+void audience_index_stats_quick(const struct audience_index *ix, struct audience_stats *out);
 
 /* ---- rules and plans ------------------------------------------------------------ */
 

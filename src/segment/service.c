@@ -65,7 +65,7 @@ int segment_service_stats(struct segment_service *sv, struct audience_stats *out
 
     if (fresh) {
         struct audience_stats now;
-        audience_index_stats(sv->ix, &now);
+        audience_index_stats_quick(sv->ix, &now); /* never a pass over every event */
         pthread_mutex_unlock(&sv->mu);
         pthread_mutex_lock(&sv->stats_mu);
         sv->stats = now;
@@ -224,10 +224,14 @@ int segment_get(struct store *st, int64_t id, json_t **out, struct err *e)
     rc = store_segment_get(st, id, keep_segment, out, e);
     if (rc)
         return rc;
-    if (store_evaluation_get(st, id, 0, keep_evaluation, &last, &e2) == 0)
-        json_object_set_new(*out, "last_evaluation", last);
-    else
-        json_object_set_new(*out, "last_evaluation", json_null());
+    rc = store_evaluation_get(st, id, 0, keep_evaluation, &last, &e2);
+    if (rc != 0 && rc != E_NOTFOUND) {
+        *e = e2;
+        json_decref(*out);
+        *out = NULL;
+        return rc;
+    }
+    json_object_set_new(*out, "last_evaluation", rc == 0 ? last : json_null());
     return 0;
 }
 
@@ -450,11 +454,24 @@ int segment_update(struct segment_service *sv, struct store *st, int64_t id, con
     rc = store_begin(st, e);
     if (rc)
         goto out;
+    /* What was read and compiled above must still be the segment: a concurrent PUT or
+     * DELETE in between is a conflict, never overwritten. */
+    {
+        struct seg_copy now = {0};
+        rc = store_segment_get(st, id, copy_segment, &now, e);
+        if (rc == 0 && (now.s.version != cur.s.version || now.s.updated_at != cur.s.updated_at))
+            rc = ERR(e, E_CONFLICT, "the segment changed while this update was prepared: read "
+                                    "it again and retry");
+        seg_copy_release(&now);
+        if (rc)
+            goto fail; /* E_NOTFOUND if it was deleted meanwhile */
+    }
     rc = store_segment_update(st, &s, new_version, e);
-    if (rc == E_CONFLICT) {
+    if (rc == E_CONFLICT) { /* the unique index on live names */
         err_clear(e);
         rc = ERRF(e, E_CONFLICT, "/name", "a segment named '%s' exists already", s.name);
     }
+fail:
     snprintf(sid, sizeof sid, "%lld", (long long)id);
     if (rc == 0)
         rc = audit_record(st, actor, "segment.update", "segment", sid, before, after, req_id, e);
@@ -536,7 +553,7 @@ int segment_evaluate(struct segment_service *sv, struct store *st, int64_t id,
     char *snap = NULL, msg[512], sid[32];
     size_t snap_len = 0;
     json_t *rules = NULL;
-    int rc, erc;
+    int rc, erc, deadline = 0;
 
     *out = NULL;
     if (!atomic_load(&sv->loaded))
@@ -565,8 +582,10 @@ int segment_evaluate(struct segment_service *sv, struct store *st, int64_t id,
     rules = json_loads(cur.s.rules, 0, NULL);
     pthread_mutex_lock(&sv->mu);
     erc = compile_locked(sv, st, rules, &plan, &errs, &why);
-    if (erc == 0)
+    if (erc == 0) {
         erc = segment_eval(sv->ix, plan, ev.as_of, &sv->lim, &res, &why);
+        deadline = erc == E_BUSY; /* segment_eval's only E_BUSY */
+    }
     pthread_mutex_unlock(&sv->mu);
     if (erc == 0) {
         ev.status = "succeeded";
@@ -574,7 +593,7 @@ int segment_evaluate(struct segment_service *sv, struct store *st, int64_t id,
         ev.took_ms = res.took_ms;
         snapshot_encode(&res, &snap, &snap_len);
     } else {
-        ev.status = erc == E_BUSY ? "timed_out" : "failed";
+        ev.status = deadline ? "timed_out" : "failed";
         if (erc == E_INVAL && errs.n)
             snprintf(msg, sizeof msg, "the rules are no longer valid: %s: %s", errs.items[0].path,
                      errs.items[0].msg);
@@ -636,17 +655,24 @@ int segment_snapshot_members(struct store *st, int64_t segment_id, int64_t evalu
     }
     items = json_array();
     it = roaring_create_iterator(rb);
-    if (after_contact >= 0 && after_contact < UINT32_MAX)
+    if (after_contact >= (int64_t)UINT32_MAX)
+        it->has_value = false; /* past every contact id: the end */
+    else if (after_contact >= 0)
         roaring_move_uint32_iterator_equalorlarger(it, (uint32_t)after_contact + 1);
-    while (it->has_value && n < limit) {
+    rc = 0;
+    while (rc == 0 && it->has_value && n < limit) {
         struct store_contact c;
         store_contact_init(&c);
-        if (store_contact_get(st, it->current_value, &c, e) == 0)
+        rc = store_contact_get(st, it->current_value, &c, e);
+        if (rc == 0)
             json_array_append_new(items, json_pack("{s:I,s:s?,s:s?}", "contact_id",
                                                    (json_int_t)c.id, "external_id",
                                                    c.external_id, "email", c.email));
+        else if (rc == E_NOTFOUND) { /* contacts are never removed: cannot happen, skip */
+            err_clear(e);
+            rc = 0;
+        }
         store_contact_release(&c);
-        err_clear(e);
         *next_cursor = it->current_value;
         n++;
         roaring_advance_uint32_iterator(it);
@@ -655,6 +681,11 @@ int segment_snapshot_members(struct store *st, int64_t segment_id, int64_t evalu
         *next_cursor = 0;
     roaring_free_uint32_iterator(it);
     roaring_bitmap_free(rb);
+    if (rc) {
+        json_decref(items);
+        json_decref(evj);
+        return rc;
+    }
     *out = json_pack("{s:o,s:o}", "evaluation", evj, "items", items);
     return 0;
 }

@@ -386,3 +386,88 @@ UTEST(segment, deadline_gives_no_result)
     json_decref(rules);
     sx_close(&s);
 }
+
+/* Found in review: a contract that changes an attribute's type makes the index reload;
+ * with rows rewritten since the last merge that once computed a negative count. */
+UTEST(segment, reload_after_a_type_change_with_rewritten_rows)
+{
+    struct sx s;
+    struct ingest_ctx cx = {.kind = SRC_SYNC, .source = "sync:crm", .origin = "t", .owns_rows = 1};
+    struct errlist errs = {0};
+    enum ingest_outcome o;
+    int version, unchanged;
+    json_t *rec;
+    char *contract;
+    size_t i;
+
+    sx_open(&s);
+    cx.received_at = T0;
+    contact(&s, "{\"external_id\":\"a\",\"attributes\":{\"score\":5}}");
+    rec = json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", "a", "event", "app_open",
+                    "event_id", "crm-1", "occurred_at", "2025-12-31T00:00:00Z", "properties",
+                    "screen", "home");
+    cr_assert_eq(ingest_begin(&s.f.in, &s.f.e), 0);
+    cr_assert_eq(ingest_event(&s.f.in, &cx, rec, &o, &s.f.e), 0);
+    cr_assert_eq(ingest_commit(&s.f.in, &s.f.e), 0);
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"score\",\"op\":\"eq\",\"value\":5}", "a");
+    json_object_set_new(json_object_get(rec, "properties"), "screen", json_string("cart"));
+    cr_assert_eq(ingest_begin(&s.f.in, &s.f.e), 0);
+    cr_assert_eq(ingest_event(&s.f.in, &cx, rec, &o, &s.f.e), 0);
+    cr_assert_eq(ingest_commit(&s.f.in, &s.f.e), 0);
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"score\",\"op\":\"eq\",\"value\":5}", "a");
+    /* Declare score a string: the index starts again from the store. */
+    for (i = 0; i < (size_t)shipped_contracts_count; i++)
+        if (strcmp(shipped_contracts[i].file, "contact.json") == 0)
+            break;
+    cr_assert_lt(i, (size_t)shipped_contracts_count);
+    contract = xstrdup(shipped_contracts[i].text);
+    {
+        char *at = strstr(contract, "\"attributes\": {");
+        struct buf b;
+        cr_assert_not_null(at);
+        buf_init(&b);
+        buf_add(&b, contract, (size_t)(at - contract) + strlen("\"attributes\": {"));
+        buf_adds(&b, "\n    \"score\": {\"type\": \"string\"},");
+        buf_adds(&b, at + strlen("\"attributes\": {"));
+        free(contract);
+        contract = buf_take(&b);
+    }
+    cr_assert_eq(contract_put(s.f.st, "contact", contract, strlen(contract), "test", "", &version,
+                              &unchanged, &errs, &s.f.e),
+                 0, "%s", s.f.e.msg);
+    free(contract);
+    expect(&s, T0,
+           "{\"type\":\"behavior\",\"event\":\"app_open\",\"op\":\"did_event\",\"within_days\":7,"
+           "\"where\":[{\"field\":\"screen\",\"op\":\"eq\",\"value\":\"cart\"}]}",
+           "a");
+    json_decref(rec);
+    sx_close(&s);
+}
+
+/* Found in review: an e-mail cleared and set again kept the fold of nothing. */
+UTEST(segment, contains_sees_an_email_set_again)
+{
+    struct sx s;
+    struct store_contact k;
+    const char *r = "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"contains\",\"value\":\"BOB@\"}";
+
+    sx_open(&s);
+    contact(&s, "{\"external_id\":\"a\",\"email\":\"bob@x.io\"}");
+    /* Loaded without folds (no contains yet); the folds are made while the e-mail is unset. */
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"eq\",\"value\":\"bob@x.io\"}", "a");
+    store_contact_init(&k);
+    cr_assert_eq(store_contact_get_by_xid(s.f.st, "a", &k, &s.f.e), 0);
+    free(k.email);
+    k.email = NULL;
+    cr_assert_eq(store_begin(s.f.st, &s.f.e), 0);
+    cr_assert_eq(store_contact_update(s.f.st, &k, &s.f.e), 0);
+    cr_assert_eq(store_commit(s.f.st, &s.f.e), 0);
+    expect(&s, T0, r, "");
+    k.email = xstrdup("bob@x.io");
+    cr_assert_eq(store_begin(s.f.st, &s.f.e), 0);
+    cr_assert_eq(store_contact_update(s.f.st, &k, &s.f.e), 0);
+    cr_assert_eq(store_commit(s.f.st, &s.f.e), 0);
+    expect(&s, T0, r, "a");
+    store_contact_release(&k);
+    sx_close(&s);
+}
