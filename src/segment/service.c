@@ -775,7 +775,20 @@ int segment_list(struct store *st, int64_t after_id, int limit, json_t **items,
 {
     struct page p = {json_array(), 0};
     int rc = store_segments_list(st, after_id, limit, add_segment, &p, e);
+    size_t i;
 
+    /* Each with its latest successful evaluation, as GET /segments/{id} shows it (read
+     * after the list: a store reader may not run another query inside its callback). */
+    for (i = 0; rc == 0 && i < json_array_size(p.items); i++) {
+        json_t *seg = json_array_get(p.items, i), *last = NULL;
+        rc = store_evaluation_get(st, json_integer_value(json_object_get(seg, "id")), 0,
+                                  keep_evaluation, &last, e);
+        if (rc == E_NOTFOUND) {
+            err_clear(e);
+            rc = 0;
+        }
+        json_object_set_new(seg, "last_evaluation", last ? last : json_null());
+    }
     return page_finish(&p, rc, limit, items, next_cursor);
 }
 

@@ -167,6 +167,9 @@ test('saved segments: create, version on rule change, evaluate, page the snapsho
   assert.equal(r.json.plan.plan.field, 'plan');
   r = await api(srv.url, `/api/v1/segments/${seg.id}`, { key: analyst });
   assert.equal(r.json.last_evaluation.id, ev2.id);
+  r = await api(srv.url, '/api/v1/segments?limit=1000', { key: analyst });
+  assert.equal(r.json.items.find((x) => x.id === seg.id).last_evaluation.id, ev2.id);
+  assert.equal(r.json.next_cursor, null);
 
   // Every control-plane change left an audit row in its transaction.
   const actions = sql(data, `SELECT action FROM audit WHERE entity = 'segment' AND entity_id = '${seg.id}' ORDER BY id`).split('\n');
