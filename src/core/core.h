@@ -101,6 +101,8 @@ struct str {
 /* Milliseconds since the epoch, UTC. The clock may be shifted to start at a
  * given instant (--now / ENGAGE_NOW) and then runs normally. */
 int64_t clock_now_ms(void);
+/* Milliseconds on a monotonic clock (for durations and deadlines, not instants). */
+double clock_mono_ms(void);
 /* Sets the clock so that "now" is at_ms at this moment. Thread-safe to read. */
 void clock_start_at(int64_t at_ms);
 /* Parses ISO-8601: YYYY-MM-DD, YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|+HH:MM|-HH:MM|+HHMM].

@@ -27,6 +27,14 @@ int64_t clock_now_ms(void)
     return real_now_ms() + atomic_load(&clock_offset_ms);
 }
 
+double clock_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 void clock_start_at(int64_t at_ms)
 {
     atomic_store(&clock_offset_ms, at_ms - real_now_ms());

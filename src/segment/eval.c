@@ -13,7 +13,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "segment_int.h"
@@ -28,14 +27,6 @@ void segment_limits_from_config(const struct config *cfg, struct segment_limits 
     out->max_window_days = cfg->seg_max_window_days;
     out->timeout_ms = cfg->seg_eval_timeout_ms;
     out->threads = 0;
-}
-
-static double mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* ---- compile ------------------------------------------------------------------------ */
@@ -625,7 +616,7 @@ static void *eval_thread(void *arg)
            (blk = atomic_fetch_add(&ev->next_block, 1)) < ev->nblocks) {
         size_t w0 = blk * BLOCK_WORDS;
         size_t nw = ev->nwords - w0 < BLOCK_WORDS ? ev->nwords - w0 : BLOCK_WORDS;
-        if (mono_ms() > ev->deadline) {
+        if (clock_mono_ms() > ev->deadline) {
             atomic_store(&ev->timed_out, 1);
             break;
         }
@@ -640,7 +631,7 @@ int segment_eval(struct audience_index *ix, const struct segment_plan *p, int64_
 {
     struct eval ev;
     pthread_t tids[64];
-    double t0 = mono_ms();
+    double t0 = clock_mono_ms();
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int nthreads = lim->threads > 0 ? lim->threads : (int)(ncpu > 0 ? ncpu : 1), i, started = 0;
     size_t w;
@@ -668,7 +659,7 @@ int segment_eval(struct audience_index *ix, const struct segment_plan *p, int64_
     for (i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
     enode_release(&ev.root);
-    if (atomic_load(&ev.timed_out) || mono_ms() > ev.deadline) {
+    if (atomic_load(&ev.timed_out) || clock_mono_ms() > ev.deadline) {
         free(ev.out);
         return ERR(e, E_BUSY, "evaluation passed its deadline of %d ms", lim->timeout_ms);
     }
@@ -676,7 +667,7 @@ int segment_eval(struct audience_index *ix, const struct segment_plan *p, int64_
     out->nwords = ev.nwords;
     for (w = 0; w < ev.nwords; w++)
         out->count += __builtin_popcountll(ev.out[w]);
-    out->took_ms = mono_ms() - t0;
+    out->took_ms = clock_mono_ms() - t0;
     return 0;
 }
 

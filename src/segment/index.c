@@ -17,18 +17,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "segment_int.h"
-
-static double now_ms_mono(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* ---- dictionaries ----------------------------------------------------------------- */
 
@@ -851,7 +842,7 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
     struct catchup cu = {.ix = ix, .max_row = ix->max_row};
     struct contract_set *cs = NULL;
     size_t dead0;
-    double t0 = now_ms_mono(), t1, t2, t3;
+    double t0 = clock_mono_ms(), t1, t2, t3;
     int rc, i, first = !ix->loaded;
 
     rc = store_read_begin(st, e);
@@ -871,13 +862,13 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
         rc = store_attr_types(st, on_attr, ix, e);
     if (rc == 0)
         rc = store_event_names(st, on_name, ix, e);
-    t1 = now_ms_mono();
+    t1 = clock_mono_ms();
     if (rc == 0)
         rc = store_contacts_since(st, ix->contact_seq, 0, on_contact, ix, e);
-    t2 = now_ms_mono();
+    t2 = clock_mono_ms();
     if (rc == 0)
         rc = store_events_since(st, ix->event_seq, 0, any_pcols(ix), on_event, &cu, e);
-    t3 = now_ms_mono();
+    t3 = clock_mono_ms();
     store_rollback(st); /* only read */
     if (rc) {
         index_reset(ix);
@@ -885,7 +876,7 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
     }
     settle(ix, dead0, first);
     log_debug("segment", "catch-up: catalogue %.0f ms, contacts %.0f ms, events %.0f ms, merge %.0f ms",
-              t1 - t0, t2 - t1, t3 - t2, now_ms_mono() - t3);
+              t1 - t0, t2 - t1, t3 - t2, clock_mono_ms() - t3);
     ix->max_row = cu.max_row;
     ix->loaded = 1;
     if (first) {
@@ -894,7 +885,7 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
         resize_contacts(ix, ix->ncontacts + ix->ncontacts / 16 + 1024);
         for (i = 1; i < BI__N; i++)
             column_fit_text(&ix->builtins[i]);
-        ix->load_ms = now_ms_mono() - t0;
+        ix->load_ms = clock_mono_ms() - t0;
         audience_index_stats(ix, &s);
         log_info("segment", "audience index loaded: %lld contacts (%lld members), %lld events,"
                             " %lld MB, %.0f ms",
@@ -984,7 +975,7 @@ int index_prop_cols(struct audience_index *ix, struct store *st, struct evname *
     struct propload pl = {.ix = ix, .en = en};
     int fast[STORE_MAX_PROPS], nfast = 0, slow, i, k, rc = 0, first_new = en->npcols;
     const char *names[STORE_MAX_PROPS];
-    double t0 = now_ms_mono();
+    double t0 = clock_mono_ms();
 
     for (i = 0; i < n; i++) {
         for (k = 0; k < en->npcols; k++)
@@ -1034,7 +1025,7 @@ int index_prop_cols(struct audience_index *ix, struct store *st, struct evname *
     }
     if (en->npcols > first_new)
         log_info("segment", "loaded %d property column(s) of '%s' (%zu events) in %.0f ms",
-                 en->npcols - first_new, en->name, en->n + en->npend, now_ms_mono() - t0);
+                 en->npcols - first_new, en->name, en->n + en->npend, clock_mono_ms() - t0);
     return 0;
 }
 
