@@ -702,6 +702,18 @@ static int print_contract(void *ctx, const struct store_contract *k)
     return 0;
 }
 
+/* Validation problems of a file, one line each: "engage: FILE: /pointer: why". */
+static void print_problems(const char *path, const struct errlist *errs)
+{
+    int i;
+
+    for (i = 0; i < errs->n; i++)
+        fprintf(stderr, "engage: %s: %s: %s\n", path,
+                errs->items[i].path[0] ? errs->items[i].path : "/", errs->items[i].msg);
+    if (errs->dropped)
+        fprintf(stderr, "engage: %s: … and %d more\n", path, errs->dropped);
+}
+
 static int cmd_contracts(struct cli *c)
 {
     struct list_out lo = {c, NULL, 0};
@@ -735,15 +747,13 @@ static int cmd_contracts(struct cli *c)
         struct errlist errs = {0};
         char *text = NULL;
         size_t n;
-        int version, unchanged, i;
+        int version, unchanged;
         rc = file_read_all(c->args[2], 1 << 20, &text, &n, &e);
         if (rc == 0)
             rc = contract_put(st, c->args[1], text, n, c->actor, "", &version, &unchanged, &errs, &e);
         free(text);
         if (rc == E_INVAL && errs.n) {
-            for (i = 0; i < errs.n; i++)
-                fprintf(stderr, "engage: %s: %s: %s\n", c->args[2],
-                        errs.items[i].path[0] ? errs.items[i].path : "/", errs.items[i].msg);
+            print_problems(c->args[2], &errs);
             json_decref(lo.items);
             store_close(st);
             return 1;
@@ -1250,12 +1260,20 @@ static void print_members(struct cli *c, const struct segment_result *res,
     }
 }
 
+/* A fresh audience index loaded from the store, and the segment limits. */
+static int load_index(struct cli *c, struct store *st, struct audience_index **ix,
+                      struct segment_limits *lim, struct err *e)
+{
+    segment_limits_from_config(&c->cfg, lim);
+    audience_index_new(ix);
+    return audience_index_catch_up(*ix, st, e);
+}
+
 static int cmd_segment(struct cli *c)
 {
     const char *path = opt(c, "rules");
     struct segment_limits lim;
     struct audience_index *ix = NULL;
-    struct contract_set *cs = NULL;
     struct segment_plan *plan = NULL;
     struct segment_result res = {0};
     struct members_out m = {0};
@@ -1282,17 +1300,11 @@ static int cmd_segment(struct cli *c)
         json_decref(rules);
         return rc;
     }
-    segment_limits_from_config(&c->cfg, &lim);
-    audience_index_new(&ix);
-    rc = audience_index_catch_up(ix, st, &e);
+    rc = load_index(c, st, &ix, &lim, &e);
     if (rc == 0)
-        rc = contract_set_load(st, &cs, &e);
-    if (rc == 0)
-        rc = segment_compile(ix, st, cs, rules, &lim, &plan, &errs, &e);
+        rc = segment_compile(ix, st, audience_index_contracts(ix), rules, &lim, &plan, &errs, &e);
     if (rc == E_INVAL && errs.n) {
-        for (i = 0; i < (size_t)errs.n; i++)
-            fprintf(stderr, "engage: %s: %s: %s\n", path,
-                    errs.items[i].path[0] ? errs.items[i].path : "/", errs.items[i].msg);
+        print_problems(path, &errs);
         rc = 1;
     } else if (rc == 0 && !eval) {
         print_json(segment_plan_explain(plan));
@@ -1312,7 +1324,6 @@ static int cmd_segment(struct cli *c)
     free(m.ids);
     segment_result_release(&res);
     segment_plan_free(plan);
-    contract_set_free(cs);
     audience_index_free(ix);
     json_decref(rules);
     store_close(st);
@@ -1420,7 +1431,6 @@ static int bench_segments(struct cli *c)
     const char *dir = opt(c, "rules"), *v;
     struct segment_limits lim;
     struct audience_index *ix;
-    struct contract_set *cs = NULL;
     struct audience_stats ixs;
     struct store *st;
     struct err e = {0};
@@ -1438,11 +1448,7 @@ static int bench_segments(struct cli *c)
         return die("%s: %s", dir, strerror(errno));
     if ((rc = open_store(c, &st, 1)))
         goto out;
-    segment_limits_from_config(&c->cfg, &lim);
-    audience_index_new(&ix);
-    rc = audience_index_catch_up(ix, st, &e);
-    if (rc == 0)
-        rc = contract_set_load(st, &cs, &e);
+    rc = load_index(c, st, &ix, &lim, &e);
     if (rc) {
         audience_index_free(ix);
         store_close(st);
@@ -1475,7 +1481,8 @@ static int bench_segments(struct cli *c)
         }
         {
             double t0 = (double)clock_now_ms();
-            rc = segment_compile(ix, st, cs, rules, &lim, &plan, &errs, &e);
+            rc = segment_compile(ix, st, audience_index_contracts(ix), rules, &lim, &plan, &errs,
+                                 &e);
             first_ms = (double)clock_now_ms() - t0; /* includes loading property columns */
         }
         json_decref(rules);
@@ -1503,7 +1510,6 @@ static int bench_segments(struct cli *c)
         free(t);
         segment_plan_free(plan);
     }
-    contract_set_free(cs);
     audience_index_free(ix);
     store_close(st);
 out:

@@ -272,6 +272,11 @@ void audience_index_new(struct audience_index **out)
     *out = ix;
 }
 
+const struct contract_set *audience_index_contracts(const struct audience_index *ix)
+{
+    return ix->cs;
+}
+
 void audience_index_set_merge_min(struct audience_index *ix, size_t n)
 {
     ix->merge_min = n;
@@ -297,7 +302,9 @@ static void evname_release(struct evname *en)
 /* Empties the index (keeps the struct): the next catch-up loads everything. */
 static void index_reset(struct audience_index *ix)
 {
+    struct contract_set *cs;
     size_t merge_min;
+    int64_t stamp;
     int i;
 
     free(ix->live);
@@ -311,8 +318,12 @@ static void index_reset(struct audience_index *ix)
     free(ix->names);
     free(ix->dead);
     merge_min = ix->merge_min;
+    cs = ix->cs;
+    stamp = ix->contracts_stamp;
     memset(ix, 0, sizeof *ix);
     ix->merge_min = merge_min;
+    ix->cs = cs; /* the contracts describe the store, not what the index held */
+    ix->contracts_stamp = stamp;
     for (i = 1; i < BI__N; i++)
         column_init(&ix->builtins[i], bi_names[i], bi_types[i], 0);
     ix->builtins[BI_EMAIL].arena = ix->builtins[BI_EXTERNAL_ID].arena = 1;
@@ -325,6 +336,7 @@ void audience_index_free(struct audience_index *ix)
     if (ix == NULL)
         return;
     index_reset(ix);
+    contract_set_free(ix->cs);
     for (i = 1; i < BI__N; i++)
         column_release(&ix->builtins[i]);
     free(ix);
@@ -841,6 +853,7 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
 {
     struct catchup cu = {.ix = ix, .max_row = ix->max_row};
     struct contract_set *cs = NULL;
+    int64_t stamp = 0;
     size_t dead0;
     double t0 = clock_mono_ms(), t1, t2, t3;
     int rc, i, first = !ix->loaded;
@@ -848,15 +861,23 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
     rc = store_read_begin(st, e);
     if (rc)
         return rc;
-    rc = contract_set_load(st, &cs, e);
-    if (rc == 0 && declare_attrs(ix, cs)) {
+    /* The contracts are read again only when a version was added since (the stamp). */
+    rc = store_contracts_stamp(st, &stamp, e);
+    if (rc == 0 && (ix->cs == NULL || stamp != ix->contracts_stamp)) {
+        rc = contract_set_load(st, &cs, e);
+        if (rc == 0) {
+            contract_set_free(ix->cs);
+            ix->cs = cs;
+            ix->contracts_stamp = stamp;
+        }
+    }
+    if (rc == 0 && declare_attrs(ix, ix->cs)) {
         /* A contract changed an attribute's type: start again from scratch. */
         index_reset(ix);
         cu.max_row = 0;
         first = 1;
-        declare_attrs(ix, cs);
+        declare_attrs(ix, ix->cs);
     }
-    contract_set_free(cs);
     dead0 = ix->ndead; /* after a possible reset: the rows this catch-up adds come after */
     if (rc == 0)
         rc = store_attr_types(st, on_attr, ix, e);

@@ -49,6 +49,11 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
  * tests set 0 (merge every time) or a large value (never). */
 void audience_index_set_merge_min(struct audience_index *ix, size_t n);
 
+/* The store's latest contracts as the last catch-up read them (NULL before the first):
+ * what segment_compile() wants for cs. Owned by the index, valid until the next
+ * catch-up. */
+const struct contract_set *audience_index_contracts(const struct audience_index *ix);
+
 struct audience_stats {
     int64_t contacts;       /* dense ids allocated (max contact id) */
     int64_t members;        /* identified, live contacts */

@@ -102,6 +102,8 @@ struct audience_index {
                             * after a catch-up): skipped by evaluation, dropped by merges */
     size_t ndead, capdead;
     size_t merge_min;      /* merge an event name once it has this many pending entries */
+    struct contract_set *cs; /* the store's contracts as of the last catch-up */
+    int64_t contracts_stamp;
     double load_ms;
 };
 

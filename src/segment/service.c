@@ -94,15 +94,11 @@ static void errs_prefix(struct errlist *errs, const char *prefix)
 static int compile_locked(struct segment_service *sv, struct store *st, const json_t *rules,
                           struct segment_plan **plan, struct errlist *errs, struct err *e)
 {
-    struct contract_set *cs = NULL;
-    int rc;
+    int rc = audience_index_catch_up(sv->ix, st, e);
 
-    rc = audience_index_catch_up(sv->ix, st, e);
     if (rc == 0)
-        rc = contract_set_load(st, &cs, e);
-    if (rc == 0)
-        rc = segment_compile(sv->ix, st, cs, rules, &sv->lim, plan, errs, e);
-    contract_set_free(cs);
+        rc = segment_compile(sv->ix, st, audience_index_contracts(sv->ix), rules, &sv->lim,
+                             plan, errs, e);
     return rc;
 }
 
