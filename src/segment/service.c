@@ -104,22 +104,23 @@ static int compile_locked(struct segment_service *sv, struct store *st, const js
 
 /* ---- preview ---------------------------------------------------------------------- */
 
+/* The sample comes from the index itself (as evaluated), not from the store. */
 struct sample {
-    struct store *st;
+    const struct audience_index *ix;
     json_t *items;
 };
 
 static int add_sample(void *ctx, int64_t id, const char *xid)
 {
     struct sample *s = ctx;
-    struct store_contact c;
-    struct err e = {0};
+    const struct column *email = &s->ix->builtins[BI_EMAIL];
 
-    store_contact_init(&c);
-    if (store_contact_get(s->st, id, &c, &e) == 0)
-        json_array_append_new(s->items, json_pack("{s:I,s:s,s:s?}", "contact_id", (json_int_t)id,
-                                                  "external_id", xid, "email", c.email));
-    store_contact_release(&c);
+    json_array_append_new(s->items,
+                          json_pack("{s:I,s:s,s:s?}", "contact_id", (json_int_t)id, "external_id",
+                                    xid, "email",
+                                    bit_get(email->present, (size_t)id)
+                                        ? column_text(email, (size_t)id)
+                                        : NULL));
     return 0;
 }
 
@@ -128,7 +129,7 @@ int segment_preview(struct segment_service *sv, struct store *st, const json_t *
 {
     struct segment_plan *plan = NULL;
     struct segment_result res = {0};
-    struct sample smp = {st, json_array()};
+    struct sample smp = {sv->ix, json_array()};
     int rc;
 
     *out = NULL;
