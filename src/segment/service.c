@@ -129,12 +129,13 @@ int segment_preview(struct segment_service *sv, struct store *st, const json_t *
 {
     struct segment_plan *plan = NULL;
     struct segment_result res = {0};
-    struct sample smp = {sv->ix, json_array()};
+    struct sample smp = {sv->ix, NULL};
     int rc;
 
     *out = NULL;
     if (!atomic_load(&sv->loaded)) /* do not tie up a request thread behind the load */
         return ERR(e, E_BUSY, "the audience index is loading; retry shortly");
+    smp.items = json_array();
     pthread_mutex_lock(&sv->mu);
     rc = compile_locked(sv, st, rules, &plan, errs, e);
     if (rc == 0)
