@@ -51,7 +51,7 @@ static const char *flags[] = {"json", "help", "members", "no-progress", "no-serv
                               "bad-rows", NULL};
 
 /* Options that take a value, in any command. */
-static const char *valued[] = {"data", "config", "now", "log-level", "listen", "batch", "reason",
+static const char *valued[] = {"data", "since", "config", "now", "log-level", "listen", "batch", "reason",
                                "source", "kind", "status", "limit", "id", "role", "name",
                                "contacts", "seed", "events", "out", "state", "rules", "runs", NULL};
 
@@ -238,7 +238,7 @@ static int open_store(struct cli *c, struct store **st, int migrate)
 {
     /* CLI commands are bulk work (imports, replays): a large page cache pays off. */
     struct store_opts so = {.busy_timeout_ms = c->cfg.busy_timeout_ms, .migrate = migrate,
-                            .cache_mb = 512};
+                            .cache_mb = 512, .bulk = 1};
     struct err e = {0};
     int added = 0;
     char dbpath[1100];
@@ -288,6 +288,7 @@ static const char *help_main =
     "  contracts list|show NAME|put NAME FILE   event and contact contracts\n"
     "  contact show ID       a contact: attributes, consent history, recent events\n"
     "  contact consent ID    change email consent explicitly (--state S --reason R; audited)\n"
+    "  events export         every live event as NDJSON (--since SEQ, --limit N)\n"
     "  segment eval|explain  evaluate or explain a rules file (docs/dsl.md)\n"
     "  audit list            the audit log, newest first\n"
     "  apikey create|list|revoke                API keys\n"
@@ -364,6 +365,12 @@ static const struct {
                 "events. 'consent' changes email consent explicitly, recorded with the reason in\n"
                 "the consent history and the audit log: the only way to re-subscribe a contact\n"
                 "that opted out, bounced or complained (imports never can).\n"},
+    {"events", "usage: engage events export [--since SEQ] [--limit N]\n\n"
+               "Writes every live event (its current version; deleted ones left out) to stdout,\n"
+               "one JSON object a line, in change-sequence order: seq, event_id, event,\n"
+               "external_id (null for an anonymous contact), contact_id, occurred_at,\n"
+               "received_at, source, contract_version, properties. --since SEQ starts after\n"
+               "that sequence number (the last line's seq resumes an export).\n"},
     {"audit", "usage: engage audit list [--limit N]\n\nThe audit log, newest first: who changed "
               "what (keys, contracts, consent,\nreplays), when, before and after (secrets masked). "
               "Default limit 50.\n"},
@@ -894,6 +901,121 @@ static int cmd_contact(struct cli *c)
     return rc ? die("%s", e.msg) : 0;
 }
 
+/* ---- events export ------------------------------------------------------------------------ */
+
+struct exporter {
+    char **names, **xids; /* by event name id, by contact id */
+    size_t nnames, nxids;
+    int64_t limit, count;
+    struct buf line;
+};
+
+static int export_name(void *ctx, int64_t id, const char *name)
+{
+    struct exporter *x = ctx;
+
+    if (id < 0 || id > 10000000)
+        return 0;
+    if ((size_t)id >= x->nnames) {
+        x->names = xrealloc(x->names, (size_t)(id + 1) * sizeof *x->names);
+        memset(x->names + x->nnames, 0, ((size_t)id + 1 - x->nnames) * sizeof *x->names);
+        x->nnames = (size_t)id + 1;
+    }
+    x->names[id] = xstrdup(name);
+    return 0;
+}
+
+static int export_xid(void *ctx, const char *xid, int64_t id, int deleted)
+{
+    struct exporter *x = ctx;
+
+    (void)deleted;
+    if (id <= 0)
+        return 0;
+    if ((size_t)id >= x->nxids) {
+        size_t cap = (size_t)id + 1 > x->nxids * 2 ? (size_t)id + 1 : x->nxids * 2;
+        x->xids = xrealloc(x->xids, cap * sizeof *x->xids);
+        memset(x->xids + x->nxids, 0, (cap - x->nxids) * sizeof *x->xids);
+        x->nxids = cap;
+    }
+    x->xids[id] = xstrdup(xid);
+    return 0;
+}
+
+static int export_event(void *ctx, const struct store_event *ev)
+{
+    struct exporter *x = ctx;
+    const char *name = ev->name_id >= 0 && (size_t)ev->name_id < x->nnames ? x->names[ev->name_id] : NULL;
+    const char *xid = ev->contact_id > 0 && (size_t)ev->contact_id < x->nxids ? x->xids[ev->contact_id] : NULL;
+    char occ[32], rec[32];
+    struct buf *b = &x->line;
+
+    time_format_iso(ev->occurred_at, occ);
+    time_format_iso(ev->received_at, rec);
+    buf_reset(b);
+    buf_printf(b, "{\"seq\":%lld,\"event_id\":", (long long)ev->seq);
+    buf_add_json_str(b, ev->event_id, strlen(ev->event_id));
+    buf_adds(b, ",\"event\":");
+    buf_add_json_str(b, name ? name : "", name ? strlen(name) : 0);
+    buf_adds(b, ",\"external_id\":");
+    if (xid)
+        buf_add_json_str(b, xid, strlen(xid));
+    else
+        buf_adds(b, "null");
+    buf_printf(b, ",\"contact_id\":%lld,\"occurred_at\":\"%s\",\"received_at\":\"%s\",\"source\":",
+               (long long)ev->contact_id, occ, rec);
+    buf_add_json_str(b, ev->source, strlen(ev->source));
+    buf_printf(b, ",\"contract_version\":%d,\"properties\":%s}\n", ev->contract_version, ev->props);
+    if (fwrite(b->p, 1, b->len, stdout) != b->len)
+        return E_IO;
+    return x->limit > 0 && ++x->count >= x->limit ? 1 : 0;
+}
+
+static int cmd_events(struct cli *c)
+{
+    struct exporter x = {0};
+    struct store *st;
+    struct err e = {0};
+    int64_t since = 0;
+    size_t i;
+    int rc;
+    const char *v;
+
+    if ((rc = check_opts(c, " since limit ")))
+        return rc;
+    if (c->nargs != 1 || strcmp(c->args[0], "export"))
+        return usage_error(c, "events: expected 'export'");
+    if (((v = opt(c, "since")) && parse_i64(v, strlen(v), &since)) ||
+        ((v = opt(c, "limit")) && parse_i64(v, strlen(v), &x.limit)) || since < 0 || x.limit < 0)
+        return usage_error(c, "events export: --since and --limit take a number >= 0");
+    if ((rc = open_store(c, &st, 0)))
+        return rc;
+    buf_init(&x.line);
+    rc = store_read_begin(st, &e); /* one snapshot: names, contacts and events agree */
+    if (rc == 0)
+        rc = store_event_names(st, export_name, &x, &e);
+    if (rc == 0)
+        rc = store_contact_ids(st, export_xid, &x, &e);
+    if (rc == 0)
+        rc = store_events_live(st, since, export_event, &x, &e);
+    if (rc == 1)
+        rc = 0; /* the limit */
+    if (rc == E_IO && e.msg[0] == '\0')
+        ERR(&e, E_IO, "events export: cannot write to stdout: %s", strerror(errno));
+    store_rollback(st);
+    store_close(st);
+    for (i = 0; i < x.nnames; i++)
+        free(x.names[i]);
+    for (i = 0; i < x.nxids; i++)
+        free(x.xids[i]);
+    free(x.names);
+    free(x.xids);
+    buf_release(&x.line);
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = ERR(&e, E_IO, "events export: cannot write to stdout: %s", strerror(errno));
+    return rc ? die("%s", e.msg) : 0;
+}
+
 /* ---- apikeys ------------------------------------------------------------------------------ */
 
 static int print_key(void *ctx, const struct store_apikey *k)
@@ -1336,22 +1458,16 @@ static int cmd_segment(struct cli *c)
 
 static int cmd_migrate(struct cli *c)
 {
-    struct store_opts so = {.busy_timeout_ms = c->cfg.busy_timeout_ms, .migrate = 0};
+    struct store_opts so = {.busy_timeout_ms = c->cfg.busy_timeout_ms, .any_version = 1};
     struct store *st = NULL;
     struct err e = {0};
     int from, to, rc, added = 0;
 
     if ((rc = check_opts(c, NULL)))
         return rc;
-    /* Open without migrating, so an old schema can be reported and then upgraded. */
-    if (store_open(&st, c->data_dir, &so, &e) && e.code != E_CONFLICT)
+    /* Open without migrating, so that the upgrade is reported with its versions. */
+    if (store_open(&st, c->data_dir, &so, &e))
         return die("%s", e.msg);
-    if (st == NULL) {
-        err_clear(&e);
-        so.migrate = 1;
-        if (store_open(&st, c->data_dir, &so, &e))
-            return die("%s", e.msg);
-    }
     rc = store_migrate(st, &from, &to, &e);
     if (rc == 0)
         rc = contracts_seed(st, &added, &e);
@@ -1561,7 +1677,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"serve", cmd_serve},     {"demo", cmd_demo},       {"migrate", cmd_migrate},
         {"import", cmd_import},   {"rejected", cmd_rejected}, {"contracts", cmd_contracts},
-        {"contact", cmd_contact}, {"apikey", cmd_apikey},   {"backup", cmd_backup},
+        {"contact", cmd_contact}, {"events", cmd_events},   {"apikey", cmd_apikey},   {"backup", cmd_backup},
         {"config", cmd_config},   {"bench", cmd_bench},     {"audit", cmd_audit},
         {"segment", cmd_segment},
     };

@@ -65,6 +65,19 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A bump allocator: many small copies made and dropped together (a batch of rows).
+ * arena_reset() keeps the chunks for the next round. */
+struct arena_chunk;
+struct arena {
+    struct arena_chunk *first, *cur;
+    size_t used;
+};
+void arena_init(struct arena *a);
+void *arena_alloc(struct arena *a, size_t n); /* 8-byte aligned */
+char *arena_strndup(struct arena *a, const char *s, size_t n);
+void arena_reset(struct arena *a);
+void arena_release(struct arena *a);
+
 /* Growable NUL-terminated byte buffer. buf_take() hands the bytes to the caller. */
 struct buf {
     char *p;

@@ -8,23 +8,21 @@ void strmap_init(struct strmap *m)
 {
     m->slots = NULL;
     m->cap = m->count = 0;
+    arena_init(&m->keys);
 }
 
 void strmap_clear(struct strmap *m)
 {
-    size_t i;
-
-    for (i = 0; i < m->cap; i++) {
-        free(m->slots[i].key);
-        m->slots[i].key = NULL;
-    }
+    if (m->count)
+        memset(m->slots, 0, m->cap * sizeof *m->slots);
     m->count = 0;
+    arena_reset(&m->keys);
 }
 
 void strmap_release(struct strmap *m)
 {
-    strmap_clear(m);
     free(m->slots);
+    arena_release(&m->keys);
     strmap_init(m);
 }
 
@@ -42,11 +40,16 @@ static struct strmap_slot *find(const struct strmap *m, const char *key, size_t 
 
 int strmap_get(const struct strmap *m, const char *key, size_t len, int64_t *value)
 {
+    return strmap_get_h(m, key, len, hash64(key, len), value);
+}
+
+int strmap_get_h(const struct strmap *m, const char *key, size_t len, uint64_t h, int64_t *value)
+{
     struct strmap_slot *s;
 
     if (m->cap == 0)
         return 0;
-    s = find(m, key, len, hash64(key, len));
+    s = find(m, key, len, h);
     if (s->key == NULL)
         return 0;
     *value = s->value;
@@ -71,19 +74,36 @@ static void grow(struct strmap *m)
 
 void strmap_put(struct strmap *m, const char *key, size_t len, int64_t value)
 {
+    strmap_put_h(m, key, len, hash64(key, len), value);
+}
+
+void strmap_put_h(struct strmap *m, const char *key, size_t len, uint64_t h, int64_t value)
+{
     struct strmap_slot *s;
-    uint64_t h = hash64(key, len);
 
     if ((m->count + 1) * 4 > m->cap * 3)
         grow(m);
     s = find(m, key, len, h);
     if (s->key == NULL) {
-        s->key = xstrndup(key, len);
+        s->key = arena_strndup(&m->keys, key, len);
         s->len = len;
         s->hash = h;
         m->count++;
     }
     s->value = value;
+}
+
+void strmap_prefetch(const struct strmap *m, uint64_t h, int stage)
+{
+    const struct strmap_slot *s;
+
+    if (m->cap == 0)
+        return;
+    s = &m->slots[(size_t)h & (m->cap - 1)];
+    if (stage == 0)
+        __builtin_prefetch(s);
+    else if (s->key && s->hash == h)
+        __builtin_prefetch(s->key);
 }
 
 void errlist_add(struct errlist *l, const char *path, const char *fmt, ...)

@@ -1,5 +1,5 @@
 /* core/map.h -- string -> int64 hash map (open addressing, linear probing).
- * Keys are copied and owned by the map. Not thread-safe. */
+ * Keys are copied into the map's arena. Not thread-safe. */
 #ifndef ENGAGE_MAP_H
 #define ENGAGE_MAP_H
 
@@ -15,6 +15,7 @@ struct strmap_slot {
 struct strmap {
     struct strmap_slot *slots;
     size_t cap, count;
+    struct arena keys;
 };
 
 void strmap_init(struct strmap *m);
@@ -23,6 +24,12 @@ void strmap_clear(struct strmap *m); /* drops all entries, keeps capacity */
 /* 1 and *value set if found, else 0. */
 int strmap_get(const struct strmap *m, const char *key, size_t len, int64_t *value);
 void strmap_put(struct strmap *m, const char *key, size_t len, int64_t value);
+/* The same with the key's hash64() computed beforehand (on another thread, say). */
+int strmap_get_h(const struct strmap *m, const char *key, size_t len, uint64_t h, int64_t *value);
+void strmap_put_h(struct strmap *m, const char *key, size_t len, uint64_t h, int64_t value);
+/* Hints for a lookup a few rows ahead: stage 0 fetches the key's home slot, stage 1
+ * (later) the key text of the entry found there. Never required, never faults. */
+void strmap_prefetch(const struct strmap *m, uint64_t h, int stage);
 
 /* A list of validation problems: each a JSON pointer (or field) and a sentence. */
 #define ERRLIST_MAX 64

@@ -333,6 +333,71 @@ out:
     return rc;
 }
 
+#define ARENA_CHUNK (1u << 20)
+
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t cap;
+    max_align_t data[];
+};
+
+void arena_init(struct arena *a)
+{
+    a->first = a->cur = NULL;
+    a->used = 0;
+}
+
+void *arena_alloc(struct arena *a, size_t n)
+{
+    struct arena_chunk *c;
+
+    n = (n + 7) & ~(size_t)7;
+    if (a->cur == NULL || a->used + n > a->cur->cap) {
+        c = a->cur ? a->cur->next : a->first;
+        if (c == NULL || c->cap < n) {
+            size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+            struct arena_chunk *nc = xmalloc(sizeof *nc + cap);
+            nc->cap = cap;
+            nc->next = c;
+            if (a->cur)
+                a->cur->next = nc;
+            else
+                a->first = nc;
+            c = nc;
+        }
+        a->cur = c;
+        a->used = 0;
+    }
+    a->used += n;
+    return (char *)a->cur->data + a->used - n;
+}
+
+char *arena_strndup(struct arena *a, const char *s, size_t n)
+{
+    char *p = arena_alloc(a, n + 1);
+
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+void arena_reset(struct arena *a)
+{
+    a->cur = NULL;
+    a->used = 0;
+}
+
+void arena_release(struct arena *a)
+{
+    struct arena_chunk *c = a->first, *next;
+
+    for (; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    arena_init(a);
+}
+
 uint64_t hash64(const void *p, size_t n)
 {
     const unsigned char *s = p;

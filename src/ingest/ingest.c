@@ -53,6 +53,21 @@ static int load_attr(void *ctx, const char *name, const char *type, const char *
     return 0;
 }
 
+void ingest_preload_contacts(struct ingest *in)
+{
+    in->preload_contacts = 1;
+}
+
+static int preload_one(void *ctx, const char *xid, int64_t id, int deleted)
+{
+    struct ingest *in = ctx;
+
+    if (in->contact_ids.count >= CONTACT_CACHE_MAX)
+        return 1; /* stop (error codes are negative): the rest are looked up when seen */
+    strmap_put(&in->contact_ids, xid, strlen(xid), deleted ? -id : id);
+    return 0;
+}
+
 int ingest_begin(struct ingest *in, struct err *e)
 {
     int64_t stamp;
@@ -65,6 +80,17 @@ int ingest_begin(struct ingest *in, struct err *e)
      * cached ids may be stale. */
     if (store_tx_contact_seq(in->st) != in->seen_contact_seq)
         strmap_clear(&in->contact_ids);
+    if (in->preload_contacts) {
+        in->preload_contacts = 0;
+        strmap_clear(&in->contact_ids);
+        rc = store_contact_ids(in->st, preload_one, in, e);
+        if (rc == 1)
+            rc = 0; /* stopped at the cache's size */
+        if (rc) {
+            ingest_rollback(in);
+            return rc;
+        }
+    }
     rc = store_contracts_stamp(in->st, &stamp, e);
     if (rc == 0 && stamp != in->contracts_stamp) {
         struct contract_set *cs;
@@ -134,7 +160,10 @@ int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *ki
     snprintf(in->last_reason, sizeof in->last_reason, "%s", reason);
     snprintf(in->last_field, sizeof in->last_field, "%s", field ? field : "");
     snprintf(in->last_msg, sizeof in->last_msg, "%s", msg);
-    snprintf(origin, sizeof origin, "%s", cx->origin ? cx->origin : "");
+    if (cx->line > 0)
+        snprintf(origin, sizeof origin, "%s:%lld", cx->origin ? cx->origin : "", (long long)cx->line);
+    else
+        snprintf(origin, sizeof origin, "%s", cx->origin ? cx->origin : "");
     utf8_sanitize(in->last_field);
     utf8_sanitize(in->last_msg);
     utf8_sanitize(origin);
@@ -459,16 +488,21 @@ out:
 /* ---- events --------------------------------------------------------------------------- */
 
 /* Finds or creates the contact for an event. *id = 0 (rc 0) when it is deleted. */
+/* The contact an event goes to, created if new; *anonymous when it has no external id
+ * (yet): such events are stored so that a merge can find them. */
 static int event_contact(struct ingest *in, const struct ingest_ctx *cx, const char *xid,
-                         const char *anon, int64_t *id, struct err *e)
+                         uint64_t xid_hash, const char *anon, int64_t *id, int *anonymous,
+                         struct err *e)
 {
     struct store_contact c;
     int64_t cached;
     int deleted = 0, rc;
 
+    *anonymous = 0;
     if (xid) {
         size_t n = strlen(xid);
-        if (strmap_get(&in->contact_ids, xid, n, &cached)) {
+        uint64_t h = xid_hash ? xid_hash : hash64(xid, n);
+        if (strmap_get_h(&in->contact_ids, xid, n, h, &cached)) {
             *id = cached > 0 ? cached : 0;
             return 0;
         }
@@ -476,7 +510,7 @@ static int event_contact(struct ingest *in, const struct ingest_ctx *cx, const c
         if (rc == 0) {
             if (in->contact_ids.count > CONTACT_CACHE_MAX)
                 strmap_clear(&in->contact_ids);
-            strmap_put(&in->contact_ids, xid, n, deleted ? -*id : *id);
+            strmap_put_h(&in->contact_ids, xid, n, h, deleted ? -*id : *id);
             if (deleted)
                 *id = 0;
             return 0;
@@ -488,6 +522,7 @@ static int event_contact(struct ingest *in, const struct ingest_ctx *cx, const c
         rc = store_contact_get_by_anon(in->st, anon, &c, e);
         if (rc == 0) {
             *id = c.deleted && c.merged_into ? c.merged_into : c.deleted ? 0 : c.id;
+            *anonymous = !c.deleted && c.external_id == NULL;
             store_contact_release(&c);
             return 0;
         }
@@ -509,6 +544,7 @@ static int event_contact(struct ingest *in, const struct ingest_ctx *cx, const c
         rc = store_anon_link(in->st, anon, c.id, cx->received_at, e);
     if (rc == 0) {
         *id = c.id;
+        *anonymous = xid == NULL;
         if (xid)
             strmap_put(&in->contact_ids, xid, strlen(xid), c.id);
         in->stats.contacts_created++;
@@ -696,13 +732,15 @@ void prepared_event_reject(struct prepared_event *p, const char *reason, const c
 
 void prepared_event_release(struct prepared_event *p)
 {
-    free(p->name);
-    free(p->xid);
-    free(p->anon);
-    free(p->event_id);
-    free(p->props);
+    if (!p->in_arena) {
+        free(p->name);
+        free(p->xid);
+        free(p->anon);
+        free(p->event_id);
+        free(p->props);
+        free(p->cells);
+    }
     free(p->raw);
-    free(p->cells);
     json_decref(p->rec);
     memset(p, 0, sizeof *p);
 }
@@ -803,13 +841,23 @@ static int forget_name(struct ingest *in, int64_t name_id, struct err *e)
     return store_event_name_drop(in->st, name_id, e);
 }
 
+void ingest_event_prefetch(struct ingest *in, const struct prepared_event *p, int stage)
+{
+    if (p->rejected)
+        return;
+    if (p->xid && p->xid_hash)
+        strmap_prefetch(&in->contact_ids, p->xid_hash, stage);
+    if (stage == 0 && p->key_hash)
+        store_event_prefetch(in->st, p->key_hash);
+}
+
 int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct prepared_event *p,
                        enum ingest_outcome *out, struct err *e)
 {
     struct store_event ev = {0};
     int64_t contact_id = 0, name_id = 0;
     char msg[256];
-    int rc, inserted = 0, created_name = 0;
+    int rc, inserted = 0, created_name = 0, anonymous = 0;
 
     in->stats.read++;
     if (p->rejected)
@@ -824,7 +872,7 @@ int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct pr
             return reject_prepared(in, cx, p, "unknown_event", "event", msg, out, e);
         }
     }
-    rc = event_contact(in, cx, p->xid, p->anon, &contact_id, e);
+    rc = event_contact(in, cx, p->xid, p->xid_hash, p->anon, &contact_id, &anonymous, e);
     if (rc)
         return rc;
     if (contact_id == 0)
@@ -847,6 +895,8 @@ int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct pr
     ev.source = cx->source;
     ev.contract_version = p->contract_version;
     ev.props = p->props;
+    ev.anonymous = anonymous;
+    ev.key_hash = p->key_hash;
     if (cx->owns_rows) {
         /* A source that owns its rows updates what it wrote before. */
         int outcome = 0;
@@ -934,6 +984,8 @@ int ingest_link_anonymous(struct ingest *in, const struct ingest_ctx *cx, const 
             a.external_id = xstrdup(external_id);
             a.updated_at = cx->received_at;
             rc = store_contact_update(in->st, &a, e);
+            if (rc == 0)
+                rc = store_events_identified(in->st, a.id, e);
             if (rc == 0)
                 strmap_put(&in->contact_ids, external_id, strlen(external_id), a.id);
             goto out;

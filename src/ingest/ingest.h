@@ -95,12 +95,18 @@ struct ingest {
     struct strmap attr_types;   /* attribute name -> enum vtype */
     int attr_types_loaded;
     int64_t seen_contact_seq;   /* contact seq after our last commit */
+    int preload_contacts;       /* fill contact_ids in one scan at the next begin */
     struct ingest_stats stats;
     int64_t batch_id;           /* imports.id, or 0 */
     int64_t replay_id;          /* while replaying: the dead letter being retried */
     /* The last rejection, for reports: reason code, field and sentence. */
     char last_reason[32], last_field[160], last_msg[256];
 };
+
+/* Asks the next ingest_begin() to read every contact's id in one scan rather than one
+ * lookup per contact on first sight: for an import expected to touch a large share of
+ * the contacts. Once; if another writer later invalidates the cache, lookups resume. */
+void ingest_preload_contacts(struct ingest *in);
 
 /* The kind of source: bulk sources can never lift an opt-out (sticky consent). */
 enum source_kind { SRC_CSV, SRC_SDK, SRC_SYNC, SRC_API, SRC_REPLAY };
@@ -109,7 +115,9 @@ int source_is_bulk(enum source_kind k);
 struct ingest_ctx {
     enum source_kind kind;
     const char *source;  /* stored label: "csv", "sdk", "sync:crm", "api" */
-    const char *origin;  /* where it came from, for the dead-letter store: "file.csv:12" */
+    const char *origin;  /* where it came from, for the dead-letter store: "file.csv" */
+    int64_t line;        /* and its line, if > 0 ("file.csv:12"): set per record, formatted
+                          * only when one is rejected */
     int text_mode;       /* values are CSV text cells */
     int owns_rows;       /* the source owns its events (CRM sync): it may update and delete
                           * what it wrote; others are first-write-wins */
@@ -151,6 +159,10 @@ struct prepared_event {
     char *name, *xid, *anon, *event_id, *props;
     int64_t occurred_at;
     int64_t line;          /* for reports (CSV) */
+    uint64_t xid_hash;     /* hash64(xid) and store_event_key_hash(event_id), made by the
+                            * preparing thread (0: not made) */
+    uint64_t key_hash;
+    int in_arena;          /* the strings live in the batch's arena, not the heap */
 };
 int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx *cx, json_t *rec,
                          struct prepared_event *p);
@@ -159,6 +171,9 @@ void prepared_event_reject(struct prepared_event *p, const char *reason, const c
                            const char *msg);
 int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct prepared_event *p,
                        enum ingest_outcome *out, struct err *e);
+/* A hint, a few events ahead of ingest_event_store(p): stage 0, then stage 1 later,
+ * bring the cache lines its lookups will touch. Needs p's hashes; never required. */
+void ingest_event_prefetch(struct ingest *in, const struct prepared_event *p, int stage);
 void prepared_event_release(struct prepared_event *p);
 /* Deletes an event that the context's source owns (flag + new seq). */
 int ingest_event_delete(struct ingest *in, const struct ingest_ctx *cx, const char *event_id,

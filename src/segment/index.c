@@ -506,22 +506,16 @@ static void dead_add(struct audience_index *ix, int64_t row)
     ix->dead[ix->ndead++] = row;
 }
 
-struct catchup {
-    struct audience_index *ix;
-    int64_t max_row;
-};
-
+/* One version of an event: it replaces ev->prev (whose entry, base or pending, goes)
+ * and, unless it is a deletion, becomes a pending entry. */
 static int on_event(void *ctx, const struct store_event *ev)
 {
-    struct catchup *cu = ctx;
-    struct audience_index *ix = cu->ix;
+    struct audience_index *ix = ctx;
     struct evname *en;
     struct pending_event *p;
 
-    if (ev->id <= ix->max_row)
-        dead_add(ix, ev->id); /* seen before: its old entry (if any) goes */
-    if (ev->id > cu->max_row)
-        cu->max_row = ev->id;
+    if (ev->prev)
+        dead_add(ix, ev->prev);
     if (ev->seq > ix->event_seq)
         ix->event_seq = ev->seq;
     if (ev->deleted)
@@ -728,14 +722,14 @@ static void merge_evname(struct audience_index *ix, struct evname *en)
 
 /* ---- catch-up ------------------------------------------------------------------------ */
 
-/* Drops pending entries of rows that changed again in this catch-up (their new state
- * was queued after them). chg is sorted. */
+/* Drops pending entries of versions replaced in this catch-up (the new version has its
+ * own id and was queued after them). chg is sorted. */
 static void drop_stale(struct evname *en, const int64_t *chg, size_t nchg)
 {
-    size_t j, w = 0, old = en->npend - en->nfresh;
+    size_t j, w = 0;
 
     for (j = 0; j < en->npend; j++) {
-        if (j < old && bsearch(&en->pend[j].row, chg, nchg, sizeof *chg, cmp_i64))
+        if (bsearch(&en->pend[j].row, chg, nchg, sizeof *chg, cmp_i64))
             continue;
         en->pend[w++] = en->pend[j];
     }
@@ -851,7 +845,6 @@ static int any_pcols(const struct audience_index *ix)
 
 int audience_index_catch_up(struct audience_index *ix, struct store *st, struct err *e)
 {
-    struct catchup cu = {.ix = ix, .max_row = ix->max_row};
     struct contract_set *cs = NULL;
     int64_t stamp = 0;
     size_t dead0;
@@ -874,7 +867,6 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
     if (rc == 0 && declare_attrs(ix, ix->cs)) {
         /* A contract changed an attribute's type: start again from scratch. */
         index_reset(ix);
-        cu.max_row = 0;
         first = 1;
         declare_attrs(ix, ix->cs);
     }
@@ -888,7 +880,7 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
         rc = store_contacts_since(st, ix->contact_seq, 0, on_contact, ix, e);
     t2 = clock_mono_ms();
     if (rc == 0)
-        rc = store_events_since(st, ix->event_seq, 0, any_pcols(ix), on_event, &cu, e);
+        rc = store_events_since(st, ix->event_seq, 0, any_pcols(ix), on_event, ix, e);
     t3 = clock_mono_ms();
     store_rollback(st); /* only read */
     if (rc) {
@@ -898,7 +890,6 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
     settle(ix, dead0, first);
     log_debug("segment", "catch-up: catalogue %.0f ms, contacts %.0f ms, events %.0f ms, merge %.0f ms",
               t1 - t0, t2 - t1, t3 - t2, clock_mono_ms() - t3);
-    ix->max_row = cu.max_row;
     ix->loaded = 1;
     if (first) {
         struct audience_stats s;
@@ -970,31 +961,11 @@ static int on_prop_values(void *ctx, int64_t id, int64_t contact_id, int64_t occ
     return 0;
 }
 
-/* The slow path, for property names SQLite's JSON paths cannot spell. */
-static int on_prop_event(void *ctx, const struct store_event *ev)
-{
-    struct propload *pl = ctx;
-    size_t slot;
-    int pending, j;
-    json_t *o;
-
-    if (!entry_of(pl, ev->contact_id, ev->occurred_at, ev->id, &pending, &slot))
-        return 0;
-    o = ev->props ? json_loads(ev->props, 0, NULL) : NULL;
-    for (j = 0; j < pl->n; j++) {
-        struct column *base = &pl->en->pcols[pl->cols[j]];
-        struct column *col = pending ? &pl->en->ppcols[pl->cols[j]] : base;
-        column_set_json_in(col, &base->dict, slot, o ? json_object_get(o, base->name) : NULL);
-    }
-    json_decref(o);
-    return 0;
-}
-
 int index_prop_cols(struct audience_index *ix, struct store *st, struct evname *en,
                     struct prop_want *want, int n, struct err *e)
 {
     struct propload pl = {.ix = ix, .en = en};
-    int fast[STORE_MAX_PROPS], nfast = 0, slow, i, k, rc = 0, first_new = en->npcols;
+    int cols[STORE_MAX_PROPS], ncols = 0, i, k, rc = 0, first_new = en->npcols;
     const char *names[STORE_MAX_PROPS];
     double t0 = clock_mono_ms();
 
@@ -1014,27 +985,16 @@ int index_prop_cols(struct audience_index *ix, struct store *st, struct evname *
         }
         want[i].col = k;
     }
-    /* One scan for the new columns SQLite can extract (up to 16 at a time), one per
-     * column for the others. */
+    /* One scan of the name's events for up to 16 new columns at a time. */
     for (k = first_new; rc == 0 && k < en->npcols; k++) {
-        if (store_prop_path_ok(en->pcols[k].name)) {
-            fast[nfast] = k;
-            names[nfast++] = en->pcols[k].name;
+        cols[ncols] = k;
+        names[ncols++] = en->pcols[k].name;
+        if (ncols == STORE_MAX_PROPS || k == en->npcols - 1) {
+            pl.cols = cols;
+            pl.n = ncols;
+            rc = store_event_prop_values(st, en->name_id, names, ncols, on_prop_values, &pl, e);
+            ncols = 0;
         }
-        if (nfast == STORE_MAX_PROPS || (k == en->npcols - 1 && nfast)) {
-            pl.cols = fast;
-            pl.n = nfast;
-            rc = store_event_prop_values(st, en->name_id, names, nfast, on_prop_values, &pl, e);
-            nfast = 0;
-        }
-    }
-    for (k = first_new; rc == 0 && k < en->npcols; k++) {
-        if (store_prop_path_ok(en->pcols[k].name))
-            continue;
-        slow = k;
-        pl.cols = &slow;
-        pl.n = 1;
-        rc = store_events_of_name(st, en->name_id, on_prop_event, &pl, e);
     }
     if (rc) { /* drop the columns this call added: none is half-loaded */
         for (k = first_new; k < en->npcols; k++) {

@@ -89,7 +89,7 @@ struct evname {
 
 struct audience_index {
     int loaded;
-    int64_t contact_seq, event_seq, max_row;
+    int64_t contact_seq, event_seq;
     size_t ncontacts;      /* ids 0 .. ncontacts-1 (0 unused) */
     size_t cap;            /* slots in every contact column */
     uint64_t *live;        /* members: identified, not deleted, not merged */

@@ -8,7 +8,7 @@
  * contacts and events once; writes in that transaction hand out the next
  * numbers. Writers are serialised by SQLite's lock, so the sequences increase
  * in commit order, which is what readers catching up need. */
-#include "store.h"
+#include "store_int.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -19,17 +19,15 @@
 #include "schema.h"
 
 enum stmt_id {
-    Q_CONTACT_GET, Q_CONTACT_BY_XID, Q_CONTACT_BY_ANON, Q_CONTACT_LOOKUP, Q_CONTACT_INSERT,
-    Q_CONTACT_UPDATE, Q_CONSENT_LOG, Q_CONSENT_HISTORY, Q_ANON_LINK, Q_EVENTS_MOVE_IDS,
-    Q_EVENT_RESEQ, Q_CONTACTS_SINCE, Q_ATTR_TYPES, Q_ATTR_PUT, Q_ATTR_GET, Q_NAME_GET, Q_NAME_PUT, Q_NAMES,
-    Q_EVENT_INSERT, Q_EVENTS_OF_CONTACT, Q_EVENT_GET, Q_CONTRACT_MAXV, Q_CONTRACT_PUT,
+    Q_CONTACT_GET, Q_CONTACT_BY_XID, Q_CONTACT_BY_ANON, Q_CONTACT_LOOKUP, Q_CONTACT_IDS, Q_CONTACT_INSERT,
+    Q_CONTACT_UPDATE, Q_CONSENT_LOG, Q_CONSENT_HISTORY, Q_ANON_LINK, Q_CONTACTS_SINCE, Q_ATTR_TYPES, Q_ATTR_PUT, Q_ATTR_GET, Q_NAME_GET, Q_NAME_PUT, Q_NAMES,
+    Q_CONTRACT_MAXV, Q_CONTRACT_PUT,
     Q_CONTRACTS_LATEST, Q_CONTRACT_VERSIONS, Q_CONTRACTS_STAMP, Q_REJ_ADD, Q_REJ_UPDATE,
     Q_REJ_COUNTS, Q_KEY_ADD, Q_KEY_BY_HASH, Q_KEY_TOUCH, Q_KEYS, Q_KEY_REVOKE, Q_AUDIT_ADD,
-    Q_AUDIT_LIST, Q_IMPORT_BEGIN, Q_IMPORT_PROGRESS, Q_MAXSEQ_C, Q_MAXSEQ_E, Q_COUNT_C,
-    Q_COUNT_E, Q_COUNT_REJ, Q_EVENT_OWNED_GET, Q_EVENT_OWNED_SET, Q_EVENT_OWNED_DEL, Q_IMPORTS, Q_EVENTS_SINCE, Q_EVENTS_SINCE_PROPS,
-    Q_EVENTS_OF_NAME, Q_SEG_INSERT, Q_SEG_VERSION_ADD, Q_SEG_UPDATE, Q_SEG_GET, Q_SEG_LIST,
+    Q_AUDIT_LIST, Q_IMPORT_BEGIN, Q_IMPORT_PROGRESS, Q_MAXSEQ_C, Q_COUNT_C,
+    Q_COUNT_REJ, Q_IMPORTS, Q_SEG_INSERT, Q_SEG_VERSION_ADD, Q_SEG_UPDATE, Q_SEG_GET, Q_SEG_LIST,
     Q_SEG_VERSIONS, Q_SEG_DUE, Q_SEG_NEXT_RUN, Q_EVAL_BEGIN, Q_EVAL_FINISH, Q_EVAL_LIST, Q_EVAL_GET,
-    Q_EVAL_LATEST, Q_SNAP_PUT, Q_SNAP_GET, Q_EVAL_INTERRUPT, Q_EVENTS_ALL, Q_EVAL_COUNTS,
+    Q_EVAL_LATEST, Q_SNAP_PUT, Q_SNAP_GET, Q_EVAL_INTERRUPT, Q_EVAL_COUNTS,
     Q_NAME_DROP, Q__N
 };
 
@@ -38,7 +36,6 @@ enum stmt_id {
     " s.schedule_minutes, s.next_run_at, s.created_at, s.updated_at, s.deleted"
 #define EVAL_COLS "id, segment_id, version, trigger, status, error, as_of, started_at," \
     " finished_at, member_count, took_ms"
-#define EVENT_COLS "e.id, e.seq, e.contact_id, e.name_id, e.occurred_at, e.received_at, e.event_id, e.source, e.contract_version, e.props, n.name, e.deleted"
 
 static const char *const stmt_sql[Q__N] = {
     [Q_CONTACT_GET] = "SELECT " CONTACT_COLS " FROM contacts WHERE id = ?1",
@@ -47,6 +44,7 @@ static const char *const stmt_sql[Q__N] = {
                           " c.updated_at, c.seq, c.deleted, c.merged_into FROM anonymous_ids a"
                           " JOIN contacts c ON c.id = a.contact_id WHERE a.anonymous_id = ?1",
     [Q_CONTACT_LOOKUP] = "SELECT id, deleted FROM contacts WHERE external_id = ?1",
+    [Q_CONTACT_IDS] = "SELECT external_id, id, deleted FROM contacts WHERE external_id IS NOT NULL",
     [Q_CONTACT_INSERT] = "INSERT INTO contacts(external_id, email, attrs, consent, created_at,"
                          " updated_at, seq, deleted, merged_into) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
     /* Same parameter numbers as the insert (?5 created_at is not rewritten): one binder. */
@@ -58,8 +56,6 @@ static const char *const stmt_sql[Q__N] = {
                           " FROM consent_changes WHERE contact_id = ?1 ORDER BY id",
     [Q_ANON_LINK] = "INSERT INTO anonymous_ids(anonymous_id, contact_id, created_at)"
                     " VALUES(?1,?2,?3) ON CONFLICT(anonymous_id) DO UPDATE SET contact_id=?2",
-    [Q_EVENTS_MOVE_IDS] = "SELECT id FROM events WHERE contact_id = ?1 ORDER BY id",
-    [Q_EVENT_RESEQ] = "UPDATE events SET contact_id = ?1, seq = ?2 WHERE id = ?3",
     [Q_CONTACTS_SINCE] = "SELECT " CONTACT_COLS " FROM contacts WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     [Q_ATTR_TYPES] = "SELECT name, type, origin FROM attributes ORDER BY name",
     [Q_ATTR_PUT] = "INSERT INTO attributes(name, type, origin) VALUES(?1,?2,?3)"
@@ -69,14 +65,6 @@ static const char *const stmt_sql[Q__N] = {
     [Q_NAME_PUT] = "INSERT INTO event_names(name) VALUES(?1)",
     [Q_NAMES] = "SELECT id, name FROM event_names ORDER BY name",
     [Q_NAME_DROP] = "DELETE FROM event_names WHERE id = ?1",
-    [Q_EVENT_INSERT] = "INSERT INTO events(event_id, contact_id, name_id, occurred_at, received_at,"
-                       " source, contract_version, props, seq) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"
-                       " ON CONFLICT(event_id) DO NOTHING",
-    [Q_EVENTS_OF_CONTACT] = "SELECT " EVENT_COLS " FROM events e JOIN event_names n"
-                            " ON n.id = e.name_id WHERE e.contact_id = ?1 AND e.deleted = 0"
-                            " ORDER BY e.occurred_at DESC, e.id DESC LIMIT ?2",
-    [Q_EVENT_GET] = "SELECT " EVENT_COLS " FROM events e JOIN event_names n ON n.id = e.name_id"
-                    " WHERE e.event_id = ?1",
     [Q_CONTRACT_MAXV] = "SELECT coalesce(max(version), 0) FROM contracts WHERE name = ?1",
     [Q_CONTRACT_PUT] = "INSERT INTO contracts(name, version, kind, body, created_at, created_by)"
                        " VALUES(?1,?2,?3,?4,?5,?6)",
@@ -112,27 +100,10 @@ static const char *const stmt_sql[Q__N] = {
     [Q_IMPORT_PROGRESS] = "UPDATE imports SET status=?2, finished_at=?3, read=?4, inserted=?5,"
                           " updated=?6, duplicates=?7, rejected=?8 WHERE id=?1",
     [Q_MAXSEQ_C] = "SELECT coalesce(max(seq), 0) FROM contacts",
-    [Q_MAXSEQ_E] = "SELECT coalesce(max(seq), 0) FROM events",
     [Q_COUNT_C] = "SELECT count(*), coalesce(sum(deleted), 0), coalesce(max(seq), 0) FROM contacts",
-    [Q_COUNT_E] = "SELECT count(*) - coalesce(sum(deleted), 0),"
-                  " coalesce(sum(contract_version = 0 AND deleted = 0), 0), coalesce(max(seq), 0)"
-                  " FROM events",
     [Q_COUNT_REJ] = "SELECT count(*) FROM rejected WHERE status = 'pending'",
     [Q_IMPORTS] = "SELECT id, kind, file, status, started_at, finished_at, read, inserted,"
                   " updated, duplicates, rejected FROM imports ORDER BY id DESC LIMIT ?1",
-    [Q_EVENT_OWNED_GET] = "SELECT id, source, contact_id, name_id, occurred_at, contract_version,"
-                          " props, deleted FROM events WHERE event_id = ?1",
-    [Q_EVENT_OWNED_SET] = "UPDATE events SET contact_id=?2, name_id=?3, occurred_at=?4,"
-                          " received_at=?5, contract_version=?6, props=?7, seq=?8, deleted=0"
-                          " WHERE id=?1",
-    [Q_EVENT_OWNED_DEL] = "UPDATE events SET deleted=1, seq=?3 WHERE event_id=?1 AND source=?2"
-                          " AND deleted=0",
-    /* Catching up: the state of every event changed after a sequence number. */
-    [Q_EVENTS_SINCE] = "SELECT id, seq, contact_id, name_id, occurred_at, deleted, NULL FROM events"
-                       " WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    [Q_EVENTS_SINCE_PROPS] = "SELECT id, seq, contact_id, name_id, occurred_at, deleted, props"
-                             " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    /* A full scan, run once per property column an audience index loads. */
     [Q_SEG_INSERT] = "INSERT INTO segments(name, description, version, schedule_minutes,"
                      " next_run_at, created_at, updated_at, created_by) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
     [Q_SEG_VERSION_ADD] = "INSERT INTO segment_versions(segment_id, version, rules, plan,"
@@ -167,16 +138,25 @@ static const char *const stmt_sql[Q__N] = {
     [Q_EVAL_INTERRUPT] = "UPDATE segment_evaluations SET status='failed', finished_at=?1,"
                          " error='interrupted: the process stopped during the evaluation'"
                          " WHERE status = 'running'",
-    [Q_EVENTS_OF_NAME] = "SELECT id, seq, contact_id, name_id, occurred_at, deleted, props"
-                         " FROM events WHERE name_id = ?1 AND deleted = 0",
-    /* A first load: every row in storage order (a sequential scan, no index). */
-    [Q_EVENTS_ALL] = "SELECT id, seq, contact_id, name_id, occurred_at, deleted, NULL FROM events",
+};
+
+/* A bulk connection's checkpointer: copies the WAL into the database (and fsyncs)
+ * on its own thread and connection while the writer goes on committing. */
+struct ckpt {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sqlite3 *db;
+    int kicked, stop;
+    int last_kick; /* WAL frames at the last kick */
 };
 
 struct store {
     sqlite3 *db;
+    struct ckpt *ckpt;
     sqlite3_stmt *stmts[Q__N];
-    int in_tx;
+    int in_tx, writing;
+    struct evstate *ev; /* events.c */
     int64_t next_contact_seq, next_event_seq; /* valid inside a transaction */
     int busy_timeout_ms;
     char path[1024];
@@ -212,6 +192,38 @@ static sqlite3_stmt *stmt(struct store *st, enum stmt_id id, struct err *e)
         }
     }
     return st->stmts[id];
+}
+
+/* ---- for events.c (store_int.h) ---- */
+
+sqlite3 *store_sql_db(struct store *st)
+{
+    return st->db;
+}
+
+int store_sql_err(struct store *st, struct err *e, int rc, const char *what)
+{
+    return db_err(st, e, rc, what);
+}
+
+int store_sql_writing(const struct store *st)
+{
+    return st->in_tx && st->writing;
+}
+
+int64_t *store_sql_event_seq(struct store *st)
+{
+    return &st->next_event_seq;
+}
+
+const char *store_sql_path(const struct store *st)
+{
+    return st->path;
+}
+
+struct evstate **store_sql_evstate(struct store *st)
+{
+    return &st->ev;
 }
 
 static void done(sqlite3_stmt *s)
@@ -320,6 +332,14 @@ int store_migrate(struct store *st, int *from, int *to, struct err *e)
     }
     for (; v < STORE_SCHEMA_VERSION; v++) {
         rc = exec(st, store_migrations[v], e);
+        if (rc == 0 && v == 3) {
+            /* 3 -> 4 moves the old events table's rows into blocks, in C. */
+            st->in_tx = st->writing = 1;
+            rc = events_migrate_blocks(st, e);
+            st->in_tx = st->writing = 0;
+            if (rc == 0)
+                rc = exec(st, "DROP TABLE events", e);
+        }
         if (rc)
             goto fail;
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
@@ -336,6 +356,103 @@ int store_migrate(struct store *st, int *from, int *to, struct err *e)
 fail:
     sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
+}
+
+/* Passive checkpoints whenever the writer has added CKPT_KICK frames (64 MiB); a
+ * blocking one by the writer itself past CKPT_MAX frames (1 GiB), since a WAL that
+ * is never caught up with at a commit never restarts from its beginning. */
+#define CKPT_KICK 16384
+#define CKPT_MAX 262144
+
+static void *ckpt_main(void *arg)
+{
+    struct ckpt *c = arg;
+
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->kicked && !c->stop)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->stop)
+            break;
+        c->kicked = 0;
+        pthread_mutex_unlock(&c->mu);
+        sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* After each commit of the bulk connection (sqlite3_wal_hook). */
+static int ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    struct ckpt *c = arg;
+
+    if (frames >= CKPT_MAX) {
+        /* Waits for the checkpointer's pass, finishes the copy, restarts the WAL. */
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+        c->last_kick = 0;
+        return SQLITE_OK;
+    }
+    if (frames < c->last_kick)
+        c->last_kick = 0; /* the WAL restarted */
+    if (frames - c->last_kick >= CKPT_KICK) {
+        c->last_kick = frames;
+        pthread_mutex_lock(&c->mu);
+        c->kicked = 1;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+    }
+    return SQLITE_OK;
+}
+
+static int ckpt_start(struct store *st, struct err *e)
+{
+    struct ckpt *c = xcalloc(1, sizeof *c);
+    int rc = sqlite3_open_v2(st->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(c->db, st->busy_timeout_ms > 0 ? st->busy_timeout_ms : 5000);
+        rc = sqlite3_exec(c->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        rc = ERR(e, E_IO, "store: cannot open a checkpoint connection to '%s': %s", st->path,
+                 c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        sqlite3_close(c->db);
+        free(c);
+        return rc;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if (pthread_create(&c->thread, NULL, ckpt_main, c) != 0) {
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        sqlite3_close(c->db);
+        free(c);
+        return ERR(e, E_NOMEM, "store: cannot start the checkpoint thread");
+    }
+    st->ckpt = c;
+    sqlite3_wal_hook(st->db, ckpt_hook, c); /* replaces the automatic checkpoints */
+    return 0;
+}
+
+static void ckpt_stop(struct store *st)
+{
+    struct ckpt *c = st->ckpt;
+
+    if (c == NULL)
+        return;
+    sqlite3_wal_hook(st->db, NULL, NULL);
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    sqlite3_close(c->db);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+    st->ckpt = NULL;
 }
 
 int store_open(struct store **out, const char *data_dir, const struct store_opts *opts,
@@ -392,7 +509,7 @@ int store_open(struct store **out, const char *data_dir, const struct store_opts
     rc = store_schema_version(st, &v, e);
     if (rc)
         goto fail;
-    if (v != STORE_SCHEMA_VERSION) {
+    if (v != STORE_SCHEMA_VERSION && !opts->any_version) {
         rc = v > STORE_SCHEMA_VERSION
                  ? ERR(e, E_CONFLICT,
                        "store: '%s' has schema version %d, newer than this binary's %d: upgrade "
@@ -401,6 +518,11 @@ int store_open(struct store **out, const char *data_dir, const struct store_opts
                        "store: '%s' has schema version %d, this binary needs %d: run 'engage "
                        "migrate'", st->path, v, STORE_SCHEMA_VERSION);
         goto fail;
+    }
+    if (opts->bulk && !opts->readonly) {
+        rc = ckpt_start(st, e);
+        if (rc)
+            goto fail;
     }
     *out = st;
     return 0;
@@ -415,8 +537,10 @@ void store_close(struct store *st)
 
     if (st == NULL)
         return;
+    ckpt_stop(st);
     for (i = 0; i < Q__N; i++)
         sqlite3_finalize(st->stmts[i]);
+    events_close(st);
     if (st->db) {
         if (st->in_tx)
             sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
@@ -537,9 +661,10 @@ int store_begin(struct store *st, struct err *e)
     if (rc)
         return rc;
     st->in_tx = 1;
+    st->writing = 1;
     rc = scalar_i64(st, Q_MAXSEQ_C, &st->next_contact_seq, e);
     if (rc == 0)
-        rc = scalar_i64(st, Q_MAXSEQ_E, &st->next_event_seq, e);
+        rc = events_max_seq(st, &st->next_event_seq, e);
     if (rc) {
         store_rollback(st);
         return rc;
@@ -554,12 +679,17 @@ int store_commit(struct store *st, struct err *e)
     int rc;
 
     ASSERT(st->in_tx);
-    rc = exec(st, "COMMIT", e);
+    rc = events_flush(st, e);
+    if (rc == 0)
+        rc = exec(st, "COMMIT", e);
     if (rc) {
         store_rollback(st);
         return rc;
     }
     st->in_tx = 0;
+    if (st->writing)
+        events_end(st, 1);
+    st->writing = 0;
     return 0;
 }
 
@@ -580,6 +710,9 @@ void store_rollback(struct store *st)
         return;
     sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     st->in_tx = 0;
+    if (st->writing)
+        events_end(st, 0);
+    st->writing = 0;
 }
 
 int store_finish(struct store *st, int rc, struct err *e)
@@ -703,6 +836,24 @@ int store_contact_lookup(struct store *st, const char *xid, int64_t *id, int *de
 }
 
 /* Writes every column of c with the next change sequence (insert or update by id). */
+int store_contact_ids(struct store *st, store_contact_id_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_CONTACT_IDS, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        rc = fn(ctx, col_text(s, 0), sqlite3_column_int64(s, 1), sqlite3_column_int(s, 2));
+        if (rc) {
+            done(s);
+            return rc;
+        }
+    }
+    done(s);
+    return rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read contact ids");
+}
+
 static int contact_write(struct store *st, enum stmt_id q, struct store_contact *c, struct err *e)
 {
     sqlite3_stmt *s = stmt(st, q, e);
@@ -803,45 +954,6 @@ int store_anon_link(struct store *st, const char *anon_id, int64_t contact_id, i
     sqlite3_bind_int64(s, 2, contact_id);
     sqlite3_bind_int64(s, 3, at);
     return step_done(st, s, "link anonymous id", e);
-}
-
-int store_events_move(struct store *st, int64_t from_contact, int64_t to_contact, int64_t *moved,
-                      struct err *e)
-{
-    sqlite3_stmt *q = stmt(st, Q_EVENTS_MOVE_IDS, e);
-    sqlite3_stmt *u = stmt(st, Q_EVENT_RESEQ, e);
-    int64_t *ids = NULL;
-    size_t n = 0, cap = 0, i;
-    int rc;
-
-    ASSERT(st->in_tx);
-    if (q == NULL || u == NULL)
-        return e->code;
-    sqlite3_bind_int64(q, 1, from_contact);
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            ids = xrealloc(ids, cap * sizeof *ids);
-        }
-        ids[n++] = sqlite3_column_int64(q, 0);
-    }
-    done(q);
-    if (rc != SQLITE_DONE) {
-        free(ids);
-        return db_err(st, e, rc, "list events to move");
-    }
-    for (i = 0; i < n; i++) {
-        sqlite3_bind_int64(u, 1, to_contact);
-        sqlite3_bind_int64(u, 2, st->next_event_seq++);
-        sqlite3_bind_int64(u, 3, ids[i]);
-        rc = step_done(st, u, "move event", e);
-        if (rc)
-            break;
-    }
-    free(ids);
-    if (moved)
-        *moved = (int64_t)n;
-    return rc;
 }
 
 static int row_contact(sqlite3_stmt *s, struct visit *v)
@@ -983,287 +1095,6 @@ int store_event_names(struct store *st, store_name_fn fn, void *ctx, struct err 
     return each_row(st, s, 0, "read event names", row_name, &v, e);
 }
 
-/* ---- events ----------------------------------------------------------------- */
-
-int store_event_insert(struct store *st, struct store_event *ev, int *inserted, struct err *e)
-{
-    sqlite3_stmt *s = stmt(st, Q_EVENT_INSERT, e);
-    int rc;
-
-    ASSERT(st->in_tx);
-    if (s == NULL)
-        return e->code;
-    bind_text(s, 1, ev->event_id);
-    sqlite3_bind_int64(s, 2, ev->contact_id);
-    sqlite3_bind_int64(s, 3, ev->name_id);
-    sqlite3_bind_int64(s, 4, ev->occurred_at);
-    sqlite3_bind_int64(s, 5, ev->received_at);
-    bind_text(s, 6, ev->source);
-    sqlite3_bind_int(s, 7, ev->contract_version);
-    bind_text(s, 8, ev->props);
-    sqlite3_bind_int64(s, 9, st->next_event_seq);
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        rc = db_err(st, e, rc, "insert event");
-        done(s);
-        return rc;
-    }
-    *inserted = sqlite3_changes(st->db) > 0;
-    if (*inserted) {
-        ev->seq = st->next_event_seq++;
-        ev->id = sqlite3_last_insert_rowid(st->db);
-    }
-    done(s);
-    return 0;
-}
-
-int store_event_upsert_owned(struct store *st, struct store_event *ev, int *outcome,
-                             struct err *e)
-{
-    sqlite3_stmt *s = stmt(st, Q_EVENT_OWNED_GET, e);
-    int rc, same;
-    int64_t id;
-
-    ASSERT(st->in_tx);
-    if (s == NULL)
-        return e->code;
-    bind_text(s, 1, ev->event_id);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        done(s);
-        rc = store_event_insert(st, ev, &same, e);
-        *outcome = rc == 0 && same ? 1 : 0;
-        return rc;
-    }
-    if (rc != SQLITE_ROW) {
-        rc = db_err(st, e, rc, "read event");
-        done(s);
-        return rc;
-    }
-    if (strcmp(col_text(s, 1), ev->source) != 0) {
-        rc = ERR(e, E_CONFLICT, "event '%s' belongs to source '%s'", ev->event_id, col_text(s, 1));
-        done(s);
-        return rc;
-    }
-    id = sqlite3_column_int64(s, 0);
-    same = sqlite3_column_int64(s, 2) == ev->contact_id &&
-           sqlite3_column_int64(s, 3) == ev->name_id &&
-           sqlite3_column_int64(s, 4) == ev->occurred_at &&
-           sqlite3_column_int(s, 5) == ev->contract_version &&
-           strcmp(col_text(s, 6), ev->props) == 0 && sqlite3_column_int(s, 7) == 0;
-    done(s);
-    *outcome = 0;
-    if (same)
-        return 0;
-    s = stmt(st, Q_EVENT_OWNED_SET, e);
-    if (s == NULL)
-        return e->code;
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int64(s, 2, ev->contact_id);
-    sqlite3_bind_int64(s, 3, ev->name_id);
-    sqlite3_bind_int64(s, 4, ev->occurred_at);
-    sqlite3_bind_int64(s, 5, ev->received_at);
-    sqlite3_bind_int(s, 6, ev->contract_version);
-    bind_text(s, 7, ev->props);
-    sqlite3_bind_int64(s, 8, st->next_event_seq);
-    rc = step_done(st, s, "update event", e);
-    if (rc == 0) {
-        ev->id = id;
-        ev->seq = st->next_event_seq++;
-        *outcome = 2;
-    }
-    return rc;
-}
-
-int store_event_delete_owned(struct store *st, const char *event_id, const char *source,
-                             int *deleted, struct err *e)
-{
-    sqlite3_stmt *s = stmt(st, Q_EVENT_OWNED_DEL, e);
-    int rc;
-
-    ASSERT(st->in_tx);
-    if (s == NULL)
-        return e->code;
-    bind_text(s, 1, event_id);
-    bind_text(s, 2, source);
-    sqlite3_bind_int64(s, 3, st->next_event_seq);
-    rc = step_done(st, s, "delete event", e);
-    *deleted = rc == 0 && sqlite3_changes(st->db) > 0;
-    if (*deleted)
-        st->next_event_seq++;
-    return rc;
-}
-
-static int row_event(sqlite3_stmt *s, struct visit *v)
-{
-    struct store_event ev = {
-        .id = sqlite3_column_int64(s, 0),
-        .seq = sqlite3_column_int64(s, 1),
-        .contact_id = sqlite3_column_int64(s, 2),
-        .name_id = sqlite3_column_int64(s, 3),
-        .occurred_at = sqlite3_column_int64(s, 4),
-        .received_at = sqlite3_column_int64(s, 5),
-        .event_id = col_text(s, 6),
-        .source = col_text(s, 7),
-        .contract_version = sqlite3_column_int(s, 8),
-        .props = col_text(s, 9),
-        .name = col_text(s, 10),
-        .deleted = sqlite3_column_int(s, 11),
-    };
-
-    return v->fn.event(v->ctx, &ev);
-}
-
-static int read_events(struct store *st, sqlite3_stmt *s, store_event_fn fn, void *ctx,
-                       struct err *e)
-{
-    struct visit v = {.fn.event = fn, .ctx = ctx};
-
-    return each_row(st, s, 0, "read events", row_event, &v, e);
-}
-
-/* Index rows: id, seq, contact, name, instant, deleted and (maybe NULL) props. */
-static int row_event_slim(sqlite3_stmt *s, struct visit *v)
-{
-    struct store_event ev = {
-        .id = sqlite3_column_int64(s, 0),
-        .seq = sqlite3_column_int64(s, 1),
-        .contact_id = sqlite3_column_int64(s, 2),
-        .name_id = sqlite3_column_int64(s, 3),
-        .occurred_at = sqlite3_column_int64(s, 4),
-        .deleted = sqlite3_column_int(s, 5),
-        .props = (const char *)sqlite3_column_text(s, 6),
-    };
-
-    return v->fn.event(v->ctx, &ev);
-}
-
-int store_events_since(struct store *st, int64_t after_seq, int64_t limit, int with_props,
-                       store_event_fn fn, void *ctx, struct err *e)
-{
-    int all = after_seq == 0 && limit <= 0 && !with_props;
-    sqlite3_stmt *s = stmt(st, all ? Q_EVENTS_ALL : with_props ? Q_EVENTS_SINCE_PROPS : Q_EVENTS_SINCE, e);
-    struct visit v = {.fn.event = fn, .ctx = ctx};
-
-    if (s == NULL)
-        return e->code;
-    if (!all) {
-        sqlite3_bind_int64(s, 1, after_seq);
-        sqlite3_bind_int64(s, 2, limit > 0 ? limit : -1);
-    }
-    return each_row(st, s, 0, "read events since", row_event_slim, &v, e);
-}
-
-int store_prop_path_ok(const char *prop)
-{
-    for (; *prop; prop++)
-        if (*prop == '"' || *prop == '\\' || (unsigned char)*prop < 0x20)
-            return 0;
-    return 1;
-}
-
-static int row_props(sqlite3_stmt *s, struct visit *v)
-{
-    struct store_prop_value pv[STORE_MAX_PROPS];
-    int i, n = (sqlite3_column_count(s) - 3) / 2;
-
-    for (i = 0; i < n; i++) {
-        const char *type = (const char *)sqlite3_column_text(s, 3 + 2 * i); /* NULL: no key */
-        memset(&pv[i], 0, sizeof pv[i]);
-        switch (type ? type[0] : 0) {
-        case 't':
-            pv[i].kind = type[1] == 'r' ? STORE_PROP_TRUE : STORE_PROP_TEXT; /* true, text */
-            break;
-        case 'f':
-            pv[i].kind = STORE_PROP_FALSE;
-            break;
-        case 'i':
-        case 'r':
-            pv[i].kind = STORE_PROP_NUMBER; /* integer, real */
-            break;
-        default:
-            pv[i].kind = STORE_PROP_OTHER; /* absent, null, object, array */
-        }
-        if (pv[i].kind == STORE_PROP_NUMBER)
-            pv[i].num = sqlite3_column_double(s, 4 + 2 * i);
-        else if (pv[i].kind == STORE_PROP_TEXT) {
-            pv[i].text = (const char *)sqlite3_column_text(s, 4 + 2 * i);
-            pv[i].len = (size_t)sqlite3_column_bytes(s, 4 + 2 * i);
-        }
-    }
-    return v->fn.props(v->ctx, sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
-                       sqlite3_column_int64(s, 2), pv, n);
-}
-
-int store_event_prop_values(struct store *st, int64_t name_id, const char *const *props, int n,
-                            store_props_fn fn, void *ctx, struct err *e)
-{
-    struct visit v = {.fn.props = fn, .ctx = ctx};
-    sqlite3_stmt *s = NULL;
-    struct buf sql, path;
-    int rc, i;
-
-    if (n < 1 || n > STORE_MAX_PROPS)
-        return ERR(e, E_INVAL, "%d properties: one scan reads 1 to %d", n, STORE_MAX_PROPS);
-    for (i = 0; i < n; i++)
-        if (!store_prop_path_ok(props[i]))
-            return ERR(e, E_INVAL, "property name '%s' needs escaping in a JSON path", props[i]);
-    /* The column list depends on n: prepared here, parameters bound as always. */
-    buf_init(&sql);
-    buf_adds(&sql, "SELECT id, contact_id, occurred_at");
-    for (i = 0; i < n; i++)
-        buf_printf(&sql, ", json_type(props, ?%d), json_extract(props, ?%d)", i + 2, i + 2);
-    buf_adds(&sql, " FROM events WHERE name_id = ?1 AND deleted = 0");
-    rc = sqlite3_prepare_v2(st->db, sql.p, -1, &s, NULL);
-    buf_release(&sql);
-    if (rc != SQLITE_OK)
-        return db_err(st, e, rc, "prepare a property scan");
-    sqlite3_bind_int64(s, 1, name_id);
-    buf_init(&path);
-    for (i = 0; i < n; i++) {
-        buf_reset(&path);
-        buf_printf(&path, "$.\"%s\"", props[i]);
-        sqlite3_bind_text(s, i + 2, path.p, (int)path.len, SQLITE_TRANSIENT);
-    }
-    buf_release(&path);
-    return each_row(st, s, 1, "read event properties", row_props, &v, e);
-}
-
-int store_events_of_name(struct store *st, int64_t name_id, store_event_fn fn, void *ctx,
-                         struct err *e)
-{
-    sqlite3_stmt *s = stmt(st, Q_EVENTS_OF_NAME, e);
-    struct visit v = {.fn.event = fn, .ctx = ctx};
-
-    if (s == NULL)
-        return e->code;
-    sqlite3_bind_int64(s, 1, name_id);
-    return each_row(st, s, 0, "read events of a name", row_event_slim, &v, e);
-}
-
-int store_events_of_contact(struct store *st, int64_t contact_id, int limit, store_event_fn fn,
-                            void *ctx, struct err *e)
-{
-    sqlite3_stmt *s = stmt(st, Q_EVENTS_OF_CONTACT, e);
-
-    if (s == NULL)
-        return e->code;
-    sqlite3_bind_int64(s, 1, contact_id);
-    sqlite3_bind_int(s, 2, limit);
-    return read_events(st, s, fn, ctx, e);
-}
-
-int store_event_get(struct store *st, const char *event_id, store_event_fn fn, void *ctx,
-                    struct err *e)
-{
-    sqlite3_stmt *s = stmt(st, Q_EVENT_GET, e);
-
-    if (s == NULL)
-        return e->code;
-    bind_text(s, 1, event_id);
-    return read_events(st, s, fn, ctx, e);
-}
-
 int store_counts(struct store *st, struct store_counts *out, struct err *e)
 {
     sqlite3_stmt *s;
@@ -1282,18 +1113,9 @@ int store_counts(struct store *st, struct store_counts *out, struct err *e)
     done(s);
     if (rc != SQLITE_ROW)
         return db_err(st, e, rc, "count contacts");
-    s = stmt(st, Q_COUNT_E, e);
-    if (s == NULL)
-        return e->code;
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        out->events = sqlite3_column_int64(s, 0);
-        out->events_unvalidated = sqlite3_column_int64(s, 1);
-        out->event_seq = sqlite3_column_int64(s, 2);
-    }
-    done(s);
-    if (rc != SQLITE_ROW)
-        return db_err(st, e, rc, "count events");
+    if ((rc = events_totals(st, &out->events, &out->events_unvalidated, e)) ||
+        (rc = events_max_seq(st, &out->event_seq, e)))
+        return rc;
     return scalar_i64(st, Q_COUNT_REJ, &out->rejected_pending, e);
 }
 
@@ -1301,7 +1123,7 @@ int store_change_seqs(struct store *st, int64_t *contact_seq, int64_t *event_seq
 {
     int rc = scalar_i64(st, Q_MAXSEQ_C, contact_seq, e);
 
-    return rc ? rc : scalar_i64(st, Q_MAXSEQ_E, event_seq, e);
+    return rc ? rc : events_max_seq(st, event_seq, e);
 }
 
 /* ---- contracts ---------------------------------------------------------------- */

@@ -17,7 +17,7 @@
 #include "../core/config.h"
 #include "../core/core.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 4
 #define STORE_MAX_EXTERNAL_ID 255
 #define STORE_MAX_EVENT_ID 255
 #define STORE_MAX_NAME 128
@@ -27,8 +27,12 @@ struct store;
 struct store_opts {
     int busy_timeout_ms;
     int migrate;   /* 1: apply pending migrations; 0: refuse an out-of-date schema */
+    int any_version; /* open whatever the schema version (engage migrate reports, then
+                      * calls store_migrate) */
     int readonly;
     int cache_mb;  /* page cache of this connection; 0 = 32 MiB (bulk imports want more) */
+    int bulk;      /* bulk writes (imports): WAL checkpoints run on a thread of their own
+                    * beside this connection's commits, not inside them */
 };
 
 /* Opens DATA_DIR/engage.db (creating it), WAL mode. Caller owns *out. */
@@ -82,6 +86,9 @@ int store_contact_get_by_anon(struct store *st, const char *anon_id, struct stor
 /* Just the id and deleted flag by external id: the hot path of event ingestion. */
 int store_contact_lookup(struct store *st, const char *xid, int64_t *id, int *deleted,
                          struct err *e);
+/* Every contact with an external id: (external_id, id, deleted), in one scan. */
+typedef int (*store_contact_id_fn)(void *ctx, const char *xid, int64_t id, int deleted);
+int store_contact_ids(struct store *st, store_contact_id_fn fn, void *ctx, struct err *e);
 /* Inserts c (id, seq assigned into c). In a transaction. */
 int store_contact_insert(struct store *st, struct store_contact *c, struct err *e);
 /* Rewrites every column of row c->id with a new seq (assigned into c). In a transaction. */
@@ -98,9 +105,13 @@ int store_consent_history(struct store *st, int64_t contact_id, store_consent_fn
                           struct err *e);
 int store_anon_link(struct store *st, const char *anon_id, int64_t contact_id, int64_t at,
                     struct err *e);
-/* Moves every event of one contact to another (new seqs). In a transaction. */
+/* Moves every event of an anonymous contact (stored with .anonymous set) to another
+ * (new seqs). Served by a partial index of anonymous contacts' events. In a transaction. */
 int store_events_move(struct store *st, int64_t from_contact, int64_t to_contact, int64_t *moved,
                       struct err *e);
+/* The anonymous contact got an external id: its events leave the partial index (no
+ * visible change, so no new seqs). In a transaction. */
+int store_events_identified(struct store *st, int64_t contact_id, struct err *e);
 typedef int (*store_contact_fn)(void *ctx, const struct store_contact *c);
 /* Contacts with seq > after_seq, in seq order, at most limit (0 = all). */
 int store_contacts_since(struct store *st, int64_t after_seq, int64_t limit, store_contact_fn fn,
@@ -127,16 +138,28 @@ int store_event_names(struct store *st, store_name_fn fn, void *ctx, struct err 
 /* ---- events ---------------------------------------------------------------- */
 
 struct store_event {
-    int64_t id, seq;
+    int64_t id, seq;  /* both the seq of the event's current version */
+    int64_t prev;     /* readers: the version this one replaced (0 = a first write) */
     int64_t contact_id, name_id;
     int64_t occurred_at, received_at;
     const char *event_id;
     const char *source;
     int contract_version; /* 0 = unvalidated (no contract) */
+    int anonymous;        /* writers: the contact has no external_id (merges move these) */
+    uint64_t key_hash;    /* writers: store_event_key_hash(event_id), or 0 to compute it */
     const char *props;    /* JSON object text */
     const char *name;     /* filled by readers only */
     int deleted;          /* filled by readers only */
 };
+/* The hash by which event ids are deduplicated: computable ahead, on any thread. */
+uint64_t store_event_key_hash(const char *event_id);
+/* Announces about this many event writes (a bulk import, estimated from its size): the
+ * key map is sized for them at the next write instead of growing (and being rebuilt
+ * from the stored blocks) on the way. */
+void store_events_reserve(struct store *st, int64_t versions);
+/* A hint that an event with this key hash is about to be written (a few rows ahead):
+ * fetches its slot of the key map into the cache. Never required. */
+void store_event_prefetch(struct store *st, uint64_t key_hash);
 /* First write wins: *inserted = 0 when event_id is already stored. In a transaction. */
 int store_event_insert(struct store *st, struct store_event *ev, int *inserted, struct err *e);
 /* For a source that owns its rows (CRM sync): inserts, or rewrites the stored event of
@@ -150,27 +173,29 @@ int store_event_upsert_owned(struct store *st, struct store_event *ev, int *outc
 int store_event_delete_owned(struct store *st, const char *event_id, const char *source,
                              int *deleted, struct err *e);
 typedef int (*store_event_fn)(void *ctx, const struct store_event *ev);
-/* A contact's latest events, newest first. */
+/* A contact's latest events, newest first: a scan of every event's record (56 bytes
+ * each; about 1 s per 20M events), for a CLI or a debugging view. The server answers
+ * from the audience index. */
 int store_events_of_contact(struct store *st, int64_t contact_id, int limit, store_event_fn fn,
                             void *ctx, struct err *e);
+/* The current version of one event (deleted set if it was deleted); nothing if none.
+ * Builds the process's key map on first use. */
 int store_event_get(struct store *st, const char *event_id, store_event_fn fn, void *ctx,
                     struct err *e);
-/* Every event changed after after_seq (inserted, rewritten, moved or deleted), in seq
- * order, at most limit (0 = all). Rows carry id, seq, contact_id, name_id,
- * occurred_at, deleted, and props only if with_props (else NULL). after_seq 0 with no
- * limit and no props is a first load: every event, in storage order (a fast scan). */
+/* Every event version after after_seq (a first write, a rewrite, a move, a deletion),
+ * in seq order, at most limit (0 = all). Rows carry id (== seq), prev (the version it
+ * replaces, 0 for none), contact_id, name_id, occurred_at, deleted, and props only if
+ * with_props (else NULL). A version replaced later is still listed, then named as the
+ * prev of its successor. */
 int store_events_since(struct store *st, int64_t after_seq, int64_t limit, int with_props,
                        store_event_fn fn, void *ctx, struct err *e);
-/* The live events of one name with their props (same slim rows): a full scan. */
-int store_events_of_name(struct store *st, int64_t name_id, store_event_fn fn, void *ctx,
-                         struct err *e);
+/* Every live event (the current, undeleted version of each) after after_seq, in seq
+ * order, with its texts; name is not filled (map name_id). For exports. */
+int store_events_live(struct store *st, int64_t after_seq, store_event_fn fn, void *ctx,
+                      struct err *e);
 /* Properties props[0..n) (1 to STORE_MAX_PROPS) of the live events of one name, typed
- * as stored, in one full scan with the JSON read by the store: fn gets each event's id,
- * contact, instant and its n values. A name that JSON escapes ('"', '\\', control
- * characters: store_prop_path_ok() is 0) is E_INVAL: read those with
- * store_events_of_name(). */
+ * as stored, in one scan: fn gets each event's id, contact, instant and its n values. */
 #define STORE_MAX_PROPS 16
-int store_prop_path_ok(const char *prop);
 enum store_prop_kind {
     STORE_PROP_OTHER, /* absent, null, an object or an array */
     STORE_PROP_TRUE,

@@ -4,15 +4,15 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { engage, tmpData, writeCsv, sql } from './lib.mjs';
+import { engage, tmpData, writeCsv, sql, exportEvents, eventCount } from './lib.mjs';
 
 test('help lists every command and each command has its own help', () => {
   const r = engage(['--help']);
   assert.equal(r.code, 0);
   for (const cmd of ['serve', 'demo', 'migrate', 'import contacts', 'import events', 'rejected list',
-                     'rejected replay', 'contracts', 'apikey', 'backup', 'bench gen'])
+                     'rejected replay', 'contracts', 'apikey', 'backup', 'bench gen', 'events export'])
     assert.match(r.stdout, new RegExp(cmd), cmd);
-  for (const cmd of ['serve', 'import', 'rejected', 'contracts', 'apikey', 'demo', 'bench']) {
+  for (const cmd of ['serve', 'import', 'rejected', 'contracts', 'apikey', 'demo', 'bench', 'events']) {
     const h = engage([cmd, '--help']);
     assert.equal(h.code, 0, cmd);
     assert.match(h.stdout, new RegExp(`usage: engage ${cmd}`), cmd);
@@ -190,13 +190,25 @@ test('contract versions: rejected, fix the contract, replay', () => {
     'show prints the latest document alone, ready to edit and put back');
   r = engage(['rejected', 'replay', '--json'], { data });
   assert.deepEqual(JSON.parse(r.stdout), { tried: 1, ingested: 1, still_rejected: 0 });
-  assert.equal(sql(data, "SELECT group_concat(contract_version, ',') FROM (SELECT contract_version FROM events ORDER BY occurred_at)"), '1,2');
+  assert.deepEqual(exportEvents(data).sort((a, b) => a.occurred_at.localeCompare(b.occurred_at))
+    .map((e) => e.contract_version), [1, 2]);
   assert.equal(sql(data, "SELECT count(*) FROM audit WHERE action IN ('contract.put','rejected.replay')"), '2');
   const audit = JSON.parse(engage(['audit', 'list', '--json'], { data }).stdout).items;
   assert.deepEqual(audit.slice(0, 2).map((a) => a.action), ['rejected.replay', 'contract.put']);
   assert.equal(audit[1].after.properties.currency.enum.length, 3, 'after holds the new document');
   r = engage(['contracts', 'show', 'order_created', '--json'], { data });
   assert.equal(r.code, 0);
+});
+
+test('migrate reports the versions it moved between, then nothing to do', () => {
+  const data = tmpData();
+  let r = engage(['migrate', '--json'], { data });
+  assert.equal(r.code, 0, r.stderr);
+  const first = JSON.parse(r.stdout);
+  assert.equal(first.from, 0);
+  assert.ok(first.to >= 3, `schema ${first.to}`);
+  r = engage(['migrate'], { data });
+  assert.equal(r.stdout.trim(), `schema is at version ${first.to}: nothing to do`);
 });
 
 test('a store newer than the binary is refused with a clear message', () => {
@@ -213,13 +225,14 @@ test('demo loads once; running it again stores nothing twice', () => {
   let r = engage(['demo', '--no-serve', '--contacts', '150'], { data });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /admin key: ek_/);
-  const events = Number(sql(data, 'SELECT count(*) FROM events'));
+  const events = eventCount(data);
   assert.ok(events > 1000, `${events} demo events`);
   assert.equal(sql(data, "SELECT count(DISTINCT name) FROM event_names"), '4');
   assert.ok(Number(sql(data, "SELECT count(*) FROM rejected")) >= 4, 'the demo shows the dead-letter store');
   r = engage(['demo', '--no-serve', '--contacts', '150'], { data });
   assert.equal(r.code, 0);
-  assert.equal(Number(sql(data, 'SELECT count(*) FROM events')), events);
+  assert.equal(eventCount(data), events);
+  assert.equal(exportEvents(data).length, events, 'the export lists every live event');
   assert.equal(sql(data, "SELECT count(*) FROM apikeys WHERE name = 'demo-admin' AND revoked_at = 0"), '1',
     'one live demo key: the previous run\'s is revoked');
 });

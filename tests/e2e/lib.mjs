@@ -100,6 +100,18 @@ export function sql(data, query) {
   return r.stdout.trim();
 }
 
+// Every live event, through the product's own export (the store keeps events in blocks).
+export function exportEvents(data) {
+  const r = engage(['events', 'export'], { data });
+  if (r.code !== 0) throw new Error('events export: ' + r.stderr);
+  return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+// The count of live events, as the store keeps it.
+export function eventCount(data) {
+  return Number(sql(data, 'SELECT live FROM event_totals') || 0);
+}
+
 export function apikey(data, role, name = role) {
   const r = engage(['apikey', 'create', '--role', role, '--name', name, '--json'], { data });
   if (r.code !== 0) throw new Error('apikey: ' + r.stderr);

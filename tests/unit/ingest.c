@@ -272,9 +272,13 @@ UTEST(identity, anonymous_events_merge_on_identify)
     cr_assert_eq(fx_ingest(&f, SRC_SDK, 1, "{\"external_id\":\"u1\",\"event\":\"visit\","
                                            "\"event_id\":\"v2\"}"),
                  INGEST_INSERTED);
+    cr_assert_eq(fx_sql_int(&f, "SELECT count(*) FROM event_anon"), 1,
+                 "only the anonymous contact's event is listed for the merge");
     cr_assert_eq(ingest_begin(&f.in, &f.e), 0);
     cr_assert_eq(ingest_link_anonymous(&f.in, &cx, "anon-1", "u1", &f.e), 0, "%s", f.e.msg);
     cr_assert_eq(ingest_commit(&f.in, &f.e), 0);
+    cr_assert_eq(fx_sql_int(&f, "SELECT count(*) FROM event_anon"), 0,
+                 "the merge empties the list");
     get_contact(&f, "u1", &u);
     cr_assert_eq(store_event_get(f.st, "v1", grab_event, &ev, &f.e), 0);
     cr_assert_eq(ev.contact_id, u.id, "the anonymous event now belongs to the user");
@@ -305,6 +309,8 @@ UTEST(identity, anonymous_contact_becomes_the_user)
     cr_assert_eq(ingest_begin(&f.in, &f.e), 0);
     cr_assert_eq(ingest_link_anonymous(&f.in, &cx, "anon-2", "u2", &f.e), 0, "%s", f.e.msg);
     cr_assert_eq(ingest_commit(&f.in, &f.e), 0);
+    cr_assert_eq(fx_sql_int(&f, "SELECT count(*) FROM event_anon"), 0,
+                 "an anonymous contact that becomes the user leaves the list");
     get_contact(&f, "u2", &u);
     cr_assert_eq(store_event_get(f.st, "w1", grab_event, &ev, &f.e), 0);
     cr_assert_eq(ev.contact_id, u.id);

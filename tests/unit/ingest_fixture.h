@@ -2,6 +2,8 @@
 #ifndef ENGAGE_INGEST_FIXTURE_H
 #define ENGAGE_INGEST_FIXTURE_H
 
+#include <sqlite3.h>
+
 #include "helpers.h"
 #include "ingest/ingest.h"
 
@@ -51,6 +53,23 @@ static inline enum ingest_outcome fx_ingest(struct fx *f, enum source_kind k, in
     cr_assert_eq(ingest_commit(&f->in, &f->e), 0, "%s", f->e.msg);
     json_decref(rec);
     return o;
+}
+
+/* One integer read from the fixture's store by a second connection. */
+static inline long long fx_sql_int(struct fx *f, const char *sql)
+{
+    char path[512];
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    long long v;
+    snprintf(path, sizeof path, "%s/engage.db", f->dir);
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
+    v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
 }
 
 #endif

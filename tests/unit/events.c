@@ -1,0 +1,506 @@
+/* tests/unit/events.c -- the event store in blocks: first write wins (in one batch,
+ * across batches, across processes), versions and what readers see of them, counts,
+ * anonymous moves, block splits, the key map's growth, damage, the v3 migration. */
+#include <sqlite3.h>
+#include <sys/wait.h>
+
+#include "helpers.h"
+#include "store/schema.h"
+#include "store/store.h"
+
+static struct store *open_at(const char *dir)
+{
+    struct store_opts o = {.busy_timeout_ms = 5000, .migrate = 1};
+    struct store *st = NULL;
+    struct err e = {0};
+    cr_assert_eq(store_open(&st, dir, &o, &e), 0, "%s", e.msg);
+    return st;
+}
+
+static int64_t name_id(struct store *st, const char *name)
+{
+    struct err e = {0};
+    int64_t id = 0;
+    cr_assert_eq(store_event_name_id(st, name, 1, &id, &e), 0, "%s", e.msg);
+    return id;
+}
+
+static struct store_event ev_of(const char *event_id, int64_t contact, int64_t name, int64_t at,
+                                const char *props)
+{
+    struct store_event ev = {0};
+    ev.event_id = event_id;
+    ev.contact_id = contact;
+    ev.name_id = name;
+    ev.occurred_at = at;
+    ev.received_at = 1000;
+    ev.source = "csv";
+    ev.contract_version = 1;
+    ev.props = props;
+    return ev;
+}
+
+/* Inserts in the open transaction; returns 1 if stored, 0 if a duplicate. */
+static int put(struct store *st, const char *id, int64_t contact, int64_t name, int64_t at)
+{
+    struct store_event ev = ev_of(id, contact, name, at, "{\"n\":1}");
+    struct err e = {0};
+    int inserted = -1;
+    cr_assert_eq(store_event_insert(st, &ev, &inserted, &e), 0, "%s", e.msg);
+    return inserted;
+}
+
+struct got {
+    int n;
+    struct store_event ev;
+    char event_id[64], props[128], source[32], name[32];
+};
+
+static int grab(void *ctx, const struct store_event *ev)
+{
+    struct got *g = ctx;
+    g->n++;
+    g->ev = *ev;
+    snprintf(g->event_id, sizeof g->event_id, "%s", ev->event_id ? ev->event_id : "");
+    snprintf(g->props, sizeof g->props, "%s", ev->props ? ev->props : "");
+    snprintf(g->source, sizeof g->source, "%s", ev->source ? ev->source : "");
+    snprintf(g->name, sizeof g->name, "%s", ev->name ? ev->name : "");
+    return 0;
+}
+
+static struct got get(struct store *st, const char *event_id)
+{
+    struct got g = {0};
+    struct err e = {0};
+    cr_assert_eq(store_event_get(st, event_id, grab, &g, &e), 0, "%s", e.msg);
+    return g;
+}
+
+static struct store_counts counts(struct store *st)
+{
+    struct store_counts n;
+    struct err e = {0};
+    cr_assert_eq(store_counts(st, &n, &e), 0, "%s", e.msg);
+    return n;
+}
+
+static void begin(struct store *st)
+{
+    struct err e = {0};
+    cr_assert_eq(store_begin(st, &e), 0, "%s", e.msg);
+}
+
+static void commit(struct store *st)
+{
+    struct err e = {0};
+    cr_assert_eq(store_commit(st, &e), 0, "%s", e.msg);
+}
+
+UTEST(events, first_write_wins_within_and_across_batches)
+{
+    char *d = test_tmpdir();
+    struct store *st = open_at(d);
+    int64_t nm;
+    struct got g;
+
+    begin(st);
+    nm = name_id(st, "order");
+    cr_assert_eq(put(st, "a", 1, nm, 10), 1);
+    cr_assert_eq(put(st, "b", 1, nm, 20), 1);
+    cr_assert_eq(put(st, "a", 2, nm, 30), 0, "the same id again in the same batch");
+    commit(st);
+    begin(st);
+    cr_assert_eq(put(st, "a", 3, nm, 40), 0, "and in a later batch");
+    cr_assert_eq(put(st, "c", 3, nm, 50), 1);
+    commit(st);
+    g = get(st, "a");
+    cr_assert_eq(g.n, 1);
+    cr_assert_eq(g.ev.contact_id, 1, "the first write is kept");
+    cr_assert_eq(g.ev.occurred_at, 10);
+    cr_assert_str_eq(g.props, "{\"n\":1}");
+    cr_assert_str_eq(g.source, "csv");
+    cr_assert_str_eq(g.name, "order");
+    cr_assert_eq(get(st, "zzz").n, 0, "an unknown id is not found");
+    cr_assert_eq(counts(st).events, 3);
+    cr_assert_eq(counts(st).event_seq, 3, "one version per stored event");
+    store_close(st);
+    free(d);
+}
+
+UTEST(events, a_rolled_back_batch_leaves_no_key_behind)
+{
+    char *d = test_tmpdir();
+    struct store *st = open_at(d);
+    int64_t nm;
+
+    begin(st);
+    nm = name_id(st, "order");
+    cr_assert_eq(put(st, "kept", 1, nm, 10), 1);
+    commit(st);
+    begin(st);
+    cr_assert_eq(put(st, "lost", 1, nm, 20), 1);
+    store_rollback(st);
+    begin(st);
+    cr_assert_eq(put(st, "lost", 1, nm, 20), 1, "the rolled-back key is free again");
+    cr_assert_eq(put(st, "kept", 1, nm, 20), 0);
+    commit(st);
+    cr_assert_eq(counts(st).events, 2);
+    store_close(st);
+    free(d);
+}
+
+/* A second process writes blocks this one's key map has not seen. */
+UTEST(events, another_process_writes_are_seen_before_deciding)
+{
+    char *d = test_tmpdir();
+    struct store *st = open_at(d);
+    int64_t nm;
+    pid_t pid;
+    int status;
+
+    begin(st);
+    nm = name_id(st, "order");
+    cr_assert_eq(put(st, "mine", 1, nm, 10), 1);
+    commit(st); /* this process's map is built and current */
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        struct store_opts o = {.busy_timeout_ms = 5000};
+        struct store *other = NULL;
+        struct store_event ev = ev_of("theirs", 2, nm, 20, "{}");
+        struct err e = {0};
+        int ins = 0, ok;
+        /* A fresh process: exec would be closer, but a forked child with its own
+         * connection and its own copy of the map writes blocks all the same. */
+        ok = store_open(&other, d, &o, &e) == 0 && store_begin(other, &e) == 0 &&
+             store_event_insert(other, &ev, &ins, &e) == 0 && store_commit(other, &e) == 0;
+        store_close(other);
+        _exit(ok && ins == 1 ? 0 : 1);
+    }
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child stored its event");
+    begin(st);
+    cr_assert_eq(put(st, "theirs", 1, nm, 30), 0, "the other process's key is known here");
+    cr_assert_eq(put(st, "mine", 1, nm, 30), 0);
+    commit(st);
+    cr_assert_eq(get(st, "theirs").ev.contact_id, 2);
+    cr_assert_eq(counts(st).events, 2);
+    store_close(st);
+    free(d);
+}
+
+UTEST(events, two_connections_share_one_key_map)
+{
+    char *d = test_tmpdir();
+    struct store *a = open_at(d), *b = open_at(d);
+    int64_t nm;
+
+    begin(a);
+    nm = name_id(a, "order");
+    cr_assert_eq(put(a, "x", 1, nm, 10), 1);
+    commit(a);
+    begin(b);
+    cr_assert_eq(put(b, "x", 2, nm, 20), 0);
+    cr_assert_eq(put(b, "y", 2, nm, 20), 1);
+    commit(b);
+    begin(a);
+    cr_assert_eq(put(a, "y", 1, nm, 30), 0);
+    commit(a);
+    store_close(a);
+    store_close(b);
+    free(d);
+}
+
+struct since {
+    int n;
+    int64_t id[16], prev[16];
+    int deleted[16];
+};
+
+static int on_version(void *ctx, const struct store_event *ev)
+{
+    struct since *s = ctx;
+    cr_assert_lt(s->n, 16);
+    cr_assert_eq(ev->id, ev->seq, "a version is identified by its seq");
+    s->id[s->n] = ev->id;
+    s->prev[s->n] = ev->prev;
+    s->deleted[s->n++] = ev->deleted;
+    return 0;
+}
+
+UTEST(events, owned_rewrite_delete_and_return_are_versions)
+{
+    char *d = test_tmpdir();
+    struct store *st = open_at(d);
+    struct store_event ev;
+    struct err e = {0};
+    struct since s = {0};
+    int64_t nm;
+    int out, del;
+
+    begin(st);
+    nm = name_id(st, "visit");
+    ev = ev_of("v", 1, nm, 10, "{\"n\":1}");
+    ev.source = "sync:crm";
+    cr_assert_eq(store_event_upsert_owned(st, &ev, &out, &e), 0, "%s", e.msg);
+    cr_assert_eq(out, 1, "inserted");
+    cr_assert_eq(ev.id, 1);
+    commit(st);
+    begin(st);
+    cr_assert_eq(store_event_upsert_owned(st, &ev, &out, &e), 0);
+    cr_assert_eq(out, 0, "the same content: unchanged, no version");
+    ev.props = "{\"n\":2}";
+    cr_assert_eq(store_event_upsert_owned(st, &ev, &out, &e), 0);
+    cr_assert_eq(out, 2, "updated");
+    cr_assert_eq(ev.id, 2, "a new version with the next seq");
+    ev.source = "csv";
+    cr_assert_eq(store_event_upsert_owned(st, &ev, &out, &e), E_CONFLICT,
+                 "another source cannot rewrite it");
+    cr_assert_str_eq(e.msg, "event 'v' belongs to source 'sync:crm'");
+    err_clear(&e);
+    cr_assert_eq(store_event_delete_owned(st, "v", "csv", &del, &e), 0);
+    cr_assert_eq(del, 0, "nor delete it");
+    cr_assert_eq(store_event_delete_owned(st, "v", "sync:crm", &del, &e), 0);
+    cr_assert_eq(del, 1);
+    cr_assert_eq(store_event_delete_owned(st, "v", "sync:crm", &del, &e), 0);
+    cr_assert_eq(del, 0, "deleting twice changes nothing");
+    commit(st);
+    cr_assert_eq(counts(st).events, 0, "a deleted event is not counted");
+    cr_assert(get(st, "v").ev.deleted, "get shows the tombstone");
+    begin(st);
+    ev.source = "sync:crm";
+    cr_assert_eq(store_event_upsert_owned(st, &ev, &out, &e), 0);
+    cr_assert_eq(out, 2, "a deleted event comes back as an update");
+    commit(st);
+    cr_assert_eq(counts(st).events, 1);
+    cr_assert_eq(store_events_since(st, 0, 0, 0, on_version, &s, &e), 0, "%s", e.msg);
+    cr_assert_eq(s.n, 4, "insert, rewrite, tombstone, return");
+    cr_assert_eq(s.prev[0], 0);
+    cr_assert_eq(s.prev[1], 1);
+    cr_assert_eq(s.prev[2], 2);
+    cr_assert(s.deleted[2]);
+    cr_assert_eq(s.prev[3], 3);
+    memset(&s, 0, sizeof s);
+    cr_assert_eq(store_events_since(st, 2, 1, 1, on_version, &s, &e), 0);
+    cr_assert_eq(s.n, 1, "after seq 2, at most one");
+    cr_assert_eq(s.id[0], 3);
+    store_close(st);
+    free(d);
+}
+
+struct list {
+    int n;
+    char ids[8][16];
+};
+
+static int on_listed(void *ctx, const struct store_event *ev)
+{
+    struct list *l = ctx;
+    cr_assert_lt(l->n, 8);
+    snprintf(l->ids[l->n++], sizeof l->ids[0], "%s", ev->event_id);
+    return 0;
+}
+
+UTEST(events, a_contacts_events_newest_first_and_the_live_export)
+{
+    char *d = test_tmpdir();
+    struct store *st = open_at(d);
+    struct list l = {0};
+    struct err e = {0};
+    int64_t nm;
+    int del;
+
+    begin(st);
+    nm = name_id(st, "order");
+    put(st, "old", 7, nm, 100);
+    put(st, "new", 7, nm, 300);
+    put(st, "mid", 7, nm, 200);
+    put(st, "other", 8, nm, 250);
+    commit(st);
+    cr_assert_eq(store_events_of_contact(st, 7, 2, on_listed, &l, &e), 0, "%s", e.msg);
+    cr_assert_eq(l.n, 2, "the limit");
+    cr_assert_str_eq(l.ids[0], "new");
+    cr_assert_str_eq(l.ids[1], "mid");
+    begin(st);
+    {
+        struct store_event ev = ev_of("gone", 7, nm, 400, "{}");
+        int out;
+        ev.source = "sync:crm";
+        cr_assert_eq(store_event_upsert_owned(st, &ev, &out, &e), 0);
+        cr_assert_eq(store_event_delete_owned(st, "gone", "sync:crm", &del, &e), 0);
+    }
+    commit(st);
+    memset(&l, 0, sizeof l);
+    cr_assert_eq(store_events_of_contact(st, 7, 10, on_listed, &l, &e), 0);
+    cr_assert_eq(l.n, 3, "deleted events are left out");
+    memset(&l, 0, sizeof l);
+    cr_assert_eq(store_events_live(st, 0, on_listed, &l, &e), 0);
+    cr_assert_eq(l.n, 4, "the export: live events only");
+    cr_assert_str_eq(l.ids[0], "old", "in seq order");
+    memset(&l, 0, sizeof l);
+    cr_assert_eq(store_events_live(st, 2, on_listed, &l, &e), 0);
+    cr_assert_eq(l.n, 2, "after seq 2");
+    store_close(st);
+    free(d);
+}
+
+UTEST(events, anonymous_events_move_and_leave_the_list)
+{
+    char *d = test_tmpdir();
+    struct store *st = open_at(d);
+    struct store_event ev;
+    struct err e = {0};
+    struct list l = {0};
+    int64_t nm, moved = -1;
+    int ins;
+
+    begin(st);
+    nm = name_id(st, "visit");
+    ev = ev_of("anon-1", 5, nm, 10, "{}");
+    ev.anonymous = 1;
+    cr_assert_eq(store_event_insert(st, &ev, &ins, &e), 0);
+    ev = ev_of("anon-2", 5, nm, 20, "{}");
+    ev.anonymous = 1;
+    cr_assert_eq(store_event_insert(st, &ev, &ins, &e), 0);
+    put(st, "known", 6, nm, 30);
+    /* Moved in the same transaction that wrote them: read back from memory. */
+    cr_assert_eq(store_events_move(st, 5, 6, &moved, &e), 0, "%s", e.msg);
+    cr_assert_eq(moved, 2);
+    commit(st);
+    cr_assert_eq(get(st, "anon-1").ev.contact_id, 6);
+    cr_assert_eq(counts(st).events, 3, "a move replaces, it does not add");
+    begin(st);
+    cr_assert_eq(store_events_move(st, 5, 6, &moved, &e), 0);
+    cr_assert_eq(moved, 0, "nothing is left to move");
+    commit(st);
+    cr_assert_eq(store_events_of_contact(st, 6, 10, on_listed, &l, &e), 0);
+    cr_assert_eq(l.n, 3);
+    memset(&l, 0, sizeof l);
+    cr_assert_eq(store_events_of_contact(st, 5, 10, on_listed, &l, &e), 0);
+    cr_assert_eq(l.n, 0, "the anonymous contact has none left");
+    store_close(st);
+    free(d);
+}
+
+UTEST(events, large_batches_split_into_blocks_and_the_map_grows)
+{
+    char *d = test_tmpdir();
+    struct store *st = open_at(d);
+    char id[32];
+    int64_t nm;
+    int i, b;
+
+    begin(st);
+    nm = name_id(st, "order");
+    for (i = 0; i < 70000; i++) { /* more than one block's 65,536 */
+        snprintf(id, sizeof id, "big-%d", i);
+        cr_assert_eq(put(st, id, 1 + i % 100, nm, i), 1);
+    }
+    cr_assert_eq(put(st, "big-3", 1, nm, 0), 0, "a duplicate across the block boundary");
+    commit(st);
+    for (b = 0; b < 5; b++) { /* batches past the map's three quarters: rebuilt bigger */
+        begin(st);
+        for (i = 0; i < 30000; i++) {
+            snprintf(id, sizeof id, "more-%d-%d", b, i);
+            cr_assert_eq(put(st, id, 1, nm, i), 1);
+        }
+        snprintf(id, sizeof id, "big-%d", 69999 - b);
+        cr_assert_eq(put(st, id, 1, nm, 0), 0, "old keys survive each rebuild");
+        commit(st);
+    }
+    cr_assert_eq(counts(st).events, 70000 + 5 * 30000);
+    cr_assert_eq(get(st, "big-65536").ev.occurred_at, 65536, "read from the second block");
+    store_close(st);
+    st = open_at(d);
+    begin(st);
+    cr_assert_eq(put(st, "more-4-29999", 1, nm, 0), 0, "a new process builds the map from blocks");
+    commit(st);
+    store_close(st);
+    free(d);
+}
+
+static void sql_exec(const char *dir, const char *sql)
+{
+    char path[512];
+    sqlite3 *db;
+    char *msg = NULL;
+    snprintf(path, sizeof path, "%s/engage.db", dir);
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+UTEST(events, a_damaged_block_is_an_error_not_a_crash)
+{
+    char *d = test_tmpdir();
+    struct store *st = open_at(d);
+    struct err e = {0};
+    struct since s = {0};
+    int64_t nm;
+
+    begin(st);
+    nm = name_id(st, "order");
+    put(st, "a", 1, nm, 10);
+    commit(st);
+    store_close(st);
+    sql_exec(d, "UPDATE event_blocks SET cols = x'0102'");
+    st = open_at(d);
+    cr_assert_eq(store_events_since(st, 0, 0, 0, on_version, &s, &e), E_CORRUPT);
+    cr_assert_str_eq(e.msg, "store: event block 1 is damaged");
+    err_clear(&e);
+    cr_assert_eq(store_event_get(st, "a", grab, &(struct got){0}, &e), E_CORRUPT);
+    store_close(st);
+    free(d);
+}
+
+/* A store at schema 3 (events as rows) is moved into blocks by the migration. */
+UTEST(events, the_v3_migration_moves_rows_into_blocks)
+{
+    char *d = test_tmpdir();
+    struct store *st;
+    struct got g;
+    struct list l = {0};
+    struct err e = {0};
+    int i;
+
+    {
+        char path[512];
+        sqlite3 *db;
+        snprintf(path, sizeof path, "%s/engage.db", d);
+        cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+        for (i = 0; i < 3; i++)
+            cr_assert_eq(sqlite3_exec(db, store_migrations[i], NULL, NULL, NULL), SQLITE_OK);
+        cr_assert_eq(sqlite3_exec(db,
+            "PRAGMA user_version = 3;"
+            "INSERT INTO contacts(id, external_id, attrs, consent, created_at, updated_at, seq)"
+            " VALUES (1, 'c1', '{}', 0, 1, 1, 1), (2, NULL, '{}', 0, 1, 1, 2);"
+            "INSERT INTO event_names(id, name) VALUES (1, 'order');"
+            "INSERT INTO events(event_id, contact_id, name_id, occurred_at, received_at, source,"
+            " contract_version, props, seq, deleted, anon) VALUES"
+            " ('e1', 1, 1, 100, 5, 'csv', 1, '{\"a\":1}', 3, 0, 0),"
+            " ('e2', 2, 1, 200, 5, 'sdk', 0, '{}', 9, 0, 1),"
+            " ('e3', 1, 1, 300, 5, 'sync:crm', 2, '{}', 12, 1, 0);",
+            NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+        sqlite3_close(db);
+    }
+    st = open_at(d);
+    g = get(st, "e1");
+    cr_assert_eq(g.n, 1);
+    cr_assert_eq(g.ev.seq, 1, "seqs renumbered from 1, in the old seq order");
+    cr_assert_str_eq(g.props, "{\"a\":1}");
+    cr_assert(get(st, "e3").ev.deleted, "a deleted row stays deleted");
+    cr_assert_eq(counts(st).events, 2);
+    cr_assert_eq(counts(st).events_unvalidated, 1);
+    begin(st);
+    {
+        int64_t moved = 0;
+        cr_assert_eq(store_events_move(st, 2, 1, &moved, &e), 0, "%s", e.msg);
+        cr_assert_eq(moved, 1, "the anonymous row is still listed for a merge");
+        cr_assert_eq(put(st, "e3", 1, 1, 0), 0, "a deleted event keeps its id");
+    }
+    commit(st);
+    cr_assert_eq(store_events_live(st, 0, on_listed, &l, &e), 0);
+    cr_assert_eq(l.n, 2);
+    store_close(st);
+    free(d);
+}
