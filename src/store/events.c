@@ -84,8 +84,8 @@ enum evq {
 
 static const char *const evq_sql[EQ__N] = {
     [EQ_BLOCK_ADD] = "INSERT INTO event_blocks(id, n, cols, texts) VALUES(?1,?2,?3,?4)",
-    [EQ_BLOCK_AT] = "SELECT id, n, cols, texts FROM event_blocks WHERE id <= ?1"
-                    " ORDER BY id DESC LIMIT 1",
+    [EQ_BLOCK_AT] = ("SELECT id, n, cols, texts FROM event_blocks WHERE id <= ?1"
+                     " ORDER BY id DESC LIMIT 1"),
     [EQ_TOTALS_ADD] = "UPDATE event_totals SET live = live + ?1, unvalidated = unvalidated + ?2",
     [EQ_TOTALS] = "SELECT live, unvalidated FROM event_totals",
     [EQ_MAXSEQ] = "SELECT id + n - 1 FROM event_blocks ORDER BY id DESC LIMIT 1",
@@ -1156,46 +1156,31 @@ struct propscan {
     int n;
     store_props_fn fn;
     void *ctx;
+    struct buf scratch;
 };
 
 static int on_props(void *ctx, const struct evview *v)
 {
     struct propscan *ps = ctx;
     struct store_prop_value pv[STORE_MAX_PROPS];
-    json_t *o = json_loads(v->props, JSON_DECODE_ANY, NULL);
-    int i, rc;
 
-    for (i = 0; i < ps->n; i++) {
-        json_t *x = json_is_object(o) ? json_object_get(o, ps->props[i]) : NULL;
-        memset(&pv[i], 0, sizeof pv[i]);
-        if (json_is_true(x))
-            pv[i].kind = STORE_PROP_TRUE;
-        else if (json_is_false(x))
-            pv[i].kind = STORE_PROP_FALSE;
-        else if (json_is_number(x)) {
-            pv[i].kind = STORE_PROP_NUMBER;
-            pv[i].num = json_number_value(x);
-        } else if (json_is_string(x)) {
-            pv[i].kind = STORE_PROP_TEXT;
-            pv[i].text = json_string_value(x);
-            pv[i].len = json_string_length(x);
-        } else
-            pv[i].kind = STORE_PROP_OTHER;
-    }
-    rc = ps->fn(ps->ctx, v->seq, v->r.contact, v->r.occurred, pv, ps->n);
-    json_decref(o);
-    return rc;
+    store_props_find(v->props, ps->props, ps->n, pv, &ps->scratch);
+    return ps->fn(ps->ctx, v->seq, v->r.contact, v->r.occurred, pv, ps->n);
 }
 
 int store_event_prop_values(struct store *st, int64_t name_id, const char *const *props, int n,
                             store_props_fn fn, void *ctx, struct err *e)
 {
-    struct propscan ps = {props, n, fn, ctx};
+    struct propscan ps = {props, n, fn, ctx, {0}};
     struct scan sc = {.name = name_id, .with_texts = 1, .live = 1, .fn = on_props, .ctx = &ps};
+    int rc;
 
     if (n < 1 || n > STORE_MAX_PROPS)
         return ERR(e, E_INVAL, "%d properties: one scan reads 1 to %d", n, STORE_MAX_PROPS);
-    return scan(st, &sc, e);
+    buf_init(&ps.scratch);
+    rc = scan(st, &sc, e);
+    buf_release(&ps.scratch);
+    return rc;
 }
 
 /* ---- one contact, one event ------------------------------------------------------ */

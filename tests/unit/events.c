@@ -504,3 +504,131 @@ UTEST(events, the_v3_migration_moves_rows_into_blocks)
     store_close(st);
     free(d);
 }
+
+/* ---- the property reader against jansson ---- */
+
+#include <jansson.h>
+
+#include "store/store_int.h"
+
+static unsigned rnd_state = 12345;
+static unsigned rnd(unsigned n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 8) % n;
+}
+
+static json_t *rnd_value(int depth);
+
+static char *rnd_text(void)
+{
+    static const char *bits[] = {"a", "Pune", "\"", "\\", "/", "\n", "\t", "\x01", "é", "😀",
+                                 "ş", "{", "}", ",", ":", " ", "[", "]", "\u2028"};
+    char *s = calloc(1, 64);
+    int i, n = (int)rnd(6);
+    for (i = 0; i < n; i++)
+        strcat(s, bits[rnd(sizeof bits / sizeof *bits)]);
+    return s;
+}
+
+static json_t *rnd_value(int depth)
+{
+    switch (rnd(depth > 2 ? 5 : 7)) {
+    case 0: { char *t = rnd_text(); json_t *v = json_string(t); free(t); return v; }
+    case 1: return json_integer((json_int_t)rnd(2000000) - 1000000);
+    case 2: return json_real(((double)rnd(1000000) - 500000) / 997.0);
+    case 3: return rnd(2) ? json_true() : json_false();
+    case 4: return json_null();
+    case 5: {
+        json_t *o = json_object();
+        int i, n = (int)rnd(4);
+        for (i = 0; i < n; i++) {
+            char *k = rnd_text();
+            json_object_set_new(o, k, rnd_value(depth + 1));
+            free(k);
+        }
+        return o;
+    }
+    default: {
+        json_t *a = json_array();
+        int i, n = (int)rnd(4);
+        for (i = 0; i < n; i++)
+            json_array_append_new(a, rnd_value(depth + 1));
+        return a;
+    }
+    }
+}
+
+UTEST(props, the_reader_agrees_with_jansson_on_random_objects)
+{
+    struct buf scratch;
+    int round, checked = 0;
+
+    buf_init(&scratch);
+    for (round = 0; round < 4000; round++) {
+        json_t *o = json_object(), *keys = json_array();
+        const char *names[STORE_MAX_PROPS];
+        struct store_prop_value pv[STORE_MAX_PROPS];
+        size_t flags = rnd(3) == 0 ? JSON_INDENT(2) : rnd(2) ? JSON_COMPACT | JSON_ENSURE_ASCII
+                                                            : JSON_COMPACT;
+        char *text;
+        int i, n, nk = 1 + (int)rnd(6);
+
+        for (i = 0; i < nk; i++) {
+            char *k = rnd_text();
+            json_object_set_new(o, k, rnd_value(0));
+            json_array_append_new(keys, json_string(k));
+            free(k);
+        }
+        json_array_append_new(keys, json_string("absent key")); /* asked, never there */
+        text = json_dumps(o, flags | JSON_SORT_KEYS);
+        n = 1 + (int)rnd(STORE_MAX_PROPS);
+        for (i = 0; i < n; i++)
+            names[i] = json_string_value(json_array_get(keys, rnd((unsigned)json_array_size(keys))));
+        store_props_find(text, names, n, pv, &scratch);
+        for (i = 0; i < n; i++) {
+            json_t *x = json_object_get(o, names[i]);
+            if (json_is_string(x)) {
+                cr_assert_eq(pv[i].kind, STORE_PROP_TEXT, "%s: '%s'", text, names[i]);
+                cr_assert_eq(pv[i].len, json_string_length(x), "%s: '%s'", text, names[i]);
+                cr_assert(memcmp(pv[i].text, json_string_value(x), pv[i].len) == 0, "%s", text);
+            } else if (json_is_number(x)) {
+                cr_assert_eq(pv[i].kind, STORE_PROP_NUMBER, "%s: '%s'", text, names[i]);
+                cr_assert_eq(pv[i].num, json_number_value(x), "%s: '%s'", text, names[i]);
+            } else if (json_is_boolean(x)) {
+                cr_assert_eq(pv[i].kind, json_is_true(x) ? STORE_PROP_TRUE : STORE_PROP_FALSE,
+                             "%s: '%s'", text, names[i]);
+            } else {
+                cr_assert_eq(pv[i].kind, STORE_PROP_OTHER, "%s: '%s'", text, names[i]);
+            }
+            checked++;
+        }
+        free(text);
+        json_decref(o);
+        json_decref(keys);
+    }
+    cr_assert_gt(checked, 20000);
+    buf_release(&scratch);
+}
+
+UTEST(props, broken_text_reads_as_absent_never_past_its_end)
+{
+    static const char *bad[] = {"", "[1]", "{", "{\"a\"", "{\"a\":", "{\"a\":\"x",
+                                "{\"a\":\"\\u12\"}", "{\"a\":\"\\ud800\"}", "{\"b\":{\"c\":[}",
+                                "nonsense", "{\"a\" 1}", "{\"b\":\"open,\"a\":1}"};
+    const char *names[] = {"a"};
+    struct store_prop_value pv[1];
+    struct buf scratch;
+    size_t i;
+
+    buf_init(&scratch);
+    for (i = 0; i < sizeof bad / sizeof *bad; i++) {
+        store_props_find(bad[i], names, 1, pv, &scratch);
+        cr_assert_eq(pv[0].kind, STORE_PROP_OTHER, "'%s'", bad[i]);
+    }
+    cr_assert_eq(store_props_find("{\"a\":1,", names, 1, pv, &scratch), 1,
+                 "what was read before the text broke off counts");
+    cr_assert_eq(store_props_find("{\"a\":1,\"a\":2}", names, 1, pv, &scratch), 1);
+    cr_assert_eq(pv[0].num, 1, "the first of duplicate keys counts, as in SQLite");
+    buf_release(&scratch);
+}
