@@ -14,7 +14,10 @@
 #include "ingest_int.h"
 #include "../auth/auth.h"
 
-#define CONTACT_CACHE_MAX 4000000
+/* External id -> contact id, for as many contacts as this (about 70 bytes each); past
+ * it the rest are looked up in the store each time (a cache cleared when full would be
+ * refilled and cleared again by every file that touches more contacts than it holds). */
+#define CONTACT_CACHE_MAX 16000000
 
 int source_is_bulk(enum source_kind k)
 {
@@ -508,9 +511,8 @@ static int event_contact(struct ingest *in, const struct ingest_ctx *cx, const c
         }
         rc = store_contact_lookup(in->st, xid, id, &deleted, e);
         if (rc == 0) {
-            if (in->contact_ids.count > CONTACT_CACHE_MAX)
-                strmap_clear(&in->contact_ids);
-            strmap_put_h(&in->contact_ids, xid, n, h, deleted ? -*id : *id);
+            if (in->contact_ids.count < CONTACT_CACHE_MAX)
+                strmap_put_h(&in->contact_ids, xid, n, h, deleted ? -*id : *id);
             if (deleted)
                 *id = 0;
             return 0;
