@@ -1122,9 +1122,11 @@ static int serve(struct cli *c, const char *banner_key)
     signal(SIGPIPE, SIG_IGN);
     app.started_at = clock_now_ms();
     segment_service_new(&app.segments, &c->cfg);
-    if (segment_scheduler_start(&sched, app.segments, app.pool, &e) ||
+    if (ingest_queue_start(&app.ingest, c->data_dir, &c->cfg, &e) ||
+        segment_scheduler_start(&sched, app.segments, app.pool, &e) ||
         http_start(&srv, &app, &port, &e)) {
         segment_scheduler_stop(sched);
+        ingest_queue_stop(app.ingest);
         segment_service_free(app.segments);
         store_pool_free(app.pool);
         return die("%s", e.msg);
@@ -1149,7 +1151,8 @@ static int serve(struct cli *c, const char *banner_key)
     sigwait(&set, &sig);
     log_info("serve", "signal %d: stopping", sig);
     app.ready = 0;
-    http_stop(srv);
+    http_stop(srv); /* in-flight requests are answered first */
+    ingest_queue_stop(app.ingest);
     segment_scheduler_stop(sched);
     segment_service_free(app.segments);
     store_pool_free(app.pool);

@@ -1,6 +1,7 @@
 /* auth/auth.c -- API keys and audit records. */
 #include "auth.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,7 +112,64 @@ int auth_apikey_revoke(struct store *st, int64_t id, const char *actor, const ch
         rc = store_commit(st, e);
     else
         store_rollback(st);
+    if (rc == 0)
+        auth_cache_clear(); /* refused at once in this process */
     return rc;
+}
+
+/* Keys verified in the last few seconds, by hash: a busy ingestion client sends its
+ * key with every request, and each lookup (with its "last used" write) would stand in
+ * the writer's way. A revoked key is refused within AUTH_CACHE_MS. */
+#define AUTH_CACHE 64
+#define AUTH_CACHE_MS 5000
+static struct {
+    unsigned char hash[KEY_HASH_BYTES];
+    struct principal who;
+    int64_t at;
+} auth_cache[AUTH_CACHE];
+static pthread_mutex_t auth_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int cache_get(const unsigned char *h, struct principal *out)
+{
+    int64_t now = clock_mono_ms();
+    int i, hit = 0;
+
+    pthread_mutex_lock(&auth_cache_mu);
+    for (i = 0; i < AUTH_CACHE && !hit; i++)
+        if (auth_cache[i].at && now - auth_cache[i].at < AUTH_CACHE_MS &&
+            sodium_memcmp(auth_cache[i].hash, h, KEY_HASH_BYTES) == 0) {
+            *out = auth_cache[i].who;
+            hit = 1;
+        }
+    pthread_mutex_unlock(&auth_cache_mu);
+    return hit;
+}
+
+static void cache_put(const unsigned char *h, const struct principal *who)
+{
+    int64_t now = clock_mono_ms();
+    int i, slot = 0;
+
+    pthread_mutex_lock(&auth_cache_mu);
+    for (i = 0; i < AUTH_CACHE; i++) {
+        if (auth_cache[i].at == 0 || sodium_memcmp(auth_cache[i].hash, h, KEY_HASH_BYTES) == 0) {
+            slot = i;
+            break;
+        }
+        if (auth_cache[i].at < auth_cache[slot].at)
+            slot = i; /* the oldest goes */
+    }
+    memcpy(auth_cache[slot].hash, h, KEY_HASH_BYTES);
+    auth_cache[slot].who = *who;
+    auth_cache[slot].at = now;
+    pthread_mutex_unlock(&auth_cache_mu);
+}
+
+void auth_cache_clear(void)
+{
+    pthread_mutex_lock(&auth_cache_mu);
+    memset(auth_cache, 0, sizeof auth_cache);
+    pthread_mutex_unlock(&auth_cache_mu);
 }
 
 int auth_apikey_verify(struct store *st, const char *key, struct principal *out, struct err *e)
@@ -126,6 +184,8 @@ int auth_apikey_verify(struct store *st, const char *key, struct principal *out,
     if (strncmp(key, "ek_", 3) != 0 || strlen(key) > 128)
         return ERR(e, E_AUTH, "invalid API key");
     key_hash(key, h);
+    if (cache_get(h, out))
+        return 0;
     rc = store_apikey_by_hash(st, h, sizeof h, &k, name, sizeof name, role, sizeof role, &tmp);
     if (rc == E_NOTFOUND)
         return ERR(e, E_AUTH, "invalid or revoked API key");
@@ -138,6 +198,7 @@ int auth_apikey_verify(struct store *st, const char *key, struct principal *out,
     out->role = r;
     out->key_id = k.id;
     snprintf(out->actor, sizeof out->actor, "apikey:%lld:%.64s", (long long)k.id, name);
+    cache_put(h, out);
     return 0;
 }
 

@@ -44,6 +44,7 @@ struct config {
     int unknown_events_reject; /* 0 = accept (default), 1 = reject */
     enum consent_state default_consent;
     int import_batch_rows;
+    int ingest_queue_max;      /* messages waiting for the server's writer before 429 */
     /* [segment] guardrails */
     int seg_max_depth, seg_max_rules, seg_max_in_values, seg_max_window_days, seg_eval_timeout_ms;
     /* [retry] send retry policy */

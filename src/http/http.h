@@ -16,10 +16,12 @@
 #include "../store/store.h"
 
 struct segment_service;
+struct ingest_queue;
 
 struct app {
     struct config *cfg;
     struct segment_service *segments;
+    struct ingest_queue *ingest; /* the one writer of ingested data */
     struct store_pool *pool;
     const char *version;
     int64_t started_at;
@@ -54,7 +56,12 @@ struct route {
     unsigned roles;             /* 0 = public (no credentials) */
     http_handler fn;
     const char *name;           /* for metrics and docs */
+    unsigned flags;
 };
+/* The tracking API's authentication: the write key as the Basic user (empty password)
+ * or Bearer, or else "writeKey" in the body, which the handler checks
+ * (http_auth_key) once it has read it. */
+#define ROUTE_TRACKING 1u
 
 extern const struct route http_routes[];
 extern const int http_routes_count;
@@ -73,6 +80,11 @@ void http_error_list(struct http_resp *w, int status, const char *code, const ch
                      const struct errlist *errs);
 /* Maps an E_* code to status + error code, logging 5xx with the cause. */
 void http_error_from(struct http_req *r, struct http_resp *w, const struct err *e);
+/* A request header or NULL. */
+const char *http_header(struct http_req *r, const char *name);
+/* Authenticates key for r (who, authenticated) and checks the route's roles; answers
+ * 401 or 403 and returns -1 if it fails. */
+int http_auth_key(struct http_req *r, struct http_resp *w, const char *key, unsigned roles);
 /* A query parameter or NULL. */
 const char *http_query(struct http_req *r, const char *name);
 /* The first query parameter whose name is not in allowed (" a b c "), or NULL. */

@@ -18,4 +18,9 @@ void h_segment_evaluate(struct http_req *r, struct http_resp *w);
 void h_segment_evaluations(struct http_req *r, struct http_resp *w);
 void h_segment_members(struct http_req *r, struct http_resp *w);
 
+/* routes_ingest.c */
+void h_tracking(struct http_req *r, struct http_resp *w);
+void h_events_post(struct http_req *r, struct http_resp *w);
+void h_contacts_post(struct http_req *r, struct http_resp *w);
+
 #endif

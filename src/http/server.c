@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sodium.h>
 #include <sys/socket.h>
 
 struct http_server {
@@ -197,6 +198,35 @@ const char *http_unknown_query(struct http_req *r, const char *allowed)
     return u.bad;
 }
 
+const char *http_header(struct http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)r->conn, MHD_HEADER_KIND, name);
+}
+
+int http_auth_key(struct http_req *r, struct http_resp *w, const char *key, unsigned roles)
+{
+    struct err e = {0};
+    int rc = auth_apikey_verify(r->st, key, &r->who, &e);
+
+    if (rc == E_AUTH) {
+        http_error(w, 401, "unauthorized", e.msg, NULL);
+        return -1;
+    }
+    if (rc) {
+        http_error_from(r, w, &e);
+        return -1;
+    }
+    r->authenticated = 1;
+    if (!(roles & (unsigned)r->who.role)) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "role %s may not call %s %s", role_name(r->who.role), r->method,
+                 r->path);
+        http_error(w, 403, "forbidden", msg, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 json_t *http_body_json(struct http_req *r, struct http_resp *w)
 {
     json_error_t je;
@@ -271,6 +301,28 @@ static void refuse(struct conn_state *cs, int status, const char *code, const ch
     snprintf(cs->early_msg, sizeof cs->early_msg, "%s", msg);
 }
 
+/* The user name of a Basic credential (base64 of "user:password"). */
+static int basic_user(const char *b64, char *out, size_t cap)
+{
+    unsigned char raw[384];
+    size_t n = 0;
+    char *colon;
+
+    while (*b64 == ' ')
+        b64++;
+    if (sodium_base642bin(raw, sizeof raw - 1, b64, strlen(b64), " ", &n, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 || n == 0)
+        return -1;
+    raw[n] = '\0';
+    colon = strchr((char *)raw, ':');
+    if (colon)
+        *colon = '\0';
+    if (strlen((char *)raw) >= cap || raw[0] == '\0')
+        return -1;
+    snprintf(out, cap, "%s", (char *)raw);
+    return 0;
+}
+
 /* First call: find the route, authenticate, check the role. */
 static void settle(struct http_server *s, struct MHD_Connection *c, const char *method,
                    const char *url, struct conn_state *cs)
@@ -310,18 +362,31 @@ static void settle(struct http_server *s, struct MHD_Connection *c, const char *
     if (http_routes[cs->route].roles == 0)
         return;
     h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (h == NULL && (http_routes[cs->route].flags & ROUTE_TRACKING))
+        return; /* "writeKey" in the body: the handler checks it */
     if (h == NULL) {
         refuse(cs, 401, "unauthorized", "this route needs an API key: send 'Authorization: Bearer KEY'");
         return;
     }
-    if (strncasecmp(h, "Bearer ", 7) != 0) {
-        refuse(cs, 401, "unauthorized", "use 'Authorization: Bearer KEY'");
-        return;
-    }
     {
-        struct store *st = store_pool_get(s->app->pool);
+        char key[256];
+        struct store *st;
         struct err e = {0};
-        int rc = auth_apikey_verify(st, h + 7, &cs->who, &e);
+        int rc;
+        if (strncasecmp(h, "Bearer ", 7) == 0) {
+            snprintf(key, sizeof key, "%s", h + 7);
+        } else if ((http_routes[cs->route].flags & ROUTE_TRACKING) &&
+                   strncasecmp(h, "Basic ", 6) == 0 && basic_user(h + 6, key, sizeof key) == 0) {
+            /* the write key is the user name; the password is empty */
+        } else {
+            refuse(cs, 401, "unauthorized",
+                   http_routes[cs->route].flags & ROUTE_TRACKING
+                       ? "send the write key as the Basic user name (empty password)"
+                       : "use 'Authorization: Bearer KEY'");
+            return;
+        }
+        st = store_pool_get(s->app->pool);
+        rc = auth_apikey_verify(st, key, &cs->who, &e);
         store_pool_put(s->app->pool, st);
         if (rc == E_AUTH) {
             refuse(cs, 401, "unauthorized", e.msg);

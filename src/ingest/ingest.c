@@ -177,7 +177,7 @@ int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *ki
     if (in->replay_id) {
         rc = store_rejected_update(in->st, in->replay_id, "pending", reason, field, msg, 0, e);
     } else {
-        char *raw = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+        char *raw = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY); /* any value */
         char fp[33];
         struct store_rejected r = {
             .created_at = clock_now_ms(),

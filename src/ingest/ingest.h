@@ -182,6 +182,59 @@ int ingest_event_delete(struct ingest *in, const struct ingest_ctx *cx, const ch
 int ingest_link_anonymous(struct ingest *in, const struct ingest_ctx *cx, const char *anon_id,
                           const char *external_id, struct err *e);
 
+/* ---- the Segment tracking spec (tracking.c) ----------------------------------------- */
+
+enum tracking_type { TRACK_NONE, TRACK_IDENTIFY, TRACK_TRACK, TRACK_PAGE, TRACK_SCREEN,
+                     TRACK_GROUP, TRACK_ALIAS };
+enum tracking_type tracking_type_parse(const char *s);
+/* One message of a request, as the ingest queue stores it: exactly one of rejected
+ * (kept as a dead letter with raw), an event record, a contact record, or only a link
+ * (alias). A link may come with a record: the anonymous id is then merged into the
+ * user once the record is in. Tracking messages map onto it (tracking_map: track, page
+ * as page_viewed, screen as screen_viewed, group as group_joined, identify as a
+ * contact), and so do the native API's records. */
+struct ingest_item {
+    enum tracking_type type;
+    size_t index;              /* in its request */
+    json_t *raw;               /* the message as received */
+    json_t *event, *contact;   /* native records (ingest_event / ingest_contact) */
+    char *link_anon, *link_user;
+    int is_contact;            /* a dead letter of it is a contact record (else an event) */
+    int rejected;
+    char reason[32], field[160], msg[256];
+    enum ingest_outcome outcome; /* set by the queue */
+};
+/* type TRACK_NONE: the message's own "type" says (a /v1/batch item). batch_sent_at: the
+ * batch's sentAt, for messages without their own. Never fails: a message it refuses is
+ * marked rejected. */
+int tracking_map(const json_t *msg, enum tracking_type type, int64_t received_at,
+                 const char *batch_sent_at, struct ingest_item *m);
+void ingest_item_release(struct ingest_item *m);
+
+/* ---- the server's writer (queue.c) ------------------------------------------------- */
+
+struct ingest_queue;
+struct ingest_job {
+    enum source_kind kind;
+    const char *source, *origin; /* "sdk" / "api"; the request id */
+    int64_t received_at;
+    struct ingest_item *items;
+    size_t n;
+    /* the queue's */
+    int rc, finished;
+    struct err err;
+    struct ingest_job *next;
+};
+/* A writer thread with its own connection (checkpointed beside its commits). */
+int ingest_queue_start(struct ingest_queue **out, const char *data_dir, const struct config *cfg,
+                       struct err *e);
+/* Stores what is queued, then stops. NULL-safe. */
+void ingest_queue_stop(struct ingest_queue *q);
+/* Queues the job and waits until its transaction committed (0: each item has its
+ * outcome, rejections stored as dead letters) or failed. E_BUSY at once when the queue
+ * is full. */
+int ingest_queue_run(struct ingest_queue *q, struct ingest_job *job, struct err *e);
+
 /* An explicit consent change (the only way back to subscribed): audited by the caller. */
 int ingest_set_consent(struct ingest *in, const char *external_id, enum consent_state to,
                        const char *source, const char *reason, enum consent_state *before,

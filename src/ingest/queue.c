@@ -1,0 +1,207 @@
+/* ingest/queue.c -- the server's one writer of ingested data.
+ *
+ * DESIGN: HTTP handlers parse and map what they receive, then queue it as a job and
+ * wait. One thread, with its own store connection and ingest session, takes every job
+ * queued so far and stores them in one transaction (a group commit: one commit for
+ * many requests), then wakes each job with its outcome. A job is answered only after
+ * its transaction committed, so a 2xx means stored. Should the shared transaction
+ * fail (a store error, not a rejected record), it is rolled back and each job is run
+ * again in a transaction of its own, so one bad job cannot fail the others. A queue
+ * already holding `ingest_queue_max` items refuses more (E_BUSY: the caller answers
+ * 429 with Retry-After). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest.h"
+
+struct ingest_queue {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    struct ingest_job *head, *tail;
+    size_t pending; /* items of jobs queued or being stored, not yet answered */
+    size_t max_pending;
+    int stop;
+    struct store *st;
+    struct ingest in;
+    const struct config *cfg;
+};
+
+static int store_item(struct ingest *in, const struct ingest_job *job, struct ingest_item *it,
+                      struct err *e)
+{
+    struct ingest_ctx cx = {.kind = job->kind, .source = job->source, .origin = job->origin,
+                            .line = it->index + 1, .received_at = job->received_at};
+    int rc = 0;
+
+    it->outcome = INGEST_UNCHANGED;
+    if (it->rejected) {
+        rc = ingest_reject(in, &cx, it->is_contact ? "contact" : "event", it->raw, it->reason,
+                           it->field, it->msg, &it->outcome, e);
+    } else if (it->contact) {
+        rc = ingest_contact(in, &cx, it->contact, &it->outcome, e);
+    } else if (it->event) {
+        rc = ingest_event(in, &cx, it->event, &it->outcome, e);
+    }
+    if (rc == 0 && it->outcome == INGEST_REJECTED && !it->rejected) {
+        it->rejected = 1;
+        snprintf(it->reason, sizeof it->reason, "%s", in->last_reason);
+        snprintf(it->field, sizeof it->field, "%s", in->last_field);
+        snprintf(it->msg, sizeof it->msg, "%s", in->last_msg);
+    }
+    /* The anonymous history joins the user once the user's record is in. */
+    if (rc == 0 && it->outcome != INGEST_REJECTED && it->link_anon && it->link_user)
+        rc = ingest_link_anonymous(in, &cx, it->link_anon, it->link_user, e);
+    return rc;
+}
+
+/* Stores the jobs of the list in one transaction. */
+static int run_jobs(struct ingest_queue *q, struct ingest_job *list, struct err *e)
+{
+    struct ingest_job *j;
+    size_t i;
+    int rc = ingest_begin(&q->in, e);
+
+    for (j = list; rc == 0 && j; j = j->next)
+        for (i = 0; rc == 0 && i < j->n; i++)
+            rc = store_item(&q->in, j, &j->items[i], e);
+    if (rc == 0)
+        return ingest_commit(&q->in, e);
+    ingest_rollback(&q->in);
+    return rc;
+}
+
+static void finish(struct ingest_queue *q, struct ingest_job *j, int rc, const struct err *e)
+{
+    pthread_mutex_lock(&q->mu);
+    j->rc = rc;
+    if (rc && e)
+        j->err = *e;
+    j->finished = 1;
+    q->pending -= j->n;
+    pthread_cond_broadcast(&q->done);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static void *writer(void *arg)
+{
+    struct ingest_queue *q = arg;
+
+    /* Every contact's id in one scan first: the requests to come name contacts by
+     * their external ids, and a lookup each at first sight costs more. */
+    ingest_preload_contacts(&q->in);
+
+    for (;;) {
+        struct ingest_job *list, *j, *next;
+        struct err e = {0};
+        int rc;
+
+        pthread_mutex_lock(&q->mu);
+        while (q->head == NULL && !q->stop)
+            pthread_cond_wait(&q->work, &q->mu);
+        if (q->head == NULL && q->stop) {
+            pthread_mutex_unlock(&q->mu);
+            return NULL;
+        }
+        list = q->head;
+        q->head = q->tail = NULL;
+        pthread_mutex_unlock(&q->mu);
+
+        rc = run_jobs(q, list, &e);
+        if (rc && list->next) {
+            /* One transaction for all failed: each job alone now. */
+            log_warn("ingest", "a group commit failed (%s); storing its requests one by one",
+                     e.msg);
+            for (j = list; j; j = next) {
+                struct ingest_job *saved = j->next;
+                struct err je = {0};
+                next = saved;
+                j->next = NULL;
+                rc = run_jobs(q, j, &je);
+                finish(q, j, rc, &je);
+            }
+            continue;
+        }
+        for (j = list; j; j = next) {
+            next = j->next;
+            finish(q, j, rc, &e);
+        }
+    }
+}
+
+static void queue_free(struct ingest_queue *q)
+{
+    ingest_release(&q->in);
+    store_close(q->st);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->work);
+    pthread_cond_destroy(&q->done);
+    free(q);
+}
+
+int ingest_queue_start(struct ingest_queue **out, const char *data_dir, const struct config *cfg,
+                       struct err *e)
+{
+    struct store_opts so = {.busy_timeout_ms = cfg->busy_timeout_ms, .bulk = 1};
+    struct ingest_queue *q = xcalloc(1, sizeof *q);
+    int rc = store_open(&q->st, data_dir, &so, e);
+
+    if (rc) {
+        free(q);
+        return rc;
+    }
+    q->cfg = cfg;
+    q->max_pending = (size_t)cfg->ingest_queue_max;
+    ingest_init(&q->in, q->st, cfg);
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->work, NULL);
+    pthread_cond_init(&q->done, NULL);
+    if (pthread_create(&q->thread, NULL, writer, q) != 0) {
+        queue_free(q);
+        return ERR(e, E_NOMEM, "cannot start the ingest writer");
+    }
+    *out = q;
+    return 0;
+}
+
+void ingest_queue_stop(struct ingest_queue *q)
+{
+    if (q == NULL)
+        return;
+    pthread_mutex_lock(&q->mu);
+    q->stop = 1;
+    pthread_cond_broadcast(&q->work);
+    pthread_mutex_unlock(&q->mu);
+    pthread_join(q->thread, NULL); /* what was queued is stored first */
+    queue_free(q);
+}
+
+int ingest_queue_run(struct ingest_queue *q, struct ingest_job *job, struct err *e)
+{
+    pthread_mutex_lock(&q->mu);
+    if (q->stop) {
+        pthread_mutex_unlock(&q->mu);
+        return ERR(e, E_BUSY, "the server is stopping");
+    }
+    if (q->pending && q->pending + job->n > q->max_pending) {
+        pthread_mutex_unlock(&q->mu);
+        return ERR(e, E_BUSY, "%zu messages are waiting to be stored: retry shortly",
+                   q->pending);
+    }
+    job->next = NULL;
+    job->finished = 0;
+    if (q->tail)
+        q->tail->next = job;
+    else
+        q->head = job;
+    q->tail = job;
+    q->pending += job->n;
+    pthread_cond_signal(&q->work);
+    while (!job->finished)
+        pthread_cond_wait(&q->done, &q->mu);
+    pthread_mutex_unlock(&q->mu);
+    if (job->rc)
+        *e = job->err;
+    return job->rc;
+}
