@@ -785,40 +785,13 @@ static int cmd_contracts(struct cli *c)
 
 /* ---- contact show ------------------------------------------------------------------------ */
 
-static int add_consent(void *ctx, const struct store_consent_change *ch)
-{
-    char ts[32];
-
-    time_format_iso(ch->at, ts);
-    json_array_append_new(ctx, json_pack("{s:s,s:s?,s:s,s:s,s:s?}", "at", ts, "from",
-                                         ch->from < 0 ? NULL : consent_name(ch->from), "to",
-                                         consent_name(ch->to), "source", ch->source, "reason",
-                                         ch->reason && *ch->reason ? ch->reason : NULL));
-    return 0;
-}
-
-static int add_event(void *ctx, const struct store_event *ev)
-{
-    char ts[32];
-    json_t *props = json_loads(ev->props, 0, NULL);
-
-    time_format_iso(ev->occurred_at, ts);
-    json_array_append_new(ctx, json_pack("{s:s,s:s,s:s,s:s,s:i,s:o}", "event", ev->name,
-                                         "occurred_at", ts, "event_id", ev->event_id, "source",
-                                         ev->source, "contract_version", ev->contract_version,
-                                         "properties", props ? props : json_object()));
-    return 0;
-}
-
 /* engage contact consent ID --state S --reason R: the explicit, audited change that is
  * the only way back to subscribed. */
 static int contact_consent(struct cli *c, struct store *st)
 {
     const char *state = opt(c, "state"), *reason = opt(c, "reason");
     enum consent_state to, before;
-    struct ingest in;
     struct err e = {0};
-    json_t *b, *a;
     int rc;
 
     if (state == NULL || consent_parse(state, &to))
@@ -827,22 +800,8 @@ static int contact_consent(struct cli *c, struct store *st)
     if (reason == NULL || *reason == '\0')
         return usage_error(c, "contact consent: --reason is required (it is kept in the history "
                               "and the audit log)");
-    ingest_init(&in, st, &c->cfg);
-    rc = store_begin(st, &e);
-    if (rc == 0)
-        rc = ingest_set_consent(&in, c->args[1], to, "cli", reason, &before, &e);
-    if (rc == 0) {
-        b = json_pack("{s:s}", "email_consent", consent_name(before));
-        a = json_pack("{s:s,s:s}", "email_consent", consent_name(to), "reason", reason);
-        rc = audit_record(st, c->actor, "contact.consent", "contact", c->args[1], b, a, "", &e);
-        json_decref(b);
-        json_decref(a);
-    }
-    if (rc == 0)
-        rc = store_commit(st, &e);
-    else
-        store_rollback(st);
-    ingest_release(&in);
+    rc = contact_consent_change(st, &c->cfg, c->args[1], to, "cli", reason, c->actor, "",
+                                &before, &e);
     if (rc)
         return die("contact '%s': %s", c->args[1], e.msg);
     if (c->json)
@@ -856,11 +815,9 @@ static int contact_consent(struct cli *c, struct store *st)
 
 static int cmd_contact(struct cli *c)
 {
-    struct store_contact k;
     struct store *st;
     struct err e = {0};
-    json_t *hist, *events, *j;
-    char cts[32], uts[32];
+    json_t *j;
     int rc;
 
     if ((rc = check_opts(c, " state reason ")))
@@ -875,30 +832,12 @@ static int cmd_contact(struct cli *c)
         store_close(st);
         return rc;
     }
-    store_contact_init(&k);
-    rc = store_contact_get_by_xid(st, c->args[1], &k, &e);
-    if (rc) {
-        store_close(st);
-        return die("contact '%s': %s", c->args[1], e.msg);
-    }
-    hist = json_array();
-    events = json_array();
-    rc = store_consent_history(st, k.id, add_consent, hist, &e);
-    if (rc == 0)
-        rc = store_events_of_contact(st, k.id, 20, add_event, events, &e);
-    time_format_iso(k.created_at, cts);
-    time_format_iso(k.updated_at, uts);
-    j = json_pack("{s:s,s:s?,s:O,s:s,s:o,s:s,s:s,s:b,s:o}", "external_id", k.external_id, "email",
-                  k.email, "attributes", k.attrs, "email_consent", consent_name(k.consent),
-                  "consent_history", hist, "created_at", cts, "updated_at", uts, "deleted",
-                  k.deleted, "recent_events", events);
-    if (rc == 0)
-        print_json(j);
-    else
-        json_decref(j);
-    store_contact_release(&k);
+    rc = contact_view(st, c->args[1], 20, &j, &e);
     store_close(st);
-    return rc ? die("%s", e.msg) : 0;
+    if (rc)
+        return die("contact '%s': %s", c->args[1], e.msg);
+    print_json(j);
+    return 0;
 }
 
 /* ---- events export ------------------------------------------------------------------------ */
@@ -1291,14 +1230,7 @@ static int print_audit(void *ctx, const struct store_audit *a)
 
     time_format_iso(a->at, ts);
     if (lo->items) {
-        json_t *before = a->before ? json_loads(a->before, 0, NULL) : NULL;
-        json_t *after = a->after ? json_loads(a->after, 0, NULL) : NULL;
-        json_array_append_new(lo->items,
-                              json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:s}", "id",
-                                        (json_int_t)a->id, "at", ts, "actor", a->actor, "action",
-                                        a->action, "entity", a->entity, "entity_id", a->entity_id,
-                                        "before", before ? before : json_null(), "after",
-                                        after ? after : json_null(), "request_id", a->request_id));
+        json_array_append_new(lo->items, audit_json(a));
     } else {
         printf("%-6lld %s  %-28s %-18s %s %s  %s\n", (long long)a->id, ts, a->actor, a->action,
                a->entity, a->entity_id, a->after ? a->after : "");
@@ -1325,7 +1257,7 @@ static int cmd_audit(struct cli *c)
         return rc;
     if (c->json)
         lo.items = json_array();
-    rc = store_audit_list(st, 0, (int)limit, print_audit, &lo, &e);
+    rc = store_audit_list(st, 0, (int)limit, NULL, print_audit, &lo, &e);
     if (rc == 0 && c->json)
         print_json(json_pack("{s:O}", "items", lo.items));
     json_decref(lo.items);

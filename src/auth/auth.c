@@ -267,3 +267,16 @@ int audit_record(struct store *st, const char *actor, const char *action, const 
     json_decref(ma);
     return rc;
 }
+
+json_t *audit_json(const struct store_audit *a)
+{
+    json_t *before = a->before ? json_loads(a->before, 0, NULL) : NULL;
+    json_t *after = a->after ? json_loads(a->after, 0, NULL) : NULL;
+    char ts[32];
+
+    time_format_iso(a->at, ts);
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:s}", "id", (json_int_t)a->id, "at", ts,
+                     "actor", a->actor, "action", a->action, "entity", a->entity, "entity_id",
+                     a->entity_id, "before", before ? before : json_null(), "after",
+                     after ? after : json_null(), "request_id", a->request_id);
+}

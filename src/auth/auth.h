@@ -39,6 +39,8 @@ void auth_cache_clear(void);
 int audit_record(struct store *st, const char *actor, const char *action, const char *entity,
                  const char *entity_id, const json_t *before, const json_t *after,
                  const char *req_id, struct err *e);
+/* An audit row as the API and the CLI show it. */
+json_t *audit_json(const struct store_audit *a);
 /* Returns a copy of v with every member whose name looks like a secret replaced by "***". */
 json_t *audit_mask(const json_t *v);
 

@@ -23,4 +23,14 @@ void h_tracking(struct http_req *r, struct http_resp *w);
 void h_events_post(struct http_req *r, struct http_resp *w);
 void h_contacts_post(struct http_req *r, struct http_resp *w);
 
+/* routes_admin.c */
+void h_contact_get(struct http_req *r, struct http_resp *w);
+void h_contacts_list(struct http_req *r, struct http_resp *w);
+void h_contact_delete(struct http_req *r, struct http_resp *w);
+void h_contact_consent(struct http_req *r, struct http_resp *w);
+void h_apikeys_list(struct http_req *r, struct http_resp *w);
+void h_apikeys_create(struct http_req *r, struct http_resp *w);
+void h_apikey_revoke(struct http_req *r, struct http_resp *w);
+void h_audit_list(struct http_req *r, struct http_resp *w);
+
 #endif

@@ -21,7 +21,9 @@
 
 int source_is_bulk(enum source_kind k)
 {
-    return k == SRC_CSV || k == SRC_SDK || k == SRC_SYNC || k == SRC_REPLAY;
+    /* Every ingestion path, the native POST /api/v1/contacts included: the way back to
+     * subscribed is ingest_set_consent(), an explicit call with a reason. */
+    return k == SRC_CSV || k == SRC_SDK || k == SRC_SYNC || k == SRC_REPLAY || k == SRC_API;
 }
 
 void ingest_init(struct ingest *in, struct store *st, const struct config *cfg)

@@ -240,6 +240,23 @@ int ingest_set_consent(struct ingest *in, const char *external_id, enum consent_
                        const char *source, const char *reason, enum consent_state *before,
                        struct err *e);
 
+/* ---- contacts as operators see them (contacts.c) ------------------------------------ */
+
+json_t *event_json(const struct store_event *ev);
+/* {id, external_id, email, attributes, email_consent, created_at, updated_at}. */
+json_t *contact_summary_json(const struct store_contact *c);
+/* The summary plus consent_history and the `recent` latest events; E_NOTFOUND for an
+ * unknown or deleted contact. */
+int contact_view(struct store *st, const char *xid, int recent, json_t **out, struct err *e);
+/* An explicit consent change with its reason, audited, in one transaction. */
+int contact_consent_change(struct store *st, const struct config *cfg, const char *xid,
+                           enum consent_state to, const char *source, const char *reason,
+                           const char *actor, const char *req_id, enum consent_state *before,
+                           struct err *e);
+/* Flags the contact deleted (kept, excluded everywhere, its id never reused), audited. */
+int contact_delete(struct store *st, const char *xid, const char *actor, const char *req_id,
+                   struct err *e);
+
 /* ---- the dead-letter store ---------------------------------------------------------- */
 
 struct replay_stats {

@@ -20,7 +20,7 @@
 
 enum stmt_id {
     Q_CONTACT_GET, Q_CONTACT_BY_XID, Q_CONTACT_BY_ANON, Q_CONTACT_LOOKUP, Q_CONTACT_IDS, Q_CONTACT_INSERT,
-    Q_CONTACT_UPDATE, Q_CONSENT_LOG, Q_CONSENT_HISTORY, Q_ANON_LINK, Q_CONTACTS_SINCE, Q_ATTR_TYPES, Q_ATTR_PUT, Q_ATTR_GET, Q_NAME_GET, Q_NAME_PUT, Q_NAMES,
+    Q_CONTACT_UPDATE, Q_CONSENT_LOG, Q_CONSENT_HISTORY, Q_ANON_LINK, Q_CONTACTS_SINCE, Q_CONTACTS_LIST, Q_CONTACTS_BY_EMAIL, Q_ATTR_TYPES, Q_ATTR_PUT, Q_ATTR_GET, Q_NAME_GET, Q_NAME_PUT, Q_NAMES,
     Q_CONTRACT_MAXV, Q_CONTRACT_PUT,
     Q_CONTRACTS_LATEST, Q_CONTRACT_VERSIONS, Q_CONTRACTS_STAMP, Q_REJ_ADD, Q_REJ_UPDATE,
     Q_REJ_COUNTS, Q_KEY_ADD, Q_KEY_BY_HASH, Q_KEY_TOUCH, Q_KEYS, Q_KEY_REVOKE, Q_AUDIT_ADD,
@@ -57,6 +57,10 @@ static const char *const stmt_sql[Q__N] = {
     [Q_ANON_LINK] = "INSERT INTO anonymous_ids(anonymous_id, contact_id, created_at)"
                     " VALUES(?1,?2,?3) ON CONFLICT(anonymous_id) DO UPDATE SET contact_id=?2",
     [Q_CONTACTS_SINCE] = "SELECT " CONTACT_COLS " FROM contacts WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    [Q_CONTACTS_LIST] = "SELECT " CONTACT_COLS " FROM contacts WHERE id > ?1 AND deleted = 0"
+                        " ORDER BY id LIMIT ?2",
+    [Q_CONTACTS_BY_EMAIL] = "SELECT " CONTACT_COLS " FROM contacts WHERE email = ?3 AND id > ?1"
+                            " AND deleted = 0 ORDER BY id LIMIT ?2",
     [Q_ATTR_TYPES] = "SELECT name, type, origin FROM attributes ORDER BY name",
     [Q_ATTR_PUT] = "INSERT INTO attributes(name, type, origin) VALUES(?1,?2,?3)"
                    " ON CONFLICT(name) DO NOTHING",
@@ -95,7 +99,10 @@ static const char *const stmt_sql[Q__N] = {
     [Q_AUDIT_ADD] = "INSERT INTO audit(at, actor, action, entity, entity_id, before, after,"
                     " request_id) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
     [Q_AUDIT_LIST] = "SELECT id, at, actor, action, entity, entity_id, before, after, request_id"
-                     " FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                     " FROM audit WHERE id < ?1 AND (?3 IS NULL OR actor = ?3)"
+                     " AND (?4 IS NULL OR action = ?4) AND (?5 IS NULL OR entity = ?5)"
+                     " AND (?6 IS NULL OR entity_id = ?6) AND at >= ?7 AND at < ?8"
+                     " ORDER BY id DESC LIMIT ?2",
     [Q_IMPORT_BEGIN] = "INSERT INTO imports(kind, file, status, started_at) VALUES(?1,?2,'running',?3)",
     [Q_IMPORT_PROGRESS] = "UPDATE imports SET status=?2, finished_at=?3, read=?4, inserted=?5,"
                           " updated=?6, duplicates=?7, rejected=?8 WHERE id=?1",
@@ -981,6 +988,26 @@ int store_contacts_since(struct store *st, int64_t after_seq, int64_t limit, sto
     return rc;
 }
 
+int store_contacts_list(struct store *st, int64_t after_id, int limit, const char *email,
+                        store_contact_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, email ? Q_CONTACTS_BY_EMAIL : Q_CONTACTS_LIST, e);
+    struct store_contact c;
+    struct visit v = {.fn.contact = fn, .ctx = ctx, .contact = &c};
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, after_id);
+    sqlite3_bind_int(s, 2, limit > 0 ? limit : -1);
+    if (email)
+        bind_text(s, 3, email);
+    store_contact_init(&c);
+    rc = each_row(st, s, 0, "list contacts", row_contact, &v, e);
+    store_contact_release(&c);
+    return rc;
+}
+
 /* ---- registries ------------------------------------------------------------- */
 
 static int row_attr(sqlite3_stmt *s, struct visit *v)
@@ -1531,16 +1558,26 @@ static int row_audit(sqlite3_stmt *s, struct visit *v)
     return v->fn.audit(v->ctx, &a);
 }
 
-int store_audit_list(struct store *st, int64_t before_id, int limit, store_audit_fn fn, void *ctx,
+int store_audit_list(struct store *st, int64_t before_id, int limit,
+                     const struct store_audit_filter *f, store_audit_fn fn, void *ctx,
                      struct err *e)
 {
+    static const struct store_audit_filter none = {0};
     sqlite3_stmt *s = stmt(st, Q_AUDIT_LIST, e);
     struct visit v = {.fn.audit = fn, .ctx = ctx};
 
     if (s == NULL)
         return e->code;
+    if (f == NULL)
+        f = &none;
     sqlite3_bind_int64(s, 1, before_id > 0 ? before_id : INT64_MAX);
     sqlite3_bind_int(s, 2, limit > 0 ? limit : -1);
+    bind_text(s, 3, f->actor);
+    bind_text(s, 4, f->action);
+    bind_text(s, 5, f->entity);
+    bind_text(s, 6, f->entity_id);
+    sqlite3_bind_int64(s, 7, f->since > 0 ? f->since : INT64_MIN);
+    sqlite3_bind_int64(s, 8, f->until > 0 ? f->until : INT64_MAX);
     return each_row(st, s, 0, "read audit", row_audit, &v, e);
 }
 

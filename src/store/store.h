@@ -17,7 +17,7 @@
 #include "../core/config.h"
 #include "../core/core.h"
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 #define STORE_MAX_EXTERNAL_ID 255
 #define STORE_MAX_EVENT_ID 255
 #define STORE_MAX_NAME 128
@@ -116,6 +116,9 @@ typedef int (*store_contact_fn)(void *ctx, const struct store_contact *c);
 /* Contacts with seq > after_seq, in seq order, at most limit (0 = all). */
 int store_contacts_since(struct store *st, int64_t after_seq, int64_t limit, store_contact_fn fn,
                          void *ctx, struct err *e);
+/* Live contacts by id, after after_id, at most limit; email: only that address. */
+int store_contacts_list(struct store *st, int64_t after_id, int limit, const char *email,
+                        store_contact_fn fn, void *ctx, struct err *e);
 
 /* ---- attribute and event-name registries ----------------------------------- */
 
@@ -297,7 +300,13 @@ struct store_audit {
 /* In the same transaction as the change it records. */
 int store_audit_add(struct store *st, const struct store_audit *a, struct err *e);
 typedef int (*store_audit_fn)(void *ctx, const struct store_audit *a);
-int store_audit_list(struct store *st, int64_t after_id, int limit, store_audit_fn fn, void *ctx,
+/* Newest first, ids below before_id (0: from the newest); filters NULL or 0 = any. */
+struct store_audit_filter {
+    const char *actor, *action, *entity, *entity_id;
+    int64_t since, until; /* at >= since, at < until */
+};
+int store_audit_list(struct store *st, int64_t before_id, int limit,
+                     const struct store_audit_filter *f, store_audit_fn fn, void *ctx,
                      struct err *e);
 
 /* ---- import accounting ------------------------------------------------------- */

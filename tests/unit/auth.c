@@ -63,7 +63,7 @@ UTEST(apikey, create_verify_revoke)
     cr_assert_eq(auth_apikey_verify(st, key, &p, &e), 0, "%s", e.msg);
     cr_assert_eq(p.role, ROLE_MARKETER);
     cr_assert(strstr(p.actor, "apikey:") && strstr(p.actor, ":ci"));
-    cr_assert_eq(store_audit_list(st, 0, 10, grab_audit, &rows, &e), 0);
+    cr_assert_eq(store_audit_list(st, 0, 10, NULL, grab_audit, &rows, &e), 0);
     cr_assert_eq(rows.n, 1);
     cr_assert_str_eq(rows.action, "apikey.create");
     cr_assert_null(strstr(rows.after, key + 3), "the audit row never holds the key");
