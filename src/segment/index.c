@@ -335,6 +335,7 @@ void audience_index_free(struct audience_index *ix)
 
     if (ix == NULL)
         return;
+    buf_release(&ix->scratch);
     index_reset(ix);
     contract_set_free(ix->cs);
     for (i = 1; i < BI__N; i++)
@@ -435,11 +436,11 @@ static int declare_attrs(struct audience_index *ix, const struct contract_set *c
     return 0;
 }
 
-static int on_contact(void *ctx, const struct store_contact *c)
+static int on_contact(void *ctx, const struct store_contact_row *c)
 {
     struct audience_index *ix = ctx;
     size_t id = (size_t)c->id;
-    int i;
+    int i, k;
 
     ensure_contact(ix, c->id);
     if (c->external_id && !c->deleted && c->merged_into == 0)
@@ -451,9 +452,18 @@ static int on_contact(void *ctx, const struct store_contact *c)
     ix->builtins[BI_CREATED_AT].v.ts[id] = c->created_at;
     bit_set(ix->builtins[BI_CREATED_AT].present, id);
     column_set_str(&ix->builtins[BI_EMAIL_CONSENT], id, consent_name(c->consent));
-    for (i = 0; i < ix->nattrs; i++)
-        column_set_json(&ix->attrs[i], id, c->attrs ? json_object_get(c->attrs, ix->attrs[i].name)
-                                                     : NULL);
+    /* The attributes kept, read from the stored JSON in one pass per 16. */
+    for (i = 0; i < ix->nattrs; i += STORE_MAX_PROPS) {
+        struct store_prop_value v[STORE_MAX_PROPS];
+        const char *names[STORE_MAX_PROPS];
+        int n = ix->nattrs - i < STORE_MAX_PROPS ? ix->nattrs - i : STORE_MAX_PROPS;
+        for (k = 0; k < n; k++)
+            names[k] = ix->attrs[i + k].name;
+        store_props_find(c->attrs_json ? c->attrs_json : "{}", names, n, v, &ix->scratch);
+        for (k = 0; k < n; k++)
+            column_set_value_in(&ix->attrs[i + k], &ix->attrs[i + k].dict, id, v[k].kind, v[k].num,
+                                v[k].text, v[k].len);
+    }
     if (c->seq > ix->contact_seq)
         ix->contact_seq = c->seq;
     return 0;
@@ -877,7 +887,7 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
         rc = store_event_names(st, on_name, ix, e);
     t1 = clock_mono_ms();
     if (rc == 0)
-        rc = store_contacts_since(st, ix->contact_seq, 0, on_contact, ix, e);
+        rc = store_contact_rows_since(st, ix->contact_seq, 0, on_contact, ix, e);
     t2 = clock_mono_ms();
     if (rc == 0)
         rc = store_events_since(st, ix->event_seq, 0, any_pcols(ix), on_event, ix, e);

@@ -96,6 +96,7 @@ struct audience_index {
     struct column builtins[BI__N];
     struct column *attrs;  /* contact attributes */
     int nattrs;
+    struct buf scratch;    /* decoded attribute texts while reading contacts */
     struct evname *names;
     int nnames;
     int64_t *dead;         /* rows whose entry in the CSR arrays no longer holds (sorted

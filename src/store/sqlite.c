@@ -988,6 +988,38 @@ int store_contacts_since(struct store *st, int64_t after_seq, int64_t limit, sto
     return rc;
 }
 
+int store_contact_rows_since(struct store *st, int64_t after_seq, int64_t limit,
+                             store_contact_row_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = stmt(st, Q_CONTACTS_SINCE, e);
+    int rc;
+
+    if (s == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, after_seq);
+    sqlite3_bind_int64(s, 2, limit > 0 ? limit : -1);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_contact_row c = {
+            .id = sqlite3_column_int64(s, 0),
+            .external_id = col_text(s, 1),
+            .email = col_text(s, 2),
+            .attrs_json = col_text(s, 3),
+            .consent = (enum consent_state)sqlite3_column_int(s, 4),
+            .created_at = sqlite3_column_int64(s, 5),
+            .updated_at = sqlite3_column_int64(s, 6),
+            .seq = sqlite3_column_int64(s, 7),
+            .deleted = sqlite3_column_int(s, 8),
+            .merged_into = sqlite3_column_int64(s, 9),
+        };
+        if ((rc = fn(ctx, &c)) != 0) {
+            done(s);
+            return rc;
+        }
+    }
+    done(s);
+    return rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "read contacts");
+}
+
 int store_contacts_list(struct store *st, int64_t after_id, int limit, const char *email,
                         store_contact_fn fn, void *ctx, struct err *e)
 {

@@ -116,6 +116,17 @@ typedef int (*store_contact_fn)(void *ctx, const struct store_contact *c);
 /* Contacts with seq > after_seq, in seq order, at most limit (0 = all). */
 int store_contacts_since(struct store *st, int64_t after_seq, int64_t limit, store_contact_fn fn,
                          void *ctx, struct err *e);
+/* The same rows unparsed and unowned (valid during the call): for a bulk reader such
+ * as the audience index, which reads the attributes it keeps from the JSON text. */
+struct store_contact_row {
+    int64_t id, created_at, updated_at, seq, merged_into;
+    const char *external_id, *email, *attrs_json;
+    enum consent_state consent;
+    int deleted;
+};
+typedef int (*store_contact_row_fn)(void *ctx, const struct store_contact_row *c);
+int store_contact_rows_since(struct store *st, int64_t after_seq, int64_t limit,
+                             store_contact_row_fn fn, void *ctx, struct err *e);
 /* Live contacts by id, after after_id, at most limit; email: only that address. */
 int store_contacts_list(struct store *st, int64_t after_id, int limit, const char *email,
                         store_contact_fn fn, void *ctx, struct err *e);
@@ -216,6 +227,11 @@ typedef int (*store_props_fn)(void *ctx, int64_t id, int64_t contact_id, int64_t
                               const struct store_prop_value *v, int n);
 int store_event_prop_values(struct store *st, int64_t name_id, const char *const *props, int n,
                             store_props_fn fn, void *ctx, struct err *e);
+/* Reads members names[0..n) (1 to STORE_MAX_PROPS) of a stored JSON object's text into
+ * out (absent, null, objects and arrays are STORE_PROP_OTHER), in one pass; decoded
+ * strings live in scratch until its next use. Returns how many were present. */
+int store_props_find(const char *json, const char *const *names, int n,
+                     struct store_prop_value *out, struct buf *scratch);
 
 struct store_counts {
     int64_t contacts, contacts_deleted, events, events_unvalidated, rejected_pending;

@@ -31,11 +31,4 @@ void events_close(struct store *st);
 /* Schema 3 -> 4: moves the rows of the old events table into blocks. */
 int events_migrate_blocks(struct store *st, struct err *e);
 
-/* ---- props.c ---- */
-/* Reads members names[0..n) (1 to STORE_MAX_PROPS) of the JSON object text json into
- * out (absent, null, objects and arrays are STORE_PROP_OTHER); decoded strings live in
- * scratch until its next use. Returns how many were present. */
-int store_props_find(const char *json, const char *const *names, int n,
-                     struct store_prop_value *out, struct buf *scratch);
-
 #endif

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store_int.h"
+#include "store/store.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {

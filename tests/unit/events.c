@@ -509,7 +509,7 @@ UTEST(events, the_v3_migration_moves_rows_into_blocks)
 
 #include <jansson.h>
 
-#include "store/store_int.h"
+#include "store/store.h"
 
 static unsigned rnd_state = 12345;
 static unsigned rnd(unsigned n)
