@@ -21,8 +21,9 @@ function batchBody(client, n) {
   const now = new Date().toISOString();
   const items = [];
   for (let i = 0; i < batchSize; i++) {
-    const u = (n * 7919 + i * 104729 + client) % 1000000;
-    items.push(`{"type":"track","userId":"u${u}","event":"app_${names[i % 4]}","messageId":"${run}-${client}-${n}-${i}",` +
+    // The contacts bench/http.sh imported (c0000001 … c1000000): events for known users.
+    const u = 1 + ((n * 7919 + i * 104729 + client) % 1000000);
+    items.push(`{"type":"track","userId":"c${String(u).padStart(7, '0')}","event":"app_${names[i % 4]}","messageId":"${run}-${client}-${n}-${i}",` +
       `"timestamp":"${now}","properties":{"screen":"home","step":${i},"value":${(i * 3.7).toFixed(1)}},` +
       `"context":{"library":{"name":"bench","version":"1"}}}`);
   }
@@ -43,7 +44,7 @@ async function batcher(client) {
 const lat = [];
 async function tracker() {
   for (let n = 0; Date.now() < until; n++) {
-    const body = `{"userId":"t${n % 1000}","event":"app_opened","messageId":"${run}-t-${n}","properties":{"n":${n}}}`;
+    const body = `{"userId":"c${String(1 + (n % 1000)).padStart(7, '0')}","event":"app_opened","messageId":"${run}-t-${n}","properties":{"n":${n}}}`;
     const t0 = process.hrtime.bigint();
     const res = await fetch(url + '/v1/track', { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json' }, body });
     await res.arrayBuffer();

@@ -134,11 +134,21 @@ static size_t json_size(const json_t *v, size_t cap)
 static void run_and_answer(struct http_req *r, struct http_resp *w, struct ingest_job *job,
                            int tracking)
 {
+    struct contract_set *cs = NULL;
     struct err e = {0};
-    json_t *rejected = json_array(), *body;
+    json_t *rejected, *body;
     size_t i, accepted = 0;
     int rc;
 
+    /* Validated here, beside the writer, which then only stores. */
+    rc = ingest_queue_contracts(r->app->ingest, r->st, &cs, &e);
+    if (rc) {
+        http_error_from(r, w, &e);
+        return;
+    }
+    ingest_job_prepare(job, cs);
+    contract_set_free(cs);
+    rejected = json_array();
     rc = ingest_queue_run(r->app->ingest, job, &e);
     if (rc) {
         json_decref(rejected);

@@ -8,6 +8,7 @@
 #include "ingest.h"
 
 #include <regex.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -42,6 +43,7 @@ struct contract_set {
     struct contract **events;
     int nevents;
     struct contract *contact;
+    _Atomic int refs; /* contract_set_ref / contract_set_free */
 };
 
 static const char *vtype_names[] = {"string", "number", "integer", "boolean", "timestamp"};
@@ -729,6 +731,7 @@ int contract_set_load(struct store *st, struct contract_set **out, struct err *e
     struct load_ctx lc = {cs, e};
     int rc;
 
+    atomic_init(&cs->refs, 1);
     rc = store_contracts_latest(st, load_one, &lc, e);
     if (rc) {
         contract_set_free(cs);
@@ -738,11 +741,18 @@ int contract_set_load(struct store *st, struct contract_set **out, struct err *e
     return 0;
 }
 
+struct contract_set *contract_set_ref(struct contract_set *cs)
+{
+    if (cs)
+        atomic_fetch_add(&cs->refs, 1);
+    return cs;
+}
+
 void contract_set_free(struct contract_set *cs)
 {
     int i;
 
-    if (cs == NULL)
+    if (cs == NULL || atomic_fetch_sub(&cs->refs, 1) > 1)
         return;
     for (i = 0; i < cs->nevents; i++)
         contract_free(cs->events[i]);

@@ -832,6 +832,8 @@ int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx 
     p->xid = xid ? xstrdup(xid) : NULL;
     p->anon = anon ? xstrdup(anon) : NULL;
     p->props = props_dump(typed);
+    p->xid_hash = p->xid ? hash64(p->xid, strlen(p->xid)) : 0;
+    p->key_hash = store_event_key_hash(p->event_id);
 out:
     json_decref(typed);
     return 0;

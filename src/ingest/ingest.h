@@ -42,6 +42,8 @@ int contract_put(struct store *st, const char *name, const char *text, size_t le
                  struct errlist *errs, struct err *e);
 /* Loads the latest version of every stored contract. Caller owns *out. */
 int contract_set_load(struct store *st, struct contract_set **out, struct err *e);
+/* Sets are shared by reference: free drops one; the last frees. */
+struct contract_set *contract_set_ref(struct contract_set *cs);
 void contract_set_free(struct contract_set *cs);
 /* NULL if there is none. */
 const struct contract *contract_set_event(const struct contract_set *cs, const char *name);
@@ -200,6 +202,8 @@ struct ingest_item {
     json_t *event, *contact;   /* native records (ingest_event / ingest_contact) */
     char *link_anon, *link_user;
     int is_contact;            /* a dead letter of it is a contact record (else an event) */
+    int prepared;              /* event validated on the request's thread, into prep */
+    struct prepared_event prep;
     int rejected;
     char reason[32], field[160], msg[256];
     enum ingest_outcome outcome; /* set by the queue */
@@ -230,6 +234,13 @@ int ingest_queue_start(struct ingest_queue **out, const char *data_dir, const st
                        struct err *e);
 /* Stores what is queued, then stops. NULL-safe. */
 void ingest_queue_stop(struct ingest_queue *q);
+/* The current contracts, for validating on the request's thread (a reference: free it
+ * with contract_set_free). Re-read when a contract version was added. */
+int ingest_queue_contracts(struct ingest_queue *q, struct store *st, struct contract_set **out,
+                           struct err *e);
+/* Validates the job's event records now, on the calling thread, so that the writer
+ * only stores them. */
+void ingest_job_prepare(struct ingest_job *job, const struct contract_set *cs);
 /* Queues the job and waits until its transaction committed (0: each item has its
  * outcome, rejections stored as dead letters) or failed. E_BUSY at once when the queue
  * is full. */

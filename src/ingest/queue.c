@@ -26,6 +26,9 @@ struct ingest_queue {
     struct store *st;
     struct ingest in;
     const struct config *cfg;
+    pthread_mutex_t cs_mu;    /* the contracts request threads validate with */
+    struct contract_set *cs;
+    int64_t cs_stamp;
 };
 
 static int store_item(struct ingest *in, const struct ingest_job *job, struct ingest_item *it,
@@ -41,6 +44,8 @@ static int store_item(struct ingest *in, const struct ingest_job *job, struct in
                            it->field, it->msg, &it->outcome, e);
     } else if (it->contact) {
         rc = ingest_contact(in, &cx, it->contact, &it->outcome, e);
+    } else if (it->prepared) {
+        rc = ingest_event_store(in, &cx, &it->prep, &it->outcome, e);
     } else if (it->event) {
         rc = ingest_event(in, &cx, it->event, &it->outcome, e);
     }
@@ -132,6 +137,8 @@ static void *writer(void *arg)
 
 static void queue_free(struct ingest_queue *q)
 {
+    contract_set_free(q->cs);
+    pthread_mutex_destroy(&q->cs_mu);
     ingest_release(&q->in);
     store_close(q->st);
     pthread_mutex_destroy(&q->mu);
@@ -155,6 +162,7 @@ int ingest_queue_start(struct ingest_queue **out, const char *data_dir, const st
     q->max_pending = (size_t)cfg->ingest_queue_max;
     ingest_init(&q->in, q->st, cfg);
     pthread_mutex_init(&q->mu, NULL);
+    pthread_mutex_init(&q->cs_mu, NULL);
     pthread_cond_init(&q->work, NULL);
     pthread_cond_init(&q->done, NULL);
     if (pthread_create(&q->thread, NULL, writer, q) != 0) {
@@ -204,4 +212,44 @@ int ingest_queue_run(struct ingest_queue *q, struct ingest_job *job, struct err 
     if (job->rc)
         *e = job->err;
     return job->rc;
+}
+
+int ingest_queue_contracts(struct ingest_queue *q, struct store *st, struct contract_set **out,
+                           struct err *e)
+{
+    int64_t stamp;
+    int rc = store_contracts_stamp(st, &stamp, e);
+
+    *out = NULL;
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&q->cs_mu);
+    if (q->cs == NULL || stamp != q->cs_stamp) {
+        struct contract_set *cs;
+        rc = contract_set_load(st, &cs, e);
+        if (rc == 0) {
+            contract_set_free(q->cs);
+            q->cs = cs;
+            q->cs_stamp = stamp;
+        }
+    }
+    if (rc == 0)
+        *out = contract_set_ref(q->cs);
+    pthread_mutex_unlock(&q->cs_mu);
+    return rc;
+}
+
+void ingest_job_prepare(struct ingest_job *job, const struct contract_set *cs)
+{
+    struct ingest_ctx cx = {.kind = job->kind, .source = job->source, .origin = job->origin,
+                            .received_at = job->received_at};
+    size_t i;
+
+    for (i = 0; i < job->n; i++) {
+        struct ingest_item *it = &job->items[i];
+        if (it->rejected || it->event == NULL)
+            continue;
+        ingest_event_prepare(cs, &cx, it->event, &it->prep);
+        it->prepared = 1;
+    }
 }

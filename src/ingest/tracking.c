@@ -86,6 +86,8 @@ enum tracking_type tracking_type_parse(const char *s)
 
 void ingest_item_release(struct ingest_item *m)
 {
+    if (m->prepared)
+        prepared_event_release(&m->prep);
     json_decref(m->event);
     json_decref(m->contact);
     json_decref(m->raw);
@@ -179,7 +181,14 @@ int tracking_map(const json_t *msg, enum tracking_type type, int64_t received_at
             return json_decref(uid), json_decref(aid),
                    reject(m, "invalid_type", type == TRACK_GROUP ? "traits" : "properties",
                           "must be an object");
-        props = props && json_is_object(props) ? json_deep_copy(props) : json_object();
+        /* Shared with the message, which outlives the record: copied only when a page's
+         * name and category are added to it. */
+        if (props && json_is_object(props))
+            props = type == TRACK_PAGE || type == TRACK_SCREEN || type == TRACK_GROUP
+                        ? json_copy(props)
+                        : json_incref(props);
+        else
+            props = json_object();
         if (type == TRACK_TRACK) {
             name = str(msg, "event");
             if (name == NULL) {
