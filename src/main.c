@@ -832,7 +832,7 @@ static int cmd_contact(struct cli *c)
         store_close(st);
         return rc;
     }
-    rc = contact_view(st, c->args[1], 20, &j, &e);
+    rc = contact_view(st, c->args[1], 20, NULL, 0, &j, &e);
     store_close(st);
     if (rc)
         return die("contact '%s': %s", c->args[1], e.msg);

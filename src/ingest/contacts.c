@@ -49,7 +49,8 @@ json_t *contact_summary_json(const struct store_contact *c)
                      "updated_at", uts);
 }
 
-int contact_view(struct store *st, const char *xid, int recent, json_t **out, struct err *e)
+int contact_view(struct store *st, const char *xid, int recent, const int64_t *seqs, int nseqs,
+                 json_t **out, struct err *e)
 {
     struct store_contact c;
     json_t *hist = json_array(), *events = json_array();
@@ -64,8 +65,13 @@ int contact_view(struct store *st, const char *xid, int recent, json_t **out, st
         rc = ERR(e, E_NOTFOUND, "contact '%s' was deleted", xid);
     if (rc == 0)
         rc = store_consent_history(st, c.id, add_consent, hist, e);
-    if (rc == 0 && recent > 0)
+    if (rc == 0 && seqs) {
+        int i;
+        for (i = 0; rc == 0 && i < nseqs; i++)
+            rc = store_event_by_seq(st, seqs[i], add_event, events, e);
+    } else if (rc == 0 && recent > 0) {
         rc = store_events_of_contact(st, c.id, recent, add_event, events, e);
+    }
     if (rc == 0) {
         *out = contact_summary_json(&c);
         json_object_set_new(*out, "consent_history", hist);

@@ -256,9 +256,11 @@ int ingest_set_consent(struct ingest *in, const char *external_id, enum consent_
 json_t *event_json(const struct store_event *ev);
 /* {id, external_id, email, attributes, email_consent, created_at, updated_at}. */
 json_t *contact_summary_json(const struct store_contact *c);
-/* The summary plus consent_history and the `recent` latest events; E_NOTFOUND for an
- * unknown or deleted contact. */
-int contact_view(struct store *st, const char *xid, int recent, json_t **out, struct err *e);
+/* The summary plus consent_history and recent_events: the events of seqs[0..nseqs) (an
+ * audience index's answer) or, with seqs NULL, the `recent` latest found by a scan of
+ * every event's record. E_NOTFOUND for an unknown or deleted contact. */
+int contact_view(struct store *st, const char *xid, int recent, const int64_t *seqs, int nseqs,
+                 json_t **out, struct err *e);
 /* An explicit consent change with its reason, audited, in one transaction. */
 int contact_consent_change(struct store *st, const struct config *cfg, const char *xid,
                            enum consent_state to, const char *source, const char *reason,

@@ -1020,6 +1020,49 @@ int index_prop_cols(struct audience_index *ix, struct store *st, struct evname *
     return 0;
 }
 
+/* ---- one contact's latest events ---------------------------------------------------------- */
+
+/* Keeps rows/times[0..*n) the `limit` latest (time, then row, descending). */
+static void keep_latest(int64_t *rows, int64_t *times, size_t *n, size_t limit, int64_t row,
+                        int64_t time)
+{
+    size_t i;
+
+    if (*n == limit && (time < times[*n - 1] || (time == times[*n - 1] && row < rows[*n - 1])))
+        return;
+    i = *n < limit ? (*n)++ : *n - 1;
+    for (; i > 0 && (times[i - 1] < time || (times[i - 1] == time && rows[i - 1] < row)); i--) {
+        times[i] = times[i - 1];
+        rows[i] = rows[i - 1];
+    }
+    times[i] = time;
+    rows[i] = row;
+}
+
+size_t audience_index_recent(const struct audience_index *ix, int64_t contact, size_t limit,
+                             int64_t *rows, int64_t *times)
+{
+    size_t n = 0, c = (size_t)contact;
+    int i;
+
+    if (limit == 0 || contact <= 0 || c >= ix->ncontacts)
+        return 0;
+    for (i = 0; i < ix->nnames; i++) {
+        const struct evname *en = &ix->names[i];
+        size_t j, taken = 0;
+        /* Each contact's entries are sorted by time: walk back from the newest. */
+        for (j = en->off[c + 1]; j > en->off[c] && taken < limit; j--) {
+            if (ix->ndead && index_is_dead(ix, en->row[j - 1]))
+                continue;
+            keep_latest(rows, times, &n, limit, en->row[j - 1], en->time[j - 1]);
+            taken++;
+        }
+        for (j = index_pend_lower_bound(en, c); j < en->npend && en->pend[j].contact == c; j++)
+            keep_latest(rows, times, &n, limit, en->pend[j].row, en->pend[j].time);
+    }
+    return n;
+}
+
 /* ---- stats ------------------------------------------------------------------------------ */
 
 static void index_stats(const struct audience_index *ix, struct audience_stats *out, int exact);

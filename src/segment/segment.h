@@ -43,6 +43,10 @@ void audience_index_free(struct audience_index *ix); /* NULL-safe */
 /* Loads (first call) or catches up with the store's contact and event changes.
  * On a store error the index is emptied and the next call loads it again. */
 int audience_index_catch_up(struct audience_index *ix, struct store *st, struct err *e);
+/* The `limit` latest live events of a contact (their rows = event seqs, and instants),
+ * newest first; from the arrays and the pending entries alike. */
+size_t audience_index_recent(const struct audience_index *ix, int64_t contact, size_t limit,
+                             int64_t *rows, int64_t *times);
 
 /* Catch-ups keep new events of a name pending (counted beside the main arrays) until
  * there are n of them, or a sixteenth of the name's events, then merge. Default 8192;
@@ -120,6 +124,10 @@ int segment_service_ready(struct segment_service *sv);
  * the figures of the last call that found it free; returns 1 if they are current. */
 int segment_service_stats(struct segment_service *sv, struct audience_stats *out);
 /* {count, sample: [first 20 members], took_ms, as_of}; nothing is saved. */
+/* The seqs of a contact's `limit` (at most 64) latest events, newest first, from the
+ * index (caught up first): what the contacts API shows without scanning the store. */
+int segment_recent_events(struct segment_service *sv, struct store *st, int64_t contact_id,
+                          int limit, int64_t *seqs, int *n, struct err *e);
 int segment_preview(struct segment_service *sv, struct store *st, const json_t *rules,
                     int64_t now, json_t **out, struct errlist *errs, struct err *e);
 /* body {name, description?, rules, schedule?: {every_minutes} | null}; audited. */

@@ -102,6 +102,27 @@ static int compile_locked(struct segment_service *sv, struct store *st, const js
     return rc;
 }
 
+/* ---- a contact's latest events -------------------------------------------------------- */
+
+int segment_recent_events(struct segment_service *sv, struct store *st, int64_t contact_id,
+                          int limit, int64_t *seqs, int *n, struct err *e)
+{
+    int64_t times[64];
+    int rc;
+
+    *n = 0;
+    if (!atomic_load(&sv->loaded))
+        return ERR(e, E_BUSY, "the audience index is loading; retry shortly");
+    if (limit > 64)
+        limit = 64;
+    pthread_mutex_lock(&sv->mu);
+    rc = audience_index_catch_up(sv->ix, st, e);
+    if (rc == 0)
+        *n = (int)audience_index_recent(sv->ix, contact_id, (size_t)limit, seqs, times);
+    pthread_mutex_unlock(&sv->mu);
+    return rc;
+}
+
 /* ---- preview ---------------------------------------------------------------------- */
 
 /* The sample comes from the index itself (as evaluated), not from the store. */

@@ -79,7 +79,8 @@ struct evblock {
 
 enum evq {
     EQ_BLOCK_ADD, EQ_BLOCK_AT, EQ_TOTALS_ADD, EQ_TOTALS, EQ_MAXSEQ, EQ_SUPERSEDE, EQ_ANON_ADD,
-    EQ_ANON_DEL, EQ_ANON_OF, EQ_ANON_CLEAR, EQ_NAME, EQ_DEAD, EQ_SUM, EQ_COLS_AFTER, EQ__N
+    EQ_ANON_DEL, EQ_ANON_OF, EQ_ANON_CLEAR, EQ_NAME, EQ_DEAD, EQ_SUM, EQ_COLS_AFTER, EQ_BLOCK_OF,
+    EQ__N
 };
 
 static const char *const evq_sql[EQ__N] = {
@@ -98,6 +99,7 @@ static const char *const evq_sql[EQ__N] = {
     [EQ_DEAD] = "SELECT seq FROM event_superseded ORDER BY seq",
     [EQ_SUM] = "SELECT coalesce(sum(n), 0) FROM event_blocks",
     [EQ_COLS_AFTER] = "SELECT id, n, cols FROM event_blocks WHERE id > ?1 ORDER BY id",
+    [EQ_BLOCK_OF] = "SELECT id, n FROM event_blocks WHERE id <= ?1 ORDER BY id DESC LIMIT 1",
 };
 
 /* A connection's event state: its statements, the write transaction's versions, the
@@ -1276,4 +1278,79 @@ int store_event_get(struct store *st, const char *event_id, store_event_fn fn, v
     if ((rc = version(st, es, seq, &v, e)))
         return rc;
     return emit_full(st, es, &v, fn, ctx, e);
+}
+
+/* Reads n bytes at off of a block's column into out (incremental blob I/O: only the
+ * pages that hold them, not the megabytes of the whole block). */
+static int blob_read(struct store *st, const char *col, int64_t id, void *out, int n, int off,
+                     struct err *e)
+{
+    sqlite3_blob *b = NULL;
+    int rc = sqlite3_blob_open(store_sql_db(st), "main", "event_blocks", col, id, 0, &b);
+
+    if (rc == SQLITE_OK) {
+        int len = sqlite3_blob_bytes(b);
+        if (off < 0 || n < 0 || off > len)
+            rc = SQLITE_CORRUPT;
+        else
+            rc = sqlite3_blob_read(b, out, n < len - off ? n : len - off, off);
+    }
+    sqlite3_blob_close(b);
+    return rc == SQLITE_OK ? 0 : rc == SQLITE_CORRUPT ? corrupt(e, id)
+                                                      : store_sql_err(st, e, rc, "read an event");
+}
+
+int store_event_by_seq(struct store *st, int64_t seq, store_event_fn fn, void *ctx,
+                       struct err *e)
+{
+    struct evstate *es = state(st);
+    sqlite3_stmt *s;
+    struct evview v;
+    int64_t id = 0, n = 0;
+    char texts[2048];
+    int rc;
+
+    if ((rc = events_flush(st, e)))
+        return rc;
+    if (es->n && seq >= es->first && seq < es->first + (int64_t)es->n) {
+        view_of(&v, seq, &es->recs[seq - es->first], es->texts.p);
+        return emit_full(st, es, &v, fn, ctx, e);
+    }
+    if ((s = q(st, es, EQ_BLOCK_OF, e)) == NULL)
+        return e->code;
+    sqlite3_bind_int64(s, 1, seq);
+    if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        id = sqlite3_column_int64(s, 0);
+        n = sqlite3_column_int64(s, 1);
+    }
+    reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_sql_err(st, e, rc, "find an event block");
+    if (rc == SQLITE_DONE || seq >= id + n)
+        return ERR(e, E_NOTFOUND, "no event version %lld", (long long)seq);
+    if ((rc = blob_read(st, "cols", id, &v.r, sizeof v.r, (int)((seq - id) * (int64_t)sizeof v.r),
+                        e)))
+        return rc;
+    /* The source, then the event id and properties (properties are capped well below this:
+     * a longer text takes the whole-block path). */
+    memset(texts, 0, sizeof texts);
+    if ((rc = blob_read(st, "texts", id, texts, (int)sizeof texts - 1, (int)v.r.text, e)))
+        return rc;
+    if (memchr(texts, 0, sizeof texts - 1) == NULL ||
+        memchr(texts + strlen(texts) + 1, 0, sizeof texts - 2 - strlen(texts)) == NULL) {
+        if ((rc = version(st, es, seq, &v, e)))
+            return rc;
+        return emit_full(st, es, &v, fn, ctx, e);
+    }
+    {
+        char src[256] = "";
+        if ((rc = blob_read(st, "texts", id, src, (int)sizeof src - 1, (int)v.r.source, e)))
+            return rc;
+        src[sizeof src - 1] = '\0';
+        v.seq = seq;
+        v.event_id = texts;
+        v.props = texts + strlen(texts) + 1;
+        v.source = src;
+        return emit_full(st, es, &v, fn, ctx, e);
+    }
 }

@@ -192,6 +192,9 @@ typedef int (*store_event_fn)(void *ctx, const struct store_event *ev);
  * from the audience index. */
 int store_events_of_contact(struct store *st, int64_t contact_id, int limit, store_event_fn fn,
                             void *ctx, struct err *e);
+/* One event version by its seq (as an audience index holds it), with its name. */
+int store_event_by_seq(struct store *st, int64_t seq, store_event_fn fn, void *ctx,
+                       struct err *e);
 /* The current version of one event (deleted set if it was deleted); nothing if none.
  * Builds the process's key map on first use. */
 int store_event_get(struct store *st, const char *event_id, store_event_fn fn, void *ctx,

@@ -632,3 +632,41 @@ UTEST(props, broken_text_reads_as_absent_never_past_its_end)
     cr_assert_eq(pv[0].num, 1, "the first of duplicate keys counts, as in SQLite");
     buf_release(&scratch);
 }
+
+UTEST(events, one_version_by_seq_short_and_long_texts)
+{
+    char *d = test_tmpdir();
+    struct store *st = open_at(d);
+    struct err e = {0};
+    char *big = malloc(5000);
+    struct store_event ev;
+    struct got g = {0};
+    int64_t nm;
+    int ins;
+
+    memcpy(big, "{\"note\":\"", 9);
+    memset(big + 9, 'x', 4980);
+    memcpy(big + 4989, "\"}", 3);
+    begin(st);
+    nm = name_id(st, "order");
+    put(st, "short", 1, nm, 10);
+    ev = ev_of("long", 2, nm, 20, big);
+    ev.source = "sync:crm";
+    cr_assert_eq(store_event_insert(st, &ev, &ins, &e), 0);
+    commit(st);
+    cr_assert_eq(store_event_by_seq(st, 1, grab, &g, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(g.event_id, "short");
+    cr_assert_str_eq(g.props, "{\"n\":1}");
+    cr_assert_str_eq(g.source, "csv");
+    cr_assert_str_eq(g.name, "order");
+    memset(&g, 0, sizeof g);
+    cr_assert_eq(store_event_by_seq(st, 2, grab, &g, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(g.event_id, "long");
+    cr_assert_str_eq(g.source, "sync:crm");
+    cr_assert_eq(g.ev.contact_id, 2, "a long text is read from the whole block");
+    cr_assert(strncmp(g.props, "{\"note\":\"xxxx", 13) == 0, "%s", g.props);
+    cr_assert_eq(store_event_by_seq(st, 3, grab, &g, &e), E_NOTFOUND);
+    free(big);
+    store_close(st);
+    free(d);
+}

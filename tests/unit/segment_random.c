@@ -2188,6 +2188,40 @@ static void w_midway(struct world *w)
     w_trees(w, 3 + rn(&w->r, 6));
 }
 
+struct seqs {
+    int n;
+    int64_t seq[8];
+};
+
+static int grab_seq(void *ctx, const struct store_event *ev)
+{
+    struct seqs *s = ctx;
+    if (s->n < 8)
+        s->seq[s->n++] = ev->seq;
+    return 0;
+}
+
+/* Each contact's latest events as the index gives them (the contacts API) and as a
+ * scan of the store does, in the same order. */
+static void w_check_recent(struct world *w)
+{
+    int i, k;
+
+    for (i = 0; i < w->db.nc; i++) {
+        int64_t rows[5], times[5];
+        struct seqs st = {0};
+        size_t n = audience_index_recent(w->ix, w->db.c[i].store_id, 5, rows, times);
+        W_ASSERT(w, store_events_of_contact(w->f.st, w->db.c[i].store_id, 5, grab_seq, &st,
+                                            &w->f.e) == 0, "%s", w->f.e.msg);
+        W_ASSERT(w, (int)n == st.n, "contact %lld: the index has %zu latest events, the store %d",
+                 (long long)w->db.c[i].store_id, n, st.n);
+        for (k = 0; k < st.n; k++)
+            W_ASSERT(w, rows[k] == st.seq[k], "contact %lld: latest event %d is %lld in the index, "
+                     "%lld in the store", (long long)w->db.c[i].store_id, k, (long long)rows[k],
+                     (long long)st.seq[k]);
+    }
+}
+
 static void w_round(struct world *w)
 {
     int i;
@@ -2201,6 +2235,7 @@ static void w_round(struct world *w)
 
     ref_db_index(&w->db);
     w_check_mirror(w);
+    w_check_recent(w);
     w->check_ms += mono_ms() - t0;
     for (i = 0; i < w->db.nc; i++) {
         members += ref_is_member(&w->db.c[i]);
