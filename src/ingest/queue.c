@@ -89,6 +89,39 @@ static void finish(struct ingest_queue *q, struct ingest_job *j, int rc, const s
     pthread_mutex_unlock(&q->mu);
 }
 
+/* Stores a list of jobs in one transaction and answers them; if that fails, each job
+ * alone. */
+static void store_group(struct ingest_queue *q, struct ingest_job *list)
+{
+    struct ingest_job *j, *next;
+    struct err e = {0};
+    int rc;
+
+    if (list == NULL)
+        return;
+    rc = run_jobs(q, list, &e);
+    if (rc && list->next) {
+        log_warn("ingest", "a group commit failed (%s); storing its requests one by one", e.msg);
+        for (j = list; j; j = next) {
+            struct err je = {0};
+            next = j->next;
+            j->next = NULL;
+            rc = run_jobs(q, j, &je);
+            finish(q, j, rc, &je);
+        }
+        return;
+    }
+    for (j = list; j; j = next) {
+        next = j->next;
+        finish(q, j, rc, &e);
+    }
+}
+
+/* Requests of at most this many messages (a single /v1/track, say) are committed in a
+ * transaction of their own ahead of the big batches queued with them: their answer
+ * does not wait for thousands of other events to be stored. */
+#define SMALL_JOB 20
+
 static void *writer(void *arg)
 {
     struct ingest_queue *q = arg;
@@ -98,9 +131,8 @@ static void *writer(void *arg)
     ingest_preload_contacts(&q->in);
 
     for (;;) {
-        struct ingest_job *list, *j, *next;
-        struct err e = {0};
-        int rc;
+        struct ingest_job *list, *j, *next, *small = NULL, *large = NULL, **st = &small,
+                                                                         **lt = &large;
 
         pthread_mutex_lock(&q->mu);
         while (q->head == NULL && !q->stop)
@@ -113,25 +145,19 @@ static void *writer(void *arg)
         q->head = q->tail = NULL;
         pthread_mutex_unlock(&q->mu);
 
-        rc = run_jobs(q, list, &e);
-        if (rc && list->next) {
-            /* One transaction for all failed: each job alone now. */
-            log_warn("ingest", "a group commit failed (%s); storing its requests one by one",
-                     e.msg);
-            for (j = list; j; j = next) {
-                struct ingest_job *saved = j->next;
-                struct err je = {0};
-                next = saved;
-                j->next = NULL;
-                rc = run_jobs(q, j, &je);
-                finish(q, j, rc, &je);
-            }
-            continue;
-        }
-        for (j = list; j; j = next) {
+        for (j = list; j; j = next) { /* two lists, each in arrival order */
             next = j->next;
-            finish(q, j, rc, &e);
+            j->next = NULL;
+            if (j->n <= SMALL_JOB) {
+                *st = j;
+                st = &j->next;
+            } else {
+                *lt = j;
+                lt = &j->next;
+            }
         }
+        store_group(q, small);
+        store_group(q, large);
     }
 }
 
