@@ -1083,8 +1083,11 @@ static int serve(struct cli *c, const char *banner_key)
                    "  Admin key:   %s\n"
                    "  Try:         curl -H 'Authorization: Bearer %s' http://%s:%d/api/v1/segments\n"
                    "  Metrics:     http://%s:%d/metrics\n"
+                   "  Tracking:    point a Segment or RudderStack SDK at http://%s:%d with a write "
+                   "key\n               from '%s --data %s apikey create --role ingest --name app'\n"
                    "  CLI:         %s --help   (same data directory: %s)\n\n  Stop with Ctrl-C.\n",
-                   host, port, banner_key, banner_key, host, port, host, port, prog, c->data_dir);
+                   host, port, banner_key, banner_key, host, port, host, port, host, port, prog,
+                   c->data_dir, prog, c->data_dir);
         fflush(stdout);
     }
     sigwait(&set, &sig);
