@@ -98,7 +98,7 @@ static const char *const evq_sql[EQ__N] = {
     [EQ_NAME] = "SELECT name FROM event_names WHERE id = ?1",
     [EQ_DEAD] = "SELECT seq FROM event_superseded ORDER BY seq",
     [EQ_SUM] = "SELECT coalesce(sum(n), 0) FROM event_blocks",
-    [EQ_COLS_AFTER] = "SELECT id, n, cols FROM event_blocks WHERE id > ?1 ORDER BY id",
+    [EQ_COLS_AFTER] = "SELECT id, n, cols FROM event_blocks WHERE id > ?1 AND id < ?2 ORDER BY id",
     [EQ_BLOCK_OF] = "SELECT id, n FROM event_blocks WHERE id <= ?1 ORDER BY id DESC LIMIT 1",
 };
 
@@ -395,10 +395,14 @@ static int keys_fits(const struct evkeys *k, size_t more)
     return k->cap && (k->count + more) <= k->cap / 4 * 3;
 }
 
-/* Applies every stored block after k->applied; rebuilds the map (bigger) when it would
- * pass 3/4 full. With k->mu held. */
+/* Applies every committed block after k->applied; rebuilds the map (bigger) when it
+ * would pass 3/4 full. A write transaction's own blocks (written before its first key
+ * lookup: a large move, say) are left out: they are not committed, and if it rolls
+ * back their seqs are handed out again. With k->mu held. */
 static int keys_catch_up(struct store *st, struct evstate *es, struct evkeys *k, struct err *e)
 {
+    int64_t below = store_sql_writing(st) && es->n ? es->first : INT64_MAX;
+
     sqlite3_stmt *s;
     int rc;
 
@@ -424,6 +428,7 @@ static int keys_catch_up(struct store *st, struct evstate *es, struct evkeys *k,
         if (s == NULL)
             return e->code;
         sqlite3_bind_int64(s, 1, k->applied);
+        sqlite3_bind_int64(s, 2, below);
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
             int64_t id = sqlite3_column_int64(s, 0), n = sqlite3_column_int64(s, 1), i;
             const void *cols = sqlite3_column_blob(s, 2);

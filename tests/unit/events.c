@@ -670,3 +670,40 @@ UTEST(events, one_version_by_seq_short_and_long_texts)
     store_close(st);
     free(d);
 }
+
+/* A transaction that writes a block before its first key lookup (a large move, here)
+ * and is rolled back must not leave the key map believing in its versions: the seqs
+ * are handed out again, and the next transaction's keys must still be found. */
+UTEST(events, a_rolled_back_block_does_not_blind_the_key_map)
+{
+    char *d = test_tmpdir();
+    struct store *st = open_at(d);
+    struct store_event ev;
+    struct err e = {0};
+    char id[32];
+    int64_t nm, moved;
+    int i, ins;
+
+    begin(st);
+    nm = name_id(st, "visit");
+    for (i = 0; i < 66000; i++) {
+        snprintf(id, sizeof id, "a-%d", i);
+        ev = ev_of(id, 5, nm, i, "{}");
+        ev.anonymous = 1;
+        cr_assert_eq(store_event_insert(st, &ev, &ins, &e), 0, "%s", e.msg);
+    }
+    commit(st);
+    begin(st);
+    cr_assert_eq(store_events_move(st, 5, 6, &moved, &e), 0, "%s", e.msg); /* writes a block */
+    cr_assert_eq(put(st, "x", 6, nm, 1), 1);
+    store_rollback(st);
+    begin(st);
+    cr_assert_eq(put(st, "y", 6, nm, 1), 1);
+    commit(st);
+    begin(st);
+    cr_assert_eq(put(st, "y", 6, nm, 2), 0, "the key of the next committed block is known");
+    commit(st);
+    cr_assert_eq(counts(st).events, 66001);
+    store_close(st);
+    free(d);
+}
