@@ -717,23 +717,22 @@ static void prepare_event_row(struct import_state *s, const struct ingest_ctx *c
     }
     /* The stored JSON: keys in byte order, values from their slots. */
     {
-        struct buf out = s->json; /* reused: its bytes are copied into the arena */
-        buf_reset(&out);
-        buf_addc(&out, '{');
+        struct buf *out = &s->json; /* reused: its bytes are copied into the arena */
+        buf_reset(out);
+        buf_addc(out, '{');
         for (i = 0; i < s->nprops; i++) {
             int col = s->prop_order[i];
             if (s->slot_len[col] == 0)
                 continue;
             if (!first)
-                buf_addc(&out, ',');
+                buf_addc(out, ',');
             first = 0;
-            buf_add_json_str(&out, s->cols[col], strlen(s->cols[col]));
-            buf_addc(&out, ':');
-            buf_add(&out, s->props.p + s->slot_off[col], s->slot_len[col]);
+            buf_add_json_str(out, s->cols[col], strlen(s->cols[col]));
+            buf_addc(out, ':');
+            buf_add(out, s->props.p + s->slot_off[col], s->slot_len[col]);
         }
-        buf_addc(&out, '}');
-        p->props = arena_strndup(ar, out.p, out.len);
-        s->json = out;
+        buf_addc(out, '}');
+        p->props = arena_strndup(ar, out->p, out->len);
     }
     p->name = arena_strndup(ar, name, strlen(name));
     p->xid = xid ? arena_strndup(ar, xid, strlen(xid)) : NULL;
