@@ -94,6 +94,8 @@ void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 char *buf_take(struct buf *b);
 /* 1 if s[0..n) is valid UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
 int utf8_valid(const char *s, size_t n);
+/* Writes code point cp (at most U+10FFFF) as UTF-8 into out; returns its length. */
+size_t utf8_put(char out[4], unsigned cp);
 /* Length of the longest prefix of s[0..n) that is at most max bytes and does not cut
  * a UTF-8 sequence: for truncating user text in messages. */
 size_t utf8_prefix(const char *s, size_t n, size_t max);

@@ -41,33 +41,6 @@ static int hex4(const char *p, unsigned *out)
     return 0;
 }
 
-static void add_utf8(struct buf *b, unsigned cp)
-{
-    char u[4];
-    size_t n;
-
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | cp >> 6);
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | cp >> 12);
-        u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (char)(0xF0 | cp >> 18);
-        u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-        u[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-        u[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    buf_add(b, u, n);
-}
-
 /* p is just past an opening quote. Finds the closing one: *end just past it, *esc
  * whether a backslash occurs. NULL if the text ends first. */
 static const char *string_end(const char *p, int *esc)
@@ -118,7 +91,10 @@ static int unescape(const char *p, const char *q, struct buf *b)
             } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
                 return -1;
             }
-            add_utf8(b, cp);
+            {
+                char u[4];
+                buf_add(b, u, utf8_put(u, cp));
+            }
             p += 4;
             break;
         default:

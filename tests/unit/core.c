@@ -289,3 +289,162 @@ UTEST(secret, key_from_environment)
     unsetenv("TEST_ENGAGE_KEY");
     config_release(&c);
 }
+
+/* ---- the arena JSON reader against jansson ---- */
+
+#include "core/jtree.h"
+#include "rnd_json.h"
+
+/* jt_parse accepts text exactly when json_loadb(…, 0) does; then jt_dump writes what
+ * json_dumps(…, COMPACT | SORT_KEYS) writes, and jt_json gives an equal value. */
+static struct arena jt_arena; /* reset, not released, between documents */
+
+static void same_as_jansson(const char *text, size_t len, int *accepted)
+{
+    struct arena *a = &jt_arena;
+    struct jt *t;
+    struct jt_error je;
+    json_error_t jerr;
+    json_t *j = json_loadb(text, len, 0, &jerr);
+    int rc;
+
+    arena_reset(a);
+    rc = jt_parse(a, text, len, &t, &je);
+    if (memchr(text, '\0', len)) {
+        /* jansson skips a NUL byte after some tokens ("[1\0]" reads as [1]); jt refuses
+         * every NUL outside a string, and inside one JSON forbids it. */
+        cr_assert_neq(rc, 0, "a NUL byte is refused");
+        json_decref(j);
+        return;
+    }
+    cr_assert_eq(rc == 0, j != NULL, "'%.*s': jansson %s (%s), jt %s (%s)", (int)len, text,
+                 j ? "accepts" : "refuses", j ? "" : jerr.text, rc ? "refuses" : "accepts",
+                 rc ? je.text : "");
+    if (j) {
+        struct buf b;
+        char *want = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        json_t *back = jt_json(t);
+        buf_init(&b);
+        jt_dump(&b, t, 0);
+        cr_assert_str_eq(b.p, want, "'%.*s'", (int)len, text);
+        cr_assert(json_equal(back, j), "'%.*s'", (int)len, text);
+        {
+            size_t lead = strspn(text, " \t\r\n"), end = len;
+            while (end > lead && strchr(" \t\r\n", text[end - 1]))
+                end--;
+            cr_assert(t->src == text + lead && t->srclen == end - lead,
+                      "the value's text is the document's, without the white space");
+        }
+        (*accepted)++;
+        free(want);
+        json_decref(back);
+        buf_release(&b);
+    }
+    json_decref(j);
+}
+
+UTEST(jtree, agrees_with_jansson_on_random_documents_and_their_mutations)
+{
+    static const char bytes[] = {'"', '\\', '}', ']', '{', '[', ',', ':', '0', '1', 'e', 'E',
+                                 '-', '+', '.', 'u', 'D', '8', 'n', ' ', '\n', '\x1f', '\0',
+                                 '\x80', '\xc3', '\xed', '\xff'};
+    int round, accepted = 0, refused = 0;
+
+    for (round = 0; round < 6000; round++) {
+        json_t *v = rnd(2) ? json_object() : json_array();
+        size_t flags = rnd(3) == 0 ? JSON_INDENT(2) : rnd(2) ? JSON_COMPACT | JSON_ENSURE_ASCII
+                                                            : JSON_COMPACT;
+        char *text;
+        size_t len;
+        int i, n = (int)rnd(5), before = accepted;
+
+        for (i = 0; i < n; i++) {
+            if (json_is_object(v)) {
+                char *k = rnd_text();
+                json_object_set_new(v, k, rnd_value(0));
+                free(k);
+            } else {
+                json_array_append_new(v, rnd_value(0));
+            }
+        }
+        text = json_dumps(v, flags);
+        len = strlen(text);
+        same_as_jansson(text, len, &accepted);
+        cr_assert_eq(accepted, before + 1);
+        /* The same text broken: a byte changed, or cut short. */
+        for (i = 0; i < 3 && len; i++) {
+            char *m = malloc(len);
+            size_t at = rnd((unsigned)len), cut = rnd(4) == 0 ? rnd((unsigned)len) + 1 : len;
+            memcpy(m, text, len);
+            m[at] = bytes[rnd(sizeof bytes)];
+            before = accepted;
+            same_as_jansson(m, cut, &accepted);
+            refused += accepted == before;
+            free(m);
+        }
+        free(text);
+        json_decref(v);
+    }
+    arena_release(&jt_arena);
+    cr_assert_gt(refused, 3000, "the mutations must exercise the errors (%d)", refused);
+    cr_assert_gt(accepted, 7000, "and accept some (%d)", accepted);
+}
+
+UTEST(jtree, edge_cases_as_jansson)
+{
+    static const char *docs[] = {
+        "[9223372036854775807,-9223372036854775808]", "[9223372036854775808]",
+        "[-9223372036854775809]", "[1e308,1e309]", "[-1e309]", "[1e-400,5e-324,-0.0,-0]",
+        "[0.1,3.7,100.0,1e16,1e17,1E+2,1e-05,123456789012345678.5]", "[01]", "[1.]", "[.5]",
+        "[1e]", "[1e+]", "[-]", "[+1]", "[\"\\ud83d\\ude00\"]", "[\"\\ud83d\"]",
+        "[\"\\ude00\"]", "[\"\\ud83dx\"]", "[\"\\u00e9\\u2028\\u001f\\/\"]",
+        "[\"\\u0000\"]", "[\"\\x\"]", "[\"\\u12G4\"]", "[\"a\tb\"]", "{\"a\":1,\"a\":2}",
+        "{\"b\":null,\"a\":[],\"\":{}}", "{\"a\" : 1 , \"b\" :[ true , false,null ] }",
+        "{\"a\":1,}", "[1,]", "[1 2]", "{\"a\"}", "{1:2}", "[]x", " [] ", "1", "\"s\"", "",
+        "[tru]", "[nul]", "[\"\xc3\xa9\"]", "[\"\xc3\"]", "[\"\xed\xa0\x80\"]",
+        "[\"\xf4\x90\x80\x80\"]", "[\"\xe0\x80\xaf\"]", "\xef\xbb\xbf[]"};
+    struct buf deep;
+    int accepted = 0, i;
+    size_t k;
+
+    for (k = 0; k < sizeof docs / sizeof *docs; k++)
+        same_as_jansson(docs[k], strlen(docs[k]), &accepted);
+    cr_assert_gt(accepted, 8, "(%d)", accepted);
+    /* Depth: 2048 nested arrays are read, 2049 are not. */
+    for (i = 2048; i <= 2049; i++) {
+        buf_init(&deep);
+        for (k = 0; k < (size_t)i; k++)
+            buf_addc(&deep, '[');
+        for (k = 0; k < (size_t)i; k++)
+            buf_addc(&deep, ']');
+        same_as_jansson(deep.p, deep.len, &accepted);
+        buf_release(&deep);
+    }
+    arena_release(&jt_arena);
+}
+
+UTEST(jtree, members_and_their_text)
+{
+    static const char doc[] = "{\"batch\": [ {\"a\":1} ,\"x\\ny\", 2.50 ], \"k\":\"v\", \"k\":\"w\"}";
+    struct arena a;
+    struct jt *t;
+    struct jt_error je;
+    const struct jt *b;
+
+    arena_init(&a);
+    cr_assert_eq(jt_parse(&a, doc, strlen(doc), &t, &je), 0);
+    b = jt_get(t, "batch");
+    cr_assert(b && b->type == JT_ARR && b->n == 3);
+    cr_assert_eq(b->u.items[0].srclen, 7);
+    cr_assert(memcmp(b->u.items[0].src, "{\"a\":1}", 7) == 0);
+    cr_assert_str_eq(b->u.items[1].u.s, "x\ny");
+    cr_assert(memcmp(b->u.items[1].src, "\"x\\ny\"", b->u.items[1].srclen) == 0);
+    cr_assert(memcmp(b->u.items[2].src, "2.50", b->u.items[2].srclen) == 0);
+    cr_assert_str_eq(jt_str(t, "k"), "w", "the last of duplicate keys, as jansson");
+    cr_assert_null(jt_str(t, "batch"), "not a string");
+    cr_assert_null(jt_get(b, "a"), "not an object");
+    cr_assert_neq(jt_parse(&a, "{\n\"a\": tru}", 12, &t, &je), 0);
+    cr_assert_eq(je.line, 2);
+    cr_assert_eq(je.column, 6, "at the t of tru");
+    arena_release(&a);
+}
