@@ -1052,7 +1052,11 @@ static int serve(struct cli *c, const char *banner_key)
     if ((rc = open_store(c, &st, 1)))
         return rc;
     store_close(st);
-    if (store_pool_new(&app.pool, c->data_dir, c->cfg.http_threads + 2, &so, &e))
+    /* Store connections lent to requests: with a thread per connection, up to 8 at
+     * once (a request holds one while it runs; ingestion gives it back before
+     * waiting for the writer); with a pool of N threads, N + 2. */
+    if (store_pool_new(&app.pool, c->data_dir,
+                       c->cfg.http_threads ? c->cfg.http_threads + 2 : 8, &so, &e))
         return die("%s", e.msg);
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

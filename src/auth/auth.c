@@ -172,6 +172,16 @@ void auth_cache_clear(void)
     pthread_mutex_unlock(&auth_cache_mu);
 }
 
+int auth_apikey_cached(const char *key, struct principal *out)
+{
+    unsigned char h[KEY_HASH_BYTES];
+
+    if (strncmp(key, "ek_", 3) != 0 || strlen(key) > 128)
+        return 0;
+    key_hash(key, h);
+    return cache_get(h, out);
+}
+
 int auth_apikey_verify(struct store *st, const char *key, struct principal *out, struct err *e)
 {
     unsigned char h[KEY_HASH_BYTES];

@@ -33,6 +33,9 @@ int auth_apikey_revoke(struct store *st, int64_t id, const char *actor, const ch
 /* E_AUTH for an unknown or revoked key. A key verified in the last 5 s is taken from a
  * cache (a revocation is seen within 5 s in another process; at once in this one). */
 int auth_apikey_verify(struct store *st, const char *key, struct principal *out, struct err *e);
+/* The same from the cache of keys verified in the last 5 s only: 1 and *out set, or 0
+ * (then verify with a store). Needs no store connection. */
+int auth_apikey_cached(const char *key, struct principal *out);
 void auth_cache_clear(void);
 
 /* Writes an audit row; before/after may be NULL. Secrets inside are masked. */

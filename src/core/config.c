@@ -28,7 +28,7 @@ struct key_def {
 static const struct key_def keys[] = {
     S("server", "listen", listen),
     S("server", "public_url", public_url),
-    I("server", "http_threads", http_threads, 1, 256),
+    I("server", "http_threads", http_threads, 0, 256),
     {"server", "max_body_bytes", K_LONG, offsetof(struct config, max_body_bytes), sizeof(long), 1024, 1L << 30},
     {"log", "level", K_LOGLEVEL, offsetof(struct config, log_level), sizeof(int), 0, 0},
     I("store", "busy_timeout_ms", busy_timeout_ms, 0, 600000),
@@ -56,7 +56,7 @@ void config_defaults(struct config *c, const char *data_dir)
     memset(c, 0, sizeof *c);
     snprintf(c->data_dir, sizeof c->data_dir, "%s", data_dir);
     snprintf(c->listen, sizeof c->listen, "127.0.0.1:8080");
-    c->http_threads = 4;
+    c->http_threads = 0;
     c->max_body_bytes = 4L << 20;
     c->log_level = LOG_INFO;
     c->busy_timeout_ms = 10000;

@@ -84,6 +84,9 @@ void http_error_from(struct http_req *r, struct http_resp *w, const struct err *
 const char *http_header(struct http_req *r, const char *name);
 /* Authenticates key for r (who, authenticated) and checks the route's roles; answers
  * 401 or 403 and returns -1 if it fails. */
+/* Gives the request's pooled store connection back before the handler ends (one about
+ * to wait long, for the ingest writer say, and needing the store no more). */
+void http_store_release(struct http_req *r);
 int http_auth_key(struct http_req *r, struct http_resp *w, const char *key, unsigned roles);
 /* A query parameter or NULL. */
 const char *http_query(struct http_req *r, const char *name);

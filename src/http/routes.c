@@ -103,6 +103,20 @@ static void h_metrics(struct http_req *r, struct http_resp *w)
         http_error_from(r, w, &e);
         return;
     }
+    if (r->app->ingest) {
+        struct ingest_queue_stats qs;
+        ingest_queue_stats(r->app->ingest, &qs);
+        buf_printf(&w->body,
+                   "# HELP engage_ingest_queue_pending Messages waiting for the ingest writer.\n"
+                   "# TYPE engage_ingest_queue_pending gauge\nengage_ingest_queue_pending %zu\n"
+                   "# HELP engage_ingest_commits_total Transactions committed by the ingest "
+                   "writer.\n# TYPE engage_ingest_commits_total counter\n"
+                   "engage_ingest_commits_total %llu\n"
+                   "# HELP engage_ingest_yields_total Of those, parts of big batches committed "
+                   "early to let single calls through.\n"
+                   "# TYPE engage_ingest_yields_total counter\nengage_ingest_yields_total %llu\n",
+                   qs.pending, (unsigned long long)qs.commits, (unsigned long long)qs.yields);
+    }
     if (r->app->segments) {
         struct audience_stats ix;
         segment_service_stats(r->app->segments, &ix);
@@ -208,6 +222,8 @@ static void h_contract_put(struct http_req *r, struct http_resp *w)
         if (!unchanged)
             log_write(LOG_INFO, "contracts", r->req_id, "contract '%s' version %d by %s",
                       r->params[0], version, r->who.actor);
+        if (!unchanged && r->app->ingest)
+            ingest_queue_contracts_changed(r->app->ingest); /* validation uses it at once */
         http_json(w, unchanged ? 200 : 201,
                   json_pack("{s:s,s:s,s:i,s:b,s:O}", "name", r->params[0], "kind",
                             json_is_string(json_object_get(doc, "kind"))

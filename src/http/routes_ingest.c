@@ -3,16 +3,19 @@
  * POST /api/v1/events and /api/v1/contacts.
  *
  * A request is read whole (gzip inflated whatever the Content-Type says: RudderStack
- * labels gzip'ed JSON as a form), sized against the tracking limits, parsed, mapped
+ * labels gzip'ed JSON as a form), sized against the tracking limits, parsed (a tracking
+ * body by core/jtree.c into the thread's arena, a native one by jansson), mapped
  * message by message (ingest/tracking.c), then handed to the server's one writer
  * (ingest/queue.c), which answers once the transaction holding it committed. Invalid
  * messages are answered 200 beside the valid ones, each listed with its reason and
  * kept as a dead letter; only a body that is not JSON is a 400. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <zlib.h>
 
+#include "../core/jtree.h"
 #include "../ingest/ingest.h"
 #include "routes_int.h"
 
@@ -50,23 +53,19 @@ static int gunzip(const char *in, size_t n, size_t cap, struct buf *out)
     return zr == Z_STREAM_END ? 0 : E_INVAL;
 }
 
-/* The body as JSON: inflated if gzip'ed, within cap. Answers 400/413 and returns NULL
- * otherwise. */
-static json_t *body_json(struct http_req *r, struct http_resp *w, size_t cap)
+/* The body's text, inflated into *inflated if gzip'ed, within cap: 0, or -1 with 400/413
+ * answered. */
+static int body_text(struct http_req *r, struct http_resp *w, size_t cap, struct buf *inflated,
+                     const char **text, size_t *len)
 {
     const char *enc = http_header(r, "Content-Encoding");
-    const char *text = r->body;
-    size_t len = r->body_len;
-    struct buf inflated;
-    json_error_t je;
-    json_t *j;
     char msg[300];
 
-    buf_init(&inflated);
+    *text = r->body;
+    *len = r->body_len;
     if (enc && strcasecmp(enc, "gzip") == 0) {
-        int rc = gunzip(r->body, r->body_len, cap, &inflated);
+        int rc = gunzip(r->body, r->body_len, cap, inflated);
         if (rc) {
-            buf_release(&inflated);
             if (rc == E_TOOBIG) {
                 snprintf(msg, sizeof msg, "the inflated body is larger than %zu bytes", cap);
                 http_error(w, 413, "too_large", msg, NULL);
@@ -74,81 +73,72 @@ static json_t *body_json(struct http_req *r, struct http_resp *w, size_t cap)
                 http_error(w, 400, "invalid_body", "Content-Encoding is gzip but the body is "
                                                    "not valid gzip data", NULL);
             }
-            return NULL;
+            return -1;
         }
-        text = inflated.p ? inflated.p : "";
-        len = inflated.len;
+        *text = inflated->p ? inflated->p : "";
+        *len = inflated->len;
     } else if (enc && strcasecmp(enc, "identity") != 0) {
         http_error(w, 400, "invalid_body", "Content-Encoding must be gzip or identity", NULL);
-        return NULL;
+        return -1;
     }
-    if (len > cap) {
-        buf_release(&inflated);
+    if (*len > cap) {
         snprintf(msg, sizeof msg, "the body is larger than %zu bytes", cap);
         http_error(w, 413, "too_large", msg, NULL);
-        return NULL;
+        return -1;
     }
-    j = len ? json_loadb(text, len, 0, &je) : NULL;
-    buf_release(&inflated);
-    if (j == NULL) {
-        if (len)
-            snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", je.text,
-                     je.line, je.column);
-        else
-            snprintf(msg, sizeof msg, "the request needs a JSON body");
-        http_error(w, 400, "invalid_json", msg, NULL);
+    if (*len == 0) {
+        http_error(w, 400, "invalid_json", "the request needs a JSON body", NULL);
+        return -1;
     }
-    return j;
+    return 0;
 }
 
-/* The size of a value as compact JSON, near enough for a limit: strings and keys by
- * their length (escapes not counted), every other value as 8 bytes; no number is
- * formatted. Stops counting past cap. */
-static size_t json_size(const json_t *v, size_t cap)
-{
-    size_t n = 0, i;
-    const char *k;
-    json_t *x;
+/* Each request thread keeps one arena for the messages it reads, reset between
+ * requests (its chunks stay: no 1 MB malloc per request) and released when the thread
+ * ends. */
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
 
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        return json_string_length(v) + 2;
-    case JSON_OBJECT:
-        json_object_foreach((json_t *)v, k, x) {
-            n += strlen(k) + 4 + json_size(x, cap);
-            if (n > cap)
-                break;
-        }
-        return n + 2;
-    case JSON_ARRAY:
-        for (i = 0; i < json_array_size(v) && n <= cap; i++)
-            n += json_size(json_array_get(v, i), cap) + 1;
-        return n + 2;
-    default:
-        return 8;
+static void arena_free_tls(void *p)
+{
+    arena_release(p);
+    free(p);
+}
+
+static void arena_key_make(void)
+{
+    pthread_key_create(&arena_key, arena_free_tls);
+}
+
+static struct arena *thread_arena(void)
+{
+    struct arena *a;
+
+    pthread_once(&arena_once, arena_key_make);
+    a = pthread_getspecific(arena_key);
+    if (a == NULL) {
+        a = xmalloc(sizeof *a);
+        arena_init(a);
+        pthread_setspecific(arena_key, a);
     }
+    arena_reset(a);
+    return a;
 }
 
 /* Stores the job's items through the writer and answers: 200 with what was accepted
  * and what was not (and why), 429 when the writer is full. */
 static void run_and_answer(struct http_req *r, struct http_resp *w, struct ingest_job *job,
-                           int tracking)
+                           const struct contract_set *cs, int tracking)
 {
-    struct contract_set *cs = NULL;
     struct err e = {0};
     json_t *rejected, *body;
     size_t i, accepted = 0;
     int rc;
 
     /* Validated here, beside the writer, which then only stores. */
-    rc = ingest_queue_contracts(r->app->ingest, r->st, &cs, &e);
-    if (rc) {
-        http_error_from(r, w, &e);
-        return;
-    }
     ingest_job_prepare(job, cs);
-    contract_set_free(cs);
     rejected = json_array();
+    http_store_release(r); /* not held while the writer works */
     rc = ingest_queue_run(r->app->ingest, job, &e);
     if (rc) {
         json_decref(rejected);
@@ -184,77 +174,105 @@ static void items_release(struct ingest_item *items, size_t n)
     free(items);
 }
 
-/* POST /v1/{type}: one message, or /v1/batch: {"batch":[…],"sentAt"?,"writeKey"?}. */
+/* A message refused for its size, kept whole as a dead letter. */
+static void too_large(const struct jt *m, struct ingest_item *it)
+{
+    memset(it, 0, sizeof *it);
+    it->raw = jt_json(m);
+    it->rejected = 1;
+    snprintf(it->reason, sizeof it->reason, "too_large");
+    snprintf(it->msg, sizeof it->msg, "a message is at most %d bytes of JSON", TRACK_MAX_MESSAGE);
+}
+
+/* POST /v1/{type}: one message, or /v1/batch: {"batch":[…],"sentAt"?,"writeKey"?}.
+ * The body is read by core/jtree.c into the thread's arena; the common messages map
+ * from there straight to prepared events (tracking_map_fast), the others through
+ * jansson (tracking_map). */
 void h_tracking(struct http_req *r, struct http_resp *w)
 {
     enum tracking_type type = TRACK_NONE;
     int batch = strcmp(r->params[0], "batch") == 0;
     struct ingest_job job = {.kind = SRC_SDK, .source = "sdk", .origin = r->req_id,
                              .received_at = clock_now_ms()};
-    const json_t *list;
-    json_t *body;
-    const char *sent_at;
-    size_t i, n;
+    struct contract_set *cs = NULL;
+    struct arena *a = thread_arena();
+    struct buf inflated, scratch;
+    const struct jt *list, *body;
+    struct jt *root;
+    struct jt_error je;
+    struct err e = {0};
+    const char *sent_at, *text;
+    size_t i, n, len;
+    char msg[300];
 
     if (!batch && (type = tracking_type_parse(r->params[0])) == TRACK_NONE) {
         http_error(w, 404, "not_found", "the tracking API has /v1/identify, track, page, screen, "
                                         "group, alias and batch", NULL);
         return;
     }
-    body = body_json(r, w, batch ? TRACK_MAX_BATCH : TRACK_MAX_MESSAGE);
-    if (body == NULL)
-        return;
-    if (!json_is_object(body)) {
-        json_decref(body);
+    buf_init(&inflated);
+    buf_init(&scratch);
+    if (body_text(r, w, batch ? TRACK_MAX_BATCH : TRACK_MAX_MESSAGE, &inflated, &text, &len))
+        goto out;
+    if (jt_parse(a, text, len, &root, &je)) {
+        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", je.text,
+                 je.line, je.column);
+        http_error(w, 400, "invalid_json", msg, NULL);
+        goto out;
+    }
+    body = root;
+    if (body->type != JT_OBJ) {
         http_error(w, 400, "invalid_json", "the body must be a JSON object", NULL);
-        return;
+        goto out;
     }
     if (!r->authenticated) {
-        const char *key = json_string_value(json_object_get(body, "writeKey"));
+        const char *key = jt_str(body, "writeKey");
         if (key == NULL) {
-            json_decref(body);
             http_error(w, 401, "unauthorized", "send the write key as the Basic user name "
                                                "(empty password) or as \"writeKey\" in the body",
                        NULL);
-            return;
+            goto out;
         }
-        if (http_auth_key(r, w, key, ROLE_INGEST | ROLE_ADMIN)) {
-            json_decref(body);
-            return;
-        }
+        if (http_auth_key(r, w, key, ROLE_INGEST | ROLE_ADMIN))
+            goto out;
     }
-    list = batch ? json_object_get(body, "batch") : body;
-    if (batch && !json_is_array(list)) {
-        json_decref(body);
+    list = batch ? jt_get(body, "batch") : body;
+    if (batch && (list == NULL || list->type != JT_ARR)) {
         http_error(w, 400, "invalid_json", "a batch needs \"batch\": an array of messages",
                    "/batch");
-        return;
+        goto out;
     }
-    n = batch ? json_array_size(list) : 1;
+    n = batch ? list->n : 1;
     if (n > TRACK_MAX_ITEMS) {
-        json_decref(body);
         http_error(w, 413, "too_large", "a batch holds at most 2500 messages", "/batch");
-        return;
+        goto out;
     }
-    sent_at = json_string_value(json_object_get(body, "sentAt"));
-    job.items = xcalloc(n ? n : 1, sizeof *job.items);
+    if (ingest_queue_contracts(r->app->ingest, r->st, &cs, &e)) {
+        http_error_from(r, w, &e);
+        goto out;
+    }
+    sent_at = jt_str(body, "sentAt");
+    job.items = arena_alloc(a, (n ? n : 1) * sizeof *job.items);
     job.n = n;
     for (i = 0; i < n; i++) {
-        const json_t *m = batch ? json_array_get(list, i) : list;
+        const struct jt *m = batch ? &list->u.items[i] : list;
         struct ingest_item *it = &job.items[i];
-        tracking_map(m, type, job.received_at, sent_at, it);
-        it->index = i;
-        if (!it->rejected && batch && json_size(m, TRACK_MAX_MESSAGE) > TRACK_MAX_MESSAGE) {
-            it->rejected = 1;
-            snprintf(it->reason, sizeof it->reason, "too_large");
-            it->field[0] = '\0';
-            snprintf(it->msg, sizeof it->msg, "a message is at most %d bytes of JSON",
-                     TRACK_MAX_MESSAGE);
+        if (batch && m->srclen > TRACK_MAX_MESSAGE) {
+            too_large(m, it);
+        } else if (!tracking_map_fast(m, type, job.received_at, sent_at, cs, a, &scratch, it)) {
+            json_t *j = jt_json(m);
+            tracking_map(j, type, job.received_at, sent_at, it);
+            json_decref(j);
         }
+        it->index = i;
     }
-    run_and_answer(r, w, &job, 1);
-    items_release(job.items, job.n);
-    json_decref(body);
+    run_and_answer(r, w, &job, cs, 1);
+    for (i = 0; i < job.n; i++)
+        ingest_item_release(&job.items[i]);
+out:
+    contract_set_free(cs);
+    buf_release(&inflated);
+    buf_release(&scratch);
 }
 
 /* POST /api/v1/events and /api/v1/contacts: one native record, or {"items":[…]}. */
@@ -262,6 +280,8 @@ static void native(struct http_req *r, struct http_resp *w, int contacts)
 {
     struct ingest_job job = {.kind = SRC_API, .source = "api", .origin = r->req_id,
                              .received_at = clock_now_ms()};
+    struct contract_set *cs = NULL;
+    struct err e = {0};
     json_t *body = http_body_json(r, w), *list;
     size_t i, n;
 
@@ -300,7 +320,11 @@ static void native(struct http_req *r, struct http_resp *w, int contacts)
             it->event = json_incref(rec);
         }
     }
-    run_and_answer(r, w, &job, 0);
+    if (ingest_queue_contracts(r->app->ingest, r->st, &cs, &e))
+        http_error_from(r, w, &e);
+    else
+        run_and_answer(r, w, &job, cs, 0);
+    contract_set_free(cs);
     items_release(job.items, job.n);
     json_decref(body);
 }

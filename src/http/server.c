@@ -15,7 +15,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sodium.h>
+#include <errno.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 struct http_server {
     struct MHD_Daemon *d;
@@ -35,14 +38,29 @@ struct conn_state {
     char params[4][256];
     struct principal who;
     int authenticated;
+    double t0;                  /* clock_mono_ms() when the headers came */
 };
+
+/* Bulk connections: past this much body, their thread's nice value is raised by
+ * BULK_NICE (CFS then gives it a third of a normal thread's share when both wait). */
+#define BULK_BODY_BYTES (64 * 1024)
+#define BULK_NICE 5
+static __thread int bulk_thread;
 
 #define MAX_ROUTES 64
 /* The statuses the API answers with; anything else counts as "other". */
 static const int statuses[] = {200, 201, 400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 503};
 #define NSTATUS ((int)(sizeof statuses / sizeof *statuses))
 static _Atomic uint64_t route_hits[MAX_ROUTES + 1][NSTATUS + 1];
+/* Time from a request's headers to its answer being queued, per route: Prometheus
+ * histogram buckets (upper bounds in seconds), the count past the last, and the sum. */
+static const double dur_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,   0.25,   0.5,   1,    2.5,   10};
+#define NDUR ((int)(sizeof dur_bounds / sizeof *dur_bounds))
+static _Atomic uint64_t route_dur[MAX_ROUTES + 1][NDUR + 1];
+static _Atomic uint64_t route_dur_us[MAX_ROUTES + 1];
 static _Atomic uint64_t req_counter;
+
 
 void http_json(struct http_resp *w, int status, json_t *body)
 {
@@ -203,6 +221,13 @@ const char *http_header(struct http_req *r, const char *name)
     return MHD_lookup_connection_value((struct MHD_Connection *)r->conn, MHD_HEADER_KIND, name);
 }
 
+void http_store_release(struct http_req *r)
+{
+    if (r->st)
+        store_pool_put(r->app->pool, r->st);
+    r->st = NULL;
+}
+
 int http_auth_key(struct http_req *r, struct http_resp *w, const char *key, unsigned roles)
 {
     struct err e = {0};
@@ -265,6 +290,31 @@ void http_metrics_write(struct buf *out)
                 buf_printf(out, "engage_http_requests_total{route=\"%s\",code=\"other\"} %llu\n",
                            name, (unsigned long long)n);
         }
+    }
+    buf_adds(out, "# HELP engage_http_request_duration_seconds Time from a request's headers "
+                  "to its answer, by route.\n"
+                  "# TYPE engage_http_request_duration_seconds histogram\n");
+    for (i = 0; i <= http_routes_count && i <= MAX_ROUTES; i++) {
+        const char *name = i < http_routes_count ? http_routes[i].name : "unmatched";
+        uint64_t cum = 0;
+        for (k = 0; k <= NDUR; k++)
+            cum += atomic_load(&route_dur[i][k]);
+        if (cum == 0)
+            continue;
+        cum = 0;
+        for (k = 0; k <= NDUR; k++) {
+            cum += atomic_load(&route_dur[i][k]);
+            if (k < NDUR)
+                buf_printf(out, "engage_http_request_duration_seconds_bucket{route=\"%s\","
+                                "le=\"%g\"} %llu\n", name, dur_bounds[k], (unsigned long long)cum);
+            else
+                buf_printf(out, "engage_http_request_duration_seconds_bucket{route=\"%s\","
+                                "le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+        }
+        buf_printf(out, "engage_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", name,
+                   (double)atomic_load(&route_dur_us[i]) / 1e6);
+        buf_printf(out, "engage_http_request_duration_seconds_count{route=\"%s\"} %llu\n", name,
+                   (unsigned long long)cum);
     }
 }
 
@@ -385,9 +435,15 @@ static void settle(struct http_server *s, struct MHD_Connection *c, const char *
                        : "use 'Authorization: Bearer KEY'");
             return;
         }
-        st = store_pool_get(s->app->pool);
-        rc = auth_apikey_verify(st, key, &cs->who, &e);
-        store_pool_put(s->app->pool, st);
+        /* A key seen in the last seconds needs no store connection (the pool's may
+         * all be lent out to slower requests). */
+        if (auth_apikey_cached(key, &cs->who)) {
+            rc = 0;
+        } else {
+            st = store_pool_get(s->app->pool);
+            rc = auth_apikey_verify(st, key, &cs->who, &e);
+            store_pool_put(s->app->pool, st);
+        }
         if (rc == E_AUTH) {
             refuse(cs, 401, "unauthorized", e.msg);
             return;
@@ -427,8 +483,7 @@ static void dispatch(struct http_server *s, struct conn_state *cs, struct http_r
     r->authenticated = cs->authenticated;
     r->st = store_pool_get(s->app->pool);
     http_routes[cs->route].fn(r, w);
-    store_pool_put(s->app->pool, r->st);
-    r->st = NULL;
+    http_store_release(r);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -447,6 +502,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (cs == NULL) {
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         cs = xcalloc(1, sizeof *cs);
+        cs->t0 = clock_mono_ms();
         buf_init(&cs->body);
         *con_cls = cs;
         /* Cap before allocating: a declared length over the limit is refused at once. */
@@ -465,6 +521,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         if (!cs->too_big && !cs->early_status)
             buf_add(&cs->body, upload, *upload_size);
+        /* A connection sending big bodies (batches of events) is bulk work: its thread
+         * runs at a lower CPU priority from then on, so single calls on other
+         * connections are not kept waiting behind it. Only with a thread per
+         * connection: a pool thread serves others too. */
+        if (cs->body.len > BULK_BODY_BYTES && !bulk_thread && s->app->cfg->http_threads == 0) {
+            bulk_thread = 1;
+            if (setpriority(PRIO_PROCESS, (id_t)gettid(), BULK_NICE) != 0)
+                log_warn("http", "cannot lower a bulk connection's priority: %s",
+                         strerror(errno));
+        }
         *upload_size = 0;
         return MHD_YES;
     }
@@ -491,10 +557,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (w.status == 0)
         http_error(&w, 500, "internal", "the handler gave no response", NULL);
     if (route_ix <= MAX_ROUTES) {
+        double secs = (clock_mono_ms() - cs->t0) / 1000;
         int k;
         for (k = 0; k < NSTATUS && statuses[k] != w.status; k++)
             ;
         atomic_fetch_add(&route_hits[route_ix][k], 1);
+        for (k = 0; k < NDUR && secs > dur_bounds[k]; k++)
+            ;
+        atomic_fetch_add(&route_dur[route_ix][k], 1);
+        atomic_fetch_add(&route_dur_us[route_ix], (uint64_t)(secs * 1e6));
     }
     resp = MHD_create_response_from_buffer(w.body.len, w.body.p ? w.body.p : (char *)"",
                                            MHD_RESPMEM_MUST_COPY);
@@ -577,8 +648,14 @@ int http_start(struct http_server **out, struct app *app, int *port, struct err 
     }
     s = xcalloc(1, sizeof *s);
     s->app = app;
-    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                                MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+    /* http_threads 0: a thread per connection, so that a request waiting (for the
+     * ingest writer, a segment evaluation) never holds up another connection's; else
+     * a pool of that many threads, each polling its share of the connections. */
+    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                                (app->cfg->http_threads ? MHD_USE_EPOLL
+                                                        : MHD_USE_THREAD_PER_CONNECTION |
+                                                              MHD_USE_POLL) |
+                                (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
                             0, NULL, NULL, on_request, s,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, or MHD warns */
                             MHD_OPTION_SOCK_ADDR, &ss,

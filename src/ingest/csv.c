@@ -890,7 +890,9 @@ static int pipe_start(struct import_state *s)
         return rc;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+    if (pthread_create(&s->writer, NULL, writer_main, s) == 0) {
+        pthread_setname_np(s->writer, "import-writer");
+    } else {
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
         return ERR(s->e, E_INTERNAL, "cannot start the import writer thread");

@@ -214,6 +214,14 @@ struct ingest_item {
 int tracking_map(const json_t *msg, enum tracking_type type, int64_t received_at,
                  const char *batch_sent_at, struct ingest_item *m);
 void ingest_item_release(struct ingest_item *m);
+/* The same for a message read by core/jtree.c, when it is a track, page or screen call
+ * with a messageId, for an event without a contract in cs: 1 with m prepared (its
+ * strings in the arena, which must outlive m). 0 otherwise, m untouched: the caller
+ * takes tracking_map(). scratch is any buffer, for the properties' text. */
+struct jt;
+int tracking_map_fast(const struct jt *msg, enum tracking_type type, int64_t received_at,
+                      const char *batch_sent_at, const struct contract_set *cs,
+                      struct arena *a, struct buf *scratch, struct ingest_item *m);
 
 /* ---- the server's writer (queue.c) ------------------------------------------------- */
 
@@ -225,6 +233,7 @@ struct ingest_job {
     struct ingest_item *items;
     size_t n;
     /* the queue's */
+    size_t done; /* items committed (a big job can be committed in parts) */
     int rc, finished;
     struct err err;
     struct ingest_job *next;
@@ -235,9 +244,12 @@ int ingest_queue_start(struct ingest_queue **out, const char *data_dir, const st
 /* Stores what is queued, then stops. NULL-safe. */
 void ingest_queue_stop(struct ingest_queue *q);
 /* The current contracts, for validating on the request's thread (a reference: free it
- * with contract_set_free). Re-read when a contract version was added. */
+ * with contract_set_free). Re-read when a contract version was added: at once when it
+ * was added in this process (after ingest_queue_contracts_changed), within 50 ms when
+ * by another. */
 int ingest_queue_contracts(struct ingest_queue *q, struct store *st, struct contract_set **out,
                            struct err *e);
+void ingest_queue_contracts_changed(struct ingest_queue *q);
 /* Validates the job's event records now, on the calling thread, so that the writer
  * only stores them. */
 void ingest_job_prepare(struct ingest_job *job, const struct contract_set *cs);
@@ -245,6 +257,12 @@ void ingest_job_prepare(struct ingest_job *job, const struct contract_set *cs);
  * outcome, rejections stored as dead letters) or failed. E_BUSY at once when the queue
  * is full. */
 int ingest_queue_run(struct ingest_queue *q, struct ingest_job *job, struct err *e);
+struct ingest_queue_stats {
+    size_t pending;    /* messages queued or being stored */
+    uint64_t commits;  /* transactions committed */
+    uint64_t yields;   /* of which a big group's part, committed to let small requests by */
+};
+void ingest_queue_stats(struct ingest_queue *q, struct ingest_queue_stats *out);
 
 /* An explicit consent change (the only way back to subscribed): audited by the caller. */
 int ingest_set_consent(struct ingest *in, const char *external_id, enum consent_state to,

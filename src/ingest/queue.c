@@ -6,7 +6,12 @@
  * many requests), then wakes each job with its outcome. A job is answered only after
  * its transaction committed, so a 2xx means stored. Should the shared transaction
  * fail (a store error, not a rejected record), it is rolled back and each job is run
- * again in a transaction of its own, so one bad job cannot fail the others. A queue
+ * again in a transaction of its own, so one bad job cannot fail the others. Small
+ * jobs (a single /v1/track) go first: they are stored apart from the big batches that
+ * came with them, and a big group being stored commits what it has as soon as one
+ * arrives, lets it through, then goes on; a single call waits for a few events, not a
+ * few thousand. A big job may so be committed in parts; its answer still waits for
+ * the last. A queue
  * already holding `ingest_queue_max` items refuses more (E_BUSY: the caller answers
  * 429 with Retry-After). */
 #include <pthread.h>
@@ -22,13 +27,17 @@ struct ingest_queue {
     struct ingest_job *head, *tail;
     size_t pending; /* items of jobs queued or being stored, not yet answered */
     size_t max_pending;
+    int small_waiting; /* small jobs queued (read by the writer without the lock) */
+    uint64_t commits, yields; /* the writer's; read with __atomic loads */
     int stop;
     struct store *st;
     struct ingest in;
     const struct config *cfg;
-    pthread_mutex_t cs_mu;    /* the contracts request threads validate with */
+    pthread_mutex_t cs_mu;    /* cs_mu protects cs, cs_stamp, cs_checked: the contracts
+                               * request threads validate with */
     struct contract_set *cs;
     int64_t cs_stamp;
+    double cs_checked;        /* clock_mono_ms() of the last look at the stamp (0: look) */
 };
 
 static int store_item(struct ingest *in, const struct ingest_job *job, struct ingest_item *it,
@@ -61,19 +70,76 @@ static int store_item(struct ingest *in, const struct ingest_job *job, struct in
     return rc;
 }
 
-/* Stores the jobs of the list in one transaction. */
-static int run_jobs(struct ingest_queue *q, struct ingest_job *list, struct err *e)
+/* Requests of at most this many messages (a single /v1/track, say) are committed in a
+ * transaction of their own ahead of the big batches queued with them, and a big group
+ * being stored makes way for them: their answer does not wait for thousands of other
+ * events to be stored. */
+#define SMALL_JOB 20
+
+static void store_group(struct ingest_queue *q, struct ingest_job *list, int yield);
+
+/* Takes the small jobs out of the queue (the big ones stay, in order). */
+static struct ingest_job *take_small(struct ingest_queue *q)
 {
-    struct ingest_job *j;
+    struct ingest_job *small = NULL, **st = &small, **pp, *j;
+
+    pthread_mutex_lock(&q->mu);
+    q->tail = NULL;
+    for (pp = &q->head; (j = *pp);) {
+        if (j->n <= SMALL_JOB) {
+            *pp = j->next;
+            j->next = NULL;
+            *st = j;
+            st = &j->next;
+        } else {
+            q->tail = j;
+            pp = &j->next;
+        }
+    }
+    __atomic_store_n(&q->small_waiting, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&q->mu);
+    return small;
+}
+
+/* Stores the items of the list's jobs not stored yet, in one transaction; with yield,
+ * commits what it has whenever small jobs arrive, stores those, and goes on in a new
+ * transaction (j->done counts each job's committed items). */
+static int run_jobs(struct ingest_queue *q, struct ingest_job *list, int yield, struct err *e)
+{
+    struct ingest_job *j, *k;
     size_t i;
     int rc = ingest_begin(&q->in, e);
 
-    for (j = list; rc == 0 && j; j = j->next)
-        for (i = 0; rc == 0 && i < j->n; i++)
+    if (rc)
+        return rc;
+    for (j = list; j; j = j->next) {
+        for (i = j->done; i < j->n; i++) {
             rc = store_item(&q->in, j, &j->items[i], e);
+            if (rc) {
+                ingest_rollback(&q->in);
+                return rc;
+            }
+            if (!yield || !__atomic_load_n(&q->small_waiting, __ATOMIC_RELAXED))
+                continue;
+            rc = ingest_commit(&q->in, e); /* rolls back itself when it fails */
+            if (rc)
+                return rc;
+            __atomic_add_fetch(&q->yields, 1, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&q->commits, 1, __ATOMIC_RELAXED);
+            for (k = list; k != j; k = k->next)
+                k->done = k->n;
+            j->done = i + 1;
+            store_group(q, take_small(q), 0);
+            rc = ingest_begin(&q->in, e);
+            if (rc)
+                return rc;
+        }
+    }
+    rc = ingest_commit(&q->in, e);
     if (rc == 0)
-        return ingest_commit(&q->in, e);
-    ingest_rollback(&q->in);
+        __atomic_add_fetch(&q->commits, 1, __ATOMIC_RELAXED);
+    for (j = list; rc == 0 && j; j = j->next)
+        j->done = j->n;
     return rc;
 }
 
@@ -90,8 +156,8 @@ static void finish(struct ingest_queue *q, struct ingest_job *j, int rc, const s
 }
 
 /* Stores a list of jobs in one transaction and answers them; if that fails, each job
- * alone. */
-static void store_group(struct ingest_queue *q, struct ingest_job *list)
+ * alone (from its first uncommitted item). */
+static void store_group(struct ingest_queue *q, struct ingest_job *list, int yield)
 {
     struct ingest_job *j, *next;
     struct err e = {0};
@@ -99,14 +165,14 @@ static void store_group(struct ingest_queue *q, struct ingest_job *list)
 
     if (list == NULL)
         return;
-    rc = run_jobs(q, list, &e);
+    rc = run_jobs(q, list, yield, &e);
     if (rc && list->next) {
         log_warn("ingest", "a group commit failed (%s); storing its requests one by one", e.msg);
         for (j = list; j; j = next) {
             struct err je = {0};
             next = j->next;
             j->next = NULL;
-            rc = run_jobs(q, j, &je);
+            rc = run_jobs(q, j, yield, &je);
             finish(q, j, rc, &je);
         }
         return;
@@ -117,11 +183,6 @@ static void store_group(struct ingest_queue *q, struct ingest_job *list)
     }
 }
 
-/* Requests of at most this many messages (a single /v1/track, say) are committed in a
- * transaction of their own ahead of the big batches queued with them: their answer
- * does not wait for thousands of other events to be stored. */
-#define SMALL_JOB 20
-
 static void *writer(void *arg)
 {
     struct ingest_queue *q = arg;
@@ -131,8 +192,7 @@ static void *writer(void *arg)
     ingest_preload_contacts(&q->in);
 
     for (;;) {
-        struct ingest_job *list, *j, *next, *small = NULL, *large = NULL, **st = &small,
-                                                                         **lt = &large;
+        struct ingest_job *list, *j, *next, *large = NULL, **lt = &large;
 
         pthread_mutex_lock(&q->mu);
         while (q->head == NULL && !q->stop)
@@ -141,23 +201,24 @@ static void *writer(void *arg)
             pthread_mutex_unlock(&q->mu);
             return NULL;
         }
+        pthread_mutex_unlock(&q->mu);
+
+        store_group(q, take_small(q), 0);
+        pthread_mutex_lock(&q->mu);
         list = q->head;
         q->head = q->tail = NULL;
         pthread_mutex_unlock(&q->mu);
-
-        for (j = list; j; j = next) { /* two lists, each in arrival order */
+        for (j = list; j; j = next) { /* small ones that came meanwhile go first too */
             next = j->next;
             j->next = NULL;
             if (j->n <= SMALL_JOB) {
-                *st = j;
-                st = &j->next;
+                store_group(q, j, 0);
             } else {
                 *lt = j;
                 lt = &j->next;
             }
         }
-        store_group(q, small);
-        store_group(q, large);
+        store_group(q, large, 1);
     }
 }
 
@@ -191,7 +252,9 @@ int ingest_queue_start(struct ingest_queue **out, const char *data_dir, const st
     pthread_mutex_init(&q->cs_mu, NULL);
     pthread_cond_init(&q->work, NULL);
     pthread_cond_init(&q->done, NULL);
-    if (pthread_create(&q->thread, NULL, writer, q) != 0) {
+    if (pthread_create(&q->thread, NULL, writer, q) == 0) {
+        pthread_setname_np(q->thread, "ingest-writer");
+    } else {
         queue_free(q);
         return ERR(e, E_NOMEM, "cannot start the ingest writer");
     }
@@ -225,12 +288,15 @@ int ingest_queue_run(struct ingest_queue *q, struct ingest_job *job, struct err 
     }
     job->next = NULL;
     job->finished = 0;
+    job->done = 0;
     if (q->tail)
         q->tail->next = job;
     else
         q->head = job;
     q->tail = job;
     q->pending += job->n;
+    if (job->n <= SMALL_JOB)
+        __atomic_store_n(&q->small_waiting, 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&q->work);
     while (!job->finished)
         pthread_cond_wait(&q->done, &q->mu);
@@ -240,13 +306,28 @@ int ingest_queue_run(struct ingest_queue *q, struct ingest_job *job, struct err 
     return job->rc;
 }
 
+/* How long the contracts read for validating requests are trusted without a look at
+ * the store: that look is a read transaction, which under a busy writer cost a single
+ * /v1/track 0.3 ms (p99 1.6 ms) of its ~1 ms. A change made in this process is seen at
+ * once (ingest_queue_contracts_changed); one made by another (the CLI) within this. */
+#define CONTRACTS_RECHECK_MS 50.0
+
 int ingest_queue_contracts(struct ingest_queue *q, struct store *st, struct contract_set **out,
                            struct err *e)
 {
+    double now = clock_mono_ms();
     int64_t stamp;
-    int rc = store_contracts_stamp(st, &stamp, e);
+    int rc;
 
     *out = NULL;
+    pthread_mutex_lock(&q->cs_mu);
+    if (q->cs && q->cs_checked > 0 && now - q->cs_checked < CONTRACTS_RECHECK_MS) {
+        *out = contract_set_ref(q->cs);
+        pthread_mutex_unlock(&q->cs_mu);
+        return 0;
+    }
+    pthread_mutex_unlock(&q->cs_mu);
+    rc = store_contracts_stamp(st, &stamp, e);
     if (rc)
         return rc;
     pthread_mutex_lock(&q->cs_mu);
@@ -259,10 +340,19 @@ int ingest_queue_contracts(struct ingest_queue *q, struct store *st, struct cont
             q->cs_stamp = stamp;
         }
     }
-    if (rc == 0)
+    if (rc == 0) {
+        q->cs_checked = now;
         *out = contract_set_ref(q->cs);
+    }
     pthread_mutex_unlock(&q->cs_mu);
     return rc;
+}
+
+void ingest_queue_contracts_changed(struct ingest_queue *q)
+{
+    pthread_mutex_lock(&q->cs_mu);
+    q->cs_checked = 0;
+    pthread_mutex_unlock(&q->cs_mu);
 }
 
 void ingest_job_prepare(struct ingest_job *job, const struct contract_set *cs)
@@ -278,4 +368,13 @@ void ingest_job_prepare(struct ingest_job *job, const struct contract_set *cs)
         ingest_event_prepare(cs, &cx, it->event, &it->prep);
         it->prepared = 1;
     }
+}
+
+void ingest_queue_stats(struct ingest_queue *q, struct ingest_queue_stats *out)
+{
+    pthread_mutex_lock(&q->mu);
+    out->pending = q->pending;
+    pthread_mutex_unlock(&q->mu);
+    out->commits = __atomic_load_n(&q->commits, __ATOMIC_RELAXED);
+    out->yields = __atomic_load_n(&q->yields, __ATOMIC_RELAXED);
 }

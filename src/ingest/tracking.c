@@ -7,8 +7,16 @@
  * (tracking_store) and answers. The instant follows Segment: the caller's `timestamp`
  * as given; else `originalTimestamp` corrected by the client's clock skew
  * (receivedAt - (sentAt - originalTimestamp)); else the time received. `messageId`
- * is the event id, so a retried message is stored once. */
+ * is the event id, so a retried message is stored once.
+ *
+ * Two ways in. tracking_map() takes a jansson message and handles everything.
+ * tracking_map_fast() takes a message read by core/jtree.c and maps the common case
+ * (a track, page or screen call with a messageId, for an event without a contract)
+ * straight into a prepared event, with no jansson value made; anything else it leaves
+ * to tracking_map(). Both give the same prepared event (tests/unit/ingest.c). */
 #include <string.h>
+
+#include "../core/jtree.h"
 
 #include "ingest.h"
 #include "ingest_int.h"
@@ -47,30 +55,28 @@ static int reject(struct ingest_item *m, const char *reason, const char *field, 
     return 0;
 }
 
-/* The instant of the message (ms), or -1 with m rejected. */
-static int64_t instant(const json_t *msg, int64_t received_at, const char *batch_sent_at,
-                       struct ingest_item *m)
+/* The instant of a message (ms) into *at, from its timestamp, originalTimestamp and
+ * sentAt (the batch's when it has none): 0, or -1 with *bad the field that is not a
+ * timestamp. (An instant before 1970 is negative, and valid.) */
+static int instant(const char *ts, const char *orig, const char *sent, int64_t received_at,
+                   int64_t *at, const char **bad)
 {
-    const char *ts = str(msg, "timestamp"), *orig = str(msg, "originalTimestamp");
-    const char *sent = str(msg, "sentAt") ? str(msg, "sentAt") : batch_sent_at;
-    int64_t t, o, s;
+    int64_t o, s;
 
     if (ts) {
-        if (time_parse_iso(ts, strlen(ts), &t) == 0)
-            return t;
-        reject(m, "invalid_timestamp", "timestamp", "must be an ISO-8601 timestamp");
-        return -1;
+        *bad = "timestamp";
+        return time_parse_iso(ts, strlen(ts), at) ? -1 : 0;
     }
     if (orig) {
-        if (time_parse_iso(orig, strlen(orig), &o)) {
-            reject(m, "invalid_timestamp", "originalTimestamp", "must be an ISO-8601 timestamp");
+        *bad = "originalTimestamp";
+        if (time_parse_iso(orig, strlen(orig), &o))
             return -1;
-        }
-        if (sent && time_parse_iso(sent, strlen(sent), &s) == 0)
-            return received_at - (s - o); /* the client's clock skew taken out */
-        return o;
+        /* the client's clock skew taken out */
+        *at = sent && time_parse_iso(sent, strlen(sent), &s) == 0 ? received_at - (s - o) : o;
+        return 0;
     }
-    return received_at;
+    *at = received_at;
+    return 0;
 }
 
 enum tracking_type tracking_type_parse(const char *s)
@@ -100,7 +106,7 @@ int tracking_map(const json_t *msg, enum tracking_type type, int64_t received_at
                  const char *batch_sent_at, struct ingest_item *m)
 {
     json_t *uid, *aid, *props;
-    const char *mid;
+    const char *mid, *bad_field;
     char iso[32];
     int64_t at;
     int bad = 0;
@@ -125,11 +131,12 @@ int tracking_map(const json_t *msg, enum tracking_type type, int64_t received_at
     }
     if (uid == NULL && aid == NULL)
         return reject(m, "missing_field", "userId", "is required (or anonymousId)");
-    at = instant(msg, received_at, batch_sent_at, m);
-    if (at < 0) {
+    if (instant(str(msg, "timestamp"), str(msg, "originalTimestamp"),
+                str(msg, "sentAt") ? str(msg, "sentAt") : batch_sent_at, received_at, &at,
+                &bad_field)) {
         json_decref(uid);
         json_decref(aid);
-        return 0;
+        return reject(m, "invalid_timestamp", bad_field, "must be an ISO-8601 timestamp");
     }
     time_format_iso(at, iso);
     mid = str(msg, "messageId");
@@ -235,4 +242,144 @@ int tracking_map(const json_t *msg, enum tracking_type type, int64_t received_at
     json_decref(uid);
     json_decref(aid);
     return 0;
+}
+
+/* ---- the fast path ---------------------------------------------------------------- */
+
+/* What a fast-mapped event needs to rebuild the general path's record, should the
+ * writer keep it as a dead letter (the unknown-event policy can refuse it there). */
+struct fast_origin {
+    const struct jt *msg;
+    enum tracking_type type;
+    int64_t received_at;
+    const char *batch_sent_at;
+};
+
+static char *fast_raw(const void *ctx, const struct prepared_event *p)
+{
+    const struct fast_origin *f = ctx;
+    json_t *msg = jt_json(f->msg);
+    struct ingest_item m;
+    char *text;
+
+    (void)p;
+    tracking_map(msg, f->type, f->received_at, f->batch_sent_at, &m);
+    text = json_dumps(m.event ? m.event : msg, JSON_COMPACT);
+    ingest_item_release(&m);
+    json_decref(msg);
+    return text;
+}
+
+/* A user or anonymous id as tracking_map reads it: NULL when absent, null or empty; a
+ * string; an integer in decimal. *bad for any other type. */
+static const char *fast_id(struct arena *a, const struct jt *msg, const char *k, int *bad)
+{
+    const struct jt *v = jt_get(msg, k);
+    char n[32];
+
+    if (v == NULL || v->type == JT_NULL)
+        return NULL;
+    if (v->type == JT_STR)
+        return v->n ? v->u.s : NULL;
+    if (v->type == JT_INT) {
+        snprintf(n, sizeof n, "%lld", v->u.i);
+        return arena_strndup(a, n, strlen(n));
+    }
+    *bad = 1;
+    return NULL;
+}
+
+int tracking_map_fast(const struct jt *msg, enum tracking_type type, int64_t received_at,
+                      const char *batch_sent_at, const struct contract_set *cs,
+                      struct arena *a, struct buf *scratch, struct ingest_item *m)
+{
+    struct prepared_event *p = &m->prep;
+    const char *uid, *aid, *name, *mid, *bad_field;
+    const struct jt *props;
+    struct fast_origin *origin;
+    struct jt extra;
+    char iso[32];
+    int64_t at;
+    int bad = 0;
+
+    if (msg->type != JT_OBJ)
+        return 0;
+    if (type == TRACK_NONE)
+        type = tracking_type_parse(jt_str(msg, "type"));
+    if (type != TRACK_TRACK && type != TRACK_PAGE && type != TRACK_SCREEN)
+        return 0;
+    uid = fast_id(a, msg, "userId", &bad);
+    aid = fast_id(a, msg, "anonymousId", &bad);
+    if (bad || (uid == NULL && aid == NULL) ||
+        (uid && !ingest_id_ok(uid, STORE_MAX_EXTERNAL_ID)) ||
+        (aid && !ingest_id_ok(aid, STORE_MAX_EXTERNAL_ID)))
+        return 0;
+    mid = jt_str(msg, "messageId");
+    if (mid == NULL || !ingest_id_ok(mid, STORE_MAX_EVENT_ID))
+        return 0; /* an id derived from the content: the general path */
+    name = type == TRACK_PAGE ? "page_viewed" : type == TRACK_SCREEN ? "screen_viewed"
+                                                                      : jt_str(msg, "event");
+    if (name == NULL || !ingest_name_ok(name) || (cs && contract_set_event(cs, name)))
+        return 0;
+    props = jt_get(msg, "properties");
+    if (props && props->type == JT_NULL)
+        props = NULL;
+    if (props && props->type != JT_OBJ)
+        return 0;
+
+    /* The instant, through the same ISO text as the general path's record. */
+    if (instant(jt_str(msg, "timestamp"), jt_str(msg, "originalTimestamp"),
+                jt_str(msg, "sentAt") ? jt_str(msg, "sentAt") : batch_sent_at, received_at,
+                &at, &bad_field))
+        return 0;
+    time_format_iso(at, iso);
+    memset(m, 0, sizeof *m);
+    if (time_parse_iso(iso, strlen(iso), &p->occurred_at))
+        return 0;
+
+    /* A page's or screen's name and category join its properties (after them, so they
+     * win over properties of the same names, as json_object_set does). */
+    if ((type == TRACK_PAGE || type == TRACK_SCREEN) &&
+        (jt_str(msg, "name") || jt_str(msg, "category"))) {
+        uint32_t n = props ? props->n : 0, k = n;
+        struct jt_member *mm = arena_alloc(a, (n + 2) * sizeof *mm);
+        if (n)
+            memcpy(mm, props->u.members, n * sizeof *mm);
+        if (jt_str(msg, "name"))
+            mm[k++] = (struct jt_member){.key = "name", .klen = 4, .v = *jt_get(msg, "name")};
+        if (jt_str(msg, "category"))
+            mm[k++] = (struct jt_member){.key = "category", .klen = 8,
+                                         .v = *jt_get(msg, "category")};
+        memset(&extra, 0, sizeof extra);
+        extra.type = JT_OBJ;
+        extra.n = k;
+        extra.u.members = mm;
+        props = &extra;
+    }
+    buf_reset(scratch);
+    if (props)
+        jt_dump(scratch, props, JT_DROP_NULLS);
+    else
+        buf_add(scratch, "{}", 2);
+
+    origin = arena_alloc(a, sizeof *origin);
+    *origin = (struct fast_origin){msg, type, received_at, batch_sent_at};
+    m->type = type;
+    m->prepared = 1;
+    p->in_arena = 1;
+    p->unvalidated = 1; /* no contract: the store applies the unknown-event policy */
+    p->name = (char *)name;
+    p->xid = (char *)uid;
+    p->anon = (char *)aid;
+    p->event_id = (char *)mid;
+    p->props = arena_strndup(a, scratch->p, scratch->len);
+    p->raw_fn = fast_raw;
+    p->raw_ctx = origin;
+    p->xid_hash = uid ? hash64(uid, strlen(uid)) : 0;
+    p->key_hash = store_event_key_hash(mid);
+    if (uid && aid) { /* both ids: the anonymous history joins the user */
+        m->link_anon = xstrdup(aid);
+        m->link_user = xstrdup(uid);
+    }
+    return 1;
 }

@@ -917,7 +917,9 @@ int segment_scheduler_start(struct segment_scheduler **out, struct segment_servi
     atomic_store(&sv->loaded, 0); /* until the thread's first load */
     pthread_mutex_init(&sc->mu, NULL);
     pthread_cond_init(&sc->cv, NULL);
-    if (pthread_create(&sc->tid, NULL, scheduler_main, sc) != 0) {
+    if (pthread_create(&sc->tid, NULL, scheduler_main, sc) == 0) {
+        pthread_setname_np(sc->tid, "segment-sched");
+    } else {
         atomic_store(&sv->loaded, 1);
         free(sc);
         return ERR(e, E_INTERNAL, "cannot start the segment scheduler thread");

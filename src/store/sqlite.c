@@ -431,7 +431,9 @@ static int ckpt_start(struct store *st, struct err *e)
     }
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
-    if (pthread_create(&c->thread, NULL, ckpt_main, c) != 0) {
+    if (pthread_create(&c->thread, NULL, ckpt_main, c) == 0) {
+        pthread_setname_np(c->thread, "wal-checkpoint");
+    } else {
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
         sqlite3_close(c->db);

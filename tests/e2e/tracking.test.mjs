@@ -218,3 +218,40 @@ test('a full writer queue answers 429 with Retry-After, then recovers', async ()
     await s2.stop();
   }
 });
+
+test('a contract put over the API applies to the next tracking call; a CLI one within moments', async () => {
+  const event = (props, id) => ({ type: 'track', userId: 'ct-u1', event: 'trial_started', messageId: id, properties: props });
+  // No contract yet: accepted unvalidated (the fast path maps it).
+  let r = await post('/v1/batch', { batch: [event({ seats: 'lots' }, 'ct-1')] });
+  assert.deepEqual([r.status, r.json.accepted], [200, 1]);
+  let w = await api(srv.url, '/api/v1/contracts/trial_started', {
+    method: 'PUT', key: admin, body: { name: 'trial_started', properties: { plan: { type: 'string', required: true }, seats: { type: 'integer' } } } });
+  assert.equal(w.status, 201, w.text);
+  r = await post('/v1/batch', { batch: [event({ plan: 'pro', seats: 'lots' }, 'ct-2'), event({}, 'ct-3'), event({ plan: 'pro' }, 'ct-4')] });
+  assert.equal(r.status, 200);
+  assert.equal(r.json.accepted, 1, 'validated by the new contract at once: ' + JSON.stringify(r.json));
+  assert.deepEqual(r.json.rejected.map((x) => [x.index, x.field]), [[0, 'seats'], [1, 'plan']]);
+  // Changed by another process: the server sees it within 50 ms.
+  const path = join(data, 'trial_started.json');
+  writeFileSync(path, JSON.stringify({ name: 'trial_started', properties: { plan: { type: 'string' }, seats: { type: 'integer', required: true } } }));
+  const c = engage(['contracts', 'put', 'trial_started', path], { data });
+  assert.equal(c.code, 0, c.stderr);
+  await new Promise((res) => setTimeout(res, 100));
+  r = await post('/v1/batch', { batch: [event({ plan: 'pro' }, 'ct-5'), event({ plan: 'pro', seats: 3 }, 'ct-6')] });
+  assert.equal(r.json.accepted, 1, JSON.stringify(r.json));
+  assert.deepEqual(r.json.rejected.map((x) => [x.index, x.field]), [[0, 'seats']]);
+});
+
+test('a track before 1970 is stored, and /metrics times the tracking routes and the writer', async () => {
+  const r = await post('/v1/track', { userId: 'old-u1', event: 'moon_landing', messageId: 'apollo-11', timestamp: '1969-07-20T20:17:40Z' });
+  assert.deepEqual([r.status, r.json.accepted], [200, 1]);
+  const ev = eventsOf('old-u1');
+  assert.equal(ev.length, 1, 'once answered "accepted" and stored nothing');
+  assert.equal(ev[0].occurred_at, '1969-07-20T20:17:40.000Z');
+  const m = await (await fetch(srv.url + '/metrics')).text();
+  const count = Number(/engage_http_request_duration_seconds_count\{route="tracking"\} (\d+)/.exec(m)?.[1]);
+  const inf = Number(/engage_http_request_duration_seconds_bucket\{route="tracking",le="\+Inf"\} (\d+)/.exec(m)?.[1]);
+  assert.ok(count > 10 && inf === count, m);
+  assert.ok(Number(/engage_ingest_commits_total (\d+)/.exec(m)?.[1]) > 0, m);
+  assert.match(m, /engage_ingest_queue_pending 0\n/);
+});

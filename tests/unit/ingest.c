@@ -459,3 +459,270 @@ UTEST(events, a_name_is_known_only_once_an_event_has_it)
     json_decref(rec);
     fx_close(&f);
 }
+
+/* ---- the tracking API's two ways in ---- */
+
+#include "core/jtree.h"
+#include "rnd_json.h"
+
+/* A random tracking message as text: mostly the common case the fast path takes, with
+ * the variations it must either map exactly as the general path or leave to it. */
+static char *rnd_message(void)
+{
+    static const char *types[] = {"track", "track", "track", "page", "screen", "identify",
+                                  "group", "alias", "nope"};
+    static const char *stamps[] = {"2026-01-02T03:04:05.678Z", "2026-01-02T08:34:05+05:30",
+                                   "1969-07-20T20:17:40Z", "yesterday", "2026-02-30"};
+    json_t *m = json_object(), *props;
+    char *text, id[64];
+    int i, n;
+
+    if (rnd(10))
+        json_object_set_new(m, "type", json_string(types[rnd(sizeof types / sizeof *types)]));
+    switch (rnd(6)) {
+    case 0: break;
+    case 1: json_object_set_new(m, "userId", json_integer((json_int_t)rnd(100000))); break;
+    case 2: json_object_set_new(m, "userId", json_string("")); break;
+    case 3: json_object_set_new(m, "userId", json_real(1.5)); break;
+    default: snprintf(id, sizeof id, "u%u", rnd(1000)); json_object_set_new(m, "userId", json_string(id));
+    }
+    if (rnd(3) == 0) {
+        snprintf(id, sizeof id, "anon-%u", rnd(1000));
+        json_object_set_new(m, "anonymousId", rnd(8) ? json_string(id) : json_null());
+    }
+    if (rnd(8)) {
+        char *t = rnd_text();
+        json_object_set_new(m, "event", rnd(6) ? json_string(rnd(2) ? "app_opened" : t)
+                                               : json_integer(7));
+        free(t);
+    }
+    if (rnd(10)) {
+        snprintf(id, sizeof id, "msg-%u", rnd(1u << 30));
+        json_object_set_new(m, "messageId", rnd(12) ? json_string(id) : json_string("a\x01"));
+    }
+    if (rnd(2))
+        json_object_set_new(m, "timestamp", json_string(stamps[rnd(sizeof stamps / sizeof *stamps)]));
+    else if (rnd(2))
+        json_object_set_new(m, "originalTimestamp",
+                            json_string(stamps[rnd(sizeof stamps / sizeof *stamps)]));
+    if (rnd(3) == 0)
+        json_object_set_new(m, "sentAt", json_string(stamps[rnd(2)]));
+    if (rnd(3) == 0)
+        json_object_set_new(m, "name", rnd(4) ? json_string("Home") : json_integer(1));
+    if (rnd(4) == 0)
+        json_object_set_new(m, "category", json_string("Docs"));
+    if (rnd(6)) {
+        props = json_object();
+        n = (int)rnd(5);
+        for (i = 0; i < n; i++) {
+            char *k = rnd(3) ? rnd_text() : strdup(rnd(2) ? "name" : "category");
+            json_object_set_new(props, k, rnd(5) ? rnd_value(0) : json_null());
+            free(k);
+        }
+        json_object_set_new(m, "properties", props);
+    } else if (rnd(2)) {
+        json_object_set_new(m, "properties", rnd(2) ? json_null() : json_string("x"));
+    }
+    json_object_set_new(m, "context", json_pack("{s:{s:s}}", "library", "name", "test"));
+    text = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    return text;
+}
+
+UTEST(tracking, the_fast_path_maps_as_the_general_path)
+{
+    struct contract_set *cs;
+    struct arena a;
+    struct buf scratch;
+    struct err e = {0};
+    struct fx f;
+    int round, fast = 0, general = 0;
+    const int64_t received_at = 1790000000000LL;
+
+    fx_open(&f);
+    cr_assert_eq(contract_set_load(f.st, &cs, &e), 0, "%s", e.msg);
+    arena_init(&a);
+    buf_init(&scratch);
+    for (round = 0; round < 10000; round++) {
+        char *text = rnd_message();
+        /* A duplicate key now and then, as JSON text allows: the last one counts. */
+        char *dup = rnd(10) ? NULL : strstr(text, "\"properties\":{");
+        struct ingest_ctx cx = {.kind = SRC_SDK, .source = "sdk", .received_at = received_at};
+        enum tracking_type type = rnd(4) ? TRACK_NONE : (enum tracking_type)(1 + rnd(3));
+        const char *sent = rnd(2) ? "2026-01-02T03:04:06Z" : NULL;
+        struct ingest_item fi, gi;
+        struct jt *t;
+        struct jt_error je;
+        json_t *j;
+
+        if (dup && dup[14] != '}') {
+            char *x = malloc(strlen(text) + 32);
+            size_t at = (size_t)(dup - text) + 14;
+            memcpy(x, text, at);
+            strcpy(x + at, "\"zz\":1,\"zz\":null,");
+            strcat(x, text + at);
+            free(text);
+            text = x;
+        }
+        arena_reset(&a);
+        cr_assert_eq(jt_parse(&a, text, strlen(text), &t, &je), 0, "%s: %s", text, je.text);
+        j = json_loads(text, 0, NULL);
+        tracking_map(j, type, received_at, sent, &gi);
+        if (gi.event && !gi.rejected)
+            ingest_event_prepare(cs, &cx, gi.event, &gi.prep), gi.prepared = 1;
+        memset(&fi, 0, sizeof fi);
+        if (tracking_map_fast(t, type, received_at, sent, cs, &a, &scratch, &fi)) {
+            struct prepared_event *p = &fi.prep, *q = &gi.prep;
+            char *raw;
+            json_t *back;
+            fast++;
+            cr_assert(gi.prepared && !gi.rejected && !q->rejected, "%s: the general path refused it", text);
+            cr_assert_str_eq(p->name, q->name, "%s", text);
+            cr_assert_str_eq(p->event_id, q->event_id, "%s", text);
+            cr_assert_str_eq(p->props, q->props, "%s", text);
+            cr_assert_eq(p->occurred_at, q->occurred_at, "%s", text);
+            cr_assert_eq(p->unvalidated, q->unvalidated, "%s", text);
+            cr_assert_eq(!p->xid, !q->xid, "%s", text);
+            cr_assert(!p->xid || strcmp(p->xid, q->xid) == 0, "%s", text);
+            cr_assert_eq(!p->anon, !q->anon, "%s", text);
+            cr_assert(!p->anon || strcmp(p->anon, q->anon) == 0, "%s", text);
+            cr_assert_eq(p->xid_hash, q->xid_hash);
+            cr_assert_eq(p->key_hash, q->key_hash);
+            cr_assert_eq(!fi.link_anon, !gi.link_anon, "%s", text);
+            cr_assert(!fi.link_anon || (strcmp(fi.link_anon, gi.link_anon) == 0 &&
+                                        strcmp(fi.link_user, gi.link_user) == 0), "%s", text);
+            /* A dead letter of it holds the general path's record. */
+            raw = p->raw_fn(p->raw_ctx, p);
+            back = json_loads(raw, 0, NULL);
+            cr_assert(json_equal(back, gi.event), "%s: %s", text, raw);
+            json_decref(back);
+            free(raw);
+        } else {
+            general++;
+        }
+        ingest_item_release(&fi);
+        ingest_item_release(&gi);
+        json_decref(j);
+        free(text);
+    }
+    cr_assert_gt(fast, 1000, "the fast path must take the common case (%d)", fast);
+    cr_assert_gt(general, 1000, "and leave the rest (%d)", general);
+    buf_release(&scratch);
+    arena_release(&a);
+    contract_set_free(cs);
+    fx_close(&f);
+}
+
+UTEST(tracking, an_instant_before_1970_is_kept_not_dropped)
+{
+    struct ingest_item m;
+    json_t *msg = json_pack("{s:s,s:s,s:s,s:s}", "type", "track", "userId", "u1", "event",
+                            "moon_landing", "timestamp", "1969-07-20T20:17:40Z");
+
+    tracking_map(msg, TRACK_NONE, clock_now_ms(), NULL, &m);
+    cr_assert(!m.rejected);
+    cr_assert_not_null(m.event, "once mapped to nothing at all, and answered as accepted");
+    cr_assert_str_eq(json_string_value(json_object_get(m.event, "occurred_at")),
+                     "1969-07-20T20:17:40.000Z");
+    ingest_item_release(&m);
+    json_decref(msg);
+}
+
+/* ---- the server's writer ---- */
+
+#include <pthread.h>
+
+static void job_of_events(struct ingest_job *job, const char *prefix, int n)
+{
+    int i;
+
+    memset(job, 0, sizeof *job);
+    job->kind = SRC_SDK;
+    job->source = "sdk";
+    job->origin = "test";
+    job->received_at = clock_now_ms();
+    job->items = xcalloc((size_t)n, sizeof *job->items);
+    job->n = (size_t)n;
+    for (i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "%s-%d", prefix, i);
+        job->items[i].index = (size_t)i;
+        job->items[i].event = json_pack("{s:s,s:s,s:s,s:s}", "event", "app_opened",
+                                        "external_id", i % 2 ? "u1" : "u2", "event_id", id,
+                                        "occurred_at", "2026-01-01T00:00:00Z");
+    }
+}
+
+static void job_release(struct ingest_job *job)
+{
+    size_t i;
+
+    for (i = 0; i < job->n; i++) {
+        cr_assert_eq(job->items[i].outcome, INGEST_INSERTED, "item %zu", i);
+        ingest_item_release(&job->items[i]);
+    }
+    free(job->items);
+}
+
+struct sender {
+    struct ingest_queue *q;
+    const struct contract_set *cs;
+    int stop, sent;
+};
+
+static void *send_singles(void *arg)
+{
+    struct sender *s = arg;
+    struct err e = {0};
+    char prefix[32];
+
+    while (!__atomic_load_n(&s->stop, __ATOMIC_RELAXED)) {
+        struct ingest_job job;
+        snprintf(prefix, sizeof prefix, "single-%d", s->sent);
+        job_of_events(&job, prefix, 1);
+        ingest_job_prepare(&job, s->cs);
+        cr_assert_eq(ingest_queue_run(s->q, &job, &e), 0, "%s", e.msg);
+        job_release(&job);
+        s->sent++;
+    }
+    return NULL;
+}
+
+UTEST(queue, single_calls_pass_a_big_batch_and_every_event_is_stored_once)
+{
+    struct ingest_queue_stats qs = {0};
+    struct contract_set *cs;
+    struct store_counts c;
+    struct sender s = {0};
+    pthread_t tid;
+    struct fx f;
+    int rounds = 0;
+
+    fx_open(&f);
+    cr_assert_eq(ingest_queue_start(&s.q, f.dir, &f.cfg, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(ingest_queue_contracts(s.q, f.st, &cs, &f.e), 0, "%s", f.e.msg);
+    s.cs = cs;
+    cr_assert_eq(pthread_create(&tid, NULL, send_singles, &s), 0);
+    /* Big batches while single calls keep coming, until the writer has let one through
+     * in the middle of a batch (a matter of timing; it takes one or two rounds). */
+    while (rounds < 50 && qs.yields == 0) {
+        struct ingest_job big;
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "big-%d", rounds++);
+        job_of_events(&big, prefix, 2500);
+        ingest_job_prepare(&big, cs);
+        cr_assert_eq(ingest_queue_run(s.q, &big, &f.e), 0, "%s", f.e.msg);
+        job_release(&big);
+        ingest_queue_stats(s.q, &qs);
+    }
+    __atomic_store_n(&s.stop, 1, __ATOMIC_RELAXED);
+    pthread_join(tid, NULL);
+    ingest_queue_stats(s.q, &qs);
+    cr_assert_gt(qs.yields, 0, "a big batch was committed in parts for the single calls");
+    cr_assert_eq(qs.pending, 0);
+    ingest_queue_stop(s.q);
+    contract_set_free(cs);
+    cr_assert_eq(store_counts(f.st, &c, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(c.events, (int64_t)rounds * 2500 + s.sent, "every event stored, once");
+    fx_close(&f);
+}
