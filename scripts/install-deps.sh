@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 # Build and runtime libraries (the -dev packages pull in the shared libraries).
 BUILD_PKGS="pkg-config meson ninja-build gcc libmicrohttpd-dev libjansson-dev libsqlite3-dev
  libcsv-dev libinih-dev libsodium-dev zlib1g-dev unicode-data
- libroaring-dev"
-# Test-only packages.
-TEST_PKGS="libcriterion-dev sqlite3"
+ libroaring-dev libpq-dev"
+# Test-only packages (PostgreSQL's server: the CRM sync tests start throwaway clusters).
+TEST_PKGS="libcriterion-dev sqlite3 postgresql-15"
 
 want="$BUILD_PKGS"
 if [ "${1:-}" = "--test" ]; then

@@ -21,6 +21,7 @@
 #include "http/http.h"
 #include "ingest/ingest.h"
 #include "segment/segment.h"
+#include "sync/sync.h"
 #include "store/store.h"
 
 #define ENGAGE_VERSION "0.1.0"
@@ -48,12 +49,13 @@ struct cli {
 
 /* Options that take no value. */
 static const char *flags[] = {"json", "help", "members", "no-progress", "no-serve", "version",
-                              "bad-rows", NULL};
+                              "bad-rows", "password-stdin", NULL};
 
 /* Options that take a value, in any command. */
 static const char *valued[] = {"data", "since", "config", "now", "log-level", "listen", "batch", "reason",
                                "source", "kind", "status", "limit", "id", "role", "name",
-                               "contacts", "seed", "events", "out", "state", "rules", "runs", NULL};
+                               "contacts", "seed", "events", "out", "state", "rules", "runs",
+                               "dsn", "mapping", "password-env", "password-file", "table", NULL};
 
 /* 1 if n is in the NULL-terminated list. */
 static int in_list(const char *const *list, const char *n)
@@ -292,6 +294,8 @@ static const char *help_main =
     "  segment eval|explain  evaluate or explain a rules file (docs/dsl.md)\n"
     "  audit list            the audit log, newest first\n"
     "  apikey create|list|revoke                API keys\n"
+    "  sync source add|list|remove|test        CRM databases to sync from (docs/sync.md)\n"
+    "  sync run              one sync pass over every source (or --source S)\n"
     "  backup FILE           online copy of the store to a new file\n"
     "  config                print the effective configuration\n"
     "  bench gen             write seeded contacts/events CSVs of any size\n"
@@ -396,6 +400,20 @@ static const struct {
                 "at the clock's now (--now ISO pins it) and prints the member count; with\n"
                 "--members, the members' external ids one per line in byte order. explain prints\n"
                 "the compiled plan. Invalid rules: one line per problem, 'FILE: /pointer: why'.\n"},
+    {"sync", "usage: engage sync source add --name NAME --kind postgres|sqlite --dsn DSN\n"
+             "                         --mapping FILE [--password-env VAR | --password-file PATH |\n"
+             "                         --password-stdin]\n"
+             "       engage sync source list\n"
+             "       engage sync source remove NAME\n"
+             "       engage sync source test NAME\n"
+             "       engage sync run [--source NAME [--table TABLE]] [--batch N]\n\n"
+             "A source is a CRM database read directly: PostgreSQL (DSN: a libpq connection\n"
+             "string without the password, e.g. 'host=db port=5432 dbname=crm user=engage')\n"
+             "or SQLite (DSN: the file). The password is a reference ($VAR or a file, read\n"
+             "at each connection) or, with --password-stdin, kept sealed with the secrets\n"
+             "key; it is never printed. The mapping (JSON, docs/sync.md) says which tables\n"
+             "become contacts or events. 'run' reads every table from its checkpoint on and\n"
+             "prints what it stored; 'test' connects and checks every mapped column.\n"},
     {"version", "usage: engage version\n"},
 };
 
@@ -1036,6 +1054,296 @@ static int cmd_apikey(struct cli *c)
     return rc ? die("%s", e.msg) : 0;
 }
 
+/* ---- sync ------------------------------------------------------------------------------ */
+
+static char *read_file_text(const char *path, size_t max, struct err *e)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    struct buf b;
+    char chunk[8192];
+    size_t n;
+
+    if (f == NULL) {
+        ERR(e, E_IO, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    buf_init(&b);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (b.len + n > max) {
+            ERR(e, E_TOOBIG, "%s: larger than %zu bytes", path, max);
+            buf_release(&b);
+            if (f != stdin)
+                fclose(f);
+            return NULL;
+        }
+        buf_add(&b, chunk, n);
+    }
+    if (f != stdin)
+        fclose(f);
+    return b.p ? buf_take(&b) : xstrdup("");
+}
+
+/* A source as shown: never its password, only what kind of reference it is. */
+static json_t *source_json(const struct store_sync_source *s)
+{
+    const char *pw = s->password && *s->password
+                         ? strncmp(s->password, "sb1:", 4) == 0 ? "sealed" : s->password
+                         : "none";
+    json_t *m = json_loads(s->mapping, 0, NULL);
+
+    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:I,s:I,s:s,s:I}", "name", s->name, "kind", s->kind,
+                     "dsn", s->dsn, "password", pw, "mapping", m ? m : json_null(),
+                     "last_ok_at", (json_int_t)s->last_ok_at, "failures",
+                     (json_int_t)s->failures, "last_error", s->last_error, "last_error_at",
+                     (json_int_t)s->last_error_at);
+}
+
+static int print_source(void *ctx, const struct store_sync_source *s)
+{
+    struct list_out *lo = ctx;
+
+    if (lo->items) {
+        json_array_append_new(lo->items, source_json(s));
+    } else {
+        char ok[32] = "never";
+        if (s->last_ok_at)
+            time_format_iso(s->last_ok_at, ok);
+        printf("%-20s %-9s last ok %-24s %s%s\n", s->name, s->kind, ok,
+               s->failures ? "failing: " : "", s->failures ? s->last_error : "");
+    }
+    lo->shown++;
+    return 0;
+}
+
+static int sync_source_add(struct cli *c, struct store *st, struct err *e)
+{
+    const char *name = opt(c, "name"), *kind = opt(c, "kind"), *dsn = opt(c, "dsn");
+    const char *mpath = opt(c, "mapping"), *penv = opt(c, "password-env");
+    const char *pfile = opt(c, "password-file");
+    struct store_sync_source src;
+    struct sync_mapping m;
+    struct errlist errs = {0};
+    char *mapping, *password = NULL;
+    int64_t id;
+    json_t *after;
+    int rc, i;
+
+    if (!name || !kind || !dsn || !mpath)
+        return usage_error(c, "sync source add: --name, --kind, --dsn and --mapping are required");
+    if (strcmp(kind, "postgres") && strcmp(kind, "sqlite"))
+        return usage_error(c, "sync source add: --kind must be postgres or sqlite");
+    if ((penv != NULL) + (pfile != NULL) + (opt(c, "password-stdin") != NULL) > 1)
+        return usage_error(c, "sync source add: one of --password-env, --password-file or "
+                              "--password-stdin");
+    if (strlen(name) == 0 || strlen(name) >= 64 || strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                                                                "0123456789_-") != strlen(name))
+        return usage_error(c, "sync source add: --name: 1 to 63 of a-z, 0-9, _ and -");
+    if (strcmp(kind, "postgres") == 0 && (strstr(dsn, "password") || strstr(dsn, "PASSWORD") ||
+                                          (strstr(dsn, "://") && strchr(strstr(dsn, "://") + 3, ':') &&
+                                           strchr(dsn, '@'))))
+        return usage_error(c, "sync source add: --dsn must not hold the password (it would be "
+                              "stored and shown): give it with --password-env, --password-file "
+                              "or --password-stdin");
+    mapping = read_file_text(mpath, 1 << 20, e);
+    if (mapping == NULL)
+        return die("%s", e->msg);
+    rc = sync_mapping_parse(mapping, &m, &errs, e);
+    if (rc) {
+        for (i = 0; i < errs.n; i++)
+            fprintf(stderr, "engage: %s: %s: %s\n", mpath, errs.items[i].path[0] ? errs.items[i].path : "/",
+                    errs.items[i].msg);
+        free(mapping);
+        return 1;
+    }
+    sync_mapping_release(&m);
+    if (penv) {
+        password = xasprintf("env:%s", penv);
+    } else if (pfile) {
+        password = xasprintf("file:%s", pfile);
+    } else if (opt(c, "password-stdin")) {
+        unsigned char key[SECRET_KEY_BYTES];
+        char line[1024];
+        size_t n = fgets(line, sizeof line, stdin) ? strlen(line) : 0;
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        rc = secret_key_load(&c->cfg, key, e);
+        if (rc == 0)
+            rc = secret_seal(key, line, n, &password, e);
+        sodium_memzero(line, sizeof line);
+        sodium_memzero(key, sizeof key);
+        if (rc) {
+            free(mapping);
+            return die("%s", e->msg);
+        }
+    }
+    memset(&src, 0, sizeof src);
+    snprintf(src.name, sizeof src.name, "%s", name);
+    snprintf(src.kind, sizeof src.kind, "%s", kind);
+    src.dsn = (char *)dsn;
+    src.password = password;
+    src.mapping = mapping;
+    after = source_json(&src);
+    rc = store_begin(st, e);
+    if (rc == 0)
+        rc = store_sync_source_add(st, &src, &id, e);
+    if (rc == 0)
+        rc = audit_record(st, c->actor, "sync_source.add", "sync_source", name, NULL, after, "", e);
+    rc = store_finish(st, rc, e);
+    json_decref(after);
+    free(mapping);
+    free(password);
+    if (rc)
+        return die("%s", e->msg);
+    if (!c->json)
+        printf("sync source %s added (%s); run 'engage sync source test %s' to check it\n", name,
+               kind, name);
+    return 0;
+}
+
+static int sync_source_test(struct cli *c, struct store *st, const char *name, struct err *e)
+{
+    struct store_sync_source src;
+    struct sync_mapping m;
+    struct errlist errs = {0};
+    struct sync_conn *conn = NULL;
+    int rc = store_sync_source_get(st, name, &src, e), i, bad = 0;
+
+    if (rc)
+        return die("%s", e->msg);
+    rc = sync_mapping_parse(src.mapping, &m, &errs, e);
+    if (rc == 0)
+        rc = sync_connect(&src, &c->cfg, &conn, e);
+    for (i = 0; rc == 0 && i < m.ntables; i++) {
+        struct sync_batch b;
+        struct err te = {0};
+        /* One row read through the mapping's own query checks the table and columns. */
+        if (sync_read(conn, &m.tables[i], NULL, NULL, 1, &b, &te)) {
+            printf("%-24s FAIL  %s\n", m.tables[i].table, te.msg);
+            bad++;
+        } else {
+            printf("%-24s ok    %s\n", m.tables[i].table,
+                   b.n ? "columns read" : "columns read (the table is empty)");
+            sync_batch_release(&b);
+        }
+    }
+    sync_disconnect(conn);
+    if (rc == 0)
+        sync_mapping_release(&m);
+    store_sync_source_release(&src);
+    if (rc)
+        return die("%s", e->msg);
+    return bad ? 1 : 0;
+}
+
+static int cmd_sync(struct cli *c)
+{
+    struct store *st;
+    struct err e = {0};
+    int rc;
+
+    if ((rc = check_opts(c, " name kind dsn mapping password-env password-file password-stdin "
+                            "source table batch ")))
+        return rc;
+    if (c->nargs < 1 || (strcmp(c->args[0], "source") && strcmp(c->args[0], "run")) ||
+        (strcmp(c->args[0], "source") == 0 && c->nargs < 2))
+        return usage_error(c, "sync: expected 'source add|list|remove|test' or 'run'");
+    if ((rc = open_store(c, &st, 1)))
+        return rc;
+    if (strcmp(c->args[0], "run") == 0) {
+        const char *only = opt(c, "source"), *v = opt(c, "batch");
+        struct sync_opts o = {.table = opt(c, "table")};
+        struct list_out lo = {c, json_array(), 0};
+        size_t i;
+        int failed = 0;
+        int64_t bn = 0;
+        if (v && (parse_i64(v, strlen(v), &bn) || bn < 1 || bn > 100000)) {
+            json_decref(lo.items);
+            store_close(st);
+            return usage_error(c, "sync run: --batch takes 1 to 100000 rows");
+        }
+        o.batch = (int)bn;
+        if (o.table && !only) {
+            json_decref(lo.items);
+            store_close(st);
+            return usage_error(c, "sync run: --table needs --source");
+        }
+        if (only) {
+            struct store_sync_source s;
+            rc = store_sync_source_get(st, only, &s, &e);
+            store_sync_source_release(&s);
+        }
+        if (rc == 0)
+            rc = store_sync_sources(st, print_source, &lo, &e);
+        for (i = 0; rc == 0 && i < json_array_size(lo.items); i++) {
+            const char *name = json_string_value(json_object_get(json_array_get(lo.items, i), "name"));
+            struct sync_report rep;
+            struct err pe = {0};
+            double t0 = clock_mono_ms();
+            if (only && strcmp(only, name))
+                continue;
+            if (sync_pass(st, &c->cfg, name, &o, &rep, &pe)) {
+                fprintf(stderr, "engage: sync %s: %s\n", name, pe.msg);
+                failed++;
+                continue;
+            }
+            if (c->json)
+                print_json(json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "source", name, "read",
+                                     (json_int_t)rep.read, "contacts", (json_int_t)rep.contacts,
+                                     "events", (json_int_t)rep.events, "deleted",
+                                     (json_int_t)rep.deleted, "unchanged",
+                                     (json_int_t)rep.unchanged, "rejected",
+                                     (json_int_t)rep.rejected, "seconds",
+                                     (clock_mono_ms() - t0) / 1000));
+            else
+                printf("sync %s: %lld rows read: %lld contacts and %lld events stored, %lld "
+                       "deleted, %lld unchanged, %lld rejected (%.1f s)\n",
+                       name, (long long)rep.read, (long long)rep.contacts, (long long)rep.events,
+                       (long long)rep.deleted, (long long)rep.unchanged, (long long)rep.rejected,
+                       (clock_mono_ms() - t0) / 1000);
+        }
+        json_decref(lo.items);
+        store_close(st);
+        if (rc)
+            return die("%s", e.msg);
+        return failed ? 1 : 0;
+    }
+    if (strcmp(c->args[1], "add") == 0 && c->nargs == 2) {
+        rc = sync_source_add(c, st, &e);
+    } else if (strcmp(c->args[1], "list") == 0 && c->nargs == 2) {
+        struct list_out lo = {c, c->json ? json_array() : NULL, 0};
+        rc = store_sync_sources(st, print_source, &lo, &e);
+        if (rc == 0 && c->json)
+            print_json(json_pack("{s:O}", "items", lo.items));
+        else if (rc == 0 && lo.shown == 0)
+            printf("no sync sources (add one with 'engage sync source add')\n");
+        json_decref(lo.items);
+        rc = rc ? die("%s", e.msg) : 0;
+    } else if (strcmp(c->args[1], "remove") == 0 && c->nargs == 3) {
+        struct store_sync_source before;
+        json_t *b = NULL;
+        rc = store_begin(st, &e);
+        if (rc == 0 && (rc = store_sync_source_get(st, c->args[2], &before, &e)) == 0) {
+            b = source_json(&before);
+            store_sync_source_release(&before);
+            rc = store_sync_source_remove(st, c->args[2], &e);
+        }
+        if (rc == 0)
+            rc = audit_record(st, c->actor, "sync_source.remove", "sync_source", c->args[2], b,
+                              NULL, "", &e);
+        rc = store_finish(st, rc, &e);
+        json_decref(b);
+        if (rc == 0 && !c->json)
+            printf("sync source %s removed (what it stored stays)\n", c->args[2]);
+        rc = rc ? die("%s", e.msg) : 0;
+    } else if (strcmp(c->args[1], "test") == 0 && c->nargs == 3) {
+        rc = sync_source_test(c, st, c->args[2], &e);
+    } else {
+        rc = usage_error(c, "sync source: expected add, list, remove NAME or test NAME");
+    }
+    store_close(st);
+    return rc;
+}
+
 /* ---- serve and demo -------------------------------------------------------------------------- */
 
 static int serve(struct cli *c, const char *banner_key)
@@ -1621,7 +1929,7 @@ int main(int argc, char **argv)
         {"import", cmd_import},   {"rejected", cmd_rejected}, {"contracts", cmd_contracts},
         {"contact", cmd_contact}, {"events", cmd_events},   {"apikey", cmd_apikey},   {"backup", cmd_backup},
         {"config", cmd_config},   {"bench", cmd_bench},     {"audit", cmd_audit},
-        {"segment", cmd_segment},
+        {"segment", cmd_segment}, {"sync", cmd_sync},
     };
 
     memset(&c, 0, sizeof c);

@@ -1218,3 +1218,28 @@ int rejected_dismiss(struct ingest *in, const struct store_rejected_filter *f, c
         *dismissed = n;
     return rc;
 }
+
+int ingest_contact_delete(struct ingest *in, const struct ingest_ctx *cx, const char *xid,
+                          int *deleted, struct err *e)
+{
+    struct store_contact c;
+    int rc;
+
+    (void)cx;
+    *deleted = 0;
+    store_contact_init(&c);
+    rc = store_contact_get_by_xid(in->st, xid, &c, e);
+    if (rc == E_NOTFOUND) {
+        rc = 0; /* never stored: nothing to delete */
+    } else if (rc == 0 && !c.deleted) {
+        c.deleted = 1;
+        c.updated_at = clock_now_ms();
+        rc = store_contact_update(in->st, &c, e); /* a new seq: the audience index drops it */
+        if (rc == 0) {
+            strmap_put(&in->contact_ids, xid, strlen(xid), -c.id);
+            *deleted = 1;
+        }
+    }
+    store_contact_release(&c);
+    return rc;
+}

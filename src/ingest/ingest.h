@@ -180,6 +180,11 @@ void prepared_event_release(struct prepared_event *p);
 /* Deletes an event that the context's source owns (flag + new seq). */
 int ingest_event_delete(struct ingest *in, const struct ingest_ctx *cx, const char *event_id,
                         int *deleted, struct err *e);
+/* Flags a contact deleted from a source that owns its rows (a CRM row soft-deleted),
+ * in the caller's transaction; *deleted = 0 when there was none, or it was already.
+ * Bulk data never revives it. */
+int ingest_contact_delete(struct ingest *in, const struct ingest_ctx *cx, const char *xid,
+                          int *deleted, struct err *e);
 /* Links an anonymous id to a user: merges the anonymous contact's events into it. */
 int ingest_link_anonymous(struct ingest *in, const struct ingest_ctx *cx, const char *anon_id,
                           const char *external_id, struct err *e);

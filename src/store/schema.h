@@ -175,6 +175,29 @@ static const char *const store_migrations[] = {
     "INSERT INTO event_totals VALUES (1, 0, 0);",
     /* 4 -> 5: contacts found by email (the contacts API's ?email=) */
     "CREATE INDEX contacts_email ON contacts(email) WHERE email IS NOT NULL;",
+    /* 5 -> 6: CRM sync (src/sync/): sources, and one checkpoint per source table,
+     * moved in the transaction that stores the rows it covers. */
+    "CREATE TABLE sync_sources ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  kind TEXT NOT NULL,"                       /* postgres | sqlite */
+    "  dsn TEXT NOT NULL,"                        /* libpq conninfo without password, or a file */
+    "  password TEXT NOT NULL DEFAULT '',"        /* env:VAR, file:PATH or sealed sb1:... */
+    "  mapping TEXT NOT NULL,"                    /* JSON (docs/sync.md) */
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  last_ok_at INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT NOT NULL DEFAULT '',"
+    "  last_error_at INTEGER NOT NULL DEFAULT 0,"
+    "  failures INTEGER NOT NULL DEFAULT 0);"     /* in a row, since the last success */
+    "CREATE TABLE sync_checkpoints ("
+    "  source_id INTEGER NOT NULL,"
+    "  tbl TEXT NOT NULL,"
+    "  cursor TEXT,"                              /* JSON value of the last row's cursor */
+    "  key TEXT,"                                 /* and of its key */
+    "  rows INTEGER NOT NULL DEFAULT 0,"          /* rows stored through it, ever */
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (source_id, tbl)) WITHOUT ROWID;",
 };
 
 #endif

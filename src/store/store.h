@@ -17,7 +17,7 @@
 #include "../core/config.h"
 #include "../core/core.h"
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 #define STORE_MAX_EXTERNAL_ID 255
 #define STORE_MAX_EVENT_ID 255
 #define STORE_MAX_NAME 128
@@ -416,5 +416,43 @@ void store_pool_free(struct store_pool *p);
 /* Blocks until a connection is free. */
 struct store *store_pool_get(struct store_pool *p);
 void store_pool_put(struct store_pool *p, struct store *st);
+
+/* ---- CRM sync (sync.c) -------------------------------------------------------------- */
+
+struct store_sync_source {
+    int64_t id;
+    char name[128], kind[16];
+    char *dsn, *password, *mapping;   /* password: a reference or a sealed value */
+    int64_t created_at, updated_at, last_ok_at, last_error_at, failures;
+    char last_error[512];
+};
+void store_sync_source_release(struct store_sync_source *s);
+/* E_CONFLICT when the name is taken; *id set. */
+int store_sync_source_add(struct store *st, const struct store_sync_source *s, int64_t *id,
+                          struct err *e);
+/* E_NOTFOUND when there is none of that name. Release *out. */
+int store_sync_source_get(struct store *st, const char *name, struct store_sync_source *out,
+                          struct err *e);
+/* Every source, by name; cb's non-zero return stops (and is returned). */
+int store_sync_sources(struct store *st, int (*cb)(void *ctx, const struct store_sync_source *s),
+                       void *ctx, struct err *e);
+/* Removes a source and its checkpoints. E_NOTFOUND. */
+int store_sync_source_remove(struct store *st, const char *name, struct err *e);
+/* A pass's outcome: error NULL for a success (failures back to 0), else recorded with
+ * failures + 1. */
+int store_sync_source_status(struct store *st, int64_t id, const char *error, struct err *e);
+
+struct store_sync_checkpoint {
+    char *cursor, *key;               /* JSON values; NULL before the first row */
+    int64_t rows, updated_at;
+};
+void store_sync_checkpoint_release(struct store_sync_checkpoint *c);
+/* A table's checkpoint (all zero and NULL when none yet). */
+int store_sync_checkpoint_get(struct store *st, int64_t source_id, const char *tbl,
+                              struct store_sync_checkpoint *out, struct err *e);
+/* Moves it (in the caller's transaction, beside the rows it covers). */
+int store_sync_checkpoint_set(struct store *st, int64_t source_id, const char *tbl,
+                              const char *cursor, const char *key, int64_t rows_added,
+                              struct err *e);
 
 #endif

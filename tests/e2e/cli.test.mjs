@@ -10,9 +10,10 @@ test('help lists every command and each command has its own help', () => {
   const r = engage(['--help']);
   assert.equal(r.code, 0);
   for (const cmd of ['serve', 'demo', 'migrate', 'import contacts', 'import events', 'rejected list',
-                     'rejected replay', 'contracts', 'apikey', 'backup', 'bench gen', 'events export'])
+                     'rejected replay', 'contracts', 'apikey', 'backup', 'bench gen', 'events export',
+                     'sync source add', 'sync run'])
     assert.match(r.stdout, new RegExp(cmd), cmd);
-  for (const cmd of ['serve', 'import', 'rejected', 'contracts', 'apikey', 'demo', 'bench', 'events']) {
+  for (const cmd of ['serve', 'import', 'rejected', 'contracts', 'apikey', 'demo', 'bench', 'events', 'sync']) {
     const h = engage([cmd, '--help']);
     assert.equal(h.code, 0, cmd);
     assert.match(h.stdout, new RegExp(`usage: engage ${cmd}`), cmd);

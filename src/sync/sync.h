@@ -1,0 +1,98 @@
+/* sync/sync.h -- CRM sync: rows of the CRM's own database (PostgreSQL or SQLite) become
+ * contacts and events, incrementally, one checkpoint per source table (docs/sync.md).
+ *
+ * A source is a connection (kind, DSN, a password reference) and a mapping: per table,
+ * which rows become contacts or events and how their columns map. A pass reads each
+ * table in (cursor, key) order after its checkpoint, in batches; each batch is stored
+ * through the ingest module (contracts, sticky opt-outs, the dead-letter store) and the
+ * checkpoint moves in the same transaction. Event ids are "<source>:<table>:<key>": a
+ * row read twice is stored once, a changed row updates its event, a soft-deleted row
+ * deletes it. */
+#ifndef ENGAGE_SYNC_H
+#define ENGAGE_SYNC_H
+
+#include <jansson.h>
+
+#include "../core/config.h"
+#include "../core/map.h"
+#include "../store/store.h"
+
+enum sync_into { SYNC_CONTACTS, SYNC_EVENTS };
+
+struct sync_column_map {
+    char name[128];   /* the attribute or property */
+    char column[128]; /* the source column */
+};
+
+struct sync_table {
+    char table[128];       /* as the source names it ("schema.table" in PostgreSQL) */
+    enum sync_into into;
+    char key[128], cursor[128], external_id[128];
+    char email[128], consent[128];        /* contacts; "" when not mapped */
+    char event[129], event_column[128];   /* events: a constant name, or a column */
+    char occurred_at[128];                /* events */
+    char deleted[128];                    /* "" when rows are never soft-deleted */
+    struct sync_column_map *cols;         /* attributes or properties */
+    int ncols;
+};
+
+struct sync_mapping {
+    struct sync_table *tables;
+    int ntables;
+};
+
+/* Parses and checks a mapping (JSON text). Every problem goes to errs (a JSON pointer
+ * and a sentence); E_INVAL if there is any. */
+int sync_mapping_parse(const char *text, struct sync_mapping *out, struct errlist *errs,
+                       struct err *e);
+void sync_mapping_release(struct sync_mapping *m);
+
+/* ---- sources (source.c) ---- */
+
+struct sync_conn;
+/* Connects to the source (its password resolved from its reference). */
+int sync_connect(const struct store_sync_source *src, const struct config *cfg,
+                 struct sync_conn **out, struct err *e);
+void sync_disconnect(struct sync_conn *c);
+
+/* A batch of rows of one table: each a JSON array of the table's columns (in the order
+ * sync_columns() gives), with its cursor and key as the source compares them (JSON
+ * values, for the checkpoint) and whether every transaction that could still commit a
+ * row before it is over (PostgreSQL: its writer's xid is below the snapshot's xmin;
+ * always 1 for SQLite). */
+struct sync_row {
+    json_t *values;
+    char *cursor, *key;
+    int settled;
+};
+struct sync_batch {
+    struct sync_row *rows;
+    int n;
+    char **columns; /* the columns read, in order */
+    int ncolumns;
+};
+void sync_batch_release(struct sync_batch *b);
+/* Up to limit rows after (cursor, key) (both NULL: from the first), in that order. */
+int sync_read(struct sync_conn *c, const struct sync_table *t, const char *cursor,
+              const char *key, int limit, struct sync_batch *out, struct err *e);
+
+/* ---- passes (run.c) ---- */
+
+struct sync_report {
+    int64_t read, contacts, events, deleted, rejected, unchanged;
+    int tables;
+};
+struct sync_opts {
+    int batch;            /* rows a transaction (default 5000) */
+    const char *table;    /* only this table (NULL: all) */
+};
+/* One pass over a source: every table from its checkpoint to the end. The source's
+ * status (last success or error) is recorded. */
+int sync_pass(struct store *st, const struct config *cfg, const char *source,
+              const struct sync_opts *o, struct sync_report *rep, struct err *e);
+
+/* Resolves a password reference: "" (none), env:VAR, file:PATH, or a value sealed with
+ * the configuration's secrets key (sb1:...). Caller frees with secret_free. */
+int sync_password(const struct config *cfg, const char *ref, char **out, struct err *e);
+
+#endif

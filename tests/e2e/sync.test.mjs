@@ -1,0 +1,216 @@
+// tests/e2e/sync.test.mjs -- CRM sync from a real PostgreSQL (a throwaway cluster) and from
+// SQLite: initial sync, updates, soft deletes, restart from the checkpoint, the late-commit
+// case, a source down and back, kill -9 in the middle, sticky opt-outs, secrets never shown.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync, readFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { engage, engageAsync, tmpData, waitExit, exportEvents } from './lib.mjs';
+import { startPostgres, postgresAvailable } from './pg.mjs';
+
+let pg;
+before(async () => { if (postgresAvailable()) pg = await startPostgres(); });
+after(async () => { if (pg) await pg.stop(); });
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const dsnOf = (name) => pg.conninfo.replace('dbname=postgres', `dbname=${name}`);
+// A fresh database in the cluster, and a psql on it.
+function database(name) {
+  pg.psql(`CREATE DATABASE ${name};`);
+  return (sql) => {
+    const r = spawnSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', dsnOf(name)], { input: sql, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+}
+
+const MAPPING = {
+  tables: [
+    { table: 'contacts', into: 'contacts', key: 'id', cursor: 'updated_at', external_id: 'id',
+      email: 'email', email_consent: 'email_opt_in',
+      attributes: { name: 'full_name', city: 'city' }, deleted: 'deleted_at' },
+    { table: 'orders', into: 'events', key: 'id', cursor: 'updated_at', external_id: 'contact_id',
+      event: 'order_created', occurred_at: 'created_at',
+      properties: { order_id: 'id', amount: 'amount', currency: 'currency', created_at: 'created_at' },
+      deleted: 'deleted_at' },
+  ],
+};
+
+const PG_SCHEMA = `
+CREATE TABLE contacts (id text PRIMARY KEY, email text, full_name text, city text,
+  email_opt_in boolean, updated_at timestamptz NOT NULL DEFAULT now(), deleted_at timestamptz);
+CREATE TABLE orders (id bigint PRIMARY KEY, contact_id text, amount numeric, currency text,
+  created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), deleted_at timestamptz);
+CREATE INDEX ON contacts (updated_at, id); CREATE INDEX ON orders (updated_at, id);`;
+
+function setup(name, kind, dsn, extra = [], env = {}) {
+  const data = tmpData();
+  const map = join(data, 'mapping.json');
+  engage(['migrate'], { data });
+  writeFileSync(map, JSON.stringify(MAPPING));
+  const r = engage(['sync', 'source', 'add', '--name', name, '--kind', kind, '--dsn', dsn, '--mapping', map, ...extra], { data, env });
+  assert.equal(r.code, 0, r.stderr);
+  return data;
+}
+
+function run(data, args = [], env = {}) {
+  const r = engage(['sync', 'run', '--json', ...args], { data, env });
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  return JSON.parse(r.stdout);
+}
+
+const orders = (data) => exportEvents(data).filter((e) => e.source.startsWith('sync:'));
+
+test('PostgreSQL: initial sync, updates, soft deletes, sticky opt-outs, restart from the checkpoint', { skip: !postgresAvailable() }, async () => {
+  const db = database('crm1');
+  db(PG_SCHEMA);
+  db(`INSERT INTO contacts (id, email, full_name, city, email_opt_in) VALUES
+        ('c1', 'asha@example.com', 'Asha', 'Pune', true), ('c2', 'bala@example.com', 'Bala', 'Goa', false);
+      INSERT INTO orders (id, contact_id, amount, currency, created_at) VALUES
+        (1, 'c1', 1299.5, 'INR', '2026-10-05T10:00:00Z'), (2, 'c1', 50, 'INR', '2026-10-06T10:00:00Z'),
+        (3, 'c2', -5, 'INR', '2026-10-07T10:00:00Z');`);
+  const data = setup('crm', 'postgres', `${dsnOf('crm1')}`);
+  assert.equal(engage(['sync', 'source', 'test', 'crm'], { data }).code, 0);
+  let r = run(data);
+  assert.deepEqual([r.read, r.contacts, r.events, r.rejected], [5, 2, 2, 1], JSON.stringify(r));
+  let ev = orders(data);
+  assert.deepEqual(ev.map((e) => e.event_id).sort(), ['crm:orders:1', 'crm:orders:2']);
+  assert.equal(ev.find((e) => e.event_id === 'crm:orders:1').properties.amount, 1299.5);
+  assert.equal(ev[0].occurred_at.endsWith('Z'), true);
+  const dl = JSON.parse(engage(['rejected', 'list', '--json'], { data }).stdout).items;
+  assert.ok(dl.some((d) => d.origin === 'orders:3' && d.reason === 'constraint'), JSON.stringify(dl));
+  // Nothing new: nothing read.
+  r = run(data);
+  assert.equal(r.read, 0);
+  // An update, a soft delete, an opt-in from the CRM for an opted-out contact.
+  // (This CRM has no triggers: its application sets updated_at, as many do.)
+  db(`UPDATE orders SET amount = 60, updated_at = now() WHERE id = 2;
+      UPDATE orders SET deleted_at = now(), updated_at = now() WHERE id = 1;
+      UPDATE contacts SET email_opt_in = true, city = 'Mumbai', updated_at = now() WHERE id = 'c2';`);
+  r = run(data);
+  assert.deepEqual([r.read, r.events, r.deleted, r.contacts], [3, 1, 1, 1], JSON.stringify(r));
+  ev = orders(data);
+  assert.deepEqual(ev.map((e) => [e.event_id, e.properties.amount]), [['crm:orders:2', 60]]);
+  const c2 = JSON.parse(engage(['contact', 'show', 'c2'], { data }).stdout);
+  assert.equal(c2.attributes.city, 'Mumbai');
+  assert.equal(c2.email_consent, 'unsubscribed', 'an opt-out is sticky: a CRM flag cannot undo it');
+  // A soft-deleted contact is deleted here too.
+  db(`UPDATE contacts SET deleted_at = now(), updated_at = now() WHERE id = 'c1';`);
+  r = run(data);
+  assert.equal(r.deleted, 1);
+  assert.notEqual(engage(['contact', 'show', 'c1'], { data }).code, 0);
+  // New rows after a restart: only they are read (the checkpoint survived the process).
+  db(`INSERT INTO orders (id, contact_id, amount, currency, created_at) VALUES (4, 'c2', 10, 'INR', '2026-10-08T10:00:00Z');`);
+  r = run(data);
+  assert.deepEqual([r.read, r.events], [1, 1]);
+});
+
+test('PostgreSQL: a transaction that began first but commits last is still synced', { skip: !postgresAvailable() }, async () => {
+  const db = database('crm2');
+  db(PG_SCHEMA);
+  db(`INSERT INTO contacts (id, email) VALUES ('c1', 'a@example.com');
+      INSERT INTO orders (id, contact_id, amount, currency, created_at) VALUES (1, 'c1', 1, 'INR', '2026-10-01T00:00:00Z');`);
+  const data = setup('crm', 'postgres', dsnOf('crm2'));
+  assert.equal(run(data).events, 1);
+  // T1 begins and writes (updated_at = its start), then T2 writes and commits, then a pass.
+  const t1 = spawn('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', `${dsnOf('crm2')}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  t1.stdin.write(`BEGIN; INSERT INTO orders (id, contact_id, amount, currency, created_at) VALUES (10, 'c1', 10, 'INR', '2026-10-02T00:00:00Z'); SELECT pg_sleep(0.3);\n`);
+  await sleep(600);
+  db(`INSERT INTO orders (id, contact_id, amount, currency, created_at) VALUES (11, 'c1', 11, 'INR', '2026-10-03T00:00:00Z');`);
+  let r = run(data);
+  assert.equal(r.events, 1, 'T2 is stored at once: ' + JSON.stringify(r));
+  t1.stdin.end('COMMIT;\n');
+  assert.equal((await waitExit(t1)).code, 0);
+  r = run(data);
+  assert.deepEqual(orders(data).map((e) => e.event_id).sort(), ['crm:orders:1', 'crm:orders:10', 'crm:orders:11'],
+    'T1 committed after the pass that stored T2, and is not skipped');
+});
+
+test('PostgreSQL: a source down is an error kept in its status, its checkpoint unmoved; back up, it resumes', { skip: !postgresAvailable() }, async () => {
+  const db = database('crm3');
+  db(PG_SCHEMA);
+  db(`INSERT INTO orders (id, contact_id, amount, currency, created_at) VALUES (1, 'c1', 1, 'INR', '2026-10-01T00:00:00Z');`);
+  const data = setup('crm', 'postgres', dsnOf('crm3'));
+  assert.equal(run(data).events, 1);
+  pg.psql(`ALTER DATABASE crm3 ALLOW_CONNECTIONS false;`);
+  const down = engage(['sync', 'run'], { data });
+  assert.equal(down.code, 1);
+  assert.match(down.stderr, /sync crm: source crm: cannot connect/);
+  let s = JSON.parse(engage(['sync', 'source', 'list', '--json'], { data }).stdout).items[0];
+  assert.equal(s.failures, 1);
+  assert.match(s.last_error, /cannot connect/);
+  pg.psql(`ALTER DATABASE crm3 ALLOW_CONNECTIONS true;`);
+  db(`INSERT INTO orders (id, contact_id, amount, currency, created_at) VALUES (2, 'c1', 2, 'INR', '2026-10-02T00:00:00Z');`);
+  const r = run(data);
+  assert.deepEqual([r.read, r.events], [1, 1], 'only the new row: the checkpoint held');
+  s = JSON.parse(engage(['sync', 'source', 'list', '--json'], { data }).stdout).items[0];
+  assert.equal(s.failures, 0);
+});
+
+test('PostgreSQL: kill -9 in the middle of a sync loses nothing and stores nothing twice', { skip: !postgresAvailable() }, async () => {
+  const db = database('crm4');
+  db(PG_SCHEMA);
+  const N = 60000;
+  db(`INSERT INTO orders (id, contact_id, amount, currency, created_at)
+      SELECT g, 'c' || (g % 500), g % 1000, 'INR', timestamptz '2026-01-01' + g * interval '1 minute' FROM generate_series(1, ${N}) g;`);
+  const data = setup('crm', 'postgres', dsnOf('crm4'));
+  const child = engageAsync(['sync', 'run', '--batch', '500'], { data });
+  const db3 = join(data, 'engage.db');
+  for (let i = 0; i < 200; i++) { // until some batches are in
+    await sleep(50);
+    const n = spawnSync('sqlite3', [db3, 'SELECT coalesce(sum(rows), 0) FROM sync_checkpoints'], { encoding: 'utf8' }).stdout.trim();
+    if (Number(n) >= 2000) break;
+  }
+  child.kill('SIGKILL');
+  const k = await waitExit(child);
+  assert.equal(k.signal, 'SIGKILL', 'killed before it finished (make N larger if this fails)');
+  const r = run(data);
+  assert.ok(r.read > 0 && r.read < N, JSON.stringify(r));
+  const ev = orders(data);
+  assert.equal(ev.length, N, 'every row once');
+  assert.equal(new Set(ev.map((e) => e.event_id)).size, N);
+});
+
+test('SQLite: the source file missing then back; passwords are never shown or stored in clear', async () => {
+  const dir = tmpData('engage-crm-');
+  const file = join(dir, 'crm.db');
+  const sq = (sql) => { const r = spawnSync('sqlite3', [file], { input: sql, encoding: 'utf8' }); assert.equal(r.status, 0, r.stderr); };
+  sq(`CREATE TABLE contacts (id TEXT PRIMARY KEY, email TEXT, full_name TEXT, city TEXT, email_opt_in INTEGER, updated_at TEXT, deleted_at TEXT);
+      CREATE TABLE orders (id INTEGER PRIMARY KEY, contact_id TEXT, amount REAL, currency TEXT, created_at TEXT, updated_at TEXT, deleted_at TEXT);
+      INSERT INTO contacts VALUES ('s1', 's1@example.com', 'Sam', 'Jaipur', 0, '2026-10-01T00:00:00.000Z', NULL);
+      INSERT INTO orders VALUES (1, 's1', 5, 'INR', '2026-10-02T00:00:00.000Z', '2026-10-02T00:00:00.000Z', NULL);`);
+  const data = setup('books', 'sqlite', file);
+  let r = run(data);
+  assert.deepEqual([r.contacts, r.events], [1, 1]);
+  renameSync(file, file + '.away');
+  const bad = engage(['sync', 'run'], { data });
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /cannot open/);
+  renameSync(file + '.away', file);
+  sq(`INSERT INTO orders VALUES (2, 's1', 7, 'INR', '2026-10-03T00:00:00.000Z', '2026-10-03T00:00:00.000Z', NULL);`);
+  r = run(data);
+  assert.deepEqual([r.read, r.events], [1, 1]);
+
+  // Secrets: a sealed password and an env reference, and a DSN carrying one is refused.
+  const secret = 'Sup3r-Secret-pw!';
+  const map = join(data, 'mapping.json');
+  let a = engage(['sync', 'source', 'add', '--name', 'sealed', '--kind', 'postgres', '--dsn', 'host=127.0.0.1 dbname=x', '--mapping', map, '--password-stdin'], { data, input: secret + '\n' });
+  assert.equal(a.code, 0, a.stderr);
+  a = engage(['sync', 'source', 'add', '--name', 'inurl', '--kind', 'postgres', '--dsn', `host=127.0.0.1 password=${secret}`, '--mapping', map], { data });
+  assert.equal(a.code, 2);
+  assert.match(a.stderr, /must not hold the password/);
+  assert.ok(!a.stderr.includes(secret));
+  const shown = engage(['sync', 'source', 'list', '--json'], { data }).stdout + engage(['audit', 'list', '--json'], { data }).stdout;
+  assert.ok(!shown.includes(secret), 'never printed');
+  assert.match(shown, /"password": "sealed"/);
+  const raw = readFileSync(join(data, 'engage.db')).toString('latin1');
+  assert.ok(!raw.includes(secret), 'never stored in clear');
+  // A bad mapping is refused with every problem, each with its pointer.
+  writeFileSync(map, JSON.stringify({ tables: [{ table: 'x; drop', into: 'events', key: 'id' }] }));
+  a = engage(['sync', 'source', 'add', '--name', 'bad', '--kind', 'sqlite', '--dsn', file, '--mapping', map], { data });
+  assert.equal(a.code, 1);
+  assert.match(a.stderr, /\/tables\/0\/table: /);
+  assert.match(a.stderr, /\/tables\/0\/cursor: is required/);
+  assert.match(a.stderr, /\/tables\/0\/event: is required/);
+});
