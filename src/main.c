@@ -1083,27 +1083,12 @@ static char *read_file_text(const char *path, size_t max, struct err *e)
     return b.p ? buf_take(&b) : xstrdup("");
 }
 
-/* A source as shown: never its password, only what kind of reference it is. */
-static json_t *source_json(const struct store_sync_source *s)
-{
-    const char *pw = s->password && *s->password
-                         ? strncmp(s->password, "sb1:", 4) == 0 ? "sealed" : s->password
-                         : "none";
-    json_t *m = json_loads(s->mapping, 0, NULL);
-
-    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:I,s:I,s:s,s:I}", "name", s->name, "kind", s->kind,
-                     "dsn", s->dsn, "password", pw, "mapping", m ? m : json_null(),
-                     "last_ok_at", (json_int_t)s->last_ok_at, "failures",
-                     (json_int_t)s->failures, "last_error", s->last_error, "last_error_at",
-                     (json_int_t)s->last_error_at);
-}
-
 static int print_source(void *ctx, const struct store_sync_source *s)
 {
     struct list_out *lo = ctx;
 
     if (lo->items) {
-        json_array_append_new(lo->items, source_json(s));
+        json_array_append_new(lo->items, sync_source_json(s));
     } else {
         char ok[32] = "never";
         if (s->last_ok_at)
@@ -1117,86 +1102,53 @@ static int print_source(void *ctx, const struct store_sync_source *s)
 
 static int sync_source_add(struct cli *c, struct store *st, struct err *e)
 {
-    const char *name = opt(c, "name"), *kind = opt(c, "kind"), *dsn = opt(c, "dsn");
     const char *mpath = opt(c, "mapping"), *penv = opt(c, "password-env");
     const char *pfile = opt(c, "password-file");
-    struct store_sync_source src;
-    struct sync_mapping m;
+    struct sync_source_spec spec = {.name = opt(c, "name"), .kind = opt(c, "kind"),
+                                    .dsn = opt(c, "dsn")};
     struct errlist errs = {0};
-    char *mapping, *password = NULL;
-    int64_t id;
-    json_t *after;
+    char *mapping, *ref = NULL, line[1024];
     int rc, i;
 
-    if (!name || !kind || !dsn || !mpath)
+    if (!spec.name || !spec.kind || !spec.dsn || !mpath)
         return usage_error(c, "sync source add: --name, --kind, --dsn and --mapping are required");
-    if (strcmp(kind, "postgres") && strcmp(kind, "sqlite"))
-        return usage_error(c, "sync source add: --kind must be postgres or sqlite");
     if ((penv != NULL) + (pfile != NULL) + (opt(c, "password-stdin") != NULL) > 1)
         return usage_error(c, "sync source add: one of --password-env, --password-file or "
                               "--password-stdin");
-    if (strlen(name) == 0 || strlen(name) >= 64 || strspn(name, "abcdefghijklmnopqrstuvwxyz"
-                                                                "0123456789_-") != strlen(name))
-        return usage_error(c, "sync source add: --name: 1 to 63 of a-z, 0-9, _ and -");
-    if (strcmp(kind, "postgres") == 0 && (strstr(dsn, "password") || strstr(dsn, "PASSWORD") ||
-                                          (strstr(dsn, "://") && strchr(strstr(dsn, "://") + 3, ':') &&
-                                           strchr(dsn, '@'))))
-        return usage_error(c, "sync source add: --dsn must not hold the password (it would be "
-                              "stored and shown): give it with --password-env, --password-file "
-                              "or --password-stdin");
     mapping = read_file_text(mpath, 1 << 20, e);
     if (mapping == NULL)
         return die("%s", e->msg);
-    rc = sync_mapping_parse(mapping, &m, &errs, e);
-    if (rc) {
-        for (i = 0; i < errs.n; i++)
-            fprintf(stderr, "engage: %s: %s: %s\n", mpath, errs.items[i].path[0] ? errs.items[i].path : "/",
-                    errs.items[i].msg);
-        free(mapping);
-        return 1;
-    }
-    sync_mapping_release(&m);
-    if (penv) {
-        password = xasprintf("env:%s", penv);
-    } else if (pfile) {
-        password = xasprintf("file:%s", pfile);
-    } else if (opt(c, "password-stdin")) {
-        unsigned char key[SECRET_KEY_BYTES];
-        char line[1024];
+    spec.mapping = mapping;
+    if (penv || pfile)
+        spec.password_ref = ref = xasprintf("%s:%s", penv ? "env" : "file", penv ? penv : pfile);
+    if (opt(c, "password-stdin")) {
         size_t n = fgets(line, sizeof line, stdin) ? strlen(line) : 0;
         while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
-        rc = secret_key_load(&c->cfg, key, e);
-        if (rc == 0)
-            rc = secret_seal(key, line, n, &password, e);
-        sodium_memzero(line, sizeof line);
-        sodium_memzero(key, sizeof key);
-        if (rc) {
-            free(mapping);
-            return die("%s", e->msg);
-        }
+        spec.password = line;
     }
-    memset(&src, 0, sizeof src);
-    snprintf(src.name, sizeof src.name, "%s", name);
-    snprintf(src.kind, sizeof src.kind, "%s", kind);
-    src.dsn = (char *)dsn;
-    src.password = password;
-    src.mapping = mapping;
-    after = source_json(&src);
-    rc = store_begin(st, e);
-    if (rc == 0)
-        rc = store_sync_source_add(st, &src, &id, e);
-    if (rc == 0)
-        rc = audit_record(st, c->actor, "sync_source.add", "sync_source", name, NULL, after, "", e);
-    rc = store_finish(st, rc, e);
-    json_decref(after);
+    rc = sync_source_create(st, &c->cfg, &spec, c->actor, "", &errs, e);
+    sodium_memzero(line, sizeof line);
     free(mapping);
-    free(password);
+    free(ref);
+    if (rc == E_INVAL && errs.n) {
+        for (i = 0; i < errs.n; i++) {
+            const char *path = errs.items[i].path;
+            if (strncmp(path, "/mapping", 8) == 0)
+                fprintf(stderr, "engage: %s: %s: %s\n", mpath, path[8] ? path + 8 : "/",
+                        errs.items[i].msg);
+            else
+                fprintf(stderr, "engage: sync source add: --%s: %s\n",
+                        strcmp(path + 1, "password_ref") == 0 ? "password-env" : path + 1,
+                        errs.items[i].msg);
+        }
+        return 1;
+    }
     if (rc)
         return die("%s", e->msg);
     if (!c->json)
-        printf("sync source %s added (%s); run 'engage sync source test %s' to check it\n", name,
-               kind, name);
+        printf("sync source %s added (%s); run 'engage sync source test %s' to check it\n",
+               spec.name, spec.kind, spec.name);
     return 0;
 }
 
@@ -1319,19 +1271,7 @@ static int cmd_sync(struct cli *c)
         json_decref(lo.items);
         rc = rc ? die("%s", e.msg) : 0;
     } else if (strcmp(c->args[1], "remove") == 0 && c->nargs == 3) {
-        struct store_sync_source before;
-        json_t *b = NULL;
-        rc = store_begin(st, &e);
-        if (rc == 0 && (rc = store_sync_source_get(st, c->args[2], &before, &e)) == 0) {
-            b = source_json(&before);
-            store_sync_source_release(&before);
-            rc = store_sync_source_remove(st, c->args[2], &e);
-        }
-        if (rc == 0)
-            rc = audit_record(st, c->actor, "sync_source.remove", "sync_source", c->args[2], b,
-                              NULL, "", &e);
-        rc = store_finish(st, rc, &e);
-        json_decref(b);
+        rc = sync_source_delete(st, c->args[2], c->actor, "", &e);
         if (rc == 0 && !c->json)
             printf("sync source %s removed (what it stored stays)\n", c->args[2]);
         rc = rc ? die("%s", e.msg) : 0;
@@ -1375,7 +1315,9 @@ static int serve(struct cli *c, const char *banner_key)
     segment_service_new(&app.segments, &c->cfg);
     if (ingest_queue_start(&app.ingest, c->data_dir, &c->cfg, &e) ||
         segment_scheduler_start(&sched, app.segments, app.pool, &e) ||
+        sync_worker_start(&app.sync, c->data_dir, &c->cfg, &e) ||
         http_start(&srv, &app, &port, &e)) {
+        sync_worker_stop(app.sync);
         segment_scheduler_stop(sched);
         ingest_queue_stop(app.ingest);
         segment_service_free(app.segments);
@@ -1406,6 +1348,7 @@ static int serve(struct cli *c, const char *banner_key)
     log_info("serve", "signal %d: stopping", sig);
     app.ready = 0;
     http_stop(srv); /* in-flight requests are answered first */
+    sync_worker_stop(app.sync); /* a pass in progress finishes its batch */
     ingest_queue_stop(app.ingest);
     segment_scheduler_stop(sched);
     segment_service_free(app.segments);

@@ -36,6 +36,7 @@ static const struct key_def keys[] = {
     {"ingest", "default_consent", K_CONSENT, offsetof(struct config, default_consent), sizeof(int), 0, 0},
     I("ingest", "import_batch_rows", import_batch_rows, 1, 1000000),
     I("ingest", "queue_max", ingest_queue_max, 100, 10000000),
+    I("sync", "interval_seconds", sync_interval_s, 1, 3600),
     I("segment", "max_depth", seg_max_depth, 1, 64),
     I("segment", "max_rules", seg_max_rules, 1, 10000),
     I("segment", "max_in_values", seg_max_in_values, 1, 1000000),
@@ -64,6 +65,7 @@ void config_defaults(struct config *c, const char *data_dir)
     c->default_consent = CONSENT_SUBSCRIBED;
     c->import_batch_rows = 20000;
     c->ingest_queue_max = 50000;
+    c->sync_interval_s = 5;
     c->seg_max_depth = 5;
     c->seg_max_rules = 50;
     c->seg_max_in_values = 1000;

@@ -45,6 +45,8 @@ struct config {
     enum consent_state default_consent;
     int import_batch_rows;
     int ingest_queue_max;      /* messages waiting for the server's writer before 429 */
+    /* [sync] */
+    int sync_interval_s;       /* seconds between passes of the serve's sync worker */
     /* [segment] guardrails */
     int seg_max_depth, seg_max_rules, seg_max_in_values, seg_max_window_days, seg_eval_timeout_ms;
     /* [retry] send retry policy */

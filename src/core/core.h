@@ -72,11 +72,17 @@ struct arena {
     struct arena_chunk *first, *cur;
     size_t used;
 };
+/* An instant (ms) as an ISO-8601 JSON string, or JSON null for 0 (never): what API
+ * answers give for times. */
+struct json_t;
+struct json_t *json_iso_or_null(int64_t ms);
+
 void arena_init(struct arena *a);
 void *arena_alloc(struct arena *a, size_t n); /* 8-byte aligned */
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 void arena_reset(struct arena *a);
 void arena_release(struct arena *a);
+size_t arena_size(const struct arena *a); /* bytes of chunks held */
 
 /* Growable NUL-terminated byte buffer. buf_take() hands the bytes to the caller. */
 struct buf {

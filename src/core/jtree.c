@@ -349,6 +349,9 @@ static int parse_value(struct parser *ps, struct jt *v)
     v->src = ps->p;
     if (ps->p >= ps->end)
         return fail(ps, "premature end of input");
+    /* jansson counts a scalar as one level too: 2048 arrays around a number are too deep */
+    if (*ps->p != '{' && *ps->p != '[' && ps->depth + 1 > JT_MAX_DEPTH)
+        return fail(ps, "maximum parsing depth reached");
     switch (*ps->p) {
     case '{':
     case '[':

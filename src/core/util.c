@@ -2,6 +2,7 @@
 #include "core.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -385,6 +386,26 @@ void arena_reset(struct arena *a)
 {
     a->cur = NULL;
     a->used = 0;
+}
+
+json_t *json_iso_or_null(int64_t ms)
+{
+    char iso[32];
+
+    if (ms == 0)
+        return json_null();
+    time_format_iso(ms, iso);
+    return json_string(iso);
+}
+
+size_t arena_size(const struct arena *a)
+{
+    const struct arena_chunk *c;
+    size_t n = 0;
+
+    for (c = a->first; c; c = c->next)
+        n += c->cap;
+    return n;
 }
 
 void arena_release(struct arena *a)

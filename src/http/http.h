@@ -22,6 +22,7 @@ struct app {
     struct config *cfg;
     struct segment_service *segments;
     struct ingest_queue *ingest; /* the one writer of ingested data */
+    struct sync_worker *sync;    /* CRM sync passes (NULL outside serve) */
     struct store_pool *pool;
     const char *version;
     int64_t started_at;
@@ -62,6 +63,9 @@ struct route {
  * or Bearer, or else "writeKey" in the body, which the handler checks
  * (http_auth_key) once it has read it. */
 #define ROUTE_TRACKING 1u
+/* The handler takes a store connection only when it needs one (http_store): ingestion
+ * parses and maps first, and mostly needs none. */
+#define ROUTE_LAZY_STORE 2u
 
 extern const struct route http_routes[];
 extern const int http_routes_count;
@@ -87,6 +91,8 @@ const char *http_header(struct http_req *r, const char *name);
 /* Gives the request's pooled store connection back before the handler ends (one about
  * to wait long, for the ingest writer say, and needing the store no more). */
 void http_store_release(struct http_req *r);
+/* The request's pooled store connection, taken now if the route is ROUTE_LAZY_STORE. */
+struct store *http_store(struct http_req *r);
 int http_auth_key(struct http_req *r, struct http_resp *w, const char *key, unsigned roles);
 /* A query parameter or NULL. */
 const char *http_query(struct http_req *r, const char *name);

@@ -9,6 +9,7 @@
 #include "../ingest/ingest.h"
 #include "../segment/segment.h"
 #include "http.h"
+#include "../sync/sync.h"
 #include "routes_int.h"
 
 /* ---- health and metrics ----------------------------------------------------------- */
@@ -146,6 +147,7 @@ static void h_metrics(struct http_req *r, struct http_resp *w)
             return;
         }
     }
+    sync_worker_metrics(r->app->sync, &w->body);
     http_metrics_write(&w->body);
 }
 
@@ -442,11 +444,12 @@ const struct route http_routes[] = {
     {"GET", "/healthz", 0, h_healthz, "healthz", 0},
     {"GET", "/readyz", 0, h_readyz, "readyz", 0},
     {"GET", "/metrics", 0, h_metrics, "metrics", 0},
-    {"POST", "/v1/{type}", ROLE_INGEST | ROLE_ADMIN, h_tracking, "tracking", ROUTE_TRACKING},
+    {"POST", "/v1/{type}", ROLE_INGEST | ROLE_ADMIN, h_tracking, "tracking",
+     ROUTE_TRACKING | ROUTE_LAZY_STORE},
     {"POST", "/api/v1/events", ROLE_INGEST | ROLE_MARKETER | ROLE_ADMIN, h_events_post,
-     "events.create", 0},
+     "events.create", ROUTE_LAZY_STORE},
     {"POST", "/api/v1/contacts", ROLE_INGEST | ROLE_MARKETER | ROLE_ADMIN, h_contacts_post,
-     "contacts.upsert", 0},
+     "contacts.upsert", ROUTE_LAZY_STORE},
     {"GET", "/api/v1/contacts", ROLES_READ, h_contacts_list, "contacts.list", 0},
     {"GET", "/api/v1/contacts/{external_id}", ROLES_READ, h_contact_get, "contacts.get", 0},
     {"DELETE", "/api/v1/contacts/{external_id}", ROLES_WRITE, h_contact_delete, "contacts.delete",
@@ -457,6 +460,11 @@ const struct route http_routes[] = {
     {"POST", "/api/v1/apikeys", ROLE_ADMIN, h_apikeys_create, "apikeys.create", 0},
     {"DELETE", "/api/v1/apikeys/{id}", ROLE_ADMIN, h_apikey_revoke, "apikeys.revoke", 0},
     {"GET", "/api/v1/audit", ROLE_ADMIN, h_audit_list, "audit.list", 0},
+    {"GET", "/api/v1/sync/sources", ROLE_ADMIN, h_sync_sources_list, "sync.sources.list", 0},
+    {"POST", "/api/v1/sync/sources", ROLE_ADMIN, h_sync_sources_create, "sync.sources.create", 0},
+    {"DELETE", "/api/v1/sync/sources/{name}", ROLE_ADMIN, h_sync_source_delete,
+     "sync.sources.delete", 0},
+    {"GET", "/api/v1/sync/health", ROLES_READ, h_sync_health, "sync.health", 0},
     {"GET", "/api/v1/contracts", ROLES_READ, h_contracts_list, "contracts.list", 0},
     {"GET", "/api/v1/contracts/{name}", ROLES_READ, h_contract_get, "contracts.get", 0},
     {"PUT", "/api/v1/contracts/{name}", ROLE_ADMIN, h_contract_put, "contracts.put", 0},

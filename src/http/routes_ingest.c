@@ -4,7 +4,7 @@
  *
  * A request is read whole (gzip inflated whatever the Content-Type says: RudderStack
  * labels gzip'ed JSON as a form), sized against the tracking limits, parsed (a tracking
- * body by core/jtree.c into the thread's arena, a native one by jansson), mapped
+ * body by core/jtree.c into an arena, a native one by jansson), mapped
  * message by message (ingest/tracking.c), then handed to the server's one writer
  * (ingest/queue.c), which answers once the transaction holding it committed. Invalid
  * messages are answered 200 beside the valid ones, each listed with its reason and
@@ -93,36 +93,57 @@ static int body_text(struct http_req *r, struct http_resp *w, size_t cap, struct
     return 0;
 }
 
-/* Each request thread keeps one arena for the messages it reads, reset between
- * requests (its chunks stay: no 1 MB malloc per request) and released when the thread
- * ends. */
-static pthread_key_t arena_key;
-static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+/* The arenas requests read their messages into: a few kept warm between requests (no
+ * megabyte malloc per batch), shared by all connections rather than one per thread, so
+ * idle connections hold none whatever they sent (with a thread per connection, one
+ * arena per thread held 2.4 MB for each idle connection that had sent one big body).
+ * An arena that grew past ARENA_KEEP_BYTES for a huge request is given back. */
+#define ARENA_KEEP 8
+#define ARENA_KEEP_BYTES (8u << 20)
+static pthread_mutex_t arenas_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct arena *arenas[ARENA_KEEP]; /* arenas_mu protects arenas, narenas */
+static int narenas;
 
-static void arena_free_tls(void *p)
+static struct arena *arena_take(void)
 {
-    arena_release(p);
-    free(p);
-}
+    struct arena *a = NULL;
 
-static void arena_key_make(void)
-{
-    pthread_key_create(&arena_key, arena_free_tls);
-}
-
-static struct arena *thread_arena(void)
-{
-    struct arena *a;
-
-    pthread_once(&arena_once, arena_key_make);
-    a = pthread_getspecific(arena_key);
+    pthread_mutex_lock(&arenas_mu);
+    if (narenas)
+        a = arenas[--narenas];
+    pthread_mutex_unlock(&arenas_mu);
     if (a == NULL) {
         a = xmalloc(sizeof *a);
         arena_init(a);
-        pthread_setspecific(arena_key, a);
     }
     arena_reset(a);
     return a;
+}
+
+static void arena_give(struct arena *a)
+{
+    if (arena_size(a) <= ARENA_KEEP_BYTES) {
+        pthread_mutex_lock(&arenas_mu);
+        if (narenas < ARENA_KEEP) {
+            arenas[narenas++] = a;
+            a = NULL;
+        }
+        pthread_mutex_unlock(&arenas_mu);
+    }
+    if (a) {
+        arena_release(a);
+        free(a);
+    }
+}
+
+void http_ingest_cleanup(void)
+{
+    pthread_mutex_lock(&arenas_mu);
+    while (narenas) {
+        arena_release(arenas[--narenas]);
+        free(arenas[narenas]);
+    }
+    pthread_mutex_unlock(&arenas_mu);
 }
 
 /* Stores the job's items through the writer and answers: 200 with what was accepted
@@ -185,7 +206,7 @@ static void too_large(const struct jt *m, struct ingest_item *it)
 }
 
 /* POST /v1/{type}: one message, or /v1/batch: {"batch":[…],"sentAt"?,"writeKey"?}.
- * The body is read by core/jtree.c into the thread's arena; the common messages map
+ * The body is read by core/jtree.c into an arena; the common messages map
  * from there straight to prepared events (tracking_map_fast), the others through
  * jansson (tracking_map). */
 void h_tracking(struct http_req *r, struct http_resp *w)
@@ -195,7 +216,7 @@ void h_tracking(struct http_req *r, struct http_resp *w)
     struct ingest_job job = {.kind = SRC_SDK, .source = "sdk", .origin = r->req_id,
                              .received_at = clock_now_ms()};
     struct contract_set *cs = NULL;
-    struct arena *a = thread_arena();
+    struct arena *a;
     struct buf inflated, scratch;
     const struct jt *list, *body;
     struct jt *root;
@@ -210,6 +231,7 @@ void h_tracking(struct http_req *r, struct http_resp *w)
                                         "group, alias and batch", NULL);
         return;
     }
+    a = arena_take(); /* given back at out: */
     buf_init(&inflated);
     buf_init(&scratch);
     if (body_text(r, w, batch ? TRACK_MAX_BATCH : TRACK_MAX_MESSAGE, &inflated, &text, &len))
@@ -247,10 +269,12 @@ void h_tracking(struct http_req *r, struct http_resp *w)
         http_error(w, 413, "too_large", "a batch holds at most 2500 messages", "/batch");
         goto out;
     }
-    if (ingest_queue_contracts(r->app->ingest, r->st, &cs, &e)) {
+    if (!ingest_queue_contracts_cached(r->app->ingest, &cs) &&
+        ingest_queue_contracts(r->app->ingest, http_store(r), &cs, &e)) {
         http_error_from(r, w, &e);
         goto out;
     }
+    http_store_release(r); /* mapping and waiting for the writer need none */
     sent_at = jt_str(body, "sentAt");
     job.items = arena_alloc(a, (n ? n : 1) * sizeof *job.items);
     job.n = n;
@@ -273,6 +297,7 @@ out:
     contract_set_free(cs);
     buf_release(&inflated);
     buf_release(&scratch);
+    arena_give(a);
 }
 
 /* POST /api/v1/events and /api/v1/contacts: one native record, or {"items":[…]}. */
@@ -320,7 +345,8 @@ static void native(struct http_req *r, struct http_resp *w, int contacts)
             it->event = json_incref(rec);
         }
     }
-    if (ingest_queue_contracts(r->app->ingest, r->st, &cs, &e))
+    if (!ingest_queue_contracts_cached(r->app->ingest, &cs) &&
+        ingest_queue_contracts(r->app->ingest, http_store(r), &cs, &e))
         http_error_from(r, w, &e);
     else
         run_and_answer(r, w, &job, cs, 0);

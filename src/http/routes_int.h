@@ -22,6 +22,14 @@ void h_segment_members(struct http_req *r, struct http_resp *w);
 void h_tracking(struct http_req *r, struct http_resp *w);
 void h_events_post(struct http_req *r, struct http_resp *w);
 void h_contacts_post(struct http_req *r, struct http_resp *w);
+/* Frees the arenas kept for reading requests (at server stop). */
+void http_ingest_cleanup(void);
+
+/* routes_sync.c */
+void h_sync_sources_list(struct http_req *r, struct http_resp *w);
+void h_sync_sources_create(struct http_req *r, struct http_resp *w);
+void h_sync_source_delete(struct http_req *r, struct http_resp *w);
+void h_sync_health(struct http_req *r, struct http_resp *w);
 
 /* routes_admin.c */
 void h_contact_get(struct http_req *r, struct http_resp *w);

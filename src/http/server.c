@@ -6,6 +6,7 @@
  * and last with no data (we dispatch). The state is freed in the completion
  * callback, which also runs for aborted requests. */
 #include "http.h"
+#include "routes_int.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -221,6 +222,13 @@ const char *http_header(struct http_req *r, const char *name)
     return MHD_lookup_connection_value((struct MHD_Connection *)r->conn, MHD_HEADER_KIND, name);
 }
 
+struct store *http_store(struct http_req *r)
+{
+    if (r->st == NULL)
+        r->st = store_pool_get(r->app->pool);
+    return r->st;
+}
+
 void http_store_release(struct http_req *r)
 {
     if (r->st)
@@ -231,7 +239,9 @@ void http_store_release(struct http_req *r)
 int http_auth_key(struct http_req *r, struct http_resp *w, const char *key, unsigned roles)
 {
     struct err e = {0};
-    int rc = auth_apikey_verify(r->st, key, &r->who, &e);
+    int rc = auth_apikey_cached(key, &r->who)
+                 ? 0
+                 : auth_apikey_verify(http_store(r), key, &r->who, &e);
 
     if (rc == E_AUTH) {
         http_error(w, 401, "unauthorized", e.msg, NULL);
@@ -481,7 +491,7 @@ static void dispatch(struct http_server *s, struct conn_state *cs, struct http_r
     memcpy(r->params, cs->params, sizeof r->params);
     r->who = cs->who;
     r->authenticated = cs->authenticated;
-    r->st = store_pool_get(s->app->pool);
+    r->st = http_routes[cs->route].flags & ROUTE_LAZY_STORE ? NULL : store_pool_get(s->app->pool);
     http_routes[cs->route].fn(r, w);
     http_store_release(r);
 }
@@ -651,18 +661,25 @@ int http_start(struct http_server **out, struct app *app, int *port, struct err 
     /* http_threads 0: a thread per connection, so that a request waiting (for the
      * ingest writer, a segment evaluation) never holds up another connection's; else
      * a pool of that many threads, each polling its share of the connections. */
-    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-                                (app->cfg->http_threads ? MHD_USE_EPOLL
-                                                        : MHD_USE_THREAD_PER_CONNECTION |
-                                                              MHD_USE_POLL) |
-                                (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-                            0, NULL, NULL, on_request, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, or MHD warns */
-                            MHD_OPTION_SOCK_ADDR, &ss,
-                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->http_threads,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_CONNECTION_LIMIT, 2048u, MHD_OPTION_CONNECTION_TIMEOUT,
-                            60u, MHD_OPTION_END);
+    {
+        /* The pool size only with a pool (MHD warns about a zero one). */
+        struct MHD_OptionItem pool[] = {
+            {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)app->cfg->http_threads, NULL},
+            {MHD_OPTION_END, 0, NULL},
+        };
+        s->d = MHD_start_daemon(
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                (app->cfg->http_threads ? MHD_USE_EPOLL
+                                        : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL) |
+                (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+            0, NULL, NULL, on_request, s,
+            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, or MHD warns */
+            MHD_OPTION_SOCK_ADDR, &ss,
+            MHD_OPTION_ARRAY, app->cfg->http_threads ? pool : pool + 1,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+            MHD_OPTION_CONNECTION_LIMIT, 2048u, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+            MHD_OPTION_END);
+    }
     if (s->d == NULL) {
         free(s);
         return ERR(e, E_IO, "cannot listen on %s (address in use or not permitted)",
@@ -679,5 +696,6 @@ void http_stop(struct http_server *s)
     if (s == NULL)
         return;
     MHD_stop_daemon(s->d);
+    http_ingest_cleanup();
     free(s);
 }

@@ -179,7 +179,9 @@ int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *ki
     if (in->replay_id) {
         rc = store_rejected_update(in->st, in->replay_id, "pending", reason, field, msg, 0, e);
     } else {
-        char *raw = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY); /* any value */
+        /* any value; none at all is a bug upstream, kept visible rather than fatal */
+        char *raw = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+                        : xstrdup("{\"unrecorded\":true}");
         char fp[33];
         struct store_rejected r = {
             .created_at = clock_now_ms(),

@@ -210,6 +210,7 @@ struct ingest_item {
     int prepared;              /* event validated on the request's thread, into prep */
     struct prepared_event prep;
     int rejected;
+    int store_rejected;        /* rejected by the writer (not before): undone by a rollback */
     char reason[32], field[160], msg[256];
     enum ingest_outcome outcome; /* set by the queue */
 };
@@ -255,6 +256,9 @@ void ingest_queue_stop(struct ingest_queue *q);
 int ingest_queue_contracts(struct ingest_queue *q, struct store *st, struct contract_set **out,
                            struct err *e);
 void ingest_queue_contracts_changed(struct ingest_queue *q);
+/* The same when the cached set is fresh enough to need no look at the store: 1 and a
+ * reference in *out, else 0 (then call ingest_queue_contracts with a store). */
+int ingest_queue_contracts_cached(struct ingest_queue *q, struct contract_set **out);
 /* Validates the job's event records now, on the calling thread, so that the writer
  * only stores them. */
 void ingest_job_prepare(struct ingest_job *job, const struct contract_set *cs);

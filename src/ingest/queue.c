@@ -38,6 +38,7 @@ struct ingest_queue {
     struct contract_set *cs;
     int64_t cs_stamp;
     double cs_checked;        /* clock_mono_ms() of the last look at the stamp (0: look) */
+    uint64_t cs_generation;   /* bumped by ingest_queue_contracts_changed */
 };
 
 static int store_item(struct ingest *in, const struct ingest_job *job, struct ingest_item *it,
@@ -47,6 +48,10 @@ static int store_item(struct ingest *in, const struct ingest_job *job, struct in
                             .line = it->index + 1, .received_at = job->received_at};
     int rc = 0;
 
+    /* Stored again after its transaction was rolled back: what the writer decided then
+     * (a rejection by the store, its dead letter) was undone with it. */
+    if (it->store_rejected)
+        it->rejected = it->store_rejected = 0;
     it->outcome = INGEST_UNCHANGED;
     if (it->rejected) {
         rc = ingest_reject(in, &cx, it->is_contact ? "contact" : "event", it->raw, it->reason,
@@ -59,7 +64,7 @@ static int store_item(struct ingest *in, const struct ingest_job *job, struct in
         rc = ingest_event(in, &cx, it->event, &it->outcome, e);
     }
     if (rc == 0 && it->outcome == INGEST_REJECTED && !it->rejected) {
-        it->rejected = 1;
+        it->rejected = it->store_rejected = 1;
         snprintf(it->reason, sizeof it->reason, "%s", in->last_reason);
         snprintf(it->field, sizeof it->field, "%s", in->last_field);
         snprintf(it->msg, sizeof it->msg, "%s", in->last_msg);
@@ -166,7 +171,9 @@ static void store_group(struct ingest_queue *q, struct ingest_job *list, int yie
     if (list == NULL)
         return;
     rc = run_jobs(q, list, yield, &e);
-    if (rc && list->next) {
+    /* Alone, from each job's first uncommitted item: one job cannot fail the others,
+     * and a big job committed in part gets a fresh try at the rest. */
+    if (rc && (list->next || list->done)) {
         log_warn("ingest", "a group commit failed (%s); storing its requests one by one", e.msg);
         for (j = list; j; j = next) {
             struct err je = {0};
@@ -316,16 +323,15 @@ int ingest_queue_contracts(struct ingest_queue *q, struct store *st, struct cont
                            struct err *e)
 {
     double now = clock_mono_ms();
+    uint64_t generation;
     int64_t stamp;
     int rc;
 
     *out = NULL;
-    pthread_mutex_lock(&q->cs_mu);
-    if (q->cs && q->cs_checked > 0 && now - q->cs_checked < CONTRACTS_RECHECK_MS) {
-        *out = contract_set_ref(q->cs);
-        pthread_mutex_unlock(&q->cs_mu);
+    if (ingest_queue_contracts_cached(q, out))
         return 0;
-    }
+    pthread_mutex_lock(&q->cs_mu);
+    generation = q->cs_generation;
     pthread_mutex_unlock(&q->cs_mu);
     rc = store_contracts_stamp(st, &stamp, e);
     if (rc)
@@ -341,17 +347,34 @@ int ingest_queue_contracts(struct ingest_queue *q, struct store *st, struct cont
         }
     }
     if (rc == 0) {
-        q->cs_checked = now;
+        /* A change announced while the stamp was read may not be in what was read:
+         * the next call looks again. */
+        if (generation == q->cs_generation)
+            q->cs_checked = now;
         *out = contract_set_ref(q->cs);
     }
     pthread_mutex_unlock(&q->cs_mu);
     return rc;
 }
 
+int ingest_queue_contracts_cached(struct ingest_queue *q, struct contract_set **out)
+{
+    double now = clock_mono_ms();
+    int hit;
+
+    pthread_mutex_lock(&q->cs_mu);
+    hit = q->cs && q->cs_checked > 0 && now - q->cs_checked < CONTRACTS_RECHECK_MS;
+    if (hit)
+        *out = contract_set_ref(q->cs);
+    pthread_mutex_unlock(&q->cs_mu);
+    return hit;
+}
+
 void ingest_queue_contracts_changed(struct ingest_queue *q)
 {
     pthread_mutex_lock(&q->cs_mu);
     q->cs_checked = 0;
+    q->cs_generation++;
     pthread_mutex_unlock(&q->cs_mu);
 }
 

@@ -179,23 +179,13 @@ int segment_preview(struct segment_service *sv, struct store *st, const json_t *
 
 /* ---- JSON of stored rows ------------------------------------------------------------ */
 
-static json_t *iso_or_null(int64_t ms)
-{
-    char iso[32];
-
-    if (ms == 0)
-        return json_null();
-    time_format_iso(ms, iso);
-    return json_string(iso);
-}
-
 static json_t *segment_evaluation_json(const struct store_evaluation *ev)
 {
     return json_pack("{s:I,s:I,s:i,s:s,s:s,s:o,s:o,s:o,s:I,s:f,s:s?}", "id", (json_int_t)ev->id,
                      "segment_id", (json_int_t)ev->segment_id, "version", ev->version, "trigger",
-                     ev->trigger, "status", ev->status, "as_of", iso_or_null(ev->as_of),
-                     "started_at", iso_or_null(ev->started_at), "finished_at",
-                     iso_or_null(ev->finished_at), "member_count", (json_int_t)ev->member_count,
+                     ev->trigger, "status", ev->status, "as_of", json_iso_or_null(ev->as_of),
+                     "started_at", json_iso_or_null(ev->started_at), "finished_at",
+                     json_iso_or_null(ev->finished_at), "member_count", (json_int_t)ev->member_count,
                      "took_ms", ev->took_ms, "error", ev->error && *ev->error ? ev->error : NULL);
 }
 
@@ -208,9 +198,9 @@ static json_t *segment_json(const struct store_segment *s)
                      rules ? rules : json_null(), "schedule",
                      s->schedule_minutes ? json_pack("{s:i}", "every_minutes", s->schedule_minutes)
                                          : json_null(),
-                     "next_run_at", s->schedule_minutes ? iso_or_null(s->next_run_at) : json_null(),
-                     "created_at", iso_or_null(s->created_at), "updated_at",
-                     iso_or_null(s->updated_at), "created_by", s->created_by);
+                     "next_run_at", s->schedule_minutes ? json_iso_or_null(s->next_run_at) : json_null(),
+                     "created_at", json_iso_or_null(s->created_at), "updated_at",
+                     json_iso_or_null(s->updated_at), "created_by", s->created_by);
 }
 
 static int keep_segment(void *ctx, const struct store_segment *s)
@@ -815,7 +805,7 @@ static int add_version(void *ctx, const struct store_segment *s)
 {
     struct page *p = ctx;
     json_t *o = json_pack("{s:i,s:o,s:o,s:s}", "version", s->version, "rules",
-                          json_loads(s->rules, 0, NULL), "created_at", iso_or_null(s->created_at),
+                          json_loads(s->rules, 0, NULL), "created_at", json_iso_or_null(s->created_at),
                           "created_by", s->created_by);
 
     json_array_append_new(p->items, o);

@@ -151,7 +151,8 @@ static int store_row(struct pass *p, const struct sync_table *t, const struct sy
 
 /* One table from its checkpoint to its end (or to a row not settled yet). */
 static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int64_t source_id,
-                      const struct sync_table *t, int batch, struct err *e)
+                      const struct sync_table *t, int batch, const struct sync_opts *o,
+                      struct err *e)
 {
     struct store_sync_checkpoint cp;
     char *cursor, *key;
@@ -185,6 +186,8 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
         else
             ingest_rollback(&p->in);
         n = b.n;
+        if (rc == 0 && o && o->on_batch)
+            o->on_batch(o->ctx, t, &b, clock_now_ms());
         if (rc == 0) {
             p->rep->read += b.n;
             free(cursor);
@@ -255,7 +258,7 @@ int sync_pass(struct store *st, const struct config *cfg, const char *source,
     for (i = 0; rc == 0 && i < m.ntables; i++) {
         if (o && o->table && strcmp(m.tables[i].table, o->table))
             continue;
-        rc = sync_table(&p, st, c, src.id, &m.tables[i], batch, e);
+        rc = sync_table(&p, st, c, src.id, &m.tables[i], batch, o, e);
         rep->tables++;
     }
     ingest_release(&p.in);

@@ -85,11 +85,50 @@ struct sync_report {
 struct sync_opts {
     int batch;            /* rows a transaction (default 5000) */
     const char *table;    /* only this table (NULL: all) */
+    /* Told of each batch once it is committed (stored_at: the commit's time). */
+    void (*on_batch)(void *ctx, const struct sync_table *t, const struct sync_batch *b,
+                     int64_t stored_at);
+    void *ctx;
 };
 /* One pass over a source: every table from its checkpoint to the end. The source's
  * status (last success or error) is recorded. */
 int sync_pass(struct store *st, const struct config *cfg, const char *source,
               const struct sync_opts *o, struct sync_report *rep, struct err *e);
+
+/* ---- sources (sources.c) ---- */
+
+struct sync_source_spec {
+    const char *name, *kind, *dsn;
+    const char *password_ref; /* env:VAR or file:PATH, or NULL */
+    const char *password;     /* or the password itself, stored sealed; or NULL */
+    const char *mapping;      /* JSON text */
+};
+/* Checks everything (each problem into errs with its JSON pointer: E_INVAL), then adds
+ * the source with its audit record (sync_source.add) in one transaction. E_CONFLICT
+ * for a name taken. */
+int sync_source_create(struct store *st, const struct config *cfg,
+                       const struct sync_source_spec *spec, const char *actor,
+                       const char *req_id, struct errlist *errs, struct err *e);
+/* Removes it and its checkpoints, audited (sync_source.remove); what it stored stays. */
+int sync_source_delete(struct store *st, const char *name, const char *actor, const char *req_id,
+                       struct err *e);
+/* As the CLI and the API show it: the password only as its kind (env:VAR, file:PATH,
+ * "sealed" or "none"). Caller owns it. */
+json_t *sync_source_json(const struct store_sync_source *s);
+
+/* ---- the worker of `engage serve` (worker.c) ---- */
+
+struct sync_worker;
+/* A thread with its own store connection: a pass over every source each [sync]
+ * interval_seconds; a failing source waits interval x 2^failures (at most 5 min). */
+int sync_worker_start(struct sync_worker **out, const char *data_dir, const struct config *cfg,
+                      struct err *e);
+void sync_worker_stop(struct sync_worker *w); /* NULL-safe */
+/* A table's figures since the server started: rows_since_start, rows_per_second (last
+ * hour), newest_row_at and lag_seconds (now minus it), lag_p50_ms and lag_p95_ms (stored
+ * at minus the row's cursor, last hour). {} when nothing was stored yet. */
+json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const char *table);
+void sync_worker_metrics(struct sync_worker *w, struct buf *out);
 
 /* Resolves a password reference: "" (none), env:VAR, file:PATH, or a value sealed with
  * the configuration's secrets key (sb1:...). Caller frees with secret_free. */

@@ -410,15 +410,21 @@ UTEST(jtree, edge_cases_as_jansson)
     for (k = 0; k < sizeof docs / sizeof *docs; k++)
         same_as_jansson(docs[k], strlen(docs[k]), &accepted);
     cr_assert_gt(accepted, 8, "(%d)", accepted);
-    /* Depth: 2048 nested arrays are read, 2049 are not. */
-    for (i = 2048; i <= 2049; i++) {
-        buf_init(&deep);
-        for (k = 0; k < (size_t)i; k++)
-            buf_addc(&deep, '[');
-        for (k = 0; k < (size_t)i; k++)
-            buf_addc(&deep, ']');
-        same_as_jansson(deep.p, deep.len, &accepted);
-        buf_release(&deep);
+    /* Depth: 2048 nested arrays are read, 2049 are not; a scalar counts as a level
+     * (2047 arrays around a number are read, 2048 are not). */
+    for (i = 2047; i <= 2049; i++) {
+        int with_scalar;
+        for (with_scalar = 0; with_scalar < 2; with_scalar++) {
+            buf_init(&deep);
+            for (k = 0; k < (size_t)i; k++)
+                buf_addc(&deep, '[');
+            if (with_scalar)
+                buf_addc(&deep, '1');
+            for (k = 0; k < (size_t)i; k++)
+                buf_addc(&deep, ']');
+            same_as_jansson(deep.p, deep.len, &accepted);
+            buf_release(&deep);
+        }
     }
     arena_release(&jt_arena);
 }

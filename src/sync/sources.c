@@ -1,0 +1,126 @@
+/* sync/sources.c -- adding and removing sync sources, for the CLI and the API alike:
+ * every check in one place, the change audited in its own transaction, the password
+ * never shown (only what kind of reference it is). */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../auth/auth.h"
+#include "../core/secret.h"
+#include "sync.h"
+
+json_t *sync_source_json(const struct store_sync_source *s)
+{
+    const char *pw = s->password && *s->password
+                         ? strncmp(s->password, "sb1:", 4) == 0 ? "sealed" : s->password
+                         : "none";
+    json_t *m = json_loads(s->mapping ? s->mapping : "null", JSON_DECODE_ANY, NULL);
+
+    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:s,s:o,s:o}", "name", s->name, "kind", s->kind,
+                     "dsn", s->dsn ? s->dsn : "", "password", pw, "mapping", m ? m : json_null(),
+                     "last_ok_at", json_iso_or_null(s->last_ok_at), "failures",
+                     (json_int_t)s->failures, "last_error", s->last_error, "last_error_at",
+                     json_iso_or_null(s->last_error_at), "created_at", json_iso_or_null(s->created_at));
+}
+
+/* A libpq DSN that carries a password (key=value or URL form). */
+static int dsn_has_password(const char *dsn)
+{
+    const char *u = strstr(dsn, "://"), *at;
+
+    if (strcasestr(dsn, "password"))
+        return 1;
+    if (u == NULL)
+        return 0;
+    at = strchr(u + 3, '@');
+    return at && memchr(u + 3, ':', (size_t)(at - (u + 3))) != NULL;
+}
+
+int sync_source_create(struct store *st, const struct config *cfg,
+                       const struct sync_source_spec *spec, const char *actor,
+                       const char *req_id, struct errlist *errs, struct err *e)
+{
+    struct store_sync_source src;
+    struct sync_mapping m;
+    char *password = NULL;
+    size_t i, n = spec->name ? strlen(spec->name) : 0;
+    json_t *after;
+    int rc;
+
+    if (n == 0 || n >= 64 || strspn(spec->name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != n)
+        errlist_add(errs, "/name", "1 to 63 of a-z, 0-9, _ and -");
+    if (!spec->kind || (strcmp(spec->kind, "postgres") && strcmp(spec->kind, "sqlite")))
+        errlist_add(errs, "/kind", "must be postgres or sqlite");
+    if (!spec->dsn || !*spec->dsn || strlen(spec->dsn) > 1024)
+        errlist_add(errs, "/dsn", "is required: a libpq connection string, or the SQLite file");
+    else if (spec->kind && strcmp(spec->kind, "postgres") == 0 && dsn_has_password(spec->dsn))
+        errlist_add(errs, "/dsn", "must not hold the password (it would be stored and shown): "
+                                  "give it as a reference (env:VAR, file:PATH) or to be sealed");
+    if (spec->password_ref && *spec->password_ref && strncmp(spec->password_ref, "env:", 4) &&
+        strncmp(spec->password_ref, "file:", 5))
+        errlist_add(errs, "/password_ref", "must be env:VAR or file:PATH");
+    if (spec->password_ref && *spec->password_ref && spec->password)
+        errlist_add(errs, "/password", "give a password or a reference to one, not both");
+    if (!spec->mapping) {
+        errlist_add(errs, "/mapping", "is required (docs/sync.md)");
+    } else {
+        struct errlist merrs = {0};
+        struct err me = {0};
+        if (sync_mapping_parse(spec->mapping, &m, &merrs, &me) == 0)
+            sync_mapping_release(&m);
+        for (i = 0; i < (size_t)merrs.n; i++) {
+            char path[200];
+            snprintf(path, sizeof path, "/mapping%s", merrs.items[i].path);
+            errlist_add(errs, path, "%s", merrs.items[i].msg);
+        }
+    }
+    if (errs->n)
+        return ERR(e, E_INVAL, "the source has %d problem%s", errs->n, errs->n == 1 ? "" : "s");
+    if (spec->password) {
+        unsigned char key[SECRET_KEY_BYTES];
+        rc = secret_key_load(cfg, key, e);
+        if (rc == 0)
+            rc = secret_seal(key, spec->password, strlen(spec->password), &password, e);
+        sodium_memzero(key, sizeof key);
+        if (rc)
+            return rc;
+    } else if (spec->password_ref && *spec->password_ref) {
+        password = xstrdup(spec->password_ref);
+    }
+    memset(&src, 0, sizeof src);
+    snprintf(src.name, sizeof src.name, "%s", spec->name);
+    snprintf(src.kind, sizeof src.kind, "%s", spec->kind);
+    src.dsn = (char *)spec->dsn;
+    src.password = password;
+    src.mapping = (char *)spec->mapping;
+    after = sync_source_json(&src);
+    rc = store_begin(st, e);
+    if (rc == 0)
+        rc = store_sync_source_add(st, &src, NULL, e);
+    if (rc == 0)
+        rc = audit_record(st, actor, "sync_source.add", "sync_source", spec->name, NULL, after,
+                          req_id, e);
+    rc = store_finish(st, rc, e);
+    json_decref(after);
+    free(password);
+    return rc;
+}
+
+int sync_source_delete(struct store *st, const char *name, const char *actor, const char *req_id,
+                       struct err *e)
+{
+    struct store_sync_source before;
+    json_t *b = NULL;
+    int rc = store_begin(st, e);
+
+    if (rc == 0 && (rc = store_sync_source_get(st, name, &before, e)) == 0) {
+        b = sync_source_json(&before);
+        store_sync_source_release(&before);
+        rc = store_sync_source_remove(st, name, e);
+    }
+    if (rc == 0)
+        rc = audit_record(st, actor, "sync_source.remove", "sync_source", name, b, NULL, req_id, e);
+    rc = store_finish(st, rc, e);
+    json_decref(b);
+    return rc;
+}

@@ -1,0 +1,354 @@
+/* sync/worker.c -- the sync worker of `engage serve`: a pass over every source each
+ * [sync] interval_seconds, a failing source retried with backoff, and the lag of every
+ * table measured as rows are stored.
+ *
+ * DESIGN: one thread with its own store connection. Sources are listed at each tick,
+ * so one added by the CLI or the API is picked up without a restart. A source that
+ * failed waits interval x 2^failures (at most 5 minutes) before its next try; its
+ * checkpoints do not move, and its status (sync_sources) holds the error. Lag: for
+ * each stored row whose cursor is a timestamp, stored-at minus that timestamp goes into
+ * a per-minute histogram of the last hour (128 log-spaced buckets from 1 ms, 4 a power
+ * of two: percentiles within 19%), beside the newest cursor seen and the rows stored. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync.h"
+
+#define LAG_BUCKETS 128
+#define LAG_MINUTES 60
+#define MAX_TABLES 256
+#define BACKOFF_MAX_MS (300 * 1000)
+
+struct table_stats {
+    char source[64], table[128];
+    int64_t newest_ms;         /* the newest cursor time stored (0: none yet) */
+    int64_t rows;              /* stored since the server started */
+    int64_t minute[LAG_MINUTES]; /* which minute (epoch minutes) each slot holds */
+    uint32_t lag[LAG_MINUTES][LAG_BUCKETS];
+    int64_t rows_minute[LAG_MINUTES];
+};
+
+struct source_state {
+    char name[64];
+    int64_t next_at, failures;
+};
+
+struct sync_worker {
+    pthread_t tid;
+    pthread_mutex_t mu; /* mu protects stop, tables, ntables, sources, nsources */
+    pthread_cond_t cv;
+    int stop;
+    struct store *st;
+    const struct config *cfg;
+    struct table_stats *tables;
+    int ntables;
+    struct source_state sources[64];
+    int nsources;
+};
+
+static int lag_bucket(int64_t ms)
+{
+    int b;
+
+    if (ms < 1)
+        return 0;
+    b = (int)(4.0 * log2((double)ms)) + 1;
+    return b >= LAG_BUCKETS ? LAG_BUCKETS - 1 : b;
+}
+
+static double bucket_upper_ms(int b)
+{
+    return b == 0 ? 1 : pow(2.0, (double)b / 4.0);
+}
+
+static struct table_stats *stats_of(struct sync_worker *w, const char *source, const char *table)
+{
+    int i;
+
+    for (i = 0; i < w->ntables; i++)
+        if (strcmp(w->tables[i].source, source) == 0 && strcmp(w->tables[i].table, table) == 0)
+            return &w->tables[i];
+    if (w->ntables == MAX_TABLES)
+        return NULL;
+    w->tables = xrealloc(w->tables, (size_t)(w->ntables + 1) * sizeof *w->tables);
+    memset(&w->tables[w->ntables], 0, sizeof *w->tables);
+    snprintf(w->tables[w->ntables].source, sizeof w->tables->source, "%s", source);
+    snprintf(w->tables[w->ntables].table, sizeof w->tables->table, "%s", table);
+    return &w->tables[w->ntables++];
+}
+
+struct observe_ctx {
+    struct sync_worker *w;
+    const char *source;
+};
+
+static void on_batch(void *ctx, const struct sync_table *t, const struct sync_batch *b,
+                     int64_t stored_at)
+{
+    struct observe_ctx *o = ctx;
+    struct table_stats *ts;
+    int64_t minute = stored_at / 60000;
+    int i, k, col = -1, slot = (int)(minute % LAG_MINUTES);
+
+    for (k = 0; k < b->ncolumns; k++)
+        if (strcmp(b->columns[k], t->cursor) == 0)
+            col = k;
+    pthread_mutex_lock(&o->w->mu);
+    ts = stats_of(o->w, o->source, t->table);
+    if (ts && ts->minute[slot] != minute) {
+        ts->minute[slot] = minute;
+        memset(ts->lag[slot], 0, sizeof ts->lag[slot]);
+        ts->rows_minute[slot] = 0;
+    }
+    for (i = 0; ts && i < b->n; i++) {
+        const json_t *v = col >= 0 ? json_array_get(b->rows[i].values, (size_t)col) : NULL;
+        int64_t at;
+        ts->rows++;
+        ts->rows_minute[slot]++;
+        if (!json_is_string(v) ||
+            time_parse_iso(json_string_value(v), json_string_length(v), &at))
+            continue;
+        if (at > ts->newest_ms)
+            ts->newest_ms = at;
+        ts->lag[slot][lag_bucket(stored_at - at)]++;
+    }
+    pthread_mutex_unlock(&o->w->mu);
+}
+
+static struct source_state *state_of(struct sync_worker *w, const char *name)
+{
+    int i;
+
+    for (i = 0; i < w->nsources; i++)
+        if (strcmp(w->sources[i].name, name) == 0)
+            return &w->sources[i];
+    if (w->nsources == (int)(sizeof w->sources / sizeof *w->sources))
+        return NULL;
+    memset(&w->sources[w->nsources], 0, sizeof *w->sources);
+    snprintf(w->sources[w->nsources].name, sizeof w->sources->name, "%s", name);
+    return &w->sources[w->nsources++];
+}
+
+struct names {
+    char (*v)[64];
+    int n;
+};
+
+static int collect(void *ctx, const struct store_sync_source *s)
+{
+    struct names *nm = ctx;
+
+    nm->v = xrealloc(nm->v, (size_t)(nm->n + 1) * sizeof *nm->v);
+    snprintf(nm->v[nm->n++], 64, "%s", s->name);
+    return 0;
+}
+
+static void tick(struct sync_worker *w)
+{
+    struct names nm = {0};
+    struct err e = {0};
+    int i;
+
+    if (store_sync_sources(w->st, collect, &nm, &e)) {
+        log_warn("sync", "cannot list the sync sources: %s", e.msg);
+        return;
+    }
+    for (i = 0; i < nm.n; i++) {
+        struct observe_ctx o = {w, nm.v[i]};
+        struct sync_opts opts = {.on_batch = on_batch, .ctx = &o};
+        struct sync_report rep;
+        struct source_state *ss;
+        int64_t now = clock_now_ms(), interval = (int64_t)w->cfg->sync_interval_s * 1000;
+        int due;
+        pthread_mutex_lock(&w->mu);
+        ss = state_of(w, nm.v[i]);
+        due = ss && now >= ss->next_at && !w->stop;
+        pthread_mutex_unlock(&w->mu);
+        if (!due)
+            continue;
+        memset(&e, 0, sizeof e);
+        if (sync_pass(w->st, w->cfg, nm.v[i], &opts, &rep, &e)) {
+            int64_t wait;
+            pthread_mutex_lock(&w->mu);
+            ss->failures++;
+            wait = interval << (ss->failures < 16 ? ss->failures : 16);
+            ss->next_at = now + (wait < BACKOFF_MAX_MS ? wait : BACKOFF_MAX_MS);
+            pthread_mutex_unlock(&w->mu);
+            log_warn("sync", "source %s failed (%lld in a row; next try in %lld s): %s", nm.v[i],
+                     (long long)ss->failures, (long long)((ss->next_at - now) / 1000), e.msg);
+        } else {
+            pthread_mutex_lock(&w->mu);
+            if (ss->failures)
+                log_info("sync", "source %s is back after %lld failures", nm.v[i],
+                         (long long)ss->failures);
+            ss->failures = 0;
+            ss->next_at = now + interval;
+            pthread_mutex_unlock(&w->mu);
+            if (rep.read)
+                log_info("sync", "source %s: %lld rows: %lld contacts, %lld events, %lld deleted, "
+                         "%lld rejected", nm.v[i], (long long)rep.read, (long long)rep.contacts,
+                         (long long)rep.events, (long long)rep.deleted, (long long)rep.rejected);
+        }
+    }
+    free(nm.v);
+}
+
+static void *worker_main(void *arg)
+{
+    struct sync_worker *w = arg;
+
+    for (;;) {
+        struct timespec until;
+        pthread_mutex_lock(&w->mu);
+        if (w->stop) {
+            pthread_mutex_unlock(&w->mu);
+            return NULL;
+        }
+        pthread_mutex_unlock(&w->mu);
+        tick(w);
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += w->cfg->sync_interval_s;
+        pthread_mutex_lock(&w->mu);
+        while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0)
+            ;
+        pthread_mutex_unlock(&w->mu);
+    }
+}
+
+int sync_worker_start(struct sync_worker **out, const char *data_dir, const struct config *cfg,
+                      struct err *e)
+{
+    struct store_opts so = {.busy_timeout_ms = cfg->busy_timeout_ms};
+    struct sync_worker *w = xcalloc(1, sizeof *w);
+    int rc = store_open(&w->st, data_dir, &so, e);
+
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    w->cfg = cfg;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
+        store_close(w->st);
+        free(w);
+        return ERR(e, E_NOMEM, "cannot start the sync worker");
+    }
+    pthread_setname_np(w->tid, "sync-worker");
+    *out = w;
+    return 0;
+}
+
+void sync_worker_stop(struct sync_worker *w)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->tid, NULL); /* a pass in progress finishes its batch first */
+    store_close(w->st);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w->tables);
+    free(w);
+}
+
+/* p (0..1) of the last hour's lags of a table, in ms; -1 when there are none. */
+static double lag_pct(const struct table_stats *ts, int64_t now_minute, double p)
+{
+    uint64_t counts[LAG_BUCKETS] = {0}, total = 0, seen = 0;
+    int s, b;
+
+    for (s = 0; s < LAG_MINUTES; s++) {
+        if (ts->minute[s] <= now_minute - LAG_MINUTES || ts->minute[s] > now_minute)
+            continue;
+        for (b = 0; b < LAG_BUCKETS; b++) {
+            counts[b] += ts->lag[s][b];
+            total += ts->lag[s][b];
+        }
+    }
+    if (total == 0)
+        return -1;
+    for (b = 0; b < LAG_BUCKETS; b++) {
+        seen += counts[b];
+        if ((double)seen >= p * (double)total)
+            return bucket_upper_ms(b);
+    }
+    return bucket_upper_ms(LAG_BUCKETS - 1);
+}
+
+json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const char *table)
+{
+    int64_t now = clock_now_ms(), minute = now / 60000, hour_rows = 0;
+    struct table_stats *ts = NULL;
+    json_t *o;
+    int i, s;
+
+    if (w == NULL)
+        return json_object();
+    pthread_mutex_lock(&w->mu);
+    for (i = 0; i < w->ntables && !ts; i++)
+        if (strcmp(w->tables[i].source, source) == 0 && strcmp(w->tables[i].table, table) == 0)
+            ts = &w->tables[i];
+    if (ts == NULL) {
+        pthread_mutex_unlock(&w->mu);
+        return json_object();
+    }
+    for (s = 0; s < LAG_MINUTES; s++)
+        if (ts->minute[s] > minute - LAG_MINUTES && ts->minute[s] <= minute)
+            hour_rows += ts->rows_minute[s];
+    o = json_pack("{s:I,s:f}", "rows_since_start", (json_int_t)ts->rows, "rows_per_second",
+                  (double)hour_rows / 3600.0);
+    if (ts->newest_ms) {
+        char iso[32];
+        time_format_iso(ts->newest_ms, iso);
+        json_object_set_new(o, "newest_row_at", json_string(iso));
+        json_object_set_new(o, "lag_seconds", json_real((double)(now - ts->newest_ms) / 1000));
+    }
+    if (lag_pct(ts, minute, 0.5) >= 0) {
+        json_object_set_new(o, "lag_p50_ms", json_real(lag_pct(ts, minute, 0.5)));
+        json_object_set_new(o, "lag_p95_ms", json_real(lag_pct(ts, minute, 0.95)));
+    }
+    pthread_mutex_unlock(&w->mu);
+    return o;
+}
+
+void sync_worker_metrics(struct sync_worker *w, struct buf *out)
+{
+    int64_t now = clock_now_ms(), minute = now / 60000;
+    int i;
+
+    if (w == NULL)
+        return;
+    buf_adds(out, "# HELP engage_sync_rows_total Source rows stored by the sync worker, by table.\n"
+                  "# TYPE engage_sync_rows_total counter\n");
+    pthread_mutex_lock(&w->mu);
+    for (i = 0; i < w->ntables; i++)
+        buf_printf(out, "engage_sync_rows_total{source=\"%s\",table=\"%s\"} %lld\n",
+                   w->tables[i].source, w->tables[i].table, (long long)w->tables[i].rows);
+    buf_adds(out, "# HELP engage_sync_lag_seconds Time since the newest source row stored "
+                  "(by its cursor).\n# TYPE engage_sync_lag_seconds gauge\n");
+    for (i = 0; i < w->ntables; i++)
+        if (w->tables[i].newest_ms)
+            buf_printf(out, "engage_sync_lag_seconds{source=\"%s\",table=\"%s\"} %.3f\n",
+                       w->tables[i].source, w->tables[i].table,
+                       (double)(now - w->tables[i].newest_ms) / 1000);
+    buf_adds(out, "# HELP engage_sync_store_lag_p95_seconds p95 over the last hour of stored-at "
+                  "minus the row's cursor time.\n# TYPE engage_sync_store_lag_p95_seconds gauge\n");
+    for (i = 0; i < w->ntables; i++) {
+        double p95 = lag_pct(&w->tables[i], minute, 0.95);
+        if (p95 >= 0)
+            buf_printf(out, "engage_sync_store_lag_p95_seconds{source=\"%s\",table=\"%s\"} %.3f\n",
+                       w->tables[i].source, w->tables[i].table, p95 / 1000);
+    }
+    buf_adds(out, "# HELP engage_sync_failures Failed passes in a row, by source.\n"
+                  "# TYPE engage_sync_failures gauge\n");
+    for (i = 0; i < w->nsources; i++)
+        buf_printf(out, "engage_sync_failures{source=\"%s\"} %lld\n", w->sources[i].name,
+                   (long long)w->sources[i].failures);
+    pthread_mutex_unlock(&w->mu);
+}
