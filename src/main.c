@@ -296,6 +296,7 @@ static const char *help_main =
     "  apikey create|list|revoke                API keys\n"
     "  sync source add|list|remove|test        CRM databases to sync from (docs/sync.md)\n"
     "  sync run              one sync pass over every source (or --source S)\n"
+    "  sync backfill         read a source's history again (--source S, --since ISO)\n"
     "  backup FILE           online copy of the store to a new file\n"
     "  config                print the effective configuration\n"
     "  bench gen             write seeded contacts/events CSVs of any size\n"
@@ -406,14 +407,17 @@ static const struct {
              "       engage sync source list\n"
              "       engage sync source remove NAME\n"
              "       engage sync source test NAME\n"
-             "       engage sync run [--source NAME [--table TABLE]] [--batch N]\n\n"
+             "       engage sync run [--source NAME [--table TABLE]] [--batch N]\n"
+             "       engage sync backfill --source NAME [--table TABLE] [--since ISO] [--batch N]\n\n"
              "A source is a CRM database read directly: PostgreSQL (DSN: a libpq connection\n"
              "string without the password, e.g. 'host=db port=5432 dbname=crm user=engage')\n"
              "or SQLite (DSN: the file). The password is a reference ($VAR or a file, read\n"
              "at each connection) or, with --password-stdin, kept sealed with the secrets\n"
              "key; it is never printed. The mapping (JSON, docs/sync.md) says which tables\n"
              "become contacts or events. 'run' reads every table from its checkpoint on and\n"
-             "prints what it stored; 'test' connects and checks every mapped column.\n"},
+             "prints what it stored; 'test' connects and checks every mapped column.\n"
+             "'backfill' reads the tables again (from --since on, by the cursor column), beside\n"
+             "the live sync if need be: rows are stored once, live checkpoints are not moved.\n"},
     {"version", "usage: engage version\n"},
 };
 
@@ -1187,6 +1191,72 @@ static int sync_source_test(struct cli *c, struct store *st, const char *name, s
     return bad ? 1 : 0;
 }
 
+/* A pass's report: a line, or with --json a JSON object. */
+static void print_sync_report(const struct cli *c, const char *verb, const char *name,
+                              const struct sync_report *rep, double secs, const char *read_how,
+                              const char *tail)
+{
+    if (c->json)
+        print_json(json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "source", name, "read",
+                             (json_int_t)rep->read, "contacts", (json_int_t)rep->contacts,
+                             "events", (json_int_t)rep->events, "deleted",
+                             (json_int_t)rep->deleted, "unchanged", (json_int_t)rep->unchanged,
+                             "rejected", (json_int_t)rep->rejected, "seconds", secs));
+    else
+        printf("%s %s: %lld rows%s: %lld contacts and %lld events stored, %lld deleted, %lld "
+               "unchanged, %lld rejected (%.1f s)%s\n",
+               verb, name, (long long)rep->read, read_how, (long long)rep->contacts,
+               (long long)rep->events, (long long)rep->deleted, (long long)rep->unchanged,
+               (long long)rep->rejected, secs, tail);
+}
+
+/* engage sync backfill --source S [--table T] [--since ISO] [--batch N] */
+static int sync_backfill(struct cli *c)
+{
+    const char *name = opt(c, "source"), *since = opt(c, "since"), *v = opt(c, "batch");
+    struct sync_opts o = {.table = opt(c, "table"), .backfill = 1};
+    struct sync_report rep;
+    struct store *st;
+    struct err e = {0};
+    char *since_json = NULL;
+    double t0 = clock_mono_ms();
+    int64_t ms, bn = 0;
+    int rc;
+
+    if (name == NULL)
+        return usage_error(c, "sync backfill: --source is required");
+    if (since && time_parse_iso(since, strlen(since), &ms))
+        return usage_error(c, "sync backfill: --since: expected an ISO-8601 instant such as "
+                              "2026-01-31T00:00:00Z, got \"%s\"", since);
+    if (v && (parse_i64(v, strlen(v), &bn) || bn < 1 || bn > 100000))
+        return usage_error(c, "sync backfill: --batch takes 1 to 100000 rows");
+    o.batch = (int)bn;
+    o.progress = !c->json && isatty(STDERR_FILENO);
+    if (since) {
+        char iso[32];
+        json_t *s;
+        time_format_iso(ms, iso);
+        s = json_string(iso);
+        since_json = json_dumps(s, JSON_ENCODE_ANY);
+        json_decref(s);
+        o.since = since_json;
+    }
+    if ((rc = open_store(c, &st, 1))) {
+        free(since_json);
+        return rc;
+    }
+    rc = sync_pass(st, &c->cfg, name, &o, &rep, &e);
+    if (o.progress)
+        fputc('\n', stderr);
+    store_close(st);
+    free(since_json);
+    if (rc)
+        return die("sync backfill %s: %s", name, e.msg);
+    print_sync_report(c, "backfill", name, &rep, (clock_mono_ms() - t0) / 1000,
+                      " read again", "; live checkpoints untouched");
+    return 0;
+}
+
 static int cmd_sync(struct cli *c)
 {
     struct store *st;
@@ -1194,11 +1264,15 @@ static int cmd_sync(struct cli *c)
     int rc;
 
     if ((rc = check_opts(c, " name kind dsn mapping password-env password-file password-stdin "
-                            "source table batch ")))
+                            "source table batch since ")))
         return rc;
-    if (c->nargs < 1 || (strcmp(c->args[0], "source") && strcmp(c->args[0], "run")) ||
+    if (c->nargs < 1 ||
+        (strcmp(c->args[0], "source") && strcmp(c->args[0], "run") &&
+         strcmp(c->args[0], "backfill")) ||
         (strcmp(c->args[0], "source") == 0 && c->nargs < 2))
-        return usage_error(c, "sync: expected 'source add|list|remove|test' or 'run'");
+        return usage_error(c, "sync: expected 'source add|list|remove|test', 'run' or 'backfill'");
+    if (strcmp(c->args[0], "backfill") == 0)
+        return sync_backfill(c);
     if ((rc = open_store(c, &st, 1)))
         return rc;
     if (strcmp(c->args[0], "run") == 0) {
@@ -1238,20 +1312,7 @@ static int cmd_sync(struct cli *c)
                 failed++;
                 continue;
             }
-            if (c->json)
-                print_json(json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "source", name, "read",
-                                     (json_int_t)rep.read, "contacts", (json_int_t)rep.contacts,
-                                     "events", (json_int_t)rep.events, "deleted",
-                                     (json_int_t)rep.deleted, "unchanged",
-                                     (json_int_t)rep.unchanged, "rejected",
-                                     (json_int_t)rep.rejected, "seconds",
-                                     (clock_mono_ms() - t0) / 1000));
-            else
-                printf("sync %s: %lld rows read: %lld contacts and %lld events stored, %lld "
-                       "deleted, %lld unchanged, %lld rejected (%.1f s)\n",
-                       name, (long long)rep.read, (long long)rep.contacts, (long long)rep.events,
-                       (long long)rep.deleted, (long long)rep.unchanged, (long long)rep.rejected,
-                       (clock_mono_ms() - t0) / 1000);
+            print_sync_report(c, "sync", name, &rep, (clock_mono_ms() - t0) / 1000, "", "");
         }
         json_decref(lo.items);
         store_close(st);

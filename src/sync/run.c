@@ -9,6 +9,7 @@
  * event or contact. A row its contract refuses goes to the dead-letter store with
  * origin "<table>:<key>" and the checkpoint moves past it (a replay takes it later). */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -282,7 +283,10 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
     a.cs = cs;
     a.cx = p->cx;
     a.limit = batch;
-    ahead_start(&a, cp.cursor, cp.key, NULL);
+    if (o && o->backfill)
+        ahead_start(&a, o->since, NULL, NULL); /* from --since (or the start), not the checkpoint */
+    else
+        ahead_start(&a, cp.cursor, cp.key, NULL);
     store_sync_checkpoint_release(&cp);
     for (;;) {
         struct ahead cur;
@@ -302,8 +306,9 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
         }
         while (settled < b->n && b->rows[settled].settled)
             settled++;
-        /* Read on only past a full batch of settled rows: anything else ends the pass. */
-        more = b->n == batch && settled == b->n;
+        /* Read on only past a full batch of settled rows: anything else ends the pass
+         * (a backfill reads to the end: the live sync takes care of late commits). */
+        more = b->n == batch && (settled == b->n || (o && o->backfill));
         if (more)
             ahead_start(&a, b->rows[b->n - 1].cursor, b->rows[b->n - 1].key, done);
         else if (done)
@@ -313,7 +318,7 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
         for (i = 0; rc == 0 && i < b->n; i++)
             rc = store_row(p, t, b, &b->rows[i],
                            cur.has_prep && cur.has_prep[i] ? &cur.preps[i] : NULL, e);
-        if (rc == 0 && settled)
+        if (rc == 0 && settled && !(o && o->backfill))
             rc = store_sync_checkpoint_set(st, source_id, t->table, b->rows[settled - 1].cursor,
                                            b->rows[settled - 1].key, settled, e);
         if (rc == 0)
@@ -324,6 +329,8 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
             o->on_batch(o->ctx, t, b, clock_now_ms());
         if (rc == 0)
             p->rep->read += b->n;
+        if (rc == 0 && o && o->progress)
+            fprintf(stderr, "\r  %s: %lld rows", t->table, (long long)p->rep->read);
         /* Freed by the reading thread with its next batch (or here, when none). */
         done = xmalloc(sizeof *done);
         *done = cur;
@@ -404,7 +411,8 @@ int sync_pass(struct store *st, const struct config *cfg, const char *source,
     ingest_release(&p.in);
 out:
     sync_disconnect(c);
-    record_status(st, src.id, rc ? e->msg : NULL);
+    if (!(o && o->backfill)) /* a backfill's trouble is its caller's, not the source's status */
+        record_status(st, src.id, rc ? e->msg : NULL);
     sync_mapping_release(&m);
     store_sync_source_release(&src);
     return rc;

@@ -210,7 +210,11 @@ static void build_query(struct buf *q, const struct sync_table *t, struct sync_b
         buf_adds(q, ", xmin::text, pg_snapshot_xmin(pg_current_snapshot())::text");
     buf_adds(q, " FROM ");
     quoted(q, t->table);
-    if (after) {
+    if (after == 2) { /* from a cursor value on, inclusive (a backfill's --since) */
+        buf_adds(q, " WHERE ");
+        quoted(q, t->cursor);
+        buf_adds(q, pg ? " >= $1" : " >= ?1");
+    } else if (after) {
         buf_adds(q, " WHERE (");
         quoted(q, t->cursor);
         buf_adds(q, ", ");
@@ -288,10 +292,10 @@ static int read_pg(struct sync_conn *c, const struct sync_table *t, const char *
     int i, k, rc = 0, nrows;
 
     buf_init(&q);
-    build_query(&q, t, b, 1, cursor != NULL, limit);
+    build_query(&q, t, b, 1, cursor == NULL ? 0 : key == NULL ? 2 : 1, limit);
     if (cursor) { /* the checkpoint keeps PostgreSQL's own text of both */
         cj = json_loads(cursor, JSON_DECODE_ANY, NULL);
-        kj = json_loads(key, JSON_DECODE_ANY, NULL);
+        kj = key ? json_loads(key, JSON_DECODE_ANY, NULL) : json_string("");
         if (!json_is_string(cj) || !json_is_string(kj)) {
             json_decref(cj);
             json_decref(kj);
@@ -302,7 +306,8 @@ static int read_pg(struct sync_conn *c, const struct sync_table *t, const char *
         params[0] = json_string_value(cj);
         params[1] = json_string_value(kj);
     }
-    r = PQexecParams(c->pgc, q.p, cursor ? 2 : 0, NULL, cursor ? params : NULL, NULL, NULL, 0);
+    r = PQexecParams(c->pgc, q.p, cursor ? key ? 2 : 1 : 0, NULL, cursor ? params : NULL, NULL,
+                     NULL, 0);
     buf_release(&q);
     json_decref(cj);
     json_decref(kj);
@@ -375,14 +380,15 @@ static int read_sqlite(struct sync_conn *c, const struct sync_table *t, const ch
     int rc, k, cap = 0;
 
     buf_init(&q);
-    build_query(&q, t, b, 0, cursor != NULL, limit);
+    build_query(&q, t, b, 0, cursor == NULL ? 0 : key == NULL ? 2 : 1, limit);
     rc = sqlite3_prepare_v2(c->db, q.p, -1, &s, NULL);
     buf_release(&q);
     if (rc != SQLITE_OK)
         return ERR(e, E_INVAL, "source %s, table %s: %s", c->name, t->table, sqlite3_errmsg(c->db));
     if (cursor) {
         bind_json(s, 1, cursor);
-        bind_json(s, 2, key);
+        if (key)
+            bind_json(s, 2, key);
     }
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         struct sync_row *row;

@@ -72,7 +72,8 @@ struct sync_batch {
     int ncolumns;
 };
 void sync_batch_release(struct sync_batch *b);
-/* Up to limit rows after (cursor, key) (both NULL: from the first), in that order. */
+/* Up to limit rows after (cursor, key) (both NULL: from the first; key NULL: from the
+ * cursor value on, inclusive), in that order. */
 int sync_read(struct sync_conn *c, const struct sync_table *t, const char *cursor,
               const char *key, int limit, struct sync_batch *out, struct err *e);
 
@@ -85,6 +86,11 @@ struct sync_report {
 struct sync_opts {
     int batch;            /* rows a transaction (default 5000) */
     const char *table;    /* only this table (NULL: all) */
+    /* A backfill: every row again (from since on: a JSON value compared with the
+     * cursor, NULL for all), the live checkpoints neither read nor moved. */
+    int backfill;
+    const char *since;
+    int progress;         /* a running count on stderr */
     /* Told of each batch once it is committed (stored_at: the commit's time). */
     void (*on_batch)(void *ctx, const struct sync_table *t, const struct sync_batch *b,
                      int64_t stored_at);

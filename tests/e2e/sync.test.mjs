@@ -282,3 +282,46 @@ test('engage serve syncs on its own; sources over the API; health and metrics sh
     assert.equal(r.code, 0, 'clean exit (no leaks under ASan): ' + srv.stderr());
   }
 });
+
+test('PostgreSQL: backfill reads history again beside the live sync, never moving its checkpoint', { skip: !postgresAvailable() }, async () => {
+  const db = database('crm5');
+  db(PG_SCHEMA);
+  const N = 3000;
+  db(`INSERT INTO orders (id, contact_id, amount, currency, created_at, updated_at)
+      SELECT g, 'c' || (g % 50), g, 'INR', timestamptz '2026-10-01' + g * interval '1 minute',
+             timestamptz '2026-10-01' + g * interval '1 minute' FROM generate_series(1, ${N}) g;`);
+  const data = setup('crm', 'postgres', dsnOf('crm5'));
+  assert.equal(run(data, ['--batch', '500']).events, N);
+  const checkpoint = () => spawnSync('sqlite3', [join(data, 'engage.db'), 'SELECT cursor, key, rows FROM sync_checkpoints'], { encoding: 'utf8' }).stdout;
+  const before = checkpoint();
+  // An update that did not bump updated_at: invisible to the live sync, found by a backfill.
+  db(`UPDATE orders SET amount = 99999 WHERE id IN (5, 2990);`);
+  assert.equal(run(data).read, 0);
+  let bad = engage(['sync', 'backfill', '--source', 'crm', '--since', 'last tuesday'], { data });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--since: expected an ISO-8601 instant/);
+  // From 2026-10-03 on: row 5 (2026-10-01 00:05) is before it, row 2990 after.
+  const child = engageAsync(['sync', 'backfill', '--source', 'crm', '--since', '2026-10-03T00:00:00Z', '--batch', '200', '--json'], { data });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  // The live sync goes on beside it.
+  db(`INSERT INTO orders (id, contact_id, amount, currency, created_at) VALUES (${N + 1}, 'c1', 1, 'INR', '2026-11-01T00:00:00Z');`);
+  const live = run(data);
+  assert.equal(live.read, 1);
+  assert.equal(live.events + live.unchanged, 1, 'stored by whichever came first, once');
+  const done = await waitExit(child);
+  assert.equal(done.code, 0, done.stderr);
+  const rep = JSON.parse(out);
+  const inWindow = N - 2 * 24 * 60 + 1; // rows from 2026-10-03T00:00 on (minute 2880 included)
+  assert.ok(rep.read === inWindow || rep.read === inWindow + 1, JSON.stringify(rep));
+  assert.ok(rep.events >= 1 && rep.events <= 2, 'only the changed row (and perhaps the new one) stored anew: ' + JSON.stringify(rep));
+  assert.equal(rep.unchanged, rep.read - rep.events);
+  const ev = orders(data);
+  assert.equal(ev.length, N + 1);
+  assert.equal(new Set(ev.map((e) => e.event_id)).size, N + 1, 'nothing stored twice');
+  assert.equal(ev.find((e) => e.event_id === 'crm:orders:2990').properties.amount, 99999);
+  assert.equal(ev.find((e) => e.event_id === 'crm:orders:5').properties.amount, 5, 'before --since: left alone');
+  // The live checkpoint moved only with the live sync (the new row), never back.
+  assert.notEqual(checkpoint(), before);
+  assert.match(checkpoint(), /"3001"\|3001$/m);
+});
