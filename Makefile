@@ -22,7 +22,9 @@ build-asan: test-deps
 	@ninja -C build-asan --quiet 2>/dev/null || ninja -C build-asan
 
 demo: build
-	./build/engage demo --data ./engage-data
+	@mkdir -p ./engage-data
+	@node demo/crm/seed.mjs --sqlite ./engage-data/crm.db
+	./build/engage demo --data ./engage-data --crm ./engage-data/crm.db --mapping demo/crm/mapping.json
 
 test: build build-asan
 	@tests/run.sh

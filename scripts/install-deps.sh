@@ -7,10 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Build and runtime libraries (the -dev packages pull in the shared libraries).
+# Build and runtime libraries (the -dev packages pull in the shared libraries), and the
+# sqlite3 shell that `make demo` fills its demo CRM with.
 BUILD_PKGS="pkg-config meson ninja-build gcc libmicrohttpd-dev libjansson-dev libsqlite3-dev
  libcsv-dev libinih-dev libsodium-dev zlib1g-dev unicode-data
- libroaring-dev libpq-dev"
+ libroaring-dev libpq-dev sqlite3"
 # Test-only packages (PostgreSQL's server: the CRM sync tests start throwaway clusters).
 TEST_PKGS="libcriterion-dev sqlite3 postgresql-15"
 

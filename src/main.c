@@ -55,7 +55,7 @@ static const char *flags[] = {"json", "help", "members", "no-progress", "no-serv
 static const char *valued[] = {"data", "since", "config", "now", "log-level", "listen", "batch", "reason",
                                "source", "kind", "status", "limit", "id", "role", "name",
                                "contacts", "seed", "events", "out", "state", "rules", "runs",
-                               "dsn", "mapping", "password-env", "password-file", "table", NULL};
+                               "dsn", "mapping", "password-env", "password-file", "table", "crm", NULL};
 
 /* 1 if n is in the NULL-terminated list. */
 static int in_list(const char *const *list, const char *n)
@@ -320,7 +320,8 @@ static const struct {
               "                      port 0 picks a free port)\n"
               "Prints 'engage: listening on URL' on stdout once ready; logs are JSON lines on\n"
               "stderr. SIGINT or SIGTERM stops it cleanly.\n"},
-    {"demo", "usage: engage demo [--contacts N] [--seed S] [--no-serve] [--listen ADDR:PORT]\n\n"
+    {"demo", "usage: engage demo [--contacts N] [--seed S] [--no-serve] [--listen ADDR:PORT]\n"
+             "                   [--crm FILE --mapping FILE]\n\n"
              "Writes a demo CRM data set (contacts with city, plan, signup date and LTV; orders,\n"
              "calls, WhatsApp messages, email opens, and a few invalid rows) under DATA/demo,\n"
              "imports it, creates an admin API key, prints the URL and the key, and serves.\n"
@@ -329,6 +330,9 @@ static const struct {
              "  --contacts N        demo size (default 2000)\n"
              "  --seed S            generator seed (default 42)\n"
              "  --no-serve          stop after loading\n"
+             "  --crm FILE          a CRM database in SQLite (make demo seeds demo/crm/'s) to add\n"
+             "                      as sync source 'crm' and sync; serve keeps it in step\n"
+             "  --mapping FILE      its mapping (demo/crm/mapping.json)\n"
              "  --listen ADDR:PORT  where to serve (default [server] listen)\n"},
     {"migrate", "usage: engage migrate\n\nApplies pending schema migrations to DATA/engage.db "
                 "and stores any shipped contract\nthe store does not have yet. Refuses a store "
@@ -1473,6 +1477,43 @@ static int demo_segments(struct cli *c, struct store *st, struct err *e)
     return rc;
 }
 
+/* The demo CRM (a SQLite file, demo/crm/): added as sync source "crm" (kept when it is
+ * there already) and synced once; `engage serve`'s worker keeps it in step after. */
+static int demo_crm(struct cli *c, struct store *st, const char *file, const char *mpath,
+                    struct err *e)
+{
+    struct sync_source_spec spec = {.name = "crm", .kind = "sqlite", .dsn = file};
+    struct store_sync_source existing;
+    struct errlist errs = {0};
+    struct sync_report rep;
+    char *mapping;
+    double t0;
+    int rc;
+
+    if (store_sync_source_get(st, "crm", &existing, e) == 0) {
+        store_sync_source_release(&existing);
+    } else {
+        err_clear(e);
+        mapping = read_file_text(mpath, 1 << 20, e);
+        if (mapping == NULL)
+            return e->code;
+        spec.mapping = mapping;
+        rc = sync_source_create(st, &c->cfg, &spec, c->actor, "", &errs, e);
+        free(mapping);
+        if (rc) {
+            if (errs.n)
+                ERR(e, E_INVAL, "%s: %s: %s", mpath, errs.items[0].path, errs.items[0].msg);
+            return rc;
+        }
+    }
+    printf("engage demo: syncing the demo CRM %s (source crm)\n", file);
+    t0 = clock_mono_ms();
+    rc = sync_pass(st, &c->cfg, "crm", NULL, &rep, e);
+    if (rc == 0)
+        print_sync_report(c, "sync", "crm", &rep, (clock_mono_ms() - t0) / 1000, "", "");
+    return rc;
+}
+
 static int cmd_demo(struct cli *c)
 {
     struct gen_opts g = {.contacts = 2000, .seed = 42, .bad_rows = 1};
@@ -1484,8 +1525,10 @@ static int cmd_demo(struct cli *c)
     int64_t id;
     int rc;
 
-    if ((rc = check_opts(c, " contacts seed no-serve listen ")))
+    if ((rc = check_opts(c, " contacts seed no-serve listen crm mapping ")))
         return rc;
+    if (!opt(c, "crm") != !opt(c, "mapping"))
+        return usage_error(c, "demo: --crm FILE and --mapping FILE go together");
     if ((v = opt(c, "contacts")) && (parse_i64(v, strlen(v), &g.contacts) || g.contacts < 1))
         return usage_error(c, "--contacts: expected a positive integer, got \"%s\"", v);
     if ((v = opt(c, "seed")) && parse_i64(v, strlen(v), &id))
@@ -1524,6 +1567,8 @@ static int cmd_demo(struct cli *c)
             rc = auth_apikey_create(st, "demo-admin", ROLE_ADMIN, c->actor, "", &key, &id, &e);
         if (rc == 0)
             rc = demo_segments(c, st, &e);
+        if (rc == 0 && opt(c, "crm"))
+            rc = demo_crm(c, st, opt(c, "crm"), opt(c, "mapping"), &e);
         if (rc)
             rc = die("%s", e.msg);
     }

@@ -25,6 +25,7 @@
 // opts) and seedPg(conninfo, opts) do what the command line does and return counts.
 
 import { execFileSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -334,4 +335,5 @@ function main(argv) {
         TABLES.map((t) => `${t}=${n[t]}`).join(' ') + ` in ${secs.toFixed(2)} s`);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main(process.argv.slice(2));
+// Run as a command (also through a symlink), not when imported by a test.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) main(process.argv.slice(2));

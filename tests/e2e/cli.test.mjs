@@ -2,9 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, dirname, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { engage, tmpData, writeCsv, sql, exportEvents, eventCount } from './lib.mjs';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 test('help lists every command and each command has its own help', () => {
   const r = engage(['--help']);
@@ -236,6 +240,28 @@ test('demo loads once; running it again stores nothing twice', () => {
   assert.equal(exportEvents(data).length, events, 'the export lists every live event');
   assert.equal(sql(data, "SELECT count(*) FROM apikeys WHERE name = 'demo-admin' AND revoked_at = 0"), '1',
     'one live demo key: the previous run\'s is revoked');
+});
+
+test('demo with the demo CRM: synced from SQLite, kept as source crm, nothing twice on a rerun', () => {
+  const data = tmpData();
+  const crm = join(data, 'crm.db');
+  const seed = spawnSync('node', [join(root, 'demo/crm/seed.mjs'), '--sqlite', crm, '--contacts', '60'], { encoding: 'utf8' });
+  assert.equal(seed.status, 0, seed.stderr);
+  const args = ['demo', '--no-serve', '--contacts', '100', '--crm', crm, '--mapping', join(root, 'demo/crm/mapping.json')];
+  let r = engage(args, { data });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /sync crm: \d+ rows: \d+ contacts and \d+ events stored/);
+  const synced = exportEvents(data).filter((e) => e.source === 'sync:crm').length;
+  assert.ok(synced > 300, `${synced} events from the CRM`);
+  const src = JSON.parse(engage(['sync', 'source', 'list', '--json'], { data }).stdout).items;
+  assert.deepEqual(src.map((s) => [s.name, s.kind, s.failures]), [['crm', 'sqlite', 0]]);
+  r = engage(args, { data });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /sync crm: 0 rows/);
+  assert.equal(exportEvents(data).filter((e) => e.source === 'sync:crm').length, synced);
+  r = engage(['demo', '--no-serve', '--crm', crm], { data });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--crm FILE and --mapping FILE go together/);
 });
 
 test('backup makes a consistent copy', () => {
