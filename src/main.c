@@ -45,11 +45,12 @@ struct cli {
     char data_dir[1024];
     char actor[96];
     int known; /* cmd names a command */
+    int sync_failed; /* sync reconcile: sources that failed */
 };
 
 /* Options that take no value. */
 static const char *flags[] = {"json", "help", "members", "no-progress", "no-serve", "version",
-                              "bad-rows", "password-stdin", NULL};
+                              "bad-rows", "password-stdin", "repair", NULL};
 
 /* Options that take a value, in any command. */
 static const char *valued[] = {"data", "since", "config", "now", "log-level", "listen", "batch", "reason",
@@ -297,6 +298,7 @@ static const char *help_main =
     "  sync source add|list|remove|test        CRM databases to sync from (docs/sync.md)\n"
     "  sync run              one sync pass over every source (or --source S)\n"
     "  sync backfill         read a source's history again (--source S, --since ISO)\n"
+    "  sync reconcile        compare sources with what was stored (--repair fixes)\n"
     "  backup FILE           online copy of the store to a new file\n"
     "  config                print the effective configuration\n"
     "  bench gen             write seeded contacts/events CSVs of any size\n"
@@ -412,7 +414,8 @@ static const struct {
              "       engage sync source remove NAME\n"
              "       engage sync source test NAME\n"
              "       engage sync run [--source NAME [--table TABLE]] [--batch N]\n"
-             "       engage sync backfill --source NAME [--table TABLE] [--since ISO] [--batch N]\n\n"
+             "       engage sync backfill --source NAME [--table TABLE] [--since ISO] [--batch N]\n"
+             "       engage sync reconcile [--source NAME] [--repair]\n\n"
              "A source is a CRM database read directly: PostgreSQL (DSN: a libpq connection\n"
              "string without the password, e.g. 'host=db port=5432 dbname=crm user=engage')\n"
              "or SQLite (DSN: the file). The password is a reference ($VAR or a file, read\n"
@@ -421,7 +424,10 @@ static const struct {
              "become contacts or events. 'run' reads every table from its checkpoint on and\n"
              "prints what it stored; 'test' connects and checks every mapped column.\n"
              "'backfill' reads the tables again (from --since on, by the cursor column), beside\n"
-             "the live sync if need be: rows are stored once, live checkpoints are not moved.\n"},
+             "the live sync if need be: rows are stored once, live checkpoints are not moved.\n"
+             "'reconcile' compares each events table with what was stored from it, day by\n"
+             "day (counts and key checksums), lists missing and extra keys and keeps the\n"
+             "report; --repair deletes the extra events and stores the missing rows.\n"},
     {"version", "usage: engage version\n"},
 };
 
@@ -1261,6 +1267,90 @@ static int sync_backfill(struct cli *c)
     return 0;
 }
 
+static int reconcile_one(struct cli *c, struct store *st, const char *name)
+{
+    struct err e = {0};
+    json_t *rep;
+    int64_t mismatches;
+    size_t i;
+
+    if (sync_reconcile(st, &c->cfg, name, opt(c, "repair") != NULL, &rep, &mismatches, &e)) {
+        fprintf(stderr, "engage: sync reconcile %s: %s\n", name, e.msg);
+        c->sync_failed++;
+        return 0;
+    }
+    if (c->json) {
+        print_json(json_incref(rep));
+    } else {
+        json_t *tables = json_object_get(rep, "tables");
+        for (i = 0; i < json_array_size(tables); i++) {
+            json_t *t = json_array_get(tables, i), *days = json_object_get(t, "days");
+            size_t d;
+            if (json_object_get(t, "skipped")) {
+                printf("%s %s: skipped (%s)\n", name,
+                       json_string_value(json_object_get(t, "table")),
+                       json_string_value(json_object_get(t, "skipped")));
+                continue;
+            }
+            printf("%s %s: %lld source rows, %lld stored, %lld missing, %lld extra%s\n", name,
+                   json_string_value(json_object_get(t, "table")),
+                   (long long)json_integer_value(json_object_get(t, "source_rows")),
+                   (long long)json_integer_value(json_object_get(t, "stored")),
+                   (long long)json_integer_value(json_object_get(t, "missing")),
+                   (long long)json_integer_value(json_object_get(t, "extra")),
+                   json_array_size(days) && opt(c, "repair") ? " (repaired)" : "");
+            for (d = 0; d < json_array_size(days); d++) {
+                json_t *dy = json_array_get(days, d);
+                char *miss = json_dumps(json_object_get(dy, "missing"), JSON_COMPACT);
+                char *ext = json_dumps(json_object_get(dy, "extra"), JSON_COMPACT);
+                printf("  %s: %lld in the source, %lld stored; missing %s, extra %s\n",
+                       json_string_value(json_object_get(dy, "day")),
+                       (long long)json_integer_value(json_object_get(dy, "source_rows")),
+                       (long long)json_integer_value(json_object_get(dy, "stored")), miss, ext);
+                free(miss);
+                free(ext);
+            }
+        }
+        if (mismatches && !opt(c, "repair"))
+            printf("%s: %lld mismatches; 'engage sync reconcile --source %s --repair' fixes them\n",
+                   name, (long long)mismatches, name);
+    }
+    json_decref(rep);
+    return 0;
+}
+
+/* engage sync reconcile [--source S] [--repair] */
+static int sync_reconcile_cmd(struct cli *c)
+{
+    struct list_out lo = {c, json_array(), 0};
+    struct store *st;
+    struct err e = {0};
+    size_t i;
+    int rc;
+
+    if ((rc = open_store(c, &st, 1))) {
+        json_decref(lo.items);
+        return rc;
+    }
+    if (opt(c, "source")) {
+        struct store_sync_source s;
+        rc = store_sync_source_get(st, opt(c, "source"), &s, &e);
+        store_sync_source_release(&s);
+    }
+    if (rc == 0) /* the names first: no statement open while reconciling writes */
+        rc = store_sync_sources(st, print_source, &lo, &e);
+    for (i = 0; rc == 0 && i < json_array_size(lo.items); i++) {
+        const char *name = json_string_value(json_object_get(json_array_get(lo.items, i), "name"));
+        if (!opt(c, "source") || strcmp(opt(c, "source"), name) == 0)
+            reconcile_one(c, st, name);
+    }
+    json_decref(lo.items);
+    store_close(st);
+    if (rc)
+        return die("%s", e.msg);
+    return c->sync_failed ? 1 : 0;
+}
+
 static int cmd_sync(struct cli *c)
 {
     struct store *st;
@@ -1268,15 +1358,18 @@ static int cmd_sync(struct cli *c)
     int rc;
 
     if ((rc = check_opts(c, " name kind dsn mapping password-env password-file password-stdin "
-                            "source table batch since ")))
+                            "source table batch since repair ")))
         return rc;
     if (c->nargs < 1 ||
         (strcmp(c->args[0], "source") && strcmp(c->args[0], "run") &&
-         strcmp(c->args[0], "backfill")) ||
+         strcmp(c->args[0], "backfill") && strcmp(c->args[0], "reconcile")) ||
         (strcmp(c->args[0], "source") == 0 && c->nargs < 2))
-        return usage_error(c, "sync: expected 'source add|list|remove|test', 'run' or 'backfill'");
+        return usage_error(c, "sync: expected 'source add|list|remove|test', 'run', 'backfill' "
+                              "or 'reconcile'");
     if (strcmp(c->args[0], "backfill") == 0)
         return sync_backfill(c);
+    if (strcmp(c->args[0], "reconcile") == 0)
+        return sync_reconcile_cmd(c);
     if ((rc = open_store(c, &st, 1)))
         return rc;
     if (strcmp(c->args[0], "run") == 0) {

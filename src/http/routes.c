@@ -465,6 +465,8 @@ const struct route http_routes[] = {
     {"DELETE", "/api/v1/sync/sources/{name}", ROLE_ADMIN, h_sync_source_delete,
      "sync.sources.delete", 0},
     {"GET", "/api/v1/sync/health", ROLES_READ, h_sync_health, "sync.health", 0},
+    {"GET", "/api/v1/sync/reconciliations", ROLES_READ, h_sync_reconciliations,
+     "sync.reconciliations", 0},
     {"GET", "/api/v1/contracts", ROLES_READ, h_contracts_list, "contracts.list", 0},
     {"GET", "/api/v1/contracts/{name}", ROLES_READ, h_contract_get, "contracts.get", 0},
     {"PUT", "/api/v1/contracts/{name}", ROLE_ADMIN, h_contract_put, "contracts.put", 0},

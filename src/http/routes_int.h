@@ -30,6 +30,7 @@ void h_sync_sources_list(struct http_req *r, struct http_resp *w);
 void h_sync_sources_create(struct http_req *r, struct http_resp *w);
 void h_sync_source_delete(struct http_req *r, struct http_resp *w);
 void h_sync_health(struct http_req *r, struct http_resp *w);
+void h_sync_reconciliations(struct http_req *r, struct http_resp *w);
 
 /* routes_admin.c */
 void h_contact_get(struct http_req *r, struct http_resp *w);

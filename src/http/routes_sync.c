@@ -144,3 +144,48 @@ void h_sync_health(struct http_req *r, struct http_resp *w)
     }
     http_json(w, 200, json_pack("{s:o}", "items", h.items));
 }
+
+/* GET /api/v1/sync/reconciliations?limit=&cursor= : the kept reports, newest first. */
+struct recs {
+    json_t *items;
+    int64_t last;
+};
+
+static int add_rec(void *ctx, int64_t id, const char *source, int64_t started_at,
+                   int64_t finished_at, int64_t mismatches, int repaired, const char *report)
+{
+    struct recs *rs = ctx;
+    json_t *rep = json_loads(report, 0, NULL);
+
+    json_array_append_new(rs->items,
+                          json_pack("{s:I,s:s,s:o,s:o,s:I,s:b,s:o}", "id", (json_int_t)id,
+                                    "source", source, "started_at", json_iso_or_null(started_at),
+                                    "finished_at", json_iso_or_null(finished_at), "mismatches",
+                                    (json_int_t)mismatches, "repaired", repaired, "tables",
+                                    json_object_get(rep, "tables")
+                                        ? json_incref(json_object_get(rep, "tables"))
+                                        : json_array()));
+    json_decref(rep);
+    rs->last = id;
+    return 0;
+}
+
+void h_sync_reconciliations(struct http_req *r, struct http_resp *w)
+{
+    struct recs rs = {json_array(), 0};
+    struct err e = {0};
+    int64_t cursor = 0;
+    int limit;
+
+    if (http_only_params(r, w, " limit cursor ") || http_page_params(r, w, &limit, &cursor)) {
+        json_decref(rs.items);
+        return;
+    }
+    if (store_sync_reconciliations(r->st, cursor, limit, add_rec, &rs, &e)) {
+        json_decref(rs.items);
+        http_error_from(r, w, &e);
+        return;
+    }
+    http_json(w, 200, http_page_json(rs.items, json_array_size(rs.items) == (size_t)limit &&
+                                                       rs.last > 1 ? rs.last : 0));
+}

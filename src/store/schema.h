@@ -198,6 +198,15 @@ static const char *const store_migrations[] = {
     "  rows INTEGER NOT NULL DEFAULT 0,"          /* rows stored through it, ever */
     "  updated_at INTEGER NOT NULL,"
     "  PRIMARY KEY (source_id, tbl)) WITHOUT ROWID;",
+    /* 6 -> 7: CRM sync reconciliations: their reports, kept. */
+    "CREATE TABLE sync_reconciliations ("
+    "  id INTEGER PRIMARY KEY,"
+    "  source TEXT NOT NULL,"
+    "  started_at INTEGER NOT NULL,"
+    "  finished_at INTEGER NOT NULL,"
+    "  mismatches INTEGER NOT NULL,"              /* keys missing + extra, all tables */
+    "  repaired INTEGER NOT NULL,"
+    "  report TEXT NOT NULL);",                   /* JSON (docs/sync.md) */
 };
 
 #endif

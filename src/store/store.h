@@ -17,7 +17,7 @@
 #include "../core/config.h"
 #include "../core/core.h"
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 #define STORE_MAX_EXTERNAL_ID 255
 #define STORE_MAX_EVENT_ID 255
 #define STORE_MAX_NAME 128
@@ -454,5 +454,16 @@ int store_sync_checkpoint_get(struct store *st, int64_t source_id, const char *t
 int store_sync_checkpoint_set(struct store *st, int64_t source_id, const char *tbl,
                               const char *cursor, const char *key, int64_t rows_added,
                               struct err *e);
+
+/* A reconciliation's report (JSON text), kept; *id set. */
+int store_sync_reconciliation_add(struct store *st, const char *source, int64_t started_at,
+                                  int64_t mismatches, int repaired, const char *report,
+                                  int64_t *id, struct err *e);
+/* The latest first, at most limit, ids below before (0: from the newest). */
+typedef int (*store_reconciliation_fn)(void *ctx, int64_t id, const char *source,
+                                       int64_t started_at, int64_t finished_at,
+                                       int64_t mismatches, int repaired, const char *report);
+int store_sync_reconciliations(struct store *st, int64_t before, int limit,
+                               store_reconciliation_fn fn, void *ctx, struct err *e);
 
 #endif

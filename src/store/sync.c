@@ -245,3 +245,57 @@ int store_sync_checkpoint_set(struct store *st, int64_t source_id, const char *t
     sqlite3_finalize(s);
     return rc;
 }
+
+int store_sync_reconciliation_add(struct store *st, const char *source, int64_t started_at,
+                                  int64_t mismatches, int repaired, const char *report,
+                                  int64_t *id, struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = prep(st,
+                  "INSERT INTO sync_reconciliations(source, started_at, finished_at, mismatches,"
+                  " repaired, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                  &s, e);
+
+    if (rc)
+        return rc;
+    text(s, 1, source);
+    sqlite3_bind_int64(s, 2, started_at);
+    sqlite3_bind_int64(s, 3, clock_now_ms());
+    sqlite3_bind_int64(s, 4, mismatches);
+    sqlite3_bind_int(s, 5, repaired);
+    text(s, 6, report);
+    rc = sqlite3_step(s);
+    rc = rc == SQLITE_DONE ? 0 : store_sql_err(st, e, rc, "keep a reconciliation");
+    if (rc == 0 && id)
+        *id = sqlite3_last_insert_rowid(store_sql_db(st));
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int store_sync_reconciliations(struct store *st, int64_t before, int limit,
+                               store_reconciliation_fn fn, void *ctx, struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = prep(st,
+                  "SELECT id, source, started_at, finished_at, mismatches, repaired, report"
+                  " FROM sync_reconciliations WHERE ?1 = 0 OR id < ?1 ORDER BY id DESC LIMIT ?2",
+                  &s, e);
+
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(s, 1, before);
+    sqlite3_bind_int(s, 2, limit);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int stop = fn(ctx, sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1),
+                      sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3),
+                      sqlite3_column_int64(s, 4), sqlite3_column_int(s, 5),
+                      (const char *)sqlite3_column_text(s, 6));
+        if (stop) {
+            sqlite3_finalize(s);
+            return stop;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : store_sql_err(st, e, rc, "list reconciliations");
+    sqlite3_finalize(s);
+    return rc;
+}

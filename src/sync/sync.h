@@ -122,6 +122,15 @@ int sync_source_delete(struct store *st, const char *name, const char *actor, co
  * "sealed" or "none"). Caller owns it. */
 json_t *sync_source_json(const struct store_sync_source *s);
 
+/* ---- reconciliation (reconcile.c) ---- */
+
+/* The source's events tables against what was stored from them, by day of occurred_at:
+ * counts, key checksums, and the keys missing and extra on days that differ (first 20
+ * of each). With repair, extra events are deleted and the tables read again (missing
+ * rows stored). The report is kept and returned (caller owns *report, with its "id"). */
+int sync_reconcile(struct store *st, const struct config *cfg, const char *source, int repair,
+                   json_t **report, int64_t *mismatches, struct err *e);
+
 /* ---- the worker of `engage serve` (worker.c) ---- */
 
 struct sync_worker;

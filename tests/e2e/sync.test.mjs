@@ -325,3 +325,51 @@ test('PostgreSQL: backfill reads history again beside the live sync, never movin
   assert.notEqual(checkpoint(), before);
   assert.match(checkpoint(), /"3001"\|3001$/m);
 });
+
+test('PostgreSQL: reconcile finds rows removed behind our back and rows the cursor missed; --repair fixes both', { skip: !postgresAvailable() }, async () => {
+  const db = database('crm6');
+  db(PG_SCHEMA);
+  db(`INSERT INTO orders (id, contact_id, amount, currency, created_at)
+      SELECT g, 'c' || (g % 20), g, 'INR', timestamptz '2026-10-01' + g * interval '1 hour' FROM generate_series(1, 200) g;`);
+  const data = setup('crm', 'postgres', dsnOf('crm6'));
+  assert.equal(run(data).events, 200);
+  let r = engage(['sync', 'reconcile', '--json'], { data });
+  assert.equal(r.code, 0, r.stderr);
+  let rep = JSON.parse(r.stdout);
+  assert.equal(rep.mismatches, 0, r.stdout);
+  assert.equal(rep.tables.find((t) => t.table === 'contacts').skipped.length > 0, true);
+  // Hard deletes (invisible to a cursor), and rows written with an old updated_at.
+  db(`DELETE FROM orders WHERE id IN (7, 150);
+      INSERT INTO orders (id, contact_id, amount, currency, created_at, updated_at) VALUES
+        (1001, 'c1', 1, 'INR', '2026-10-02T05:00:00Z', '2026-01-01T00:00:00Z'),
+        (1002, 'c1', 2, 'INR', '2026-10-02T06:00:00Z', '2026-01-01T00:00:00Z');`);
+  assert.equal(run(data).read, 0, 'the live sync sees none of it');
+  r = engage(['sync', 'reconcile', '--source', 'crm'], { data });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /crm orders: 200 source rows, 200 stored, 2 missing, 2 extra/);
+  assert.match(r.stdout, /2026-10-01: .*extra \["7"\]/);
+  assert.match(r.stdout, /2026-10-02: .*missing \["1001","1002"\]|missing \["1002","1001"\]/);
+  assert.match(r.stdout, /--repair/);
+  r = engage(['sync', 'reconcile', '--source', 'crm', '--repair', '--json'], { data });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).mismatches, 4);
+  const ids = orders(data).map((e) => e.event_id);
+  assert.equal(ids.length, 200);
+  assert.ok(ids.includes('crm:orders:1001') && !ids.includes('crm:orders:7'));
+  r = engage(['sync', 'reconcile', '--json'], { data });
+  assert.equal(JSON.parse(r.stdout).mismatches, 0, 'repaired');
+  // Every report is kept, newest first.
+  const srv = await startServer(data);
+  try {
+    const analyst = apikey(data, 'analyst');
+    const list = await api(srv.url, '/api/v1/sync/reconciliations?limit=2', { key: analyst });
+    assert.equal(list.status, 200);
+    assert.deepEqual(list.json.items.map((x) => [x.mismatches, x.repaired]), [[0, false], [4, true]]);
+    assert.ok(list.json.next_cursor);
+    const more = await api(srv.url, `/api/v1/sync/reconciliations?limit=5&cursor=${list.json.next_cursor}`, { key: analyst });
+    assert.equal(more.json.items.length, 2);
+    assert.equal(more.json.items[0].tables.find((t) => t.table === 'orders').extra, 2);
+  } finally {
+    await srv.stop();
+  }
+});
