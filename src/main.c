@@ -1070,33 +1070,6 @@ static int cmd_apikey(struct cli *c)
 
 /* ---- sync ------------------------------------------------------------------------------ */
 
-static char *read_file_text(const char *path, size_t max, struct err *e)
-{
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    struct buf b;
-    char chunk[8192];
-    size_t n;
-
-    if (f == NULL) {
-        ERR(e, E_IO, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    buf_init(&b);
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (b.len + n > max) {
-            ERR(e, E_TOOBIG, "%s: larger than %zu bytes", path, max);
-            buf_release(&b);
-            if (f != stdin)
-                fclose(f);
-            return NULL;
-        }
-        buf_add(&b, chunk, n);
-    }
-    if (f != stdin)
-        fclose(f);
-    return b.p ? buf_take(&b) : xstrdup("");
-}
-
 static int print_source(void *ctx, const struct store_sync_source *s)
 {
     struct list_out *lo = ctx;
@@ -1122,6 +1095,7 @@ static int sync_source_add(struct cli *c, struct store *st, struct err *e)
                                     .dsn = opt(c, "dsn")};
     struct errlist errs = {0};
     char *mapping, *ref = NULL, line[1024];
+    size_t n;
     int rc, i;
 
     if (!spec.name || !spec.kind || !spec.dsn || !mpath)
@@ -1129,16 +1103,15 @@ static int sync_source_add(struct cli *c, struct store *st, struct err *e)
     if ((penv != NULL) + (pfile != NULL) + (opt(c, "password-stdin") != NULL) > 1)
         return usage_error(c, "sync source add: one of --password-env, --password-file or "
                               "--password-stdin");
-    mapping = read_file_text(mpath, 1 << 20, e);
-    if (mapping == NULL)
+    if (file_read_all(mpath, 1 << 20, &mapping, &n, e))
         return die("%s", e->msg);
     spec.mapping = mapping;
     if (penv || pfile)
         spec.password_ref = ref = xasprintf("%s:%s", penv ? "env" : "file", penv ? penv : pfile);
     if (opt(c, "password-stdin")) {
-        size_t n = fgets(line, sizeof line, stdin) ? strlen(line) : 0;
-        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = '\0';
+        size_t len = fgets(line, sizeof line, stdin) ? strlen(line) : 0;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
         spec.password = line;
     }
     rc = sync_source_create(st, &c->cfg, &spec, c->actor, "", &errs, e);
@@ -1586,10 +1559,10 @@ static int demo_crm(struct cli *c, struct store *st, const char *file, const cha
     if (store_sync_source_get(st, "crm", &existing, e) == 0) {
         store_sync_source_release(&existing);
     } else {
+        size_t n;
         err_clear(e);
-        mapping = read_file_text(mpath, 1 << 20, e);
-        if (mapping == NULL)
-            return e->code;
+        if ((rc = file_read_all(mpath, 1 << 20, &mapping, &n, e)))
+            return rc;
         spec.mapping = mapping;
         rc = sync_source_create(st, &c->cfg, &spec, c->actor, "", &errs, e);
         free(mapping);

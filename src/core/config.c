@@ -157,8 +157,7 @@ static int set_scalar(struct load_ctx *lc, const struct key_def *k, const char *
     return -1;
 }
 
-/* Reads a secret from an environment variable or a file (first line, trimmed). */
-static int resolve_secret(const char *kind, const char *ref, char **out, char *msg, size_t msgcap)
+int config_secret_resolve(const char *kind, const char *ref, char **out, char *msg, size_t msgcap)
 {
     if (strcmp(kind, "env") == 0) {
         const char *v = getenv(ref);
@@ -259,7 +258,7 @@ static int set_named(struct load_ctx *lc, const char *section, const char *name,
                     free(t->secret);
                     t->secret = NULL;
                 }
-                if (resolve_secret(kind, value, &t->secret, lc->msg, sizeof lc->msg))
+                if (config_secret_resolve(kind, value, &t->secret, lc->msg, sizeof lc->msg))
                     return -1;
                 snprintf(t->secret_ref, sizeof t->secret_ref, "%s:%s", kind, value);
                 return 0;

@@ -76,4 +76,8 @@ int config_parse_listen(const char *s, char *host, size_t hostcap, int *port);
 /* Writes the effective configuration as INI text (secrets shown as references). */
 void config_dump(const struct config *c, struct buf *out);
 
+/* Reads a secret by reference: kind "env" (the variable) or "file" (its first line,
+ * trimmed). 0 and *out (caller frees), or -1 with msg saying why. */
+int config_secret_resolve(const char *kind, const char *ref, char **out, char *msg, size_t msgcap);
+
 #endif

@@ -16,6 +16,8 @@ int store_sql_writing(const struct store *st);
 /* The next event sequence number; valid in a write transaction. */
 int64_t *store_sql_event_seq(struct store *st);
 const char *store_sql_path(const struct store *st);
+/* Binds text (NULL binds null); the text must live until the statement has stepped. */
+void store_sql_bind_text(sqlite3_stmt *s, int i, const char *v);
 struct evstate;
 struct evstate **store_sql_evstate(struct store *st);
 

@@ -13,14 +13,6 @@ static int prep(struct store *st, const char *sql, sqlite3_stmt **s, struct err 
     return rc == SQLITE_OK ? 0 : store_sql_err(st, e, rc, "prepare a sync statement");
 }
 
-static void text(sqlite3_stmt *s, int i, const char *v)
-{
-    if (v)
-        sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(s, i);
-}
-
 static char *col_dup(sqlite3_stmt *s, int i)
 {
     const unsigned char *v = sqlite3_column_text(s, i);
@@ -48,11 +40,11 @@ int store_sync_source_add(struct store *st, const struct store_sync_source *src,
 
     if (rc)
         return rc;
-    text(s, 1, src->name);
-    text(s, 2, src->kind);
-    text(s, 3, src->dsn);
-    text(s, 4, src->password ? src->password : "");
-    text(s, 5, src->mapping);
+    store_sql_bind_text(s, 1, src->name);
+    store_sql_bind_text(s, 2, src->kind);
+    store_sql_bind_text(s, 3, src->dsn);
+    store_sql_bind_text(s, 4, src->password ? src->password : "");
+    store_sql_bind_text(s, 5, src->mapping);
     sqlite3_bind_int64(s, 6, now);
     rc = sqlite3_step(s);
     if (rc == SQLITE_CONSTRAINT)
@@ -98,7 +90,7 @@ int store_sync_source_get(struct store *st, const char *name, struct store_sync_
     memset(out, 0, sizeof *out);
     if (rc)
         return rc;
-    text(s, 1, name);
+    store_sql_bind_text(s, 1, name);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         source_row(s, out);
@@ -145,15 +137,16 @@ int store_sync_source_remove(struct store *st, const char *name, struct err *e)
 
     if (rc)
         return rc;
-    rc = prep(st, "DELETE FROM sync_checkpoints WHERE source_id = ?1", &s, e);
-    if (rc == 0) {
+    static const char *const sql[] = {"DELETE FROM sync_checkpoints WHERE source_id = ?1",
+                                      "DELETE FROM sync_sources WHERE id = ?1"};
+    size_t i;
+
+    for (i = 0; rc == 0 && i < sizeof sql / sizeof *sql; i++) {
+        if ((rc = prep(st, sql[i], &s, e)))
+            break;
         sqlite3_bind_int64(s, 1, src.id);
-        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_err(st, e, SQLITE_ERROR, "remove checkpoints");
-        sqlite3_finalize(s);
-    }
-    if (rc == 0 && (rc = prep(st, "DELETE FROM sync_sources WHERE id = ?1", &s, e)) == 0) {
-        sqlite3_bind_int64(s, 1, src.id);
-        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_err(st, e, SQLITE_ERROR, "remove a source");
+        rc = sqlite3_step(s);
+        rc = rc == SQLITE_DONE ? 0 : store_sql_err(st, e, rc, "remove a sync source");
         sqlite3_finalize(s);
     }
     store_sync_source_release(&src);
@@ -174,7 +167,7 @@ int store_sync_source_status(struct store *st, int64_t id, const char *error, st
         return rc;
     sqlite3_bind_int64(s, 1, id);
     if (error)
-        text(s, 2, error);
+        store_sql_bind_text(s, 2, error);
     sqlite3_bind_int64(s, 3, now);
     rc = sqlite3_step(s);
     rc = rc == SQLITE_DONE ? 0 : store_sql_err(st, e, rc, "record a sync pass");
@@ -202,7 +195,7 @@ int store_sync_checkpoint_get(struct store *st, int64_t source_id, const char *t
     if (rc)
         return rc;
     sqlite3_bind_int64(s, 1, source_id);
-    text(s, 2, tbl);
+    store_sql_bind_text(s, 2, tbl);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         out->cursor = col_dup(s, 0);
@@ -235,9 +228,9 @@ int store_sync_checkpoint_set(struct store *st, int64_t source_id, const char *t
     if (rc)
         return rc;
     sqlite3_bind_int64(s, 1, source_id);
-    text(s, 2, tbl);
-    text(s, 3, cursor);
-    text(s, 4, key);
+    store_sql_bind_text(s, 2, tbl);
+    store_sql_bind_text(s, 3, cursor);
+    store_sql_bind_text(s, 4, key);
     sqlite3_bind_int64(s, 5, rows_added);
     sqlite3_bind_int64(s, 6, clock_now_ms());
     rc = sqlite3_step(s);
@@ -258,12 +251,12 @@ int store_sync_reconciliation_add(struct store *st, const char *source, int64_t 
 
     if (rc)
         return rc;
-    text(s, 1, source);
+    store_sql_bind_text(s, 1, source);
     sqlite3_bind_int64(s, 2, started_at);
     sqlite3_bind_int64(s, 3, clock_now_ms());
     sqlite3_bind_int64(s, 4, mismatches);
     sqlite3_bind_int(s, 5, repaired);
-    text(s, 6, report);
+    store_sql_bind_text(s, 6, report);
     rc = sqlite3_step(s);
     rc = rc == SQLITE_DONE ? 0 : store_sql_err(st, e, rc, "keep a reconciliation");
     if (rc == 0 && id)

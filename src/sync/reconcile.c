@@ -24,18 +24,18 @@ struct day {
     uint64_t src_xor, dst_xor;
 };
 
+/* One side's keys (key -> day); the days, both sides' figures, are kept with the
+ * source's side. */
 struct side {
-    struct strmap keys; /* key -> day */
+    struct strmap keys;
     struct day *days;
     int ndays, cap;
 };
 
-static struct day *day_of(struct side *a, struct side *b, int64_t d)
+static struct day *day_of(struct side *a, int64_t d)
 {
     int i;
 
-    /* Both sides share one list of days (a's); b only counts into it. */
-    (void)b;
     for (i = 0; i < a->ndays; i++)
         if (a->days[i].day == d)
             return &a->days[i];
@@ -88,7 +88,7 @@ static int on_stored(void *ctx, const struct store_event *ev)
     key = ev->event_id + s->plen;
     d = ev->occurred_at >= 0 ? ev->occurred_at / 86400000 : (ev->occurred_at - 86399999) / 86400000;
     strmap_put(&s->dst->keys, key, strlen(key), d);
-    dy = day_of(s->days, NULL, d);
+    dy = day_of(s->days, d);
     dy->dst++;
     dy->dst_xor ^= hash64(key, strlen(key));
     return 0;
@@ -140,7 +140,7 @@ static int reconcile_table(struct store *st, struct sync_conn *c, const char *na
             if (dv && !json_is_null(dv) && !json_is_false(dv))
                 continue; /* soft-deleted: its event is gone too */
             if ((kt = key_text(kv, kb, sizeof kb)) != NULL) {
-                struct day *dy = day_of(&src, NULL, day_of_iso(ov));
+                struct day *dy = day_of(&src, day_of_iso(ov));
                 strmap_put(&src.keys, kt, strlen(kt), dy->day);
                 dy->src++;
                 dy->src_xor ^= hash64(kt, strlen(kt));
@@ -214,7 +214,6 @@ static int reconcile_table(struct store *st, struct sync_conn *c, const char *na
     strmap_release(&src.keys);
     strmap_release(&dst.keys);
     free(src.days);
-    free(dst.days);
     return rc;
 }
 

@@ -92,19 +92,28 @@ static void count(struct pass *p, enum ingest_outcome o, int events)
         p->rep->contacts++;
 }
 
+/* A row's event id: "source:table:key". */
+static void event_id_of(const char *source, const struct sync_table *t,
+                        const struct sync_batch *b, const struct sync_row *r, char out[600])
+{
+    char kbuf[32];
+    const char *keytext = id_text(value(b, r, t->key), kbuf, sizeof kbuf);
+
+    snprintf(out, 600, "%s:%s:%s", source, t->table, keytext ? keytext : "");
+}
+
 /* An events table's row as an event record (NULL for a soft-deleted row). */
 static json_t *event_record(const char *source, const struct sync_table *t,
                             const struct sync_batch *b, const struct sync_row *r)
 {
-    char kbuf[32], xbuf[32], event_id[600];
-    const char *keytext = id_text(value(b, r, t->key), kbuf, sizeof kbuf);
+    char xbuf[32], event_id[600];
     const char *xid = id_text(value(b, r, t->external_id), xbuf, sizeof xbuf);
     const json_t *v;
     json_t *rec;
 
     if (is_deleted(value(b, r, t->deleted)))
         return NULL;
-    snprintf(event_id, sizeof event_id, "%s:%s:%s", source, t->table, keytext ? keytext : "");
+    event_id_of(source, t, b, r, event_id);
     rec = json_object();
     json_object_set_new(rec, "event_id", json_string(event_id));
     if (t->event[0])
@@ -157,8 +166,7 @@ static int store_row(struct pass *p, const struct sync_table *t, const struct sy
         return rc;
     }
     if (prep == NULL) { /* soft-deleted */
-        snprintf(event_id, sizeof event_id, "%s:%s:%s", p->source, t->table,
-                 keytext ? keytext : "");
+        event_id_of(p->source, t, b, r, event_id);
         rc = ingest_event_delete(&p->in, &p->cx, event_id, &deleted, e);
         p->rep->deleted += deleted;
         return rc;

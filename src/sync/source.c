@@ -33,25 +33,11 @@ int sync_password(const struct config *cfg, const char *ref, char **out, struct 
     *out = NULL;
     if (ref == NULL || *ref == '\0')
         return 0;
-    if (strncmp(ref, "env:", 4) == 0) {
-        const char *v = getenv(ref + 4);
-        if (v == NULL)
-            return ERR(e, E_INVAL, "the source's password is in $%s, which is not set", ref + 4);
-        *out = xstrdup(v);
-        return 0;
-    }
-    if (strncmp(ref, "file:", 5) == 0) {
-        FILE *f = fopen(ref + 5, "r");
-        char line[1024];
-        size_t n;
-        if (f == NULL)
-            return ERR(e, E_INVAL, "cannot read the source's password file %s", ref + 5);
-        n = fgets(line, sizeof line, f) ? strlen(line) : 0;
-        fclose(f);
-        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = '\0';
-        *out = xstrdup(line);
-        sodium_memzero(line, sizeof line);
+    if (strncmp(ref, "env:", 4) == 0 || strncmp(ref, "file:", 5) == 0) {
+        char msg[300];
+        int env = ref[0] == 'e';
+        if (config_secret_resolve(env ? "env" : "file", ref + (env ? 4 : 5), out, msg, sizeof msg))
+            return ERR(e, E_INVAL, "the source's password: %s", msg);
         return 0;
     }
     if (strncmp(ref, "sb1:", 4) == 0) {

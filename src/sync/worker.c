@@ -44,7 +44,7 @@ struct sync_worker {
     const struct config *cfg;
     struct table_stats *tables;
     int ntables;
-    struct source_state sources[64];
+    struct source_state *sources;
     int nsources;
 };
 
@@ -124,8 +124,7 @@ static struct source_state *state_of(struct sync_worker *w, const char *name)
     for (i = 0; i < w->nsources; i++)
         if (strcmp(w->sources[i].name, name) == 0)
             return &w->sources[i];
-    if (w->nsources == (int)(sizeof w->sources / sizeof *w->sources))
-        return NULL;
+    w->sources = xrealloc(w->sources, (size_t)(w->nsources + 1) * sizeof *w->sources);
     memset(&w->sources[w->nsources], 0, sizeof *w->sources);
     snprintf(w->sources[w->nsources].name, sizeof w->sources->name, "%s", name);
     return &w->sources[w->nsources++];
@@ -164,7 +163,7 @@ static void tick(struct sync_worker *w)
         int due;
         pthread_mutex_lock(&w->mu);
         ss = state_of(w, nm.v[i]);
-        due = ss && now >= ss->next_at && !w->stop;
+        due = now >= ss->next_at && !w->stop;
         pthread_mutex_unlock(&w->mu);
         if (!due)
             continue;
@@ -254,6 +253,7 @@ void sync_worker_stop(struct sync_worker *w)
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     free(w->tables);
+    free(w->sources);
     free(w);
 }
 
