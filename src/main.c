@@ -1153,7 +1153,7 @@ static int sync_source_test(struct cli *c, struct store *st, const char *name, s
     if (rc == 0)
         rc = sync_connect(&src, &c->cfg, &conn, e);
     for (i = 0; rc == 0 && i < m.ntables; i++) {
-        struct sync_batch b;
+        struct sync_batch b = {0};
         struct err te = {0};
         /* One row read through the mapping's own query checks the table and columns. */
         if (sync_read(conn, &m.tables[i], NULL, NULL, 1, &b, &te)) {

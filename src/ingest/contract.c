@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../core/jtree.h"
 #include "../core/map.h"
 #include "ingest_int.h"
 #include "../auth/auth.h"
@@ -618,6 +619,84 @@ const char *contract_type_text(const struct contract *c, int i, const char *s, s
     if (p->type == VT_TIMESTAMP && ms)
         *ms = v.i;
     tval_write(&v, out);
+    return NULL;
+}
+
+const char *contract_type_jt(const struct contract *c, int i, const struct jt *v,
+                             struct arena *a, struct jt *out, char *msg, size_t msgcap)
+{
+    const struct prop_spec *p = &c->props[i];
+    struct tval tv = {.t = p->type};
+    const char *why;
+    char tmp[40];
+
+    /* As value_coerce() then spec_check() on the same value as jansson's. */
+    if (v->type == JT_STR) {
+        if (text_parse(v->u.s, v->n, p->type, &tv, msg, msgcap))
+            return p->type == VT_TIMESTAMP ? "invalid_timestamp" : "invalid_type";
+    } else {
+        switch (p->type) {
+        case VT_STRING:
+            if (v->type != JT_INT && v->type != JT_REAL) {
+                snprintf(msg, msgcap, "expected a string");
+                return "invalid_type";
+            }
+            if (v->type == JT_INT)
+                tv.n = (size_t)snprintf(tmp, sizeof tmp, "%lld", v->u.i);
+            else
+                tv.n = (size_t)snprintf(tmp, sizeof tmp, "%.17g", v->u.d);
+            tv.s = arena_strndup(a, tmp, tv.n);
+            break;
+        case VT_NUMBER:
+            if (v->type != JT_INT && v->type != JT_REAL) {
+                snprintf(msg, msgcap, "expected a number");
+                return "invalid_type";
+            }
+            tv.d = v->type == JT_INT ? (double)v->u.i : v->u.d;
+            break;
+        case VT_INTEGER:
+            if (v->type == JT_INT) {
+                tv.i = v->u.i;
+            } else if (v->type == JT_REAL && v->u.d >= -9.2e18 && v->u.d <= 9.2e18 &&
+                       v->u.d == (double)(int64_t)v->u.d) {
+                tv.i = (int64_t)v->u.d;
+            } else {
+                snprintf(msg, msgcap, "expected an integer");
+                return "invalid_type";
+            }
+            break;
+        case VT_BOOLEAN:
+            if (v->type != JT_TRUE && v->type != JT_FALSE) {
+                snprintf(msg, msgcap, "expected true or false");
+                return "invalid_type";
+            }
+            tv.i = v->type == JT_TRUE;
+            break;
+        case VT_TIMESTAMP:
+            snprintf(msg, msgcap, "expected an ISO-8601 timestamp string");
+            return "invalid_timestamp";
+        }
+    }
+    why = spec_check_tval(p, &tv, msg, msgcap);
+    if (why)
+        return why;
+    memset(out, 0, sizeof *out);
+    switch (tv.t) {
+    case VT_STRING:
+        out->type = JT_STR;
+        out->u.s = tv.s; /* NUL-terminated: a jt string's, or tmp's copy */
+        out->n = (uint32_t)tv.n;
+        break;
+    case VT_NUMBER: out->type = JT_REAL; out->u.d = tv.d; break;
+    case VT_INTEGER: out->type = JT_INT; out->u.i = tv.i; break;
+    case VT_BOOLEAN: out->type = tv.i ? JT_TRUE : JT_FALSE; break;
+    case VT_TIMESTAMP:
+        time_format_iso(tv.i, tmp);
+        out->type = JT_STR;
+        out->n = (uint32_t)strlen(tmp);
+        out->u.s = arena_strndup(a, tmp, out->n);
+        break;
+    }
     return NULL;
 }
 

@@ -751,6 +751,36 @@ void prepared_event_release(struct prepared_event *p)
     memset(p, 0, sizeof *p);
 }
 
+int ingest_event_prepare_fast(const struct contract_set *cs, const struct ingest_parts *in,
+                              struct prepared_event *p)
+{
+    const struct contract *c;
+
+    if (in->name == NULL || !ingest_name_ok(in->name))
+        return 0;
+    c = cs ? contract_set_event(cs, in->name) : NULL;
+    if (c != in->typed_by || (in->xid == NULL && in->anon == NULL) ||
+        (in->xid && !ingest_id_ok(in->xid, STORE_MAX_EXTERNAL_ID)) ||
+        (in->anon && !ingest_id_ok(in->anon, STORE_MAX_EXTERNAL_ID)) || in->event_id == NULL ||
+        !ingest_id_ok(in->event_id, STORE_MAX_EVENT_ID))
+        return 0;
+    memset(p, 0, sizeof *p);
+    p->in_arena = 1;
+    p->unvalidated = c == NULL; /* no contract: the store applies the unknown-event policy */
+    p->contract_version = c ? contract_version(c) : 0;
+    p->name = (char *)in->name;
+    p->xid = (char *)in->xid;
+    p->anon = (char *)in->anon;
+    p->event_id = (char *)in->event_id;
+    p->props = (char *)in->props;
+    p->occurred_at = in->occurred_at;
+    p->raw_fn = in->raw_fn;
+    p->raw_ctx = in->raw_ctx;
+    p->xid_hash = in->xid ? hash64(in->xid, strlen(in->xid)) : 0;
+    p->key_hash = store_event_key_hash(in->event_id);
+    return 1;
+}
+
 int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx *cx,
                          json_t *rec, struct prepared_event *p)
 {

@@ -54,10 +54,18 @@ int contract_version(const struct contract *c);
 /* Declared properties (attributes for the contact contract), by index. */
 int contract_nprops(const struct contract *c);
 const char *contract_prop_name(const struct contract *c, int i);
+int contract_prop_required(const struct contract *c, int i);
 /* Declared type of a property, or -1. */
 int contract_prop_type(const struct contract *c, const char *name);
 /* 1 if undeclared properties are refused. */
 int contract_strict(const struct contract *c);
+/* Types a value of a JSON record (read by core/jtree.c) for the property at index i
+ * and checks it, exactly as the JSON path does: NULL with the typed value in out (its
+ * strings in the arena), or the reason code with a sentence in msg. */
+struct jt;
+struct arena;
+const char *contract_type_jt(const struct contract *c, int i, const struct jt *v,
+                             struct arena *a, struct jt *out, char *msg, size_t msgcap);
 
 /* The contracts shipped in contracts/ (embedded at build time). */
 struct shipped_contract {
@@ -168,6 +176,23 @@ struct prepared_event {
 };
 int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx *cx, json_t *rec,
                          struct prepared_event *p);
+/* An event already in parts (the fast paths: tracking calls, CRM rows), its strings
+ * kept by the caller (an arena) for as long as the prepared event lives. props: the
+ * properties as compact JSON with sorted keys and no null at the top (jt_dump with
+ * JT_DROP_NULLS). raw_fn makes its raw record, should it become a dead letter. */
+struct ingest_parts {
+    const char *name, *xid, *anon, *event_id, *props;
+    const struct contract *typed_by; /* the event's contract, when props were typed and
+                                      * checked by it (contract_type_jt) */
+    int64_t occurred_at;
+    char *(*raw_fn)(const void *ctx, const struct prepared_event *p);
+    const void *raw_ctx;
+};
+/* 1 with p prepared exactly as ingest_event_prepare() prepares the same record, when
+ * its name and ids are valid and the event's contract in cs (if any) is the one that
+ * typed its props; 0 otherwise, p untouched: the caller takes ingest_event_prepare(). */
+int ingest_event_prepare_fast(const struct contract_set *cs, const struct ingest_parts *in,
+                              struct prepared_event *p);
 /* Marks p rejected (p keeps its raw record for the dead-letter store). */
 void prepared_event_reject(struct prepared_event *p, const char *reason, const char *field,
                            const char *msg);

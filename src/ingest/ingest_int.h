@@ -19,7 +19,6 @@ int ingest_name_ok(const char *s);
 int ingest_email_ok(const char *s);
 
 /* The text path (CSV fast path): properties by index. */
-int contract_prop_required(const struct contract *c, int i);
 /* Types the text s as property i, checks it, appends its JSON to out; *ms receives a
  * timestamp's instant. NULL, or a reason code with a sentence in msg. */
 const char *contract_type_text(const struct contract *c, int i, const char *s, size_t n,

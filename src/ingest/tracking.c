@@ -293,7 +293,8 @@ int tracking_map_fast(const struct jt *msg, enum tracking_type type, int64_t rec
                       const char *batch_sent_at, const struct contract_set *cs,
                       struct arena *a, struct buf *scratch, struct ingest_item *m)
 {
-    struct prepared_event *p = &m->prep;
+    struct ingest_parts parts = {0};
+    struct prepared_event p;
     const char *uid, *aid, *name, *mid, *bad_field;
     const struct jt *props;
     struct fast_origin *origin;
@@ -310,17 +311,11 @@ int tracking_map_fast(const struct jt *msg, enum tracking_type type, int64_t rec
         return 0;
     uid = fast_id(a, msg, "userId", &bad);
     aid = fast_id(a, msg, "anonymousId", &bad);
-    if (bad || (uid == NULL && aid == NULL) ||
-        (uid && !ingest_id_ok(uid, STORE_MAX_EXTERNAL_ID)) ||
-        (aid && !ingest_id_ok(aid, STORE_MAX_EXTERNAL_ID)))
-        return 0;
-    mid = jt_str(msg, "messageId");
-    if (mid == NULL || !ingest_id_ok(mid, STORE_MAX_EVENT_ID))
-        return 0; /* an id derived from the content: the general path */
+    mid = jt_str(msg, "messageId"); /* none: an id derived from the content, the general path */
     name = type == TRACK_PAGE ? "page_viewed" : type == TRACK_SCREEN ? "screen_viewed"
                                                                       : jt_str(msg, "event");
-    if (name == NULL || !ingest_name_ok(name) || (cs && contract_set_event(cs, name)))
-        return 0;
+    if (bad || mid == NULL || name == NULL || (cs && contract_set_event(cs, name)))
+        return 0; /* (before the properties are written; the rest is checked below) */
     props = jt_get(msg, "properties");
     if (props && props->type == JT_NULL)
         props = NULL;
@@ -333,8 +328,7 @@ int tracking_map_fast(const struct jt *msg, enum tracking_type type, int64_t rec
                 &at, &bad_field))
         return 0;
     time_format_iso(at, iso);
-    memset(m, 0, sizeof *m);
-    if (time_parse_iso(iso, strlen(iso), &p->occurred_at))
+    if (time_parse_iso(iso, strlen(iso), &parts.occurred_at))
         return 0;
 
     /* A page's or screen's name and category join its properties (after them, so they
@@ -364,19 +358,19 @@ int tracking_map_fast(const struct jt *msg, enum tracking_type type, int64_t rec
 
     origin = arena_alloc(a, sizeof *origin);
     *origin = (struct fast_origin){msg, type, received_at, batch_sent_at};
+    parts.name = name;
+    parts.xid = uid;
+    parts.anon = aid;
+    parts.event_id = mid;
+    parts.props = arena_strndup(a, scratch->p, scratch->len);
+    parts.raw_fn = fast_raw;
+    parts.raw_ctx = origin;
+    if (!ingest_event_prepare_fast(cs, &parts, &p))
+        return 0;
+    memset(m, 0, sizeof *m);
+    m->prep = p;
     m->type = type;
     m->prepared = 1;
-    p->in_arena = 1;
-    p->unvalidated = 1; /* no contract: the store applies the unknown-event policy */
-    p->name = (char *)name;
-    p->xid = (char *)uid;
-    p->anon = (char *)aid;
-    p->event_id = (char *)mid;
-    p->props = arena_strndup(a, scratch->p, scratch->len);
-    p->raw_fn = fast_raw;
-    p->raw_ctx = origin;
-    p->xid_hash = uid ? hash64(uid, strlen(uid)) : 0;
-    p->key_hash = store_event_key_hash(mid);
     if (uid && aid) { /* both ids: the anonymous history joins the user */
         m->link_anon = xstrdup(aid);
         m->link_user = xstrdup(uid);

@@ -48,24 +48,13 @@ static struct day *day_of(struct side *a, int64_t d)
     return &a->days[a->ndays++];
 }
 
-static int64_t day_of_iso(const json_t *v)
+static int64_t day_of_iso(const struct jt *v)
 {
     int64_t ms;
 
-    if (!json_is_string(v) || time_parse_iso(json_string_value(v), json_string_length(v), &ms))
+    if (v == NULL || v->type != JT_STR || time_parse_iso(v->u.s, v->n, &ms))
         return -1000000; /* no instant: a day of its own */
     return ms >= 0 ? ms / 86400000 : (ms - 86399999) / 86400000;
-}
-
-static const char *key_text(const json_t *v, char *buf, size_t n)
-{
-    if (json_is_string(v))
-        return json_string_value(v);
-    if (json_is_integer(v)) {
-        snprintf(buf, n, "%lld", (long long)json_integer_value(v));
-        return buf;
-    }
-    return NULL;
 }
 
 struct stored_ctx {
@@ -118,29 +107,17 @@ static int reconcile_table(struct store *st, struct sync_conn *c, const char *na
     strmap_init(&dst.keys);
     /* The source: every live row's key and day. */
     for (;;) {
-        struct sync_batch b;
+        struct sync_batch b = {0};
         rc = sync_read(c, t, cursor, key, 5000, &b, e);
         if (rc)
             break;
         for (k = 0; k < b.n; k++) {
             const struct sync_row *r = &b.rows[k];
-            const json_t *kv = NULL, *ov = NULL, *dv = NULL;
-            char kb[32];
             const char *kt;
-            int col;
-            for (col = 0; col < b.ncolumns; col++) {
-                const json_t *v = json_array_get(r->values, (size_t)col);
-                if (strcmp(b.columns[col], t->key) == 0)
-                    kv = v;
-                if (strcmp(b.columns[col], t->occurred_at) == 0)
-                    ov = v;
-                if (t->deleted[0] && strcmp(b.columns[col], t->deleted) == 0)
-                    dv = v;
-            }
-            if (dv && !json_is_null(dv) && !json_is_false(dv))
+            if (sync_is_deleted(sync_value(r, b.at.deleted)))
                 continue; /* soft-deleted: its event is gone too */
-            if ((kt = key_text(kv, kb, sizeof kb)) != NULL) {
-                struct day *dy = day_of(&src, day_of_iso(ov));
+            if ((kt = sync_key_text(sync_value(r, b.at.key))) != NULL) {
+                struct day *dy = day_of(&src, day_of_iso(sync_value(r, b.at.occurred_at)));
                 strmap_put(&src.keys, kt, strlen(kt), dy->day);
                 dy->src++;
                 dy->src_xor ^= hash64(kt, strlen(kt));

@@ -16,46 +16,15 @@
 #include "../ingest/ingest.h"
 #include "sync.h"
 
-static const json_t *value(const struct sync_batch *b, const struct sync_row *r, const char *col)
-{
-    int i;
-
-    if (col[0] == '\0')
-        return NULL;
-    for (i = 0; i < b->ncolumns; i++)
-        if (strcmp(b->columns[i], col) == 0)
-            return json_array_get(r->values, (size_t)i);
-    return NULL;
-}
-
-/* An id as text: a string as it is, an integer in decimal; NULL for anything else. */
-static const char *id_text(const json_t *v, char *buf, size_t n)
-{
-    if (json_is_string(v) && json_string_length(v) > 0)
-        return json_string_value(v);
-    if (json_is_integer(v)) {
-        snprintf(buf, n, "%lld", (long long)json_integer_value(v));
-        return buf;
-    }
-    return NULL;
-}
-
-/* A soft-delete column says deleted when it holds anything but null or false. */
-static int is_deleted(const json_t *v)
-{
-    return v && !json_is_null(v) && !json_is_false(v) &&
-           !(json_is_integer(v) && json_integer_value(v) == 0);
-}
-
 /* An opt-in column: booleans (and 0/1) mean subscribed/unsubscribed; text is passed on
  * for the contract to check. */
-static json_t *consent_of(const json_t *v)
+static json_t *consent_of(const struct jt *v)
 {
-    if (json_is_boolean(v))
-        return json_string(json_is_true(v) ? "subscribed" : "unsubscribed");
-    if (json_is_integer(v))
-        return json_string(json_integer_value(v) ? "subscribed" : "unsubscribed");
-    return json_is_string(v) ? json_incref((json_t *)v) : NULL;
+    if (v->type == JT_TRUE || v->type == JT_FALSE)
+        return json_string(v->type == JT_TRUE ? "subscribed" : "unsubscribed");
+    if (v->type == JT_INT)
+        return json_string(v->u.i ? "subscribed" : "unsubscribed");
+    return jt_json(v);
 }
 
 static json_t *mapped(const struct sync_table *t, const struct sync_batch *b,
@@ -65,11 +34,18 @@ static json_t *mapped(const struct sync_table *t, const struct sync_batch *b,
     int i;
 
     for (i = 0; i < t->ncols; i++) {
-        const json_t *v = value(b, r, t->cols[i].column);
-        if (v && !json_is_null(v))
-            json_object_set(o, t->cols[i].name, (json_t *)v);
+        const struct jt *v = sync_value(r, b->at.mapped[i]);
+        if (v && v->type != JT_NULL)
+            json_object_set_new(o, t->cols[i].name, jt_json(v));
     }
     return o;
+}
+
+/* Sets a record's member to a column's value, unless it is null. */
+static void set_column(json_t *rec, const char *member, const struct jt *v)
+{
+    if (v && v->type != JT_NULL)
+        json_object_set_new(rec, member, jt_json(v));
 }
 
 struct pass {
@@ -93,13 +69,13 @@ static void count(struct pass *p, enum ingest_outcome o, int events)
 }
 
 /* A row's event id: "source:table:key". */
-static void event_id_of(const char *source, const struct sync_table *t,
-                        const struct sync_batch *b, const struct sync_row *r, char out[600])
+static size_t event_id_of(const char *source, const struct sync_table *t,
+                          const struct sync_batch *b, const struct sync_row *r, char out[600])
 {
-    char kbuf[32];
-    const char *keytext = id_text(value(b, r, t->key), kbuf, sizeof kbuf);
+    const char *keytext = sync_key_text(sync_value(r, b->at.key));
+    int n = snprintf(out, 600, "%s:%s:%s", source, t->table, keytext ? keytext : "");
 
-    snprintf(out, 600, "%s:%s:%s", source, t->table, keytext ? keytext : "");
+    return n < 600 ? (size_t)n : 599;
 }
 
 /* An events table's row as an event record (NULL for a soft-deleted row). */
@@ -107,23 +83,21 @@ static json_t *event_record(const char *source, const struct sync_table *t,
                             const struct sync_batch *b, const struct sync_row *r)
 {
     char xbuf[32], event_id[600];
-    const char *xid = id_text(value(b, r, t->external_id), xbuf, sizeof xbuf);
-    const json_t *v;
+    const char *xid = sync_id_text(sync_value(r, b->at.external_id), xbuf, sizeof xbuf);
     json_t *rec;
 
-    if (is_deleted(value(b, r, t->deleted)))
+    if (sync_is_deleted(sync_value(r, b->at.deleted)))
         return NULL;
     event_id_of(source, t, b, r, event_id);
     rec = json_object();
     json_object_set_new(rec, "event_id", json_string(event_id));
     if (t->event[0])
         json_object_set_new(rec, "event", json_string(t->event));
-    else if ((v = value(b, r, t->event_column)) && !json_is_null(v))
-        json_object_set(rec, "event", (json_t *)v);
+    else
+        set_column(rec, "event", sync_value(r, b->at.event));
     if (xid)
         json_object_set_new(rec, "external_id", json_string(xid));
-    if ((v = value(b, r, t->occurred_at)) && !json_is_null(v))
-        json_object_set(rec, "occurred_at", (json_t *)v);
+    set_column(rec, "occurred_at", sync_value(r, b->at.occurred_at));
     json_object_set_new(rec, "properties", mapped(t, b, r));
     return rec;
 }
@@ -133,18 +107,25 @@ static json_t *event_record(const char *source, const struct sync_table *t,
 static int store_row(struct pass *p, const struct sync_table *t, const struct sync_batch *b,
                      const struct sync_row *r, struct prepared_event *prep, struct err *e)
 {
-    char kbuf[32], xbuf[32], event_id[600];
-    const char *keytext = id_text(value(b, r, t->key), kbuf, sizeof kbuf);
-    const char *xid = id_text(value(b, r, t->external_id), xbuf, sizeof xbuf);
-    const json_t *v;
+    char xbuf[32], event_id[600];
+    const char *keytext = sync_key_text(sync_value(r, b->at.key));
+    const char *xid = sync_id_text(sync_value(r, b->at.external_id), xbuf, sizeof xbuf);
+    const struct jt *v;
     enum ingest_outcome o = INGEST_UNCHANGED;
+    size_t tn = strlen(t->table), kn = keytext ? strlen(keytext) : 1;
     json_t *rec;
     int rc, deleted = 0;
 
-    snprintf(p->origin, sizeof p->origin, "%s:%s", t->table, keytext ? keytext : "?");
+    /* origin "table:key" (a dead letter's), made for every row: no snprintf here */
+    if (tn + kn + 2 > sizeof p->origin)
+        kn = sizeof p->origin - tn - 2;
+    memcpy(p->origin, t->table, tn);
+    p->origin[tn] = ':';
+    memcpy(p->origin + tn + 1, keytext ? keytext : "?", kn);
+    p->origin[tn + 1 + kn] = '\0';
     p->cx.origin = p->origin;
     if (t->into == SYNC_CONTACTS) {
-        if (is_deleted(value(b, r, t->deleted))) {
+        if (sync_is_deleted(sync_value(r, b->at.deleted))) {
             rc = xid ? ingest_contact_delete(&p->in, &p->cx, xid, &deleted, e) : 0;
             p->rep->deleted += deleted;
             return rc;
@@ -152,12 +133,9 @@ static int store_row(struct pass *p, const struct sync_table *t, const struct sy
         rec = json_object();
         if (xid)
             json_object_set_new(rec, "external_id", json_string(xid));
-        if ((v = value(b, r, t->email)) && !json_is_null(v))
-            json_object_set(rec, "email", (json_t *)v);
-        if ((v = value(b, r, t->consent)) && !json_is_null(v)) {
-            json_t *c = consent_of(v);
-            json_object_set_new(rec, "email_consent", c ? c : json_incref((json_t *)v));
-        }
+        set_column(rec, "email", sync_value(r, b->at.email));
+        if ((v = sync_value(r, b->at.consent)) && v->type != JT_NULL)
+            json_object_set_new(rec, "email_consent", consent_of(v));
         json_object_set_new(rec, "attributes", mapped(t, b, r));
         rc = ingest_contact(&p->in, &p->cx, rec, &o, e);
         json_decref(rec);
@@ -175,6 +153,113 @@ static int store_row(struct pass *p, const struct sync_table *t, const struct sy
     if (rc == 0)
         count(p, o, 1);
     return rc;
+}
+
+/* What a row prepared on the fast path needs to make its record, should it become a
+ * dead letter (the unknown-event policy can refuse it when it is stored). */
+struct row_origin {
+    const char *source;
+    const struct sync_table *t;
+    const struct sync_batch *b;
+    const struct sync_row *r;
+};
+
+static char *row_raw(const void *ctx, const struct prepared_event *p)
+{
+    const struct row_origin *o = ctx;
+    json_t *rec = event_record(o->source, o->t, o->b, o->r);
+    char *text = json_dumps(rec, JSON_COMPACT);
+
+    (void)p;
+    json_decref(rec);
+    return text;
+}
+
+/* A row of an events table prepared without a JSON record in between, its properties
+ * typed by the event's contract (if any) straight from the values read: 0 when the
+ * general path must take it (a row its contract refuses, say, which is then refused
+ * there with the same reason). */
+static int prepare_fast(const char *source, const struct sync_table *t,
+                        const struct sync_batch *b, const struct sync_row *r,
+                        const struct contract_set *cs, struct arena *a, struct buf *scratch,
+                        struct prepared_event *p)
+{
+    struct ingest_parts parts = {0};
+    const struct jt *ev = sync_value(r, b->at.event), *occ = sync_value(r, b->at.occurred_at);
+    const struct contract *c;
+    struct jt props = {.type = JT_OBJ};
+    struct jt_member *m;
+    struct row_origin *o;
+    char xbuf[32], event_id[600], msg[256];
+    const char *xid = sync_id_text(sync_value(r, b->at.external_id), xbuf, sizeof xbuf);
+    size_t n;
+    int i, k, declared = 0;
+
+    parts.name = t->event[0] ? t->event : ev && ev->type == JT_STR ? ev->u.s : NULL;
+    if (xid == NULL || parts.name == NULL || occ == NULL || occ->type != JT_STR ||
+        time_parse_iso(occ->u.s, occ->n, &parts.occurred_at))
+        return 0;
+    c = cs ? contract_set_event(cs, parts.name) : NULL;
+    m = arena_alloc(a, (size_t)(t->ncols + (c ? contract_nprops(c) : 0) + 1) * sizeof *m);
+    if (c) { /* as contract_apply(): the declared properties typed, in the contract's order */
+        declared = contract_nprops(c);
+        for (k = 0; k < declared; k++) {
+            const char *name = contract_prop_name(c, k);
+            const struct jt *v = NULL;
+            for (i = 0; i < t->ncols && v == NULL; i++)
+                if (strcmp(t->cols[i].name, name) == 0)
+                    v = sync_value(r, b->at.mapped[i]);
+            if (v == NULL || v->type == JT_NULL) {
+                if (contract_prop_required(c, k))
+                    return 0;
+                continue;
+            }
+            if (contract_type_jt(c, k, v, a, &m[props.n].v, msg, sizeof msg))
+                return 0;
+            m[props.n].key = name;
+            m[props.n++].klen = (uint32_t)strlen(name);
+        }
+    }
+    for (i = 0; i < t->ncols; i++) { /* the others as they are */
+        const struct jt *v = sync_value(r, b->at.mapped[i]);
+        if (v == NULL || v->type == JT_NULL || (c && contract_prop_type(c, t->cols[i].name) >= 0))
+            continue;
+        if (c && contract_strict(c))
+            return 0;
+        m[props.n].key = t->cols[i].name;
+        m[props.n].klen = (uint32_t)strlen(t->cols[i].name);
+        m[props.n++].v = *v;
+    }
+    props.u.members = m;
+    parts.typed_by = c;
+    parts.xid = xid == xbuf ? arena_strndup(a, xbuf, strlen(xbuf)) : xid;
+    n = event_id_of(source, t, b, r, event_id);
+    parts.event_id = arena_strndup(a, event_id, n);
+    buf_reset(scratch);
+    jt_dump(scratch, &props, 0);
+    parts.props = arena_strndup(a, scratch->p, scratch->len);
+    o = arena_alloc(a, sizeof *o);
+    *o = (struct row_origin){source, t, b, r};
+    parts.raw_fn = row_raw;
+    parts.raw_ctx = o;
+    return ingest_event_prepare_fast(cs, &parts, p);
+}
+
+int sync_prepare_event(const char *source, const struct sync_table *t, struct sync_batch *b,
+                       const struct sync_row *r, const struct contract_set *cs,
+                       const struct ingest_ctx *cx, struct buf *scratch, int general,
+                       struct prepared_event *p)
+{
+    json_t *rec;
+
+    if (sync_is_deleted(sync_value(r, b->at.deleted)))
+        return 0;
+    if (!general && prepare_fast(source, t, b, r, cs, &b->arena, scratch, p))
+        return 1;
+    rec = event_record(source, t, b, r);
+    ingest_event_prepare(cs, cx, rec, p);
+    json_decref(rec); /* the prepared event keeps its own reference */
+    return 1;
 }
 
 /* A batch read ahead on a thread of its own while the previous one is stored: the
@@ -204,9 +289,13 @@ static void ahead_release(struct ahead *a);
 static void *read_ahead(void *arg)
 {
     struct ahead *a = arg;
+    struct buf scratch;
     int i;
 
-    if (a->garbage) {
+    if (a->garbage) { /* its arena's chunks serve this batch */
+        a->b.arena = a->garbage->b.arena;
+        memset(&a->garbage->b.arena, 0, sizeof a->garbage->b.arena);
+        arena_reset(&a->b.arena);
         ahead_release(a->garbage);
         free(a->garbage);
         a->garbage = NULL;
@@ -214,16 +303,15 @@ static void *read_ahead(void *arg)
     a->rc = sync_read(a->c, a->t, a->cursor, a->key, a->limit, &a->b, &a->e);
     if (a->rc || a->t->into != SYNC_EVENTS)
         return NULL;
-    a->preps = xcalloc((size_t)(a->b.n ? a->b.n : 1), sizeof *a->preps);
-    a->has_prep = xcalloc((size_t)(a->b.n ? a->b.n : 1), 1);
-    for (i = 0; i < a->b.n; i++) {
-        json_t *rec = event_record(a->source, a->t, &a->b, &a->b.rows[i]);
-        if (rec == NULL)
-            continue;
-        ingest_event_prepare(a->cs, &a->cx, rec, &a->preps[i]);
-        a->has_prep[i] = 1;
-        json_decref(rec); /* the prepared event keeps its own reference */
-    }
+    /* in the batch's arena, whose chunks are reused batch after batch (fresh pages for
+     * 3 MB of prepared events a batch cost more than preparing them) */
+    a->preps = arena_alloc(&a->b.arena, (size_t)(a->b.n ? a->b.n : 1) * sizeof *a->preps);
+    a->has_prep = arena_alloc(&a->b.arena, (size_t)(a->b.n ? a->b.n : 1));
+    buf_init(&scratch);
+    for (i = 0; i < a->b.n; i++)
+        a->has_prep[i] = sync_prepare_event(a->source, a->t, &a->b, &a->b.rows[i], a->cs,
+                                            &a->cx, &scratch, 0, &a->preps[i]);
+    buf_release(&scratch);
     return NULL;
 }
 
@@ -259,8 +347,6 @@ static void ahead_release(struct ahead *a)
     for (i = 0; a->preps && i < a->b.n; i++)
         if (a->has_prep[i])
             prepared_event_release(&a->preps[i]);
-    free(a->preps);
-    free(a->has_prep);
     a->preps = NULL;
     a->has_prep = NULL;
     if (a->rc == 0)

@@ -132,31 +132,55 @@ void sync_batch_release(struct sync_batch *b)
 {
     int i;
 
-    for (i = 0; i < b->n; i++) {
-        json_decref(b->rows[i].values);
-        free(b->rows[i].cursor);
-        free(b->rows[i].key);
-    }
     free(b->rows);
     for (i = 0; i < b->ncolumns; i++)
         free(b->columns[i]);
     free(b->columns);
+    free(b->at.mapped);
+    arena_release(&b->arena);
     memset(b, 0, sizeof *b);
+}
+
+const char *sync_key_text(const struct jt *v)
+{
+    if (v == NULL)
+        return NULL;
+    if (v->type == JT_STR)
+        return v->u.s;
+    return v->type == JT_INT || v->type == JT_REAL ? v->src : NULL;
+}
+
+const char *sync_id_text(const struct jt *v, char *buf, size_t n)
+{
+    if (v && v->type == JT_STR && v->n > 0)
+        return v->u.s;
+    if (v && v->type == JT_INT) {
+        snprintf(buf, n, "%lld", v->u.i);
+        return buf;
+    }
+    return NULL;
+}
+
+int sync_is_deleted(const struct jt *v)
+{
+    return v && v->type != JT_NULL && v->type != JT_FALSE && !(v->type == JT_INT && v->u.i == 0);
 }
 
 /* ---- queries ---------------------------------------------------------------------------- */
 
-static void add_column(struct sync_batch *b, const char *col)
+/* The column's index among those read, added if new; -1 for an unmapped one (""). */
+static int add_column(struct sync_batch *b, const char *col)
 {
     int i;
 
     if (col[0] == '\0')
-        return;
+        return -1;
     for (i = 0; i < b->ncolumns; i++)
         if (strcmp(b->columns[i], col) == 0)
-            return;
+            return i;
     b->columns = xrealloc(b->columns, (size_t)(b->ncolumns + 1) * sizeof *b->columns);
-    b->columns[b->ncolumns++] = xstrdup(col);
+    b->columns[b->ncolumns] = xstrdup(col);
+    return b->ncolumns++;
 }
 
 /* "name" or "schema"."name": names are checked identifiers (mapping.c), quoted anyway. */
@@ -174,18 +198,20 @@ static void quoted(struct buf *q, const char *name)
 static void build_query(struct buf *q, const struct sync_table *t, struct sync_batch *b, int pg,
                         int after, int limit)
 {
+    struct sync_columns *at = &b->at;
     int i;
 
-    add_column(b, t->key);
-    add_column(b, t->cursor);
-    add_column(b, t->external_id);
-    add_column(b, t->email);
-    add_column(b, t->consent);
-    add_column(b, t->deleted);
-    add_column(b, t->occurred_at);
-    add_column(b, t->event_column);
+    at->key = add_column(b, t->key);
+    at->cursor = add_column(b, t->cursor);
+    at->external_id = add_column(b, t->external_id);
+    at->email = add_column(b, t->email);
+    at->consent = add_column(b, t->consent);
+    at->deleted = add_column(b, t->deleted);
+    at->occurred_at = add_column(b, t->occurred_at);
+    at->event = add_column(b, t->event_column);
+    at->mapped = xmalloc((size_t)(t->ncols ? t->ncols : 1) * sizeof *at->mapped);
     for (i = 0; i < t->ncols; i++)
-        add_column(b, t->cols[i].column);
+        at->mapped[i] = add_column(b, t->cols[i].column);
     buf_adds(q, "SELECT ");
     for (i = 0; i < b->ncolumns; i++) {
         if (i)
@@ -214,49 +240,79 @@ static void build_query(struct buf *q, const struct sync_table *t, struct sync_b
     buf_printf(q, " LIMIT %d", limit);
 }
 
-/* PostgreSQL's text for a timestamp, in UTC ("2026-11-01 10:00:00.5+00"), as ISO-8601. */
-static json_t *pg_timestamp(const char *v, int with_tz)
+static void set_str(struct arena *a, struct jt *v, const char *s, size_t n)
 {
-    char iso[64];
-    size_t n = strlen(v);
-
-    if (n >= sizeof iso - 2)
-        return json_string(v);
-    memcpy(iso, v, n + 1);
-    if (n > 10 && iso[10] == ' ')
-        iso[10] = 'T';
-    if (with_tz && n > 3 && strcmp(iso + n - 3, "+00") == 0)
-        memcpy(iso + n - 3, "Z", 2);
-    else if (!with_tz && n > 10)
-        memcpy(iso + n, "Z", 2); /* a timestamp without zone is taken as UTC */
-    return json_string(iso);
+    v->type = JT_STR;
+    v->n = (uint32_t)n;
+    v->u.s = arena_strndup(a, s, n);
 }
 
-static json_t *pg_value(const PGresult *r, int row, int col)
+/* A scalar JSON value (jsonb may hold one), read into the arena; -1 if it is not JSON. */
+static int parse_any(struct arena *a, const char *text, size_t n, struct jt *out)
 {
-    const char *v;
-    json_t *j;
+    struct jt_error err;
+    struct jt *doc;
+    char *wrapped = arena_alloc(a, n + 3);
 
+    wrapped[0] = '[';
+    memcpy(wrapped + 1, text, n);
+    wrapped[n + 1] = ']';
+    if (jt_parse(a, wrapped, n + 2, &doc, &err) || doc->n != 1)
+        return -1;
+    *out = doc->u.items[0];
+    return 0;
+}
+
+/* PostgreSQL's text of a value as JSON (v->src: that text). Timestamps ("2026-11-01
+ * 10:00:00.5+00", the session being in UTC) become ISO-8601 ("…T10:00:00.5Z"). */
+static void pg_value(struct arena *a, const PGresult *r, int row, int col, struct jt *v)
+{
+    const char *text;
+    size_t n;
+    char iso[64];
+
+    memset(v, 0, sizeof *v);
     if (PQgetisnull(r, row, col))
-        return json_null();
-    v = PQgetvalue(r, row, col);
+        return; /* JT_NULL */
+    text = PQgetvalue(r, row, col);
+    n = (size_t)PQgetlength(r, row, col);
+    v->src = text = arena_strndup(a, text, n);
+    v->srclen = n;
     switch (PQftype(r, col)) {
     case 16: /* bool */
-        return json_boolean(v[0] == 't');
+        v->type = text[0] == 't' ? JT_TRUE : JT_FALSE;
+        return;
     case 20: case 21: case 23: /* int8, int2, int4 */
-        return json_integer(strtoll(v, NULL, 10));
+        v->type = JT_INT;
+        v->u.i = strtoll(text, NULL, 10);
+        return;
     case 700: case 701: case 1700: /* float4, float8, numeric */
-        return json_real(strtod(v, NULL));
-    case 1114: /* timestamp */
-        return pg_timestamp(v, 0);
-    case 1184: /* timestamptz */
-        return pg_timestamp(v, 1);
+        v->type = JT_REAL;
+        v->u.d = strtod(text, NULL);
+        return;
+    case 1114: case 1184: /* timestamp (taken as UTC), timestamptz */
+        if (n + 2 >= sizeof iso)
+            break;
+        memcpy(iso, text, n + 1);
+        if (n > 10 && iso[10] == ' ')
+            iso[10] = 'T';
+        if (PQftype(r, col) == 1184 && n > 3 && strcmp(iso + n - 3, "+00") == 0)
+            memcpy(iso + n - 3, "Z", 2), n -= 2;
+        else if (PQftype(r, col) == 1114 && n > 10)
+            memcpy(iso + n, "Z", 2), n++;
+        set_str(a, v, iso, n);
+        return;
     case 114: case 3802: /* json, jsonb */
-        j = json_loads(v, JSON_DECODE_ANY, NULL);
-        return j ? j : json_string(v);
-    default:
-        return json_string(v);
+        if (parse_any(a, text, n, v) == 0) {
+            v->src = text;
+            v->srclen = n;
+            return;
+        }
+        break;
     }
+    v->type = JT_STR;
+    v->n = (uint32_t)n;
+    v->u.s = text;
 }
 
 /* A wrapping comparison of 32-bit transaction ids (as PostgreSQL's TransactionIdPrecedes):
@@ -268,6 +324,25 @@ static int xid_before(unsigned long long a, unsigned long long b)
     return (int32_t)((uint32_t)a - (uint32_t)b) < 0;
 }
 
+/* A JSON value's text, in the arena. */
+static const char *json_text(struct arena *a, struct buf *scratch, const struct jt *v)
+{
+    buf_reset(scratch);
+    jt_dump(scratch, v, 0);
+    return arena_strndup(a, scratch->p, scratch->len);
+}
+
+/* PostgreSQL's own text of a column as a JSON string ("" for null): a checkpoint part. */
+static const char *pg_text_json(struct arena *a, struct buf *scratch, const PGresult *r, int row,
+                                int col)
+{
+    struct jt s = {.type = JT_STR};
+
+    s.u.s = PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col);
+    s.n = (uint32_t)strlen(s.u.s);
+    return json_text(a, scratch, &s);
+}
+
 static int read_pg(struct sync_conn *c, const struct sync_table *t, const char *cursor,
                    const char *key, int limit, struct sync_batch *b, struct err *e)
 {
@@ -275,7 +350,7 @@ static int read_pg(struct sync_conn *c, const struct sync_table *t, const char *
     const char *params[2];
     json_t *cj = NULL, *kj = NULL;
     PGresult *r;
-    int i, k, rc = 0, nrows;
+    int i, k, nrows;
 
     buf_init(&q);
     build_query(&q, t, b, 1, cursor == NULL ? 0 : key == NULL ? 2 : 1, limit);
@@ -294,7 +369,6 @@ static int read_pg(struct sync_conn *c, const struct sync_table *t, const char *
     }
     r = PQexecParams(c->pgc, q.p, cursor ? key ? 2 : 1 : 0, NULL, cursor ? params : NULL, NULL,
                      NULL, 0);
-    buf_release(&q);
     json_decref(cj);
     json_decref(kj);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -302,44 +376,54 @@ static int read_pg(struct sync_conn *c, const struct sync_table *t, const char *
         snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
         msg[strcspn(msg, "\n")] = '\0';
         PQclear(r);
+        buf_release(&q);
         return ERR(e, PQstatus(c->pgc) == CONNECTION_OK ? E_INVAL : E_IO,
                    "source %s, table %s: %s", c->name, t->table, msg);
     }
     nrows = PQntuples(r);
     b->rows = xcalloc((size_t)(nrows ? nrows : 1), sizeof *b->rows);
-    for (i = 0; i < nrows; i++) {
+    for (i = 0; i < nrows; i++) { /* q serves as scratch from here */
         struct sync_row *row = &b->rows[i];
         unsigned long long xmin = strtoull(PQgetvalue(r, i, b->ncolumns), NULL, 10);
         unsigned long long snap = strtoull(PQgetvalue(r, i, b->ncolumns + 1), NULL, 10);
-        row->values = json_array();
+        row->values = arena_alloc(&b->arena, (size_t)b->ncolumns * sizeof *row->values);
         for (k = 0; k < b->ncolumns; k++)
-            json_array_append_new(row->values, pg_value(r, i, k));
-        for (k = 0; k < b->ncolumns; k++) {
-            char **slot = strcmp(b->columns[k], t->cursor) == 0 ? &row->cursor
-                          : strcmp(b->columns[k], t->key) == 0  ? &row->key
-                                                                : NULL;
-            if (slot) {
-                json_t *s = json_string(PQgetisnull(r, i, k) ? "" : PQgetvalue(r, i, k));
-                *slot = json_dumps(s, JSON_ENCODE_ANY);
-                json_decref(s);
-            }
-        }
+            pg_value(&b->arena, r, i, k, &row->values[k]);
+        row->cursor = pg_text_json(&b->arena, &q, r, i, b->at.cursor);
+        row->key = pg_text_json(&b->arena, &q, r, i, b->at.key);
         row->settled = xid_before(xmin, snap);
         b->n++;
     }
     PQclear(r);
-    return rc;
+    buf_release(&q);
+    return 0;
 }
 
-static json_t *sqlite_value(sqlite3_stmt *s, int col)
+/* SQLite's value of a column (v->src: its text, as sqlite3_column_text gives it). */
+static void sqlite_value(struct arena *a, sqlite3_stmt *s, int col, struct jt *v)
 {
-    switch (sqlite3_column_type(s, col)) {
-    case SQLITE_INTEGER: return json_integer(sqlite3_column_int64(s, col));
-    case SQLITE_FLOAT: return json_real(sqlite3_column_double(s, col));
-    case SQLITE_NULL: return json_null();
-    default:
-        return json_stringn_nocheck((const char *)sqlite3_column_text(s, col),
-                                    (size_t)sqlite3_column_bytes(s, col));
+    int type = sqlite3_column_type(s, col);
+    const char *text;
+    size_t n;
+
+    memset(v, 0, sizeof *v);
+    if (type == SQLITE_NULL)
+        return;
+    if (type == SQLITE_INTEGER) {
+        v->type = JT_INT;
+        v->u.i = sqlite3_column_int64(s, col);
+    } else if (type == SQLITE_FLOAT) {
+        v->type = JT_REAL;
+        v->u.d = sqlite3_column_double(s, col);
+    }
+    text = (const char *)sqlite3_column_text(s, col);
+    n = (size_t)sqlite3_column_bytes(s, col);
+    v->src = arena_strndup(a, text ? text : "", n);
+    v->srclen = n;
+    if (v->type == JT_NULL) { /* text (and blobs, as their bytes) */
+        v->type = JT_STR;
+        v->n = (uint32_t)n;
+        v->u.s = v->src;
     }
 }
 
@@ -368,15 +452,16 @@ static int read_sqlite(struct sync_conn *c, const struct sync_table *t, const ch
     buf_init(&q);
     build_query(&q, t, b, 0, cursor == NULL ? 0 : key == NULL ? 2 : 1, limit);
     rc = sqlite3_prepare_v2(c->db, q.p, -1, &s, NULL);
-    buf_release(&q);
-    if (rc != SQLITE_OK)
+    if (rc != SQLITE_OK) {
+        buf_release(&q);
         return ERR(e, E_INVAL, "source %s, table %s: %s", c->name, t->table, sqlite3_errmsg(c->db));
+    }
     if (cursor) {
         bind_json(s, 1, cursor);
         if (key)
             bind_json(s, 2, key);
     }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) { /* q serves as scratch from here */
         struct sync_row *row;
         if (b->n == cap) {
             cap = cap ? cap * 2 : 256;
@@ -384,15 +469,11 @@ static int read_sqlite(struct sync_conn *c, const struct sync_table *t, const ch
         }
         row = &b->rows[b->n++];
         memset(row, 0, sizeof *row);
-        row->values = json_array();
+        row->values = arena_alloc(&b->arena, (size_t)b->ncolumns * sizeof *row->values);
         for (k = 0; k < b->ncolumns; k++)
-            json_array_append_new(row->values, sqlite_value(s, k));
-        for (k = 0; k < b->ncolumns; k++) {
-            if (strcmp(b->columns[k], t->cursor) == 0)
-                row->cursor = json_dumps(json_array_get(row->values, (size_t)k), JSON_ENCODE_ANY);
-            if (strcmp(b->columns[k], t->key) == 0)
-                row->key = json_dumps(json_array_get(row->values, (size_t)k), JSON_ENCODE_ANY);
-        }
+            sqlite_value(&b->arena, s, k, &row->values[k]);
+        row->cursor = json_text(&b->arena, &q, &row->values[b->at.cursor]);
+        row->key = json_text(&b->arena, &q, &row->values[b->at.key]);
         row->settled = 1;
     }
     if (rc != SQLITE_DONE)
@@ -400,15 +481,18 @@ static int read_sqlite(struct sync_conn *c, const struct sync_table *t, const ch
     else
         rc = 0;
     sqlite3_finalize(s);
+    buf_release(&q);
     return rc;
 }
 
 int sync_read(struct sync_conn *c, const struct sync_table *t, const char *cursor,
               const char *key, int limit, struct sync_batch *out, struct err *e)
 {
+    struct arena a = out->arena;
     int rc;
 
     memset(out, 0, sizeof *out);
+    out->arena = a;
     rc = c->pg ? read_pg(c, t, cursor, key, limit, out, e)
                : read_sqlite(c, t, cursor, key, limit, out, e);
     if (rc)

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "../core/config.h"
+#include "../core/jtree.h"
 #include "../core/map.h"
 #include "../store/store.h"
 
@@ -55,25 +56,46 @@ int sync_connect(const struct store_sync_source *src, const struct config *cfg,
                  struct sync_conn **out, struct err *e);
 void sync_disconnect(struct sync_conn *c);
 
-/* A batch of rows of one table: each a JSON array of the table's columns (in the order
- * sync_columns() gives), with its cursor and key as the source compares them (JSON
- * values, for the checkpoint) and whether every transaction that could still commit a
- * row before it is over (PostgreSQL: its writer's xid is below the snapshot's xmin;
- * always 1 for SQLite). */
+/* A batch of rows of one table, everything in the batch's arena: each row's values (one
+ * per column, in the order of columns; a value's src is the source's own text of it),
+ * its cursor and key as the source compares them (JSON text, for the checkpoint), and
+ * whether every transaction that could still commit a row before it is over
+ * (PostgreSQL: its writer's xid is below the snapshot's xmin; always 1 for SQLite).
+ * Values: numbers, booleans, text; timestamps as ISO-8601 UTC text; json parsed. */
 struct sync_row {
-    json_t *values;
-    char *cursor, *key;
+    struct jt *values;
+    const char *cursor, *key;
     int settled;
+};
+/* Where the mapping's columns are among the columns read (-1: not mapped). */
+struct sync_columns {
+    int key, cursor, external_id, email, consent, deleted, occurred_at, event;
+    int *mapped; /* per sync_table.cols */
 };
 struct sync_batch {
     struct sync_row *rows;
     int n;
     char **columns; /* the columns read, in order */
     int ncolumns;
+    struct sync_columns at;
+    struct arena arena;
 };
 void sync_batch_release(struct sync_batch *b);
+/* The value of the column at index i of a row (sync_columns), NULL for -1. */
+static inline const struct jt *sync_value(const struct sync_row *r, int i)
+{
+    return i >= 0 ? &r->values[i] : NULL;
+}
+/* A row's key as its event id ends: text as it is, a number as the source wrote it; NULL
+ * for anything else. */
+const char *sync_key_text(const struct jt *v);
+/* An id (external_id) as text: a non-empty string, or an integer in decimal (into buf). */
+const char *sync_id_text(const struct jt *v, char *buf, size_t n);
+/* A soft-delete column says deleted when it holds anything but null, false or 0. */
+int sync_is_deleted(const struct jt *v);
 /* Up to limit rows after (cursor, key) (both NULL: from the first; key NULL: from the
- * cursor value on, inclusive), in that order. */
+ * cursor value on, inclusive), in that order. out->arena is used as it is: zeroed, or
+ * the arena of a batch done with (arena_reset), whose chunks are reused. */
 int sync_read(struct sync_conn *c, const struct sync_table *t, const char *cursor,
               const char *key, int limit, struct sync_batch *out, struct err *e);
 
@@ -100,6 +122,19 @@ struct sync_opts {
  * status (last success or error) is recorded. */
 int sync_pass(struct store *st, const struct config *cfg, const char *source,
               const struct sync_opts *o, struct sync_report *rep, struct err *e);
+
+/* A row of an events table as a prepared event (ingest.h), made by the thread that
+ * reads ahead: 0 for a soft-deleted row (nothing prepared). A row whose event has no
+ * contract, or whose contract takes it, is typed straight from its values (its strings
+ * in the batch's arena); any other, and every row when general is set (the tests
+ * compare both ways), through a JSON record and ingest_event_prepare(). */
+struct ingest_ctx;
+struct prepared_event;
+struct contract_set;
+int sync_prepare_event(const char *source, const struct sync_table *t, struct sync_batch *b,
+                       const struct sync_row *r, const struct contract_set *cs,
+                       const struct ingest_ctx *cx, struct buf *scratch, int general,
+                       struct prepared_event *p);
 
 /* ---- sources (sources.c) ---- */
 

@@ -90,11 +90,8 @@ static void on_batch(void *ctx, const struct sync_table *t, const struct sync_ba
     struct observe_ctx *o = ctx;
     struct table_stats *ts;
     int64_t minute = stored_at / 60000;
-    int i, k, col = -1, slot = (int)(minute % LAG_MINUTES);
+    int i, slot = (int)(minute % LAG_MINUTES);
 
-    for (k = 0; k < b->ncolumns; k++)
-        if (strcmp(b->columns[k], t->cursor) == 0)
-            col = k;
     pthread_mutex_lock(&o->w->mu);
     ts = stats_of(o->w, o->source, t->table);
     if (ts && ts->minute[slot] != minute) {
@@ -103,12 +100,11 @@ static void on_batch(void *ctx, const struct sync_table *t, const struct sync_ba
         ts->rows_minute[slot] = 0;
     }
     for (i = 0; ts && i < b->n; i++) {
-        const json_t *v = col >= 0 ? json_array_get(b->rows[i].values, (size_t)col) : NULL;
+        const struct jt *v = sync_value(&b->rows[i], b->at.cursor);
         int64_t at;
         ts->rows++;
         ts->rows_minute[slot]++;
-        if (!json_is_string(v) ||
-            time_parse_iso(json_string_value(v), json_string_length(v), &at))
+        if (v == NULL || v->type != JT_STR || time_parse_iso(v->u.s, v->n, &at))
             continue;
         if (at > ts->newest_ms)
             ts->newest_ms = at;

@@ -1,0 +1,202 @@
+/* tests/unit/sync.c -- CRM sync: a row prepared straight from its values (the fast path)
+ * is prepared exactly as through a JSON record and ingest_event_prepare(). */
+#include "ingest_fixture.h"
+#include "rnd_json.h"
+#include "sync/sync.h"
+
+static void put_contract(struct fx *f, const char *name, const char *body)
+{
+    int v;
+    cr_assert_eq(store_begin(f->st, &f->e), 0);
+    cr_assert_eq(store_contract_put(f->st, name, "event", body, "test", &v, &f->e), 0, "%s", f->e.msg);
+    cr_assert_eq(store_commit(f->st, &f->e), 0);
+}
+
+/* Rounds of two kinds: values a CRM holds for these columns (the first `valid` of a
+ * pool), or anything at all, now and then any JSON value. */
+static int valid_round;
+
+static void add_from(struct buf *row, const char *const *pool, size_t n, size_t valid)
+{
+    if (valid_round) {
+        buf_adds(row, pool[rnd((unsigned)valid)]);
+    } else if (rnd(8) == 0) {
+        json_t *v = rnd_value(0);
+        char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        buf_adds(row, t);
+        free(t);
+        json_decref(v);
+    } else {
+        buf_adds(row, pool[rnd((unsigned)n)]);
+    }
+    buf_addc(row, ',');
+}
+#define ADD(row, a, valid) add_from(row, a, sizeof a / sizeof *a, valid)
+
+UTEST(sync, a_row_prepared_from_its_values_is_prepared_as_from_its_record)
+{
+    static const char *const ids[] = {"1", "42", "\"k-7\"", "\"\"", "1.5", "null", "true"};
+    static const char *const cursors[] = {"\"2026-01-01T00:00:00Z\""};
+    static const char *const who[] = {"\"c1\"", "\"c2\"", "17", "\"Ünïcode\"", "\"\"",
+                                      "null", "\"a\\u0001\"", "1.5"};
+    static const char *const dels[] = {"null", "null", "null", "0", "false", "true", "1"};
+    static const char *const ats[] = {"\"2026-03-04T05:06:07Z\"", "\"2026-03-04T05:06:07.5Z\"",
+                                      "\"2026-03-04\"", "\"1969-07-20T20:17:40Z\"", "\"soon\"",
+                                      "null", "1700000000"};
+    static const char *const kinds[] = {"\"typed\"", "\"typed\"", "\"strict\"",
+                                        "\"order_created\"", "\"free_form\"", "\"bad\\u0001\"",
+                                        "\"\"", "null", "5"};
+    static const char *const strs[] = {"\"abc\"", "\"\"", "\"x y\"", "null", "0.1", "12", "1.25",
+                                       "\"ABC\"", "true", "{\"a\":1}"};
+    static const char *const nums[] = {"0", "5", "2.5", "\"3.25\"", "\"7\"", "1e300", "-1",
+                                       "-0.5", "\"abc\"", "\"\"", "null", "true", "[1]"};
+    static const char *const ints[] = {"3", "-4", "2.0", "\"12\"", "null", "2.5", "\"1.5\"",
+                                       "\"x\"", "false", "9.3e18"};
+    static const char *const bools[] = {"true", "false", "\"true\"", "\"FALSE\"", "null",
+                                        "\"yes\"", "1"};
+    static const char *const stamps[] = {"\"2026-01-02T03:04:05Z\"", "\"2026-01-02\"",
+                                         "\"2026-01-02T03:04:05+05:30\"", "\"yesterday\"", "0",
+                                         "null", "\"\""};
+    static const char *const enums[] = {"\"x\"", "\"y\"", "null", "\"z\"", "1"};
+    static const char *const mails[] = {"\"a@b.co\"", "null", "\"nope\"", "\"\"", "3"};
+    static const char *const currencies[] = {"\"INR\"", "\"inr\"", "\"EURO\"", "null", "7"};
+    static const char *const columns[] = {"id", "u", "who", "del", "at", "kind", "c_s", "c_n",
+                                          "c_i", "c_b", "c_ts", "c_e", "c_m", "c_x", "c_cur"};
+    const char *mapping =
+        "{\"tables\":[{\"table\":\"t\",\"into\":\"events\",\"key\":\"id\",\"cursor\":\"u\","
+        "\"external_id\":\"who\",\"event\":{\"column\":\"kind\"},\"occurred_at\":\"at\","
+        "\"deleted\":\"del\",\"properties\":{\"s\":\"c_s\",\"n\":\"c_n\",\"i\":\"c_i\","
+        "\"b\":\"c_b\",\"ts\":\"c_ts\",\"e\":\"c_e\",\"m\":\"c_m\",\"extra\":\"c_x\","
+        "\"order_id\":\"c_s\",\"amount\":\"c_n\",\"currency\":\"c_cur\",\"created_at\":\"c_ts\"}}]}";
+    struct sync_mapping m;
+    struct errlist errs = {0};
+    struct sync_batch b = {0};
+    struct contract_set *cs;
+    struct buf row, scratch;
+    struct fx f;
+    struct ingest_ctx cx = {.kind = SRC_SYNC, .source = "sync:crm", .owns_rows = 1,
+                            .received_at = 1790000000000LL};
+    const struct sync_table *t;
+    int round, i, fast = 0, general = 0, rejected = 0;
+
+    fx_open(&f);
+    put_contract(&f, "typed",
+                 "{\"name\":\"typed\",\"kind\":\"event\",\"properties\":{"
+                 "\"s\":{\"type\":\"string\",\"pattern\":\"^[a-z ]*$\",\"max_length\":4},"
+                 "\"n\":{\"type\":\"number\",\"required\":true,\"minimum\":0,\"maximum\":1e10},"
+                 "\"i\":{\"type\":\"integer\"},\"b\":{\"type\":\"boolean\"},"
+                 "\"ts\":{\"type\":\"timestamp\"},\"e\":{\"type\":\"string\",\"enum\":[\"x\",\"y\"]},"
+                 "\"m\":{\"type\":\"string\",\"format\":\"email\"}}}");
+    put_contract(&f, "strict",
+                 "{\"name\":\"strict\",\"kind\":\"event\",\"additional_properties\":false,"
+                 "\"properties\":{\"s\":{\"type\":\"string\"},\"n\":{\"type\":\"number\"},"
+                 "\"i\":{\"type\":\"integer\"},\"b\":{\"type\":\"boolean\"},"
+                 "\"ts\":{\"type\":\"timestamp\"},\"e\":{\"type\":\"string\"},"
+                 "\"m\":{\"type\":\"string\"},\"order_id\":{\"type\":\"string\"},"
+                 "\"amount\":{\"type\":\"number\"},\"currency\":{\"type\":\"string\"},"
+                 "\"created_at\":{\"type\":\"timestamp\"}}}");
+    cr_assert_eq(contract_set_load(f.st, &cs, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(sync_mapping_parse(mapping, &m, &errs, &f.e), 0, "%s",
+                 errs.n ? errs.items[0].msg : f.e.msg);
+    t = &m.tables[0];
+
+    /* A batch as source.c makes it: the columns read and where the mapping's are. */
+    b.ncolumns = (int)(sizeof columns / sizeof *columns);
+    b.columns = calloc((size_t)b.ncolumns, sizeof *b.columns);
+    for (i = 0; i < b.ncolumns; i++)
+        b.columns[i] = strdup(columns[i]);
+    b.at = (struct sync_columns){.key = 0, .cursor = 1, .external_id = 2, .email = -1,
+                                 .consent = -1, .deleted = 3, .occurred_at = 4, .event = 5};
+    b.at.mapped = calloc((size_t)t->ncols, sizeof *b.at.mapped);
+    for (i = 0; i < t->ncols; i++) {
+        int k;
+        b.at.mapped[i] = -1;
+        for (k = 0; k < b.ncolumns; k++)
+            if (strcmp(t->cols[i].column, columns[k]) == 0)
+                b.at.mapped[i] = k;
+        cr_assert_geq(b.at.mapped[i], 0);
+    }
+    buf_init(&row);
+    buf_init(&scratch);
+    for (round = 0; round < 20000; round++) {
+        struct sync_row r = {0};
+        struct prepared_event p, q;
+        struct jt *doc;
+        struct jt_error je;
+        int pf, pg;
+
+        arena_reset(&b.arena);
+        buf_reset(&row);
+        valid_round = rnd(3) != 0;
+        buf_addc(&row, '[');
+        ADD(&row, ids, 3);
+        ADD(&row, cursors, 1);
+        ADD(&row, who, 4);
+        ADD(&row, dels, 5);
+        ADD(&row, ats, 4);
+        ADD(&row, kinds, 5);
+        ADD(&row, strs, 5);
+        ADD(&row, nums, 5);
+        ADD(&row, ints, 5);
+        ADD(&row, bools, 5);
+        ADD(&row, stamps, 3);
+        ADD(&row, enums, 3);
+        ADD(&row, mails, 2);
+        ADD(&row, strs, 4);
+        ADD(&row, currencies, 1);
+        row.p[--row.len] = '\0'; /* the last comma */
+        buf_addc(&row, ']');
+        cr_assert_eq(jt_parse(&b.arena, row.p, row.len, &doc, &je), 0, "%s: %s", row.p, je.text);
+        r.values = doc->u.items;
+        /* a number's source text, as source.c keeps it (a key's text) */
+        for (i = 0; i < b.ncolumns; i++)
+            if (r.values[i].type == JT_INT || r.values[i].type == JT_REAL)
+                r.values[i].src = arena_strndup(&b.arena, r.values[i].src, r.values[i].srclen);
+
+        pg = sync_prepare_event("crm", t, &b, &r, cs, &cx, &scratch, 1, &q);
+        pf = sync_prepare_event("crm", t, &b, &r, cs, &cx, &scratch, 0, &p);
+        cr_assert_eq(pf, pg, "%s", row.p);
+        if (!pf)
+            continue; /* soft-deleted */
+        cr_assert_eq(p.rejected, q.rejected, "%s: %s", row.p, q.rejected ? q.msg : p.msg);
+        if (p.in_arena)
+            fast++;
+        else
+            general++;
+        if (q.rejected) {
+            rejected++;
+            cr_assert(!p.in_arena, "%s: a refused row is the general path's", row.p);
+            cr_assert_str_eq(p.reason, q.reason, "%s", row.p);
+            cr_assert_str_eq(p.field, q.field, "%s", row.p);
+        } else {
+            cr_assert_str_eq(p.name, q.name, "%s", row.p);
+            cr_assert_str_eq(p.event_id, q.event_id, "%s", row.p);
+            cr_assert_str_eq(p.props, q.props, "%s", row.p);
+            cr_assert_eq(p.occurred_at, q.occurred_at, "%s", row.p);
+            cr_assert_eq(p.unvalidated, q.unvalidated, "%s", row.p);
+            cr_assert_eq(p.contract_version, q.contract_version, "%s", row.p);
+            cr_assert_eq(!p.xid, !q.xid, "%s", row.p);
+            cr_assert(!p.xid || strcmp(p.xid, q.xid) == 0, "%s", row.p);
+            cr_assert_eq(p.xid_hash, q.xid_hash);
+            cr_assert_eq(p.key_hash, q.key_hash);
+            if (p.in_arena) { /* a dead letter of it holds the general path's record */
+                char *raw = p.raw_fn(p.raw_ctx, &p);
+                json_t *back = json_loads(raw, 0, NULL);
+                cr_assert(json_equal(back, q.rec), "%s: %s", row.p, raw);
+                json_decref(back);
+                free(raw);
+            }
+        }
+        prepared_event_release(&p);
+        prepared_event_release(&q);
+    }
+    cr_assert_gt(fast, 2000, "the fast path must take the common case (%d)", fast);
+    cr_assert_gt(general, 2000, "and leave the rest (%d)", general);
+    cr_assert_gt(rejected, 1000, "refusals are compared too (%d)", rejected);
+    buf_release(&row);
+    buf_release(&scratch);
+    sync_batch_release(&b);
+    sync_mapping_release(&m);
+    contract_set_free(cs);
+    fx_close(&f);
+}
