@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sodium.h>
 
-enum key_type { K_STR, K_INT, K_LONG, K_LOGLEVEL, K_UNKNOWN_EVENTS, K_CONSENT };
+enum key_type { K_STR, K_INT, K_LONG, K_BOOL, K_LOGLEVEL, K_UNKNOWN_EVENTS, K_CONSENT };
 
 struct key_def {
     const char *section, *name;
@@ -24,6 +24,7 @@ struct key_def {
 
 #define S(sec, nm, field) {sec, nm, K_STR, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0}
 #define I(sec, nm, field, lo, hi) {sec, nm, K_INT, offsetof(struct config, field), sizeof(int), lo, hi}
+#define B(sec, nm, field) {sec, nm, K_BOOL, offsetof(struct config, field), sizeof(int), 0, 1}
 
 static const struct key_def keys[] = {
     S("server", "listen", listen),
@@ -37,6 +38,8 @@ static const struct key_def keys[] = {
     I("ingest", "import_batch_rows", import_batch_rows, 1, 1000000),
     I("ingest", "queue_max", ingest_queue_max, 100, 10000000),
     I("sync", "interval_seconds", sync_interval_s, 1, 3600),
+    I("sync", "reconcile_hour", sync_reconcile_hour, -1, 23),
+    B("sync", "reconcile_repair", sync_reconcile_repair),
     I("segment", "max_depth", seg_max_depth, 1, 64),
     I("segment", "max_rules", seg_max_rules, 1, 10000),
     I("segment", "max_in_values", seg_max_in_values, 1, 1000000),
@@ -51,6 +54,7 @@ static const struct key_def keys[] = {
 
 #undef S
 #undef I
+#undef B
 
 void config_defaults(struct config *c, const char *data_dir)
 {
@@ -66,6 +70,8 @@ void config_defaults(struct config *c, const char *data_dir)
     c->import_batch_rows = 20000;
     c->ingest_queue_max = 50000;
     c->sync_interval_s = 5;
+    c->sync_reconcile_hour = 3;
+    c->sync_reconcile_repair = 0;
     c->seg_max_depth = 5;
     c->seg_max_rules = 50;
     c->seg_max_in_values = 1000;
@@ -128,6 +134,13 @@ static int set_scalar(struct load_ctx *lc, const struct key_def *k, const char *
         else
             *(long *)field = (long)v;
         return 0;
+    case K_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0) {
+            *(int *)field = value[0] == 't';
+            return 0;
+        }
+        snprintf(lc->msg, sizeof lc->msg, "expected true or false, got \"%s\"", value);
+        return -1;
     case K_LOGLEVEL: {
         enum log_level l;
         if (log_level_parse(value, &l)) {
@@ -481,6 +494,9 @@ void config_dump(const struct config *c, struct buf *out)
         case K_STR: buf_printf(out, "%s = %s\n", k->name, field); break;
         case K_INT: buf_printf(out, "%s = %d\n", k->name, *(const int *)field); break;
         case K_LONG: buf_printf(out, "%s = %ld\n", k->name, *(const long *)field); break;
+        case K_BOOL:
+            buf_printf(out, "%s = %s\n", k->name, *(const int *)field ? "true" : "false");
+            break;
         case K_LOGLEVEL: {
             static const char *ln[] = {"error", "warn", "info", "debug"};
             buf_printf(out, "%s = %s\n", k->name, ln[*(const int *)field & 3]);

@@ -47,6 +47,8 @@ struct config {
     int ingest_queue_max;      /* messages waiting for the server's writer before 429 */
     /* [sync] */
     int sync_interval_s;       /* seconds between passes of the serve's sync worker */
+    int sync_reconcile_hour;   /* UTC hour of the nightly reconciliation; -1: none */
+    int sync_reconcile_repair; /* whether the nightly reconciliation repairs */
     /* [segment] guardrails */
     int seg_max_depth, seg_max_rules, seg_max_in_values, seg_max_window_days, seg_eval_timeout_ms;
     /* [retry] send retry policy */

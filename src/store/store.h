@@ -459,6 +459,9 @@ int store_sync_checkpoint_set(struct store *st, int64_t source_id, const char *t
 int store_sync_reconciliation_add(struct store *st, const char *source, int64_t started_at,
                                   int64_t mismatches, int repaired, const char *report,
                                   int64_t *id, struct err *e);
+/* When the newest reconciliation kept for source started (*started_at 0: none). */
+int store_sync_reconciliation_last(struct store *st, const char *source, int64_t *started_at,
+                                   struct err *e);
 /* The latest first, at most limit, ids below before (0: from the newest). */
 typedef int (*store_reconciliation_fn)(void *ctx, int64_t id, const char *source,
                                        int64_t started_at, int64_t finished_at,

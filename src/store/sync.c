@@ -265,6 +265,27 @@ int store_sync_reconciliation_add(struct store *st, const char *source, int64_t 
     return rc;
 }
 
+int store_sync_reconciliation_last(struct store *st, const char *source, int64_t *started_at,
+                                   struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = prep(st, "SELECT max(started_at) FROM sync_reconciliations WHERE source = ?1", &s, e);
+
+    *started_at = 0;
+    if (rc)
+        return rc;
+    store_sql_bind_text(s, 1, source);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *started_at = sqlite3_column_int64(s, 0); /* NULL (none kept) reads as 0 */
+        rc = 0;
+    } else {
+        rc = store_sql_err(st, e, rc, "read the last reconciliation");
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
 int store_sync_reconciliations(struct store *st, int64_t before, int limit,
                                store_reconciliation_fn fn, void *ctx, struct err *e)
 {

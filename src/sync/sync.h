@@ -165,12 +165,17 @@ json_t *sync_source_json(const struct store_sync_source *s);
  * rows stored). The report is kept and returned (caller owns *report, with its "id"). */
 int sync_reconcile(struct store *st, const struct config *cfg, const char *source, int repair,
                    json_t **report, int64_t *mismatches, struct err *e);
+/* Whether the nightly reconciliation is due at now_ms: hour (UTC, 0-23; -1: never) has
+ * come today and the last one (last_started_ms; 0: none) started before it did. */
+int sync_reconcile_due(int64_t now_ms, int hour, int64_t last_started_ms);
 
 /* ---- the worker of `engage serve` (worker.c) ---- */
 
 struct sync_worker;
 /* A thread with its own store connection: a pass over every source each [sync]
- * interval_seconds; a failing source waits interval x 2^failures (at most 5 min). */
+ * interval_seconds; a failing source waits interval x 2^failures (at most 5 min). Once
+ * a UTC day from [sync] reconcile_hour on, each source is reconciled after a successful
+ * pass (sync_reconcile_due decides). */
 int sync_worker_start(struct sync_worker **out, const char *data_dir, const struct config *cfg,
                       struct err *e);
 void sync_worker_stop(struct sync_worker *w); /* NULL-safe */

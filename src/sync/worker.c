@@ -8,7 +8,14 @@
  * checkpoints do not move, and its status (sync_sources) holds the error. Lag: for
  * each stored row whose cursor is a timestamp, stored-at minus that timestamp goes into
  * a per-minute histogram of the last hour (128 log-spaced buckets from 1 ms, 4 a power
- * of two: percentiles within 19%), beside the newest cursor seen and the rows stored. */
+ * of two: percentiles within 19%), beside the newest cursor seen and the rows stored.
+ *
+ * Nightly reconciliation: once a UTC day, at or after [sync] reconcile_hour, a source
+ * whose pass just succeeded is reconciled (repaired with [sync] reconcile_repair). The
+ * store's newest report of the source decides (sync_reconcile_due), so a restart, or an
+ * `engage sync reconcile` run after the hour, does not make a second one that day; the
+ * worker asks the store only when its own note of that report says a run is due. A
+ * reconciliation that fails is tried again after BACKOFF_MAX_MS. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -20,6 +27,8 @@
 #define LAG_MINUTES 60
 #define MAX_TABLES 256
 #define BACKOFF_MAX_MS (300 * 1000)
+#define HOUR_MS 3600000LL
+#define DAY_MS (24 * HOUR_MS)
 
 struct table_stats {
     char source[64], table[128];
@@ -33,11 +42,17 @@ struct table_stats {
 struct source_state {
     char name[64];
     int64_t next_at, failures;
+    /* The nightly reconciliation: when the newest known one started (0: none or not yet
+     * asked), no try before retry_at, and the mismatches of the last one run here. */
+    int64_t reconciled_at, reconcile_retry_at, mismatches;
+    int reconciled; /* one was run by this server: mismatches is set */
 };
 
 struct sync_worker {
     pthread_t tid;
-    pthread_mutex_t mu; /* mu protects stop, tables, ntables, sources, nsources */
+    /* mu protects stop, tables, ntables, sources, nsources, reconciliations; a source's
+     * reconciled_at and reconcile_retry_at are read and written by the worker alone */
+    pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
     struct store *st;
@@ -46,6 +61,7 @@ struct sync_worker {
     int ntables;
     struct source_state *sources;
     int nsources;
+    int64_t reconciliations; /* nightly reconciliations run since the server started */
 };
 
 static int lag_bucket(int64_t ms)
@@ -140,6 +156,62 @@ static int collect(void *ctx, const struct store_sync_source *s)
     return 0;
 }
 
+int sync_reconcile_due(int64_t now_ms, int hour, int64_t last_started_ms)
+{
+    int64_t day, mark;
+
+    if (hour < 0 || hour > 23)
+        return 0;
+    day = now_ms >= 0 ? now_ms / DAY_MS : (now_ms - DAY_MS + 1) / DAY_MS;
+    mark = day * DAY_MS + hour * HOUR_MS;
+    return now_ms >= mark && last_started_ms < mark;
+}
+
+/* After a successful pass of a source: its reconciliation, when one is due. */
+static void reconcile_nightly(struct sync_worker *w, struct source_state *ss, const char *name)
+{
+    const struct config *cfg = w->cfg;
+    int64_t now = clock_now_ms(), last = 0, mismatches = 0;
+    struct err e = {0};
+    json_t *rep = NULL;
+    int stop;
+
+    if (now < ss->reconcile_retry_at ||
+        !sync_reconcile_due(now, cfg->sync_reconcile_hour, ss->reconciled_at))
+        return;
+    pthread_mutex_lock(&w->mu);
+    stop = w->stop;
+    pthread_mutex_unlock(&w->mu);
+    if (stop)
+        return;
+    /* Due by our note; the store knows of runs since (another server's, the CLI's). */
+    if (store_sync_reconciliation_last(w->st, name, &last, &e) == 0) {
+        ss->reconciled_at = last;
+        if (!sync_reconcile_due(now, cfg->sync_reconcile_hour, last))
+            return;
+        sync_reconcile(w->st, cfg, name, cfg->sync_reconcile_repair, &rep, &mismatches, &e);
+    }
+    pthread_mutex_lock(&w->mu);
+    if (rep) {
+        ss->reconciled_at = now;
+        ss->mismatches = mismatches;
+        ss->reconciled = 1;
+        w->reconciliations++;
+    } else {
+        ss->reconcile_retry_at = now + BACKOFF_MAX_MS;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (rep == NULL) {
+        log_warn("sync", "source %s: the nightly reconciliation failed (next try in %d s): %s",
+                 name, BACKOFF_MAX_MS / 1000, e.msg);
+        return;
+    }
+    log_info("sync", "source %s: nightly reconciliation %lld: %lld mismatches%s", name,
+             (long long)json_integer_value(json_object_get(rep, "id")), (long long)mismatches,
+             cfg->sync_reconcile_repair && mismatches ? ", repaired" : "");
+    json_decref(rep);
+}
+
 static void tick(struct sync_worker *w)
 {
     struct names nm = {0};
@@ -185,6 +257,7 @@ static void tick(struct sync_worker *w)
                 log_info("sync", "source %s: %lld rows: %lld contacts, %lld events, %lld deleted, "
                          "%lld rejected", nm.v[i], (long long)rep.read, (long long)rep.contacts,
                          (long long)rep.events, (long long)rep.deleted, (long long)rep.rejected);
+            reconcile_nightly(w, ss, nm.v[i]); /* a failing source never gets here */
         }
     }
     free(nm.v);
@@ -346,5 +419,17 @@ void sync_worker_metrics(struct sync_worker *w, struct buf *out)
     for (i = 0; i < w->nsources; i++)
         buf_printf(out, "engage_sync_failures{source=\"%s\"} %lld\n", w->sources[i].name,
                    (long long)w->sources[i].failures);
+    buf_adds(out, "# HELP engage_sync_reconcile_mismatches Keys missing or extra in the last "
+                  "nightly reconciliation, by source.\n"
+                  "# TYPE engage_sync_reconcile_mismatches gauge\n");
+    for (i = 0; i < w->nsources; i++)
+        if (w->sources[i].reconciled)
+            buf_printf(out, "engage_sync_reconcile_mismatches{source=\"%s\"} %lld\n",
+                       w->sources[i].name, (long long)w->sources[i].mismatches);
+    buf_printf(out,
+               "# HELP engage_sync_reconciliations_total Nightly reconciliations run since "
+               "the server started.\n# TYPE engage_sync_reconciliations_total counter\n"
+               "engage_sync_reconciliations_total %lld\n",
+               (long long)w->reconciliations);
     pthread_mutex_unlock(&w->mu);
 }

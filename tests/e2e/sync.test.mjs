@@ -1,6 +1,7 @@
 // tests/e2e/sync.test.mjs -- CRM sync from a real PostgreSQL (a throwaway cluster) and from
 // SQLite: initial sync, updates, soft deletes, restart from the checkpoint, the late-commit
-// case, a source down and back, kill -9 in the middle, sticky opt-outs, secrets never shown.
+// case, a source down and back, kill -9 in the middle, sticky opt-outs, secrets never shown,
+// backfill, reconciliation (by the CLI, and nightly by the server).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -358,7 +359,8 @@ test('PostgreSQL: reconcile finds rows removed behind our back and rows the curs
   assert.ok(ids.includes('crm:orders:1001') && !ids.includes('crm:orders:7'));
   r = engage(['sync', 'reconcile', '--json'], { data });
   assert.equal(JSON.parse(r.stdout).mismatches, 0, 'repaired');
-  // Every report is kept, newest first.
+  // Every report is kept, newest first (the server's own nightly run off: only these).
+  writeFileSync(join(data, 'engage.conf'), '[sync]\nreconcile_hour = -1\n');
   const srv = await startServer(data);
   try {
     const analyst = apikey(data, 'analyst');
@@ -371,5 +373,86 @@ test('PostgreSQL: reconcile finds rows removed behind our back and rows the curs
     assert.equal(more.json.items[0].tables.find((t) => t.table === 'orders').extra, 2);
   } finally {
     await srv.stop();
+  }
+});
+
+test('PostgreSQL: engage serve reconciles each source nightly, once a day across restarts', { skip: !postgresAvailable() }, async () => {
+  const db = database('crm7');
+  db(PG_SCHEMA);
+  db(`INSERT INTO orders (id, contact_id, amount, currency, created_at)
+      SELECT g, 'c' || (g % 5), g, 'INR', timestamptz '2026-10-01' + g * interval '1 hour' FROM generate_series(1, 50) g;`);
+  // A password (trust auth: sent and ignored) that must never reach a log line.
+  const secret = 'Nightly-Secret-pw!', env = { CRM7_PASSWORD: secret };
+  const data = setup('crm', 'postgres', dsnOf('crm7'), ['--password-env', 'CRM7_PASSWORD'], env);
+  assert.equal(run(data, [], env).events, 50);
+  // A failing source is not reconciled while it fails.
+  const map = join(data, 'mapping.json');
+  assert.equal(engage(['sync', 'source', 'add', '--name', 'gone', '--kind', 'sqlite', '--dsn', join(data, 'missing.db'), '--mapping', map], { data }).code, 0);
+  // A hard delete behind our back: no cursor sees it.
+  db(`DELETE FROM orders WHERE id = 7;`);
+  const analyst = apikey(data, 'analyst');
+  const conf = (extra = '') => writeFileSync(join(data, 'engage.conf'), `[sync]\ninterval_seconds = 1\nreconcile_hour = 3\n${extra}`);
+  const reports = async (srv) => (await api(srv.url, '/api/v1/sync/reconciliations', { key: analyst })).json.items;
+  const waitReports = async (srv, n) => {
+    let items = [];
+    for (let i = 0; i < 300 && items.length < n; i++) { items = await reports(srv); if (items.length < n) await sleep(100); }
+    return items;
+  };
+  const metrics = async (srv) => (await fetch(srv.url + '/metrics')).text();
+  const stop = async (srv) => {
+    const r = await srv.stop();
+    assert.equal(r.code, 0, 'clean exit (no leaks under ASan): ' + srv.stderr());
+    assert.ok(!srv.stderr().includes(secret), 'no password in the log');
+  };
+
+  // Started before the hour: the run waits for 03:00 (UTC), then reports the delete.
+  conf();
+  let srv = await startServer(data, { env: { ...env, ENGAGE_NOW: '2026-10-10T02:59:57Z' } });
+  try {
+    const items = await waitReports(srv, 1);
+    assert.equal(items.length, 1, srv.stderr());
+    const [rep] = items;
+    assert.equal(rep.source, 'crm', 'the failing source was not reconciled');
+    assert.ok(rep.started_at >= '2026-10-10T03:00:00' && rep.started_at < '2026-10-10T03:01', rep.started_at);
+    assert.deepEqual([rep.mismatches, rep.repaired], [1, false]);
+    assert.deepEqual(rep.tables.find((t) => t.table === 'orders').days[0].extra, ['7']);
+    const m = await metrics(srv);
+    assert.match(m, /^engage_sync_reconcile_mismatches\{source="crm"\} 1$/m);
+    assert.doesNotMatch(m, /engage_sync_reconcile_mismatches\{source="gone"\}/);
+    assert.match(m, /^engage_sync_reconciliations_total 1$/m);
+    assert.match(srv.stderr(), new RegExp(`source crm: nightly reconciliation ${rep.id}: 1 mismatches`));
+    assert.doesNotMatch(srv.stderr(), /source gone: the nightly reconciliation/, 'not even tried');
+  } finally {
+    await stop(srv);
+  }
+
+  // Restarted later that day: no second run, though the worker keeps passing.
+  srv = await startServer(data, { env: { ...env, ENGAGE_NOW: '2026-10-10T09:00:00Z' } });
+  try {
+    db(`INSERT INTO orders (id, contact_id, amount, currency, created_at) VALUES (51, 'c1', 1, 'INR', '2026-10-05T00:00:00Z');`);
+    for (let i = 0; i < 100 && !/engage_sync_rows_total\{source="crm",table="orders"\} 1/.test(await metrics(srv)); i++) await sleep(100);
+    await sleep(3000); // three more intervals
+    assert.equal((await reports(srv)).length, 1, 'one report a day: ' + srv.stderr());
+    const m = await metrics(srv);
+    assert.match(m, /engage_sync_rows_total\{source="crm",table="orders"\} 1/, 'passes went on');
+    assert.match(m, /^engage_sync_reconciliations_total 0$/m);
+    assert.doesNotMatch(m, /engage_sync_reconcile_mismatches\{/);
+  } finally {
+    await stop(srv);
+  }
+
+  // The next day, with reconcile_repair: run at once, and repaired.
+  conf('reconcile_repair = true\n');
+  srv = await startServer(data, { env: { ...env, ENGAGE_NOW: '2026-10-11T04:00:00Z' } });
+  try {
+    const items = await waitReports(srv, 2);
+    assert.equal(items.length, 2, srv.stderr());
+    assert.ok(items[0].started_at >= '2026-10-11T04:00', items[0].started_at);
+    assert.deepEqual([items[0].source, items[0].mismatches, items[0].repaired], ['crm', 1, true]);
+    const ids = orders(data).map((e) => e.event_id);
+    assert.ok(!ids.includes('crm:orders:7') && ids.includes('crm:orders:51'), ids.join());
+    assert.match(srv.stderr(), /nightly reconciliation \d+: 1 mismatches, repaired/);
+  } finally {
+    await stop(srv);
   }
 });

@@ -172,6 +172,37 @@ UTEST(config, errors_name_file_line_and_key)
     free(d);
 }
 
+UTEST(config, nightly_reconciliation_keys)
+{
+    char *d = test_tmpdir();
+    struct config c;
+    struct err e = {0};
+    struct buf b;
+    cr_assert_eq(load(&c, d, "", &e), 0, "%s", e.msg);
+    cr_assert_eq(c.sync_reconcile_hour, 3);
+    cr_assert_eq(c.sync_reconcile_repair, 0);
+    config_release(&c);
+    cr_assert_eq(load(&c, d, "[sync]\nreconcile_hour = -1\nreconcile_repair = true\n", &e), 0,
+                 "%s", e.msg);
+    cr_assert_eq(c.sync_reconcile_hour, -1);
+    cr_assert_eq(c.sync_reconcile_repair, 1);
+    buf_init(&b);
+    config_dump(&c, &b);
+    cr_assert(strstr(b.p, "reconcile_hour = -1\nreconcile_repair = true\n"), "%s", b.p);
+    buf_release(&b);
+    config_release(&c);
+    cr_assert_neq(load(&c, d, "[sync]\nreconcile_hour = 24\n", &e), 0);
+    cr_assert(strstr(e.msg, "[sync] reconcile_hour: expected an integer from -1 to 23, got \"24\""),
+              "%s", e.msg);
+    config_release(&c);
+    err_clear(&e);
+    cr_assert_neq(load(&c, d, "[sync]\nreconcile_repair = yes\n", &e), 0);
+    cr_assert(strstr(e.msg, "engage.conf:2: [sync] reconcile_repair: expected true or false, "
+                            "got \"yes\""), "%s", e.msg);
+    config_release(&c);
+    free(d);
+}
+
 UTEST(config, public_url_needs_https_unless_loopback)
 {
     char *d = test_tmpdir();

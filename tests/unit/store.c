@@ -1,4 +1,5 @@
-/* tests/unit/store.c -- migrations, sequences, dead letters, backup, concurrency. */
+/* tests/unit/store.c -- migrations, sequences, dead letters, backup, concurrency, the kept
+ * sync reconciliations. */
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -193,6 +194,26 @@ UTEST(store, online_backup_copies_everything)
     cr_assert_str_eq(json_string_value(json_object_get(c.attrs, "city")), "Pune");
     store_contact_release(&c);
     store_close(copy);
+    store_close(st);
+    free(d);
+}
+
+UTEST(store, last_reconciliation_of_a_source)
+{
+    char *d = test_tmpdir();
+    struct store *st = open_at(d, 1000);
+    struct err e = {0};
+    int64_t last = -1;
+    cr_assert_eq(store_sync_reconciliation_last(st, "crm", &last, &e), 0, "%s", e.msg);
+    cr_assert_eq(last, 0, "none kept");
+    cr_assert_eq(store_sync_reconciliation_add(st, "crm", 2000, 1, 0, "{}", NULL, &e), 0);
+    cr_assert_eq(store_sync_reconciliation_add(st, "crm", 5000, 0, 1, "{}", NULL, &e), 0);
+    cr_assert_eq(store_sync_reconciliation_add(st, "crm", 3000, 0, 0, "{}", NULL, &e), 0);
+    cr_assert_eq(store_sync_reconciliation_add(st, "books", 9000, 0, 0, "{}", NULL, &e), 0);
+    cr_assert_eq(store_sync_reconciliation_last(st, "crm", &last, &e), 0, "%s", e.msg);
+    cr_assert_eq(last, 5000, "the newest start of that source");
+    cr_assert_eq(store_sync_reconciliation_last(st, "crm' OR '1'='1", &last, &e), 0);
+    cr_assert_eq(last, 0, "the name is bound, not spliced");
     store_close(st);
     free(d);
 }
