@@ -1179,18 +1179,26 @@ static void print_sync_report(const struct cli *c, const char *verb, const char 
                               const struct sync_report *rep, double secs, const char *read_how,
                               const char *tail)
 {
-    if (c->json)
-        print_json(json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "source", name, "read",
+    char again[96] = "";
+
+    if (c->json) {
+        print_json(json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "source", name, "read",
                              (json_int_t)rep->read, "contacts", (json_int_t)rep->contacts,
                              "events", (json_int_t)rep->events, "deleted",
                              (json_int_t)rep->deleted, "unchanged", (json_int_t)rep->unchanged,
-                             "rejected", (json_int_t)rep->rejected, "seconds", secs));
-    else
-        printf("%s %s: %lld rows%s: %lld contacts and %lld events stored, %lld deleted, %lld "
-               "unchanged, %lld rejected (%.1f s)%s\n",
-               verb, name, (long long)rep->read, read_how, (long long)rep->contacts,
-               (long long)rep->events, (long long)rep->deleted, (long long)rep->unchanged,
-               (long long)rep->rejected, secs, tail);
+                             "rejected", (json_int_t)rep->rejected, "reread",
+                             (json_int_t)rep->reread, "late", (json_int_t)rep->late, "seconds",
+                             secs));
+        return;
+    }
+    if (rep->reread)
+        snprintf(again, sizeof again, "; %lld read again behind the checkpoint, %lld of them late",
+                 (long long)rep->reread, (long long)rep->late);
+    printf("%s %s: %lld rows%s: %lld contacts and %lld events stored, %lld deleted, %lld "
+           "unchanged, %lld rejected%s (%.1f s)%s\n",
+           verb, name, (long long)rep->read, read_how, (long long)rep->contacts,
+           (long long)rep->events, (long long)rep->deleted, (long long)rep->unchanged,
+           (long long)rep->rejected, again, secs, tail);
 }
 
 /* engage sync backfill --source S [--table T] [--since ISO] [--batch N] */

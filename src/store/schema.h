@@ -207,6 +207,8 @@ static const char *const store_migrations[] = {
     "  mismatches INTEGER NOT NULL,"              /* keys missing + extra, all tables */
     "  repaired INTEGER NOT NULL,"
     "  report TEXT NOT NULL);",                   /* JSON (docs/sync.md) */
+    /* 7 -> 8: where each sync checkpoint stood lately (a lookback window's start). */
+    "ALTER TABLE sync_checkpoints ADD COLUMN trail TEXT;", /* [[at_ms, cursor, key], …] */
 };
 
 #endif

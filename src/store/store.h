@@ -17,7 +17,7 @@
 #include "../core/config.h"
 #include "../core/core.h"
 
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 #define STORE_MAX_EXTERNAL_ID 255
 #define STORE_MAX_EVENT_ID 255
 #define STORE_MAX_NAME 128
@@ -444,16 +444,18 @@ int store_sync_source_status(struct store *st, int64_t id, const char *error, st
 
 struct store_sync_checkpoint {
     char *cursor, *key;               /* JSON values; NULL before the first row */
+    char *trail;                      /* where it stood lately (JSON, sync/run.c); or NULL */
     int64_t rows, updated_at;
 };
 void store_sync_checkpoint_release(struct store_sync_checkpoint *c);
 /* A table's checkpoint (all zero and NULL when none yet). */
 int store_sync_checkpoint_get(struct store *st, int64_t source_id, const char *tbl,
                               struct store_sync_checkpoint *out, struct err *e);
-/* Moves it (in the caller's transaction, beside the rows it covers). */
+/* Moves it (in the caller's transaction, beside the rows it covers); trail NULL keeps
+ * the one it has. */
 int store_sync_checkpoint_set(struct store *st, int64_t source_id, const char *tbl,
-                              const char *cursor, const char *key, int64_t rows_added,
-                              struct err *e);
+                              const char *cursor, const char *key, const char *trail,
+                              int64_t rows_added, struct err *e);
 
 /* A reconciliation's report (JSON text), kept; *id set. */
 int store_sync_reconciliation_add(struct store *st, const char *source, int64_t started_at,

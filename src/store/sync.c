@@ -179,6 +179,7 @@ void store_sync_checkpoint_release(struct store_sync_checkpoint *c)
 {
     free(c->cursor);
     free(c->key);
+    free(c->trail);
     memset(c, 0, sizeof *c);
 }
 
@@ -187,7 +188,7 @@ int store_sync_checkpoint_get(struct store *st, int64_t source_id, const char *t
 {
     sqlite3_stmt *s = NULL;
     int rc = prep(st,
-                  "SELECT cursor, key, rows, updated_at FROM sync_checkpoints"
+                  "SELECT cursor, key, rows, updated_at, trail FROM sync_checkpoints"
                   " WHERE source_id = ?1 AND tbl = ?2",
                   &s, e);
 
@@ -202,6 +203,7 @@ int store_sync_checkpoint_get(struct store *st, int64_t source_id, const char *t
         out->key = col_dup(s, 1);
         out->rows = sqlite3_column_int64(s, 2);
         out->updated_at = sqlite3_column_int64(s, 3);
+        out->trail = col_dup(s, 4);
         rc = 0;
     } else {
         rc = rc == SQLITE_DONE ? 0 : store_sql_err(st, e, rc, "read a sync checkpoint");
@@ -211,8 +213,8 @@ int store_sync_checkpoint_get(struct store *st, int64_t source_id, const char *t
 }
 
 int store_sync_checkpoint_set(struct store *st, int64_t source_id, const char *tbl,
-                              const char *cursor, const char *key, int64_t rows_added,
-                              struct err *e)
+                              const char *cursor, const char *key, const char *trail,
+                              int64_t rows_added, struct err *e)
 {
     sqlite3_stmt *s = NULL;
     int rc;
@@ -220,10 +222,10 @@ int store_sync_checkpoint_set(struct store *st, int64_t source_id, const char *t
     if (!store_sql_writing(st))
         return ERR(e, E_INTERNAL, "a checkpoint moves only inside the transaction of its rows");
     rc = prep(st,
-              "INSERT INTO sync_checkpoints(source_id, tbl, cursor, key, rows, updated_at)"
-              " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(source_id, tbl) DO UPDATE SET"
+              "INSERT INTO sync_checkpoints(source_id, tbl, cursor, key, rows, updated_at, trail)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(source_id, tbl) DO UPDATE SET"
               " cursor = excluded.cursor, key = excluded.key, rows = rows + excluded.rows,"
-              " updated_at = excluded.updated_at",
+              " updated_at = excluded.updated_at, trail = coalesce(excluded.trail, trail)",
               &s, e);
     if (rc)
         return rc;
@@ -233,6 +235,7 @@ int store_sync_checkpoint_set(struct store *st, int64_t source_id, const char *t
     store_sql_bind_text(s, 4, key);
     sqlite3_bind_int64(s, 5, rows_added);
     sqlite3_bind_int64(s, 6, clock_now_ms());
+    store_sql_bind_text(s, 7, trail);
     rc = sqlite3_step(s);
     rc = rc == SQLITE_DONE ? 0 : store_sql_err(st, e, rc, "move a sync checkpoint");
     sqlite3_finalize(s);

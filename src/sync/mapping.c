@@ -82,7 +82,8 @@ static void columns(const json_t *t, const char *k, struct sync_table *out, cons
 
 static const char *const known_keys[] = {"table", "into", "key", "cursor", "external_id",
                                          "email", "email_consent", "attributes", "event",
-                                         "occurred_at", "properties", "deleted"};
+                                         "occurred_at", "properties", "deleted",
+                                         "lookback_seconds"};
 
 static void table(const json_t *t, int i, struct sync_table *out, struct errlist *errs)
 {
@@ -124,6 +125,13 @@ static void table(const json_t *t, int i, struct sync_table *out, struct errlist
     column(t, "cursor", 1, out->cursor, base, errs);
     column(t, "external_id", 1, out->external_id, base, errs);
     column(t, "deleted", 0, out->deleted, base, errs);
+    v = json_object_get(t, "lookback_seconds");
+    snprintf(path, sizeof path, "%s/lookback_seconds", base);
+    if (v && (!json_is_integer(v) || json_integer_value(v) < 0 ||
+              json_integer_value(v) > SYNC_MAX_LOOKBACK_S))
+        errlist_add(errs, path, "must be an integer from 0 to %d (seconds)", SYNC_MAX_LOOKBACK_S);
+    else if (v)
+        out->lookback_s = (int)json_integer_value(v);
     if (out->into == SYNC_CONTACTS) {
         column(t, "email", 0, out->email, base, errs);
         column(t, "email_consent", 0, out->consent, base, errs);

@@ -273,6 +273,7 @@ struct ahead {
     const struct contract_set *cs;
     struct ingest_ctx cx;
     char *cursor, *key;
+    const char *until_cursor, *until_key; /* a lookback's end (NULL: none) */
     int limit, rc;
     struct sync_batch b;
     struct prepared_event *preps; /* per row, events tables */
@@ -289,6 +290,7 @@ static void ahead_release(struct ahead *a);
 static void *read_ahead(void *arg)
 {
     struct ahead *a = arg;
+    struct sync_range rg = {a->cursor, a->key, a->until_cursor, a->until_key};
     struct buf scratch;
     int i;
 
@@ -300,7 +302,7 @@ static void *read_ahead(void *arg)
         free(a->garbage);
         a->garbage = NULL;
     }
-    a->rc = sync_read(a->c, a->t, a->cursor, a->key, a->limit, &a->b, &a->e);
+    a->rc = sync_read_range(a->c, a->t, &rg, a->limit, &a->b, &a->e);
     if (a->rc || a->t->into != SYNC_EVENTS)
         return NULL;
     /* in the batch's arena, whose chunks are reused batch after batch (fresh pages for
@@ -353,6 +355,111 @@ static void ahead_release(struct ahead *a)
         sync_batch_release(&a->b);
 }
 
+/* ---- the lookback window ---------------------------------------------------------- */
+
+/* Where a table's checkpoint stood lately, kept with it: [[at_ms, cursor, key], …]
+ * (cursor and key as the checkpoint's JSON texts), noted as it moves, oldest first, an
+ * entry at most every lookback/16 (so a window is at most 1/16 longer than asked),
+ * none before the newest one that is at least lookback old: the window's start (or,
+ * while none is that old, the oldest: where the trail begins, at the first checkpoint). */
+static json_t *trail_load(const char *text)
+{
+    json_t *t = text ? json_loads(text, 0, NULL) : NULL;
+
+    if (!json_is_array(t)) {
+        json_decref(t);
+        t = json_array();
+    }
+    return t;
+}
+
+static int64_t entry_at(const json_t *t, size_t i)
+{
+    return json_integer_value(json_array_get(json_array_get(t, i), 0));
+}
+
+static const char *entry_text(const json_t *t, size_t i, size_t k)
+{
+    return json_string_value(json_array_get(json_array_get(t, i), k));
+}
+
+/* The index of the window's start at now; -1 for an empty (or damaged) trail. */
+static long trail_start(const json_t *t, int64_t now, int lookback_s)
+{
+    long i;
+
+    for (i = 0; i < (long)json_array_size(t); i++)
+        if (!entry_text(t, (size_t)i, 1) || !entry_text(t, (size_t)i, 2))
+            return -1;
+    for (i = (long)json_array_size(t) - 1; i > 0; i--)
+        if (entry_at(t, (size_t)i) <= now - (int64_t)lookback_s * 1000)
+            return i;
+    return json_array_size(t) ? 0 : -1;
+}
+
+/* The checkpoint moved to (cursor, key) at now: the trail's new text (caller frees), or
+ * NULL when it stays as it is. */
+static char *trail_note(json_t *t, int64_t now, int lookback_s, const char *cursor,
+                        const char *key)
+{
+    size_t n = json_array_size(t);
+    long start;
+
+    if (n && now - entry_at(t, n - 1) < (int64_t)lookback_s * 1000 / 16)
+        return NULL;
+    json_array_append_new(t, json_pack("[I,s,s]", (json_int_t)now, cursor, key));
+    start = trail_start(t, now, lookback_s);
+    while (start-- > 0)
+        json_array_remove(t, 0);
+    return json_dumps(t, JSON_COMPACT);
+}
+
+/* The rows behind the checkpoint, after where it stood lookback seconds ago (the
+ * trail's start) up to it, stored again: unchanged ones write nothing, and a row that
+ * committed after the checkpoint had passed its cursor (an application's clock behind,
+ * a long transaction on a source without the xmin rule) is stored now. The checkpoint
+ * does not move. */
+static int lookback(struct pass *p, const struct ahead *proto, const char *from_cursor,
+                    const char *from_key, const char *to_cursor, const char *to_key,
+                    struct err *e)
+{
+    struct sync_report *rep = p->rep;
+    int64_t changed = rep->events + rep->contacts + rep->deleted;
+    char *cursor = xstrdup(from_cursor), *key = xstrdup(from_key);
+    int rc = 0, i, n;
+
+    do {
+        struct ahead a = *proto;
+        a.cursor = cursor;
+        a.key = key;
+        a.until_cursor = to_cursor;
+        a.until_key = to_key;
+        memset(&a.b, 0, sizeof a.b);
+        read_ahead(&a);
+        if (a.rc) {
+            *e = a.e;
+            rc = a.rc;
+            break;
+        }
+        n = a.b.n;
+        rc = ingest_begin(&p->in, e);
+        for (i = 0; rc == 0 && i < n; i++)
+            rc = store_row(p, a.t, &a.b, &a.b.rows[i],
+                           a.has_prep && a.has_prep[i] ? &a.preps[i] : NULL, e);
+        rc = rc == 0 ? ingest_commit(&p->in, e) : (ingest_rollback(&p->in), rc);
+        rep->reread += n;
+        free(cursor);
+        free(key);
+        cursor = n ? xstrdup(a.b.rows[n - 1].cursor) : NULL;
+        key = n ? xstrdup(a.b.rows[n - 1].key) : NULL;
+        ahead_release(&a);
+    } while (rc == 0 && n == proto->limit);
+    free(cursor);
+    free(key);
+    rep->late += rep->events + rep->contacts + rep->deleted - changed;
+    return rc;
+}
+
 /* One table from its checkpoint to its end (or to a row not settled yet). Batch k + 1
  * is read (and its events prepared) while batch k is stored. */
 static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int64_t source_id,
@@ -362,6 +469,8 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
     struct store_sync_checkpoint cp;
     struct contract_set *cs = NULL;
     struct ahead a, *done = NULL;
+    json_t *trail = NULL;
+    int live = !(o && o->backfill);
     int rc = store_sync_checkpoint_get(st, source_id, t->table, &cp, e);
 
     if (rc == 0 && t->into == SYNC_EVENTS)
@@ -377,6 +486,22 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
     a.cs = cs;
     a.cx = p->cx;
     a.limit = batch;
+    if (live && t->lookback_s > 0) {
+        long s;
+        trail = trail_load(cp.trail);
+        s = trail_start(trail, clock_now_ms(), t->lookback_s);
+        if (s >= 0 && cp.cursor && cp.key &&
+            (strcmp(entry_text(trail, (size_t)s, 1), cp.cursor) ||
+             strcmp(entry_text(trail, (size_t)s, 2), cp.key)))
+            rc = lookback(p, &a, entry_text(trail, (size_t)s, 1), entry_text(trail, (size_t)s, 2),
+                          cp.cursor, cp.key, e);
+        if (rc) {
+            json_decref(trail);
+            store_sync_checkpoint_release(&cp);
+            contract_set_free(cs);
+            return rc;
+        }
+    }
     if (o && o->backfill)
         ahead_start(&a, o->since, NULL, NULL); /* from --since (or the start), not the checkpoint */
     else
@@ -412,9 +537,13 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
         for (i = 0; rc == 0 && i < b->n; i++)
             rc = store_row(p, t, b, &b->rows[i],
                            cur.has_prep && cur.has_prep[i] ? &cur.preps[i] : NULL, e);
-        if (rc == 0 && settled && !(o && o->backfill))
-            rc = store_sync_checkpoint_set(st, source_id, t->table, b->rows[settled - 1].cursor,
-                                           b->rows[settled - 1].key, settled, e);
+        if (rc == 0 && settled && live) {
+            const char *cur_c = b->rows[settled - 1].cursor, *cur_k = b->rows[settled - 1].key;
+            char *tr = trail ? trail_note(trail, clock_now_ms(), t->lookback_s, cur_c, cur_k)
+                             : NULL;
+            rc = store_sync_checkpoint_set(st, source_id, t->table, cur_c, cur_k, tr, settled, e);
+            free(tr);
+        }
         if (rc == 0)
             rc = ingest_commit(&p->in, e);
         else
@@ -443,6 +572,7 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
         ahead_release(done);
         free(done);
     }
+    json_decref(trail);
     contract_set_free(cs);
     return rc;
 }

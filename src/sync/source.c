@@ -195,8 +195,10 @@ static void quoted(struct buf *q, const char *name)
     buf_printf(q, "\"%s\"", name);
 }
 
+/* after: 0 from the first row, 1 after (cursor, key) ($1, $2), 2 from cursor $1 on;
+ * until: and up to (cursor, key) ($3, $4) included. */
 static void build_query(struct buf *q, const struct sync_table *t, struct sync_batch *b, int pg,
-                        int after, int limit)
+                        int after, int until, int limit)
 {
     struct sync_columns *at = &b->at;
     int i;
@@ -232,6 +234,13 @@ static void build_query(struct buf *q, const struct sync_table *t, struct sync_b
         buf_adds(q, ", ");
         quoted(q, t->key);
         buf_adds(q, pg ? ") > ($1, $2)" : ") > (?1, ?2)");
+    }
+    if (until) {
+        buf_adds(q, after ? " AND (" : " WHERE (");
+        quoted(q, t->cursor);
+        buf_adds(q, ", ");
+        quoted(q, t->key);
+        buf_adds(q, pg ? ") <= ($3, $4)" : ") <= (?3, ?4)");
     }
     buf_adds(q, " ORDER BY ");
     quoted(q, t->cursor);
@@ -343,34 +352,33 @@ static const char *pg_text_json(struct arena *a, struct buf *scratch, const PGre
     return json_text(a, scratch, &s);
 }
 
-static int read_pg(struct sync_conn *c, const struct sync_table *t, const char *cursor,
-                   const char *key, int limit, struct sync_batch *b, struct err *e)
+static int read_pg(struct sync_conn *c, const struct sync_table *t, const struct sync_range *rg,
+                   int limit, struct sync_batch *b, struct err *e)
 {
     struct buf q;
-    const char *params[2];
-    json_t *cj = NULL, *kj = NULL;
+    const char *texts[4] = {rg->cursor, rg->key, rg->until_cursor, rg->until_key},
+               *params[4] = {0};
+    json_t *pj[4] = {0};
     PGresult *r;
-    int i, k, nrows;
+    int i, k, nrows, nparams = rg->until_cursor ? 4 : rg->key ? 2 : rg->cursor ? 1 : 0;
 
     buf_init(&q);
-    build_query(&q, t, b, 1, cursor == NULL ? 0 : key == NULL ? 2 : 1, limit);
-    if (cursor) { /* the checkpoint keeps PostgreSQL's own text of both */
-        cj = json_loads(cursor, JSON_DECODE_ANY, NULL);
-        kj = key ? json_loads(key, JSON_DECODE_ANY, NULL) : json_string("");
-        if (!json_is_string(cj) || !json_is_string(kj)) {
-            json_decref(cj);
-            json_decref(kj);
+    build_query(&q, t, b, 1, rg->cursor == NULL ? 0 : rg->key == NULL ? 2 : 1,
+                rg->until_cursor != NULL, limit);
+    for (i = 0; i < nparams; i++) { /* checkpoints keep PostgreSQL's own text */
+        pj[i] = json_loads(texts[i] ? texts[i] : "\"\"", JSON_DECODE_ANY, NULL);
+        if (!json_is_string(pj[i])) {
+            for (k = 0; k <= i; k++)
+                json_decref(pj[k]);
             buf_release(&q);
             return ERR(e, E_CORRUPT, "source %s, table %s: the checkpoint is not PostgreSQL "
                                      "text (was the source's kind changed?)", c->name, t->table);
         }
-        params[0] = json_string_value(cj);
-        params[1] = json_string_value(kj);
+        params[i] = json_string_value(pj[i]);
     }
-    r = PQexecParams(c->pgc, q.p, cursor ? key ? 2 : 1 : 0, NULL, cursor ? params : NULL, NULL,
-                     NULL, 0);
-    json_decref(cj);
-    json_decref(kj);
+    r = PQexecParams(c->pgc, q.p, nparams, NULL, nparams ? params : NULL, NULL, NULL, 0);
+    for (i = 0; i < nparams; i++)
+        json_decref(pj[i]);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         char msg[300];
         snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
@@ -442,24 +450,30 @@ static void bind_json(sqlite3_stmt *s, int i, const char *text)
     json_decref(v);
 }
 
-static int read_sqlite(struct sync_conn *c, const struct sync_table *t, const char *cursor,
-                       const char *key, int limit, struct sync_batch *b, struct err *e)
+static int read_sqlite(struct sync_conn *c, const struct sync_table *t,
+                       const struct sync_range *rg, int limit, struct sync_batch *b,
+                       struct err *e)
 {
     sqlite3_stmt *s = NULL;
     struct buf q;
     int rc, k, cap = 0;
 
     buf_init(&q);
-    build_query(&q, t, b, 0, cursor == NULL ? 0 : key == NULL ? 2 : 1, limit);
+    build_query(&q, t, b, 0, rg->cursor == NULL ? 0 : rg->key == NULL ? 2 : 1,
+                rg->until_cursor != NULL, limit);
     rc = sqlite3_prepare_v2(c->db, q.p, -1, &s, NULL);
     if (rc != SQLITE_OK) {
         buf_release(&q);
         return ERR(e, E_INVAL, "source %s, table %s: %s", c->name, t->table, sqlite3_errmsg(c->db));
     }
-    if (cursor) {
-        bind_json(s, 1, cursor);
-        if (key)
-            bind_json(s, 2, key);
+    if (rg->cursor) {
+        bind_json(s, 1, rg->cursor);
+        if (rg->key)
+            bind_json(s, 2, rg->key);
+    }
+    if (rg->until_cursor) {
+        bind_json(s, 3, rg->until_cursor);
+        bind_json(s, 4, rg->until_key ? rg->until_key : "null");
     }
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) { /* q serves as scratch from here */
         struct sync_row *row;
@@ -485,17 +499,24 @@ static int read_sqlite(struct sync_conn *c, const struct sync_table *t, const ch
     return rc;
 }
 
-int sync_read(struct sync_conn *c, const struct sync_table *t, const char *cursor,
-              const char *key, int limit, struct sync_batch *out, struct err *e)
+int sync_read_range(struct sync_conn *c, const struct sync_table *t, const struct sync_range *rg,
+                    int limit, struct sync_batch *out, struct err *e)
 {
     struct arena a = out->arena;
     int rc;
 
     memset(out, 0, sizeof *out);
     out->arena = a;
-    rc = c->pg ? read_pg(c, t, cursor, key, limit, out, e)
-               : read_sqlite(c, t, cursor, key, limit, out, e);
+    rc = c->pg ? read_pg(c, t, rg, limit, out, e) : read_sqlite(c, t, rg, limit, out, e);
     if (rc)
         sync_batch_release(out);
     return rc;
+}
+
+int sync_read(struct sync_conn *c, const struct sync_table *t, const char *cursor,
+              const char *key, int limit, struct sync_batch *out, struct err *e)
+{
+    struct sync_range rg = {cursor, key, NULL, NULL};
+
+    return sync_read_range(c, t, &rg, limit, out, e);
 }

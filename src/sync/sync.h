@@ -20,6 +20,8 @@
 
 enum sync_into { SYNC_CONTACTS, SYNC_EVENTS };
 
+#define SYNC_MAX_LOOKBACK_S 86400
+
 struct sync_column_map {
     char name[128];   /* the attribute or property */
     char column[128]; /* the source column */
@@ -33,6 +35,8 @@ struct sync_table {
     char event[129], event_column[128];   /* events: a constant name, or a column */
     char occurred_at[128];                /* events */
     char deleted[128];                    /* "" when rows are never soft-deleted */
+    int lookback_s;                       /* rows read again behind the checkpoint: those
+                                           * after where it stood this long ago (0: none) */
     struct sync_column_map *cols;         /* attributes or properties */
     int ncols;
 };
@@ -98,11 +102,20 @@ int sync_is_deleted(const struct jt *v);
  * the arena of a batch done with (arena_reset), whose chunks are reused. */
 int sync_read(struct sync_conn *c, const struct sync_table *t, const char *cursor,
               const char *key, int limit, struct sync_batch *out, struct err *e);
+/* The same, up to (until_cursor, until_key) included when until_cursor is set (with a
+ * start after (cursor, key)): the rows behind a checkpoint, read again. */
+struct sync_range {
+    const char *cursor, *key, *until_cursor, *until_key;
+};
+int sync_read_range(struct sync_conn *c, const struct sync_table *t, const struct sync_range *rg,
+                    int limit, struct sync_batch *out, struct err *e);
 
 /* ---- passes (run.c) ---- */
 
 struct sync_report {
     int64_t read, contacts, events, deleted, rejected, unchanged;
+    int64_t reread, late; /* rows read again behind the checkpoint (lookback), and those of
+                           * them that changed something: late commits */
     int tables;
 };
 struct sync_opts {

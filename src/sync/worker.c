@@ -46,6 +46,7 @@ struct source_state {
      * asked), no try before retry_at, and the mismatches of the last one run here. */
     int64_t reconciled_at, reconcile_retry_at, mismatches;
     int reconciled; /* one was run by this server: mismatches is set */
+    int64_t late;   /* rows found by the lookback window since the server started */
 };
 
 struct sync_worker {
@@ -253,10 +254,14 @@ static void tick(struct sync_worker *w)
             ss->failures = 0;
             ss->next_at = now + interval;
             pthread_mutex_unlock(&w->mu);
-            if (rep.read)
+            if (rep.read || rep.late)
                 log_info("sync", "source %s: %lld rows: %lld contacts, %lld events, %lld deleted, "
-                         "%lld rejected", nm.v[i], (long long)rep.read, (long long)rep.contacts,
-                         (long long)rep.events, (long long)rep.deleted, (long long)rep.rejected);
+                         "%lld rejected, %lld late", nm.v[i], (long long)rep.read,
+                         (long long)rep.contacts, (long long)rep.events, (long long)rep.deleted,
+                         (long long)rep.rejected, (long long)rep.late);
+            pthread_mutex_lock(&w->mu);
+            ss->late += rep.late;
+            pthread_mutex_unlock(&w->mu);
             reconcile_nightly(w, ss, nm.v[i]); /* a failing source never gets here */
         }
     }
@@ -419,6 +424,12 @@ void sync_worker_metrics(struct sync_worker *w, struct buf *out)
     for (i = 0; i < w->nsources; i++)
         buf_printf(out, "engage_sync_failures{source=\"%s\"} %lld\n", w->sources[i].name,
                    (long long)w->sources[i].failures);
+    buf_adds(out, "# HELP engage_sync_late_rows_total Rows found behind the checkpoint by "
+                  "the lookback window (late commits), by source.\n"
+                  "# TYPE engage_sync_late_rows_total counter\n");
+    for (i = 0; i < w->nsources; i++)
+        buf_printf(out, "engage_sync_late_rows_total{source=\"%s\"} %lld\n", w->sources[i].name,
+                   (long long)w->sources[i].late);
     buf_adds(out, "# HELP engage_sync_reconcile_mismatches Keys missing or extra in the last "
                   "nightly reconciliation, by source.\n"
                   "# TYPE engage_sync_reconcile_mismatches gauge\n");

@@ -208,12 +208,13 @@ test('SQLite: the source file missing then back; passwords are never shown or st
   const raw = readFileSync(join(data, 'engage.db')).toString('latin1');
   assert.ok(!raw.includes(secret), 'never stored in clear');
   // A bad mapping is refused with every problem, each with its pointer.
-  writeFileSync(map, JSON.stringify({ tables: [{ table: 'x; drop', into: 'events', key: 'id' }] }));
+  writeFileSync(map, JSON.stringify({ tables: [{ table: 'x; drop', into: 'events', key: 'id', lookback_seconds: -1 }] }));
   a = engage(['sync', 'source', 'add', '--name', 'bad', '--kind', 'sqlite', '--dsn', file, '--mapping', map], { data });
   assert.equal(a.code, 1);
   assert.match(a.stderr, /\/tables\/0\/table: /);
   assert.match(a.stderr, /\/tables\/0\/cursor: is required/);
   assert.match(a.stderr, /\/tables\/0\/event: is required/);
+  assert.match(a.stderr, /\/tables\/0\/lookback_seconds: must be an integer from 0 to 86400/);
 });
 
 test('engage serve syncs on its own; sources over the API; health and metrics show the lag', async () => {
@@ -455,4 +456,61 @@ test('PostgreSQL: engage serve reconciles each source nightly, once a day across
   } finally {
     await stop(srv);
   }
+});
+
+// The lookback window: a row written behind the checkpoint (an application's clock
+// behind the others) is still stored by a source that looks back, and missed by one that
+// does not; rows read again that did not change write nothing.
+async function lookbackCase(kind, dsn, sql) {
+  const data = tmpData();
+  const orders = { table: 'orders', into: 'events', key: 'id', cursor: 'updated_at', external_id: 'contact_id',
+    event: 'order_created', occurred_at: 'created_at',
+    properties: { order_id: 'id', amount: 'amount', currency: 'currency', created_at: 'created_at' } };
+  engage(['migrate'], { data });
+  for (const [name, extra] of [['lb', { lookback_seconds: 60 }], ['nolb', {}]]) {
+    const map = join(data, `${name}.json`);
+    writeFileSync(map, JSON.stringify({ tables: [{ ...orders, ...extra }] }));
+    const r = engage(['sync', 'source', 'add', '--name', name, '--kind', kind, '--dsn', dsn, '--mapping', map], { data });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const order = (id, at) => sql(`INSERT INTO orders (id, contact_id, amount, currency, created_at, updated_at)
+    VALUES (${id}, 'c${id}', ${id}, 'INR', '2026-10-01T10:00:00Z', '${at}');`);
+  const runBoth = () => ['lb', 'nolb'].map((s) => run(data, ['--source', s]));
+  const ids = (source) => exportEvents(data).filter((e) => e.source === `sync:${source}`).map((e) => e.event_id).sort();
+
+  order(1, '2026-10-01T10:00:00Z');
+  let [lb, nolb] = runBoth();
+  assert.deepEqual([lb.events, nolb.events, lb.reread], [1, 1, 0]);
+  order(2, '2026-10-01T10:00:10Z');
+  [lb, nolb] = runBoth();
+  assert.deepEqual([lb.events, nolb.events], [1, 1]);
+  // Written now, dated behind the checkpoint (10:00:10).
+  order(3, '2026-10-01T10:00:05Z');
+  [lb, nolb] = runBoth();
+  assert.deepEqual([lb.read, lb.reread, lb.late, lb.events], [0, 2, 1, 1], JSON.stringify(lb));
+  assert.deepEqual([nolb.read, nolb.events, nolb.reread], [0, 0, 0]);
+  assert.deepEqual(ids('lb'), ['lb:orders:1', 'lb:orders:2', 'lb:orders:3']);
+  assert.deepEqual(ids('nolb'), ['nolb:orders:1', 'nolb:orders:2'], 'a cursor alone misses it');
+  // Read again, nothing changed: nothing written.
+  [lb] = runBoth();
+  assert.deepEqual([lb.reread, lb.late, lb.events, lb.unchanged], [2, 0, 0, 2], JSON.stringify(lb));
+  // A change behind the checkpoint is late too, and updates its event.
+  sql(`UPDATE orders SET amount = 99 WHERE id = 3;`);
+  [lb] = runBoth();
+  assert.deepEqual([lb.late, lb.events], [1, 1], JSON.stringify(lb));
+  const three = exportEvents(data).find((e) => e.event_id === 'lb:orders:3');
+  assert.equal(three.properties.amount, 99);
+}
+
+test('SQLite and PostgreSQL: the lookback window stores a row dated behind the checkpoint', async () => {
+  const dir = tmpData('engage-crm-');
+  const file = join(dir, 'crm.db');
+  const sq = (sql) => { const r = spawnSync('sqlite3', [file], { input: sql, encoding: 'utf8' }); assert.equal(r.status, 0, r.stderr); };
+  sq(`CREATE TABLE orders (id INTEGER PRIMARY KEY, contact_id TEXT, amount REAL, currency TEXT, created_at TEXT, updated_at TEXT);`);
+  await lookbackCase('sqlite', file, sq);
+  if (!pg) return;
+  const psql = database('lookback');
+  psql(`CREATE TABLE orders (id bigint PRIMARY KEY, contact_id text, amount numeric, currency text,
+          created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL);`);
+  await lookbackCase('postgres', dsnOf('lookback'), psql);
 });
