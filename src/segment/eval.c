@@ -389,7 +389,7 @@ static inline int cond_test_in(const struct bound *bd, const struct column *col,
         return c->op == OP_NEQ;
     switch (c->type) {
     case FT_STRING:
-        m = col->arena ? arena_test(bd, col, slot) : bd->match[col->v.code[slot]];
+        m = col->arena ? arena_test(bd, col, slot) : bd->match[column_code(col, slot)];
         break;
     case FT_BOOLEAN:
         m = col->v.b[slot] == c->b;

@@ -72,6 +72,7 @@ static void column_init(struct column *c, const char *name, enum ftype t, int in
     c->name = xstrdup(name);
     c->type = t;
     c->inferred = inferred;
+    c->width = 1;
     strdict_init(&c->dict);
 }
 
@@ -79,7 +80,7 @@ static void column_release(struct column *c)
 {
     free(c->name);
     free(c->present);
-    free(c->v.code);
+    free(c->v.p);
     free(c->foff);
     buf_release(&c->text);
     buf_release(&c->folded);
@@ -90,10 +91,10 @@ static void column_release(struct column *c)
 static size_t value_size(const struct column *c)
 {
     if (c->arena)
-        return sizeof(uint64_t);
+        return sizeof(uint32_t);
     switch (c->type) {
     case FT_STRING:
-        return sizeof(uint32_t);
+        return (size_t)c->width;
     case FT_NUMBER:
         return sizeof(double);
     case FT_TIMESTAMP:
@@ -111,9 +112,9 @@ static void column_resize(struct column *c, size_t n)
     c->present = xrealloc(c->present, (neww ? neww : 1) * sizeof(uint64_t));
     if (neww > oldw)
         memset(c->present + oldw, 0, (neww - oldw) * sizeof(uint64_t));
-    c->v.code = xrealloc(c->v.code, (n ? n : 1) * vs);
+    c->v.p = xrealloc(c->v.p, (n ? n : 1) * vs);
     if (n > c->cap)
-        memset((char *)c->v.code + c->cap * vs, 0, (n - c->cap) * vs);
+        memset((char *)c->v.p + c->cap * vs, 0, (n - c->cap) * vs);
     if (c->foff) {
         c->foff = xrealloc(c->foff, (n ? n : 1) * sizeof *c->foff);
         if (n > c->cap)
@@ -129,6 +130,33 @@ static void column_fit_text(struct column *c)
         c->text.p = xrealloc(c->text.p, c->text.len + 1);
         c->text.cap = c->text.len + 1;
     }
+}
+
+/* Sets a dictionary code, first widening the column's codes if this one needs it. */
+static void column_set_code(struct column *c, size_t i, uint32_t code)
+{
+    int w = code > UINT16_MAX ? 4 : code > UINT8_MAX ? 2 : 1;
+
+    if (w > c->width) {
+        void *to = xmalloc((c->cap ? c->cap : 1) * (size_t)w);
+        size_t k;
+        for (k = 0; k < c->cap; k++) {
+            uint32_t v = column_code(c, k);
+            if (w == 2)
+                ((uint16_t *)to)[k] = (uint16_t)v;
+            else
+                ((uint32_t *)to)[k] = v;
+        }
+        free(c->v.p);
+        c->v.p = to;
+        c->width = w;
+    }
+    if (c->width == 1)
+        c->v.c8[i] = (uint8_t)code;
+    else if (c->width == 2)
+        c->v.c16[i] = (uint16_t)code;
+    else
+        c->v.c32[i] = code;
 }
 
 /* Grows c to at least n slots; new slots are absent. */
@@ -153,7 +181,7 @@ static void column_set_value_in(struct column *c, struct strdict *dict, size_t i
     case FT_STRING:
         if (kind != STORE_PROP_TEXT || (c->inferred && text_ftype(text, len) != FT_STRING))
             return;
-        c->v.code[i] = strdict_code(dict, text, len);
+        column_set_code(c, i, strdict_code(dict, text, len));
         break;
     case FT_NUMBER:
         if (kind != STORE_PROP_NUMBER)
@@ -193,6 +221,8 @@ void column_set_json(struct column *c, size_t i, const json_t *v)
     column_set_json_in(c, &c->dict, i, v);
 }
 
+static void column_compact(struct column *c);
+
 static void column_set_str(struct column *c, size_t i, const char *s)
 {
     size_t n;
@@ -203,22 +233,55 @@ static void column_set_str(struct column *c, size_t i, const char *s)
         return;
     n = strlen(s);
     if (!c->arena) {
-        c->v.code[i] = strdict_code(&c->dict, s, n);
+        column_set_code(c, i, strdict_code(&c->dict, s, n));
     } else if (was && strcmp(column_text(c, i), s) == 0) {
         /* unchanged: keep the text (and fold) it has */
     } else {
+        /* a fold takes at most 3 bytes a byte (casefold.c): room for both, or compact */
+        if (c->text.len + n + 1 > UINT32_MAX || (c->foff && c->folded.len + 3 * n + 1 > UINT32_MAX))
+            column_compact(c);
+        ASSERT(c->text.len + n + 1 <= UINT32_MAX); /* 4 GiB of live text in one column */
         if (c->text.len == 0)
             buf_addc(&c->text, '\0'); /* offset 0 is never a string */
-        c->v.off[i] = c->text.len;
+        c->v.off[i] = (uint32_t)c->text.len;
         buf_add(&c->text, s, n);
         buf_addc(&c->text, '\0');
         if (c->foff) {
-            c->foff[i] = c->folded.len;
+            ASSERT(c->folded.len + 3 * n + 1 <= UINT32_MAX);
+            c->foff[i] = (uint32_t)c->folded.len;
             casefold_utf8(s, n, &c->folded);
             buf_addc(&c->folded, '\0');
         }
     }
     bit_set(c->present, i);
+}
+
+/* An arena column's text rewritten with the live strings only (rewrites append, so
+ * the text of a column updated again and again grows). */
+static void column_compact(struct column *c)
+{
+    struct buf text;
+    size_t i;
+    int folded = c->foff != NULL;
+
+    buf_init(&text);
+    buf_addc(&text, '\0');
+    for (i = 0; i < c->cap; i++) {
+        const char *s;
+        if (!bit_get(c->present, i))
+            continue;
+        s = column_text(c, i);
+        ASSERT(text.len + strlen(s) + 1 <= UINT32_MAX); /* 4 GiB of live text in one column */
+        c->v.off[i] = (uint32_t)text.len;
+        buf_add(&text, s, strlen(s) + 1);
+    }
+    buf_release(&c->text);
+    c->text = text;
+    free(c->foff);
+    c->foff = NULL;
+    buf_release(&c->folded);
+    if (folded)
+        column_fold(c);
 }
 
 void column_fold(struct column *c)
@@ -234,7 +297,8 @@ void column_fold(struct column *c)
         if (!bit_get(c->present, i))
             continue;
         s = column_text(c, i);
-        c->foff[i] = c->folded.len;
+        ASSERT(c->folded.len + 3 * strlen(s) + 1 <= UINT32_MAX); /* 4 GiB of folds */
+        c->foff[i] = (uint32_t)c->folded.len;
         casefold_utf8(s, strlen(s), &c->folded);
         buf_addc(&c->folded, '\0');
     }
@@ -245,6 +309,8 @@ static size_t column_bytes(const struct column *c)
     return c->cap * value_size(c) + (c->cap + 63) / 8 + c->dict.bytes + c->text.cap +
            c->folded.cap + (c->foff ? c->cap * sizeof *c->foff : 0);
 }
+
+static void log_memory(const struct audience_index *ix);
 
 /* ---- lifecycle -------------------------------------------------------------------- */
 
@@ -699,6 +765,7 @@ static void merge_evname(struct audience_index *ix, struct evname *en)
         strdict_release(&col.dict);
         col.dict = old->dict; /* codes stay valid: the dictionary moves over */
         strdict_init(&old->dict);
+        col.width = old->width;
         column_grow(&col, newn);
         vs = value_size(&col);
         for (pos = 0; pos < newn; pos++) {
@@ -708,10 +775,13 @@ static void merge_evname(struct audience_index *ix, struct evname *en)
                 from = pend;
                 s = en->pend[-src[pos] - 1].slot;
             }
-            if (bit_get(from->present, s)) {
-                memcpy((char *)col.v.code + pos * vs, (char *)from->v.code + s * vs, vs);
-                bit_set(col.present, pos);
-            }
+            if (!bit_get(from->present, s))
+                continue;
+            if (col.type == FT_STRING) /* the pending column's codes may be narrower */
+                column_set_code(&col, pos, column_code(from, s));
+            else
+                memcpy((char *)col.v.p + pos * vs, (char *)from->v.p + s * vs, vs);
+            bit_set(col.present, pos);
         }
         column_release(old);
         *old = col;
@@ -913,8 +983,29 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
                             " %lld MB, %.0f ms",
                  (long long)s.contacts, (long long)s.members, (long long)s.events,
                  (long long)(s.bytes >> 20), ix->load_ms);
+        log_memory(ix);
     }
     return 0;
+}
+
+/* Where the index's memory goes, column by column (debug log). */
+static void log_memory(const struct audience_index *ix)
+{
+    struct buf b;
+    int i;
+
+    if (log_level_current < LOG_DEBUG)
+        return;
+    buf_init(&b);
+    for (i = 1; i < BI__N; i++)
+        buf_printf(&b, "%s %.1f, ", ix->builtins[i].name, column_bytes(&ix->builtins[i]) / 1048576.0);
+    for (i = 0; i < ix->nattrs; i++)
+        buf_printf(&b, "%s %.1f, ", ix->attrs[i].name, column_bytes(&ix->attrs[i]) / 1048576.0);
+    for (i = 0; i < ix->nnames; i++)
+        buf_printf(&b, "event %s %.1f + %.1f, ", ix->names[i].name,
+                   (ix->cap + 1) * sizeof(uint32_t) / 1048576.0, ix->names[i].n * 16 / 1048576.0);
+    log_debug("segment", "index memory (MB): %.*s", b.len > 2 ? (int)b.len - 2 : 0, b.p ? b.p : "");
+    buf_release(&b);
 }
 
 /* ---- property columns ----------------------------------------------------------------- */

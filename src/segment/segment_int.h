@@ -40,18 +40,23 @@ struct column {
     enum ftype type;
     uint64_t *present;     /* bitset */
     union {
-        uint32_t *code;    /* FT_STRING: strdict code */
-        uint64_t *off;     /* FT_STRING in an arena column: offset in text */
+        void *p;
+        uint8_t *c8;       /* FT_STRING: strdict code, as wide as the dictionary needs */
+        uint16_t *c16;
+        uint32_t *c32;
+        uint32_t *off;     /* FT_STRING in an arena column: offset in text */
         double *num;
         int64_t *ts;
         uint8_t *b;        /* 0 false, 1 true */
     } v;
+    int width;             /* bytes a dictionary code: 1, 2 or 4 (widened as codes grow) */
     /* Arena columns hold nearly unique strings (email, external_id) whole, NUL-
-     * terminated, instead of in a dictionary: 8 bytes a slot plus the text. Their
-     * simple case folds are made on the first `contains` and kept current after. */
+     * terminated, instead of in a dictionary: 4 bytes a slot plus the text (at most
+     * 4 GiB of it: compacted when rewrites fill it). Their simple case folds are made
+     * on the first `contains` and kept current after. */
     int arena;
     struct buf text, folded;
-    uint64_t *foff;        /* offset in folded per slot, once folded */
+    uint32_t *foff;        /* offset in folded per slot, once folded */
     struct strdict dict;
     size_t cap;            /* slots allocated */
     int inferred;          /* an undeclared property: values typed by json_value_ftype() */
@@ -126,6 +131,12 @@ static inline size_t evname_lower_bound(const struct evname *en, size_t c, int64
             hi = mid;
     }
     return lo;
+}
+
+/* The dictionary code in slot i of a dictionary column. */
+static inline uint32_t column_code(const struct column *c, size_t i)
+{
+    return c->width == 1 ? c->v.c8[i] : c->width == 2 ? c->v.c16[i] : c->v.c32[i];
 }
 
 /* The string in slot i of an arena column (present slots only). */

@@ -471,3 +471,68 @@ UTEST(segment, contains_sees_an_email_set_again)
     store_contact_release(&k);
     sx_close(&s);
 }
+
+/* Many contacts in one transaction: city "<prefix><i>" for ids c<from>..c<to - 1>, and
+ * for each an event "visit" whose "page" property is "p<i>". */
+static void bulk(struct sx *s, int from, int to)
+{
+    struct ingest_ctx cx = {.kind = SRC_API, .source = "api", .origin = "test",
+                            .received_at = T0};
+    enum ingest_outcome o;
+    int i;
+
+    cr_assert_eq(ingest_begin(&s->f.in, &s->f.e), 0, "%s", s->f.e.msg);
+    for (i = from; i < to; i++) {
+        char xid[32], city[32], page[32], iso[32];
+        json_t *c, *ev;
+        snprintf(xid, sizeof xid, "c%d", i);
+        snprintf(city, sizeof city, "city-%d", i);
+        snprintf(page, sizeof page, "p%d", i);
+        time_format_iso(T0 + i, iso);
+        c = json_pack("{s:s,s:{s:s}}", "external_id", xid, "attributes", "city", city);
+        ev = json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", xid, "event", "visit",
+                       "event_id", xid, "occurred_at", iso, "properties", "page", page);
+        cr_assert_eq(ingest_contact(&s->f.in, &cx, c, &o, &s->f.e), 0, "%s", s->f.e.msg);
+        cr_assert_eq(ingest_event(&s->f.in, &cx, ev, &o, &s->f.e), 0, "%s", s->f.e.msg);
+        json_decref(c);
+        json_decref(ev);
+    }
+    cr_assert_eq(ingest_commit(&s->f.in, &s->f.e), 0, "%s", s->f.e.msg);
+}
+
+UTEST(segment, dictionary_codes_widen_as_values_grow)
+{
+    struct sx s;
+    const int64_t now = T0 + 10 * DAY;
+    const char *page = "{\"type\":\"behavior\",\"event\":\"visit\",\"op\":\"did_event\","
+                       "\"within_days\":30,\"where\":[{\"field\":\"page\",\"op\":\"eq\","
+                       "\"value\":\"%s\"}]}";
+    char rules[512];
+
+    sx_open(&s);
+    /* Codes of one byte (200 values), then two (the index catches up to 300 values,
+     * the earlier codes kept), then four (66,000): each value still finds its contact. */
+    bulk(&s, 0, 200);
+    expect(&s, now, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"city-7\"}", "c7");
+    snprintf(rules, sizeof rules, page, "p199");
+    expect(&s, now, rules, "c199"); /* the property column is loaded: one byte a code */
+    audience_index_set_merge_min(s.ix, 1000000); /* new events stay pending a while */
+    bulk(&s, 200, 300);
+    expect(&s, now, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"in\",\"value\":[\"city-5\",\"city-299\"]}", "c5,c299");
+    snprintf(rules, sizeof rules, page, "p298");
+    expect(&s, now, rules, "c298"); /* a pending entry, its column wider than the loaded one */
+    snprintf(rules, sizeof rules, page, "p3");
+    expect(&s, now, rules, "c3");
+    audience_index_set_merge_min(s.ix, 0); /* merged: the codes of both columns kept */
+    bulk(&s, 300, 66000);
+    expect(&s, now, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"city-65999\"}", "c65999");
+    expect(&s, now, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"city-250\"}", "c250");
+    expect(&s, now, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"city-0\"}", "c0");
+    snprintf(rules, sizeof rules, page, "p298");
+    expect(&s, now, rules, "c298");
+    snprintf(rules, sizeof rules, page, "p65432");
+    expect(&s, now, rules, "c65432");
+    snprintf(rules, sizeof rules, page, "p12");
+    expect(&s, now, rules, "c12");
+    sx_close(&s);
+}
