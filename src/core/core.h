@@ -108,6 +108,7 @@ size_t utf8_prefix(const char *s, size_t n, size_t max);
 /* Makes a NUL-terminated string valid UTF-8 in place: invalid bytes (and a sequence cut
  * by truncation) become '?'. For user text that reaches messages, logs and JSON. */
 void utf8_sanitize(char *s);
+void utf8_sanitize_n(char *s, size_t n); /* the same for s[0..n), NULs and all */
 /* Appends s as a JSON string literal (quotes included); invalid UTF-8 becomes U+FFFD. */
 void buf_add_json_str(struct buf *b, const char *s, size_t n);
 

@@ -243,7 +243,12 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 
 void utf8_sanitize(char *s)
 {
-    size_t n = strlen(s), i = 0, k;
+    utf8_sanitize_n(s, strlen(s));
+}
+
+void utf8_sanitize_n(char *s, size_t n)
+{
+    size_t i = 0, k;
 
     while (i < n) {
         if ((unsigned char)s[i] < 0x80) {

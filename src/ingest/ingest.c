@@ -193,6 +193,7 @@ int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *ki
             .origin = origin,
             .raw = raw,
             .fingerprint = fp,
+            .once = cx->reject_once,
         };
         ASSERT(raw);
         fingerprint(kind, cx->source, raw, fp);

@@ -131,6 +131,8 @@ struct ingest_ctx {
     int text_mode;       /* values are CSV text cells */
     int owns_rows;       /* the source owns its events (CRM sync): it may update and delete
                           * what it wrote; others are first-write-wins */
+    int reject_once;     /* records read again (a sync's lookback): a refused one already
+                          * kept as a dead letter, in any status, is not kept again */
     int64_t received_at;
 };
 

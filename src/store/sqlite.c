@@ -22,7 +22,8 @@ enum stmt_id {
     Q_CONTACT_GET, Q_CONTACT_BY_XID, Q_CONTACT_BY_ANON, Q_CONTACT_LOOKUP, Q_CONTACT_IDS, Q_CONTACT_INSERT,
     Q_CONTACT_UPDATE, Q_CONSENT_LOG, Q_CONSENT_HISTORY, Q_ANON_LINK, Q_CONTACTS_SINCE, Q_CONTACTS_LIST, Q_CONTACTS_BY_EMAIL, Q_ATTR_TYPES, Q_ATTR_PUT, Q_ATTR_GET, Q_NAME_GET, Q_NAME_PUT, Q_NAMES,
     Q_CONTRACT_MAXV, Q_CONTRACT_PUT,
-    Q_CONTRACTS_LATEST, Q_CONTRACT_VERSIONS, Q_CONTRACTS_STAMP, Q_REJ_ADD, Q_REJ_UPDATE,
+    Q_CONTRACTS_LATEST, Q_CONTRACT_VERSIONS, Q_CONTRACTS_STAMP, Q_REJ_ADD, Q_REJ_ADD_ONCE,
+    Q_REJ_UPDATE,
     Q_REJ_COUNTS, Q_KEY_ADD, Q_KEY_BY_HASH, Q_KEY_TOUCH, Q_KEYS, Q_KEY_REVOKE, Q_AUDIT_ADD,
     Q_AUDIT_LIST, Q_IMPORT_BEGIN, Q_IMPORT_PROGRESS, Q_MAXSEQ_C, Q_COUNT_C,
     Q_COUNT_REJ, Q_IMPORTS, Q_SEG_INSERT, Q_SEG_VERSION_ADD, Q_SEG_UPDATE, Q_SEG_GET, Q_SEG_LIST,
@@ -82,6 +83,10 @@ static const char *const stmt_sql[Q__N] = {
     [Q_REJ_ADD] = "INSERT INTO rejected(created_at, source, kind, reason, field, message, origin,"
                   " raw, fingerprint) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9 WHERE NOT EXISTS (SELECT 1"
                   " FROM rejected WHERE fingerprint = ?9 AND status = 'pending')",
+    /* ... or ever (a row read again, whose letter may have been dismissed or replayed). */
+    [Q_REJ_ADD_ONCE] = "INSERT INTO rejected(created_at, source, kind, reason, field, message,"
+                       " origin, raw, fingerprint) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9 WHERE NOT"
+                       " EXISTS (SELECT 1 FROM rejected WHERE fingerprint = ?9)",
     [Q_REJ_UPDATE] = "UPDATE rejected SET status=?2, reason=coalesce(?3, reason), field=coalesce(?4, field),"
                      " message=coalesce(?5, message),"
                      " attempts=attempts+1, resolved_at=?6 WHERE id=?1",
@@ -1286,7 +1291,7 @@ int store_contracts_stamp(struct store *st, int64_t *out, struct err *e)
 int store_rejected_add(struct store *st, const struct store_rejected *r, int64_t *id,
                        struct err *e)
 {
-    sqlite3_stmt *s = stmt(st, Q_REJ_ADD, e);
+    sqlite3_stmt *s = stmt(st, r->once ? Q_REJ_ADD_ONCE : Q_REJ_ADD, e);
     int rc;
 
     if (s == NULL)

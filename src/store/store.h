@@ -269,6 +269,7 @@ struct store_rejected {
     int64_t id, created_at, resolved_at;
     const char *source, *kind, *reason, *field, *message, *origin, *raw, *status;
     const char *fingerprint; /* hash of kind + source + raw: a pending duplicate is not added */
+    int once;                /* nor one kept before in any status */
     int attempts;
 };
 /* *id = 0 when the same record is already pending. */

@@ -130,6 +130,9 @@ static void table(const json_t *t, int i, struct sync_table *out, struct errlist
     if (v && (!json_is_integer(v) || json_integer_value(v) < 0 ||
               json_integer_value(v) > SYNC_MAX_LOOKBACK_S))
         errlist_add(errs, path, "must be an integer from 0 to %d (seconds)", SYNC_MAX_LOOKBACK_S);
+    else if (v && out->into == SYNC_CONTACTS && json_integer_value(v))
+        errlist_add(errs, path, "events tables only: a contacts row read again would undo what "
+                                "other sources changed since");
     else if (v)
         out->lookback_s = (int)json_integer_value(v);
     if (out->into == SYNC_CONTACTS) {

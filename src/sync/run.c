@@ -27,14 +27,14 @@ static json_t *consent_of(const struct jt *v)
     return jt_json(v);
 }
 
-static json_t *mapped(const struct sync_table *t, const struct sync_batch *b,
+static json_t *mapped(const struct sync_table *t, const struct sync_columns *at,
                       const struct sync_row *r)
 {
     json_t *o = json_object();
     int i;
 
     for (i = 0; i < t->ncols; i++) {
-        const struct jt *v = sync_value(r, b->at.mapped[i]);
+        const struct jt *v = sync_value(r, at->mapped[i]);
         if (v && v->type != JT_NULL)
             json_object_set_new(o, t->cols[i].name, jt_json(v));
     }
@@ -70,9 +70,9 @@ static void count(struct pass *p, enum ingest_outcome o, int events)
 
 /* A row's event id: "source:table:key". */
 static size_t event_id_of(const char *source, const struct sync_table *t,
-                          const struct sync_batch *b, const struct sync_row *r, char out[600])
+                          const struct sync_columns *at, const struct sync_row *r, char out[600])
 {
-    const char *keytext = sync_key_text(sync_value(r, b->at.key));
+    const char *keytext = sync_key_text(sync_value(r, at->key));
     int n = snprintf(out, 600, "%s:%s:%s", source, t->table, keytext ? keytext : "");
 
     return n < 600 ? (size_t)n : 599;
@@ -80,25 +80,25 @@ static size_t event_id_of(const char *source, const struct sync_table *t,
 
 /* An events table's row as an event record (NULL for a soft-deleted row). */
 static json_t *event_record(const char *source, const struct sync_table *t,
-                            const struct sync_batch *b, const struct sync_row *r)
+                            const struct sync_columns *at, const struct sync_row *r)
 {
     char xbuf[32], event_id[600];
-    const char *xid = sync_id_text(sync_value(r, b->at.external_id), xbuf, sizeof xbuf);
+    const char *xid = sync_id_text(sync_value(r, at->external_id), xbuf, sizeof xbuf);
     json_t *rec;
 
-    if (sync_is_deleted(sync_value(r, b->at.deleted)))
+    if (sync_is_deleted(sync_value(r, at->deleted)))
         return NULL;
-    event_id_of(source, t, b, r, event_id);
+    event_id_of(source, t, at, r, event_id);
     rec = json_object();
     json_object_set_new(rec, "event_id", json_string(event_id));
     if (t->event[0])
         json_object_set_new(rec, "event", json_string(t->event));
     else
-        set_column(rec, "event", sync_value(r, b->at.event));
+        set_column(rec, "event", sync_value(r, at->event));
     if (xid)
         json_object_set_new(rec, "external_id", json_string(xid));
-    set_column(rec, "occurred_at", sync_value(r, b->at.occurred_at));
-    json_object_set_new(rec, "properties", mapped(t, b, r));
+    set_column(rec, "occurred_at", sync_value(r, at->occurred_at));
+    json_object_set_new(rec, "properties", mapped(t, at, r));
     return rec;
 }
 
@@ -136,7 +136,7 @@ static int store_row(struct pass *p, const struct sync_table *t, const struct sy
         set_column(rec, "email", sync_value(r, b->at.email));
         if ((v = sync_value(r, b->at.consent)) && v->type != JT_NULL)
             json_object_set_new(rec, "email_consent", consent_of(v));
-        json_object_set_new(rec, "attributes", mapped(t, b, r));
+        json_object_set_new(rec, "attributes", mapped(t, &b->at, r));
         rc = ingest_contact(&p->in, &p->cx, rec, &o, e);
         json_decref(rec);
         if (rc == 0)
@@ -144,7 +144,7 @@ static int store_row(struct pass *p, const struct sync_table *t, const struct sy
         return rc;
     }
     if (prep == NULL) { /* soft-deleted */
-        event_id_of(p->source, t, b, r, event_id);
+        event_id_of(p->source, t, &b->at, r, event_id);
         rc = ingest_event_delete(&p->in, &p->cx, event_id, &deleted, e);
         p->rep->deleted += deleted;
         return rc;
@@ -160,14 +160,14 @@ static int store_row(struct pass *p, const struct sync_table *t, const struct sy
 struct row_origin {
     const char *source;
     const struct sync_table *t;
-    const struct sync_batch *b;
+    struct sync_columns at; /* a copy: the batch struct itself is reused by the reader */
     const struct sync_row *r;
 };
 
 static char *row_raw(const void *ctx, const struct prepared_event *p)
 {
     const struct row_origin *o = ctx;
-    json_t *rec = event_record(o->source, o->t, o->b, o->r);
+    json_t *rec = event_record(o->source, o->t, &o->at, o->r);
     char *text = json_dumps(rec, JSON_COMPACT);
 
     (void)p;
@@ -233,13 +233,13 @@ static int prepare_fast(const char *source, const struct sync_table *t,
     props.u.members = m;
     parts.typed_by = c;
     parts.xid = xid == xbuf ? arena_strndup(a, xbuf, strlen(xbuf)) : xid;
-    n = event_id_of(source, t, b, r, event_id);
+    n = event_id_of(source, t, &b->at, r, event_id);
     parts.event_id = arena_strndup(a, event_id, n);
     buf_reset(scratch);
     jt_dump(scratch, &props, 0);
     parts.props = arena_strndup(a, scratch->p, scratch->len);
     o = arena_alloc(a, sizeof *o);
-    *o = (struct row_origin){source, t, b, r};
+    *o = (struct row_origin){source, t, b->at, r};
     parts.raw_fn = row_raw;
     parts.raw_ctx = o;
     return ingest_event_prepare_fast(cs, &parts, p);
@@ -256,7 +256,7 @@ int sync_prepare_event(const char *source, const struct sync_table *t, struct sy
         return 0;
     if (!general && prepare_fast(source, t, b, r, cs, &b->arena, scratch, p))
         return 1;
-    rec = event_record(source, t, b, r);
+    rec = event_record(source, t, &b->at, r);
     ingest_event_prepare(cs, cx, rec, p);
     json_decref(rec); /* the prepared event keeps its own reference */
     return 1;
@@ -362,15 +362,23 @@ static void ahead_release(struct ahead *a)
  * entry at most every lookback/16 (so a window is at most 1/16 longer than asked),
  * none before the newest one that is at least lookback old: the window's start (or,
  * while none is that old, the oldest: where the trail begins, at the first checkpoint). */
-static json_t *trail_load(const char *text)
+static json_t *trail_load(const char *text, const char *table)
 {
     json_t *t = text ? json_loads(text, 0, NULL) : NULL;
+    size_t i;
 
-    if (!json_is_array(t)) {
-        json_decref(t);
-        t = json_array();
+    for (i = 0; json_is_array(t) && i < json_array_size(t); i++) {
+        const json_t *e = json_array_get(t, i);
+        if (!json_is_integer(json_array_get(e, 0)) || !json_is_string(json_array_get(e, 1)) ||
+            !json_is_string(json_array_get(e, 2)))
+            break;
     }
-    return t;
+    if (text && (!json_is_array(t) || i < json_array_size(t))) {
+        log_warn("sync", "table %s: the lookback trail is damaged: starting it again", table);
+        json_decref(t);
+        t = NULL;
+    }
+    return t ? t : json_array();
 }
 
 static int64_t entry_at(const json_t *t, size_t i)
@@ -383,14 +391,11 @@ static const char *entry_text(const json_t *t, size_t i, size_t k)
     return json_string_value(json_array_get(json_array_get(t, i), k));
 }
 
-/* The index of the window's start at now; -1 for an empty (or damaged) trail. */
+/* The index of the window's start at now; -1 for an empty trail. */
 static long trail_start(const json_t *t, int64_t now, int lookback_s)
 {
     long i;
 
-    for (i = 0; i < (long)json_array_size(t); i++)
-        if (!entry_text(t, (size_t)i, 1) || !entry_text(t, (size_t)i, 2))
-            return -1;
     for (i = (long)json_array_size(t) - 1; i > 0; i--)
         if (entry_at(t, (size_t)i) <= now - (int64_t)lookback_s * 1000)
             return i;
@@ -402,9 +407,13 @@ static long trail_start(const json_t *t, int64_t now, int lookback_s)
 static char *trail_note(json_t *t, int64_t now, int lookback_s, const char *cursor,
                         const char *key)
 {
-    size_t n = json_array_size(t);
+    size_t n;
     long start;
 
+    /* The clock went back: positions noted "later" than now are dropped, or the trail
+     * would stop moving until the clock caught up with them. */
+    while ((n = json_array_size(t)) > 0 && entry_at(t, n - 1) > now)
+        json_array_remove(t, n - 1);
     if (n && now - entry_at(t, n - 1) < (int64_t)lookback_s * 1000 / 16)
         return NULL;
     json_array_append_new(t, json_pack("[I,s,s]", (json_int_t)now, cursor, key));
@@ -424,10 +433,12 @@ static int lookback(struct pass *p, const struct ahead *proto, const char *from_
                     struct err *e)
 {
     struct sync_report *rep = p->rep;
-    int64_t changed = rep->events + rep->contacts + rep->deleted;
+    int64_t changed = rep->events + rep->contacts + rep->deleted, rejected = rep->rejected,
+            unchanged = rep->unchanged;
     char *cursor = xstrdup(from_cursor), *key = xstrdup(from_key);
     int rc = 0, i, n;
 
+    p->cx.reject_once = 1; /* a refused row's letter, dismissed or not, is not kept again */
     do {
         struct ahead a = *proto;
         a.cursor = cursor;
@@ -456,7 +467,11 @@ static int lookback(struct pass *p, const struct ahead *proto, const char *from_
     } while (rc == 0 && n == proto->limit);
     free(cursor);
     free(key);
+    p->cx.reject_once = 0;
+    /* Rows read again count in reread; those that changed something are late. */
     rep->late += rep->events + rep->contacts + rep->deleted - changed;
+    rep->rejected = rejected;
+    rep->unchanged = unchanged;
     return rc;
 }
 
@@ -488,7 +503,7 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
     a.limit = batch;
     if (live && t->lookback_s > 0) {
         long s;
-        trail = trail_load(cp.trail);
+        trail = trail_load(cp.trail, t->table);
         s = trail_start(trail, clock_now_ms(), t->lookback_s);
         if (s >= 0 && cp.cursor && cp.key &&
             (strcmp(entry_text(trail, (size_t)s, 1), cp.cursor) ||

@@ -11,6 +11,7 @@
  * numbers, booleans, text; timestamps as ISO-8601 UTC (the session runs in UTC); json
  * and jsonb parsed. */
 #include <libpq-fe.h>
+#include <math.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -287,6 +288,8 @@ static void pg_value(struct arena *a, const PGresult *r, int row, int col, struc
     n = (size_t)PQgetlength(r, row, col);
     v->src = text = arena_strndup(a, text, n);
     v->srclen = n;
+    if (!utf8_valid(text, n)) /* a database in SQL_ASCII holds any bytes */
+        utf8_sanitize_n((char *)text, n);
     switch (PQftype(r, col)) {
     case 16: /* bool */
         v->type = text[0] == 't' ? JT_TRUE : JT_FALSE;
@@ -296,8 +299,10 @@ static void pg_value(struct arena *a, const PGresult *r, int row, int col, struc
         v->u.i = strtoll(text, NULL, 10);
         return;
     case 700: case 701: case 1700: /* float4, float8, numeric */
-        v->type = JT_REAL;
         v->u.d = strtod(text, NULL);
+        if (!isfinite(v->u.d))
+            break; /* NaN, Infinity, or past a double: JSON has no such number, the text */
+        v->type = JT_REAL;
         return;
     case 1114: case 1184: /* timestamp (taken as UTC), timestamptz */
         if (n + 2 >= sizeof iso)
@@ -420,14 +425,20 @@ static void sqlite_value(struct arena *a, sqlite3_stmt *s, int col, struct jt *v
     if (type == SQLITE_INTEGER) {
         v->type = JT_INT;
         v->u.i = sqlite3_column_int64(s, col);
-    } else if (type == SQLITE_FLOAT) {
-        v->type = JT_REAL;
+    } else if (type == SQLITE_FLOAT && isfinite(sqlite3_column_double(s, col))) {
+        v->type = JT_REAL; /* (±Inf: JSON has no such number, the text) */
         v->u.d = sqlite3_column_double(s, col);
     }
     text = (const char *)sqlite3_column_text(s, col);
     n = (size_t)sqlite3_column_bytes(s, col);
     v->src = arena_strndup(a, text ? text : "", n);
     v->srclen = n;
+    if (!utf8_valid(v->src, n) || memchr(v->src, '\0', n)) { /* SQLite keeps any bytes */
+        char *z = (char *)v->src, *nul;
+        utf8_sanitize_n(z, n); /* what is not UTF-8 text becomes '?', and so does a NUL */
+        while ((nul = memchr(z, '\0', n - (size_t)(z - v->src))) != NULL)
+            *nul = '?', z = nul + 1;
+    }
     if (v->type == JT_NULL) { /* text (and blobs, as their bytes) */
         v->type = JT_STR;
         v->n = (uint32_t)n;

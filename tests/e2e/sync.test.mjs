@@ -493,7 +493,8 @@ async function lookbackCase(kind, dsn, sql) {
   assert.deepEqual(ids('nolb'), ['nolb:orders:1', 'nolb:orders:2'], 'a cursor alone misses it');
   // Read again, nothing changed: nothing written.
   [lb] = runBoth();
-  assert.deepEqual([lb.reread, lb.late, lb.events, lb.unchanged], [2, 0, 0, 2], JSON.stringify(lb));
+  assert.deepEqual([lb.reread, lb.late, lb.events, lb.unchanged], [2, 0, 0, 0], JSON.stringify(lb));
+  assert.deepEqual(ids('lb'), ['lb:orders:1', 'lb:orders:2', 'lb:orders:3']);
   // A change behind the checkpoint is late too, and updates its event.
   sql(`UPDATE orders SET amount = 99 WHERE id = 3;`);
   [lb] = runBoth();
@@ -501,6 +502,42 @@ async function lookbackCase(kind, dsn, sql) {
   const three = exportEvents(data).find((e) => e.event_id === 'lb:orders:3');
   assert.equal(three.properties.amount, 99);
 }
+
+// The trail of checkpoint positions across a clock that jumps ahead a day and back, and
+// a refused row in the window whose dead letter was dismissed (SQLite, clock pinned).
+test('SQLite: the lookback window after a clock step, and a dismissed dead letter in it', async () => {
+  const dir = tmpData('engage-crm-');
+  const file = join(dir, 'crm.db');
+  const sq = (sql) => { const r = spawnSync('sqlite3', [file], { input: sql, encoding: 'utf8' }); assert.equal(r.status, 0, r.stderr); };
+  sq(`CREATE TABLE orders (id INTEGER PRIMARY KEY, contact_id TEXT, amount REAL, currency TEXT, created_at TEXT, updated_at TEXT);`);
+  const data = tmpData();
+  const map = join(data, 'lb.json');
+  engage(['migrate'], { data });
+  writeFileSync(map, JSON.stringify({ tables: [{ table: 'orders', into: 'events', key: 'id', cursor: 'updated_at',
+    external_id: 'contact_id', event: 'order_created', occurred_at: 'created_at', lookback_seconds: 60,
+    properties: { order_id: 'id', amount: 'amount', currency: 'currency', created_at: 'created_at' } }] }));
+  assert.equal(engage(['sync', 'source', 'add', '--name', 'lb', '--kind', 'sqlite', '--dsn', file, '--mapping', map], { data }).code, 0);
+  const T0 = Date.parse('2026-10-02T00:00:00Z');
+  const at = (s) => new Date(T0 + s * 1000).toISOString();
+  const order = (id, currency = 'INR') => sq(`INSERT INTO orders VALUES (${id}, 'c${id}', ${id}, '${currency}', '${at(id)}', '${at(id)}');`);
+  const runAt = (s) => run(data, [], { ENGAGE_NOW: at(s) });
+  order(1); runAt(0);
+  order(2); runAt(100);
+  order(3); runAt(86400); // the clock a day ahead
+  order(4); let r = runAt(200); // and back
+  assert.deepEqual([r.read, r.reread], [1, 1], JSON.stringify(r));
+  order(5); r = runAt(400);
+  assert.deepEqual([r.read, r.reread], [1, 0], 'the position noted "tomorrow" is dropped: ' + JSON.stringify(r));
+  // A refused row (currency not three capitals) behind the checkpoint, read again.
+  order(6, 'rupees'); r = runAt(500);
+  assert.equal(r.rejected, 1);
+  const pending = () => JSON.parse(engage(['rejected', 'list', '--json'], { data }).stdout).items.length;
+  assert.equal(pending(), 1);
+  assert.equal(engage(['rejected', 'dismiss', '--source', 'sync:lb'], { data }).code, 0);
+  order(7); r = runAt(520);
+  assert.equal(r.reread, 1, JSON.stringify(r)); // order 6, read again and refused again
+  assert.deepEqual([r.rejected, pending()], [0, 0], 'not kept again once dismissed');
+});
 
 test('SQLite and PostgreSQL: the lookback window stores a row dated behind the checkpoint', async () => {
   const dir = tmpData('engage-crm-');

@@ -34,6 +34,17 @@ static void add_from(struct buf *row, const char *const *pool, size_t n, size_t 
 }
 #define ADD(row, a, valid) add_from(row, a, sizeof a / sizeof *a, valid)
 
+static void teardown(struct fx *f, struct buf *row, struct buf *scratch, struct sync_batch *b,
+                     struct sync_mapping *m, struct contract_set *cs)
+{
+    buf_release(row);
+    buf_release(scratch);
+    sync_batch_release(b);
+    sync_mapping_release(m);
+    contract_set_free(cs);
+    fx_close(f);
+}
+
 UTEST(sync, a_row_prepared_from_its_values_is_prepared_as_from_its_record)
 {
     static const char *const ids[] = {"1", "42", "\"k-7\"", "\"\"", "1.5", "null", "true"};
@@ -194,12 +205,7 @@ UTEST(sync, a_row_prepared_from_its_values_is_prepared_as_from_its_record)
     cr_assert_gt(fast, 2000, "the fast path must take the common case (%d)", fast);
     cr_assert_gt(general, 2000, "and leave the rest (%d)", general);
     cr_assert_gt(rejected, 1000, "refusals are compared too (%d)", rejected);
-    buf_release(&row);
-    buf_release(&scratch);
-    sync_batch_release(&b);
-    sync_mapping_release(&m);
-    contract_set_free(cs);
-    fx_close(&f);
+    teardown(&f, &row, &scratch, &b, &m, cs);
 }
 
 /* ---- the nightly reconciliation ---- */
@@ -257,4 +263,269 @@ UTEST(reconcile_due, off_and_out_of_range)
     cr_assert_not(due("2026-10-10T23:59:59Z", 24, ""), "no 24th hour");
     cr_assert_not(due("2026-10-10T10:00:00Z", 3, "2026-10-12T03:00:00Z"),
                   "a run from the future (the clock went back): not again today");
+}
+
+/* ---- rows read from a real SQLite source: values JSON cannot hold as they are ---- */
+#include <sqlite3.h>
+
+static void mkdb(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    char *err = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &err), SQLITE_OK, "%s", err ? err : "");
+    sqlite3_close(db);
+}
+
+/* A SQLite source file made by sql in the fixture's directory, its table t mapped as
+ * events of "ev" with props_map, connected and read (up to 100 rows) into b. */
+static void read_source(struct fx *f, const char *sql, const char *props_map,
+                        struct sync_conn **c, struct sync_mapping *m, struct sync_batch *b)
+{
+    char path[512], mapping[1024];
+    struct store_sync_source src = {0};
+    struct errlist errs = {0};
+
+    snprintf(path, sizeof path, "%s/crm.db", f->dir);
+    mkdb(path, sql);
+    snprintf(mapping, sizeof mapping,
+             "{\"tables\":[{\"table\":\"t\",\"into\":\"events\",\"key\":\"id\",\"cursor\":\"u\","
+             "\"external_id\":\"who\",\"event\":\"ev\",\"occurred_at\":\"at\",\"properties\":%s}]}",
+             props_map);
+    cr_assert_eq(sync_mapping_parse(mapping, m, &errs, &f->e), 0);
+    snprintf(src.name, sizeof src.name, "crm");
+    snprintf(src.kind, sizeof src.kind, "sqlite");
+    src.dsn = path;
+    cr_assert_eq(sync_connect(&src, &f->cfg, c, &f->e), 0, "%s", f->e.msg);
+    cr_assert_eq(sync_read(*c, &m->tables[0], NULL, NULL, 100, b, &f->e), 0, "%s", f->e.msg);
+}
+
+/* Reads table t of a SQLite file made by sql and prepares every row both ways: the same
+ * outcome, the properties valid JSON; the first row's properties (or its refusal's
+ * reason) are expect_props when given. */
+static void compare_rows(const char *sql, const char *props_map, const char *contract,
+                         const char *expect_props)
+{
+    struct fx f;
+    struct sync_conn *c = NULL;
+    struct sync_mapping m;
+    struct sync_batch b = {0};
+    struct contract_set *cs;
+    struct buf scratch;
+    struct ingest_ctx cx = {.kind = SRC_SYNC, .source = "sync:crm", .owns_rows = 1,
+                            .received_at = 1790000000000LL};
+    int i;
+
+    fx_open(&f);
+    if (contract)
+        put_contract(&f, "ev", contract);
+    cr_assert_eq(contract_set_load(f.st, &cs, &f.e), 0);
+    read_source(&f, sql, props_map, &c, &m, &b);
+    buf_init(&scratch);
+    for (i = 0; i < b.n; i++) {
+        struct prepared_event p, q;
+        sync_prepare_event("crm", &m.tables[0], &b, &b.rows[i], cs, &cx, &scratch, 0, &p);
+        sync_prepare_event("crm", &m.tables[0], &b, &b.rows[i], cs, &cx, &scratch, 1, &q);
+        cr_assert_eq(p.rejected, q.rejected, "row %d: %s / %s", i, p.msg, q.msg);
+        if (!p.rejected) {
+            json_t *j = json_loads(p.props, 0, NULL);
+            cr_assert_not_null(j, "row %d: the properties are not JSON: %s", i, p.props);
+            json_decref(j);
+            cr_assert_str_eq(p.props, q.props, "row %d", i);
+        }
+        if (expect_props && i == 0)
+            cr_assert_str_eq(q.rejected ? q.reason : q.props, expect_props);
+        prepared_event_release(&p);
+        prepared_event_release(&q);
+    }
+    buf_release(&scratch);
+    sync_batch_release(&b);
+    sync_disconnect(c);
+    sync_mapping_release(&m);
+    contract_set_free(cs);
+    fx_close(&f);
+}
+
+#define ROWS "CREATE TABLE t(id INTEGER, u TEXT, who TEXT, at TEXT, x);"
+
+UTEST(sync_source, infinity_no_contract)
+{
+    compare_rows(ROWS "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',1e999);"
+                      "INSERT INTO t VALUES(2,'b','c1','2026-01-01T00:00:00Z',-1e999);",
+                 "{\"x\":\"x\"}", NULL, "{\"x\":\"Inf\"}");
+}
+
+UTEST(sync_source, infinity_typed_number)
+{
+    compare_rows(ROWS "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',1e999);",
+                 "{\"x\":\"x\"}",
+                 "{\"name\":\"ev\",\"kind\":\"event\",\"properties\":{\"x\":{\"type\":\"number\"}}}",
+                 "invalid_type");
+}
+
+UTEST(sync_source, infinity_typed_integer)
+{
+    compare_rows(ROWS "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',1e999);",
+                 "{\"x\":\"x\"}",
+                 "{\"name\":\"ev\",\"kind\":\"event\",\"properties\":{\"x\":{\"type\":\"integer\"}}}",
+                 "invalid_type");
+}
+
+UTEST(sync_source, invalid_utf8_no_contract)
+{
+    compare_rows(ROWS "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',CAST(x'61ff62' AS TEXT));"
+                      "INSERT INTO t VALUES(2,'b','c1','2026-01-01T00:00:00Z',x'00ff');",
+                 "{\"x\":\"x\"}", NULL, "{\"x\":\"a?b\"}");
+}
+
+UTEST(sync_source, nul_in_text)
+{
+    compare_rows(ROWS "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',CAST(x'610062' AS TEXT));",
+                 "{\"x\":\"x\"}", NULL, "{\"x\":\"a?b\"}");
+}
+
+/* The reader thread reuses the struct sync_batch a row was prepared in (sync_table's
+ * `a.b`, zeroed by ahead_start and refilled by sync_read_range) while the storing
+ * thread stores its copy (`cur`): a dead letter's record must not come from the former. */
+UTEST(sync_source, a_dead_letter_is_made_from_the_stored_batch_not_the_next_one)
+{
+    struct fx f;
+    struct sync_conn *c = NULL;
+    struct sync_mapping m;
+    struct sync_batch b = {0}, cur;
+    struct buf scratch;
+    struct prepared_event p;
+    struct ingest_ctx cx = {.kind = SRC_SYNC, .source = "sync:crm", .owns_rows = 1};
+    char *raw;
+
+    fx_open(&f);
+    read_source(&f, ROWS "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',5);",
+                "{\"x\":\"x\"}", &c, &m, &b);
+    buf_init(&scratch);
+    cr_assert(sync_prepare_event("crm", &m.tables[0], &b, &b.rows[0], NULL, &cx, &scratch, 0, &p));
+    cr_assert(p.in_arena);
+    cur = b;                   /* run.c: cur = a; */
+    memset(&b, 0, sizeof b);   /* run.c: ahead_start(&a, ...) zeroes a.b for the next read */
+    raw = p.raw_fn(p.raw_ctx, &p); /* the store refuses it (contact_deleted, unknown_event) */
+    cr_assert_not_null(raw, "the dead letter of the row is lost");
+    cr_assert_str_eq(raw, "{\"event_id\":\"crm:t:1\",\"event\":\"ev\",\"external_id\":\"c1\","
+                          "\"occurred_at\":\"2026-01-01T00:00:00Z\",\"properties\":{\"x\":5}}");
+    free(raw);
+    prepared_event_release(&p);
+    buf_release(&scratch);
+    sync_batch_release(&cur);
+    sync_disconnect(c);
+    sync_mapping_release(&m);
+    fx_close(&f);
+}
+
+/* Every value of a list against every kind of contract property, both ways. */
+UTEST(sync_source, cross_product_values_and_types)
+{
+    static const char *const vals[] = {
+        "0", "-0", "0.0", "-0.0", "1", "1.0", "2.5", "1e20", "-1e20", "9.2e18", "9.3e18",
+        "9223372036854775807", "-9223372036854775808", "1e-320", "0.30000000000000004",
+        "1.7976931348623157e308", "true", "false", "null", "[]", "{}", "[1,{\"a\":null}]",
+        "{\"b\":1,\"a\":2,\"a\":3}", "\"\"", "\"0\"", "\"-0\"", "\"1e400\"", "\"NaN\"",
+        "\"Infinity\"", "\" 5\"", "\"5 \"", "\"0x10\"", "\"+5\"", "\"1.\"", "\".5\"", "\"TRUE\"",
+        "\"tRuE\"", "\"2026-01-01\"", "\"2026-01-01T10:00:00+05:30\"", "\"2026-01-01T10:00:00.123456Z\"",
+        "\"2026-01-01 10:00:00\"", "\"0000-01-01T00:00:00Z\"", "\"9999-12-31T23:59:59.999Z\"",
+        "\"10000-01-01T00:00:00Z\"", "\"\\u00e9\"", "\"a\\nb\"", "\"1\"", "\"2.5\"", "\"x@y.co\""};
+    static const char *const specs[] = {
+        "{\"type\":\"string\"}", "{\"type\":\"number\"}", "{\"type\":\"integer\"}",
+        "{\"type\":\"boolean\"}", "{\"type\":\"timestamp\"}",
+        "{\"type\":\"number\",\"enum\":[1,2.5,0]}", "{\"type\":\"integer\",\"enum\":[1,0]}",
+        "{\"type\":\"string\",\"enum\":[\"1\",\"2.5\",\"0\",\"-0\"]}",
+        "{\"type\":\"boolean\",\"enum\":[false]}",
+        "{\"type\":\"timestamp\",\"enum\":[\"2026-01-01T00:00:00Z\"]}",
+        "{\"type\":\"number\",\"minimum\":0,\"maximum\":0}",
+        "{\"type\":\"string\",\"max_length\":1}"};
+    const char *mapping =
+        "{\"tables\":[{\"table\":\"t\",\"into\":\"events\",\"key\":\"id\",\"cursor\":\"u\","
+        "\"external_id\":\"who\",\"event\":\"ev\",\"occurred_at\":\"at\",\"properties\":{\"x\":\"x\",\"y\":\"y\"}}]}";
+    static const char *const columns[] = {"id", "u", "who", "at", "x", "y"};
+    size_t si, vi, wi;
+    int diffs = 0, i;
+
+    for (si = 0; si < sizeof specs / sizeof *specs; si++) {
+        struct fx f;
+        struct contract_set *cs;
+        struct sync_mapping m;
+        struct errlist errs = {0};
+        struct sync_batch b = {0};
+        struct buf row, scratch, body;
+        struct ingest_ctx cx = {.kind = SRC_SYNC, .source = "sync:crm", .owns_rows = 1};
+        const struct sync_table *t;
+        fx_open(&f);
+        buf_init(&body);
+        buf_printf(&body, "{\"name\":\"ev\",\"kind\":\"event\",\"properties\":{\"x\":%s}}", specs[si]);
+        put_contract(&f, "ev", body.p);
+        buf_release(&body);
+        cr_assert_eq(contract_set_load(f.st, &cs, &f.e), 0);
+        cr_assert_eq(sync_mapping_parse(mapping, &m, &errs, &f.e), 0);
+        t = &m.tables[0];
+        b.ncolumns = 6;
+        b.columns = calloc(6, sizeof *b.columns);
+        for (i = 0; i < 6; i++)
+            b.columns[i] = strdup(columns[i]);
+        b.at = (struct sync_columns){.key = 0, .cursor = 1, .external_id = 2, .email = -1,
+                                     .consent = -1, .deleted = -1, .occurred_at = 3, .event = -1};
+        b.at.mapped = calloc((size_t)t->ncols, sizeof *b.at.mapped);
+        for (i = 0; i < t->ncols; i++)
+            b.at.mapped[i] = strcmp(t->cols[i].column, "x") == 0 ? 4 : 5;
+        buf_init(&row);
+        buf_init(&scratch);
+        for (vi = 0; vi < sizeof vals / sizeof *vals; vi++)
+            for (wi = 0; wi < sizeof vals / sizeof *vals; wi += 7) {
+                struct sync_row r = {0};
+                struct prepared_event p, q;
+                struct jt *doc;
+                struct jt_error je;
+                arena_reset(&b.arena);
+                buf_reset(&row);
+                buf_printf(&row, "[1,\"u\",\"c1\",\"2026-01-01T00:00:00Z\",%s,%s]", vals[vi], vals[wi]);
+                cr_assert_eq(jt_parse(&b.arena, row.p, row.len, &doc, &je), 0, "%s", row.p);
+                r.values = doc->u.items;
+                for (i = 0; i < 6; i++)
+                    if (r.values[i].type == JT_INT || r.values[i].type == JT_REAL)
+                        r.values[i].src = arena_strndup(&b.arena, r.values[i].src, r.values[i].srclen);
+                sync_prepare_event("crm", t, &b, &r, cs, &cx, &scratch, 1, &q);
+                sync_prepare_event("crm", t, &b, &r, cs, &cx, &scratch, 0, &p);
+                if (p.rejected != q.rejected ||
+                    (!q.rejected && (strcmp(p.props, q.props) || p.occurred_at != q.occurred_at)) ||
+                    (q.rejected && (strcmp(p.reason, q.reason) || strcmp(p.field, q.field)))) {
+                    diffs++;
+                    cr_log_error("spec %s row %s: fast %s %s / general %s %s", specs[si],
+                                 row.p, p.rejected ? p.reason : "ok", p.props ? p.props : "",
+                                 q.rejected ? q.reason : "ok", q.props ? q.props : "");
+                }
+                prepared_event_release(&p);
+                prepared_event_release(&q);
+            }
+        teardown(&f, &row, &scratch, &b, &m, cs);
+    }
+    cr_expect_eq(diffs, 0);
+}
+
+UTEST(sync_mapping, lookback_is_for_events_tables)
+{
+    struct sync_mapping m;
+    struct errlist errs = {0};
+    struct err e = {0};
+    const char *contacts =
+        "{\"tables\":[{\"table\":\"people\",\"into\":\"contacts\",\"key\":\"id\",\"cursor\":\"u\","
+        "\"external_id\":\"id\",\"lookback_seconds\":60}]}";
+    const char *events =
+        "{\"tables\":[{\"table\":\"orders\",\"into\":\"events\",\"key\":\"id\",\"cursor\":\"u\","
+        "\"external_id\":\"who\",\"event\":\"order_created\",\"occurred_at\":\"at\","
+        "\"lookback_seconds\":60}]}";
+
+    cr_assert_eq(sync_mapping_parse(contacts, &m, &errs, &e), E_INVAL);
+    cr_assert_eq(errs.n, 1);
+    cr_assert_str_eq(errs.items[0].path, "/tables/0/lookback_seconds");
+    cr_assert(strstr(errs.items[0].msg, "events tables only") != NULL, "%s", errs.items[0].msg);
+    memset(&errs, 0, sizeof errs);
+    cr_assert_eq(sync_mapping_parse(events, &m, &errs, &e), 0);
+    cr_assert_eq(m.tables[0].lookback_s, 60);
+    sync_mapping_release(&m);
 }
