@@ -520,7 +520,7 @@ static int behavior_test(const struct enode *en, size_t c, size_t *pc)
     int k, ok, dead = en->ix->ndead > 0;
 
     if (ev != NULL) {
-        end = ev->off[c + 1];
+        end = csr_get(&ev->off, c + 1);
         for (i = evname_lower_bound(ev, c, en->from);
              i < end && ev->time[i] <= en->to && count < need; i++) {
             if (dead && index_is_dead(en->ix, ev->row[i]))

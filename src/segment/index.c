@@ -2,9 +2,9 @@
  *
  * DESIGN: contacts are dense ids (the store's contact ids, never reused), so every
  * contact column is an array indexed by id plus a presence bitset; strings are
- * dictionary codes. Per event name, entries live in CSR layout: off[c]..off[c+1]
+ * dictionary codes. Per event name, entries live in CSR layout: off(c)..off(c+1)
  * are contact c's entries, sorted by time, with the store row id beside each time
- * (16 bytes an entry). A catch-up reads, in one read transaction, the contacts and
+ * (16 bytes an entry; the offsets 2 bytes a contact from a base every 16: struct csr). A catch-up reads, in one read transaction, the contacts and
  * events whose change sequence is above what the index has seen. Contacts are
  * rewritten in place. New event states are queued as pending entries; a row seen
  * before (an update, a move to another contact, a delete) is also put on the dead
@@ -62,6 +62,71 @@ uint32_t strdict_code(struct strdict *d, const char *s, size_t len)
     d->bytes += len + 1 + 48;
     strmap_put(&d->map, s, len, d->n);
     return d->n++;
+}
+
+/* ---- CSR offsets (struct csr) ---------------------------------------------------------- */
+
+/* Room for the offsets of contacts 0 .. cap; new ones are 0. */
+static void csr_resize(struct csr *o, size_t cap)
+{
+    size_t nb = cap / CSR_BLOCK + 1;
+
+    o->base = xrealloc(o->base, nb * sizeof *o->base);
+    o->rel = xrealloc(o->rel, nb * CSR_BLOCK * sizeof *o->rel);
+    if (nb > o->nblocks) {
+        memset(o->base + o->nblocks, 0, (nb - o->nblocks) * sizeof *o->base);
+        memset(o->rel + o->nblocks * CSR_BLOCK, 0, (nb - o->nblocks) * CSR_BLOCK * sizeof *o->rel);
+    }
+    o->nblocks = nb;
+}
+
+/* Sets contact c's offset to v. Offsets are set in increasing c, each at least the one
+ * before (a rebuild, or new contacts at the end); a block whose offsets outgrow 2 bytes
+ * moves to the wide table. */
+static void csr_set(struct csr *o, size_t c, size_t v)
+{
+    size_t blk = c / CSR_BLOCK, i = c % CSR_BLOCK, k;
+    uint32_t b;
+
+    ASSERT(v < CSR_WIDE && blk < o->nblocks); /* 2^31 entries an event name */
+    if (i == 0) {
+        o->base[blk] = (uint32_t)v;
+        o->rel[c] = 0;
+        return;
+    }
+    b = o->base[blk];
+    if (b & CSR_WIDE) {
+        o->wide[(size_t)(b & ~CSR_WIDE) * CSR_BLOCK + i] = (uint32_t)v;
+        return;
+    }
+    ASSERT(v >= b);
+    if (v - b <= UINT16_MAX) {
+        o->rel[c] = (uint16_t)(v - b);
+        return;
+    }
+    if (o->nwide == o->capwide) {
+        o->capwide = o->capwide ? o->capwide * 2 : 16;
+        o->wide = xrealloc(o->wide, o->capwide * CSR_BLOCK * sizeof *o->wide);
+    }
+    ASSERT(o->nwide < CSR_WIDE);
+    for (k = 0; k < i; k++)
+        o->wide[o->nwide * CSR_BLOCK + k] = b + o->rel[blk * CSR_BLOCK + k];
+    o->wide[o->nwide * CSR_BLOCK + i] = (uint32_t)v;
+    o->base[blk] = CSR_WIDE | (uint32_t)o->nwide++;
+}
+
+static void csr_release(struct csr *o)
+{
+    free(o->base);
+    free(o->rel);
+    free(o->wide);
+    memset(o, 0, sizeof *o);
+}
+
+static size_t csr_bytes(const struct csr *o)
+{
+    return o->nblocks * (sizeof *o->base + CSR_BLOCK * sizeof *o->rel) +
+           o->capwide * CSR_BLOCK * sizeof *o->wide;
 }
 
 /* ---- columns ---------------------------------------------------------------------- */
@@ -353,7 +418,7 @@ static void evname_release(struct evname *en)
     int i;
 
     free(en->name);
-    free(en->off);
+    csr_release(&en->off);
     free(en->time);
     free(en->row);
     free(en->pend);
@@ -426,7 +491,7 @@ static void resize_contacts(struct audience_index *ix, size_t cap)
     for (i = 0; i < ix->nattrs; i++)
         column_resize(&ix->attrs[i], cap);
     for (i = 0; i < ix->nnames; i++)
-        ix->names[i].off = xrealloc(ix->names[i].off, (cap + 1) * sizeof(uint32_t));
+        csr_resize(&ix->names[i].off, cap);
     ix->cap = cap;
 }
 
@@ -449,7 +514,7 @@ static void ensure_contact(struct audience_index *ix, int64_t id)
             struct evname *en = &ix->names[i];
             size_t c;
             for (c = ix->ncontacts + 1; c <= n; c++)
-                en->off[c] = en->off[ix->ncontacts];
+                csr_set(&en->off, c, csr_get(&en->off, ix->ncontacts));
         }
         ix->ncontacts = n;
     }
@@ -569,7 +634,7 @@ static int on_name(void *ctx, int64_t id, const char *name)
     memset(en, 0, sizeof *en);
     en->name_id = id;
     en->name = xstrdup(name);
-    en->off = xcalloc(ix->cap + 1, sizeof *en->off);
+    csr_resize(&en->off, ix->cap);
     return 0;
 }
 
@@ -717,18 +782,19 @@ static void pend_sort(const struct audience_index *ix, struct evname *en)
 static void merge_evname(struct audience_index *ix, struct evname *en)
 {
     size_t nc = ix->ncontacts, c, i, pos, newn = 0, pj = 0;
-    uint32_t *off = xmalloc((ix->cap + 1) * sizeof *off);
+    struct csr off = {0};
     int64_t *src, *time, *row;
     size_t vs;
     int k;
 
+    csr_resize(&off, ix->cap);
     pend_sort(ix, en);
     /* Where each entry of the new arrays comes from: base i, or pending -(j + 1). */
     src = xmalloc((en->n + en->npend + 1) * sizeof *src);
     for (c = 0; c < nc; c++) {
-        size_t hi = en->off[c + 1];
-        off[c] = (uint32_t)newn;
-        i = en->off[c];
+        size_t hi = csr_get(&en->off, c + 1);
+        csr_set(&off, c, newn);
+        i = csr_get(&en->off, c);
         while (i < hi || (pj < en->npend && en->pend[pj].contact == c)) {
             int take_base;
             if (i < hi && index_is_dead(ix, en->row[i])) {
@@ -745,8 +811,7 @@ static void merge_evname(struct audience_index *ix, struct evname *en)
         }
     }
     ASSERT(pj == en->npend);
-    ASSERT(newn < UINT32_MAX);
-    off[nc] = (uint32_t)newn;
+    csr_set(&off, nc, newn);
     time = xmalloc((newn ? newn : 1) * sizeof *time);
     row = xmalloc((newn ? newn : 1) * sizeof *row);
     for (pos = 0; pos < newn; pos++) {
@@ -790,7 +855,7 @@ static void merge_evname(struct audience_index *ix, struct evname *en)
     en->npend = 0;
     en->nfresh = 0;
     en->nslots = 0;
-    free(en->off);
+    csr_release(&en->off);
     free(en->time);
     free(en->row);
     en->off = off;
@@ -1003,7 +1068,7 @@ static void log_memory(const struct audience_index *ix)
         buf_printf(&b, "%s %.1f, ", ix->attrs[i].name, column_bytes(&ix->attrs[i]) / 1048576.0);
     for (i = 0; i < ix->nnames; i++)
         buf_printf(&b, "event %s %.1f + %.1f, ", ix->names[i].name,
-                   (ix->cap + 1) * sizeof(uint32_t) / 1048576.0, ix->names[i].n * 16 / 1048576.0);
+                   csr_bytes(&ix->names[i].off) / 1048576.0, ix->names[i].n * 16 / 1048576.0);
     log_debug("segment", "index memory (MB): %.*s", b.len > 2 ? (int)b.len - 2 : 0, b.p ? b.p : "");
     buf_release(&b);
 }
@@ -1028,7 +1093,7 @@ static int entry_of(const struct propload *pl, int64_t c, int64_t t, int64_t id,
 
     if (c <= 0 || (size_t)c >= pl->ix->ncontacts)
         return 0;
-    hi = en->off[c + 1];
+    hi = csr_get(&en->off, c + 1);
     for (i = evname_lower_bound(en, (size_t)c, t); i < hi && en->time[i] == t; i++)
         if (en->row[i] == id && !index_is_dead(pl->ix, id)) {
             *pending = 0;
@@ -1142,7 +1207,7 @@ size_t audience_index_recent(const struct audience_index *ix, int64_t contact, s
         const struct evname *en = &ix->names[i];
         size_t j, taken = 0;
         /* Each contact's entries are sorted by time: walk back from the newest. */
-        for (j = en->off[c + 1]; j > en->off[c] && taken < limit; j--) {
+        for (j = csr_get(&en->off, c + 1); j > csr_get(&en->off, c) && taken < limit; j--) {
             if (ix->ndead && index_is_dead(ix, en->row[j - 1]))
                 continue;
             keep_latest(rows, times, &n, limit, en->row[j - 1], en->time[j - 1]);
@@ -1187,7 +1252,7 @@ static void index_stats(const struct audience_index *ix, struct audience_stats *
         out->pending += (int64_t)en->npend;
         for (j = 0; exact && ix->ndead && j < en->n; j++) /* rows superseded since the last merge */
             out->events -= index_is_dead(ix, en->row[j]);
-        bytes += (ix->cap + 1) * sizeof(uint32_t) + en->n * 16;
+        bytes += csr_bytes(&en->off) + en->n * 16;
         for (k = 0; k < en->npcols; k++)
             bytes += column_bytes(&en->pcols[k]);
         out->property_columns += en->npcols;

@@ -75,10 +75,30 @@ struct pending_event {
     uint32_t slot;         /* index into ppcols[k] */
     int64_t time, row;
 };
+/* CSR offsets, 2 bytes and a quarter a contact: contact c's first entry is base[c / 16]
+ * + rel[c]; in a block of 16 contacts whose entries pass 65,535 (heavy users), base
+ * has its top bit set and the block's offsets are wide[(base & ~CSR_WIDE) * 16 + c % 16]. */
+#define CSR_BLOCK 16
+#define CSR_WIDE 0x80000000u
+struct csr {
+    uint32_t *base;        /* a block's first offset, or CSR_WIDE | its wide block */
+    uint16_t *rel;         /* per contact, from its block's first offset */
+    uint32_t *wide;
+    size_t nblocks, nwide, capwide;
+};
+
+static inline size_t csr_get(const struct csr *o, size_t c)
+{
+    uint32_t b = o->base[c / CSR_BLOCK];
+
+    return b & CSR_WIDE ? o->wide[(size_t)(b & ~CSR_WIDE) * CSR_BLOCK + c % CSR_BLOCK]
+                        : (size_t)b + o->rel[c];
+}
+
 struct evname {
     int64_t name_id;
     char *name;
-    uint32_t *off;         /* off[c] .. off[c+1]: contact c's entries; ncontacts + 1 */
+    struct csr off;        /* off(c) .. off(c+1): contact c's entries; ncontacts + 1 */
     int64_t *time, *row;
     size_t n;              /* entries */
     struct pending_event *pend;
@@ -118,10 +138,10 @@ int index_is_dead(const struct audience_index *ix, int64_t row);
 /* The first pending entry of en whose contact is at least c. */
 size_t index_pend_lower_bound(const struct evname *en, size_t c);
 
-/* The first of contact c's entries in en at or after instant t (off[c + 1] if none). */
+/* The first of contact c's entries in en at or after instant t (off(c + 1) if none). */
 static inline size_t evname_lower_bound(const struct evname *en, size_t c, int64_t t)
 {
-    size_t lo = en->off[c], hi = en->off[c + 1];
+    size_t lo = csr_get(&en->off, c), hi = csr_get(&en->off, c + 1);
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;

@@ -472,32 +472,47 @@ UTEST(segment, contains_sees_an_email_set_again)
     sx_close(&s);
 }
 
-/* Many contacts in one transaction: city "<prefix><i>" for ids c<from>..c<to - 1>, and
- * for each an event "visit" whose "page" property is "p<i>". */
-static void bulk(struct sx *s, int from, int to)
+/* Contact and event records (JSON arrays, either may be NULL) stored in one transaction;
+ * the arrays are consumed. */
+static void store_all(struct sx *s, json_t *contacts, json_t *events)
 {
     struct ingest_ctx cx = {.kind = SRC_API, .source = "api", .origin = "test",
                             .received_at = T0};
     enum ingest_outcome o;
-    int i;
+    size_t i;
 
     cr_assert_eq(ingest_begin(&s->f.in, &s->f.e), 0, "%s", s->f.e.msg);
+    for (i = 0; i < json_array_size(contacts); i++)
+        cr_assert_eq(ingest_contact(&s->f.in, &cx, json_array_get(contacts, i), &o, &s->f.e), 0,
+                     "%s", s->f.e.msg);
+    for (i = 0; i < json_array_size(events); i++)
+        cr_assert_eq(ingest_event(&s->f.in, &cx, json_array_get(events, i), &o, &s->f.e), 0,
+                     "%s", s->f.e.msg);
+    cr_assert_eq(ingest_commit(&s->f.in, &s->f.e), 0, "%s", s->f.e.msg);
+    json_decref(contacts);
+    json_decref(events);
+}
+
+/* Contacts c<from>..c<to - 1> with city "city-<i>", each with an event "visit" whose
+ * "page" property is "p<i>". */
+static void bulk(struct sx *s, int from, int to)
+{
+    json_t *contacts = json_array(), *events = json_array();
+    int i;
+
     for (i = from; i < to; i++) {
         char xid[32], city[32], page[32], iso[32];
-        json_t *c, *ev;
         snprintf(xid, sizeof xid, "c%d", i);
         snprintf(city, sizeof city, "city-%d", i);
         snprintf(page, sizeof page, "p%d", i);
         time_format_iso(T0 + i, iso);
-        c = json_pack("{s:s,s:{s:s}}", "external_id", xid, "attributes", "city", city);
-        ev = json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", xid, "event", "visit",
-                       "event_id", xid, "occurred_at", iso, "properties", "page", page);
-        cr_assert_eq(ingest_contact(&s->f.in, &cx, c, &o, &s->f.e), 0, "%s", s->f.e.msg);
-        cr_assert_eq(ingest_event(&s->f.in, &cx, ev, &o, &s->f.e), 0, "%s", s->f.e.msg);
-        json_decref(c);
-        json_decref(ev);
+        json_array_append_new(contacts, json_pack("{s:s,s:{s:s}}", "external_id", xid,
+                                                  "attributes", "city", city));
+        json_array_append_new(events, json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", xid,
+                                                "event", "visit", "event_id", xid, "occurred_at",
+                                                iso, "properties", "page", page));
     }
-    cr_assert_eq(ingest_commit(&s->f.in, &s->f.e), 0, "%s", s->f.e.msg);
+    store_all(s, contacts, events);
 }
 
 UTEST(segment, dictionary_codes_widen_as_values_grow)
@@ -534,5 +549,67 @@ UTEST(segment, dictionary_codes_widen_as_values_grow)
     expect(&s, now, rules, "c65432");
     snprintf(rules, sizeof rules, page, "p12");
     expect(&s, now, rules, "c12");
+    sx_close(&s);
+}
+
+/* n "tick" events of contact xid, a second apart from at, in one transaction. */
+static void ticks(struct sx *s, const char *xid, int n, int64_t at)
+{
+    json_t *events = json_array();
+    int i;
+
+    for (i = 0; i < n; i++) {
+        char iso[32], id[64];
+        time_format_iso(at + i * 1000LL, iso);
+        snprintf(id, sizeof id, "%s-%lld-%d", xid, (long long)at, i);
+        json_array_append_new(events, json_pack("{s:s,s:s,s:s,s:s,s:{}}", "external_id", xid,
+                                                "event", "tick", "event_id", id, "occurred_at",
+                                                iso, "properties"));
+    }
+    store_all(s, NULL, events);
+}
+
+UTEST(segment, a_contact_with_more_events_than_two_byte_offsets_hold)
+{
+    struct sx s;
+    const int64_t now = T0 + 10 * DAY;
+    const char *tick = "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
+                       "\"within_days\":30,\"count_gte\":%d}";
+    char rules[256];
+
+    sx_open(&s);
+    contact(&s, "{\"external_id\":\"a\"}");
+    contact(&s, "{\"external_id\":\"heavy\"}");
+    ticks(&s, "a", 2, T0);
+    ticks(&s, "heavy", 70000, T0); /* its block of contacts needs 4-byte offsets */
+    contact(&s, "{\"external_id\":\"b\"}"); /* after it, in the same block */
+    ticks(&s, "b", 3, T0);
+    snprintf(rules, sizeof rules, tick, 70000);
+    expect(&s, now, rules, "heavy");
+    snprintf(rules, sizeof rules, tick, 70001);
+    expect(&s, now, rules, "");
+    snprintf(rules, sizeof rules, tick, 2);
+    expect(&s, now, rules, "a,heavy,b");
+    snprintf(rules, sizeof rules, tick, 3);
+    expect(&s, now, rules, "heavy,b");
+    /* Contacts added after the wide block, with and without events, merged again. */
+    contact(&s, "{\"external_id\":\"c\"}");
+    contact(&s, "{\"external_id\":\"d\"}");
+    audience_index_set_merge_min(s.ix, 0);
+    ticks(&s, "d", 4, T0 + DAY);
+    ticks(&s, "a", 1, T0 + DAY);
+    snprintf(rules, sizeof rules, tick, 3);
+    expect(&s, now, rules, "a,heavy,b,d");
+    snprintf(rules, sizeof rules, tick, 4);
+    expect(&s, now, rules, "heavy,d");
+    expect(&s, now, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_not_event\",\"within_days\":30}", "c");
+    /* The window's edge inside the heavy contact's entries (one a second from T0): from
+     * T0 + 1 h on, both ends included, 66,400 of them. */
+    expect(&s, T0 + DAY + 3600000, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
+                                   "\"within_days\":1,\"count_gte\":66400}", "heavy");
+    expect(&s, T0 + DAY + 3600000, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
+                                   "\"within_days\":1,\"count_gte\":66401}", "");
+    expect(&s, T0 + DAY, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
+                         "\"within_days\":1,\"count_gte\":70000}", "heavy");
     sx_close(&s);
 }
