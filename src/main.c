@@ -1237,8 +1237,6 @@ static int sync_backfill(struct cli *c)
         return rc;
     }
     rc = sync_pass(st, &c->cfg, name, &o, &rep, &e);
-    if (o.progress)
-        fputc('\n', stderr);
     store_close(st);
     free(since_json);
     if (rc)

@@ -109,6 +109,10 @@ size_t utf8_prefix(const char *s, size_t n, size_t max);
  * by truncation) become '?'. For user text that reaches messages, logs and JSON. */
 void utf8_sanitize(char *s);
 void utf8_sanitize_n(char *s, size_t n); /* the same for s[0..n), NULs and all */
+/* A progress line on stderr, redrawn in place: label, the share done (done of total,
+ * when total > 0) with an ETA, rows and rows/s; final ends the line. */
+void progress_line(const char *label, int64_t done, int64_t total, int64_t rows, double elapsed_s,
+                   int final);
 /* Appends s as a JSON string literal (quotes included); invalid UTF-8 becomes U+FFFD. */
 void buf_add_json_str(struct buf *b, const char *s, size_t n);
 

@@ -431,3 +431,19 @@ uint64_t hash64(const void *p, size_t n)
     }
     return h;
 }
+
+void progress_line(const char *label, int64_t done, int64_t total, int64_t rows, double elapsed_s,
+                   int final)
+{
+    double rate = elapsed_s > 0 ? (double)rows / elapsed_s : 0;
+
+    if (total > 0 && !final) {
+        double frac = done >= total ? 1 : (double)done / (double)total;
+        double eta = frac > 0 ? elapsed_s * (1 - frac) / frac : 0;
+        fprintf(stderr, "\r  %s  %5.1f%%  %lld rows  %.0f rows/s  ETA %dm%02ds   ", label,
+                frac * 100, (long long)rows, rate, (int)eta / 60, (int)eta % 60);
+    } else {
+        fprintf(stderr, "\r  %s  %lld rows  %.0f rows/s%s", label, (long long)rows, rate,
+                final ? "                        \n" : "   ");
+    }
+}

@@ -864,19 +864,7 @@ static void on_row(int c, void *data)
 static void progress(struct import_state *s, int64_t done_bytes, int64_t total, double elapsed,
                      int final)
 {
-    double rate = elapsed > 0 ? (double)atomic_load(&s->rows_parsed) / elapsed : 0;
-
-    if (total > 0 && !final) {
-        double frac = (double)done_bytes / (double)total;
-        double eta = frac > 0 ? elapsed * (1 - frac) / frac : 0;
-        fprintf(stderr, "\r  %s  %5.1f%%  %lld rows  %.0f rows/s  ETA %dm%02ds   ", s->fname,
-                frac * 100, (long long)atomic_load(&s->rows_parsed), rate, (int)eta / 60,
-                (int)eta % 60);
-    } else {
-        fprintf(stderr, "\r  %s  %lld rows  %.0f rows/s%s", s->fname,
-                (long long)atomic_load(&s->rows_parsed), rate,
-                final ? "                        \n" : "   ");
-    }
+    progress_line(s->fname, done_bytes, total, atomic_load(&s->rows_parsed), elapsed, final);
 }
 
 /* Starts the writer thread of an events import, with the reader's own contracts. */

@@ -485,6 +485,8 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
     struct contract_set *cs = NULL;
     struct ahead a, *done = NULL;
     json_t *trail = NULL;
+    int64_t total = 0, read0 = p->rep->read;
+    double t0 = clock_mono_ms();
     int live = !(o && o->backfill);
     int rc = store_sync_checkpoint_get(st, source_id, t->table, &cp, e);
 
@@ -516,6 +518,11 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
             contract_set_free(cs);
             return rc;
         }
+    }
+    if (o && o->progress) {
+        struct err ce = {0};
+        if (sync_count(c, t, o->backfill ? o->since : NULL, &total, &ce))
+            total = 0; /* the bar without its end: rows and rows/s only */
     }
     if (o && o->backfill)
         ahead_start(&a, o->since, NULL, NULL); /* from --since (or the start), not the checkpoint */
@@ -568,7 +575,8 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
         if (rc == 0)
             p->rep->read += b->n;
         if (rc == 0 && o && o->progress)
-            fprintf(stderr, "\r  %s: %lld rows", t->table, (long long)p->rep->read);
+            progress_line(t->table, p->rep->read - read0, total, p->rep->read - read0,
+                          (clock_mono_ms() - t0) / 1000, 0);
         /* Freed by the reading thread with its next batch (or here, when none). */
         done = xmalloc(sizeof *done);
         *done = cur;
@@ -587,6 +595,8 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
         ahead_release(done);
         free(done);
     }
+    if (o && o->progress)
+        progress_line(t->table, 0, 0, p->rep->read - read0, (clock_mono_ms() - t0) / 1000, 1);
     json_decref(trail);
     contract_set_free(cs);
     return rc;

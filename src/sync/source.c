@@ -531,3 +531,47 @@ int sync_read(struct sync_conn *c, const struct sync_table *t, const char *curso
 
     return sync_read_range(c, t, &rg, limit, out, e);
 }
+
+int sync_count(struct sync_conn *c, const struct sync_table *t, const char *since,
+               int64_t *out, struct err *e)
+{
+    struct buf q;
+    int rc = 0;
+
+    *out = 0;
+    buf_init(&q);
+    buf_adds(&q, "SELECT count(*) FROM ");
+    quoted(&q, t->table);
+    if (since) {
+        buf_adds(&q, " WHERE ");
+        quoted(&q, t->cursor);
+        buf_adds(&q, c->pg ? " >= $1" : " >= ?1");
+    }
+    if (c->pg) {
+        json_t *s = since ? json_loads(since, JSON_DECODE_ANY, NULL) : NULL;
+        const char *p = json_string_value(s);
+        PGresult *r = PQexecParams(c->pgc, q.p, since ? 1 : 0, NULL, since ? &p : NULL, NULL,
+                                   NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            *out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        else
+            rc = ERR(e, E_IO, "source %s, table %s: cannot count its rows", c->name, t->table);
+        PQclear(r);
+        json_decref(s);
+    } else {
+        sqlite3_stmt *s = NULL;
+        if (sqlite3_prepare_v2(c->db, q.p, -1, &s, NULL) == SQLITE_OK) {
+            if (since)
+                bind_json(s, 1, since);
+            if (sqlite3_step(s) == SQLITE_ROW)
+                *out = sqlite3_column_int64(s, 0);
+            else
+                rc = ERR(e, E_IO, "source %s, table %s: %s", c->name, t->table, sqlite3_errmsg(c->db));
+        } else {
+            rc = ERR(e, E_IO, "source %s, table %s: %s", c->name, t->table, sqlite3_errmsg(c->db));
+        }
+        sqlite3_finalize(s);
+    }
+    buf_release(&q);
+    return rc;
+}

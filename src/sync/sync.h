@@ -102,6 +102,10 @@ int sync_is_deleted(const struct jt *v);
  * the arena of a batch done with (arena_reset), whose chunks are reused. */
 int sync_read(struct sync_conn *c, const struct sync_table *t, const char *cursor,
               const char *key, int limit, struct sync_batch *out, struct err *e);
+/* The rows a read from cursor value since on (inclusive; NULL: all) would give: a
+ * backfill's progress. */
+int sync_count(struct sync_conn *c, const struct sync_table *t, const char *since,
+               int64_t *out, struct err *e);
 /* The same, up to (until_cursor, until_key) included when until_cursor is set (with a
  * start after (cursor, key)): the rows behind a checkpoint, read again. */
 struct sync_range {
