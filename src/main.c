@@ -1271,10 +1271,11 @@ static int reconcile_one(struct cli *c, struct store *st, const char *name)
                        json_string_value(json_object_get(t, "skipped")));
                 continue;
             }
-            printf("%s %s: %lld source rows, %lld stored, %lld missing, %lld extra%s\n", name,
-                   json_string_value(json_object_get(t, "table")),
+            printf("%s %s: %lld source rows, %lld stored, %lld refused (dead letters), %lld "
+                   "missing, %lld extra%s\n", name, json_string_value(json_object_get(t, "table")),
                    (long long)json_integer_value(json_object_get(t, "source_rows")),
                    (long long)json_integer_value(json_object_get(t, "stored")),
+                   (long long)json_integer_value(json_object_get(t, "refused")),
                    (long long)json_integer_value(json_object_get(t, "missing")),
                    (long long)json_integer_value(json_object_get(t, "extra")),
                    json_array_size(days) && opt(c, "repair") ? " (repaired)" : "");

@@ -83,6 +83,22 @@ static int on_stored(void *ctx, const struct store_event *ev)
     return 0;
 }
 
+/* A pending dead letter of this source and table (origin "table:key"): its key. */
+struct refused_ctx {
+    struct strmap *keys;
+    const char *table;
+    size_t tlen;
+};
+
+static int on_refused(void *ctx, const struct store_rejected *r)
+{
+    struct refused_ctx *rc = ctx;
+
+    if (r->origin && strncmp(r->origin, rc->table, rc->tlen) == 0 && r->origin[rc->tlen] == ':')
+        strmap_put(rc->keys, r->origin + rc->tlen + 1, strlen(r->origin + rc->tlen + 1), 1);
+    return 0;
+}
+
 static void add_key(json_t *list, const char *key, size_t n)
 {
     if (json_array_size(list) < SHOW_KEYS)
@@ -95,16 +111,18 @@ static int reconcile_table(struct store *st, struct sync_conn *c, const char *na
                            int64_t *mismatches, struct err *e)
 {
     struct side src = {0}, dst = {0};
+    struct strmap refused;
     char prefix[300], label[160];
     struct stored_ctx sc;
     char *cursor = NULL, *key = NULL;
     json_t *days = json_array();
-    int64_t nsrc = 0, ndst = 0, missing = 0, nextra = 0;
+    int64_t nsrc = 0, ndst = 0, missing = 0, nextra = 0, nrefused = 0;
     size_t i;
     int rc = 0, k;
 
     strmap_init(&src.keys);
     strmap_init(&dst.keys);
+    strmap_init(&refused);
     /* The source: every live row's key and day. */
     for (;;) {
         struct sync_batch b = {0};
@@ -141,10 +159,16 @@ static int reconcile_table(struct store *st, struct sync_conn *c, const char *na
     sc = (struct stored_ctx){&src, &dst, prefix, strlen(prefix), label};
     if (rc == 0)
         rc = store_events_live(st, 0, on_stored, &sc, e);
+    if (rc == 0) { /* rows its contracts refused: kept as dead letters, not missing */
+        struct store_rejected_filter f = {.status = "pending", .source = label};
+        struct refused_ctx rf = {&refused, t->table, strlen(t->table)};
+        rc = store_rejected_list(st, &f, on_refused, &rf, e);
+    }
     for (i = 0; rc == 0 && (int)i < src.ndays; i++) {
         struct day *dy = &src.days[i];
         json_t *miss, *ext;
         size_t s;
+        int64_t before = missing + nextra;
         char iso[32];
         ndst += dy->dst;
         if (dy->src == dy->dst && dy->src_xor == dy->dst_xor)
@@ -157,6 +181,10 @@ static int reconcile_table(struct store *st, struct sync_conn *c, const char *na
             int64_t d;
             if (sl->key && sl->value == dy->day &&
                 !(strmap_get(&dst.keys, sl->key, sl->len, &d) && d == dy->day)) {
+                if (strmap_get(&refused, sl->key, sl->len, &d)) {
+                    nrefused++; /* a pending dead letter: see `engage rejected list` */
+                    continue;
+                }
                 add_key(miss, sl->key, sl->len);
                 missing++;
             }
@@ -173,6 +201,11 @@ static int reconcile_table(struct store *st, struct sync_conn *c, const char *na
                 nextra++;
             }
         }
+        if (missing + nextra == before) { /* only refused rows differ that day */
+            json_decref(miss);
+            json_decref(ext);
+            continue;
+        }
         time_format_iso(dy->day * 86400000, iso);
         iso[10] = '\0';
         json_array_append_new(days, json_pack("{s:s,s:I,s:I,s:o,s:o}", "day",
@@ -181,15 +214,17 @@ static int reconcile_table(struct store *st, struct sync_conn *c, const char *na
                                               "missing", miss, "extra", ext));
     }
     if (rc == 0) {
-        *out = json_pack("{s:s,s:I,s:I,s:I,s:I,s:o}", "table", t->table, "source_rows",
-                         (json_int_t)nsrc, "stored", (json_int_t)ndst, "missing",
-                         (json_int_t)missing, "extra", (json_int_t)nextra, "days", days);
+        *out = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:o}", "table", t->table, "source_rows",
+                         (json_int_t)nsrc, "stored", (json_int_t)ndst, "refused",
+                         (json_int_t)nrefused, "missing", (json_int_t)missing, "extra",
+                         (json_int_t)nextra, "days", days);
         *mismatches += missing + nextra;
     } else {
         json_decref(days);
     }
     strmap_release(&src.keys);
     strmap_release(&dst.keys);
+    strmap_release(&refused);
     free(src.days);
     return rc;
 }

@@ -340,6 +340,15 @@ test('PostgreSQL: reconcile finds rows removed behind our back and rows the curs
   let rep = JSON.parse(r.stdout);
   assert.equal(rep.mismatches, 0, r.stdout);
   assert.equal(rep.tables.find((t) => t.table === 'contacts').skipped.length > 0, true);
+  // A row its contract refuses is a dead letter, not a mismatch.
+  db(`INSERT INTO orders (id, contact_id, amount, currency, created_at) VALUES (900, 'c1', -5, 'INR', '2026-10-02T04:00:00Z');`);
+  assert.equal(run(data).rejected, 1);
+  rep = JSON.parse(engage(['sync', 'reconcile', '--json'], { data }).stdout);
+  assert.equal(rep.mismatches, 0, JSON.stringify(rep));
+  assert.equal(rep.tables.find((t) => t.table === 'orders').refused, 1);
+  assert.deepEqual(rep.tables.find((t) => t.table === 'orders').days, []);
+  db(`DELETE FROM orders WHERE id = 900;`);
+  assert.equal(engage(['rejected', 'dismiss', '--source', 'sync:crm'], { data }).code, 0);
   // Hard deletes (invisible to a cursor), and rows written with an old updated_at.
   db(`DELETE FROM orders WHERE id IN (7, 150);
       INSERT INTO orders (id, contact_id, amount, currency, created_at, updated_at) VALUES
@@ -348,7 +357,7 @@ test('PostgreSQL: reconcile finds rows removed behind our back and rows the curs
   assert.equal(run(data).read, 0, 'the live sync sees none of it');
   r = engage(['sync', 'reconcile', '--source', 'crm'], { data });
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /crm orders: 200 source rows, 200 stored, 2 missing, 2 extra/);
+  assert.match(r.stdout, /crm orders: 200 source rows, 200 stored, 0 refused \(dead letters\), 2 missing, 2 extra/);
   assert.match(r.stdout, /2026-10-01: .*extra \["7"\]/);
   assert.match(r.stdout, /2026-10-02: .*missing \["1001","1002"\]|missing \["1002","1001"\]/);
   assert.match(r.stdout, /--repair/);
@@ -370,7 +379,7 @@ test('PostgreSQL: reconcile finds rows removed behind our back and rows the curs
     assert.deepEqual(list.json.items.map((x) => [x.mismatches, x.repaired]), [[0, false], [4, true]]);
     assert.ok(list.json.next_cursor);
     const more = await api(srv.url, `/api/v1/sync/reconciliations?limit=5&cursor=${list.json.next_cursor}`, { key: analyst });
-    assert.equal(more.json.items.length, 2);
+    assert.equal(more.json.items.length, 3);
     assert.equal(more.json.items[0].tables.find((t) => t.table === 'orders').extra, 2);
   } finally {
     await srv.stop();
