@@ -1805,7 +1805,7 @@ static int cmd_segment(struct cli *c)
     } else if (rc == 0) {
         rc = segment_eval(ix, plan, clock_now_ms(), &lim, &res, &e);
         if (rc == 0 && opt(c, "members")) {
-            segment_members(ix, &res, 0, 0, collect_member, &m);
+            rc = segment_members(ix, st, &res, 0, 0, collect_member, &m, &e);
             qsort(m.ids, m.n, sizeof *m.ids, cmp_str);
         }
         if (rc == 0) {
@@ -1997,6 +1997,11 @@ static int bench_segments(struct cli *c)
             rc = die("%s: %s", path, e.msg);
         free(t);
         segment_plan_free(plan);
+    }
+    if (rc == 0) { /* with the columns the segments loaded on first use */
+        audience_index_stats(ix, &ixs);
+        printf("index after the segments: %.1f MB (columns loaded for them included)\n",
+               (double)ixs.bytes / 1048576.0);
     }
     audience_index_free(ix);
     store_close(st);

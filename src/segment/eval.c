@@ -88,6 +88,8 @@ static int resolve(struct audience_index *ix, struct store *st, struct node *n, 
                 return rc;
         return 0;
     case N_ATTR:
+        if (n->builtin == BI_EMAIL || n->builtin == BI_EXTERNAL_ID)
+            return index_load_ident(ix, st, n->builtin, e);
         if (n->builtin == BI_NONE)
             n->col = index_attr_col(ix, n->field, n->c.type, 0);
         if (n->col >= 0 && ix->attrs[n->col].type != n->c.type)
@@ -677,14 +679,18 @@ void segment_result_release(struct segment_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int segment_members(const struct audience_index *ix, const struct segment_result *r,
-                    int64_t after_id, int64_t limit, segment_member_fn fn, void *ctx)
+int segment_members(struct audience_index *ix, struct store *st, const struct segment_result *r,
+                    int64_t after_id, int64_t limit, segment_member_fn fn, void *ctx,
+                    struct err *e)
 {
     const struct column *xid = &ix->builtins[BI_EXTERNAL_ID];
     size_t c = after_id < 0 ? 0 : (size_t)after_id + 1, nbits = r->nwords * 64;
     int64_t sent = 0;
     int rc;
 
+    if (xid->unloaded && (limit <= 0 || limit > 1000) &&
+        (rc = index_load_ident(ix, st, BI_EXTERNAL_ID, e)) != 0)
+        return rc;
     while (c < nbits && (limit <= 0 || sent < limit)) {
         uint64_t w = r->bits[c / 64] >> (c % 64);
         if (w == 0) {
@@ -692,7 +698,16 @@ int segment_members(const struct audience_index *ix, const struct segment_result
             continue;
         }
         c += (size_t)__builtin_ctzll(w);
-        rc = fn(ctx, (int64_t)c, column_text(xid, c));
+        if (!xid->unloaded) {
+            rc = fn(ctx, (int64_t)c, column_text(xid, c));
+        } else { /* a short page: from the store */
+            struct store_contact sc;
+            store_contact_init(&sc);
+            rc = store_contact_get(st, (int64_t)c, &sc, e);
+            if (rc == 0)
+                rc = fn(ctx, (int64_t)c, sc.external_id);
+            store_contact_release(&sc);
+        }
         if (rc)
             return rc;
         sent++;

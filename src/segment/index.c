@@ -384,14 +384,21 @@ static const char *const bi_names[BI__N] = {"", "email", "external_id", "created
 static const enum ftype bi_types[BI__N] = {FT_STRING, FT_STRING, FT_STRING, FT_TIMESTAMP,
                                            FT_STRING};
 
-void audience_index_new(struct audience_index **out)
+static void builtins_init(struct audience_index *ix)
 {
-    struct audience_index *ix = xcalloc(1, sizeof *ix);
     int i;
 
     for (i = 1; i < BI__N; i++)
         column_init(&ix->builtins[i], bi_names[i], bi_types[i], 0);
     ix->builtins[BI_EMAIL].arena = ix->builtins[BI_EXTERNAL_ID].arena = 1;
+    ix->builtins[BI_EMAIL].unloaded = ix->builtins[BI_EXTERNAL_ID].unloaded = 1;
+}
+
+void audience_index_new(struct audience_index **out)
+{
+    struct audience_index *ix = xcalloc(1, sizeof *ix);
+
+    builtins_init(ix);
     ix->merge_min = 8192;
     {
         /* Tests run the random comparison with both paths: merge always, merge never. */
@@ -455,9 +462,7 @@ static void index_reset(struct audience_index *ix)
     ix->merge_min = merge_min;
     ix->cs = cs; /* the contracts describe the store, not what the index held */
     ix->contracts_stamp = stamp;
-    for (i = 1; i < BI__N; i++)
-        column_init(&ix->builtins[i], bi_names[i], bi_types[i], 0);
-    ix->builtins[BI_EMAIL].arena = ix->builtins[BI_EXTERNAL_ID].arena = 1;
+    builtins_init(ix);
 }
 
 void audience_index_free(struct audience_index *ix)
@@ -487,7 +492,8 @@ static void resize_contacts(struct audience_index *ix, size_t cap)
     if (neww > oldw)
         memset(ix->live + oldw, 0, (neww - oldw) * sizeof *ix->live);
     for (i = 1; i < BI__N; i++)
-        column_resize(&ix->builtins[i], cap);
+        if (!ix->builtins[i].unloaded)
+            column_resize(&ix->builtins[i], cap);
     for (i = 0; i < ix->nattrs; i++)
         column_resize(&ix->attrs[i], cap);
     for (i = 0; i < ix->nnames; i++)
@@ -578,8 +584,10 @@ static int on_contact(void *ctx, const struct store_contact_row *c)
         bit_set(ix->live, id);
     else
         bit_clear(ix->live, id);
-    column_set_str(&ix->builtins[BI_EMAIL], id, c->email);
-    column_set_str(&ix->builtins[BI_EXTERNAL_ID], id, c->external_id);
+    if (!ix->builtins[BI_EMAIL].unloaded)
+        column_set_str(&ix->builtins[BI_EMAIL], id, c->email);
+    if (!ix->builtins[BI_EXTERNAL_ID].unloaded)
+        column_set_str(&ix->builtins[BI_EXTERNAL_ID], id, c->external_id);
     ix->builtins[BI_CREATED_AT].v.ts[id] = c->created_at;
     bit_set(ix->builtins[BI_CREATED_AT].present, id);
     column_set_str(&ix->builtins[BI_EMAIL_CONSENT], id, consent_name(c->consent));
@@ -597,6 +605,45 @@ static int on_contact(void *ctx, const struct store_contact_row *c)
     }
     if (c->seq > ix->contact_seq)
         ix->contact_seq = c->seq;
+    return 0;
+}
+
+struct identload {
+    struct audience_index *ix;
+    struct column *c;
+    int bi;
+};
+
+static int on_ident(void *ctx, const struct store_contact_row *row)
+{
+    struct identload *l = ctx;
+
+    /* Contacts the index has not caught up with yet come with the next catch-up. */
+    if ((size_t)row->id < l->ix->ncontacts)
+        column_set_str(l->c, (size_t)row->id, l->bi == BI_EMAIL ? row->email : row->external_id);
+    return 0;
+}
+
+int index_load_ident(struct audience_index *ix, struct store *st, int bi, struct err *e)
+{
+    struct identload l = {ix, &ix->builtins[bi], bi};
+    double t0 = clock_mono_ms();
+    int rc;
+
+    if (!l.c->unloaded)
+        return 0;
+    l.c->unloaded = 0;
+    column_resize(l.c, ix->cap);
+    rc = store_contact_rows_since(st, 0, 0, on_ident, &l, e);
+    if (rc) { /* none is half-loaded */
+        column_release(l.c);
+        column_init(l.c, bi_names[bi], bi_types[bi], 0);
+        l.c->arena = l.c->unloaded = 1;
+        return rc;
+    }
+    column_fit_text(l.c);
+    log_info("segment", "loaded the %s column (%zu contacts) in %.0f ms", l.c->name,
+             ix->ncontacts ? ix->ncontacts - 1 : 0, clock_mono_ms() - t0);
     return 0;
 }
 

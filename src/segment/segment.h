@@ -104,9 +104,12 @@ void segment_result_release(struct segment_result *r);
 
 typedef int (*segment_member_fn)(void *ctx, int64_t contact_id, const char *external_id);
 /* Calls fn for the members with id > after_id in id order, at most limit (0 = all);
- * a non-zero return from fn stops the walk and is returned. */
-int segment_members(const struct audience_index *ix, const struct segment_result *r,
-                    int64_t after_id, int64_t limit, segment_member_fn fn, void *ctx);
+ * a non-zero return from fn stops the walk and is returned. External ids come from the
+ * index's column when a rule loaded it; else a page of up to 1,000 reads them from the
+ * store, and a longer walk loads the column first. */
+int segment_members(struct audience_index *ix, struct store *st, const struct segment_result *r,
+                    int64_t after_id, int64_t limit, segment_member_fn fn, void *ctx,
+                    struct err *e);
 
 /* ---- saved segments: the service behind /api/v1/segments --------------------------------
  * JSON in and out in the API's shapes (docs/api.md). Validation problems go to errs

@@ -55,6 +55,8 @@ struct column {
      * 4 GiB of it: compacted when rewrites fill it). Their simple case folds are made
      * on the first `contains` and kept current after. */
     int arena;
+    int unloaded;          /* an identifier column (email, external_id) not read yet: no
+                            * slots; the first rule on it loads it (index_load_ident) */
     struct buf text, folded;
     uint32_t *foff;        /* offset in folded per slot, once folded */
     struct strdict dict;
@@ -164,6 +166,11 @@ static inline const char *column_text(const struct column *c, size_t i)
 {
     return c->text.p + c->v.off[i];
 }
+
+/* Loads identifier column bi (BI_EMAIL, BI_EXTERNAL_ID) when it is not yet: a scan of
+ * the contacts, kept current by catch-ups from then on. Members and samples read
+ * identifiers from the store, so the index holds them only once a rule needs them. */
+int index_load_ident(struct audience_index *ix, struct store *st, int bi, struct err *e);
 
 /* Makes the folds of an arena column's strings (once; later writes keep them). */
 void column_fold(struct column *c);

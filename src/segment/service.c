@@ -125,24 +125,27 @@ int segment_recent_events(struct segment_service *sv, struct store *st, int64_t 
 
 /* ---- preview ---------------------------------------------------------------------- */
 
-/* The sample comes from the index itself (as evaluated), not from the store. */
+/* The sample: the first members as evaluated, their identifiers as the store has them. */
 struct sample {
-    const struct audience_index *ix;
+    struct store *st;
     json_t *items;
+    struct err *e;
 };
 
 static int add_sample(void *ctx, int64_t id, const char *xid)
 {
     struct sample *s = ctx;
-    const struct column *email = &s->ix->builtins[BI_EMAIL];
+    struct store_contact c;
+    int rc;
 
-    json_array_append_new(s->items,
-                          json_pack("{s:I,s:s,s:s?}", "contact_id", (json_int_t)id, "external_id",
-                                    xid, "email",
-                                    bit_get(email->present, (size_t)id)
-                                        ? column_text(email, (size_t)id)
-                                        : NULL));
-    return 0;
+    store_contact_init(&c);
+    rc = store_contact_get(s->st, id, &c, s->e);
+    if (rc == 0)
+        json_array_append_new(s->items, json_pack("{s:I,s:s?,s:s?}", "contact_id", (json_int_t)id,
+                                                  "external_id", xid ? xid : c.external_id,
+                                                  "email", c.email));
+    store_contact_release(&c);
+    return rc;
 }
 
 int segment_preview(struct segment_service *sv, struct store *st, const json_t *rules,
@@ -150,7 +153,7 @@ int segment_preview(struct segment_service *sv, struct store *st, const json_t *
 {
     struct segment_plan *plan = NULL;
     struct segment_result res = {0};
-    struct sample smp = {sv->ix, NULL};
+    struct sample smp = {st, NULL, e};
     int rc;
 
     *out = NULL;
@@ -162,7 +165,7 @@ int segment_preview(struct segment_service *sv, struct store *st, const json_t *
     if (rc == 0)
         rc = segment_eval(sv->ix, plan, now, &sv->lim, &res, e);
     if (rc == 0)
-        segment_members(sv->ix, &res, 0, SAMPLE_SIZE, add_sample, &smp);
+        rc = segment_members(sv->ix, st, &res, 0, SAMPLE_SIZE, add_sample, &smp, e);
     pthread_mutex_unlock(&sv->mu);
     errs_prefix(errs, "/rules");
     if (rc == 0) {

@@ -63,7 +63,8 @@ static char *members(struct sx *s, int64_t now, const char *rules_json)
     } else {
         cr_assert_eq(rc, 0, "%s", s->f.e.msg);
         cr_assert_eq(segment_eval(s->ix, p, now, &s->lim, &r, &s->f.e), 0, "%s", s->f.e.msg);
-        segment_members(s->ix, &r, 0, 0, add_id, &out);
+        cr_assert_eq(segment_members(s->ix, s->f.st, &r, 0, 0, add_id, &out, &s->f.e), 0, "%s",
+                     s->f.e.msg);
         segment_result_release(&r);
     }
     segment_plan_free(p);
@@ -611,5 +612,55 @@ UTEST(segment, a_contact_with_more_events_than_two_byte_offsets_hold)
                                    "\"within_days\":1,\"count_gte\":66401}", "");
     expect(&s, T0 + DAY, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
                          "\"within_days\":1,\"count_gte\":70000}", "heavy");
+    sx_close(&s);
+}
+
+static int add_xid_or_none(void *ctx, int64_t id, const char *xid)
+{
+    (void)id;
+    return add_id(ctx, 0, xid ? xid : "(none)");
+}
+
+UTEST(segment, identifiers_are_read_from_the_store_until_a_rule_needs_them)
+{
+    struct sx s;
+    struct segment_plan *p = NULL;
+    struct segment_result r = {0};
+    struct audience_stats st0, st1;
+    struct errlist errs = {0};
+    struct buf page, all;
+    json_t *rules = json_loads("{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"neq\","
+                               "\"value\":\"nowhere\"}", 0, NULL);
+
+    sx_open(&s);
+    bulk(&s, 0, 30);
+    buf_init(&page);
+    buf_init(&all);
+    cr_assert_eq(audience_index_catch_up(s.ix, s.f.st, &s.f.e), 0, "%s", s.f.e.msg);
+    cr_assert_eq(contract_set_load(s.f.st, &s.cs, &s.f.e), 0);
+    cr_assert_eq(segment_compile(s.ix, s.f.st, s.cs, rules, &s.lim, &p, &errs, &s.f.e), 0);
+    cr_assert_eq(segment_eval(s.ix, p, T0, &s.lim, &r, &s.f.e), 0, "%s", s.f.e.msg);
+    audience_index_stats(s.ix, &st0);
+    /* A page (the preview's sample, say): from the store, the index left as it is. */
+    cr_assert_eq(segment_members(s.ix, s.f.st, &r, 3, 5, add_xid_or_none, &page, &s.f.e), 0);
+    cr_assert_str_eq(page.p, "c3,c4,c5,c6,c7");
+    audience_index_stats(s.ix, &st1);
+    cr_assert_eq(st1.bytes, st0.bytes, "no identifier column loaded for a page");
+    /* A rule on an identifier loads its column, kept current after. */
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"external_id\",\"op\":\"in\","
+                   "\"value\":[\"c3\",\"c29\"]}", "c3,c29");
+    audience_index_stats(s.ix, &st1);
+    cr_assert_gt(st1.bytes, st0.bytes);
+    contact(&s, "{\"external_id\":\"late\",\"email\":\"Late@Example.com\"}");
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"external_id\",\"op\":\"eq\",\"value\":\"late\"}", "late");
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"contains\",\"value\":\"late@\"}", "late");
+    /* The whole walk: the same identifiers as the page. */
+    cr_assert_eq(segment_members(s.ix, s.f.st, &r, 3, 0, add_xid_or_none, &all, &s.f.e), 0);
+    cr_assert(strncmp(all.p, "c3,c4,c5,c6,c7,", 15) == 0, "%s", all.p);
+    buf_release(&page);
+    buf_release(&all);
+    segment_result_release(&r);
+    segment_plan_free(p);
+    json_decref(rules);
     sx_close(&s);
 }

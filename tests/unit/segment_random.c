@@ -1979,7 +1979,8 @@ static void check_pages(struct world *w, const struct segment_result *res, const
 
     do {
         before = pg.n;
-        W_ASSERT(w, segment_members(w->ix, res, after, limit, collect_id, &pg) == 0, "members");
+        W_ASSERT(w, segment_members(w->ix, w->f.st, res, after, limit, collect_id, &pg, &w->f.e) == 0,
+                 "members: %s", w->f.e.msg);
         W_ASSERT(w, pg.n - before <= (size_t)limit, "a page of %zu > limit %lld", pg.n - before,
                  (long long)limit);
         after = pg.last;
@@ -2103,7 +2104,8 @@ static int check_tree(struct world *w, json_t *rules, int64_t now, int invalid)
         free(t);
     }
     W_ASSERT(w, segment_eval(w->ix, plan, now, &w->lim, &res, &w->f.e) == 0, "%s", w->f.e.msg);
-    W_ASSERT(w, segment_members(w->ix, &res, 0, 0, collect_id, &eng) == 0, "members");
+    W_ASSERT(w, segment_members(w->ix, w->f.st, &res, 0, 0, collect_id, &eng, &w->f.e) == 0,
+             "members: %s", w->f.e.msg);
     W_ASSERT(w, (size_t)res.count == eng.n, "count %lld but %zu members", (long long)res.count,
              eng.n);
     if (pct(&w->r, 10))
