@@ -140,6 +140,7 @@ int segment_compile(struct audience_index *ix, struct store *st, const struct co
     *out = xcalloc(1, sizeof **out);
     (*out)->root = root;
     (*out)->ix = ix;
+    (*out)->generation = ix->generation;
     (*out)->nrules = nrules;
     return 0;
 }
@@ -369,7 +370,7 @@ static int arena_test(const struct bound *bd, const struct column *col, size_t s
             m = str_cmp(s, n, c->str[i], c->lens[i]) == 0;
         return m;
     case OP_CONTAINS: {
-        const char *f = col->folded.p + col->foff[slot];
+        const char *f = column_folded(col, slot);
         return c->folded_len == 0 || memmem(f, strlen(f), c->folded, c->folded_len) != NULL;
     }
     case OP_GTE:
@@ -640,6 +641,9 @@ int segment_eval(struct audience_index *ix, const struct segment_plan *p, int64_
 
     ASSERT(p->ix == ix);
     memset(out, 0, sizeof *out);
+    if (p->generation != ix->generation)
+        return ERR(e, E_INTERNAL, "the audience index was reloaded since the rules were "
+                                  "compiled: compile them again");
     memset(&ev, 0, sizeof ev);
     ev.ix = ix;
     ev.nwords = (ix->ncontacts + 63) / 64;
@@ -679,39 +683,57 @@ void segment_result_release(struct segment_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int segment_members(struct audience_index *ix, struct store *st, const struct segment_result *r,
-                    int64_t after_id, int64_t limit, segment_member_fn fn, void *ctx,
-                    struct err *e)
+size_t segment_member_ids(const struct segment_result *r, int64_t after_id, int64_t *out,
+                          size_t n)
 {
-    const struct column *xid = &ix->builtins[BI_EXTERNAL_ID];
-    size_t c = after_id < 0 ? 0 : (size_t)after_id + 1, nbits = r->nwords * 64;
-    int64_t sent = 0;
-    int rc;
+    size_t c = after_id < 0 ? 0 : (size_t)after_id + 1, nbits = r->nwords * 64, k = 0;
 
-    if (xid->unloaded && (limit <= 0 || limit > 1000) &&
-        (rc = index_load_ident(ix, st, BI_EXTERNAL_ID, e)) != 0)
-        return rc;
-    while (c < nbits && (limit <= 0 || sent < limit)) {
+    while (c < nbits && k < n) {
         uint64_t w = r->bits[c / 64] >> (c % 64);
         if (w == 0) {
             c = (c / 64 + 1) * 64;
             continue;
         }
         c += (size_t)__builtin_ctzll(w);
-        if (!xid->unloaded) {
-            rc = fn(ctx, (int64_t)c, column_text(xid, c));
-        } else { /* a short page: from the store */
-            struct store_contact sc;
-            store_contact_init(&sc);
-            rc = store_contact_get(st, (int64_t)c, &sc, e);
-            if (rc == 0)
-                rc = fn(ctx, (int64_t)c, sc.external_id);
-            store_contact_release(&sc);
-        }
-        if (rc)
-            return rc;
-        sent++;
-        c++;
+        out[k++] = (int64_t)c++;
     }
+    return k;
+}
+
+int segment_members(struct audience_index *ix, struct store *st, const struct segment_result *r,
+                    int64_t after_id, int64_t limit, segment_member_fn fn, void *ctx,
+                    struct err *e)
+{
+    const struct column *xid = &ix->builtins[BI_EXTERNAL_ID];
+    int64_t ids[256], sent = 0;
+    size_t n, k;
+    int rc;
+
+    if (xid->unloaded && (limit <= 0 || limit > 1000) &&
+        (rc = index_load_ident(ix, st, BI_EXTERNAL_ID, e)) != 0)
+        return rc;
+    do {
+        size_t want = limit > 0 && limit - sent < 256 ? (size_t)(limit - sent) : 256;
+        n = segment_member_ids(r, after_id, ids, want);
+        for (k = 0; k < n; k++) {
+            size_t c = (size_t)ids[k];
+            if (!xid->unloaded && c < xid->cap && bit_get(xid->present, c)) {
+                rc = fn(ctx, ids[k], column_text(xid, c));
+            } else { /* a short page, or a contact the index has not caught up with */
+                struct store_contact sc;
+                store_contact_init(&sc);
+                rc = store_contact_get(st, ids[k], &sc, e);
+                if (rc == 0)
+                    rc = fn(ctx, ids[k], sc.external_id);
+                else if (rc == E_NOTFOUND) /* gone since: skipped, as snapshots do */
+                    rc = 0, err_clear(e);
+                store_contact_release(&sc);
+            }
+            if (rc)
+                return rc;
+        }
+        sent += (int64_t)n;
+        after_id = n ? ids[n - 1] : after_id;
+    } while (n == 256 && (limit <= 0 || sent < limit));
     return 0;
 }

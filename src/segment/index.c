@@ -156,7 +156,7 @@ static void column_release(struct column *c)
 static size_t value_size(const struct column *c)
 {
     if (c->arena)
-        return sizeof(uint32_t);
+        return (size_t)c->width;
     switch (c->type) {
     case FT_STRING:
         return (size_t)c->width;
@@ -181,9 +181,9 @@ static void column_resize(struct column *c, size_t n)
     if (n > c->cap)
         memset((char *)c->v.p + c->cap * vs, 0, (n - c->cap) * vs);
     if (c->foff) {
-        c->foff = xrealloc(c->foff, (n ? n : 1) * sizeof *c->foff);
+        c->foff = xrealloc(c->foff, (n ? n : 1) * (size_t)c->width);
         if (n > c->cap)
-            memset(c->foff + c->cap, 0, (n - c->cap) * sizeof *c->foff);
+            memset((char *)c->foff + c->cap * (size_t)c->width, 0, (n - c->cap) * (size_t)c->width);
     }
     c->cap = n;
 }
@@ -286,13 +286,48 @@ void column_set_json(struct column *c, size_t i, const json_t *v)
     column_set_json_in(c, &c->dict, i, v);
 }
 
+
+/* An arena column's offset (into text, or into folded when fold) of slot i. */
+static void arena_set(struct column *c, int fold, size_t i, size_t off)
+{
+    void *a = fold ? c->foff : c->v.p;
+
+    if (c->width == 8)
+        ((uint64_t *)a)[i] = off;
+    else
+        ((uint32_t *)a)[i] = (uint32_t)off;
+}
+
+/* An arena column's offsets to 8 bytes: its text (or folds) would pass 4 GiB. */
+static void arena_widen(struct column *c)
+{
+    size_t i, n = c->cap ? c->cap : 1;
+    uint64_t *off = xmalloc(n * sizeof *off), *foff = c->foff ? xmalloc(n * sizeof *foff) : NULL;
+
+    for (i = 0; i < c->cap; i++) {
+        off[i] = c->v.off[i];
+        if (foff)
+            foff[i] = ((uint32_t *)c->foff)[i];
+    }
+    free(c->v.p);
+    free(c->foff);
+    c->v.off64 = off;
+    c->foff = foff;
+    c->width = 8;
+}
+
 static void column_compact(struct column *c);
+
+/* What 4-byte arena offsets reach: 4 GiB (the tests make it small, to go past it). */
+static size_t arena_limit = UINT32_MAX;
 
 static void column_set_str(struct column *c, size_t i, const char *s)
 {
     size_t n;
     int was = bit_get(c->present, i);
 
+    if (c->arena && was && (s == NULL || strcmp(column_text(c, i), s) != 0))
+        c->dead += strlen(column_text(c, i)) + 1; /* its text is garbage from now */
     bit_clear(c->present, i);
     if (s == NULL)
         return;
@@ -302,18 +337,25 @@ static void column_set_str(struct column *c, size_t i, const char *s)
     } else if (was && strcmp(column_text(c, i), s) == 0) {
         /* unchanged: keep the text (and fold) it has */
     } else {
-        /* a fold takes at most 3 bytes a byte (casefold.c): room for both, or compact */
-        if (c->text.len + n + 1 > UINT32_MAX || (c->foff && c->folded.len + 3 * n + 1 > UINT32_MAX))
-            column_compact(c);
-        ASSERT(c->text.len + n + 1 <= UINT32_MAX); /* 4 GiB of live text in one column */
+        if (c->dead > c->text.len / 2 && c->dead > arena_limit / 65536)
+            column_compact(c); /* rewrites left more garbage than text */
+        /* Room for the text and its fold (at most 3 bytes a byte, casefold.c) within
+         * 4-byte offsets: compact a text a quarter dead, else widen the offsets. */
+        if (c->width == 4 && (c->text.len + n + 1 > arena_limit ||
+                              (c->foff && c->folded.len + 3 * n + 1 > arena_limit))) {
+            if (c->dead >= c->text.len / 4)
+                column_compact(c);
+            if (c->text.len + n + 1 > arena_limit ||
+                (c->foff && c->folded.len + 3 * n + 1 > arena_limit))
+                arena_widen(c);
+        }
         if (c->text.len == 0)
             buf_addc(&c->text, '\0'); /* offset 0 is never a string */
-        c->v.off[i] = (uint32_t)c->text.len;
+        arena_set(c, 0, i, c->text.len);
         buf_add(&c->text, s, n);
         buf_addc(&c->text, '\0');
         if (c->foff) {
-            ASSERT(c->folded.len + 3 * n + 1 <= UINT32_MAX);
-            c->foff[i] = (uint32_t)c->folded.len;
+            arena_set(c, 1, i, c->folded.len);
             casefold_utf8(s, n, &c->folded);
             buf_addc(&c->folded, '\0');
         }
@@ -321,8 +363,7 @@ static void column_set_str(struct column *c, size_t i, const char *s)
     bit_set(c->present, i);
 }
 
-/* An arena column's text rewritten with the live strings only (rewrites append, so
- * the text of a column updated again and again grows). */
+/* An arena column's text rewritten with the live strings only. */
 static void column_compact(struct column *c)
 {
     struct buf text;
@@ -336,12 +377,12 @@ static void column_compact(struct column *c)
         if (!bit_get(c->present, i))
             continue;
         s = column_text(c, i);
-        ASSERT(text.len + strlen(s) + 1 <= UINT32_MAX); /* 4 GiB of live text in one column */
-        c->v.off[i] = (uint32_t)text.len;
+        arena_set(c, 0, i, text.len); /* (no larger than the text it came from) */
         buf_add(&text, s, strlen(s) + 1);
     }
     buf_release(&c->text);
     c->text = text;
+    c->dead = 0;
     free(c->foff);
     c->foff = NULL;
     buf_release(&c->folded);
@@ -355,15 +396,16 @@ void column_fold(struct column *c)
 
     if (c->foff)
         return;
-    c->foff = xcalloc(c->cap ? c->cap : 1, sizeof *c->foff);
+    if (c->width == 4 && c->text.len * 3 + 1 > arena_limit)
+        arena_widen(c); /* the folds could pass 4 GiB */
+    c->foff = xcalloc(c->cap ? c->cap : 1, (size_t)c->width);
     buf_addc(&c->folded, '\0');
     for (i = 0; i < c->cap; i++) {
         const char *s;
         if (!bit_get(c->present, i))
             continue;
         s = column_text(c, i);
-        ASSERT(c->folded.len + 3 * strlen(s) + 1 <= UINT32_MAX); /* 4 GiB of folds */
-        c->foff[i] = (uint32_t)c->folded.len;
+        arena_set(c, 1, i, c->folded.len);
         casefold_utf8(s, strlen(s), &c->folded);
         buf_addc(&c->folded, '\0');
     }
@@ -372,7 +414,7 @@ void column_fold(struct column *c)
 static size_t column_bytes(const struct column *c)
 {
     return c->cap * value_size(c) + (c->cap + 63) / 8 + c->dict.bytes + c->text.cap +
-           c->folded.cap + (c->foff ? c->cap * sizeof *c->foff : 0);
+           c->folded.cap + (c->foff ? c->cap * (size_t)c->width : 0);
 }
 
 static void log_memory(const struct audience_index *ix);
@@ -391,6 +433,7 @@ static void builtins_init(struct audience_index *ix)
     for (i = 1; i < BI__N; i++)
         column_init(&ix->builtins[i], bi_names[i], bi_types[i], 0);
     ix->builtins[BI_EMAIL].arena = ix->builtins[BI_EXTERNAL_ID].arena = 1;
+    ix->builtins[BI_EMAIL].width = ix->builtins[BI_EXTERNAL_ID].width = 4;
     ix->builtins[BI_EMAIL].unloaded = ix->builtins[BI_EXTERNAL_ID].unloaded = 1;
 }
 
@@ -406,6 +449,9 @@ void audience_index_new(struct audience_index **out)
         int64_t n;
         if (v && parse_i64(v, strlen(v), &n) == 0 && n >= 0)
             ix->merge_min = (size_t)n;
+        v = getenv("ENGAGE_SEGMENT_ARENA_LIMIT");
+        if (v && parse_i64(v, strlen(v), &n) == 0 && n >= 64 && n <= UINT32_MAX)
+            arena_limit = (size_t)n;
     }
     *out = ix;
 }
@@ -441,6 +487,7 @@ static void evname_release(struct evname *en)
 static void index_reset(struct audience_index *ix)
 {
     struct contract_set *cs;
+    uint64_t generation;
     size_t merge_min;
     int64_t stamp;
     int i;
@@ -458,7 +505,9 @@ static void index_reset(struct audience_index *ix)
     merge_min = ix->merge_min;
     cs = ix->cs;
     stamp = ix->contracts_stamp;
+    generation = ix->generation;
     memset(ix, 0, sizeof *ix);
+    ix->generation = generation + 1;
     ix->merge_min = merge_min;
     ix->cs = cs; /* the contracts describe the store, not what the index held */
     ix->contracts_stamp = stamp;
@@ -639,6 +688,7 @@ int index_load_ident(struct audience_index *ix, struct store *st, int bi, struct
         column_release(l.c);
         column_init(l.c, bi_names[bi], bi_types[bi], 0);
         l.c->arena = l.c->unloaded = 1;
+        l.c->width = 4;
         return rc;
     }
     column_fit_text(l.c);

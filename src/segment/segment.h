@@ -97,7 +97,8 @@ struct segment_result {
     double took_ms;
 };
 /* Evaluates the plan at instant now_ms. The index must be the one the plan was
- * compiled against. E_BUSY when the deadline passes (no result). */
+ * compiled against. E_BUSY when the deadline passes (no result); E_INTERNAL when the
+ * index was reloaded since the plan was compiled (compile again). */
 int segment_eval(struct audience_index *ix, const struct segment_plan *p, int64_t now_ms,
                  const struct segment_limits *lim, struct segment_result *out, struct err *e);
 void segment_result_release(struct segment_result *r);
@@ -110,6 +111,9 @@ typedef int (*segment_member_fn)(void *ctx, int64_t contact_id, const char *exte
 int segment_members(struct audience_index *ix, struct store *st, const struct segment_result *r,
                     int64_t after_id, int64_t limit, segment_member_fn fn, void *ctx,
                     struct err *e);
+/* The ids of the first n members with id > after_id, into out; how many there were. */
+size_t segment_member_ids(const struct segment_result *r, int64_t after_id, int64_t *out,
+                          size_t n);
 
 /* ---- saved segments: the service behind /api/v1/segments --------------------------------
  * JSON in and out in the API's shapes (docs/api.md). Validation problems go to errs

@@ -44,21 +44,25 @@ struct column {
         uint8_t *c8;       /* FT_STRING: strdict code, as wide as the dictionary needs */
         uint16_t *c16;
         uint32_t *c32;
-        uint32_t *off;     /* FT_STRING in an arena column: offset in text */
+        uint32_t *off;     /* FT_STRING in an arena column: offset in text (width 4) */
+        uint64_t *off64;   /* ... (width 8) */
         double *num;
         int64_t *ts;
         uint8_t *b;        /* 0 false, 1 true */
     } v;
-    int width;             /* bytes a dictionary code: 1, 2 or 4 (widened as codes grow) */
+    int width;             /* bytes a dictionary code: 1, 2 or 4 (widened as codes grow);
+                            * an arena column's offsets: 4, or 8 past 4 GiB of text */
     /* Arena columns hold nearly unique strings (email, external_id) whole, NUL-
-     * terminated, instead of in a dictionary: 4 bytes a slot plus the text (at most
-     * 4 GiB of it: compacted when rewrites fill it). Their simple case folds are made
-     * on the first `contains` and kept current after. */
+     * terminated, instead of in a dictionary: 4 bytes a slot plus the text (offsets of
+     * 8 bytes past 4 GiB; rewrites append: a text half dead, or a quarter dead when it
+     * would pass 4 GiB, is compacted).
+     * Their simple case folds are made on the first `contains` and kept current after. */
     int arena;
+    size_t dead;           /* bytes of text no slot points to any more */
     int unloaded;          /* an identifier column (email, external_id) not read yet: no
                             * slots; the first rule on it loads it (index_load_ident) */
     struct buf text, folded;
-    uint32_t *foff;        /* offset in folded per slot, once folded */
+    void *foff;            /* offset in folded per slot (as wide as the text's), once folded */
     struct strdict dict;
     size_t cap;            /* slots allocated */
     int inferred;          /* an undeclared property: values typed by json_value_ftype() */
@@ -126,6 +130,7 @@ struct audience_index {
     struct buf scratch;    /* decoded attribute texts while reading contacts */
     struct evname *names;
     int nnames;
+    uint64_t generation;   /* bumped by every reset: plans compiled before are void */
     int64_t *dead;         /* rows whose entry in the CSR arrays no longer holds (sorted
                             * after a catch-up): skipped by evaluation, dropped by merges */
     size_t ndead, capdead;
@@ -164,7 +169,14 @@ static inline uint32_t column_code(const struct column *c, size_t i)
 /* The string in slot i of an arena column (present slots only). */
 static inline const char *column_text(const struct column *c, size_t i)
 {
-    return c->text.p + c->v.off[i];
+    return c->text.p + (c->width == 8 ? c->v.off64[i] : c->v.off[i]);
+}
+
+/* Its simple case fold (folded columns only). */
+static inline const char *column_folded(const struct column *c, size_t i)
+{
+    return c->folded.p + (c->width == 8 ? ((const uint64_t *)c->foff)[i]
+                                        : ((const uint32_t *)c->foff)[i]);
 }
 
 /* Loads identifier column bi (BI_EMAIL, BI_EXTERNAL_ID) when it is not yet: a scan of
@@ -253,6 +265,7 @@ struct node {
 struct segment_plan {
     struct node *root;
     const struct audience_index *ix;
+    uint64_t generation; /* the index's when compiled: a reset since voids the plan */
     int nrules;
 };
 

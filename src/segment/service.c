@@ -125,26 +125,27 @@ int segment_recent_events(struct segment_service *sv, struct store *st, int64_t 
 
 /* ---- preview ---------------------------------------------------------------------- */
 
-/* The sample: the first members as evaluated, their identifiers as the store has them. */
-struct sample {
-    struct store *st;
-    json_t *items;
-    struct err *e;
-};
-
-static int add_sample(void *ctx, int64_t id, const char *xid)
+/* The sample: the first members as evaluated, their identifiers as the store has them
+ * (a member gone since is left out). */
+static int sample_of(struct store *st, const struct segment_result *r, json_t *items,
+                     struct err *e)
 {
-    struct sample *s = ctx;
-    struct store_contact c;
-    int rc;
+    int64_t ids[SAMPLE_SIZE];
+    size_t n = segment_member_ids(r, 0, ids, SAMPLE_SIZE), k;
+    int rc = 0;
 
-    store_contact_init(&c);
-    rc = store_contact_get(s->st, id, &c, s->e);
-    if (rc == 0)
-        json_array_append_new(s->items, json_pack("{s:I,s:s?,s:s?}", "contact_id", (json_int_t)id,
-                                                  "external_id", xid ? xid : c.external_id,
-                                                  "email", c.email));
-    store_contact_release(&c);
+    for (k = 0; rc == 0 && k < n; k++) {
+        struct store_contact c;
+        store_contact_init(&c);
+        rc = store_contact_get(st, ids[k], &c, e);
+        if (rc == 0)
+            json_array_append_new(items, json_pack("{s:I,s:s?,s:s?}", "contact_id",
+                                                   (json_int_t)ids[k], "external_id",
+                                                   c.external_id, "email", c.email));
+        else if (rc == E_NOTFOUND)
+            rc = 0, err_clear(e);
+        store_contact_release(&c);
+    }
     return rc;
 }
 
@@ -153,28 +154,27 @@ int segment_preview(struct segment_service *sv, struct store *st, const json_t *
 {
     struct segment_plan *plan = NULL;
     struct segment_result res = {0};
-    struct sample smp = {st, NULL, e};
+    json_t *sample = json_array();
     int rc;
 
     *out = NULL;
     if (!atomic_load(&sv->loaded)) /* do not tie up a request thread behind the load */
         return ERR(e, E_BUSY, "the audience index is loading; retry shortly");
-    smp.items = json_array();
     pthread_mutex_lock(&sv->mu);
     rc = compile_locked(sv, st, rules, &plan, errs, e);
     if (rc == 0)
         rc = segment_eval(sv->ix, plan, now, &sv->lim, &res, e);
     if (rc == 0)
-        rc = segment_members(sv->ix, st, &res, 0, SAMPLE_SIZE, add_sample, &smp, e);
+        rc = sample_of(st, &res, sample, e);
     pthread_mutex_unlock(&sv->mu);
     errs_prefix(errs, "/rules");
     if (rc == 0) {
         char iso[32];
         time_format_iso(now, iso);
         *out = json_pack("{s:I,s:O,s:f,s:s}", "count", (json_int_t)res.count, "sample",
-                         smp.items, "took_ms", res.took_ms, "as_of", iso);
+                         sample, "took_ms", res.took_ms, "as_of", iso);
     }
-    json_decref(smp.items);
+    json_decref(sample);
     segment_result_release(&res);
     segment_plan_free(plan);
     return rc;

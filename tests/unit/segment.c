@@ -38,6 +38,22 @@ static int add_id(void *ctx, int64_t id, const char *xid)
     return 0;
 }
 
+/* Members walked in pages of 1,000, as the API does: identifiers from the store unless a
+ * rule loaded them into the index. */
+struct paged {
+    struct buf *out;
+    int64_t last, n;
+};
+
+static int add_paged(void *ctx, int64_t id, const char *xid)
+{
+    struct paged *p = ctx;
+
+    p->last = id;
+    p->n++;
+    return add_id(p->out, id, xid);
+}
+
 /* Members (in id order, comma-separated) of rules at now; "ERR" and the messages if invalid. */
 static char *members(struct sx *s, int64_t now, const char *rules_json)
 {
@@ -63,8 +79,12 @@ static char *members(struct sx *s, int64_t now, const char *rules_json)
     } else {
         cr_assert_eq(rc, 0, "%s", s->f.e.msg);
         cr_assert_eq(segment_eval(s->ix, p, now, &s->lim, &r, &s->f.e), 0, "%s", s->f.e.msg);
-        cr_assert_eq(segment_members(s->ix, s->f.st, &r, 0, 0, add_id, &out, &s->f.e), 0, "%s",
-                     s->f.e.msg);
+        struct paged pg = {&out, 0, 0};
+        do {
+            pg.n = 0;
+            cr_assert_eq(segment_members(s->ix, s->f.st, &r, pg.last, 1000, add_paged, &pg,
+                                         &s->f.e), 0, "%s", s->f.e.msg);
+        } while (pg.n == 1000);
         segment_result_release(&r);
     }
     segment_plan_free(p);
@@ -393,6 +413,8 @@ UTEST(segment, deadline_gives_no_result)
 UTEST(segment, reload_after_a_type_change_with_rewritten_rows)
 {
     struct sx s;
+    struct segment_plan *old = NULL;
+    struct segment_result r = {0};
     struct ingest_ctx cx = {.kind = SRC_SYNC, .source = "sync:crm", .origin = "t", .owns_rows = 1};
     struct errlist errs = {0};
     enum ingest_outcome o;
@@ -433,10 +455,22 @@ UTEST(segment, reload_after_a_type_change_with_rewritten_rows)
         free(contract);
         contract = buf_take(&b);
     }
+    {   /* a plan compiled before the reset, with a rule that loads the email column */
+        json_t *rules = json_loads("{\"type\":\"attribute\",\"field\":\"email\",\"op\":"
+                                   "\"neq\",\"value\":\"x\"}", 0, NULL);
+        cr_assert_eq(audience_index_catch_up(s.ix, s.f.st, &s.f.e), 0);
+        cr_assert_eq(segment_compile(s.ix, s.f.st, s.cs, rules, &s.lim, &old, &errs, &s.f.e), 0);
+        json_decref(rules);
+    }
     cr_assert_eq(contract_put(s.f.st, "contact", contract, strlen(contract), "test", "", &version,
                               &unchanged, &errs, &s.f.e),
                  0, "%s", s.f.e.msg);
     free(contract);
+    cr_assert_eq(audience_index_catch_up(s.ix, s.f.st, &s.f.e), 0, "%s", s.f.e.msg);
+    cr_assert_eq(segment_eval(s.ix, old, T0, &s.lim, &r, &s.f.e), E_INTERNAL,
+                 "a plan from before the reload is refused, not run on columns gone since");
+    err_clear(&s.f.e);
+    segment_plan_free(old);
     expect(&s, T0,
            "{\"type\":\"behavior\",\"event\":\"app_open\",\"op\":\"did_event\",\"within_days\":7,"
            "\"where\":[{\"field\":\"screen\",\"op\":\"eq\",\"value\":\"cart\"}]}",
@@ -662,5 +696,64 @@ UTEST(segment, identifiers_are_read_from_the_store_until_a_rule_needs_them)
     segment_result_release(&r);
     segment_plan_free(p);
     json_decref(rules);
+    sx_close(&s);
+}
+
+/* Sets contact xid's email, in its own transaction. */
+static void email_of(struct sx *s, int i, int version)
+{
+    char rec[128];
+
+    snprintf(rec, sizeof rec, "{\"external_id\":\"c%d\",\"email\":\"v%d.user%d@example.com\"}",
+             i, version, i);
+    contact(s, rec);
+}
+
+/* Version v of the emails of contacts from..to - 1, then: email op value (%d: v) is want. */
+static void rewrite(struct sx *s, int from, int to, int v, const char *op, const char *value,
+                    const char *want)
+{
+    char rules[256], val[64];
+    int i;
+
+    for (i = from; i < to; i++)
+        email_of(s, i, v);
+    snprintf(val, sizeof val, value, v);
+    snprintf(rules, sizeof rules, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"%s\","
+                                  "\"value\":\"%s\"}", op, val);
+    expect(s, T0, rules, want);
+}
+
+UTEST(segment, identifier_text_compacted_and_widened_past_its_offsets_reach)
+{
+    struct sx s;
+    int i, v;
+
+    setenv("ENGAGE_SEGMENT_ARENA_LIMIT", "4000", 1); /* 4-byte offsets "reach" 4,000 bytes */
+    sx_open(&s);
+    for (i = 0; i < 100; i++) /* about 2,400 bytes of text */
+        email_of(&s, i, 0);
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"eq\",\"value\":\"v0.user7@example.com\"}", "c7");
+    /* Rewrites past the limit with a text mostly dead: compacted, offsets still 4 bytes
+     * (the index catching up after each round). */
+    for (v = 1; v <= 3; v++)
+        rewrite(&s, 0, 40, v, "eq", "v%d.user39@example.com", "c39");
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"eq\",\"value\":\"v3.user7@example.com\"}", "c7");
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"eq\",\"value\":\"v0.user7@example.com\"}", "");
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"contains\",\"value\":\"V0.USER99@\"}", "c99");
+    /* Live text past the limit: the offsets widen to 8 bytes, folds and all. */
+    for (i = 100; i < 400; i++)
+        email_of(&s, i, 0);
+    for (i = 0; i < 400; i += 57) {
+        char value[32], want[16];
+        snprintf(value, sizeof value, "USER%d@", i);
+        snprintf(want, sizeof want, "c%d", i);
+        rewrite(&s, 0, 0, 0, "contains", value, want);
+    }
+    /* And rewrites at 8 bytes are compacted too, the answers the same. */
+    for (v = 4; v <= 8; v++)
+        rewrite(&s, 100, 160, v, "contains", "V%d.USER101@", "c101");
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"in\",\"value\":[\"v8.user150@example.com\",\"v0.user399@example.com\",\"v3.user39@example.com\"]}", "c39,c150,c399");
+    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"contains\",\"value\":\"v7.\"}", "");
     sx_close(&s);
 }
