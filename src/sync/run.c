@@ -193,7 +193,7 @@ static int prepare_fast(const char *source, const struct sync_table *t,
     char xbuf[32], event_id[600], msg[256];
     const char *xid = sync_id_text(sync_value(r, b->at.external_id), xbuf, sizeof xbuf);
     size_t n;
-    int i, k, declared = 0;
+    int i, k;
 
     parts.name = t->event[0] ? t->event : ev && ev->type == JT_STR ? ev->u.s : NULL;
     if (xid == NULL || parts.name == NULL || occ == NULL || occ->type != JT_STR ||
@@ -202,8 +202,7 @@ static int prepare_fast(const char *source, const struct sync_table *t,
     c = cs ? contract_set_event(cs, parts.name) : NULL;
     m = arena_alloc(a, (size_t)(t->ncols + (c ? contract_nprops(c) : 0) + 1) * sizeof *m);
     if (c) { /* as contract_apply(): the declared properties typed, in the contract's order */
-        declared = contract_nprops(c);
-        for (k = 0; k < declared; k++) {
+        for (k = 0; k < contract_nprops(c); k++) {
             const char *name = contract_prop_name(c, k);
             const struct jt *v = NULL;
             for (i = 0; i < t->ncols && v == NULL; i++)
@@ -294,13 +293,14 @@ static void *read_ahead(void *arg)
     struct buf scratch;
     int i;
 
-    if (a->garbage) { /* its arena's chunks serve this batch */
-        a->b.arena = a->garbage->b.arena;
+    if (a->garbage) { /* released, its arena's chunks then serve this batch */
+        struct arena reuse = a->garbage->b.arena;
         memset(&a->garbage->b.arena, 0, sizeof a->garbage->b.arena);
-        arena_reset(&a->b.arena);
-        ahead_release(a->garbage);
+        ahead_release(a->garbage); /* (its prepared events live in reuse: read before reset) */
         free(a->garbage);
         a->garbage = NULL;
+        arena_reset(&reuse);
+        a->b.arena = reuse;
     }
     a->rc = sync_read_range(a->c, a->t, &rg, a->limit, &a->b, &a->e);
     if (a->rc || a->t->into != SYNC_EVENTS)

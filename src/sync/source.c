@@ -87,8 +87,10 @@ int sync_connect(const struct store_sync_source *src, const struct config *cfg,
         return rc;
     }
     {
-        const char *keys[] = {"dbname", "password", "connect_timeout", "application_name", NULL};
-        const char *vals[] = {src->dsn, password, "10", "engage-sync", NULL};
+        /* client_encoding: a LATIN1 (or any) database's text arrives converted to UTF-8 */
+        const char *keys[] = {"dbname", "password", "connect_timeout", "application_name",
+                              "client_encoding", NULL};
+        const char *vals[] = {src->dsn, password, "10", "engage-sync", "UTF8", NULL};
         c->pg = 1;
         c->pgc = PQconnectdbParams(keys, vals, 1);
     }

@@ -560,3 +560,14 @@ test('SQLite and PostgreSQL: the lookback window stores a row dated behind the c
           created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL);`);
   await lookbackCase('postgres', dsnOf('lookback'), psql);
 });
+
+test('PostgreSQL: a LATIN1 database\'s text arrives as UTF-8', { skip: !postgresAvailable() }, async () => {
+  pg.psql(`CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;`);
+  const r = spawnSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', dsnOf('latin')], { encoding: 'utf8',
+    env: { ...process.env, PGCLIENTENCODING: 'UTF8' },
+    input: `${PG_SCHEMA} INSERT INTO orders (id, contact_id, amount, currency, created_at) VALUES (1, 'José', 5, 'INR', '2026-10-01T00:00:00Z');` });
+  assert.equal(r.status, 0, r.stderr);
+  const data = setup('crm', 'postgres', dsnOf('latin'));
+  assert.equal(run(data).events, 1);
+  assert.equal(orders(data)[0].external_id, 'José', 'not José, nor Jos?');
+});
