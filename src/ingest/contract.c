@@ -79,12 +79,27 @@ struct tval {
     int64_t i;     /* VT_INTEGER; VT_BOOLEAN (0/1); VT_TIMESTAMP (ms) */
 };
 
+/* Spaces and tabs around a number, boolean or timestamp are not part of it: a CSV
+ * cell " 42 " keeps its spaces as a string, and is the number 42. Strings keep them. */
+static void trim_blanks(const char **s, size_t *n)
+{
+    while (*n && (**s == ' ' || **s == '\t')) {
+        (*s)++;
+        (*n)--;
+    }
+    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t'))
+        (*n)--;
+}
+
 static int text_parse(const char *s, size_t n, enum vtype t, struct tval *v, char *msg,
                       size_t msgcap)
 {
+    const char *given = s; /* messages quote the text as given, blanks and all */
     int show = (int)utf8_prefix(s, n, 40);
 
     v->t = t;
+    if (t != VT_STRING)
+        trim_blanks(&s, &n);
     v->s = s; /* the text is kept: numbers are written as given */
     v->n = n;
     switch (t) {
@@ -93,12 +108,12 @@ static int text_parse(const char *s, size_t n, enum vtype t, struct tval *v, cha
     case VT_NUMBER:
         if (parse_double(s, n, &v->d) == 0)
             return 0;
-        snprintf(msg, msgcap, "expected a number, got \"%.*s\"", show, s);
+        snprintf(msg, msgcap, "expected a number, got \"%.*s\"", show, given);
         return -1;
     case VT_INTEGER:
         if (parse_i64(s, n, &v->i) == 0)
             return 0;
-        snprintf(msg, msgcap, "expected an integer, got \"%.*s\"", show, s);
+        snprintf(msg, msgcap, "expected an integer, got \"%.*s\"", show, given);
         return -1;
     case VT_BOOLEAN:
         if ((n == 4 && strncasecmp(s, "true", 4) == 0) || (n == 5 && strncasecmp(s, "false", 5) == 0)) {
@@ -110,10 +125,16 @@ static int text_parse(const char *s, size_t n, enum vtype t, struct tval *v, cha
     case VT_TIMESTAMP:
         if (time_parse_iso(s, n, &v->i) == 0)
             return 0;
-        snprintf(msg, msgcap, "expected an ISO-8601 timestamp, got \"%.*s\"", show, s);
+        snprintf(msg, msgcap, "expected an ISO-8601 timestamp, got \"%.*s\"", show, given);
         return -1;
     }
     return -1;
+}
+
+int value_parse_time(const char *s, size_t n, int64_t *ms)
+{
+    trim_blanks(&s, &n);
+    return time_parse_iso(s, n, ms);
 }
 
 static json_t *tval_to_json(const struct tval *v)
@@ -228,6 +249,7 @@ static enum vtype infer_text(const char *s, size_t n)
     double d;
     int64_t ms;
 
+    trim_blanks(&s, &n); /* as text_parse reads it; all blanks: a string */
     if (n == 4 && strncasecmp(s, "true", 4) == 0)
         return VT_BOOLEAN;
     if (n == 5 && strncasecmp(s, "false", 5) == 0)

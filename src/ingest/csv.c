@@ -108,6 +108,15 @@ static void set_rc_writer(struct import_state *s, int rc)
         atomic_store(&s->writer_won, 1);
 }
 
+/* No byte is a space to libcsv: by default it drops the spaces and tabs around an
+ * unquoted cell (and around a quoted one's quotes), so "Pune " was stored as "Pune" and
+ * a cell of spaces was absent. In RFC 4180 they belong to the field. */
+static int no_space(unsigned char c)
+{
+    (void)c;
+    return 0;
+}
+
 static void *capped_realloc(void *p, size_t n)
 {
     if (n > CSV_MAX_FIELD + 64)
@@ -189,6 +198,10 @@ static int take_header(struct import_state *s)
         if (*s->cols[i] == '\0')
             return ERRF(s->e, E_INVAL, "header", "%s:%lld: column %zu has an empty name",
                         s->fname, (long long)s->row_line, i + 1);
+        if (strchr(" \t", f[0]) || strchr(" \t", f[strlen(f) - 1]))
+            return ERRF(s->e, E_INVAL, s->cols[i], "%s:%lld: the name of column %zu, \"%s\", has "
+                        "spaces around it (names are matched exactly: remove them)", s->fname,
+                        (long long)s->row_line, i + 1, s->cols[i]);
         for (j = 0; j < i; j++)
             if (strcmp(s->cols[j], s->cols[i]) == 0)
                 return ERRF(s->e, E_INVAL, s->cols[i], "%s:%lld: column \"%s\" appears twice",
@@ -684,7 +697,7 @@ static void prepare_event_row(struct import_state *s, const struct ingest_ctx *c
         s->slot_len[col] = s->props.len - start;
     }
     if (ts) {
-        if (time_parse_iso(ts, strlen(ts), &occ)) {
+        if (value_parse_time(ts, strlen(ts), &occ)) {
             snprintf(msg, sizeof msg, "expected an ISO-8601 timestamp, got \"%.40s\"", ts);
             prepared_event_reject(p, "invalid_timestamp", "occurred_at", msg);
             return;
@@ -953,6 +966,7 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
         return ERR(e, E_NOMEM, "cannot start the CSV parser");
     }
     csv_set_realloc_func(&p, capped_realloc);
+    csv_set_space_func(&p, no_space);
 
     /* The import's own row: data-plane writes are accounted per batch, not audited. */
     rc = store_begin(in->st, e);

@@ -833,7 +833,7 @@ int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx 
         goto out;
     }
     if (ts) {
-        if (time_parse_iso(ts, strlen(ts), &p->occurred_at)) {
+        if (value_parse_time(ts, strlen(ts), &p->occurred_at)) {
             snprintf(msg, sizeof msg, "expected an ISO-8601 timestamp, got \"%.40s\"", ts);
             prep_reject(p, "invalid_timestamp", "occurred_at", msg);
             goto out;

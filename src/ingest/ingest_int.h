@@ -23,6 +23,9 @@ int ingest_email_ok(const char *s);
  * timestamp's instant. NULL, or a reason code with a sentence in msg. */
 const char *contract_type_text(const struct contract *c, int i, const char *s, size_t n,
                                struct buf *out, int64_t *ms, char *msg, size_t msgcap);
+/* A timestamp in text (occurred_at), read as a typed value is: the spaces and tabs
+ * around it ignored. 0, or E_INVAL. */
+int value_parse_time(const char *s, size_t n, int64_t *ms);
 /* An undeclared text value, typed by inference, as JSON. */
 void value_infer_text_json(const char *s, size_t n, struct buf *out);
 

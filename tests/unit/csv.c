@@ -340,3 +340,92 @@ UTEST(csv, thousands_of_event_names_in_one_file_all_import)
     buf_release(&b);
     fx_close(&f);
 }
+
+static const char *attr(struct fx *f, const char *xid, const char *name, char *out, size_t cap)
+{
+    struct store_contact c;
+    json_t *v;
+    store_contact_init(&c);
+    cr_assert_eq(store_contact_get_by_xid(f->st, xid, &c, &f->e), 0, "%s: %s", xid, f->e.msg);
+    v = json_object_get(c.attrs, name);
+    if (v == NULL)
+        out = NULL;
+    else if (json_is_string(v))
+        snprintf(out, cap, "%s", json_string_value(v));
+    else
+        snprintf(out, cap, "(%s)", json_is_number(v) ? "number" : "other");
+    store_contact_release(&c);
+    return out;
+}
+
+/* RFC 4180: spaces are part of a field, quoted or not; libcsv's default dropped them
+ * around unquoted cells, so "Pune " was stored as "Pune" and a cell of spaces vanished. */
+UTEST(csv, spaces_are_kept_exactly)
+{
+    struct fx f;
+    struct import_report rep;
+    char v[64];
+    fx_open(&f);
+    cr_assert_eq(import(&f, IMPORT_CONTACTS,
+                        "external_id,city,note\n"
+                        "c1,Pune ,\"  quoted  \"\n"
+                        "c2,   ,\"\t\"\n"
+                        "c3, Goa,x\n",
+                        &rep), 0, "%s", f.e.msg);
+    cr_assert_eq(rep.stats.inserted, 3);
+    import_report_release(&rep);
+    cr_assert_str_eq(attr(&f, "c1", "city", v, sizeof v), "Pune ", "a trailing space, unquoted");
+    cr_assert_str_eq(attr(&f, "c1", "note", v, sizeof v), "  quoted  ", "quoted");
+    cr_assert_str_eq(attr(&f, "c2", "city", v, sizeof v), "   ", "a cell of spaces is not absent");
+    cr_assert_str_eq(attr(&f, "c2", "note", v, sizeof v), "\t");
+    cr_assert_str_eq(attr(&f, "c3", "city", v, sizeof v), " Goa", "a leading space");
+    fx_close(&f);
+}
+
+/* A number, integer, boolean or timestamp is read without the blanks around it (they
+ * mean nothing there); a cell of blanks in such a column is refused, not absent. */
+UTEST(csv, typed_cells_are_read_without_the_blanks_around_them)
+{
+    struct fx f;
+    struct import_report rep;
+    json_t *ex;
+    char v[64];
+    fx_open(&f);
+    cr_assert_eq(import(&f, IMPORT_CONTACTS, "external_id,ltv,seen\nc1, 12.5 ,\t7\n", &rep), 0,
+                 "%s", f.e.msg);
+    cr_assert_eq(rep.stats.inserted, 1);
+    import_report_release(&rep);
+    cr_assert_str_eq(attr(&f, "c1", "ltv", v, sizeof v), "(number)", "declared number");
+    cr_assert_str_eq(attr(&f, "c1", "seen", v, sizeof v), "(number)", "inferred number");
+    cr_assert_eq(import(&f, IMPORT_CONTACTS, "external_id,ltv\nc2,   \n", &rep), 0, "%s", f.e.msg);
+    cr_assert_eq(rep.stats.rejected, 1);
+    ex = json_array_get(json_object_get(json_object_get(rep.rejected_by_reason, "invalid_type"),
+                                        "examples"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(ex, "field")), "ltv");
+    cr_assert(strstr(json_string_value(json_object_get(ex, "message")), "got \"   \""), "%s",
+              json_string_value(json_object_get(ex, "message")));
+    import_report_release(&rep);
+    /* Events: a typed property and occurred_at, through the CSV fast path. */
+    cr_assert_eq(import(&f, IMPORT_EVENTS,
+                        "external_id,event,occurred_at,order_id,amount,currency,created_at\n"
+                        "c1,order_created,,o1, 12.5 ,INR, 2026-01-01T00:00:00Z\n"
+                        "c1,visit, 2026-01-02 ,,,,\n"
+                        "c1,order_created,,o2,   ,INR,2026-01-01T00:00:00Z\n",
+                        &rep), 0, "%s", f.e.msg);
+    cr_assert_eq(rep.stats.inserted, 2);
+    cr_assert_eq(rep.stats.rejected, 1, "a blank amount");
+    cr_assert_not_null(json_object_get(rep.rejected_by_reason, "invalid_type"));
+    import_report_release(&rep);
+    fx_close(&f);
+}
+
+UTEST(csv, header_names_with_spaces_around_them_are_refused)
+{
+    expect_fatal("external_id, city\nc1,Pune\n", IMPORT_CONTACTS,
+                 "in.csv:1: the name of column 2, \" city\", has spaces around it", " city");
+    expect_fatal("external_id,\"email \"\nc1,a@x.io\n", IMPORT_CONTACTS,
+                 "the name of column 2, \"email \", has spaces around it", "email ");
+    /* Text after a closing quote, spaces included, is malformed (RFC 4180). */
+    expect_fatal("external_id,city\nc1,\"Pune\" \n", IMPORT_CONTACTS, "in.csv:2: malformed quoting",
+                 NULL);
+}
