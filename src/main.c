@@ -286,6 +286,7 @@ static const char *help_main =
     "  import events FILE    import events from CSV\n"
     "  import status         the latest imports and their counts\n"
     "  rejected list         show records in the ingestion dead-letter store\n"
+    "  rejected show ID      one record, with all that was kept of its payload\n"
     "  rejected replay       re-validate rejected records and ingest those that now pass\n"
     "  rejected dismiss      set rejected records aside (kept, never replayed)\n"
     "  contracts list|show NAME|put NAME FILE   event and contact contracts\n"
@@ -357,6 +358,7 @@ static const struct {
                "now or one that was killed (its committed batches are kept; run it again).\n"},
     {"rejected", "usage: engage rejected list [--reason R] [--source S] [--kind contact|event]\n"
                  "                             [--status pending|replayed|dismissed|all] [--limit N]\n"
+                 "       engage rejected show ID\n"
                  "       engage rejected replay [--reason R] [--source S] [--kind K] [--id N]\n"
                  "       engage rejected dismiss (--id N | --reason R | --source S | --kind K)\n\n"
                  "The ingestion dead-letter store: every rejected contact or event with its raw\n"
@@ -365,7 +367,11 @@ static const struct {
                  "records against the current contracts and ingests those that pass now (rows\n"
                  "that are not records, reasons bad_row and invalid_encoding, only when named by\n"
                  "--reason or --id). 'dismiss' sets records aside: kept, never replayed. Replays\n"
-                 "and dismissals are audited. --json prints one document {\"items\":[…]}.\n"},
+                 "and dismissals are audited. --json prints one document {\"items\":[…]}.\n"
+                 "A record keeps at most the first 64 KiB of its payload (\"truncated\": true\n"
+                 "past it; such a record is never replayed: fix it at the source and import it\n"
+                 "again); 'list --json' shows the first 4 KiB of each (\"raw_preview\": true),\n"
+                 "'show' all that was kept.\n"},
     {"contracts", "usage: engage contracts list\n       engage contracts show NAME\n"
                   "       engage contracts put NAME FILE\n\n"
                   "Versioned contracts (docs/contracts.md). 'put' stores a new version; old\n"
@@ -611,26 +617,34 @@ static int cmd_import(struct cli *c)
 
 /* ---- rejected ------------------------------------------------------------------------ */
 
+/* rejected list: a line a letter, or with --json one document {"items":[…]} written as
+ * the letters are read (each raw a preview), so memory does not grow with the list. */
 static int print_rejected(void *ctx, const struct store_rejected *r)
 {
     struct list_out *lo = ctx;
     char ts[32];
 
-    time_format_iso(r->created_at, ts);
     if (lo->c->json) {
-        json_t *raw = json_loads(r->raw, 0, NULL);
-        json_array_append_new(lo->items,
-                              json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:i}", "id",
-                                        (json_int_t)r->id, "created_at", ts, "source", r->source,
-                                        "kind", r->kind, "reason", r->reason, "field", r->field,
-                                        "message", r->message, "origin", r->origin, "raw",
-                                        raw ? raw : json_string(r->raw), "status", r->status,
-                                        "attempts", r->attempts));
+        json_t *item = rejected_json(r, REJECTED_RAW_PREVIEW);
+        char *s = json_dumps(item, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s%s", lo->shown++ ? ",\n" : "{\"items\": [\n", s);
+        free(s);
+        json_decref(item);
     } else {
-        printf("%-6lld %s  %-8s %-7s %-18s %s%s%s  [%s] %s\n", (long long)r->id, ts, r->source,
+        time_format_iso(r->created_at, ts);
+        printf("%-6lld %s  %-8s %-7s %-18s %s%s%s  [%s] %s%s\n", (long long)r->id, ts, r->source,
                r->kind, r->reason, r->field, *r->field ? ": " : "", r->message, r->origin,
-               r->status);
+               r->status, r->truncated ? ", truncated" : "");
     }
+    return 0;
+}
+
+static int show_rejected(void *ctx, const struct store_rejected *r)
+{
+    struct list_out *lo = ctx;
+
+    lo->shown = 1;
+    print_json(rejected_json(r, 0));
     return 0;
 }
 
@@ -644,9 +658,21 @@ static int cmd_rejected(struct cli *c)
     int64_t n;
     int rc;
 
+    if (c->nargs == 2 && strcmp(c->args[0], "show") == 0) {
+        if (parse_i64(c->args[1], strlen(c->args[1]), &f.id) || f.id < 1)
+            return usage_error(c, "rejected show: expected a record id, got \"%s\"", c->args[1]);
+        if ((rc = check_opts(c, " ")) || (rc = open_store(c, &st, 1)))
+            return rc;
+        f.limit = 1;
+        rc = store_rejected_list(st, &f, show_rejected, &lo, &e);
+        store_close(st);
+        if (rc)
+            return die("%s", e.msg);
+        return lo.shown ? 0 : die("no dead letter %lld", (long long)f.id);
+    }
     if (c->nargs != 1 || (strcmp(c->args[0], "list") && strcmp(c->args[0], "replay") &&
                           strcmp(c->args[0], "dismiss")))
-        return usage_error(c, "rejected: expected list, replay or dismiss");
+        return usage_error(c, "rejected: expected list, show, replay or dismiss");
     sub = c->args[0];
     if ((rc = check_opts(c, strcmp(sub, "list") == 0 ? " reason source kind status limit id "
                                                       : " reason source kind id ")))
@@ -676,13 +702,12 @@ static int cmd_rejected(struct cli *c)
             f.status = "pending";
         if (strcmp(f.status, "all") == 0)
             f.status = NULL;
-        lo.items = json_array();
+        f.raw_max = c->json ? REJECTED_RAW_PREVIEW : 1; /* the text lines show no raw */
         rc = store_rejected_list(st, &f, print_rejected, &lo, &e);
+        if (c->json)
+            printf(lo.shown ? "\n]}\n" : "{\"items\": []}\n");
         if (rc)
             rc = die("%s", e.msg);
-        else if (c->json)
-            print_json(json_pack("{s:O}", "items", lo.items));
-        json_decref(lo.items);
     } else if (strcmp(sub, "dismiss") == 0) {
         struct ingest in;
         ingest_init(&in, st, &c->cfg);
@@ -704,12 +729,17 @@ static int cmd_rejected(struct cli *c)
         if (rc) {
             rc = die("%s", e.msg);
         } else if (c->json) {
-            print_json(json_pack("{s:I,s:I,s:I}", "tried", (json_int_t)rs.tried, "ingested",
+            print_json(json_pack("{s:I,s:I,s:I,s:I}", "tried", (json_int_t)rs.tried, "ingested",
                                  (json_int_t)rs.ingested, "still_rejected",
-                                 (json_int_t)rs.still_rejected));
+                                 (json_int_t)rs.still_rejected, "not_replayable",
+                                 (json_int_t)rs.not_replayable));
         } else {
             printf("replayed %lld: %lld ingested, %lld still rejected\n", (long long)rs.tried,
                    (long long)rs.ingested, (long long)rs.still_rejected);
+            if (rs.not_replayable)
+                printf("%lld cannot be replayed: only the first %d KiB of their records were kept "
+                       "(truncated); fix them at the source, import them again, then dismiss "
+                       "them\n", (long long)rs.not_replayable, STORE_REJECTED_MAX_RAW / 1024);
         }
     }
     store_close(st);

@@ -238,30 +238,28 @@ static void h_contract_put(struct http_req *r, struct http_resp *w)
 
 /* ---- the dead-letter store ----------------------------------------------------------- */
 
+/* A page of letters: each raw shown to its first REJECTED_RAW_PREVIEW bytes, and the
+ * page ends (with a cursor) once past REJECTED_PAGE_BYTES, whatever the limit. */
 struct rej_page {
     json_t *items;
     int64_t last_id;
+    size_t bytes;
+    int full;
 };
 
 static int add_rejected(void *ctx, const struct store_rejected *x)
 {
     struct rej_page *p = ctx;
-    char ts[32], rs[32];
-    json_t *raw = json_loads(x->raw, 0, NULL);
-    json_t *item;
 
-    time_format_iso(x->created_at, ts);
-    item = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:i}", "id", (json_int_t)x->id,
-                     "created_at", ts, "source", x->source, "kind", x->kind, "reason", x->reason,
-                     "field", x->field, "message", x->message, "origin", x->origin, "raw",
-                     raw ? raw : json_string(x->raw), "status", x->status, "attempts",
-                     x->attempts);
-    if (x->resolved_at) {
-        time_format_iso(x->resolved_at, rs);
-        json_object_set_new(item, "resolved_at", json_string(rs));
-    }
-    json_array_append_new(p->items, item);
+    json_array_append_new(p->items, rejected_json(x, REJECTED_RAW_PREVIEW));
     p->last_id = x->id;
+    /* raw is what can be long (x->raw is its preview): JSON escapes at most double it; the
+     * rest is capped (message 256 bytes, field 160, origin 512): 1 KB covers it */
+    p->bytes += 2 * strlen(x->raw) + 1024;
+    if (p->bytes >= REJECTED_PAGE_BYTES) {
+        p->full = 1;
+        return 1; /* stop: positive, not an error */
+    }
     return 0;
 }
 
@@ -317,20 +315,51 @@ static int rejected_filter(struct http_req *r, struct http_resp *w, struct store
 static void h_rejected_list(struct http_req *r, struct http_resp *w)
 {
     struct store_rejected_filter f;
-    struct rej_page p = {json_array(), 0};
+    struct rej_page p = {json_array(), 0, 0, 0};
     struct err e = {0};
 
     if (rejected_filter(r, w, &f)) {
         json_decref(p.items);
         return;
     }
-    if (store_rejected_list(r->st, &f, add_rejected, &p, &e)) {
+    f.raw_max = REJECTED_RAW_PREVIEW;
+    if (store_rejected_list(r->st, &f, add_rejected, &p, &e) < 0) {
         json_decref(p.items);
         http_error_from(r, w, &e);
         return;
     }
-    http_json(w, 200, http_page_json(p.items, (int)json_array_size(p.items) == f.limit
+    http_json(w, 200, http_page_json(p.items, p.full || (int)json_array_size(p.items) == f.limit
                                                   ? p.last_id : 0));
+}
+
+static int take_rejected(void *ctx, const struct store_rejected *x)
+{
+    *(json_t **)ctx = rejected_json(x, 0);
+    return 0;
+}
+
+/* GET /api/v1/rejected/{id}: one letter with all that was kept of its record. */
+static void h_rejected_get(struct http_req *r, struct http_resp *w)
+{
+    struct store_rejected_filter f = {.limit = 1};
+    struct err e = {0};
+    json_t *item = NULL;
+
+    if (http_only_params(r, w, " "))
+        return;
+    if (parse_i64(r->params[0], strlen(r->params[0]), &f.id) || f.id < 1) {
+        http_error(w, 404, "not_found", "no such dead letter", NULL);
+        return;
+    }
+    if (store_rejected_list(r->st, &f, take_rejected, &item, &e)) {
+        http_error_from(r, w, &e);
+        return;
+    }
+    if (item == NULL) {
+        http_error(w, 404, "not_found", "no such dead letter", NULL);
+        return;
+    }
+    http_json(w, 200, item);
 }
 
 /* The body of replay and dismiss: {"reason","source","kind","id"}, each optional. */
@@ -406,9 +435,10 @@ static void h_rejected_replay(struct http_req *r, struct http_resp *w)
         http_error_from(r, w, &e);
         return;
     }
-    http_json(w, 200, json_pack("{s:I,s:I,s:I}", "tried", (json_int_t)rs.tried, "ingested",
+    http_json(w, 200, json_pack("{s:I,s:I,s:I,s:I}", "tried", (json_int_t)rs.tried, "ingested",
                                 (json_int_t)rs.ingested, "still_rejected",
-                                (json_int_t)rs.still_rejected));
+                                (json_int_t)rs.still_rejected, "not_replayable",
+                                (json_int_t)rs.not_replayable));
 }
 
 static void h_rejected_dismiss(struct http_req *r, struct http_resp *w)
@@ -471,6 +501,7 @@ const struct route http_routes[] = {
     {"GET", "/api/v1/contracts/{name}", ROLES_READ, h_contract_get, "contracts.get", 0},
     {"PUT", "/api/v1/contracts/{name}", ROLE_ADMIN, h_contract_put, "contracts.put", 0},
     {"GET", "/api/v1/rejected", ROLES_READ, h_rejected_list, "rejected.list", 0},
+    {"GET", "/api/v1/rejected/{id}", ROLES_READ, h_rejected_get, "rejected.get", 0},
     {"POST", "/api/v1/rejected/replay", ROLE_MARKETER | ROLE_ADMIN, h_rejected_replay,
      "rejected.replay", 0},
     {"POST", "/api/v1/rejected/dismiss", ROLE_MARKETER | ROLE_ADMIN, h_rejected_dismiss,

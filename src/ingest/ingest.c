@@ -140,7 +140,10 @@ void ingest_rollback(struct ingest *in)
 
 /* ---- dead letters -------------------------------------------------------------- */
 
-static void fingerprint(const char *kind, const char *source, const char *raw, char out[33])
+/* A letter's identity: kind, source and record text (and, for a record kept only in
+ * part, its whole size): the same record rejected again while pending is kept once. */
+static void fingerprint(const char *kind, const char *source, const char *raw, int64_t raw_bytes,
+                        char out[33])
 {
     unsigned char h[16];
     crypto_generichash_state s;
@@ -149,14 +152,21 @@ static void fingerprint(const char *kind, const char *source, const char *raw, c
     crypto_generichash_update(&s, (const unsigned char *)kind, strlen(kind) + 1);
     crypto_generichash_update(&s, (const unsigned char *)source, strlen(source) + 1);
     crypto_generichash_update(&s, (const unsigned char *)raw, strlen(raw));
+    if (raw_bytes > 0) {
+        char n[32];
+        int len = snprintf(n, sizeof n, "%c%lld", '\0', (long long)raw_bytes);
+        crypto_generichash_update(&s, (const unsigned char *)n, (size_t)len);
+    }
     crypto_generichash_final(&s, h, sizeof h);
     sodium_bin2hex(out, 33, h, sizeof h);
 }
 
-/* Records the rejection (or, when replaying, updates the dead letter) and sets *out. */
-int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *kind,
-                  const json_t *rec, const char *reason, const char *field, const char *msg,
-                  enum ingest_outcome *out, struct err *e)
+/* Records the rejection (or, when replaying, updates the dead letter) and sets *out.
+ * raw: the record's text, or only its first bytes when raw_bytes > 0 (its whole size).
+ * The store keeps at most STORE_REJECTED_MAX_RAW bytes of it. */
+static int reject_text(struct ingest *in, const struct ingest_ctx *cx, const char *kind,
+                       const char *raw, int64_t raw_bytes, const char *reason, const char *field,
+                       const char *msg, enum ingest_outcome *out, struct err *e)
 {
     char origin[512];
     int rc;
@@ -179,9 +189,6 @@ int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *ki
     if (in->replay_id) {
         rc = store_rejected_update(in->st, in->replay_id, "pending", reason, field, msg, 0, e);
     } else {
-        /* any value; none at all is a bug upstream, kept visible rather than fatal */
-        char *raw = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
-                        : xstrdup("{\"unrecorded\":true}");
         char fp[33];
         struct store_rejected r = {
             .created_at = clock_now_ms(),
@@ -194,13 +201,37 @@ int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *ki
             .raw = raw,
             .fingerprint = fp,
             .once = cx->reject_once,
+            .truncated = raw_bytes > 0,
+            .raw_bytes = raw_bytes,
         };
-        ASSERT(raw);
-        fingerprint(kind, cx->source, raw, fp);
+        fingerprint(kind, cx->source, raw, raw_bytes, fp);
         rc = store_rejected_add(in->st, &r, NULL, e);
-        free(raw);
     }
     return rc;
+}
+
+int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *kind,
+                  const json_t *rec, const char *reason, const char *field, const char *msg,
+                  enum ingest_outcome *out, struct err *e)
+{
+    /* any value; none at all is a bug upstream, kept visible rather than fatal */
+    char *raw = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+                    : xstrdup("{\"unrecorded\":true}");
+    int rc;
+
+    ASSERT(raw);
+    rc = reject_text(in, cx, kind, raw, 0, reason, field, msg, out, e);
+    free(raw);
+    return rc;
+}
+
+int ingest_reject_partial(struct ingest *in, const struct ingest_ctx *cx, const char *kind,
+                          const char *raw, int64_t raw_bytes, const char *reason,
+                          const char *field, const char *msg, enum ingest_outcome *out,
+                          struct err *e)
+{
+    ASSERT(raw_bytes > 0);
+    return reject_text(in, cx, kind, raw, raw_bytes, reason, field, msg, out, e);
 }
 
 /* ---- helpers ------------------------------------------------------------------------ */
@@ -719,6 +750,9 @@ static int reject_prepared(struct ingest *in, const struct ingest_ctx *cx,
     json_t *rec = p->rec;
     int rc;
 
+    if (p->raw_bytes > 0) /* only the first bytes of the record (a CSV row past a cap) */
+        return ingest_reject_partial(in, cx, "event", p->raw, p->raw_bytes, reason, field, msg,
+                                     out, e);
     if (rec == NULL && p->raw == NULL && p->raw_fn)
         p->raw = p->raw_fn(p->raw_ctx, p);
     if (rec == NULL)
@@ -1100,6 +1134,7 @@ int ingest_set_consent(struct ingest *in, const char *external_id, enum consent_
 struct pending {
     int64_t id;
     char *kind, *source, *raw;
+    int truncated;
 };
 
 struct collect {
@@ -1115,6 +1150,7 @@ static int collect_one(void *ctx, const struct store_rejected *r)
     c->items[c->n].kind = xstrdup(r->kind);
     c->items[c->n].source = xstrdup(r->source);
     c->items[c->n].raw = xstrdup(r->raw);
+    c->items[c->n].truncated = r->truncated;
     c->n++;
     return 0;
 }
@@ -1168,7 +1204,16 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, co
                 .received_at = clock_now_ms(),
             };
             enum ingest_outcome o;
-            json_t *rec = json_loads(col.items[i].raw, 0, NULL);
+            json_t *rec;
+            cur.after_id = col.items[i].id;
+            if (col.items[i].truncated) {
+                /* Only the first bytes of the record were kept: storing them would store a
+                 * corrupted record. It stays pending; fix it at the source, import it again
+                 * and dismiss this. */
+                out->not_replayable++;
+                continue;
+            }
+            rec = json_loads(col.items[i].raw, 0, NULL);
             tried++;
             in->replay_id = col.items[i].id;
             if (rec == NULL || json_object_get(rec, "fields")) {
@@ -1192,7 +1237,6 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, co
             }
             in->replay_id = 0;
             json_decref(rec);
-            cur.after_id = col.items[i].id;
         }
         if (rc == 0 && tried) {
             /* Audited with the rows it changed, chunk by chunk. */

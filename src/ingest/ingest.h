@@ -152,10 +152,18 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
  * "properties":{…}}. INGEST_UNCHANGED means a duplicate event_id. */
 int ingest_event(struct ingest *in, const struct ingest_ctx *cx, const json_t *rec,
                  enum ingest_outcome *out, struct err *e);
-/* Stores a rejected record in the dead-letter store (rc != 0 only for store errors). */
+/* Stores a rejected record in the dead-letter store (rc != 0 only for store errors). The
+ * letter keeps the record's first STORE_REJECTED_MAX_RAW bytes (marked truncated past). */
 int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *kind,
                   const json_t *rec, const char *reason, const char *field, const char *msg,
                   enum ingest_outcome *out, struct err *e);
+/* The same for a record the source kept only in part (a CSV row past a size cap): raw is
+ * its first bytes as JSON-ish text, raw_bytes (> 0) its whole size. Kept truncated: such
+ * a letter is never replayed. */
+int ingest_reject_partial(struct ingest *in, const struct ingest_ctx *cx, const char *kind,
+                          const char *raw, int64_t raw_bytes, const char *reason,
+                          const char *field, const char *msg, enum ingest_outcome *out,
+                          struct err *e);
 /* The two halves of ingest_event(), so that validation (pure: contracts only, any
  * thread) can run beside the store writes (one thread, in a batch). prepare never
  * fails: a record it refuses is marked rejected and stored as a dead letter by
@@ -163,6 +171,7 @@ int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *ki
 struct prepared_event {
     json_t *rec;           /* the raw record (JSON path) ... */
     char *raw;             /* ... or its JSON text (CSV fast path) ... */
+    int64_t raw_bytes;     /* ... > 0: raw is only the first bytes of a record this big */
     char *cells;           /* ... or made on demand from these (NUL-separated cells) */
     char *(*raw_fn)(const void *ctx, const struct prepared_event *p);
     const void *raw_ctx;
@@ -328,12 +337,23 @@ int contact_delete(struct store *st, const char *xid, const char *actor, const c
 
 struct replay_stats {
     int64_t tried, ingested, still_rejected;
+    int64_t not_replayable; /* truncated letters matched: left pending, never re-validated */
 };
 /* Re-validates pending rejected records matching f against the current contracts
  * and ingests those that pass, in chunks; each chunk is one transaction with its
- * audit record (actor, req_id). A replay counts as a bulk source (sticky consent). */
+ * audit record (actor, req_id). A replay counts as a bulk source (sticky consent).
+ * A truncated letter is not tried: only the first bytes of its record are known. */
 int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, const char *actor,
                     const char *req_id, struct replay_stats *out, struct err *e);
+
+/* A dead letter as the API and the CLI show it: {id, created_at, source, kind, reason,
+ * field, message, origin, raw, raw_bytes, truncated, status, attempts, resolved_at?}.
+ * raw is the record (JSON) when kept whole, else a string of what was kept. raw_max > 0
+ * (a listing): raw longer than that is shown to its first raw_max bytes, with
+ * "raw_preview": true. Caller owns the result. */
+#define REJECTED_RAW_PREVIEW 4096     /* bytes of raw a listing shows per letter */
+#define REJECTED_PAGE_BYTES (1 << 20) /* an API page of letters ends once past this */
+json_t *rejected_json(const struct store_rejected *r, size_t raw_max);
 
 /* Marks pending dead letters matching f 'dismissed' (kept, never replayed), audited. */
 int rejected_dismiss(struct ingest *in, const struct store_rejected_filter *f, const char *actor,

@@ -209,6 +209,12 @@ static const char *const store_migrations[] = {
     "  report TEXT NOT NULL);",                   /* JSON (docs/sync.md) */
     /* 7 -> 8: where each sync checkpoint stood lately (a lookback window's start). */
     "ALTER TABLE sync_checkpoints ADD COLUMN trail TEXT;", /* [[at_ms, cursor, key], …] */
+    /* 8 -> 9: a dead letter keeps the first STORE_REJECTED_MAX_RAW bytes of its record;
+     * truncated says it was cut (it can never be replayed), raw_bytes the whole size.
+     * store_migrate() cuts the letters kept whole before, in C. */
+    "ALTER TABLE rejected ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE rejected ADD COLUMN raw_bytes INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE rejected SET raw_bytes = length(CAST(raw AS BLOB));",
 };
 
 #endif

@@ -81,12 +81,14 @@ static const char *const stmt_sql[Q__N] = {
     [Q_CONTRACTS_STAMP] = "SELECT count(*) FROM contracts",
     /* A record rejected again with the same raw payload while still pending is kept once. */
     [Q_REJ_ADD] = "INSERT INTO rejected(created_at, source, kind, reason, field, message, origin,"
-                  " raw, fingerprint) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9 WHERE NOT EXISTS (SELECT 1"
-                  " FROM rejected WHERE fingerprint = ?9 AND status = 'pending')",
+                  " raw, fingerprint, truncated, raw_bytes) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,"
+                  "?11 WHERE NOT EXISTS (SELECT 1 FROM rejected WHERE fingerprint = ?9 AND"
+                  " status = 'pending')",
     /* ... or ever (a row read again, whose letter may have been dismissed or replayed). */
     [Q_REJ_ADD_ONCE] = "INSERT INTO rejected(created_at, source, kind, reason, field, message,"
-                       " origin, raw, fingerprint) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9 WHERE NOT"
-                       " EXISTS (SELECT 1 FROM rejected WHERE fingerprint = ?9)",
+                       " origin, raw, fingerprint, truncated, raw_bytes) SELECT ?1,?2,?3,?4,?5,?6,"
+                       "?7,?8,?9,?10,?11 WHERE NOT EXISTS (SELECT 1 FROM rejected WHERE"
+                       " fingerprint = ?9)",
     [Q_REJ_UPDATE] = "UPDATE rejected SET status=?2, reason=coalesce(?3, reason), field=coalesce(?4, field),"
                      " message=coalesce(?5, message),"
                      " attempts=attempts+1, resolved_at=?6 WHERE id=?1",
@@ -328,6 +330,8 @@ int store_schema_version(struct store *st, int *out, struct err *e)
     return 0;
 }
 
+static int rejected_cut_old(struct store *st, struct err *e);
+
 int store_migrate(struct store *st, int *from, int *to, struct err *e)
 {
     int v, rc;
@@ -349,6 +353,8 @@ int store_migrate(struct store *st, int *from, int *to, struct err *e)
     }
     for (; v < STORE_SCHEMA_VERSION; v++) {
         rc = exec(st, store_migrations[v], e);
+        if (rc == 0 && v == 8)
+            rc = rejected_cut_old(st, e); /* 8 -> 9: letters kept whole before are cut */
         if (rc == 0 && v == 3) {
             /* 3 -> 4 moves the old events table's rows into blocks, in C. */
             st->in_tx = st->writing = 1;
@@ -1292,6 +1298,7 @@ int store_rejected_add(struct store *st, const struct store_rejected *r, int64_t
                        struct err *e)
 {
     sqlite3_stmt *s = stmt(st, r->once ? Q_REJ_ADD_ONCE : Q_REJ_ADD, e);
+    size_t n = strlen(r->raw), kept = utf8_prefix(r->raw, n, STORE_REJECTED_MAX_RAW);
     int rc;
 
     if (s == NULL)
@@ -1303,11 +1310,49 @@ int store_rejected_add(struct store *st, const struct store_rejected *r, int64_t
     bind_text(s, 5, r->field ? r->field : "");
     bind_text(s, 6, r->message);
     bind_text(s, 7, r->origin ? r->origin : "");
-    bind_text(s, 8, r->raw);
+    sqlite3_bind_text(s, 8, r->raw, (int)kept, SQLITE_STATIC);
     bind_text(s, 9, r->fingerprint);
+    sqlite3_bind_int(s, 10, r->truncated || kept < n);
+    sqlite3_bind_int64(s, 11, r->raw_bytes > 0 ? r->raw_bytes : (int64_t)n);
     rc = step_done(st, s, "store rejected record", e);
     if (rc == 0 && id)
         *id = sqlite3_changes(st->db) ? sqlite3_last_insert_rowid(st->db) : 0;
+    return rc;
+}
+
+/* Migration 8 -> 9: letters kept whole before (a 300 MB CSV line, say) keep what new
+ * ones keep. Updating the rows being read is fine: cutting again changes nothing. */
+static int rejected_cut_old(struct store *st, struct err *e)
+{
+    sqlite3_stmt *sel = NULL, *upd = NULL;
+    int rc;
+
+    rc = sqlite3_prepare_v2(st->db, "SELECT id, raw FROM rejected WHERE raw_bytes > ?1", -1, &sel,
+                            NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(st->db, "UPDATE rejected SET raw = ?2, truncated = 1 WHERE id = ?1",
+                                -1, &upd, NULL);
+    if (rc != SQLITE_OK) {
+        rc = db_err(st, e, rc, "cut dead letters");
+        goto out;
+    }
+    sqlite3_bind_int64(sel, 1, STORE_REJECTED_MAX_RAW);
+    while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        const char *raw = (const char *)sqlite3_column_text(sel, 1);
+        size_t n = (size_t)sqlite3_column_bytes(sel, 1);
+        sqlite3_bind_int64(upd, 1, sqlite3_column_int64(sel, 0));
+        sqlite3_bind_text(upd, 2, raw ? raw : "", (int)utf8_prefix(raw ? raw : "", n,
+                                                                   STORE_REJECTED_MAX_RAW),
+                          SQLITE_TRANSIENT);
+        rc = sqlite3_step(upd);
+        sqlite3_reset(upd);
+        if (rc != SQLITE_DONE)
+            break;
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(st, e, rc, "cut dead letters");
+out:
+    sqlite3_finalize(sel);
+    sqlite3_finalize(upd);
     return rc;
 }
 
@@ -1361,6 +1406,8 @@ static int row_rejected(sqlite3_stmt *s, struct visit *v)
         .status = col_text(s, 9),
         .attempts = sqlite3_column_int(s, 10),
         .resolved_at = sqlite3_column_int64(s, 11),
+        .truncated = sqlite3_column_int(s, 12),
+        .raw_bytes = sqlite3_column_int64(s, 13),
     };
 
     return v->fn.rejected(v->ctx, &r);
@@ -1375,8 +1422,12 @@ int store_rejected_list(struct store *st, const struct store_rejected_filter *f,
     int rc;
 
     buf_init(&sql);
-    buf_adds(&sql, "SELECT id, created_at, source, kind, reason, field, message, origin, raw,"
-                   " status, attempts, resolved_at FROM rejected");
+    buf_adds(&sql, "SELECT id, created_at, source, kind, reason, field, message, origin,");
+    if (f->raw_max)
+        buf_printf(&sql, " substr(raw, 1, %zu),", f->raw_max + 1);
+    else
+        buf_adds(&sql, " raw,");
+    buf_adds(&sql, " status, attempts, resolved_at, truncated, raw_bytes FROM rejected");
     rejected_where(&sql, f);
     buf_adds(&sql, " ORDER BY id LIMIT ?9");
     rc = sqlite3_prepare_v2(st->db, sql.p, -1, &s, NULL);

@@ -17,7 +17,7 @@
 #include "../core/config.h"
 #include "../core/core.h"
 
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 #define STORE_MAX_EXTERNAL_ID 255
 #define STORE_MAX_EVENT_ID 255
 #define STORE_MAX_NAME 128
@@ -265,12 +265,21 @@ int store_contracts_stamp(struct store *st, int64_t *out, struct err *e);
 
 /* ---- the ingestion dead-letter store ---------------------------------------- */
 
+/* A dead letter keeps at most this much of its record (UTF-8, cut between characters):
+ * a 300 MB CSV line made a 300 MB letter, and every listing of it as much. */
+#define STORE_REJECTED_MAX_RAW (64 * 1024)
+
 struct store_rejected {
     int64_t id, created_at, resolved_at;
     const char *source, *kind, *reason, *field, *message, *origin, *raw, *status;
     const char *fingerprint; /* hash of kind + source + raw: a pending duplicate is not added */
     int once;                /* nor one kept before in any status */
     int attempts;
+    /* Adding: raw is the record's text, cut here to STORE_REJECTED_MAX_RAW; or, with
+     * truncated set, only its first bytes already. Listed: raw is what was kept (or its
+     * first raw_max + 1 characters, see the filter). */
+    int truncated;           /* raw is not the whole record: it can never be replayed */
+    int64_t raw_bytes;       /* the whole record's size (adding: 0 = strlen(raw)) */
 };
 /* *id = 0 when the same record is already pending. */
 int store_rejected_add(struct store *st, const struct store_rejected *r, int64_t *id,
@@ -282,6 +291,8 @@ struct store_rejected_filter {
     int64_t id;                                  /* one row, 0 = any */
     int limit;                                   /* 0 = no limit */
     int replayable_only; /* skip rows that can never pass (bad_row, invalid_encoding) */
+    size_t raw_max;      /* > 0: read only the first raw_max + 1 characters of raw (a
+                          * listing's preview: more than raw_max bytes means it was cut) */
 };
 typedef int (*store_rejected_fn)(void *ctx, const struct store_rejected *r);
 int store_rejected_list(struct store *st, const struct store_rejected_filter *f,

@@ -163,3 +163,49 @@ test('the role x route table of docs/api.md is what the router enforces', async 
   }
   assert.ok(checked > 100, `${checked} route x role checks`);
 });
+
+// A 300 KB line used to make a 300 KB dead letter, listed whole by ?limit=1.
+test('dead letters are bounded: 64 KiB kept, 4 KiB a letter in lists, about 1 MiB a page; a truncated one is never replayed', async () => {
+  const dir = tmpData('engage-csv-');
+  const imp = engage(['import', 'contacts', writeCsv(dir, 'big.csv', `external_id,email,bio\nbig1,not-an-email,${'x'.repeat(300 * 1024)}\n`), '--json'], { data });
+  assert.equal(imp.code, 3, imp.stderr);
+  let r = await api(srv.url, '/api/v1/rejected?reason=invalid_email&limit=1', { key: keys.analyst });
+  assert.equal(r.status, 200);
+  assert.ok(r.text.length < 8192, `a listing shows a preview: ${r.text.length} bytes`);
+  const item = r.json.items[0];
+  assert.match(item.origin, /big\.csv:2$/);
+  assert.equal(item.truncated, true, 'the letter kept only the first 64 KiB');
+  assert.equal(item.raw_preview, true);
+  assert.ok(item.raw_bytes > 300 * 1024, `raw_bytes ${item.raw_bytes}: the size received`);
+  assert.ok(Buffer.byteLength(item.raw) <= 4096);
+  r = await api(srv.url, `/api/v1/rejected/${item.id}`, { key: keys.analyst });
+  assert.equal(r.status, 200);
+  assert.equal(typeof r.json.raw, 'string', 'a cut record is not JSON: shown as text');
+  const kept = Buffer.byteLength(r.json.raw);
+  assert.ok(kept <= 65536 && kept > 65000, `the single view shows all that was kept: ${kept}`);
+  assert.ok(r.json.raw.startsWith('{"attributes":{"bio":"xxx'));
+  assert.equal(r.json.raw_preview, undefined);
+  assert.equal((await api(srv.url, '/api/v1/rejected/999999', { key: keys.analyst })).status, 404);
+  r = await api(srv.url, '/api/v1/rejected/replay', { method: 'POST', key: keys.marketer, body: { id: item.id } });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json, { tried: 0, ingested: 0, still_rejected: 0, not_replayable: 1 },
+    'replaying the first 64 KiB would store a corrupted record');
+  r = await api(srv.url, `/api/v1/rejected/${item.id}`, { key: keys.analyst });
+  assert.equal(r.json.status, 'pending');
+
+  // 300 letters of 5 KB each: a page ends past about 1 MiB whatever the limit.
+  let rows = 'external_id,email,bio\n';
+  for (let i = 0; i < 300; i++) rows += `p${i},bad${i},${'y'.repeat(5000)}\n`;
+  assert.equal(engage(['import', 'contacts', writeCsv(dir, 'many.csv', rows)], { data }).code, 3);
+  let seen = 0, pages = 0, cursor = null;
+  do {
+    r = await api(srv.url, `/api/v1/rejected?reason=invalid_email&limit=1000${cursor ? '&cursor=' + cursor : ''}`, { key: keys.analyst });
+    assert.equal(r.status, 200);
+    assert.ok(r.text.length < 1.1 * (1 << 20), `page ${pages}: ${r.text.length} bytes`);
+    seen += r.json.items.length;
+    pages++;
+    cursor = r.json.next_cursor;
+  } while (cursor);
+  assert.equal(seen, 301, 'the cursor walks them all');
+  assert.ok(pages >= 2, `${pages} pages`);
+});

@@ -194,7 +194,7 @@ test('contract versions: rejected, fix the contract, replay', () => {
   assert.deepEqual(JSON.parse(r.stdout).properties.currency.enum, ['INR', 'USD', 'rupees'],
     'show prints the latest document alone, ready to edit and put back');
   r = engage(['rejected', 'replay', '--json'], { data });
-  assert.deepEqual(JSON.parse(r.stdout), { tried: 1, ingested: 1, still_rejected: 0 });
+  assert.deepEqual(JSON.parse(r.stdout), { tried: 1, ingested: 1, still_rejected: 0, not_replayable: 0 });
   assert.deepEqual(exportEvents(data).sort((a, b) => a.occurred_at.localeCompare(b.occurred_at))
     .map((e) => e.contract_version), [1, 2]);
   assert.equal(sql(data, "SELECT count(*) FROM audit WHERE action IN ('contract.put','rejected.replay')"), '2');
@@ -283,4 +283,38 @@ test('bench gen is deterministic for a seed', () => {
   const digest = (t) => createHash('sha256').update(t).digest('hex');
   assert.equal(digest(read(a, 'events.csv')), digest(read(b, 'events.csv')), 'same bytes');
   assert.equal(read(a, 'events.csv').trim().split('\n').length, 301);
+});
+
+test('dead letters kept whole by an older version are cut by the migration; list shows previews, show the rest, replay refuses them', () => {
+  const data = tmpData();
+  assert.equal(engage(['migrate'], { data }).code, 0);
+  // The store as schema 8 left it: a letter of 160,000 bytes ('é' is two), no truncated column.
+  sql(data, "ALTER TABLE rejected DROP COLUMN truncated; ALTER TABLE rejected DROP COLUMN raw_bytes;" +
+    " PRAGMA user_version = 8; INSERT INTO rejected(created_at, source, kind, reason, field, message," +
+    " origin, raw, fingerprint) VALUES (0, 'csv', 'contact', 'invalid_email', 'email', 'is not an email'," +
+    " 'old.csv:2', '{\"attributes\":{\"bio\":\"' || replace(hex(zeroblob(40000)), '0', 'é') || '\"}}', 'f')");
+  let r = engage(['migrate'], { data });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(sql(data, 'SELECT truncated, raw_bytes, length(CAST(raw AS BLOB)) <= 65536 FROM rejected'),
+               '1|160025|1');
+  r = engage(['rejected', 'show', '1'], { data });
+  assert.equal(r.code, 0, r.stderr);
+  let item = JSON.parse(r.stdout);
+  assert.equal(item.truncated, true);
+  assert.ok(Buffer.byteLength(item.raw) > 65000 && Buffer.byteLength(item.raw) <= 65536,
+            'cut between characters, at most 64 KiB');
+  assert.ok(!item.raw.includes('\ufffd') && !item.raw.includes('?'), 'no character cut in two');
+  r = engage(['rejected', 'list', '--json'], { data });
+  item = JSON.parse(r.stdout).items[0];
+  assert.equal(item.raw_preview, true);
+  assert.ok(Buffer.byteLength(item.raw) <= 4096);
+  r = engage(['rejected', 'list'], { data });
+  assert.match(r.stdout, /\[pending\], truncated|pending, truncated/);
+  r = engage(['rejected', 'replay', '--id', '1'], { data });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /1 cannot be replayed: only the first 64 KiB of their records were kept/);
+  r = engage(['rejected', 'replay', '--json'], { data });
+  assert.deepEqual(JSON.parse(r.stdout), { tried: 0, ingested: 0, still_rejected: 0, not_replayable: 1 });
+  assert.equal(engage(['rejected', 'show', '2'], { data }).code, 1);
+  assert.equal(engage(['rejected', 'show', 'x'], { data }).code, 2);
 });

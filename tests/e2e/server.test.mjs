@@ -180,7 +180,7 @@ test('dead letters: list with filters, metrics by reason, replay by a marketer',
   assert.equal(r.status, 201);
   r = await api(srv.url, '/api/v1/rejected/replay', { method: 'POST', key: marketer, body: { reason: 'invalid_type' } });
   assert.equal(r.status, 200, r.text);
-  assert.deepEqual(r.json, { tried: 1, ingested: 1, still_rejected: 0 });
+  assert.deepEqual(r.json, { tried: 1, ingested: 1, still_rejected: 0, not_replayable: 0 });
   r = await api(srv.url, '/metrics');
   assert.doesNotMatch(r.text, /reason="invalid_type"/);
   assert.match(r.text, /engage_events 2\n/);

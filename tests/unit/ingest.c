@@ -259,6 +259,46 @@ UTEST(contracts, new_version_then_replay)
     fx_close(&f);
 }
 
+static int grab_letter(void *ctx, const struct store_rejected *r)
+{
+    struct store_rejected *out = ctx;
+    *out = *r;
+    out->raw = strdup(r->raw);
+    out->reason = NULL;
+    return 0;
+}
+
+/* Whatever the source, a letter keeps the first 64 KiB of its record (cut between
+ * characters), says it was cut, and is never replayed. */
+UTEST(rejected, a_letter_keeps_64_kib_and_a_cut_one_is_never_replayed)
+{
+    struct fx f;
+    struct store_rejected_filter flt = {0};
+    struct store_rejected got = {0};
+    struct replay_stats rs;
+    struct buf rec;
+    int i;
+    fx_open(&f);
+    buf_init(&rec);
+    buf_adds(&rec, "{\"external_id\":\"c1\",\"email\":\"nope\",\"attributes\":{\"bio\":\"");
+    for (i = 0; i < 50000; i++)
+        buf_adds(&rec, "\xc3\xa9"); /* é: a cut at 64 KiB falls inside one */
+    buf_adds(&rec, "x\"}}");
+    cr_assert_eq(fx_ingest(&f, SRC_API, 0, rec.p), INGEST_REJECTED);
+    cr_assert_eq(store_rejected_list(f.st, &flt, grab_letter, &got, &f.e), 0);
+    cr_assert(got.truncated);
+    cr_assert_gt(got.raw_bytes, 100000, "the whole record's size: %lld", (long long)got.raw_bytes);
+    cr_assert_leq(strlen(got.raw), STORE_REJECTED_MAX_RAW);
+    cr_assert_gt(strlen(got.raw), STORE_REJECTED_MAX_RAW - 4);
+    cr_assert(utf8_valid(got.raw, strlen(got.raw)), "cut between characters");
+    free((char *)got.raw);
+    cr_assert_eq(rejected_replay(&f.in, &flt, "test", "", &rs, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(rs.tried, 0, "the first 64 KiB of a record is not the record");
+    cr_assert_eq(rs.not_replayable, 1);
+    buf_release(&rec);
+    fx_close(&f);
+}
+
 UTEST(identity, anonymous_events_merge_on_identify)
 {
     struct fx f;
