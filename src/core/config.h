@@ -45,6 +45,8 @@ struct config {
     enum consent_state default_consent;
     int import_batch_rows;
     int ingest_queue_max;      /* messages waiting for the server's writer before 429 */
+    long max_value_bytes;      /* longest string value taken from any source */
+    long max_row_bytes;        /* longest CSV row (the bytes of its cells) */
     /* [sync] */
     int sync_interval_s;       /* seconds between passes of the serve's sync worker */
     int sync_reconcile_hour;   /* UTC hour of the nightly reconciliation; -1: none */

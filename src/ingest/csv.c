@@ -5,9 +5,17 @@
  * batches of import_batch_rows, each committed (with the import's progress row)
  * before the next is read, so a kill loses at most the batch in flight and a
  * re-run stores nothing twice (events dedupe on event_id, contacts upsert).
- * Memory is constant: one row, one batch's caches, capped field sizes.
+ * Memory is constant: one row, one batch's caches, capped cell and row sizes.
  * Line numbers are physical lines (a quoted newline counts), so reports point
- * at what an editor shows. */
+ * at what an editor shows.
+ *
+ * Size caps: a cell over [ingest] max_value_bytes, or a row whose cells pass
+ * [ingest] max_row_bytes, is never held whole. libcsv gathers a cell in its own
+ * buffer and hands it over only when it ends, so it is fed in slices no longer than
+ * the current cell may still grow; past its limit the cell is cut after the slice:
+ * its first 4 KiB kept (for the dead letter), the rest dropped and counted. Such a
+ * row becomes a truncated dead letter naming the line, the column and the cap, and
+ * the import goes on. */
 #include <csv.h>
 #include <errno.h>
 #include <pthread.h>
@@ -22,8 +30,12 @@
 #include "ingest.h"
 #include "ingest_int.h"
 
-#define CSV_MAX_FIELD (1 << 20)
 #define CSV_MAX_COLUMNS 1024
+#define CSV_CELL_HEAD 4096         /* of a cell past a cap, what its dead letter shows (the
+                                    * other cells of the row fit beside it) */
+#define CSV_DROP_WINDOW (64 * 1024) /* libcsv holds this much of a cell being dropped */
+#define CSV_CUT_TAIL 1             /* left in libcsv's buffer by a cut: it may take back a
+                                    * closing quote (never spaces: no_space()) */
 #define REPORT_LINES_PER_REASON 10
 
 struct row {
@@ -69,7 +81,20 @@ struct import_state {
     _Atomic int writer_won;     /* the first error came from the writer */
     int nul_col;                /* a cell of the current row held a NUL byte: its column */
     int closed;
+    size_t max_value, max_row;  /* [ingest] max_value_bytes, max_row_bytes */
+    /* The row being read, and whether it passed a cap (then it is a dead letter): */
+    int64_t row_bytes;          /* bytes of its cells so far, kept or not */
+    int64_t cell_dropped;       /* bytes of the current cell dropped (0: none) ... */
+    struct buf cell_head;       /* ... and its first CSV_CELL_HEAD bytes, kept */
+    int too_big;                /* 0, or the first cap the row passed: BIG_VALUE, BIG_ROW */
+    int big_col;                /* BIG_VALUE: the cell's column ... */
+    int64_t big_bytes;          /* ... and its size */
+    int row_full;               /* past max_row_bytes: its later cells are not kept */
+    struct ingest_stats committed; /* the counts of what is committed (the report after a
+                                    * failure: a rolled-back batch stored nothing) */
 };
+
+enum { BIG_VALUE = 1, BIG_ROW };
 
 /* How this file's columns map onto one event's contract (the CSV fast path). */
 struct ev_plan {
@@ -115,13 +140,6 @@ static int no_space(unsigned char c)
 {
     (void)c;
     return 0;
-}
-
-static void *capped_realloc(void *p, size_t n)
-{
-    if (n > CSV_MAX_FIELD + 64)
-        return NULL;
-    return realloc(p, n);
 }
 
 static void row_add(struct row *r, const char *p, size_t n)
@@ -228,7 +246,7 @@ static json_t *row_record(struct import_state *s)
     int is_contacts = s->o->kind == IMPORT_CONTACTS;
 
     for (i = 0; i < s->ncols; i++) {
-        const char *f = row_field(&s->row, i);
+        const char *f = i < s->row.nfields ? row_field(&s->row, i) : "";
         int c = (int)i;
         if (c == s->col_xid || c == s->col_anon || (is_contacts && (c == s->col_email ||
             c == s->col_consent)) || (!is_contacts && (c == s->col_event || c == s->col_time ||
@@ -288,6 +306,8 @@ static int batch_flush_e(struct import_state *s, int final, struct err *e)
     rc = store_import_progress(s->in->st, &im, e);
     if (rc == 0)
         rc = ingest_commit(s->in, e);
+    if (rc == 0)
+        s->committed = s->in->stats; /* (the writer's, during an events import) */
     return rc;
 }
 
@@ -757,6 +777,54 @@ static void prepare_event_row(struct import_state *s, const struct ingest_ctx *c
     p->unvalidated = pl->c == NULL;
 }
 
+/* A row past a size cap, as its dead letter, into p (a rejected event; a contacts import
+ * takes its parts): the reason naming the cap, the column and the size, and raw, the
+ * record made of what was kept of the row (the cell past a cap cut to its first
+ * CSV_CELL_HEAD bytes, the cells after the row's cap left out), at most
+ * STORE_REJECTED_MAX_RAW bytes of it. Nothing else is checked: the row is not all there. */
+static void big_row_letter(struct import_state *s, struct prepared_event *p)
+{
+    char field[160] = "", msg[256];
+    const char *reason;
+    struct buf raw;
+    size_t i;
+
+    for (i = 0; i < s->row.nfields; i++) /* a cut may split a character; the file may be bad */
+        utf8_sanitize(s->row.data.p + s->row.off[i]);
+    buf_init(&raw);
+    if (s->o->kind == IMPORT_EVENTS) {
+        const char **fields = xcalloc(s->ncols + 1, sizeof *fields);
+        for (i = 0; i < s->ncols; i++)
+            fields[i] = i < s->row.nfields ? row_field(&s->row, i) : "";
+        raw_from_fields(s, fields, &raw);
+        free(fields);
+    } else {
+        /* In column order, the bag of attributes last: the ids come first, whatever is cut */
+        json_t *rec = row_record(s);
+        char *text = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        buf_adds(&raw, text);
+        free(text);
+        json_decref(rec);
+    }
+    if (raw.len > STORE_REJECTED_MAX_RAW) { /* what the letter keeps: no more in the batch */
+        raw.len = utf8_prefix(raw.p, raw.len, STORE_REJECTED_MAX_RAW);
+        raw.p[raw.len] = '\0';
+    }
+    if (s->too_big == BIG_VALUE) {
+        snprintf(field, sizeof field, "%s", s->big_col < (int)s->ncols ? s->cols[s->big_col] : "");
+        reason = ingest_value_check((size_t)s->big_bytes, s->max_value, msg, sizeof msg);
+        ASSERT(reason);
+    } else {
+        snprintf(msg, sizeof msg, "row of %lld bytes exceeds [ingest] max_row_bytes (%zu)",
+                 (long long)s->row_bytes, s->max_row);
+        reason = "row_too_large";
+    }
+    memset(p, 0, sizeof *p);
+    p->raw = buf_take(&raw);
+    p->raw_bytes = s->row_bytes;
+    prepared_event_reject(p, reason, field, msg);
+}
+
 static void process_event_row(struct import_state *s)
 {
     struct ingest_ctx cx = {.kind = SRC_CSV, .source = "csv", .text_mode = 1,
@@ -765,7 +833,9 @@ static void process_event_row(struct import_state *s)
 
     if (s->prop_order == NULL)
         order_props(s);
-    if (s->row.nfields != s->ncols) {
+    if (s->too_big) {
+        big_row_letter(s, p);
+    } else if (s->row.nfields != s->ncols) {
         char msg[128];
         json_t *rec = bad_row_record(s, msg, sizeof msg);
         memset(p, 0, sizeof *p);
@@ -797,7 +867,15 @@ static void process_contact_row(struct import_state *s)
         }
     }
     cx.received_at = clock_now_ms();
-    if (s->row.nfields != s->ncols) {
+    if (s->too_big) {
+        struct prepared_event p;
+        big_row_letter(s, &p);
+        s->in->stats.read++;
+        rc = ingest_reject_partial(s->in, &cx, "contact", p.raw, p.raw_bytes, p.reason, p.field,
+                                   p.msg, &o, s->e);
+        prepared_event_release(&p);
+        rec = NULL;
+    } else if (s->row.nfields != s->ncols) {
         char msg[128];
         rec = bad_row_record(s, msg, sizeof msg);
         s->in->stats.read++;
@@ -830,7 +908,16 @@ static void process_row(struct import_state *s)
     if (atomic_load(&s->rc))
         return;
     if (!s->header_done) {
-        set_rc(s, take_header(s));
+        if (s->too_big == BIG_VALUE)
+            set_rc(s, ERRF(s->e, E_TOOBIG, "header", "%s:%lld: the name of column %d is longer "
+                           "than [ingest] max_value_bytes (%zu)", s->fname,
+                           (long long)s->row_line, s->big_col + 1, s->max_value));
+        else if (s->too_big)
+            set_rc(s, ERRF(s->e, E_TOOBIG, "header", "%s:%lld: the header row is longer than "
+                           "[ingest] max_row_bytes (%zu)", s->fname, (long long)s->row_line,
+                           s->max_row));
+        else
+            set_rc(s, take_header(s));
         return;
     }
     atomic_fetch_add(&s->rows_parsed, 1);
@@ -840,25 +927,107 @@ static void process_row(struct import_state *s)
         process_event_row(s);
 }
 
+static void row_start(struct import_state *s)
+{
+    s->in_row = 1;
+    s->row_line = s->line;
+    s->row.nfields = 0;
+    buf_reset(&s->row.data);
+    s->row_bytes = 0;
+    s->too_big = 0;
+    s->big_col = -1;
+    s->big_bytes = 0;
+    s->row_full = 0;
+}
+
+static void count_lines(struct import_state *s, const char *p, size_t n)
+{
+    const char *end = p + n;
+
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        s->line++;
+        p++;
+    }
+}
+
+/* The most bytes of the current cell libcsv may hold: the room the caps leave it, or,
+ * once the cell or its row is past a cap, a window before the next cut. */
+static size_t cell_limit(const struct import_state *s)
+{
+    size_t room;
+
+    if (s->cell_dropped || s->row_full)
+        return CSV_DROP_WINDOW;
+    room = (size_t)s->row_bytes < s->max_row ? s->max_row - (size_t)s->row_bytes : 0;
+    return room < s->max_value ? room : s->max_value;
+}
+
+/* Adds the next n bytes of a cell being cut to its head, while it is short: libcsv's
+ * buffer always starts where the dropped bytes end, so the head is the cell's prefix. */
+static void head_add(struct import_state *s, const void *p, size_t n)
+{
+    if (s->cell_head.len < CSV_CELL_HEAD) {
+        size_t k = CSV_CELL_HEAD - s->cell_head.len;
+        buf_add(&s->cell_head, p, n < k ? n : k);
+    }
+}
+
+/* The cell in libcsv's buffer passed its limit: its first bytes are kept, the rest
+ * dropped and counted, the last byte left to libcsv. The cell so far is entry_buf[0 ..
+ * entry_pos) of the parser's struct (public in csv.h); between two csv_parse() calls
+ * libcsv reads nothing else of it but the last byte, a closing quote it may take back. */
+_Static_assert(CSV_MAJOR == 3, "cell_cut() knows libcsv 3's parser struct");
+static void cell_cut(struct import_state *s, struct csv_parser *p)
+{
+    size_t n = p->entry_pos - CSV_CUT_TAIL;
+
+    if (!s->in_row)
+        row_start(s);
+    head_add(s, p->entry_buf, n);
+    count_lines(s, (const char *)p->entry_buf, n);
+    s->cell_dropped += (int64_t)n;
+    memmove(p->entry_buf, p->entry_buf + n, CSV_CUT_TAIL);
+    p->entry_pos = CSV_CUT_TAIL;
+}
+
 static void on_field(void *p, size_t n, void *data)
 {
     struct import_state *s = data;
     const char *f = p ? p : "";
-    size_t i;
+    int64_t total;
+    int was_full;
 
-    if (!s->in_row) {
-        s->in_row = 1;
-        s->row_line = s->line;
-        s->row.nfields = 0;
-        buf_reset(&s->row.data);
+    if (!s->in_row)
+        row_start(s);
+    count_lines(s, f, n);
+    total = s->cell_dropped + (int64_t)n;
+    if (s->cell_dropped) { /* cut short: what was kept of it */
+        head_add(s, f, n);
+        f = s->cell_head.p;
+        n = s->cell_head.len;
     }
-    for (i = 0; i < n; i++)
-        if (f[i] == '\n')
-            s->line++;
     if (s->nul_col < 0 && memchr(f, '\0', n))
         s->nul_col = (int)s->row.nfields; /* the row is rejected, not silently cut */
+    if (total > (int64_t)s->max_value && !s->too_big) {
+        s->too_big = BIG_VALUE;
+        s->big_col = (int)s->row.nfields;
+        s->big_bytes = total;
+    }
+    was_full = s->row_full;
+    s->row_bytes += total;
+    if (s->row_bytes > (int64_t)s->max_row) {
+        s->row_full = 1;
+        if (!s->too_big)
+            s->too_big = BIG_ROW;
+    }
+    if (was_full)
+        n = 0; /* nothing more of a row past its cap is kept */
+    else if (total > (int64_t)s->max_value || s->row_full)
+        n = utf8_prefix(f, n, CSV_CELL_HEAD); /* the cell that passed a cap: its head */
     if (s->row.nfields < CSV_MAX_COLUMNS + 1)
         row_add(&s->row, f, n);
+    s->cell_dropped = 0;
+    buf_reset(&s->cell_head);
 }
 
 static void on_row(int c, void *data)
@@ -872,6 +1041,38 @@ static void on_row(int c, void *data)
     }
     if (c == '\n')
         s->line++;
+}
+
+/* Feeds a chunk to libcsv in slices no longer than the current cell may still grow, and
+ * cuts the cell after a slice that took it past its limit: libcsv never holds more than
+ * a cell's limit and a slice, whatever the file. */
+static void parse_chunk(struct import_state *s, struct csv_parser *p, const char *chunk,
+                        size_t n)
+{
+    size_t off = 0;
+
+    while (off < n && atomic_load(&s->rc) == 0) {
+        size_t limit = cell_limit(s);
+        size_t room = p->entry_pos < limit ? limit - p->entry_pos + 1 : 1;
+        size_t len = n - off < room ? n - off : room;
+        int ce;
+        if (csv_parse(p, chunk + off, len, on_field, on_row, s) == len) {
+            off += len;
+            if (p->entry_pos > cell_limit(s))
+                cell_cut(s, p);
+            continue;
+        }
+        if (atomic_load(&s->rc))
+            return;
+        ce = csv_error(p);
+        set_rc(s, ce == CSV_ENOMEM || ce == CSV_ETOOBIG
+                      ? ERR(s->e, E_NOMEM, "%s:%lld: out of memory reading a cell", s->fname,
+                            (long long)(s->in_row ? s->row_line : s->line))
+                      : ERR(s->e, E_INVAL, "%s:%lld: malformed quoting (a quote inside an "
+                            "unquoted field, or text after a closing quote): %s", s->fname,
+                            (long long)(s->in_row ? s->row_line : s->line), csv_strerror(ce)));
+        return;
+    }
 }
 
 static void progress(struct import_state *s, int64_t done_bytes, int64_t total, double elapsed,
@@ -952,7 +1153,11 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
     s.fname = strcmp(o->path, "-") == 0 ? "<stdin>" : o->path;
     s.line = 1;
     s.nul_col = -1;
+    s.big_col = -1;
+    s.max_value = (size_t)in->cfg->max_value_bytes;
+    s.max_row = (size_t)in->cfg->max_row_bytes;
     buf_init(&s.row.data);
+    buf_init(&s.cell_head);
     memset(&in->stats, 0, sizeof in->stats);
 
     fd = strcmp(o->path, "-") == 0 ? STDIN_FILENO : open(o->path, O_RDONLY);
@@ -965,8 +1170,9 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
             close(fd);
         return ERR(e, E_NOMEM, "cannot start the CSV parser");
     }
-    csv_set_realloc_func(&p, capped_realloc);
     csv_set_space_func(&p, no_space);
+    csv_set_blk_size(&p, CSV_DROP_WINDOW); /* libcsv grows its cell buffer by this (by 128
+                                            * bytes, a 1 MiB cell took 8,192 reallocs) */
 
     /* The import's own row: data-plane writes are accounted per batch, not audited. */
     rc = store_begin(in->st, e);
@@ -995,16 +1201,7 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
     s.e = &s.rerr; /* the reader's own, while the writer thread runs */
     chunk = xmalloc(CHUNK);
     while (atomic_load(&s.rc) == 0 && (n = read(fd, chunk, CHUNK)) > 0) {
-        if (csv_parse(&p, chunk, (size_t)n, on_field, on_row, &s) != (size_t)n &&
-            atomic_load(&s.rc) == 0) {
-            int ce = csv_error(&p);
-            set_rc(&s, ce == CSV_ENOMEM
-                       ? ERR(s.e, E_TOOBIG, "%s:%lld: a field is longer than %d bytes", s.fname,
-                             (long long)(s.in_row ? s.row_line : s.line), CSV_MAX_FIELD)
-                       : ERR(s.e, E_INVAL, "%s:%lld: malformed quoting (a quote inside an unquoted "
-                             "field, or text after a closing quote): %s", s.fname,
-                             (long long)(s.in_row ? s.row_line : s.line), csv_strerror(ce)));
-        }
+        parse_chunk(&s, &p, chunk, (size_t)n);
         done_bytes += n;
         if (o->progress && clock_mono_ms() / 1e3 - last_draw > 0.2) {
             last_draw = clock_mono_ms() / 1e3;
@@ -1030,13 +1227,16 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
     if (rc == 0)
         rc = batch_flush(&s, 1);
     if (rc) {
+        /* What the committed batches stored: the batch in flight was rolled back. */
+        struct ingest_stats *c = &s.committed;
         struct err ignored = {0};
         struct store_import im = {
             .id = s.batch_id, .status = "failed", .finished_at = clock_now_ms(),
-            .read = in->stats.read, .inserted = in->stats.inserted, .updated = in->stats.updated,
-            .duplicates = in->stats.duplicates, .rejected = in->stats.rejected,
+            .read = c->read, .inserted = c->inserted, .updated = c->updated,
+            .duplicates = c->duplicates, .rejected = c->rejected,
         };
         ingest_rollback(in);
+        in->stats = s.committed;
         /* Committed batches stay; the import's row says it stopped. Best effort. */
         if (store_begin(in->st, &ignored) == 0) {
             if (store_import_progress(in->st, &im, &ignored) == 0)
@@ -1061,6 +1261,7 @@ out:
     contract_set_free(s.cs);
     plans_free(&s);
     buf_release(&s.row.data);
+    buf_release(&s.cell_head);
     free(s.row.off);
     return rc;
 }

@@ -250,6 +250,14 @@ static const char *get_str(const json_t *rec, const char *key, int *bad)
     return json_string_length(v) ? json_string_value(v) : NULL;
 }
 
+const char *ingest_value_check(size_t n, size_t max, char *msg, size_t msgcap)
+{
+    if (n <= max)
+        return NULL;
+    snprintf(msg, msgcap, "value of %zu bytes exceeds [ingest] max_value_bytes (%zu)", n, max);
+    return "value_too_large";
+}
+
 int ingest_id_ok(const char *s, size_t max)
 {
     size_t n = strlen(s), i;

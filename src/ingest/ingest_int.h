@@ -11,6 +11,11 @@ const char *contract_apply(const struct contract *c, const json_t *props, json_t
 /* The property that gives occurred_at, or NULL. */
 const char *contract_occurred_at(const struct contract *c);
 
+/* [ingest] max_value_bytes, one rule for every source (CSV, the APIs, SDKs, CRM sync):
+ * NULL when a string value of n bytes is taken, else the reason "value_too_large" with
+ * the sentence every source gives in msg. */
+const char *ingest_value_check(size_t n, size_t max, char *msg, size_t msgcap);
+
 /* 1 if s is 1 to max bytes without control characters (ids: external_id, event_id). */
 int ingest_id_ok(const char *s, size_t max);
 /* 1 if s is an event name: 1 to 128 bytes without control characters. */

@@ -318,3 +318,46 @@ test('dead letters kept whole by an older version are cut by the migration; list
   assert.equal(engage(['rejected', 'show', '2'], { data }).code, 1);
   assert.equal(engage(['rejected', 'show', 'x'], { data }).code, 2);
 });
+
+// An oversized cell used to stop the import (rc 1): the rows before it in the batch were
+// rolled back, the rest never read, the row not kept, and import status counted a row
+// inserted that was not stored.
+test('an oversized cell is a truncated dead letter and the import goes on; [ingest] caps are configured', () => {
+  const data = tmpData();
+  const bio = 'x'.repeat(3 * 1024 * 1024);
+  const file = writeCsv(data, 'people.csv',
+    `external_id,city,bio\nc1,Pune,a\nc2,Goa,b\nc3,Delhi,${bio}\nc4,Kochi,d\nc5,Agra,e\n`);
+  let r = engage(['import', 'contacts', file, '--batch', '2', '--json'], { data });
+  assert.equal(r.code, 3, 'finished with rejections: ' + r.stderr);
+  const rep = JSON.parse(r.stdout);
+  assert.deepEqual([rep.read, rep.inserted, rep.rejected], [5, 4, 1]);
+  assert.deepEqual(rep.rejected_by_reason.value_too_large.lines, [4]);
+  assert.equal(rep.rejected_by_reason.value_too_large.examples[0].field, 'bio');
+  const st = JSON.parse(engage(['import', 'status', '--json'], { data }).stdout).items[0];
+  assert.deepEqual([st.status, st.read, st.inserted, st.rejected], ['done', 5, 4, 1]);
+  assert.equal(sql(data, 'SELECT group_concat(external_id) FROM contacts ORDER BY id'), 'c1,c2,c4,c5');
+  r = engage(['rejected', 'list'], { data });
+  assert.match(r.stdout, /value_too_large\s+bio: value of 3145728 bytes exceeds \[ingest\] max_value_bytes \(1048576\)\s+\[\S*people\.csv:4\] pending, truncated/);
+  const item = JSON.parse(engage(['rejected', 'list', '--json'], { data }).stdout).items[0];
+  assert.equal(item.truncated, true);
+  assert.ok(item.raw.startsWith('{"external_id":"c3","attributes":{"city":"Delhi","bio":"xxx'),
+            'the ids first, then the first 4 KiB of the cell: ' + item.raw.slice(0, 80));
+  assert.ok(item.raw_bytes >= 3 * 1024 * 1024);
+
+  // Configured caps: a small max_value_bytes refuses a smaller cell; a bad value names the key.
+  writeFileSync(join(data, 'engage.conf'), '[ingest]\nmax_value_bytes = 1000\nmax_row_bytes = 4000\n');
+  r = engage(['config'], { data });
+  assert.match(r.stdout, /max_value_bytes = 1000\nmax_row_bytes = 4000/);
+  r = engage(['import', 'contacts', '-', '--json'], { data, input: `external_id,bio\nc6,${'y'.repeat(1001)}\nc7,${'y'.repeat(1000)}\n` });
+  assert.equal(r.code, 3);
+  assert.equal(JSON.parse(r.stdout).rejected_by_reason.value_too_large.examples[0].message,
+               'value of 1001 bytes exceeds [ingest] max_value_bytes (1000)');
+  r = engage(['import', 'contacts', '-', '--json'], { data, input: `external_id,a,b,c,d,e\nc8,${'z,'.repeat(4)}z\nc9,${('z'.repeat(900) + ',').repeat(4)}${'z'.repeat(900)}\n` });
+  assert.equal(r.code, 3);
+  assert.equal(JSON.parse(r.stdout).rejected_by_reason.row_too_large.examples[0].message,
+               'row of 4502 bytes exceeds [ingest] max_row_bytes (4000)');
+  writeFileSync(join(data, 'engage.conf'), '[ingest]\nmax_value_bytes = 10\n');
+  r = engage(['config'], { data });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /engage\.conf:2: \[ingest\] max_value_bytes: expected an integer from 256 to 1073741824, got "10"/);
+});

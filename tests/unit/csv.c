@@ -1,4 +1,6 @@
 /* tests/unit/csv.c -- every CSV error class with file, line and field; re-import. */
+#include <sys/resource.h>
+
 #include "ingest_fixture.h"
 
 static int import(struct fx *f, enum import_kind k, const char *text, struct import_report *rep)
@@ -134,22 +136,212 @@ UTEST(csv, rejected_rows_are_kept_once_across_reimports)
     fx_close(&f);
 }
 
-UTEST(csv, oversized_field_is_refused)
+/* The one letter of the store (these tests make one), copied out. */
+struct letter {
+    char reason[32], field[160], message[256], origin[512];
+    char *raw;
+    int truncated;
+    int64_t raw_bytes;
+    int n;
+};
+
+static int grab_letter(void *ctx, const struct store_rejected *r)
+{
+    struct letter *l = ctx;
+    if (l->n++ == 0) {
+        snprintf(l->reason, sizeof l->reason, "%s", r->reason);
+        snprintf(l->field, sizeof l->field, "%s", r->field);
+        snprintf(l->message, sizeof l->message, "%s", r->message);
+        snprintf(l->origin, sizeof l->origin, "%s", r->origin);
+        l->raw = strdup(r->raw);
+        l->truncated = r->truncated;
+        l->raw_bytes = r->raw_bytes;
+    }
+    return 0;
+}
+
+static void get_letter(struct fx *f, struct letter *l)
+{
+    struct store_rejected_filter flt = {0};
+    memset(l, 0, sizeof *l);
+    cr_assert_eq(store_rejected_list(f->st, &flt, grab_letter, l, &f->e), 0, "%s", f->e.msg);
+}
+
+/* A file of head, then a quoted cell of nbytes 'x' (a newline every 1000), then tail;
+ * written in pieces, so that the test itself never holds the cell. */
+static void write_big(struct fx *f, const char *head, size_t nbytes, const char *tail, char *path,
+                      size_t pathcap)
+{
+    char block[4000];
+    FILE *fp;
+    size_t i, done = 0;
+    snprintf(path, pathcap, "%s/in.csv", f->dir);
+    for (i = 0; i < sizeof block; i++)
+        block[i] = i % 1000 == 999 ? '\n' : 'x';
+    fp = fopen(path, "wb");
+    cr_assert_not_null(fp);
+    fputs(head, fp);
+    fputc('"', fp);
+    while (done < nbytes) {
+        size_t k = nbytes - done < sizeof block ? nbytes - done : sizeof block;
+        fwrite(block, 1, k, fp);
+        done += k;
+    }
+    fputc('"', fp);
+    fputs(tail, fp);
+    fclose(fp);
+}
+
+static long max_rss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* An oversized cell used to stop the import (rc E_TOOBIG): the batch rolled back, the
+ * rest never read, the row not kept. Now the row is a truncated dead letter naming its
+ * line, column and the cap, and every other row is stored. */
+UTEST(csv, an_oversized_cell_is_a_dead_letter_and_the_import_goes_on)
+{
+    static const enum import_kind kinds[] = {IMPORT_CONTACTS, IMPORT_EVENTS};
+    size_t k;
+    for (k = 0; k < 2; k++) {
+        struct fx f;
+        struct import_report rep;
+        struct import_opts o = {.kind = kinds[k], .batch_rows = 2};
+        struct letter l;
+        char path[512];
+        const char *head = kinds[k] == IMPORT_CONTACTS
+                               ? "external_id,city,bio\nc1,Pune,a\nc2,Goa,b\nc3,Delhi,"
+                               : "external_id,event,occurred_at,bio\nc1,visit,2026-01-01,a\n"
+                                 "c2,visit,2026-01-01,b\nc3,visit,2026-01-01,";
+        const char *tail = kinds[k] == IMPORT_CONTACTS
+                               ? "\nc4,Kochi,d\nc5,Agra,e\nc6,\"bad\"x\",f\n"
+                               : "\nc4,visit,2026-01-01,d\nc5,visit,2026-01-01,e\n"
+                                 "c6,visit,notatime,f\n";
+        fx_open(&f);
+        write_big(&f, head, 3 << 20, tail, path, sizeof path);
+        o.path = path;
+        if (kinds[k] == IMPORT_CONTACTS) { /* a malformed row after it: the error names its line */
+            cr_assert_eq(import_csv(&f.in, &o, &rep, &f.e), E_INVAL);
+            cr_assert(strstr(f.e.msg, "in.csv:3152: malformed quoting"),
+                      "lines inside the dropped cell are counted: %s", f.e.msg);
+            import_report_release(&rep);
+            cr_assert_eq(fx_sql_int(&f, "SELECT count(*) FROM contacts"), 3,
+                         "c1, c2, c4 (c3 is a letter); c5's batch is rolled back");
+            fx_close(&f);
+            fx_open(&f);
+            head = "external_id,city,bio\nc1,Pune,a\nc2,Goa,b\nc3,Delhi,";
+            write_big(&f, head, 3 << 20, "\nc4,Kochi,d\nc5,Agra,e\nc6,Agra,f\n", path,
+                      sizeof path);
+        }
+        cr_assert_eq(import_csv(&f.in, &o, &rep, &f.e), 0, "%s", f.e.msg);
+        cr_assert_eq(rep.stats.read, 6);
+        cr_assert_eq(rep.stats.inserted, kinds[k] == IMPORT_CONTACTS ? 5 : 4);
+        cr_assert_eq(rep.stats.rejected, kinds[k] == IMPORT_CONTACTS ? 1 : 2);
+        cr_assert_eq(first_line(&rep, "value_too_large"), 4);
+        import_report_release(&rep);
+        cr_assert_eq(fx_sql_int(&f, "SELECT read FROM imports ORDER BY id DESC LIMIT 1"), 6);
+        cr_assert_eq(fx_sql_int(&f, "SELECT inserted FROM imports ORDER BY id DESC LIMIT 1"),
+                     kinds[k] == IMPORT_CONTACTS ? 5 : 4, "import status tells what is stored");
+        get_letter(&f, &l);
+        cr_assert_str_eq(l.reason, "value_too_large");
+        cr_assert_str_eq(l.field, "bio");
+        cr_assert_str_eq(l.message, "value of 3145728 bytes exceeds [ingest] max_value_bytes (1048576)");
+        cr_assert(strstr(l.origin, "in.csv:4"), "%s", l.origin);
+        cr_assert(l.truncated);
+        cr_assert_geq(l.raw_bytes, 3 << 20);
+        cr_assert_leq(strlen(l.raw), STORE_REJECTED_MAX_RAW);
+        cr_assert(strstr(l.raw, "\"external_id\":\"c3\""), "the ids are kept: %.200s", l.raw);
+        cr_assert(strstr(l.raw, "\"bio\":\"xxx"), "the cell's head: %.200s", l.raw);
+        cr_assert_lt(strlen(l.raw), 4096 + 200, "a head, not 64 KiB of x");
+        free(l.raw);
+        fx_close(&f);
+    }
+}
+
+/* The reader never holds an oversized cell: a 48 MB one costs what a small one does. */
+UTEST(csv, an_oversized_cell_is_never_held_whole)
 {
     struct fx f;
     struct import_report rep;
-    size_t n = (1 << 20) + 100, i;
-    char *text = malloc(n + 64);
-    strcpy(text, "external_id,city\nc1,");
-    for (i = strlen(text); i < n; i++)
-        text[i] = 'x';
-    text[n] = '\n';
-    text[n + 1] = '\0';
+    struct import_opts o = {.kind = IMPORT_CONTACTS, .batch_rows = 100};
+    char path[512];
+    long before;
     fx_open(&f);
-    cr_assert_eq(import(&f, IMPORT_CONTACTS, text, &rep), E_TOOBIG);
-    cr_assert(strstr(f.e.msg, "in.csv:2: a field is longer than"), "%s", f.e.msg);
+    write_big(&f, "external_id,bio\nc0,a\nc1,", 48 << 20, "\nc2,b\n", path, sizeof path);
+    o.path = path;
+    before = max_rss_kb();
+    cr_assert_eq(import_csv(&f.in, &o, &rep, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(rep.stats.inserted, 2);
+    cr_assert_eq(rep.stats.rejected, 1);
     import_report_release(&rep);
-    free(text);
+    cr_assert_lt(max_rss_kb() - before, 24 * 1024, "peak grew by %ld KB", max_rss_kb() - before);
+    fx_close(&f);
+}
+
+/* A row whose cells pass [ingest] max_row_bytes, none of them too long on its own. */
+UTEST(csv, a_long_row_is_a_dead_letter)
+{
+    struct fx f;
+    struct import_report rep;
+    struct letter l;
+    struct buf b;
+    int i, j;
+    fx_open(&f);
+    f.cfg.max_row_bytes = 4096;
+    buf_init(&b);
+    buf_adds(&b, "external_id,a,b,c,d,e,f,g,h\nc1,x,y,z,,,,,\nc2");
+    for (i = 0; i < 8; i++) {
+        buf_addc(&b, ',');
+        for (j = 0; j < 1000; j++)
+            buf_addc(&b, (char)('a' + i));
+    }
+    buf_adds(&b, "\nc3,x,y,z,,,,,\n");
+    cr_assert_eq(import(&f, IMPORT_CONTACTS, b.p, &rep), 0, "%s", f.e.msg);
+    cr_assert_eq(rep.stats.inserted, 2);
+    cr_assert_eq(rep.stats.rejected, 1);
+    cr_assert_eq(first_line(&rep, "row_too_large"), 3);
+    import_report_release(&rep);
+    get_letter(&f, &l);
+    cr_assert_str_eq(l.field, "");
+    cr_assert_str_eq(l.message, "row of 8002 bytes exceeds [ingest] max_row_bytes (4096)");
+    cr_assert(l.truncated);
+    cr_assert_eq(l.raw_bytes, 8002);
+    cr_assert(strstr(l.raw, "\"a\":\"aaa"), "the cells before the cap are kept: %.100s", l.raw);
+    cr_assert_null(strstr(l.raw, "\"h\":"), "those after it are not: %.100s", l.raw);
+    free(l.raw);
+    /* The header is a row like the others; past a cap it stops the import. */
+    cr_assert_eq(import(&f, IMPORT_CONTACTS, b.p + strlen("external_id,a,b,c,d,e,f,g,h\nc1,x,y,z,,,,,\n"), &rep),
+                 E_TOOBIG);
+    cr_assert(strstr(f.e.msg, "in.csv:1: the header row is longer than [ingest] max_row_bytes (4096)"),
+              "%s", f.e.msg);
+    import_report_release(&rep);
+    buf_release(&b);
+    fx_close(&f);
+}
+
+/* A fatal error stops the import: the batch in flight is rolled back, and the import's
+ * row counts only what the committed batches stored (it counted the lost rows). */
+UTEST(csv, a_failed_import_reports_what_was_stored)
+{
+    struct fx f;
+    struct import_report rep;
+    fx_open(&f);
+    cr_assert_eq(import(&f, IMPORT_CONTACTS, "external_id,city\nc1,a\nc2,b\nc3,c\nc4,\"d\"x\n", &rep),
+                 E_INVAL);
+    cr_assert_eq(rep.stats.inserted, 2);
+    import_report_release(&rep);
+    cr_assert_eq(fx_sql_int(&f, "SELECT count(*) FROM contacts"), 2);
+    cr_assert_eq(fx_sql_int(&f, "SELECT inserted FROM imports ORDER BY id DESC LIMIT 1"), 2);
+    cr_assert_eq(fx_sql_int(&f, "SELECT read FROM imports ORDER BY id DESC LIMIT 1"), 2);
+    cr_assert_eq(import(&f, IMPORT_EVENTS, "external_id,event,occurred_at\nc1,v,2026-01-01\n"
+                                           "c1,w,2026-01-01\nc1,x,2026-01-01\nc1,\"y\"z,2026-01-01\n",
+                        &rep), E_INVAL);
+    import_report_release(&rep);
+    cr_assert_eq(fx_sql_int(&f, "SELECT inserted FROM imports ORDER BY id DESC LIMIT 1"),
+                 fx_sql_int(&f, "SELECT live FROM event_totals"));
     fx_close(&f);
 }
 
