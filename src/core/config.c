@@ -71,7 +71,7 @@ void config_defaults(struct config *c, const char *data_dir)
     c->default_consent = CONSENT_SUBSCRIBED;
     c->import_batch_rows = 20000;
     c->ingest_queue_max = 50000;
-    c->max_value_bytes = 1L << 20;
+    c->max_value_bytes = CONFIG_MAX_VALUE_BYTES;
     c->max_row_bytes = 4L << 20;
     c->sync_interval_s = 5;
     c->sync_reconcile_hour = 3;

@@ -12,6 +12,7 @@
 #include "core.h"
 
 #define CONFIG_MAX_NAMED 16
+#define CONFIG_MAX_VALUE_BYTES (1L << 20) /* [ingest] max_value_bytes, by default */
 
 enum consent_state { CONSENT_SUBSCRIBED, CONSENT_UNSUBSCRIBED, CONSENT_BOUNCED, CONSENT_COMPLAINED };
 

@@ -214,7 +214,8 @@ void h_tracking(struct http_req *r, struct http_resp *w)
     enum tracking_type type = TRACK_NONE;
     int batch = strcmp(r->params[0], "batch") == 0;
     struct ingest_job job = {.kind = SRC_SDK, .source = "sdk", .origin = r->req_id,
-                             .received_at = clock_now_ms()};
+                             .received_at = clock_now_ms(),
+                             .max_value_bytes = (size_t)r->app->cfg->max_value_bytes};
     struct contract_set *cs = NULL;
     struct arena *a;
     struct buf inflated, scratch;
@@ -283,7 +284,8 @@ void h_tracking(struct http_req *r, struct http_resp *w)
         struct ingest_item *it = &job.items[i];
         if (batch && m->srclen > TRACK_MAX_MESSAGE) {
             too_large(m, it);
-        } else if (!tracking_map_fast(m, type, job.received_at, sent_at, cs, a, &scratch, it)) {
+        } else if (!tracking_map_fast(m, type, job.received_at, sent_at, cs, job.max_value_bytes,
+                                      a, &scratch, it)) {
             json_t *j = jt_json(m);
             tracking_map(j, type, job.received_at, sent_at, it);
             json_decref(j);
@@ -304,7 +306,8 @@ out:
 static void native(struct http_req *r, struct http_resp *w, int contacts)
 {
     struct ingest_job job = {.kind = SRC_API, .source = "api", .origin = r->req_id,
-                             .received_at = clock_now_ms()};
+                             .received_at = clock_now_ms(),
+                             .max_value_bytes = (size_t)r->app->cfg->max_value_bytes};
     struct contract_set *cs = NULL;
     struct err e = {0};
     json_t *body = http_body_json(r, w), *list;

@@ -828,7 +828,7 @@ static void big_row_letter(struct import_state *s, struct prepared_event *p)
 static void process_event_row(struct import_state *s)
 {
     struct ingest_ctx cx = {.kind = SRC_CSV, .source = "csv", .text_mode = 1,
-                            .received_at = clock_now_ms()};
+                            .received_at = clock_now_ms(), .max_value_bytes = s->max_value};
     struct prepared_event *p = batch_slot(s->filling);
 
     if (s->prop_order == NULL)

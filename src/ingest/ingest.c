@@ -258,6 +258,59 @@ const char *ingest_value_check(size_t n, size_t max, char *msg, size_t msgcap)
     return "value_too_large";
 }
 
+/* 1 with *n the size of the first string in v longer than max, and its path appended to
+ * path (objects and arrays walked: "address/line1", "tags/2"); 0 when there is none. */
+static int find_long_string(const json_t *v, size_t max, char *path, size_t cap, size_t *n)
+{
+    size_t len = strlen(path), i;
+    const char *k;
+    json_t *m;
+
+    if (json_is_string(v)) {
+        *n = json_string_length(v);
+        return *n > max;
+    }
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, m) {
+            snprintf(path + len, cap - len, "%s%s", len ? "/" : "", k);
+            if (find_long_string(m, max, path, cap, n))
+                return 1;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, m) {
+            snprintf(path + len, cap - len, "%s%zu", len ? "/" : "", i);
+            if (find_long_string(m, max, path, cap, n))
+                return 1;
+        }
+    }
+    path[len] = '\0';
+    return 0;
+}
+
+/* ingest_value_check() over every string of a record, first of all its checks: the
+ * members of its bag (attributes, properties) are named as the other checks name them
+ * ("bio", not "attributes/bio"), and as a CSV column is. */
+static const char *record_value_check(const json_t *rec, const char *bag, size_t max,
+                                      char *field, size_t fieldcap, char *msg, size_t msgcap)
+{
+    const char *k;
+    json_t *v;
+    size_t n;
+
+    json_object_foreach((json_t *)rec, k, v) {
+        snprintf(field, fieldcap, "%s", strcmp(k, bag) == 0 ? "" : k);
+        if (find_long_string(v, max, field, fieldcap, &n))
+            return ingest_value_check(n, max, msg, msgcap);
+    }
+    field[0] = '\0';
+    return NULL;
+}
+
+static size_t value_cap(size_t configured)
+{
+    return configured ? configured : (size_t)CONFIG_MAX_VALUE_BYTES;
+}
+
 int ingest_id_ok(const char *s, size_t max)
 {
     size_t n = strlen(s), i;
@@ -396,6 +449,10 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
 
     in->stats.read++;
     store_contact_init(&c);
+    why = record_value_check(rec, "attributes", value_cap((size_t)in->cfg->max_value_bytes), field,
+                             sizeof field, msg, sizeof msg);
+    if (why)
+        return ingest_reject(in, cx, "contact", rec, why, field, msg, out, e);
     xid = get_str(rec, "external_id", &bad);
     if (xid == NULL || !ingest_id_ok(xid, STORE_MAX_EXTERNAL_ID))
         return ingest_reject(in, cx, "contact", rec, xid || bad ? "invalid_id" : "missing_field",
@@ -799,7 +856,10 @@ int ingest_event_prepare_fast(const struct contract_set *cs, const struct ingest
 {
     const struct contract *c;
 
-    if (in->name == NULL || !ingest_name_ok(in->name))
+    /* No string in props is longer than props (ids are at most 255 bytes): past that, the
+     * general path checks each value, and refuses the same way. */
+    if (in->name == NULL || !ingest_name_ok(in->name) ||
+        strlen(in->props) > value_cap(in->max_value_bytes))
         return 0;
     c = cs ? contract_set_event(cs, in->name) : NULL;
     if (c != in->typed_by || (in->xid == NULL && in->anon == NULL) ||
@@ -835,6 +895,10 @@ int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx 
 
     memset(p, 0, sizeof *p);
     p->rec = json_incref(rec);
+    why = record_value_check(rec, "properties", value_cap(cx->max_value_bytes), field,
+                             sizeof field, msg, sizeof msg);
+    if (why)
+        return prep_reject(p, why, field, msg);
     name = get_str(rec, "event", &bad);
     if (name == NULL || !ingest_name_ok(name))
         return prep_reject(p, name || bad ? "invalid_name" : "missing_field", "event",
@@ -1020,10 +1084,12 @@ int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct pr
 int ingest_event(struct ingest *in, const struct ingest_ctx *cx, const json_t *rec,
                  enum ingest_outcome *out, struct err *e)
 {
+    struct ingest_ctx c = *cx;
     struct prepared_event p;
     int rc;
 
-    ingest_event_prepare(in->contracts, cx, (json_t *)rec, &p);
+    c.max_value_bytes = (size_t)in->cfg->max_value_bytes; /* the session's configuration */
+    ingest_event_prepare(in->contracts, &c, (json_t *)rec, &p);
     rc = ingest_event_store(in, cx, &p, out, e);
     prepared_event_release(&p);
     return rc;

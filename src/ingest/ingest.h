@@ -134,6 +134,8 @@ struct ingest_ctx {
     int reject_once;     /* records read again (a sync's lookback): a refused one already
                           * kept as a dead letter, in any status, is not kept again */
     int64_t received_at;
+    size_t max_value_bytes; /* [ingest] max_value_bytes, for ingest_event_prepare() (0: the
+                             * default); the calls given a session read its configuration */
 };
 
 void ingest_init(struct ingest *in, struct store *st, const struct config *cfg);
@@ -198,10 +200,12 @@ struct ingest_parts {
     int64_t occurred_at;
     char *(*raw_fn)(const void *ctx, const struct prepared_event *p);
     const void *raw_ctx;
+    size_t max_value_bytes; /* [ingest] max_value_bytes (0: the default) */
 };
 /* 1 with p prepared exactly as ingest_event_prepare() prepares the same record, when
- * its name and ids are valid and the event's contract in cs (if any) is the one that
- * typed its props; 0 otherwise, p untouched: the caller takes ingest_event_prepare(). */
+ * its name and ids are valid, the event's contract in cs (if any) is the one that
+ * typed its props, and no value can be over max_value_bytes (props no longer than
+ * that); 0 otherwise, p untouched: the caller takes ingest_event_prepare(). */
 int ingest_event_prepare_fast(const struct contract_set *cs, const struct ingest_parts *in,
                               struct prepared_event *p);
 /* Marks p rejected (p keeps its raw record for the dead-letter store). */
@@ -263,7 +267,8 @@ void ingest_item_release(struct ingest_item *m);
 struct jt;
 int tracking_map_fast(const struct jt *msg, enum tracking_type type, int64_t received_at,
                       const char *batch_sent_at, const struct contract_set *cs,
-                      struct arena *a, struct buf *scratch, struct ingest_item *m);
+                      size_t max_value_bytes, struct arena *a, struct buf *scratch,
+                      struct ingest_item *m);
 
 /* ---- the server's writer (queue.c) ------------------------------------------------- */
 
@@ -272,6 +277,7 @@ struct ingest_job {
     enum source_kind kind;
     const char *source, *origin; /* "sdk" / "api"; the request id */
     int64_t received_at;
+    size_t max_value_bytes;      /* [ingest] max_value_bytes, for ingest_job_prepare() */
     struct ingest_item *items;
     size_t n;
     /* the queue's */

@@ -381,7 +381,8 @@ void ingest_queue_contracts_changed(struct ingest_queue *q)
 void ingest_job_prepare(struct ingest_job *job, const struct contract_set *cs)
 {
     struct ingest_ctx cx = {.kind = job->kind, .source = job->source, .origin = job->origin,
-                            .received_at = job->received_at};
+                            .received_at = job->received_at,
+                            .max_value_bytes = job->max_value_bytes};
     size_t i;
 
     for (i = 0; i < job->n; i++) {

@@ -291,7 +291,8 @@ static const char *fast_id(struct arena *a, const struct jt *msg, const char *k,
 
 int tracking_map_fast(const struct jt *msg, enum tracking_type type, int64_t received_at,
                       const char *batch_sent_at, const struct contract_set *cs,
-                      struct arena *a, struct buf *scratch, struct ingest_item *m)
+                      size_t max_value_bytes, struct arena *a, struct buf *scratch,
+                      struct ingest_item *m)
 {
     struct ingest_parts parts = {0};
     struct prepared_event p;
@@ -365,6 +366,7 @@ int tracking_map_fast(const struct jt *msg, enum tracking_type type, int64_t rec
     parts.props = arena_strndup(a, scratch->p, scratch->len);
     parts.raw_fn = fast_raw;
     parts.raw_ctx = origin;
+    parts.max_value_bytes = max_value_bytes;
     if (!ingest_event_prepare_fast(cs, &parts, &p))
         return 0;
     memset(m, 0, sizeof *m);

@@ -181,8 +181,8 @@ static char *row_raw(const void *ctx, const struct prepared_event *p)
  * there with the same reason). */
 static int prepare_fast(const char *source, const struct sync_table *t,
                         const struct sync_batch *b, const struct sync_row *r,
-                        const struct contract_set *cs, struct arena *a, struct buf *scratch,
-                        struct prepared_event *p)
+                        const struct contract_set *cs, size_t max_value_bytes, struct arena *a,
+                        struct buf *scratch, struct prepared_event *p)
 {
     struct ingest_parts parts = {0};
     const struct jt *ev = sync_value(r, b->at.event), *occ = sync_value(r, b->at.occurred_at);
@@ -241,6 +241,7 @@ static int prepare_fast(const char *source, const struct sync_table *t,
     *o = (struct row_origin){source, t, b->at, r};
     parts.raw_fn = row_raw;
     parts.raw_ctx = o;
+    parts.max_value_bytes = max_value_bytes;
     return ingest_event_prepare_fast(cs, &parts, p);
 }
 
@@ -253,7 +254,7 @@ int sync_prepare_event(const char *source, const struct sync_table *t, struct sy
 
     if (sync_is_deleted(sync_value(r, b->at.deleted)))
         return 0;
-    if (!general && prepare_fast(source, t, b, r, cs, &b->arena, scratch, p))
+    if (!general && prepare_fast(source, t, b, r, cs, cx->max_value_bytes, &b->arena, scratch, p))
         return 1;
     rec = event_record(source, t, &b->at, r);
     ingest_event_prepare(cs, cx, rec, p);
@@ -650,6 +651,7 @@ int sync_pass(struct store *st, const struct config *cfg, const char *source,
     p.cx.source = p.label;
     p.cx.owns_rows = 1;
     p.cx.received_at = clock_now_ms();
+    p.cx.max_value_bytes = (size_t)cfg->max_value_bytes;
     ingest_init(&p.in, st, cfg);
     for (i = 0; rc == 0 && i < m.ntables; i++) {
         if (o && o->table && strcmp(m.tables[i].table, o->table))

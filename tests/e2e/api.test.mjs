@@ -209,3 +209,24 @@ test('dead letters are bounded: 64 KiB kept, 4 KiB a letter in lists, about 1 Mi
   assert.equal(seen, 301, 'the cursor walks them all');
   assert.ok(pages >= 2, `${pages} pages`);
 });
+
+// The API stored a 3 MB attribute that the CSV import refused.
+test('a 3 MB attribute or property is refused by the API as by a CSV import ([ingest] max_value_bytes)', async () => {
+  const big = 'x'.repeat(3 * 1024 * 1024);
+  const refused = (field) => [{ index: 0, reason: 'value_too_large', field,
+                                message: 'value of 3145728 bytes exceeds [ingest] max_value_bytes (1048576)' }];
+  let r = await api(srv.url, '/api/v1/contacts', { method: 'POST', key: keys.ingest, body: { external_id: 'big-api', attributes: { bio: big } } });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json.rejected, refused('bio'));
+  assert.equal((await api(srv.url, '/api/v1/contacts/big-api', { key: keys.analyst })).status, 404, 'not stored');
+  r = await api(srv.url, '/api/v1/events', { method: 'POST', key: keys.ingest, body: { external_id: 'c1', event: 'visit', properties: { note: big } } });
+  assert.deepEqual(r.json.rejected, refused('note'));
+  const dir = tmpData('engage-csv-');
+  const imp = engage(['import', 'contacts', writeCsv(dir, 'b.csv', `external_id,bio\nbig-csv,${big}\n`), '--json'], { data });
+  assert.equal(imp.code, 3);
+  assert.deepEqual(JSON.parse(imp.stdout).rejected_by_reason.value_too_large.examples.map((x) => [x.field, x.message]),
+                   [['bio', refused('bio')[0].message]], 'the same sentence');
+  r = await api(srv.url, '/api/v1/rejected?reason=value_too_large', { key: keys.analyst });
+  assert.deepEqual(r.json.items.map((l) => [l.source, l.field, l.truncated]),
+                   [['api', 'bio', true], ['api', 'note', true], ['csv', 'bio', true]]);
+});

@@ -587,7 +587,10 @@ UTEST(tracking, the_fast_path_maps_as_the_general_path)
         char *text = rnd_message();
         /* A duplicate key now and then, as JSON text allows: the last one counts. */
         char *dup = rnd(10) ? NULL : strstr(text, "\"properties\":{");
-        struct ingest_ctx cx = {.kind = SRC_SDK, .source = "sdk", .received_at = received_at};
+        /* The smallest [ingest] max_value_bytes now and then: both paths under one cap */
+        size_t maxv = rnd(4) ? 0 : 256;
+        struct ingest_ctx cx = {.kind = SRC_SDK, .source = "sdk", .received_at = received_at,
+                                .max_value_bytes = maxv};
         enum tracking_type type = rnd(4) ? TRACK_NONE : (enum tracking_type)(1 + rnd(3));
         const char *sent = rnd(2) ? "2026-01-02T03:04:06Z" : NULL;
         struct ingest_item fi, gi;
@@ -611,7 +614,7 @@ UTEST(tracking, the_fast_path_maps_as_the_general_path)
         if (gi.event && !gi.rejected)
             ingest_event_prepare(cs, &cx, gi.event, &gi.prep), gi.prepared = 1;
         memset(&fi, 0, sizeof fi);
-        if (tracking_map_fast(t, type, received_at, sent, cs, &a, &scratch, &fi)) {
+        if (tracking_map_fast(t, type, received_at, sent, cs, maxv, &a, &scratch, &fi)) {
             struct prepared_event *p = &fi.prep, *q = &gi.prep;
             char *raw;
             json_t *back;
@@ -650,6 +653,97 @@ UTEST(tracking, the_fast_path_maps_as_the_general_path)
     buf_release(&scratch);
     arena_release(&a);
     contract_set_free(cs);
+    fx_close(&f);
+}
+
+/* A record whose string values are given: {"external_id":"c1",BAG:{...}} plus, for an
+ * event, its name and instant; big is a string of n 'x'. */
+static json_t *record_with(const char *bag, const char *key, size_t n, int nested)
+{
+    char *big = malloc(n + 1);
+    json_t *rec, *v;
+    memset(big, 'x', n);
+    big[n] = '\0';
+    v = json_string(big);
+    free(big);
+    if (nested)
+        v = json_pack("{s:o}", "line1", v);
+    rec = json_pack("{s:s,s:{s:o}}", "external_id", "c1", bag, key, v);
+    if (strcmp(bag, "properties") == 0) {
+        json_object_set_new(rec, "event", json_string("visit"));
+        json_object_set_new(rec, "occurred_at", json_string("2026-01-01T00:00:00Z"));
+    }
+    return rec;
+}
+
+/* [ingest] max_value_bytes is one rule for every source: a string value past it refuses
+ * its record with the same reason and sentence, whichever path it takes (an API stored a
+ * 3 MB attribute that the CSV import refused). */
+UTEST(values, a_value_over_max_value_bytes_is_refused_the_same_way_everywhere)
+{
+    const char *want = "value of 3145728 bytes exceeds [ingest] max_value_bytes (1048576)";
+    struct ingest_ctx api = {.kind = SRC_API, .source = "api", .origin = "t",
+                             .received_at = clock_now_ms()};
+    struct ingest_ctx sync = {.kind = SRC_SYNC, .source = "sync:crm", .origin = "t",
+                              .owns_rows = 1, .received_at = clock_now_ms()};
+    struct prepared_event p;
+    struct ingest_parts parts = {.name = "visit", .xid = "c1", .event_id = "e1",
+                                 .occurred_at = 1};
+    enum ingest_outcome o;
+    struct fx f;
+    json_t *rec;
+    char props[1100];
+
+    fx_open(&f);
+    /* Contacts: the native API, and CRM sync (both ingest_contact). */
+    cr_assert_eq(ingest_begin(&f.in, &f.e), 0);
+    rec = record_with("attributes", "bio", 3 << 20, 0);
+    cr_assert_eq(ingest_contact(&f.in, &api, rec, &o, &f.e), 0);
+    cr_assert_eq(o, INGEST_REJECTED);
+    cr_assert_str_eq(f.in.last_reason, "value_too_large");
+    cr_assert_str_eq(f.in.last_field, "bio", "named as the CSV column is");
+    cr_assert_str_eq(f.in.last_msg, want);
+    cr_assert_eq(ingest_contact(&f.in, &sync, rec, &o, &f.e), 0);
+    cr_assert_str_eq(f.in.last_msg, want);
+    json_decref(rec);
+    /* Events: the native API (ingest_event, as the server's writer and replays), a nested
+     * value, and an id. */
+    rec = record_with("properties", "note", 3 << 20, 0);
+    cr_assert_eq(ingest_event(&f.in, &api, rec, &o, &f.e), 0);
+    cr_assert_eq(o, INGEST_REJECTED);
+    cr_assert_str_eq(f.in.last_reason, "value_too_large");
+    cr_assert_str_eq(f.in.last_field, "note");
+    cr_assert_str_eq(f.in.last_msg, want);
+    json_decref(rec);
+    rec = record_with("properties", "address", 3 << 20, 1);
+    cr_assert_eq(ingest_event(&f.in, &api, rec, &o, &f.e), 0);
+    cr_assert_str_eq(f.in.last_field, "address/line1");
+    json_decref(rec);
+    cr_assert_eq(ingest_commit(&f.in, &f.e), 0);
+    cr_assert_eq(fx_sql_int(&f, "SELECT count(*) FROM contacts"), 0, "nothing stored");
+    cr_assert_eq(fx_sql_int(&f, "SELECT count(*) FROM rejected WHERE reason = 'value_too_large'"),
+                 4);
+
+    /* Prepared on a request's or a reader's thread: the configured cap, not the default. */
+    api.max_value_bytes = 1000;
+    rec = record_with("properties", "note", 1001, 0);
+    ingest_event_prepare(NULL, &api, rec, &p);
+    cr_assert(p.rejected);
+    cr_assert_str_eq(p.reason, "value_too_large");
+    cr_assert_str_eq(p.msg, "value of 1001 bytes exceeds [ingest] max_value_bytes (1000)");
+    prepared_event_release(&p);
+    json_decref(rec);
+    /* The fast path (tracking calls, CRM rows) leaves a record that may hold a value past
+     * the cap to the general path, which refuses it as above. */
+    memset(props, 'x', sizeof props - 1);
+    props[sizeof props - 1] = '\0';
+    memcpy(props, "{\"note\":\"", 9);
+    memcpy(props + sizeof props - 3, "\"}", 2);
+    parts.props = props;
+    parts.max_value_bytes = 1000;
+    cr_assert_eq(ingest_event_prepare_fast(NULL, &parts, &p), 0);
+    parts.max_value_bytes = 0; /* the default, 1 MiB */
+    cr_assert_eq(ingest_event_prepare_fast(NULL, &parts, &p), 1);
     fx_close(&f);
 }
 
