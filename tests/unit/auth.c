@@ -78,6 +78,42 @@ UTEST(apikey, create_verify_revoke)
     free(d);
 }
 
+/* A revocation that lands while a check is between its store lookup and the cache must
+ * not leave the key cached: the generation read before the lookup keeps it out. */
+static struct store *race_st;
+static int64_t race_id;
+
+static void revoke_now(void)
+{
+    struct err e = {0};
+
+    cr_assert_eq(auth_apikey_revoke(race_st, race_id, "cli:test", "", &e), 0, "%s", e.msg);
+}
+
+UTEST(apikey, revoked_during_check_is_not_cached)
+{
+    char *d = test_tmpdir();
+    struct store_opts o = {.busy_timeout_ms = 1000, .migrate = 1};
+    struct store *st;
+    struct err e = {0};
+    struct principal p;
+    char *key;
+
+    cr_assert_eq(store_open(&st, d, &o, &e), 0);
+    cr_assert_eq(store_open(&race_st, d, &o, &e), 0);
+    cr_assert_eq(auth_apikey_create(st, "racy", ROLE_ADMIN, "cli:test", "", &key, &race_id, &e), 0);
+    auth_cache_clear();
+    auth_test_after_lookup = revoke_now;
+    cr_assert_eq(auth_apikey_verify(st, key, &p, &e), 0, "valid when it was looked up");
+    auth_test_after_lookup = NULL;
+    cr_assert_eq(auth_apikey_cached(key, &p), 0, "the revoked key is not in the cache");
+    cr_assert_eq(auth_apikey_verify(st, key, &p, &e), E_AUTH, "and is refused at once");
+    free(key);
+    store_close(race_st);
+    store_close(st);
+    free(d);
+}
+
 UTEST(audit, secrets_are_masked)
 {
     json_t *v = json_pack("{s:s,s:{s:s,s:s},s:[{s:s}]}", "name", "crm", "conn", "password", "pw",
