@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sodium.h>
@@ -228,7 +229,12 @@ static int setup(struct cli *c, int is_server)
         if (time_parse_iso(v, strlen(v), &ms))
             return die("%s: expected an ISO-8601 instant such as 2026-01-31T12:00:00Z, got \"%s\"",
                        opt(c, "now") ? "--now" : "ENGAGE_NOW", v);
-        clock_start_at(ms);
+        /* A command sees exactly that instant (an evaluation's window edges are where
+         * the user put them); a server starts there and lets time pass. */
+        if (is_server)
+            clock_start_at(ms);
+        else
+            clock_pin(ms);
     }
     {
         struct passwd *pw = getpwuid(getuid());
@@ -237,22 +243,43 @@ static int setup(struct cli *c, int is_server)
     return 0;
 }
 
-static int open_store(struct cli *c, struct store **st, int migrate)
+/* open_store's flags. Only the commands that bring data in (serve, import, demo, sync
+ * source add) and migrate may create a store: any other command pointed at a folder
+ * without one (a typo in --data, run from elsewhere) says so rather than answer from
+ * an empty store it just made. */
+#define OPEN_MIGRATE 1
+#define OPEN_CREATE 2
+
+/* Dies (1) naming DIR when it holds no store; 0 when it does. */
+static int need_store(const struct cli *c)
+{
+    char dbpath[1100];
+
+    snprintf(dbpath, sizeof dbpath, "%s/engage.db", c->data_dir);
+    if (access(dbpath, F_OK) == 0)
+        return 0;
+    return die("no store in %s (pass --data, set ENGAGE_DATA, or run from the folder that "
+               "holds engage-data)", c->data_dir);
+}
+
+static int open_store(struct cli *c, struct store **st, int how)
 {
     /* CLI commands are bulk work (imports, replays): a large page cache pays off. */
-    struct store_opts so = {.busy_timeout_ms = c->cfg.busy_timeout_ms, .migrate = migrate,
-                            .cache_mb = 512, .bulk = 1};
+    struct store_opts so = {.busy_timeout_ms = c->cfg.busy_timeout_ms,
+                            .migrate = (how & OPEN_MIGRATE) != 0, .cache_mb = 512, .bulk = 1};
     struct err e = {0};
     int added = 0;
     char dbpath[1100];
 
     snprintf(dbpath, sizeof dbpath, "%s/engage.db", c->data_dir);
-    if (migrate && access(dbpath, F_OK) != 0)
+    if (access(dbpath, F_OK) != 0) {
+        if (!(how & OPEN_CREATE))
+            return need_store(c);
         fprintf(stderr, "engage: creating a new store in %s\n", c->data_dir);
-
+    }
     if (store_open(st, c->data_dir, &so, &e))
         return die("%s", e.msg);
-    if (migrate && contracts_seed(*st, &added, &e)) {
+    if ((how & OPEN_MIGRATE) && contracts_seed(*st, &added, &e)) {
         store_close(*st);
         *st = NULL;
         return die("%s", e.msg);
@@ -308,7 +335,8 @@ static const char *help_main =
     "  --data DIR        data directory (env ENGAGE_DATA; default ./engage-data)\n"
     "  --config FILE     configuration file (env ENGAGE_CONFIG; default DATA/engage.conf)\n"
     "  --json            machine-readable output\n"
-    "  --now ISO         start the clock at this instant (env ENGAGE_NOW)\n"
+    "  --now ISO         the clock's instant: pinned for a command, the start for serve\n"
+    "                    and demo (env ENGAGE_NOW)\n"
     "  --log-level L     error, warn, info or debug (env ENGAGE_LOG_LEVEL)\n"
     "\n"
     "'engage COMMAND --help' describes one command. Documentation: docs/.\n";
@@ -568,7 +596,7 @@ static int import_status(struct cli *c)
     struct err e = {0};
     int rc;
 
-    if ((rc = open_store(c, &st, 1))) {
+    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
         json_decref(lo.items);
         return rc;
     }
@@ -599,7 +627,7 @@ static int cmd_import(struct cli *c)
         kind = IMPORT_EVENTS;
     else
         return usage_error(c, "import: expected contacts or events, got \"%s\"", c->args[0]);
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE | OPEN_CREATE)))
         return rc;
     rc = run_import(c, st, kind, c->args[1], 0, &rep);
     if (rc == 0 && rep.stats.rejected)
@@ -669,7 +697,7 @@ static int cmd_rejected(struct cli *c)
     if (strcmp(sub, "dismiss") == 0 && !f.reason && !f.id && !f.source && !f.kind)
         return usage_error(c, "rejected dismiss: name what to dismiss (--id, --reason, --source "
                               "or --kind)");
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     if (strcmp(sub, "list") == 0) {
         if (f.status == NULL)
@@ -770,7 +798,7 @@ static int cmd_contracts(struct cli *c)
         (strcmp(c->sub, "put") == 0 && c->nargs != 3) ||
         (strcmp(c->sub, "list") && strcmp(c->sub, "show") && strcmp(c->sub, "put")))
         return usage_error(c, "contracts: expected list, show NAME or put NAME FILE");
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     if (c->json)
         lo.items = json_array();
@@ -857,7 +885,7 @@ static int cmd_contact(struct cli *c)
     if (c->nargs != 2 || (strcmp(c->args[0], "show") && strcmp(c->args[0], "consent")))
         return usage_error(c, "contact: expected 'show EXTERNAL_ID' or 'consent EXTERNAL_ID "
                               "--state S --reason R'");
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     if (strcmp(c->args[0], "consent") == 0) {
         rc = contact_consent(c, st);
@@ -1017,7 +1045,7 @@ static int cmd_apikey(struct cli *c)
         return rc;
     if (c->nargs < 1)
         return usage_error(c, "apikey: expected create, list or revoke ID");
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     if (strcmp(c->args[0], "create") == 0 && c->nargs == 1) {
         const char *rs = opt(c, "role"), *name = opt(c, "name");
@@ -1232,7 +1260,7 @@ static int sync_backfill(struct cli *c)
         json_decref(s);
         o.since = since_json;
     }
-    if ((rc = open_store(c, &st, 1))) {
+    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
         free(since_json);
         return rc;
     }
@@ -1308,7 +1336,7 @@ static int sync_reconcile_cmd(struct cli *c)
     size_t i;
     int rc;
 
-    if ((rc = open_store(c, &st, 1))) {
+    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
         json_decref(lo.items);
         return rc;
     }
@@ -1350,7 +1378,7 @@ static int cmd_sync(struct cli *c)
         return sync_backfill(c);
     if (strcmp(c->args[0], "reconcile") == 0)
         return sync_reconcile_cmd(c);
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE | (strcmp(c->args[0], "source") == 0 && strcmp(c->args[1], "add") == 0 ? OPEN_CREATE : 0))))
         return rc;
     if (strcmp(c->args[0], "run") == 0) {
         const char *only = opt(c, "source"), *v = opt(c, "batch");
@@ -1433,17 +1461,29 @@ static int serve(struct cli *c, const char *banner_key)
     struct store *st;
     struct err e = {0};
     sigset_t set;
-    int port, sig, rc;
+    int port, sig, rc, lfd;
 
-    if ((rc = open_store(c, &st, 1)))
+    /* Blocks of 256 KiB and more (request bodies, read arenas) are mapped and unmapped
+     * on their own: freed, they go back to the system at once. glibc otherwise raises
+     * that threshold each time such a block is freed and serves the next ones from its
+     * heaps, which keep them: 16 bodies of 4 MB at once left the server 46 MB larger. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    /* The port first: taken, it is said at once, before minutes of migration or loading. */
+    if (http_listen(&c->cfg, &lfd, &port, &e))
+        return die("%s", e.msg);
+    if ((rc = open_store(c, &st, OPEN_MIGRATE | OPEN_CREATE))) {
+        close(lfd);
         return rc;
+    }
     store_close(st);
     /* Store connections lent to requests: with a thread per connection, up to 8 at
      * once (a request holds one while it runs; ingestion gives it back before
      * waiting for the writer); with a pool of N threads, N + 2. */
     if (store_pool_new(&app.pool, c->data_dir,
-                       c->cfg.http_threads ? c->cfg.http_threads + 2 : 8, &so, &e))
+                       c->cfg.http_threads ? c->cfg.http_threads + 2 : 8, &so, &e)) {
+        close(lfd);
         return die("%s", e.msg);
+    }
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
@@ -1454,7 +1494,7 @@ static int serve(struct cli *c, const char *banner_key)
     if (ingest_queue_start(&app.ingest, c->data_dir, &c->cfg, &e) ||
         segment_scheduler_start(&sched, app.segments, app.pool, &e) ||
         sync_worker_start(&app.sync, c->data_dir, &c->cfg, &e) ||
-        http_start(&srv, &app, &port, &e)) {
+        http_start(&srv, &app, lfd, &e)) {
         sync_worker_stop(app.sync);
         segment_scheduler_stop(sched);
         ingest_queue_stop(app.ingest);
@@ -1462,6 +1502,7 @@ static int serve(struct cli *c, const char *banner_key)
         store_pool_free(app.pool);
         return die("%s", e.msg);
     }
+    app.http = srv;
     app.ready = 1;
     {
         char host[256];
@@ -1616,7 +1657,7 @@ static int cmd_demo(struct cli *c)
         free(dir);
         return die("%s", e.msg);
     }
-    if ((rc = open_store(c, &st, 1))) {
+    if ((rc = open_store(c, &st, OPEN_MIGRATE | OPEN_CREATE))) {
         free(dir);
         return rc;
     }
@@ -1690,7 +1731,7 @@ static int cmd_audit(struct cli *c)
         return usage_error(c, "audit: expected 'list'");
     if ((v = opt(c, "limit")) && (parse_i64(v, strlen(v), &limit) || limit < 1 || limit > 100000))
         return usage_error(c, "--limit: expected an integer from 1 to 100000, got \"%s\"", v);
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     if (c->json)
         lo.items = json_array();
@@ -1790,7 +1831,7 @@ static int cmd_segment(struct cli *c)
     rules = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (rules == NULL)
         return die("%s:%d:%d: %s", path, je.line, je.column, je.text);
-    if ((rc = open_store(c, &st, 1))) {
+    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
         json_decref(rules);
         return rc;
     }
@@ -1865,7 +1906,7 @@ static int cmd_backup(struct cli *c)
         return rc;
     if (c->nargs != 1)
         return usage_error(c, "backup: expected a destination file");
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     rc = store_backup(st, c->args[0], &e);
     store_close(st);
@@ -1934,7 +1975,7 @@ static int bench_segments(struct cli *c)
     n = scandir(dir, &names, NULL, alphasort);
     if (n < 0)
         return die("%s: %s", dir, strerror(errno));
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         goto out;
     rc = load_index(c, st, &ix, &lim, &e);
     if (rc) {

@@ -31,6 +31,13 @@ static const struct key_def keys[] = {
     S("server", "public_url", public_url),
     I("server", "http_threads", http_threads, 0, 256),
     {"server", "max_body_bytes", K_LONG, offsetof(struct config, max_body_bytes), sizeof(long), 1024, 1L << 30},
+    I("server", "max_json_values", max_json_values, 1000, 100000000),
+    I("server", "max_connections", max_connections, 16, 100000),
+    I("server", "per_ip_connections", per_ip_connections, 0, 100000),
+    I("server", "header_timeout_s", header_timeout_s, 1, 3600),
+    I("server", "body_timeout_s", body_timeout_s, 1, 86400),
+    I("server", "idle_timeout_s", idle_timeout_s, 1, 3600),
+    I("server", "keyless_per_ip", keyless_per_ip, 1, 100000),
     {"log", "level", K_LOGLEVEL, offsetof(struct config, log_level), sizeof(int), 0, 0},
     I("store", "busy_timeout_ms", busy_timeout_ms, 0, 600000),
     {"ingest", "unknown_events", K_UNKNOWN_EVENTS, offsetof(struct config, unknown_events_reject), sizeof(int), 0, 0},
@@ -63,6 +70,13 @@ void config_defaults(struct config *c, const char *data_dir)
     snprintf(c->listen, sizeof c->listen, "127.0.0.1:8080");
     c->http_threads = 0;
     c->max_body_bytes = 4L << 20;
+    c->max_json_values = 100000;
+    c->max_connections = 2048;
+    c->per_ip_connections = 64;
+    c->header_timeout_s = 10;
+    c->body_timeout_s = 120;
+    c->idle_timeout_s = 60;
+    c->keyless_per_ip = 8;
     c->log_level = LOG_INFO;
     c->busy_timeout_ms = 10000;
     c->unknown_events_reject = 0;

@@ -36,6 +36,13 @@ struct config {
     char public_url[512];
     int http_threads;
     long max_body_bytes;
+    int max_json_values;    /* values read from one JSON body before 413 */
+    int max_connections;    /* open connections in all */
+    int per_ip_connections; /* open connections from one address; 0: no limit */
+    int header_timeout_s;   /* a request's headers complete within this (slow clients) */
+    int body_timeout_s;     /* its body within this after the headers */
+    int idle_timeout_s;     /* a connection silent this long is closed */
+    int keyless_per_ip;     /* tracking requests in flight from one address without a key */
     /* [log] */
     int log_level;
     /* [store] */

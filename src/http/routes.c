@@ -149,6 +149,7 @@ static void h_metrics(struct http_req *r, struct http_resp *w)
     }
     sync_worker_metrics(r->app->sync, &w->body);
     http_metrics_write(&w->body);
+    http_guard_metrics_write(r->app->http, &w->body);
 }
 
 

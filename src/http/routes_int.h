@@ -22,8 +22,6 @@ void h_segment_members(struct http_req *r, struct http_resp *w);
 void h_tracking(struct http_req *r, struct http_resp *w);
 void h_events_post(struct http_req *r, struct http_resp *w);
 void h_contacts_post(struct http_req *r, struct http_resp *w);
-/* Frees the arenas kept for reading requests (at server stop). */
-void http_ingest_cleanup(void);
 
 /* routes_sync.c */
 void h_sync_sources_list(struct http_req *r, struct http_resp *w);

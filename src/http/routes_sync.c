@@ -14,11 +14,12 @@ static int add_source(void *ctx, const struct store_sync_source *s)
 
 void h_sync_sources_list(struct http_req *r, struct http_resp *w)
 {
-    json_t *items = json_array();
+    json_t *items;
     struct err e = {0};
 
     if (http_only_params(r, w, ""))
         return;
+    items = json_array();
     if (store_sync_sources(r->st, add_source, items, &e)) {
         json_decref(items);
         http_error_from(r, w, &e);
@@ -133,10 +134,11 @@ static int add_health(void *ctx, const struct store_sync_source *s)
 void h_sync_health(struct http_req *r, struct http_resp *w)
 {
     struct err e = {0};
-    struct health h = {r, json_array(), &e};
+    struct health h = {r, NULL, &e};
 
     if (http_only_params(r, w, ""))
         return;
+    h.items = json_array();
     if (store_sync_sources(r->st, add_health, &h, &e)) {
         json_decref(h.items);
         http_error_from(r, w, &e);

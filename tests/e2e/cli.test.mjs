@@ -1,7 +1,7 @@
 // tests/e2e/cli.test.mjs -- the command line as a user meets it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -283,4 +283,44 @@ test('bench gen is deterministic for a seed', () => {
   const digest = (t) => createHash('sha256').update(t).digest('hex');
   assert.equal(digest(read(a, 'events.csv')), digest(read(b, 'events.csv')), 'same bytes');
   assert.equal(read(a, 'events.csv').trim().split('\n').length, 301);
+});
+
+test('a folder without a store is named, not silently filled with an empty one', () => {
+  const d = join(tmpData(), 'typo');
+  const rules = join(tmpData(), 'r.json');
+  writeFileSync(rules, JSON.stringify({ op: 'AND', rules: [{ type: 'attribute', field: 'city', op: 'eq', value: 'Pune' }] }));
+  const want = `engage: no store in ${d} (pass --data, set ENGAGE_DATA, or run from the folder that holds engage-data)\n`;
+  for (const args of [['segment', 'eval', '--rules', rules], ['rejected', 'list'], ['contact', 'show', 'x'],
+                      ['audit', 'list'], ['apikey', 'list'], ['events', 'export'], ['import', 'status'],
+                      ['sync', 'run'], ['sync', 'source', 'list'], ['backup', join(d, '..', 'b.db')],
+                      ['contracts', 'list']]) {
+    const r = engage(args, { data: d });
+    assert.equal(r.code, 1, args.join(' '));
+    assert.equal(r.stderr, want, args.join(' '));
+    assert.equal(existsSync(d), false, `${args.join(' ')} made nothing`);
+  }
+  // Those that bring data in make one.
+  const r = engage(['import', 'contacts', writeCsv(dirname(d), 'c.csv', 'external_id\nc1\n')], { data: d });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /creating a new store in/);
+  assert.equal(engage(['audit', 'list'], { data: d }).code, 0);
+});
+
+test('the data directory is 0700 and the store files 0600; looser ones are tightened', () => {
+  const d = join(tmpData(), 'data');
+  assert.equal(engage(['migrate'], { data: d }).code, 0);
+  const mode = (p) => statSync(p).mode & 0o777;
+  assert.equal(mode(d), 0o700);
+  assert.equal(mode(join(d, 'engage.db')), 0o600);
+  const b = join(dirname(d), 'backup.db');
+  assert.equal(engage(['backup', b], { data: d }).code, 0);
+  assert.equal(mode(b), 0o600, 'a backup holds the same data');
+  // A store made by an older version (0755 / 0644) is tightened, with a warning.
+  chmodSync(d, 0o755);
+  chmodSync(join(d, 'engage.db'), 0o644);
+  const r = engage(['audit', 'list'], { data: d });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /was mode 0644: made 0600/);
+  assert.equal(mode(d), 0o700);
+  assert.equal(mode(join(d, 'engage.db')), 0o600);
 });
