@@ -303,7 +303,9 @@ static void print_json(json_t *j)
 static const char *help_main =
     "usage: engage [global options] COMMAND [arguments]\n"
     "\n"
-    "EqueEngage: contacts and events in, segments, email campaigns, analytics.\n"
+    "EqueEngage: contacts and events in (CSV, Segment-spec SDKs, CRM databases), checked\n"
+    "by contracts, rejected records kept and replayable, segments evaluated in\n"
+    "milliseconds, all over a JSON API. Email campaigns and analytics are not built yet.\n"
     "\n"
     "commands:\n"
     "  serve                 run the HTTP server and background workers\n"
@@ -318,6 +320,7 @@ static const char *help_main =
     "  contracts list|show NAME|put NAME FILE   event and contact contracts\n"
     "  contact show ID       a contact: attributes, consent history, recent events\n"
     "  contact consent ID    change email consent explicitly (--state S --reason R; audited)\n"
+    "  contact restore ID    undo a contact's deletion (audited)\n"
     "  events export         every live event as NDJSON (--since SEQ, --limit N)\n"
     "  segment eval|explain  evaluate or explain a rules file (docs/dsl.md)\n"
     "  audit list            the audit log, newest first\n"
@@ -399,11 +402,15 @@ static const struct {
                   "Versioned contracts (docs/contracts.md). 'put' stores a new version; old\n"
                   "versions are kept and every stored event records the version it passed.\n"},
     {"contact", "usage: engage contact show EXTERNAL_ID\n"
-                "       engage contact consent EXTERNAL_ID --state STATE --reason TEXT\n\n"
+                "       engage contact consent EXTERNAL_ID --state STATE --reason TEXT\n"
+                "       engage contact restore EXTERNAL_ID [--reason TEXT]\n\n"
                 "'show' prints a contact (JSON): attributes, consent and its history, recent\n"
                 "events. 'consent' changes email consent explicitly, recorded with the reason in\n"
                 "the consent history and the audit log: the only way to re-subscribe a contact\n"
-                "that opted out, bounced or complained (imports never can).\n"},
+                "that opted out, bounced or complained (imports never can). 'restore' undoes a\n"
+                "deletion (audited): the contact takes data and is in segments again; its\n"
+                "events refused meanwhile come back with 'engage rejected replay --reason\n"
+                "contact_deleted'.\n"},
     {"events", "usage: engage events export [--since SEQ] [--limit N]\n\n"
                "Writes every live event (its current version; deleted ones left out) to stdout,\n"
                "one JSON object a line, in change-sequence order: seq, event_id, event,\n"
@@ -882,15 +889,31 @@ static int cmd_contact(struct cli *c)
 
     if ((rc = check_opts(c, " state reason ")))
         return rc;
-    if (c->nargs != 2 || (strcmp(c->args[0], "show") && strcmp(c->args[0], "consent")))
-        return usage_error(c, "contact: expected 'show EXTERNAL_ID' or 'consent EXTERNAL_ID "
-                              "--state S --reason R'");
+    if (c->nargs != 2 || (strcmp(c->args[0], "show") && strcmp(c->args[0], "consent") &&
+                          strcmp(c->args[0], "restore")))
+        return usage_error(c, "contact: expected 'show EXTERNAL_ID', 'consent EXTERNAL_ID "
+                              "--state S --reason R' or 'restore EXTERNAL_ID [--reason R]'");
     if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     if (strcmp(c->args[0], "consent") == 0) {
         rc = contact_consent(c, st);
         store_close(st);
         return rc;
+    }
+    if (strcmp(c->args[0], "restore") == 0) {
+        rc = contact_restore(st, c->args[1], opt(c, "reason"), c->actor, "", &j, &e);
+        store_close(st);
+        if (rc)
+            return die("contact '%s': %s", c->args[1], e.msg);
+        if (c->json)
+            print_json(j);
+        else {
+            json_decref(j);
+            printf("contact %s restored; its events refused meanwhile are in the dead-letter "
+                   "store: 'engage rejected replay --reason contact_deleted' brings them back\n",
+                   c->args[1]);
+        }
+        return 0;
     }
     rc = contact_view(st, c->args[1], 20, NULL, 0, &j, &e);
     store_close(st);
@@ -1830,7 +1853,7 @@ static int cmd_segment(struct cli *c)
         return usage_error(c, "segment %s: --rules FILE.json is required", c->args[0]);
     rules = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (rules == NULL)
-        return die("%s:%d:%d: %s", path, je.line, je.column, je.text);
+        return die("%s:%d:%d: %s", path, je.line, je.column, (json_error_tidy(&je), je.text));
     if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
         json_decref(rules);
         return rc;
@@ -2005,7 +2028,7 @@ static int bench_segments(struct cli *c)
         snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
         rules = json_load_file(path, 0, &je);
         if (rules == NULL) {
-            rc = die("%s:%d: %s", path, je.line, je.text);
+            rc = die("%s:%d: %s", path, je.line, (json_error_tidy(&je), je.text));
             break;
         }
         {

@@ -170,6 +170,11 @@ int log_level_parse(const char *s, enum log_level *out);
 
 /* ---- small helpers ------------------------------------------------------------- */
 
+/* Makes a jansson error's text fit for a user: jansson names its own flags ("\u0000 is
+ * not allowed without JSON_ALLOW_NUL"), which mean nothing outside this code. */
+struct json_error_t;
+void json_error_tidy(struct json_error_t *je);
+
 /* Parses a whole string as a base-10 integer / finite double. 0 or E_INVAL. */
 int parse_i64(const char *s, size_t n, int64_t *out);
 int parse_double(const char *s, size_t n, double *out);

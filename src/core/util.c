@@ -406,6 +406,14 @@ json_t *json_iso_or_null(int64_t ms)
     return json_string(iso);
 }
 
+void json_error_tidy(json_error_t *je)
+{
+    char *p = strstr(je->text, " without JSON_ALLOW_NUL");
+
+    if (p)
+        memmove(p, p + 23, strlen(p + 23) + 1);
+}
+
 size_t arena_size(const struct arena *a)
 {
     const struct arena_chunk *c;

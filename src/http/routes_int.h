@@ -34,6 +34,7 @@ void h_sync_reconciliations(struct http_req *r, struct http_resp *w);
 void h_contact_get(struct http_req *r, struct http_resp *w);
 void h_contacts_list(struct http_req *r, struct http_resp *w);
 void h_contact_delete(struct http_req *r, struct http_resp *w);
+void h_contact_restore(struct http_req *r, struct http_resp *w);
 void h_contact_consent(struct http_req *r, struct http_resp *w);
 void h_apikeys_list(struct http_req *r, struct http_resp *w);
 void h_apikeys_create(struct http_req *r, struct http_resp *w);

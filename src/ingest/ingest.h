@@ -134,6 +134,8 @@ struct ingest_ctx {
     int reject_once;     /* records read again (a sync's lookback): a refused one already
                           * kept as a dead letter, in any status, is not kept again */
     int64_t received_at;
+    int received_is_time; /* an event without occurred_at takes received_at (a replay of
+                           * API or SDK records; those sources always do) */
 };
 
 void ingest_init(struct ingest *in, struct store *st, const struct config *cfg);
@@ -323,6 +325,12 @@ int contact_consent_change(struct store *st, const struct config *cfg, const cha
 /* Flags the contact deleted (kept, excluded everywhere, its id never reused), audited. */
 int contact_delete(struct store *st, const char *xid, const char *actor, const char *req_id,
                    struct err *e);
+/* Undoes a deletion (audited, with reason if given): the contact takes data again and is
+ * back in segments; its events refused meanwhile wait in the dead-letter store for
+ * 'rejected replay'. *out: the contact (caller owns). E_NOTFOUND unknown, E_CONFLICT
+ * not deleted. */
+int contact_restore(struct store *st, const char *xid, const char *reason, const char *actor,
+                    const char *req_id, json_t **out, struct err *e);
 
 /* ---- the dead-letter store ---------------------------------------------------------- */
 

@@ -324,3 +324,14 @@ test('the data directory is 0700 and the store files 0600; looser ones are tight
   assert.equal(mode(d), 0o700);
   assert.equal(mode(join(d, 'engage.db')), 0o600);
 });
+
+test('JSON errors read as the user wrote it: no library flag names', () => {
+  const d = tmpData();
+  assert.equal(engage(['migrate'], { data: d }).code, 0);
+  const f = join(d, 'nul.json');
+  writeFileSync(f, '{"op":"AND","rules":[{"type":"attribute","field":"c\\u0000ity","op":"eq","value":"Pune"}]}');
+  const r = engage(['segment', 'eval', '--rules', f], { data: d });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /nul\.json:1:\d+: \\u0000 is not allowed/);
+  assert.doesNotMatch(r.stderr, /JSON_ALLOW_NUL/);
+});

@@ -181,6 +181,29 @@ UTEST(segment, validation_reports_every_problem_with_pointers)
     sx_close(&s);
 }
 
+/* A rule that lost its "type" gets that one problem, not the four a group would find. */
+UTEST(segment, rule_without_type)
+{
+    struct sx s;
+    char *got;
+
+    sx_open(&s);
+    contact(&s, "{\"external_id\":\"a\",\"attributes\":{\"city\":\"Pune\"}}");
+    got = members(&s, T0,
+                  "{\"op\":\"AND\",\"rules\":["
+                  "{\"field\":\"city\",\"op\":\"eq\",\"value\":\"Pune\"},"
+                  "{\"event\":\"order_created\",\"op\":\"did_event\",\"within_days\":3},"
+                  "{\"op\":\"AND\"}]}");
+    cr_expect_str_eq(got, "ERR|/rules/0/type: is required: attribute (with field, op, value) or "
+                          "behavior (with event, op, within_days)"
+                          "|/rules/1/type: is required: attribute (with field, op, value) or "
+                          "behavior (with event, op, within_days)"
+                          "|/rules/2/rules: must be a non-empty array of rules and groups",
+                     "%s", got);
+    free(got);
+    sx_close(&s);
+}
+
 UTEST(segment, guardrails)
 {
     struct sx s;
