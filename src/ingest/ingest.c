@@ -14,6 +14,11 @@
 #include "ingest_int.h"
 #include "../auth/auth.h"
 
+/* Why a record of a deleted contact is refused, and the way back. */
+#define CONTACT_DELETED_MSG                                                                        \
+    "the contact was deleted: restore it (POST /api/v1/contacts/{external_id}/restore or engage "  \
+    "contact restore), then replay"
+
 /* External id -> contact id, for as many contacts as this (about 70 bytes each); past
  * it the rest are looked up in the store each time (a cache cleared when full would be
  * refilled and cleared again by every file that touches more contacts than it holds). */
@@ -452,8 +457,7 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
         goto out;
     if (c.deleted) {
         rc = ingest_reject(in, cx, "contact", rec, "contact_deleted", "external_id",
-                    "this contact was deleted: restore it first (POST /api/v1/contacts/{external_id}"
-                    "/restore, or engage contact restore), then replay this record", out, e);
+                    CONTACT_DELETED_MSG, out, e);
         goto out;
     }
     rc = register_types(in, new_types, e);
@@ -917,9 +921,7 @@ int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct pr
         return rc;
     if (contact_id == 0)
         return reject_prepared(in, cx, p, "contact_deleted", p->xid ? "external_id" : "anonymous_id",
-                               "the contact was deleted: restore it first (POST /api/v1/contacts/"
-                               "{external_id}/restore, or engage contact restore), then replay "
-                               "this record", out, e);
+                               CONTACT_DELETED_MSG, out, e);
     if (name_id == 0) {
         rc = event_name_id(in, p->name, 0, &name_id, e);
         if (rc == 0 && name_id == 0) {

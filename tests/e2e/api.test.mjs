@@ -97,7 +97,7 @@ test('delete: the contact is kept but gone everywhere, and the deletion is audit
 test('restore: a deleted contact comes back, audited, and replay brings its refused events', async () => {
   let r = await api(srv.url, '/api/v1/events', { method: 'POST', key: keys.ingest, body: { external_id: 'c3', event: 'visit', event_id: 'late-1' } });
   assert.equal(r.json.rejected[0].reason, 'contact_deleted');
-  assert.match(r.json.rejected[0].message, /restore it first \(POST \/api\/v1\/contacts\/\{external_id\}\/restore/);
+  assert.match(r.json.rejected[0].message, /restore it \(POST \/api\/v1\/contacts\/\{external_id\}\/restore or engage contact restore\), then replay/);
   r = await api(srv.url, '/api/v1/contacts/c3/restore', { method: 'POST', key: keys.analyst });
   assert.equal(r.status, 403);
   r = await api(srv.url, '/api/v1/contacts/c3/restore', { method: 'POST', key: keys.marketer, body: { reason: 'deleted by mistake', x: 1 } });
