@@ -189,22 +189,35 @@ const char *pattern_text(const struct pattern *p)
 
 /* ---- match -------------------------------------------------------------------------- */
 
-/* The limit in force: ours, or the pattern's own (*LIMIT_...) when lower. */
-static uint32_t limit_of(const struct pattern *p, uint32_t what, uint32_t ours)
-{
-    uint32_t v;
+/* The limits a match can reach, with how a refusal names each. */
+static const struct {
+    int rc;
+    const char *how, *unit;
+    uint32_t info; /* where the pattern's own (*LIMIT_...) is read; 0: none */
+    uint32_t ours;
+} limits[] = {
+    {PCRE2_ERROR_MATCHLIMIT, "after", "steps", PCRE2_INFO_MATCHLIMIT, PATTERN_MATCH_LIMIT},
+    {PCRE2_ERROR_DEPTHLIMIT, "at", "levels of backtracking", PCRE2_INFO_DEPTHLIMIT,
+     PATTERN_DEPTH_LIMIT},
+    {PCRE2_ERROR_HEAPLIMIT, "at", "KiB of backtracking memory", PCRE2_INFO_HEAPLIMIT,
+     PATTERN_HEAP_LIMIT_KIB},
+    {PCRE2_ERROR_JIT_STACKLIMIT, "at", "KiB of match stack", 0, PATTERN_JIT_STACK_KIB},
+};
 
-    if (pcre2_pattern_info(p->code, what, &v) == 0 && v < ours)
-        return v;
-    return ours;
-}
-
-/* "pattern "…" gave up <how>: simplify the pattern" */
-static int gave_up(const struct pattern *p, char *msg, size_t msgcap, const char *how)
+/* "pattern "…" gave up after 100000 steps: simplify the pattern" */
+static int gave_up(const struct pattern *p, const struct matcher *m, size_t i, char *msg,
+                   size_t msgcap)
 {
     int show = (int)utf8_prefix(p->text, strlen(p->text), 60);
+    uint32_t n = limits[i].ours, own;
 
-    snprintf(msg, msgcap, "pattern \"%.*s\" gave up %s: simplify the pattern", show, p->text, how);
+    /* The pattern's own limit when lower; JIT code without our stack had 32 KiB. */
+    if (limits[i].info && pcre2_pattern_info(p->code, limits[i].info, &own) == 0 && own < n)
+        n = own;
+    if (limits[i].rc == PCRE2_ERROR_JIT_STACKLIMIT && m->stack == NULL)
+        n = 32;
+    snprintf(msg, msgcap, "pattern \"%.*s\" gave up %s %u %s: simplify the pattern", show, p->text,
+             limits[i].how, n, limits[i].unit);
     return PATTERN_GAVE_UP;
 }
 
@@ -212,31 +225,16 @@ int pattern_match(const struct pattern *p, const char *s, size_t n, char *msg, s
 {
     struct matcher *m = matcher_get();
     PCRE2_UCHAR text[160];
-    char how[80];
+    size_t i;
     int rc = pcre2_match(p->code, (PCRE2_SPTR)s, n, 0, 0, m->md, m->mc);
 
     if (rc >= 0)
         return PATTERN_MATCH;
-    switch (rc) {
-    case PCRE2_ERROR_NOMATCH:
+    if (rc == PCRE2_ERROR_NOMATCH)
         return PATTERN_NO_MATCH;
-    case PCRE2_ERROR_MATCHLIMIT:
-        snprintf(how, sizeof how, "after %u steps",
-                 limit_of(p, PCRE2_INFO_MATCHLIMIT, PATTERN_MATCH_LIMIT));
-        return gave_up(p, msg, msgcap, how);
-    case PCRE2_ERROR_DEPTHLIMIT:
-        snprintf(how, sizeof how, "at %u levels of backtracking",
-                 limit_of(p, PCRE2_INFO_DEPTHLIMIT, PATTERN_DEPTH_LIMIT));
-        return gave_up(p, msg, msgcap, how);
-    case PCRE2_ERROR_HEAPLIMIT:
-        snprintf(how, sizeof how, "at %u KiB of backtracking memory",
-                 limit_of(p, PCRE2_INFO_HEAPLIMIT, PATTERN_HEAP_LIMIT_KIB));
-        return gave_up(p, msg, msgcap, how);
-    case PCRE2_ERROR_JIT_STACKLIMIT:
-        snprintf(how, sizeof how, "at %d KiB of match stack",
-                 m->stack ? PATTERN_JIT_STACK_KIB : 32);
-        return gave_up(p, msg, msgcap, how);
-    }
+    for (i = 0; i < sizeof limits / sizeof *limits; i++)
+        if (rc == limits[i].rc)
+            return gave_up(p, m, i, msg, msgcap);
     if (pcre2_get_error_message(rc, text, sizeof text) < 0)
         snprintf((char *)text, sizeof text, "error %d", rc);
     if (rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21) {
