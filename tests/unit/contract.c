@@ -333,12 +333,13 @@ UTEST(patterns, a_match_that_needs_too_much_memory_gives_up)
     char *v = malloc(40000), msg[256];
     memset(v, 'a', 40000);
     cr_assert_eq(pattern_compile("^(a|b)*$", 8, &p, msg, sizeof msg), 0, "%s", msg);
+    /* First on this thread: more than the 32 KiB JIT code starts with, within the rest. */
+    cr_assert_eq(pattern_match(p, v, 4096, msg, sizeof msg), PATTERN_MATCH,
+                 "4,096 bytes are within every limit: %s", msg);
     cr_assert_eq(pattern_match(p, v, 40000, msg, sizeof msg), PATTERN_GAVE_UP);
     cr_assert(strstr(msg, "pattern \"^(a|b)*$\" gave up at "), "%s", msg);
-    cr_assert(strstr(msg, "KiB of match stack") || strstr(msg, "levels of backtracking"), "%s",
-              msg);
-    cr_assert_eq(pattern_match(p, v, 4096, msg, sizeof msg), PATTERN_MATCH,
-                 "4,096 bytes are within every limit");
+    cr_assert(strstr(msg, "1024 KiB of match stack") || strstr(msg, "levels of backtracking"),
+              "%s", msg);
     free(v);
     pattern_free(p);
 }
