@@ -44,6 +44,7 @@ static const struct key_def keys[] = {
     {"ingest", "default_consent", K_CONSENT, offsetof(struct config, default_consent), sizeof(int), 0, 0},
     I("ingest", "import_batch_rows", import_batch_rows, 1, 1000000),
     I("ingest", "queue_max", ingest_queue_max, 100, 10000000),
+    I("ingest", "pattern_max_value_bytes", pattern_max_value_bytes, 16, 1 << 20),
     I("sync", "interval_seconds", sync_interval_s, 1, 3600),
     I("sync", "reconcile_hour", sync_reconcile_hour, -1, 23),
     B("sync", "reconcile_repair", sync_reconcile_repair),
@@ -83,6 +84,7 @@ void config_defaults(struct config *c, const char *data_dir)
     c->default_consent = CONSENT_SUBSCRIBED;
     c->import_batch_rows = 20000;
     c->ingest_queue_max = 50000;
+    c->pattern_max_value_bytes = CONFIG_PATTERN_MAX_VALUE_BYTES;
     c->sync_interval_s = 5;
     c->sync_reconcile_hour = 3;
     c->sync_reconcile_repair = 0;

@@ -12,6 +12,7 @@
 #include "core.h"
 
 #define CONFIG_MAX_NAMED 16
+#define CONFIG_PATTERN_MAX_VALUE_BYTES 4096 /* default of [ingest] pattern_max_value_bytes */
 
 enum consent_state { CONSENT_SUBSCRIBED, CONSENT_UNSUBSCRIBED, CONSENT_BOUNCED, CONSENT_COMPLAINED };
 
@@ -52,6 +53,7 @@ struct config {
     enum consent_state default_consent;
     int import_batch_rows;
     int ingest_queue_max;      /* messages waiting for the server's writer before 429 */
+    int pattern_max_value_bytes; /* longest value a contract's pattern is matched against */
     /* [sync] */
     int sync_interval_s;       /* seconds between passes of the serve's sync worker */
     int sync_reconcile_hour;   /* UTC hour of the nightly reconciliation; -1: none */

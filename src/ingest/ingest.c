@@ -104,7 +104,7 @@ int ingest_begin(struct ingest *in, struct err *e)
     rc = store_contracts_stamp(in->st, &stamp, e);
     if (rc == 0 && stamp != in->contracts_stamp) {
         struct contract_set *cs;
-        rc = contract_set_load(in->st, &cs, e);
+        rc = contract_set_load(in->st, in->cfg, &cs, e);
         if (rc == 0) {
             contract_set_free(in->contracts);
             in->contracts = cs;

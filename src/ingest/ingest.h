@@ -40,8 +40,12 @@ const char *contract_kind(const struct contract *c);
 int contract_put(struct store *st, const char *name, const char *text, size_t len,
                  const char *actor, const char *req_id, int *version, int *unchanged,
                  struct errlist *errs, struct err *e);
-/* Loads the latest version of every stored contract. Caller owns *out. */
-int contract_set_load(struct store *st, struct contract_set **out, struct err *e);
+/* Loads the latest version of every stored contract, with cfg's limits ([ingest]
+ * pattern_max_value_bytes; NULL: the defaults, for readers that only look at types).
+ * A stored pattern that no longer compiles is logged, and its property refuses every
+ * value (reason pattern_invalid) until a new version is stored. Caller owns *out. */
+int contract_set_load(struct store *st, const struct config *cfg, struct contract_set **out,
+                      struct err *e);
 /* Sets are shared by reference: free drops one; the last frees. */
 struct contract_set *contract_set_ref(struct contract_set *cs);
 void contract_set_free(struct contract_set *cs);

@@ -178,6 +178,11 @@ test('contract versions: rejected, fix the contract, replay', () => {
   r = engage(['contracts', 'put', 'order_created', bad], { data });
   assert.equal(r.code, 1);
   assert.match(r.stderr, /bad\.json: \/properties\/amount\/type: must be one of/);
+  writeFileSync(bad, JSON.stringify({ name: 'order_created', properties: { currency: { type: 'string', pattern: '^([A-Z]{3}$' } } }));
+  r = engage(['contracts', 'put', 'order_created', bad], { data });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /bad\.json: \/properties\/currency\/pattern: is not a valid regular expression: missing closing parenthesis at offset 11/,
+    'a pattern that does not compile is refused with PCRE2\'s reason and where');
 
   const fixed = join(data, 'fixed.json');
   writeFileSync(fixed, JSON.stringify({

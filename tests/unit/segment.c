@@ -69,7 +69,7 @@ static char *members(struct sx *s, int64_t now, const char *rules_json)
     buf_init(&out);
     cr_assert_eq(audience_index_catch_up(s->ix, s->f.st, &s->f.e), 0, "%s", s->f.e.msg);
     contract_set_free(s->cs);
-    cr_assert_eq(contract_set_load(s->f.st, &s->cs, &s->f.e), 0, "%s", s->f.e.msg);
+    cr_assert_eq(contract_set_load(s->f.st, NULL, &s->cs, &s->f.e), 0, "%s", s->f.e.msg);
     rc = segment_compile(s->ix, s->f.st, s->cs, rules, &s->lim, &p, &errs, &s->f.e);
     if (rc == E_INVAL) {
         buf_adds(&out, "ERR");
@@ -694,7 +694,7 @@ UTEST(segment, identifiers_are_read_from_the_store_until_a_rule_needs_them)
     buf_init(&page);
     buf_init(&all);
     cr_assert_eq(audience_index_catch_up(s.ix, s.f.st, &s.f.e), 0, "%s", s.f.e.msg);
-    cr_assert_eq(contract_set_load(s.f.st, &s.cs, &s.f.e), 0);
+    cr_assert_eq(contract_set_load(s.f.st, NULL, &s.cs, &s.f.e), 0);
     cr_assert_eq(segment_compile(s.ix, s.f.st, s.cs, rules, &s.lim, &p, &errs, &s.f.e), 0);
     cr_assert_eq(segment_eval(s.ix, p, T0, &s.lim, &r, &s.f.e), 0, "%s", s.f.e.msg);
     audience_index_stats(s.ix, &st0);

@@ -107,7 +107,7 @@ UTEST(sync, a_row_prepared_from_its_values_is_prepared_as_from_its_record)
                  "\"m\":{\"type\":\"string\"},\"order_id\":{\"type\":\"string\"},"
                  "\"amount\":{\"type\":\"number\"},\"currency\":{\"type\":\"string\"},"
                  "\"created_at\":{\"type\":\"timestamp\"}}}");
-    cr_assert_eq(contract_set_load(f.st, &cs, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(contract_set_load(f.st, &f.cfg, &cs, &f.e), 0, "%s", f.e.msg);
     cr_assert_eq(sync_mapping_parse(mapping, &m, &errs, &f.e), 0, "%s",
                  errs.n ? errs.items[0].msg : f.e.msg);
     t = &m.tables[0];
@@ -319,7 +319,7 @@ static void compare_rows(const char *sql, const char *props_map, const char *con
     fx_open(&f);
     if (contract)
         put_contract(&f, "ev", contract);
-    cr_assert_eq(contract_set_load(f.st, &cs, &f.e), 0);
+    cr_assert_eq(contract_set_load(f.st, &f.cfg, &cs, &f.e), 0);
     read_source(&f, sql, props_map, &c, &m, &b);
     buf_init(&scratch);
     for (i = 0; i < b.n; i++) {
@@ -461,7 +461,7 @@ UTEST(sync_source, cross_product_values_and_types)
         buf_printf(&body, "{\"name\":\"ev\",\"kind\":\"event\",\"properties\":{\"x\":%s}}", specs[si]);
         put_contract(&f, "ev", body.p);
         buf_release(&body);
-        cr_assert_eq(contract_set_load(f.st, &cs, &f.e), 0);
+        cr_assert_eq(contract_set_load(f.st, &f.cfg, &cs, &f.e), 0);
         cr_assert_eq(sync_mapping_parse(mapping, &m, &errs, &f.e), 0);
         t = &m.tables[0];
         b.ncolumns = 6;
