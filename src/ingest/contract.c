@@ -405,6 +405,7 @@ static int compile_doc(const char *text, size_t len, const char *name_expected, 
     *out = NULL;
     doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (doc == NULL) {
+        json_error_tidy(&jerr);
         errlist_add(errs, "", "not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
                     jerr.column);
         return ERR(e, E_INVAL, "contract is not valid JSON");
