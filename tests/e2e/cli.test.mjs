@@ -340,7 +340,7 @@ test('JSON errors read as the user wrote it: no library flag names', () => {
   assert.match(r.stderr, /nul\.json:1:\d+: \\u0000 is not allowed/);
   assert.doesNotMatch(r.stderr, /JSON_ALLOW_NUL/);
   const k = join(d, 'contract.json');
-  writeFileSync(k, '{"kind":"event","properties":{"a":{"type":"string","pattern":"x\u0000"}}}');
+  writeFileSync(k, '{"kind":"event","properties":{"a":{"type":"string","pattern":"x\\u0000"}}}');
   const p = engage(['contracts', 'put', 'x', k], { data: d });
   assert.equal(p.code, 1);
   assert.match(p.stderr, /\\u0000 is not allowed/);
