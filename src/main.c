@@ -1145,11 +1145,12 @@ static int sync_source_test(struct cli *c, struct store *st, const char *name, s
     struct sync_mapping m;
     struct errlist errs = {0};
     struct sync_conn *conn = NULL;
-    int rc = store_sync_source_get(st, name, &src, e), i, bad = 0;
+    int rc = store_sync_source_get(st, name, &src, e), i, bad = 0, parsed;
 
     if (rc)
         return die("%s", e->msg);
     rc = sync_mapping_parse(src.mapping, &m, &errs, e);
+    parsed = rc == 0;
     if (rc == 0)
         rc = sync_connect(&src, &c->cfg, &conn, e);
     for (i = 0; rc == 0 && i < m.ntables; i++) {
@@ -1166,7 +1167,7 @@ static int sync_source_test(struct cli *c, struct store *st, const char *name, s
         }
     }
     sync_disconnect(conn);
-    if (rc == 0)
+    if (parsed)
         sync_mapping_release(&m);
     store_sync_source_release(&src);
     if (rc)
