@@ -420,9 +420,10 @@ static const struct {
              "string without the password, e.g. 'host=db port=5432 dbname=crm user=engage')\n"
              "or SQLite (DSN: the file). The password is a reference ($VAR or a file, read\n"
              "at each connection) or, with --password-stdin, kept sealed with the secrets\n"
-             "key; it is never printed. The mapping (JSON, docs/sync.md) says which tables\n"
-             "become contacts or events. 'run' reads every table from its checkpoint on and\n"
-             "prints what it stored; 'test' connects and checks every mapped column.\n"
+             "key; it is never printed, and sent over TLS only (sslmode=require or stronger,\n"
+             "unless [sync] allow_insecure_tls). The mapping (JSON, docs/sync.md) says which\n"
+             "tables become contacts or events. 'run' reads every table from its checkpoint\n"
+             "on and prints what it stored; 'test' connects and checks every mapped column.\n"
              "'backfill' reads the tables again (from --since on, by the cursor column), beside\n"
              "the live sync if need be: rows are stored once, live checkpoints are not moved.\n"
              "'reconcile' compares each events table with what was stored from it, day by\n"
@@ -1092,7 +1093,7 @@ static int sync_source_add(struct cli *c, struct store *st, struct err *e)
     const char *mpath = opt(c, "mapping"), *penv = opt(c, "password-env");
     const char *pfile = opt(c, "password-file");
     struct sync_source_spec spec = {.name = opt(c, "name"), .kind = opt(c, "kind"),
-                                    .dsn = opt(c, "dsn")};
+                                    .dsn = opt(c, "dsn"), .origin = SYNC_ORIGIN_CLI};
     struct errlist errs = {0};
     char *mapping, *ref = NULL, line[1024];
     size_t n;
@@ -1126,7 +1127,10 @@ static int sync_source_add(struct cli *c, struct store *st, struct err *e)
                         errs.items[i].msg);
             else
                 fprintf(stderr, "engage: sync source add: --%s: %s\n",
-                        strcmp(path + 1, "password_ref") == 0 ? "password-env" : path + 1,
+                        strcmp(path + 1, "password_ref") == 0
+                            ? penv ? "password-env" : "password-file"
+                        : strcmp(path + 1, "password") == 0 ? "password-stdin"
+                                                            : path + 1,
                         errs.items[i].msg);
         }
         return 1;
@@ -1556,7 +1560,8 @@ static int demo_segments(struct cli *c, struct store *st, struct err *e)
 static int demo_crm(struct cli *c, struct store *st, const char *file, const char *mpath,
                     struct err *e)
 {
-    struct sync_source_spec spec = {.name = "crm", .kind = "sqlite", .dsn = file};
+    struct sync_source_spec spec = {.name = "crm", .kind = "sqlite", .dsn = file,
+                                    .origin = SYNC_ORIGIN_CLI};
     struct store_sync_source existing;
     struct errlist errs = {0};
     struct sync_report rep;
