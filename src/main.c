@@ -455,9 +455,10 @@ static const struct {
              "string without the password, e.g. 'host=db port=5432 dbname=crm user=engage')\n"
              "or SQLite (DSN: the file). The password is a reference ($VAR or a file, read\n"
              "at each connection) or, with --password-stdin, kept sealed with the secrets\n"
-             "key; it is never printed. The mapping (JSON, docs/sync.md) says which tables\n"
-             "become contacts or events. 'run' reads every table from its checkpoint on and\n"
-             "prints what it stored; 'test' connects and checks every mapped column.\n"
+             "key; it is never printed, and sent over TLS only (sslmode=require or stronger,\n"
+             "unless [sync] allow_insecure_tls). The mapping (JSON, docs/sync.md) says which\n"
+             "tables become contacts or events. 'run' reads every table from its checkpoint\n"
+             "on and prints what it stored; 'test' connects and checks every mapped column.\n"
              "'backfill' reads the tables again (from --since on, by the cursor column), beside\n"
              "the live sync if need be: rows are stored once, live checkpoints are not moved.\n"
              "'reconcile' compares each events table with what was stored from it, day by\n"
@@ -1143,7 +1144,7 @@ static int sync_source_add(struct cli *c, struct store *st, struct err *e)
     const char *mpath = opt(c, "mapping"), *penv = opt(c, "password-env");
     const char *pfile = opt(c, "password-file");
     struct sync_source_spec spec = {.name = opt(c, "name"), .kind = opt(c, "kind"),
-                                    .dsn = opt(c, "dsn")};
+                                    .dsn = opt(c, "dsn"), .origin = SYNC_ORIGIN_CLI};
     struct errlist errs = {0};
     char *mapping, *ref = NULL, line[1024];
     size_t n;
@@ -1177,7 +1178,10 @@ static int sync_source_add(struct cli *c, struct store *st, struct err *e)
                         errs.items[i].msg);
             else
                 fprintf(stderr, "engage: sync source add: --%s: %s\n",
-                        strcmp(path + 1, "password_ref") == 0 ? "password-env" : path + 1,
+                        strcmp(path + 1, "password_ref") == 0
+                            ? penv ? "password-env" : "password-file"
+                        : strcmp(path + 1, "password") == 0 ? "password-stdin"
+                                                            : path + 1,
                         errs.items[i].msg);
         }
         return 1;
@@ -1196,11 +1200,12 @@ static int sync_source_test(struct cli *c, struct store *st, const char *name, s
     struct sync_mapping m;
     struct errlist errs = {0};
     struct sync_conn *conn = NULL;
-    int rc = store_sync_source_get(st, name, &src, e), i, bad = 0;
+    int rc = store_sync_source_get(st, name, &src, e), i, bad = 0, parsed;
 
     if (rc)
         return die("%s", e->msg);
     rc = sync_mapping_parse(src.mapping, &m, &errs, e);
+    parsed = rc == 0;
     if (rc == 0)
         rc = sync_connect(&src, &c->cfg, &conn, e);
     for (i = 0; rc == 0 && i < m.ntables; i++) {
@@ -1217,7 +1222,7 @@ static int sync_source_test(struct cli *c, struct store *st, const char *name, s
         }
     }
     sync_disconnect(conn);
-    if (rc == 0)
+    if (parsed)
         sync_mapping_release(&m);
     store_sync_source_release(&src);
     if (rc)
@@ -1619,7 +1624,8 @@ static int demo_segments(struct cli *c, struct store *st, struct err *e)
 static int demo_crm(struct cli *c, struct store *st, const char *file, const char *mpath,
                     struct err *e)
 {
-    struct sync_source_spec spec = {.name = "crm", .kind = "sqlite", .dsn = file};
+    struct sync_source_spec spec = {.name = "crm", .kind = "sqlite", .dsn = file,
+                                    .origin = SYNC_ORIGIN_CLI};
     struct store_sync_source existing;
     struct errlist errs = {0};
     struct sync_report rep;

@@ -237,19 +237,45 @@ int auth_apikey_verify(struct store *st, const char *key, struct principal *out,
     return 0;
 }
 
+/* Whether a member's name says it holds a secret, word by word (words split at _, -, .
+ * and a change from lower to upper case): one word is password, passwd, passphrase,
+ * secret, token, credential(s), apikey, cookie or authorization, or api, private,
+ * secret, access, signing or encryption is followed by key. A bare "key" (a mapping's
+ * key column, a sort key) is none, nor is a name whose last word is ref: a reference to
+ * a secret (env:VAR, file:PATH), kept so the record says where it comes from. */
 static int secret_name(const char *k)
 {
-    static const char *words[] = {"password", "secret", "token", "api_key", "apikey",
-                                  "private", "credential"};
-    size_t i;
+    static const char *const words[] = {"password", "passwd", "passphrase", "secret",
+                                        "token", "credential", "credentials", "apikey",
+                                        "cookie", "authorization", NULL};
+    static const char *const before_key[] = {"api", "private", "secret", "access", "signing",
+                                             "encryption", NULL};
+    char w[2][32] = {"", ""};
+    int cur = 0, found = 0;
+    size_t n = 0, i, j;
 
-    size_t n = strlen(k);
-
-    for (i = 0; i < sizeof words / sizeof *words; i++)
-        if (strcasestr(k, words[i]))
-            return 1;
-    /* key, access_key, signing_key, public_key … */
-    return strcasecmp(k, "key") == 0 || (n > 4 && strcasecmp(k + n - 4, "_key") == 0);
+    for (i = 0;; i++) {
+        char ch = k[i];
+        int split = ch == '\0' || ch == '_' || ch == '-' || ch == '.' ||
+                    (i > 0 && ch >= 'A' && ch <= 'Z' && k[i - 1] >= 'a' && k[i - 1] <= 'z');
+        if (split && n) { /* a word ends: w[cur] */
+            w[cur][n < sizeof w[cur] ? n : sizeof w[cur] - 1] = '\0';
+            for (j = 0; words[j]; j++)
+                found |= strcmp(w[cur], words[j]) == 0;
+            for (j = 0; before_key[j]; j++)
+                found |= strcmp(w[cur], "key") == 0 && strcmp(w[!cur], before_key[j]) == 0;
+            cur = !cur;
+            n = 0;
+        }
+        if (ch == '\0')
+            break;
+        if (!split || (ch >= 'A' && ch <= 'Z')) {
+            if (n < sizeof w[cur] - 1)
+                w[cur][n] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+            n++;
+        }
+    }
+    return found && strcmp(w[!cur], "ref") != 0; /* w[!cur]: the last word */
 }
 
 json_t *audit_mask(const json_t *v)

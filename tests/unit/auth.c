@@ -114,6 +114,36 @@ UTEST(apikey, revoked_during_check_is_not_cached)
     free(d);
 }
 
+/* Only fields named like a secret: a sync mapping's "key" column, a sort key, "tokens_used"
+ * or "secretary" are data; a *_ref member is a reference to a secret, kept. */
+UTEST(audit, only_secret_fields_are_masked)
+{
+    json_t *v = json_loads(
+        "{\"name\":\"crm\",\"password_ref\":\"env:CRM_PW\",\"passwordRef\":\"file:/s/pw\","
+        "\"mapping\":{\"tables\":[{\"table\":\"orders\",\"key\":\"id\",\"cursor\":\"u\","
+        "\"attributes\":{\"sort_key\":\"k\",\"public_key\":\"pk\",\"tokens_used\":\"t\","
+        "\"secretary\":\"s\",\"keyword\":\"w\"}}]},"
+        "\"password\":\"p\",\"db_password\":\"p\",\"secret\":\"s\",\"client_secret\":\"s\","
+        "\"sessionToken\":\"t\",\"refresh_token\":\"t\",\"api_key\":\"k\",\"apiKey\":\"k\","
+        "\"APIKey\":\"k\",\"x-api-key\":\"k\",\"private_key\":\"k\",\"signingKey\":\"k\","
+        "\"credentials\":{\"user\":\"u\"},\"Authorization\":\"Bearer x\",\"passphrase\":null}",
+        0, NULL);
+    json_t *m = audit_mask(v);
+    char *s = json_dumps(m, JSON_SORT_KEYS | JSON_COMPACT);
+    cr_assert_str_eq(
+        s, "{\"APIKey\":\"***\",\"Authorization\":\"***\",\"apiKey\":\"***\",\"api_key\":\"***\","
+           "\"client_secret\":\"***\",\"credentials\":\"***\",\"db_password\":\"***\","
+           "\"mapping\":{\"tables\":[{\"attributes\":{\"keyword\":\"w\",\"public_key\":\"pk\","
+           "\"secretary\":\"s\",\"sort_key\":\"k\",\"tokens_used\":\"t\"},\"cursor\":\"u\","
+           "\"key\":\"id\",\"table\":\"orders\"}]},\"name\":\"crm\",\"passphrase\":null,"
+           "\"password\":\"***\",\"passwordRef\":\"file:/s/pw\",\"password_ref\":\"env:CRM_PW\","
+           "\"private_key\":\"***\",\"refresh_token\":\"***\",\"secret\":\"***\","
+           "\"sessionToken\":\"***\",\"signingKey\":\"***\",\"x-api-key\":\"***\"}");
+    free(s);
+    json_decref(m);
+    json_decref(v);
+}
+
 UTEST(audit, secrets_are_masked)
 {
     json_t *v = json_pack("{s:s,s:{s:s,s:s},s:[{s:s}]}", "name", "crm", "conn", "password", "pw",
