@@ -267,6 +267,10 @@ test('engage serve syncs on its own; sources over the API; health and metrics sh
     assert.equal(orders.rows, 2, JSON.stringify(books));
     assert.ok(orders.lag_p95_ms > 0 && orders.lag_p95_ms < 60000, JSON.stringify(orders));
     assert.ok(orders.lag_seconds >= 0 && orders.newest_row_at, JSON.stringify(orders));
+    // Figures for people: the rate to 2 decimals beside the hour's count, times in whole ms.
+    assert.equal(orders.rows_last_hour, 2, JSON.stringify(orders));
+    assert.equal(orders.rows_per_second, 0, 'two rows an hour round to 0.00 a second');
+    assert.ok(Number.isInteger(orders.lag_p95_ms) && /^\d+(\.\d{1,3})?$/.test(String(orders.lag_seconds)), JSON.stringify(orders));
     const gone = (await health()).find((s) => s.name === 'gone');
     assert.equal(gone.status, 'failing');
     assert.ok(gone.failures >= 1);
