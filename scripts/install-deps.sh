@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # sqlite3 shell that `make demo` fills its demo CRM with.
 BUILD_PKGS="pkg-config meson ninja-build gcc libmicrohttpd-dev libjansson-dev libsqlite3-dev
  libcsv-dev libinih-dev libsodium-dev zlib1g-dev unicode-data
- libroaring-dev libpq-dev sqlite3"
+ libroaring-dev libpq-dev libpcre2-dev sqlite3"
 # Test-only packages (PostgreSQL's server: the CRM sync tests start throwaway clusters).
 TEST_PKGS="libcriterion-dev sqlite3 postgresql-15"
 

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sodium.h>
@@ -228,7 +229,12 @@ static int setup(struct cli *c, int is_server)
         if (time_parse_iso(v, strlen(v), &ms))
             return die("%s: expected an ISO-8601 instant such as 2026-01-31T12:00:00Z, got \"%s\"",
                        opt(c, "now") ? "--now" : "ENGAGE_NOW", v);
-        clock_start_at(ms);
+        /* A command sees exactly that instant (an evaluation's window edges are where
+         * the user put them); a server starts there and lets time pass. */
+        if (is_server)
+            clock_start_at(ms);
+        else
+            clock_pin(ms);
     }
     {
         struct passwd *pw = getpwuid(getuid());
@@ -237,22 +243,43 @@ static int setup(struct cli *c, int is_server)
     return 0;
 }
 
-static int open_store(struct cli *c, struct store **st, int migrate)
+/* open_store's flags. Only the commands that bring data in (serve, import, demo, sync
+ * source add) and migrate may create a store: any other command pointed at a folder
+ * without one (a typo in --data, run from elsewhere) says so rather than answer from
+ * an empty store it just made. */
+#define OPEN_MIGRATE 1
+#define OPEN_CREATE 2
+
+/* Dies (1) naming DIR when it holds no store; 0 when it does. */
+static int need_store(const struct cli *c)
+{
+    char dbpath[1100];
+
+    snprintf(dbpath, sizeof dbpath, "%s/engage.db", c->data_dir);
+    if (access(dbpath, F_OK) == 0)
+        return 0;
+    return die("no store in %s (pass --data, set ENGAGE_DATA, or run from the folder that "
+               "holds engage-data)", c->data_dir);
+}
+
+static int open_store(struct cli *c, struct store **st, int how)
 {
     /* CLI commands are bulk work (imports, replays): a large page cache pays off. */
-    struct store_opts so = {.busy_timeout_ms = c->cfg.busy_timeout_ms, .migrate = migrate,
-                            .cache_mb = 512, .bulk = 1};
+    struct store_opts so = {.busy_timeout_ms = c->cfg.busy_timeout_ms,
+                            .migrate = (how & OPEN_MIGRATE) != 0, .cache_mb = 512, .bulk = 1};
     struct err e = {0};
     int added = 0;
     char dbpath[1100];
 
     snprintf(dbpath, sizeof dbpath, "%s/engage.db", c->data_dir);
-    if (migrate && access(dbpath, F_OK) != 0)
+    if (access(dbpath, F_OK) != 0) {
+        if (!(how & OPEN_CREATE))
+            return need_store(c);
         fprintf(stderr, "engage: creating a new store in %s\n", c->data_dir);
-
+    }
     if (store_open(st, c->data_dir, &so, &e))
         return die("%s", e.msg);
-    if (migrate && contracts_seed(*st, &added, &e)) {
+    if ((how & OPEN_MIGRATE) && contracts_seed(*st, &added, &e)) {
         store_close(*st);
         *st = NULL;
         return die("%s", e.msg);
@@ -276,7 +303,9 @@ static void print_json(json_t *j)
 static const char *help_main =
     "usage: engage [global options] COMMAND [arguments]\n"
     "\n"
-    "EqueEngage: contacts and events in, segments, email campaigns, analytics.\n"
+    "EqueEngage: contacts and events in (CSV, Segment-spec SDKs, CRM databases), checked\n"
+    "by contracts, rejected records kept and replayable, segments evaluated in\n"
+    "milliseconds, all over a JSON API. Email campaigns and analytics are not built yet.\n"
     "\n"
     "commands:\n"
     "  serve                 run the HTTP server and background workers\n"
@@ -292,6 +321,7 @@ static const char *help_main =
     "  contracts list|show NAME|put NAME FILE   event and contact contracts\n"
     "  contact show ID       a contact: attributes, consent history, recent events\n"
     "  contact consent ID    change email consent explicitly (--state S --reason R; audited)\n"
+    "  contact restore ID    undo a contact's deletion (audited)\n"
     "  events export         every live event as NDJSON (--since SEQ, --limit N)\n"
     "  segment eval|explain  evaluate or explain a rules file (docs/dsl.md)\n"
     "  audit list            the audit log, newest first\n"
@@ -309,7 +339,8 @@ static const char *help_main =
     "  --data DIR        data directory (env ENGAGE_DATA; default ./engage-data)\n"
     "  --config FILE     configuration file (env ENGAGE_CONFIG; default DATA/engage.conf)\n"
     "  --json            machine-readable output\n"
-    "  --now ISO         start the clock at this instant (env ENGAGE_NOW)\n"
+    "  --now ISO         the clock's instant: pinned for a command, the start for serve\n"
+    "                    and demo (env ENGAGE_NOW)\n"
     "  --log-level L     error, warn, info or debug (env ENGAGE_LOG_LEVEL)\n"
     "\n"
     "'engage COMMAND --help' describes one command. Documentation: docs/.\n";
@@ -379,11 +410,15 @@ static const struct {
                   "Versioned contracts (docs/contracts.md). 'put' stores a new version; old\n"
                   "versions are kept and every stored event records the version it passed.\n"},
     {"contact", "usage: engage contact show EXTERNAL_ID\n"
-                "       engage contact consent EXTERNAL_ID --state STATE --reason TEXT\n\n"
+                "       engage contact consent EXTERNAL_ID --state STATE --reason TEXT\n"
+                "       engage contact restore EXTERNAL_ID [--reason TEXT]\n\n"
                 "'show' prints a contact (JSON): attributes, consent and its history, recent\n"
                 "events. 'consent' changes email consent explicitly, recorded with the reason in\n"
                 "the consent history and the audit log: the only way to re-subscribe a contact\n"
-                "that opted out, bounced or complained (imports never can).\n"},
+                "that opted out, bounced or complained (imports never can). 'restore' undoes a\n"
+                "deletion (audited): the contact takes data and is in segments again; its\n"
+                "events refused meanwhile come back with 'engage rejected replay --reason\n"
+                "contact_deleted'.\n"},
     {"events", "usage: engage events export [--since SEQ] [--limit N]\n\n"
                "Writes every live event (its current version; deleted ones left out) to stdout,\n"
                "one JSON object a line, in change-sequence order: seq, event_id, event,\n"
@@ -428,9 +463,10 @@ static const struct {
              "string without the password, e.g. 'host=db port=5432 dbname=crm user=engage')\n"
              "or SQLite (DSN: the file). The password is a reference ($VAR or a file, read\n"
              "at each connection) or, with --password-stdin, kept sealed with the secrets\n"
-             "key; it is never printed. The mapping (JSON, docs/sync.md) says which tables\n"
-             "become contacts or events. 'run' reads every table from its checkpoint on and\n"
-             "prints what it stored; 'test' connects and checks every mapped column.\n"
+             "key; it is never printed, and sent over TLS only (sslmode=require or stronger,\n"
+             "unless [sync] allow_insecure_tls). The mapping (JSON, docs/sync.md) says which\n"
+             "tables become contacts or events. 'run' reads every table from its checkpoint\n"
+             "on and prints what it stored; 'test' connects and checks every mapped column.\n"
              "'backfill' reads the tables again (from --since on, by the cursor column), beside\n"
              "the live sync if need be: rows are stored once, live checkpoints are not moved.\n"
              "'reconcile' compares each events table with what was stored from it, day by\n"
@@ -576,7 +612,7 @@ static int import_status(struct cli *c)
     struct err e = {0};
     int rc;
 
-    if ((rc = open_store(c, &st, 1))) {
+    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
         json_decref(lo.items);
         return rc;
     }
@@ -607,7 +643,7 @@ static int cmd_import(struct cli *c)
         kind = IMPORT_EVENTS;
     else
         return usage_error(c, "import: expected contacts or events, got \"%s\"", c->args[0]);
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE | OPEN_CREATE)))
         return rc;
     rc = run_import(c, st, kind, c->args[1], 0, &rep);
     if (rc == 0 && rep.stats.rejected)
@@ -697,7 +733,7 @@ static int cmd_rejected(struct cli *c)
     if (strcmp(sub, "dismiss") == 0 && !f.reason && !f.id && !f.source && !f.kind)
         return usage_error(c, "rejected dismiss: name what to dismiss (--id, --reason, --source "
                               "or --kind)");
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     if (strcmp(sub, "list") == 0) {
         if (f.status == NULL)
@@ -802,7 +838,7 @@ static int cmd_contracts(struct cli *c)
         (strcmp(c->sub, "put") == 0 && c->nargs != 3) ||
         (strcmp(c->sub, "list") && strcmp(c->sub, "show") && strcmp(c->sub, "put")))
         return usage_error(c, "contracts: expected list, show NAME or put NAME FILE");
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     if (c->json)
         lo.items = json_array();
@@ -886,15 +922,31 @@ static int cmd_contact(struct cli *c)
 
     if ((rc = check_opts(c, " state reason ")))
         return rc;
-    if (c->nargs != 2 || (strcmp(c->args[0], "show") && strcmp(c->args[0], "consent")))
-        return usage_error(c, "contact: expected 'show EXTERNAL_ID' or 'consent EXTERNAL_ID "
-                              "--state S --reason R'");
-    if ((rc = open_store(c, &st, 1)))
+    if (c->nargs != 2 || (strcmp(c->args[0], "show") && strcmp(c->args[0], "consent") &&
+                          strcmp(c->args[0], "restore")))
+        return usage_error(c, "contact: expected 'show EXTERNAL_ID', 'consent EXTERNAL_ID "
+                              "--state S --reason R' or 'restore EXTERNAL_ID [--reason R]'");
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     if (strcmp(c->args[0], "consent") == 0) {
         rc = contact_consent(c, st);
         store_close(st);
         return rc;
+    }
+    if (strcmp(c->args[0], "restore") == 0) {
+        rc = contact_restore(st, c->args[1], opt(c, "reason"), c->actor, "", &j, &e);
+        store_close(st);
+        if (rc)
+            return die("contact '%s': %s", c->args[1], e.msg);
+        if (c->json)
+            print_json(j);
+        else {
+            json_decref(j);
+            printf("contact %s restored; its events refused meanwhile are in the dead-letter "
+                   "store: 'engage rejected replay --reason contact_deleted' brings them back\n",
+                   c->args[1]);
+        }
+        return 0;
     }
     rc = contact_view(st, c->args[1], 20, NULL, 0, &j, &e);
     store_close(st);
@@ -1049,7 +1101,7 @@ static int cmd_apikey(struct cli *c)
         return rc;
     if (c->nargs < 1)
         return usage_error(c, "apikey: expected create, list or revoke ID");
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     if (strcmp(c->args[0], "create") == 0 && c->nargs == 1) {
         const char *rs = opt(c, "role"), *name = opt(c, "name");
@@ -1124,7 +1176,7 @@ static int sync_source_add(struct cli *c, struct store *st, struct err *e)
     const char *mpath = opt(c, "mapping"), *penv = opt(c, "password-env");
     const char *pfile = opt(c, "password-file");
     struct sync_source_spec spec = {.name = opt(c, "name"), .kind = opt(c, "kind"),
-                                    .dsn = opt(c, "dsn")};
+                                    .dsn = opt(c, "dsn"), .origin = SYNC_ORIGIN_CLI};
     struct errlist errs = {0};
     char *mapping, *ref = NULL, line[1024];
     size_t n;
@@ -1158,7 +1210,10 @@ static int sync_source_add(struct cli *c, struct store *st, struct err *e)
                         errs.items[i].msg);
             else
                 fprintf(stderr, "engage: sync source add: --%s: %s\n",
-                        strcmp(path + 1, "password_ref") == 0 ? "password-env" : path + 1,
+                        strcmp(path + 1, "password_ref") == 0
+                            ? penv ? "password-env" : "password-file"
+                        : strcmp(path + 1, "password") == 0 ? "password-stdin"
+                                                            : path + 1,
                         errs.items[i].msg);
         }
         return 1;
@@ -1177,11 +1232,12 @@ static int sync_source_test(struct cli *c, struct store *st, const char *name, s
     struct sync_mapping m;
     struct errlist errs = {0};
     struct sync_conn *conn = NULL;
-    int rc = store_sync_source_get(st, name, &src, e), i, bad = 0;
+    int rc = store_sync_source_get(st, name, &src, e), i, bad = 0, parsed;
 
     if (rc)
         return die("%s", e->msg);
     rc = sync_mapping_parse(src.mapping, &m, &errs, e);
+    parsed = rc == 0;
     if (rc == 0)
         rc = sync_connect(&src, &c->cfg, &conn, e);
     for (i = 0; rc == 0 && i < m.ntables; i++) {
@@ -1198,7 +1254,7 @@ static int sync_source_test(struct cli *c, struct store *st, const char *name, s
         }
     }
     sync_disconnect(conn);
-    if (rc == 0)
+    if (parsed)
         sync_mapping_release(&m);
     store_sync_source_release(&src);
     if (rc)
@@ -1264,7 +1320,7 @@ static int sync_backfill(struct cli *c)
         json_decref(s);
         o.since = since_json;
     }
-    if ((rc = open_store(c, &st, 1))) {
+    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
         free(since_json);
         return rc;
     }
@@ -1340,7 +1396,7 @@ static int sync_reconcile_cmd(struct cli *c)
     size_t i;
     int rc;
 
-    if ((rc = open_store(c, &st, 1))) {
+    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
         json_decref(lo.items);
         return rc;
     }
@@ -1382,7 +1438,7 @@ static int cmd_sync(struct cli *c)
         return sync_backfill(c);
     if (strcmp(c->args[0], "reconcile") == 0)
         return sync_reconcile_cmd(c);
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE | (strcmp(c->args[0], "source") == 0 && strcmp(c->args[1], "add") == 0 ? OPEN_CREATE : 0))))
         return rc;
     if (strcmp(c->args[0], "run") == 0) {
         const char *only = opt(c, "source"), *v = opt(c, "batch");
@@ -1465,17 +1521,29 @@ static int serve(struct cli *c, const char *banner_key)
     struct store *st;
     struct err e = {0};
     sigset_t set;
-    int port, sig, rc;
+    int port, sig, rc, lfd;
 
-    if ((rc = open_store(c, &st, 1)))
+    /* Blocks of 256 KiB and more (request bodies, read arenas) are mapped and unmapped
+     * on their own: freed, they go back to the system at once. glibc otherwise raises
+     * that threshold each time such a block is freed and serves the next ones from its
+     * heaps, which keep them: 16 bodies of 4 MB at once left the server 46 MB larger. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    /* The port first: taken, it is said at once, before minutes of migration or loading. */
+    if (http_listen(&c->cfg, &lfd, &port, &e))
+        return die("%s", e.msg);
+    if ((rc = open_store(c, &st, OPEN_MIGRATE | OPEN_CREATE))) {
+        close(lfd);
         return rc;
+    }
     store_close(st);
     /* Store connections lent to requests: with a thread per connection, up to 8 at
      * once (a request holds one while it runs; ingestion gives it back before
      * waiting for the writer); with a pool of N threads, N + 2. */
     if (store_pool_new(&app.pool, c->data_dir,
-                       c->cfg.http_threads ? c->cfg.http_threads + 2 : 8, &so, &e))
+                       c->cfg.http_threads ? c->cfg.http_threads + 2 : 8, &so, &e)) {
+        close(lfd);
         return die("%s", e.msg);
+    }
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
@@ -1486,7 +1554,7 @@ static int serve(struct cli *c, const char *banner_key)
     if (ingest_queue_start(&app.ingest, c->data_dir, &c->cfg, &e) ||
         segment_scheduler_start(&sched, app.segments, app.pool, &e) ||
         sync_worker_start(&app.sync, c->data_dir, &c->cfg, &e) ||
-        http_start(&srv, &app, &port, &e)) {
+        http_start(&srv, &app, lfd, &e)) {
         sync_worker_stop(app.sync);
         segment_scheduler_stop(sched);
         ingest_queue_stop(app.ingest);
@@ -1494,6 +1562,7 @@ static int serve(struct cli *c, const char *banner_key)
         store_pool_free(app.pool);
         return die("%s", e.msg);
     }
+    app.http = srv;
     app.ready = 1;
     {
         char host[256];
@@ -1587,7 +1656,8 @@ static int demo_segments(struct cli *c, struct store *st, struct err *e)
 static int demo_crm(struct cli *c, struct store *st, const char *file, const char *mpath,
                     struct err *e)
 {
-    struct sync_source_spec spec = {.name = "crm", .kind = "sqlite", .dsn = file};
+    struct sync_source_spec spec = {.name = "crm", .kind = "sqlite", .dsn = file,
+                                    .origin = SYNC_ORIGIN_CLI};
     struct store_sync_source existing;
     struct errlist errs = {0};
     struct sync_report rep;
@@ -1648,7 +1718,7 @@ static int cmd_demo(struct cli *c)
         free(dir);
         return die("%s", e.msg);
     }
-    if ((rc = open_store(c, &st, 1))) {
+    if ((rc = open_store(c, &st, OPEN_MIGRATE | OPEN_CREATE))) {
         free(dir);
         return rc;
     }
@@ -1722,7 +1792,7 @@ static int cmd_audit(struct cli *c)
         return usage_error(c, "audit: expected 'list'");
     if ((v = opt(c, "limit")) && (parse_i64(v, strlen(v), &limit) || limit < 1 || limit > 100000))
         return usage_error(c, "--limit: expected an integer from 1 to 100000, got \"%s\"", v);
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     if (c->json)
         lo.items = json_array();
@@ -1821,8 +1891,8 @@ static int cmd_segment(struct cli *c)
         return usage_error(c, "segment %s: --rules FILE.json is required", c->args[0]);
     rules = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (rules == NULL)
-        return die("%s:%d:%d: %s", path, je.line, je.column, je.text);
-    if ((rc = open_store(c, &st, 1))) {
+        return die("%s:%d:%d: %s", path, je.line, je.column, (json_error_tidy(&je), je.text));
+    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
         json_decref(rules);
         return rc;
     }
@@ -1897,7 +1967,7 @@ static int cmd_backup(struct cli *c)
         return rc;
     if (c->nargs != 1)
         return usage_error(c, "backup: expected a destination file");
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     rc = store_backup(st, c->args[0], &e);
     store_close(st);
@@ -1966,7 +2036,7 @@ static int bench_segments(struct cli *c)
     n = scandir(dir, &names, NULL, alphasort);
     if (n < 0)
         return die("%s: %s", dir, strerror(errno));
-    if ((rc = open_store(c, &st, 1)))
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         goto out;
     rc = load_index(c, st, &ix, &lim, &e);
     if (rc) {
@@ -1996,7 +2066,7 @@ static int bench_segments(struct cli *c)
         snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
         rules = json_load_file(path, 0, &je);
         if (rules == NULL) {
-            rc = die("%s:%d: %s", path, je.line, je.text);
+            rc = die("%s:%d: %s", path, je.line, (json_error_tidy(&je), je.text));
             break;
         }
         {

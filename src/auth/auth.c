@@ -128,6 +128,11 @@ static struct {
     int64_t at;
 } auth_cache[AUTH_CACHE];
 static pthread_mutex_t auth_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Bumped by every clear (a revocation): a check that read the key from the store
+ * before a revocation must not put it back into the cache after the clear, or the
+ * revoked key would pass for another AUTH_CACHE_MS. auth_cache_mu protects it. */
+static uint64_t auth_cache_gen;
+void (*auth_test_after_lookup)(void); /* tests only: runs between lookup and caching */
 
 static int cache_get(const unsigned char *h, struct principal *out)
 {
@@ -145,12 +150,27 @@ static int cache_get(const unsigned char *h, struct principal *out)
     return hit;
 }
 
-static void cache_put(const unsigned char *h, const struct principal *who)
+static uint64_t cache_gen(void)
+{
+    uint64_t g;
+
+    pthread_mutex_lock(&auth_cache_mu);
+    g = auth_cache_gen;
+    pthread_mutex_unlock(&auth_cache_mu);
+    return g;
+}
+
+/* Caches who for h, unless the cache was cleared since gen was read. */
+static void cache_put(const unsigned char *h, const struct principal *who, uint64_t gen)
 {
     int64_t now = clock_mono_ms();
     int i, slot = 0;
 
     pthread_mutex_lock(&auth_cache_mu);
+    if (gen != auth_cache_gen) {
+        pthread_mutex_unlock(&auth_cache_mu);
+        return;
+    }
     for (i = 0; i < AUTH_CACHE; i++) {
         if (auth_cache[i].at == 0 || sodium_memcmp(auth_cache[i].hash, h, KEY_HASH_BYTES) == 0) {
             slot = i;
@@ -169,6 +189,7 @@ void auth_cache_clear(void)
 {
     pthread_mutex_lock(&auth_cache_mu);
     memset(auth_cache, 0, sizeof auth_cache);
+    auth_cache_gen++;
     pthread_mutex_unlock(&auth_cache_mu);
 }
 
@@ -189,6 +210,7 @@ int auth_apikey_verify(struct store *st, const char *key, struct principal *out,
     char name[129], role[32];
     struct err tmp = {0};
     enum role r;
+    uint64_t gen;
     int rc;
 
     if (strncmp(key, "ek_", 3) != 0 || strlen(key) > 128)
@@ -196,6 +218,7 @@ int auth_apikey_verify(struct store *st, const char *key, struct principal *out,
     key_hash(key, h);
     if (cache_get(h, out))
         return 0;
+    gen = cache_gen(); /* before the lookup: a clear after it keeps this key out */
     rc = store_apikey_by_hash(st, h, sizeof h, &k, name, sizeof name, role, sizeof role, &tmp);
     if (rc == E_NOTFOUND)
         return ERR(e, E_AUTH, "invalid or revoked API key");
@@ -208,23 +231,51 @@ int auth_apikey_verify(struct store *st, const char *key, struct principal *out,
     out->role = r;
     out->key_id = k.id;
     snprintf(out->actor, sizeof out->actor, "apikey:%lld:%.64s", (long long)k.id, name);
-    cache_put(h, out);
+    if (auth_test_after_lookup)
+        auth_test_after_lookup();
+    cache_put(h, out, gen);
     return 0;
 }
 
+/* Whether a member's name says it holds a secret, word by word (words split at _, -, .
+ * and a change from lower to upper case): one word is password, passwd, passphrase,
+ * secret, token, credential(s), apikey, cookie or authorization, or api, private,
+ * secret, access, signing or encryption is followed by key. A bare "key" (a mapping's
+ * key column, a sort key) is none, nor is a name whose last word is ref: a reference to
+ * a secret (env:VAR, file:PATH), kept so the record says where it comes from. */
 static int secret_name(const char *k)
 {
-    static const char *words[] = {"password", "secret", "token", "api_key", "apikey",
-                                  "private", "credential"};
-    size_t i;
+    static const char *const words[] = {"password", "passwd", "passphrase", "secret",
+                                        "token", "credential", "credentials", "apikey",
+                                        "cookie", "authorization", NULL};
+    static const char *const before_key[] = {"api", "private", "secret", "access", "signing",
+                                             "encryption", NULL};
+    char w[2][32] = {"", ""};
+    int cur = 0, found = 0;
+    size_t n = 0, i, j;
 
-    size_t n = strlen(k);
-
-    for (i = 0; i < sizeof words / sizeof *words; i++)
-        if (strcasestr(k, words[i]))
-            return 1;
-    /* key, access_key, signing_key, public_key … */
-    return strcasecmp(k, "key") == 0 || (n > 4 && strcasecmp(k + n - 4, "_key") == 0);
+    for (i = 0;; i++) {
+        char ch = k[i];
+        int split = ch == '\0' || ch == '_' || ch == '-' || ch == '.' ||
+                    (i > 0 && ch >= 'A' && ch <= 'Z' && k[i - 1] >= 'a' && k[i - 1] <= 'z');
+        if (split && n) { /* a word ends: w[cur] */
+            w[cur][n < sizeof w[cur] ? n : sizeof w[cur] - 1] = '\0';
+            for (j = 0; words[j]; j++)
+                found |= strcmp(w[cur], words[j]) == 0;
+            for (j = 0; before_key[j]; j++)
+                found |= strcmp(w[cur], "key") == 0 && strcmp(w[!cur], before_key[j]) == 0;
+            cur = !cur;
+            n = 0;
+        }
+        if (ch == '\0')
+            break;
+        if (!split || (ch >= 'A' && ch <= 'Z')) {
+            if (n < sizeof w[cur] - 1)
+                w[cur][n] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+            n++;
+        }
+    }
+    return found && strcmp(w[!cur], "ref") != 0; /* w[!cur]: the last word */
 }
 
 json_t *audit_mask(const json_t *v)

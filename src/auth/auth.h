@@ -36,7 +36,11 @@ int auth_apikey_verify(struct store *st, const char *key, struct principal *out,
 /* The same from the cache of keys verified in the last 5 s only: 1 and *out set, or 0
  * (then verify with a store). Needs no store connection. */
 int auth_apikey_cached(const char *key, struct principal *out);
+/* Empties the cache: keys are checked against the store again. A check under way that
+ * read its key before the clear does not cache it. */
 void auth_cache_clear(void);
+/* Tests only: called inside auth_apikey_verify between the store lookup and caching. */
+extern void (*auth_test_after_lookup)(void);
 
 /* Writes an audit row; before/after may be NULL. Secrets inside are masked. */
 int audit_record(struct store *st, const char *actor, const char *action, const char *entity,

@@ -31,6 +31,13 @@ static const struct key_def keys[] = {
     S("server", "public_url", public_url),
     I("server", "http_threads", http_threads, 0, 256),
     {"server", "max_body_bytes", K_LONG, offsetof(struct config, max_body_bytes), sizeof(long), 1024, 1L << 30},
+    I("server", "max_json_values", max_json_values, 1000, 100000000),
+    I("server", "max_connections", max_connections, 16, 100000),
+    I("server", "per_ip_connections", per_ip_connections, 0, 100000),
+    I("server", "header_timeout_s", header_timeout_s, 1, 3600),
+    I("server", "body_timeout_s", body_timeout_s, 1, 86400),
+    I("server", "idle_timeout_s", idle_timeout_s, 1, 3600),
+    I("server", "keyless_per_ip", keyless_per_ip, 1, 100000),
     {"log", "level", K_LOGLEVEL, offsetof(struct config, log_level), sizeof(int), 0, 0},
     I("store", "busy_timeout_ms", busy_timeout_ms, 0, 600000),
     {"ingest", "unknown_events", K_UNKNOWN_EVENTS, offsetof(struct config, unknown_events_reject), sizeof(int), 0, 0},
@@ -39,9 +46,13 @@ static const struct key_def keys[] = {
     I("ingest", "queue_max", ingest_queue_max, 100, 10000000),
     {"ingest", "max_value_bytes", K_LONG, offsetof(struct config, max_value_bytes), sizeof(long), 256, 1L << 30},
     {"ingest", "max_row_bytes", K_LONG, offsetof(struct config, max_row_bytes), sizeof(long), 1024, 1L << 30},
+    I("ingest", "pattern_max_value_bytes", pattern_max_value_bytes, 16, 1 << 20),
     I("sync", "interval_seconds", sync_interval_s, 1, 3600),
     I("sync", "reconcile_hour", sync_reconcile_hour, -1, 23),
     B("sync", "reconcile_repair", sync_reconcile_repair),
+    S("sync", "secret_dir", sync_secret_dir),
+    S("sync", "secret_env_prefix", sync_secret_env_prefix),
+    B("sync", "allow_insecure_tls", sync_allow_insecure_tls),
     I("segment", "max_depth", seg_max_depth, 1, 64),
     I("segment", "max_rules", seg_max_rules, 1, 10000),
     I("segment", "max_in_values", seg_max_in_values, 1, 1000000),
@@ -65,6 +76,13 @@ void config_defaults(struct config *c, const char *data_dir)
     snprintf(c->listen, sizeof c->listen, "127.0.0.1:8080");
     c->http_threads = 0;
     c->max_body_bytes = 4L << 20;
+    c->max_json_values = 100000;
+    c->max_connections = 2048;
+    c->per_ip_connections = 64;
+    c->header_timeout_s = 10;
+    c->body_timeout_s = 120;
+    c->idle_timeout_s = 60;
+    c->keyless_per_ip = 8;
     c->log_level = LOG_INFO;
     c->busy_timeout_ms = 10000;
     c->unknown_events_reject = 0;
@@ -73,6 +91,7 @@ void config_defaults(struct config *c, const char *data_dir)
     c->ingest_queue_max = 50000;
     c->max_value_bytes = CONFIG_MAX_VALUE_BYTES;
     c->max_row_bytes = 4L << 20;
+    c->pattern_max_value_bytes = CONFIG_PATTERN_MAX_VALUE_BYTES;
     c->sync_interval_s = 5;
     c->sync_reconcile_hour = 3;
     c->sync_reconcile_repair = 0;
@@ -339,28 +358,46 @@ int config_load_file(struct config *c, const char *path, int required, struct er
     return 0;
 }
 
+/* The keys the environment overrides. */
+static const struct {
+    const char *env, *section, *name;
+} env_keys[] = {
+    {"ENGAGE_LISTEN", "server", "listen"},
+    {"ENGAGE_PUBLIC_URL", "server", "public_url"},
+    {"ENGAGE_LOG_LEVEL", "log", "level"},
+    {"ENGAGE_UNKNOWN_EVENTS", "ingest", "unknown_events"},
+    {"ENGAGE_SYNC_SECRET_DIR", "sync", "secret_dir"},
+    {"ENGAGE_SYNC_SECRET_ENV_PREFIX", "sync", "secret_env_prefix"},
+    {"ENGAGE_SYNC_ALLOW_INSECURE_TLS", "sync", "allow_insecure_tls"},
+};
+
+int config_env_is_setting(const char *name)
+{
+    size_t i;
+
+    if (strcmp(name, "ENGAGE_CONFIG") == 0 || strcmp(name, "ENGAGE_DATA") == 0)
+        return 1;
+    for (i = 0; i < sizeof env_keys / sizeof *env_keys; i++)
+        if (strcmp(name, env_keys[i].env) == 0)
+            return 1;
+    return 0;
+}
+
 int config_apply_env(struct config *c, struct err *e)
 {
-    static const struct {
-        const char *env, *section, *name;
-    } map[] = {
-        {"ENGAGE_LISTEN", "server", "listen"},
-        {"ENGAGE_PUBLIC_URL", "server", "public_url"},
-        {"ENGAGE_LOG_LEVEL", "log", "level"},
-        {"ENGAGE_UNKNOWN_EVENTS", "ingest", "unknown_events"},
-    };
     struct load_ctx lc = {.c = c};
     size_t i, k;
 
-    for (i = 0; i < sizeof map / sizeof *map; i++) {
-        const char *v = getenv(map[i].env);
+    for (i = 0; i < sizeof env_keys / sizeof *env_keys; i++) {
+        const char *v = getenv(env_keys[i].env);
         if (v == NULL || *v == '\0')
             continue;
         for (k = 0; k < sizeof keys / sizeof *keys; k++) {
-            if (strcmp(keys[k].section, map[i].section) || strcmp(keys[k].name, map[i].name))
+            if (strcmp(keys[k].section, env_keys[i].section) ||
+                strcmp(keys[k].name, env_keys[i].name))
                 continue;
             if (set_scalar(&lc, &keys[k], v))
-                return ERR(e, E_INVAL, "environment %s: %s", map[i].env, lc.msg);
+                return ERR(e, E_INVAL, "environment %s: %s", env_keys[i].env, lc.msg);
         }
     }
     return 0;
@@ -432,6 +469,17 @@ int config_check(const struct config *c, struct err *e)
     if (config_parse_listen(c->listen, host, sizeof host, &port))
         return ERRF(e, E_INVAL, "listen", "%s: [server] listen: expected ADDR:PORT, got \"%s\"",
                     where, c->listen);
+    if (c->sync_secret_dir[0] && c->sync_secret_dir[0] != '/')
+        return ERRF(e, E_INVAL, "secret_dir",
+                    "%s: [sync] secret_dir: must be an absolute path, got \"%s\"", where,
+                    c->sync_secret_dir);
+    if (c->sync_secret_env_prefix[0] &&
+        (strspn(c->sync_secret_env_prefix, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                           "0123456789_") != strlen(c->sync_secret_env_prefix) ||
+         isdigit((unsigned char)c->sync_secret_env_prefix[0])))
+        return ERRF(e, E_INVAL, "secret_env_prefix",
+                    "%s: [sync] secret_env_prefix: expected the start of a variable name "
+                    "(letters, digits and _), got \"%s\"", where, c->sync_secret_env_prefix);
     if (c->public_url[0]) {
         const char *u = c->public_url, *h, *end;
         int https = strncmp(u, "https://", 8) == 0;

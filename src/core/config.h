@@ -13,6 +13,7 @@
 
 #define CONFIG_MAX_NAMED 16
 #define CONFIG_MAX_VALUE_BYTES (1L << 20) /* [ingest] max_value_bytes, by default */
+#define CONFIG_PATTERN_MAX_VALUE_BYTES 4096 /* default of [ingest] pattern_max_value_bytes */
 
 enum consent_state { CONSENT_SUBSCRIBED, CONSENT_UNSUBSCRIBED, CONSENT_BOUNCED, CONSENT_COMPLAINED };
 
@@ -37,6 +38,13 @@ struct config {
     char public_url[512];
     int http_threads;
     long max_body_bytes;
+    int max_json_values;    /* values read from one JSON body before 413 */
+    int max_connections;    /* open connections in all */
+    int per_ip_connections; /* open connections from one address; 0: no limit */
+    int header_timeout_s;   /* a request's headers complete within this (slow clients) */
+    int body_timeout_s;     /* its body within this after the headers */
+    int idle_timeout_s;     /* a connection silent this long is closed */
+    int keyless_per_ip;     /* tracking requests in flight from one address without a key */
     /* [log] */
     int log_level;
     /* [store] */
@@ -48,10 +56,16 @@ struct config {
     int ingest_queue_max;      /* messages waiting for the server's writer before 429 */
     long max_value_bytes;      /* longest string value taken from any source */
     long max_row_bytes;        /* longest CSV row (the bytes of its cells) */
+    int pattern_max_value_bytes; /* longest value a contract's pattern is matched against */
     /* [sync] */
     int sync_interval_s;       /* seconds between passes of the serve's sync worker */
     int sync_reconcile_hour;   /* UTC hour of the nightly reconciliation; -1: none */
     int sync_reconcile_repair; /* whether the nightly reconciliation repairs */
+    /* What a source added over the API may name (docs/sync.md, Sources over the API):
+     * "" allows no file: / env: reference at all. */
+    char sync_secret_dir[1024];       /* file: references: regular files inside it */
+    char sync_secret_env_prefix[128]; /* env: references: variables starting with it */
+    int sync_allow_insecure_tls;      /* sslmode below require, passwords without TLS */
     /* [segment] guardrails */
     int seg_max_depth, seg_max_rules, seg_max_in_values, seg_max_window_days, seg_eval_timeout_ms;
     /* [retry] send retry policy */
@@ -69,9 +83,14 @@ struct config {
 void config_defaults(struct config *c, const char *data_dir);
 /* Loads path over c. If required is 0, a missing file is not an error. */
 int config_load_file(struct config *c, const char *path, int required, struct err *e);
-/* Overlays ENGAGE_LISTEN, ENGAGE_PUBLIC_URL, ENGAGE_LOG_LEVEL, ENGAGE_UNKNOWN_EVENTS. */
+/* Overlays ENGAGE_LISTEN, ENGAGE_PUBLIC_URL, ENGAGE_LOG_LEVEL, ENGAGE_UNKNOWN_EVENTS and
+ * ENGAGE_SYNC_{SECRET_DIR,SECRET_ENV_PREFIX,ALLOW_INSECURE_TLS}. */
 int config_apply_env(struct config *c, struct err *e);
-/* Checks cross-key rules (public_url https unless loopback, listen form). */
+/* Whether an environment variable is one of engage's own settings (ENGAGE_CONFIG,
+ * ENGAGE_DATA, or one that config_apply_env reads). */
+int config_env_is_setting(const char *name);
+/* Checks cross-key rules (public_url https unless loopback, listen form, [sync] secret_dir
+ * absolute, secret_env_prefix a variable name's start). */
 int config_check(const struct config *c, struct err *e);
 void config_release(struct config *c);
 const char *consent_name(enum consent_state s);

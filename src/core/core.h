@@ -124,9 +124,13 @@ struct str {
 
 /* ---- time -------------------------------------------------------------------- */
 
-/* Milliseconds since the epoch, UTC. The clock may be shifted to start at a
- * given instant (--now / ENGAGE_NOW) and then runs normally. */
+/* Milliseconds since the epoch, UTC. The clock may be pinned at an instant (--now /
+ * ENGAGE_NOW for a command: every reading is exactly that instant) or shifted to start
+ * at one and run on from there (the same for engage serve, whose schedules need time
+ * to pass). A reader that needs one "now" for a whole computation reads it once. */
 int64_t clock_now_ms(void);
+/* Pins the clock: clock_now_ms() returns at_ms from now on. */
+void clock_pin(int64_t at_ms);
 /* Milliseconds on a monotonic clock (for durations and deadlines, not instants). */
 double clock_mono_ms(void);
 /* Sets the clock so that "now" is at_ms at this moment. Thread-safe to read. */
@@ -166,12 +170,18 @@ int log_level_parse(const char *s, enum log_level *out);
 
 /* ---- small helpers ------------------------------------------------------------- */
 
+/* Makes a jansson error's text fit for a user: jansson names its own flags ("\u0000 is
+ * not allowed without JSON_ALLOW_NUL"), which mean nothing outside this code. */
+struct json_error_t;
+void json_error_tidy(struct json_error_t *je);
+
 /* Parses a whole string as a base-10 integer / finite double. 0 or E_INVAL. */
 int parse_i64(const char *s, size_t n, int64_t *out);
 int parse_double(const char *s, size_t n, double *out);
 /* Reads a whole file (capped at max bytes). Caller owns *out. */
 int file_read_all(const char *path, size_t max, char **out, size_t *out_len, struct err *e);
-/* mkdir -p */
+/* mkdir -p: the directories above made 0755, path itself 0700 (data directories hold
+ * personal data). An existing one is left as it is. */
 int dir_ensure(const char *path, struct err *e);
 /* 64-bit FNV-1a, for hash tables (not for security). */
 uint64_t hash64(const void *p, size_t n);

@@ -25,6 +25,8 @@ struct parser {
     size_t nmembers, capmembers;
     struct buf sbuf;           /* an escaped string being decoded */
     int depth;
+    size_t values;             /* read so far, against the limits */
+    struct jt_limits lim;      /* 0: no limit */
 };
 
 static int fail(struct parser *ps, const char *msg)
@@ -44,6 +46,14 @@ static int fail(struct parser *ps, const char *msg)
     ps->err->column = col;
     snprintf(ps->err->text, sizeof ps->err->text, "%s", msg);
     return E_INVAL;
+}
+
+/* A limit passed: reading stops there, before the document is read whole. */
+static int too_big(struct parser *ps, const char *fmt, size_t n)
+{
+    fail(ps, "");
+    snprintf(ps->err->text, sizeof ps->err->text, fmt, n);
+    return E_TOOBIG;
 }
 
 static void skip_ws(struct parser *ps)
@@ -249,6 +259,9 @@ static int parse_array(struct parser *ps, struct jt *v)
         rc = parse_value(ps, &item);
         if (rc)
             return rc;
+        if (ps->lim.max_items && ps->depth <= 2 && ps->nitems - base >= ps->lim.max_items)
+            return too_big(ps, "an array at the top of the document holds more than %zu items",
+                           ps->lim.max_items);
         if (ps->nitems == ps->capitems) {
             ps->capitems = ps->capitems ? ps->capitems * 2 : 64;
             ps->items = xrealloc(ps->items, ps->capitems * sizeof *ps->items);
@@ -349,6 +362,8 @@ static int parse_value(struct parser *ps, struct jt *v)
     v->src = ps->p;
     if (ps->p >= ps->end)
         return fail(ps, "premature end of input");
+    if (ps->lim.max_values && ++ps->values > ps->lim.max_values)
+        return too_big(ps, "the document holds more than %zu values", ps->lim.max_values);
     /* jansson counts a scalar as one level too: 2048 arrays around a number are too deep */
     if (*ps->p != '{' && *ps->p != '[' && ps->depth + 1 > JT_MAX_DEPTH)
         return fail(ps, "maximum parsing depth reached");
@@ -383,12 +398,20 @@ static int parse_value(struct parser *ps, struct jt *v)
 int jt_parse(struct arena *a, const char *text, size_t len, struct jt **out,
              struct jt_error *err)
 {
+    return jt_parse_limited(a, text, len, NULL, out, err);
+}
+
+int jt_parse_limited(struct arena *a, const char *text, size_t len, const struct jt_limits *lim,
+                     struct jt **out, struct jt_error *err)
+{
     struct parser ps = {.a = a, .text = text, .p = text, .end = text + len, .err = err};
     struct jt *v = arena_alloc(a, sizeof *v);
     int rc;
 
     *out = NULL;
     memset(err, 0, sizeof *err);
+    if (lim)
+        ps.lim = *lim;
     buf_init(&ps.sbuf);
     skip_ws(&ps);
     if (ps.p >= ps.end || (*ps.p != '{' && *ps.p != '['))
@@ -556,9 +579,11 @@ void jt_dump(struct buf *out, const struct jt *v, int flags)
     dump(out, v, flags);
 }
 
-json_t *jt_json(const struct jt *v)
+/* The value as jansson; with dup set, the first member whose key its object already
+ * had stops the conversion (NULL returned, *dup pointing at it). */
+static json_t *to_json(const struct jt *v, const struct jt_member **dup)
 {
-    json_t *j;
+    json_t *j, *c;
     uint32_t i;
 
     switch (v->type) {
@@ -570,14 +595,50 @@ json_t *jt_json(const struct jt *v)
     case JT_STR: return json_stringn_nocheck(v->u.s, v->n);
     case JT_ARR:
         j = json_array();
-        for (i = 0; i < v->n; i++)
-            json_array_append_new(j, jt_json(&v->u.items[i]));
+        for (i = 0; i < v->n; i++) {
+            if ((c = to_json(&v->u.items[i], dup)) == NULL) {
+                json_decref(j);
+                return NULL;
+            }
+            json_array_append_new(j, c);
+        }
         return j;
     case JT_OBJ:
         j = json_object();
-        for (i = 0; i < v->n; i++)
-            json_object_set_new_nocheck(j, v->u.members[i].key, jt_json(&v->u.members[i].v));
+        for (i = 0; i < v->n; i++) {
+            const struct jt_member *m = &v->u.members[i];
+            if (dup && json_object_get(j, m->key)) {
+                *dup = m;
+                json_decref(j);
+                return NULL;
+            }
+            if ((c = to_json(&m->v, dup)) == NULL) {
+                json_decref(j);
+                return NULL;
+            }
+            json_object_set_new_nocheck(j, m->key, c);
+        }
         return j;
     }
     return json_null();
+}
+
+json_t *jt_json(const struct jt *v)
+{
+    return to_json(v, NULL);
+}
+
+json_t *jt_json_unique(const struct jt *v, const char *text, struct jt_error *err)
+{
+    const struct jt_member *dup = NULL;
+    json_t *j = to_json(v, &dup);
+
+    if (j == NULL) {
+        struct parser ps = {.text = text, .p = dup->v.src, .end = dup->v.src, .err = err};
+        char msg[120];
+        snprintf(msg, sizeof msg, "duplicate object key \"%.*s\"",
+                 (int)utf8_prefix(dup->key, dup->klen, 60), dup->key);
+        fail(&ps, msg);
+    }
+    return j;
 }

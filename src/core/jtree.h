@@ -46,6 +46,18 @@ struct jt_error {
  * E_INVAL with err filled. */
 int jt_parse(struct arena *a, const char *text, size_t len, struct jt **out,
              struct jt_error *err);
+/* Limits checked while reading, so that a body of a million empty objects is refused
+ * after max_values of them, not read whole first: max_values counts every value
+ * (containers and scalars), max_items the items of any one array at the top of the
+ * document or directly in its top object (a batch's list). 0 is no limit. */
+struct jt_limits {
+    size_t max_values;
+    size_t max_items;
+};
+/* jt_parse within limits: E_TOOBIG (err says which limit, and where reading stopped)
+ * past one. */
+int jt_parse_limited(struct arena *a, const char *text, size_t len, const struct jt_limits *lim,
+                     struct jt **out, struct jt_error *err);
 /* An object's member (the last of duplicates, as jansson keeps); NULL for a missing key
  * or when obj is not an object. */
 const struct jt *jt_get(const struct jt *obj, const char *key);
@@ -57,5 +69,8 @@ const char *jt_str(const struct jt *obj, const char *key);
 void jt_dump(struct buf *out, const struct jt *v, int flags);
 /* The value as jansson (caller owns the result). */
 json_t *jt_json(const struct jt *v);
+/* The same, refusing an object with a key twice (as JSON_REJECT_DUPLICATES): NULL then,
+ * with err saying which key and where (text: the document v was read from). */
+json_t *jt_json_unique(const struct jt *v, const char *text, struct jt_error *err);
 
 #endif

@@ -14,6 +14,7 @@
 
 /* Offset added to the real clock; set once at start (--now), read by every thread. */
 static _Atomic int64_t clock_offset_ms;
+static _Atomic int64_t clock_pinned_ms = INT64_MIN; /* INT64_MIN: not pinned */
 
 static int64_t real_now_ms(void)
 {
@@ -25,7 +26,14 @@ static int64_t real_now_ms(void)
 
 int64_t clock_now_ms(void)
 {
-    return real_now_ms() + atomic_load(&clock_offset_ms);
+    int64_t pinned = atomic_load(&clock_pinned_ms);
+
+    return pinned != INT64_MIN ? pinned : real_now_ms() + atomic_load(&clock_offset_ms);
+}
+
+void clock_pin(int64_t at_ms)
+{
+    atomic_store(&clock_pinned_ms, at_ms);
 }
 
 double clock_mono_ms(void)
@@ -327,7 +335,7 @@ int dir_ensure(const char *path, struct err *e)
         }
         *s = '/';
     }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+    if (mkdir(p, 0700) != 0 && errno != EEXIST)
         rc = ERR(e, E_IO, "cannot create directory '%s': %s", p, strerror(errno));
 out:
     free(p);
@@ -396,6 +404,14 @@ json_t *json_iso_or_null(int64_t ms)
         return json_null();
     time_format_iso(ms, iso);
     return json_string(iso);
+}
+
+void json_error_tidy(json_error_t *je)
+{
+    char *p = strstr(je->text, " without JSON_ALLOW_NUL");
+
+    if (p)
+        memmove(p, p + 23, strlen(p + 23) + 1);
 }
 
 size_t arena_size(const struct arena *a)

@@ -26,7 +26,8 @@ struct app {
     struct store_pool *pool;
     const char *version;
     int64_t started_at;
-    volatile int ready;
+    struct http_server *http;    /* for its connection figures in /metrics */
+    _Atomic int ready;
 };
 
 struct http_req {
@@ -70,10 +71,19 @@ struct route {
 extern const struct route http_routes[];
 extern const int http_routes_count;
 
+/* Tracking bodies, as sent and inflated: one message, and a /v1/batch. */
+#define HTTP_TRACK_MAX_MESSAGE (32 * 1024)
+#define HTTP_TRACK_MAX_BATCH (500 * 1024)
+
 struct http_server;
-/* Starts listening (port 0 picks one); *port receives the bound port. */
-int http_start(struct http_server **out, struct app *app, int *port, struct err *e);
+/* Binds and listens on cfg->listen (port 0 picks one): *fd, and the bound *port. Done
+ * first, before anything slow, so a port in use is said at once, naming the address. */
+int http_listen(const struct config *cfg, int *fd, int *port, struct err *e);
+/* Serves on the listening socket fd (taken over: closed by http_stop). */
+int http_start(struct http_server **out, struct app *app, int fd, struct err *e);
 void http_stop(struct http_server *s);
+/* Open connections, deadline closures and keyless refusals, as Prometheus text. */
+void http_guard_metrics_write(struct http_server *s, struct buf *out);
 
 /* Response helpers. */
 void http_json(struct http_resp *w, int status, json_t *body); /* steals body */
@@ -105,8 +115,21 @@ int http_only_params(struct http_req *r, struct http_resp *w, const char *allowe
 int http_page_params(struct http_req *r, struct http_resp *w, int *limit, int64_t *cursor);
 /* {"items": items, "next_cursor": "N" | null}; steals items. */
 json_t *http_page_json(json_t *items, int64_t next_cursor);
-/* Parses the body as a JSON object/array; on failure answers 400 and returns NULL. */
+/* Parses the body as a JSON object/array (duplicate keys refused), reading at most
+ * [server] max_json_values values; on failure answers 400 (not JSON) or 413 (past the
+ * limit) and returns NULL. */
 json_t *http_body_json(struct http_req *r, struct http_resp *w);
+/* The same, and at most max_items items in an array at the top of the body (413 naming
+ * items_path past it, before the rest is read). */
+json_t *http_body_json_capped(struct http_req *r, struct http_resp *w, size_t max_items,
+                              const char *items_path);
+struct jt_error;
+/* Answers a core/jtree.c reading failure rc: 413 past a limit, else 400. */
+void http_json_error(struct http_resp *w, int rc, const struct jt_error *je,
+                     const char *items_path);
+/* Arenas to read bodies into, kept warm between requests; give back what you take. */
+struct arena *http_arena_take(void);
+void http_arena_give(struct arena *a);
 
 /* Per-route request counters for /metrics: [route][status class 1..5]. */
 void http_metrics_write(struct buf *out);

@@ -149,6 +149,7 @@ static void h_metrics(struct http_req *r, struct http_resp *w)
     }
     sync_worker_metrics(r->app->sync, &w->body);
     http_metrics_write(&w->body);
+    http_guard_metrics_write(r->app->http, &w->body);
 }
 
 
@@ -486,6 +487,8 @@ const struct route http_routes[] = {
      0},
     {"POST", "/api/v1/contacts/{external_id}/consent", ROLES_WRITE, h_contact_consent,
      "contacts.consent", 0},
+    {"POST", "/api/v1/contacts/{external_id}/restore", ROLES_WRITE, h_contact_restore,
+     "contacts.restore", 0},
     {"GET", "/api/v1/apikeys", ROLE_ADMIN, h_apikeys_list, "apikeys.list", 0},
     {"POST", "/api/v1/apikeys", ROLE_ADMIN, h_apikeys_create, "apikeys.create", 0},
     {"DELETE", "/api/v1/apikeys/{id}", ROLE_ADMIN, h_apikey_revoke, "apikeys.revoke", 0},

@@ -80,6 +80,34 @@ void h_contact_delete(struct http_req *r, struct http_resp *w)
 
 /* POST /api/v1/contacts/{external_id}/consent {"state","reason"}: the only way back to
  * subscribed. */
+/* POST /api/v1/contacts/{external_id}/restore, with {"reason"?} or no body. */
+void h_contact_restore(struct http_req *r, struct http_resp *w)
+{
+    json_t *body = NULL, *out = NULL;
+    const char *reason = NULL;
+    struct err e = {0};
+
+    if (http_only_params(r, w, " "))
+        return;
+    if (r->body_len) {
+        if ((body = http_body_json(r, w)) == NULL)
+            return;
+        reason = json_string_value(json_object_get(body, "reason"));
+        if (!json_is_object(body) || json_object_size(body) > (reason ? 1u : 0u) ||
+            (reason && strlen(reason) > 500)) {
+            http_error(w, 422, "invalid", "the body may hold only \"reason\": 1 to 500 bytes, "
+                                          "kept in the audit log", "/reason");
+            json_decref(body);
+            return;
+        }
+    }
+    if (contact_restore(r->st, r->params[0], reason, r->who.actor, r->req_id, &out, &e))
+        http_error_from(r, w, &e);
+    else
+        http_json(w, 200, out);
+    json_decref(body);
+}
+
 void h_contact_consent(struct http_req *r, struct http_resp *w)
 {
     json_t *body = http_body_json(r, w);

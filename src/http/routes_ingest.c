@@ -19,8 +19,8 @@
 #include "../ingest/ingest.h"
 #include "routes_int.h"
 
-#define TRACK_MAX_MESSAGE (32 * 1024)   /* one message, as JSON */
-#define TRACK_MAX_BATCH (500 * 1024)    /* a /v1/batch body, inflated */
+#define TRACK_MAX_MESSAGE HTTP_TRACK_MAX_MESSAGE /* one message, as JSON */
+#define TRACK_MAX_BATCH HTTP_TRACK_MAX_BATCH     /* a /v1/batch body, inflated */
 #define TRACK_MAX_ITEMS 2500            /* messages in one batch */
 
 /* Inflates a gzip body into out, at most cap bytes. 0, E_TOOBIG or E_INVAL. */
@@ -91,59 +91,6 @@ static int body_text(struct http_req *r, struct http_resp *w, size_t cap, struct
         return -1;
     }
     return 0;
-}
-
-/* The arenas requests read their messages into: a few kept warm between requests (no
- * megabyte malloc per batch), shared by all connections rather than one per thread, so
- * idle connections hold none whatever they sent (with a thread per connection, one
- * arena per thread held 2.4 MB for each idle connection that had sent one big body).
- * An arena that grew past ARENA_KEEP_BYTES for a huge request is given back. */
-#define ARENA_KEEP 8
-#define ARENA_KEEP_BYTES (8u << 20)
-static pthread_mutex_t arenas_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct arena *arenas[ARENA_KEEP]; /* arenas_mu protects arenas, narenas */
-static int narenas;
-
-static struct arena *arena_take(void)
-{
-    struct arena *a = NULL;
-
-    pthread_mutex_lock(&arenas_mu);
-    if (narenas)
-        a = arenas[--narenas];
-    pthread_mutex_unlock(&arenas_mu);
-    if (a == NULL) {
-        a = xmalloc(sizeof *a);
-        arena_init(a);
-    }
-    arena_reset(a);
-    return a;
-}
-
-static void arena_give(struct arena *a)
-{
-    if (arena_size(a) <= ARENA_KEEP_BYTES) {
-        pthread_mutex_lock(&arenas_mu);
-        if (narenas < ARENA_KEEP) {
-            arenas[narenas++] = a;
-            a = NULL;
-        }
-        pthread_mutex_unlock(&arenas_mu);
-    }
-    if (a) {
-        arena_release(a);
-        free(a);
-    }
-}
-
-void http_ingest_cleanup(void)
-{
-    pthread_mutex_lock(&arenas_mu);
-    while (narenas) {
-        arena_release(arenas[--narenas]);
-        free(arenas[narenas]);
-    }
-    pthread_mutex_unlock(&arenas_mu);
 }
 
 /* Stores the job's items through the writer and answers: 200 with what was accepted
@@ -223,24 +170,24 @@ void h_tracking(struct http_req *r, struct http_resp *w)
     struct jt *root;
     struct jt_error je;
     struct err e = {0};
+    struct jt_limits lim = {.max_items = TRACK_MAX_ITEMS};
     const char *sent_at, *text;
     size_t i, n, len;
-    char msg[300];
+    int rc;
 
     if (!batch && (type = tracking_type_parse(r->params[0])) == TRACK_NONE) {
         http_error(w, 404, "not_found", "the tracking API has /v1/identify, track, page, screen, "
                                         "group, alias and batch", NULL);
         return;
     }
-    a = arena_take(); /* given back at out: */
+    a = http_arena_take(); /* given back at out: */
     buf_init(&inflated);
     buf_init(&scratch);
     if (body_text(r, w, batch ? TRACK_MAX_BATCH : TRACK_MAX_MESSAGE, &inflated, &text, &len))
         goto out;
-    if (jt_parse(a, text, len, &root, &je)) {
-        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", je.text,
-                 je.line, je.column);
-        http_error(w, 400, "invalid_json", msg, NULL);
+    lim.max_values = (size_t)r->app->cfg->max_json_values;
+    if ((rc = jt_parse_limited(a, text, len, &lim, &root, &je))) {
+        http_json_error(w, rc, &je, "/batch");
         goto out;
     }
     body = root;
@@ -265,11 +212,7 @@ void h_tracking(struct http_req *r, struct http_resp *w)
                    "/batch");
         goto out;
     }
-    n = batch ? list->n : 1;
-    if (n > TRACK_MAX_ITEMS) {
-        http_error(w, 413, "too_large", "a batch holds at most 2500 messages", "/batch");
-        goto out;
-    }
+    n = batch ? list->n : 1; /* at most TRACK_MAX_ITEMS: jt_parse_limited saw to it */
     if (!ingest_queue_contracts_cached(r->app->ingest, &cs) &&
         ingest_queue_contracts(r->app->ingest, http_store(r), &cs, &e)) {
         http_error_from(r, w, &e);
@@ -299,7 +242,7 @@ out:
     contract_set_free(cs);
     buf_release(&inflated);
     buf_release(&scratch);
-    arena_give(a);
+    http_arena_give(a);
 }
 
 /* POST /api/v1/events and /api/v1/contacts: one native record, or {"items":[…]}. */
@@ -310,7 +253,7 @@ static void native(struct http_req *r, struct http_resp *w, int contacts)
                              .max_value_bytes = (size_t)r->app->cfg->max_value_bytes};
     struct contract_set *cs = NULL;
     struct err e = {0};
-    json_t *body = http_body_json(r, w), *list;
+    json_t *body = http_body_json_capped(r, w, TRACK_MAX_ITEMS, "/items"), *list;
     size_t i, n;
 
     if (body == NULL)
@@ -324,12 +267,7 @@ static void native(struct http_req *r, struct http_resp *w, int contacts)
                    NULL);
         return;
     }
-    n = list ? json_array_size(list) : 1;
-    if (n > TRACK_MAX_ITEMS) {
-        json_decref(body);
-        http_error(w, 413, "too_large", "at most 2500 records a request", "/items");
-        return;
-    }
+    n = list ? json_array_size(list) : 1; /* at most TRACK_MAX_ITEMS: see above */
     job.items = xcalloc(n ? n : 1, sizeof *job.items);
     job.n = n;
     for (i = 0; i < n; i++) {

@@ -22,8 +22,6 @@ void h_segment_members(struct http_req *r, struct http_resp *w);
 void h_tracking(struct http_req *r, struct http_resp *w);
 void h_events_post(struct http_req *r, struct http_resp *w);
 void h_contacts_post(struct http_req *r, struct http_resp *w);
-/* Frees the arenas kept for reading requests (at server stop). */
-void http_ingest_cleanup(void);
 
 /* routes_sync.c */
 void h_sync_sources_list(struct http_req *r, struct http_resp *w);
@@ -36,6 +34,7 @@ void h_sync_reconciliations(struct http_req *r, struct http_resp *w);
 void h_contact_get(struct http_req *r, struct http_resp *w);
 void h_contacts_list(struct http_req *r, struct http_resp *w);
 void h_contact_delete(struct http_req *r, struct http_resp *w);
+void h_contact_restore(struct http_req *r, struct http_resp *w);
 void h_contact_consent(struct http_req *r, struct http_resp *w);
 void h_apikeys_list(struct http_req *r, struct http_resp *w);
 void h_apikeys_create(struct http_req *r, struct http_resp *w);

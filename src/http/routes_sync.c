@@ -1,5 +1,6 @@
 /* http/routes_sync.c -- CRM sync over HTTP: sources (admin, audited) and their health
- * (read roles). The password is taken once, sealed, and never shown again. */
+ * (read roles). The password is taken once, sealed, and never shown again; a source
+ * added here names only what [sync] allows the API (sync/policy.c). */
 #include <string.h>
 
 #include "../sync/sync.h"
@@ -14,11 +15,12 @@ static int add_source(void *ctx, const struct store_sync_source *s)
 
 void h_sync_sources_list(struct http_req *r, struct http_resp *w)
 {
-    json_t *items = json_array();
+    json_t *items;
     struct err e = {0};
 
     if (http_only_params(r, w, ""))
         return;
+    items = json_array();
     if (store_sync_sources(r->st, add_source, items, &e)) {
         json_decref(items);
         http_error_from(r, w, &e);
@@ -30,12 +32,14 @@ void h_sync_sources_list(struct http_req *r, struct http_resp *w)
 /* POST /api/v1/sync/sources {name, kind, dsn, password_ref?|password?, mapping} */
 void h_sync_sources_create(struct http_req *r, struct http_resp *w)
 {
+    static const char *const strings[] = {"name", "kind", "dsn", "password_ref", "password"};
     json_t *body = http_body_json(r, w), *mapping;
     struct sync_source_spec spec;
     struct store_sync_source src;
     struct errlist errs = {0};
     struct err e = {0};
     char *mtext = NULL;
+    size_t i;
     int rc;
 
     if (body == NULL)
@@ -48,6 +52,13 @@ void h_sync_sources_create(struct http_req *r, struct http_resp *w)
     mapping = json_object_get(body, "mapping");
     if (mapping)
         mtext = json_dumps(mapping, JSON_COMPACT | JSON_ENCODE_ANY);
+    for (i = 0; i < sizeof strings / sizeof *strings; i++) {
+        json_t *v = json_object_get(body, strings[i]);
+        char path[32];
+        snprintf(path, sizeof path, "/%s", strings[i]);
+        if (v && !json_is_string(v) && !json_is_null(v))
+            errlist_add(&errs, path, "must be a string");
+    }
     spec = (struct sync_source_spec){
         .name = json_string_value(json_object_get(body, "name")),
         .kind = json_string_value(json_object_get(body, "kind")),
@@ -55,6 +66,7 @@ void h_sync_sources_create(struct http_req *r, struct http_resp *w)
         .password_ref = json_string_value(json_object_get(body, "password_ref")),
         .password = json_string_value(json_object_get(body, "password")),
         .mapping = mtext,
+        .origin = SYNC_ORIGIN_API,
     };
     rc = sync_source_create(r->st, r->app->cfg, &spec, r->who.actor, r->req_id, &errs, &e);
     free(mtext);
@@ -133,10 +145,11 @@ static int add_health(void *ctx, const struct store_sync_source *s)
 void h_sync_health(struct http_req *r, struct http_resp *w)
 {
     struct err e = {0};
-    struct health h = {r, json_array(), &e};
+    struct health h = {r, NULL, &e};
 
     if (http_only_params(r, w, ""))
         return;
+    h.items = json_array();
     if (store_sync_sources(r->st, add_health, &h, &e)) {
         json_decref(h.items);
         http_error_from(r, w, &e);

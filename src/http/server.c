@@ -7,6 +7,7 @@
  * callback, which also runs for aborted requests. */
 #include "http.h"
 #include "routes_int.h"
+#include "../core/jtree.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -17,14 +18,64 @@
 #include <strings.h>
 #include <sodium.h>
 #include <errno.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* ---- connection guard -------------------------------------------------------------
+ *
+ * libmicrohttpd closes a connection silent for idle_timeout_s, but a client that sends
+ * a header byte a second is never silent: 2,048 of them held every connection slot
+ * (and, with a thread per connection, a thread each) for as long as they liked. So
+ * every connection is tracked from accept to close with its phase and a deadline:
+ *
+ *   accept / request line  -> HEADERS  complete headers within header_timeout_s
+ *   headers in             -> BODY     the whole body within body_timeout_s
+ *   body in                -> BUSY     the handler runs: no deadline
+ *   answer sent            -> IDLE     the next request line within idle_timeout_s
+ *
+ * A reaper thread shuts down the socket of a connection past its deadline (a 408 sent
+ * first when a request was under way); libmicrohttpd then reads end-of-file and closes
+ * it. The close notification removes the entry under guard_mu before libmicrohttpd
+ * closes the descriptor, so the reaper never touches a descriptor reused since.
+ * Beside it: at most per_ip_connections connections from one address (libmicrohttpd
+ * enforces it at accept), and tracking requests without an Authorization header —
+ * whose key is in a body that must be read first — get small body caps and at most
+ * keyless_per_ip of them in flight per address (KEYLESS_MAX_TOTAL in all). */
+enum conn_phase { PH_HEADERS, PH_BODY, PH_BUSY, PH_IDLE };
+static const char *const phase_names[] = {"headers", "body", "busy", "idle"};
+
+struct conn_track {
+    struct conn_track *prev, *next; /* in guard.conns */
+    int fd;
+    enum conn_phase phase;
+    double deadline;                /* clock_mono_ms() */
+    int reaped;
+};
+
+#define KEYLESS_MAX_TOTAL 256
+struct keyless_addr {
+    unsigned char addr[16];
+    int n;                          /* requests in flight */
+};
+
 struct http_server {
     struct MHD_Daemon *d;
     struct app *app;
+    pthread_mutex_t guard_mu;       /* protects conns, nconns, keyless, nkeyless, stop */
+    pthread_cond_t guard_cv;
+    struct conn_track conns;        /* list head */
+    int nconns;
+    struct keyless_addr keyless[KEYLESS_MAX_TOTAL];
+    int nkeyless;                   /* keyless requests in flight, all addresses */
+    int stop;
+    pthread_t reaper;
+    int reaper_started;
 };
+
+static _Atomic uint64_t timeouts[4]; /* by phase, for /metrics */
+static _Atomic uint64_t keyless_refused;
 
 /* Per request, from the first call (headers) to completion. The route and the
  * caller are settled on the first call, so a request that will be refused never
@@ -40,6 +91,9 @@ struct conn_state {
     struct principal who;
     int authenticated;
     double t0;                  /* clock_mono_ms() when the headers came */
+    size_t max_body;            /* this request's body cap */
+    int keyless;                /* counted in the keyless limits (addr below) */
+    unsigned char addr[16];
 };
 
 /* Bulk connections: past this much body, their thread's nice value is raised by
@@ -62,6 +116,59 @@ static _Atomic uint64_t route_dur[MAX_ROUTES + 1][NDUR + 1];
 static _Atomic uint64_t route_dur_us[MAX_ROUTES + 1];
 static _Atomic uint64_t req_counter;
 
+
+/* The arenas requests read their bodies into: a few kept warm between requests (no
+ * megabyte malloc per batch), shared by all connections rather than one per thread, so
+ * idle connections hold none whatever they sent (with a thread per connection, one
+ * arena per thread held 2.4 MB for each idle connection that had sent one big body).
+ * An arena that grew past ARENA_KEEP_BYTES for a huge request is given back. */
+#define ARENA_KEEP 8
+#define ARENA_KEEP_BYTES (8u << 20)
+static pthread_mutex_t arenas_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct arena *arenas[ARENA_KEEP]; /* arenas_mu protects arenas, narenas */
+static int narenas;
+
+struct arena *http_arena_take(void)
+{
+    struct arena *a = NULL;
+
+    pthread_mutex_lock(&arenas_mu);
+    if (narenas)
+        a = arenas[--narenas];
+    pthread_mutex_unlock(&arenas_mu);
+    if (a == NULL) {
+        a = xmalloc(sizeof *a);
+        arena_init(a);
+    }
+    arena_reset(a);
+    return a;
+}
+
+void http_arena_give(struct arena *a)
+{
+    if (arena_size(a) <= ARENA_KEEP_BYTES) {
+        pthread_mutex_lock(&arenas_mu);
+        if (narenas < ARENA_KEEP) {
+            arenas[narenas++] = a;
+            a = NULL;
+        }
+        pthread_mutex_unlock(&arenas_mu);
+    }
+    if (a) {
+        arena_release(a);
+        free(a);
+    }
+}
+
+static void arenas_cleanup(void)
+{
+    pthread_mutex_lock(&arenas_mu);
+    while (narenas) {
+        arena_release(arenas[--narenas]);
+        free(arenas[narenas]);
+    }
+    pthread_mutex_unlock(&arenas_mu);
+}
 
 void http_json(struct http_resp *w, int status, json_t *body)
 {
@@ -140,15 +247,33 @@ void http_error_from(struct http_req *r, struct http_resp *w, const struct err *
 int http_only_params(struct http_req *r, struct http_resp *w, const char *allowed)
 {
     const char *bad = http_unknown_query(r, allowed);
+    const char *p = allowed;
+    struct buf names;
+    size_t n;
+    char msg[300];
 
-    if (bad) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "unknown query parameter \"%.60s\" (this route takes %s)", bad,
-                 allowed[1] ? allowed : "none");
-        http_error(w, 400, "invalid_parameter", msg, bad);
-        return -1;
+    if (bad == NULL)
+        return 0;
+    /* " limit cursor " is listed as "limit, cursor"; "" and " " as none. */
+    buf_init(&names);
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        n = strcspn(p, " ");
+        if (n) {
+            if (names.len)
+                buf_adds(&names, ", ");
+            buf_add(&names, p, n);
+        }
+        p += n;
     }
-    return 0;
+    /* Names are valid UTF-8 here (dispatch refuses others); cut on a character. */
+    snprintf(msg, sizeof msg, "unknown query parameter \"%.*s%s\" (this route takes %s)",
+             (int)utf8_prefix(bad, strlen(bad), 60), bad, strlen(bad) > 60 ? "..." : "",
+             names.len ? names.p : "none");
+    buf_release(&names);
+    http_error(w, 400, "invalid_parameter", msg, bad);
+    return -1;
 }
 
 int http_page_params(struct http_req *r, struct http_resp *w, int *limit, int64_t *cursor)
@@ -262,23 +387,54 @@ int http_auth_key(struct http_req *r, struct http_resp *w, const char *key, unsi
     return 0;
 }
 
-json_t *http_body_json(struct http_req *r, struct http_resp *w)
+/* Answers a jt_parse_limited failure: 413 past a limit, else 400. */
+void http_json_error(struct http_resp *w, int rc, const struct jt_error *je,
+                     const char *items_path)
 {
-    json_error_t je;
-    json_t *j;
+    char msg[300];
+
+    if (rc == E_TOOBIG) {
+        snprintf(msg, sizeof msg, "%s (reading stopped at line %d, column %d)", je->text,
+                 je->line, je->column);
+        http_error(w, 413, "too_large", msg,
+                   strstr(je->text, "items") && items_path ? items_path : NULL);
+        return;
+    }
+    snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", je->text,
+             je->line, je->column);
+    http_error(w, 400, "invalid_json", msg, NULL);
+}
+
+json_t *http_body_json_capped(struct http_req *r, struct http_resp *w, size_t max_items,
+                              const char *items_path)
+{
+    struct jt_limits lim = {.max_values = (size_t)r->app->cfg->max_json_values,
+                            .max_items = max_items};
+    struct arena *a;
+    struct jt_error je;
+    struct jt *root;
+    json_t *j = NULL;
+    int rc;
 
     if (r->body_len == 0) {
         http_error(w, 400, "invalid_json", "the request needs a JSON body", NULL);
         return NULL;
     }
-    j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
-    if (j == NULL) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", je.text,
-                 je.line, je.column);
-        http_error(w, 400, "invalid_json", msg, NULL);
-    }
+    /* Read by core/jtree.c, counting values as it goes: a body of a million empty
+     * objects stops at the limit instead of becoming a million jansson objects first. */
+    a = http_arena_take();
+    rc = jt_parse_limited(a, r->body, r->body_len, &lim, &root, &je);
+    if (rc == 0 && (j = jt_json_unique(root, r->body, &je)) == NULL)
+        rc = E_INVAL;
+    if (rc)
+        http_json_error(w, rc, &je, items_path);
+    http_arena_give(a);
     return j;
+}
+
+json_t *http_body_json(struct http_req *r, struct http_resp *w)
+{
+    return http_body_json_capped(r, w, 0, NULL);
 }
 
 void http_metrics_write(struct buf *out)
@@ -383,6 +539,171 @@ static int basic_user(const char *b64, char *out, size_t cap)
     return 0;
 }
 
+/* The client's address as 16 bytes (IPv4 mapped into IPv6). */
+static void client_addr(struct MHD_Connection *c, unsigned char out[16])
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+    memset(out, 0, 16);
+    if (sa && sa->sa_family == AF_INET) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+    } else if (sa && sa->sa_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+    }
+}
+
+/* Counts a keyless tracking request in flight from addr: 0, or -1 when its address (or
+ * everyone) has as many as allowed. */
+static int keyless_take(struct http_server *s, const unsigned char addr[16])
+{
+    int i, free_slot = -1, rc = -1;
+
+    pthread_mutex_lock(&s->guard_mu);
+    for (i = 0; i < KEYLESS_MAX_TOTAL; i++) {
+        if (s->keyless[i].n == 0) {
+            if (free_slot < 0)
+                free_slot = i;
+        } else if (memcmp(s->keyless[i].addr, addr, 16) == 0) {
+            break;
+        }
+    }
+    if (s->nkeyless < KEYLESS_MAX_TOTAL) {
+        if (i < KEYLESS_MAX_TOTAL && s->keyless[i].n < s->app->cfg->keyless_per_ip) {
+            s->keyless[i].n++;
+            s->nkeyless++;
+            rc = 0;
+        } else if (i == KEYLESS_MAX_TOTAL && free_slot >= 0) {
+            memcpy(s->keyless[free_slot].addr, addr, 16);
+            s->keyless[free_slot].n = 1;
+            s->nkeyless++;
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&s->guard_mu);
+    if (rc)
+        atomic_fetch_add(&keyless_refused, 1);
+    return rc;
+}
+
+static void keyless_give(struct http_server *s, const unsigned char addr[16])
+{
+    int i;
+
+    pthread_mutex_lock(&s->guard_mu);
+    for (i = 0; i < KEYLESS_MAX_TOTAL; i++) {
+        if (s->keyless[i].n && memcmp(s->keyless[i].addr, addr, 16) == 0) {
+            s->keyless[i].n--;
+            s->nkeyless--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->guard_mu);
+}
+
+/* Moves the connection's tracker to phase, with a deadline timeout_s from now (0: none). */
+static void track_phase(struct http_server *s, struct MHD_Connection *c, enum conn_phase phase,
+                        int timeout_s)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_track *t = ci ? ci->socket_context : NULL;
+
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&s->guard_mu);
+    /* A request line after a kept-alive connection's pause starts the header clock;
+     * on a new connection it runs from the accept. */
+    if (!(phase == PH_HEADERS && t->phase == PH_HEADERS)) {
+        t->phase = phase;
+        t->deadline = timeout_s ? clock_mono_ms() + timeout_s * 1000.0 : 0;
+    }
+    pthread_mutex_unlock(&s->guard_mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *s = cls;
+    struct conn_track *t;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        t = xcalloc(1, sizeof *t);
+        t->fd = ci ? ci->connect_fd : -1;
+        t->phase = PH_HEADERS;
+        t->deadline = clock_mono_ms() + s->app->cfg->header_timeout_s * 1000.0;
+        pthread_mutex_lock(&s->guard_mu);
+        t->next = s->conns.next;
+        t->prev = &s->conns;
+        s->conns.next->prev = t;
+        s->conns.next = t;
+        s->nconns++;
+        pthread_mutex_unlock(&s->guard_mu);
+        *socket_context = t;
+        return;
+    }
+    /* MHD_CONNECTION_NOTIFY_CLOSED: before libmicrohttpd closes the descriptor. */
+    if ((t = *socket_context) == NULL)
+        return;
+    pthread_mutex_lock(&s->guard_mu);
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+    s->nconns--;
+    pthread_mutex_unlock(&s->guard_mu);
+    free(t);
+    *socket_context = NULL;
+}
+
+/* Called once a request's first line is in: a kept-alive connection's next request. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    struct http_server *s = cls;
+
+    (void)uri;
+    track_phase(s, c, PH_HEADERS, s->app->cfg->header_timeout_s);
+    return NULL; /* *con_cls stays NULL until on_request's first call */
+}
+
+static void *reaper_main(void *arg)
+{
+    static const char body408[] =
+        "{\"error\":{\"code\":\"timeout\",\"message\":\"the request did not arrive in time\"}}\n";
+    char answer408[256];
+    struct http_server *s = arg;
+    struct conn_track *t;
+    struct timespec until;
+    int n408 = snprintf(answer408, sizeof answer408,
+                        "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: "
+                        "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                        sizeof body408 - 1, body408);
+
+    pthread_mutex_lock(&s->guard_mu);
+    while (!s->stop) {
+        double now = clock_mono_ms();
+        for (t = s->conns.next; t != &s->conns; t = t->next) {
+            if (t->reaped || t->phase == PH_BUSY || t->deadline == 0 || t->deadline > now ||
+                t->fd < 0)
+                continue;
+            /* The request under way gets an answer; an idle connection just closes. */
+            if (t->phase != PH_IDLE)
+                (void)!send(t->fd, answer408, (size_t)n408, MSG_DONTWAIT | MSG_NOSIGNAL);
+            shutdown(t->fd, SHUT_RDWR);
+            t->reaped = 1;
+            atomic_fetch_add(&timeouts[t->phase], 1);
+        }
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->guard_cv, &s->guard_mu, &until);
+    }
+    pthread_mutex_unlock(&s->guard_mu);
+    return NULL;
+}
+
 /* First call: find the route, authenticate, check the role. */
 static void settle(struct http_server *s, struct MHD_Connection *c, const char *method,
                    const char *url, struct conn_state *cs)
@@ -419,11 +740,25 @@ static void settle(struct http_server *s, struct MHD_Connection *c, const char *
             return;
         }
     }
+    if (http_routes[cs->route].flags & ROUTE_TRACKING)
+        cs->max_body = strcmp(cs->params[0], "batch") == 0 ? HTTP_TRACK_MAX_BATCH
+                                                          : HTTP_TRACK_MAX_MESSAGE;
     if (http_routes[cs->route].roles == 0)
         return;
     h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (h == NULL && (http_routes[cs->route].flags & ROUTE_TRACKING))
-        return; /* "writeKey" in the body: the handler checks it */
+    if (h == NULL && (http_routes[cs->route].flags & ROUTE_TRACKING)) {
+        /* "writeKey" in the body: the handler checks it once the body is in, so until
+         * then such requests are limited per address (their body cap is small). */
+        client_addr(c, cs->addr);
+        if (keyless_take(s, cs->addr)) {
+            refuse(cs, 429, "busy", "too many tracking requests without a key under way from "
+                                    "this address: send the write key in the Authorization "
+                                    "header (Basic user name), or retry");
+            return;
+        }
+        cs->keyless = 1;
+        return;
+    }
     if (h == NULL) {
         refuse(cs, 401, "unauthorized", "this route needs an API key: send 'Authorization: Bearer KEY'");
         return;
@@ -473,6 +808,29 @@ static void settle(struct http_server *s, struct MHD_Connection *c, const char *
     }
 }
 
+static enum MHD_Result check_utf8(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    int *bad = cls;
+
+    (void)kind;
+    if (!utf8_valid(key, strlen(key)) || (value && !utf8_valid(value, strlen(value)))) {
+        *bad = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+/* 1 if every query parameter's name and value is valid UTF-8 (MHD has decoded %XX):
+ * handlers may then put them into JSON answers and messages. */
+static int query_utf8(struct MHD_Connection *c)
+{
+    int bad = 0;
+
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, check_utf8, &bad);
+    return !bad;
+}
+
 static void dispatch(struct http_server *s, struct conn_state *cs, struct http_req *r,
                      struct http_resp *w, int *route_ix)
 {
@@ -486,6 +844,13 @@ static void dispatch(struct http_server *s, struct conn_state *cs, struct http_r
                      "WWW-Authenticate: Bearer realm=\"engage\"\n");
         else if (cs->early_status == 405)
             snprintf(w->extra_headers, sizeof w->extra_headers, "Allow: %s\n", cs->allow);
+        else if (cs->early_status == 429)
+            snprintf(w->extra_headers, sizeof w->extra_headers, "Retry-After: 1\n");
+        return;
+    }
+    if (!query_utf8((struct MHD_Connection *)r->conn)) {
+        http_error(w, 400, "invalid_parameter", "a query parameter's name or value is not "
+                                                "valid UTF-8 (after %-decoding)", NULL);
         return;
     }
     memcpy(r->params, cs->params, sizeof r->params);
@@ -496,55 +861,17 @@ static void dispatch(struct http_server *s, struct conn_state *cs, struct http_r
     http_store_release(r);
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *upload,
-                                  size_t *upload_size, void **con_cls)
+/* Answers the request: the route's handler, or the refusal settled on the first call. */
+static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, struct conn_state *cs,
+                              const char *url, const char *method)
 {
-    struct http_server *s = cls;
-    struct conn_state *cs = *con_cls;
     struct http_req r;
     struct http_resp w;
     struct MHD_Response *resp;
     enum MHD_Result ret;
     int route_ix = http_routes_count;
 
-    (void)version;
-    if (cs == NULL) {
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        cs = xcalloc(1, sizeof *cs);
-        cs->t0 = clock_mono_ms();
-        buf_init(&cs->body);
-        *con_cls = cs;
-        /* Cap before allocating: a declared length over the limit is refused at once. */
-        if (cl && strtoll(cl, NULL, 10) > s->app->cfg->max_body_bytes)
-            cs->too_big = 1;
-        else
-            settle(s, c, method, url, cs);
-        return MHD_YES;
-    }
-    if (*upload_size) {
-        /* A refused request's body is read and dropped, never stored. */
-        if (!cs->too_big && !cs->early_status &&
-            cs->body.len + *upload_size > (size_t)s->app->cfg->max_body_bytes) {
-            cs->too_big = 1;
-            buf_release(&cs->body);
-        }
-        if (!cs->too_big && !cs->early_status)
-            buf_add(&cs->body, upload, *upload_size);
-        /* A connection sending big bodies (batches of events) is bulk work: its thread
-         * runs at a lower CPU priority from then on, so single calls on other
-         * connections are not kept waiting behind it. Only with a thread per
-         * connection: a pool thread serves others too. */
-        if (cs->body.len > BULK_BODY_BYTES && !bulk_thread && s->app->cfg->http_threads == 0) {
-            bulk_thread = 1;
-            if (setpriority(PRIO_PROCESS, (id_t)gettid(), BULK_NICE) != 0)
-                log_warn("http", "cannot lower a bulk connection's priority: %s",
-                         strerror(errno));
-        }
-        *upload_size = 0;
-        return MHD_YES;
-    }
-
+    track_phase(s, c, PH_BUSY, 0);
     memset(&r, 0, sizeof r);
     memset(&w, 0, sizeof w);
     buf_init(&w.body);
@@ -559,7 +886,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
              (unsigned long long)atomic_fetch_add(&req_counter, 1) + 1);
     if (cs->too_big) {
         char msg[128];
-        snprintf(msg, sizeof msg, "the body is larger than %ld bytes", s->app->cfg->max_body_bytes);
+        snprintf(msg, sizeof msg, "the body is larger than %zu bytes%s", cs->max_body,
+                 cs->max_body < (size_t)s->app->cfg->max_body_bytes ? " (this route's limit)" : "");
         http_error(&w, 413, "too_large", msg, NULL);
     } else {
         dispatch(s, cs, &r, &w, &route_ix);
@@ -604,15 +932,66 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return ret;
 }
 
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct conn_state *cs = *con_cls;
+
+    (void)version;
+    if (cs == NULL) {
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        cs = xcalloc(1, sizeof *cs);
+        cs->t0 = clock_mono_ms();
+        buf_init(&cs->body);
+        *con_cls = cs;
+        track_phase(s, c, PH_BODY, s->app->cfg->body_timeout_s);
+        /* Cap before allocating: a declared length over the limit is refused at once. */
+        cs->max_body = (size_t)s->app->cfg->max_body_bytes;
+        settle(s, c, method, url, cs);
+        if (cl && strtoull(cl, NULL, 10) > cs->max_body)
+            cs->too_big = 1;
+        /* A refused request's body is still read (and dropped, within body_timeout_s)
+         * before the answer: answered early, the connection would close under a client
+         * still sending, which then sees a broken pipe instead of the answer, and retries. */
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        /* A refused request's body is read and dropped, never stored. */
+        if (!cs->too_big && !cs->early_status && cs->body.len + *upload_size > cs->max_body) {
+            cs->too_big = 1;
+            buf_release(&cs->body);
+        }
+        if (!cs->too_big && !cs->early_status)
+            buf_add(&cs->body, upload, *upload_size);
+        /* A connection sending big bodies (batches of events) is bulk work: its thread
+         * runs at a lower CPU priority from then on, so single calls on other
+         * connections are not kept waiting behind it. Only with a thread per
+         * connection: a pool thread serves others too. */
+        if (cs->body.len > BULK_BODY_BYTES && !bulk_thread && s->app->cfg->http_threads == 0) {
+            bulk_thread = 1;
+            if (setpriority(PRIO_PROCESS, (id_t)gettid(), BULK_NICE) != 0)
+                log_warn("http", "cannot lower a bulk connection's priority: %s",
+                         strerror(errno));
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    return answer(s, c, cs, url, method);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct http_server *s = cls;
     struct conn_state *cs = *con_cls;
 
-    (void)cls;
-    (void)c;
     (void)toe;
+    track_phase(s, c, PH_IDLE, s->app->cfg->idle_timeout_s);
     if (cs) {
+        if (cs->keyless)
+            keyless_give(s, cs->addr);
         buf_release(&cs->body);
         free(cs);
         *con_cls = NULL;
@@ -634,68 +1013,146 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_write(LOG_WARN, "http", NULL, "libmicrohttpd: %s", msg);
 }
 
-int http_start(struct http_server **out, struct app *app, int *port, struct err *e)
+int http_listen(const struct config *cfg, int *fd, int *port, struct err *e)
 {
-    struct http_server *s;
     struct sockaddr_storage ss;
+    socklen_t sslen;
     char host[256];
-    int p;
-    const union MHD_DaemonInfo *info;
+    int p, one = 1, sfd;
 
-    if (config_parse_listen(app->cfg->listen, host, sizeof host, &p))
-        return ERR(e, E_INVAL, "listen: expected ADDR:PORT, got \"%s\"", app->cfg->listen);
+    *fd = -1;
+    if (config_parse_listen(cfg->listen, host, sizeof host, &p))
+        return ERR(e, E_INVAL, "listen: expected ADDR:PORT, got \"%s\"", cfg->listen);
     memset(&ss, 0, sizeof ss);
     if (strcmp(host, "localhost") == 0)
         snprintf(host, sizeof host, "127.0.0.1");
     if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
         ((struct sockaddr_in *)&ss)->sin_family = AF_INET;
         ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)p);
+        sslen = sizeof(struct sockaddr_in);
     } else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
         ((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
         ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)p);
+        sslen = sizeof(struct sockaddr_in6);
     } else {
         return ERR(e, E_INVAL, "listen: \"%s\" is not an IP address", host);
     }
+    sfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sfd < 0)
+        return ERR(e, E_IO, "cannot listen on %s: %s", cfg->listen, strerror(errno));
+    setsockopt(sfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        setsockopt(sfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(sfd, (struct sockaddr *)&ss, sslen) != 0 || listen(sfd, 511) != 0) {
+        int err = errno;
+        close(sfd);
+        return ERR(e, E_IO, "cannot listen on %s: %s%s", cfg->listen, strerror(err),
+                   err == EADDRINUSE ? " (another engage serve, or another program, has that "
+                                       "port: stop it or pass --listen ADDR:PORT)"
+                                     : "");
+    }
+    sslen = sizeof ss;
+    if (getsockname(sfd, (struct sockaddr *)&ss, &sslen) == 0)
+        p = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                           : ((struct sockaddr_in *)&ss)->sin_port);
+    *fd = sfd;
+    *port = p;
+    return 0;
+}
+
+int http_start(struct http_server **out, struct app *app, int fd, struct err *e)
+{
+    struct http_server *s;
+    const struct config *cfg = app->cfg;
+
     s = xcalloc(1, sizeof *s);
     s->app = app;
+    s->conns.next = s->conns.prev = &s->conns;
+    pthread_mutex_init(&s->guard_mu, NULL);
+    pthread_cond_init(&s->guard_cv, NULL);
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        pthread_mutex_destroy(&s->guard_mu);
+        pthread_cond_destroy(&s->guard_cv);
+        free(s);
+        close(fd);
+        return ERR(e, E_INTERNAL, "cannot start the HTTP connection reaper thread");
+    }
+    s->reaper_started = 1;
+    pthread_setname_np(s->reaper, "http-reaper");
     /* http_threads 0: a thread per connection, so that a request waiting (for the
      * ingest writer, a segment evaluation) never holds up another connection's; else
      * a pool of that many threads, each polling its share of the connections. */
     {
         /* The pool size only with a pool (MHD warns about a zero one). */
         struct MHD_OptionItem pool[] = {
-            {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)app->cfg->http_threads, NULL},
+            {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL},
             {MHD_OPTION_END, 0, NULL},
         };
         s->d = MHD_start_daemon(
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-                (app->cfg->http_threads ? MHD_USE_EPOLL
-                                        : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL) |
-                (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+                (cfg->http_threads ? MHD_USE_EPOLL : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL),
             0, NULL, NULL, on_request, s,
             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, or MHD warns */
-            MHD_OPTION_SOCK_ADDR, &ss,
-            MHD_OPTION_ARRAY, app->cfg->http_threads ? pool : pool + 1,
+            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+            MHD_OPTION_ARRAY, cfg->http_threads ? pool : pool + 1,
             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-            MHD_OPTION_CONNECTION_LIMIT, 2048u, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+            MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
             MHD_OPTION_END);
     }
     if (s->d == NULL) {
-        free(s);
-        return ERR(e, E_IO, "cannot listen on %s (address in use or not permitted)",
-                   app->cfg->listen);
+        /* fd not closed here: libmicrohttpd closes it on most of its failure paths. */
+        http_stop(s);
+        return ERR(e, E_IO, "cannot serve on %s (libmicrohttpd refused to start: see the log)",
+                   cfg->listen);
     }
-    info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    *port = info ? info->port : p;
     *out = s;
     return 0;
+}
+
+/* The connection guard's figures for /metrics. */
+void http_guard_metrics_write(struct http_server *s, struct buf *out)
+{
+    int i, n = 0;
+
+    if (s) {
+        pthread_mutex_lock(&s->guard_mu);
+        n = s->nconns;
+        pthread_mutex_unlock(&s->guard_mu);
+    }
+    buf_printf(out, "# HELP engage_http_connections Open HTTP connections.\n"
+                    "# TYPE engage_http_connections gauge\nengage_http_connections %d\n", n);
+    buf_adds(out, "# HELP engage_http_timeouts_total Connections closed for missing a deadline, "
+                  "by phase (headers, body, idle).\n# TYPE engage_http_timeouts_total counter\n");
+    for (i = 0; i < 4; i++)
+        if (i != PH_BUSY)
+            buf_printf(out, "engage_http_timeouts_total{phase=\"%s\"} %llu\n", phase_names[i],
+                       (unsigned long long)atomic_load(&timeouts[i]));
+    buf_printf(out, "# HELP engage_http_keyless_refused_total Tracking requests without a key "
+                    "refused (429) past the per-address limit.\n"
+                    "# TYPE engage_http_keyless_refused_total counter\n"
+                    "engage_http_keyless_refused_total %llu\n",
+               (unsigned long long)atomic_load(&keyless_refused));
 }
 
 void http_stop(struct http_server *s)
 {
     if (s == NULL)
         return;
-    MHD_stop_daemon(s->d);
-    http_ingest_cleanup();
+    if (s->d)
+        MHD_stop_daemon(s->d); /* closes every connection, and the listening socket */
+    if (s->reaper_started) {
+        pthread_mutex_lock(&s->guard_mu);
+        s->stop = 1;
+        pthread_cond_signal(&s->guard_cv);
+        pthread_mutex_unlock(&s->guard_mu);
+        pthread_join(s->reaper, NULL);
+    }
+    pthread_mutex_destroy(&s->guard_mu);
+    pthread_cond_destroy(&s->guard_cv);
+    arenas_cleanup();
     free(s);
 }

@@ -138,3 +138,45 @@ int contact_delete(struct store *st, const char *xid, const char *actor, const c
     store_contact_release(&c);
     return rc;
 }
+
+int contact_restore(struct store *st, const char *xid, const char *reason, const char *actor,
+                    const char *req_id, json_t **out, struct err *e)
+{
+    struct store_contact c;
+    json_t *a;
+    int rc;
+
+    *out = NULL;
+    store_contact_init(&c);
+    rc = store_begin(st, e);
+    if (rc)
+        return rc;
+    rc = store_contact_get_by_xid(st, xid, &c, e);
+    if (rc == E_NOTFOUND)
+        rc = ERR(e, E_NOTFOUND, "no contact '%s'", xid);
+    else if (rc == 0 && !c.deleted)
+        rc = ERR(e, E_CONFLICT, "contact '%s' is not deleted", xid);
+    else if (rc == 0 && c.merged_into)
+        rc = ERR(e, E_CONFLICT, "contact '%s' was merged into contact %lld: restore that one", xid,
+                 (long long)c.merged_into);
+    if (rc == 0) {
+        c.deleted = 0;
+        c.updated_at = clock_now_ms();
+        rc = store_contact_update(st, &c, e); /* a new seq: the audience index takes it back */
+    }
+    if (rc == 0) {
+        *out = contact_summary_json(&c);
+        a = json_deep_copy(*out);
+        if (reason && *reason)
+            json_object_set_new(a, "reason", json_string(reason));
+        rc = audit_record(st, actor, "contact.restore", "contact", xid, NULL, a, req_id, e);
+        json_decref(a);
+    }
+    rc = store_finish(st, rc, e);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    store_contact_release(&c);
+    return rc;
+}

@@ -7,7 +7,6 @@
  * Compiling checks every key and reports every problem with a JSON pointer. */
 #include "ingest.h"
 
-#include <regex.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +23,8 @@ struct prop_spec {
     int required;
     int has_min, has_max;
     double min, max;
-    int has_pattern;
-    regex_t re;
-    char *pattern;
+    struct pattern *pattern;
+    char *pattern_error; /* a stored pattern that no longer compiles: every value refused */
     json_t *enum_vals; /* array of allowed (typed) values, or NULL */
     int email;         /* "format":"email" */
     long max_length;   /* strings, in bytes; 0 = none */
@@ -38,6 +36,7 @@ struct contract {
     struct prop_spec *props;
     int nprops;
     int strict; /* "additional_properties": false */
+    size_t pattern_max_bytes; /* longest value matched against a pattern */
 };
 
 struct contract_set {
@@ -307,9 +306,8 @@ static int name_ok(const char *s)
 static void spec_free(struct prop_spec *p)
 {
     free(p->name);
-    free(p->pattern);
-    if (p->has_pattern)
-        regfree(&p->re);
+    pattern_free(p->pattern);
+    free(p->pattern_error);
     json_decref(p->enum_vals);
 }
 
@@ -328,8 +326,12 @@ void contract_free(struct contract *c)
     free(c);
 }
 
-static void compile_spec(struct prop_spec *p, const char *key, json_t *spec, const char *ptr,
-                         struct errlist *errs)
+/* stored: the contract comes from the store, where it was valid when put. A pattern of it
+ * that no longer compiles (an expression of the POSIX dialect patterns had before PCRE2)
+ * does not stop the contract from loading: its property refuses every value, saying why,
+ * until a new version is stored (the values wait in the dead-letter store for a replay). */
+static void compile_spec(const struct contract *c, struct prop_spec *p, const char *key,
+                         json_t *spec, const char *ptr, int stored, struct errlist *errs)
 {
     const char *k;
     json_t *v;
@@ -364,13 +366,16 @@ static void compile_spec(struct prop_spec *p, const char *key, json_t *spec, con
             else
                 p->has_max = 1, p->max = json_number_value(v);
         } else if (strcmp(k, "pattern") == 0) {
+            char why[240];
             if (!json_is_string(v) || p->type != VT_STRING) {
                 errlist_add(errs, path, "must be a string, on a string property");
-            } else if (regcomp(&p->re, json_string_value(v), REG_EXTENDED | REG_NOSUB) != 0) {
-                errlist_add(errs, path, "is not a valid POSIX extended regular expression");
-            } else {
-                p->has_pattern = 1;
-                p->pattern = xstrdup(json_string_value(v));
+            } else if (pattern_compile(json_string_value(v), json_string_length(v), &p->pattern,
+                                       why, sizeof why) != 0) {
+                if (stored)
+                    p->pattern_error = xasprintf("contract %s v%d: %s %s; store a new version of "
+                                                 "the contract", c->name, c->version, path, why);
+                else
+                    errlist_add(errs, path, "%s", why);
             }
         } else if (strcmp(k, "max_length") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 || p->type != VT_STRING)
@@ -410,8 +415,8 @@ static void compile_spec(struct prop_spec *p, const char *key, json_t *spec, con
     }
 }
 
-int contract_compile(const char *text, size_t len, const char *name_expected, int version,
-                     struct contract **out, struct errlist *errs, struct err *e)
+static int compile_doc(const char *text, size_t len, const char *name_expected, int version,
+                       int stored, struct contract **out, struct errlist *errs, struct err *e)
 {
     json_error_t jerr;
     json_t *doc, *v, *props;
@@ -422,6 +427,7 @@ int contract_compile(const char *text, size_t len, const char *name_expected, in
     *out = NULL;
     doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (doc == NULL) {
+        json_error_tidy(&jerr);
         errlist_add(errs, "", "not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
                     jerr.column);
         return ERR(e, E_INVAL, "contract is not valid JSON");
@@ -433,6 +439,7 @@ int contract_compile(const char *text, size_t len, const char *name_expected, in
     }
     c = xcalloc(1, sizeof *c);
     c->version = version;
+    c->pattern_max_bytes = CONFIG_PATTERN_MAX_VALUE_BYTES;
     v = json_object_get(doc, "name");
     if (!json_is_string(v) || !name_ok(json_string_value(v))) {
         errlist_add(errs, "/name", "must be a name of 1 to 128 bytes without control characters "
@@ -483,7 +490,7 @@ int contract_compile(const char *text, size_t len, const char *name_expected, in
             if (!prop_name_ok(k))
                 errlist_add(errs, path, "property names are 1 to 128 bytes without control "
                                         "characters or '/'");
-            compile_spec(&c->props[i++], k, spec, path, errs);
+            compile_spec(c, &c->props[i++], k, spec, path, stored, errs);
             c->nprops = (int)i;
         }
     }
@@ -512,6 +519,12 @@ int contract_compile(const char *text, size_t len, const char *name_expected, in
     return 0;
 }
 
+int contract_compile(const char *text, size_t len, const char *name_expected, int version,
+                     struct contract **out, struct errlist *errs, struct err *e)
+{
+    return compile_doc(text, len, name_expected, version, 0, out, errs, e);
+}
+
 const char *contract_name(const struct contract *c)
 {
     return c->name;
@@ -530,9 +543,38 @@ int contract_version(const struct contract *c)
 /* ---- validation (used by ingest.c through contract_apply) ----------------------------- */
 
 
+/* A string value against the property's pattern: NULL, or a reason code with a sentence. */
+static const char *pattern_check(const struct contract *c, const struct prop_spec *p, const char *s,
+                                 size_t n, char *msg, size_t cap)
+{
+    if (p->pattern_error) {
+        snprintf(msg, cap, "%s", p->pattern_error);
+        return "pattern_invalid";
+    }
+    /* The cap keeps the work of a match in proportion to what a pattern is for (codes,
+     * ids, addresses), whatever the pattern. */
+    if (n > c->pattern_max_bytes) {
+        snprintf(msg, cap, "value of %zu bytes is longer than the %zu bytes matched against a "
+                 "pattern ([ingest] pattern_max_value_bytes)", n, c->pattern_max_bytes);
+        return "pattern_limit";
+    }
+    switch (pattern_match(p->pattern, s, n, msg, cap)) {
+    case PATTERN_MATCH:
+        return NULL;
+    case PATTERN_NO_MATCH:
+        snprintf(msg, cap, "must match %s, got \"%.*s\"", pattern_text(p->pattern),
+                 (int)utf8_prefix(s, n, 40), s);
+        return "constraint";
+    case PATTERN_BAD_VALUE:
+        return "invalid_encoding";
+    default:
+        return "pattern_limit";
+    }
+}
+
 /* Checks one typed value against its spec. NULL, or a reason code with a sentence. */
-static const char *spec_check_tval(const struct prop_spec *p, const struct tval *v, char *msg,
-                                   size_t cap)
+static const char *spec_check_tval(const struct contract *c, const struct prop_spec *p,
+                                   const struct tval *v, char *msg, size_t cap)
 {
     double num = v->t == VT_NUMBER ? v->d : (double)v->i;
 
@@ -549,16 +591,18 @@ static const char *spec_check_tval(const struct prop_spec *p, const struct tval 
             snprintf(msg, cap, "must be at most %ld bytes", p->max_length);
             return "constraint";
         }
-        if (p->has_pattern || p->email) {
-            /* regexec needs a NUL-terminated string */
+        if (p->pattern || p->pattern_error) {
+            const char *why = pattern_check(c, p, v->s, v->n, msg, cap);
+            if (why)
+                return why;
+        }
+        if (p->email) {
+            /* ingest_email_ok needs a NUL-terminated string */
             char small[256], *z = v->n < sizeof small ? small : xmalloc(v->n + 1);
             const char *why = NULL;
             memcpy(z, v->s, v->n);
             z[v->n] = '\0';
-            if (p->has_pattern && regexec(&p->re, z, 0, NULL, 0) != 0) {
-                snprintf(msg, cap, "must match %s, got \"%.40s\"", p->pattern, z);
-                why = "constraint";
-            } else if (p->email && !ingest_email_ok(z)) {
+            if (!ingest_email_ok(z)) {
                 snprintf(msg, cap, "is not an email address: \"%.60s\"", z);
                 why = "invalid_email";
             }
@@ -584,7 +628,8 @@ static const char *spec_check_tval(const struct prop_spec *p, const struct tval 
 }
 
 /* The same check on a typed JSON value (the JSON path). */
-static const char *spec_check(const struct prop_spec *p, const json_t *t, char *msg, size_t cap)
+static const char *spec_check(const struct contract *c, const struct prop_spec *p, const json_t *t,
+                              char *msg, size_t cap)
 {
     struct tval v = {.t = p->type};
 
@@ -601,7 +646,7 @@ static const char *spec_check(const struct prop_spec *p, const json_t *t, char *
             return NULL;
         break;
     }
-    return spec_check_tval(p, &v, msg, cap);
+    return spec_check_tval(c, p, &v, msg, cap);
 }
 
 /* ---- the text path (CSV) ---- */
@@ -635,7 +680,7 @@ const char *contract_type_text(const struct contract *c, int i, const char *s, s
 
     if (text_parse(s, n, p->type, &v, msg, msgcap))
         return p->type == VT_TIMESTAMP ? "invalid_timestamp" : "invalid_type";
-    why = spec_check_tval(p, &v, msg, msgcap);
+    why = spec_check_tval(c, p, &v, msg, msgcap);
     if (why)
         return why;
     if (p->type == VT_TIMESTAMP && ms)
@@ -699,7 +744,7 @@ const char *contract_type_jt(const struct contract *c, int i, const struct jt *v
             return "invalid_timestamp";
         }
     }
-    why = spec_check_tval(p, &tv, msg, msgcap);
+    why = spec_check_tval(c, p, &tv, msg, msgcap);
     if (why)
         return why;
     memset(out, 0, sizeof *out);
@@ -752,7 +797,7 @@ const char *contract_apply(const struct contract *c, const json_t *props, json_t
             json_decref(outp);
             return p->type == VT_TIMESTAMP ? "invalid_timestamp" : "invalid_type";
         }
-        why = spec_check(p, t, msg, msgcap);
+        why = spec_check(c, p, t, msg, msgcap);
         if (why) {
             snprintf(field, fieldcap, "%s", p->name);
             json_decref(t);
@@ -801,6 +846,7 @@ const char *contract_occurred_at(const struct contract *c)
 
 struct load_ctx {
     struct contract_set *cs;
+    size_t pattern_max_bytes;
     struct err *e;
 };
 
@@ -809,13 +855,19 @@ static int load_one(void *ctx, const struct store_contract *sc)
     struct load_ctx *lc = ctx;
     struct errlist errs = {0};
     struct contract *c;
+    int i;
 
-    if (contract_compile(sc->body, strlen(sc->body), NULL, sc->version, &c, &errs, lc->e)) {
+    if (compile_doc(sc->body, strlen(sc->body), NULL, sc->version, 1, &c, &errs, lc->e)) {
         err_clear(lc->e);
         return ERR(lc->e, E_CORRUPT, "stored contract %s v%d no longer compiles: %s: %s",
                    sc->name, sc->version, errs.n ? errs.items[0].path : "",
                    errs.n ? errs.items[0].msg : "");
     }
+    c->pattern_max_bytes = lc->pattern_max_bytes;
+    for (i = 0; i < c->nprops; i++)
+        if (c->props[i].pattern_error)
+            log_warn("contracts", "%s (until then its values are refused, reason "
+                     "pattern_invalid)", c->props[i].pattern_error);
     if (strcmp(c->kind, "contact") == 0) {
         contract_free(lc->cs->contact);
         lc->cs->contact = c;
@@ -826,12 +878,15 @@ static int load_one(void *ctx, const struct store_contract *sc)
     return 0;
 }
 
-int contract_set_load(struct store *st, struct contract_set **out, struct err *e)
+int contract_set_load(struct store *st, const struct config *cfg, struct contract_set **out,
+                      struct err *e)
 {
     struct contract_set *cs = xcalloc(1, sizeof *cs);
-    struct load_ctx lc = {cs, e};
+    struct load_ctx lc = {cs, CONFIG_PATTERN_MAX_VALUE_BYTES, e};
     int rc;
 
+    if (cfg)
+        lc.pattern_max_bytes = (size_t)cfg->pattern_max_value_bytes;
     atomic_init(&cs->refs, 1);
     rc = store_contracts_latest(st, load_one, &lc, e);
     if (rc) {

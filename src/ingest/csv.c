@@ -1087,7 +1087,7 @@ static int pipe_start(struct import_state *s)
     int rc;
 
     /* An import validates against the contracts current when it starts. */
-    rc = contract_set_load(s->in->st, &s->cs, s->e);
+    rc = contract_set_load(s->in->st, s->in->cfg, &s->cs, s->e);
     if (rc)
         return rc;
     pthread_mutex_init(&s->mu, NULL);

@@ -14,6 +14,11 @@
 #include "ingest_int.h"
 #include "../auth/auth.h"
 
+/* Why a record of a deleted contact is refused, and the way back. */
+#define CONTACT_DELETED_MSG                                                                        \
+    "the contact was deleted: restore it (POST /api/v1/contacts/{external_id}/restore or engage "  \
+    "contact restore), then replay"
+
 /* External id -> contact id, for as many contacts as this (about 70 bytes each); past
  * it the rest are looked up in the store each time (a cache cleared when full would be
  * refilled and cleared again by every file that touches more contacts than it holds). */
@@ -99,7 +104,7 @@ int ingest_begin(struct ingest *in, struct err *e)
     rc = store_contracts_stamp(in->st, &stamp, e);
     if (rc == 0 && stamp != in->contracts_stamp) {
         struct contract_set *cs;
-        rc = contract_set_load(in->st, &cs, e);
+        rc = contract_set_load(in->st, in->cfg, &cs, e);
         if (rc == 0) {
             contract_set_free(in->contracts);
             in->contracts = cs;
@@ -548,7 +553,7 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
         goto out;
     if (c.deleted) {
         rc = ingest_reject(in, cx, "contact", rec, "contact_deleted", "external_id",
-                    "this contact was deleted; restore it through the API first", out, e);
+                    CONTACT_DELETED_MSG, out, e);
         goto out;
     }
     rc = register_types(in, new_types, e);
@@ -951,7 +956,7 @@ int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx 
             prep_reject(p, "invalid_timestamp", contract_occurred_at(c), "is out of range");
             goto out;
         }
-    } else if (cx->kind == SRC_SDK || cx->kind == SRC_API) {
+    } else if (cx->kind == SRC_SDK || cx->kind == SRC_API || cx->received_is_time) {
         p->occurred_at = cx->received_at;
     } else {
         prep_reject(p, "missing_field", "occurred_at",
@@ -1022,7 +1027,7 @@ int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct pr
         return rc;
     if (contact_id == 0)
         return reject_prepared(in, cx, p, "contact_deleted", p->xid ? "external_id" : "anonymous_id",
-                               "the contact was deleted", out, e);
+                               CONTACT_DELETED_MSG, out, e);
     if (name_id == 0) {
         rc = event_name_id(in, p->name, 0, &name_id, e);
         if (rc == 0 && name_id == 0) {
@@ -1206,7 +1211,7 @@ int ingest_set_consent(struct ingest *in, const char *external_id, enum consent_
 /* ---- replay ------------------------------------------------------------------------------ */
 
 struct pending {
-    int64_t id;
+    int64_t id, created_at;
     char *kind, *source, *raw;
     int truncated;
 };
@@ -1221,6 +1226,7 @@ static int collect_one(void *ctx, const struct store_rejected *r)
     struct collect *c = ctx;
 
     c->items[c->n].id = r->id;
+    c->items[c->n].created_at = r->created_at;
     c->items[c->n].kind = xstrdup(r->kind);
     c->items[c->n].source = xstrdup(r->source);
     c->items[c->n].raw = xstrdup(r->raw);
@@ -1270,12 +1276,17 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, co
             break;
         rc = store_rejected_list(in->st, &cur, collect_one, &col, e);
         for (i = 0; i < col.n && rc == 0; i++) {
+            /* A record from the API or an SDK without a time of its own took the time it
+             * was received: on replay, when it was first received (the letter's). */
+            int live = strcmp(col.items[i].source, "api") == 0 ||
+                       strcmp(col.items[i].source, "sdk") == 0;
             struct ingest_ctx cx = {
                 .kind = SRC_REPLAY, /* bulk: a replay can never lift an opt-out */
                 .source = col.items[i].source,
                 .origin = "replay",
                 .text_mode = strcmp(col.items[i].source, "csv") == 0,
-                .received_at = clock_now_ms(),
+                .received_at = live ? col.items[i].created_at : clock_now_ms(),
+                .received_is_time = live,
             };
             enum ingest_outcome o;
             json_t *rec;

@@ -40,8 +40,12 @@ const char *contract_kind(const struct contract *c);
 int contract_put(struct store *st, const char *name, const char *text, size_t len,
                  const char *actor, const char *req_id, int *version, int *unchanged,
                  struct errlist *errs, struct err *e);
-/* Loads the latest version of every stored contract. Caller owns *out. */
-int contract_set_load(struct store *st, struct contract_set **out, struct err *e);
+/* Loads the latest version of every stored contract, with cfg's limits ([ingest]
+ * pattern_max_value_bytes; NULL: the defaults, for readers that only look at types).
+ * A stored pattern that no longer compiles is logged, and its property refuses every
+ * value (reason pattern_invalid) until a new version is stored. Caller owns *out. */
+int contract_set_load(struct store *st, const struct config *cfg, struct contract_set **out,
+                      struct err *e);
 /* Sets are shared by reference: free drops one; the last frees. */
 struct contract_set *contract_set_ref(struct contract_set *cs);
 void contract_set_free(struct contract_set *cs);
@@ -136,6 +140,8 @@ struct ingest_ctx {
     int64_t received_at;
     size_t max_value_bytes; /* [ingest] max_value_bytes, for ingest_event_prepare() (0: the
                              * default); the calls given a session read its configuration */
+    int received_is_time; /* an event without occurred_at takes received_at (a replay of
+                           * API or SDK records; those sources always do) */
 };
 
 void ingest_init(struct ingest *in, struct store *st, const struct config *cfg);
@@ -338,6 +344,12 @@ int contact_consent_change(struct store *st, const struct config *cfg, const cha
 /* Flags the contact deleted (kept, excluded everywhere, its id never reused), audited. */
 int contact_delete(struct store *st, const char *xid, const char *actor, const char *req_id,
                    struct err *e);
+/* Undoes a deletion (audited, with reason if given): the contact takes data again and is
+ * back in segments; its events refused meanwhile wait in the dead-letter store for
+ * 'rejected replay'. *out: the contact (caller owns). E_NOTFOUND unknown, E_CONFLICT
+ * not deleted. */
+int contact_restore(struct store *st, const char *xid, const char *reason, const char *actor,
+                    const char *req_id, json_t **out, struct err *e);
 
 /* ---- the dead-letter store ---------------------------------------------------------- */
 

@@ -339,7 +339,7 @@ int ingest_queue_contracts(struct ingest_queue *q, struct store *st, struct cont
     pthread_mutex_lock(&q->cs_mu);
     if (q->cs == NULL || stamp != q->cs_stamp) {
         struct contract_set *cs;
-        rc = contract_set_load(st, &cs, e);
+        rc = contract_set_load(st, q->cfg, &cs, e);
         if (rc == 0) {
             contract_set_free(q->cs);
             q->cs = cs;

@@ -645,8 +645,23 @@ static struct node *parse_node(struct pctx *p, const json_t *j, const char *path
         return NULL;
     }
     type = json_object_get(j, "type");
-    if (type == NULL && (json_object_get(j, "rules") || json_object_get(j, "op")))
-        return parse_group(p, j, path, depth);
+    if (type == NULL) {
+        /* A group, unless it looks like a rule that lost its type: then that one problem,
+         * not the four a group would find in it. */
+        const json_t *op = json_object_get(j, "op");
+        int and_or = json_is_string(op) && (strcmp(json_string_value(op), "AND") == 0 ||
+                                            strcmp(json_string_value(op), "OR") == 0);
+        if (json_object_get(j, "rules") || and_or ||
+            !(op || json_object_get(j, "field") || json_object_get(j, "event")))
+            return parse_group(p, j, path, depth);
+        {
+            char sub[200];
+            snprintf(sub, sizeof sub, "%s/type", path);
+            errlist_add(p->errs, sub, "is required: attribute (with field, op, value) or "
+                                      "behavior (with event, op, within_days)");
+        }
+        return NULL;
+    }
     if (++p->nrules > p->lim->max_rules) {
         if (p->nrules == p->lim->max_rules + 1)
             errlist_add(p->errs, path, "is rule %d; at most %d rules are allowed", p->nrules,

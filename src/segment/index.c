@@ -1099,7 +1099,7 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
     /* The contracts are read again only when a version was added since (the stamp). */
     rc = store_contracts_stamp(st, &stamp, e);
     if (rc == 0 && (ix->cs == NULL || stamp != ix->contracts_stamp)) {
-        rc = contract_set_load(st, &cs, e);
+        rc = contract_set_load(st, NULL, &cs, e); /* types only */
         if (rc == 0) {
             contract_set_free(ix->cs);
             ix->cs = cs;

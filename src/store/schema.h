@@ -209,7 +209,15 @@ static const char *const store_migrations[] = {
     "  report TEXT NOT NULL);",                   /* JSON (docs/sync.md) */
     /* 7 -> 8: where each sync checkpoint stood lately (a lookback window's start). */
     "ALTER TABLE sync_checkpoints ADD COLUMN trail TEXT;", /* [[at_ms, cursor, key], …] */
-    /* 8 -> 9: a dead letter keeps the first STORE_REJECTED_MAX_RAW bytes of its record;
+    /* 8 -> 9: who added each sync source: 'cli' (the operator) or 'api' (an admin key),
+     * which decides what its password reference and DSN may name (docs/sync.md). A
+     * source added before is what its latest sync_source.add audit record says, and
+     * 'api' without one: the stricter rules. */
+    "ALTER TABLE sync_sources ADD COLUMN origin TEXT NOT NULL DEFAULT 'api';"
+    "UPDATE sync_sources SET origin = 'cli' WHERE (SELECT actor FROM audit"
+    "  WHERE action = 'sync_source.add' AND entity = 'sync_source'"
+    "  AND entity_id = sync_sources.name ORDER BY id DESC LIMIT 1) LIKE 'cli:%';",
+    /* 9 -> 10: a dead letter keeps the first STORE_REJECTED_MAX_RAW bytes of its record;
      * truncated says it was cut (it can never be replayed), raw_bytes the whole size.
      * store_migrate() cuts the letters kept whole before, in C. */
     "ALTER TABLE rejected ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;"

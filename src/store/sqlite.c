@@ -15,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include "schema.h"
 
@@ -353,8 +356,8 @@ int store_migrate(struct store *st, int *from, int *to, struct err *e)
     }
     for (; v < STORE_SCHEMA_VERSION; v++) {
         rc = exec(st, store_migrations[v], e);
-        if (rc == 0 && v == 8)
-            rc = rejected_cut_old(st, e); /* 8 -> 9: letters kept whole before are cut */
+        if (rc == 0 && v == 9)
+            rc = rejected_cut_old(st, e); /* 9 -> 10: letters kept whole before are cut */
         if (rc == 0 && v == 3) {
             /* 3 -> 4 moves the old events table's rows into blocks, in C. */
             st->in_tx = st->writing = 1;
@@ -480,6 +483,59 @@ static void ckpt_stop(struct store *st)
     st->ckpt = NULL;
 }
 
+/* The store holds e-mail addresses, key hashes and sealed passwords: its directory is
+ * 0700 and its files (engage.db, its WAL and shared-memory files, backups) 0600. A new
+ * file is created 0600 before SQLite opens it (SQLite gives the WAL and shm files the
+ * database file's mode); one found more open, from an older version, is tightened. */
+static int tighten(const char *path, mode_t mode, struct err *e)
+{
+    struct stat sb;
+
+    if (stat(path, &sb) != 0)
+        return errno == ENOENT ? 0 : ERR(e, E_IO, "store: cannot stat '%s': %s", path,
+                                        strerror(errno));
+    if ((sb.st_mode & 077) == 0)
+        return 0;
+    if (chmod(path, mode) != 0)
+        return ERR(e, E_IO, "store: '%s' is readable by others (mode %04o) and cannot be "
+                            "made %04o: %s", path, (unsigned)(sb.st_mode & 07777),
+                   (unsigned)mode, strerror(errno));
+    log_warn("store", "'%s' was mode %04o: made %04o (it holds personal data)", path,
+             (unsigned)(sb.st_mode & 07777), (unsigned)mode);
+    return 0;
+}
+
+/* Creates path empty with mode 0600 if it does not exist (an empty file is an empty
+ * SQLite database). */
+static int create_private(const char *path, struct err *e)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    return errno == EEXIST ? 0 : ERR(e, E_IO, "store: cannot create '%s': %s", path,
+                                     strerror(errno));
+}
+
+static int store_files_private(const char *data_dir, const char *db, struct err *e)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    char path[1100];
+    size_t i;
+    int rc;
+
+    if ((rc = tighten(data_dir, 0700, e)) || (rc = create_private(db, e)))
+        return rc;
+    for (i = 0; i < sizeof suffix / sizeof *suffix; i++) {
+        snprintf(path, sizeof path, "%s%s", db, suffix[i]);
+        if ((rc = tighten(path, 0600, e)))
+            return rc;
+    }
+    return 0;
+}
+
 int store_open(struct store **out, const char *data_dir, const struct store_opts *opts,
                struct err *e)
 {
@@ -495,6 +551,10 @@ int store_open(struct store **out, const char *data_dir, const struct store_opts
     }
     st = xcalloc(1, sizeof *st);
     snprintf(st->path, sizeof st->path, "%s/engage.db", data_dir);
+    if (!opts->readonly && (rc = store_files_private(data_dir, st->path, e))) {
+        free(st);
+        return rc;
+    }
     flags = opts->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     rc = sqlite3_open_v2(st->path, &st->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -586,8 +646,13 @@ int store_backup(struct store *st, const char *dest_path, struct err *e)
     sqlite3_backup *b;
     int rc;
 
-    if (access(dest_path, F_OK) == 0)
-        return ERR(e, E_CONFLICT, "backup: '%s' already exists", dest_path);
+    /* Made here, 0600 and only if absent (no window between a check and SQLite's open). */
+    rc = open(dest_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (rc < 0)
+        return errno == EEXIST ? ERR(e, E_CONFLICT, "backup: '%s' already exists", dest_path)
+                               : ERR(e, E_IO, "backup: cannot create '%s': %s", dest_path,
+                                     strerror(errno));
+    close(rc);
     rc = sqlite3_open(dest_path, &dst);
     if (rc != SQLITE_OK) {
         rc = ERR(e, E_IO, "backup: cannot create '%s': %s", dest_path, sqlite3_errmsg(dst));
@@ -1320,7 +1385,7 @@ int store_rejected_add(struct store *st, const struct store_rejected *r, int64_t
     return rc;
 }
 
-/* Migration 8 -> 9: letters kept whole before (a 300 MB CSV line, say) keep what new
+/* Migration 9 -> 10: letters kept whole before (a 300 MB CSV line, say) keep what new
  * ones keep. Updating the rows being read is fine: cutting again changes nothing. */
 static int rejected_cut_old(struct store *st, struct err *e)
 {

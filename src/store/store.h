@@ -17,7 +17,7 @@
 #include "../core/config.h"
 #include "../core/core.h"
 
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 #define STORE_MAX_EXTERNAL_ID 255
 #define STORE_MAX_EVENT_ID 255
 #define STORE_MAX_NAME 128
@@ -434,6 +434,7 @@ void store_pool_put(struct store_pool *p, struct store *st);
 struct store_sync_source {
     int64_t id;
     char name[128], kind[16];
+    char origin[8];                   /* "cli" or "api": who added it (sync/policy.c) */
     char *dsn, *password, *mapping;   /* password: a reference or a sealed value */
     int64_t created_at, updated_at, last_ok_at, last_error_at, failures;
     char last_error[512];

@@ -35,7 +35,7 @@ int store_sync_source_add(struct store *st, const struct store_sync_source *src,
     int64_t now = clock_now_ms();
     int rc = prep(st,
                   "INSERT INTO sync_sources(name, kind, dsn, password, mapping, created_at,"
-                  " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                  " updated_at, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
                   &s, e);
 
     if (rc)
@@ -46,6 +46,7 @@ int store_sync_source_add(struct store *st, const struct store_sync_source *src,
     store_sql_bind_text(s, 4, src->password ? src->password : "");
     store_sql_bind_text(s, 5, src->mapping);
     sqlite3_bind_int64(s, 6, now);
+    store_sql_bind_text(s, 7, src->origin[0] ? src->origin : "api");
     rc = sqlite3_step(s);
     if (rc == SQLITE_CONSTRAINT)
         rc = ERR(e, E_CONFLICT, "a sync source named \"%s\" exists", src->name);
@@ -61,7 +62,7 @@ int store_sync_source_add(struct store *st, const struct store_sync_source *src,
 
 #define SOURCE_COLS                                                                                \
     "id, name, kind, dsn, password, mapping, created_at, updated_at, last_ok_at, last_error,"      \
-    " last_error_at, failures"
+    " last_error_at, failures, origin"
 
 static void source_row(sqlite3_stmt *s, struct store_sync_source *out)
 {
@@ -79,6 +80,7 @@ static void source_row(sqlite3_stmt *s, struct store_sync_source *out)
              sqlite3_column_text(s, 9) ? (const char *)sqlite3_column_text(s, 9) : "");
     out->last_error_at = sqlite3_column_int64(s, 10);
     out->failures = sqlite3_column_int64(s, 11);
+    snprintf(out->origin, sizeof out->origin, "%s", (const char *)sqlite3_column_text(s, 12));
 }
 
 int store_sync_source_get(struct store *st, const char *name, struct store_sync_source *out,

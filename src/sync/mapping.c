@@ -176,6 +176,7 @@ int sync_mapping_parse(const char *text, struct sync_mapping *out, struct errlis
 
     memset(out, 0, sizeof *out);
     if (doc == NULL) {
+        json_error_tidy(&je);
         errlist_add(errs, "", "not valid JSON: %s (line %d, column %d)", je.text, je.line,
                     je.column);
         return ERR(e, E_INVAL, "the mapping is not valid JSON");

@@ -492,7 +492,7 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
     int rc = store_sync_checkpoint_get(st, source_id, t->table, &cp, e);
 
     if (rc == 0 && t->into == SYNC_EVENTS)
-        rc = contract_set_load(st, &cs, e);
+        rc = contract_set_load(st, p->in.cfg, &cs, e);
     if (rc) {
         store_sync_checkpoint_release(&cp);
         return rc;

@@ -10,8 +10,10 @@
  * a transaction that began earlier but commits later is still read. Values become JSON:
  * numbers, booleans, text; timestamps as ISO-8601 UTC (the session runs in UTC); json
  * and jsonb parsed. */
+#include <errno.h>
 #include <libpq-fe.h>
 #include <math.h>
+#include <poll.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -29,92 +31,178 @@ struct sync_conn {
 
 /* ---- passwords ------------------------------------------------------------------- */
 
-int sync_password(const struct config *cfg, const char *ref, char **out, struct err *e)
+/* The source's password: none, a reference (checked again for its origin: policy.c), or
+ * a value sealed with the secrets key. Caller frees with secret_free. */
+static int source_password(const struct store_sync_source *src, const struct config *cfg,
+                           char **out, struct err *e)
 {
+    const char *ref = src->password;
+    unsigned char key[SECRET_KEY_BYTES];
+    size_t n;
+    int rc;
+
     *out = NULL;
     if (ref == NULL || *ref == '\0')
         return 0;
-    if (strncmp(ref, "env:", 4) == 0 || strncmp(ref, "file:", 5) == 0) {
-        char msg[300];
-        int env = ref[0] == 'e';
-        if (config_secret_resolve(env ? "env" : "file", ref + (env ? 4 : 5), out, msg, sizeof msg))
-            return ERR(e, E_INVAL, "the source's password: %s", msg);
-        return 0;
-    }
-    if (strncmp(ref, "sb1:", 4) == 0) {
-        unsigned char key[SECRET_KEY_BYTES];
-        size_t n;
-        int rc = secret_key_load(cfg, key, e);
+    if (strncmp(ref, "sb1:", 4) != 0) {
+        rc = sync_ref_read(ref, sync_origin_of(src), cfg, out, e);
+    } else {
+        rc = secret_key_load(cfg, key, e);
         if (rc == 0)
             rc = secret_open(key, ref, out, &n, e);
         sodium_memzero(key, sizeof key);
-        return rc;
     }
-    return ERR(e, E_INVAL, "a password reference is env:VAR, file:PATH or a sealed value");
+    if (rc == 0 && **out == '\0') { /* libpq would take it for none, and look for its own */
+        secret_free(*out);
+        *out = NULL;
+        return ERR(e, E_INVAL, "the password (%s) is empty",
+                   strncmp(ref, "sb1:", 4) ? ref : "sealed");
+    }
+    return rc;
 }
 
 /* ---- connections ------------------------------------------------------------------- */
+
+/* libpq's last error on pg, its first line, in buf. */
+static const char *pq_error(PGconn *pg, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s", PQerrorMessage(pg));
+    buf[strcspn(buf, "\n")] = '\0';
+    return buf;
+}
+
+/* Drives a connection from PQconnectStartParams to its end one step at a time, so that
+ * the state before each step is seen: a password goes out only inside the step that
+ * reads the server's answer to the startup packet (CONNECTION_AWAITING_RESPONSE), and
+ * libpq returns to us after sending that packet, on every host it tries. Before such a
+ * step the connection is dropped when libpq holds a password (PQpass: the source's, or
+ * one it found itself in PGPASSWORD, a password file or a service file) and
+ *  - the connection is not encrypted (no TLS, no GSS) and clear_ok is not set: the
+ *    server could ask for it in clear text (libpq before 16 cannot refuse that);
+ *  - from_api is set and the source gave none: a source added over the API uses only
+ *    the password it names, whatever the host.
+ * PQconnectdb's connect_timeout is its own loop's: each host gets timeout_ms here. */
+static int pg_connect_steps(PGconn *pg, const char *name, int clear_ok, int from_api,
+                            int own_password, double timeout_ms, struct err *e)
+{
+    PostgresPollingStatusType step = PGRES_POLLING_WRITING;
+    const char *host = PQhost(pg);
+    double deadline = clock_mono_ms() + timeout_ms, left;
+    char msg[300];
+
+    while (step != PGRES_POLLING_OK) {
+        struct pollfd p = {.fd = PQsocket(pg),
+                           .events = step == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        const char *pw;
+        int ready;
+        if (step == PGRES_POLLING_FAILED || PQstatus(pg) == CONNECTION_BAD)
+            return ERR(e, E_IO, "source %s: cannot connect: %s", name,
+                       pq_error(pg, msg, sizeof msg));
+        if (PQhost(pg) != host) { /* the next host: its own time */
+            host = PQhost(pg);
+            deadline = clock_mono_ms() + timeout_ms;
+        }
+        left = deadline - clock_mono_ms();
+        ready = poll(&p, 1, left > 0 ? (int)left : 0);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            return ERR(e, E_IO, "source %s: cannot connect: %s", name,
+                       ready ? strerror(errno) : "timed out");
+        pw = PQpass(pg);
+        if (PQstatus(pg) == CONNECTION_AWAITING_RESPONSE && pw && *pw) {
+            if (from_api && !own_password)
+                return ERR(e, E_INVAL, "source %s: libpq found a password of its own for %s "
+                                       "(PGPASSWORD, a password file or a service file): a "
+                                       "source added over the API uses only the password it "
+                                       "names", name, PQhost(pg));
+            if (!clear_ok && !PQsslInUse(pg) && !PQgssEncInUse(pg))
+                return ERR(e, E_INVAL, "source %s: %s did not use TLS: refusing to send the "
+                                       "password without it (sslmode=require, or [sync] "
+                                       "allow_insecure_tls = true)", name, PQhost(pg));
+        }
+        step = PQconnectPoll(pg);
+    }
+    return 0;
+}
+
+/* Opens a PostgreSQL source into c: its rules checked again, its password resolved, the
+ * connection made step by step (pg_connect_steps) and the session set up. */
+static int pg_open(struct sync_conn *c, const struct store_sync_source *src,
+                   const struct config *cfg, struct err *e)
+{
+    enum sync_origin origin = sync_origin_of(src);
+    const char *who = origin == SYNC_ORIGIN_API ? " (added over the API)" : "";
+    int rc, clear_ok, has_password = src->password && *src->password;
+    struct errlist errs = {0};
+    struct err pe = {0};
+    char *password = NULL;
+    PGresult *r;
+
+    /* The rules of its origin again: the settings may have changed since it was added,
+     * and a source stored before these rules never met them. */
+    sync_dsn_check(src->dsn, origin, has_password, cfg, "dsn", &errs);
+    if (errs.n)
+        return ERR(e, E_INVAL, "source %s%s: %s: %s", src->name, who, errs.items[0].path,
+                   errs.items[0].msg);
+    rc = source_password(src, cfg, &password, &pe);
+    if (rc)
+        return ERR(e, rc, "source %s%s: %s", src->name, who, pe.msg);
+    /* TLS below require: libpq 16 and later refuse a clear-text password request
+     * themselves; before 16, pg_connect_steps drops the connection first. */
+    clear_ok = cfg->sync_allow_insecure_tls || sync_dsn_tls(src->dsn) >= SYNC_TLS_REQUIRE;
+    {
+        /* client_encoding: a LATIN1 (or any) database's text arrives converted to UTF-8 */
+        const char *keys[] = {"dbname", "password", "application_name", "client_encoding",
+                              NULL, NULL};
+        const char *vals[] = {src->dsn, password, "engage-sync", "UTF8", NULL, NULL};
+        if (!clear_ok && PQlibVersion() >= 160000) {
+            keys[4] = "require_auth";
+            vals[4] = "!password";
+            clear_ok = 1;
+        }
+        c->pg = 1;
+        c->pgc = PQconnectStartParams(keys, vals, 1);
+    }
+    secret_free(password);
+    if (c->pgc == NULL)
+        return ERR(e, E_NOMEM, "source %s: cannot connect: out of memory", src->name);
+    rc = pg_connect_steps(c->pgc, src->name, clear_ok, origin == SYNC_ORIGIN_API, has_password,
+                          10000, e); /* 10 s a host, as connect_timeout=10 was */
+    if (rc)
+        return rc;
+    r = PQexec(c->pgc, "SET TIME ZONE 'UTC'; SET datestyle = 'ISO, YMD';"
+                       " SET default_transaction_read_only = on");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        rc = ERR(e, E_IO, "source %s: cannot set up the session: %s", src->name,
+                 PQerrorMessage(c->pgc));
+    PQclear(r);
+    return rc;
+}
 
 int sync_connect(const struct store_sync_source *src, const struct config *cfg,
                  struct sync_conn **out, struct err *e)
 {
     struct sync_conn *c = xcalloc(1, sizeof *c);
-    char *password = NULL;
     int rc;
 
     *out = NULL;
     snprintf(c->name, sizeof c->name, "%s", src->name);
     if (strcmp(src->kind, "sqlite") == 0) {
         rc = sqlite3_open_v2(src->dsn, &c->db, SQLITE_OPEN_READONLY, NULL);
-        if (rc != SQLITE_OK) {
+        if (rc != SQLITE_OK)
             rc = ERR(e, E_IO, "source %s: cannot open %s: %s", src->name, src->dsn,
                      c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-            sqlite3_close(c->db);
-            free(c);
-            return rc;
-        }
-        sqlite3_busy_timeout(c->db, 5000);
-        *out = c;
-        return 0;
+        else
+            sqlite3_busy_timeout(c->db, 5000);
+    } else if (strcmp(src->kind, "postgres") == 0) {
+        rc = pg_open(c, src, cfg, e);
+    } else {
+        rc = ERR(e, E_INVAL, "source %s: unknown kind \"%s\"", src->name, src->kind);
     }
-    if (strcmp(src->kind, "postgres") != 0) {
-        free(c);
-        return ERR(e, E_INVAL, "source %s: unknown kind \"%s\"", src->name, src->kind);
-    }
-    rc = sync_password(cfg, src->password, &password, e);
     if (rc) {
-        free(c);
+        sync_disconnect(c);
         return rc;
-    }
-    {
-        /* client_encoding: a LATIN1 (or any) database's text arrives converted to UTF-8 */
-        const char *keys[] = {"dbname", "password", "connect_timeout", "application_name",
-                              "client_encoding", NULL};
-        const char *vals[] = {src->dsn, password, "10", "engage-sync", "UTF8", NULL};
-        c->pg = 1;
-        c->pgc = PQconnectdbParams(keys, vals, 1);
-    }
-    secret_free(password);
-    if (PQstatus(c->pgc) != CONNECTION_OK) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "%s", PQerrorMessage(c->pgc));
-        msg[strcspn(msg, "\n")] = '\0';
-        PQfinish(c->pgc);
-        free(c);
-        return ERR(e, E_IO, "source %s: cannot connect: %s", src->name, msg);
-    }
-    {
-        PGresult *r = PQexec(c->pgc, "SET TIME ZONE 'UTC'; SET datestyle = 'ISO, YMD';"
-                                     " SET default_transaction_read_only = on");
-        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        PQclear(r);
-        if (!ok) {
-            rc = ERR(e, E_IO, "source %s: cannot set up the session: %s", src->name,
-                     PQerrorMessage(c->pgc));
-            PQfinish(c->pgc);
-            free(c);
-            return rc;
-        }
     }
     *out = c;
     return 0;

@@ -1,6 +1,7 @@
 /* sync/sources.c -- adding and removing sync sources, for the CLI and the API alike:
- * every check in one place, the change audited in its own transaction, the password
- * never shown (only what kind of reference it is). */
+ * every check in one place (what a reference or a DSN may name depends on who adds the
+ * source: policy.c), the change audited in its own transaction with the reference, the
+ * password never shown. */
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,24 +17,24 @@ json_t *sync_source_json(const struct store_sync_source *s)
                          : "none";
     json_t *m = json_loads(s->mapping ? s->mapping : "null", JSON_DECODE_ANY, NULL);
 
-    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:s,s:o,s:o}", "name", s->name, "kind", s->kind,
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:s,s:o,s:o}", "name", s->name, "kind",
+                     s->kind, "origin", sync_origin_of(s) == SYNC_ORIGIN_CLI ? "cli" : "api",
                      "dsn", s->dsn ? s->dsn : "", "password", pw, "mapping", m ? m : json_null(),
                      "last_ok_at", json_iso_or_null(s->last_ok_at), "failures",
                      (json_int_t)s->failures, "last_error", s->last_error, "last_error_at",
                      json_iso_or_null(s->last_error_at), "created_at", json_iso_or_null(s->created_at));
 }
 
-/* A libpq DSN that carries a password (key=value or URL form). */
-static int dsn_has_password(const char *dsn)
+/* A source as its audit records keep it: the password as password_ref, the reference
+ * itself (env:VAR, file:PATH; "sealed" or "none"), which the audit's masking keeps, as
+ * it keeps any *_ref member: never the secret, nor the sealed value. */
+static json_t *audit_view(const struct store_sync_source *s)
 {
-    const char *u = strstr(dsn, "://"), *at;
+    json_t *j = sync_source_json(s);
 
-    if (strcasestr(dsn, "password"))
-        return 1;
-    if (u == NULL)
-        return 0;
-    at = strchr(u + 3, '@');
-    return at && memchr(u + 3, ':', (size_t)(at - (u + 3))) != NULL;
+    json_object_set(j, "password_ref", json_object_get(j, "password"));
+    json_object_del(j, "password");
+    return j;
 }
 
 int sync_source_create(struct store *st, const struct config *cfg,
@@ -45,7 +46,7 @@ int sync_source_create(struct store *st, const struct config *cfg,
     char *password = NULL;
     size_t i, n = spec->name ? strlen(spec->name) : 0;
     json_t *after;
-    int rc;
+    int rc, has_ref = spec->password_ref && *spec->password_ref;
 
     if (n == 0 || n >= 64 || strspn(spec->name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != n)
         errlist_add(errs, "/name", "1 to 63 of a-z, 0-9, _ and -");
@@ -53,14 +54,15 @@ int sync_source_create(struct store *st, const struct config *cfg,
         errlist_add(errs, "/kind", "must be postgres or sqlite");
     if (!spec->dsn || !*spec->dsn || strlen(spec->dsn) > 1024)
         errlist_add(errs, "/dsn", "is required: a libpq connection string, or the SQLite file");
-    else if (spec->kind && strcmp(spec->kind, "postgres") == 0 && dsn_has_password(spec->dsn))
-        errlist_add(errs, "/dsn", "must not hold the password (it would be stored and shown): "
-                                  "give it as a reference (env:VAR, file:PATH) or to be sealed");
-    if (spec->password_ref && *spec->password_ref && strncmp(spec->password_ref, "env:", 4) &&
-        strncmp(spec->password_ref, "file:", 5))
-        errlist_add(errs, "/password_ref", "must be env:VAR or file:PATH");
-    if (spec->password_ref && *spec->password_ref && spec->password)
+    else if (spec->kind && strcmp(spec->kind, "postgres") == 0)
+        sync_dsn_check(spec->dsn, spec->origin, has_ref || spec->password != NULL, cfg, "/dsn",
+                       errs);
+    if (has_ref)
+        sync_ref_check(spec->password_ref, spec->origin, cfg, "/password_ref", errs);
+    if (has_ref && spec->password)
         errlist_add(errs, "/password", "give a password or a reference to one, not both");
+    else if (spec->password && *spec->password == '\0')
+        errlist_add(errs, "/password", "must not be empty");
     if (!spec->mapping) {
         errlist_add(errs, "/mapping", "is required (docs/sync.md)");
     } else {
@@ -90,10 +92,11 @@ int sync_source_create(struct store *st, const struct config *cfg,
     memset(&src, 0, sizeof src);
     snprintf(src.name, sizeof src.name, "%s", spec->name);
     snprintf(src.kind, sizeof src.kind, "%s", spec->kind);
+    snprintf(src.origin, sizeof src.origin, "%s", spec->origin == SYNC_ORIGIN_CLI ? "cli" : "api");
     src.dsn = (char *)spec->dsn;
     src.password = password;
     src.mapping = (char *)spec->mapping;
-    after = sync_source_json(&src);
+    after = audit_view(&src);
     rc = store_begin(st, e);
     if (rc == 0)
         rc = store_sync_source_add(st, &src, NULL, e);
@@ -114,7 +117,7 @@ int sync_source_delete(struct store *st, const char *name, const char *actor, co
     int rc = store_begin(st, e);
 
     if (rc == 0 && (rc = store_sync_source_get(st, name, &before, e)) == 0) {
-        b = sync_source_json(&before);
+        b = audit_view(&before);
         store_sync_source_release(&before);
         rc = store_sync_source_remove(st, name, e);
     }

@@ -55,7 +55,11 @@ void sync_mapping_release(struct sync_mapping *m);
 /* ---- sources (source.c) ---- */
 
 struct sync_conn;
-/* Connects to the source (its password resolved from its reference). */
+/* Connects to the source (its password resolved from its reference), its DSN and
+ * reference checked again for its origin (policy.c). A password goes only over TLS
+ * unless [sync] allow_insecure_tls: a source that would send one otherwise, or that
+ * reaches authentication unencrypted while libpq holds one of its own (PGPASSWORD, a
+ * password file), is refused before the password is sent (E_INVAL). */
 int sync_connect(const struct store_sync_source *src, const struct config *cfg,
                  struct sync_conn **out, struct err *e);
 void sync_disconnect(struct sync_conn *c);
@@ -153,6 +157,44 @@ int sync_prepare_event(const char *source, const struct sync_table *t, struct sy
                        const struct ingest_ctx *cx, struct buf *scratch, int general,
                        struct prepared_event *p);
 
+/* ---- what a source may name (policy.c) ---- */
+
+/* Who added a source: an admin key over HTTP, or the operator (stored as "api"/"cli").
+ * The stricter one is 0: a spec that does not say is the API's. */
+enum sync_origin { SYNC_ORIGIN_API, SYNC_ORIGIN_CLI };
+/* A stored source's origin; anything but "cli" is the API's (the stricter rules). */
+enum sync_origin sync_origin_of(const struct store_sync_source *s);
+
+/* libpq's sslmode as a level: disable, allow, prefer, require, verify-ca, verify-full. */
+enum { SYNC_TLS_DISABLE, SYNC_TLS_ALLOW, SYNC_TLS_PREFER, SYNC_TLS_REQUIRE, SYNC_TLS_VERIFY_CA,
+       SYNC_TLS_VERIFY_FULL };
+/* The sslmode a connection with this DSN would use (its own, else PGSSLMODE, else
+ * prefer); -1 for a DSN that does not parse or an unknown mode. */
+int sync_dsn_tls(const char *dsn);
+/* Whether a password may be given only with sslmode require or stronger: unless [sync]
+ * allow_insecure_tls, with a libpq older than 16 (which cannot refuse a server's
+ * request for it in clear text by itself, require_auth). */
+int sync_password_needs_tls(const struct config *cfg);
+/* The problems of a PostgreSQL DSN (key=value or postgresql:// URI), each into errs at
+ * the pointer at: it must parse and hold no password; with has_password, and a libpq
+ * older than 16, sslmode require or stronger. From the API also: only options that
+ * name nothing of this server (no passfile, sslcert, sslkey, sslrootcert, sslcrl,
+ * sslcrldir, service…: an allow-list), a TCP host, and sslmode require or stronger.
+ * [sync] allow_insecure_tls lifts both sslmode rules. */
+void sync_dsn_check(const char *dsn, enum sync_origin origin, int has_password,
+                    const struct config *cfg, const char *at, struct errlist *errs);
+/* The problem with a password reference, env:VAR or file:PATH, into errs at the pointer
+ * at. Never the secrets key's variable or file, nor file:- (standard input). From the
+ * API: a file must resolve (symlinks followed) to a regular file inside [sync]
+ * secret_dir, a variable start with [sync] secret_env_prefix (and not be a setting of
+ * engage); either is refused while its key is unset. */
+void sync_ref_check(const char *ref, enum sync_origin origin, const struct config *cfg,
+                    const char *at, struct errlist *errs);
+/* Checks ref as sync_ref_check does, then reads it (a file: by its resolved path).
+ * Caller frees with secret_free. */
+int sync_ref_read(const char *ref, enum sync_origin origin, const struct config *cfg,
+                  char **out, struct err *e);
+
 /* ---- sources (sources.c) ---- */
 
 struct sync_source_spec {
@@ -160,6 +202,7 @@ struct sync_source_spec {
     const char *password_ref; /* env:VAR or file:PATH, or NULL */
     const char *password;     /* or the password itself, stored sealed; or NULL */
     const char *mapping;      /* JSON text */
+    enum sync_origin origin;  /* what the references and the DSN may name */
 };
 /* Checks everything (each problem into errs with its JSON pointer: E_INVAL), then adds
  * the source with its audit record (sync_source.add) in one transaction. E_CONFLICT
@@ -170,8 +213,8 @@ int sync_source_create(struct store *st, const struct config *cfg,
 /* Removes it and its checkpoints, audited (sync_source.remove); what it stored stays. */
 int sync_source_delete(struct store *st, const char *name, const char *actor, const char *req_id,
                        struct err *e);
-/* As the CLI and the API show it: the password only as its kind (env:VAR, file:PATH,
- * "sealed" or "none"). Caller owns it. */
+/* As the CLI and the API show it: the password only as its reference (env:VAR,
+ * file:PATH, "sealed" or "none"), and its origin ("cli" or "api"). Caller owns it. */
 json_t *sync_source_json(const struct store_sync_source *s);
 
 /* ---- reconciliation (reconcile.c) ---- */
@@ -202,8 +245,5 @@ void sync_worker_stop(struct sync_worker *w); /* NULL-safe */
 json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const char *table);
 void sync_worker_metrics(struct sync_worker *w, struct buf *out);
 
-/* Resolves a password reference: "" (none), env:VAR, file:PATH, or a value sealed with
- * the configuration's secrets key (sb1:...). Caller frees with secret_free. */
-int sync_password(const struct config *cfg, const char *ref, char **out, struct err *e);
 
 #endif

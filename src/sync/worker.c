@@ -375,8 +375,10 @@ json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const
     for (s = 0; s < LAG_MINUTES; s++)
         if (ts->minute[s] > minute - LAG_MINUTES && ts->minute[s] <= minute)
             hour_rows += ts->rows_minute[s];
-    o = json_pack("{s:I,s:f}", "rows_since_start", (json_int_t)ts->rows, "rows_per_second",
-                  (double)hour_rows / 3600.0);
+    /* Figures for people: a rate to 2 decimals (with the hour's count beside it, so one
+     * row an hour is not lost as 0.00), times to the millisecond. */
+    o = json_pack("{s:I,s:I,s:f}", "rows_since_start", (json_int_t)ts->rows, "rows_last_hour",
+                  (json_int_t)hour_rows, "rows_per_second", round((double)hour_rows / 36.0) / 100);
     if (ts->newest_ms) {
         char iso[32];
         time_format_iso(ts->newest_ms, iso);
@@ -384,8 +386,8 @@ json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const
         json_object_set_new(o, "lag_seconds", json_real((double)(now - ts->newest_ms) / 1000));
     }
     if (lag_pct(ts, minute, 0.5) >= 0) {
-        json_object_set_new(o, "lag_p50_ms", json_real(lag_pct(ts, minute, 0.5)));
-        json_object_set_new(o, "lag_p95_ms", json_real(lag_pct(ts, minute, 0.95)));
+        json_object_set_new(o, "lag_p50_ms", json_integer((json_int_t)lround(lag_pct(ts, minute, 0.5))));
+        json_object_set_new(o, "lag_p95_ms", json_integer((json_int_t)lround(lag_pct(ts, minute, 0.95))));
     }
     pthread_mutex_unlock(&w->mu);
     return o;

@@ -94,6 +94,44 @@ test('delete: the contact is kept but gone everywhere, and the deletion is audit
   assert.equal(a[0].before.email, 'a@x.io', 'the audit keeps what was deleted');
 });
 
+test('restore: a deleted contact comes back, audited, and replay brings its refused events', async () => {
+  let r = await api(srv.url, '/api/v1/events', { method: 'POST', key: keys.ingest, body: { external_id: 'c3', event: 'visit', event_id: 'late-1' } });
+  assert.equal(r.json.rejected[0].reason, 'contact_deleted');
+  assert.match(r.json.rejected[0].message, /restore it \(POST \/api\/v1\/contacts\/\{external_id\}\/restore or engage contact restore\), then replay/);
+  r = await api(srv.url, '/api/v1/contacts/c3/restore', { method: 'POST', key: keys.analyst });
+  assert.equal(r.status, 403);
+  r = await api(srv.url, '/api/v1/contacts/c3/restore', { method: 'POST', key: keys.marketer, body: { reason: 'deleted by mistake', x: 1 } });
+  assert.equal(r.status, 422, 'only a reason may come with it');
+  r = await api(srv.url, '/api/v1/contacts/c3/restore', { method: 'POST', key: keys.marketer, body: { reason: 'deleted by mistake' } });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.external_id, 'c3');
+  assert.equal(r.json.email, 'a@x.io');
+  r = await api(srv.url, '/api/v1/contacts/c3/restore', { method: 'POST', key: keys.marketer });
+  assert.equal(r.status, 409, 'restored once');
+  r = await api(srv.url, '/api/v1/contacts/nobody/restore', { method: 'POST', key: keys.marketer });
+  assert.equal(r.status, 404);
+  r = await api(srv.url, '/api/v1/contacts?email=a@x.io', { key: keys.analyst });
+  assert.deepEqual(r.json.items.map((x) => x.external_id), ['c1', 'c3'], 'listed again');
+  const a = (await api(srv.url, '/api/v1/audit?action=contact.restore&entity_id=c3', { key: keys.admin })).json.items;
+  assert.equal(a.length, 1);
+  assert.equal(a[0].after.reason, 'deleted by mistake');
+  // Its events refused while it was deleted come back with a replay.
+  const rp = engage(['rejected', 'replay', '--reason', 'contact_deleted', '--json'], { data });
+  assert.equal(rp.code, 0, rp.stderr);
+  assert.ok(JSON.parse(rp.stdout).ingested >= 2, rp.stdout);
+  r = await api(srv.url, '/api/v1/contacts/c3', { key: keys.analyst });
+  assert.equal(r.status, 200);
+  assert.ok(r.json.recent_events.some((ev) => ev.event_id === 'late-1'), JSON.stringify(r.json.recent_events));
+  // The CLI restores too.
+  r = await api(srv.url, '/api/v1/contacts/c2', { method: 'DELETE', key: keys.marketer });
+  assert.equal(r.status, 200);
+  const c = engage(['contact', 'restore', 'c2', '--reason', 'asked by phone'], { data });
+  assert.equal(c.code, 0, c.stderr);
+  assert.match(c.stdout, /contact c2 restored/);
+  r = await api(srv.url, '/api/v1/contacts/c2', { key: keys.analyst });
+  assert.equal(r.status, 200);
+});
+
 test('API keys: created (shown once), listed without secrets, revoked at once; all audited', async () => {
   let r = await api(srv.url, '/api/v1/apikeys', { method: 'POST', key: keys.admin, body: { name: 'website', role: 'ingest' } });
   assert.equal(r.status, 201);

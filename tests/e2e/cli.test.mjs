@@ -1,7 +1,7 @@
 // tests/e2e/cli.test.mjs -- the command line as a user meets it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -178,6 +178,11 @@ test('contract versions: rejected, fix the contract, replay', () => {
   r = engage(['contracts', 'put', 'order_created', bad], { data });
   assert.equal(r.code, 1);
   assert.match(r.stderr, /bad\.json: \/properties\/amount\/type: must be one of/);
+  writeFileSync(bad, JSON.stringify({ name: 'order_created', properties: { currency: { type: 'string', pattern: '^([A-Z]{3}$' } } }));
+  r = engage(['contracts', 'put', 'order_created', bad], { data });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /bad\.json: \/properties\/currency\/pattern: is not a valid regular expression: missing closing parenthesis at offset 11/,
+    'a pattern that does not compile is refused with PCRE2\'s reason and where');
 
   const fixed = join(data, 'fixed.json');
   writeFileSync(fixed, JSON.stringify({
@@ -288,9 +293,9 @@ test('bench gen is deterministic for a seed', () => {
 test('dead letters kept whole by an older version are cut by the migration; list shows previews, show the rest, replay refuses them', () => {
   const data = tmpData();
   assert.equal(engage(['migrate'], { data }).code, 0);
-  // The store as schema 8 left it: a letter of 160,000 bytes ('é' is two), no truncated column.
+  // The store as schema 9 left it: a letter of 160,000 bytes ('é' is two), no truncated column.
   sql(data, "ALTER TABLE rejected DROP COLUMN truncated; ALTER TABLE rejected DROP COLUMN raw_bytes;" +
-    " PRAGMA user_version = 8; INSERT INTO rejected(created_at, source, kind, reason, field, message," +
+    " PRAGMA user_version = 9; INSERT INTO rejected(created_at, source, kind, reason, field, message," +
     " origin, raw, fingerprint) VALUES (0, 'csv', 'contact', 'invalid_email', 'email', 'is not an email'," +
     " 'old.csv:2', '{\"attributes\":{\"bio\":\"' || replace(hex(zeroblob(40000)), '0', 'é') || '\"}}', 'f')");
   let r = engage(['migrate'], { data });
@@ -360,4 +365,61 @@ test('an oversized cell is a truncated dead letter and the import goes on; [inge
   r = engage(['config'], { data });
   assert.equal(r.code, 1);
   assert.match(r.stderr, /engage\.conf:2: \[ingest\] max_value_bytes: expected an integer from 256 to 1073741824, got "10"/);
+});
+
+test('a folder without a store is named, not silently filled with an empty one', () => {
+  const d = join(tmpData(), 'typo');
+  const rules = join(tmpData(), 'r.json');
+  writeFileSync(rules, JSON.stringify({ op: 'AND', rules: [{ type: 'attribute', field: 'city', op: 'eq', value: 'Pune' }] }));
+  const want = `engage: no store in ${d} (pass --data, set ENGAGE_DATA, or run from the folder that holds engage-data)\n`;
+  for (const args of [['segment', 'eval', '--rules', rules], ['rejected', 'list'], ['contact', 'show', 'x'],
+                      ['audit', 'list'], ['apikey', 'list'], ['events', 'export'], ['import', 'status'],
+                      ['sync', 'run'], ['sync', 'source', 'list'], ['backup', join(d, '..', 'b.db')],
+                      ['contracts', 'list']]) {
+    const r = engage(args, { data: d });
+    assert.equal(r.code, 1, args.join(' '));
+    assert.equal(r.stderr, want, args.join(' '));
+    assert.equal(existsSync(d), false, `${args.join(' ')} made nothing`);
+  }
+  // Those that bring data in make one.
+  const r = engage(['import', 'contacts', writeCsv(dirname(d), 'c.csv', 'external_id\nc1\n')], { data: d });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /creating a new store in/);
+  assert.equal(engage(['audit', 'list'], { data: d }).code, 0);
+});
+
+test('the data directory is 0700 and the store files 0600; looser ones are tightened', () => {
+  const d = join(tmpData(), 'data');
+  assert.equal(engage(['migrate'], { data: d }).code, 0);
+  const mode = (p) => statSync(p).mode & 0o777;
+  assert.equal(mode(d), 0o700);
+  assert.equal(mode(join(d, 'engage.db')), 0o600);
+  const b = join(dirname(d), 'backup.db');
+  assert.equal(engage(['backup', b], { data: d }).code, 0);
+  assert.equal(mode(b), 0o600, 'a backup holds the same data');
+  // A store made by an older version (0755 / 0644) is tightened, with a warning.
+  chmodSync(d, 0o755);
+  chmodSync(join(d, 'engage.db'), 0o644);
+  const r = engage(['audit', 'list'], { data: d });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /was mode 0644: made 0600/);
+  assert.equal(mode(d), 0o700);
+  assert.equal(mode(join(d, 'engage.db')), 0o600);
+});
+
+test('JSON errors read as the user wrote it: no library flag names', () => {
+  const d = tmpData();
+  assert.equal(engage(['migrate'], { data: d }).code, 0);
+  const f = join(d, 'nul.json');
+  writeFileSync(f, '{"op":"AND","rules":[{"type":"attribute","field":"c\\u0000ity","op":"eq","value":"Pune"}]}');
+  const r = engage(['segment', 'eval', '--rules', f], { data: d });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /nul\.json:1:\d+: \\u0000 is not allowed/);
+  assert.doesNotMatch(r.stderr, /JSON_ALLOW_NUL/);
+  const k = join(d, 'contract.json');
+  writeFileSync(k, '{"kind":"event","properties":{"a":{"type":"string","pattern":"x\\u0000"}}}');
+  const p = engage(['contracts', 'put', 'x', k], { data: d });
+  assert.equal(p.code, 1);
+  assert.match(p.stderr, /\\u0000 is not allowed/);
+  assert.doesNotMatch(p.stderr, /JSON_ALLOW_NUL/);
 });

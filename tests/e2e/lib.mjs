@@ -1,12 +1,23 @@
 // tests/e2e/lib.mjs -- helpers for driving the real engage binary.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = process.env.ENGAGE_BIN || join(root, 'build-asan', 'engage');
+// The release build, for tests that measure a server's memory (AddressSanitizer keeps
+// freed memory in quarantine and pads every block: its figures say little). make test
+// builds both; without it, the ASan binary.
+export const RELEASE_BIN = existsSync(join(root, 'build', 'engage')) ? join(root, 'build', 'engage') : BIN;
+
+// A process's figures from /proc/PID/status: rss and hwm (peak) in MiB, threads.
+export function procStatus(pid) {
+  const t = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k) => Number((t.match(new RegExp(`^${k}:\\s+(\\d+)`, 'm')) || [])[1] || 0);
+  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024, threads: kb('Threads') };
+}
 
 // Temporary directories are removed when the test process exits (ENGAGE_KEEP_TMP=1 keeps
 // them for a post-mortem).
@@ -34,8 +45,8 @@ export function engage(args, { data, env = {}, input } = {}) {
 }
 
 // Runs engage asynchronously (for long imports); returns the child.
-export function engageAsync(args, { data, env = {} } = {}) {
-  return spawn(BIN, args, {
+export function engageAsync(args, { data, env = {}, bin = BIN } = {}) {
+  return spawn(bin, args, {
     env: { ...process.env, ...(data ? { ENGAGE_DATA: data } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -51,8 +62,8 @@ export function waitExit(child) {
 }
 
 // Starts `engage serve` on a free port; resolves when it prints its URL.
-export async function startServer(data, { env = {}, args = [] } = {}) {
-  const child = engageAsync(['serve', '--listen', '127.0.0.1:0', ...args], { data, env });
+export async function startServer(data, { env = {}, args = [], bin = BIN } = {}) {
+  const child = engageAsync(['serve', '--listen', '127.0.0.1:0', ...args], { data, env, bin });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const url = await new Promise((res, rej) => {

@@ -15,13 +15,20 @@
 // a unix socket in the temp dir, with fsync, full_page_writes and synchronous_commit
 // off and TimeZone UTC. Trust authentication, user postgres, database postgres.
 //
+// startPostgres({ ssl: true }) also serves TLS (ssl=on, a self-signed certificate made by
+// `openssl req` in the temp dir); { hba: ['hostssl all reader 127.0.0.1/32 password'] }
+// puts those lines first in pg_hba.conf (trust stays for the rest).
+//
+// startFakePostgres() is no PostgreSQL: a server that speaks just enough of the v3
+// protocol to ask for a password in clear text and record what arrives (see there).
+//
 // Nothing outlives the test process: stop() always removes the temp dir; an 'exit'
 // handler and SIGINT/SIGTERM/SIGHUP handlers stop whatever is still running; and a
 // detached watchdog shell stops the cluster and removes the dir if this process dies
 // without running them (SIGKILL).
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -159,7 +166,7 @@ function makePsql(conninfo) {
     return { psql, psqlAsync };
 }
 
-export async function startPostgres() {
+export async function startPostgres({ ssl = false, hba = [] } = {}) {
     if (!postgresAvailable()) throw new Error(`PostgreSQL 15 is not installed (${PGBIN}/initdb)`);
     const base = existsSync('/tmp') ? '/tmp' : os.tmpdir(); // short: the socket path is limited to 107 bytes
     const dir = mkdtempSync(path.join(base, 'engage-pg-'));
@@ -172,11 +179,24 @@ export async function startPostgres() {
         c.watchdog = startWatchdog(c);
         asPostgres('initdb', ['-D', c.data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8',
             '--locale=C.UTF-8', '--no-sync'], dir);
+        let tls = '';
+        if (ssl) {
+            const crt = path.join(dir, 'server.crt'), key = path.join(dir, 'server.key');
+            execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
+                '-subj', '/CN=127.0.0.1', '-keyout', key, '-out', crt], { stdio: 'ignore' });
+            if (IS_ROOT) execFileSync('chown', ['postgres:postgres', crt, key]);
+            execFileSync('chmod', ['600', key]);
+            tls = ` -c ssl=on -c ssl_cert_file=${crt} -c ssl_key_file=${key}`;
+        }
+        if (hba.length) {
+            const f = path.join(c.data, 'pg_hba.conf');
+            writeFileSync(f, hba.join('\n') + '\n' + readFileSync(f, 'utf8'));
+        }
         let port, lastErr;
         for (let attempt = 0; attempt < 5 && !c.started; attempt++) {
             port = await freePort();
             const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off ` +
-                `-c full_page_writes=off -c synchronous_commit=off -c TimeZone=UTC`;
+                `-c full_page_writes=off -c synchronous_commit=off -c TimeZone=UTC${tls}`;
             try {
                 asPostgres('pg_ctl', ['start', '-D', c.data, '-l', c.log, '-w', '-t', '60', '-o', opts], dir);
                 c.started = true;
@@ -205,4 +225,85 @@ export async function startPostgres() {
         teardown(c);
         throw err;
     }
+}
+
+// A fake PostgreSQL on 127.0.0.1: it answers 'N' to an SSLRequest (or a GSSENCRequest),
+// asks for the password in clear text (AuthenticationCleartextPassword) after the
+// StartupMessage, and records every PasswordMessage, then refuses it. seen: connections,
+// sslRequests, startups (their parameters), passwords. The client under test must run
+// as another process, asynchronously (a spawnSync would stop this server's loop).
+export async function startFakePostgres() {
+    const seen = { connections: 0, sslRequests: 0, startups: [], passwords: [] };
+    const askPassword = () => {
+        const b = Buffer.alloc(9);
+        b.write('R', 0);
+        b.writeInt32BE(8, 1);
+        b.writeInt32BE(3, 5); // cleartext
+        return b;
+    };
+    const refuse = () => {
+        const fields = Buffer.from('SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed\0\0');
+        const b = Buffer.alloc(5);
+        b.write('E', 0);
+        b.writeInt32BE(4 + fields.length, 1);
+        return Buffer.concat([b, fields]);
+    };
+    const sockets = new Set();
+    const server = net.createServer((sock) => {
+        seen.connections++;
+        sockets.add(sock);
+        sock.on('close', () => sockets.delete(sock));
+        sock.on('error', () => {});
+        let buf = Buffer.alloc(0), started = false;
+        sock.on('data', (d) => {
+            buf = Buffer.concat([buf, d]);
+            for (;;) {
+                if (!started) {
+                    if (buf.length < 8 || buf.length < buf.readInt32BE(0)) return;
+                    const len = buf.readInt32BE(0), code = buf.readInt32BE(4);
+                    const body = buf.subarray(8, len);
+                    buf = buf.subarray(len);
+                    if (code === 80877103 || code === 80877104) { // SSLRequest, GSSENCRequest
+                        if (code === 80877103) seen.sslRequests++;
+                        sock.write('N');
+                    } else if (code === 196608) { // protocol 3.0
+                        const parts = body.toString('utf8').split('\0');
+                        const params = {};
+                        for (let i = 0; i + 1 < parts.length && parts[i]; i += 2) params[parts[i]] = parts[i + 1];
+                        seen.startups.push(params);
+                        started = true;
+                        sock.write(askPassword());
+                    } else {
+                        sock.destroy();
+                        return;
+                    }
+                } else {
+                    if (buf.length < 5 || buf.length < 1 + buf.readInt32BE(1)) return;
+                    const type = String.fromCharCode(buf[0]), len = buf.readInt32BE(1);
+                    const body = buf.subarray(5, 1 + len);
+                    buf = buf.subarray(1 + len);
+                    if (type === 'p') {
+                        seen.passwords.push(body.toString('utf8').replace(/\0$/, ''));
+                        sock.end(refuse());
+                    } else {
+                        sock.end();
+                    }
+                    return;
+                }
+            }
+        });
+    });
+    await new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', resolve);
+    });
+    return {
+        host: '127.0.0.1',
+        port: server.address().port,
+        seen,
+        close: () => new Promise((resolve) => {
+            for (const s of sockets) s.destroy();
+            server.close(() => resolve());
+        }),
+    };
 }

@@ -72,6 +72,32 @@ test('CLI: segment eval counts and lists members; explain shows the plan', () =>
   assert.equal(plan.plan.rules[1].events_indexed, 40 * 10 - 45); // sum of min(k,10)
 });
 
+test('CLI: --now pins the instant exactly: both window edges in, a millisecond past either out', () => {
+  const d = tmpData();
+  const now = Date.parse('2026-06-01T12:00:00.000Z');
+  const at = (ms) => new Date(ms).toISOString();
+  // within_days 1: now - 86,400,000 ms <= occurred_at <= now, both ends included.
+  const cases = { early_edge: now - 86400000, too_early: now - 86400000 - 1, late_edge: now, future: now + 1 };
+  let contacts = 'external_id\n', events = 'external_id,event,occurred_at,event_id\n';
+  for (const [id, ms] of Object.entries(cases)) {
+    contacts += `${id}\n`;
+    events += `${id},app_opened,${at(ms)},${id}\n`;
+  }
+  assert.equal(engage(['import', 'contacts', writeCsv(d, 'c.csv', contacts)], { data: d }).code, 0);
+  assert.equal(engage(['import', 'events', writeCsv(d, 'e.csv', events)], { data: d }).code, 0);
+  const f = join(d, 'edge.json');
+  writeFileSync(f, JSON.stringify({ op: 'AND', rules: [
+    { type: 'behavior', event: 'app_opened', op: 'did_event', within_days: 1 }] }));
+  // Several runs: a clock that ran on from --now would drop early_edge and take future.
+  for (let i = 0; i < 3; i++) {
+    const r = engage(['--now', at(now), 'segment', 'eval', '--rules', f, '--members'], { data: d });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['early_edge', 'late_edge']);
+  }
+  const r = engage(['--json', 'segment', 'eval', '--rules', f], { data: d, env: { ENGAGE_NOW: at(now) } });
+  assert.equal(JSON.parse(r.stdout).count, 2, 'ENGAGE_NOW pins it too');
+});
+
 test('CLI: invalid rules name the file and every pointer', () => {
   const f = join(data, 'bad.json');
   writeFileSync(f, JSON.stringify({ op: 'AND', rules: [

@@ -11,7 +11,8 @@ import { engage, engageAsync, tmpData, waitExit, exportEvents, startServer, api,
 import { startPostgres, postgresAvailable } from './pg.mjs';
 
 let pg;
-before(async () => { if (postgresAvailable()) pg = await startPostgres(); });
+// TLS on: a source that sends a password asks for it (sslmode=require), as every one must.
+before(async () => { if (postgresAvailable()) pg = await startPostgres({ ssl: true }); });
 after(async () => { if (pg) await pg.stop(); });
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -196,7 +197,7 @@ test('SQLite: the source file missing then back; passwords are never shown or st
   // Secrets: a sealed password and an env reference, and a DSN carrying one is refused.
   const secret = 'Sup3r-Secret-pw!';
   const map = join(data, 'mapping.json');
-  let a = engage(['sync', 'source', 'add', '--name', 'sealed', '--kind', 'postgres', '--dsn', 'host=127.0.0.1 dbname=x', '--mapping', map, '--password-stdin'], { data, input: secret + '\n' });
+  let a = engage(['sync', 'source', 'add', '--name', 'sealed', '--kind', 'postgres', '--dsn', 'host=127.0.0.1 dbname=x sslmode=require', '--mapping', map, '--password-stdin'], { data, input: secret + '\n' });
   assert.equal(a.code, 0, a.stderr);
   a = engage(['sync', 'source', 'add', '--name', 'inurl', '--kind', 'postgres', '--dsn', `host=127.0.0.1 password=${secret}`, '--mapping', map], { data });
   assert.equal(a.code, 1);
@@ -266,6 +267,10 @@ test('engage serve syncs on its own; sources over the API; health and metrics sh
     assert.equal(orders.rows, 2, JSON.stringify(books));
     assert.ok(orders.lag_p95_ms > 0 && orders.lag_p95_ms < 60000, JSON.stringify(orders));
     assert.ok(orders.lag_seconds >= 0 && orders.newest_row_at, JSON.stringify(orders));
+    // Figures for people: the rate to 2 decimals beside the hour's count, times in whole ms.
+    assert.equal(orders.rows_last_hour, 2, JSON.stringify(orders));
+    assert.equal(orders.rows_per_second, 0, 'two rows an hour round to 0.00 a second');
+    assert.ok(Number.isInteger(orders.lag_p95_ms) && /^\d+(\.\d{1,3})?$/.test(String(orders.lag_seconds)), JSON.stringify(orders));
     const gone = (await health()).find((s) => s.name === 'gone');
     assert.equal(gone.status, 'failing');
     assert.ok(gone.failures >= 1);
@@ -391,9 +396,10 @@ test('PostgreSQL: engage serve reconciles each source nightly, once a day across
   db(PG_SCHEMA);
   db(`INSERT INTO orders (id, contact_id, amount, currency, created_at)
       SELECT g, 'c' || (g % 5), g, 'INR', timestamptz '2026-10-01' + g * interval '1 hour' FROM generate_series(1, 50) g;`);
-  // A password (trust auth: sent and ignored) that must never reach a log line.
+  // A password (trust auth: never asked for) that must never reach a log line; given,
+  // so over TLS only.
   const secret = 'Nightly-Secret-pw!', env = { CRM7_PASSWORD: secret };
-  const data = setup('crm', 'postgres', dsnOf('crm7'), ['--password-env', 'CRM7_PASSWORD'], env);
+  const data = setup('crm', 'postgres', `${dsnOf('crm7')} sslmode=require`, ['--password-env', 'CRM7_PASSWORD'], env);
   assert.equal(run(data, [], env).events, 50);
   // A failing source is not reconciled while it fails.
   const map = join(data, 'mapping.json');

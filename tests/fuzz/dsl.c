@@ -60,7 +60,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                 "\"o1\",\"amount\":5,\"currency\":\"INR\",\"created_at\":\"2025-12-30T10:00:00Z\"}}");
     ingest_release(&in);
     audience_index_new(&ix);
-    if (audience_index_catch_up(ix, st, &e) || contract_set_load(st, &cs, &e))
+    if (audience_index_catch_up(ix, st, &e) || contract_set_load(st, NULL, &cs, &e))
         abort();
     return 0;
 }

@@ -78,6 +78,72 @@ UTEST(apikey, create_verify_revoke)
     free(d);
 }
 
+/* A revocation that lands while a check is between its store lookup and the cache must
+ * not leave the key cached: the generation read before the lookup keeps it out. */
+static struct store *race_st;
+static int64_t race_id;
+
+static void revoke_now(void)
+{
+    struct err e = {0};
+
+    cr_assert_eq(auth_apikey_revoke(race_st, race_id, "cli:test", "", &e), 0, "%s", e.msg);
+}
+
+UTEST(apikey, revoked_during_check_is_not_cached)
+{
+    char *d = test_tmpdir();
+    struct store_opts o = {.busy_timeout_ms = 1000, .migrate = 1};
+    struct store *st;
+    struct err e = {0};
+    struct principal p;
+    char *key;
+
+    cr_assert_eq(store_open(&st, d, &o, &e), 0);
+    cr_assert_eq(store_open(&race_st, d, &o, &e), 0);
+    cr_assert_eq(auth_apikey_create(st, "racy", ROLE_ADMIN, "cli:test", "", &key, &race_id, &e), 0);
+    auth_cache_clear();
+    auth_test_after_lookup = revoke_now;
+    cr_assert_eq(auth_apikey_verify(st, key, &p, &e), 0, "valid when it was looked up");
+    auth_test_after_lookup = NULL;
+    cr_assert_eq(auth_apikey_cached(key, &p), 0, "the revoked key is not in the cache");
+    cr_assert_eq(auth_apikey_verify(st, key, &p, &e), E_AUTH, "and is refused at once");
+    free(key);
+    store_close(race_st);
+    store_close(st);
+    free(d);
+}
+
+/* Only fields named like a secret: a sync mapping's "key" column, a sort key, "tokens_used"
+ * or "secretary" are data; a *_ref member is a reference to a secret, kept. */
+UTEST(audit, only_secret_fields_are_masked)
+{
+    json_t *v = json_loads(
+        "{\"name\":\"crm\",\"password_ref\":\"env:CRM_PW\",\"passwordRef\":\"file:/s/pw\","
+        "\"mapping\":{\"tables\":[{\"table\":\"orders\",\"key\":\"id\",\"cursor\":\"u\","
+        "\"attributes\":{\"sort_key\":\"k\",\"public_key\":\"pk\",\"tokens_used\":\"t\","
+        "\"secretary\":\"s\",\"keyword\":\"w\"}}]},"
+        "\"password\":\"p\",\"db_password\":\"p\",\"secret\":\"s\",\"client_secret\":\"s\","
+        "\"sessionToken\":\"t\",\"refresh_token\":\"t\",\"api_key\":\"k\",\"apiKey\":\"k\","
+        "\"APIKey\":\"k\",\"x-api-key\":\"k\",\"private_key\":\"k\",\"signingKey\":\"k\","
+        "\"credentials\":{\"user\":\"u\"},\"Authorization\":\"Bearer x\",\"passphrase\":null}",
+        0, NULL);
+    json_t *m = audit_mask(v);
+    char *s = json_dumps(m, JSON_SORT_KEYS | JSON_COMPACT);
+    cr_assert_str_eq(
+        s, "{\"APIKey\":\"***\",\"Authorization\":\"***\",\"apiKey\":\"***\",\"api_key\":\"***\","
+           "\"client_secret\":\"***\",\"credentials\":\"***\",\"db_password\":\"***\","
+           "\"mapping\":{\"tables\":[{\"attributes\":{\"keyword\":\"w\",\"public_key\":\"pk\","
+           "\"secretary\":\"s\",\"sort_key\":\"k\",\"tokens_used\":\"t\"},\"cursor\":\"u\","
+           "\"key\":\"id\",\"table\":\"orders\"}]},\"name\":\"crm\",\"passphrase\":null,"
+           "\"password\":\"***\",\"passwordRef\":\"file:/s/pw\",\"password_ref\":\"env:CRM_PW\","
+           "\"private_key\":\"***\",\"refresh_token\":\"***\",\"secret\":\"***\","
+           "\"sessionToken\":\"***\",\"signingKey\":\"***\",\"x-api-key\":\"***\"}");
+    free(s);
+    json_decref(m);
+    json_decref(v);
+}
+
 UTEST(audit, secrets_are_masked)
 {
     json_t *v = json_pack("{s:s,s:{s:s,s:s},s:[{s:s}]}", "name", "crm", "conn", "password", "pw",

@@ -137,6 +137,16 @@ static int load(struct config *c, const char *dir, const char *text, struct err 
     return rc;
 }
 
+/* The configuration text fails to load with an error holding want. */
+static void load_fails(const char *dir, const char *text, const char *want)
+{
+    struct config c;
+    struct err e = {0};
+    cr_assert_neq(load(&c, dir, text, &e), 0, "%s", text);
+    cr_assert(strstr(e.msg, want), "%s", e.msg);
+    config_release(&c);
+}
+
 UTEST(config, defaults_and_values)
 {
     char *d = test_tmpdir();
@@ -172,7 +182,8 @@ UTEST(config, errors_name_file_line_and_key)
     free(d);
 }
 
-UTEST(config, nightly_reconciliation_keys)
+/* [sync]: the nightly reconciliation, and what sources added over the API may name. */
+UTEST(config, sync_keys)
 {
     char *d = test_tmpdir();
     struct config c;
@@ -181,25 +192,49 @@ UTEST(config, nightly_reconciliation_keys)
     cr_assert_eq(load(&c, d, "", &e), 0, "%s", e.msg);
     cr_assert_eq(c.sync_reconcile_hour, 3);
     cr_assert_eq(c.sync_reconcile_repair, 0);
+    cr_assert_str_eq(c.sync_secret_dir, "", "nothing allowed unless set");
+    cr_assert_str_eq(c.sync_secret_env_prefix, "");
+    cr_assert_eq(c.sync_allow_insecure_tls, 0);
     config_release(&c);
-    cr_assert_eq(load(&c, d, "[sync]\nreconcile_hour = -1\nreconcile_repair = true\n", &e), 0,
-                 "%s", e.msg);
+    cr_assert_eq(load(&c, d, "[sync]\nreconcile_hour = -1\nreconcile_repair = true\n"
+                             "secret_dir = /run/engage-sync\nsecret_env_prefix = CRM_\n"
+                             "allow_insecure_tls = true\n", &e), 0, "%s", e.msg);
     cr_assert_eq(c.sync_reconcile_hour, -1);
     cr_assert_eq(c.sync_reconcile_repair, 1);
+    cr_assert_str_eq(c.sync_secret_dir, "/run/engage-sync");
+    cr_assert_str_eq(c.sync_secret_env_prefix, "CRM_");
+    cr_assert_eq(c.sync_allow_insecure_tls, 1);
+    /* The environment over the file. */
+    setenv("ENGAGE_SYNC_SECRET_DIR", "/srv/pw", 1);
+    setenv("ENGAGE_SYNC_SECRET_ENV_PREFIX", "ENGAGE_SYNC_PW_", 1);
+    setenv("ENGAGE_SYNC_ALLOW_INSECURE_TLS", "false", 1);
+    cr_assert_eq(config_apply_env(&c, &e), 0, "%s", e.msg);
+    unsetenv("ENGAGE_SYNC_SECRET_DIR");
+    unsetenv("ENGAGE_SYNC_SECRET_ENV_PREFIX");
+    unsetenv("ENGAGE_SYNC_ALLOW_INSECURE_TLS");
+    cr_assert_str_eq(c.sync_secret_dir, "/srv/pw");
+    cr_assert_str_eq(c.sync_secret_env_prefix, "ENGAGE_SYNC_PW_");
+    cr_assert_eq(c.sync_allow_insecure_tls, 0);
+    cr_assert(config_env_is_setting("ENGAGE_SYNC_SECRET_DIR"));
+    cr_assert(config_env_is_setting("ENGAGE_DATA"));
+    cr_assert(!config_env_is_setting("ENGAGE_SYNC_PW_CRM"));
     buf_init(&b);
     config_dump(&c, &b);
-    cr_assert(strstr(b.p, "reconcile_hour = -1\nreconcile_repair = true\n"), "%s", b.p);
+    cr_assert(strstr(b.p, "reconcile_hour = -1\nreconcile_repair = true\nsecret_dir = /srv/pw\n"
+                          "secret_env_prefix = ENGAGE_SYNC_PW_\nallow_insecure_tls = false\n"),
+              "%s", b.p);
     buf_release(&b);
     config_release(&c);
-    cr_assert_neq(load(&c, d, "[sync]\nreconcile_hour = 24\n", &e), 0);
-    cr_assert(strstr(e.msg, "[sync] reconcile_hour: expected an integer from -1 to 23, got \"24\""),
-              "%s", e.msg);
-    config_release(&c);
-    err_clear(&e);
-    cr_assert_neq(load(&c, d, "[sync]\nreconcile_repair = yes\n", &e), 0);
-    cr_assert(strstr(e.msg, "engage.conf:2: [sync] reconcile_repair: expected true or false, "
-                            "got \"yes\""), "%s", e.msg);
-    config_release(&c);
+    load_fails(d, "[sync]\nreconcile_hour = 24\n",
+               "[sync] reconcile_hour: expected an integer from -1 to 23, got \"24\"");
+    load_fails(d, "[sync]\nreconcile_repair = yes\n",
+               "engage.conf:2: [sync] reconcile_repair: expected true or false, got \"yes\"");
+    load_fails(d, "[sync]\nsecret_dir = secrets\n",
+               "[sync] secret_dir: must be an absolute path, got \"secrets\"");
+    load_fails(d, "[sync]\nsecret_env_prefix = CRM-\n",
+               "[sync] secret_env_prefix: expected the start of a variable name");
+    load_fails(d, "[sync]\nallow_insecure_tls = yes\n",
+               "[sync] allow_insecure_tls: expected true or false");
     free(d);
 }
 

@@ -403,7 +403,7 @@ UTEST(csv, fast_path_agrees_with_the_json_path)
         cr_assert_eq(store_begin(f.st, &f.e), 0);
         {
             struct contract_set *cs;
-            cr_assert_eq(contract_set_load(f.st, &cs, &f.e), 0);
+            cr_assert_eq(contract_set_load(f.st, &f.cfg, &cs, &f.e), 0);
             ingest_event_prepare(cs, &cx, rec, &p);
             contract_set_free(cs);
         }

@@ -299,6 +299,99 @@ UTEST(rejected, a_letter_keeps_64_kib_and_a_cut_one_is_never_replayed)
     fx_close(&f);
 }
 
+/* A code_checked event: its "code" must match pattern (JSON-escaped) unless it is empty. */
+static void put_checked(struct fx *f, const char *pattern_json, int via_store)
+{
+    struct errlist errs = {0};
+    char doc[512];
+    int version, unchanged;
+    snprintf(doc, sizeof doc, "{\"name\":\"code_checked\",\"properties\":{\"code\":{\"type\":"
+                              "\"string\",\"required\":true,\"pattern\":\"%s\"}}}", pattern_json);
+    if (via_store) /* as if stored when it was valid */
+        put_contract(f, "code_checked", doc);
+    else
+        cr_assert_eq(contract_put(f->st, "code_checked", doc, strlen(doc), "test", "", &version,
+                                  &unchanged, &errs, &f->e),
+                     0, "%s", errs.n ? errs.items[0].msg : "");
+}
+
+static enum ingest_outcome ingest_code(struct fx *f, const char *id, char fill, size_t n,
+                                       const char *end)
+{
+    struct buf b;
+    enum ingest_outcome o;
+    size_t i;
+    buf_init(&b);
+    buf_printf(&b, "{\"external_id\":\"c1\",\"event\":\"code_checked\",\"event_id\":\"%s\","
+                   "\"occurred_at\":\"2026-01-01\",\"properties\":{\"code\":\"", id);
+    for (i = 0; i < n; i++)
+        buf_addc(&b, fill);
+    buf_printf(&b, "%s\"}}", end);
+    o = fx_ingest(f, SRC_API, 1, b.p);
+    buf_release(&b);
+    return o;
+}
+
+UTEST(contracts, a_pattern_past_its_limits_is_a_dead_letter_with_the_reason)
+{
+    struct fx f;
+    fx_open(&f);
+    put_checked(&f, "(a+)+$", 0);
+    cr_assert_eq(ingest_code(&f, "ok", 'a', 10, ""), INGEST_INSERTED);
+    cr_assert_eq(ingest_code(&f, "long", 'a', 30000, "b"), INGEST_REJECTED);
+    cr_assert_str_eq(f.in.last_reason, "pattern_limit");
+    cr_assert_str_eq(f.in.last_field, "code");
+    cr_assert(strstr(f.in.last_msg, "value of 30001 bytes is longer than the 4096 bytes"), "%s",
+              f.in.last_msg);
+    cr_assert_eq(ingest_code(&f, "steps", 'a', 4000, "b"), INGEST_REJECTED);
+    cr_assert_str_eq(f.in.last_reason, "pattern_limit");
+    cr_assert(strstr(f.in.last_msg, "gave up after 100000 steps: simplify the pattern"), "%s",
+                 f.in.last_msg);
+    cr_assert_eq(fx_sql_int(&f, "SELECT count(*) FROM rejected WHERE reason = 'pattern_limit' "
+                                "AND field = 'code' AND status = 'pending'"), 2,
+                 "both kept as dead letters, for a replay once the pattern is simpler");
+    fx_close(&f);
+}
+
+UTEST(contracts, the_value_cap_is_read_from_the_configuration)
+{
+    struct fx f;
+    fx_open(&f);
+    f.cfg.pattern_max_value_bytes = 65536; /* before the session loads the contracts */
+    put_checked(&f, "(a+)+$", 0);
+    cr_assert_eq(ingest_code(&f, "long", 'a', 30000, "b"), INGEST_REJECTED);
+    cr_assert_str_eq(f.in.last_reason, "pattern_limit");
+    cr_assert(strstr(f.in.last_msg, "gave up after 100000 steps"), "matched, not refused by "
+              "length: %s", f.in.last_msg);
+    cr_assert_eq(ingest_code(&f, "longer", 'a', 70000, ""), INGEST_REJECTED);
+    cr_assert(strstr(f.in.last_msg, "longer than the 65536 bytes"), "%s", f.in.last_msg);
+    fx_close(&f);
+}
+
+/* A pattern stored when patterns were POSIX EREs, which PCRE2 refuses ("a**"): the other
+ * contracts load and work; this property's values wait as dead letters until a new
+ * version is stored, then a replay takes them. */
+UTEST(contracts, a_stored_pattern_that_no_longer_compiles_refuses_only_its_values)
+{
+    struct fx f;
+    struct store_rejected_filter flt = {0};
+    struct replay_stats rs;
+    fx_open(&f);
+    put_checked(&f, "^x**$", 1);
+    cr_assert_eq(ingest_code(&f, "old", 'x', 3, ""), INGEST_REJECTED);
+    cr_assert_str_eq(f.in.last_reason, "pattern_invalid");
+    cr_assert_str_eq(f.in.last_msg, "contract code_checked v1: /properties/code/pattern is not a "
+                                    "valid regular expression: quantifier does not follow a "
+                                    "repeatable item at offset 3; store a new version of the "
+                                    "contract", "%s", f.in.last_msg);
+    cr_assert_eq(fx_ingest(&f, SRC_API, 1, order("o-1", "5")), INGEST_INSERTED,
+                 "the other contracts are unaffected");
+    put_checked(&f, "^x*$", 0);
+    cr_assert_eq(rejected_replay(&f.in, &flt, "test", "", &rs, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(rs.ingested, 1);
+    fx_close(&f);
+}
+
 UTEST(identity, anonymous_events_merge_on_identify)
 {
     struct fx f;
@@ -580,7 +673,7 @@ UTEST(tracking, the_fast_path_maps_as_the_general_path)
     const int64_t received_at = 1790000000000LL;
 
     fx_open(&f);
-    cr_assert_eq(contract_set_load(f.st, &cs, &e), 0, "%s", e.msg);
+    cr_assert_eq(contract_set_load(f.st, &f.cfg, &cs, &e), 0, "%s", e.msg);
     arena_init(&a);
     buf_init(&scratch);
     for (round = 0; round < 10000; round++) {

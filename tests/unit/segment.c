@@ -69,7 +69,7 @@ static char *members(struct sx *s, int64_t now, const char *rules_json)
     buf_init(&out);
     cr_assert_eq(audience_index_catch_up(s->ix, s->f.st, &s->f.e), 0, "%s", s->f.e.msg);
     contract_set_free(s->cs);
-    cr_assert_eq(contract_set_load(s->f.st, &s->cs, &s->f.e), 0, "%s", s->f.e.msg);
+    cr_assert_eq(contract_set_load(s->f.st, NULL, &s->cs, &s->f.e), 0, "%s", s->f.e.msg);
     rc = segment_compile(s->ix, s->f.st, s->cs, rules, &s->lim, &p, &errs, &s->f.e);
     if (rc == E_INVAL) {
         buf_adds(&out, "ERR");
@@ -177,6 +177,29 @@ UTEST(segment, validation_reports_every_problem_with_pointers)
     cr_expect(strstr(got, "|/rules/4/rules: must be a non-empty array") != NULL, "%s", got);
     cr_expect(strstr(got, "|/rules/5/value: must be an ISO-8601 date") != NULL, "%s", got);
     cr_expect(strstr(got, "|/rules/6/value/1: must be a string") != NULL, "%s", got);
+    free(got);
+    sx_close(&s);
+}
+
+/* A rule that lost its "type" gets that one problem, not the four a group would find. */
+UTEST(segment, rule_without_type)
+{
+    struct sx s;
+    char *got;
+
+    sx_open(&s);
+    contact(&s, "{\"external_id\":\"a\",\"attributes\":{\"city\":\"Pune\"}}");
+    got = members(&s, T0,
+                  "{\"op\":\"AND\",\"rules\":["
+                  "{\"field\":\"city\",\"op\":\"eq\",\"value\":\"Pune\"},"
+                  "{\"event\":\"order_created\",\"op\":\"did_event\",\"within_days\":3},"
+                  "{\"op\":\"AND\"}]}");
+    cr_expect_str_eq(got, "ERR|/rules/0/type: is required: attribute (with field, op, value) or "
+                          "behavior (with event, op, within_days)"
+                          "|/rules/1/type: is required: attribute (with field, op, value) or "
+                          "behavior (with event, op, within_days)"
+                          "|/rules/2/rules: must be a non-empty array of rules and groups",
+                     "%s", got);
     free(got);
     sx_close(&s);
 }
@@ -671,7 +694,7 @@ UTEST(segment, identifiers_are_read_from_the_store_until_a_rule_needs_them)
     buf_init(&page);
     buf_init(&all);
     cr_assert_eq(audience_index_catch_up(s.ix, s.f.st, &s.f.e), 0, "%s", s.f.e.msg);
-    cr_assert_eq(contract_set_load(s.f.st, &s.cs, &s.f.e), 0);
+    cr_assert_eq(contract_set_load(s.f.st, NULL, &s.cs, &s.f.e), 0);
     cr_assert_eq(segment_compile(s.ix, s.f.st, s.cs, rules, &s.lim, &p, &errs, &s.f.e), 0);
     cr_assert_eq(segment_eval(s.ix, p, T0, &s.lim, &r, &s.f.e), 0, "%s", s.f.e.msg);
     audience_index_stats(s.ix, &st0);

@@ -539,7 +539,7 @@ static void w_open(struct world *w, int case_no)
         ref_decl_add("strict_ping", "n", REF_NUMBER, 1, 1);
         ref_strict_event = "strict_ping";
     }
-    cr_assert_eq(contract_set_load(w->f.st, &w->cs, &w->f.e), 0, "%s", w->f.e.msg);
+    cr_assert_eq(contract_set_load(w->f.st, NULL, &w->cs, &w->f.e), 0, "%s", w->f.e.msg);
 }
 
 static void w_close(struct world *w)
@@ -2565,7 +2565,7 @@ UTEST(segment_random, reference_knows_the_shipped_contracts)
     int i, k, n = 0;
 
     fx_open(&f);
-    cr_assert_eq(contract_set_load(f.st, &cs, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(contract_set_load(f.st, NULL, &cs, &f.e), 0, "%s", f.e.msg);
     for (d = 0; d < sizeof ref_decls / sizeof ref_decls[0]; d++) {
         const struct contract *c = strcmp(ref_decls[d].owner, "contact") == 0
                                        ? contract_set_contact(cs)

@@ -1,6 +1,12 @@
 /* tests/unit/sync.c -- CRM sync: a row prepared straight from its values (the fast path)
  * is prepared exactly as through a JSON record and ingest_event_prepare(); when the
- * nightly reconciliation of `engage serve` is due. */
+ * nightly reconciliation of `engage serve` is due; what a source's DSN and password
+ * reference may name, from the API and from the CLI (policy.c). */
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+
+#include "core/secret.h"
 #include "ingest_fixture.h"
 #include "rnd_json.h"
 #include "sync/sync.h"
@@ -107,7 +113,7 @@ UTEST(sync, a_row_prepared_from_its_values_is_prepared_as_from_its_record)
                  "\"m\":{\"type\":\"string\"},\"order_id\":{\"type\":\"string\"},"
                  "\"amount\":{\"type\":\"number\"},\"currency\":{\"type\":\"string\"},"
                  "\"created_at\":{\"type\":\"timestamp\"}}}");
-    cr_assert_eq(contract_set_load(f.st, &cs, &f.e), 0, "%s", f.e.msg);
+    cr_assert_eq(contract_set_load(f.st, &f.cfg, &cs, &f.e), 0, "%s", f.e.msg);
     cr_assert_eq(sync_mapping_parse(mapping, &m, &errs, &f.e), 0, "%s",
                  errs.n ? errs.items[0].msg : f.e.msg);
     t = &m.tables[0];
@@ -319,7 +325,7 @@ static void compare_rows(const char *sql, const char *props_map, const char *con
     fx_open(&f);
     if (contract)
         put_contract(&f, "ev", contract);
-    cr_assert_eq(contract_set_load(f.st, &cs, &f.e), 0);
+    cr_assert_eq(contract_set_load(f.st, &f.cfg, &cs, &f.e), 0);
     read_source(&f, sql, props_map, &c, &m, &b);
     buf_init(&scratch);
     for (i = 0; i < b.n; i++) {
@@ -461,7 +467,7 @@ UTEST(sync_source, cross_product_values_and_types)
         buf_printf(&body, "{\"name\":\"ev\",\"kind\":\"event\",\"properties\":{\"x\":%s}}", specs[si]);
         put_contract(&f, "ev", body.p);
         buf_release(&body);
-        cr_assert_eq(contract_set_load(f.st, &cs, &f.e), 0);
+        cr_assert_eq(contract_set_load(f.st, &f.cfg, &cs, &f.e), 0);
         cr_assert_eq(sync_mapping_parse(mapping, &m, &errs, &f.e), 0);
         t = &m.tables[0];
         b.ncolumns = 6;
@@ -528,4 +534,236 @@ UTEST(sync_mapping, lookback_is_for_events_tables)
     cr_assert_eq(sync_mapping_parse(events, &m, &errs, &e), 0);
     cr_assert_eq(m.tables[0].lookback_s, 60);
     sync_mapping_release(&m);
+}
+
+/* ---- what a source may name (policy.c) ---- */
+
+/* Every problem of errs as "path: message" lines; errs emptied. */
+static const char *problems(struct errlist *errs)
+{
+    static char out[4096];
+    size_t n = 0;
+    int i;
+
+    out[0] = '\0';
+    for (i = 0; i < errs->n && n < sizeof out; i++)
+        n += (size_t)snprintf(out + n, sizeof out - n, "%s: %s\n", errs->items[i].path,
+                              errs->items[i].msg);
+    memset(errs, 0, sizeof *errs);
+    return out;
+}
+
+static const char *dsn_problems(const char *dsn, enum sync_origin o, int has_password,
+                                const struct config *cfg)
+{
+    static struct errlist errs;
+
+    memset(&errs, 0, sizeof errs);
+    sync_dsn_check(dsn, o, has_password, cfg, "/dsn", &errs);
+    return problems(&errs);
+}
+
+UTEST(sync_policy, dsn_options_from_the_api_name_nothing_of_this_server)
+{
+    struct config cfg;
+    const char *p;
+
+    config_defaults(&cfg, "/nonexistent");
+    unsetenv("PGSSLMODE");
+    /* Both forms, fine. */
+    cr_assert_str_eq(dsn_problems("host=db.example.com port=5432 dbname=crm user=r sslmode=require",
+                                  SYNC_ORIGIN_API, 1, &cfg), "");
+    cr_assert_str_eq(dsn_problems("postgresql://r@db.example.com:5432/crm?sslmode=verify-full"
+                                  "&connect_timeout=5&application_name=x",
+                                  SYNC_ORIGIN_API, 1, &cfg), "");
+    cr_assert_str_eq(dsn_problems("hostaddr=10.0.0.5 dbname=crm sslmode=require", SYNC_ORIGIN_API,
+                                  0, &cfg), "");
+    /* Files of this server, each reported, in key=value form... */
+    p = dsn_problems("host=db passfile=/etc/passwd sslcert=/a sslkey=/b sslrootcert=/c sslcrl=/d "
+                     "sslcrldir=/e service=crm requirepeer=postgres replication=true "
+                     "sslmode=require", SYNC_ORIGIN_API, 0, &cfg);
+    cr_assert(strstr(p, "/dsn: passfile: names a file on this server: not allowed over the API\n"),
+              "%s", p);
+    cr_assert(strstr(p, "/dsn: sslcert: names a file"), "%s", p);
+    cr_assert(strstr(p, "/dsn: sslkey: names a file"), "%s", p);
+    cr_assert(strstr(p, "/dsn: sslrootcert: names a file"), "%s", p);
+    cr_assert(strstr(p, "/dsn: sslcrl: names a file"), "%s", p);
+    cr_assert(strstr(p, "/dsn: sslcrldir: names a directory"), "%s", p);
+    cr_assert(strstr(p, "/dsn: service: reads this server's pg_service.conf"), "%s", p);
+    cr_assert(strstr(p, "/dsn: requirepeer: is for unix sockets"), "%s", p);
+    cr_assert(strstr(p, "/dsn: replication: "), "%s", p);
+    /* ... and as a URI, percent-encoded or not. */
+    p = dsn_problems("postgresql://r@db/crm?passfile=%2Fetc%2Fpasswd&sslmode=disable",
+                     SYNC_ORIGIN_API, 0, &cfg);
+    cr_assert(strstr(p, "/dsn: passfile: names a file"), "%s", p);
+    cr_assert(strstr(p, "/dsn: sslmode: is disable: a source added over the API must use TLS"),
+              "%s", p);
+    /* Unix sockets of this server: a path, an empty host, no host at all. */
+    p = dsn_problems("postgresql://%2Fvar%2Frun%2Fpostgresql/crm?sslmode=require", SYNC_ORIGIN_API,
+                     0, &cfg);
+    cr_assert(strstr(p, "/dsn: host: /var/run/postgresql is a unix socket of this server"), "%s",
+              p);
+    p = dsn_problems("host=db,/tmp dbname=crm sslmode=require", SYNC_ORIGIN_API, 0, &cfg);
+    cr_assert(strstr(p, "/dsn: host: /tmp is a unix socket"), "%s", p);
+    p = dsn_problems("dbname=crm sslmode=require", SYNC_ORIGIN_API, 0, &cfg);
+    cr_assert(strstr(p, "/dsn: host: is required over the API"), "%s", p);
+    p = dsn_problems("host=a,,b dbname=crm sslmode=require", SYNC_ORIGIN_API, 0, &cfg);
+    cr_assert(strstr(p, "/dsn: host: is required over the API"), "%s", p);
+    cr_assert_str_eq(dsn_problems("host=a,b hostaddr=10.0.0.1,10.0.0.2 sslmode=require",
+                                  SYNC_ORIGIN_API, 0, &cfg), "");
+    /* sslmode: the default (prefer) and the weak ones, unless allow_insecure_tls. */
+    p = dsn_problems("host=db", SYNC_ORIGIN_API, 0, &cfg);
+    cr_assert(strstr(p, "/dsn: sslmode: is prefer (the default): a source added over the API must "
+                        "use TLS: set sslmode=require (or verify-ca, verify-full), or [sync] "
+                        "allow_insecure_tls = true\n"), "%s", p);
+    cr_assert(strstr(dsn_problems("host=db sslmode=allow", SYNC_ORIGIN_API, 0, &cfg), "is allow"));
+    p = dsn_problems("host=db sslmode=sometimes", SYNC_ORIGIN_CLI, 0, &cfg);
+    cr_assert(strstr(p, "/dsn: sslmode: \"sometimes\" is none of"), "%s", p);
+    cfg.sync_allow_insecure_tls = 1;
+    cr_assert_str_eq(dsn_problems("host=db sslmode=disable", SYNC_ORIGIN_API, 1, &cfg), "");
+    cfg.sync_allow_insecure_tls = 0;
+    /* A password: never in the DSN (both forms), and over TLS only (libpq before 16). */
+    p = dsn_problems("postgresql://r:hunter2@db/crm?sslmode=require", SYNC_ORIGIN_CLI, 0, &cfg);
+    cr_assert(strstr(p, "/dsn: must not hold the password"), "%s", p);
+    cr_assert_null(strstr(p, "hunter2"), "%s", p);
+    p = dsn_problems("host=db password=hunter2 sslmode=require", SYNC_ORIGIN_API, 0, &cfg);
+    cr_assert(strstr(p, "/dsn: must not hold the password"), "%s", p);
+    cr_assert(strstr(dsn_problems("host=db sslpassword=x", SYNC_ORIGIN_CLI, 0, &cfg),
+                     "must not hold the password"));
+    p = dsn_problems("host=db", SYNC_ORIGIN_CLI, 1, &cfg);
+    if (PQlibVersion() < 160000)
+        cr_assert(strstr(p, "/dsn: sslmode: is prefer (the default): the password would be sent "
+                            "without TLS"), "%s", p);
+    /* The operator's freedom: files and sockets of this server, no TLS without a password. */
+    cr_assert_str_eq(dsn_problems("host=/var/run/postgresql passfile=/root/.pgpass sslcert=/a "
+                                  "service=crm", SYNC_ORIGIN_CLI, 0, &cfg), "");
+    cr_assert_str_eq(dsn_problems("dbname=crm sslmode=disable", SYNC_ORIGIN_CLI, 0, &cfg), "");
+    /* Not a connection string. */
+    p = dsn_problems("host=db colour=blue", SYNC_ORIGIN_CLI, 0, &cfg);
+    cr_assert(strstr(p, "/dsn: not a libpq connection string: invalid connection option "
+                        "\"colour\""), "%s", p);
+    /* sslmode from the environment counts, as libpq takes it from there. */
+    setenv("PGSSLMODE", "require", 1);
+    cr_assert_eq(sync_dsn_tls("host=db"), SYNC_TLS_REQUIRE);
+    cr_assert_str_eq(dsn_problems("host=db", SYNC_ORIGIN_API, 1, &cfg), "");
+    setenv("PGSSLMODE", "allow", 1);
+    p = dsn_problems("host=db", SYNC_ORIGIN_API, 0, &cfg);
+    cr_assert(strstr(p, "/dsn: sslmode: is allow (from PGSSLMODE): a source added over"), "%s", p);
+    unsetenv("PGSSLMODE");
+    cr_assert_eq(sync_dsn_tls("host=db"), SYNC_TLS_PREFER);
+    cr_assert_eq(sync_dsn_tls("host=db sslmode=verify-ca"), SYNC_TLS_VERIFY_CA);
+    cr_assert_eq(sync_dsn_tls("host=db colour=blue"), -1);
+    config_release(&cfg);
+}
+
+static const char *ref_problem(const char *ref, enum sync_origin o, const struct config *cfg)
+{
+    static struct errlist errs;
+
+    memset(&errs, 0, sizeof errs);
+    sync_ref_check(ref, o, cfg, "/password_ref", &errs);
+    return problems(&errs);
+}
+
+/* The reference made of fmt has a problem holding want for a source of origin o, or none
+ * at all when want is "". */
+static void ref_says(const struct config *cfg, enum sync_origin o, const char *want,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void ref_says(const struct config *cfg, enum sync_origin o, const char *want,
+                     const char *fmt, ...)
+{
+    char ref[1500];
+    const char *p;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(ref, sizeof ref, fmt, ap);
+    va_end(ap);
+    p = ref_problem(ref, o, cfg);
+    if (*want)
+        cr_assert(strstr(p, want), "%s: %s", ref, p);
+    else
+        cr_assert_str_eq(p, "", "%s: %s", ref, p);
+}
+
+UTEST(sync_policy, references_from_the_api_stay_where_the_operator_allows)
+{
+    char *d = test_tmpdir(), dir[600], path[700], link[700];
+    const enum sync_origin API = SYNC_ORIGIN_API, CLI = SYNC_ORIGIN_CLI;
+    struct config cfg;
+    struct err e = {0};
+    char *pw = NULL;
+
+    config_defaults(&cfg, d); /* the secrets key: d/secret.key */
+    snprintf(dir, sizeof dir, "%s/secrets", d);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/sub", dir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/crm.pw", dir);
+    write_file(path, "crm-pw\n");
+    snprintf(path, sizeof path, "%s/secret.key", d);
+    write_file(path, "00\n");
+    snprintf(link, sizeof link, "%s/key.pw", dir);
+    cr_assert_eq(symlink(path, link), 0);
+    snprintf(path, sizeof path, "%s/outside.pw", d);
+    write_file(path, "outside\n");
+    snprintf(link, sizeof link, "%s/link.pw", dir);
+    cr_assert_eq(symlink(path, link), 0);
+
+    /* Nothing allowed while the keys are unset; the operator's freedom. */
+    ref_says(&cfg, API, "/password_ref: file: references are not allowed over the API: [sync] "
+                        "secret_dir is not set\n", "file:%s/crm.pw", dir);
+    ref_says(&cfg, API, "/password_ref: env: references are not allowed over the API: [sync] "
+                        "secret_env_prefix is not set\n", "env:ENGAGE_SYNC_PW_CRM");
+    ref_says(&cfg, CLI, "", "file:%s/crm.pw", dir);
+    ref_says(&cfg, CLI, "", "file:%s/outside.pw", d);
+    ref_says(&cfg, CLI, "", "env:HOME");
+
+    snprintf(cfg.sync_secret_dir, sizeof cfg.sync_secret_dir, "%s", dir);
+    snprintf(cfg.sync_secret_env_prefix, sizeof cfg.sync_secret_env_prefix, "ENGAGE_SYNC_");
+    ref_says(&cfg, API, "", "file:%s/crm.pw", dir);
+    ref_says(&cfg, API, "", "env:ENGAGE_SYNC_PW_CRM");
+    /* Outside: by name (nothing outside looked at), by `..`, by a symlink. */
+    ref_says(&cfg, API, "file:/etc/passwd is outside [sync] secret_dir (", "file:/etc/passwd");
+    ref_says(&cfg, API, "is outside [sync] secret_dir", "file:/etc/nonexistent.pw");
+    ref_says(&cfg, API, "is outside", "file:/");
+    ref_says(&cfg, API, "/../outside.pw: must not go up (..)", "file:%s/../outside.pw", dir);
+    ref_says(&cfg, API, "must not go up", "file:%s/sub/..", dir);
+    ref_says(&cfg, API, "/outside.pw, outside [sync] secret_dir", "file:%s/link.pw", dir);
+    ref_says(&cfg, API, "/link.pw resolves to ", "file:%s/link.pw", dir);
+    ref_says(&cfg, API, "/secret.key, outside", "file:%s/key.pw", dir);
+    ref_says(&cfg, API, "/sub: not a regular file", "file:%s/sub", dir);
+    ref_says(&cfg, API, "/missing.pw: No such file or directory", "file:%s/missing.pw", dir);
+    ref_says(&cfg, API, "file:crm.pw: must be an absolute path inside [sync] secret_dir",
+             "file:crm.pw");
+    /* For nobody: the secrets key, standard input. */
+    ref_says(&cfg, CLI, "is the secrets key ([secrets] key_file), not a password",
+             "file:%s/secret.key", d);
+    ref_says(&cfg, CLI, "would read the standard input", "file:-");
+    ref_says(&cfg, API, "would read the standard input", "file:-");
+    /* Variables: the prefix, a name, not engage's own, not the secrets key's. */
+    ref_says(&cfg, API, "/password_ref: env:HOME does not start with [sync] secret_env_prefix "
+                        "(ENGAGE_SYNC_)\n", "env:HOME");
+    ref_says(&cfg, API, "does not start", "env:ENGAGE_SYNC_");
+    ref_says(&cfg, API, "is a setting of engage, not a password", "env:ENGAGE_SYNC_SECRET_DIR");
+    ref_says(&cfg, API, "expected a variable name", "env:ENGAGE_SYNC_A B");
+    snprintf(cfg.secrets_key_env, sizeof cfg.secrets_key_env, "ENGAGE_SYNC_KEY");
+    ref_says(&cfg, CLI, "holds the secrets key ([secrets] key_env)", "env:ENGAGE_SYNC_KEY");
+    ref_says(&cfg, CLI, "must be env:VAR or file:PATH", "sealed");
+
+    /* Read: by its resolved path, checked again; secret_dir itself may be a symlink. */
+    snprintf(link, sizeof link, "%s/secrets-link", d);
+    cr_assert_eq(symlink(dir, link), 0);
+    snprintf(cfg.sync_secret_dir, sizeof cfg.sync_secret_dir, "%s/", link);
+    snprintf(path, sizeof path, "file:%s/crm.pw", dir);
+    cr_assert_eq(sync_ref_read(path, API, &cfg, &pw, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(pw, "crm-pw");
+    secret_free(pw);
+    cfg.sync_secret_dir[0] = '\0';
+    cr_assert_eq(sync_ref_read(path, API, &cfg, &pw, &e), E_INVAL);
+    cr_assert(strstr(e.msg, "password_ref: file: references are not allowed over the API"), "%s",
+              e.msg);
+    cr_assert_null(pw);
+    config_release(&cfg);
+    free(d);
 }
