@@ -669,6 +669,9 @@ static int print_rejected(void *ctx, const struct store_rejected *r)
         free(s);
         json_decref(item);
     } else {
+        if (lo->shown++ == 0)
+            printf("%-6s %-24s  %-8s %-7s %-18s %s\n", "ID", "RECEIVED", "SOURCE", "KIND", "REASON",
+                   "FIELD: MESSAGE  [ORIGIN] STATUS");
         time_format_iso(r->created_at, ts);
         printf("%-6lld %s  %-8s %-7s %-18s %s%s%s  [%s] %s%s\n", (long long)r->id, ts, r->source,
                r->kind, r->reason, r->field, *r->field ? ": " : "", r->message, r->origin,
@@ -746,6 +749,13 @@ static int cmd_rejected(struct cli *c)
             printf(lo.shown ? "\n]}\n" : "{\"items\": []}\n");
         if (rc)
             rc = die("%s", e.msg);
+        else if (!c->json)
+            printf("%s%lld%s%s record%s%s%s\n", lo.shown ? "\n" : "", (long long)lo.shown,
+                   f.status ? " " : "", f.status ? f.status : "", lo.shown == 1 ? "" : "s",
+                   f.limit && lo.shown == f.limit ? " (the --limit; there may be more)" : "",
+                   f.status && strcmp(f.status, "pending") == 0
+                       ? " (--status all shows replayed and dismissed ones too)"
+                       : "");
     } else if (strcmp(sub, "dismiss") == 0) {
         struct ingest in;
         ingest_init(&in, st, &c->cfg);

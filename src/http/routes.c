@@ -287,11 +287,13 @@ static int rejected_filter(struct http_req *r, struct http_resp *w, struct store
     f->reason = http_query(r, "reason");
     f->source = http_query(r, "source");
     f->kind = http_query(r, "kind");
-    if (f->status && !one_of(f->status, " pending replayed dismissed ")) {
-        http_error(w, 400, "invalid_parameter", "status must be pending, replayed or dismissed",
-                   "status");
+    if (f->status && !one_of(f->status, " pending replayed dismissed all ")) {
+        http_error(w, 400, "invalid_parameter",
+                   "status must be pending, replayed, dismissed or all", "status");
         return -1;
     }
+    if (f->status && strcmp(f->status, "all") == 0)
+        f->status = NULL; /* as the CLI's --status all */
     if (f->kind && !one_of(f->kind, " contact event ")) {
         http_error(w, 400, "invalid_parameter", "kind must be contact or event", "kind");
         return -1;

@@ -121,6 +121,13 @@ test('dead letters that can never pass are dismissed, not replayed forever', () 
   assert.deepEqual(JSON.parse(r.stdout), { dismissed: 1 });
   r = engage(['rejected', 'list', '--json'], { data });
   assert.equal(JSON.parse(r.stdout).items.length, 0);
+  r = engage(['rejected', 'list'], { data });
+  assert.equal(r.stdout, '0 pending records (--status all shows replayed and dismissed ones too)\n');
+  r = engage(['rejected', 'list', '--status', 'all'], { data });
+  const lines = r.stdout.trim().split('\n');
+  assert.match(lines[0], /^ID +RECEIVED +SOURCE +KIND +REASON +FIELD: MESSAGE/, 'a header');
+  assert.match(lines[1], /bad_row/);
+  assert.equal(lines.at(-1), '1 record', 'and a count');
   r = engage(['rejected', 'list', '--status', 'dismissed', '--json'], { data });
   assert.equal(JSON.parse(r.stdout).items.length, 1, 'kept');
   assert.equal(sql(data, "SELECT count(*) FROM audit WHERE action = 'rejected.dismiss'"), '1');

@@ -145,6 +145,10 @@ test('dead letters: list with filters, metrics by reason, replay by a marketer',
   assert.ok(r.json.next_cursor);
   const page2 = await api(srv.url, '/api/v1/rejected?limit=1&cursor=' + r.json.next_cursor, { key: analyst });
   assert.notEqual(page2.json.items[0].id, r.json.items[0].id);
+  // status=all is every status, as the CLI's --status all.
+  const all = await api(srv.url, '/api/v1/rejected?status=all', { key: analyst });
+  assert.equal(all.status, 200, all.text);
+  assert.equal(all.json.items.length, (await api(srv.url, '/api/v1/rejected', { key: analyst })).json.items.length);
   r = await api(srv.url, '/api/v1/rejected?since=yesterday', { key: analyst });
   assert.equal(r.status, 400);
   assert.equal(r.json.error.path, 'since');
