@@ -109,11 +109,14 @@ int contact_consent_change(struct store *st, const struct config *cfg, const cha
     return rc;
 }
 
-int contact_delete(struct store *st, const char *xid, const char *actor, const char *req_id,
-                   struct err *e)
+/* Flags a contact deleted (to = 1) or takes the flag off (to = 0), audited in the same
+ * transaction: a deletion with the contact as it was, a restore with it as it is now
+ * (and the reason). *out (restore): the contact. */
+static int set_deleted(struct store *st, const char *xid, int to, const char *reason,
+                       const char *actor, const char *req_id, json_t **out, struct err *e)
 {
     struct store_contact c;
-    json_t *b;
+    json_t *now;
     int rc;
 
     store_contact_init(&c);
@@ -123,60 +126,50 @@ int contact_delete(struct store *st, const char *xid, const char *actor, const c
     rc = store_contact_get_by_xid(st, xid, &c, e);
     if (rc == E_NOTFOUND)
         rc = ERR(e, E_NOTFOUND, "no contact '%s'", xid);
-    else if (rc == 0 && c.deleted)
+    else if (rc == 0 && to && c.deleted)
         rc = ERR(e, E_NOTFOUND, "contact '%s' was deleted already", xid);
-    if (rc == 0) {
-        b = contact_summary_json(&c);
-        c.deleted = 1;
-        c.updated_at = clock_now_ms();
-        rc = store_contact_update(st, &c, e); /* a new seq: the audience index drops it */
-        if (rc == 0)
-            rc = audit_record(st, actor, "contact.delete", "contact", xid, b, NULL, req_id, e);
-        json_decref(b);
-    }
-    rc = store_finish(st, rc, e);
-    store_contact_release(&c);
-    return rc;
-}
-
-int contact_restore(struct store *st, const char *xid, const char *reason, const char *actor,
-                    const char *req_id, json_t **out, struct err *e)
-{
-    struct store_contact c;
-    json_t *a;
-    int rc;
-
-    *out = NULL;
-    store_contact_init(&c);
-    rc = store_begin(st, e);
-    if (rc)
-        return rc;
-    rc = store_contact_get_by_xid(st, xid, &c, e);
-    if (rc == E_NOTFOUND)
-        rc = ERR(e, E_NOTFOUND, "no contact '%s'", xid);
-    else if (rc == 0 && !c.deleted)
+    else if (rc == 0 && !to && !c.deleted)
         rc = ERR(e, E_CONFLICT, "contact '%s' is not deleted", xid);
-    else if (rc == 0 && c.merged_into)
+    else if (rc == 0 && !to && c.merged_into)
         rc = ERR(e, E_CONFLICT, "contact '%s' was merged into contact %lld: restore that one", xid,
                  (long long)c.merged_into);
     if (rc == 0) {
-        c.deleted = 0;
+        json_t *was = to ? contact_summary_json(&c) : NULL;
+        c.deleted = to;
         c.updated_at = clock_now_ms();
-        rc = store_contact_update(st, &c, e); /* a new seq: the audience index takes it back */
-    }
-    if (rc == 0) {
-        *out = contact_summary_json(&c);
-        a = json_deep_copy(*out);
-        if (reason && *reason)
-            json_object_set_new(a, "reason", json_string(reason));
-        rc = audit_record(st, actor, "contact.restore", "contact", xid, NULL, a, req_id, e);
-        json_decref(a);
+        /* A new seq: the audience index drops the contact, or takes it back. */
+        rc = store_contact_update(st, &c, e);
+        now = to ? NULL : contact_summary_json(&c);
+        if (now && reason && *reason)
+            json_object_set_new(now, "reason", json_string(reason));
+        if (rc == 0)
+            rc = audit_record(st, actor, to ? "contact.delete" : "contact.restore", "contact",
+                              xid, was, now, req_id, e);
+        json_decref(was);
+        if (rc == 0 && out) {
+            json_object_del(now, "reason");
+            *out = json_incref(now);
+        }
+        json_decref(now);
     }
     rc = store_finish(st, rc, e);
-    if (rc) {
+    if (rc && out && *out) {
         json_decref(*out);
         *out = NULL;
     }
     store_contact_release(&c);
     return rc;
+}
+
+int contact_delete(struct store *st, const char *xid, const char *actor, const char *req_id,
+                   struct err *e)
+{
+    return set_deleted(st, xid, 1, NULL, actor, req_id, NULL, e);
+}
+
+int contact_restore(struct store *st, const char *xid, const char *reason, const char *actor,
+                    const char *req_id, json_t **out, struct err *e)
+{
+    *out = NULL;
+    return set_deleted(st, xid, 0, reason, actor, req_id, out, e);
 }
