@@ -51,6 +51,7 @@ static const struct key_def keys[] = {
     I("sync", "reconcile_hour", sync_reconcile_hour, -1, 23),
     B("sync", "reconcile_repair", sync_reconcile_repair),
     S("sync", "secret_dir", sync_secret_dir),
+    S("sync", "sqlite_dir", sync_sqlite_dir),
     S("sync", "secret_env_prefix", sync_secret_env_prefix),
     B("sync", "allow_insecure_tls", sync_allow_insecure_tls),
     I("segment", "max_depth", seg_max_depth, 1, 64),
@@ -367,6 +368,7 @@ static const struct {
     {"ENGAGE_LOG_LEVEL", "log", "level"},
     {"ENGAGE_UNKNOWN_EVENTS", "ingest", "unknown_events"},
     {"ENGAGE_SYNC_SECRET_DIR", "sync", "secret_dir"},
+    {"ENGAGE_SYNC_SQLITE_DIR", "sync", "sqlite_dir"},
     {"ENGAGE_SYNC_SECRET_ENV_PREFIX", "sync", "secret_env_prefix"},
     {"ENGAGE_SYNC_ALLOW_INSECURE_TLS", "sync", "allow_insecure_tls"},
 };
@@ -473,6 +475,10 @@ int config_check(const struct config *c, struct err *e)
         return ERRF(e, E_INVAL, "secret_dir",
                     "%s: [sync] secret_dir: must be an absolute path, got \"%s\"", where,
                     c->sync_secret_dir);
+    if (c->sync_sqlite_dir[0] && c->sync_sqlite_dir[0] != '/')
+        return ERRF(e, E_INVAL, "sqlite_dir",
+                    "%s: [sync] sqlite_dir: must be an absolute path, got \"%s\"", where,
+                    c->sync_sqlite_dir);
     if (c->sync_secret_env_prefix[0] &&
         (strspn(c->sync_secret_env_prefix, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                            "0123456789_") != strlen(c->sync_secret_env_prefix) ||

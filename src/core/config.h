@@ -64,6 +64,7 @@ struct config {
     /* What a source added over the API may name (docs/sync.md, Sources over the API):
      * "" allows no file: / env: reference at all. */
     char sync_secret_dir[1024];       /* file: references: regular files inside it */
+    char sync_sqlite_dir[1024];       /* SQLite sources added over the API: files inside it */
     char sync_secret_env_prefix[128]; /* env: references: variables starting with it */
     int sync_allow_insecure_tls;      /* sslmode below require, passwords without TLS */
     /* [segment] guardrails */

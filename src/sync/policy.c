@@ -221,53 +221,80 @@ static int under(const char *path, const char *dir)
     return (n == 1 && dir[0] == '/') || (strncmp(path, dir, n) == 0 && path[n] == '/');
 }
 
-/* A file: reference from the API: PATH names a place under [sync] secret_dir (as written,
- * without `..`: nothing outside it is looked at, so its answers say nothing of other
- * files) and resolves (symlinks followed) to a regular file inside it (resolved too);
- * its resolved path into out. */
-static int api_file_check(const char *path, const struct config *cfg, char out[PATH_MAX],
-                          char *msg, size_t cap)
+/* A file an API caller names (a password reference, a SQLite source): PATH names a place
+ * under the directory the operator set aside, dir (the key `key`, "" when unset: nothing
+ * allowed), as written and without `..` (nothing outside it is looked at, so the answers
+ * say nothing of other files), and resolves (symlinks followed) to a regular file inside
+ * it (resolved too); its resolved path into out. what ("file:" or "") prefixes PATH in
+ * messages. */
+static int api_file_check(const char *path, const char *dir_set, const char *key,
+                          const char *what, char out[PATH_MAX], char *msg, size_t cap)
 {
     char dir[PATH_MAX];
     size_t n = strlen(path);
     struct stat st;
 
-    if (cfg->sync_secret_dir[0] == '\0') {
-        snprintf(msg, cap, "file: references are not allowed over the API: [sync] secret_dir "
-                           "is not set");
+    if (dir_set[0] == '\0') {
+        snprintf(msg, cap, "%s files are not allowed over the API: %s is not set",
+                 what[0] ? "file: references to" : "SQLite", key);
         return -1;
     }
     if (path[0] != '/') {
-        snprintf(msg, cap, "file:%.80s: must be an absolute path inside [sync] secret_dir (%.80s)",
-                 path, cfg->sync_secret_dir);
+        snprintf(msg, cap, "%s%.80s: must be an absolute path inside %s (%.80s)", what, path,
+                 key, dir_set);
         return -1;
     }
     if (strstr(path, "/../") || (n >= 3 && strcmp(path + n - 3, "/..") == 0)) {
-        snprintf(msg, cap, "file:%.120s: must not go up (..): name the file inside [sync] "
-                           "secret_dir", path);
+        snprintf(msg, cap, "%s%.120s: must not go up (..): name the file inside %s", what, path,
+                 key);
         return -1;
     }
-    if (realpath(cfg->sync_secret_dir, dir) == NULL) {
-        snprintf(msg, cap, "[sync] secret_dir %.100s: %s", cfg->sync_secret_dir, strerror(errno));
+    if (realpath(dir_set, dir) == NULL) {
+        snprintf(msg, cap, "%s %.100s: %s", key, dir_set, strerror(errno));
         return -1;
     }
-    if (!under(path, cfg->sync_secret_dir) && !under(path, dir)) {
-        snprintf(msg, cap, "file:%.120s is outside [sync] secret_dir (%.80s)", path,
-                 cfg->sync_secret_dir);
+    if (!under(path, dir_set) && !under(path, dir)) {
+        snprintf(msg, cap, "%s%.120s is outside %s (%.80s)", what, path, key, dir_set);
         return -1;
     }
     if (realpath(path, out) == NULL) {
-        snprintf(msg, cap, "file:%.120s: %s", path, strerror(errno));
+        snprintf(msg, cap, "%s%.120s: %s", what, path, strerror(errno));
         return -1;
     }
     if (!under(out, dir)) {
-        snprintf(msg, cap, "file:%.80s resolves to %.80s, outside [sync] secret_dir (%.60s)",
-                 path, out, cfg->sync_secret_dir);
+        snprintf(msg, cap, "%s%.80s resolves to %.80s, outside %s (%.60s)", what, path, out, key,
+                 dir_set);
         return -1;
     }
     if (stat(out, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(msg, cap, "file:%.120s: not a regular file", path);
+        snprintf(msg, cap, "%s%.120s: not a regular file", what, path);
         return -1;
+    }
+    return 0;
+}
+
+int sync_sqlite_path(const char *dsn, enum sync_origin origin, const struct config *cfg,
+                     char out[PATH_MAX], char *msg, size_t cap)
+{
+    if (origin != SYNC_ORIGIN_API) {
+        snprintf(out, PATH_MAX, "%s", dsn); /* the operator's: opened as named */
+        return 0;
+    }
+    if (strncmp(dsn, "file:", 5) == 0) {
+        snprintf(msg, cap, "a SQLite URI (file:…) is not allowed over the API: name the file's "
+                           "path inside [sync] sqlite_dir");
+        return -1;
+    }
+    if (api_file_check(dsn, cfg->sync_sqlite_dir, "[sync] sqlite_dir", "", out, msg, cap))
+        return -1;
+    {
+        char data[PATH_MAX];
+        if (same_file(out, cfg->secrets_key_file) ||
+            (realpath(cfg->data_dir, data) && under(out, data))) {
+            snprintf(msg, cap, "%.120s is in engage's data directory, not a CRM's database",
+                     dsn);
+            return -1;
+        }
     }
     return 0;
 }
@@ -321,7 +348,8 @@ static int ref_check(const char *ref, enum sync_origin origin, const struct conf
                                "file (or seal the password: --password-stdin, \"password\")");
             return -1;
         }
-        if (api && api_file_check(file, cfg, path, msg, cap))
+        if (api && api_file_check(file, cfg->sync_secret_dir, "[sync] secret_dir", "file:", path,
+                                  msg, cap))
             return -1;
         if (!api)
             snprintf(path, PATH_MAX, "%s", file); /* the operator's: read as named */

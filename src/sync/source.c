@@ -189,12 +189,21 @@ int sync_connect(const struct store_sync_source *src, const struct config *cfg,
     *out = NULL;
     snprintf(c->name, sizeof c->name, "%s", src->name);
     if (strcmp(src->kind, "sqlite") == 0) {
-        rc = sqlite3_open_v2(src->dsn, &c->db, SQLITE_OPEN_READONLY, NULL);
-        if (rc != SQLITE_OK)
-            rc = ERR(e, E_IO, "source %s: cannot open %s: %s", src->name, src->dsn,
-                     c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-        else
-            sqlite3_busy_timeout(c->db, 5000);
+        /* Checked again at each connection: a source added over the API before [sync]
+         * sqlite_dir was set (or narrowed) opens nothing outside it. */
+        char path[PATH_MAX], msg[300];
+        int api = sync_origin_of(src) == SYNC_ORIGIN_API;
+        if (sync_sqlite_path(src->dsn, sync_origin_of(src), cfg, path, msg, sizeof msg)) {
+            rc = ERR(e, E_INVAL, "source %s (added over the API): dsn: %s", src->name, msg);
+        } else {
+            rc = sqlite3_open_v2(path, &c->db,
+                                 SQLITE_OPEN_READONLY | (api ? SQLITE_OPEN_NOFOLLOW : 0), NULL);
+            if (rc != SQLITE_OK)
+                rc = ERR(e, E_IO, "source %s: cannot open %s: %s", src->name, src->dsn,
+                         c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+            else
+                sqlite3_busy_timeout(c->db, 5000);
+        }
     } else if (strcmp(src->kind, "postgres") == 0) {
         rc = pg_open(c, src, cfg, e);
     } else {

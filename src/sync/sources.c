@@ -57,6 +57,11 @@ int sync_source_create(struct store *st, const struct config *cfg,
     else if (spec->kind && strcmp(spec->kind, "postgres") == 0)
         sync_dsn_check(spec->dsn, spec->origin, has_ref || spec->password != NULL, cfg, "/dsn",
                        errs);
+    else if (spec->kind && strcmp(spec->kind, "sqlite") == 0) {
+        char path[PATH_MAX], msg[300];
+        if (sync_sqlite_path(spec->dsn, spec->origin, cfg, path, msg, sizeof msg))
+            errlist_add(errs, "/dsn", "%s", msg);
+    }
     if (has_ref)
         sync_ref_check(spec->password_ref, spec->origin, cfg, "/password_ref", errs);
     if (has_ref && spec->password)

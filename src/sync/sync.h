@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+#include <limits.h>
+
 #include "../core/config.h"
 #include "../core/jtree.h"
 #include "../core/map.h"
@@ -190,6 +192,12 @@ void sync_dsn_check(const char *dsn, enum sync_origin origin, int has_password,
  * engage); either is refused while its key is unset. */
 void sync_ref_check(const char *ref, enum sync_origin origin, const struct config *cfg,
                     const char *at, struct errlist *errs);
+/* The file a SQLite source's DSN names, into out: the operator's (CLI) as named; from the
+ * API, a regular file inside [sync] sqlite_dir (as a file: reference inside secret_dir:
+ * no URI, no `..`, resolved with symlinks followed), never in engage's data directory.
+ * 0, or -1 with msg saying why. */
+int sync_sqlite_path(const char *dsn, enum sync_origin origin, const struct config *cfg,
+                     char out[PATH_MAX], char *msg, size_t cap);
 /* Checks ref as sync_ref_check does, then reads it (a file: by its resolved path).
  * Caller frees with secret_free. */
 int sync_ref_read(const char *ref, enum sync_origin origin, const struct config *cfg,

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync, readFileSync, renameSync } from 'node:fs';
+import { writeFileSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { engage, engageAsync, tmpData, waitExit, exportEvents, startServer, api, apikey } from './lib.mjs';
 import { startPostgres, postgresAvailable } from './pg.mjs';
@@ -228,7 +228,7 @@ test('engage serve syncs on its own; sources over the API; health and metrics sh
       INSERT INTO orders VALUES (1, 'w1', 5, 'INR', '${now()}', '${now()}', NULL);`);
   const data = tmpData();
   engage(['migrate'], { data });
-  writeFileSync(join(data, 'engage.conf'), '[sync]\ninterval_seconds = 1\n');
+  writeFileSync(join(data, 'engage.conf'), `[sync]\ninterval_seconds = 1\nsqlite_dir = ${dir}\n`);
   const admin = apikey(data, 'admin'), analyst = apikey(data, 'analyst'), ingest = apikey(data, 'ingest');
   const srv = await startServer(data);
   try {
@@ -245,9 +245,12 @@ test('engage serve syncs on its own; sources over the API; health and metrics sh
     const paths = r.json.error.details.map((d) => d.path);
     for (const p of ['/name', '/kind', '/dsn', '/mapping/tables/0/key', '/mapping/tables/0/event'])
       assert.ok(paths.includes(p), `${p} in ${paths}`);
+    // A source whose file goes away after it was added.
+    writeFileSync(join(dir, 'missing.db'), '');
     r = await api(srv.url, '/api/v1/sync/sources', { method: 'POST', key: admin,
       body: { name: 'gone', kind: 'sqlite', dsn: join(dir, 'missing.db'), mapping: MAPPING } });
-    assert.equal(r.status, 201);
+    assert.equal(r.status, 201, r.text);
+    rmSync(join(dir, 'missing.db'));
     // The worker syncs within a couple of intervals, and again after new rows.
     const health = async () => (await api(srv.url, '/api/v1/sync/health', { key: analyst })).json.items;
     let books;
@@ -274,7 +277,7 @@ test('engage serve syncs on its own; sources over the API; health and metrics sh
     const gone = (await health()).find((s) => s.name === 'gone');
     assert.equal(gone.status, 'failing');
     assert.ok(gone.failures >= 1);
-    assert.match(gone.last_error, /cannot open/);
+    assert.match(gone.last_error, /missing\.db: No such file or directory/);
     const m = await (await fetch(srv.url + '/metrics')).text();
     assert.match(m, /engage_sync_rows_total\{source="books",table="orders"\} 2/);
     assert.match(m, /engage_sync_failures\{source="gone"\} [1-9]/);

@@ -265,7 +265,7 @@ test('the audit keeps the reference, never the secret; a mapping\'s key column i
   assert.ok(!readFileSync(join(data, 'engage.db')).toString('latin1').includes('Audit-Sealed-pw!'));
 });
 
-test('PostgreSQL over TLS: the allowed references reach a role with a password', { skip: !postgresAvailable() }, async (t) => {
+test('PostgreSQL over TLS: the allowed references reach a role with a password', async (t) => {
   const pg = await startPostgres({ ssl: true, hba: ['hostssl all reader 127.0.0.1/32 password', 'host all reader 127.0.0.1/32 reject'] });
   t.after(() => pg.stop());
   pg.psql(`CREATE ROLE reader LOGIN PASSWORD 'Reader-pw-1'; CREATE DATABASE crm OWNER postgres;`);
@@ -308,4 +308,54 @@ test('PostgreSQL over TLS: the allowed references reach a role with a password',
   r = engage(['sync', 'run', '--source', 'cli', '--json'], { data });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).read, 1);
+});
+
+test('over the API, a SQLite source names only a file inside [sync] sqlite_dir, checked again at each pass', async () => {
+  const crm = tmpData('engage-crm-');
+  const outside = tmpData('engage-victim-');
+  const make = (file) => {
+    const r = spawnSync('sqlite3', [file], { encoding: 'utf8', input:
+      "CREATE TABLE orders (id INTEGER PRIMARY KEY, contact_id TEXT, amount REAL, created_at TEXT, updated_at TEXT);" +
+      "INSERT INTO orders VALUES (1, 'victim', 123456789, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');" });
+    assert.equal(r.status, 0, r.stderr);
+  };
+  make(join(crm, 'crm.db'));
+  make(join(outside, 'victim.db'));
+  symlinkSync(join(outside, 'victim.db'), join(crm, 'link.db'));
+  const { data, admin } = setup(`sqlite_dir = ${crm}\n`);
+  const mapping = { tables: [{ ...MAPPING.tables[0], event: 'crm_order' }] }; // no contract: stored as it is
+  const addSqlite = (srv, name, dsn, key = admin) => api(srv.url, '/api/v1/sync/sources', { method: 'POST', key,
+    body: { name, kind: 'sqlite', dsn, mapping } });
+  let srv = await startServer(data);
+  try {
+    assert.match(problems(await addSqlite(srv, 'v', join(outside, 'victim.db'))), /^\/dsn: .*victim\.db is outside \[sync\] sqlite_dir/);
+    assert.match(problems(await addSqlite(srv, 'v', join(crm, 'link.db'))), /^\/dsn: .*link\.db resolves to .*victim\.db, outside \[sync\] sqlite_dir/);
+    assert.match(problems(await addSqlite(srv, 'v', `${crm}/../${basename(outside)}/victim.db`)), /must not go up/);
+    assert.match(problems(await addSqlite(srv, 'v', `file:${join(outside, 'victim.db')}?mode=ro`)), /a SQLite URI \(file:…\) is not allowed/);
+    assert.match(problems(await addSqlite(srv, 'v', join(data, 'engage.db'))), /outside \[sync\] sqlite_dir|data directory/);
+    const ok = await addSqlite(srv, 'crm', join(crm, 'crm.db'));
+    assert.equal(ok.status, 201, ok.text);
+    for (let i = 0; i < 100 && engage(['events', 'export'], { data }).stdout === ''; i++) await sleep(100);
+    assert.match(engage(['events', 'export'], { data }).stdout, /"amount":123456789/, 'the allowed file is synced');
+  } finally {
+    await srv.stop();
+  }
+  // A source added before sqlite_dir was narrowed (or before this check) opens nothing outside.
+  sql(data, `UPDATE sync_sources SET dsn = '${join(outside, 'victim.db')}' WHERE name = 'crm'`);
+  sql(data, "DELETE FROM sync_checkpoints");
+  const before = engage(['events', 'export'], { data }).stdout;
+  const r = engage(['sync', 'run'], { data });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /victim\.db is outside \[sync\] sqlite_dir/);
+  assert.equal(engage(['events', 'export'], { data }).stdout, before, 'nothing read from it');
+  // Unset, no SQLite file at all over the API; the CLI keeps its freedom.
+  const other = setup();
+  srv = await startServer(other.data);
+  try {
+    assert.match(problems(await addSqlite(srv, 'v', join(crm, 'crm.db'), other.admin)), /SQLite files are not allowed over the API: \[sync\] sqlite_dir is not set/);
+  } finally {
+    await srv.stop();
+  }
+  const cli = engage(['sync', 'source', 'add', '--name', 'mine', '--kind', 'sqlite', '--dsn', join(outside, 'victim.db'), '--mapping', other.map], { data: other.data });
+  assert.equal(cli.code, 0, cli.stderr);
 });
