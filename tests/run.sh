@@ -39,6 +39,7 @@ done
 
 echo "== e2e (node:test)"
 export ENGAGE_BIN="$PWD/build-asan/engage"
+export ENGAGE_RELEASE_BIN="$PWD/build/engage" # the memory bounds of tests/e2e/abuse.test.mjs
 node --test --test-concurrency=2 --test-reporter=spec --test-reporter-destination=stdout \
      --test-reporter=tap --test-reporter-destination="$logdir/e2e.tap" tests/e2e/*.test.mjs
 rc=$?

@@ -248,8 +248,12 @@ static int secret_name(const char *k)
     static const char *const words[] = {"password", "passwd", "passphrase", "secret",
                                         "token", "credential", "credentials", "apikey",
                                         "cookie", "authorization", NULL};
-    static const char *const before_key[] = {"api", "private", "secret", "access", "signing",
-                                             "encryption", NULL};
+    /* "KIND_key" is a secret unless KIND says it is data: naming the secret kinds
+     * (api, hmac, session, write, license…) would let each one forgotten through. */
+    static const char *const data_key[] = {
+        "sort", "public", "primary", "foreign", "partition", "cache", "lookup", "join",
+        "unique", "shard", "routing", "group", "natural", "idempotency", "dedup", "dedupe",
+        "row", "index", "object", "bucket", "composite", "surrogate", "business", "map", NULL};
     char w[2][32] = {"", ""};
     int cur = 0, found = 0;
     size_t n = 0, i, j;
@@ -262,8 +266,12 @@ static int secret_name(const char *k)
             w[cur][n < sizeof w[cur] ? n : sizeof w[cur] - 1] = '\0';
             for (j = 0; words[j]; j++)
                 found |= strcmp(w[cur], words[j]) == 0;
-            for (j = 0; before_key[j]; j++)
-                found |= strcmp(w[cur], "key") == 0 && strcmp(w[!cur], before_key[j]) == 0;
+            if (strcmp(w[cur], "key") == 0 && w[!cur][0]) {
+                int data = 0;
+                for (j = 0; data_key[j]; j++)
+                    data |= strcmp(w[!cur], data_key[j]) == 0;
+                found |= !data;
+            }
             cur = !cur;
             n = 0;
         }

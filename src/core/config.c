@@ -38,6 +38,7 @@ static const struct key_def keys[] = {
     I("server", "body_timeout_s", body_timeout_s, 1, 86400),
     I("server", "idle_timeout_s", idle_timeout_s, 1, 3600),
     I("server", "keyless_per_ip", keyless_per_ip, 1, 100000),
+    I("server", "keyless_max", keyless_max, 1, 100000),
     {"log", "level", K_LOGLEVEL, offsetof(struct config, log_level), sizeof(int), 0, 0},
     I("store", "busy_timeout_ms", busy_timeout_ms, 0, 600000),
     {"ingest", "unknown_events", K_UNKNOWN_EVENTS, offsetof(struct config, unknown_events_reject), sizeof(int), 0, 0},
@@ -84,6 +85,7 @@ void config_defaults(struct config *c, const char *data_dir)
     c->body_timeout_s = 120;
     c->idle_timeout_s = 60;
     c->keyless_per_ip = 8;
+    c->keyless_max = 256;
     c->log_level = LOG_INFO;
     c->busy_timeout_ms = 10000;
     c->unknown_events_reject = 0;

@@ -45,6 +45,7 @@ struct config {
     int body_timeout_s;     /* its body within this after the headers */
     int idle_timeout_s;     /* a connection silent this long is closed */
     int keyless_per_ip;     /* tracking requests in flight from one address without a key */
+    int keyless_max;        /* the same, from all addresses */
     /* [log] */
     int log_level;
     /* [store] */

@@ -26,6 +26,7 @@ struct parser {
     struct buf sbuf;           /* an escaped string being decoded */
     int depth;
     size_t values;             /* read so far, against the limits */
+    int at_list;               /* the next value is the top object's items_key member */
     struct jt_limits lim;      /* 0: no limit */
 };
 
@@ -48,11 +49,15 @@ static int fail(struct parser *ps, const char *msg)
     return E_INVAL;
 }
 
-/* A limit passed: reading stops there, before the document is read whole. */
-static int too_big(struct parser *ps, const char *fmt, size_t n)
+/* A limit passed (list: the capped list's name; NULL: the values): reading stops there,
+ * before the document is read whole. */
+static int too_big(struct parser *ps, const char *list, size_t n)
 {
     fail(ps, "");
-    snprintf(ps->err->text, sizeof ps->err->text, fmt, n);
+    if (list)
+        snprintf(ps->err->text, sizeof ps->err->text, "\"%s\" holds more than %zu items", list, n);
+    else
+        snprintf(ps->err->text, sizeof ps->err->text, "the document holds more than %zu values", n);
     return E_TOOBIG;
 }
 
@@ -247,7 +252,9 @@ static int parse_array(struct parser *ps, struct jt *v)
 {
     size_t base = ps->nitems, n;
     struct jt item;
-    int rc;
+    int rc, list = ps->at_list; /* the top object's items_key member: capped */
+
+    ps->at_list = 0;
 
     ps->p++;
     skip_ws(ps);
@@ -259,9 +266,8 @@ static int parse_array(struct parser *ps, struct jt *v)
         rc = parse_value(ps, &item);
         if (rc)
             return rc;
-        if (ps->lim.max_items && ps->depth <= 2 && ps->nitems - base >= ps->lim.max_items)
-            return too_big(ps, "an array at the top of the document holds more than %zu items",
-                           ps->lim.max_items);
+        if (list && ps->nitems - base >= ps->lim.max_items)
+            return too_big(ps, ps->lim.items_key, ps->lim.max_items);
         if (ps->nitems == ps->capitems) {
             ps->capitems = ps->capitems ? ps->capitems * 2 : 64;
             ps->items = xrealloc(ps->items, ps->capitems * sizeof *ps->items);
@@ -312,7 +318,10 @@ static int parse_object(struct parser *ps, struct jt *v)
         if (ps->p >= ps->end || *ps->p != ':')
             return fail(ps, ps->p < ps->end ? "':' expected" : "premature end of input");
         ps->p++;
+        ps->at_list = ps->depth == 1 && ps->lim.items_key && ps->lim.max_items &&
+                      strcmp(m.key, ps->lim.items_key) == 0;
         rc = parse_value(ps, &m.v);
+        ps->at_list = 0;
         if (rc)
             return rc;
         if (ps->nmembers == ps->capmembers) {
@@ -363,7 +372,7 @@ static int parse_value(struct parser *ps, struct jt *v)
     if (ps->p >= ps->end)
         return fail(ps, "premature end of input");
     if (ps->lim.max_values && ++ps->values > ps->lim.max_values)
-        return too_big(ps, "the document holds more than %zu values", ps->lim.max_values);
+        return too_big(ps, NULL, ps->lim.max_values);
     /* jansson counts a scalar as one level too: 2048 arrays around a number are too deep */
     if (*ps->p != '{' && *ps->p != '[' && ps->depth + 1 > JT_MAX_DEPTH)
         return fail(ps, "maximum parsing depth reached");

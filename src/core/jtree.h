@@ -48,11 +48,12 @@ int jt_parse(struct arena *a, const char *text, size_t len, struct jt **out,
              struct jt_error *err);
 /* Limits checked while reading, so that a body of a million empty objects is refused
  * after max_values of them, not read whole first: max_values counts every value
- * (containers and scalars), max_items the items of any one array at the top of the
- * document or directly in its top object (a batch's list). 0 is no limit. */
+ * (containers and scalars); max_items the items of the array that is the top object's
+ * member items_key (a batch's list: "batch", "items"). 0 / NULL: no limit. */
 struct jt_limits {
     size_t max_values;
     size_t max_items;
+    const char *items_key;
 };
 /* jt_parse within limits: E_TOOBIG (err says which limit, and where reading stopped)
  * past one. */

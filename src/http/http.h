@@ -119,14 +119,14 @@ json_t *http_page_json(json_t *items, int64_t next_cursor);
  * [server] max_json_values values; on failure answers 400 (not JSON) or 413 (past the
  * limit) and returns NULL. */
 json_t *http_body_json(struct http_req *r, struct http_resp *w);
-/* The same, and at most max_items items in an array at the top of the body (413 naming
- * items_path past it, before the rest is read). */
+/* The same, and at most max_items items in the list that is the top object's member
+ * items_key (413 at its pointer past it, before the rest is read). */
 json_t *http_body_json_capped(struct http_req *r, struct http_resp *w, size_t max_items,
-                              const char *items_path);
+                              const char *items_key);
 struct jt_error;
 /* Answers a core/jtree.c reading failure rc: 413 past a limit, else 400. */
 void http_json_error(struct http_resp *w, int rc, const struct jt_error *je,
-                     const char *items_path);
+                     const char *items_key);
 /* Arenas to read bodies into, kept warm between requests; give back what you take. */
 struct arena *http_arena_take(void);
 void http_arena_give(struct arena *a);

@@ -170,7 +170,7 @@ void h_tracking(struct http_req *r, struct http_resp *w)
     struct jt *root;
     struct jt_error je;
     struct err e = {0};
-    struct jt_limits lim = {.max_items = TRACK_MAX_ITEMS};
+    struct jt_limits lim = {.max_items = TRACK_MAX_ITEMS, .items_key = "batch"};
     const char *sent_at, *text;
     size_t i, n, len;
     int rc;
@@ -187,7 +187,7 @@ void h_tracking(struct http_req *r, struct http_resp *w)
         goto out;
     lim.max_values = (size_t)r->app->cfg->max_json_values;
     if ((rc = jt_parse_limited(a, text, len, &lim, &root, &je))) {
-        http_json_error(w, rc, &je, "/batch");
+        http_json_error(w, rc, &je, "batch");
         goto out;
     }
     body = root;
@@ -253,7 +253,7 @@ static void native(struct http_req *r, struct http_resp *w, int contacts)
                              .max_value_bytes = (size_t)r->app->cfg->max_value_bytes};
     struct contract_set *cs = NULL;
     struct err e = {0};
-    json_t *body = http_body_json_capped(r, w, TRACK_MAX_ITEMS, "/items"), *list;
+    json_t *body = http_body_json_capped(r, w, TRACK_MAX_ITEMS, "items"), *list;
     size_t i, n;
 
     if (body == NULL)

@@ -7,6 +7,7 @@
  * callback, which also runs for aborted requests. */
 #include "http.h"
 #include "routes_int.h"
+#include "guard.h"
 #include "../core/jtree.h"
 
 #include <arpa/inet.h>
@@ -23,59 +24,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* ---- connection guard -------------------------------------------------------------
- *
- * libmicrohttpd closes a connection silent for idle_timeout_s, but a client that sends
- * a header byte a second is never silent: 2,048 of them held every connection slot
- * (and, with a thread per connection, a thread each) for as long as they liked. So
- * every connection is tracked from accept to close with its phase and a deadline:
- *
- *   accept / request line  -> HEADERS  complete headers within header_timeout_s
- *   headers in             -> BODY     the whole body within body_timeout_s
- *   body in                -> BUSY     the handler runs: no deadline
- *   answer sent            -> IDLE     the next request line within idle_timeout_s
- *
- * A reaper thread shuts down the socket of a connection past its deadline (a 408 sent
- * first when a request was under way); libmicrohttpd then reads end-of-file and closes
- * it. The close notification removes the entry under guard_mu before libmicrohttpd
- * closes the descriptor, so the reaper never touches a descriptor reused since.
- * Beside it: at most per_ip_connections connections from one address (libmicrohttpd
- * enforces it at accept), and tracking requests without an Authorization header —
- * whose key is in a body that must be read first — get small body caps and at most
- * keyless_per_ip of them in flight per address (KEYLESS_MAX_TOTAL in all). */
-enum conn_phase { PH_HEADERS, PH_BODY, PH_BUSY, PH_IDLE };
-static const char *const phase_names[] = {"headers", "body", "busy", "idle"};
-
-struct conn_track {
-    struct conn_track *prev, *next; /* in guard.conns */
-    int fd;
-    enum conn_phase phase;
-    double deadline;                /* clock_mono_ms() */
-    int reaped;
-};
-
-#define KEYLESS_MAX_TOTAL 256
-struct keyless_addr {
-    unsigned char addr[16];
-    int n;                          /* requests in flight */
-};
-
 struct http_server {
     struct MHD_Daemon *d;
     struct app *app;
-    pthread_mutex_t guard_mu;       /* protects conns, nconns, keyless, nkeyless, stop */
-    pthread_cond_t guard_cv;
-    struct conn_track conns;        /* list head */
-    int nconns;
-    struct keyless_addr keyless[KEYLESS_MAX_TOTAL];
-    int nkeyless;                   /* keyless requests in flight, all addresses */
-    int stop;
-    pthread_t reaper;
-    int reaper_started;
+    struct http_guard *guard;   /* deadlines and per-address limits (guard.c) */
 };
 
-static _Atomic uint64_t timeouts[4]; /* by phase, for /metrics */
-static _Atomic uint64_t keyless_refused;
+/* A kept-alive connection is closed after this many requests (its last answer says
+ * "Connection: close"): a client pipelining thousands and reading slowly holds its
+ * thread for as long as those take. */
+#define MAX_REQUESTS_PER_CONNECTION 1000
 
 /* Per request, from the first call (headers) to completion. The route and the
  * caller are settled on the first call, so a request that will be refused never
@@ -93,7 +51,7 @@ struct conn_state {
     double t0;                  /* clock_mono_ms() when the headers came */
     size_t max_body;            /* this request's body cap */
     int keyless;                /* counted in the keyless limits (addr below) */
-    unsigned char addr[16];
+    struct guard_addr addr;
 };
 
 /* Bulk connections: past this much body, their thread's nice value is raised by
@@ -387,17 +345,18 @@ int http_auth_key(struct http_req *r, struct http_resp *w, const char *key, unsi
     return 0;
 }
 
-/* Answers a jt_parse_limited failure: 413 past a limit, else 400. */
+/* Answers a jt_parse_limited failure: 413 past a limit (at the list's pointer when the
+ * list was too long), else 400. */
 void http_json_error(struct http_resp *w, int rc, const struct jt_error *je,
-                     const char *items_path)
+                     const char *items_key)
 {
-    char msg[300];
+    char msg[300], path[80];
 
     if (rc == E_TOOBIG) {
         snprintf(msg, sizeof msg, "%s (reading stopped at line %d, column %d)", je->text,
                  je->line, je->column);
-        http_error(w, 413, "too_large", msg,
-                   strstr(je->text, "items") && items_path ? items_path : NULL);
+        snprintf(path, sizeof path, "/%s", items_key ? items_key : "");
+        http_error(w, 413, "too_large", msg, items_key && je->text[0] == '"' ? path : NULL);
         return;
     }
     snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", je->text,
@@ -406,10 +365,10 @@ void http_json_error(struct http_resp *w, int rc, const struct jt_error *je,
 }
 
 json_t *http_body_json_capped(struct http_req *r, struct http_resp *w, size_t max_items,
-                              const char *items_path)
+                              const char *items_key)
 {
     struct jt_limits lim = {.max_values = (size_t)r->app->cfg->max_json_values,
-                            .max_items = max_items};
+                            .max_items = max_items, .items_key = items_key};
     struct arena *a;
     struct jt_error je;
     struct jt *root;
@@ -427,7 +386,7 @@ json_t *http_body_json_capped(struct http_req *r, struct http_resp *w, size_t ma
     if (rc == 0 && (j = jt_json_unique(root, r->body, &je)) == NULL)
         rc = E_INVAL;
     if (rc)
-        http_json_error(w, rc, &je, items_path);
+        http_json_error(w, rc, &je, items_key);
     http_arena_give(a);
     return j;
 }
@@ -539,169 +498,25 @@ static int basic_user(const char *b64, char *out, size_t cap)
     return 0;
 }
 
-/* The client's address as 16 bytes (IPv4 mapped into IPv6). */
-static void client_addr(struct MHD_Connection *c, unsigned char out[16])
-{
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-
-    memset(out, 0, 16);
-    if (sa && sa->sa_family == AF_INET) {
-        out[10] = out[11] = 0xff;
-        memcpy(out + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-    } else if (sa && sa->sa_family == AF_INET6) {
-        memcpy(out, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-    }
-}
-
-/* Counts a keyless tracking request in flight from addr: 0, or -1 when its address (or
- * everyone) has as many as allowed. */
-static int keyless_take(struct http_server *s, const unsigned char addr[16])
-{
-    int i, free_slot = -1, rc = -1;
-
-    pthread_mutex_lock(&s->guard_mu);
-    for (i = 0; i < KEYLESS_MAX_TOTAL; i++) {
-        if (s->keyless[i].n == 0) {
-            if (free_slot < 0)
-                free_slot = i;
-        } else if (memcmp(s->keyless[i].addr, addr, 16) == 0) {
-            break;
-        }
-    }
-    if (s->nkeyless < KEYLESS_MAX_TOTAL) {
-        if (i < KEYLESS_MAX_TOTAL && s->keyless[i].n < s->app->cfg->keyless_per_ip) {
-            s->keyless[i].n++;
-            s->nkeyless++;
-            rc = 0;
-        } else if (i == KEYLESS_MAX_TOTAL && free_slot >= 0) {
-            memcpy(s->keyless[free_slot].addr, addr, 16);
-            s->keyless[free_slot].n = 1;
-            s->nkeyless++;
-            rc = 0;
-        }
-    }
-    pthread_mutex_unlock(&s->guard_mu);
-    if (rc)
-        atomic_fetch_add(&keyless_refused, 1);
-    return rc;
-}
-
-static void keyless_give(struct http_server *s, const unsigned char addr[16])
-{
-    int i;
-
-    pthread_mutex_lock(&s->guard_mu);
-    for (i = 0; i < KEYLESS_MAX_TOTAL; i++) {
-        if (s->keyless[i].n && memcmp(s->keyless[i].addr, addr, 16) == 0) {
-            s->keyless[i].n--;
-            s->nkeyless--;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s->guard_mu);
-}
-
-/* Moves the connection's tracker to phase, with a deadline timeout_s from now (0: none). */
-static void track_phase(struct http_server *s, struct MHD_Connection *c, enum conn_phase phase,
-                        int timeout_s)
-{
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct conn_track *t = ci ? ci->socket_context : NULL;
-
-    if (t == NULL)
-        return;
-    pthread_mutex_lock(&s->guard_mu);
-    /* A request line after a kept-alive connection's pause starts the header clock;
-     * on a new connection it runs from the accept. */
-    if (!(phase == PH_HEADERS && t->phase == PH_HEADERS)) {
-        t->phase = phase;
-        t->deadline = timeout_s ? clock_mono_ms() + timeout_s * 1000.0 : 0;
-    }
-    pthread_mutex_unlock(&s->guard_mu);
-}
-
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     struct http_server *s = cls;
-    struct conn_track *t;
 
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        t = xcalloc(1, sizeof *t);
-        t->fd = ci ? ci->connect_fd : -1;
-        t->phase = PH_HEADERS;
-        t->deadline = clock_mono_ms() + s->app->cfg->header_timeout_s * 1000.0;
-        pthread_mutex_lock(&s->guard_mu);
-        t->next = s->conns.next;
-        t->prev = &s->conns;
-        s->conns.next->prev = t;
-        s->conns.next = t;
-        s->nconns++;
-        pthread_mutex_unlock(&s->guard_mu);
-        *socket_context = t;
-        return;
-    }
-    /* MHD_CONNECTION_NOTIFY_CLOSED: before libmicrohttpd closes the descriptor. */
-    if ((t = *socket_context) == NULL)
-        return;
-    pthread_mutex_lock(&s->guard_mu);
-    t->prev->next = t->next;
-    t->next->prev = t->prev;
-    s->nconns--;
-    pthread_mutex_unlock(&s->guard_mu);
-    free(t);
-    *socket_context = NULL;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        guard_conn_started(s->guard, c, socket_context);
+    else
+        guard_conn_closed(s->guard, socket_context);
 }
 
-/* Called once a request's first line is in: a kept-alive connection's next request. */
+/* Called once a request's first line is in. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
     struct http_server *s = cls;
 
     (void)uri;
-    track_phase(s, c, PH_HEADERS, s->app->cfg->header_timeout_s);
+    guard_request_line(s->guard, c);
     return NULL; /* *con_cls stays NULL until on_request's first call */
-}
-
-static void *reaper_main(void *arg)
-{
-    static const char body408[] =
-        "{\"error\":{\"code\":\"timeout\",\"message\":\"the request did not arrive in time\"}}\n";
-    char answer408[256];
-    struct http_server *s = arg;
-    struct conn_track *t;
-    struct timespec until;
-    int n408 = snprintf(answer408, sizeof answer408,
-                        "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: "
-                        "application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                        sizeof body408 - 1, body408);
-
-    pthread_mutex_lock(&s->guard_mu);
-    while (!s->stop) {
-        double now = clock_mono_ms();
-        for (t = s->conns.next; t != &s->conns; t = t->next) {
-            if (t->reaped || t->phase == PH_BUSY || t->deadline == 0 || t->deadline > now ||
-                t->fd < 0)
-                continue;
-            /* The request under way gets an answer; an idle connection just closes. */
-            if (t->phase != PH_IDLE)
-                (void)!send(t->fd, answer408, (size_t)n408, MSG_DONTWAIT | MSG_NOSIGNAL);
-            shutdown(t->fd, SHUT_RDWR);
-            t->reaped = 1;
-            atomic_fetch_add(&timeouts[t->phase], 1);
-        }
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 250 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->guard_cv, &s->guard_mu, &until);
-    }
-    pthread_mutex_unlock(&s->guard_mu);
-    return NULL;
 }
 
 /* First call: find the route, authenticate, check the role. */
@@ -749,8 +564,7 @@ static void settle(struct http_server *s, struct MHD_Connection *c, const char *
     if (h == NULL && (http_routes[cs->route].flags & ROUTE_TRACKING)) {
         /* "writeKey" in the body: the handler checks it once the body is in, so until
          * then such requests are limited per address (their body cap is small). */
-        client_addr(c, cs->addr);
-        if (keyless_take(s, cs->addr)) {
+        if (guard_keyless_take(s->guard, c, &cs->addr)) {
             refuse(cs, 429, "busy", "too many tracking requests without a key under way from "
                                     "this address: send the write key in the Authorization "
                                     "header (Basic user name), or retry");
@@ -871,7 +685,7 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
     enum MHD_Result ret;
     int route_ix = http_routes_count;
 
-    track_phase(s, c, PH_BUSY, 0);
+    guard_phase(s->guard, c, GUARD_BUSY);
     memset(&r, 0, sizeof r);
     memset(&w, 0, sizeof w);
     buf_init(&w.body);
@@ -923,8 +737,11 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
             line = nl + 1;
         }
     }
+    if (guard_requests(s->guard, c) >= MAX_REQUESTS_PER_CONNECTION)
+        MHD_add_response_header(resp, "Connection", "close");
     ret = MHD_queue_response(c, (unsigned)w.status, resp);
     MHD_destroy_response(resp);
+    guard_phase(s->guard, c, GUARD_WRITE); /* the answer must be taken in time too */
     if (w.status >= 500 || log_level_current >= LOG_DEBUG)
         log_write(w.status >= 500 ? LOG_WARN : LOG_DEBUG, "http", r.req_id, "%s %s -> %d", method,
                   url, w.status);
@@ -946,10 +763,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cs->t0 = clock_mono_ms();
         buf_init(&cs->body);
         *con_cls = cs;
-        track_phase(s, c, PH_BODY, s->app->cfg->body_timeout_s);
         /* Cap before allocating: a declared length over the limit is refused at once. */
         cs->max_body = (size_t)s->app->cfg->max_body_bytes;
         settle(s, c, method, url, cs);
+        /* A body whose key is inside it gets the headers' short deadline. */
+        guard_phase(s->guard, c, cs->keyless ? GUARD_KEYLESS_BODY : GUARD_BODY);
         if (cl && strtoull(cl, NULL, 10) > cs->max_body)
             cs->too_big = 1;
         /* A refused request's body is still read (and dropped, within body_timeout_s)
@@ -988,10 +806,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct conn_state *cs = *con_cls;
 
     (void)toe;
-    track_phase(s, c, PH_IDLE, s->app->cfg->idle_timeout_s);
+    guard_phase(s->guard, c, GUARD_IDLE);
     if (cs) {
         if (cs->keyless)
-            keyless_give(s, cs->addr);
+            guard_keyless_give(s->guard, &cs->addr);
         buf_release(&cs->body);
         free(cs);
         *con_cls = NULL;
@@ -1064,21 +882,22 @@ int http_start(struct http_server **out, struct app *app, int fd, struct err *e)
 {
     struct http_server *s;
     const struct config *cfg = app->cfg;
+    /* libmicrohttpd's own (idle) timeout only as a backstop: the guard's deadlines come
+     * first, with a 408 where one is due. */
+    unsigned backstop = (unsigned)(cfg->header_timeout_s > cfg->body_timeout_s
+                                       ? cfg->header_timeout_s
+                                       : cfg->body_timeout_s);
+    int rc;
 
+    if (backstop < (unsigned)cfg->idle_timeout_s)
+        backstop = (unsigned)cfg->idle_timeout_s;
     s = xcalloc(1, sizeof *s);
     s->app = app;
-    s->conns.next = s->conns.prev = &s->conns;
-    pthread_mutex_init(&s->guard_mu, NULL);
-    pthread_cond_init(&s->guard_cv, NULL);
-    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
-        pthread_mutex_destroy(&s->guard_mu);
-        pthread_cond_destroy(&s->guard_cv);
+    if ((rc = guard_new(&s->guard, cfg, e))) {
         free(s);
         close(fd);
-        return ERR(e, E_INTERNAL, "cannot start the HTTP connection reaper thread");
+        return rc;
     }
-    s->reaper_started = 1;
-    pthread_setname_np(s->reaper, "http-reaper");
     /* http_threads 0: a thread per connection, so that a request waiting (for the
      * ingest writer, a segment evaluation) never holds up another connection's; else
      * a pool of that many threads, each polling its share of the connections. */
@@ -1099,8 +918,7 @@ int http_start(struct http_server **out, struct app *app, int fd, struct err *e)
             MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
             MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
             MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
-            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+            MHD_OPTION_CONNECTION_TIMEOUT, backstop + 5,
             MHD_OPTION_END);
     }
     if (s->d == NULL) {
@@ -1113,29 +931,9 @@ int http_start(struct http_server **out, struct app *app, int fd, struct err *e)
     return 0;
 }
 
-/* The connection guard's figures for /metrics. */
 void http_guard_metrics_write(struct http_server *s, struct buf *out)
 {
-    int i, n = 0;
-
-    if (s) {
-        pthread_mutex_lock(&s->guard_mu);
-        n = s->nconns;
-        pthread_mutex_unlock(&s->guard_mu);
-    }
-    buf_printf(out, "# HELP engage_http_connections Open HTTP connections.\n"
-                    "# TYPE engage_http_connections gauge\nengage_http_connections %d\n", n);
-    buf_adds(out, "# HELP engage_http_timeouts_total Connections closed for missing a deadline, "
-                  "by phase (headers, body, idle).\n# TYPE engage_http_timeouts_total counter\n");
-    for (i = 0; i < 4; i++)
-        if (i != PH_BUSY)
-            buf_printf(out, "engage_http_timeouts_total{phase=\"%s\"} %llu\n", phase_names[i],
-                       (unsigned long long)atomic_load(&timeouts[i]));
-    buf_printf(out, "# HELP engage_http_keyless_refused_total Tracking requests without a key "
-                    "refused (429) past the per-address limit.\n"
-                    "# TYPE engage_http_keyless_refused_total counter\n"
-                    "engage_http_keyless_refused_total %llu\n",
-               (unsigned long long)atomic_load(&keyless_refused));
+    guard_metrics_write(s ? s->guard : NULL, out);
 }
 
 void http_stop(struct http_server *s)
@@ -1144,15 +942,7 @@ void http_stop(struct http_server *s)
         return;
     if (s->d)
         MHD_stop_daemon(s->d); /* closes every connection, and the listening socket */
-    if (s->reaper_started) {
-        pthread_mutex_lock(&s->guard_mu);
-        s->stop = 1;
-        pthread_cond_signal(&s->guard_cv);
-        pthread_mutex_unlock(&s->guard_mu);
-        pthread_join(s->reaper, NULL);
-    }
-    pthread_mutex_destroy(&s->guard_mu);
-    pthread_cond_destroy(&s->guard_cv);
+    guard_free(s->guard);
     arenas_cleanup();
     free(s);
 }

@@ -54,8 +54,10 @@ test('slow clients: a per-address connection cap and a header deadline; /healthz
       pos++;
     }, 200);
     try {
-      await sleep(1000);
-      const open = conns.filter((c) => !c.closed).length;
+      // Every client either connected and stayed, or was closed at once.
+      for (let i = 0; i < 100 && conns.some((c) => !c.connected && !c.closed); i++) await sleep(50);
+      await sleep(500);
+      const open = conns.filter((c) => c.connected && !c.closed).length;
       assert.ok(open <= 20, `at most 20 connections from one address stay open (${open})`);
       // Another address is served at once, though 300 slow clients are at it.
       const h = await api(srv.url, '/healthz');
@@ -77,6 +79,7 @@ test('slow clients: a per-address connection cap and a header deadline; /healthz
     assert.ok(after.threads <= before.threads + 2, `threads back: ${before.threads} -> ${after.threads}`);
     const m = (await api(srv.url, '/metrics')).text;
     assert.ok(metric(m, 'engage_http_timeouts_total{phase="headers"}') >= 1, m);
+    assert.ok(metric(m, 'engage_http_refused_total{limit="per_ip_connections"}') >= 250, m);
   } finally {
     await srv.stop();
   }
@@ -96,6 +99,73 @@ test('a kept-alive connection that trickles its next request line is closed too'
     for (let i = 0; i < 60 && !c.closed; i++) await sleep(100);
     clearInterval(drip);
     assert.ok(c.closed, 'closed within idle_timeout_s + header_timeout_s');
+  } finally {
+    await srv.stop();
+  }
+});
+
+test('a kept-alive connection whose next request trickles its headers gets a 408', async () => {
+  const { start } = serverWith('[server]\nheader_timeout_s = 1\nidle_timeout_s = 30\n');
+  const srv = await start();
+  try {
+    const c = rawConn(portOf(srv));
+    await new Promise((res) => c.sock.on('connect', res));
+    c.sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    for (let i = 0; i < 50 && !c.data.includes('"ok"'); i++) await sleep(20);
+    assert.match(c.data, /^HTTP\/1\.1 200/);
+    await sleep(1500); // a pause longer than the header deadline: allowed, it is idle time
+    c.data = '';
+    c.sock.write('GET /healthz HTTP/1.1\r\n'); // the request line, then a header byte at a time
+    const drip = setInterval(() => { if (!c.closed) c.sock.write('X'); }, 200);
+    for (let i = 0; i < 100 && !c.closed; i++) await sleep(100);
+    clearInterval(drip);
+    assert.ok(c.closed);
+    assert.match(c.data, /^HTTP\/1\.1 408/, 'the header deadline runs from the request line');
+  } finally {
+    await srv.stop();
+  }
+});
+
+test('pipelining: a connection is closed after 1,000 requests', async () => {
+  const { start } = serverWith('');
+  const srv = await start();
+  try {
+    const c = rawConn(portOf(srv));
+    await new Promise((res) => c.sock.on('connect', res));
+    // Exactly 1,000: more would sit unread when the server closes, and the reset that
+    // then goes out may discard answers not yet read on this side.
+    c.sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(1000));
+    for (let i = 0; i < 300 && !c.closed; i++) await sleep(100);
+    assert.ok(c.closed, 'closed by the server');
+    const answers = c.data.split('HTTP/1.1 200').length - 1;
+    assert.equal(answers, 1000);
+    assert.equal(c.data.match(/^Connection: close/gmi)?.length, 1, 'the last answer says so');
+    assert.ok(/Connection: close[^]*$/i.test(c.data.slice(c.data.lastIndexOf('HTTP/1.1 200'))), 'the last one');
+  } finally {
+    await srv.stop();
+  }
+});
+
+test('a client that does not take its answers is closed at the write deadline', async () => {
+  const { data, start } = serverWith('[server]\nbody_timeout_s = 2\n');
+  const admin = apikey(data, 'admin');
+  // 300 dead letters of 5 KB each: a page of them is about 1 MB.
+  let csv = 'external_id,event,occurred_at,note\n';
+  for (let i = 0; i < 300; i++) csv += `c${i},,2026-01-01T00:00:00Z,${'n'.repeat(5000)}\n`;
+  writeFileSync(join(data, 'bad.csv'), csv);
+  assert.equal(engage(['import', 'events', join(data, 'bad.csv')], { data }).code, 3);
+  const srv = await start();
+  try {
+    const c = rawConn(portOf(srv));
+    await new Promise((res) => c.sock.on('connect', res));
+    c.sock.pause(); // reads nothing
+    c.sock.write(`GET /api/v1/rejected?limit=1000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${admin}\r\n\r\n`.repeat(40));
+    for (let i = 0; i < 300 && !c.closed; i++) {
+      await sleep(100);
+      if (!c.closed) c.sock.resume(), c.sock.pause(); // let 'close' through, keep the data unread
+    }
+    const m = (await api(srv.url, '/metrics')).text;
+    assert.ok(metric(m, 'engage_http_timeouts_total{phase="write"}') >= 1, m);
   } finally {
     await srv.stop();
   }
@@ -144,7 +214,7 @@ test('tracking without a key: small body caps, and a per-address limit on reques
     for (let i = 0; i < 100 && !again.closed; i++) await sleep(20);
     assert.match(again.data, /^HTTP\/1\.1 200/, 'the slots are given back when those requests end');
     const m = (await api(srv.url, '/metrics')).text;
-    assert.ok(metric(m, 'engage_http_keyless_refused_total') >= 1, m);
+    assert.ok(metric(m, 'engage_http_refused_total{limit="keyless"}') >= 1, m);
   } finally {
     for (const c of held) c.sock.destroy();
     await srv.stop();
@@ -152,7 +222,7 @@ test('tracking without a key: small body caps, and a per-address limit on reques
 });
 
 test('keyless bodies of 4 MB from 100 connections never reach memory', async (t) => {
-  const { start } = serverWith('[server]\nper_ip_connections = 0\n', { bin: RELEASE_BIN });
+  const { start } = serverWith('[server]\nper_ip_connections = 0\nheader_timeout_s = 120\n', { bin: RELEASE_BIN });
   const srv = await start();
   const port = portOf(srv);
   const conns = [];
@@ -208,6 +278,10 @@ test('a body of 1.3M empty objects stops at the item cap, 16 at once; memory bac
       assert.equal(r.json.error.path, '/items');
       assert.match(r.json.error.message, /more than 2500 items/);
     }
+    // The cap is the list's: a record's own long array is not a list of records.
+    const one = await api(srv.url, '/api/v1/contacts', { method: 'POST', key: admin,
+      body: { external_id: 'x1', attributes: { tags: Array(3000).fill(1) } } });
+    assert.equal(one.status, 200, one.text);
     // Any route reading JSON counts values as it reads: a million numbers in one member.
     const wide = '{"a":[' + Array(1000000).fill('1').join(',') + ']}';
     const r = await api(srv.url, '/api/v1/contracts/x', { method: 'PUT', key: admin, body: wide });

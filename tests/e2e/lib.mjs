@@ -8,9 +8,12 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = process.env.ENGAGE_BIN || join(root, 'build-asan', 'engage');
 // The release build, for tests that measure a server's memory (AddressSanitizer keeps
-// freed memory in quarantine and pads every block: its figures say little). make test
-// builds both; without it, the ASan binary.
-export const RELEASE_BIN = existsSync(join(root, 'build', 'engage')) ? join(root, 'build', 'engage') : BIN;
+// freed memory in quarantine and pads every block: its figures say little): what
+// ENGAGE_RELEASE_BIN names (tests/run.sh sets it, make test having built both); else,
+// when ENGAGE_BIN is not set either, build/engage; else ENGAGE_BIN itself, so a run
+// against one chosen binary never measures a stale other one.
+export const RELEASE_BIN = process.env.ENGAGE_RELEASE_BIN ||
+  (!process.env.ENGAGE_BIN && existsSync(join(root, 'build', 'engage')) ? join(root, 'build', 'engage') : BIN);
 
 // A process's figures from /proc/PID/status: rss and hwm (peak) in MiB, threads.
 export function procStatus(pid) {

@@ -520,3 +520,40 @@ UTEST(jtree, members_and_their_text)
     cr_assert_eq(je.column, 6, "at the t of tru");
     arena_release(&a);
 }
+
+/* Limits stop the reading where they are passed: values anywhere, items only in the named
+ * list of the top object (a record's own arrays are not the list). */
+UTEST(jtree, limits_stop_the_reading)
+{
+    struct jt_limits lim = {.max_values = 50, .max_items = 3, .items_key = "items"};
+    struct arena a;
+    struct jt_error je;
+    struct jt *t;
+
+    arena_init(&a);
+    cr_assert_eq(jt_parse_limited(&a, "{\"items\":[1,2,3]}", strlen("{\"items\":[1,2,3]}"), &lim, &t, &je), 0, "%s", je.text);
+    cr_assert_eq(jt_parse_limited(&a, "{\"items\":[1,2,3,4]}", strlen("{\"items\":[1,2,3,4]}"), &lim, &t, &je), E_TOOBIG);
+    cr_assert_str_eq(je.text, "\"items\" holds more than 3 items");
+    cr_assert_eq(je.column, 18, "stopped at the fourth item's end (column %d)", je.column);
+    /* Not the list: another member, a nested array, a top-level array. */
+    cr_assert_eq(jt_parse_limited(&a, "{\"tags\":[1,2,3,4,5]}", strlen("{\"tags\":[1,2,3,4,5]}"), &lim, &t, &je), 0, "%s", je.text);
+    cr_assert_eq(jt_parse_limited(&a, "{\"items\":[[1,2,3,4,5]]}", strlen("{\"items\":[[1,2,3,4,5]]}"), &lim, &t, &je), 0, "%s",
+                 je.text);
+    cr_assert_eq(jt_parse_limited(&a, "[1,2,3,4,5]", strlen("[1,2,3,4,5]"), &lim, &t, &je), 0, "%s", je.text);
+    cr_assert_eq(jt_parse_limited(&a, "{\"x\":{\"items\":[1,2,3,4]}}", strlen("{\"x\":{\"items\":[1,2,3,4]}}"), &lim, &t, &je), 0,
+                 "only the top object's member");
+    /* Values: 51 of them anywhere. */
+    {
+        struct buf b;
+        int i;
+        buf_init(&b);
+        buf_adds(&b, "{\"a\":[");
+        for (i = 0; i < 60; i++)
+            buf_adds(&b, i ? ",{}" : "{}");
+        buf_adds(&b, "]}");
+        cr_assert_eq(jt_parse_limited(&a, b.p, b.len, &lim, &t, &je), E_TOOBIG);
+        cr_assert_str_eq(je.text, "the document holds more than 50 values");
+        buf_release(&b);
+    }
+    arena_release(&a);
+}
