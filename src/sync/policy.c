@@ -235,8 +235,8 @@ static int api_file_check(const char *path, const char *dir_set, const char *key
     struct stat st;
 
     if (dir_set[0] == '\0') {
-        snprintf(msg, cap, "%s files are not allowed over the API: %s is not set",
-                 what[0] ? "file: references to" : "SQLite", key);
+        snprintf(msg, cap, "%s are not allowed over the API: %s is not set",
+                 what[0] ? "file: references" : "SQLite files", key);
         return -1;
     }
     if (path[0] != '/') {

@@ -221,7 +221,8 @@ UTEST(config, sync_keys)
     buf_init(&b);
     config_dump(&c, &b);
     cr_assert(strstr(b.p, "reconcile_hour = -1\nreconcile_repair = true\nsecret_dir = /srv/pw\n"
-                          "secret_env_prefix = ENGAGE_SYNC_PW_\nallow_insecure_tls = false\n"),
+                          "sqlite_dir = \nsecret_env_prefix = ENGAGE_SYNC_PW_\n"
+                          "allow_insecure_tls = false\n"),
               "%s", b.p);
     buf_release(&b);
     config_release(&c);

@@ -301,6 +301,7 @@ static void read_source(struct fx *f, const char *sql, const char *props_map,
     cr_assert_eq(sync_mapping_parse(mapping, m, &errs, &f->e), 0);
     snprintf(src.name, sizeof src.name, "crm");
     snprintf(src.kind, sizeof src.kind, "sqlite");
+    snprintf(src.origin, sizeof src.origin, "cli"); /* the operator's: any file */
     src.dsn = path;
     cr_assert_eq(sync_connect(&src, &f->cfg, c, &f->e), 0, "%s", f->e.msg);
     cr_assert_eq(sync_read(*c, &m->tables[0], NULL, NULL, 100, b, &f->e), 0, "%s", f->e.msg);
