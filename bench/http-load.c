@@ -120,6 +120,13 @@ static int post(struct conn *c, const char *path, const char *body, size_t n, ch
     }
     status = atoi(c->in + 9);
     *out = end + 4;
+    /* The server closes after this answer (a connection's 1,000th request): the next
+     * request goes on a new connection, as any HTTP/1.1 client does. */
+    cl = strcasestr(c->in, "\r\nConnection: close");
+    if (cl && cl < end) {
+        close(c->fd);
+        c->fd = connect_to();
+    }
     return status;
 }
 
