@@ -252,6 +252,22 @@ test('demo loads once; running it again stores nothing twice', () => {
   assert.equal(exportEvents(data).length, events, 'the export lists every live event');
   assert.equal(sql(data, "SELECT count(*) FROM apikeys WHERE name = 'demo-admin' AND revoked_at = 0"), '1',
     'one live demo key: the previous run\'s is revoked');
+  // The README's "Using it" examples name the demo's own files: they exist, and import.
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const files = [...readme.matchAll(/build\/engage import (contacts|events) (engage-data\/\S+)/g)];
+  assert.equal(files.length, 2, 'both imports in the README');
+  for (const [, kind, file] of files) {
+    const path = join(data, file.slice('engage-data/'.length));
+    assert.ok(existsSync(path), `${file} is written by the demo`);
+    const imp = engage(['import', kind, path, '--json'], { data });
+    assert.ok(imp.code === 0 || imp.code === 3, imp.stderr);
+  }
+});
+
+test('--help says what exists, not what is planned', () => {
+  const r = engage(['--help']);
+  assert.match(r.stdout, /Email campaigns and analytics are not built yet/);
+  assert.doesNotMatch(r.stdout, /segments, email campaigns, analytics/);
 });
 
 test('demo with the demo CRM: synced from SQLite, kept as source crm, nothing twice on a rerun', () => {
