@@ -85,15 +85,21 @@ test('slow clients: a per-address connection cap and a header deadline; /healthz
   }
 });
 
+// A connection that has had one answer (a 200 for /healthz) and is kept alive.
+async function keptAlive(srv) {
+  const c = rawConn(portOf(srv));
+  await new Promise((res) => c.sock.on('connect', res));
+  c.sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+  for (let i = 0; i < 50 && !c.data.includes('"ok"'); i++) await sleep(20);
+  assert.match(c.data, /^HTTP\/1\.1 200/);
+  return c;
+}
+
 test('a kept-alive connection that trickles its next request line is closed too', async () => {
   const { start } = serverWith('[server]\nheader_timeout_s = 1\nidle_timeout_s = 2\n');
   const srv = await start();
   try {
-    const c = rawConn(portOf(srv));
-    await new Promise((res) => c.sock.on('connect', res));
-    c.sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
-    for (let i = 0; i < 50 && !c.data.includes('"ok"'); i++) await sleep(20);
-    assert.match(c.data, /^HTTP\/1\.1 200/);
+    const c = await keptAlive(srv);
     // A byte every 300 ms never lets the idle timeout fire; the deadline does.
     const drip = setInterval(() => { if (!c.closed) c.sock.write('G'); }, 300);
     for (let i = 0; i < 60 && !c.closed; i++) await sleep(100);
@@ -108,11 +114,7 @@ test('a kept-alive connection whose next request trickles its headers gets a 408
   const { start } = serverWith('[server]\nheader_timeout_s = 1\nidle_timeout_s = 30\n');
   const srv = await start();
   try {
-    const c = rawConn(portOf(srv));
-    await new Promise((res) => c.sock.on('connect', res));
-    c.sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
-    for (let i = 0; i < 50 && !c.data.includes('"ok"'); i++) await sleep(20);
-    assert.match(c.data, /^HTTP\/1\.1 200/);
+    const c = await keptAlive(srv);
     await sleep(1500); // a pause longer than the header deadline: allowed, it is idle time
     c.data = '';
     c.sock.write('GET /healthz HTTP/1.1\r\n'); // the request line, then a header byte at a time
