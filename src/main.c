@@ -250,18 +250,6 @@ static int setup(struct cli *c, int is_server)
 #define OPEN_MIGRATE 1
 #define OPEN_CREATE 2
 
-/* Dies (1) naming DIR when it holds no store; 0 when it does. */
-static int need_store(const struct cli *c)
-{
-    char dbpath[1100];
-
-    snprintf(dbpath, sizeof dbpath, "%s/engage.db", c->data_dir);
-    if (access(dbpath, F_OK) == 0)
-        return 0;
-    return die("no store in %s (pass --data, set ENGAGE_DATA, or run from the folder that "
-               "holds engage-data)", c->data_dir);
-}
-
 static int open_store(struct cli *c, struct store **st, int how)
 {
     /* CLI commands are bulk work (imports, replays): a large page cache pays off. */
@@ -274,7 +262,8 @@ static int open_store(struct cli *c, struct store **st, int how)
     snprintf(dbpath, sizeof dbpath, "%s/engage.db", c->data_dir);
     if (access(dbpath, F_OK) != 0) {
         if (!(how & OPEN_CREATE))
-            return need_store(c);
+            return die("no store in %s (pass --data, set ENGAGE_DATA, or run from the folder "
+                       "that holds engage-data)", c->data_dir);
         fprintf(stderr, "engage: creating a new store in %s\n", c->data_dir);
     }
     if (store_open(st, c->data_dir, &so, &e))
@@ -702,7 +691,7 @@ static int cmd_rejected(struct cli *c)
     if (c->nargs == 2 && strcmp(c->args[0], "show") == 0) {
         if (parse_i64(c->args[1], strlen(c->args[1]), &f.id) || f.id < 1)
             return usage_error(c, "rejected show: expected a record id, got \"%s\"", c->args[1]);
-        if ((rc = check_opts(c, " ")) || (rc = open_store(c, &st, 1)))
+        if ((rc = check_opts(c, " ")) || (rc = open_store(c, &st, OPEN_MIGRATE)))
             return rc;
         f.limit = 1;
         rc = store_rejected_list(st, &f, show_rejected, &lo, &e);
@@ -1448,7 +1437,10 @@ static int cmd_sync(struct cli *c)
         return sync_backfill(c);
     if (strcmp(c->args[0], "reconcile") == 0)
         return sync_reconcile_cmd(c);
-    if ((rc = open_store(c, &st, OPEN_MIGRATE | (strcmp(c->args[0], "source") == 0 && strcmp(c->args[1], "add") == 0 ? OPEN_CREATE : 0))))
+    /* Adding the first source may make the store; nothing else here does. */
+    if ((rc = open_store(c, &st, strcmp(c->args[0], "source") == 0 && strcmp(c->args[1], "add") == 0
+                                     ? OPEN_MIGRATE | OPEN_CREATE
+                                     : OPEN_MIGRATE)))
         return rc;
     if (strcmp(c->args[0], "run") == 0) {
         const char *only = opt(c, "source"), *v = opt(c, "batch");

@@ -408,10 +408,11 @@ json_t *json_iso_or_null(int64_t ms)
 
 void json_error_tidy(json_error_t *je)
 {
-    char *p = strstr(je->text, " without JSON_ALLOW_NUL");
+    static const char flag[] = " without JSON_ALLOW_NUL";
+    char *p = strstr(je->text, flag);
 
     if (p)
-        memmove(p, p + 23, strlen(p + 23) + 1);
+        memmove(p, p + sizeof flag - 1, strlen(p + sizeof flag - 1) + 1);
 }
 
 size_t arena_size(const struct arena *a)
