@@ -328,18 +328,6 @@ int ingest_id_ok(const char *s, size_t max)
     return 1;
 }
 
-int ingest_email_ok(const char *s)
-{
-    const char *at = strchr(s, '@'), *dot;
-
-    if (strlen(s) > 320 || at == NULL || at == s || strchr(at + 1, '@') ||
-        strpbrk(s, " \t\r\n<>,;\"()[]\\"))
-        return 0;
-    /* The domain needs a dot, not at either end: mail to "bob@example" goes nowhere. */
-    dot = strchr(at + 1, '.');
-    return dot && dot != at + 1 && s[strlen(s) - 1] != '.';
-}
-
 /* Types undeclared attribute values by the registry. Names the registry does not
  * know yet are typed by inference and listed in new_types, to be recorded only once
  * the whole record has passed (a rejected row must not fix a type). */
@@ -511,7 +499,7 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
                 json_object_del(typed, k);
     }
     json_object_del(typed, "email");
-    if (email && (!cc || contract_prop_type(cc, "email") < 0) && !ingest_email_ok(email)) {
+    if (email && (!cc || contract_prop_type(cc, "email") < 0) && !value_email_ok(email)) {
         json_decref(typed);
         snprintf(msg, sizeof msg, "is not an email address: \"%.60s\"", email);
         return ingest_reject(in, cx, "contact", rec, "invalid_email", "email", msg, out, e);

@@ -22,7 +22,7 @@
 
 #include "../core/config.h"
 #include "../core/map.h"
-#include "../ingest/ingest.h"
+#include "../contract/contract.h"
 #include "../store/store.h"
 
 struct segment_limits {

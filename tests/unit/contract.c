@@ -2,8 +2,8 @@
 #include <pthread.h>
 
 #include "helpers.h"
-#include "ingest/ingest.h"
-#include "ingest/ingest_int.h"
+#include "contract/contract.h"
+#include "contract/contract_int.h"
 
 static int compile(const char *text, struct errlist *errs)
 {

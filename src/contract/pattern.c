@@ -1,4 +1,4 @@
-/* ingest/pattern.c -- a contract's "pattern": PCRE2, with the work per value bounded.
+/* contract/pattern.c -- a contract's "pattern": PCRE2, with the work per value bounded.
  *
  * DESIGN: a pattern is compiled once (with the contract) into PCRE2 code that
  * every thread then matches against at the same time: the code is read only once
@@ -19,7 +19,7 @@
  * one attempt that tries every start position in turn, all counted together. An
  * anchored pattern (^..., \A..., .*...) is compiled as written: it has one start
  * position already. The dialect and the limits are in docs/contracts.md. */
-#include "ingest_int.h"
+#include "contract_int.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>

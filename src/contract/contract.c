@@ -1,11 +1,11 @@
-/* ingest/contract.c -- versioned contracts: parse, check, compile; typed values.
+/* contract/contract.c -- versioned contracts: parse, check, compile; typed values.
  *
  * A contract is a JSON document (docs/contracts.md):
  *   {"name":"order_created","kind":"event","occurred_at":"created_at",
  *    "properties":{"amount":{"type":"number","required":true,"minimum":0},…}}
  * or, for contact attributes, {"name":"contact","kind":"contact","attributes":{…}}.
  * Compiling checks every key and reports every problem with a JSON pointer. */
-#include "ingest.h"
+#include "contract.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -14,7 +14,7 @@
 
 #include "../core/jtree.h"
 #include "../core/map.h"
-#include "ingest_int.h"
+#include "contract_int.h"
 #include "../auth/auth.h"
 
 struct prop_spec {
@@ -282,6 +282,18 @@ enum vtype value_infer(const json_t *v)
     if (!json_is_string(v))
         return VT_STRING;
     return infer_text(json_string_value(v), json_string_length(v));
+}
+
+int value_email_ok(const char *s)
+{
+    const char *at = strchr(s, '@'), *dot;
+
+    if (strlen(s) > 320 || at == NULL || at == s || strchr(at + 1, '@') ||
+        strpbrk(s, " \t\r\n<>,;\"()[]\\"))
+        return 0;
+    /* The domain needs a dot, not at either end: mail to "bob@example" goes nowhere. */
+    dot = strchr(at + 1, '.');
+    return dot && dot != at + 1 && s[strlen(s) - 1] != '.';
 }
 
 /* ---- compile ----------------------------------------------------------------------- */
@@ -597,12 +609,12 @@ static const char *spec_check_tval(const struct contract *c, const struct prop_s
                 return why;
         }
         if (p->email) {
-            /* ingest_email_ok needs a NUL-terminated string */
+            /* value_email_ok needs a NUL-terminated string */
             char small[256], *z = v->n < sizeof small ? small : xmalloc(v->n + 1);
             const char *why = NULL;
             memcpy(z, v->s, v->n);
             z[v->n] = '\0';
-            if (!ingest_email_ok(z)) {
+            if (!value_email_ok(z)) {
                 snprintf(msg, cap, "is not an email address: \"%.60s\"", z);
                 why = "invalid_email";
             }
