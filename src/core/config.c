@@ -109,26 +109,6 @@ void config_defaults(struct config *c, const char *data_dir)
     snprintf(c->secrets_key_file, sizeof c->secrets_key_file, "%s/secret.key", data_dir);
 }
 
-static const char *consent_names[] = {"subscribed", "unsubscribed", "bounced", "complained"};
-
-const char *consent_name(enum consent_state s)
-{
-    return (unsigned)s < 4 ? consent_names[s] : "unknown";
-}
-
-int consent_parse(const char *s, enum consent_state *out)
-{
-    int i;
-
-    for (i = 0; i < 4; i++) {
-        if (strcmp(s, consent_names[i]) == 0) {
-            *out = (enum consent_state)i;
-            return 0;
-        }
-    }
-    return E_INVAL;
-}
-
 struct load_ctx {
     struct config *c;
     const char *path;

@@ -9,13 +9,12 @@
 #ifndef ENGAGE_CONFIG_H
 #define ENGAGE_CONFIG_H
 
+#include "../consent/consent.h" /* [ingest] default_consent */
 #include "core.h"
 
 #define CONFIG_MAX_NAMED 16
 #define CONFIG_MAX_VALUE_BYTES (1L << 20) /* [ingest] max_value_bytes, by default */
 #define CONFIG_PATTERN_MAX_VALUE_BYTES 4096 /* default of [ingest] pattern_max_value_bytes */
-
-enum consent_state { CONSENT_SUBSCRIBED, CONSENT_UNSUBSCRIBED, CONSENT_BOUNCED, CONSENT_COMPLAINED };
 
 /* A [provider:NAME] or [webhook:NAME] section: known keys only, secret resolved. */
 struct config_named {
@@ -95,8 +94,6 @@ int config_env_is_setting(const char *name);
  * absolute, secret_env_prefix a variable name's start). */
 int config_check(const struct config *c, struct err *e);
 void config_release(struct config *c);
-const char *consent_name(enum consent_state s);
-int consent_parse(const char *s, enum consent_state *out);
 /* Splits "host:port" (also "[::1]:port"); host written to host (cap hostcap). */
 int config_parse_listen(const char *s, char *host, size_t hostcap, int *port);
 /* Writes the effective configuration as INI text (secrets shown as references). */

@@ -2,9 +2,10 @@
  *
  * DESIGN: the record is a JSON object of raw values (strings in text mode). A
  * record fails as a whole: it is kept in the dead-letter store with the first
- * problem found, and the batch goes on. Consent is sticky: a bulk source never
- * moves a contact from an opt-out state back to subscribed (the attempt is
- * counted in consent_kept and the rest of the record still applies). */
+ * problem found, and the batch goes on. Consent is sticky (consent_decide() in
+ * src/consent/): a bulk source never moves a contact from an opt-out state back to
+ * subscribed (the attempt is counted in consent_kept and the rest of the record
+ * still applies). */
 #include "ingest.h"
 
 #include <sodium.h>
@@ -27,7 +28,7 @@
 int source_is_bulk(enum source_kind k)
 {
     /* Every ingestion path, the native POST /api/v1/contacts included: the way back to
-     * subscribed is ingest_set_consent(), an explicit call with a reason. */
+     * subscribed is ingest_set_consent(), an explicit call with a reason (consent.h). */
     return k == SRC_CSV || k == SRC_SDK || k == SRC_SYNC || k == SRC_REPLAY || k == SRC_API;
 }
 
@@ -412,11 +413,15 @@ static int consent_change(struct ingest *in, const struct ingest_ctx *cx, struct
 {
     int rc;
 
-    if (c->consent == to)
+    switch (consent_decide(c->consent, to,
+                           source_is_bulk(cx->kind) ? CONSENT_VIA_BULK : CONSENT_VIA_EXPLICIT)) {
+    case CONSENT_SAME:
         return 0;
-    if (source_is_bulk(cx->kind) && c->consent != CONSENT_SUBSCRIBED && to == CONSENT_SUBSCRIBED) {
+    case CONSENT_KEEP:
         in->stats.consent_kept++; /* sticky opt-out */
         return 0;
+    case CONSENT_APPLY:
+        break;
     }
     rc = store_consent_log(in->st, c->id, (int)c->consent, (int)to, cx->source,
                            source_is_bulk(cx->kind) ? "bulk update" : NULL, cx->received_at, e);
@@ -1183,7 +1188,7 @@ int ingest_set_consent(struct ingest *in, const char *external_id, enum consent_
         return ERR(e, E_NOTFOUND, "contact '%s' was deleted", external_id);
     }
     *before = c.consent;
-    if (c.consent != to) {
+    if (consent_decide(c.consent, to, CONSENT_VIA_EXPLICIT) == CONSENT_APPLY) {
         rc = store_consent_log(in->st, c.id, (int)c.consent, (int)to, source, reason,
                                clock_now_ms(), e);
         if (rc == 0) {

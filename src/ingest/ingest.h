@@ -50,7 +50,8 @@ struct ingest {
  * the contacts. Once; if another writer later invalidates the cache, lookups resume. */
 void ingest_preload_contacts(struct ingest *in);
 
-/* The kind of source: bulk sources can never lift an opt-out (sticky consent). */
+/* The kind of source: bulk sources can never lift an opt-out (sticky consent: the rule is
+ * consent_decide() in consent/consent.h). */
 enum source_kind { SRC_CSV, SRC_SDK, SRC_SYNC, SRC_API, SRC_REPLAY };
 int source_is_bulk(enum source_kind k);
 
@@ -249,7 +250,8 @@ struct ingest_queue_stats {
 };
 void ingest_queue_stats(struct ingest_queue *q, struct ingest_queue_stats *out);
 
-/* An explicit consent change (the only way back to subscribed): audited by the caller. */
+/* An explicit consent change (the only way back to subscribed, consent_decide() with
+ * CONSENT_VIA_EXPLICIT): E_INVAL without a reason; audited by the caller. */
 int ingest_set_consent(struct ingest *in, const char *external_id, enum consent_state to,
                        const char *source, const char *reason, enum consent_state *before,
                        struct err *e);

@@ -156,14 +156,10 @@ enum ftype json_value_ftype(const json_t *v)
     return FT_STRING;
 }
 
-static const char *const consent_values[] = {"subscribed", "unsubscribed", "bounced", "complained"};
-
 /* One typed constant into slot i of c; a sentence into errs at path if it does not fit. */
 static int value_parse(struct pctx *p, struct cond *c, int i, const json_t *v, int consent,
                        const char *path)
 {
-    int k;
-
     switch (c->type) {
     case FT_NUMBER:
         if (!json_is_number(v) || !isfinite(json_number_value(v)))
@@ -190,9 +186,9 @@ static int value_parse(struct pctx *p, struct cond *c, int i, const json_t *v, i
         c->str[i] = xstrndup(json_string_value(v), json_string_length(v));
         c->lens[i] = json_string_length(v);
         if (consent && c->op != OP_CONTAINS && c->op != OP_GTE && c->op != OP_LTE) {
-            for (k = 0; k < 4; k++)
-                if (strcmp(c->str[i], consent_values[k]) == 0)
-                    return 0;
+            enum consent_state state;
+            if (consent_parse(c->str[i], &state) == 0)
+                return 0;
             errlist_add(p->errs, path,
                         "must be one of subscribed, unsubscribed, bounced, complained");
             return E_INVAL;
