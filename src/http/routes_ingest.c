@@ -2,15 +2,14 @@
  * (/v1/identify, track, page, screen, group, alias, batch) and the native
  * POST /api/v1/events and /api/v1/contacts.
  *
- * A request is read whole (gzip inflated whatever the Content-Type says: RudderStack
- * labels gzip'ed JSON as a form), sized against the tracking limits, parsed (a tracking
- * body by core/jtree.c into an arena, a native one by jansson), mapped
- * message by message (ingest/tracking.c), then handed to the server's one writer
- * (ingest/queue.c), which answers once the transaction holding it committed. Invalid
- * messages are answered 200 beside the valid ones, each listed with its reason and
- * kept as a dead letter; only a body that is not JSON is a 400. */
-#include <pthread.h>
-#include <stdlib.h>
+ * A thin adapter: the handler reads the transport -- the body whole (gzip inflated
+ * whatever the Content-Type says: RudderStack labels gzip'ed JSON as a form), sized
+ * against the tracking limits; the key the server already checked from the
+ * Authorization header -- and hands it to one domain call (ingest/track.c:
+ * ingest_track_request, ingest_records_request), which checks a key sent in the body,
+ * maps, validates and stores the messages; the handler turns its reply into the
+ * response. Invalid messages are answered 200 beside the valid ones, each listed with
+ * its reason and kept as a dead letter; only a body that is not JSON is a 400. */
 #include <string.h>
 #include <strings.h>
 #include <zlib.h>
@@ -18,10 +17,6 @@
 #include "../core/jtree.h"
 #include "../ingest/ingest.h"
 #include "routes_int.h"
-
-#define TRACK_MAX_MESSAGE HTTP_TRACK_MAX_MESSAGE /* one message, as JSON */
-#define TRACK_MAX_BATCH HTTP_TRACK_MAX_BATCH     /* a /v1/batch body, inflated */
-#define TRACK_MAX_ITEMS 2500            /* messages in one batch */
 
 /* Inflates a gzip body into out, at most cap bytes. 0, E_TOOBIG or E_INVAL. */
 static int gunzip(const char *in, size_t n, size_t cap, struct buf *out)
@@ -93,206 +88,97 @@ static int body_text(struct http_req *r, struct http_resp *w, size_t cap, struct
     return 0;
 }
 
-/* Stores the job's items through the writer and answers: 200 with what was accepted
- * and what was not (and why), 429 when the writer is full. */
-static void run_and_answer(struct http_req *r, struct http_resp *w, struct ingest_job *job,
-                           const struct contract_set *cs, int tracking)
+/* Turns the domain's reply into the response: 200 with what was accepted and what was
+ * not (and why), 429 when the writer is full, the refusals with their statuses. */
+static void answer(struct http_req *r, struct http_resp *w, struct ingest_result *res)
 {
-    struct err e = {0};
-    json_t *rejected, *body;
-    size_t i, accepted = 0;
-    int rc;
+    char msg[200];
 
-    /* Validated here, beside the writer, which then only stores. */
-    ingest_job_prepare(job, cs);
-    rejected = json_array();
-    http_store_release(r); /* not held while the writer works */
-    rc = ingest_queue_run(r->app->ingest, job, &e);
-    if (rc) {
-        json_decref(rejected);
-        if (rc == E_BUSY) {
-            http_error(w, 429, "busy", e.msg, NULL);
-            snprintf(w->extra_headers, sizeof w->extra_headers, "Retry-After: 1\n");
-            return;
-        }
-        http_error_from(r, w, &e);
+    if (res->who_known) {
+        r->who = res->who;
+        r->authenticated = 1;
+    }
+    switch (res->reply) {
+    case INGEST_REPLY_DONE:
+        http_json(w, 200, res->body);
+        res->body = NULL;
+        return;
+    case INGEST_REPLY_UNREADABLE:
+        http_json_error(w, res->parse_rc, &res->je, "batch");
+        return;
+    case INGEST_REPLY_MALFORMED:
+        http_error(w, 400, "invalid_json", res->err.msg,
+                   res->err.field[0] ? res->err.field : NULL);
+        return;
+    case INGEST_REPLY_UNAUTHORIZED:
+        http_error(w, 401, "unauthorized", res->err.msg, NULL);
+        return;
+    case INGEST_REPLY_FORBIDDEN:
+        snprintf(msg, sizeof msg, "role %s may not call %s %s", role_name(res->who.role),
+                 r->method, r->path);
+        http_error(w, 403, "forbidden", msg, NULL);
+        return;
+    case INGEST_REPLY_FULL:
+        http_error(w, 429, "busy", res->err.msg, NULL);
+        snprintf(w->extra_headers, sizeof w->extra_headers, "Retry-After: 1\n");
+        return;
+    case INGEST_REPLY_FAILED:
+        http_error_from(r, w, &res->err);
         return;
     }
-    for (i = 0; i < job->n; i++) {
-        struct ingest_item *it = &job->items[i];
-        if (it->rejected)
-            json_array_append_new(rejected, json_pack("{s:I,s:s,s:s,s:s}", "index",
-                                                      (json_int_t)i, "reason", it->reason,
-                                                      "field", it->field, "message", it->msg));
-        else
-            accepted++;
-    }
-    body = json_pack("{s:I,s:o}", "accepted", (json_int_t)accepted, "rejected", rejected);
-    if (tracking)
-        json_object_set_new(body, "success", json_true());
-    http_json(w, 200, body);
 }
 
-static void items_release(struct ingest_item *items, size_t n)
+static void front_of(struct http_req *r, struct ingest_front *f)
 {
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        ingest_item_release(&items[i]);
-    free(items);
+    http_store_release(r); /* the domain call takes a connection only when it needs one */
+    f->queue = r->app->ingest;
+    f->pool = r->app->pool;
+    f->cfg = r->app->cfg;
 }
 
-/* A message refused for its size, kept whole as a dead letter. */
-static void too_large(const struct jt *m, struct ingest_item *it)
-{
-    memset(it, 0, sizeof *it);
-    it->raw = jt_json(m);
-    it->rejected = 1;
-    snprintf(it->reason, sizeof it->reason, "too_large");
-    snprintf(it->msg, sizeof it->msg, "a message is at most %d bytes of JSON", TRACK_MAX_MESSAGE);
-}
-
-/* POST /v1/{type}: one message, or /v1/batch: {"batch":[…],"sentAt"?,"writeKey"?}.
- * The body is read by core/jtree.c into an arena; the common messages map
- * from there straight to prepared events (tracking_map_fast), the others through
- * jansson (tracking_map). */
+/* POST /v1/{type}: one message, or /v1/batch: {"batch":[…],"sentAt"?,"writeKey"?}. */
 void h_tracking(struct http_req *r, struct http_resp *w)
 {
-    enum tracking_type type = TRACK_NONE;
     int batch = strcmp(r->params[0], "batch") == 0;
-    struct ingest_job job = {.kind = SRC_SDK, .source = "sdk", .origin = r->req_id,
-                             .received_at = clock_now_ms(),
-                             .max_value_bytes = (size_t)r->app->cfg->max_value_bytes};
-    struct contract_set *cs = NULL;
-    struct arena *a;
-    struct buf inflated, scratch;
-    const struct jt *list, *body;
-    struct jt *root;
-    struct jt_error je;
-    struct err e = {0};
-    struct jt_limits lim = {.max_items = TRACK_MAX_ITEMS, .items_key = "batch"};
-    const char *sent_at, *text;
-    size_t i, n, len;
-    int rc;
+    struct ingest_track_call call = {.type = TRACK_NONE, .req_id = r->req_id,
+                                     .who = r->authenticated ? &r->who : NULL,
+                                     .roles = ROLE_INGEST | ROLE_ADMIN,
+                                     .max_message = HTTP_TRACK_MAX_MESSAGE};
+    struct ingest_front f;
+    struct ingest_result res;
+    struct buf inflated;
 
-    if (!batch && (type = tracking_type_parse(r->params[0])) == TRACK_NONE) {
+    if (!batch && (call.type = tracking_type_parse(r->params[0])) == TRACK_NONE) {
         http_error(w, 404, "not_found", "the tracking API has /v1/identify, track, page, screen, "
                                         "group, alias and batch", NULL);
         return;
     }
-    a = http_arena_take(); /* given back at out: */
+    call.arena = http_arena_take(); /* given back below */
     buf_init(&inflated);
-    buf_init(&scratch);
-    if (body_text(r, w, batch ? TRACK_MAX_BATCH : TRACK_MAX_MESSAGE, &inflated, &text, &len))
-        goto out;
-    lim.max_values = (size_t)r->app->cfg->max_json_values;
-    if ((rc = jt_parse_limited(a, text, len, &lim, &root, &je))) {
-        http_json_error(w, rc, &je, "batch");
-        goto out;
+    if (body_text(r, w, batch ? HTTP_TRACK_MAX_BATCH : HTTP_TRACK_MAX_MESSAGE, &inflated,
+                  &call.text, &call.len) == 0) {
+        front_of(r, &f);
+        ingest_track_request(&f, &call, &res);
+        answer(r, w, &res);
+        ingest_result_release(&res);
     }
-    body = root;
-    if (body->type != JT_OBJ) {
-        http_error(w, 400, "invalid_json", "the body must be a JSON object", NULL);
-        goto out;
-    }
-    if (!r->authenticated) {
-        const char *key = jt_str(body, "writeKey");
-        if (key == NULL) {
-            http_error(w, 401, "unauthorized", "send the write key as the Basic user name "
-                                               "(empty password) or as \"writeKey\" in the body",
-                       NULL);
-            goto out;
-        }
-        if (http_auth_key(r, w, key, ROLE_INGEST | ROLE_ADMIN))
-            goto out;
-    }
-    list = batch ? jt_get(body, "batch") : body;
-    if (batch && (list == NULL || list->type != JT_ARR)) {
-        http_error(w, 400, "invalid_json", "a batch needs \"batch\": an array of messages",
-                   "/batch");
-        goto out;
-    }
-    n = batch ? list->n : 1; /* at most TRACK_MAX_ITEMS: jt_parse_limited saw to it */
-    if (!ingest_queue_contracts_cached(r->app->ingest, &cs) &&
-        ingest_queue_contracts(r->app->ingest, http_store(r), &cs, &e)) {
-        http_error_from(r, w, &e);
-        goto out;
-    }
-    http_store_release(r); /* mapping and waiting for the writer need none */
-    sent_at = jt_str(body, "sentAt");
-    job.items = arena_alloc(a, (n ? n : 1) * sizeof *job.items);
-    job.n = n;
-    for (i = 0; i < n; i++) {
-        const struct jt *m = batch ? &list->u.items[i] : list;
-        struct ingest_item *it = &job.items[i];
-        if (batch && m->srclen > TRACK_MAX_MESSAGE) {
-            too_large(m, it);
-        } else if (!tracking_map_fast(m, type, job.received_at, sent_at, cs, job.max_value_bytes,
-                                      a, &scratch, it)) {
-            json_t *j = jt_json(m);
-            tracking_map(j, type, job.received_at, sent_at, it);
-            json_decref(j);
-        }
-        it->index = i;
-    }
-    run_and_answer(r, w, &job, cs, 1);
-    for (i = 0; i < job.n; i++)
-        ingest_item_release(&job.items[i]);
-out:
-    contract_set_free(cs);
     buf_release(&inflated);
-    buf_release(&scratch);
-    http_arena_give(a);
+    http_arena_give(call.arena);
 }
 
 /* POST /api/v1/events and /api/v1/contacts: one native record, or {"items":[…]}. */
 static void native(struct http_req *r, struct http_resp *w, int contacts)
 {
-    struct ingest_job job = {.kind = SRC_API, .source = "api", .origin = r->req_id,
-                             .received_at = clock_now_ms(),
-                             .max_value_bytes = (size_t)r->app->cfg->max_value_bytes};
-    struct contract_set *cs = NULL;
-    struct err e = {0};
-    json_t *body = http_body_json_capped(r, w, TRACK_MAX_ITEMS, "items"), *list;
-    size_t i, n;
+    json_t *body = http_body_json_capped(r, w, INGEST_MAX_ITEMS, "items");
+    struct ingest_front f;
+    struct ingest_result res;
 
     if (body == NULL)
         return;
-    list = json_object_get(body, "items");
-    if (!json_is_object(body) || (list && !json_is_array(list))) {
-        json_decref(body);
-        http_error(w, 400, "invalid_json",
-                   contacts ? "the body must be a contact object or {\"items\":[contacts…]}"
-                            : "the body must be an event object or {\"items\":[events…]}",
-                   NULL);
-        return;
-    }
-    n = list ? json_array_size(list) : 1; /* at most TRACK_MAX_ITEMS: see above */
-    job.items = xcalloc(n ? n : 1, sizeof *job.items);
-    job.n = n;
-    for (i = 0; i < n; i++) {
-        json_t *rec = list ? json_array_get(list, i) : body;
-        struct ingest_item *it = &job.items[i];
-        it->index = i;
-        it->raw = json_incref(rec);
-        it->is_contact = contacts;
-        if (!json_is_object(rec)) {
-            it->rejected = 1;
-            snprintf(it->reason, sizeof it->reason, "invalid_type");
-            snprintf(it->msg, sizeof it->msg, "a record must be a JSON object");
-        } else if (contacts) {
-            it->contact = json_incref(rec);
-        } else {
-            it->event = json_incref(rec);
-        }
-    }
-    if (!ingest_queue_contracts_cached(r->app->ingest, &cs) &&
-        ingest_queue_contracts(r->app->ingest, http_store(r), &cs, &e))
-        http_error_from(r, w, &e);
-    else
-        run_and_answer(r, w, &job, cs, 0);
-    contract_set_free(cs);
-    items_release(job.items, job.n);
+    front_of(r, &f);
+    ingest_records_request(&f, body, contacts, r->req_id, &res);
+    answer(r, w, &res);
+    ingest_result_release(&res);
     json_decref(body);
 }
 

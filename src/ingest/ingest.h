@@ -12,8 +12,10 @@
 
 #include <jansson.h>
 
+#include "../auth/auth.h"
 #include "../contract/contract.h"
 #include "../core/config.h"
+#include "../core/jtree.h"
 #include "../core/map.h"
 #include "../store/store.h"
 
@@ -249,6 +251,73 @@ struct ingest_queue_stats {
     uint64_t yields;   /* of which a big group's part, committed to let small requests by */
 };
 void ingest_queue_stats(struct ingest_queue *q, struct ingest_queue_stats *out);
+
+/* ---- a request to ingest, whole (track.c) ------------------------------------------ */
+
+/* The tracking API and the native record API take the same pipeline: authenticate the
+ * write key (when it comes in the body), read the body, map its messages, validate them
+ * against the current contracts on the calling thread, store them through the server's
+ * writer and say what became of each. A front end (HTTP, a provider's webhook) only
+ * reads its transport (headers, compression, size caps) and turns the reply into its
+ * answer. Any thread; blocks until the writer committed. */
+#define INGEST_MAX_ITEMS 2500 /* messages in one request (a /v1/batch, {"items":[…]}) */
+
+/* What the pipeline reaches: the server's. */
+struct ingest_front {
+    struct ingest_queue *queue;
+    struct store_pool *pool;  /* a connection is taken only when needed (a key or the
+                               * contracts not in their caches), and given back before
+                               * waiting for the writer */
+    const struct config *cfg; /* [server] max_json_values, [ingest] max_value_bytes */
+};
+
+enum ingest_reply {
+    INGEST_REPLY_DONE,         /* body: {"accepted","rejected":[{index,reason,field,message}]}
+                                * (and "success": true for tracking calls) */
+    INGEST_REPLY_UNREADABLE,   /* the body is not JSON, or past a limit: parse_rc, je */
+    INGEST_REPLY_MALFORMED,    /* JSON of the wrong shape: err.msg, err.field (a pointer) */
+    INGEST_REPLY_UNAUTHORIZED, /* no write key, or not a valid one: err.msg */
+    INGEST_REPLY_FORBIDDEN,    /* the key's role (who.role) may not write */
+    INGEST_REPLY_FULL,         /* the writer has too much queued: err.msg; retry in 1 s */
+    INGEST_REPLY_FAILED        /* err (a store failure, say) */
+};
+
+struct ingest_result {
+    enum ingest_reply reply;
+    json_t *body;          /* INGEST_REPLY_DONE; caller owns */
+    int parse_rc;          /* INGEST_REPLY_UNREADABLE: E_INVAL or E_TOOBIG, and why in je */
+    struct jt_error je;
+    int who_known;         /* the body's write key was checked: whose it is */
+    struct principal who;
+    struct err err;
+};
+
+/* A tracking call: POST /v1/{type}, type TRACK_NONE for a /v1/batch
+ * ({"batch":[…],"sentAt"?,"writeKey"?}). text[0..len): the body, inflated. who: the
+ * caller, when the front end authenticated a key already; NULL: "writeKey" in the body
+ * must be a key with one of roles. max_message: the most bytes of JSON one message of a
+ * batch may take (a longer one is refused alone, kept as a dead letter). The parsed body
+ * and mapped messages live in arena, which the caller resets afterwards. */
+struct ingest_track_call {
+    enum tracking_type type;
+    const char *text;
+    size_t len;
+    const char *req_id;
+    const struct principal *who;
+    unsigned roles;
+    size_t max_message;
+    struct arena *arena;
+};
+/* Fills *out (release it with ingest_result_release) and returns out->reply. */
+enum ingest_reply ingest_track_request(const struct ingest_front *f,
+                                       const struct ingest_track_call *call,
+                                       struct ingest_result *out);
+/* The native API: one record, or {"items":[…]} (at most INGEST_MAX_ITEMS), of contacts
+ * (contacts = 1) or events. The same replies but UNREADABLE and the key's. */
+enum ingest_reply ingest_records_request(const struct ingest_front *f, const json_t *body,
+                                         int contacts, const char *req_id,
+                                         struct ingest_result *out);
+void ingest_result_release(struct ingest_result *r); /* NULL-safe */
 
 /* An explicit consent change (the only way back to subscribed, consent_decide() with
  * CONSENT_VIA_EXPLICIT): E_INVAL without a reason; audited by the caller. */
