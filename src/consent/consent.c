@@ -9,8 +9,8 @@
 
 #include "../core/core.h"
 
-static const char *const consent_names[CONSENT_STATES] = {"subscribed", "unsubscribed",
-                                                          "bounced", "complained"};
+static const char *const consent_names[CONSENT_STATES] = {"subscribed", "unsubscribed", "bounced",
+                                                          "complained"};
 
 const char *consent_name(enum consent_state s)
 {

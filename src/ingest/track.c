@@ -50,8 +50,9 @@ static enum ingest_reply check_key(const struct ingest_track_call *call, const s
     int rc;
 
     if (key == NULL) {
-        ERR(&out->err, E_AUTH, "send the write key as the Basic user name (empty password) or "
-                               "as \"writeKey\" in the body");
+        ERR(&out->err, E_AUTH,
+            "send the write key as the Basic user name (empty password) or "
+            "as \"writeKey\" in the body");
         return refuse(out, INGEST_REPLY_UNAUTHORIZED);
     }
     rc = auth_apikey_cached(key, &out->who)
@@ -78,8 +79,7 @@ static int contracts_get(const struct ingest_front *f, struct lend *l, struct co
 
 /* Validates the job's items, stores them through the writer and fills the reply. */
 static enum ingest_reply run(const struct ingest_front *f, struct ingest_job *job,
-                             const struct contract_set *cs, int tracking,
-                             struct ingest_result *out)
+                             const struct contract_set *cs, int tracking, struct ingest_result *out)
 {
     json_t *rejected;
     size_t i, accepted = 0;
@@ -93,9 +93,9 @@ static enum ingest_reply run(const struct ingest_front *f, struct ingest_job *jo
     for (i = 0; i < job->n; i++) {
         const struct ingest_item *it = &job->items[i];
         if (it->rejected)
-            json_array_append_new(rejected, json_pack("{s:I,s:s,s:s,s:s}", "index",
-                                                      (json_int_t)i, "reason", it->reason,
-                                                      "field", it->field, "message", it->msg));
+            json_array_append_new(rejected,
+                                  json_pack("{s:I,s:s,s:s,s:s}", "index", (json_int_t)i, "reason",
+                                            it->reason, "field", it->field, "message", it->msg));
         else
             accepted++;
     }
@@ -122,7 +122,9 @@ enum ingest_reply ingest_track_request(const struct ingest_front *f,
                                        struct ingest_result *out)
 {
     int batch = call->type == TRACK_NONE;
-    struct ingest_job job = {.kind = SRC_SDK, .source = "sdk", .origin = call->req_id,
+    struct ingest_job job = {.kind = SRC_SDK,
+                             .source = "sdk",
+                             .origin = call->req_id,
                              .received_at = clock_now_ms(),
                              .max_value_bytes = (size_t)f->cfg->max_value_bytes};
     struct jt_limits lim = {.max_values = (size_t)f->cfg->max_json_values,
@@ -193,7 +195,9 @@ enum ingest_reply ingest_records_request(const struct ingest_front *f, const jso
                                          int contacts, const char *req_id,
                                          struct ingest_result *out)
 {
-    struct ingest_job job = {.kind = SRC_API, .source = "api", .origin = req_id,
+    struct ingest_job job = {.kind = SRC_API,
+                             .source = "api",
+                             .origin = req_id,
                              .received_at = clock_now_ms(),
                              .max_value_bytes = (size_t)f->cfg->max_value_bytes};
     struct lend l = {.pool = f->pool};

@@ -5,8 +5,7 @@
 #include <string.h>
 
 #include "core/core.h"
-#include "ingest/ingest.h"
-#include "ingest/ingest_int.h"
+#include "contract/contract.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {

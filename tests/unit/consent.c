@@ -2,8 +2,8 @@
  * send check. The rule alone (consent_decide), then the same transitions end to end:
  * every ingestion source (CSV, SDK, CRM sync, native API, replay) and the explicit,
  * audited change, each tried from every state to every state against a real store. */
-#include "helpers.h"
 #include "consent/consent.h"
+#include "helpers.h"
 #include "ingest_fixture.h"
 
 static const enum consent_state all_states[CONSENT_STATES] = {
@@ -111,8 +111,11 @@ UTEST(consent, every_transition_by_every_bulk_source)
     static const struct {
         enum source_kind kind;
         const char *name;
-    } sources[] = {{SRC_CSV, "csv"}, {SRC_SDK, "sdk"}, {SRC_SYNC, "sync"},
-                   {SRC_API, "api"}, {SRC_REPLAY, "replay"}};
+    } sources[] = {{SRC_CSV, "csv"},
+                   {SRC_SDK, "sdk"},
+                   {SRC_SYNC, "sync"},
+                   {SRC_API, "api"},
+                   {SRC_REPLAY, "replay"}};
     struct fx f;
     size_t k;
     int i, j;
@@ -134,8 +137,8 @@ UTEST(consent, every_transition_by_every_bulk_source)
                          "{\"external_id\":\"%s\",\"email_consent\":\"%s\","
                          "\"attributes\":{\"city\":\"Pune\"}}",
                          xid, consent_name(to));
-                cr_assert_eq(fx_ingest(&f, sources[k].kind, 0, rec), INGEST_UPDATED,
-                             "%s %s -> %s", sources[k].name, consent_name(from), consent_name(to));
+                cr_assert_eq(fx_ingest(&f, sources[k].kind, 0, rec), INGEST_UPDATED, "%s %s -> %s",
+                             sources[k].name, consent_name(from), consent_name(to));
                 cr_assert_eq(state_of(&f, xid, &n), want == CONSENT_APPLY ? to : from,
                              "%s %s -> %s", sources[k].name, consent_name(from), consent_name(to));
                 cr_assert_eq(n, want == CONSENT_APPLY ? 2 : 1, "%s %s -> %s: history",
