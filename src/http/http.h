@@ -61,8 +61,8 @@ struct route {
     unsigned flags;
 };
 /* The tracking API's authentication: the write key as the Basic user (empty password)
- * or Bearer, or else "writeKey" in the body, which the handler checks
- * (http_auth_key) once it has read it. */
+ * or Bearer, or else "writeKey" in the body, which the domain call checks
+ * (ingest_track_request) once the body is in. */
 #define ROUTE_TRACKING 1u
 /* The handler takes a store connection only when it needs one (http_store): ingestion
  * parses and maps first, and mostly needs none. */
@@ -96,14 +96,11 @@ void http_error_list(struct http_resp *w, int status, const char *code, const ch
 void http_error_from(struct http_req *r, struct http_resp *w, const struct err *e);
 /* A request header or NULL. */
 const char *http_header(struct http_req *r, const char *name);
-/* Authenticates key for r (who, authenticated) and checks the route's roles; answers
- * 401 or 403 and returns -1 if it fails. */
 /* Gives the request's pooled store connection back before the handler ends (one about
  * to wait long, for the ingest writer say, and needing the store no more). */
 void http_store_release(struct http_req *r);
 /* The request's pooled store connection, taken now if the route is ROUTE_LAZY_STORE. */
 struct store *http_store(struct http_req *r);
-int http_auth_key(struct http_req *r, struct http_resp *w, const char *key, unsigned roles);
 /* A query parameter or NULL. */
 const char *http_query(struct http_req *r, const char *name);
 /* The first query parameter whose name is not in allowed (" a b c "), or NULL. */

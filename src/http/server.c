@@ -319,32 +319,6 @@ void http_store_release(struct http_req *r)
     r->st = NULL;
 }
 
-int http_auth_key(struct http_req *r, struct http_resp *w, const char *key, unsigned roles)
-{
-    struct err e = {0};
-    int rc = auth_apikey_cached(key, &r->who)
-                 ? 0
-                 : auth_apikey_verify(http_store(r), key, &r->who, &e);
-
-    if (rc == E_AUTH) {
-        http_error(w, 401, "unauthorized", e.msg, NULL);
-        return -1;
-    }
-    if (rc) {
-        http_error_from(r, w, &e);
-        return -1;
-    }
-    r->authenticated = 1;
-    if (!(roles & (unsigned)r->who.role)) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "role %s may not call %s %s", role_name(r->who.role), r->method,
-                 r->path);
-        http_error(w, 403, "forbidden", msg, NULL);
-        return -1;
-    }
-    return 0;
-}
-
 /* Answers a jt_parse_limited failure: 413 past a limit (at the list's pointer when the
  * list was too long), else 400. */
 void http_json_error(struct http_resp *w, int rc, const struct jt_error *je,
