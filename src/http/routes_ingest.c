@@ -141,6 +141,7 @@ void h_tracking(struct http_req *r, struct http_resp *w)
 {
     int batch = strcmp(r->params[0], "batch") == 0;
     struct ingest_track_call call = {.type = TRACK_NONE, .req_id = r->req_id,
+                                     .received_at = clock_now_ms(),
                                      .who = r->authenticated ? &r->who : NULL,
                                      .roles = ROLE_INGEST | ROLE_ADMIN,
                                      .max_message = HTTP_TRACK_MAX_MESSAGE};
@@ -169,6 +170,7 @@ void h_tracking(struct http_req *r, struct http_resp *w)
 /* POST /api/v1/events and /api/v1/contacts: one native record, or {"items":[…]}. */
 static void native(struct http_req *r, struct http_resp *w, int contacts)
 {
+    int64_t received_at = clock_now_ms();
     json_t *body = http_body_json_capped(r, w, INGEST_MAX_ITEMS, "items");
     struct ingest_front f;
     struct ingest_result res;
@@ -176,7 +178,7 @@ static void native(struct http_req *r, struct http_resp *w, int contacts)
     if (body == NULL)
         return;
     front_of(r, &f);
-    ingest_records_request(&f, body, contacts, r->req_id, &res);
+    ingest_records_request(&f, body, contacts, r->req_id, received_at, &res);
     answer(r, w, &res);
     ingest_result_release(&res);
     json_decref(body);

@@ -295,7 +295,8 @@ struct ingest_result {
 /* A tracking call: POST /v1/{type}, type TRACK_NONE for a /v1/batch
  * ({"batch":[…],"sentAt"?,"writeKey"?}). text[0..len): the body, inflated. who: the
  * caller, when the front end authenticated a key already; NULL: "writeKey" in the body
- * must be a key with one of roles. max_message: the most bytes of JSON one message of a
+ * must be a key with one of roles. received_at: when the request came in (its first
+ * byte, as near as the front end knows). max_message: the most bytes of JSON one message of a
  * batch may take (a longer one is refused alone, kept as a dead letter). The parsed body
  * and mapped messages live in arena, which the caller resets afterwards. */
 struct ingest_track_call {
@@ -303,6 +304,7 @@ struct ingest_track_call {
     const char *text;
     size_t len;
     const char *req_id;
+    int64_t received_at;
     const struct principal *who;
     unsigned roles;
     size_t max_message;
@@ -315,7 +317,7 @@ enum ingest_reply ingest_track_request(const struct ingest_front *f,
 /* The native API: one record, or {"items":[…]} (at most INGEST_MAX_ITEMS), of contacts
  * (contacts = 1) or events. The same replies but UNREADABLE and the key's. */
 enum ingest_reply ingest_records_request(const struct ingest_front *f, const json_t *body,
-                                         int contacts, const char *req_id,
+                                         int contacts, const char *req_id, int64_t received_at,
                                          struct ingest_result *out);
 void ingest_result_release(struct ingest_result *r); /* NULL-safe */
 

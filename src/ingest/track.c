@@ -125,7 +125,7 @@ enum ingest_reply ingest_track_request(const struct ingest_front *f,
     struct ingest_job job = {.kind = SRC_SDK,
                              .source = "sdk",
                              .origin = call->req_id,
-                             .received_at = clock_now_ms(),
+                             .received_at = call->received_at,
                              .max_value_bytes = (size_t)f->cfg->max_value_bytes};
     struct jt_limits lim = {.max_values = (size_t)f->cfg->max_json_values,
                             .max_items = INGEST_MAX_ITEMS,
@@ -192,13 +192,13 @@ out:
 }
 
 enum ingest_reply ingest_records_request(const struct ingest_front *f, const json_t *body,
-                                         int contacts, const char *req_id,
+                                         int contacts, const char *req_id, int64_t received_at,
                                          struct ingest_result *out)
 {
     struct ingest_job job = {.kind = SRC_API,
                              .source = "api",
                              .origin = req_id,
-                             .received_at = clock_now_ms(),
+                             .received_at = received_at,
                              .max_value_bytes = (size_t)f->cfg->max_value_bytes};
     struct lend l = {.pool = f->pool};
     struct contract_set *cs = NULL;
