@@ -295,10 +295,10 @@ struct ingest_result {
 /* A tracking call: POST /v1/{type}, type TRACK_NONE for a /v1/batch
  * ({"batch":[…],"sentAt"?,"writeKey"?}). text[0..len): the body, inflated. who: the
  * caller, when the front end authenticated a key already; NULL: "writeKey" in the body
- * must be a key with one of roles. received_at: when the request came in (its first
- * byte, as near as the front end knows). max_message: the most bytes of JSON one message of a
- * batch may take (a longer one is refused alone, kept as a dead letter). The parsed body
- * and mapped messages live in arena, which the caller resets afterwards. */
+ * must be a key with one of roles. received_at: when the request came in. max_message:
+ * the most bytes of JSON one message of a batch may take (a longer one is refused alone,
+ * kept as a dead letter). The parsed body and mapped messages live in arena, which the
+ * caller resets afterwards. */
 struct ingest_track_call {
     enum tracking_type type;
     const char *text;
