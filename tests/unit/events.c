@@ -8,95 +8,7 @@
 
 #include "helpers.h"
 #include "store/store.h"
-#include "store_loc.h"
-
-static struct store *open_at(const char *dir)
-{
-    struct store_opts o = {.busy_timeout_ms = 5000, .migrate = 1};
-    struct store *st = NULL;
-    struct err e = {0};
-    cr_assert_eq(store_open(&st, dir, &o, &e), 0, "%s", e.msg);
-    return st;
-}
-
-static int64_t name_id(struct store *st, const char *name)
-{
-    struct err e = {0};
-    int64_t id = 0;
-    cr_assert_eq(store_event_name_id(st, name, 1, &id, &e), 0, "%s", e.msg);
-    return id;
-}
-
-static struct store_event ev_of(const char *event_id, int64_t contact, int64_t name, int64_t at,
-                                const char *props)
-{
-    struct store_event ev = {0};
-    ev.event_id = event_id;
-    ev.contact_id = contact;
-    ev.name_id = name;
-    ev.occurred_at = at;
-    ev.received_at = 1000;
-    ev.source = "csv";
-    ev.contract_version = 1;
-    ev.props = props;
-    return ev;
-}
-
-/* Inserts in the open transaction; returns 1 if stored, 0 if a duplicate. */
-static int put(struct store *st, const char *id, int64_t contact, int64_t name, int64_t at)
-{
-    struct store_event ev = ev_of(id, contact, name, at, "{\"n\":1}");
-    struct err e = {0};
-    int inserted = -1;
-    cr_assert_eq(store_event_insert(st, &ev, &inserted, &e), 0, "%s", e.msg);
-    return inserted;
-}
-
-struct got {
-    int n;
-    struct store_event ev;
-    char event_id[64], props[128], source[32], name[32];
-};
-
-static int grab(void *ctx, const struct store_event *ev)
-{
-    struct got *g = ctx;
-    g->n++;
-    g->ev = *ev;
-    snprintf(g->event_id, sizeof g->event_id, "%s", ev->event_id ? ev->event_id : "");
-    snprintf(g->props, sizeof g->props, "%s", ev->props ? ev->props : "");
-    snprintf(g->source, sizeof g->source, "%s", ev->source ? ev->source : "");
-    snprintf(g->name, sizeof g->name, "%s", ev->name ? ev->name : "");
-    return 0;
-}
-
-static struct got get(struct store *st, const char *event_id)
-{
-    struct got g = {0};
-    struct err e = {0};
-    cr_assert_eq(store_event_get(st, event_id, grab, &g, &e), 0, "%s", e.msg);
-    return g;
-}
-
-static struct store_counts counts(struct store *st)
-{
-    struct store_counts n;
-    struct err e = {0};
-    cr_assert_eq(store_counts(st, &n, &e), 0, "%s", e.msg);
-    return n;
-}
-
-static void begin(struct store *st)
-{
-    struct err e = {0};
-    cr_assert_eq(store_begin(st, &e), 0, "%s", e.msg);
-}
-
-static void commit(struct store *st)
-{
-    struct err e = {0};
-    cr_assert_eq(store_commit(st, &e), 0, "%s", e.msg);
-}
+#include "store_fixture.h"
 
 UTEST(events, first_write_wins_within_and_across_batches)
 {
@@ -213,23 +125,6 @@ UTEST(events, two_connections_share_one_key_map)
     free(d);
 }
 
-struct since {
-    int n;
-    int64_t id[16], prev[16];
-    int deleted[16];
-};
-
-static int on_version(void *ctx, const struct store_event *ev)
-{
-    struct since *s = ctx;
-    cr_assert_lt(s->n, 16);
-    cr_assert_eq(ev->id, ev->seq, "a version is identified by its seq");
-    s->id[s->n] = ev->id;
-    s->prev[s->n] = ev->prev;
-    s->deleted[s->n++] = ev->deleted;
-    return 0;
-}
-
 UTEST(events, owned_rewrite_delete_and_return_are_versions)
 {
     char *d = test_store_location();
@@ -288,19 +183,6 @@ UTEST(events, owned_rewrite_delete_and_return_are_versions)
     cr_assert_eq(s.id[0], 3);
     store_close(st);
     free(d);
-}
-
-struct list {
-    int n;
-    char ids[8][16];
-};
-
-static int on_listed(void *ctx, const struct store_event *ev)
-{
-    struct list *l = ctx;
-    cr_assert_lt(l->n, 8);
-    snprintf(l->ids[l->n++], sizeof l->ids[0], "%s", ev->event_id);
-    return 0;
 }
 
 UTEST(events, a_contacts_events_newest_first_and_the_live_export)

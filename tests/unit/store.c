@@ -7,23 +7,12 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "helpers.h"
-#include "store/store.h"
-#include "store_loc.h"
-
-static struct store *open_at(const char *dir, int timeout_ms)
-{
-    struct store_opts o = {.busy_timeout_ms = timeout_ms, .migrate = 1};
-    struct store *st = NULL;
-    struct err e = {0};
-    cr_assert_eq(store_open(&st, dir, &o, &e), 0, "%s", e.msg);
-    return st;
-}
+#include "store_fixture.h"
 
 UTEST(store, fresh_store_is_migrated)
 {
     char *d = test_store_location();
-    struct store *st = open_at(d, 1000);
+    struct store *st = open_with(d, 1000);
     struct err e = {0};
     int v, from, to;
     cr_assert_eq(store_schema_version(st, &v, &e), 0);
@@ -48,7 +37,7 @@ UTEST(store, older_schema_needs_migrate_when_not_migrating)
 UTEST(store, change_sequences_increase_on_every_change)
 {
     char *d = test_store_location();
-    struct store *st = open_at(d, 1000);
+    struct store *st = open_with(d, 1000);
     struct store_contact c;
     struct err e = {0};
     int64_t s1, s2, name_id;
@@ -95,7 +84,7 @@ static int count_rows(void *ctx, const struct store_rejected *r)
 UTEST(store, pending_dead_letters_are_kept_once)
 {
     char *d = test_store_location();
-    struct store *st = open_at(d, 1000);
+    struct store *st = open_with(d, 1000);
     struct store_rejected r = {.source = "csv", .kind = "event", .reason = "bad_row",
                                .message = "m", .raw = "{}", .fingerprint = "fp1"};
     struct store_rejected_filter f = {.status = "pending"};
@@ -119,7 +108,7 @@ UTEST(store, pending_dead_letters_are_kept_once)
 UTEST(store, readers_are_not_blocked_by_a_writer)
 {
     char *d = test_store_location();
-    struct store *a = open_at(d, 1000), *b = open_at(d, 100);
+    struct store *a = open_with(d, 1000), *b = open_with(d, 100);
     struct store_counts c;
     struct err e = {0};
 
@@ -134,7 +123,7 @@ UTEST(store, readers_are_not_blocked_by_a_writer)
 UTEST(store, last_reconciliation_of_a_source)
 {
     char *d = test_store_location();
-    struct store *st = open_at(d, 1000);
+    struct store *st = open_with(d, 1000);
     struct err e = {0};
     int64_t last = -1;
     cr_assert_eq(store_sync_reconciliation_last(st, "crm", &last, &e), 0, "%s", e.msg);
@@ -151,36 +140,64 @@ UTEST(store, last_reconciliation_of_a_source)
     free(d);
 }
 
+/* ---- writers on threads of their own (no cr_assert off the test's thread) ---- */
+
+struct writer {
+    const char *loc;
+    int index;     /* which writer */
+    int64_t contact; /* dup_write: the contact its events name */
+    int inserted, failed;
+    char msg[256];
+};
+
+/* Opens the writer's own connection. */
+static int writer_open(struct writer *w, struct store **st, struct err *e)
+{
+    struct store_opts o = {.busy_timeout_ms = 10000, .migrate = 1};
+
+    return store_open(st, w->loc, &o, e);
+}
+
+/* Inserts event eid (name "name") of contact in the open transaction. */
+static int writer_event(struct store *st, const char *name, int64_t contact, const char *eid,
+                        int *ins, struct err *e)
+{
+    struct store_event ev = {.contact_id = contact, .event_id = eid, .source = "test",
+                             .props = "{}"};
+    int rc = store_event_name_id(st, name, 1, &ev.name_id, e);
+
+    *ins = 0;
+    return rc ? rc : store_event_insert(st, &ev, ins, e);
+}
+
+static void *writer_done(struct writer *w, struct store *st, int rc, const struct err *e)
+{
+    if (rc) {
+        w->failed = 1;
+        snprintf(w->msg, sizeof w->msg, "%s", e->msg);
+    }
+    store_close(st);
+    return NULL;
+}
+
 /* ---- promise 1: changes readable in commit order up to a watermark ---- */
 
 #define WM_WRITERS 2
 #define WM_TX 60 /* transactions per writer */
 #define WM_PER_TX 5
 
-struct wm_writer {
-    const char *loc;
-    int index;
-    int failed;
-    char msg[256];
-};
-
 /* Commits WM_TX transactions of WM_PER_TX contacts and as many events each. */
 static void *wm_write(void *arg)
 {
-    struct wm_writer *w = arg;
-    struct store_opts o = {.busy_timeout_ms = 10000, .migrate = 1};
+    struct writer *w = arg;
     struct store *st = NULL;
     struct err e = {0};
-    int t, i, rc = store_open(&st, w->loc, &o, &e);
+    int t, i, rc = writer_open(w, &st, &e);
 
     for (t = 0; rc == 0 && t < WM_TX; t++) {
-        int64_t name = 0;
         rc = store_begin(st, &e);
-        if (rc == 0)
-            rc = store_event_name_id(st, "wm", 1, &name, &e);
         for (i = 0; rc == 0 && i < WM_PER_TX; i++) {
             struct store_contact c;
-            struct store_event ev = {0};
             char xid[64], eid[64];
             int ins = 0;
             store_contact_init(&c);
@@ -189,25 +206,15 @@ static void *wm_write(void *arg)
             c.external_id = strdup(xid);
             c.attrs = json_object();
             rc = store_contact_insert(st, &c, &e);
-            ev.contact_id = c.id;
-            ev.name_id = name;
-            ev.event_id = eid;
-            ev.source = "test";
-            ev.props = "{}";
             if (rc == 0)
-                rc = store_event_insert(st, &ev, &ins, &e);
+                rc = writer_event(st, "wm", c.id, eid, &ins, &e);
             if (rc == 0 && ins != 1)
                 rc = ERR(&e, E_INTERNAL, "event %s not stored", eid);
             store_contact_release(&c);
         }
         rc = store_finish(st, rc, &e);
     }
-    if (rc) {
-        w->failed = 1;
-        snprintf(w->msg, sizeof w->msg, "%s", e.msg);
-    }
-    store_close(st);
-    return NULL;
+    return writer_done(w, st, rc, &e);
 }
 
 struct wm_seen {
@@ -263,7 +270,7 @@ UTEST(store, a_readers_watermark_never_goes_back_under_concurrent_writers)
     char *loc = test_store_location();
     struct store *rd;
     struct store_opts o = {.busy_timeout_ms = 10000, .migrate = 1};
-    struct wm_writer w[WM_WRITERS];
+    struct writer w[WM_WRITERS];
     pthread_t th[WM_WRITERS];
     struct wm_seen c = {0}, ev = {0};
     struct err e = {0};
@@ -271,7 +278,7 @@ UTEST(store, a_readers_watermark_never_goes_back_under_concurrent_writers)
 
     cr_assert_eq(store_open(&rd, loc, &o, &e), 0, "%s", e.msg);
     for (i = 0; i < WM_WRITERS; i++) {
-        w[i] = (struct wm_writer){.loc = loc, .index = i};
+        w[i] = (struct writer){.loc = loc, .index = i};
         cr_assert_eq(pthread_create(&th[i], NULL, wm_write, &w[i]), 0);
     }
     /* Read while they write: every change found must be above what was seen before. */
@@ -299,49 +306,27 @@ UTEST(store, a_readers_watermark_never_goes_back_under_concurrent_writers)
 
 #define DUP_IDS 300
 
-struct dup_writer {
-    const char *loc;
-    int contact;
-    int inserted, failed;
-    char msg[256];
-};
-
 /* Writes the same DUP_IDS event ids as the other writer, in batches of 10. */
 static void *dup_write(void *arg)
 {
-    struct dup_writer *w = arg;
-    struct store_opts o = {.busy_timeout_ms = 10000, .migrate = 1};
+    struct writer *w = arg;
     struct store *st = NULL;
     struct err e = {0};
-    int i, rc = store_open(&st, w->loc, &o, &e);
+    int i, rc = writer_open(w, &st, &e);
 
     for (i = 0; rc == 0 && i < DUP_IDS; i++) {
-        struct store_event ev = {0};
         char eid[32];
-        int64_t name = 0;
         int ins = 0;
         if (i % 10 == 0)
             rc = store_begin(st, &e);
-        if (rc == 0)
-            rc = store_event_name_id(st, "dup", 1, &name, &e);
         snprintf(eid, sizeof eid, "dup-%d", i);
-        ev.contact_id = w->contact;
-        ev.name_id = name;
-        ev.event_id = eid;
-        ev.source = "test";
-        ev.props = "{}";
         if (rc == 0)
-            rc = store_event_insert(st, &ev, &ins, &e);
+            rc = writer_event(st, "dup", w->contact, eid, &ins, &e);
         w->inserted += rc == 0 && ins;
         if (rc || i % 10 == 9)
             rc = store_finish(st, rc, &e);
     }
-    if (rc) {
-        w->failed = 1;
-        snprintf(w->msg, sizeof w->msg, "%s", e.msg);
-    }
-    store_close(st);
-    return NULL;
+    return writer_done(w, st, rc, &e);
 }
 
 struct dup_owner {
@@ -359,7 +344,7 @@ static int dup_seen(void *ctx, const struct store_event *ev)
 UTEST(store, first_write_wins_between_two_connections_writing_at_once_and_after_a_restart)
 {
     char *loc = test_store_location();
-    struct dup_writer w[2] = {{.contact = 1}, {.contact = 2}};
+    struct writer w[2] = {{.contact = 1}, {.contact = 2}};
     struct store_opts o = {.busy_timeout_ms = 10000, .migrate = 1};
     struct store *st;
     struct store_counts n;

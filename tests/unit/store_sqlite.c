@@ -6,105 +6,8 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include "helpers.h"
 #include "store/sqlite/sqlite_int.h"
-#include "store/store.h"
-
-static struct store *open_at(const char *dir, int timeout_ms)
-{
-    struct store_opts o = {.busy_timeout_ms = timeout_ms, .migrate = 1};
-    struct store *st = NULL;
-    struct err e = {0};
-    cr_assert_eq(store_open(&st, dir, &o, &e), 0, "%s", e.msg);
-    return st;
-}
-
-/* For the tests moved from events.c. */
-static struct store *open_ev(const char *dir)
-{
-    return open_at(dir, 5000);
-}
-
-static int64_t name_id(struct store *st, const char *name)
-{
-    struct err e = {0};
-    int64_t id = 0;
-    cr_assert_eq(store_event_name_id(st, name, 1, &id, &e), 0, "%s", e.msg);
-    return id;
-}
-
-/* Inserts in the open transaction; returns 1 if stored, 0 if a duplicate. */
-static int put(struct store *st, const char *id, int64_t contact, int64_t name, int64_t at)
-{
-    struct store_event ev = {.event_id = id, .contact_id = contact, .name_id = name,
-                             .occurred_at = at, .received_at = 1000, .source = "csv",
-                             .contract_version = 1, .props = "{\"n\":1}"};
-    struct err e = {0};
-    int inserted = -1;
-    cr_assert_eq(store_event_insert(st, &ev, &inserted, &e), 0, "%s", e.msg);
-    return inserted;
-}
-
-struct got {
-    int n;
-    struct store_event ev;
-    char props[128];
-};
-
-static int grab(void *ctx, const struct store_event *ev)
-{
-    struct got *g = ctx;
-    g->n++;
-    g->ev = *ev;
-    snprintf(g->props, sizeof g->props, "%s", ev->props ? ev->props : "");
-    return 0;
-}
-
-static struct got get(struct store *st, const char *event_id)
-{
-    struct got g = {0};
-    struct err e = {0};
-    cr_assert_eq(store_event_get(st, event_id, grab, &g, &e), 0, "%s", e.msg);
-    return g;
-}
-
-static struct store_counts counts(struct store *st)
-{
-    struct store_counts n;
-    struct err e = {0};
-    cr_assert_eq(store_counts(st, &n, &e), 0, "%s", e.msg);
-    return n;
-}
-
-static void begin(struct store *st)
-{
-    struct err e = {0};
-    cr_assert_eq(store_begin(st, &e), 0, "%s", e.msg);
-}
-
-static void commit(struct store *st)
-{
-    struct err e = {0};
-    cr_assert_eq(store_commit(st, &e), 0, "%s", e.msg);
-}
-
-static int on_version(void *ctx, const struct store_event *ev)
-{
-    (void)ev;
-    ++*(int *)ctx;
-    return 0;
-}
-
-struct list {
-    int n;
-};
-
-static int on_listed(void *ctx, const struct store_event *ev)
-{
-    (void)ev;
-    ((struct list *)ctx)->n++;
-    return 0;
-}
+#include "store_fixture.h"
 
 static void set_user_version(const char *dir, int v)
 {
@@ -121,7 +24,7 @@ UTEST(store, newer_schema_is_refused)
 {
     char *d = test_tmpdir();
     struct store_opts o = {.busy_timeout_ms = 100, .migrate = 1};
-    struct store *st = open_at(d, 1000);
+    struct store *st = open_with(d, 1000);
     struct err e = {0};
     store_close(st);
     set_user_version(d, STORE_SCHEMA_VERSION + 5);
@@ -135,7 +38,7 @@ UTEST(store, newer_schema_is_refused)
 UTEST(store, second_writer_waits_then_reports_busy)
 {
     char *d = test_tmpdir();
-    struct store *a = open_at(d, 1000), *b = open_at(d, 200);
+    struct store *a = open_with(d, 1000), *b = open_with(d, 200);
     struct err e = {0};
 
     cr_assert_eq(store_begin(a, &e), 0);
@@ -152,7 +55,7 @@ UTEST(store, second_writer_waits_then_reports_busy)
 UTEST(store, online_backup_copies_everything)
 {
     char *d = test_tmpdir();
-    struct store *st = open_at(d, 1000), *copy;
+    struct store *st = open_with(d, 1000), *copy;
     struct store_contact c;
     struct err e = {0};
     char dest[512], dest_dir[512];
@@ -169,7 +72,7 @@ UTEST(store, online_backup_copies_everything)
     snprintf(dest, sizeof dest, "%s/engage.db", dest_dir);
     cr_assert_eq(store_backup(st, dest, &e), 0, "%s", e.msg);
     cr_assert_eq(store_backup(st, dest, &e), E_CONFLICT, "never overwrites");
-    copy = open_at(dest_dir, 1000);
+    copy = open_with(dest_dir, 1000);
     cr_assert_eq(store_contact_get_by_xid(copy, "b1", &c, &e), 0);
     cr_assert_str_eq(json_string_value(json_object_get(c.attrs, "city")), "Pune");
     store_contact_release(&c);
@@ -192,9 +95,9 @@ static void sql_exec(const char *dir, const char *sql)
 UTEST(events, a_damaged_block_is_an_error_not_a_crash)
 {
     char *d = test_tmpdir();
-    struct store *st = open_ev(d);
+    struct store *st = open_at(d);
     struct err e = {0};
-    int s = 0;
+    struct since s = {0};
     int64_t nm;
 
     begin(st);
@@ -203,7 +106,7 @@ UTEST(events, a_damaged_block_is_an_error_not_a_crash)
     commit(st);
     store_close(st);
     sql_exec(d, "UPDATE event_blocks SET cols = x'0102'");
-    st = open_ev(d);
+    st = open_at(d);
     cr_assert_eq(store_events_since(st, 0, 0, 0, on_version, &s, &e), E_CORRUPT);
     cr_assert_str_eq(e.msg, "store: event block 1 is damaged");
     err_clear(&e);
@@ -242,7 +145,7 @@ UTEST(events, the_v3_migration_moves_rows_into_blocks)
             NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
         sqlite3_close(db);
     }
-    st = open_ev(d);
+    st = open_at(d);
     g = get(st, "e1");
     cr_assert_eq(g.n, 1);
     cr_assert_eq(g.ev.seq, 1, "seqs renumbered from 1, in the old seq order");
@@ -270,7 +173,7 @@ UTEST(events, the_v3_migration_moves_rows_into_blocks)
 UTEST(sqlite, a_bare_path_and_sqlite_dir_open_the_same_store)
 {
     char *d = test_tmpdir(), loc[600];
-    struct store *a = open_at(d, 1000), *b;
+    struct store *a = open_with(d, 1000), *b;
     struct store_contact c;
     struct err e = {0};
 
@@ -282,7 +185,7 @@ UTEST(sqlite, a_bare_path_and_sqlite_dir_open_the_same_store)
     cr_assert_eq(store_commit(a, &e), 0);
     store_contact_release(&c);
     snprintf(loc, sizeof loc, "sqlite:%s", d);
-    b = open_at(loc, 1000);
+    b = open_with(loc, 1000);
     cr_assert_eq(store_contact_get_by_xid(b, "same", &c, &e), 0, "%s", e.msg);
     store_contact_release(&c);
     store_close(a);
@@ -344,7 +247,7 @@ UTEST(sqlite, the_directory_and_files_are_private)
     struct stat sb;
 
     cr_assert_eq(chmod(d, 0755), 0);
-    st = open_at(d, 1000);
+    st = open_with(d, 1000);
     cr_assert_eq(stat(d, &sb), 0);
     cr_assert_eq(sb.st_mode & 0777, 0700, "the directory is made 0700");
     snprintf(path, sizeof path, "%s/engage.db", d);
@@ -360,7 +263,7 @@ UTEST(sqlite, the_directory_and_files_are_private)
 UTEST(sqlite, offers_every_speed_hint)
 {
     char *d = test_tmpdir();
-    struct store *st = open_at(d, 1000);
+    struct store *st = open_with(d, 1000);
     const struct store_caps *caps = store_caps(st);
 
     cr_assert(caps->event_key_hash);

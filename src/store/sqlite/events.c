@@ -131,7 +131,7 @@ struct evstate {
     uint32_t *tslot;      /* key -> index + 1 of its newest version here */
     size_t tcap;
     int64_t d_live, d_unval; /* totals not yet written */
-    int64_t reserve;         /* versions announced by store_events_reserve() */
+    int64_t reserve;         /* versions announced by events_reserve() (store_caps) */
     struct evrec *out;       /* flush(): a block's records and texts as stored (reused) */
     size_t outcap;
     struct buf outtexts;
@@ -675,7 +675,7 @@ static void event_of(const struct evview *v, struct store_event *ev)
     ev->deleted = (v->r.flags & EVF_DELETED) != 0;
 }
 
-/* ---- sqlite.c's hooks ------------------------------------------------------------ */
+/* ---- conn.c's hooks -------------------------------------------------------------- */
 
 int events_flush(struct store *st, struct err *e)
 {

@@ -157,7 +157,7 @@ const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     "UPDATE events SET anon = 1 WHERE contact_id IN"
     "  (SELECT id FROM contacts WHERE external_id IS NULL AND deleted = 0);"
     "CREATE INDEX events_anon ON events(contact_id) WHERE anon = 1;",
-    /* 3 -> 4: events in blocks (store/events.c): one row per transaction's versions,
+    /* 3 -> 4: events in blocks (sqlite/events.c): one row per transaction's versions,
      * records and texts apart. store_migrate() moves the old rows over, then drops
      * the events table. */
     "CREATE TABLE event_blocks ("
