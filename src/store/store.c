@@ -9,6 +9,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store_int.h"
 
@@ -64,6 +65,11 @@ int store_location_parse(const char *location, enum store_kind *kind, const char
                location);
 }
 
+static int not_built(const char *location, struct err *e)
+{
+    return ERR(e, E_INVAL, "store: '%s': the PostgreSQL backend is not built yet", location);
+}
+
 int store_open(struct store **out, const char *location, const struct store_opts *opts,
                struct err *e)
 {
@@ -75,8 +81,25 @@ int store_open(struct store **out, const char *location, const struct store_opts
     if ((rc = store_location_parse(location, &kind, &where, e)))
         return rc;
     if (kind == STORE_PG)
-        return ERR(e, E_INVAL, "store: '%s': the PostgreSQL backend is not built yet", location);
+        return not_built(location, e);
     return sqlite_store_open(out, where, opts, e);
+}
+
+int store_exists(const char *location, int *exists, struct err *e)
+{
+    enum store_kind kind;
+    const char *where;
+    char path[1100];
+    int rc;
+
+    *exists = 0;
+    if ((rc = store_location_parse(location, &kind, &where, e)))
+        return rc;
+    if (kind == STORE_PG)
+        return not_built(location, e);
+    snprintf(path, sizeof path, "%s/engage.db", where);
+    *exists = access(path, F_OK) == 0;
+    return 0;
 }
 
 /* ---- a pool of connections ------------------------------------------------------- */

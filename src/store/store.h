@@ -77,6 +77,9 @@ struct store_opts {
 int store_open(struct store **out, const char *location, const struct store_opts *opts,
                struct err *e);
 enum store_kind { STORE_SQLITE, STORE_PG };
+/* *exists = 1 if location holds a store already (SQLite: DIR/engage.db is there), so a
+ * command can say "no store here" rather than create one. E_INVAL as store_open. */
+int store_exists(const char *location, int *exists, struct err *e);
 /* Which backend a location names and what it says of where (for SQLite: the directory,
  * pointing into location). E_INVAL for an empty or unknown location. */
 int store_location_parse(const char *location, enum store_kind *kind, const char **where,

@@ -225,6 +225,24 @@ UTEST(sqlite, locations_it_cannot_serve_are_refused_by_name)
     cr_assert_str_eq(where, "/tmp/a:b", "a colon inside a path is no scheme");
 }
 
+UTEST(sqlite, a_location_says_whether_it_holds_a_store)
+{
+    char *d = test_tmpdir(), loc[600];
+    struct err e = {0};
+    int exists = -1;
+
+    snprintf(loc, sizeof loc, "sqlite:%s", d);
+    cr_assert_eq(store_exists(loc, &exists, &e), 0, "%s", e.msg);
+    cr_assert_eq(exists, 0, "an empty directory");
+    store_close(open_with(d, 100));
+    cr_assert_eq(store_exists(loc, &exists, &e), 0, "%s", e.msg);
+    cr_assert_eq(exists, 1);
+    cr_assert_eq(store_exists(d, &exists, &e), 0, "%s", e.msg);
+    cr_assert_eq(exists, 1, "the bare path too");
+    cr_assert_eq(store_exists("postgres://h/db", &exists, &e), E_INVAL);
+    free(d);
+}
+
 UTEST(sqlite, a_pool_opens_by_location_too)
 {
     char *d = test_tmpdir(), loc[600];
