@@ -276,7 +276,7 @@ void store_close(struct store *st)
     events_close(st);
     if (st->db) {
         if (st->in_tx)
-            sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+            sq_rollback(st);
         sqlite3_close(st->db);
     }
     free(st);
@@ -396,7 +396,7 @@ void store_rollback(struct store *st)
 {
     if (!st->in_tx)
         return;
-    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    sq_rollback(st);
     st->in_tx = 0;
     if (st->writing)
         events_end(st, 0);

@@ -304,6 +304,6 @@ int store_migrate(struct store *st, int *from, int *to, struct err *e)
         *to = v;
     return 0;
 fail:
-    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    sq_rollback(st);
     return rc;
 }

@@ -108,6 +108,9 @@ void sq_reset(struct sq *q);
 int sq_ints(struct sq *q, int64_t *a, int64_t *b, const char *what, struct err *e);
 /* Runs a script of statements without results (BEGIN, COMMIT, PRAGMAs, migrations). */
 int sq_script(struct store *st, const char *sql, struct err *e);
+/* Ends the open transaction, if any, without a word: a failed rollback leaves nothing
+ * to do (SQLite has rolled back already, or the connection is closing). */
+void sq_rollback(struct store *st);
 
 static inline void sq_keep(struct sq *q, int rc)
 {

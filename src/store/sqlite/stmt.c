@@ -174,6 +174,11 @@ int sq_script(struct store *st, const char *sql, struct err *e)
     return 0;
 }
 
+void sq_rollback(struct store *st)
+{
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 char *sq_col_dup(sqlite3_stmt *s, int i)
 {
     const char *v = sq_col_text(s, i);
