@@ -1190,7 +1190,8 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
         rc = store_counts(in->st, &cnt, e);
         if (rc == 0 && total / 100 >= cnt.contacts / 4)
             ingest_preload_contacts(in);
-        store_events_reserve(in->st, (int64_t)(total / 96)); /* event rows are ~100 bytes */
+        if (store_caps(in->st)->events_reserve) /* event rows are ~100 bytes */
+            store_caps(in->st)->events_reserve(in->st, (int64_t)(total / 96));
     }
     if (rc == 0 && o->kind == IMPORT_EVENTS)
         rc = pipe_start(&s);

@@ -990,8 +990,11 @@ void ingest_event_prefetch(struct ingest *in, const struct prepared_event *p, in
         return;
     if (p->xid && p->xid_hash)
         strmap_prefetch(&in->contact_ids, p->xid_hash, stage);
-    if (stage == 0 && p->key_hash)
-        store_event_prefetch(in->st, p->key_hash);
+    if (stage == 0 && p->key_hash) {
+        const struct store_caps *caps = store_caps(in->st);
+        if (caps->event_prefetch)
+            caps->event_prefetch(in->st, p->key_hash);
+    }
 }
 
 int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct prepared_event *p,

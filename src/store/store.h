@@ -1,14 +1,50 @@
 /* store/store.h -- the only door to durable state. No SQL outside src/store/.
  *
- * DESIGN: a struct store is one connection (SQLite today; PostgreSQL later
- * behind the same functions). It is not thread-safe: each thread uses its own,
- * or takes one from a store_pool. Writes happen between store_begin() and
- * store_commit(); store_begin() takes the write lock at once (BEGIN IMMEDIATE)
- * and waits up to busy_timeout_ms for another process to finish, so a CLI
- * import can run beside `engage serve`. Domain rules (consent stickiness,
- * attribute merging, contract checks) live in the callers; the store only
- * persists and reads rows. Every contact or event change takes the next change
- * sequence number of its table, so readers catch up with "seq > last". */
+ * DESIGN: a struct store is one connection to a backend: SQLite today
+ * (src/store/sqlite/), PostgreSQL later behind the same functions. It is not
+ * thread-safe: each thread uses its own, or takes one from a store_pool. Writes happen
+ * between store_begin() and store_commit(); store_begin() takes the write lock at once
+ * and waits up to busy_timeout_ms for another writer to finish, so a CLI import can run
+ * beside `engage serve`. Domain rules (consent stickiness, attribute merging, contract
+ * checks) live in the callers; the store only persists and reads rows.
+ *
+ * A store is opened from a location string: "sqlite:DIR" (DIR/engage.db), or a bare
+ * path, which means the same ("--data DIR" always did). "postgresql://..." and
+ * "postgres://..." are recognised and refused with E_INVAL until that backend exists;
+ * any other "scheme:" is an E_INVAL naming the location.
+ *
+ * PROMISES every backend keeps (tests/unit/store.c and events.c check them through this
+ * header alone, against the location in ENGAGE_TEST_STORE):
+ *
+ * 1. Changes are readable in commit order up to a watermark. Every contact or event
+ *    change takes the next change sequence number (seq) of its table; a reader that
+ *    has seen every change numbered up to W (store_contacts_since / store_events_since
+ *    with after_seq = W) never later finds a new change numbered <= W: numbers become
+ *    visible in order, with no gap filled in afterwards. SQLite keeps it with one
+ *    writer at a time: store_begin() takes the database's write lock and hands out
+ *    max(seq) + 1, + 2, ... to its changes, so numbers are assigned in commit order.
+ *    PostgreSQL, with concurrent writers, must not hand out numbers from a sequence
+ *    alone (a transaction holding 41 can commit after one holding 42): it needs the
+ *    numbers assigned under a lock taken by every writer of the table (or at commit),
+ *    or a watermark that readers stop at, below the oldest number still in flight.
+ * 2. First write wins on an event id. store_event_insert() with an event_id that is
+ *    already stored (by this connection, another one, another process, before a
+ *    restart) stores nothing and says so (*inserted = 0); the first write's content
+ *    is kept. Only a source that owns its rows (store_event_upsert_owned) rewrites
+ *    its own events. SQLite keeps it under the write lock, with a key map that catches
+ *    up with every block committed by anyone before it decides; PostgreSQL will need a
+ *    unique index on the event id and INSERT ... ON CONFLICT DO NOTHING.
+ * 3. Work is claimed with leases. A row of work that several workers or servers may
+ *    take (a send in the ledger, a webhook body, a job) is claimed by writing an owner
+ *    and an expiry on it in one statement that only succeeds if it is unclaimed or its
+ *    lease has expired; the owner renews the lease while it works and clears it when
+ *    done; after the expiry anyone may reclaim the row (its owner is presumed dead),
+ *    so the work is done at least once and the owner must check its lease before it
+ *    records the result. No table uses leases yet: the first user adds its claim,
+ *    renew and release functions here, with their conformance tests.
+ *    (store_segments_claim_due is a lease of one period on a schedule.)
+ *
+ * What is not promised is optional: the speed hints in struct store_caps. */
 #ifndef ENGAGE_STORE_H
 #define ENGAGE_STORE_H
 
@@ -35,14 +71,25 @@ struct store_opts {
                     * beside this connection's commits, not inside them */
 };
 
-/* Opens DATA_DIR/engage.db (creating it), WAL mode. Caller owns *out. */
-int store_open(struct store **out, const char *data_dir, const struct store_opts *opts,
+/* Opens the store at location (see the top: "sqlite:DIR" or DIR opens DIR/engage.db,
+ * creating it, WAL mode). E_INVAL for a location no backend of this build serves.
+ * Caller owns *out. */
+int store_open(struct store **out, const char *location, const struct store_opts *opts,
                struct err *e);
+enum store_kind { STORE_SQLITE, STORE_PG };
+/* *exists = 1 if location holds a store already (SQLite: DIR/engage.db is there), so a
+ * command can say "no store here" rather than create one. E_INVAL as store_open. */
+int store_exists(const char *location, int *exists, struct err *e);
+/* Which backend a location names and what it says of where (for SQLite: the directory,
+ * pointing into location). E_INVAL for an empty or unknown location. */
+int store_location_parse(const char *location, enum store_kind *kind, const char **where,
+                         struct err *e);
 void store_close(struct store *st); /* NULL-safe */
 /* Applies migrations; *from and *to receive the versions. Refuses a newer schema. */
 int store_migrate(struct store *st, int *from, int *to, struct err *e);
 int store_schema_version(struct store *st, int *out, struct err *e);
-/* Online backup to a new file (SQLite backup API, pages copied in steps). */
+/* Online backup to a new file (SQLite: a database file, pages copied in steps, the
+ * writers held up only briefly). E_CONFLICT if dest_path exists. */
 int store_backup(struct store *st, const char *dest_path, struct err *e);
 /* A trivial read, for /readyz. */
 int store_ping(struct store *st, struct err *e);
@@ -160,21 +207,14 @@ struct store_event {
     const char *source;
     int contract_version; /* 0 = unvalidated (no contract) */
     int anonymous;        /* writers: the contact has no external_id (merges move these) */
-    uint64_t key_hash;    /* writers: store_event_key_hash(event_id), or 0 to compute it */
+    uint64_t key_hash;    /* writers, optional: store_event_key_hash(event_id) made ahead, or
+                           * 0 (read only by a backend whose caps say event_key_hash) */
     const char *props;    /* JSON object text */
     const char *name;     /* filled by readers only */
     int deleted;          /* filled by readers only */
 };
-/* The hash by which event ids are deduplicated: computable ahead, on any thread. */
-uint64_t store_event_key_hash(const char *event_id);
-/* Announces about this many event writes (a bulk import, estimated from its size): the
- * key map is sized for them at the next write instead of growing (and being rebuilt
- * from the stored blocks) on the way. */
-void store_events_reserve(struct store *st, int64_t versions);
-/* A hint that an event with this key hash is about to be written (a few rows ahead):
- * fetches its slot of the key map into the cache. Never required. */
-void store_event_prefetch(struct store *st, uint64_t key_hash);
-/* First write wins: *inserted = 0 when event_id is already stored. In a transaction. */
+/* First write wins (promise 2): *inserted = 0 when event_id is already stored. In a
+ * transaction. */
 int store_event_insert(struct store *st, struct store_event *ev, int *inserted, struct err *e);
 /* For a source that owns its rows (CRM sync): inserts, or rewrites the stored event of
  * the same event_id *and source* with a new seq when anything differs (a deleted one
@@ -243,6 +283,29 @@ struct store_counts {
 int store_counts(struct store *st, struct store_counts *out, struct err *e);
 /* The latest change sequences (two index probes): tells whether counts can have moved. */
 int store_change_seqs(struct store *st, int64_t *contact_seq, int64_t *event_seq, struct err *e);
+
+/* ---- optional capabilities --------------------------------------------------------
+ * Speed hints for bulk writers that a backend may offer. Every promise above holds
+ * without them: a caller asks store_caps() and uses a hint only when it is there (a
+ * function pointer set, a flag non-zero). */
+
+struct store_caps {
+    /* store_event.key_hash is read: filling it ahead with store_event_key_hash(), on
+     * the threads that prepare events, saves the writer hashing each event id. */
+    int event_key_hash;
+    /* Announces about this many event writes (a bulk import, estimated from its size):
+     * SQLite sizes its key map for them at the next write instead of growing it (and
+     * rebuilding it from the stored blocks) on the way. */
+    void (*events_reserve)(struct store *st, int64_t versions);
+    /* An event with this key hash is about to be written (a few rows ahead): SQLite
+     * fetches its slot of the key map into the cache. */
+    void (*event_prefetch)(struct store *st, uint64_t key_hash);
+};
+/* What st's backend offers (never NULL; lives as long as the program). */
+const struct store_caps *store_caps(const struct store *st);
+/* A 64-bit digest of an event id (SipHash with a fixed key): a pure function, callable
+ * on any thread before any store is open, for store_event.key_hash. */
+uint64_t store_event_key_hash(const char *event_id);
 
 /* ---- contracts ------------------------------------------------------------- */
 
@@ -422,14 +485,15 @@ int store_evaluations_interrupt(struct store *st, int64_t at, int64_t *count, st
 /* ---- a pool of connections for threads ---------------------------------------- */
 
 struct store_pool;
-int store_pool_new(struct store_pool **out, const char *data_dir, int size,
+/* size connections to location (store_open). */
+int store_pool_new(struct store_pool **out, const char *location, int size,
                    const struct store_opts *opts, struct err *e);
 void store_pool_free(struct store_pool *p);
 /* Blocks until a connection is free. */
 struct store *store_pool_get(struct store_pool *p);
 void store_pool_put(struct store_pool *p, struct store *st);
 
-/* ---- CRM sync (sync.c) -------------------------------------------------------------- */
+/* ---- CRM sync -------------------------------------------------------------- */
 
 struct store_sync_source {
     int64_t id;

@@ -1,104 +1,18 @@
-/* tests/unit/events.c -- the event store in blocks: first write wins (in one batch,
- * across batches, across processes), versions and what readers see of them, counts,
- * anonymous moves, block splits, the key map's growth, damage, the v3 migration. */
-#include <sqlite3.h>
+/* tests/unit/events.c -- the store's conformance suite, part 2 (store.c is part 1): the
+ * events of store.h, against the backend named by ENGAGE_TEST_STORE (store_loc.h).
+ * First write wins (in one batch, across batches, across processes), versions and
+ * what readers see of them, counts, anonymous moves, large batches; and the property
+ * reader (store_props_find) against jansson. SQLite's damaged blocks and its v3
+ * migration are in store_sqlite.c. */
 #include <sys/wait.h>
 
 #include "helpers.h"
-#include "store/schema.h"
 #include "store/store.h"
-
-static struct store *open_at(const char *dir)
-{
-    struct store_opts o = {.busy_timeout_ms = 5000, .migrate = 1};
-    struct store *st = NULL;
-    struct err e = {0};
-    cr_assert_eq(store_open(&st, dir, &o, &e), 0, "%s", e.msg);
-    return st;
-}
-
-static int64_t name_id(struct store *st, const char *name)
-{
-    struct err e = {0};
-    int64_t id = 0;
-    cr_assert_eq(store_event_name_id(st, name, 1, &id, &e), 0, "%s", e.msg);
-    return id;
-}
-
-static struct store_event ev_of(const char *event_id, int64_t contact, int64_t name, int64_t at,
-                                const char *props)
-{
-    struct store_event ev = {0};
-    ev.event_id = event_id;
-    ev.contact_id = contact;
-    ev.name_id = name;
-    ev.occurred_at = at;
-    ev.received_at = 1000;
-    ev.source = "csv";
-    ev.contract_version = 1;
-    ev.props = props;
-    return ev;
-}
-
-/* Inserts in the open transaction; returns 1 if stored, 0 if a duplicate. */
-static int put(struct store *st, const char *id, int64_t contact, int64_t name, int64_t at)
-{
-    struct store_event ev = ev_of(id, contact, name, at, "{\"n\":1}");
-    struct err e = {0};
-    int inserted = -1;
-    cr_assert_eq(store_event_insert(st, &ev, &inserted, &e), 0, "%s", e.msg);
-    return inserted;
-}
-
-struct got {
-    int n;
-    struct store_event ev;
-    char event_id[64], props[128], source[32], name[32];
-};
-
-static int grab(void *ctx, const struct store_event *ev)
-{
-    struct got *g = ctx;
-    g->n++;
-    g->ev = *ev;
-    snprintf(g->event_id, sizeof g->event_id, "%s", ev->event_id ? ev->event_id : "");
-    snprintf(g->props, sizeof g->props, "%s", ev->props ? ev->props : "");
-    snprintf(g->source, sizeof g->source, "%s", ev->source ? ev->source : "");
-    snprintf(g->name, sizeof g->name, "%s", ev->name ? ev->name : "");
-    return 0;
-}
-
-static struct got get(struct store *st, const char *event_id)
-{
-    struct got g = {0};
-    struct err e = {0};
-    cr_assert_eq(store_event_get(st, event_id, grab, &g, &e), 0, "%s", e.msg);
-    return g;
-}
-
-static struct store_counts counts(struct store *st)
-{
-    struct store_counts n;
-    struct err e = {0};
-    cr_assert_eq(store_counts(st, &n, &e), 0, "%s", e.msg);
-    return n;
-}
-
-static void begin(struct store *st)
-{
-    struct err e = {0};
-    cr_assert_eq(store_begin(st, &e), 0, "%s", e.msg);
-}
-
-static void commit(struct store *st)
-{
-    struct err e = {0};
-    cr_assert_eq(store_commit(st, &e), 0, "%s", e.msg);
-}
+#include "store_fixture.h"
 
 UTEST(events, first_write_wins_within_and_across_batches)
 {
-    char *d = test_tmpdir();
+    char *d = test_store_location();
     struct store *st = open_at(d);
     int64_t nm;
     struct got g;
@@ -129,7 +43,7 @@ UTEST(events, first_write_wins_within_and_across_batches)
 
 UTEST(events, a_rolled_back_batch_leaves_no_key_behind)
 {
-    char *d = test_tmpdir();
+    char *d = test_store_location();
     struct store *st = open_at(d);
     int64_t nm;
 
@@ -152,7 +66,7 @@ UTEST(events, a_rolled_back_batch_leaves_no_key_behind)
 /* A second process writes blocks this one's key map has not seen. */
 UTEST(events, another_process_writes_are_seen_before_deciding)
 {
-    char *d = test_tmpdir();
+    char *d = test_store_location();
     struct store *st = open_at(d);
     int64_t nm;
     pid_t pid;
@@ -191,7 +105,7 @@ UTEST(events, another_process_writes_are_seen_before_deciding)
 
 UTEST(events, two_connections_share_one_key_map)
 {
-    char *d = test_tmpdir();
+    char *d = test_store_location();
     struct store *a = open_at(d), *b = open_at(d);
     int64_t nm;
 
@@ -211,26 +125,9 @@ UTEST(events, two_connections_share_one_key_map)
     free(d);
 }
 
-struct since {
-    int n;
-    int64_t id[16], prev[16];
-    int deleted[16];
-};
-
-static int on_version(void *ctx, const struct store_event *ev)
-{
-    struct since *s = ctx;
-    cr_assert_lt(s->n, 16);
-    cr_assert_eq(ev->id, ev->seq, "a version is identified by its seq");
-    s->id[s->n] = ev->id;
-    s->prev[s->n] = ev->prev;
-    s->deleted[s->n++] = ev->deleted;
-    return 0;
-}
-
 UTEST(events, owned_rewrite_delete_and_return_are_versions)
 {
-    char *d = test_tmpdir();
+    char *d = test_store_location();
     struct store *st = open_at(d);
     struct store_event ev;
     struct err e = {0};
@@ -288,22 +185,9 @@ UTEST(events, owned_rewrite_delete_and_return_are_versions)
     free(d);
 }
 
-struct list {
-    int n;
-    char ids[8][16];
-};
-
-static int on_listed(void *ctx, const struct store_event *ev)
-{
-    struct list *l = ctx;
-    cr_assert_lt(l->n, 8);
-    snprintf(l->ids[l->n++], sizeof l->ids[0], "%s", ev->event_id);
-    return 0;
-}
-
 UTEST(events, a_contacts_events_newest_first_and_the_live_export)
 {
-    char *d = test_tmpdir();
+    char *d = test_store_location();
     struct store *st = open_at(d);
     struct list l = {0};
     struct err e = {0};
@@ -346,7 +230,7 @@ UTEST(events, a_contacts_events_newest_first_and_the_live_export)
 
 UTEST(events, anonymous_events_move_and_leave_the_list)
 {
-    char *d = test_tmpdir();
+    char *d = test_store_location();
     struct store *st = open_at(d);
     struct store_event ev;
     struct err e = {0};
@@ -384,7 +268,7 @@ UTEST(events, anonymous_events_move_and_leave_the_list)
 
 UTEST(events, large_batches_split_into_blocks_and_the_map_grows)
 {
-    char *d = test_tmpdir();
+    char *d = test_store_location();
     struct store *st = open_at(d);
     char id[32];
     int64_t nm;
@@ -415,92 +299,6 @@ UTEST(events, large_batches_split_into_blocks_and_the_map_grows)
     begin(st);
     cr_assert_eq(put(st, "more-4-29999", 1, nm, 0), 0, "a new process builds the map from blocks");
     commit(st);
-    store_close(st);
-    free(d);
-}
-
-static void sql_exec(const char *dir, const char *sql)
-{
-    char path[512];
-    sqlite3 *db;
-    char *msg = NULL;
-    snprintf(path, sizeof path, "%s/engage.db", dir);
-    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql, msg);
-    sqlite3_close(db);
-}
-
-UTEST(events, a_damaged_block_is_an_error_not_a_crash)
-{
-    char *d = test_tmpdir();
-    struct store *st = open_at(d);
-    struct err e = {0};
-    struct since s = {0};
-    int64_t nm;
-
-    begin(st);
-    nm = name_id(st, "order");
-    put(st, "a", 1, nm, 10);
-    commit(st);
-    store_close(st);
-    sql_exec(d, "UPDATE event_blocks SET cols = x'0102'");
-    st = open_at(d);
-    cr_assert_eq(store_events_since(st, 0, 0, 0, on_version, &s, &e), E_CORRUPT);
-    cr_assert_str_eq(e.msg, "store: event block 1 is damaged");
-    err_clear(&e);
-    cr_assert_eq(store_event_get(st, "a", grab, &(struct got){0}, &e), E_CORRUPT);
-    store_close(st);
-    free(d);
-}
-
-/* A store at schema 3 (events as rows) is moved into blocks by the migration. */
-UTEST(events, the_v3_migration_moves_rows_into_blocks)
-{
-    char *d = test_tmpdir();
-    struct store *st;
-    struct got g;
-    struct list l = {0};
-    struct err e = {0};
-    int i;
-
-    {
-        char path[512];
-        sqlite3 *db;
-        snprintf(path, sizeof path, "%s/engage.db", d);
-        cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-        for (i = 0; i < 3; i++)
-            cr_assert_eq(sqlite3_exec(db, store_migrations[i], NULL, NULL, NULL), SQLITE_OK);
-        cr_assert_eq(sqlite3_exec(db,
-            "PRAGMA user_version = 3;"
-            "INSERT INTO contacts(id, external_id, attrs, consent, created_at, updated_at, seq)"
-            " VALUES (1, 'c1', '{}', 0, 1, 1, 1), (2, NULL, '{}', 0, 1, 1, 2);"
-            "INSERT INTO event_names(id, name) VALUES (1, 'order');"
-            "INSERT INTO events(event_id, contact_id, name_id, occurred_at, received_at, source,"
-            " contract_version, props, seq, deleted, anon) VALUES"
-            " ('e1', 1, 1, 100, 5, 'csv', 1, '{\"a\":1}', 3, 0, 0),"
-            " ('e2', 2, 1, 200, 5, 'sdk', 0, '{}', 9, 0, 1),"
-            " ('e3', 1, 1, 300, 5, 'sync:crm', 2, '{}', 12, 1, 0);",
-            NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-        sqlite3_close(db);
-    }
-    st = open_at(d);
-    g = get(st, "e1");
-    cr_assert_eq(g.n, 1);
-    cr_assert_eq(g.ev.seq, 1, "seqs renumbered from 1, in the old seq order");
-    cr_assert_str_eq(g.props, "{\"a\":1}");
-    cr_assert(get(st, "e3").ev.deleted, "a deleted row stays deleted");
-    cr_assert_eq(counts(st).events, 2);
-    cr_assert_eq(counts(st).events_unvalidated, 1);
-    begin(st);
-    {
-        int64_t moved = 0;
-        cr_assert_eq(store_events_move(st, 2, 1, &moved, &e), 0, "%s", e.msg);
-        cr_assert_eq(moved, 1, "the anonymous row is still listed for a merge");
-        cr_assert_eq(put(st, "e3", 1, 1, 0), 0, "a deleted event keeps its id");
-    }
-    commit(st);
-    cr_assert_eq(store_events_live(st, 0, on_listed, &l, &e), 0);
-    cr_assert_eq(l.n, 2);
     store_close(st);
     free(d);
 }
@@ -589,7 +387,7 @@ UTEST(props, broken_text_reads_as_absent_never_past_its_end)
 
 UTEST(events, one_version_by_seq_short_and_long_texts)
 {
-    char *d = test_tmpdir();
+    char *d = test_store_location();
     struct store *st = open_at(d);
     struct err e = {0};
     char *big = malloc(5000);
@@ -630,7 +428,7 @@ UTEST(events, one_version_by_seq_short_and_long_texts)
  * are handed out again, and the next transaction's keys must still be found. */
 UTEST(events, a_rolled_back_block_does_not_blind_the_key_map)
 {
-    char *d = test_tmpdir();
+    char *d = test_store_location();
     struct store *st = open_at(d);
     struct store_event ev;
     struct err e = {0};

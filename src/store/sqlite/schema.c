@@ -1,10 +1,12 @@
-/* store/schema.h -- SQLite schema migrations, applied in order. Index i holds the
- * SQL that takes the schema from version i to i+1. Never edit a shipped entry:
- * add a new one and bump STORE_SCHEMA_VERSION. */
-#ifndef ENGAGE_STORE_SCHEMA_H
-#define ENGAGE_STORE_SCHEMA_H
+/* store/sqlite/schema.c -- the SQLite schema: its version (PRAGMA user_version) and the
+ * migrations, applied in order. Entry i of sqlite_migrations holds the SQL that takes
+ * the schema from version i to i+1; migrate_step() does what a migration needs
+ * done in C. Never edit a shipped entry: add a new one and bump STORE_SCHEMA_VERSION. */
+#include <stdio.h>
 
-static const char *const store_migrations[] = {
+#include "sqlite_int.h"
+
+const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     /* 0 -> 1: contacts, events, contracts, dead letters, keys, audit */
     "CREATE TABLE contacts ("
     "  id INTEGER PRIMARY KEY,"                    /* dense; rows are never deleted */
@@ -155,7 +157,7 @@ static const char *const store_migrations[] = {
     "UPDATE events SET anon = 1 WHERE contact_id IN"
     "  (SELECT id FROM contacts WHERE external_id IS NULL AND deleted = 0);"
     "CREATE INDEX events_anon ON events(contact_id) WHERE anon = 1;",
-    /* 3 -> 4: events in blocks (store/events.c): one row per transaction's versions,
+    /* 3 -> 4: events in blocks (sqlite/events.c): one row per transaction's versions,
      * records and texts apart. store_migrate() moves the old rows over, then drops
      * the events table. */
     "CREATE TABLE event_blocks ("
@@ -225,4 +227,83 @@ static const char *const store_migrations[] = {
     "UPDATE rejected SET raw_bytes = length(CAST(raw AS BLOB));",
 };
 
-#endif
+static const struct sq_def q_user_version = {SQ_USER_VERSION, "PRAGMA user_version"};
+
+int store_schema_version(struct store *st, int *out, struct err *e)
+{
+    int64_t v;
+    struct sq q;
+    int rc = sq_prep(&q, st, &q_user_version, e);
+
+    if (rc == 0)
+        rc = sq_step(&q, "read schema version", e);
+    if (rc == 0) /* no row */
+        rc = sq_err(st, e, SQLITE_DONE, "read schema version");
+    if (rc > 0) {
+        v = sqlite3_column_int64(q.s, 0);
+        *out = (int)v;
+        rc = 0;
+    }
+    sq_done(&q);
+    return rc;
+}
+
+/* The C part of the migration from version v (after its SQL), if it has one. */
+static int migrate_step(struct store *st, int v, struct err *e)
+{
+    int rc = 0;
+
+    if (v == 9)
+        rc = rejected_cut_old(st, e); /* 9 -> 10: letters kept whole before are cut */
+    if (v == 3) {
+        /* 3 -> 4 moves the old events table's rows into blocks, in C. */
+        st->in_tx = st->writing = 1;
+        rc = events_migrate_blocks(st, e);
+        st->in_tx = st->writing = 0;
+        if (rc == 0)
+            rc = sq_script(st, "DROP TABLE events", e);
+    }
+    return rc;
+}
+
+int store_migrate(struct store *st, int *from, int *to, struct err *e)
+{
+    int v, rc;
+    char sql[64];
+
+    rc = sq_script(st, "BEGIN IMMEDIATE", e);
+    if (rc)
+        return rc;
+    rc = store_schema_version(st, &v, e);
+    if (rc)
+        goto fail;
+    if (from)
+        *from = v;
+    if (v > STORE_SCHEMA_VERSION) {
+        rc = ERR(e, E_CONFLICT,
+                 "store: '%s' has schema version %d, newer than this binary's %d: upgrade engage "
+                 "before using this data directory",
+                 st->path, v, STORE_SCHEMA_VERSION);
+        goto fail;
+    }
+    for (; v < STORE_SCHEMA_VERSION; v++) {
+        rc = sq_script(st, sqlite_migrations[v], e);
+        if (rc == 0)
+            rc = migrate_step(st, v, e);
+        if (rc)
+            goto fail;
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
+        rc = sq_script(st, sql, e);
+        if (rc)
+            goto fail;
+    }
+    rc = sq_script(st, "COMMIT", e);
+    if (rc)
+        goto fail;
+    if (to)
+        *to = v;
+    return 0;
+fail:
+    sq_rollback(st);
+    return rc;
+}

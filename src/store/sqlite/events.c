@@ -1,4 +1,5 @@
-/* store/events.c -- events stored in blocks, one SQLite row per transaction's worth.
+/* store/sqlite/events.c -- events stored in blocks, one SQLite row per transaction's worth,
+ * and the registry of event names.
  *
  * DESIGN: every change to an event -- first write, rewrite by its owning source, move
  * to another contact, delete -- is a *version* with its own change sequence number
@@ -23,11 +24,10 @@
  * own COMMIT it applies its own. Nothing else is indexed per event: the events of
  * anonymous contacts, which an identify moves, are listed in event_anon. */
 #include <pthread.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_int.h"
+#include "sqlite_int.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "event blocks are stored in host order, which must be little-endian"
@@ -77,35 +77,49 @@ struct evblock {
     size_t tlen;
 };
 
-enum evq {
-    EQ_BLOCK_ADD, EQ_BLOCK_AT, EQ_TOTALS_ADD, EQ_TOTALS, EQ_MAXSEQ, EQ_SUPERSEDE, EQ_ANON_ADD,
-    EQ_ANON_DEL, EQ_ANON_OF, EQ_ANON_CLEAR, EQ_NAME, EQ_DEAD, EQ_SUM, EQ_COLS_AFTER, EQ_BLOCK_OF,
-    EQ__N
-};
+static const struct sq_def q_block_add = {SQ_BLOCK_ADD,
+    "INSERT INTO event_blocks(id, n, cols, texts) VALUES(?1,?2,?3,?4)"};
+static const struct sq_def q_block_at = {SQ_BLOCK_AT,
+    "SELECT id, n, cols, texts FROM event_blocks WHERE id <= ?1 ORDER BY id DESC LIMIT 1"};
+static const struct sq_def q_totals_add = {SQ_TOTALS_ADD,
+    "UPDATE event_totals SET live = live + ?1, unvalidated = unvalidated + ?2"};
+static const struct sq_def q_totals = {SQ_TOTALS, "SELECT live, unvalidated FROM event_totals"};
+static const struct sq_def q_max_seq = {SQ_MAXSEQ_E,
+    "SELECT id + n - 1 FROM event_blocks ORDER BY id DESC LIMIT 1"};
+static const struct sq_def q_supersede = {SQ_SUPERSEDE,
+    "INSERT INTO event_superseded(seq) VALUES(?1)"};
+static const struct sq_def q_anon_add = {SQ_ANON_ADD,
+    "INSERT INTO event_anon(contact_id, seq) VALUES(?1,?2)"};
+static const struct sq_def q_anon_del = {SQ_ANON_DEL,
+    "DELETE FROM event_anon WHERE contact_id = ?1 AND seq = ?2"};
+static const struct sq_def q_anon_of = {SQ_ANON_OF,
+    "SELECT seq FROM event_anon WHERE contact_id = ?1 ORDER BY seq"};
+static const struct sq_def q_anon_clear = {SQ_ANON_CLEAR,
+    "DELETE FROM event_anon WHERE contact_id = ?1"};
+static const struct sq_def q_dead = {SQ_DEAD, "SELECT seq FROM event_superseded ORDER BY seq"};
+static const struct sq_def q_sum = {SQ_SUM, "SELECT coalesce(sum(n), 0) FROM event_blocks"};
+static const struct sq_def q_cols_after = {SQ_COLS_AFTER,
+    "SELECT id, n, cols FROM event_blocks WHERE id > ?1 AND id < ?2 ORDER BY id"};
+static const struct sq_def q_block_of = {SQ_BLOCK_OF,
+    "SELECT id, n FROM event_blocks WHERE id <= ?1 ORDER BY id DESC LIMIT 1"};
+/* The block holding after + 1, and every later one (without or with the texts). A scan
+ * prepares its own statement: a scan's callback may start another. */
+#define SCAN_FROM                                                                                  \
+    " FROM event_blocks WHERE id >= coalesce((SELECT max(id) FROM event_blocks"                     \
+    " WHERE id <= ?1 + 1), 0) ORDER BY id"
+static const char scan_sql[] = "SELECT id, n, cols" SCAN_FROM;
+static const char scan_texts_sql[] = "SELECT id, n, cols, texts" SCAN_FROM;
+static const struct sq_def q_old_events = {SQ_OLD_EVENTS,
+    "SELECT event_id, contact_id, name_id, occurred_at, received_at, source,"
+    " contract_version, props, deleted, anon FROM events ORDER BY seq"};
+static const struct sq_def q_name_get = {SQ_NAME_GET, "SELECT id FROM event_names WHERE name = ?1"};
+static const struct sq_def q_name_put = {SQ_NAME_PUT, "INSERT INTO event_names(name) VALUES(?1)"};
+static const struct sq_def q_names = {SQ_NAMES, "SELECT id, name FROM event_names ORDER BY name"};
+static const struct sq_def q_name_drop = {SQ_NAME_DROP, "DELETE FROM event_names WHERE id = ?1"};
+static const struct sq_def q_name_of = {SQ_NAME_OF, "SELECT name FROM event_names WHERE id = ?1"};
 
-static const char *const evq_sql[EQ__N] = {
-    [EQ_BLOCK_ADD] = "INSERT INTO event_blocks(id, n, cols, texts) VALUES(?1,?2,?3,?4)",
-    [EQ_BLOCK_AT] = ("SELECT id, n, cols, texts FROM event_blocks WHERE id <= ?1"
-                     " ORDER BY id DESC LIMIT 1"),
-    [EQ_TOTALS_ADD] = "UPDATE event_totals SET live = live + ?1, unvalidated = unvalidated + ?2",
-    [EQ_TOTALS] = "SELECT live, unvalidated FROM event_totals",
-    [EQ_MAXSEQ] = "SELECT id + n - 1 FROM event_blocks ORDER BY id DESC LIMIT 1",
-    [EQ_SUPERSEDE] = "INSERT INTO event_superseded(seq) VALUES(?1)",
-    [EQ_ANON_ADD] = "INSERT INTO event_anon(contact_id, seq) VALUES(?1,?2)",
-    [EQ_ANON_DEL] = "DELETE FROM event_anon WHERE contact_id = ?1 AND seq = ?2",
-    [EQ_ANON_OF] = "SELECT seq FROM event_anon WHERE contact_id = ?1 ORDER BY seq",
-    [EQ_ANON_CLEAR] = "DELETE FROM event_anon WHERE contact_id = ?1",
-    [EQ_NAME] = "SELECT name FROM event_names WHERE id = ?1",
-    [EQ_DEAD] = "SELECT seq FROM event_superseded ORDER BY seq",
-    [EQ_SUM] = "SELECT coalesce(sum(n), 0) FROM event_blocks",
-    [EQ_COLS_AFTER] = "SELECT id, n, cols FROM event_blocks WHERE id > ?1 AND id < ?2 ORDER BY id",
-    [EQ_BLOCK_OF] = "SELECT id, n FROM event_blocks WHERE id <= ?1 ORDER BY id DESC LIMIT 1",
-};
-
-/* A connection's event state: its statements, the write transaction's versions, the
- * block last read. */
+/* A connection's event state: the write transaction's versions, the block last read. */
 struct evstate {
-    sqlite3_stmt *q[EQ__N];
     struct evkeys *keys;
     int synced; /* keys caught up in this write transaction */
     /* the write transaction's versions: seqs first .. first + n - 1 */
@@ -117,11 +131,12 @@ struct evstate {
     uint32_t *tslot;      /* key -> index + 1 of its newest version here */
     size_t tcap;
     int64_t d_live, d_unval; /* totals not yet written */
-    int64_t reserve;         /* versions announced by store_events_reserve() */
+    int64_t reserve;         /* versions announced by events_reserve() (store_caps) */
     struct evrec *out;       /* flush(): a block's records and texts as stored (reused) */
     size_t outcap;
     struct buf outtexts;
     struct evblock cache;
+    struct err *migrate_err; /* events_migrate_blocks(): where its rows report */
 };
 
 /* A version as read: the record and its texts. */
@@ -135,64 +150,27 @@ struct evview {
 
 static struct evstate *state(struct store *st)
 {
-    struct evstate **es = store_sql_evstate(st);
-
-    if (*es == NULL) {
-        *es = xcalloc(1, sizeof **es);
-        buf_init(&(*es)->texts);
-        buf_init(&(*es)->outtexts);
+    if (st->ev == NULL) {
+        st->ev = xcalloc(1, sizeof *st->ev);
+        buf_init(&st->ev->texts);
+        buf_init(&st->ev->outtexts);
     }
-    return *es;
+    return st->ev;
 }
 
-static sqlite3_stmt *q(struct store *st, struct evstate *es, enum evq id, struct err *e)
-{
-    if (es->q[id] == NULL) {
-        int rc = sqlite3_prepare_v3(store_sql_db(st), evq_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-                                    &es->q[id], NULL);
-        if (rc != SQLITE_OK) {
-            store_sql_err(st, e, rc, "prepare");
-            return NULL;
-        }
-    }
-    return es->q[id];
-}
-
-static void reset(sqlite3_stmt *s)
-{
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-}
-
-static int run(struct store *st, sqlite3_stmt *s, const char *what, struct err *e)
-{
-    int rc = sqlite3_step(s);
-
-    reset(s);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_sql_err(st, e, rc, what);
-}
-
-static int run2(struct store *st, struct evstate *es, enum evq id, int64_t a, int64_t b,
+/* Runs a statement of one or two integer parameters (b is bound if it has two). */
+static int run2(struct store *st, const struct sq_def *def, int64_t a, int64_t b,
                 const char *what, struct err *e)
 {
-    sqlite3_stmt *s = q(st, es, id, e);
+    struct sq q;
+    int rc = sq_prep(&q, st, def, e);
 
-    if (s == NULL)
-        return e->code;
-    sqlite3_bind_int64(s, 1, a);
-    sqlite3_bind_int64(s, 2, b);
-    return run(st, s, what, e);
-}
-
-uint64_t store_event_key_hash(const char *event_id)
-{
-    static const unsigned char k[crypto_shorthash_KEYBYTES] = "engage-event-ids";
-    unsigned char out[crypto_shorthash_BYTES];
-    uint64_t h;
-
-    crypto_shorthash(out, (const unsigned char *)event_id, strlen(event_id), k);
-    memcpy(&h, out, sizeof h);
-    return h;
+    if (rc)
+        return rc;
+    sq_i64(&q, 1, a);
+    if (sqlite3_bind_parameter_count(q.s) > 1)
+        sq_i64(&q, 2, b);
+    return sq_exec(&q, what, e);
 }
 
 /* Record i of a cols blob, which SQLite need not align. */
@@ -221,77 +199,59 @@ static int corrupt(struct err *e, int64_t id)
 }
 
 /* Reads up to two integers of a one-row query (0 when it returns no row). */
-static int one_row(struct store *st, enum evq id, int64_t *a, int64_t *b, const char *what,
-                   struct err *e)
+static int one_row(struct store *st, const struct sq_def *def, int64_t *a, int64_t *b,
+                   const char *what, struct err *e)
 {
-    struct evstate *es = state(st);
-    sqlite3_stmt *s = q(st, es, id, e);
-    int rc;
+    struct sq q;
+    int rc = sq_prep(&q, st, def, e);
 
     *a = 0;
     if (b)
         *b = 0;
-    if (s == NULL)
-        return e->code;
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *a = sqlite3_column_int64(s, 0);
-        if (b)
-            *b = sqlite3_column_int64(s, 1);
-    }
-    reset(s);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_sql_err(st, e, rc, what);
+    return rc ? rc : sq_ints(&q, a, b, what, e);
 }
 
 /* ---- reading one version by seq -------------------------------------------------- */
 
 static int load_block(struct store *st, struct evstate *es, int64_t seq, struct err *e)
 {
-    sqlite3_stmt *s = q(st, es, EQ_BLOCK_AT, e);
     struct evblock *b = &es->cache;
-    int rc;
+    struct sq q;
+    int rc = sq_prep(&q, st, &q_block_at, e);
 
-    if (s == NULL)
-        return e->code;
-    sqlite3_bind_int64(s, 1, seq);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        reset(s);
-        return ERR(e, E_NOTFOUND, "no event version %lld", (long long)seq);
-    }
-    if (rc != SQLITE_ROW) {
-        rc = store_sql_err(st, e, rc, "read an event block");
-        reset(s);
+    if (rc)
         return rc;
-    }
-    {
-        int64_t id = sqlite3_column_int64(s, 0), n = sqlite3_column_int64(s, 1);
-        const void *cols = sqlite3_column_blob(s, 2);
-        size_t clen = (size_t)sqlite3_column_bytes(s, 2);
-        const void *texts = sqlite3_column_blob(s, 3);
-        size_t tlen = (size_t)sqlite3_column_bytes(s, 3);
+    sq_i64(&q, 1, seq);
+    rc = sq_step(&q, "read an event block", e);
+    if (rc == 0) {
+        rc = ERR(e, E_NOTFOUND, "no event version %lld", (long long)seq);
+    } else if (rc > 0) {
+        int64_t id = sqlite3_column_int64(q.s, 0), n = sqlite3_column_int64(q.s, 1);
+        const void *cols = sqlite3_column_blob(q.s, 2);
+        size_t clen = (size_t)sqlite3_column_bytes(q.s, 2);
+        const void *texts = sqlite3_column_blob(q.s, 3);
+        size_t tlen = (size_t)sqlite3_column_bytes(q.s, 3);
 
+        rc = 0;
         if (n <= 0 || clen != (size_t)n * sizeof(struct evrec) || tlen == 0 ||
             ((const char *)texts)[tlen - 1] != '\0') {
-            reset(s);
-            return corrupt(e, id);
+            rc = corrupt(e, id);
+        } else if (seq >= id + n) {
+            rc = ERR(e, E_NOTFOUND, "no event version %lld", (long long)seq);
+        } else {
+            free(b->recs);
+            free(b->texts);
+            b->first = id;
+            b->n = (size_t)n;
+            b->recs = xmalloc(clen);
+            memcpy(b->recs, cols, clen);
+            b->texts = xmalloc(tlen);
+            memcpy(b->texts, texts, tlen);
+            b->tlen = tlen;
         }
-        if (seq >= id + n) {
-            reset(s);
-            return ERR(e, E_NOTFOUND, "no event version %lld", (long long)seq);
-        }
-        free(b->recs);
-        free(b->texts);
-        b->first = id;
-        b->n = (size_t)n;
-        b->recs = xmalloc(clen);
-        memcpy(b->recs, cols, clen);
-        b->texts = xmalloc(tlen);
-        memcpy(b->texts, texts, tlen);
-        b->tlen = tlen;
     }
-    reset(s);
-    return 0;
+    sq_done(&q);
+    return rc;
 }
 
 /* The version with this seq: the transaction's own, or a stored one. */
@@ -401,16 +361,16 @@ static int keys_fits(const struct evkeys *k, size_t more)
  * back their seqs are handed out again. With k->mu held. */
 static int keys_catch_up(struct store *st, struct evstate *es, struct evkeys *k, struct err *e)
 {
-    int64_t below = store_sql_writing(st) && es->n ? es->first : INT64_MAX;
+    int64_t below = sqlite_writing(st) && es->n ? es->first : INT64_MAX;
 
-    sqlite3_stmt *s;
+    struct sq q;
     int rc;
 
     for (;;) {
         int again = 0;
         if (k->cap == 0) {
             int64_t total;
-            if ((rc = one_row(st, EQ_SUM, &total, NULL, "count event versions", e)))
+            if ((rc = one_row(st, &q_sum, &total, NULL, "count event versions", e)))
                 return rc;
             total += es->reserve; /* a bulk writer's announced rows: no rebuild midway */
             es->reserve = 0;
@@ -424,18 +384,17 @@ static int keys_catch_up(struct store *st, struct evstate *es, struct evkeys *k,
             k->count = 0;
             k->applied = 0;
         }
-        s = q(st, es, EQ_COLS_AFTER, e);
-        if (s == NULL)
-            return e->code;
-        sqlite3_bind_int64(s, 1, k->applied);
-        sqlite3_bind_int64(s, 2, below);
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            int64_t id = sqlite3_column_int64(s, 0), n = sqlite3_column_int64(s, 1), i;
-            const void *cols = sqlite3_column_blob(s, 2);
+        if ((rc = sq_prep(&q, st, &q_cols_after, e)))
+            return rc;
+        sq_i64(&q, 1, k->applied);
+        sq_i64(&q, 2, below);
+        while ((rc = sq_step(&q, "read event keys", e)) > 0) {
+            int64_t id = sqlite3_column_int64(q.s, 0), n = sqlite3_column_int64(q.s, 1), i;
+            const void *cols = sqlite3_column_blob(q.s, 2);
             struct evrec r;
 
-            if (n <= 0 || (size_t)sqlite3_column_bytes(s, 2) != (size_t)n * sizeof r) {
-                reset(s);
+            if (n <= 0 || (size_t)sqlite3_column_bytes(q.s, 2) != (size_t)n * sizeof r) {
+                sq_done(&q);
                 return corrupt(e, id);
             }
             if (!keys_fits(k, (size_t)n)) {
@@ -449,9 +408,9 @@ static int keys_catch_up(struct store *st, struct evstate *es, struct evkeys *k,
             }
             k->applied = id + n - 1;
         }
-        reset(s);
+        sq_done(&q);
         if (!again)
-            return rc == SQLITE_DONE ? 0 : store_sql_err(st, e, rc, "read event keys");
+            return rc;
     }
 }
 
@@ -460,27 +419,27 @@ static int keys_ready(struct store *st, struct evstate *es, struct err *e)
     int rc;
 
     if (es->keys == NULL)
-        es->keys = keys_attach(store_sql_path(st));
-    if (es->synced && store_sql_writing(st))
+        es->keys = keys_attach(st->path);
+    if (es->synced && sqlite_writing(st))
         return 0;
     pthread_mutex_lock(&es->keys->mu);
     if (es->reserve && es->keys->cap && !keys_fits(es->keys, (size_t)es->reserve))
         es->keys->cap = 0; /* rebuilt now, at the size announced */
     rc = keys_catch_up(st, es, es->keys, e);
     pthread_mutex_unlock(&es->keys->mu);
-    if (rc == 0 && store_sql_writing(st))
+    if (rc == 0 && sqlite_writing(st))
         es->synced = 1; /* nobody else can append until this transaction ends */
     return rc;
 }
 
-void store_events_reserve(struct store *st, int64_t versions)
+void events_reserve(struct store *st, int64_t versions)
 {
     state(st)->reserve = versions > 0 ? versions : 0;
 }
 
-void store_event_prefetch(struct store *st, uint64_t key_hash)
+void events_prefetch(struct store *st, uint64_t key_hash)
 {
-    struct evstate *es = *store_sql_evstate(st);
+    struct evstate *es = st->ev;
     const struct evkeys *k = es ? es->keys : NULL;
 
     /* Read without the lock: at worst a stale address is prefetched, which is harmless
@@ -570,11 +529,11 @@ static int flush(struct store *st, struct evstate *es, struct err *e)
 
     for (from = es->flushed; rc == 0 && from < es->n;) {
         size_t n = es->n - from < BLOCK_MAX ? es->n - from : BLOCK_MAX;
-        sqlite3_stmt *s = q(st, es, EQ_BLOCK_ADD, e);
         uint32_t src_in = 0, src_out = 0;
+        struct sq q;
 
-        if (s == NULL)
-            return e->code;
+        if ((rc = sq_prep(&q, st, &q_block_add, e)))
+            return rc;
         if (es->outcap < n) {
             es->outcap = n;
             es->out = xrealloc(es->out, n * sizeof *es->out);
@@ -594,18 +553,18 @@ static int flush(struct store *st, struct evstate *es, struct err *e)
             recs[i].text = (uint32_t)texts->len;
             buf_add(texts, id, (size_t)(props + strlen(props) + 1 - id));
         }
-        sqlite3_bind_int64(s, 1, es->first + (int64_t)from);
-        sqlite3_bind_int64(s, 2, (int64_t)n);
-        sqlite3_bind_blob(s, 3, recs, (int)(n * sizeof *recs), SQLITE_STATIC);
-        sqlite3_bind_blob(s, 4, texts->p, (int)texts->len, SQLITE_STATIC);
-        rc = run(st, s, "store an event block", e);
+        sq_i64(&q, 1, es->first + (int64_t)from);
+        sq_i64(&q, 2, (int64_t)n);
+        sq_blob(&q, 3, recs, n * sizeof *recs);
+        sq_blob(&q, 4, texts->p, texts->len);
+        rc = sq_exec(&q, "store an event block", e);
         from += n;
     }
     if (rc)
         return rc;
     es->flushed = es->n;
     if (es->d_live || es->d_unval) {
-        rc = run2(st, es, EQ_TOTALS_ADD, es->d_live, es->d_unval, "count events", e);
+        rc = run2(st, &q_totals_add, es->d_live, es->d_unval, "count events", e);
         if (rc == 0)
             es->d_live = es->d_unval = 0;
     }
@@ -628,21 +587,21 @@ static void tx_clear(struct evstate *es)
 static int append(struct store *st, struct evstate *es, const struct store_event *ev, uint64_t h,
                   const struct evview *old, unsigned flags, int64_t *seq_out, struct err *e)
 {
-    int64_t *next = store_sql_event_seq(st), seq;
+    int64_t *next = &st->next_event_seq, seq;
     struct evrec *r;
     size_t ilen, plen;
     int rc;
 
-    ASSERT(store_sql_writing(st));
+    ASSERT(sqlite_writing(st));
     if (ev->contract_version < 0 || ev->contract_version > UINT16_MAX)
         return ERR(e, E_INVAL, "contract version %d is out of range", ev->contract_version);
     if (es->n > UINT32_MAX / 2 || es->texts.len > UINT32_MAX / 2)
         return ERR(e, E_INVAL, "too many events in one transaction");
     if (old) {
         /* The replaced version leaves the counts, the anonymous list and the scans. */
-        rc = run2(st, es, EQ_SUPERSEDE, old->seq, 0, "supersede an event version", e);
+        rc = run2(st, &q_supersede, old->seq, 0, "supersede an event version", e);
         if (rc == 0 && (old->r.flags & EVF_ANON))
-            rc = run2(st, es, EQ_ANON_DEL, old->r.contact, old->seq, "unlist an event", e);
+            rc = run2(st, &q_anon_del, old->r.contact, old->seq, "unlist an event", e);
         if (rc)
             return rc;
         if (!(old->r.flags & EVF_DELETED)) {
@@ -655,7 +614,7 @@ static int append(struct store *st, struct evstate *es, const struct store_event
         es->d_live++;
         es->d_unval += ev->contract_version == 0;
         if (flags & EVF_ANON) {
-            rc = run2(st, es, EQ_ANON_ADD, ev->contact_id, seq, "list an anonymous event", e);
+            rc = run2(st, &q_anon_add, ev->contact_id, seq, "list an anonymous event", e);
             if (rc)
                 return rc;
         }
@@ -716,18 +675,18 @@ static void event_of(const struct evview *v, struct store_event *ev)
     ev->deleted = (v->r.flags & EVF_DELETED) != 0;
 }
 
-/* ---- sqlite.c's hooks ------------------------------------------------------------ */
+/* ---- conn.c's hooks -------------------------------------------------------------- */
 
 int events_flush(struct store *st, struct err *e)
 {
-    struct evstate *es = *store_sql_evstate(st);
+    struct evstate *es = st->ev;
 
     return es && es->n > es->flushed ? flush(st, es, e) : 0;
 }
 
 void events_end(struct store *st, int committed)
 {
-    struct evstate *es = *store_sql_evstate(st);
+    struct evstate *es = st->ev;
     struct evkeys *k;
     size_t i;
 
@@ -753,13 +712,10 @@ void events_end(struct store *st, int committed)
 
 void events_close(struct store *st)
 {
-    struct evstate *es = *store_sql_evstate(st);
-    int i;
+    struct evstate *es = st->ev;
 
     if (es == NULL)
         return;
-    for (i = 0; i < EQ__N; i++)
-        sqlite3_finalize(es->q[i]);
     keys_detach(es->keys);
     free(es->recs);
     free(es->tslot);
@@ -769,58 +725,60 @@ void events_close(struct store *st)
     free(es->cache.recs);
     free(es->cache.texts);
     free(es);
-    *store_sql_evstate(st) = NULL;
+    st->ev = NULL;
 }
 
 int events_max_seq(struct store *st, int64_t *out, struct err *e)
 {
-    return one_row(st, EQ_MAXSEQ, out, NULL, "read event seq", e);
+    return one_row(st, &q_max_seq, out, NULL, "read event seq", e);
 }
 
 int events_totals(struct store *st, int64_t *live, int64_t *unvalidated, struct err *e)
 {
-    return one_row(st, EQ_TOTALS, live, unvalidated, "count events", e);
+    return one_row(st, &q_totals, live, unvalidated, "count events", e);
+}
+
+/* The old rows as events to append. */
+static int row_old_event(sqlite3_stmt *s, void *ctx)
+{
+    struct store *st = ctx;
+    struct evstate *es = st->ev;
+    struct store_event ev = {
+        .event_id = sq_col_text(s, 0),
+        .contact_id = sqlite3_column_int64(s, 1),
+        .name_id = sqlite3_column_int64(s, 2),
+        .occurred_at = sqlite3_column_int64(s, 3),
+        .received_at = sqlite3_column_int64(s, 4),
+        .source = sq_col_text(s, 5),
+        .contract_version = sqlite3_column_int(s, 6),
+        .props = sq_col_text(s, 7),
+    };
+    unsigned flags = (sqlite3_column_int(s, 8) ? EVF_DELETED : 0) |
+                     (sqlite3_column_int(s, 9) ? EVF_ANON : 0);
+    struct err *e = es->migrate_err;
+    int64_t seq;
+    int rc = append(st, es, &ev, store_event_key_hash(ev.event_id), NULL, flags, &seq, e);
+
+    if (rc == 0 && es->n >= BLOCK_MAX)
+        rc = flush(st, es, e);
+    if (rc == 0 && es->flushed == es->n)
+        tx_clear(es); /* nothing reads them back: keep memory to one block */
+    return rc;
 }
 
 int events_migrate_blocks(struct store *st, struct err *e)
 {
     struct evstate *es = state(st);
-    sqlite3_stmt *s = NULL;
-    int64_t *next = store_sql_event_seq(st), seq;
-    int rc;
+    struct sq q;
+    int rc = sq_prep(&q, st, &q_old_events, e);
 
-    rc = sqlite3_prepare_v2(store_sql_db(st),
-                            "SELECT event_id, contact_id, name_id, occurred_at, received_at, source,"
-                            " contract_version, props, deleted, anon FROM events ORDER BY seq",
-                            -1, &s, NULL);
-    if (rc != SQLITE_OK)
-        return store_sql_err(st, e, rc, "read the old events");
-    *next = 1;
+    if (rc)
+        return rc;
+    st->next_event_seq = 1;
     tx_clear(es);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct store_event ev = {
-            .event_id = (const char *)sqlite3_column_text(s, 0),
-            .contact_id = sqlite3_column_int64(s, 1),
-            .name_id = sqlite3_column_int64(s, 2),
-            .occurred_at = sqlite3_column_int64(s, 3),
-            .received_at = sqlite3_column_int64(s, 4),
-            .source = (const char *)sqlite3_column_text(s, 5),
-            .contract_version = sqlite3_column_int(s, 6),
-            .props = (const char *)sqlite3_column_text(s, 7),
-        };
-        unsigned flags = (sqlite3_column_int(s, 8) ? EVF_DELETED : 0) |
-                         (sqlite3_column_int(s, 9) ? EVF_ANON : 0);
-        if (append(st, es, &ev, store_event_key_hash(ev.event_id), NULL, flags, &seq, e) ||
-            (es->n >= BLOCK_MAX && flush(st, es, e))) {
-            sqlite3_finalize(s);
-            tx_clear(es);
-            return e->code;
-        }
-        if (es->flushed == es->n)
-            tx_clear(es); /* nothing reads them back: keep memory to one block */
-    }
-    rc = rc == SQLITE_DONE ? 0 : store_sql_err(st, e, rc, "read the old events");
-    sqlite3_finalize(s);
+    es->migrate_err = e;
+    rc = sq_each(&q, "read the old events", row_old_event, st, NULL, e);
+    es->migrate_err = NULL;
     if (rc == 0)
         rc = flush(st, es, e);
     tx_clear(es);
@@ -836,7 +794,7 @@ int store_event_insert(struct store *st, struct store_event *ev, int *inserted, 
     int64_t seq;
     int rc;
 
-    ASSERT(store_sql_writing(st));
+    ASSERT(sqlite_writing(st));
     *inserted = 0;
     if ((rc = keys_ready(st, es, e)) || (rc = find(st, es, ev->event_id, h, &seq, e)))
         return rc;
@@ -859,7 +817,7 @@ int store_event_upsert_owned(struct store *st, struct store_event *ev, int *outc
     int64_t seq;
     int rc;
 
-    ASSERT(store_sql_writing(st));
+    ASSERT(sqlite_writing(st));
     *outcome = 0;
     if ((rc = keys_ready(st, es, e)) || (rc = find(st, es, ev->event_id, h, &seq, e)))
         return rc;
@@ -918,7 +876,7 @@ int store_event_delete_owned(struct store *st, const char *event_id, const char 
     int64_t seq;
     int rc;
 
-    ASSERT(store_sql_writing(st));
+    ASSERT(sqlite_writing(st));
     *deleted = 0;
     if ((rc = keys_ready(st, es, e)) || (rc = find(st, es, event_id, h, &seq, e)) || seq == 0)
         return rc;
@@ -931,34 +889,44 @@ int store_event_delete_owned(struct store *st, const char *event_id, const char 
     return rc;
 }
 
+/* Reads the integers of column 0 into a new array (*out, caller frees). key >= 0 binds
+ * ?1. */
+static int seqs_load(struct store *st, const struct sq_def *def, int64_t key, int64_t **out,
+                     size_t *n, const char *what, struct err *e)
+{
+    size_t cap = 0;
+    struct sq q;
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    if ((rc = sq_prep(&q, st, def, e)))
+        return rc;
+    if (key >= 0)
+        sq_i64(&q, 1, key);
+    while ((rc = sq_step(&q, what, e)) > 0) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 256;
+            *out = xrealloc(*out, cap * sizeof **out);
+        }
+        (*out)[(*n)++] = sqlite3_column_int64(q.s, 0);
+    }
+    sq_done(&q);
+    return rc;
+}
+
 int store_events_move(struct store *st, int64_t from_contact, int64_t to_contact, int64_t *moved,
                       struct err *e)
 {
     struct evstate *es = state(st);
-    sqlite3_stmt *s = q(st, es, EQ_ANON_OF, e);
     int64_t *seqs = NULL;
-    size_t n = 0, cap = 0, i;
+    size_t n = 0, i;
     int rc;
 
-    ASSERT(store_sql_writing(st));
+    ASSERT(sqlite_writing(st));
     if (moved)
         *moved = 0;
-    if (s == NULL)
-        return e->code;
-    sqlite3_bind_int64(s, 1, from_contact);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            seqs = xrealloc(seqs, cap * sizeof *seqs);
-        }
-        seqs[n++] = sqlite3_column_int64(s, 0);
-    }
-    reset(s);
-    if (rc != SQLITE_DONE) {
-        free(seqs);
-        return store_sql_err(st, e, rc, "list events to move");
-    }
-    rc = 0;
+    rc = seqs_load(st, &q_anon_of, from_contact, &seqs, &n, "list events to move", e);
     for (i = 0; rc == 0 && i < n; i++) {
         struct evview old;
         rc = version(st, es, seqs[i], &old, e);
@@ -973,39 +941,22 @@ int store_events_move(struct store *st, int64_t from_contact, int64_t to_contact
 
 int store_events_identified(struct store *st, int64_t contact_id, struct err *e)
 {
-    struct evstate *es = state(st);
-    sqlite3_stmt *s = q(st, es, EQ_ANON_CLEAR, e);
+    struct sq q;
+    int rc;
 
-    ASSERT(store_sql_writing(st));
-    if (s == NULL)
-        return e->code;
-    sqlite3_bind_int64(s, 1, contact_id);
-    return run(st, s, "mark events identified", e);
+    ASSERT(sqlite_writing(st));
+    if ((rc = sq_prep(&q, st, &q_anon_clear, e)))
+        return rc;
+    sq_i64(&q, 1, contact_id);
+    return sq_exec(&q, "mark events identified", e);
 }
 
 /* ---- scans ----------------------------------------------------------------------- */
 
 /* The sorted seqs of replaced versions. */
-static int dead_load(struct store *st, struct evstate *es, int64_t **out, size_t *n,
-                     struct err *e)
+static int dead_load(struct store *st, int64_t **out, size_t *n, struct err *e)
 {
-    sqlite3_stmt *s = q(st, es, EQ_DEAD, e);
-    size_t cap = 0;
-    int rc;
-
-    *out = NULL;
-    *n = 0;
-    if (s == NULL)
-        return e->code;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 256;
-            *out = xrealloc(*out, cap * sizeof **out);
-        }
-        (*out)[(*n)++] = sqlite3_column_int64(s, 0);
-    }
-    reset(s);
-    return rc == SQLITE_DONE ? 0 : store_sql_err(st, e, rc, "read replaced event versions");
+    return seqs_load(st, &q_dead, -1, out, n, "read replaced event versions", e);
 }
 
 static int is_dead(const int64_t *dead, size_t n, int64_t seq)
@@ -1034,29 +985,20 @@ struct scan {
 
 static int scan(struct store *st, const struct scan *sc, struct err *e)
 {
-    struct evstate *es = state(st);
-    sqlite3_stmt *s = NULL;
     int64_t *dead = NULL, count = 0;
     size_t ndead = 0;
+    struct sq q = {0};
     int rc;
-    char sql[256];
 
     if ((rc = events_flush(st, e)))
         return rc;
-    if (sc->live && (rc = dead_load(st, es, &dead, &ndead, e)))
+    if (sc->live && (rc = dead_load(st, &dead, &ndead, e)))
         return rc;
-    /* The block holding after + 1, and every later one. */
-    snprintf(sql, sizeof sql,
-             "SELECT id, n, cols%s FROM event_blocks WHERE id >= coalesce((SELECT max(id) FROM"
-             " event_blocks WHERE id <= ?1 + 1), 0) ORDER BY id",
-             sc->with_texts ? ", texts" : "");
-    rc = sqlite3_prepare_v2(store_sql_db(st), sql, -1, &s, NULL);
-    if (rc != SQLITE_OK) {
-        free(dead);
-        return store_sql_err(st, e, rc, "prepare an event scan");
-    }
-    sqlite3_bind_int64(s, 1, sc->after);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if ((rc = sq_prep_sql(&q, st, sc->with_texts ? scan_texts_sql : scan_sql, e)))
+        goto out;
+    sq_i64(&q, 1, sc->after);
+    while ((rc = sq_step(&q, "read events", e)) > 0) {
+        sqlite3_stmt *s = q.s;
         int64_t id = sqlite3_column_int64(s, 0), n = sqlite3_column_int64(s, 1), i;
         const void *cols = sqlite3_column_blob(s, 2);
         const char *texts = sc->with_texts ? sqlite3_column_blob(s, 3) : NULL;
@@ -1089,16 +1031,12 @@ static int scan(struct store *st, const struct scan *sc, struct err *e)
             }
             if ((rc = sc->fn(sc->ctx, &v)) != 0)
                 goto out;
-            if (sc->limit > 0 && ++count >= sc->limit) {
-                rc = SQLITE_DONE;
-                goto done;
-            }
+            if (sc->limit > 0 && ++count >= sc->limit)
+                goto out; /* rc is 0 */
         }
     }
-done:
-    rc = rc == SQLITE_DONE ? 0 : store_sql_err(st, e, rc, "read events");
 out:
-    sqlite3_finalize(s);
+    sq_done(&q);
     free(dead);
     return rc;
 }
@@ -1196,20 +1134,20 @@ int store_event_prop_values(struct store *st, int64_t name_id, const char *const
 static int emit_full(struct store *st, struct evstate *es, const struct evview *v,
                      store_event_fn fn, void *ctx, struct err *e)
 {
-    sqlite3_stmt *s = q(st, es, EQ_NAME, e);
     struct store_event ev;
     char *name = NULL;
+    struct sq q;
     int rc;
 
-    if (s == NULL)
-        return e->code;
-    sqlite3_bind_int64(s, 1, v->r.name);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        name = xstrdup((const char *)sqlite3_column_text(s, 0));
-    reset(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return store_sql_err(st, e, rc, "read an event name");
+    if ((rc = sq_prep(&q, st, &q_name_of, e)))
+        return rc;
+    sq_i64(&q, 1, v->r.name);
+    rc = sq_step(&q, "read an event name", e);
+    if (rc > 0)
+        name = sq_col_dup(q.s, 0);
+    sq_done(&q);
+    if (rc < 0)
+        return rc;
     event_of(v, &ev);
     ev.name = name ? name : "";
     rc = fn(ctx, &ev);
@@ -1291,7 +1229,7 @@ static int blob_read(struct store *st, const char *col, int64_t id, void *out, i
                      struct err *e)
 {
     sqlite3_blob *b = NULL;
-    int rc = sqlite3_blob_open(store_sql_db(st), "main", "event_blocks", col, id, 0, &b);
+    int rc = sqlite3_blob_open(st->db, "main", "event_blocks", col, id, 0, &b);
 
     if (rc == SQLITE_OK) {
         int len = sqlite3_blob_bytes(b);
@@ -1302,16 +1240,16 @@ static int blob_read(struct store *st, const char *col, int64_t id, void *out, i
     }
     sqlite3_blob_close(b);
     return rc == SQLITE_OK ? 0 : rc == SQLITE_CORRUPT ? corrupt(e, id)
-                                                      : store_sql_err(st, e, rc, "read an event");
+                                                      : sq_err(st, e, rc, "read an event");
 }
 
 int store_event_by_seq(struct store *st, int64_t seq, store_event_fn fn, void *ctx,
                        struct err *e)
 {
     struct evstate *es = state(st);
-    sqlite3_stmt *s;
     struct evview v;
     int64_t id = 0, n = 0;
+    struct sq q;
     char texts[2048];
     int rc;
 
@@ -1321,17 +1259,12 @@ int store_event_by_seq(struct store *st, int64_t seq, store_event_fn fn, void *c
         view_of(&v, seq, &es->recs[seq - es->first], es->texts.p);
         return emit_full(st, es, &v, fn, ctx, e);
     }
-    if ((s = q(st, es, EQ_BLOCK_OF, e)) == NULL)
-        return e->code;
-    sqlite3_bind_int64(s, 1, seq);
-    if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        id = sqlite3_column_int64(s, 0);
-        n = sqlite3_column_int64(s, 1);
-    }
-    reset(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return store_sql_err(st, e, rc, "find an event block");
-    if (rc == SQLITE_DONE || seq >= id + n)
+    if ((rc = sq_prep(&q, st, &q_block_of, e)))
+        return rc;
+    sq_i64(&q, 1, seq);
+    if ((rc = sq_ints(&q, &id, &n, "find an event block", e)))
+        return rc;
+    if (n == 0 || seq >= id + n)
         return ERR(e, E_NOTFOUND, "no event version %lld", (long long)seq);
     if ((rc = blob_read(st, "cols", id, &v.r, sizeof v.r, (int)((seq - id) * (int64_t)sizeof v.r),
                         e)))
@@ -1358,4 +1291,63 @@ int store_event_by_seq(struct store *st, int64_t seq, store_event_fn fn, void *c
         v.source = src;
         return emit_full(st, es, &v, fn, ctx, e);
     }
+}
+
+/* ---- the event-name registry ---------------------------------------------------- */
+
+int store_event_name_id(struct store *st, const char *name, int create, int64_t *id,
+                        struct err *e)
+{
+    struct sq q;
+    int rc = sq_prep(&q, st, &q_name_get, e);
+
+    if (rc)
+        return rc;
+    sq_text(&q, 1, name);
+    rc = sq_step(&q, "read event name", e);
+    *id = rc > 0 ? sqlite3_column_int64(q.s, 0) : 0;
+    sq_done(&q);
+    if (rc != 0 || !create)
+        return rc > 0 ? 0 : rc;
+    ASSERT(st->in_tx);
+    if ((rc = sq_prep(&q, st, &q_name_put, e)))
+        return rc;
+    sq_text(&q, 1, name);
+    rc = sq_exec(&q, "record event name", e);
+    if (rc == 0)
+        *id = sq_last_id(st);
+    return rc;
+}
+
+int store_event_name_drop(struct store *st, int64_t id, struct err *e)
+{
+    struct sq q;
+    int rc;
+
+    ASSERT(st->in_tx);
+    if ((rc = sq_prep(&q, st, &q_name_drop, e)))
+        return rc;
+    sq_i64(&q, 1, id);
+    return sq_exec(&q, "drop event name", e);
+}
+
+struct name_visit {
+    store_name_fn fn;
+    void *ctx;
+};
+
+static int row_name(sqlite3_stmt *s, void *ctx)
+{
+    struct name_visit *v = ctx;
+
+    return v->fn(v->ctx, sqlite3_column_int64(s, 0), sq_col_text(s, 1));
+}
+
+int store_event_names(struct store *st, store_name_fn fn, void *ctx, struct err *e)
+{
+    struct name_visit v = {fn, ctx};
+    struct sq q;
+    int rc = sq_prep(&q, st, &q_names, e);
+
+    return rc ? rc : sq_each(&q, "read event names", row_name, &v, NULL, e);
 }
