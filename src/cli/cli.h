@@ -37,7 +37,6 @@ struct cli {
     char data_dir[1024];
     char actor[96];
     int known;       /* cmd names a command */
-    int sync_failed; /* sync reconcile: sources that failed */
 };
 
 /* A command, or a subcommand in its command's sub-table (NULL name ends a sub-table).
@@ -110,8 +109,5 @@ int run_import(struct cli *c, struct store *st, enum import_kind kind, const cha
 void print_sync_report(const struct cli *c, const char *verb, const char *name,
                        const struct sync_report *rep, double secs, const char *read_how,
                        const char *tail);
-/* segment.c: a fresh audience index loaded from the store, and the segment limits. */
-int load_index(struct cli *c, struct store *st, struct audience_index **ix,
-               struct segment_limits *lim, struct err *e);
 
 #endif

@@ -125,116 +125,37 @@ const struct cli_cmd cli_cmd_contact = {
 
 /* ---- events export ------------------------------------------------------------------------ */
 
-struct exporter {
-    char **names, **xids; /* by event name id, by contact id */
-    size_t nnames, nxids;
-    int64_t limit, count;
-    struct buf line;
-};
-
-static int export_name(void *ctx, int64_t id, const char *name)
+/* Writes a line to stdout; *ctx keeps errno of a failed write. */
+static int write_line(void *ctx, const char *line, size_t len)
 {
-    struct exporter *x = ctx;
-
-    if (id < 0 || id > 10000000)
+    if (fwrite(line, 1, len, stdout) == len)
         return 0;
-    if ((size_t)id >= x->nnames) {
-        x->names = xrealloc(x->names, (size_t)(id + 1) * sizeof *x->names);
-        memset(x->names + x->nnames, 0, ((size_t)id + 1 - x->nnames) * sizeof *x->names);
-        x->nnames = (size_t)id + 1;
-    }
-    x->names[id] = xstrdup(name);
-    return 0;
-}
-
-static int export_xid(void *ctx, const char *xid, int64_t id, int deleted)
-{
-    struct exporter *x = ctx;
-
-    (void)deleted;
-    if (id <= 0)
-        return 0;
-    if ((size_t)id >= x->nxids) {
-        size_t cap = (size_t)id + 1 > x->nxids * 2 ? (size_t)id + 1 : x->nxids * 2;
-        x->xids = xrealloc(x->xids, cap * sizeof *x->xids);
-        memset(x->xids + x->nxids, 0, (cap - x->nxids) * sizeof *x->xids);
-        x->nxids = cap;
-    }
-    x->xids[id] = xstrdup(xid);
-    return 0;
-}
-
-static int export_event(void *ctx, const struct store_event *ev)
-{
-    struct exporter *x = ctx;
-    const char *name = ev->name_id >= 0 && (size_t)ev->name_id < x->nnames ? x->names[ev->name_id] : NULL;
-    const char *xid = ev->contact_id > 0 && (size_t)ev->contact_id < x->nxids ? x->xids[ev->contact_id] : NULL;
-    char occ[32], rec[32];
-    struct buf *b = &x->line;
-
-    time_format_iso(ev->occurred_at, occ);
-    time_format_iso(ev->received_at, rec);
-    buf_reset(b);
-    buf_printf(b, "{\"seq\":%lld,\"event_id\":", (long long)ev->seq);
-    buf_add_json_str(b, ev->event_id, strlen(ev->event_id));
-    buf_adds(b, ",\"event\":");
-    buf_add_json_str(b, name ? name : "", name ? strlen(name) : 0);
-    buf_adds(b, ",\"external_id\":");
-    if (xid)
-        buf_add_json_str(b, xid, strlen(xid));
-    else
-        buf_adds(b, "null");
-    buf_printf(b, ",\"contact_id\":%lld,\"occurred_at\":\"%s\",\"received_at\":\"%s\",\"source\":",
-               (long long)ev->contact_id, occ, rec);
-    buf_add_json_str(b, ev->source, strlen(ev->source));
-    buf_printf(b, ",\"contract_version\":%d,\"properties\":%s}\n", ev->contract_version, ev->props);
-    if (fwrite(b->p, 1, b->len, stdout) != b->len)
-        return E_IO;
-    return x->limit > 0 && ++x->count >= x->limit ? 1 : 0;
+    *(int *)ctx = errno;
+    return E_IO;
 }
 
 /* engage events export [--since SEQ] [--limit N] */
 static int events_export(struct cli *c)
 {
-    struct exporter x = {0};
     struct store *st;
     struct err e = {0};
-    int64_t since = 0;
-    size_t i;
-    int rc;
+    int64_t since = 0, limit = 0;
     const char *v;
+    int rc, werr = 0;
 
     if (((v = opt(c, "since")) && parse_i64(v, strlen(v), &since)) ||
-        ((v = opt(c, "limit")) && parse_i64(v, strlen(v), &x.limit)) || since < 0 || x.limit < 0)
+        ((v = opt(c, "limit")) && parse_i64(v, strlen(v), &limit)) || since < 0 || limit < 0)
         return usage_error(c, "events export: --since and --limit take a number >= 0");
     if ((rc = open_store(c, &st, 0)))
         return rc;
-    buf_init(&x.line);
-    rc = store_read_begin(st, &e); /* one snapshot: names, contacts and events agree */
-    if (rc == 0)
-        rc = store_event_names(st, export_name, &x, &e);
-    if (rc == 0)
-        rc = store_contact_ids(st, export_xid, &x, &e);
-    if (rc == 0)
-        rc = store_events_live(st, since, export_event, &x, &e);
-    if (rc == 1)
-        rc = 0; /* the limit */
+    rc = ingest_events_export(st, since, limit, write_line, &werr, &e);
     if (rc == E_IO && e.msg[0] == '\0')
-        ERR(&e, E_IO, "events export: cannot write to stdout: %s", strerror(errno));
-    store_rollback(st);
+        ERR(&e, E_IO, "events export: cannot write to stdout: %s", strerror(werr));
     store_close(st);
-    for (i = 0; i < x.nnames; i++)
-        free(x.names[i]);
-    for (i = 0; i < x.nxids; i++)
-        free(x.xids[i]);
-    free(x.names);
-    free(x.xids);
-    buf_release(&x.line);
     if (fflush(stdout) != 0 && rc == 0)
         rc = ERR(&e, E_IO, "events export: cannot write to stdout: %s", strerror(errno));
     return rc ? die("%s", e.msg) : 0;
 }
-
 
 static int events_usage(struct cli *c)
 {

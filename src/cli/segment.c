@@ -57,7 +57,8 @@ static void print_members(struct cli *c, const struct segment_result *res,
     }
 }
 
-int load_index(struct cli *c, struct store *st, struct audience_index **ix,
+/* A fresh audience index loaded from the store, and the segment limits. */
+static int load_index(struct cli *c, struct store *st, struct audience_index **ix,
                       struct segment_limits *lim, struct err *e)
 {
     segment_limits_from_config(&c->cfg, lim);

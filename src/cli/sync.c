@@ -189,8 +189,19 @@ static int sync_backfill(struct cli *c)
     return 0;
 }
 
-static int reconcile_one(struct cli *c, struct store *st, const char *name)
+/* What sync run and reconcile do with each source. */
+struct per_source {
+    struct cli *c;
+    struct store *st;
+    const struct sync_opts *o;
+    int failed;
+};
+
+static int reconcile_one(void *ctx, const char *name)
 {
+    struct per_source *ps = ctx;
+    struct cli *c = ps->c;
+    struct store *st = ps->st;
     struct err e = {0};
     json_t *rep;
     int64_t mismatches;
@@ -198,7 +209,7 @@ static int reconcile_one(struct cli *c, struct store *st, const char *name)
 
     if (sync_reconcile(st, &c->cfg, name, opt(c, "repair") != NULL, &rep, &mismatches, &e)) {
         fprintf(stderr, "engage: sync reconcile %s: %s\n", name, e.msg);
-        c->sync_failed++;
+        ps->failed++;
         return 0;
     }
     if (c->json) {
@@ -245,85 +256,61 @@ static int reconcile_one(struct cli *c, struct store *st, const char *name)
 /* engage sync reconcile [--source S] [--repair] */
 static int sync_reconcile_cmd(struct cli *c)
 {
-    struct list_out lo = {c, json_array(), 0};
-    struct store *st;
+    struct per_source ps = {c, NULL, NULL, 0};
     struct err e = {0};
-    size_t i;
     int rc;
 
-    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
-        json_decref(lo.items);
+    if ((rc = open_store(c, &ps.st, OPEN_MIGRATE)))
         return rc;
-    }
-    if (opt(c, "source")) {
-        struct store_sync_source s;
-        rc = store_sync_source_get(st, opt(c, "source"), &s, &e);
-        store_sync_source_release(&s);
-    }
-    if (rc == 0) /* the names first: no statement open while reconciling writes */
-        rc = store_sync_sources(st, print_source, &lo, &e);
-    for (i = 0; rc == 0 && i < json_array_size(lo.items); i++) {
-        const char *name = json_string_value(json_object_get(json_array_get(lo.items, i), "name"));
-        if (!opt(c, "source") || strcmp(opt(c, "source"), name) == 0)
-            reconcile_one(c, st, name);
-    }
-    json_decref(lo.items);
-    store_close(st);
+    rc = sync_sources_each(ps.st, opt(c, "source"), reconcile_one, &ps, &e);
+    store_close(ps.st);
     if (rc)
         return die("%s", e.msg);
-    return c->sync_failed ? 1 : 0;
+    return ps.failed ? 1 : 0;
+}
+
+static int sync_one(void *ctx, const char *name)
+{
+    struct per_source *ps = ctx;
+    struct sync_report rep;
+    struct err pe = {0};
+    double t0 = clock_mono_ms();
+
+    if (sync_pass(ps->st, &ps->c->cfg, name, ps->o, &rep, &pe)) {
+        fprintf(stderr, "engage: sync %s: %s\n", name, pe.msg);
+        ps->failed++;
+        return 0;
+    }
+    print_sync_report(ps->c, "sync", name, &rep, (clock_mono_ms() - t0) / 1000, "", "");
+    return 0;
 }
 
 /* engage sync run [--source NAME [--table TABLE]] [--batch N] */
 static int sync_run_cmd(struct cli *c)
 {
-    const char *only = opt(c, "source"), *v = opt(c, "batch");
+    const char *v = opt(c, "batch");
     struct sync_opts o = {.table = opt(c, "table")};
-    struct list_out lo = {c, NULL, 0};
-    struct store *st;
+    struct per_source ps = {c, NULL, &o, 0};
     struct err e = {0};
-    size_t i;
-    int failed = 0, rc;
     int64_t bn = 0;
+    int rc;
 
-    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
+    if ((rc = open_store(c, &ps.st, OPEN_MIGRATE)))
         return rc;
     if (v && (parse_i64(v, strlen(v), &bn) || bn < 1 || bn > 100000)) {
-        store_close(st);
+        store_close(ps.st);
         return usage_error(c, "sync run: --batch takes 1 to 100000 rows");
     }
     o.batch = (int)bn;
-    if (o.table && !only) {
-        store_close(st);
+    if (o.table && !opt(c, "source")) {
+        store_close(ps.st);
         return usage_error(c, "sync run: --table needs --source");
     }
-    lo.items = json_array();
-    if (only) {
-        struct store_sync_source s;
-        rc = store_sync_source_get(st, only, &s, &e);
-        store_sync_source_release(&s);
-    }
-    if (rc == 0)
-        rc = store_sync_sources(st, print_source, &lo, &e);
-    for (i = 0; rc == 0 && i < json_array_size(lo.items); i++) {
-        const char *name = json_string_value(json_object_get(json_array_get(lo.items, i), "name"));
-        struct sync_report rep;
-        struct err pe = {0};
-        double t0 = clock_mono_ms();
-        if (only && strcmp(only, name))
-            continue;
-        if (sync_pass(st, &c->cfg, name, &o, &rep, &pe)) {
-            fprintf(stderr, "engage: sync %s: %s\n", name, pe.msg);
-            failed++;
-            continue;
-        }
-        print_sync_report(c, "sync", name, &rep, (clock_mono_ms() - t0) / 1000, "", "");
-    }
-    json_decref(lo.items);
-    store_close(st);
+    rc = sync_sources_each(ps.st, opt(c, "source"), sync_one, &ps, &e);
+    store_close(ps.st);
     if (rc)
         return die("%s", e.msg);
-    return failed ? 1 : 0;
+    return ps.failed ? 1 : 0;
 }
 
 /* engage sync source add --name N --kind K --dsn DSN --mapping FILE [password] */

@@ -351,6 +351,17 @@ int contact_delete(struct store *st, const char *xid, const char *actor, const c
 int contact_restore(struct store *st, const char *xid, const char *reason, const char *actor,
                     const char *req_id, json_t **out, struct err *e);
 
+/* ---- events export (export.c) ------------------------------------------------------- */
+
+/* Every live event after seq since, at most limit (0: all), in seq order, one JSON line
+ * each, from one read snapshot: {seq, event_id, event, external_id (null when
+ * anonymous), contact_id, occurred_at, received_at, source, contract_version,
+ * properties}. emit gets each line (len bytes, '\n' included) and returns 0 to go on,
+ * > 0 to stop, < 0 to stop with that error (returned as is; e left to the caller). */
+int ingest_events_export(struct store *st, int64_t since, int64_t limit,
+                         int (*emit)(void *ctx, const char *line, size_t len), void *ctx,
+                         struct err *e);
+
 /* ---- the dead-letter store ---------------------------------------------------------- */
 
 struct replay_stats {

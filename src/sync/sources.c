@@ -132,3 +132,45 @@ int sync_source_delete(struct store *st, const char *name, const char *actor, co
     json_decref(b);
     return rc;
 }
+
+/* ---- walking the sources ---- */
+
+struct names {
+    char **v;
+    size_t n, cap;
+};
+
+static int add_name(void *ctx, const struct store_sync_source *s)
+{
+    struct names *ns = ctx;
+
+    if (ns->n == ns->cap) {
+        ns->cap = ns->cap ? ns->cap * 2 : 8;
+        ns->v = xrealloc(ns->v, ns->cap * sizeof *ns->v);
+    }
+    ns->v[ns->n++] = xstrdup(s->name);
+    return 0;
+}
+
+int sync_sources_each(struct store *st, const char *only,
+                      int (*fn)(void *ctx, const char *name), void *ctx, struct err *e)
+{
+    struct names ns = {0};
+    size_t i;
+    int rc = 0;
+
+    if (only) {
+        struct store_sync_source s;
+        rc = store_sync_source_get(st, only, &s, e);
+        store_sync_source_release(&s);
+    }
+    if (rc == 0)
+        rc = store_sync_sources(st, add_name, &ns, e);
+    for (i = 0; rc == 0 && i < ns.n; i++)
+        if (only == NULL || strcmp(only, ns.v[i]) == 0)
+            rc = fn(ctx, ns.v[i]);
+    for (i = 0; i < ns.n; i++)
+        free(ns.v[i]);
+    free(ns.v);
+    return rc;
+}

@@ -224,6 +224,12 @@ int sync_source_delete(struct store *st, const char *name, const char *actor, co
 /* As the CLI and the API show it: the password only as its reference (env:VAR,
  * file:PATH, "sealed" or "none"), and its origin ("cli" or "api"). Caller owns it. */
 json_t *sync_source_json(const struct store_sync_source *s);
+/* Calls fn with each source's name, in the store's order, or with only's alone
+ * (E_NOTFOUND when there is none of that name). The names are read first: no statement
+ * is open while fn runs (a pass or a reconciliation writes). fn returns 0 to go on or
+ * < 0 to stop with that error. */
+int sync_sources_each(struct store *st, const char *only,
+                      int (*fn)(void *ctx, const char *name), void *ctx, struct err *e);
 
 /* ---- reconciliation (reconcile.c) ---- */
 
