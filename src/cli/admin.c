@@ -1,6 +1,7 @@
 /* cli/admin.c -- engage migrate, backup, config, audit and version.
  *
  * DESIGN: parse the line, call the store, config or auth, print. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "auth/auth.h"
@@ -98,28 +99,31 @@ const struct cli_cmd cli_cmd_version = {
 };
 /* ---- audit ------------------------------------------------------------------------------ */
 
-static int print_audit(void *ctx, const struct store_audit *a)
+/* A row of the audit log as a line, from the JSON auth formats for the API and --json. */
+static void print_audit(const json_t *a)
 {
-    struct list_out *lo = ctx;
-    char ts[32];
+    const json_t *after = json_object_get(a, "after");
+    /* as audit_record stored it */
+    char *text = after && !json_is_null(after)
+                     ? json_dumps(after, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+                     : NULL;
 
-    time_format_iso(a->at, ts);
-    if (lo->items) {
-        json_array_append_new(lo->items, audit_json(a));
-    } else {
-        printf("%-6lld %s  %-28s %-18s %s %s  %s\n", (long long)a->id, ts, a->actor, a->action,
-               a->entity, a->entity_id, a->after ? a->after : "");
-    }
-    return 0;
+    printf("%-6lld %s  %-28s %-18s %s %s  %s\n", (long long)json_integer_value(json_object_get(a, "id")),
+           json_string_value(json_object_get(a, "at")), json_string_value(json_object_get(a, "actor")),
+           json_string_value(json_object_get(a, "action")),
+           json_string_value(json_object_get(a, "entity")),
+           json_string_value(json_object_get(a, "entity_id")), text ? text : "");
+    free(text);
 }
 
 static int cmd_audit(struct cli *c)
 {
-    struct list_out lo = {c, NULL, 0};
     struct store *st;
     struct err e = {0};
     const char *v;
-    int64_t limit = 50;
+    int64_t limit = 50, last_id;
+    json_t *items;
+    size_t i;
     int rc;
 
     if (c->nargs > 1 || (c->nargs == 1 && strcmp(c->args[0], "list")))
@@ -128,14 +132,18 @@ static int cmd_audit(struct cli *c)
         return usage_error(c, "--limit: expected an integer from 1 to 100000, got \"%s\"", v);
     if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
-    if (c->json)
-        lo.items = json_array();
-    rc = store_audit_list(st, 0, (int)limit, NULL, print_audit, &lo, &e);
-    if (rc == 0 && c->json)
-        print_json(json_pack("{s:O}", "items", lo.items));
-    json_decref(lo.items);
+    rc = audit_list_json(st, 0, (int)limit, NULL, &items, &last_id, &e);
     store_close(st);
-    return rc ? die("%s", e.msg) : 0;
+    if (rc)
+        return die("%s", e.msg);
+    if (c->json) {
+        print_json(json_pack("{s:o}", "items", items));
+        return 0;
+    }
+    for (i = 0; i < json_array_size(items); i++)
+        print_audit(json_array_get(items, i));
+    json_decref(items);
+    return 0;
 }
 
 

@@ -10,22 +10,15 @@
 
 /* ---- apikeys ------------------------------------------------------------------------------ */
 
-static int print_key(void *ctx, const struct store_apikey *k)
+/* A key as a line, from the JSON auth formats for the API and --json alike. */
+static void print_key(const json_t *k)
 {
-    struct list_out *lo = ctx;
-    char ts[32];
-
-    time_format_iso(k->created_at, ts);
-    if (lo->items) {
-        json_array_append_new(lo->items, json_pack("{s:I,s:s,s:s,s:s,s:s,s:b}", "id",
-                                                   (json_int_t)k->id, "name", k->name, "role",
-                                                   k->role, "prefix", k->prefix, "created_at", ts,
-                                                   "revoked", k->revoked_at != 0));
-    } else {
-        printf("%-4lld %-20s %-9s %s…  %s%s\n", (long long)k->id, k->name, k->role, k->prefix, ts,
-               k->revoked_at ? "  revoked" : "");
-    }
-    return 0;
+    printf("%-4lld %-20s %-9s %s…  %s%s\n", (long long)json_integer_value(json_object_get(k, "id")),
+           json_string_value(json_object_get(k, "name")),
+           json_string_value(json_object_get(k, "role")),
+           json_string_value(json_object_get(k, "prefix")),
+           json_string_value(json_object_get(k, "created_at")),
+           json_is_string(json_object_get(k, "revoked_at")) ? "  revoked" : "");
 }
 
 /* engage apikey create --role ROLE --name NAME */
@@ -52,8 +45,7 @@ static int apikey_create(struct cli *c)
     rc = auth_apikey_create(st, name, r, c->actor, "", &key, &id, &e);
     if (rc == 0) {
         if (c->json)
-            print_json(json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)id, "name", name, "role",
-                                 rs, "key", key));
+            print_json(auth_apikey_created_json(id, name, r, key));
         else
             printf("%s\n(api key %lld, role %s: shown once, keep it safe)\n", key, (long long)id,
                    rs);
@@ -66,21 +58,26 @@ static int apikey_create(struct cli *c)
 /* engage apikey list */
 static int apikey_list(struct cli *c)
 {
-    struct list_out lo = {c, c->json ? json_array() : NULL, 0};
     struct store *st;
     struct err e = {0};
+    json_t *items;
+    size_t i;
     int rc;
 
-    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
-        json_decref(lo.items);
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
-    }
-    rc = store_apikeys(st, print_key, &lo, &e);
-    if (rc == 0 && c->json)
-        print_json(json_pack("{s:O}", "items", lo.items));
-    json_decref(lo.items);
+    rc = auth_apikeys_json(st, &items, &e);
     store_close(st);
-    return rc ? die("%s", e.msg) : 0;
+    if (rc)
+        return die("%s", e.msg);
+    if (c->json) {
+        print_json(json_pack("{s:o}", "items", items));
+        return 0;
+    }
+    for (i = 0; i < json_array_size(items); i++)
+        print_key(json_array_get(items, i));
+    json_decref(items);
+    return 0;
 }
 
 /* engage apikey revoke ID */

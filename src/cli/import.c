@@ -226,34 +226,25 @@ static int print_rejected(void *ctx, const struct store_rejected *r)
     return 0;
 }
 
-static int show_rejected(void *ctx, const struct store_rejected *r)
-{
-    struct list_out *lo = ctx;
-
-    lo->shown = 1;
-    print_json(rejected_json(r, 0));
-    return 0;
-}
-
 /* engage rejected show ID */
 static int rejected_show(struct cli *c)
 {
-    struct store_rejected_filter f = {0};
-    struct list_out lo = {c, NULL, 0};
     struct store *st;
     struct err e = {0};
+    json_t *item;
+    int64_t id;
     int rc;
 
-    if (parse_i64(c->args[1], strlen(c->args[1]), &f.id) || f.id < 1)
+    if (parse_i64(c->args[1], strlen(c->args[1]), &id) || id < 1)
         return usage_error(c, "rejected show: expected a record id, got \"%s\"", c->args[1]);
     if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
-    f.limit = 1;
-    rc = store_rejected_list(st, &f, show_rejected, &lo, &e);
+    rc = rejected_get_json(st, id, &item, &e);
     store_close(st);
     if (rc)
         return die("%s", e.msg);
-    return lo.shown ? 0 : die("no dead letter %lld", (long long)f.id);
+    print_json(item);
+    return 0;
 }
 
 /* The filter options of list, replay and dismiss; 0 or a usage error. */
@@ -325,9 +316,8 @@ static int rejected_dismiss_cmd(struct cli *c)
 
     if ((rc = rejected_filter(c, &f)))
         return rc;
-    if (!f.reason && !f.id && !f.source && !f.kind)
-        return usage_error(c, "rejected dismiss: name what to dismiss (--id, --reason, --source "
-                              "or --kind)");
+    if (rejected_dismiss_check(&f, &e))
+        return usage_error(c, "rejected dismiss: %s", e.msg);
     if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     ingest_init(&in, st, &c->cfg);

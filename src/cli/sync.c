@@ -10,21 +10,16 @@
 
 /* ---- sync ------------------------------------------------------------------------------ */
 
-static int print_source(void *ctx, const struct store_sync_source *s)
+/* A source as a line, from the JSON src/sync formats for the API and --json alike. */
+static void print_source(const json_t *s)
 {
-    struct list_out *lo = ctx;
+    const char *ok = json_string_value(json_object_get(s, "last_ok_at"));
+    int64_t failures = json_integer_value(json_object_get(s, "failures"));
 
-    if (lo->items) {
-        json_array_append_new(lo->items, sync_source_json(s));
-    } else {
-        char ok[32] = "never";
-        if (s->last_ok_at)
-            time_format_iso(s->last_ok_at, ok);
-        printf("%-20s %-9s last ok %-24s %s%s\n", s->name, s->kind, ok,
-               s->failures ? "failing: " : "", s->failures ? s->last_error : "");
-    }
-    lo->shown++;
-    return 0;
+    printf("%-20s %-9s last ok %-24s %s%s\n", json_string_value(json_object_get(s, "name")),
+           json_string_value(json_object_get(s, "kind")), ok ? ok : "never",
+           failures ? "failing: " : "",
+           failures ? json_string_value(json_object_get(s, "last_error")) : "");
 }
 
 static int sync_source_add(struct cli *c, struct store *st, struct err *e)
@@ -331,23 +326,26 @@ static int sync_source_add_cmd(struct cli *c)
 /* engage sync source list */
 static int sync_source_list(struct cli *c)
 {
-    struct list_out lo = {c, c->json ? json_array() : NULL, 0};
     struct store *st;
     struct err e = {0};
+    json_t *items;
+    size_t i;
     int rc;
 
-    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
-        json_decref(lo.items);
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
-    }
-    rc = store_sync_sources(st, print_source, &lo, &e);
-    if (rc == 0 && c->json)
-        print_json(json_pack("{s:O}", "items", lo.items));
-    else if (rc == 0 && lo.shown == 0)
-        printf("no sync sources (add one with 'engage sync source add')\n");
-    json_decref(lo.items);
+    rc = sync_sources_list_json(st, &items, &e);
     store_close(st);
-    return rc ? die("%s", e.msg) : 0;
+    if (rc)
+        return die("%s", e.msg);
+    if (c->json)
+        print_json(json_pack("{s:O}", "items", items));
+    else if (json_array_size(items) == 0)
+        printf("no sync sources (add one with 'engage sync source add')\n");
+    for (i = 0; !c->json && i < json_array_size(items); i++)
+        print_source(json_array_get(items, i));
+    json_decref(items);
+    return 0;
 }
 
 /* engage sync source remove NAME */

@@ -230,6 +230,16 @@ json_t *sync_source_json(const struct store_sync_source *s);
  * < 0 to stop with that error. */
 int sync_sources_each(struct store *st, const char *only,
                       int (*fn)(void *ctx, const char *name), void *ctx, struct err *e);
+/* Every source as sync_source_json shows it: *items (caller owns). */
+int sync_sources_list_json(struct store *st, json_t **items, struct err *e);
+/* One source as sync_source_json shows it: *out (caller owns); E_NOTFOUND for none. */
+int sync_source_get_json(struct store *st, const char *name, json_t **out, struct err *e);
+struct sync_worker;
+/* Each source's health: its summary (no mapping, DSN or password), a status (ok, failing,
+ * never_run) and per mapped table the worker's figures (worker may be NULL), the rows
+ * read and when the checkpoint last moved. *items (caller owns). */
+int sync_health_json(struct store *st, struct sync_worker *worker, json_t **items,
+                     struct err *e);
 
 /* ---- reconciliation (reconcile.c) ---- */
 
@@ -242,6 +252,11 @@ int sync_reconcile(struct store *st, const struct config *cfg, const char *sourc
 /* Whether the nightly reconciliation is due at now_ms: hour (UTC, 0-23; -1: never) has
  * come today and the last one (last_started_ms; 0: none) started before it did. */
 int sync_reconcile_due(int64_t now_ms, int hour, int64_t last_started_ms);
+/* A page of the kept reports, newest first (before: an id, 0 for the newest), each
+ * {id, source, started_at, finished_at, mismatches, repaired, tables}: *items (caller
+ * owns), *last_id the last report's id. */
+int sync_reconciliations_json(struct store *st, int64_t before, int limit, json_t **items,
+                              int64_t *last_id, struct err *e);
 
 /* ---- the worker of `engage serve` (worker.c) ---- */
 
