@@ -123,7 +123,6 @@ static int cmd_audit(struct cli *c)
     const char *v;
     int64_t limit = 50, last_id;
     json_t *items;
-    size_t i;
     int rc;
 
     if (c->nargs > 1 || (c->nargs == 1 && strcmp(c->args[0], "list")))
@@ -136,13 +135,7 @@ static int cmd_audit(struct cli *c)
     store_close(st);
     if (rc)
         return die("%s", e.msg);
-    if (c->json) {
-        print_json(json_pack("{s:o}", "items", items));
-        return 0;
-    }
-    for (i = 0; i < json_array_size(items); i++)
-        print_audit(json_array_get(items, i));
-    json_decref(items);
+    print_items(c, items, print_audit, NULL);
     return 0;
 }
 

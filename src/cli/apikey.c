@@ -58,26 +58,7 @@ static int apikey_create(struct cli *c)
 /* engage apikey list */
 static int apikey_list(struct cli *c)
 {
-    struct store *st;
-    struct err e = {0};
-    json_t *items;
-    size_t i;
-    int rc;
-
-    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
-        return rc;
-    rc = auth_apikeys_json(st, &items, &e);
-    store_close(st);
-    if (rc)
-        return die("%s", e.msg);
-    if (c->json) {
-        print_json(json_pack("{s:o}", "items", items));
-        return 0;
-    }
-    for (i = 0; i < json_array_size(items); i++)
-        print_key(json_array_get(items, i));
-    json_decref(items);
-    return 0;
+    return list_items(c, auth_apikeys_json, print_key, NULL);
 }
 
 /* engage apikey revoke ID */

@@ -276,6 +276,40 @@ void print_json(json_t *j)
     json_decref(j);
 }
 
+void print_items(const struct cli *c, json_t *items, void (*line)(const json_t *item),
+                 const char *none)
+{
+    size_t i;
+
+    if (c->json) {
+        print_json(json_pack("{s:o}", "items", items));
+        return;
+    }
+    if (none && json_array_size(items) == 0)
+        fputs(none, stdout);
+    for (i = 0; i < json_array_size(items); i++)
+        line(json_array_get(items, i));
+    json_decref(items);
+}
+
+int list_items(struct cli *c, int (*list)(struct store *st, json_t **items, struct err *e),
+               void (*line)(const json_t *item), const char *none)
+{
+    struct store *st;
+    struct err e = {0};
+    json_t *items;
+    int rc;
+
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
+        return rc;
+    rc = list(st, &items, &e);
+    store_close(st);
+    if (rc)
+        return die("%s", e.msg);
+    print_items(c, items, line, none);
+    return 0;
+}
+
 void print_problems(const char *path, const struct errlist *errs)
 {
     int i;

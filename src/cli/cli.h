@@ -91,6 +91,14 @@ int check_opts(const struct cli *c, const char *allowed);
 int open_store(struct cli *c, struct store **st, int how);
 /* Prints j indented and frees it. */
 void print_json(json_t *j);
+/* A listing its module formatted: with --json one document {"items":[…]}, else a line
+ * an item by line(), or none (if not NULL) when there is no item. Takes items. */
+void print_items(const struct cli *c, json_t *items, void (*line)(const json_t *item),
+                 const char *none);
+/* Opens the store, lists with list() and prints it with print_items(); 0, or what to
+ * exit with. */
+int list_items(struct cli *c, int (*list)(struct store *st, json_t **items, struct err *e),
+               void (*line)(const json_t *item), const char *none);
 /* Validation problems of a file, one line each: "engage: FILE: /pointer: why". */
 void print_problems(const char *path, const struct errlist *errs);
 

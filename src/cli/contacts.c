@@ -50,8 +50,9 @@ static int contact_consent_cmd(struct cli *c)
     return rc;
 }
 
-/* engage contact restore ID [--reason R] */
-static int contact_restore_cmd(struct cli *c)
+/* engage contact show ID, or restore ID [--reason R]: the contact, or undoing its
+ * deletion. */
+static int contact_get(struct cli *c, int restore)
 {
     struct store *st;
     struct err e = {0};
@@ -60,37 +61,30 @@ static int contact_restore_cmd(struct cli *c)
 
     if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
-    rc = contact_restore(st, c->args[1], opt(c, "reason"), c->actor, "", &j, &e);
+    rc = restore ? contact_restore(st, c->args[1], opt(c, "reason"), c->actor, "", &j, &e)
+                 : contact_view(st, c->args[1], 20, NULL, 0, &j, &e);
     store_close(st);
     if (rc)
         return die("contact '%s': %s", c->args[1], e.msg);
-    if (c->json) {
+    if (!restore || c->json) {
         print_json(j);
-    } else {
-        json_decref(j);
-        printf("contact %s restored; its events refused meanwhile are in the dead-letter "
-               "store: 'engage rejected replay --reason contact_deleted' brings them back\n",
-               c->args[1]);
+        return 0;
     }
+    json_decref(j);
+    printf("contact %s restored; its events refused meanwhile are in the dead-letter "
+           "store: 'engage rejected replay --reason contact_deleted' brings them back\n",
+           c->args[1]);
     return 0;
 }
 
-/* engage contact show ID */
 static int contact_show(struct cli *c)
 {
-    struct store *st;
-    struct err e = {0};
-    json_t *j;
-    int rc;
+    return contact_get(c, 0);
+}
 
-    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
-        return rc;
-    rc = contact_view(st, c->args[1], 20, NULL, 0, &j, &e);
-    store_close(st);
-    if (rc)
-        return die("contact '%s': %s", c->args[1], e.msg);
-    print_json(j);
-    return 0;
+static int contact_restore_cmd(struct cli *c)
+{
+    return contact_get(c, 1);
 }
 
 static int contact_usage(struct cli *c)

@@ -31,10 +31,11 @@ static int print_contract(void *ctx, const struct store_contract *k)
     return 0;
 }
 
-/* engage contracts list */
-static int contracts_list(struct cli *c)
+/* engage contracts list, or show NAME: the latest versions, or one contract's */
+static int contracts_print(struct cli *c)
 {
     struct list_out lo = {c, c->json ? json_array() : NULL, 0};
+    const char *name = c->nargs > 1 ? c->args[1] : NULL;
     struct store *st;
     struct err e = {0};
     int rc;
@@ -43,29 +44,11 @@ static int contracts_list(struct cli *c)
         json_decref(lo.items);
         return rc;
     }
-    rc = store_contracts_latest(st, print_contract, &lo, &e);
+    rc = name ? store_contract_versions(st, name, print_contract, &lo, &e)
+              : store_contracts_latest(st, print_contract, &lo, &e);
     if (rc == 0 && c->json)
-        print_json(json_pack("{s:O}", "items", lo.items));
-    json_decref(lo.items);
-    store_close(st);
-    return rc ? die("%s", e.msg) : 0;
-}
-
-/* engage contracts show NAME */
-static int contracts_show(struct cli *c)
-{
-    struct list_out lo = {c, c->json ? json_array() : NULL, 0};
-    struct store *st;
-    struct err e = {0};
-    int rc;
-
-    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
-        json_decref(lo.items);
-        return rc;
-    }
-    rc = store_contract_versions(st, c->args[1], print_contract, &lo, &e);
-    if (rc == 0 && c->json)
-        print_json(json_pack("{s:s,s:O}", "name", c->args[1], "versions", lo.items));
+        print_json(name ? json_pack("{s:s,s:O}", "name", name, "versions", lo.items)
+                        : json_pack("{s:O}", "items", lo.items));
     json_decref(lo.items);
     store_close(st);
     return rc ? die("%s", e.msg) : 0;
@@ -111,8 +94,8 @@ static int contracts_usage(struct cli *c)
 }
 
 static const struct cli_cmd contracts_subs[] = {
-    CLI_SUB("list", contracts_list, NULL, 0),
-    CLI_SUB("show", contracts_show, NULL, 1),
+    CLI_SUB("list", contracts_print, NULL, 0),
+    CLI_SUB("show", contracts_print, NULL, 1),
     CLI_SUB("put", contracts_put, NULL, 2),
     {0},
 };

@@ -326,26 +326,8 @@ static int sync_source_add_cmd(struct cli *c)
 /* engage sync source list */
 static int sync_source_list(struct cli *c)
 {
-    struct store *st;
-    struct err e = {0};
-    json_t *items;
-    size_t i;
-    int rc;
-
-    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
-        return rc;
-    rc = sync_sources_list_json(st, &items, &e);
-    store_close(st);
-    if (rc)
-        return die("%s", e.msg);
-    if (c->json)
-        print_json(json_pack("{s:O}", "items", items));
-    else if (json_array_size(items) == 0)
-        printf("no sync sources (add one with 'engage sync source add')\n");
-    for (i = 0; !c->json && i < json_array_size(items); i++)
-        print_source(json_array_get(items, i));
-    json_decref(items);
-    return 0;
+    return list_items(c, sync_sources_list_json, print_source,
+                      "no sync sources (add one with 'engage sync source add')\n");
 }
 
 /* engage sync source remove NAME */
