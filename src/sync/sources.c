@@ -269,3 +269,39 @@ int sync_health_json(struct store *st, struct sync_worker *worker, json_t **item
     *items = h.items;
     return rc;
 }
+
+/* ---- checking a source ---- */
+
+int sync_source_check(struct store *st, const struct config *cfg, const char *name,
+                      int (*fn)(void *ctx, const char *table, const char *error, int rows),
+                      void *ctx, struct err *e)
+{
+    struct store_sync_source src;
+    struct sync_mapping m;
+    struct errlist errs = {0};
+    struct sync_conn *conn = NULL;
+    int rc = store_sync_source_get(st, name, &src, e), i, parsed;
+
+    if (rc)
+        return rc;
+    rc = sync_mapping_parse(src.mapping, &m, &errs, e);
+    parsed = rc == 0;
+    if (rc == 0)
+        rc = sync_connect(&src, cfg, &conn, e);
+    for (i = 0; rc == 0 && i < m.ntables; i++) {
+        struct sync_batch b = {0};
+        struct err te = {0};
+        /* One row read through the mapping's own query checks the table and columns. */
+        if (sync_read(conn, &m.tables[i], NULL, NULL, 1, &b, &te)) {
+            rc = fn(ctx, m.tables[i].table, te.msg, 0);
+        } else {
+            rc = fn(ctx, m.tables[i].table, NULL, b.n);
+            sync_batch_release(&b);
+        }
+    }
+    sync_disconnect(conn);
+    if (parsed)
+        sync_mapping_release(&m);
+    store_sync_source_release(&src);
+    return rc;
+}

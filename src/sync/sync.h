@@ -234,6 +234,14 @@ int sync_sources_each(struct store *st, const char *only,
 int sync_sources_list_json(struct store *st, json_t **items, struct err *e);
 /* One source as sync_source_json shows it: *out (caller owns); E_NOTFOUND for none. */
 int sync_source_get_json(struct store *st, const char *name, json_t **out, struct err *e);
+/* Connects to the source and reads one row of each mapped table through the mapping's
+ * own query, which checks the table and its columns: fn gets each table with NULL and
+ * the rows read (0 or 1), or with why it failed, and returns 0 to go on or < 0 to stop
+ * with that error. A table that fails is not an error; an unknown source, a mapping
+ * that does not parse or a connection that fails is. */
+int sync_source_check(struct store *st, const struct config *cfg, const char *name,
+                      int (*fn)(void *ctx, const char *table, const char *error, int rows),
+                      void *ctx, struct err *e);
 struct sync_worker;
 /* Each source's health: its summary (no mapping, DSN or password), a status (ok, failing,
  * never_run) and per mapped table the worker's figures (worker may be NULL), the rows
