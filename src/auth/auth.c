@@ -349,3 +349,72 @@ json_t *audit_json(const struct store_audit *a)
                      a->entity_id, "before", before ? before : json_null(), "after",
                      after ? after : json_null(), "request_id", a->request_id);
 }
+
+/* ---- records as the API and the CLI show them ---------------------------------------- */
+
+json_t *auth_apikey_json(const struct store_apikey *k)
+{
+    char cts[32], uts[32], rts[32];
+
+    time_format_iso(k->created_at, cts);
+    time_format_iso(k->last_used_at, uts);
+    time_format_iso(k->revoked_at, rts);
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s?,s:s?}", "id", (json_int_t)k->id, "name", k->name,
+                     "role", k->role, "prefix", k->prefix, "created_at", cts, "last_used_at",
+                     k->last_used_at ? uts : NULL, "revoked_at", k->revoked_at ? rts : NULL);
+}
+
+static int add_key(void *ctx, const struct store_apikey *k)
+{
+    json_array_append_new(ctx, auth_apikey_json(k));
+    return 0;
+}
+
+int auth_apikeys_json(struct store *st, json_t **items, struct err *e)
+{
+    int rc;
+
+    *items = json_array();
+    rc = store_apikeys(st, add_key, *items, e);
+    if (rc) {
+        json_decref(*items);
+        *items = NULL;
+    }
+    return rc;
+}
+
+json_t *auth_apikey_created_json(int64_t id, const char *name, enum role role, const char *key)
+{
+    return json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)id, "name", name, "role",
+                     role_name(role), "key", key);
+}
+
+struct audit_page {
+    json_t *items;
+    int64_t last_id;
+};
+
+static int add_audit(void *ctx, const struct store_audit *a)
+{
+    struct audit_page *p = ctx;
+
+    json_array_append_new(p->items, audit_json(a));
+    p->last_id = a->id;
+    return 0;
+}
+
+int audit_list_json(struct store *st, int64_t before_id, int limit,
+                    const struct store_audit_filter *f, json_t **items, int64_t *last_id,
+                    struct err *e)
+{
+    struct audit_page p = {json_array(), 0};
+    int rc = store_audit_list(st, before_id, limit, f, add_audit, &p, e);
+
+    if (rc) {
+        json_decref(p.items);
+        p.items = NULL;
+    }
+    *items = p.items;
+    *last_id = p.last_id;
+    return rc;
+}

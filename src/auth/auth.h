@@ -39,6 +39,13 @@ int auth_apikey_cached(const char *key, struct principal *out);
 /* Empties the cache: keys are checked against the store again. A check under way that
  * read its key before the clear does not cache it. */
 void auth_cache_clear(void);
+/* An API key as the API and the CLI show it: {id, name, role, prefix, created_at,
+ * last_used_at?, revoked_at?} (never its secret or hash). Caller owns it. */
+json_t *auth_apikey_json(const struct store_apikey *k);
+/* Every key, oldest first, as auth_apikey_json shows it: *items (caller owns). */
+int auth_apikeys_json(struct store *st, json_t **items, struct err *e);
+/* The answer to a creation: {id, name, role, key}, the key shown this once. */
+json_t *auth_apikey_created_json(int64_t id, const char *name, enum role role, const char *key);
 /* Tests only: called inside auth_apikey_verify between the store lookup and caching. */
 extern void (*auth_test_after_lookup)(void);
 
@@ -48,6 +55,12 @@ int audit_record(struct store *st, const char *actor, const char *action, const 
                  const char *req_id, struct err *e);
 /* An audit row as the API and the CLI show it. */
 json_t *audit_json(const struct store_audit *a);
+/* A page of the audit log, newest first: the rows before before_id (0: the newest) that
+ * match f (NULL: all), at most limit, as audit_json shows them; *items (caller owns),
+ * *last_id the id of the last row (0: none). */
+int audit_list_json(struct store *st, int64_t before_id, int limit,
+                    const struct store_audit_filter *f, json_t **items, int64_t *last_id,
+                    struct err *e);
 /* Returns a copy of v with every member whose name looks like a secret replaced by "***". */
 json_t *audit_mask(const json_t *v);
 

@@ -239,31 +239,6 @@ static void h_contract_put(struct http_req *r, struct http_resp *w)
 
 /* ---- the dead-letter store ----------------------------------------------------------- */
 
-/* A page of letters: each raw shown to its first REJECTED_RAW_PREVIEW bytes, and the
- * page ends (with a cursor) once past REJECTED_PAGE_BYTES, whatever the limit. */
-struct rej_page {
-    json_t *items;
-    int64_t last_id;
-    size_t bytes;
-    int full;
-};
-
-static int add_rejected(void *ctx, const struct store_rejected *x)
-{
-    struct rej_page *p = ctx;
-
-    json_array_append_new(p->items, rejected_json(x, REJECTED_RAW_PREVIEW));
-    p->last_id = x->id;
-    /* raw is what can be long (x->raw is its preview): JSON escapes at most double it; the
-     * rest is capped (message 256 bytes, field 160, origin 512): 1 KB covers it */
-    p->bytes += 2 * strlen(x->raw) + 1024;
-    if (p->bytes >= REJECTED_PAGE_BYTES) {
-        p->full = 1;
-        return 1; /* stop: positive, not an error */
-    }
-    return 0;
-}
-
 /* 1 if v is exactly one of the words of set (" a b c "). */
 static int one_of(const char *v, const char *set)
 {
@@ -318,48 +293,42 @@ static int rejected_filter(struct http_req *r, struct http_resp *w, struct store
 static void h_rejected_list(struct http_req *r, struct http_resp *w)
 {
     struct store_rejected_filter f;
-    struct rej_page p = {json_array(), 0, 0, 0};
     struct err e = {0};
+    json_t *items;
+    int64_t last_id;
+    int full;
 
-    if (rejected_filter(r, w, &f)) {
-        json_decref(p.items);
+    if (rejected_filter(r, w, &f))
         return;
-    }
-    f.raw_max = REJECTED_RAW_PREVIEW;
-    if (store_rejected_list(r->st, &f, add_rejected, &p, &e) < 0) {
-        json_decref(p.items);
+    if (rejected_page_json(r->st, &f, &items, &last_id, &full, &e)) {
         http_error_from(r, w, &e);
         return;
     }
-    http_json(w, 200, http_page_json(p.items, p.full || (int)json_array_size(p.items) == f.limit
-                                                  ? p.last_id : 0));
-}
-
-static int take_rejected(void *ctx, const struct store_rejected *x)
-{
-    *(json_t **)ctx = rejected_json(x, 0);
-    return 0;
+    http_json(w, 200, http_page_json(items, full || (int)json_array_size(items) == f.limit
+                                                ? last_id : 0));
 }
 
 /* GET /api/v1/rejected/{id}: one letter with all that was kept of its record. */
 static void h_rejected_get(struct http_req *r, struct http_resp *w)
 {
-    struct store_rejected_filter f = {.limit = 1};
     struct err e = {0};
     json_t *item = NULL;
+    int64_t id;
+    int rc;
 
     if (http_only_params(r, w, " "))
         return;
-    if (parse_i64(r->params[0], strlen(r->params[0]), &f.id) || f.id < 1) {
+    if (parse_i64(r->params[0], strlen(r->params[0]), &id) || id < 1) {
         http_error(w, 404, "not_found", "no such dead letter", NULL);
         return;
     }
-    if (store_rejected_list(r->st, &f, take_rejected, &item, &e)) {
+    rc = rejected_get_json(r->st, id, &item, &e);
+    if (rc == E_NOTFOUND) {
+        http_error(w, 404, "not_found", "no such dead letter", NULL);
+        return;
+    }
+    if (rc) {
         http_error_from(r, w, &e);
-        return;
-    }
-    if (item == NULL) {
-        http_error(w, 404, "not_found", "no such dead letter", NULL);
         return;
     }
     http_json(w, 200, item);
@@ -457,9 +426,9 @@ static void h_rejected_dismiss(struct http_req *r, struct http_resp *w)
         json_decref(body);
         return;
     }
-    if (!f.reason && !f.source && !f.kind && !f.id) {
+    if (rejected_dismiss_check(&f, &e)) {
         json_decref(body);
-        http_error(w, 400, "invalid_body", "name what to dismiss: id, reason, source or kind", "");
+        http_error(w, 400, "invalid_body", e.msg, "");
         return;
     }
     ingest_init(&in, r->st, r->app->cfg);

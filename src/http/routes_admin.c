@@ -13,56 +13,31 @@
 void h_contact_get(struct http_req *r, struct http_resp *w)
 {
     struct err e = {0};
-    int64_t seqs[20], id = 0;
-    int n = 0, deleted = 0, from_index = 0;
     json_t *c;
 
     if (http_only_params(r, w, " "))
         return;
-    /* The latest events come from the audience index (milliseconds); while it loads,
-     * from a scan of the store (about a second per 20M events). */
-    if (store_contact_lookup(r->st, r->params[0], &id, &deleted, &e) == 0 && !deleted &&
-        segment_recent_events(r->app->segments, r->st, id, 20, seqs, &n, &e) == 0)
-        from_index = 1;
-    err_clear(&e);
-    if (contact_view(r->st, r->params[0], 20, from_index ? seqs : NULL, n, &c, &e)) {
+    if (segment_contact_view(r->app->segments, r->st, r->params[0], &c, &e)) {
         http_error_from(r, w, &e);
         return;
     }
     http_json(w, 200, c);
 }
 
-struct contact_page {
-    json_t *items;
-    int64_t last_id;
-};
-
-static int add_contact(void *ctx, const struct store_contact *c)
-{
-    struct contact_page *p = ctx;
-
-    json_array_append_new(p->items, contact_summary_json(c));
-    p->last_id = c->id;
-    return 0;
-}
-
 void h_contacts_list(struct http_req *r, struct http_resp *w)
 {
-    struct contact_page p = {NULL, 0};
     struct err e = {0};
-    int64_t cursor;
+    int64_t cursor, last_id;
+    json_t *items;
     int limit;
 
     if (http_only_params(r, w, " limit cursor email ") || http_page_params(r, w, &limit, &cursor))
         return;
-    p.items = json_array();
-    if (store_contacts_list(r->st, cursor, limit, http_query(r, "email"), add_contact, &p, &e)) {
-        json_decref(p.items);
+    if (contacts_page_json(r->st, cursor, limit, http_query(r, "email"), &items, &last_id, &e)) {
         http_error_from(r, w, &e);
         return;
     }
-    http_json(w, 200, http_page_json(p.items, (int)json_array_size(p.items) == limit
-                                                  ? p.last_id : 0));
+    http_json(w, 200, http_page_json(items, (int)json_array_size(items) == limit ? last_id : 0));
 }
 
 void h_contact_delete(struct http_req *r, struct http_resp *w)
@@ -143,21 +118,6 @@ void h_contact_consent(struct http_req *r, struct http_resp *w)
 
 /* ---- API keys ---------------------------------------------------------------------- */
 
-static int add_key(void *ctx, const struct store_apikey *k)
-{
-    char cts[32], uts[32], rts[32];
-
-    time_format_iso(k->created_at, cts);
-    time_format_iso(k->last_used_at, uts);
-    time_format_iso(k->revoked_at, rts);
-    json_array_append_new(ctx, json_pack("{s:I,s:s,s:s,s:s,s:s,s:s?,s:s?}", "id",
-                                         (json_int_t)k->id, "name", k->name, "role", k->role,
-                                         "prefix", k->prefix, "created_at", cts, "last_used_at",
-                                         k->last_used_at ? uts : NULL, "revoked_at",
-                                         k->revoked_at ? rts : NULL));
-    return 0;
-}
-
 void h_apikeys_list(struct http_req *r, struct http_resp *w)
 {
     json_t *items;
@@ -165,9 +125,7 @@ void h_apikeys_list(struct http_req *r, struct http_resp *w)
 
     if (http_only_params(r, w, " "))
         return;
-    items = json_array();
-    if (store_apikeys(r->st, add_key, items, &e)) {
-        json_decref(items);
+    if (auth_apikeys_json(r->st, &items, &e)) {
         http_error_from(r, w, &e);
         return;
     }
@@ -203,8 +161,7 @@ void h_apikeys_create(struct http_req *r, struct http_resp *w)
         http_error_from(r, w, &e);
         return;
     }
-    http_json(w, 201, json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)id, "name", name, "role",
-                                role_name(role), "key", key));
+    http_json(w, 201, auth_apikey_created_json(id, name, role, key));
     sodium_memzero(key, strlen(key));
     free(key);
     json_decref(body);
@@ -230,20 +187,6 @@ void h_apikey_revoke(struct http_req *r, struct http_resp *w)
 
 /* ---- the audit log ------------------------------------------------------------------- */
 
-struct audit_page {
-    json_t *items;
-    int64_t last_id;
-};
-
-static int add_audit(void *ctx, const struct store_audit *a)
-{
-    struct audit_page *p = ctx;
-
-    json_array_append_new(p->items, audit_json(a));
-    p->last_id = a->id;
-    return 0;
-}
-
 static int time_param(struct http_req *r, struct http_resp *w, const char *name, int64_t *out)
 {
     const char *v = http_query(r, name);
@@ -260,10 +203,10 @@ static int time_param(struct http_req *r, struct http_resp *w, const char *name,
 
 void h_audit_list(struct http_req *r, struct http_resp *w)
 {
-    struct audit_page p = {NULL, 0};
     struct store_audit_filter f = {0};
     struct err e = {0};
-    int64_t cursor;
+    int64_t cursor, last_id;
+    json_t *items;
     int limit;
 
     if (http_only_params(r, w, " limit cursor actor action entity entity_id since until ") ||
@@ -274,12 +217,9 @@ void h_audit_list(struct http_req *r, struct http_resp *w)
     f.action = http_query(r, "action");
     f.entity = http_query(r, "entity");
     f.entity_id = http_query(r, "entity_id");
-    p.items = json_array();
-    if (store_audit_list(r->st, cursor, limit, &f, add_audit, &p, &e)) {
-        json_decref(p.items);
+    if (audit_list_json(r->st, cursor, limit, &f, &items, &last_id, &e)) {
         http_error_from(r, w, &e);
         return;
     }
-    http_json(w, 200, http_page_json(p.items, (int)json_array_size(p.items) == limit
-                                                  ? p.last_id : 0));
+    http_json(w, 200, http_page_json(items, (int)json_array_size(items) == limit ? last_id : 0));
 }

@@ -173,3 +173,32 @@ int contact_restore(struct store *st, const char *xid, const char *reason, const
     *out = NULL;
     return set_deleted(st, xid, 0, reason, actor, req_id, out, e);
 }
+
+struct contact_page {
+    json_t *items;
+    int64_t last_id;
+};
+
+static int add_contact(void *ctx, const struct store_contact *c)
+{
+    struct contact_page *p = ctx;
+
+    json_array_append_new(p->items, contact_summary_json(c));
+    p->last_id = c->id;
+    return 0;
+}
+
+int contacts_page_json(struct store *st, int64_t after_id, int limit, const char *email,
+                       json_t **items, int64_t *last_id, struct err *e)
+{
+    struct contact_page p = {json_array(), 0};
+    int rc = store_contacts_list(st, after_id, limit, email, add_contact, &p, e);
+
+    if (rc) {
+        json_decref(p.items);
+        p.items = NULL;
+    }
+    *items = p.items;
+    *last_id = p.last_id;
+    return rc;
+}

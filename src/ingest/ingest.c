@@ -1356,6 +1356,8 @@ int rejected_dismiss(struct ingest *in, const struct store_rejected_filter *f, c
     int rc;
 
     *dismissed = 0;
+    if ((rc = rejected_dismiss_check(f, e)))
+        return rc;
     cur.status = "pending";
     cur.limit = 0;
     rc = store_begin(in->st, e);

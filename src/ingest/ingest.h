@@ -332,6 +332,11 @@ int ingest_set_consent(struct ingest *in, const char *external_id, enum consent_
 json_t *event_json(const struct store_event *ev);
 /* {id, external_id, email, attributes, email_consent, created_at, updated_at}. */
 json_t *contact_summary_json(const struct store_contact *c);
+/* A page of live contacts by id after after_id (email: only that address), at most
+ * limit, each as contact_summary_json shows it: *items (caller owns), *last_id the last
+ * contact's id. */
+int contacts_page_json(struct store *st, int64_t after_id, int limit, const char *email,
+                       json_t **items, int64_t *last_id, struct err *e);
 /* The summary plus consent_history and recent_events: the events of seqs[0..nseqs) (an
  * audience index's answer) or, with seqs NULL, the `recent` latest found by a scan of
  * every event's record. E_NOTFOUND for an unknown or deleted contact. */
@@ -351,6 +356,17 @@ int contact_delete(struct store *st, const char *xid, const char *actor, const c
  * not deleted. */
 int contact_restore(struct store *st, const char *xid, const char *reason, const char *actor,
                     const char *req_id, json_t **out, struct err *e);
+
+/* ---- events export (export.c) ------------------------------------------------------- */
+
+/* Every live event after seq since, at most limit (0: all), in seq order, one JSON line
+ * each, from one read snapshot: {seq, event_id, event, external_id (null when
+ * anonymous), contact_id, occurred_at, received_at, source, contract_version,
+ * properties}. emit gets each line (len bytes, '\n' included) and returns 0 to go on,
+ * > 0 to stop, < 0 to stop with that error (returned as is; e left to the caller). */
+int ingest_events_export(struct store *st, int64_t since, int64_t limit,
+                         int (*emit)(void *ctx, const char *line, size_t len), void *ctx,
+                         struct err *e);
 
 /* ---- the dead-letter store ---------------------------------------------------------- */
 
@@ -373,6 +389,16 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, co
 #define REJECTED_RAW_PREVIEW 4096     /* bytes of raw a listing shows per letter */
 #define REJECTED_PAGE_BYTES (1 << 20) /* an API page of letters ends once past this */
 json_t *rejected_json(const struct store_rejected *r, size_t raw_max);
+/* One letter as rejected_json(r, 0) shows it: *out (caller owns); E_NOTFOUND for none. */
+int rejected_get_json(struct store *st, int64_t id, json_t **out, struct err *e);
+/* A page of the letters matching f, each as a listing shows it (raw to its first
+ * REJECTED_RAW_PREVIEW bytes): *items (caller owns), *last_id the last letter's id, and
+ * *full set when the page ended past REJECTED_PAGE_BYTES before f->limit. */
+int rejected_page_json(struct store *st, const struct store_rejected_filter *f, json_t **items,
+                       int64_t *last_id, int *full, struct err *e);
+/* E_INVAL unless f names what to dismiss (an id, reason, source or kind): the rule of
+ * both front ends, and of rejected_dismiss. */
+int rejected_dismiss_check(const struct store_rejected_filter *f, struct err *e);
 
 /* Marks pending dead letters matching f 'dismissed' (kept, never replayed), audited. */
 int rejected_dismiss(struct ingest *in, const struct store_rejected_filter *f, const char *actor,

@@ -46,3 +46,71 @@ json_t *rejected_json(const struct store_rejected *r, size_t raw_max)
     }
     return item;
 }
+
+int rejected_dismiss_check(const struct store_rejected_filter *f, struct err *e)
+{
+    if (!f->reason && !f->source && !f->kind && !f->id)
+        return ERR(e, E_INVAL, "name what to dismiss: id, reason, source or kind");
+    return 0;
+}
+
+static int take_rejected(void *ctx, const struct store_rejected *x)
+{
+    *(json_t **)ctx = rejected_json(x, 0);
+    return 0;
+}
+
+int rejected_get_json(struct store *st, int64_t id, json_t **out, struct err *e)
+{
+    struct store_rejected_filter f = {.id = id, .limit = 1};
+    int rc;
+
+    *out = NULL;
+    rc = store_rejected_list(st, &f, take_rejected, out, e);
+    if (rc == 0 && *out == NULL)
+        rc = ERR(e, E_NOTFOUND, "no dead letter %lld", (long long)id);
+    return rc;
+}
+
+/* A page of letters: it ends once past REJECTED_PAGE_BYTES, whatever the limit. */
+struct rej_page {
+    json_t *items;
+    int64_t last_id;
+    size_t bytes;
+    int full;
+};
+
+static int add_rejected(void *ctx, const struct store_rejected *x)
+{
+    struct rej_page *p = ctx;
+
+    json_array_append_new(p->items, rejected_json(x, REJECTED_RAW_PREVIEW));
+    p->last_id = x->id;
+    /* raw is what can be long (x->raw is its preview): JSON escapes at most double it; the
+     * rest is capped (message 256 bytes, field 160, origin 512): 1 KB covers it */
+    p->bytes += 2 * strlen(x->raw) + 1024;
+    if (p->bytes >= REJECTED_PAGE_BYTES) {
+        p->full = 1;
+        return 1; /* stop: positive, not an error */
+    }
+    return 0;
+}
+
+int rejected_page_json(struct store *st, const struct store_rejected_filter *f, json_t **items,
+                       int64_t *last_id, int *full, struct err *e)
+{
+    struct store_rejected_filter pf = *f;
+    struct rej_page p = {json_array(), 0, 0, 0};
+    int rc;
+
+    pf.raw_max = REJECTED_RAW_PREVIEW;
+    rc = store_rejected_list(st, &pf, add_rejected, &p, e);
+    if (rc < 0) {
+        json_decref(p.items);
+        p.items = NULL;
+    }
+    *items = p.items;
+    *last_id = p.last_id;
+    *full = p.full;
+    return rc < 0 ? rc : 0;
+}

@@ -135,6 +135,10 @@ int segment_service_stats(struct segment_service *sv, struct audience_stats *out
  * index (caught up first): what the contacts API shows without scanning the store. */
 int segment_recent_events(struct segment_service *sv, struct store *st, int64_t contact_id,
                           int limit, int64_t *seqs, int *n, struct err *e);
+/* contact_view() of a contact with its 20 latest events, taken from the index when it
+ * is loaded (milliseconds), else from a scan of the store. *out (caller owns). */
+int segment_contact_view(struct segment_service *sv, struct store *st, const char *xid,
+                         json_t **out, struct err *e);
 int segment_preview(struct segment_service *sv, struct store *st, const json_t *rules,
                     int64_t now, json_t **out, struct errlist *errs, struct err *e);
 /* body {name, description?, rules, schedule?: {every_minutes} | null}; audited. */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "../auth/auth.h"
+#include "../ingest/ingest.h" /* contact_view: the record a contact is shown as */
 #include "segment_int.h"
 
 #define SAMPLE_SIZE 20
@@ -933,4 +934,19 @@ void segment_scheduler_stop(struct segment_scheduler *sc)
     pthread_cond_destroy(&sc->cv);
     pthread_mutex_destroy(&sc->mu);
     free(sc);
+}
+
+int segment_contact_view(struct segment_service *sv, struct store *st, const char *xid,
+                         json_t **out, struct err *e)
+{
+    struct err ie = {0};
+    int64_t seqs[20], id = 0;
+    int n = 0, deleted = 0, from_index = 0;
+
+    /* The latest events come from the audience index (milliseconds); while it loads,
+     * from a scan of the store (about a second per 20M events). */
+    if (store_contact_lookup(st, xid, &id, &deleted, &ie) == 0 && !deleted &&
+        segment_recent_events(sv, st, id, 20, seqs, &n, &ie) == 0)
+        from_index = 1;
+    return contact_view(st, xid, 20, from_index ? seqs : NULL, n, out, e);
 }

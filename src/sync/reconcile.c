@@ -311,3 +311,44 @@ int sync_reconcile(struct store *st, const struct config *cfg, const char *sourc
     store_sync_source_release(&src);
     return rc;
 }
+
+/* ---- the kept reports as the API shows them ---- */
+
+struct recs {
+    json_t *items;
+    int64_t last;
+};
+
+static int add_rec(void *ctx, int64_t id, const char *source, int64_t started_at,
+                   int64_t finished_at, int64_t mismatches, int repaired, const char *report)
+{
+    struct recs *rs = ctx;
+    json_t *rep = json_loads(report, 0, NULL);
+
+    json_array_append_new(rs->items,
+                          json_pack("{s:I,s:s,s:o,s:o,s:I,s:b,s:o}", "id", (json_int_t)id,
+                                    "source", source, "started_at", json_iso_or_null(started_at),
+                                    "finished_at", json_iso_or_null(finished_at), "mismatches",
+                                    (json_int_t)mismatches, "repaired", repaired, "tables",
+                                    json_object_get(rep, "tables")
+                                        ? json_incref(json_object_get(rep, "tables"))
+                                        : json_array()));
+    json_decref(rep);
+    rs->last = id;
+    return 0;
+}
+
+int sync_reconciliations_json(struct store *st, int64_t before, int limit, json_t **items,
+                              int64_t *last_id, struct err *e)
+{
+    struct recs rs = {json_array(), 0};
+    int rc = store_sync_reconciliations(st, before, limit, add_rec, &rs, e);
+
+    if (rc) {
+        json_decref(rs.items);
+        rs.items = NULL;
+    }
+    *items = rs.items;
+    *last_id = rs.last;
+    return rc;
+}

@@ -132,3 +132,176 @@ int sync_source_delete(struct store *st, const char *name, const char *actor, co
     json_decref(b);
     return rc;
 }
+
+/* ---- walking the sources ---- */
+
+struct names {
+    char **v;
+    size_t n, cap;
+};
+
+static int add_name(void *ctx, const struct store_sync_source *s)
+{
+    struct names *ns = ctx;
+
+    if (ns->n == ns->cap) {
+        ns->cap = ns->cap ? ns->cap * 2 : 8;
+        ns->v = xrealloc(ns->v, ns->cap * sizeof *ns->v);
+    }
+    ns->v[ns->n++] = xstrdup(s->name);
+    return 0;
+}
+
+int sync_sources_each(struct store *st, const char *only,
+                      int (*fn)(void *ctx, const char *name), void *ctx, struct err *e)
+{
+    struct names ns = {0};
+    size_t i;
+    int rc = 0;
+
+    if (only) {
+        struct store_sync_source s;
+        rc = store_sync_source_get(st, only, &s, e);
+        store_sync_source_release(&s);
+    }
+    if (rc == 0)
+        rc = store_sync_sources(st, add_name, &ns, e);
+    for (i = 0; rc == 0 && i < ns.n; i++)
+        if (only == NULL || strcmp(only, ns.v[i]) == 0)
+            rc = fn(ctx, ns.v[i]);
+    for (i = 0; i < ns.n; i++)
+        free(ns.v[i]);
+    free(ns.v);
+    return rc;
+}
+
+/* ---- sources as the API shows them ---- */
+
+static int add_source(void *ctx, const struct store_sync_source *s)
+{
+    json_array_append_new(ctx, sync_source_json(s));
+    return 0;
+}
+
+int sync_sources_list_json(struct store *st, json_t **items, struct err *e)
+{
+    int rc;
+
+    *items = json_array();
+    rc = store_sync_sources(st, add_source, *items, e);
+    if (rc) {
+        json_decref(*items);
+        *items = NULL;
+    }
+    return rc;
+}
+
+int sync_source_get_json(struct store *st, const char *name, json_t **out, struct err *e)
+{
+    struct store_sync_source src;
+    int rc = store_sync_source_get(st, name, &src, e);
+
+    *out = NULL;
+    if (rc == 0) {
+        *out = sync_source_json(&src);
+        store_sync_source_release(&src);
+    }
+    return rc;
+}
+
+struct health {
+    struct store *st;
+    struct sync_worker *worker;
+    json_t *items;
+    struct err *e;
+};
+
+static int add_health(void *ctx, const struct store_sync_source *s)
+{
+    struct health *h = ctx;
+    struct sync_mapping m;
+    struct errlist errs = {0};
+    struct err me = {0};
+    json_t *item = sync_source_json(s), *tables = json_array();
+    int i;
+
+    json_object_del(item, "mapping");
+    json_object_del(item, "dsn");
+    json_object_del(item, "password");
+    json_object_set_new(item, "status", json_string(s->failures      ? "failing"
+                                                    : s->last_ok_at ? "ok"
+                                                                    : "never_run"));
+    if (sync_mapping_parse(s->mapping, &m, &errs, &me) == 0) {
+        for (i = 0; i < m.ntables; i++) {
+            struct store_sync_checkpoint cp;
+            json_t *t = sync_worker_table_stats(h->worker, s->name, m.tables[i].table);
+            json_object_set_new(t, "table", json_string(m.tables[i].table));
+            json_object_set_new(t, "into", json_string(m.tables[i].into == SYNC_CONTACTS
+                                                           ? "contacts" : "events"));
+            if (store_sync_checkpoint_get(h->st, s->id, m.tables[i].table, &cp, h->e) == 0) {
+                char iso[32];
+                json_object_set_new(t, "rows", json_integer(cp.rows));
+                if (cp.updated_at) {
+                    time_format_iso(cp.updated_at, iso);
+                    json_object_set_new(t, "checkpoint_moved_at", json_string(iso));
+                }
+                store_sync_checkpoint_release(&cp);
+            }
+            json_array_append_new(tables, t);
+        }
+        sync_mapping_release(&m);
+    }
+    json_object_set_new(item, "tables", tables);
+    json_array_append_new(h->items, item);
+    return 0;
+}
+
+int sync_health_json(struct store *st, struct sync_worker *worker, json_t **items,
+                     struct err *e)
+{
+    struct health h = {st, worker, json_array(), e};
+    int rc = store_sync_sources(st, add_health, &h, e);
+
+    if (rc) {
+        json_decref(h.items);
+        h.items = NULL;
+    }
+    *items = h.items;
+    return rc;
+}
+
+/* ---- checking a source ---- */
+
+int sync_source_check(struct store *st, const struct config *cfg, const char *name,
+                      int (*fn)(void *ctx, const char *table, const char *error, int rows),
+                      void *ctx, struct err *e)
+{
+    struct store_sync_source src;
+    struct sync_mapping m;
+    struct errlist errs = {0};
+    struct sync_conn *conn = NULL;
+    int rc = store_sync_source_get(st, name, &src, e), i, parsed;
+
+    if (rc)
+        return rc;
+    rc = sync_mapping_parse(src.mapping, &m, &errs, e);
+    parsed = rc == 0;
+    if (rc == 0)
+        rc = sync_connect(&src, cfg, &conn, e);
+    for (i = 0; rc == 0 && i < m.ntables; i++) {
+        struct sync_batch b = {0};
+        struct err te = {0};
+        /* One row read through the mapping's own query checks the table and columns. */
+        if (sync_read(conn, &m.tables[i], NULL, NULL, 1, &b, &te)) {
+            rc = fn(ctx, m.tables[i].table, te.msg, 0);
+        } else {
+            rc = fn(ctx, m.tables[i].table, NULL, b.n);
+            sync_batch_release(&b);
+        }
+    }
+    sync_disconnect(conn);
+    if (parsed)
+        sync_mapping_release(&m);
+    store_sync_source_release(&src);
+    return rc;
+}

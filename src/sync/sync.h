@@ -224,6 +224,30 @@ int sync_source_delete(struct store *st, const char *name, const char *actor, co
 /* As the CLI and the API show it: the password only as its reference (env:VAR,
  * file:PATH, "sealed" or "none"), and its origin ("cli" or "api"). Caller owns it. */
 json_t *sync_source_json(const struct store_sync_source *s);
+/* Calls fn with each source's name, in the store's order, or with only's alone
+ * (E_NOTFOUND when there is none of that name). The names are read first: no statement
+ * is open while fn runs (a pass or a reconciliation writes). fn returns 0 to go on or
+ * < 0 to stop with that error. */
+int sync_sources_each(struct store *st, const char *only,
+                      int (*fn)(void *ctx, const char *name), void *ctx, struct err *e);
+/* Every source as sync_source_json shows it: *items (caller owns). */
+int sync_sources_list_json(struct store *st, json_t **items, struct err *e);
+/* One source as sync_source_json shows it: *out (caller owns); E_NOTFOUND for none. */
+int sync_source_get_json(struct store *st, const char *name, json_t **out, struct err *e);
+/* Connects to the source and reads one row of each mapped table through the mapping's
+ * own query, which checks the table and its columns: fn gets each table with NULL and
+ * the rows read (0 or 1), or with why it failed, and returns 0 to go on or < 0 to stop
+ * with that error. A table that fails is not an error; an unknown source, a mapping
+ * that does not parse or a connection that fails is. */
+int sync_source_check(struct store *st, const struct config *cfg, const char *name,
+                      int (*fn)(void *ctx, const char *table, const char *error, int rows),
+                      void *ctx, struct err *e);
+struct sync_worker;
+/* Each source's health: its summary (no mapping, DSN or password), a status (ok, failing,
+ * never_run) and per mapped table the worker's figures (worker may be NULL), the rows
+ * read and when the checkpoint last moved. *items (caller owns). */
+int sync_health_json(struct store *st, struct sync_worker *worker, json_t **items,
+                     struct err *e);
 
 /* ---- reconciliation (reconcile.c) ---- */
 
@@ -236,6 +260,11 @@ int sync_reconcile(struct store *st, const struct config *cfg, const char *sourc
 /* Whether the nightly reconciliation is due at now_ms: hour (UTC, 0-23; -1: never) has
  * come today and the last one (last_started_ms; 0: none) started before it did. */
 int sync_reconcile_due(int64_t now_ms, int hour, int64_t last_started_ms);
+/* A page of the kept reports, newest first (before: an id, 0 for the newest), each
+ * {id, source, started_at, finished_at, mismatches, repaired, tables}: *items (caller
+ * owns), *last_id the last report's id. */
+int sync_reconciliations_json(struct store *st, int64_t before, int limit, json_t **items,
+                              int64_t *last_id, struct err *e);
 
 /* ---- the worker of `engage serve` (worker.c) ---- */
 

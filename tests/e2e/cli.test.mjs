@@ -117,6 +117,7 @@ test('dead letters that can never pass are dismissed, not replayed forever', () 
   assert.equal(JSON.parse(r.stdout).tried, 0, 'a bad_row is not retried by a plain replay');
   r = engage(['rejected', 'dismiss'], { data });
   assert.equal(r.code, 2, 'dismiss needs a filter');
+  assert.match(r.stderr, /name what to dismiss: id, reason, source or kind/, 'the words of the API');
   r = engage(['rejected', 'dismiss', '--reason', 'bad_row', '--json'], { data });
   assert.deepEqual(JSON.parse(r.stdout), { dismissed: 1 });
   r = engage(['rejected', 'list', '--json'], { data });
@@ -130,7 +131,25 @@ test('dead letters that can never pass are dismissed, not replayed forever', () 
   assert.equal(lines.at(-1), '1 record', 'and a count');
   r = engage(['rejected', 'list', '--status', 'dismissed', '--json'], { data });
   assert.equal(JSON.parse(r.stdout).items.length, 1, 'kept');
+  assert.match(JSON.parse(r.stdout).items[0].resolved_at, /^\d{4}-\d\d-\d\dT[\d:.]+Z$/,
+               'when it was dismissed, as the API shows it');
   assert.equal(sql(data, "SELECT count(*) FROM audit WHERE action = 'rejected.dismiss'"), '1');
+});
+
+test('apikey list --json shows keys as the API does', () => {
+  const data = tmpData();
+  assert.equal(engage(['migrate'], { data }).code, 0);
+  let r = engage(['apikey', 'create', '--role', 'analyst', '--name', 'reports', '--json'], { data });
+  assert.equal(r.code, 0, r.stderr);
+  const made = JSON.parse(r.stdout);
+  assert.deepEqual(Object.keys(made), ['id', 'name', 'role', 'key']);
+  assert.equal(engage(['apikey', 'revoke', String(made.id)], { data }).code, 0);
+  r = engage(['apikey', 'list', '--json'], { data });
+  const [k] = JSON.parse(r.stdout).items;
+  assert.deepEqual(Object.keys(k), ['id', 'name', 'role', 'prefix', 'created_at', 'last_used_at', 'revoked_at']);
+  assert.equal(k.last_used_at, null);
+  assert.match(k.revoked_at, /^\d{4}-\d\d-\d\dT/);
+  assert.match(engage(['apikey', 'list'], { data }).stdout, /reports .* analyst .*revoked\n$/);
 });
 
 test('only an explicit, audited change with a reason re-subscribes', () => {

@@ -1,0 +1,293 @@
+/* cli/serve.c -- engage serve and engage demo.
+ *
+ * DESIGN: serve() starts the store pool, the workers and the HTTP server, prints the
+ * URL once ready and waits for SIGINT or SIGTERM; demo loads a generated data set
+ * (and, with --crm, a demo CRM as a sync source) before serving it. */
+#include <malloc.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth/auth.h"
+#include "core/secret.h"
+#include "demo/demo.h"
+#include "http/http.h"
+#include "cli.h"
+
+static int serve(struct cli *c, const char *banner_key)
+{
+    struct store_opts so = {.busy_timeout_ms = c->cfg.busy_timeout_ms, .migrate = 0};
+    struct app app = {.cfg = &c->cfg, .version = ENGAGE_VERSION};
+    struct segment_scheduler *sched = NULL;
+    struct http_server *srv = NULL;
+    struct store *st;
+    struct err e = {0};
+    sigset_t set;
+    int port, sig, rc, lfd;
+
+    /* Blocks of 256 KiB and more (request bodies, read arenas) are mapped and unmapped
+     * on their own: freed, they go back to the system at once. glibc otherwise raises
+     * that threshold each time such a block is freed and serves the next ones from its
+     * heaps, which keep them: 16 bodies of 4 MB at once left the server 46 MB larger. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    /* The port first: taken, it is said at once, before minutes of migration or loading. */
+    if (http_listen(&c->cfg, &lfd, &port, &e))
+        return die("%s", e.msg);
+    if ((rc = open_store(c, &st, OPEN_MIGRATE | OPEN_CREATE))) {
+        close(lfd);
+        return rc;
+    }
+    store_close(st);
+    /* Store connections lent to requests: with a thread per connection, up to 8 at
+     * once (a request holds one while it runs; ingestion gives it back before
+     * waiting for the writer); with a pool of N threads, N + 2. */
+    if (store_pool_new(&app.pool, c->data_dir,
+                       c->cfg.http_threads ? c->cfg.http_threads + 2 : 8, &so, &e)) {
+        close(lfd);
+        return die("%s", e.msg);
+    }
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* server threads inherit the mask */
+    signal(SIGPIPE, SIG_IGN);
+    app.started_at = clock_now_ms();
+    segment_service_new(&app.segments, &c->cfg);
+    if (ingest_queue_start(&app.ingest, c->data_dir, &c->cfg, &e) ||
+        segment_scheduler_start(&sched, app.segments, app.pool, &e) ||
+        sync_worker_start(&app.sync, c->data_dir, &c->cfg, &e) ||
+        http_start(&srv, &app, lfd, &e)) {
+        sync_worker_stop(app.sync);
+        segment_scheduler_stop(sched);
+        ingest_queue_stop(app.ingest);
+        segment_service_free(app.segments);
+        store_pool_free(app.pool);
+        return die("%s", e.msg);
+    }
+    app.http = srv;
+    app.ready = 1;
+    {
+        char host[256];
+        int p;
+        config_parse_listen(c->cfg.listen, host, sizeof host, &p);
+        log_info("serve", "listening on http://%s:%d (data %s)", host, port, c->data_dir);
+        printf("engage: listening on http://%s%s%s:%d\n", strchr(host, ':') ? "[" : "", host,
+               strchr(host, ':') ? "]" : "", port);
+        if (banner_key)
+            printf("\n  API:         http://%s:%d/api/v1/contracts\n"
+                   "  Admin key:   %s\n"
+                   "  Try:         curl -H 'Authorization: Bearer %s' http://%s:%d/api/v1/segments\n"
+                   "  Metrics:     http://%s:%d/metrics\n"
+                   "  Tracking:    point a Segment or RudderStack SDK at http://%s:%d with a write "
+                   "key\n               from '%s --data %s apikey create --role ingest --name app'\n"
+                   "  CLI:         %s --help   (same data directory: %s)\n\n  Stop with Ctrl-C.\n",
+                   host, port, banner_key, banner_key, host, port, host, port, host, port, prog,
+                   c->data_dir, prog, c->data_dir);
+        fflush(stdout);
+    }
+    sigwait(&set, &sig);
+    log_info("serve", "signal %d: stopping", sig);
+    app.ready = 0;
+    http_stop(srv); /* in-flight requests are answered first */
+    sync_worker_stop(app.sync); /* a pass in progress finishes its batch */
+    ingest_queue_stop(app.ingest);
+    segment_scheduler_stop(sched);
+    segment_service_free(app.segments);
+    store_pool_free(app.pool);
+    return 0;
+}
+
+static int cmd_serve(struct cli *c)
+{
+    int rc = check_opts(c, " listen ");
+
+    return rc ? rc : serve(c, NULL);
+}
+
+struct demo_keys {
+    int64_t ids[64];
+    int n;
+};
+
+static int find_demo_keys(void *ctx, const struct store_apikey *k)
+{
+    struct demo_keys *dk = ctx;
+
+    if (strcmp(k->name, "demo-admin") == 0 && k->revoked_at == 0 && dk->n < 64)
+        dk->ids[dk->n++] = k->id;
+    return 0;
+}
+
+/* A few saved segments to look at; a second run finds their names taken and adds none. */
+static int demo_segments(struct cli *c, struct store *st, struct err *e)
+{
+    static const char *const docs[] = {
+        "{\"name\":\"Pune repeat buyers\",\"description\":\"two orders or more in 90 days\","
+        "\"rules\":{\"op\":\"AND\",\"rules\":[{\"type\":\"attribute\",\"field\":\"city\","
+        "\"op\":\"eq\",\"value\":\"Pune\"},{\"type\":\"behavior\",\"event\":\"order_created\","
+        "\"op\":\"did_event\",\"within_days\":90,\"count_gte\":2}]},"
+        "\"schedule\":{\"every_minutes\":60}}",
+        "{\"name\":\"Quiet pro customers\",\"description\":\"pro or enterprise, no call in 30 days\","
+        "\"rules\":{\"op\":\"AND\",\"rules\":[{\"type\":\"attribute\",\"field\":\"plan\","
+        "\"op\":\"in\",\"value\":[\"pro\",\"enterprise\"]},{\"type\":\"behavior\","
+        "\"event\":\"call_logged\",\"op\":\"did_not_event\",\"within_days\":30}]}}",
+    };
+    struct segment_service *sv;
+    size_t i;
+    int rc = 0;
+
+    segment_service_new(&sv, &c->cfg);
+    for (i = 0; rc == 0 && i < sizeof docs / sizeof *docs; i++) {
+        struct errlist errs = {0};
+        json_t *body = json_loads(docs[i], 0, NULL);
+        int64_t id;
+        ASSERT(body != NULL);
+        rc = segment_create(sv, st, body, c->actor, "", &id, &errs, e);
+        if (rc == E_CONFLICT) {
+            err_clear(e);
+            rc = 0;
+        }
+        json_decref(body);
+    }
+    segment_service_free(sv);
+    return rc;
+}
+
+/* The demo CRM (a SQLite file, demo/crm/): added as sync source "crm" (kept when it is
+ * there already) and synced once; `engage serve`'s worker keeps it in step after. */
+static int demo_crm(struct cli *c, struct store *st, const char *file, const char *mpath,
+                    struct err *e)
+{
+    struct sync_source_spec spec = {.name = "crm", .kind = "sqlite", .dsn = file,
+                                    .origin = SYNC_ORIGIN_CLI};
+    struct store_sync_source existing;
+    struct errlist errs = {0};
+    struct sync_report rep;
+    char *mapping;
+    double t0;
+    int rc;
+
+    if (store_sync_source_get(st, "crm", &existing, e) == 0) {
+        store_sync_source_release(&existing);
+    } else {
+        size_t n;
+        err_clear(e);
+        if ((rc = file_read_all(mpath, 1 << 20, &mapping, &n, e)))
+            return rc;
+        spec.mapping = mapping;
+        rc = sync_source_create(st, &c->cfg, &spec, c->actor, "", &errs, e);
+        free(mapping);
+        if (rc) {
+            if (errs.n)
+                ERR(e, E_INVAL, "%s: %s: %s", mpath, errs.items[0].path, errs.items[0].msg);
+            return rc;
+        }
+    }
+    printf("engage demo: syncing the demo CRM %s (source crm)\n", file);
+    t0 = clock_mono_ms();
+    rc = sync_pass(st, &c->cfg, "crm", NULL, &rep, e);
+    if (rc == 0)
+        print_sync_report(c, "sync", "crm", &rep, (clock_mono_ms() - t0) / 1000, "", "");
+    return rc;
+}
+
+static int cmd_demo(struct cli *c)
+{
+    struct gen_opts g = {.contacts = 2000, .seed = 42, .bad_rows = 1};
+    struct import_report rep;
+    struct store *st;
+    struct err e = {0};
+    char *dir, *cpath, *epath, *key = NULL;
+    const char *v;
+    int64_t id;
+    int rc;
+
+    if (!opt(c, "crm") != !opt(c, "mapping"))
+        return usage_error(c, "demo: --crm FILE and --mapping FILE go together");
+    if ((v = opt(c, "contacts")) && (parse_i64(v, strlen(v), &g.contacts) || g.contacts < 1))
+        return usage_error(c, "--contacts: expected a positive integer, got \"%s\"", v);
+    if ((v = opt(c, "seed")) && parse_i64(v, strlen(v), &id))
+        return usage_error(c, "--seed: expected an integer, got \"%s\"", v);
+    if (v)
+        g.seed = (uint64_t)id;
+    dir = xasprintf("%s/demo", c->data_dir);
+    g.out_dir = dir;
+    /* Stable demo clock: the data set is the same whenever it is made on a given day. */
+    g.now_ms = clock_now_ms() - clock_now_ms() % 86400000;
+    if (demo_generate(&g, &e)) {
+        free(dir);
+        return die("%s", e.msg);
+    }
+    if ((rc = open_store(c, &st, OPEN_MIGRATE | OPEN_CREATE))) {
+        free(dir);
+        return rc;
+    }
+    cpath = xasprintf("%s/contacts.csv", dir);
+    epath = xasprintf("%s/events.csv", dir);
+    printf("engage demo: loading %s and %s\n", cpath, epath);
+    rc = run_import(c, st, IMPORT_CONTACTS, cpath, 0, &rep);
+    import_report_release(&rep);
+    if (rc == 0) {
+        rc = run_import(c, st, IMPORT_EVENTS, epath, 0, &rep);
+        import_report_release(&rep);
+    }
+    if (rc == 0) {
+        /* One live demo key: the previous run's is revoked (its secret was shown once). */
+        struct demo_keys dk = {{0}, 0};
+        int k;
+        rc = store_apikeys(st, find_demo_keys, &dk, &e);
+        for (k = 0; rc == 0 && k < dk.n; k++)
+            rc = auth_apikey_revoke(st, dk.ids[k], c->actor, "", &e);
+        if (rc == 0)
+            rc = auth_apikey_create(st, "demo-admin", ROLE_ADMIN, c->actor, "", &key, &id, &e);
+        if (rc == 0)
+            rc = demo_segments(c, st, &e);
+        if (rc == 0 && opt(c, "crm"))
+            rc = demo_crm(c, st, opt(c, "crm"), opt(c, "mapping"), &e);
+        if (rc)
+            rc = die("%s", e.msg);
+    }
+    store_close(st);
+    free(cpath);
+    free(epath);
+    free(dir);
+    if (rc == 0 && opt(c, "no-serve")) {
+        printf("admin key: %s\n", key);
+    } else if (rc == 0) {
+        rc = serve(c, key);
+    }
+    secret_free(key);
+    return rc;
+}
+
+
+const struct cli_cmd cli_cmd_serve = {
+    "serve", cmd_serve, " listen= ", 0, NULL, CLI_SERVER,
+    "  serve                 run the HTTP server and background workers\n",
+    "usage: engage serve [--listen ADDR:PORT]\n\n"
+    "Runs the HTTP API (/api/v1, /healthz, /readyz, /metrics).\n"
+    "  --listen ADDR:PORT  where to listen (env ENGAGE_LISTEN; default 127.0.0.1:8080;\n"
+    "                      port 0 picks a free port)\n"
+    "Prints 'engage: listening on URL' on stdout once ready; logs are JSON lines on\n"
+    "stderr. SIGINT or SIGTERM stops it cleanly.\n",
+};
+
+const struct cli_cmd cli_cmd_demo = {
+    "demo", cmd_demo, " contacts= seed= no-serve listen= crm= mapping= ", 0, NULL, CLI_SERVER,
+    "  demo                  load a demo data set, create an admin key, then serve\n",
+    "usage: engage demo [--contacts N] [--seed S] [--no-serve] [--listen ADDR:PORT]\n"
+    "                   [--crm FILE --mapping FILE]\n\n"
+    "Writes a demo CRM data set (contacts with city, plan, signup date and LTV; orders,\n"
+    "calls, WhatsApp messages, email opens, and a few invalid rows) under DATA/demo,\n"
+    "imports it, creates an admin API key, prints the URL and the key, and serves.\n"
+    "Running it again imports nothing twice.\n"
+    "Each run revokes the previous run's demo-admin key and creates a new one.\n"
+    "  --contacts N        demo size (default 2000)\n"
+    "  --seed S            generator seed (default 42)\n"
+    "  --no-serve          stop after loading\n"
+    "  --crm FILE          a CRM database in SQLite (make demo seeds demo/crm/'s) to add\n"
+    "                      as sync source 'crm' and sync; serve keeps it in step\n"
+    "  --mapping FILE      its mapping (demo/crm/mapping.json)\n"
+    "  --listen ADDR:PORT  where to serve (default [server] listen)\n",
+};
