@@ -269,6 +269,9 @@ int worker_start(struct worker **out, struct worker_set *ws, const struct worker
         if (rc)
             goto out;
     }
+    /* Set before the thread starts: the tick may reach the worker through its ctx
+     * (worker_stopping) from its first run, and out is often inside ctx. */
+    *out = w;
     if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
         rc = ERR(e, E_INTERNAL, "cannot start the %s thread", def->name);
         goto out;
@@ -278,9 +281,8 @@ int worker_start(struct worker **out, struct worker_set *ws, const struct worker
 out:
     if (rc) {
         worker_free(w);
-        w = NULL;
+        *out = NULL;
     }
-    *out = w;
     return rc;
 }
 

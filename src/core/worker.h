@@ -60,8 +60,10 @@ void worker_set_metrics(struct worker_set *ws, struct metrics *m);
 
 struct worker;
 /* Opens the worker's store (if def asks for one) and starts its thread; the first tick
- * runs at once. def and ctx must outlive the worker. ws may be NULL for a worker
- * without a store. Caller owns *out (worker_stop). */
+ * runs at once. *out is set before the thread starts, so a tick may reach the worker
+ * through ctx (worker_stopping) from its first run; on failure it is NULL. def and ctx
+ * must outlive the worker. ws may be NULL for a worker without a store. Caller owns
+ * *out (worker_stop). */
 int worker_start(struct worker **out, struct worker_set *ws, const struct worker_def *def,
                  void *ctx, struct err *e);
 /* Lets a running tick finish (and a final one, WORKER_FINAL_TICK), joins, closes the

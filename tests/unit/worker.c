@@ -124,9 +124,33 @@ UTEST(worker, the_backoff_doubles_up_to_its_cap)
     cr_assert_gt(worker_backoff_ms(&uncapped, 1000), 0, "no overflow");
 }
 
+struct self_ref {
+    struct worker *w; /* set by worker_start */
+    _Atomic int saw_self;
+};
+
+static int self_tick(void *ctx, struct store *st, struct err *e)
+{
+    struct self_ref *r = ctx;
+
+    atomic_store(&r->saw_self, r->w != NULL && worker_stopping(r->w) == 0 ? 1 : -1);
+    return 0;
+}
+
+UTEST(worker, the_first_tick_can_reach_its_worker_through_ctx)
+{
+    static const struct worker_def def = {.name = "t-self", .tick = self_tick};
+    struct self_ref r = {0};
+    struct err e = {0};
+
+    cr_assert_eq(worker_start(&r.w, NULL, &def, &r, &e), 0, "%s", e.msg);
+    EVENTUALLY(atomic_load(&r.saw_self) != 0);
+    cr_assert_eq(atomic_load(&r.saw_self), 1);
+    worker_stop(r.w);
+}
+
 struct blocker {
     _Atomic int entered, release, finished, ticks;
-    struct worker *_Atomic w;
 };
 
 static int block_tick(void *ctx, struct store *st, struct err *e)
