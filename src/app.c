@@ -45,33 +45,27 @@ static int counts_get(struct store *st, struct store_counts *out, struct err *e)
     return rc;
 }
 
-static int collect_build(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    const struct app *app = ctx;
-    const char *values[] = {app->version};
+enum app_figure { BUILD, UPTIME, CONTACTS, EVENTS, UNVALIDATED, SEQS };
 
-    metric_emit(out, values, 1);
-    return 0;
-}
-
-static int collect_uptime(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    const struct app *app = ctx;
-
-    metric_emit(out, NULL, (double)(clock_now_ms() - app->started_at) / 1000.0);
-    return 0;
-}
-
-enum count_figure { CONTACTS, EVENTS, UNVALIDATED, SEQS };
-
-static int collect_count(void *scrape, enum count_figure which, struct metric_sink *out,
-                         struct err *e)
+/* The process's figures, and the store's (scrape: the scrape's connection). */
+static int collect(void *ctx, int which, void *scrape, struct metric_sink *out, struct err *e)
 {
     static const char *const active[] = {"active"}, *const deleted[] = {"deleted"},
                              *const contacts[] = {"contacts"}, *const events[] = {"events"};
+    const struct app *app = ctx;
+    const char *version[] = {app->version};
     struct store_counts c;
-    int rc = counts_get(scrape, &c, e);
+    int rc;
 
+    if (which == BUILD) {
+        metric_emit(out, version, 1);
+        return 0;
+    }
+    if (which == UPTIME) {
+        metric_emit(out, NULL, (double)(clock_now_ms() - app->started_at) / 1000.0);
+        return 0;
+    }
+    rc = counts_get(scrape, &c, e);
     if (rc)
         return rc;
     switch (which) {
@@ -89,66 +83,34 @@ static int collect_count(void *scrape, enum count_figure which, struct metric_si
     return 0;
 }
 
-static int collect_contacts(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
+static int collect_rejected(void *ctx, int which, void *scrape, struct metric_sink *out,
+                            struct err *e)
 {
-    return collect_count(scrape, CONTACTS, out, e);
-}
-
-static int collect_events(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect_count(scrape, EVENTS, out, e);
-}
-
-static int collect_unvalidated(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect_count(scrape, UNVALIDATED, out, e);
-}
-
-static int collect_seqs(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect_count(scrape, SEQS, out, e);
-}
-
-static int emit_reason(void *ctx, const char *key, int64_t count)
-{
-    const char *values[] = {key};
-
-    metric_emit(ctx, values, (double)count);
-    return 0;
-}
-
-static int collect_rejected(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return store_rejected_counts(scrape, emit_reason, out, e);
+    return store_rejected_counts(scrape, metric_emit_count, out, e);
 }
 
 static void app_metrics(struct app *app)
 {
-    const struct metric_def defs[] = {
+    static const struct metric_def defs[] = {
         {.name = "engage_build_info", .help = "Build version.", .type = METRIC_GAUGE,
-         .labels = "version", .collect = collect_build},
+         .labels = "version", .collect = collect, .which = BUILD},
         {.name = "engage_uptime_seconds", .help = "Seconds since start.", .type = METRIC_GAUGE,
-         .decimals = 3, .collect = collect_uptime},
+         .decimals = 3, .collect = collect, .which = UPTIME},
         {.name = "engage_contacts", .help = "Contacts in the store.", .type = METRIC_GAUGE,
-         .labels = "state", .collect = collect_contacts},
+         .labels = "state", .collect = collect, .which = CONTACTS},
         {.name = "engage_events", .help = "Events in the store.", .type = METRIC_GAUGE,
-         .collect = collect_events},
+         .collect = collect, .which = EVENTS},
         {.name = "engage_events_unvalidated",
          .help = "Stored events of names without a contract.", .type = METRIC_GAUGE,
-         .collect = collect_unvalidated},
+         .collect = collect, .which = UNVALIDATED},
         {.name = "engage_change_seq", .help = "Latest change sequence by table.",
-         .type = METRIC_GAUGE, .labels = "table", .collect = collect_seqs},
+         .type = METRIC_GAUGE, .labels = "table", .collect = collect, .which = SEQS},
         {.name = "engage_ingest_rejected",
          .help = "Records in the dead-letter store awaiting replay, by reason.",
          .type = METRIC_GAUGE, .labels = "reason", .collect = collect_rejected},
     };
-    size_t i;
 
-    for (i = 0; i < sizeof defs / sizeof *defs; i++) {
-        struct metric_def d = defs[i];
-        d.ctx = app;
-        metrics_add(app->metrics, &d);
-    }
+    metrics_add_all(app->metrics, defs, sizeof defs / sizeof *defs, app);
 }
 
 /* ---- the steps --------------------------------------------------------------------------- */

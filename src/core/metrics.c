@@ -121,6 +121,17 @@ struct metric *metrics_add(struct metrics *m, const struct metric_def *def)
     return f;
 }
 
+void metrics_add_all(struct metrics *m, const struct metric_def *defs, size_t n, void *ctx)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        struct metric_def d = defs[i];
+        d.ctx = ctx;
+        metrics_add(m, &d);
+    }
+}
+
 /* Appends name="value",... for f's labels, the values escaped. */
 static void add_pairs(struct buf *b, const struct metric *f, const char *const *values)
 {
@@ -234,6 +245,14 @@ void metric_emit(struct metric_sink *out, const char *const *values, double v)
     add_number(out->out, f->def.decimals, v);
 }
 
+int metric_emit_count(void *out, const char *value, int64_t count)
+{
+    const char *values[] = {value};
+
+    metric_emit(out, values, (double)count);
+    return 0;
+}
+
 static void add_help(struct buf *b, const struct metric *f)
 {
     static const char *const types[] = {"counter", "gauge", "histogram"};
@@ -334,7 +353,7 @@ int metrics_render(struct metrics *m, struct buf *out, void *scrape, struct err 
         }
         if (f->def.collect) {
             struct metric_sink sink = {out, f};
-            rc = f->def.collect(f->def.ctx, scrape, &sink, e);
+            rc = f->def.collect(f->def.ctx, f->def.which, scrape, &sink, e);
         }
     }
     pthread_mutex_unlock(&m->mu);

@@ -33,10 +33,12 @@ struct metric_def {
     int nbuckets;
     unsigned flags;          /* METRIC_HIDE_ZERO */
     /* Counters and gauges computed at scrape time: emits the family's samples with
-     * metric_emit. scrape is what metrics_render was given (the server passes the
-     * request's store connection). A non-zero return fails the whole scrape. */
-    int (*collect)(void *ctx, void *scrape, struct metric_sink *out, struct err *e);
+     * metric_emit. which is the def's (one callback serves several families); scrape
+     * is what metrics_render was given (the server passes the request's store
+     * connection). A non-zero return fails the whole scrape. */
+    int (*collect)(void *ctx, int which, void *scrape, struct metric_sink *out, struct err *e);
     void *ctx;
+    int which;
 };
 
 struct metrics;
@@ -49,6 +51,8 @@ void metrics_free(struct metrics *m); /* NULL-safe; every family and series with
 /* Registers a family (def is copied; its strings are not). A bad or repeated name is a
  * bug (ASSERT). Returns the family, owned by the registry. */
 struct metric *metrics_add(struct metrics *m, const struct metric_def *def);
+/* Registers n defs, each with ctx as its collect callback's: a module's table. */
+void metrics_add_all(struct metrics *m, const struct metric_def *defs, size_t n, void *ctx);
 
 /* The kept series of f for values (one per label name; NULL when f has no labels),
  * made on first use. Owned by the registry; keep the pointer for hot paths. */
@@ -63,6 +67,9 @@ int64_t metric_value(const struct metric_series *s);
 
 /* From a collect callback: one sample of the family being rendered. */
 void metric_emit(struct metric_sink *out, const char *const *values, double v);
+/* The same for a family with one label, shaped as a (ctx, key, count) callback such
+ * as the store's count listings take: out is the struct metric_sink. Returns 0. */
+int metric_emit_count(void *out, const char *value, int64_t count);
 
 /* Appends every family, in registration order, as Prometheus text (format 0.0.4).
  * On a collect error out holds a partial text and rc is returned. */

@@ -92,7 +92,7 @@ static void set_remove(struct worker_set *ws, struct worker *w)
 
 enum health_figure { LAST_RUN, LAST_SUCCESS, FAILURES };
 
-static double figure_of(const struct worker_health *h, enum health_figure which)
+static double figure_of(const struct worker_health *h, int which)
 {
     switch (which) {
     case LAST_RUN: return (double)h->last_run_ms / 1000;
@@ -102,8 +102,9 @@ static double figure_of(const struct worker_health *h, enum health_figure which)
     return 0;
 }
 
-static int collect(struct worker_set *ws, enum health_figure which, struct metric_sink *out)
+static int collect(void *ctx, int which, void *scrape, struct metric_sink *out, struct err *e)
 {
+    struct worker_set *ws = ctx;
     struct worker_health h;
     struct worker *w;
 
@@ -119,40 +120,23 @@ static int collect(struct worker_set *ws, enum health_figure which, struct metri
     return 0;
 }
 
-static int collect_run(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect(ctx, LAST_RUN, out);
-}
-
-static int collect_success(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect(ctx, LAST_SUCCESS, out);
-}
-
-static int collect_failures(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect(ctx, FAILURES, out);
-}
-
 void worker_set_metrics(struct worker_set *ws, struct metrics *m)
 {
-    const struct metric_def defs[] = {
+    static const struct metric_def defs[] = {
         {.name = "engage_worker_last_run_seconds",
          .help = "When the worker's last tick started (Unix time), by worker.",
-         .type = METRIC_GAUGE, .labels = "worker", .decimals = 3, .collect = collect_run,
-         .ctx = ws},
+         .type = METRIC_GAUGE, .labels = "worker", .decimals = 3, .collect = collect,
+         .which = LAST_RUN},
         {.name = "engage_worker_last_success_seconds",
          .help = "When the worker's last successful tick ended (Unix time), by worker.",
-         .type = METRIC_GAUGE, .labels = "worker", .decimals = 3, .collect = collect_success,
-         .ctx = ws},
+         .type = METRIC_GAUGE, .labels = "worker", .decimals = 3, .collect = collect,
+         .which = LAST_SUCCESS},
         {.name = "engage_worker_failures",
          .help = "Ticks failed in a row, by worker (0: the last one succeeded).",
-         .type = METRIC_GAUGE, .labels = "worker", .collect = collect_failures, .ctx = ws},
+         .type = METRIC_GAUGE, .labels = "worker", .collect = collect, .which = FAILURES},
     };
-    size_t i;
 
-    for (i = 0; i < sizeof defs / sizeof *defs; i++)
-        metrics_add(m, &defs[i]);
+    metrics_add_all(m, defs, sizeof defs / sizeof *defs, ws);
 }
 
 /* ---- one worker ------------------------------------------------------------------------- */

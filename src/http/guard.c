@@ -346,57 +346,53 @@ void guard_free(struct http_guard *g)
 
 /* ---- metrics ------------------------------------------------------------------------------- */
 
-static int collect_connections(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    struct http_guard *g = ctx;
-    int n;
+enum guard_figure { CONNECTIONS, TIMEOUTS, REFUSED };
 
-    pthread_mutex_lock(&g->mu);
-    n = g->nconns;
-    pthread_mutex_unlock(&g->mu);
-    metric_emit(out, NULL, n);
-    return 0;
-}
-
-static int collect_timeouts(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
+static int collect(void *ctx, int which, void *scrape, struct metric_sink *out, struct err *e)
 {
     static const enum guard_phase shown[] = {GUARD_HEADERS, GUARD_BODY, GUARD_WRITE, GUARD_IDLE};
-    size_t i;
-
-    for (i = 0; i < sizeof shown / sizeof *shown; i++) {
-        const char *values[] = {phase_names[shown[i]]};
-        uint64_t v = atomic_load(&timeouts[shown[i]]);
-        if (shown[i] == GUARD_BODY)
-            v += atomic_load(&timeouts[GUARD_KEYLESS_BODY]);
-        metric_emit(out, values, (double)v);
-    }
-    return 0;
-}
-
-static int collect_refused(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
     static const char *const per_ip[] = {"per_ip_connections"}, *const keyless[] = {"keyless"};
+    struct http_guard *g = ctx;
+    size_t i;
+    int n;
 
-    metric_emit(out, per_ip, (double)atomic_load(&refused_per_ip));
-    metric_emit(out, keyless, (double)atomic_load(&refused_keyless));
+    switch (which) {
+    case CONNECTIONS:
+        pthread_mutex_lock(&g->mu);
+        n = g->nconns;
+        pthread_mutex_unlock(&g->mu);
+        metric_emit(out, NULL, n);
+        break;
+    case TIMEOUTS:
+        for (i = 0; i < sizeof shown / sizeof *shown; i++) {
+            const char *values[] = {phase_names[shown[i]]};
+            uint64_t v = atomic_load(&timeouts[shown[i]]);
+            if (shown[i] == GUARD_BODY)
+                v += atomic_load(&timeouts[GUARD_KEYLESS_BODY]);
+            metric_emit(out, values, (double)v);
+        }
+        break;
+    case REFUSED:
+        metric_emit(out, per_ip, (double)atomic_load(&refused_per_ip));
+        metric_emit(out, keyless, (double)atomic_load(&refused_keyless));
+        break;
+    }
     return 0;
 }
 
 void guard_metrics(struct http_guard *g, struct metrics *m)
 {
-    const struct metric_def defs[] = {
+    static const struct metric_def defs[] = {
         {.name = "engage_http_connections", .help = "Open HTTP connections.",
-         .type = METRIC_GAUGE, .collect = collect_connections, .ctx = g},
+         .type = METRIC_GAUGE, .collect = collect, .which = CONNECTIONS},
         {.name = "engage_http_timeouts_total",
          .help = "Connections closed for missing a deadline, by phase (headers, body, write, "
                  "idle).",
-         .type = METRIC_COUNTER, .labels = "phase", .collect = collect_timeouts, .ctx = g},
+         .type = METRIC_COUNTER, .labels = "phase", .collect = collect, .which = TIMEOUTS},
         {.name = "engage_http_refused_total",
          .help = "Connections and requests refused by a per-address limit.",
-         .type = METRIC_COUNTER, .labels = "limit", .collect = collect_refused, .ctx = g},
+         .type = METRIC_COUNTER, .labels = "limit", .collect = collect, .which = REFUSED},
     };
-    size_t i;
 
-    for (i = 0; i < sizeof defs / sizeof *defs; i++)
-        metrics_add(m, &defs[i]);
+    metrics_add_all(m, defs, sizeof defs / sizeof *defs, g);
 }

@@ -415,47 +415,30 @@ void ingest_queue_stats(struct ingest_queue *q, struct ingest_queue_stats *out)
 
 enum queue_figure { PENDING, COMMITS, YIELDS };
 
-static int collect(struct ingest_queue *q, enum queue_figure which, struct metric_sink *out)
+static int collect(void *ctx, int which, void *scrape, struct metric_sink *out, struct err *e)
 {
     struct ingest_queue_stats qs;
 
-    ingest_queue_stats(q, &qs);
+    ingest_queue_stats(ctx, &qs);
     metric_emit(out, NULL, which == PENDING   ? (double)qs.pending
                            : which == COMMITS ? (double)qs.commits
                                               : (double)qs.yields);
     return 0;
 }
 
-static int collect_pending(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect(ctx, PENDING, out);
-}
-
-static int collect_commits(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect(ctx, COMMITS, out);
-}
-
-static int collect_yields(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect(ctx, YIELDS, out);
-}
-
 void ingest_queue_metrics(struct ingest_queue *q, struct metrics *m)
 {
-    const struct metric_def defs[] = {
+    static const struct metric_def defs[] = {
         {.name = "engage_ingest_queue_pending",
          .help = "Messages waiting for the ingest writer.", .type = METRIC_GAUGE,
-         .collect = collect_pending, .ctx = q},
+         .collect = collect, .which = PENDING},
         {.name = "engage_ingest_commits_total",
          .help = "Transactions committed by the ingest writer.", .type = METRIC_COUNTER,
-         .collect = collect_commits, .ctx = q},
+         .collect = collect, .which = COMMITS},
         {.name = "engage_ingest_yields_total",
          .help = "Of those, parts of big batches committed early to let single calls through.",
-         .type = METRIC_COUNTER, .collect = collect_yields, .ctx = q},
+         .type = METRIC_COUNTER, .collect = collect, .which = YIELDS},
     };
-    size_t i;
 
-    for (i = 0; i < sizeof defs / sizeof *defs; i++)
-        metrics_add(m, &defs[i]);
+    metrics_add_all(m, defs, sizeof defs / sizeof *defs, q);
 }

@@ -933,13 +933,13 @@ void segment_scheduler_stop(struct segment_scheduler *sc)
 
 enum index_figure { MEMBERS, EVENTS, PENDING, BYTES, LOAD_SECONDS, SEQS };
 
-static int collect_index(struct segment_service *sv, enum index_figure which,
-                         struct metric_sink *out)
+static int collect_index(void *ctx, int which, void *scrape, struct metric_sink *out,
+                         struct err *e)
 {
     static const char *const contacts[] = {"contacts"}, *const events[] = {"events"};
     struct audience_stats ix;
 
-    segment_service_stats(sv, &ix);
+    segment_service_stats(ctx, &ix);
     switch (which) {
     case MEMBERS: metric_emit(out, NULL, (double)ix.members); break;
     case EVENTS: metric_emit(out, NULL, (double)ix.events); break;
@@ -954,73 +954,34 @@ static int collect_index(struct segment_service *sv, enum index_figure which,
     return 0;
 }
 
-static int collect_members(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect_index(ctx, MEMBERS, out);
-}
-
-static int collect_events(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect_index(ctx, EVENTS, out);
-}
-
-static int collect_pending(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect_index(ctx, PENDING, out);
-}
-
-static int collect_bytes(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect_index(ctx, BYTES, out);
-}
-
-static int collect_load(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect_index(ctx, LOAD_SECONDS, out);
-}
-
-static int collect_seqs(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
-{
-    return collect_index(ctx, SEQS, out);
-}
-
-static int emit_status(void *ctx, const char *key, int64_t count)
-{
-    const char *values[] = {key};
-
-    metric_emit(ctx, values, (double)count);
-    return 0;
-}
-
 /* scrape: the scrape's store connection. */
-static int collect_evaluations(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
+static int collect_evaluations(void *ctx, int which, void *scrape, struct metric_sink *out,
+                               struct err *e)
 {
-    return store_evaluation_counts(scrape, emit_status, out, e);
+    return store_evaluation_counts(scrape, metric_emit_count, out, e);
 }
 
 void segment_service_metrics(struct segment_service *sv, struct metrics *m)
 {
-    const struct metric_def defs[] = {
+    static const struct metric_def defs[] = {
         {.name = "engage_segment_index_contacts", .help = "Members in the audience index.",
-         .type = METRIC_GAUGE, .collect = collect_members, .ctx = sv},
+         .type = METRIC_GAUGE, .collect = collect_index, .which = MEMBERS},
         {.name = "engage_segment_index_events",
          .help = "Events in the audience index (pending: not merged yet).",
-         .type = METRIC_GAUGE, .collect = collect_events, .ctx = sv},
+         .type = METRIC_GAUGE, .collect = collect_index, .which = EVENTS},
         {.name = "engage_segment_index_events_pending",
          .help = "Events in the audience index not merged yet.", .type = METRIC_GAUGE,
-         .collect = collect_pending, .ctx = sv},
+         .collect = collect_index, .which = PENDING},
         {.name = "engage_segment_index_bytes", .help = "Heap held by the audience index.",
-         .type = METRIC_GAUGE, .collect = collect_bytes, .ctx = sv},
+         .type = METRIC_GAUGE, .collect = collect_index, .which = BYTES},
         {.name = "engage_segment_index_load_seconds", .help = "Time of the index's first load.",
-         .type = METRIC_GAUGE, .decimals = 3, .collect = collect_load, .ctx = sv},
+         .type = METRIC_GAUGE, .decimals = 3, .collect = collect_index, .which = LOAD_SECONDS},
         {.name = "engage_segment_index_seq",
          .help = "Change sequences the index has caught up to.", .type = METRIC_GAUGE,
-         .labels = "table", .collect = collect_seqs, .ctx = sv},
+         .labels = "table", .collect = collect_index, .which = SEQS},
         {.name = "engage_segment_evaluations", .help = "Segment evaluations by status.",
-         .type = METRIC_GAUGE, .labels = "status", .collect = collect_evaluations, .ctx = sv},
+         .type = METRIC_GAUGE, .labels = "status", .collect = collect_evaluations},
     };
-    size_t i;
 
-    for (i = 0; i < sizeof defs / sizeof *defs; i++)
-        metrics_add(m, &defs[i]);
+    metrics_add_all(m, defs, sizeof defs / sizeof *defs, sv);
 }

@@ -373,7 +373,7 @@ json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const
 
 enum sync_figure { ROWS, LAG, LAG_P95, FAILURES, LATE, MISMATCHES, RECONCILIATIONS };
 
-static void emit_table(struct sync_worker *w, const struct table_stats *ts, enum sync_figure which,
+static void emit_table(struct sync_worker *w, const struct table_stats *ts, int which,
                        int64_t now, struct metric_sink *out)
 {
     const char *values[] = {ts->source, ts->table};
@@ -394,7 +394,7 @@ static void emit_table(struct sync_worker *w, const struct table_stats *ts, enum
     }
 }
 
-static void emit_source(const struct source_state *ss, enum sync_figure which,
+static void emit_source(const struct source_state *ss, int which,
                         struct metric_sink *out)
 {
     const char *values[] = {ss->name};
@@ -407,8 +407,10 @@ static void emit_source(const struct source_state *ss, enum sync_figure which,
         metric_emit(out, values, (double)ss->mismatches);
 }
 
-static int collect_figure(struct sync_worker *w, enum sync_figure which, struct metric_sink *out)
+static int collect_figure(void *ctx, int which, void *scrape, struct metric_sink *out,
+                          struct err *e)
 {
+    struct sync_worker *w = ctx;
     int64_t now = clock_now_ms();
     int i;
 
@@ -423,49 +425,33 @@ static int collect_figure(struct sync_worker *w, enum sync_figure which, struct 
     return 0;
 }
 
-#define COLLECTOR(fn, which)                                                                       \
-    static int fn(void *ctx, void *scrape, struct metric_sink *out, struct err *e)                 \
-    {                                                                                              \
-        return collect_figure(ctx, which, out);                                                    \
-    }
-COLLECTOR(collect_rows, ROWS)
-COLLECTOR(collect_lag, LAG)
-COLLECTOR(collect_lag_p95, LAG_P95)
-COLLECTOR(collect_failures, FAILURES)
-COLLECTOR(collect_late, LATE)
-COLLECTOR(collect_mismatches, MISMATCHES)
-COLLECTOR(collect_reconciliations, RECONCILIATIONS)
-
 void sync_worker_metrics(struct sync_worker *w, struct metrics *m)
 {
-    const struct metric_def defs[] = {
+    static const struct metric_def defs[] = {
         {.name = "engage_sync_rows_total", .help = "Source rows stored by the sync worker, by table.",
-         .type = METRIC_COUNTER, .labels = "source,table", .collect = collect_rows},
+         .type = METRIC_COUNTER, .labels = "source,table", .collect = collect_figure,
+         .which = ROWS},
         {.name = "engage_sync_lag_seconds",
          .help = "Time since the newest source row stored (by its cursor).", .type = METRIC_GAUGE,
-         .labels = "source,table", .decimals = 3, .collect = collect_lag},
+         .labels = "source,table", .decimals = 3, .collect = collect_figure, .which = LAG},
         {.name = "engage_sync_store_lag_p95_seconds",
          .help = "p95 over the last hour of stored-at minus the row's cursor time.",
          .type = METRIC_GAUGE, .labels = "source,table", .decimals = 3,
-         .collect = collect_lag_p95},
+         .collect = collect_figure, .which = LAG_P95},
         {.name = "engage_sync_failures", .help = "Failed passes in a row, by source.",
-         .type = METRIC_GAUGE, .labels = "source", .collect = collect_failures},
+         .type = METRIC_GAUGE, .labels = "source", .collect = collect_figure, .which = FAILURES},
         {.name = "engage_sync_late_rows_total",
          .help = "Rows found behind the checkpoint by the lookback window (late commits), by "
                  "source.",
-         .type = METRIC_COUNTER, .labels = "source", .collect = collect_late},
+         .type = METRIC_COUNTER, .labels = "source", .collect = collect_figure, .which = LATE},
         {.name = "engage_sync_reconcile_mismatches",
          .help = "Keys missing or extra in the last nightly reconciliation, by source.",
-         .type = METRIC_GAUGE, .labels = "source", .collect = collect_mismatches},
+         .type = METRIC_GAUGE, .labels = "source", .collect = collect_figure,
+         .which = MISMATCHES},
         {.name = "engage_sync_reconciliations_total",
          .help = "Nightly reconciliations run since the server started.", .type = METRIC_COUNTER,
-         .collect = collect_reconciliations},
+         .collect = collect_figure, .which = RECONCILIATIONS},
     };
-    size_t i;
 
-    for (i = 0; i < sizeof defs / sizeof *defs; i++) {
-        struct metric_def d = defs[i];
-        d.ctx = w;
-        metrics_add(m, &d);
-    }
+    metrics_add_all(m, defs, sizeof defs / sizeof *defs, w);
 }

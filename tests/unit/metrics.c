@@ -134,7 +134,8 @@ struct source {
     int fail;
 };
 
-static int collect_lag(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
+static int collect_lag(void *ctx, int which, void *scrape, struct metric_sink *out,
+                       struct err *e)
 {
     struct source *src = ctx;
 
@@ -147,8 +148,10 @@ static int collect_lag(void *ctx, void *scrape, struct metric_sink *out, struct 
     return 0;
 }
 
-static int collect_rows(void *ctx, void *scrape, struct metric_sink *out, struct err *e)
+static int collect_rows(void *ctx, int which, void *scrape, struct metric_sink *out,
+                        struct err *e)
 {
+    cr_assert_eq(which, 7, "the def's which");
     metric_emit(out, NULL, 1234567890123.0);
     return 0;
 }
@@ -160,7 +163,7 @@ UTEST(metrics, collected_families_render_at_scrape_time_and_fail_it)
                                    .type = METRIC_GAUGE, .labels = "source,table",
                                    .decimals = 3, .collect = collect_lag, .ctx = &src};
     const struct metric_def rows = {.name = "t_rows_total", .help = "Rows.",
-                                    .type = METRIC_COUNTER, .collect = collect_rows};
+                                    .type = METRIC_COUNTER, .collect = collect_rows, .which = 7};
     struct metrics *m;
     char *text;
 
