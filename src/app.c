@@ -9,8 +9,8 @@
 #include "app.h"
 
 #include <malloc.h>
-#include <stdatomic.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "core/metrics.h"
@@ -35,8 +35,8 @@ static int counts_get(struct store *st, struct store_counts *out, struct err *e)
     int rc = store_change_seqs(st, &cseq, &eseq, e);
 
     pthread_mutex_lock(&counts_mu);
-    if (rc == 0 && (!counts_valid || cseq != counts_cache.contact_seq ||
-                    eseq != counts_cache.event_seq)) {
+    if (rc == 0 &&
+        (!counts_valid || cseq != counts_cache.contact_seq || eseq != counts_cache.event_seq)) {
         rc = store_counts(st, &counts_cache, e);
         counts_valid = rc == 0;
     }
@@ -73,8 +73,12 @@ static int collect(void *ctx, int which, void *scrape, struct metric_sink *out, 
         metric_emit(out, active, (double)(c.contacts - c.contacts_deleted));
         metric_emit(out, deleted, (double)c.contacts_deleted);
         break;
-    case EVENTS: metric_emit(out, NULL, (double)c.events); break;
-    case UNVALIDATED: metric_emit(out, NULL, (double)c.events_unvalidated); break;
+    case EVENTS:
+        metric_emit(out, NULL, (double)c.events);
+        break;
+    case UNVALIDATED:
+        metric_emit(out, NULL, (double)c.events_unvalidated);
+        break;
     case SEQS:
         metric_emit(out, contacts, (double)c.contact_seq);
         metric_emit(out, events, (double)c.event_seq);
@@ -92,22 +96,45 @@ static int collect_rejected(void *ctx, int which, void *scrape, struct metric_si
 static void app_metrics(struct app *app)
 {
     static const struct metric_def defs[] = {
-        {.name = "engage_build_info", .help = "Build version.", .type = METRIC_GAUGE,
-         .labels = "version", .collect = collect, .which = BUILD},
-        {.name = "engage_uptime_seconds", .help = "Seconds since start.", .type = METRIC_GAUGE,
-         .decimals = 3, .collect = collect, .which = UPTIME},
-        {.name = "engage_contacts", .help = "Contacts in the store.", .type = METRIC_GAUGE,
-         .labels = "state", .collect = collect, .which = CONTACTS},
-        {.name = "engage_events", .help = "Events in the store.", .type = METRIC_GAUGE,
-         .collect = collect, .which = EVENTS},
+        {.name = "engage_build_info",
+         .help = "Build version.",
+         .type = METRIC_GAUGE,
+         .labels = "version",
+         .collect = collect,
+         .which = BUILD},
+        {.name = "engage_uptime_seconds",
+         .help = "Seconds since start.",
+         .type = METRIC_GAUGE,
+         .decimals = 3,
+         .collect = collect,
+         .which = UPTIME},
+        {.name = "engage_contacts",
+         .help = "Contacts in the store.",
+         .type = METRIC_GAUGE,
+         .labels = "state",
+         .collect = collect,
+         .which = CONTACTS},
+        {.name = "engage_events",
+         .help = "Events in the store.",
+         .type = METRIC_GAUGE,
+         .collect = collect,
+         .which = EVENTS},
         {.name = "engage_events_unvalidated",
-         .help = "Stored events of names without a contract.", .type = METRIC_GAUGE,
-         .collect = collect, .which = UNVALIDATED},
-        {.name = "engage_change_seq", .help = "Latest change sequence by table.",
-         .type = METRIC_GAUGE, .labels = "table", .collect = collect, .which = SEQS},
+         .help = "Stored events of names without a contract.",
+         .type = METRIC_GAUGE,
+         .collect = collect,
+         .which = UNVALIDATED},
+        {.name = "engage_change_seq",
+         .help = "Latest change sequence by table.",
+         .type = METRIC_GAUGE,
+         .labels = "table",
+         .collect = collect,
+         .which = SEQS},
         {.name = "engage_ingest_rejected",
          .help = "Records in the dead-letter store awaiting replay, by reason.",
-         .type = METRIC_GAUGE, .labels = "reason", .collect = collect_rejected},
+         .type = METRIC_GAUGE,
+         .labels = "reason",
+         .collect = collect_rejected},
     };
 
     metrics_add_all(app->metrics, defs, sizeof defs / sizeof *defs, app);

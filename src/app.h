@@ -26,7 +26,7 @@ struct metrics;
 struct app {
     /* set by the caller before app_start */
     struct config *cfg;
-    const char *location;        /* where the store is: the data directory */
+    const char *location; /* where the store is: the data directory */
     const char *version;
     /* set by app_start */
     int64_t started_at;
@@ -36,10 +36,10 @@ struct app {
     struct ingest_queue *ingest; /* the one writer of ingested data */
     struct segment_service *segments;
     struct segment_scheduler *scheduler;
-    struct sync_worker *sync;    /* CRM sync passes (NULL outside serve) */
+    struct sync_worker *sync; /* CRM sync passes (NULL outside serve) */
     struct http_server *http;
-    int listen_fd;               /* from http_listen: the HTTP server takes it over */
-    int started;                 /* steps started, for the undo */
+    int listen_fd; /* from http_listen: the HTTP server takes it over */
+    int started;   /* steps started, for the undo */
     _Atomic int ready;
 };
 

@@ -347,9 +347,9 @@ int metrics_render(struct metrics *m, struct buf *out, void *scrape, struct err 
                 buf_printf(out, " %lld\n",
                            (long long)atomic_load_explicit(&s->gauge, memory_order_relaxed));
             else
-                buf_printf(out, " %llu\n",
-                           (unsigned long long)atomic_load_explicit(&s->count,
-                                                                    memory_order_relaxed));
+                buf_printf(
+                    out, " %llu\n",
+                    (unsigned long long)atomic_load_explicit(&s->count, memory_order_relaxed));
         }
         if (f->def.collect) {
             struct metric_sink sink = {out, f};

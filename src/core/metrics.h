@@ -27,11 +27,11 @@ struct metric_sink;
 struct metric_def {
     const char *name, *help; /* must outlive the registry (string literals) */
     enum metric_type type;
-    const char *labels;      /* label names, comma-separated ("route,code"); NULL: none */
-    int decimals;            /* digits after the point for values (0: integers) */
-    const double *buckets;   /* histograms: upper bounds, ascending (+Inf is added) */
+    const char *labels;    /* label names, comma-separated ("route,code"); NULL: none */
+    int decimals;          /* digits after the point for values (0: integers) */
+    const double *buckets; /* histograms: upper bounds, ascending (+Inf is added) */
     int nbuckets;
-    unsigned flags;          /* METRIC_HIDE_ZERO */
+    unsigned flags; /* METRIC_HIDE_ZERO */
     /* Counters and gauges computed at scrape time: emits the family's samples with
      * metric_emit. which is the def's (one callback serves several families); scrape
      * is what metrics_render was given (the server passes the request's store

@@ -95,9 +95,12 @@ enum health_figure { LAST_RUN, LAST_SUCCESS, FAILURES };
 static double figure_of(const struct worker_health *h, int which)
 {
     switch (which) {
-    case LAST_RUN: return (double)h->last_run_ms / 1000;
-    case LAST_SUCCESS: return (double)h->last_success_ms / 1000;
-    case FAILURES: return (double)h->failures;
+    case LAST_RUN:
+        return (double)h->last_run_ms / 1000;
+    case LAST_SUCCESS:
+        return (double)h->last_success_ms / 1000;
+    case FAILURES:
+        return (double)h->failures;
     }
     return 0;
 }
@@ -125,15 +128,24 @@ void worker_set_metrics(struct worker_set *ws, struct metrics *m)
     static const struct metric_def defs[] = {
         {.name = "engage_worker_last_run_seconds",
          .help = "When the worker's last tick started (Unix time), by worker.",
-         .type = METRIC_GAUGE, .labels = "worker", .decimals = 3, .collect = collect,
+         .type = METRIC_GAUGE,
+         .labels = "worker",
+         .decimals = 3,
+         .collect = collect,
          .which = LAST_RUN},
         {.name = "engage_worker_last_success_seconds",
          .help = "When the worker's last successful tick ended (Unix time), by worker.",
-         .type = METRIC_GAUGE, .labels = "worker", .decimals = 3, .collect = collect,
+         .type = METRIC_GAUGE,
+         .labels = "worker",
+         .decimals = 3,
+         .collect = collect,
          .which = LAST_SUCCESS},
         {.name = "engage_worker_failures",
          .help = "Ticks failed in a row, by worker (0: the last one succeeded).",
-         .type = METRIC_GAUGE, .labels = "worker", .collect = collect, .which = FAILURES},
+         .type = METRIC_GAUGE,
+         .labels = "worker",
+         .collect = collect,
+         .which = FAILURES},
     };
 
     metrics_add_all(m, defs, sizeof defs / sizeof *defs, ws);
@@ -175,7 +187,8 @@ int64_t worker_backoff_ms(const struct worker_def *def, int64_t n)
 {
     int64_t wait = def->backoff_min_ms > 0 ? def->backoff_min_ms : 1000;
 
-    while (--n > 0 && wait < (int64_t)1 << 40 && (def->backoff_max_ms <= 0 || wait < def->backoff_max_ms))
+    while (--n > 0 && wait < (int64_t)1 << 40 &&
+           (def->backoff_max_ms <= 0 || wait < def->backoff_max_ms))
         wait *= 2;
     return def->backoff_max_ms > 0 && wait > def->backoff_max_ms ? def->backoff_max_ms : wait;
 }

@@ -29,13 +29,13 @@ enum worker_store {
 
 /* What a worker is: one row of a table, static. */
 struct worker_def {
-    const char *name;  /* log subject, thread name (15 bytes), metrics label */
+    const char *name; /* log subject, thread name (15 bytes), metrics label */
     /* 0, or a negative E_* with e set: logged, and the next tick waits the backoff. */
     int (*tick)(void *ctx, struct store *st, struct err *e);
-    int interval_ms;   /* from the end of a tick to the next; 0: only when woken */
+    int interval_ms; /* from the end of a tick to the next; 0: only when woken */
     int backoff_min_ms, backoff_max_ms;
     enum worker_store store;
-    unsigned flags;    /* WORKER_FINAL_TICK */
+    unsigned flags; /* WORKER_FINAL_TICK */
     /* Optional, on the worker's thread: before the first tick, after the last. */
     void (*init)(void *ctx, struct store *st);
     void (*fini)(void *ctx, struct store *st);

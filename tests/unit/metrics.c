@@ -3,8 +3,8 @@
  * until non-zero, collect callbacks and their errors, concurrent increments. */
 #include <pthread.h>
 
-#include "helpers.h"
 #include "core/metrics.h"
+#include "helpers.h"
 
 static char *render(struct metrics *m, void *scrape, int want_rc)
 {
@@ -20,9 +20,10 @@ UTEST(metrics, counters_and_gauges_with_labels_render_exactly)
 {
     static const struct metric_def c_def = {.name = "t_requests_total",
                                             .help = "Requests by route and code.",
-                                            .type = METRIC_COUNTER, .labels = "route,code"};
-    static const struct metric_def g_def = {.name = "t_depth", .help = "Queue depth.",
-                                            .type = METRIC_GAUGE};
+                                            .type = METRIC_COUNTER,
+                                            .labels = "route,code"};
+    static const struct metric_def g_def = {
+        .name = "t_depth", .help = "Queue depth.", .type = METRIC_GAUGE};
     struct metrics *m;
     struct metric *c, *g;
     char *text;
@@ -49,8 +50,8 @@ UTEST(metrics, counters_and_gauges_with_labels_render_exactly)
 
 UTEST(metrics, label_values_and_help_are_escaped)
 {
-    static const struct metric_def def = {.name = "t_esc", .help = "Back\\slash and\nnewline.",
-                                          .type = METRIC_GAUGE, .labels = "v"};
+    static const struct metric_def def = {
+        .name = "t_esc", .help = "Back\\slash and\nnewline.", .type = METRIC_GAUGE, .labels = "v"};
     struct metrics *m;
     char *text;
 
@@ -67,9 +68,12 @@ UTEST(metrics, label_values_and_help_are_escaped)
 UTEST(metrics, histograms_are_cumulative_with_inf_sum_and_count)
 {
     static const double bounds[] = {0.01, 0.1, 1};
-    static const struct metric_def def = {.name = "t_seconds", .help = "Durations.",
-                                          .type = METRIC_HISTOGRAM, .labels = "route",
-                                          .buckets = bounds, .nbuckets = 3};
+    static const struct metric_def def = {.name = "t_seconds",
+                                          .help = "Durations.",
+                                          .type = METRIC_HISTOGRAM,
+                                          .labels = "route",
+                                          .buckets = bounds,
+                                          .nbuckets = 3};
     struct metric_series *s;
     struct metrics *m;
     char *text;
@@ -97,12 +101,17 @@ UTEST(metrics, histograms_are_cumulative_with_inf_sum_and_count)
 UTEST(metrics, hide_zero_shows_a_series_once_it_moved)
 {
     static const double bounds[] = {1};
-    static const struct metric_def c_def = {.name = "t_hits_total", .help = "Hits.",
-                                            .type = METRIC_COUNTER, .labels = "route",
+    static const struct metric_def c_def = {.name = "t_hits_total",
+                                            .help = "Hits.",
+                                            .type = METRIC_COUNTER,
+                                            .labels = "route",
                                             .flags = METRIC_HIDE_ZERO};
-    static const struct metric_def h_def = {.name = "t_dur", .help = "Durations.",
-                                            .type = METRIC_HISTOGRAM, .buckets = bounds,
-                                            .nbuckets = 1, .flags = METRIC_HIDE_ZERO};
+    static const struct metric_def h_def = {.name = "t_dur",
+                                            .help = "Durations.",
+                                            .type = METRIC_HISTOGRAM,
+                                            .buckets = bounds,
+                                            .nbuckets = 1,
+                                            .flags = METRIC_HIDE_ZERO};
     struct metric_series *a, *h;
     struct metrics *m;
     struct metric *c;
@@ -134,8 +143,7 @@ struct source {
     int fail;
 };
 
-static int collect_lag(void *ctx, int which, void *scrape, struct metric_sink *out,
-                       struct err *e)
+static int collect_lag(void *ctx, int which, void *scrape, struct metric_sink *out, struct err *e)
 {
     struct source *src = ctx;
 
@@ -148,8 +156,7 @@ static int collect_lag(void *ctx, int which, void *scrape, struct metric_sink *o
     return 0;
 }
 
-static int collect_rows(void *ctx, int which, void *scrape, struct metric_sink *out,
-                        struct err *e)
+static int collect_rows(void *ctx, int which, void *scrape, struct metric_sink *out, struct err *e)
 {
     cr_assert_eq(which, 7, "the def's which");
     metric_emit(out, NULL, 1234567890123.0);
@@ -159,11 +166,18 @@ static int collect_rows(void *ctx, int which, void *scrape, struct metric_sink *
 UTEST(metrics, collected_families_render_at_scrape_time_and_fail_it)
 {
     struct source src = {0};
-    const struct metric_def lag = {.name = "t_lag_seconds", .help = "Lag.",
-                                   .type = METRIC_GAUGE, .labels = "source,table",
-                                   .decimals = 3, .collect = collect_lag, .ctx = &src};
-    const struct metric_def rows = {.name = "t_rows_total", .help = "Rows.",
-                                    .type = METRIC_COUNTER, .collect = collect_rows, .which = 7};
+    const struct metric_def lag = {.name = "t_lag_seconds",
+                                   .help = "Lag.",
+                                   .type = METRIC_GAUGE,
+                                   .labels = "source,table",
+                                   .decimals = 3,
+                                   .collect = collect_lag,
+                                   .ctx = &src};
+    const struct metric_def rows = {.name = "t_rows_total",
+                                    .help = "Rows.",
+                                    .type = METRIC_COUNTER,
+                                    .collect = collect_rows,
+                                    .which = 7};
     struct metrics *m;
     char *text;
 
@@ -210,11 +224,10 @@ static void *observe_many(void *arg)
 UTEST(metrics, concurrent_increments_add_up)
 {
     static const double bounds[] = {0.25, 0.75};
-    static const struct metric_def c_def = {.name = "t_n_total", .help = "N.",
-                                            .type = METRIC_COUNTER};
-    static const struct metric_def h_def = {.name = "t_h", .help = "H.",
-                                            .type = METRIC_HISTOGRAM, .buckets = bounds,
-                                            .nbuckets = 2};
+    static const struct metric_def c_def = {
+        .name = "t_n_total", .help = "N.", .type = METRIC_COUNTER};
+    static const struct metric_def h_def = {
+        .name = "t_h", .help = "H.", .type = METRIC_HISTOGRAM, .buckets = bounds, .nbuckets = 2};
     struct metric_series *c, *h;
     pthread_t tids[2 * THREADS];
     struct metrics *m;

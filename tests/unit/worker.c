@@ -5,9 +5,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "helpers.h"
 #include "core/metrics.h"
 #include "core/worker.h"
+#include "helpers.h"
 #include "store/store.h"
 
 /* Polls cond every millisecond for up to 10 s. */
@@ -73,8 +73,8 @@ UTEST(worker, the_first_tick_runs_at_start_and_wake_runs_the_next)
 
 UTEST(worker, an_interval_runs_ticks_without_wakes)
 {
-    static const struct worker_def def = {.name = "t-interval", .tick = count_tick,
-                                          .interval_ms = 1};
+    static const struct worker_def def = {
+        .name = "t-interval", .tick = count_tick, .interval_ms = 1};
     struct counter c = {0};
     struct worker *w;
     struct err e = {0};
@@ -86,8 +86,10 @@ UTEST(worker, an_interval_runs_ticks_without_wakes)
 
 UTEST(worker, failures_back_off_and_a_success_resets_them)
 {
-    static const struct worker_def def = {.name = "t-fail", .tick = count_tick,
-                                          .interval_ms = 1, .backoff_min_ms = 1,
+    static const struct worker_def def = {.name = "t-fail",
+                                          .tick = count_tick,
+                                          .interval_ms = 1,
+                                          .backoff_min_ms = 1,
                                           .backoff_max_ms = 4};
     struct counter c = {.fail_first = 3};
     struct worker_health h;
@@ -182,8 +184,8 @@ static void *stop_it(void *arg)
 
 UTEST(worker, stop_lets_a_running_tick_finish_then_joins)
 {
-    static const struct worker_def def = {.name = "t-block", .tick = block_tick,
-                                          .interval_ms = 60000};
+    static const struct worker_def def = {
+        .name = "t-block", .tick = block_tick, .interval_ms = 60000};
     struct blocker b = {0};
     struct stopper s = {0};
     struct err e = {0};
@@ -204,8 +206,8 @@ UTEST(worker, stop_lets_a_running_tick_finish_then_joins)
 
 UTEST(worker, a_final_tick_runs_at_stop)
 {
-    static const struct worker_def def = {.name = "t-drain", .tick = count_tick,
-                                          .flags = WORKER_FINAL_TICK};
+    static const struct worker_def def = {
+        .name = "t-drain", .tick = count_tick, .flags = WORKER_FINAL_TICK};
     struct counter c = {0};
     struct worker *w;
     struct err e = {0};
@@ -228,10 +230,10 @@ static void open_store_at(const char *dir)
 
 UTEST(worker, a_worker_gets_its_own_store_and_its_health_is_a_metric)
 {
-    static const struct worker_def ok = {.name = "t-store", .tick = count_tick,
-                                         .store = WORKER_STORE};
-    static const struct worker_def bad = {.name = "t-bad", .tick = count_tick,
-                                          .interval_ms = 1, .backoff_min_ms = 60000};
+    static const struct worker_def ok = {
+        .name = "t-store", .tick = count_tick, .store = WORKER_STORE};
+    static const struct worker_def bad = {
+        .name = "t-bad", .tick = count_tick, .interval_ms = 1, .backoff_min_ms = 60000};
     struct counter c1 = {0}, c2 = {.fail_first = 1000};
     struct worker_set *ws;
     struct worker *w1, *w2;
@@ -278,8 +280,8 @@ UTEST(worker, a_worker_gets_its_own_store_and_its_health_is_a_metric)
 
 UTEST(worker, a_store_that_cannot_open_fails_the_start)
 {
-    static const struct worker_def def = {.name = "t-nostore", .tick = count_tick,
-                                          .store = WORKER_STORE};
+    static const struct worker_def def = {
+        .name = "t-nostore", .tick = count_tick, .store = WORKER_STORE};
     struct counter c = {0};
     struct worker_set *ws;
     struct worker *w = (struct worker *)&c;
