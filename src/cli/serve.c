@@ -3,12 +3,12 @@
  * DESIGN: serve() starts the store pool, the workers and the HTTP server, prints the
  * URL once ready and waits for SIGINT or SIGTERM; demo loads a generated data set
  * (and, with --crm, a demo CRM as a sync source) before serving it. */
-#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "app.h"
 #include "auth/auth.h"
 #include "core/secret.h"
 #include "demo/demo.h"
@@ -17,20 +17,12 @@
 
 static int serve(struct cli *c, const char *banner_key)
 {
-    struct store_opts so = {.busy_timeout_ms = c->cfg.busy_timeout_ms, .migrate = 0};
-    struct app app = {.cfg = &c->cfg, .version = ENGAGE_VERSION};
-    struct segment_scheduler *sched = NULL;
-    struct http_server *srv = NULL;
+    struct app app = {.cfg = &c->cfg, .location = c->data_dir, .version = ENGAGE_VERSION};
     struct store *st;
     struct err e = {0};
     sigset_t set;
     int port, sig, rc, lfd;
 
-    /* Blocks of 256 KiB and more (request bodies, read arenas) are mapped and unmapped
-     * on their own: freed, they go back to the system at once. glibc otherwise raises
-     * that threshold each time such a block is freed and serves the next ones from its
-     * heaps, which keep them: 16 bodies of 4 MB at once left the server 46 MB larger. */
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     /* The port first: taken, it is said at once, before minutes of migration or loading. */
     if (http_listen(&c->cfg, &lfd, &port, &e))
         return die("%s", e.msg);
@@ -39,34 +31,13 @@ static int serve(struct cli *c, const char *banner_key)
         return rc;
     }
     store_close(st);
-    /* Store connections lent to requests: with a thread per connection, up to 8 at
-     * once (a request holds one while it runs; ingestion gives it back before
-     * waiting for the writer); with a pool of N threads, N + 2. */
-    if (store_pool_new(&app.pool, c->data_dir,
-                       c->cfg.http_threads ? c->cfg.http_threads + 2 : 8, &so, &e)) {
-        close(lfd);
-        return die("%s", e.msg);
-    }
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* server threads inherit the mask */
     signal(SIGPIPE, SIG_IGN);
-    app.started_at = clock_now_ms();
-    segment_service_new(&app.segments, &c->cfg);
-    if (ingest_queue_start(&app.ingest, c->data_dir, &c->cfg, &e) ||
-        segment_scheduler_start(&sched, app.segments, app.pool, &e) ||
-        sync_worker_start(&app.sync, c->data_dir, &c->cfg, &e) ||
-        http_start(&srv, &app, lfd, &e)) {
-        sync_worker_stop(app.sync);
-        segment_scheduler_stop(sched);
-        ingest_queue_stop(app.ingest);
-        segment_service_free(app.segments);
-        store_pool_free(app.pool);
+    if (app_start(&app, lfd, &e))
         return die("%s", e.msg);
-    }
-    app.http = srv;
-    app.ready = 1;
     {
         char host[256];
         int p;
@@ -88,13 +59,7 @@ static int serve(struct cli *c, const char *banner_key)
     }
     sigwait(&set, &sig);
     log_info("serve", "signal %d: stopping", sig);
-    app.ready = 0;
-    http_stop(srv); /* in-flight requests are answered first */
-    sync_worker_stop(app.sync); /* a pass in progress finishes its batch */
-    ingest_queue_stop(app.ingest);
-    segment_scheduler_stop(sched);
-    segment_service_free(app.segments);
-    store_pool_free(app.pool);
+    app_stop(&app);
     return 0;
 }
 

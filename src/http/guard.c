@@ -3,7 +3,7 @@
  * DESIGN: every connection has a struct conn_track, hung on libmicrohttpd's socket
  * context when it starts and kept on one list; a phase change sets the deadline. The
  * reaper wakes four times a second (a monotonic clock, so a clock stepped back does
- * not suspend deadlines), and for each connection past its deadline sends a 408 if a
+ * not suspend deadlines: a worker, core/worker.h), and for each connection past its deadline sends a 408 if a
  * request was under way and shuts the socket down; libmicrohttpd then reads
  * end-of-file and closes the connection. libmicrohttpd's CLOSED notification comes
  * before it closes the descriptor and removes the entry under mu, so a descriptor is
@@ -12,6 +12,9 @@
  * probes, entries moved back on removal: no tombstones), sized for twice the most
  * there can be. */
 #include "guard.h"
+
+#include "../core/metrics.h"
+#include "../core/worker.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -35,13 +38,13 @@ struct conn_track {
 struct http_guard {
     const struct config *cfg;
     pthread_mutex_t mu;             /* protects everything below */
-    pthread_cond_t cv;
     struct conn_track conns;        /* list head */
     int nconns, nkeyless;
     struct guard_table by_addr;     /* open connections per address */
     struct guard_table keyless;     /* keyless tracking requests in flight per address */
-    int stop;
-    pthread_t reaper;
+    struct worker *reaper;
+    char answer408[256];
+    int n408;
 };
 
 static const char *const phase_names[] = {"headers", "body", "body", "busy", "write", "idle"};
@@ -270,116 +273,126 @@ void guard_keyless_give(struct http_guard *g, const struct guard_addr *addr)
 
 /* ---- the reaper ---------------------------------------------------------------------------- */
 
-static void *reaper_main(void *arg)
+/* Closes what is past its deadline, four times a second. */
+static int reaper_tick(void *ctx, struct store *st, struct err *e)
+{
+    struct http_guard *g = ctx;
+    struct conn_track *t;
+    double now = clock_mono_ms();
+
+    pthread_mutex_lock(&g->mu);
+    for (t = g->conns.next; t != &g->conns; t = t->next) {
+        if (t->reaped || t->deadline == 0 || t->deadline > now || t->fd < 0)
+            continue;
+        /* A request that did not arrive gets an answer; a connection idle or not
+         * taking its answer just closes (a 408 would land inside an answer). */
+        if (t->phase == GUARD_HEADERS || t->phase == GUARD_BODY ||
+            t->phase == GUARD_KEYLESS_BODY)
+            (void)!send(t->fd, g->answer408, (size_t)g->n408, MSG_DONTWAIT | MSG_NOSIGNAL);
+        shutdown(t->fd, SHUT_RDWR);
+        t->reaped = 1;
+        atomic_fetch_add(&timeouts[t->phase], 1);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+static const struct worker_def reaper_def = {
+    .name = "http-reaper",
+    .tick = reaper_tick,
+    .interval_ms = 250,
+    .store = WORKER_NO_STORE,
+};
+
+int guard_new(struct http_guard **out, const struct config *cfg, struct worker_set *ws,
+              struct err *e)
 {
     static const char body408[] =
         "{\"error\":{\"code\":\"timeout\",\"message\":\"the request did not arrive in time\"}}\n";
-    struct http_guard *g = arg;
-    struct conn_track *t;
-    struct timespec until;
-    char answer408[256];
-    int n408 = snprintf(answer408, sizeof answer408,
-                        "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: "
-                        "application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                        sizeof body408 - 1, body408);
-
-    pthread_mutex_lock(&g->mu);
-    while (!g->stop) {
-        double now = clock_mono_ms();
-        for (t = g->conns.next; t != &g->conns; t = t->next) {
-            if (t->reaped || t->deadline == 0 || t->deadline > now || t->fd < 0)
-                continue;
-            /* A request that did not arrive gets an answer; a connection idle or not
-             * taking its answer just closes (a 408 would land inside an answer). */
-            if (t->phase == GUARD_HEADERS || t->phase == GUARD_BODY ||
-                t->phase == GUARD_KEYLESS_BODY)
-                (void)!send(t->fd, answer408, (size_t)n408, MSG_DONTWAIT | MSG_NOSIGNAL);
-            shutdown(t->fd, SHUT_RDWR);
-            t->reaped = 1;
-            atomic_fetch_add(&timeouts[t->phase], 1);
-        }
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += 250 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&g->cv, &g->mu, &until);
-    }
-    pthread_mutex_unlock(&g->mu);
-    return NULL;
-}
-
-int guard_new(struct http_guard **out, const struct config *cfg, struct err *e)
-{
     struct http_guard *g = xcalloc(1, sizeof *g);
-    pthread_condattr_t ca;
+    int rc;
 
     g->cfg = cfg;
     g->conns.next = g->conns.prev = &g->conns;
+    g->n408 = snprintf(g->answer408, sizeof g->answer408,
+                       "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: "
+                       "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                       sizeof body408 - 1, body408);
     guard_table_init(&g->by_addr, (size_t)cfg->max_connections);
     guard_table_init(&g->keyless, (size_t)cfg->keyless_max);
     pthread_mutex_init(&g->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (pthread_create(&g->reaper, NULL, reaper_main, g) != 0) {
-        pthread_cond_destroy(&g->cv);
+    rc = worker_start(&g->reaper, ws, &reaper_def, g, e);
+    if (rc) {
         pthread_mutex_destroy(&g->mu);
         guard_table_release(&g->by_addr);
         guard_table_release(&g->keyless);
         free(g);
-        return ERR(e, E_INTERNAL, "cannot start the HTTP connection reaper thread");
+        g = NULL;
     }
-    pthread_setname_np(g->reaper, "http-reaper");
     *out = g;
-    return 0;
+    return rc;
 }
 
 void guard_free(struct http_guard *g)
 {
     if (g == NULL)
         return;
-    pthread_mutex_lock(&g->mu);
-    g->stop = 1;
-    pthread_cond_signal(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-    pthread_join(g->reaper, NULL);
-    pthread_cond_destroy(&g->cv);
+    worker_stop(g->reaper);
     pthread_mutex_destroy(&g->mu);
     guard_table_release(&g->by_addr);
     guard_table_release(&g->keyless);
     free(g);
 }
 
-void guard_metrics_write(struct http_guard *g, struct buf *out)
+/* ---- metrics ------------------------------------------------------------------------------- */
+
+enum guard_figure { CONNECTIONS, TIMEOUTS, REFUSED };
+
+static int collect(void *ctx, int which, void *scrape, struct metric_sink *out, struct err *e)
 {
     static const enum guard_phase shown[] = {GUARD_HEADERS, GUARD_BODY, GUARD_WRITE, GUARD_IDLE};
+    static const char *const per_ip[] = {"per_ip_connections"}, *const keyless[] = {"keyless"};
+    struct http_guard *g = ctx;
     size_t i;
-    int n = 0;
+    int n;
 
-    if (g) {
+    switch (which) {
+    case CONNECTIONS:
         pthread_mutex_lock(&g->mu);
         n = g->nconns;
         pthread_mutex_unlock(&g->mu);
+        metric_emit(out, NULL, n);
+        break;
+    case TIMEOUTS:
+        for (i = 0; i < sizeof shown / sizeof *shown; i++) {
+            const char *values[] = {phase_names[shown[i]]};
+            uint64_t v = atomic_load(&timeouts[shown[i]]);
+            if (shown[i] == GUARD_BODY)
+                v += atomic_load(&timeouts[GUARD_KEYLESS_BODY]);
+            metric_emit(out, values, (double)v);
+        }
+        break;
+    case REFUSED:
+        metric_emit(out, per_ip, (double)atomic_load(&refused_per_ip));
+        metric_emit(out, keyless, (double)atomic_load(&refused_keyless));
+        break;
     }
-    buf_printf(out, "# HELP engage_http_connections Open HTTP connections.\n"
-                    "# TYPE engage_http_connections gauge\nengage_http_connections %d\n", n);
-    buf_adds(out, "# HELP engage_http_timeouts_total Connections closed for missing a deadline, "
-                  "by phase (headers, body, write, idle).\n"
-                  "# TYPE engage_http_timeouts_total counter\n");
-    for (i = 0; i < sizeof shown / sizeof *shown; i++) {
-        uint64_t v = atomic_load(&timeouts[shown[i]]);
-        if (shown[i] == GUARD_BODY)
-            v += atomic_load(&timeouts[GUARD_KEYLESS_BODY]);
-        buf_printf(out, "engage_http_timeouts_total{phase=\"%s\"} %llu\n", phase_names[shown[i]],
-                   (unsigned long long)v);
-    }
-    buf_printf(out, "# HELP engage_http_refused_total Connections and requests refused by a "
-                    "per-address limit.\n# TYPE engage_http_refused_total counter\n"
-                    "engage_http_refused_total{limit=\"per_ip_connections\"} %llu\n"
-                    "engage_http_refused_total{limit=\"keyless\"} %llu\n",
-               (unsigned long long)atomic_load(&refused_per_ip),
-               (unsigned long long)atomic_load(&refused_keyless));
+    return 0;
+}
+
+void guard_metrics(struct http_guard *g, struct metrics *m)
+{
+    static const struct metric_def defs[] = {
+        {.name = "engage_http_connections", .help = "Open HTTP connections.",
+         .type = METRIC_GAUGE, .collect = collect, .which = CONNECTIONS},
+        {.name = "engage_http_timeouts_total",
+         .help = "Connections closed for missing a deadline, by phase (headers, body, write, "
+                 "idle).",
+         .type = METRIC_COUNTER, .labels = "phase", .collect = collect, .which = TIMEOUTS},
+        {.name = "engage_http_refused_total",
+         .help = "Connections and requests refused by a per-address limit.",
+         .type = METRIC_COUNTER, .labels = "limit", .collect = collect, .which = REFUSED},
+    };
+
+    metrics_add_all(m, defs, sizeof defs / sizeof *defs, g);
 }

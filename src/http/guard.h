@@ -50,8 +50,12 @@ struct guard_count *guard_table_find(struct guard_table *t, const struct guard_a
 void guard_table_drop(struct guard_table *t, const struct guard_addr *a);
 
 struct http_guard;
-/* Starts the reaper. The configuration must outlive the guard. */
-int guard_new(struct http_guard **out, const struct config *cfg, struct err *e);
+struct worker_set;
+struct metrics;
+/* Starts the reaper (a worker of ws, which may be NULL). The configuration must outlive
+ * the guard. */
+int guard_new(struct http_guard **out, const struct config *cfg, struct worker_set *ws,
+              struct err *e);
 /* Stops the reaper (after libmicrohttpd has closed every connection) and frees. NULL-safe. */
 void guard_free(struct http_guard *g);
 
@@ -73,7 +77,8 @@ int guard_requests(struct http_guard *g, struct MHD_Connection *c);
 int guard_keyless_take(struct http_guard *g, struct MHD_Connection *c, struct guard_addr *addr);
 void guard_keyless_give(struct http_guard *g, const struct guard_addr *addr);
 
-/* Open connections, deadline closures by phase, per-address refusals: Prometheus text. */
-void guard_metrics_write(struct http_guard *g, struct buf *out);
+/* Registers open connections, deadline closures by phase and per-address refusals
+ * (engage_http_connections, _timeouts_total, _refused_total) in m; g must outlive m's use. */
+void guard_metrics(struct http_guard *g, struct metrics *m);
 
 #endif

@@ -10,25 +10,13 @@
 
 #include <jansson.h>
 
+#include "../app.h"
 #include "../auth/auth.h"
 #include "../core/config.h"
 #include "../core/map.h"
 #include "../store/store.h"
 
-struct segment_service;
-struct ingest_queue;
-
-struct app {
-    struct config *cfg;
-    struct segment_service *segments;
-    struct ingest_queue *ingest; /* the one writer of ingested data */
-    struct sync_worker *sync;    /* CRM sync passes (NULL outside serve) */
-    struct store_pool *pool;
-    const char *version;
-    int64_t started_at;
-    struct http_server *http;    /* for its connection figures in /metrics */
-    _Atomic int ready;
-};
+struct app; /* app.h: what handlers reach (the config, the pool, the modules) */
 
 struct http_req {
     struct app *app;
@@ -79,11 +67,11 @@ struct http_server;
 /* Binds and listens on cfg->listen (port 0 picks one): *fd, and the bound *port. Done
  * first, before anything slow, so a port in use is said at once, naming the address. */
 int http_listen(const struct config *cfg, int *fd, int *port, struct err *e);
-/* Serves on the listening socket fd (taken over: closed by http_stop). */
+/* Serves on the listening socket fd (taken over: closed by http_stop). Registers the
+ * request counters and durations and the connection guard's figures in app->metrics;
+ * the guard's reaper is a worker of app->workers. */
 int http_start(struct http_server **out, struct app *app, int fd, struct err *e);
 void http_stop(struct http_server *s);
-/* Open connections, deadline closures and keyless refusals, as Prometheus text. */
-void http_guard_metrics_write(struct http_server *s, struct buf *out);
 
 /* Response helpers. */
 void http_json(struct http_resp *w, int status, json_t *body); /* steals body */
@@ -127,8 +115,5 @@ void http_json_error(struct http_resp *w, int rc, const struct jt_error *je,
 /* Arenas to read bodies into, kept warm between requests; give back what you take. */
 struct arena *http_arena_take(void);
 void http_arena_give(struct arena *a);
-
-/* Per-route request counters for /metrics: [route][status class 1..5]. */
-void http_metrics_write(struct buf *out);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/metrics.h"
 #include "../ingest/ingest.h"
 #include "../segment/segment.h"
 #include "http.h"
@@ -39,117 +40,19 @@ static void h_readyz(struct http_req *r, struct http_resp *w)
     http_json(w, 200, json_pack("{s:s}", "status", "ready"));
 }
 
-static int metric_reason(void *ctx, const char *key, int64_t count)
-{
-    buf_printf(ctx, "engage_ingest_rejected{reason=\"%s\"} %lld\n", key, (long long)count);
-    return 0;
-}
-
-static int metric_status(void *ctx, const char *key, int64_t count)
-{
-    buf_printf(ctx, "engage_segment_evaluations{status=\"%s\"} %lld\n", key, (long long)count);
-    return 0;
-}
-
-/* Table counts scan whole indexes: they are recounted only when a change sequence moved
- * since the last count (two index probes tell), so idle scrapes cost nothing. */
-static pthread_mutex_t counts_mu = PTHREAD_MUTEX_INITIALIZER; /* protects counts_* */
-static struct store_counts counts_cache;
-static int counts_valid;
-
+/* Every module's figures, registered as each started (app.c), computed with the
+ * request's store connection where they need one. */
 static void h_metrics(struct http_req *r, struct http_resp *w)
 {
-    struct store_counts c;
     struct err e = {0};
-    int64_t cseq = 0, eseq = 0;
-    int rc;
 
-    rc = store_change_seqs(r->st, &cseq, &eseq, &e);
-    pthread_mutex_lock(&counts_mu);
-    if (rc == 0 && (!counts_valid || cseq != counts_cache.contact_seq ||
-                    eseq != counts_cache.event_seq)) {
-        rc = store_counts(r->st, &counts_cache, &e);
-        counts_valid = rc == 0;
-    }
-    c = counts_cache;
-    pthread_mutex_unlock(&counts_mu);
-    if (rc) {
+    if (metrics_render(r->app->metrics, &w->body, r->st, &e)) {
+        buf_reset(&w->body);
         http_error_from(r, w, &e);
         return;
     }
     w->status = 200;
     w->content_type = "text/plain; version=0.0.4";
-    buf_printf(&w->body,
-               "# HELP engage_build_info Build version.\n# TYPE engage_build_info gauge\n"
-               "engage_build_info{version=\"%s\"} 1\n"
-               "# HELP engage_uptime_seconds Seconds since start.\n# TYPE engage_uptime_seconds gauge\n"
-               "engage_uptime_seconds %.3f\n"
-               "# HELP engage_contacts Contacts in the store.\n# TYPE engage_contacts gauge\n"
-               "engage_contacts{state=\"active\"} %lld\nengage_contacts{state=\"deleted\"} %lld\n"
-               "# HELP engage_events Events in the store.\n# TYPE engage_events gauge\n"
-               "engage_events %lld\n"
-               "# HELP engage_events_unvalidated Stored events of names without a contract.\n"
-               "# TYPE engage_events_unvalidated gauge\nengage_events_unvalidated %lld\n"
-               "# HELP engage_change_seq Latest change sequence by table.\n"
-               "# TYPE engage_change_seq gauge\nengage_change_seq{table=\"contacts\"} %lld\n"
-               "engage_change_seq{table=\"events\"} %lld\n"
-               "# HELP engage_ingest_rejected Records in the dead-letter store awaiting replay, "
-               "by reason.\n# TYPE engage_ingest_rejected gauge\n",
-               r->app->version, (double)(clock_now_ms() - r->app->started_at) / 1000.0,
-               (long long)(c.contacts - c.contacts_deleted), (long long)c.contacts_deleted,
-               (long long)c.events, (long long)c.events_unvalidated, (long long)c.contact_seq,
-               (long long)c.event_seq);
-    if (store_rejected_counts(r->st, metric_reason, &w->body, &e)) {
-        buf_reset(&w->body);
-        http_error_from(r, w, &e);
-        return;
-    }
-    if (r->app->ingest) {
-        struct ingest_queue_stats qs;
-        ingest_queue_stats(r->app->ingest, &qs);
-        buf_printf(&w->body,
-                   "# HELP engage_ingest_queue_pending Messages waiting for the ingest writer.\n"
-                   "# TYPE engage_ingest_queue_pending gauge\nengage_ingest_queue_pending %zu\n"
-                   "# HELP engage_ingest_commits_total Transactions committed by the ingest "
-                   "writer.\n# TYPE engage_ingest_commits_total counter\n"
-                   "engage_ingest_commits_total %llu\n"
-                   "# HELP engage_ingest_yields_total Of those, parts of big batches committed "
-                   "early to let single calls through.\n"
-                   "# TYPE engage_ingest_yields_total counter\nengage_ingest_yields_total %llu\n",
-                   qs.pending, (unsigned long long)qs.commits, (unsigned long long)qs.yields);
-    }
-    if (r->app->segments) {
-        struct audience_stats ix;
-        segment_service_stats(r->app->segments, &ix);
-        buf_printf(&w->body,
-                   "# HELP engage_segment_index_contacts Members in the audience index.\n"
-                   "# TYPE engage_segment_index_contacts gauge\nengage_segment_index_contacts %lld\n"
-                   "# HELP engage_segment_index_events Events in the audience index (pending: not"
-                   " merged yet).\n# TYPE engage_segment_index_events gauge\n"
-                   "engage_segment_index_events %lld\nengage_segment_index_events_pending %lld\n"
-                   "# HELP engage_segment_index_bytes Heap held by the audience index.\n"
-                   "# TYPE engage_segment_index_bytes gauge\nengage_segment_index_bytes %lld\n"
-                   "# HELP engage_segment_index_load_seconds Time of the index's first load.\n"
-                   "# TYPE engage_segment_index_load_seconds gauge\n"
-                   "engage_segment_index_load_seconds %.3f\n"
-                   "# HELP engage_segment_index_seq Change sequences the index has caught up to.\n"
-                   "# TYPE engage_segment_index_seq gauge\n"
-                   "engage_segment_index_seq{table=\"contacts\"} %lld\n"
-                   "engage_segment_index_seq{table=\"events\"} %lld\n"
-                   "# HELP engage_segment_evaluations Segment evaluations by status.\n"
-                   "# TYPE engage_segment_evaluations gauge\n",
-                   (long long)ix.members, (long long)ix.events, (long long)ix.pending,
-                   (long long)ix.bytes, ix.load_ms / 1000.0, (long long)ix.contact_seq,
-                   (long long)ix.event_seq);
-        if (store_evaluation_counts(r->st, metric_status, &w->body, &e)) {
-            buf_reset(&w->body);
-            http_error_from(r, w, &e);
-            return;
-        }
-    }
-    sync_worker_metrics(r->app->sync, &w->body);
-    http_metrics_write(&w->body);
-    http_guard_metrics_write(r->app->http, &w->body);
 }
 
 

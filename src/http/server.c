@@ -9,6 +9,7 @@
 #include "routes_int.h"
 #include "guard.h"
 #include "../core/jtree.h"
+#include "../core/metrics.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -24,10 +25,23 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define MAX_ROUTES 64
+/* The statuses the API answers with; anything else counts as "other". */
+static const int statuses[] = {200, 201, 400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 503};
+#define NSTATUS ((int)(sizeof statuses / sizeof *statuses))
+/* Time from a request's headers to its answer being queued, per route: Prometheus
+ * histogram buckets (upper bounds in seconds). */
+static const double dur_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,   0.25,   0.5,   1,    2.5,   10};
+#define NDUR ((int)(sizeof dur_bounds / sizeof *dur_bounds))
 struct http_server {
     struct MHD_Daemon *d;
     struct app *app;
     struct http_guard *guard;   /* deadlines and per-address limits (guard.c) */
+    /* engage_http_requests_total by [route][status] and ..._duration_seconds by route
+     * (the app's registry owns them; http_routes_count is "unmatched") */
+    struct metric_series *hits[MAX_ROUTES + 1][NSTATUS + 1];
+    struct metric_series *dur[MAX_ROUTES + 1];
 };
 
 /* A kept-alive connection is closed after this many requests (its last answer says
@@ -60,18 +74,6 @@ struct conn_state {
 #define BULK_NICE 5
 static __thread int bulk_thread;
 
-#define MAX_ROUTES 64
-/* The statuses the API answers with; anything else counts as "other". */
-static const int statuses[] = {200, 201, 400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 503};
-#define NSTATUS ((int)(sizeof statuses / sizeof *statuses))
-static _Atomic uint64_t route_hits[MAX_ROUTES + 1][NSTATUS + 1];
-/* Time from a request's headers to its answer being queued, per route: Prometheus
- * histogram buckets (upper bounds in seconds), the count past the last, and the sum. */
-static const double dur_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                    0.1,   0.25,   0.5,   1,    2.5,   10};
-#define NDUR ((int)(sizeof dur_bounds / sizeof *dur_bounds))
-static _Atomic uint64_t route_dur[MAX_ROUTES + 1][NDUR + 1];
-static _Atomic uint64_t route_dur_us[MAX_ROUTES + 1];
 static _Atomic uint64_t req_counter;
 
 
@@ -370,50 +372,36 @@ json_t *http_body_json(struct http_req *r, struct http_resp *w)
     return http_body_json_capped(r, w, 0, NULL);
 }
 
-void http_metrics_write(struct buf *out)
+/* Registers the request counters and durations, a series for every route (and
+ * "unmatched") made now: a request only bumps atomics. */
+static void request_metrics(struct http_server *s, struct metrics *m)
 {
+    static const struct metric_def hits_def = {
+        .name = "engage_http_requests_total", .help = "HTTP requests by route and status.",
+        .type = METRIC_COUNTER, .labels = "route,code", .flags = METRIC_HIDE_ZERO};
+    static const struct metric_def dur_def = {
+        .name = "engage_http_request_duration_seconds",
+        .help = "Time from a request's headers to its answer, by route.",
+        .type = METRIC_HISTOGRAM, .labels = "route", .buckets = dur_bounds, .nbuckets = NDUR,
+        .flags = METRIC_HIDE_ZERO};
+    struct metric *hits = metrics_add(m, &hits_def), *dur = metrics_add(m, &dur_def);
     int i, k;
 
-    buf_adds(out, "# HELP engage_http_requests_total HTTP requests by route and status.\n"
-                  "# TYPE engage_http_requests_total counter\n");
     for (i = 0; i <= http_routes_count && i <= MAX_ROUTES; i++) {
         const char *name = i < http_routes_count ? http_routes[i].name : "unmatched";
         for (k = 0; k <= NSTATUS; k++) {
-            uint64_t n = atomic_load(&route_hits[i][k]);
-            if (n == 0)
-                continue;
+            char code[16];
+            const char *values[] = {name, code};
             if (k < NSTATUS)
-                buf_printf(out, "engage_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
-                           name, statuses[k], (unsigned long long)n);
+                snprintf(code, sizeof code, "%d", statuses[k]);
             else
-                buf_printf(out, "engage_http_requests_total{route=\"%s\",code=\"other\"} %llu\n",
-                           name, (unsigned long long)n);
+                snprintf(code, sizeof code, "other");
+            s->hits[i][k] = metric_series(hits, values);
         }
     }
-    buf_adds(out, "# HELP engage_http_request_duration_seconds Time from a request's headers "
-                  "to its answer, by route.\n"
-                  "# TYPE engage_http_request_duration_seconds histogram\n");
     for (i = 0; i <= http_routes_count && i <= MAX_ROUTES; i++) {
-        const char *name = i < http_routes_count ? http_routes[i].name : "unmatched";
-        uint64_t cum = 0;
-        for (k = 0; k <= NDUR; k++)
-            cum += atomic_load(&route_dur[i][k]);
-        if (cum == 0)
-            continue;
-        cum = 0;
-        for (k = 0; k <= NDUR; k++) {
-            cum += atomic_load(&route_dur[i][k]);
-            if (k < NDUR)
-                buf_printf(out, "engage_http_request_duration_seconds_bucket{route=\"%s\","
-                                "le=\"%g\"} %llu\n", name, dur_bounds[k], (unsigned long long)cum);
-            else
-                buf_printf(out, "engage_http_request_duration_seconds_bucket{route=\"%s\","
-                                "le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
-        }
-        buf_printf(out, "engage_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", name,
-                   (double)atomic_load(&route_dur_us[i]) / 1e6);
-        buf_printf(out, "engage_http_request_duration_seconds_count{route=\"%s\"} %llu\n", name,
-                   (unsigned long long)cum);
+        const char *values[] = {i < http_routes_count ? http_routes[i].name : "unmatched"};
+        s->dur[i] = metric_series(dur, values);
     }
 }
 
@@ -687,11 +675,8 @@ static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, s
         int k;
         for (k = 0; k < NSTATUS && statuses[k] != w.status; k++)
             ;
-        atomic_fetch_add(&route_hits[route_ix][k], 1);
-        for (k = 0; k < NDUR && secs > dur_bounds[k]; k++)
-            ;
-        atomic_fetch_add(&route_dur[route_ix][k], 1);
-        atomic_fetch_add(&route_dur_us[route_ix], (uint64_t)(secs * 1e6));
+        metric_add(s->hits[route_ix][k], 1);
+        metric_observe(s->dur[route_ix], secs);
     }
     resp = MHD_create_response_from_buffer(w.body.len, w.body.p ? w.body.p : (char *)"",
                                            MHD_RESPMEM_MUST_COPY);
@@ -867,11 +852,13 @@ int http_start(struct http_server **out, struct app *app, int fd, struct err *e)
         backstop = (unsigned)cfg->idle_timeout_s;
     s = xcalloc(1, sizeof *s);
     s->app = app;
-    if ((rc = guard_new(&s->guard, cfg, e))) {
+    if ((rc = guard_new(&s->guard, cfg, app->workers, e))) {
         free(s);
         close(fd);
         return rc;
     }
+    request_metrics(s, app->metrics);
+    guard_metrics(s->guard, app->metrics);
     /* http_threads 0: a thread per connection, so that a request waiting (for the
      * ingest writer, a segment evaluation) never holds up another connection's; else
      * a pool of that many threads, each polling its share of the connections. */
@@ -903,11 +890,6 @@ int http_start(struct http_server **out, struct app *app, int fd, struct err *e)
     }
     *out = s;
     return 0;
-}
-
-void http_guard_metrics_write(struct http_server *s, struct buf *out)
-{
-    guard_metrics_write(s ? s->guard : NULL, out);
 }
 
 void http_stop(struct http_server *s)

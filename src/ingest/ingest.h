@@ -223,8 +223,11 @@ struct ingest_job {
     struct err err;
     struct ingest_job *next;
 };
-/* A writer thread with its own connection (checkpointed beside its commits). */
-int ingest_queue_start(struct ingest_queue **out, const char *data_dir, const struct config *cfg,
+/* The writer: a worker of ws (core/worker.h) with its own connection (checkpointed
+ * beside its commits). */
+struct worker_set;
+struct metrics;
+int ingest_queue_start(struct ingest_queue **out, struct worker_set *ws, const struct config *cfg,
                        struct err *e);
 /* Stores what is queued, then stops. NULL-safe. */
 void ingest_queue_stop(struct ingest_queue *q);
@@ -251,6 +254,9 @@ struct ingest_queue_stats {
     uint64_t yields;   /* of which a big group's part, committed to let small requests by */
 };
 void ingest_queue_stats(struct ingest_queue *q, struct ingest_queue_stats *out);
+/* Registers the queue's figures (engage_ingest_queue_pending, _commits_total,
+ * _yields_total) in m; q must outlive m's use. */
+void ingest_queue_metrics(struct ingest_queue *q, struct metrics *m);
 
 /* ---- a request to ingest, whole (track.c) ------------------------------------------ */
 

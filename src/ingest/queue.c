@@ -18,21 +18,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/metrics.h"
+#include "../core/worker.h"
 #include "ingest.h"
 
 struct ingest_queue {
-    pthread_t thread;
+    struct worker *writer;
     pthread_mutex_t mu;
-    pthread_cond_t work, done;
+    pthread_cond_t done;
     struct ingest_job *head, *tail;
     size_t pending; /* items of jobs queued or being stored, not yet answered */
     size_t max_pending;
     int small_waiting; /* small jobs queued (read by the writer without the lock) */
-    uint64_t commits, yields; /* the writer's; read with __atomic loads */
     int stop;
-    struct store *st;
-    struct ingest in;
+    struct ingest in; /* the writer's session, on its store connection */
     const struct config *cfg;
+    uint64_t commits, yields; /* the writer's; read with __atomic loads */
     pthread_mutex_t cs_mu;    /* cs_mu protects cs, cs_stamp, cs_checked: the contracts
                                * request threads validate with */
     struct contract_set *cs;
@@ -190,26 +191,37 @@ static void store_group(struct ingest_queue *q, struct ingest_job *list, int yie
     }
 }
 
-static void *writer(void *arg)
+/* Every contact's id in one scan first: the requests to come name contacts by their
+ * external ids, and a lookup each at first sight costs more. */
+static void writer_init(void *ctx, struct store *st)
 {
-    struct ingest_queue *q = arg;
+    struct ingest_queue *q = ctx;
 
-    /* Every contact's id in one scan first: the requests to come name contacts by
-     * their external ids, and a lookup each at first sight costs more. */
+    ingest_init(&q->in, st, q->cfg);
     ingest_preload_contacts(&q->in);
+}
+
+static void writer_fini(void *ctx, struct store *st)
+{
+    struct ingest_queue *q = ctx;
+
+    ingest_release(&q->in);
+}
+
+/* Stores everything queued (woken by each job; once more at stop: what was queued is
+ * stored first). Failures are the jobs' own: the tick never fails. */
+static int writer_tick(void *ctx, struct store *st, struct err *e)
+{
+    struct ingest_queue *q = ctx;
 
     for (;;) {
         struct ingest_job *list, *j, *next, *large = NULL, **lt = &large;
 
         pthread_mutex_lock(&q->mu);
-        while (q->head == NULL && !q->stop)
-            pthread_cond_wait(&q->work, &q->mu);
-        if (q->head == NULL && q->stop) {
-            pthread_mutex_unlock(&q->mu);
-            return NULL;
-        }
+        list = q->head;
         pthread_mutex_unlock(&q->mu);
-
+        if (list == NULL)
+            return 0;
         store_group(q, take_small(q), 0);
         pthread_mutex_lock(&q->mu);
         list = q->head;
@@ -229,44 +241,43 @@ static void *writer(void *arg)
     }
 }
 
+static const struct worker_def writer_def = {
+    .name = "ingest-writer",
+    .tick = writer_tick,
+    .interval_ms = 0, /* woken by each job */
+    .store = WORKER_STORE_BULK, /* checkpointed beside its commits, not inside them */
+    .flags = WORKER_FINAL_TICK,
+    .init = writer_init,
+    .fini = writer_fini,
+};
+
 static void queue_free(struct ingest_queue *q)
 {
     contract_set_free(q->cs);
     pthread_mutex_destroy(&q->cs_mu);
-    ingest_release(&q->in);
-    store_close(q->st);
     pthread_mutex_destroy(&q->mu);
-    pthread_cond_destroy(&q->work);
     pthread_cond_destroy(&q->done);
     free(q);
 }
 
-int ingest_queue_start(struct ingest_queue **out, const char *data_dir, const struct config *cfg,
+int ingest_queue_start(struct ingest_queue **out, struct worker_set *ws, const struct config *cfg,
                        struct err *e)
 {
-    struct store_opts so = {.busy_timeout_ms = cfg->busy_timeout_ms, .bulk = 1};
     struct ingest_queue *q = xcalloc(1, sizeof *q);
-    int rc = store_open(&q->st, data_dir, &so, e);
+    int rc;
 
-    if (rc) {
-        free(q);
-        return rc;
-    }
     q->cfg = cfg;
     q->max_pending = (size_t)cfg->ingest_queue_max;
-    ingest_init(&q->in, q->st, cfg);
     pthread_mutex_init(&q->mu, NULL);
     pthread_mutex_init(&q->cs_mu, NULL);
-    pthread_cond_init(&q->work, NULL);
     pthread_cond_init(&q->done, NULL);
-    if (pthread_create(&q->thread, NULL, writer, q) == 0) {
-        pthread_setname_np(q->thread, "ingest-writer");
-    } else {
+    rc = worker_start(&q->writer, ws, &writer_def, q, e);
+    if (rc) {
         queue_free(q);
-        return ERR(e, E_NOMEM, "cannot start the ingest writer");
+        q = NULL;
     }
     *out = q;
-    return 0;
+    return rc;
 }
 
 void ingest_queue_stop(struct ingest_queue *q)
@@ -275,9 +286,8 @@ void ingest_queue_stop(struct ingest_queue *q)
         return;
     pthread_mutex_lock(&q->mu);
     q->stop = 1;
-    pthread_cond_broadcast(&q->work);
     pthread_mutex_unlock(&q->mu);
-    pthread_join(q->thread, NULL); /* what was queued is stored first */
+    worker_stop(q->writer); /* its final tick stores what was queued first */
     queue_free(q);
 }
 
@@ -304,7 +314,7 @@ int ingest_queue_run(struct ingest_queue *q, struct ingest_job *job, struct err 
     q->pending += job->n;
     if (job->n <= SMALL_JOB)
         __atomic_store_n(&q->small_waiting, 1, __ATOMIC_RELAXED);
-    pthread_cond_signal(&q->work);
+    worker_wake(q->writer);
     while (!job->finished)
         pthread_cond_wait(&q->done, &q->mu);
     pthread_mutex_unlock(&q->mu);
@@ -401,4 +411,34 @@ void ingest_queue_stats(struct ingest_queue *q, struct ingest_queue_stats *out)
     pthread_mutex_unlock(&q->mu);
     out->commits = __atomic_load_n(&q->commits, __ATOMIC_RELAXED);
     out->yields = __atomic_load_n(&q->yields, __ATOMIC_RELAXED);
+}
+
+enum queue_figure { PENDING, COMMITS, YIELDS };
+
+static int collect(void *ctx, int which, void *scrape, struct metric_sink *out, struct err *e)
+{
+    struct ingest_queue_stats qs;
+
+    ingest_queue_stats(ctx, &qs);
+    metric_emit(out, NULL, which == PENDING   ? (double)qs.pending
+                           : which == COMMITS ? (double)qs.commits
+                                              : (double)qs.yields);
+    return 0;
+}
+
+void ingest_queue_metrics(struct ingest_queue *q, struct metrics *m)
+{
+    static const struct metric_def defs[] = {
+        {.name = "engage_ingest_queue_pending",
+         .help = "Messages waiting for the ingest writer.", .type = METRIC_GAUGE,
+         .collect = collect, .which = PENDING},
+        {.name = "engage_ingest_commits_total",
+         .help = "Transactions committed by the ingest writer.", .type = METRIC_COUNTER,
+         .collect = collect, .which = COMMITS},
+        {.name = "engage_ingest_yields_total",
+         .help = "Of those, parts of big batches committed early to let single calls through.",
+         .type = METRIC_COUNTER, .collect = collect, .which = YIELDS},
+    };
+
+    metrics_add_all(m, defs, sizeof defs / sizeof *defs, q);
 }

@@ -130,6 +130,10 @@ int segment_service_ready(struct segment_service *sv);
 /* The index's figures, without waiting: when the index is busy (loading, evaluating),
  * the figures of the last call that found it free; returns 1 if they are current. */
 int segment_service_stats(struct segment_service *sv, struct audience_stats *out);
+/* Registers the index's figures and the evaluations by status (engage_segment_*) in m;
+ * the latter read the scrape's store connection. sv must outlive m's use. */
+struct metrics;
+void segment_service_metrics(struct segment_service *sv, struct metrics *m);
 /* {count, sample: [first 20 members], took_ms, as_of}; nothing is saved. */
 /* The seqs of a contact's `limit` (at most 64) latest events, newest first, from the
  * index (caught up first): what the contacts API shows without scanning the store. */
@@ -176,11 +180,13 @@ int segment_scheduler_tick(struct segment_service *sv, struct store *st, int64_t
 /* At start: evaluations left running by a dead process become failed ("interrupted"). */
 int segment_recover(struct store *st, int64_t *interrupted, struct err *e);
 
-/* The worker inside `engage serve`: at start marks interrupted evaluations failed and
- * loads the index, then once a second evaluates the scheduled segments that are due. */
+/* The worker inside `engage serve` (a worker of ws, core/worker.h, on pooled
+ * connections): at start marks interrupted evaluations failed and loads the index, then
+ * once a second evaluates the scheduled segments that are due. */
 struct segment_scheduler;
-int segment_scheduler_start(struct segment_scheduler **out, struct segment_service *sv,
-                            struct store_pool *pool, struct err *e);
+struct worker_set;
+int segment_scheduler_start(struct segment_scheduler **out, struct worker_set *ws,
+                            struct segment_service *sv, struct store_pool *pool, struct err *e);
 void segment_scheduler_stop(struct segment_scheduler *sc); /* NULL-safe; waits for it */
 
 /* ---- Unicode simple case folding (docs/dsl.md, "contains") ------------------------ */

@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include "../auth/auth.h"
+#include "../core/metrics.h"
+#include "../core/worker.h"
 #include "../ingest/ingest.h" /* contact_view: the record a contact is shown as */
 #include "segment_int.h"
 
@@ -850,26 +852,22 @@ int segment_evaluations(struct store *st, int64_t id, int64_t before_id, int lim
     return page_finish(&p, rc, limit, items, next_cursor);
 }
 
-/* ---- the scheduler thread ------------------------------------------------------------------ */
+/* ---- the scheduler worker ------------------------------------------------------------------ */
 
 struct segment_scheduler {
     struct segment_service *sv;
     struct store_pool *pool;
-    pthread_t tid;
-    pthread_mutex_t mu; /* mu protects stop */
-    pthread_cond_t cv;
-    int stop;
+    struct worker *worker;
 };
 
-static void *scheduler_main(void *arg)
+/* Start-up: evaluations a dead process left running, then load the index. */
+static void scheduler_init(void *ctx, struct store *unused)
 {
-    struct segment_scheduler *sc = arg;
+    struct segment_scheduler *sc = ctx;
     struct store *st = store_pool_get(sc->pool);
     struct err e = {0};
     int64_t interrupted = 0;
-    int ran;
 
-    /* Start-up: evaluations a dead process left running, then load the index. */
     if (segment_recover(st, &interrupted, &e))
         log_warn("segment", "recovering evaluations: %s", e.msg);
     else if (interrupted)
@@ -882,57 +880,53 @@ static void *scheduler_main(void *arg)
     pthread_mutex_unlock(&sc->sv->mu);
     atomic_store(&sc->sv->loaded, 1); /* loaded or failed (the next use retries): ready */
     store_pool_put(sc->pool, st);
-    pthread_mutex_lock(&sc->mu);
-    while (!sc->stop) {
-        struct timespec ts;
-        pthread_mutex_unlock(&sc->mu);
-        st = store_pool_get(sc->pool);
-        err_clear(&e);
-        if (segment_scheduler_tick(sc->sv, st, clock_now_ms(), &ran, &e))
-            log_warn("segment", "scheduler: %s", e.msg);
-        store_pool_put(sc->pool, st);
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_mutex_lock(&sc->mu);
-        if (!sc->stop)
-            pthread_cond_timedwait(&sc->cv, &sc->mu, &ts);
-    }
-    pthread_mutex_unlock(&sc->mu);
-    return NULL;
 }
 
-int segment_scheduler_start(struct segment_scheduler **out, struct segment_service *sv,
-                            struct store_pool *pool, struct err *e)
+/* A pooled connection, as the requests use: the scheduler holds one only while it runs. */
+static int scheduler_tick(void *ctx, struct store *unused, struct err *e)
+{
+    struct segment_scheduler *sc = ctx;
+    struct store *st = store_pool_get(sc->pool);
+    int ran, rc = segment_scheduler_tick(sc->sv, st, clock_now_ms(), &ran, e);
+
+    store_pool_put(sc->pool, st);
+    return rc;
+}
+
+static const struct worker_def scheduler_def = {
+    .name = "segment-sched",
+    .tick = scheduler_tick,
+    .interval_ms = 1000,
+    .backoff_min_ms = 1000,
+    .backoff_max_ms = 60 * 1000,
+    .store = WORKER_NO_STORE,
+    .init = scheduler_init,
+};
+
+int segment_scheduler_start(struct segment_scheduler **out, struct worker_set *ws,
+                            struct segment_service *sv, struct store_pool *pool, struct err *e)
 {
     struct segment_scheduler *sc = xcalloc(1, sizeof *sc);
+    int rc;
 
     sc->sv = sv;
     sc->pool = pool;
-    atomic_store(&sv->loaded, 0); /* until the thread's first load */
-    pthread_mutex_init(&sc->mu, NULL);
-    pthread_cond_init(&sc->cv, NULL);
-    if (pthread_create(&sc->tid, NULL, scheduler_main, sc) == 0) {
-        pthread_setname_np(sc->tid, "segment-sched");
-    } else {
+    atomic_store(&sv->loaded, 0); /* until the worker's first load */
+    rc = worker_start(&sc->worker, ws, &scheduler_def, sc, e);
+    if (rc) {
         atomic_store(&sv->loaded, 1);
         free(sc);
-        return ERR(e, E_INTERNAL, "cannot start the segment scheduler thread");
+        sc = NULL;
     }
     *out = sc;
-    return 0;
+    return rc;
 }
 
 void segment_scheduler_stop(struct segment_scheduler *sc)
 {
     if (sc == NULL)
         return;
-    pthread_mutex_lock(&sc->mu);
-    sc->stop = 1;
-    pthread_cond_signal(&sc->cv);
-    pthread_mutex_unlock(&sc->mu);
-    pthread_join(sc->tid, NULL);
-    pthread_cond_destroy(&sc->cv);
-    pthread_mutex_destroy(&sc->mu);
+    worker_stop(sc->worker);
     free(sc);
 }
 
@@ -949,4 +943,61 @@ int segment_contact_view(struct segment_service *sv, struct store *st, const cha
         segment_recent_events(sv, st, id, 20, seqs, &n, &ie) == 0)
         from_index = 1;
     return contact_view(st, xid, 20, from_index ? seqs : NULL, n, out, e);
+}
+
+/* ---- metrics ---------------------------------------------------------------------------------- */
+
+enum index_figure { MEMBERS, EVENTS, PENDING, BYTES, LOAD_SECONDS, SEQS };
+
+static int collect_index(void *ctx, int which, void *scrape, struct metric_sink *out,
+                         struct err *e)
+{
+    static const char *const contacts[] = {"contacts"}, *const events[] = {"events"};
+    struct audience_stats ix;
+
+    segment_service_stats(ctx, &ix);
+    switch (which) {
+    case MEMBERS: metric_emit(out, NULL, (double)ix.members); break;
+    case EVENTS: metric_emit(out, NULL, (double)ix.events); break;
+    case PENDING: metric_emit(out, NULL, (double)ix.pending); break;
+    case BYTES: metric_emit(out, NULL, (double)ix.bytes); break;
+    case LOAD_SECONDS: metric_emit(out, NULL, ix.load_ms / 1000.0); break;
+    case SEQS:
+        metric_emit(out, contacts, (double)ix.contact_seq);
+        metric_emit(out, events, (double)ix.event_seq);
+        break;
+    }
+    return 0;
+}
+
+/* scrape: the scrape's store connection. */
+static int collect_evaluations(void *ctx, int which, void *scrape, struct metric_sink *out,
+                               struct err *e)
+{
+    return store_evaluation_counts(scrape, metric_emit_count, out, e);
+}
+
+void segment_service_metrics(struct segment_service *sv, struct metrics *m)
+{
+    static const struct metric_def defs[] = {
+        {.name = "engage_segment_index_contacts", .help = "Members in the audience index.",
+         .type = METRIC_GAUGE, .collect = collect_index, .which = MEMBERS},
+        {.name = "engage_segment_index_events",
+         .help = "Events in the audience index (pending: not merged yet).",
+         .type = METRIC_GAUGE, .collect = collect_index, .which = EVENTS},
+        {.name = "engage_segment_index_events_pending",
+         .help = "Events in the audience index not merged yet.", .type = METRIC_GAUGE,
+         .collect = collect_index, .which = PENDING},
+        {.name = "engage_segment_index_bytes", .help = "Heap held by the audience index.",
+         .type = METRIC_GAUGE, .collect = collect_index, .which = BYTES},
+        {.name = "engage_segment_index_load_seconds", .help = "Time of the index's first load.",
+         .type = METRIC_GAUGE, .decimals = 3, .collect = collect_index, .which = LOAD_SECONDS},
+        {.name = "engage_segment_index_seq",
+         .help = "Change sequences the index has caught up to.", .type = METRIC_GAUGE,
+         .labels = "table", .collect = collect_index, .which = SEQS},
+        {.name = "engage_segment_evaluations", .help = "Segment evaluations by status.",
+         .type = METRIC_GAUGE, .labels = "status", .collect = collect_evaluations},
+    };
+
+    metrics_add_all(m, defs, sizeof defs / sizeof *defs, sv);
 }

@@ -269,18 +269,22 @@ int sync_reconciliations_json(struct store *st, int64_t before, int limit, json_
 /* ---- the worker of `engage serve` (worker.c) ---- */
 
 struct sync_worker;
-/* A thread with its own store connection: a pass over every source each [sync]
- * interval_seconds; a failing source waits interval x 2^failures (at most 5 min). Once
- * a UTC day from [sync] reconcile_hour on, each source is reconciled after a successful
- * pass (sync_reconcile_due decides). */
-int sync_worker_start(struct sync_worker **out, const char *data_dir, const struct config *cfg,
+/* A worker of ws (core/worker.h) with its own store connection: a pass over every
+ * source each [sync] interval_seconds; a failing source waits interval x 2^failures (at
+ * most 5 min). Once a UTC day from [sync] reconcile_hour on, each source is reconciled
+ * after a successful pass (sync_reconcile_due decides). */
+struct worker_set;
+struct metrics;
+int sync_worker_start(struct sync_worker **out, struct worker_set *ws, const struct config *cfg,
                       struct err *e);
 void sync_worker_stop(struct sync_worker *w); /* NULL-safe */
 /* A table's figures since the server started: rows_since_start, rows_per_second (last
  * hour), newest_row_at and lag_seconds (now minus it), lag_p50_ms and lag_p95_ms (stored
  * at minus the row's cursor, last hour). {} when nothing was stored yet. */
 json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const char *table);
-void sync_worker_metrics(struct sync_worker *w, struct buf *out);
+/* Registers the engage_sync_* figures (rows, lag, failures, reconciliations) in m; w
+ * must outlive m's use. */
+void sync_worker_metrics(struct sync_worker *w, struct metrics *m);
 
 
 #endif

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/metrics.h"
+#include "../core/worker.h"
 #include "sync.h"
 
 #define LAG_BUCKETS 128
@@ -50,14 +52,13 @@ struct source_state {
 };
 
 struct sync_worker {
-    pthread_t tid;
-    /* mu protects stop, tables, ntables, sources, nsources, reconciliations; a source's
+    struct worker *worker;
+    /* mu protects tables, ntables, sources, nsources, reconciliations; a source's
      * reconciled_at and reconcile_retry_at are read and written by the worker alone */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop;
-    struct store *st;
+    struct store *st; /* the worker's connection, set for the length of a tick */
     const struct config *cfg;
+    struct worker_def def; /* its interval is [sync] interval_seconds */
     struct table_stats *tables;
     int ntables;
     struct source_state *sources;
@@ -175,15 +176,11 @@ static void reconcile_nightly(struct sync_worker *w, struct source_state *ss, co
     int64_t now = clock_now_ms(), last = 0, mismatches = 0;
     struct err e = {0};
     json_t *rep = NULL;
-    int stop;
 
     if (now < ss->reconcile_retry_at ||
         !sync_reconcile_due(now, cfg->sync_reconcile_hour, ss->reconciled_at))
         return;
-    pthread_mutex_lock(&w->mu);
-    stop = w->stop;
-    pthread_mutex_unlock(&w->mu);
-    if (stop)
+    if (worker_stopping(w->worker))
         return;
     /* Due by our note; the store knows of runs since (another server's, the CLI's). */
     if (store_sync_reconciliation_last(w->st, name, &last, &e) == 0) {
@@ -213,15 +210,19 @@ static void reconcile_nightly(struct sync_worker *w, struct source_state *ss, co
     json_decref(rep);
 }
 
-static void tick(struct sync_worker *w)
+/* A pass over each source that is due. A source's failure is its own (its backoff,
+ * its status); only not being able to list the sources fails the tick. */
+static int tick(void *ctx, struct store *st, struct err *te)
 {
+    struct sync_worker *w = ctx;
     struct names nm = {0};
     struct err e = {0};
     int i;
 
+    w->st = st;
     if (store_sync_sources(w->st, collect, &nm, &e)) {
-        log_warn("sync", "cannot list the sync sources: %s", e.msg);
-        return;
+        free(nm.v);
+        return ERR(te, e.code, "cannot list the sync sources: %s", e.msg);
     }
     for (i = 0; i < nm.n; i++) {
         struct observe_ctx o = {w, nm.v[i]};
@@ -232,7 +233,7 @@ static void tick(struct sync_worker *w)
         int due;
         pthread_mutex_lock(&w->mu);
         ss = state_of(w, nm.v[i]);
-        due = now >= ss->next_at && !w->stop;
+        due = now >= ss->next_at && !worker_stopping(w->worker);
         pthread_mutex_unlock(&w->mu);
         if (!due)
             continue;
@@ -266,66 +267,41 @@ static void tick(struct sync_worker *w)
         }
     }
     free(nm.v);
+    return 0;
 }
 
-static void *worker_main(void *arg)
-{
-    struct sync_worker *w = arg;
-
-    for (;;) {
-        struct timespec until;
-        pthread_mutex_lock(&w->mu);
-        if (w->stop) {
-            pthread_mutex_unlock(&w->mu);
-            return NULL;
-        }
-        pthread_mutex_unlock(&w->mu);
-        tick(w);
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += w->cfg->sync_interval_s;
-        pthread_mutex_lock(&w->mu);
-        while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0)
-            ;
-        pthread_mutex_unlock(&w->mu);
-    }
-}
-
-int sync_worker_start(struct sync_worker **out, const char *data_dir, const struct config *cfg,
+int sync_worker_start(struct sync_worker **out, struct worker_set *ws, const struct config *cfg,
                       struct err *e)
 {
-    struct store_opts so = {.busy_timeout_ms = cfg->busy_timeout_ms};
     struct sync_worker *w = xcalloc(1, sizeof *w);
-    int rc = store_open(&w->st, data_dir, &so, e);
+    int rc;
 
-    if (rc) {
-        free(w);
-        return rc;
-    }
     w->cfg = cfg;
+    w->def = (struct worker_def){
+        .name = "sync-worker",
+        .tick = tick,
+        .interval_ms = cfg->sync_interval_s * 1000,
+        .backoff_min_ms = cfg->sync_interval_s * 1000, /* as a failing source's */
+        .backoff_max_ms = BACKOFF_MAX_MS,
+        .store = WORKER_STORE,
+    };
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
-    if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
-        store_close(w->st);
+    rc = worker_start(&w->worker, ws, &w->def, w, e);
+    if (rc) {
+        pthread_mutex_destroy(&w->mu);
         free(w);
-        return ERR(e, E_NOMEM, "cannot start the sync worker");
+        w = NULL;
     }
-    pthread_setname_np(w->tid, "sync-worker");
     *out = w;
-    return 0;
+    return rc;
 }
 
 void sync_worker_stop(struct sync_worker *w)
 {
     if (w == NULL)
         return;
-    pthread_mutex_lock(&w->mu);
-    w->stop = 1;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    pthread_join(w->tid, NULL); /* a pass in progress finishes its batch first */
-    store_close(w->st);
+    worker_stop(w->worker); /* a pass in progress finishes its batch first */
     pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->cv);
     free(w->tables);
     free(w->sources);
     free(w);
@@ -393,56 +369,89 @@ json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const
     return o;
 }
 
-void sync_worker_metrics(struct sync_worker *w, struct buf *out)
+/* ---- metrics: computed at scrape time from the tables and sources above ---- */
+
+enum sync_figure { ROWS, LAG, LAG_P95, FAILURES, LATE, MISMATCHES, RECONCILIATIONS };
+
+static void emit_table(struct sync_worker *w, const struct table_stats *ts, int which,
+                       int64_t now, struct metric_sink *out)
 {
-    int64_t now = clock_now_ms(), minute = now / 60000;
+    const char *values[] = {ts->source, ts->table};
+    double p95;
+
+    switch (which) {
+    case ROWS: metric_emit(out, values, (double)ts->rows); break;
+    case LAG:
+        if (ts->newest_ms)
+            metric_emit(out, values, (double)(now - ts->newest_ms) / 1000);
+        break;
+    case LAG_P95:
+        p95 = lag_pct(ts, now / 60000, 0.95);
+        if (p95 >= 0)
+            metric_emit(out, values, p95 / 1000);
+        break;
+    default: break;
+    }
+}
+
+static void emit_source(const struct source_state *ss, int which,
+                        struct metric_sink *out)
+{
+    const char *values[] = {ss->name};
+
+    if (which == FAILURES)
+        metric_emit(out, values, (double)ss->failures);
+    else if (which == LATE)
+        metric_emit(out, values, (double)ss->late);
+    else if (which == MISMATCHES && ss->reconciled)
+        metric_emit(out, values, (double)ss->mismatches);
+}
+
+static int collect_figure(void *ctx, int which, void *scrape, struct metric_sink *out,
+                          struct err *e)
+{
+    struct sync_worker *w = ctx;
+    int64_t now = clock_now_ms();
     int i;
 
-    if (w == NULL)
-        return;
-    buf_adds(out, "# HELP engage_sync_rows_total Source rows stored by the sync worker, by table.\n"
-                  "# TYPE engage_sync_rows_total counter\n");
     pthread_mutex_lock(&w->mu);
-    for (i = 0; i < w->ntables; i++)
-        buf_printf(out, "engage_sync_rows_total{source=\"%s\",table=\"%s\"} %lld\n",
-                   w->tables[i].source, w->tables[i].table, (long long)w->tables[i].rows);
-    buf_adds(out, "# HELP engage_sync_lag_seconds Time since the newest source row stored "
-                  "(by its cursor).\n# TYPE engage_sync_lag_seconds gauge\n");
-    for (i = 0; i < w->ntables; i++)
-        if (w->tables[i].newest_ms)
-            buf_printf(out, "engage_sync_lag_seconds{source=\"%s\",table=\"%s\"} %.3f\n",
-                       w->tables[i].source, w->tables[i].table,
-                       (double)(now - w->tables[i].newest_ms) / 1000);
-    buf_adds(out, "# HELP engage_sync_store_lag_p95_seconds p95 over the last hour of stored-at "
-                  "minus the row's cursor time.\n# TYPE engage_sync_store_lag_p95_seconds gauge\n");
-    for (i = 0; i < w->ntables; i++) {
-        double p95 = lag_pct(&w->tables[i], minute, 0.95);
-        if (p95 >= 0)
-            buf_printf(out, "engage_sync_store_lag_p95_seconds{source=\"%s\",table=\"%s\"} %.3f\n",
-                       w->tables[i].source, w->tables[i].table, p95 / 1000);
-    }
-    buf_adds(out, "# HELP engage_sync_failures Failed passes in a row, by source.\n"
-                  "# TYPE engage_sync_failures gauge\n");
-    for (i = 0; i < w->nsources; i++)
-        buf_printf(out, "engage_sync_failures{source=\"%s\"} %lld\n", w->sources[i].name,
-                   (long long)w->sources[i].failures);
-    buf_adds(out, "# HELP engage_sync_late_rows_total Rows found behind the checkpoint by "
-                  "the lookback window (late commits), by source.\n"
-                  "# TYPE engage_sync_late_rows_total counter\n");
-    for (i = 0; i < w->nsources; i++)
-        buf_printf(out, "engage_sync_late_rows_total{source=\"%s\"} %lld\n", w->sources[i].name,
-                   (long long)w->sources[i].late);
-    buf_adds(out, "# HELP engage_sync_reconcile_mismatches Keys missing or extra in the last "
-                  "nightly reconciliation, by source.\n"
-                  "# TYPE engage_sync_reconcile_mismatches gauge\n");
-    for (i = 0; i < w->nsources; i++)
-        if (w->sources[i].reconciled)
-            buf_printf(out, "engage_sync_reconcile_mismatches{source=\"%s\"} %lld\n",
-                       w->sources[i].name, (long long)w->sources[i].mismatches);
-    buf_printf(out,
-               "# HELP engage_sync_reconciliations_total Nightly reconciliations run since "
-               "the server started.\n# TYPE engage_sync_reconciliations_total counter\n"
-               "engage_sync_reconciliations_total %lld\n",
-               (long long)w->reconciliations);
+    if (which == RECONCILIATIONS)
+        metric_emit(out, NULL, (double)w->reconciliations);
+    for (i = 0; which <= LAG_P95 && i < w->ntables; i++)
+        emit_table(w, &w->tables[i], which, now, out);
+    for (i = 0; which >= FAILURES && which <= MISMATCHES && i < w->nsources; i++)
+        emit_source(&w->sources[i], which, out);
     pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+void sync_worker_metrics(struct sync_worker *w, struct metrics *m)
+{
+    static const struct metric_def defs[] = {
+        {.name = "engage_sync_rows_total", .help = "Source rows stored by the sync worker, by table.",
+         .type = METRIC_COUNTER, .labels = "source,table", .collect = collect_figure,
+         .which = ROWS},
+        {.name = "engage_sync_lag_seconds",
+         .help = "Time since the newest source row stored (by its cursor).", .type = METRIC_GAUGE,
+         .labels = "source,table", .decimals = 3, .collect = collect_figure, .which = LAG},
+        {.name = "engage_sync_store_lag_p95_seconds",
+         .help = "p95 over the last hour of stored-at minus the row's cursor time.",
+         .type = METRIC_GAUGE, .labels = "source,table", .decimals = 3,
+         .collect = collect_figure, .which = LAG_P95},
+        {.name = "engage_sync_failures", .help = "Failed passes in a row, by source.",
+         .type = METRIC_GAUGE, .labels = "source", .collect = collect_figure, .which = FAILURES},
+        {.name = "engage_sync_late_rows_total",
+         .help = "Rows found behind the checkpoint by the lookback window (late commits), by "
+                 "source.",
+         .type = METRIC_COUNTER, .labels = "source", .collect = collect_figure, .which = LATE},
+        {.name = "engage_sync_reconcile_mismatches",
+         .help = "Keys missing or extra in the last nightly reconciliation, by source.",
+         .type = METRIC_GAUGE, .labels = "source", .collect = collect_figure,
+         .which = MISMATCHES},
+        {.name = "engage_sync_reconciliations_total",
+         .help = "Nightly reconciliations run since the server started.", .type = METRIC_COUNTER,
+         .collect = collect_figure, .which = RECONCILIATIONS},
+    };
+
+    metrics_add_all(m, defs, sizeof defs / sizeof *defs, w);
 }

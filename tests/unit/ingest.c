@@ -859,6 +859,8 @@ UTEST(tracking, an_instant_before_1970_is_kept_not_dropped)
 
 #include <pthread.h>
 
+#include "core/worker.h"
+
 static void job_of_events(struct ingest_job *job, const char *prefix, int n)
 {
     int i;
@@ -921,12 +923,14 @@ UTEST(queue, single_calls_pass_a_big_batch_and_every_event_is_stored_once)
     struct contract_set *cs;
     struct store_counts c;
     struct sender s = {0};
+    struct worker_set *ws;
     pthread_t tid;
     struct fx f;
     int rounds = 0;
 
     fx_open(&f);
-    cr_assert_eq(ingest_queue_start(&s.q, f.dir, &f.cfg, &f.e), 0, "%s", f.e.msg);
+    worker_set_new(&ws, f.dir, f.cfg.busy_timeout_ms);
+    cr_assert_eq(ingest_queue_start(&s.q, ws, &f.cfg, &f.e), 0, "%s", f.e.msg);
     cr_assert_eq(ingest_queue_contracts(s.q, f.st, &cs, &f.e), 0, "%s", f.e.msg);
     s.cs = cs;
     cr_assert_eq(pthread_create(&tid, NULL, send_singles, &s), 0);
@@ -948,6 +952,7 @@ UTEST(queue, single_calls_pass_a_big_batch_and_every_event_is_stored_once)
     cr_assert_gt(qs.yields, 0, "a big batch was committed in parts for the single calls");
     cr_assert_eq(qs.pending, 0);
     ingest_queue_stop(s.q);
+    worker_set_free(ws);
     contract_set_free(cs);
     cr_assert_eq(store_counts(f.st, &c, &f.e), 0, "%s", f.e.msg);
     cr_assert_eq(c.events, (int64_t)rounds * 2500 + s.sent, "every event stored, once");
