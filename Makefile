@@ -1,9 +1,11 @@
 # EqueEngage -- a thin wrapper over meson + ninja.
 #   make          build build/engage (installs missing Debian packages first)
 #   make demo     build, load the demo data set, serve it (prints URL and admin key)
-#   make test     build with ASan+UBSan and run every test suite
+#   make test     lint, build with ASan+UBSan and with TSan, run every test suite
+#   make lint     the style checks alone (scripts/lint.sh: clang-format, banned functions,
+#                 time literals); make format rewrites the sources as clang-format says
 #   make bench    build and run the benchmarks (see docs/benchmarks.md)
-.PHONY: all build deps test-deps demo test unit e2e bench fuzz clean format
+.PHONY: all build deps test-deps lint-deps demo test lint unit e2e bench fuzz clean format
 
 all: build
 
@@ -12,6 +14,9 @@ deps:
 
 test-deps:
 	@scripts/install-deps.sh --test
+
+lint-deps:
+	@scripts/install-deps.sh --lint
 
 build: deps
 	@test -f build/build.ninja || meson setup build --buildtype=release -Db_ndebug=false -Dtests=disabled >/dev/null
@@ -38,5 +43,8 @@ fuzz: test-deps
 clean:
 	rm -rf build build-asan build-fuzz
 
-format:
-	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/unit/*.h')
+lint: lint-deps
+	@scripts/lint.sh
+
+format: lint-deps
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h')

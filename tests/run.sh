@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/run.sh -- runs every suite and ends with one line: "N passed, N failed[, N skipped]".
 #
+# lint: scripts/lint.sh, each step (format, banned, time-literals) one check.
 # unit: Criterion binaries built with ASan+UBSan in build-asan/ (leaks fail a test).
 # e2e:  node:test suites driving the ASan-built engage binary over the CLI and HTTP.
 set -uo pipefail
@@ -10,6 +11,14 @@ logdir=$(mktemp -d /tmp/engage-tests.XXXXXX)
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+echo "== lint (scripts/lint.sh)"
+scripts/lint.sh >"$logdir/lint.log" 2>&1
+sed 's/^/  /' "$logdir/lint.log"
+p=$(grep -c '^PASS ' "$logdir/lint.log")
+f=$(grep -c '^FAIL ' "$logdir/lint.log")
+passed=$((passed + p)); failed=$((failed + f))
+if [ $((p + f)) -eq 0 ]; then failed=$((failed + 1)); fi
 
 echo "== unit (Criterion, ASan+UBSan)"
 # Each binary once; the segment comparison a second time with merges forced every few
