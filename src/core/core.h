@@ -12,6 +12,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* meson compiles every file with -include banned.h; this covers a file compiled alone. */
+#include "banned.h"
+
 /* ---- errors ---------------------------------------------------------------- */
 
 enum {

@@ -24,7 +24,7 @@ static char *rnd_text(void)
     char *s = calloc(1, 64);
     int i, n = (int)rnd(6);
     for (i = 0; i < n; i++)
-        strcat(s, bits[rnd(sizeof bits / sizeof *bits)]);
+        snprintf(s + strlen(s), 64 - strlen(s), "%s", bits[rnd(sizeof bits / sizeof *bits)]);
     return s;
 }
 
