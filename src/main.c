@@ -1715,7 +1715,7 @@ static int cmd_demo(struct cli *c)
     dir = xasprintf("%s/demo", c->data_dir);
     g.out_dir = dir;
     /* Stable demo clock: the data set is the same whenever it is made on a given day. */
-    g.now_ms = clock_now_ms() - clock_now_ms() % 86400000;
+    g.now_ms = clock_now_ms() - clock_now_ms() % DAY_MS;
     if (demo_generate(&g, &e)) {
         free(dir);
         return die("%s", e.msg);
@@ -2139,7 +2139,7 @@ static int cmd_bench(struct cli *c)
         return usage_error(c, "bench gen: --out DIR is required");
     /* Events fall in the 400 days before today (UTC midnight, or --now's day): the same
      * seed and sizes give the same files all day. */
-    g.now_ms = clock_now_ms() - clock_now_ms() % 86400000;
+    g.now_ms = clock_now_ms() - clock_now_ms() % DAY_MS;
     if (demo_generate(&g, &e))
         return die("%s", e.msg);
     if (!c->json)

@@ -1969,7 +1969,7 @@ int store_segments_claim_due(struct store *st, int64_t now, store_segment_fn fn,
             break;
         }
         sqlite3_bind_int64(s, 1, d.ids[i]);
-        sg.next_run_at = now + (int64_t)d.every[i] * 60000;
+        sg.next_run_at = now + (int64_t)d.every[i] * MIN_MS;
         sqlite3_bind_int64(s, 2, sg.next_run_at);
         rc = step_done(st, s, "claim segment", e);
         if (rc == 0)

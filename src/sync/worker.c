@@ -27,8 +27,6 @@
 #define LAG_MINUTES 60
 #define MAX_TABLES 256
 #define BACKOFF_MAX_MS (300 * 1000)
-#define HOUR_MS 3600000LL
-#define DAY_MS (24 * HOUR_MS)
 
 struct table_stats {
     char source[64], table[128];
@@ -106,7 +104,7 @@ static void on_batch(void *ctx, const struct sync_table *t, const struct sync_ba
 {
     struct observe_ctx *o = ctx;
     struct table_stats *ts;
-    int64_t minute = stored_at / 60000;
+    int64_t minute = stored_at / MIN_MS;
     int i, slot = (int)(minute % LAG_MINUTES);
 
     pthread_mutex_lock(&o->w->mu);
@@ -357,7 +355,7 @@ static double lag_pct(const struct table_stats *ts, int64_t now_minute, double p
 
 json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const char *table)
 {
-    int64_t now = clock_now_ms(), minute = now / 60000, hour_rows = 0;
+    int64_t now = clock_now_ms(), minute = now / MIN_MS, hour_rows = 0;
     struct table_stats *ts = NULL;
     json_t *o;
     int i, s;
@@ -395,7 +393,7 @@ json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const
 
 void sync_worker_metrics(struct sync_worker *w, struct buf *out)
 {
-    int64_t now = clock_now_ms(), minute = now / 60000;
+    int64_t now = clock_now_ms(), minute = now / MIN_MS;
     int i;
 
     if (w == NULL)

@@ -189,13 +189,13 @@ static void fmt_ts(struct rng *r, int64_t ms, char out[48])
             snprintf(out, 48, "%.23sz", b);
         return;
     case 6: /* +01 (hours only) */
-        time_format_iso(ms + 3600000LL, b);
+        time_format_iso(ms + HOUR_MS, b);
         b[23] = '\0';
         snprintf(out, 48, "%s+01", b);
         return;
     case 7: /* HH:MM when there are no seconds */
         time_format_iso(ms, b);
-        if (ms % 60000 == 0)
+        if (ms % MIN_MS == 0)
             b[16] = '\0';
         snprintf(out, 48, "%s", b);
         return;
@@ -219,7 +219,7 @@ static int64_t gen_time(struct rng *r)
     case 3:
         return T0 + PICK(r, near);
     case 4:
-        return T0 - rn(r, 3) * DAY - rn(r, 86400000);
+        return T0 - rn(r, 3) * DAY - rn(r, (int)DAY_MS);
     default:
         return T0 + 5 * DAY - (int64_t)(rnd(r) % (uint64_t)(800 * DAY));
     }
@@ -765,7 +765,7 @@ static json_t *gen_ts_json(struct world *w, int64_t ms)
 
 static int64_t gen_created(struct world *w)
 {
-    return pct(&w->r, 50) ? gen_time(&w->r) : T0 - rn(&w->r, 900) * DAY - rn(&w->r, 86400000);
+    return pct(&w->r, 50) ? gen_time(&w->r) : T0 - rn(&w->r, 900) * DAY - rn(&w->r, (int)DAY_MS);
 }
 
 static json_t *gen_number_json(struct world *w)
@@ -2149,7 +2149,7 @@ static int64_t gen_now(struct world *w)
         return (w->db.nev ? w->db.ev[rn(&w->r, w->db.nev)].at : T0) +
                (int64_t)PICK(&w->r, edge_days) * DAY;
     case 2:
-        return T0 - rn(&w->r, 400) * DAY - rn(&w->r, 86400000);
+        return T0 - rn(&w->r, 400) * DAY - rn(&w->r, (int)DAY_MS);
     default:
         return T0;
     }
