@@ -5,7 +5,7 @@
 #   make lint     the style checks alone (scripts/lint.sh: clang-format, banned functions,
 #                 time literals); make format rewrites the sources as clang-format says
 #   make bench    build and run the benchmarks (see docs/benchmarks.md)
-.PHONY: all build deps test-deps lint-deps demo test lint unit e2e bench fuzz clean format
+.PHONY: all build build-asan build-tsan deps test-deps lint-deps demo test lint unit e2e bench fuzz clean format
 
 all: build
 
@@ -26,12 +26,17 @@ build-asan: test-deps
 	@test -f build-asan/build.ninja || meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false -Dtests=enabled >/dev/null
 	@ninja -C build-asan --quiet 2>/dev/null || ninja -C build-asan
 
+# ThreadSanitizer: the unit tests and the threaded e2e suites again (tests/run.sh).
+build-tsan: test-deps
+	@test -f build-tsan/build.ninja || meson setup build-tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false -Dtests=enabled >/dev/null
+	@ninja -C build-tsan --quiet 2>/dev/null || ninja -C build-tsan
+
 demo: build
 	@mkdir -p ./engage-data
 	@node demo/crm/seed.mjs --sqlite ./engage-data/crm.db
 	./build/engage demo --data ./engage-data --crm ./engage-data/crm.db --mapping demo/crm/mapping.json
 
-test: build build-asan
+test: lint-deps build build-asan build-tsan
 	@tests/run.sh
 
 bench: build
@@ -41,7 +46,7 @@ fuzz: test-deps
 	@tests/fuzz/run.sh $${FUZZ_SECONDS:-60}
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
 
 lint: lint-deps
 	@scripts/lint.sh
