@@ -118,7 +118,7 @@ static int post(struct conn *c, const char *path, const char *body, size_t n, ch
         if (c->have >= need)
             break;
     }
-    status = atoi(c->in + 9);
+    status = (int)strtol(c->in + 9, NULL, 10);
     *out = end + 4;
     /* The server closes after this answer (a connection's 1,000th request): the next
      * request goes on a new connection, as any HTTP/1.1 client does. */
@@ -234,8 +234,8 @@ int main(int argc, char **argv)
         return 2;
     }
     secs = argc > 3 ? atof(argv[3]) : 20;
-    clients = argc > 4 ? atoi(argv[4]) : 2;
-    batch_size = argc > 5 ? atoi(argv[5]) : 500;
+    clients = argc > 4 ? (int)strtol(argv[4], NULL, 10) : 2; /* 0 if not a number: refused below */
+    batch_size = argc > 5 ? (int)strtol(argv[5], NULL, 10) : 500;
     rate = argc > 6 ? atof(argv[6]) : 0;
     if (clients < 1 || clients > 64 || batch_size < 1 || batch_size > 2500) {
         fprintf(stderr, "http-load: 1 to 64 clients, batches of 1 to 2500\n");
@@ -259,7 +259,7 @@ int main(int argc, char **argv)
     enc[k] = '\0';
     snprintf(auth, sizeof auth, "Basic %s", enc);
     snprintf(run, sizeof run, "%d-%ld", (int)getpid(), (long)now);
-    strftime(now_iso, sizeof now_iso, "%Y-%m-%dT%H:%M:%S.000Z", gmtime(&now));
+    strftime(now_iso, sizeof now_iso, "%Y-%m-%dT%H:%M:%S.000Z", gmtime_r(&now, &(struct tm){0}));
 
     t0 = mono();
     until = t0 + secs;

@@ -12,13 +12,16 @@ cd "$(dirname "$0")/.."
 BUILD_PKGS="pkg-config meson ninja-build gcc libmicrohttpd-dev libjansson-dev libsqlite3-dev
  libcsv-dev libinih-dev libsodium-dev zlib1g-dev unicode-data
  libroaring-dev libpq-dev libpcre2-dev sqlite3"
-# Test-only packages (PostgreSQL's server: the CRM sync tests start throwaway clusters).
-TEST_PKGS="libcriterion-dev sqlite3 postgresql-15"
+# Test-only packages (PostgreSQL's server: the CRM sync tests start throwaway clusters;
+# clang-format, Debian's clang-format-14, for scripts/lint.sh).
+TEST_PKGS="libcriterion-dev sqlite3 postgresql-15 clang-format"
+LINT_PKGS="clang-format"
 
 want="$BUILD_PKGS"
-if [ "${1:-}" = "--test" ]; then
-    want="$want $TEST_PKGS"
-fi
+case "${1:-}" in
+--test) want="$want $TEST_PKGS" ;;
+--lint) want="$LINT_PKGS" ;;
+esac
 
 missing=""
 for p in $want; do

@@ -45,7 +45,7 @@ static int bench_gen(struct cli *c)
         return usage_error(c, "bench gen: --out DIR is required");
     /* Events fall in the 400 days before today (UTC midnight, or --now's day): the same
      * seed and sizes give the same files all day. */
-    g.now_ms = clock_now_ms() - clock_now_ms() % 86400000;
+    g.now_ms = clock_now_ms() - clock_now_ms() % DAY_MS;
     if (demo_generate(&g, &e))
         return die("%s", e.msg);
     if (!c->json)

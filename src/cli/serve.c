@@ -179,7 +179,7 @@ static int cmd_demo(struct cli *c)
     dir = xasprintf("%s/demo", c->data_dir);
     g.out_dir = dir;
     /* Stable demo clock: the data set is the same whenever it is made on a given day. */
-    g.now_ms = clock_now_ms() - clock_now_ms() % 86400000;
+    g.now_ms = clock_now_ms() - clock_now_ms() % DAY_MS;
     if (demo_generate(&g, &e)) {
         free(dir);
         return die("%s", e.msg);

@@ -59,7 +59,7 @@ static const struct key_def keys[] = {
     I("segment", "max_rules", seg_max_rules, 1, 10000),
     I("segment", "max_in_values", seg_max_in_values, 1, 1000000),
     I("segment", "max_window_days", seg_max_window_days, 1, 36500),
-    I("segment", "eval_timeout_ms", seg_eval_timeout_ms, 10, 3600000),
+    I("segment", "eval_timeout_ms", seg_eval_timeout_ms, 10, HOUR_MS),
     I("retry", "max_attempts", retry_max_attempts, 1, 100),
     I("retry", "base_delay_s", retry_base_delay_s, 1, 86400),
     I("retry", "max_delay_s", retry_max_delay_s, 1, 7 * 86400),

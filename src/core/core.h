@@ -12,6 +12,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* meson compiles every file with -include banned.h; this covers a file compiled alone. */
+#include "banned.h"
+
 /* ---- errors ---------------------------------------------------------------- */
 
 enum {
@@ -138,6 +141,12 @@ void clock_start_at(int64_t at_ms);
 /* Parses ISO-8601: YYYY-MM-DD, YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|+HH:MM|-HH:MM|+HHMM].
  * A time without zone is UTC. Returns 0 or E_INVAL. */
 int time_parse_iso(const char *s, size_t n, int64_t *out_ms);
+/* Durations in milliseconds, int64_t like every instant: write these, not 86400000
+ * (scripts/lint.sh refuses a day or an hour spelled as a literal outside this file). */
+#define SEC_MS INT64_C(1000)
+#define MIN_MS (60 * SEC_MS)
+#define HOUR_MS (60 * MIN_MS)
+#define DAY_MS (24 * HOUR_MS)
 #define TIME_MIN_MS (-62167219200000LL) /* 0000-01-01T00:00:00.000Z */
 #define TIME_MAX_MS (253402300799999LL) /* 9999-12-31T23:59:59.999Z */
 /* Formats as 2024-01-02T03:04:05.678Z into out (at least 32 bytes). */

@@ -49,7 +49,7 @@ int secret_key_load(const struct config *c, unsigned char key[SECRET_KEY_BYTES],
         err_clear(e);
         randombytes_buf(key, SECRET_KEY_BYTES);
         sodium_bin2hex(hex, sizeof hex, key, SECRET_KEY_BYTES);
-        strcat(hex, "\n");
+        memcpy(hex + SECRET_KEY_BYTES * 2, "\n", 2); /* the line end and its NUL */
         fd = open(c->secrets_key_file, O_WRONLY | O_CREAT | O_EXCL, 0600);
         if (fd < 0)
             return ERR(e, E_IO, "[secrets] key_file: cannot create '%s': %s",

@@ -62,7 +62,7 @@ static FILE *open_out(const char *dir, const char *name, char **path, struct err
 int demo_generate(const struct gen_opts *o, struct err *e)
 {
     uint64_t s = o->seed ? o->seed : 42;
-    const int64_t day = 86400000;
+    const int64_t day = DAY_MS;
     int64_t i, nevents = o->events ? o->events : o->contacts * 12;
     char *cpath = NULL, *epath = NULL;
     FILE *cf = NULL, *ef = NULL;
@@ -100,7 +100,7 @@ int demo_generate(const struct gen_opts *o, struct err *e)
         double u = unit(&s);
         int64_t c = 1 + (int64_t)(u * u * (double)o->contacts);
         double r = unit(&s);
-        int64_t at = o->now_ms - (int64_t)(r * r * 400.0 * (double)day) - (int64_t)below(&s, 3600000);
+        int64_t at = o->now_ms - (int64_t)(r * r * 400.0 * (double)day) - (int64_t)below(&s, HOUR_MS);
         char ts[32];
         int kind = (int)below(&s, 12);
         if (c > o->contacts)

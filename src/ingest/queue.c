@@ -299,9 +299,10 @@ int ingest_queue_run(struct ingest_queue *q, struct ingest_job *job, struct err 
         return ERR(e, E_BUSY, "the server is stopping");
     }
     if (q->pending && q->pending + job->n > q->max_pending) {
+        size_t pending = q->pending; /* read under mu: the message is made after unlocking */
         pthread_mutex_unlock(&q->mu);
         return ERR(e, E_BUSY, "%zu messages are waiting to be stored: retry shortly",
-                   q->pending);
+                   pending);
     }
     job->next = NULL;
     job->finished = 0;

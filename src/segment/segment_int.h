@@ -5,8 +5,6 @@
 
 #include "segment.h"
 
-#define DAY_MS 86400000LL
-
 /* Types a column or a condition can have (integers are numbers here). */
 enum ftype { FT_STRING, FT_NUMBER, FT_BOOLEAN, FT_TIMESTAMP };
 const char *ftype_name(enum ftype t);

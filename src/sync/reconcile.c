@@ -54,7 +54,7 @@ static int64_t day_of_iso(const struct jt *v)
 
     if (v == NULL || v->type != JT_STR || time_parse_iso(v->u.s, v->n, &ms))
         return -1000000; /* no instant: a day of its own */
-    return ms >= 0 ? ms / 86400000 : (ms - 86399999) / 86400000;
+    return ms >= 0 ? ms / DAY_MS : (ms - (DAY_MS - 1)) / DAY_MS;
 }
 
 struct stored_ctx {
@@ -75,7 +75,7 @@ static int on_stored(void *ctx, const struct store_event *ev)
         strncmp(ev->event_id, s->prefix, s->plen))
         return 0;
     key = ev->event_id + s->plen;
-    d = ev->occurred_at >= 0 ? ev->occurred_at / 86400000 : (ev->occurred_at - 86399999) / 86400000;
+    d = ev->occurred_at >= 0 ? ev->occurred_at / DAY_MS : (ev->occurred_at - (DAY_MS - 1)) / DAY_MS;
     strmap_put(&s->dst->keys, key, strlen(key), d);
     dy = day_of(s->days, d);
     dy->dst++;
@@ -206,7 +206,7 @@ static int reconcile_table(struct store *st, struct sync_conn *c, const char *na
             json_decref(ext);
             continue;
         }
-        time_format_iso(dy->day * 86400000, iso);
+        time_format_iso(dy->day * DAY_MS, iso);
         iso[10] = '\0';
         json_array_append_new(days, json_pack("{s:s,s:I,s:I,s:o,s:o}", "day",
                                               dy->day == -1000000 ? "none" : iso, "source_rows",

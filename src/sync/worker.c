@@ -29,8 +29,6 @@
 #define LAG_MINUTES 60
 #define MAX_TABLES 256
 #define BACKOFF_MAX_MS (300 * 1000)
-#define HOUR_MS 3600000LL
-#define DAY_MS (24 * HOUR_MS)
 
 struct table_stats {
     char source[64], table[128];
@@ -107,7 +105,7 @@ static void on_batch(void *ctx, const struct sync_table *t, const struct sync_ba
 {
     struct observe_ctx *o = ctx;
     struct table_stats *ts;
-    int64_t minute = stored_at / 60000;
+    int64_t minute = stored_at / MIN_MS;
     int i, slot = (int)(minute % LAG_MINUTES);
 
     pthread_mutex_lock(&o->w->mu);
@@ -333,7 +331,7 @@ static double lag_pct(const struct table_stats *ts, int64_t now_minute, double p
 
 json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const char *table)
 {
-    int64_t now = clock_now_ms(), minute = now / 60000, hour_rows = 0;
+    int64_t now = clock_now_ms(), minute = now / MIN_MS, hour_rows = 0;
     struct table_stats *ts = NULL;
     json_t *o;
     int i, s;
@@ -386,7 +384,7 @@ static void emit_table(struct sync_worker *w, const struct table_stats *ts, int 
             metric_emit(out, values, (double)(now - ts->newest_ms) / 1000);
         break;
     case LAG_P95:
-        p95 = lag_pct(ts, now / 60000, 0.95);
+        p95 = lag_pct(ts, now / MIN_MS, 0.95);
         if (p95 >= 0)
             metric_emit(out, values, p95 / 1000);
         break;

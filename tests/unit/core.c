@@ -128,7 +128,7 @@ static int load(struct config *c, const char *dir, const char *text, struct err 
     int rc;
     config_defaults(c, dir);
     path = malloc(strlen(dir) + 20);
-    sprintf(path, "%s/engage.conf", dir);
+    snprintf(path, strlen(dir) + 20, "%s/engage.conf", dir);
     write_file(path, text);
     rc = config_load_file(c, path, 1, e);
     if (rc == 0)

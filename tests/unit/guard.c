@@ -6,6 +6,7 @@
 
 #include "helpers.h"
 #include "http/guard.h"
+#include "seed.h"
 
 static struct guard_addr addr(const char *text)
 {
@@ -43,7 +44,7 @@ UTEST(guard, the_address_table_counts_as_a_plain_array_does)
     struct guard_table t;
     struct guard_addr as[NADDR];
     int want[NADDR] = {0}, i, k, step;
-    uint64_t r = 42;
+    uint64_t r = test_seed(); /* seed.h: printed, ENGAGE_TEST_SEED repeats it */
 
     guard_table_init(&t, 30); /* 64 slots for up to 56 addresses: long probe runs */
     for (i = 0; i < NADDR; i++) {

@@ -695,8 +695,7 @@ UTEST(tracking, the_fast_path_maps_as_the_general_path)
             char *x = malloc(strlen(text) + 32);
             size_t at = (size_t)(dup - text) + 14;
             memcpy(x, text, at);
-            strcpy(x + at, "\"zz\":1,\"zz\":null,");
-            strcat(x, text + at);
+            snprintf(x + at, strlen(text) + 32 - at, "\"zz\":1,\"zz\":null,%s", text + at);
             free(text);
             text = x;
         }

@@ -1,6 +1,7 @@
 /* tests/unit/rnd_json.h -- random JSON values for the tests that compare a reader or
  * writer of ours with jansson: strings full of escapes, quotes, controls and non-ASCII
- * text, numbers of both kinds, nesting. Deterministic (a fixed seed per test process). */
+ * text, numbers of both kinds, nesting. Seeded by test_seed() (seed.h): the run's seed is
+ * printed, and ENGAGE_TEST_SEED repeats it. */
 #ifndef ENGAGE_TEST_RND_JSON_H
 #define ENGAGE_TEST_RND_JSON_H
 
@@ -8,9 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static unsigned rnd_state = 12345;
+#include "seed.h"
+
+static unsigned rnd_state;
 static unsigned rnd(unsigned n)
 {
+    static int seeded;
+
+    if (!seeded) {
+        rnd_state = (unsigned)(test_seed() ^ (test_seed() >> 32));
+        seeded = 1;
+    }
     rnd_state = rnd_state * 1103515245u + 12345u;
     return (rnd_state >> 8) % n;
 }
@@ -24,7 +33,7 @@ static char *rnd_text(void)
     char *s = calloc(1, 64);
     int i, n = (int)rnd(6);
     for (i = 0; i < n; i++)
-        strcat(s, bits[rnd(sizeof bits / sizeof *bits)]);
+        snprintf(s + strlen(s), 64 - strlen(s), "%s", bits[rnd(sizeof bits / sizeof *bits)]);
     return s;
 }
 

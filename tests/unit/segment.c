@@ -5,7 +5,7 @@
 #include "segment/segment.h"
 
 #define T0 1767225600000LL /* 2026-01-01T00:00:00Z */
-#define DAY 86400000LL
+#define DAY DAY_MS
 
 struct sx {
     struct fx f;
@@ -663,9 +663,9 @@ UTEST(segment, a_contact_with_more_events_than_two_byte_offsets_hold)
     expect(&s, now, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_not_event\",\"within_days\":30}", "c");
     /* The window's edge inside the heavy contact's entries (one a second from T0): from
      * T0 + 1 h on, both ends included, 66,400 of them. */
-    expect(&s, T0 + DAY + 3600000, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
+    expect(&s, T0 + DAY + HOUR_MS, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
                                    "\"within_days\":1,\"count_gte\":66400}", "heavy");
-    expect(&s, T0 + DAY + 3600000, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
+    expect(&s, T0 + DAY + HOUR_MS, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
                                    "\"within_days\":1,\"count_gte\":66401}", "");
     expect(&s, T0 + DAY, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
                          "\"within_days\":1,\"count_gte\":70000}", "heavy");

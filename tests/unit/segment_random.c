@@ -19,8 +19,8 @@
  * at the guardrails. Case 4 grows the index past its first capacity (1024 contact
  * ids), case 9 past one evaluation block (16384 contacts, 4 threads).
  *
- * Seed: SEGMENT_SEED (decimal or 0x hex), else the clock, chosen once per run and
- * printed first; case k uses a seed mixed from it and k. Every failure prints the seed,
+ * Seed: ENGAGE_TEST_SEED (or SEGMENT_SEED), else the clock: tests/unit/seed.h, printed
+ * first as seed=N; case k uses a seed mixed from it and k. Every failure prints the seed,
  * the rules, the first differing contacts with their data and the command that
  * reproduces it. SEGMENT_KEEP_GOING=1 counts mismatches instead of stopping at the
  * first; SEGMENT_TREES sets the trees per round (90); SEGMENT_BIG the bulk contacts of
@@ -32,6 +32,7 @@
 #include "ingest_fixture.h"
 #include "segment/segment.h"
 #include "segment_ref.h"
+#include "seed.h"
 
 #define T0 1767225600000LL /* 2026-01-01T00:00:00Z: the "now" of most evaluations */
 #define DAY REF_DAY_MS
@@ -67,41 +68,9 @@ static int pct(struct rng *r, int p)
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
 #define PICK(r, a) ((a)[rn((r), NELEM(a))])
 
-static uint64_t base_seed(void)
-{
-    static uint64_t seed;
-    static int done;
-    const char *s;
-
-    if (!done) {
-        s = getenv("SEGMENT_SEED");
-        if (s && *s) {
-            seed = strtoull(s, NULL, 0);
-        } else {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            seed = ((uint64_t)ts.tv_sec * 1000000007ULL) ^ (uint64_t)ts.tv_nsec ^
-                   ((uint64_t)getpid() << 32);
-        }
-        done = 1;
-    }
-    return seed;
-}
-
-/* One seed for the whole run: the runner picks it before the test processes start. */
-ReportHook(PRE_ALL)(struct criterion_test_set *set)
-{
-    char b[32];
-
-    (void)set;
-    snprintf(b, sizeof b, "0x%016llx", (unsigned long long)base_seed());
-    setenv("SEGMENT_SEED", b, 0);
-    fprintf(stderr, "segment_random: SEGMENT_SEED=%s\n", b);
-}
-
 static uint64_t case_seed(int case_no)
 {
-    struct rng r = {base_seed() ^ (0xC0FFEEULL * (uint64_t)(case_no + 1))};
+    struct rng r = {test_seed() ^ (0xC0FFEEULL * (uint64_t)(case_no + 1))};
 
     return rnd(&r);
 }
@@ -189,13 +158,13 @@ static void fmt_ts(struct rng *r, int64_t ms, char out[48])
             snprintf(out, 48, "%.23sz", b);
         return;
     case 6: /* +01 (hours only) */
-        time_format_iso(ms + 3600000LL, b);
+        time_format_iso(ms + HOUR_MS, b);
         b[23] = '\0';
         snprintf(out, 48, "%s+01", b);
         return;
     case 7: /* HH:MM when there are no seconds */
         time_format_iso(ms, b);
-        if (ms % 60000 == 0)
+        if (ms % MIN_MS == 0)
             b[16] = '\0';
         snprintf(out, 48, "%s", b);
         return;
@@ -219,7 +188,7 @@ static int64_t gen_time(struct rng *r)
     case 3:
         return T0 + PICK(r, near);
     case 4:
-        return T0 - rn(r, 3) * DAY - rn(r, 86400000);
+        return T0 - rn(r, 3) * DAY - rn(r, (int)DAY_MS);
     default:
         return T0 + 5 * DAY - (int64_t)(rnd(r) % (uint64_t)(800 * DAY));
     }
@@ -559,8 +528,8 @@ static void w_close(struct world *w)
 }
 
 #define W_ASSERT(w, cond, fmt, ...)                                                                \
-    cr_assert((cond), fmt " [SEGMENT_SEED=0x%016llx case %d round %d]", ##__VA_ARGS__,             \
-              (unsigned long long)base_seed(), (w)->case_no, (w)->round)
+    cr_assert((cond), fmt " [seed=%llu case %d round %d]", ##__VA_ARGS__,                          \
+              (unsigned long long)test_seed(), (w)->case_no, (w)->round)
 
 static void w_begin(struct world *w)
 {
@@ -765,7 +734,7 @@ static json_t *gen_ts_json(struct world *w, int64_t ms)
 
 static int64_t gen_created(struct world *w)
 {
-    return pct(&w->r, 50) ? gen_time(&w->r) : T0 - rn(&w->r, 900) * DAY - rn(&w->r, 86400000);
+    return pct(&w->r, 50) ? gen_time(&w->r) : T0 - rn(&w->r, 900) * DAY - rn(&w->r, (int)DAY_MS);
 }
 
 static json_t *gen_number_json(struct world *w)
@@ -2043,9 +2012,9 @@ static void report(struct world *w, const json_t *rules, const struct segment_pl
     event_names_in(rules, names, &nnames, NELEM(names));
     fprintf(stderr,
             "\n==== segment_random: engine and reference disagree\n"
-            "seed 0x%016llx, case %d (case seed 0x%016llx), round %d, tree %ld, now %s (%lld)\n"
+            "seed=%llu, case %d (case seed 0x%016llx), round %d, tree %ld, now %s (%lld)\n"
             "rules: %s\nengine: %zu members, reference: %zu\n",
-            (unsigned long long)base_seed(), w->case_no, (unsigned long long)w->seed, w->round,
+            (unsigned long long)test_seed(), w->case_no, (unsigned long long)w->seed, w->round,
             w->trees, iso, (long long)now, txt, eng->n, nref);
     while ((i < eng->n || j < nref) && shown < 6) {
         int c = i >= eng->n ? 1 : j >= nref ? -1 : strcmp(eng->ids[i], ref[j]);
@@ -2065,9 +2034,9 @@ static void report(struct world *w, const json_t *rules, const struct segment_pl
     }
     ptxt = json_dumps(ex, JSON_COMPACT);
     fprintf(stderr,
-            "plan: %s\nreproduce: SEGMENT_SEED=0x%016llx ./t-segment_random "
+            "plan: %s\nreproduce: ENGAGE_TEST_SEED=%llu ./t-segment_random "
             "--filter 'segment_random/case%d'\n",
-            ptxt, (unsigned long long)base_seed(), w->case_no);
+            ptxt, (unsigned long long)test_seed(), w->case_no);
     free(ptxt);
     json_decref(ex);
     free(txt);
@@ -2149,7 +2118,7 @@ static int64_t gen_now(struct world *w)
         return (w->db.nev ? w->db.ev[rn(&w->r, w->db.nev)].at : T0) +
                (int64_t)PICK(&w->r, edge_days) * DAY;
     case 2:
-        return T0 - rn(&w->r, 400) * DAY - rn(&w->r, 86400000);
+        return T0 - rn(&w->r, 400) * DAY - rn(&w->r, (int)DAY_MS);
     default:
         return T0;
     }
@@ -2486,10 +2455,10 @@ static void run_case(int case_no)
     }
     w.round--;
     fprintf(stderr,
-            "segment_random case %d (seed 0x%016llx): %ld trees (%ld invalid, %ld with members, "
+            "segment_random case %d (seed=%llu): %ld trees (%ld invalid, %ld with members, "
             "%ld paged), %d contacts, %d events, %ld records (%ld refused), ingest %.0f ms, "
             "trees %.0f ms, mirror check %.0f ms, %ld mismatches\n",
-            case_no, (unsigned long long)base_seed(), w.trees, w.invalid, w.nonempty, w.pages,
+            case_no, (unsigned long long)test_seed(), w.trees, w.invalid, w.nonempty, w.pages,
             w.db.nc, w.db.nev, w.records, w.rejected, w.ingest_ms, w.eval_ms, w.check_ms,
             w.mismatches);
     W_ASSERT(&w, w.mismatches == 0, "%ld trees disagreed (details above)", w.mismatches);
@@ -2498,8 +2467,14 @@ static void run_case(int case_no)
     w_close(&w);
 }
 
+/* ThreadSanitizer (tests/run.sh runs case 9 under it) makes a case 5-15 times slower. */
+#ifdef __SANITIZE_THREAD__
+#define CASE_TIMEOUT_S 900
+#else
+#define CASE_TIMEOUT_S 120
+#endif
 #define CASE(k)                                                                                    \
-    UTEST(segment_random, case##k, .timeout = 120)                                                 \
+    UTEST(segment_random, case##k, .timeout = CASE_TIMEOUT_S)                                      \
     {                                                                                              \
         cr_assert_eq(ref_fold_load("/usr/share/unicode/CaseFolding.txt"), 0);                      \
         run_case(k);                                                                               \

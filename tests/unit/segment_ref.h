@@ -50,7 +50,7 @@
 #include "core/core.h"
 
 #define REF_FN static __attribute__((unused))
-#define REF_DAY_MS 86400000LL
+#define REF_DAY_MS DAY_MS
 
 enum ref_type { REF_NONE = -1, REF_STRING = 0, REF_NUMBER, REF_BOOLEAN, REF_TIMESTAMP };
 

@@ -224,7 +224,7 @@ int store_segments_claim_due(struct store *st, int64_t now, store_segment_fn fn,
         if ((rc = sq_prep(&q, st, &q_next_run, e)))
             break;
         sq_i64(&q, 1, d.ids[i]);
-        sg.next_run_at = now + (int64_t)d.every[i] * 60000;
+        sg.next_run_at = now + (int64_t)d.every[i] * MIN_MS;
         sq_i64(&q, 2, sg.next_run_at);
         rc = sq_exec(&q, "claim segment", e);
         if (rc == 0)
