@@ -22,9 +22,12 @@ struct key_def {
     long min, max;
 };
 
-#define S(sec, nm, field) {sec, nm, K_STR, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0}
+/* clang-format off: one key a line, as a table */
+#define S(sec, nm, field) \
+    {sec, nm, K_STR, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0}
 #define I(sec, nm, field, lo, hi) {sec, nm, K_INT, offsetof(struct config, field), sizeof(int), lo, hi}
 #define B(sec, nm, field) {sec, nm, K_BOOL, offsetof(struct config, field), sizeof(int), 0, 1}
+/* clang-format on */
 
 static const struct key_def keys[] = {
     S("server", "listen", listen),

@@ -31,11 +31,14 @@
 #include "ingest_int.h"
 
 #define CSV_MAX_COLUMNS 1024
-#define CSV_CELL_HEAD 4096         /* of a cell past a cap, what its dead letter shows (the
-                                    * other cells of the row fit beside it) */
-#define CSV_DROP_WINDOW (64 * 1024) /* libcsv holds this much of a cell being dropped */
-#define CSV_CUT_TAIL 1             /* left in libcsv's buffer by a cut: it may take back a
-                                    * closing quote (never spaces: no_space()) */
+/* Of a cell past a cap, what its dead letter shows (the other cells of the row fit
+ * beside it). */
+#define CSV_CELL_HEAD 4096
+/* libcsv holds this much of a cell being dropped. */
+#define CSV_DROP_WINDOW (64 * 1024)
+/* Left in libcsv's buffer by a cut: it may take back a closing quote (never spaces:
+ * no_space()). */
+#define CSV_CUT_TAIL 1
 #define REPORT_LINES_PER_REASON 10
 
 struct row {
