@@ -245,15 +245,16 @@ int auth_apikey_verify(struct store *st, const char *key, struct principal *out,
  * a secret (env:VAR, file:PATH), kept so the record says where it comes from. */
 static int secret_name(const char *k)
 {
-    static const char *const words[] = {"password", "passwd", "passphrase", "secret",
-                                        "token", "credential", "credentials", "apikey",
-                                        "cookie", "authorization", NULL};
+    static const char *const words[] = {"password", "passwd",        "passphrase",  "secret",
+                                        "token",    "credential",    "credentials", "apikey",
+                                        "cookie",   "authorization", NULL};
     /* "KIND_key" is a secret unless KIND says it is data: naming the secret kinds
      * (api, hmac, session, write, license…) would let each one forgotten through. */
     static const char *const data_key[] = {
-        "sort", "public", "primary", "foreign", "partition", "cache", "lookup", "join",
-        "unique", "shard", "routing", "group", "natural", "idempotency", "dedup", "dedupe",
-        "row", "index", "object", "bucket", "composite", "surrogate", "business", "map", NULL};
+        "sort",      "public",   "primary", "foreign", "partition", "cache",   "lookup",
+        "join",      "unique",   "shard",   "routing", "group",     "natural", "idempotency",
+        "dedup",     "dedupe",   "row",     "index",   "object",    "bucket",  "composite",
+        "surrogate", "business", "map",     NULL};
     char w[2][32] = {"", ""};
     int cur = 0, found = 0;
     size_t n = 0, i, j;

@@ -13,7 +13,7 @@
  * (1 to 10000) at one instant (the clock's now); prints the index's load time, size and
  * the process's RSS growth, then each segment's member count and median, p95 and
  * fastest evaluation time. */
-int bench_segments(struct store *st, const struct config *cfg, const char *dir, int runs,
-                   FILE *out, struct err *e);
+int bench_segments(struct store *st, const struct config *cfg, const char *dir, int runs, FILE *out,
+                   struct err *e);
 
 #endif

@@ -85,8 +85,8 @@ out:
     return rc;
 }
 
-int bench_segments(struct store *st, const struct config *cfg, const char *dir, int runs,
-                   FILE *out, struct err *e)
+int bench_segments(struct store *st, const struct config *cfg, const char *dir, int runs, FILE *out,
+                   struct err *e)
 {
     struct segment_limits lim;
     struct audience_index *ix = NULL;

@@ -63,9 +63,13 @@ static int cmd_config(struct cli *c)
     return 0;
 }
 
-
 const struct cli_cmd cli_cmd_migrate = {
-    "migrate", cmd_migrate, NULL, 0, NULL, 0,
+    "migrate",
+    cmd_migrate,
+    NULL,
+    0,
+    NULL,
+    0,
     "  migrate               apply pending store migrations\n",
     "usage: engage migrate\n\nApplies pending schema migrations to DATA/engage.db "
     "and stores any shipped contract\nthe store does not have yet. Refuses a store "
@@ -73,14 +77,24 @@ const struct cli_cmd cli_cmd_migrate = {
 };
 
 const struct cli_cmd cli_cmd_backup = {
-    "backup", cmd_backup, NULL, 0, NULL, 0,
+    "backup",
+    cmd_backup,
+    NULL,
+    0,
+    NULL,
+    0,
     "  backup FILE           online copy of the store to a new file\n",
     "usage: engage backup FILE\n\nCopies the store to FILE (which must not exist) "
     "with SQLite's online backup:\nsafe while 'engage serve' runs.\n",
 };
 
 const struct cli_cmd cli_cmd_config = {
-    "config", cmd_config, " listen= ", 0, NULL, 0,
+    "config",
+    cmd_config,
+    " listen= ",
+    0,
+    NULL,
+    0,
     "  config                print the effective configuration\n",
     "usage: engage config\n\nPrints the effective configuration (defaults, file, "
     "environment, flags);\nsecrets are shown as their references.\n",
@@ -93,7 +107,12 @@ static int cmd_version(struct cli *c)
 }
 
 const struct cli_cmd cli_cmd_version = {
-    "version", cmd_version, NULL, 0, NULL, CLI_NO_SETUP,
+    "version",
+    cmd_version,
+    NULL,
+    0,
+    NULL,
+    CLI_NO_SETUP,
     "  version               print the version\n",
     "usage: engage version\n",
 };
@@ -108,8 +127,10 @@ static void print_audit(const json_t *a)
                      ? json_dumps(after, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
                      : NULL;
 
-    printf("%-6lld %s  %-28s %-18s %s %s  %s\n", (long long)json_integer_value(json_object_get(a, "id")),
-           json_string_value(json_object_get(a, "at")), json_string_value(json_object_get(a, "actor")),
+    printf("%-6lld %s  %-28s %-18s %s %s  %s\n",
+           (long long)json_integer_value(json_object_get(a, "id")),
+           json_string_value(json_object_get(a, "at")),
+           json_string_value(json_object_get(a, "actor")),
            json_string_value(json_object_get(a, "action")),
            json_string_value(json_object_get(a, "entity")),
            json_string_value(json_object_get(a, "entity_id")), text ? text : "");
@@ -139,9 +160,13 @@ static int cmd_audit(struct cli *c)
     return 0;
 }
 
-
 const struct cli_cmd cli_cmd_audit = {
-    "audit", cmd_audit, " limit= ", 0, NULL, 0,
+    "audit",
+    cmd_audit,
+    " limit= ",
+    0,
+    NULL,
+    0,
     "  audit list            the audit log, newest first\n",
     "usage: engage audit list [--limit N]\n\nThe audit log, newest first: who changed "
     "what (keys, contracts, consent,\nreplays), when, before and after (secrets masked). "

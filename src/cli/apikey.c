@@ -97,7 +97,12 @@ static const struct cli_cmd apikey_subs[] = {
 };
 
 const struct cli_cmd cli_cmd_apikey = {
-    "apikey", apikey_usage, NULL, 0, apikey_subs, 0,
+    "apikey",
+    apikey_usage,
+    NULL,
+    0,
+    apikey_subs,
+    0,
     "  apikey create|list|revoke                API keys\n",
     "usage: engage apikey create --role ROLE --name NAME\n"
     "       engage apikey list\n       engage apikey revoke ID\n\n"

@@ -53,7 +53,6 @@ static int bench_gen(struct cli *c)
     return 0;
 }
 
-
 static int bench_usage(struct cli *c)
 {
     return usage_error(c, "bench: expected 'gen' or 'segments'");
@@ -66,7 +65,12 @@ static const struct cli_cmd bench_subs[] = {
 };
 
 const struct cli_cmd cli_cmd_bench = {
-    "bench", bench_usage, NULL, 0, bench_subs, 0,
+    "bench",
+    bench_usage,
+    NULL,
+    0,
+    bench_subs,
+    0,
     "  bench gen             write seeded contacts/events CSVs of any size\n",
     "usage: engage bench gen --contacts N [--events M] [--seed S] --out DIR\n"
     "       engage bench segments --rules DIR [--runs N]\n\n"

@@ -26,10 +26,10 @@ static const char *const global_opts = " data= config= now= log-level= json help
 
 /* In the order of 'engage --help'. */
 static const struct cli_cmd *const commands[] = {
-    &cli_cmd_serve,   &cli_cmd_demo,   &cli_cmd_migrate, &cli_cmd_import, &cli_cmd_rejected,
-    &cli_cmd_contracts, &cli_cmd_contact, &cli_cmd_events, &cli_cmd_segment, &cli_cmd_audit,
-    &cli_cmd_apikey,  &cli_cmd_sync,   &cli_cmd_backup,  &cli_cmd_config, &cli_cmd_bench,
-    &cli_cmd_version,
+    &cli_cmd_serve,    &cli_cmd_demo,      &cli_cmd_migrate, &cli_cmd_import,
+    &cli_cmd_rejected, &cli_cmd_contracts, &cli_cmd_contact, &cli_cmd_events,
+    &cli_cmd_segment,  &cli_cmd_audit,     &cli_cmd_apikey,  &cli_cmd_sync,
+    &cli_cmd_backup,   &cli_cmd_config,    &cli_cmd_bench,   &cli_cmd_version,
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 
@@ -211,7 +211,8 @@ static int setup(struct cli *c, int is_server)
         snprintf(c->cfg.listen, sizeof c->cfg.listen, "%s", v);
     if ((v = opt(c, "log-level"))) {
         if (log_level_parse(v, &ll))
-            return usage_error(c, "--log-level: expected error, warn, info or debug, got \"%s\"", v);
+            return usage_error(c, "--log-level: expected error, warn, info or debug, got \"%s\"",
+                               v);
         c->cfg.log_level = (int)ll;
     }
     if (config_check(&c->cfg, &e))
@@ -243,7 +244,9 @@ int open_store(struct cli *c, struct store **st, int how)
 {
     /* CLI commands are bulk work (imports, replays): a large page cache pays off. */
     struct store_opts so = {.busy_timeout_ms = c->cfg.busy_timeout_ms,
-                            .migrate = (how & OPEN_MIGRATE) != 0, .cache_mb = 512, .bulk = 1};
+                            .migrate = (how & OPEN_MIGRATE) != 0,
+                            .cache_mb = 512,
+                            .bulk = 1};
     struct err e = {0};
     int added = 0, exists = 0;
 
@@ -252,7 +255,8 @@ int open_store(struct cli *c, struct store **st, int how)
     if (!exists) {
         if (!(how & OPEN_CREATE))
             return die("no store in %s (pass --data, set ENGAGE_DATA, or run from the folder "
-                       "that holds engage-data)", c->data_dir);
+                       "that holds engage-data)",
+                       c->data_dir);
         fprintf(stderr, "engage: creating a new store in %s\n", c->data_dir);
     }
     if (store_open(st, c->data_dir, &so, &e))

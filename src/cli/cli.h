@@ -36,7 +36,7 @@ struct cli {
     struct config cfg;
     char data_dir[1024];
     char actor[96];
-    int known;       /* cmd names a command */
+    int known; /* cmd names a command */
 };
 
 /* A command, or a subcommand in its command's sub-table (NULL name ends a sub-table).
@@ -60,7 +60,10 @@ struct cli_cmd {
 };
 
 /* A subcommand's row. */
-#define CLI_SUB(name_, run_, opts_, nargs_) {.name = (name_), .run = (run_), .opts = (opts_), .nargs = (nargs_)}
+#define CLI_SUB(name_, run_, opts_, nargs_)                                                        \
+    {                                                                                              \
+        .name = (name_), .run = (run_), .opts = (opts_), .nargs = (nargs_)                         \
+    }
 
 /* The command rows, one per family file, in the order of 'engage --help'. */
 extern const struct cli_cmd cli_cmd_serve, cli_cmd_demo, cli_cmd_migrate, cli_cmd_import,
@@ -111,8 +114,8 @@ struct list_out {
 
 /* import.c: imports one CSV file with the command's --batch and --no-progress; prints
  * its report unless quiet. */
-int run_import(struct cli *c, struct store *st, enum import_kind kind, const char *path,
-               int quiet, struct import_report *rep);
+int run_import(struct cli *c, struct store *st, enum import_kind kind, const char *path, int quiet,
+               struct import_report *rep);
 /* sync.c: a pass's report: a line, or with --json a JSON object. */
 void print_sync_report(const struct cli *c, const char *verb, const char *name,
                        const struct sync_report *rep, double secs, const char *read_how,

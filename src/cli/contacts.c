@@ -24,8 +24,8 @@ static int contact_consent(struct cli *c, struct store *st)
     if (reason == NULL || *reason == '\0')
         return usage_error(c, "contact consent: --reason is required (it is kept in the history "
                               "and the audit log)");
-    rc = contact_consent_change(st, &c->cfg, c->args[1], to, "cli", reason, c->actor, "",
-                                &before, &e);
+    rc = contact_consent_change(st, &c->cfg, c->args[1], to, "cli", reason, c->actor, "", &before,
+                                &e);
     if (rc)
         return die("contact '%s': %s", c->args[1], e.msg);
     if (c->json)
@@ -101,7 +101,12 @@ static const struct cli_cmd contact_subs[] = {
 };
 
 const struct cli_cmd cli_cmd_contact = {
-    "contact", contact_usage, NULL, 0, contact_subs, 0,
+    "contact",
+    contact_usage,
+    NULL,
+    0,
+    contact_subs,
+    0,
     "  contact show ID       a contact: attributes, consent history, recent events\n"
     "  contact consent ID    change email consent explicitly (--state S --reason R; audited)\n"
     "  contact restore ID    undo a contact's deletion (audited)\n",
@@ -162,7 +167,12 @@ static const struct cli_cmd events_subs[] = {
 };
 
 const struct cli_cmd cli_cmd_events = {
-    "events", events_usage, NULL, 0, events_subs, 0,
+    "events",
+    events_usage,
+    NULL,
+    0,
+    events_subs,
+    0,
     "  events export         every live event as NDJSON (--since SEQ, --limit N)\n",
     "usage: engage events export [--since SEQ] [--limit N]\n\n"
     "Writes every live event (its current version; deleted ones left out) to stdout,\n"

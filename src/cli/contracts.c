@@ -101,7 +101,12 @@ static const struct cli_cmd contracts_subs[] = {
 };
 
 const struct cli_cmd cli_cmd_contracts = {
-    "contracts", contracts_usage, NULL, 0, contracts_subs, 0,
+    "contracts",
+    contracts_usage,
+    NULL,
+    0,
+    contracts_subs,
+    0,
     "  contracts list|show NAME|put NAME FILE   event and contact contracts\n",
     "usage: engage contracts list\n       engage contracts show NAME\n"
     "       engage contracts put NAME FILE\n\n"

@@ -17,8 +17,8 @@ static void print_report(const struct import_opts *o, const struct import_report
            s->read == 1 ? "" : "s", rep->seconds,
            rep->seconds > 0 ? (double)s->read / rep->seconds : 0.0);
     printf("  inserted               %lld\n  updated                %lld\n"
-           "  unchanged (duplicates) %lld\n", (long long)s->inserted, (long long)s->updated,
-           (long long)s->duplicates);
+           "  unchanged (duplicates) %lld\n",
+           (long long)s->inserted, (long long)s->updated, (long long)s->duplicates);
     if (s->consent_kept)
         printf("  consent kept           %lld  (opt-outs are sticky: a file cannot re-subscribe)\n",
                (long long)s->consent_kept);
@@ -29,7 +29,8 @@ static void print_report(const struct import_opts *o, const struct import_report
     json_object_foreach(rep->rejected_by_reason, reason, r) {
         size_t i;
         json_t *ex;
-        printf("    %s: %lld\n", reason, (long long)json_integer_value(json_object_get(r, "count")));
+        printf("    %s: %lld\n", reason,
+               (long long)json_integer_value(json_object_get(r, "count")));
         json_array_foreach(json_object_get(r, "examples"), i, ex) {
             const char *field = json_string_value(json_object_get(ex, "field"));
             printf("      %s:%lld: %s%s%s\n", o->path,
@@ -47,15 +48,14 @@ static json_t *report_json(const struct import_report *rep)
 
     return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:O}", "read", (json_int_t)s->read,
                      "inserted", (json_int_t)s->inserted, "updated", (json_int_t)s->updated,
-                     "duplicates", (json_int_t)s->duplicates, "unchanged", (json_int_t)s->duplicates,
-                     "rejected", (json_int_t)s->rejected,
-                     "consent_kept", (json_int_t)s->consent_kept, "unvalidated",
-                     (json_int_t)s->unvalidated, "seconds", rep->seconds, "rejected_by_reason",
-                     rep->rejected_by_reason);
+                     "duplicates", (json_int_t)s->duplicates, "unchanged",
+                     (json_int_t)s->duplicates, "rejected", (json_int_t)s->rejected, "consent_kept",
+                     (json_int_t)s->consent_kept, "unvalidated", (json_int_t)s->unvalidated,
+                     "seconds", rep->seconds, "rejected_by_reason", rep->rejected_by_reason);
 }
 
-int run_import(struct cli *c, struct store *st, enum import_kind kind, const char *path,
-                      int quiet, struct import_report *rep)
+int run_import(struct cli *c, struct store *st, enum import_kind kind, const char *path, int quiet,
+               struct import_report *rep)
 {
     struct import_opts o = {.kind = kind, .path = path, .batch_rows = c->cfg.import_batch_rows};
     struct ingest in;
@@ -94,15 +94,14 @@ static int print_import(void *ctx, const struct store_import *im)
     time_format_iso(im->started_at, st);
     time_format_iso(im->finished_at, fin);
     if (lo->items) {
-        json_array_append_new(lo->items,
-                              json_pack("{s:I,s:s,s:s,s:s,s:s,s:s?,s:I,s:I,s:I,s:I,s:I}", "id",
-                                        (json_int_t)im->id, "kind", im->kind, "file", im->file,
-                                        "status", im->status, "started_at", st, "finished_at",
-                                        im->finished_at ? fin : NULL, "read", (json_int_t)im->read,
-                                        "inserted", (json_int_t)im->inserted, "updated",
-                                        (json_int_t)im->updated, "duplicates",
-                                        (json_int_t)im->duplicates, "rejected",
-                                        (json_int_t)im->rejected));
+        json_array_append_new(
+            lo->items,
+            json_pack("{s:I,s:s,s:s,s:s,s:s,s:s?,s:I,s:I,s:I,s:I,s:I}", "id", (json_int_t)im->id,
+                      "kind", im->kind, "file", im->file, "status", im->status, "started_at", st,
+                      "finished_at", im->finished_at ? fin : NULL, "read", (json_int_t)im->read,
+                      "inserted", (json_int_t)im->inserted, "updated", (json_int_t)im->updated,
+                      "duplicates", (json_int_t)im->duplicates, "rejected",
+                      (json_int_t)im->rejected));
     } else {
         printf("%-5lld %s  %-8s %-7s %10lld read %10lld inserted %8lld rejected  %s\n",
                (long long)im->id, st, im->kind, im->status, (long long)im->read,
@@ -175,7 +174,12 @@ static const struct cli_cmd import_subs[] = {
 };
 
 const struct cli_cmd cli_cmd_import = {
-    "import", import_usage, NULL, 0, import_subs, 0,
+    "import",
+    import_usage,
+    NULL,
+    0,
+    import_subs,
+    0,
     "  import contacts FILE  import contacts from CSV ('-' = stdin)\n"
     "  import events FILE    import events from CSV\n"
     "  import status         the latest imports and their counts\n",
@@ -328,8 +332,7 @@ static int rejected_dismiss_cmd(struct cli *c)
     else if (c->json)
         print_json(json_pack("{s:I}", "dismissed", (json_int_t)n));
     else
-        printf("dismissed %lld record%s (kept, never replayed)\n", (long long)n,
-               n == 1 ? "" : "s");
+        printf("dismissed %lld record%s (kept, never replayed)\n", (long long)n, n == 1 ? "" : "s");
     store_close(st);
     return rc;
 }
@@ -362,7 +365,8 @@ static int rejected_replay_cmd(struct cli *c)
         if (rs.not_replayable)
             printf("%lld cannot be replayed: only the first %d KiB of their records were kept "
                    "(truncated); fix them at the source, import them again, then dismiss "
-                   "them\n", (long long)rs.not_replayable, STORE_REJECTED_MAX_RAW / 1024);
+                   "them\n",
+                   (long long)rs.not_replayable, STORE_REJECTED_MAX_RAW / 1024);
     }
     store_close(st);
     return rc;
@@ -382,7 +386,12 @@ static const struct cli_cmd rejected_subs[] = {
 };
 
 const struct cli_cmd cli_cmd_rejected = {
-    "rejected", rejected_usage, NULL, 0, rejected_subs, 0,
+    "rejected",
+    rejected_usage,
+    NULL,
+    0,
+    rejected_subs,
+    0,
     "  rejected list         show records in the ingestion dead-letter store\n"
     "  rejected show ID      one record, with all that was kept of its payload\n"
     "  rejected replay       re-validate rejected records and ingest those that now pass\n"

@@ -36,10 +36,10 @@ static void print_members(struct cli *c, const struct segment_result *res,
     size_t i;
 
     if (c->json) {
-        json_t *o = json_pack("{s:I, s:f, s:{s:I, s:I, s:I, s:f}}", "count",
-                              (json_int_t)res->count, "took_ms", res->took_ms, "index", "members",
-                              (json_int_t)ixs->members, "events", (json_int_t)ixs->events,
-                              "bytes", (json_int_t)ixs->bytes, "load_ms", ixs->load_ms);
+        json_t *o = json_pack("{s:I, s:f, s:{s:I, s:I, s:I, s:f}}", "count", (json_int_t)res->count,
+                              "took_ms", res->took_ms, "index", "members", (json_int_t)ixs->members,
+                              "events", (json_int_t)ixs->events, "bytes", (json_int_t)ixs->bytes,
+                              "load_ms", ixs->load_ms);
         if (opt(c, "members")) {
             json_t *a = json_array();
             for (i = 0; i < m->n; i++)
@@ -125,7 +125,6 @@ static int segment_run(struct cli *c, int eval)
     return rc;
 }
 
-
 static int segment_eval_cmd(struct cli *c)
 {
     return segment_run(c, 1);
@@ -148,7 +147,12 @@ static const struct cli_cmd segment_subs[] = {
 };
 
 const struct cli_cmd cli_cmd_segment = {
-    "segment", segment_usage, NULL, 0, segment_subs, 0,
+    "segment",
+    segment_usage,
+    NULL,
+    0,
+    segment_subs,
+    0,
     "  segment eval|explain  evaluate or explain a rules file (docs/dsl.md)\n",
     "usage: engage segment eval --rules FILE.json [--members]\n"
     "       engage segment explain --rules FILE.json\n\n"

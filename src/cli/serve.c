@@ -46,15 +46,16 @@ static int serve(struct cli *c, const char *banner_key)
         printf("engage: listening on http://%s%s%s:%d\n", strchr(host, ':') ? "[" : "", host,
                strchr(host, ':') ? "]" : "", port);
         if (banner_key)
-            printf("\n  API:         http://%s:%d/api/v1/contracts\n"
-                   "  Admin key:   %s\n"
-                   "  Try:         curl -H 'Authorization: Bearer %s' http://%s:%d/api/v1/segments\n"
-                   "  Metrics:     http://%s:%d/metrics\n"
-                   "  Tracking:    point a Segment or RudderStack SDK at http://%s:%d with a write "
-                   "key\n               from '%s --data %s apikey create --role ingest --name app'\n"
-                   "  CLI:         %s --help   (same data directory: %s)\n\n  Stop with Ctrl-C.\n",
-                   host, port, banner_key, banner_key, host, port, host, port, host, port, prog,
-                   c->data_dir, prog, c->data_dir);
+            printf(
+                "\n  API:         http://%s:%d/api/v1/contracts\n"
+                "  Admin key:   %s\n"
+                "  Try:         curl -H 'Authorization: Bearer %s' http://%s:%d/api/v1/segments\n"
+                "  Metrics:     http://%s:%d/metrics\n"
+                "  Tracking:    point a Segment or RudderStack SDK at http://%s:%d with a write "
+                "key\n               from '%s --data %s apikey create --role ingest --name app'\n"
+                "  CLI:         %s --help   (same data directory: %s)\n\n  Stop with Ctrl-C.\n",
+                host, port, banner_key, banner_key, host, port, host, port, host, port, prog,
+                c->data_dir, prog, c->data_dir);
         fflush(stdout);
     }
     sigwait(&set, &sig);
@@ -93,7 +94,8 @@ static int demo_segments(struct cli *c, struct store *st, struct err *e)
         "\"op\":\"eq\",\"value\":\"Pune\"},{\"type\":\"behavior\",\"event\":\"order_created\","
         "\"op\":\"did_event\",\"within_days\":90,\"count_gte\":2}]},"
         "\"schedule\":{\"every_minutes\":60}}",
-        "{\"name\":\"Quiet pro customers\",\"description\":\"pro or enterprise, no call in 30 days\","
+        "{\"name\":\"Quiet pro customers\",\"description\":\"pro or enterprise, no call in 30 "
+        "days\","
         "\"rules\":{\"op\":\"AND\",\"rules\":[{\"type\":\"attribute\",\"field\":\"plan\","
         "\"op\":\"in\",\"value\":[\"pro\",\"enterprise\"]},{\"type\":\"behavior\","
         "\"event\":\"call_logged\",\"op\":\"did_not_event\",\"within_days\":30}]}}",
@@ -124,8 +126,8 @@ static int demo_segments(struct cli *c, struct store *st, struct err *e)
 static int demo_crm(struct cli *c, struct store *st, const char *file, const char *mpath,
                     struct err *e)
 {
-    struct sync_source_spec spec = {.name = "crm", .kind = "sqlite", .dsn = file,
-                                    .origin = SYNC_ORIGIN_CLI};
+    struct sync_source_spec spec = {
+        .name = "crm", .kind = "sqlite", .dsn = file, .origin = SYNC_ORIGIN_CLI};
     struct store_sync_source existing;
     struct errlist errs = {0};
     struct sync_report rep;
@@ -226,9 +228,13 @@ static int cmd_demo(struct cli *c)
     return rc;
 }
 
-
 const struct cli_cmd cli_cmd_serve = {
-    "serve", cmd_serve, " listen= ", 0, NULL, CLI_SERVER,
+    "serve",
+    cmd_serve,
+    " listen= ",
+    0,
+    NULL,
+    CLI_SERVER,
     "  serve                 run the HTTP server and background workers\n",
     "usage: engage serve [--listen ADDR:PORT]\n\n"
     "Runs the HTTP API (/api/v1, /healthz, /readyz, /metrics).\n"
@@ -239,7 +245,12 @@ const struct cli_cmd cli_cmd_serve = {
 };
 
 const struct cli_cmd cli_cmd_demo = {
-    "demo", cmd_demo, " contacts= seed= no-serve listen= crm= mapping= ", 0, NULL, CLI_SERVER,
+    "demo",
+    cmd_demo,
+    " contacts= seed= no-serve listen= crm= mapping= ",
+    0,
+    NULL,
+    CLI_SERVER,
     "  demo                  load a demo data set, create an admin key, then serve\n",
     "usage: engage demo [--contacts N] [--seed S] [--no-serve] [--listen ADDR:PORT]\n"
     "                   [--crm FILE --mapping FILE]\n\n"

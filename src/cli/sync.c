@@ -26,8 +26,10 @@ static int sync_source_add(struct cli *c, struct store *st, struct err *e)
 {
     const char *mpath = opt(c, "mapping"), *penv = opt(c, "password-env");
     const char *pfile = opt(c, "password-file");
-    struct sync_source_spec spec = {.name = opt(c, "name"), .kind = opt(c, "kind"),
-                                    .dsn = opt(c, "dsn"), .origin = SYNC_ORIGIN_CLI};
+    struct sync_source_spec spec = {.name = opt(c, "name"),
+                                    .kind = opt(c, "kind"),
+                                    .dsn = opt(c, "dsn"),
+                                    .origin = SYNC_ORIGIN_CLI};
     struct errlist errs = {0};
     char *mapping, *ref = NULL, line[1024];
     size_t n;
@@ -91,19 +93,18 @@ static int print_check(void *ctx, const char *table, const char *error, int rows
 }
 
 void print_sync_report(const struct cli *c, const char *verb, const char *name,
-                              const struct sync_report *rep, double secs, const char *read_how,
-                              const char *tail)
+                       const struct sync_report *rep, double secs, const char *read_how,
+                       const char *tail)
 {
     char again[96] = "";
 
     if (c->json) {
         print_json(json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "source", name, "read",
-                             (json_int_t)rep->read, "contacts", (json_int_t)rep->contacts,
-                             "events", (json_int_t)rep->events, "deleted",
-                             (json_int_t)rep->deleted, "unchanged", (json_int_t)rep->unchanged,
-                             "rejected", (json_int_t)rep->rejected, "reread",
-                             (json_int_t)rep->reread, "late", (json_int_t)rep->late, "seconds",
-                             secs));
+                             (json_int_t)rep->read, "contacts", (json_int_t)rep->contacts, "events",
+                             (json_int_t)rep->events, "deleted", (json_int_t)rep->deleted,
+                             "unchanged", (json_int_t)rep->unchanged, "rejected",
+                             (json_int_t)rep->rejected, "reread", (json_int_t)rep->reread, "late",
+                             (json_int_t)rep->late, "seconds", secs));
         return;
     }
     if (rep->reread)
@@ -132,8 +133,10 @@ static int sync_backfill(struct cli *c)
     if (name == NULL)
         return usage_error(c, "sync backfill: --source is required");
     if (since && time_parse_iso(since, strlen(since), &ms))
-        return usage_error(c, "sync backfill: --since: expected an ISO-8601 instant such as "
-                              "2026-01-31T00:00:00Z, got \"%s\"", since);
+        return usage_error(c,
+                           "sync backfill: --since: expected an ISO-8601 instant such as "
+                           "2026-01-31T00:00:00Z, got \"%s\"",
+                           since);
     if (v && (parse_i64(v, strlen(v), &bn) || bn < 1 || bn > 100000))
         return usage_error(c, "sync backfill: --batch takes 1 to 100000 rows");
     o.batch = (int)bn;
@@ -156,8 +159,8 @@ static int sync_backfill(struct cli *c)
     free(since_json);
     if (rc)
         return die("sync backfill %s: %s", name, e.msg);
-    print_sync_report(c, "backfill", name, &rep, (clock_mono_ms() - t0) / 1000,
-                      " read again", "; live checkpoints untouched");
+    print_sync_report(c, "backfill", name, &rep, (clock_mono_ms() - t0) / 1000, " read again",
+                      "; live checkpoints untouched");
     return 0;
 }
 
@@ -198,7 +201,8 @@ static int reconcile_one(void *ctx, const char *name)
                 continue;
             }
             printf("%s %s: %lld source rows, %lld stored, %lld refused (dead letters), %lld "
-                   "missing, %lld extra%s\n", name, json_string_value(json_object_get(t, "table")),
+                   "missing, %lld extra%s\n",
+                   name, json_string_value(json_object_get(t, "table")),
                    (long long)json_integer_value(json_object_get(t, "source_rows")),
                    (long long)json_integer_value(json_object_get(t, "stored")),
                    (long long)json_integer_value(json_object_get(t, "refused")),
@@ -371,7 +375,12 @@ static const struct cli_cmd sync_subs[] = {
 };
 
 const struct cli_cmd cli_cmd_sync = {
-    "sync", sync_usage, NULL, 0, sync_subs, 0,
+    "sync",
+    sync_usage,
+    NULL,
+    0,
+    sync_subs,
+    0,
     "  sync source add|list|remove|test        CRM databases to sync from (docs/sync.md)\n"
     "  sync run              one sync pass over every source (or --source S)\n"
     "  sync backfill         read a source's history again (--source S, --since ISO)\n"

@@ -25,9 +25,9 @@ struct prop_spec {
     double min, max;
     struct pattern *pattern;
     char *pattern_error; /* a stored pattern that no longer compiles: every value refused */
-    json_t *enum_vals; /* array of allowed (typed) values, or NULL */
-    int email;         /* "format":"email" */
-    long max_length;   /* strings, in bytes; 0 = none */
+    json_t *enum_vals;   /* array of allowed (typed) values, or NULL */
+    int email;           /* "format":"email" */
+    long max_length;     /* strings, in bytes; 0 = none */
 };
 
 struct contract {
@@ -35,7 +35,7 @@ struct contract {
     int version;
     struct prop_spec *props;
     int nprops;
-    int strict; /* "additional_properties": false */
+    int strict;               /* "additional_properties": false */
     size_t pattern_max_bytes; /* longest value matched against a pattern */
 };
 
@@ -74,8 +74,8 @@ struct tval {
     enum vtype t;
     const char *s; /* VT_STRING */
     size_t n;
-    double d;      /* VT_NUMBER */
-    int64_t i;     /* VT_INTEGER; VT_BOOLEAN (0/1); VT_TIMESTAMP (ms) */
+    double d;  /* VT_NUMBER */
+    int64_t i; /* VT_INTEGER; VT_BOOLEAN (0/1); VT_TIMESTAMP (ms) */
 };
 
 /* Spaces and tabs around a number, boolean or timestamp are not part of it: a CSV
@@ -115,7 +115,8 @@ static int text_parse(const char *s, size_t n, enum vtype t, struct tval *v, cha
         snprintf(msg, msgcap, "expected an integer, got \"%.*s\"", show, given);
         return -1;
     case VT_BOOLEAN:
-        if ((n == 4 && strncasecmp(s, "true", 4) == 0) || (n == 5 && strncasecmp(s, "false", 5) == 0)) {
+        if ((n == 4 && strncasecmp(s, "true", 4) == 0) ||
+            (n == 5 && strncasecmp(s, "false", 5) == 0)) {
             v->i = n == 4;
             return 0;
         }
@@ -141,10 +142,14 @@ static json_t *tval_to_json(const struct tval *v)
     char iso[32];
 
     switch (v->t) {
-    case VT_STRING: return json_stringn(v->s, v->n);
-    case VT_NUMBER: return json_real(v->d);
-    case VT_INTEGER: return json_integer(v->i);
-    case VT_BOOLEAN: return json_boolean(v->i);
+    case VT_STRING:
+        return json_stringn(v->s, v->n);
+    case VT_NUMBER:
+        return json_real(v->d);
+    case VT_INTEGER:
+        return json_integer(v->i);
+    case VT_BOOLEAN:
+        return json_boolean(v->i);
     case VT_TIMESTAMP:
         time_format_iso(v->i, iso);
         return json_string(iso);
@@ -385,7 +390,8 @@ static void compile_spec(const struct contract *c, struct prop_spec *p, const ch
                                        why, sizeof why) != 0) {
                 if (stored)
                     p->pattern_error = xasprintf("contract %s v%d: %s %s; store a new version of "
-                                                 "the contract", c->name, c->version, path, why);
+                                                 "the contract",
+                                                 c->name, c->version, path, why);
                 else
                     errlist_add(errs, path, "%s", why);
             }
@@ -421,8 +427,9 @@ static void compile_spec(const struct contract *c, struct prop_spec *p, const ch
                 }
             }
         } else {
-            errlist_add(errs, path, "unknown key (expected type, required, minimum, maximum, "
-                                    "pattern, max_length, format, enum, description)");
+            errlist_add(errs, path,
+                        "unknown key (expected type, required, minimum, maximum, "
+                        "pattern, max_length, format, enum, description)");
         }
     }
 }
@@ -454,8 +461,9 @@ static int compile_doc(const char *text, size_t len, const char *name_expected, 
     c->pattern_max_bytes = CONFIG_PATTERN_MAX_VALUE_BYTES;
     v = json_object_get(doc, "name");
     if (!json_is_string(v) || !name_ok(json_string_value(v))) {
-        errlist_add(errs, "/name", "must be a name of 1 to 128 bytes without control characters "
-                                   "or '/'");
+        errlist_add(errs, "/name",
+                    "must be a name of 1 to 128 bytes without control characters "
+                    "or '/'");
         c->name = xstrdup("");
     } else {
         c->name = xstrdup(json_string_value(v));
@@ -478,8 +486,8 @@ static int compile_doc(const char *text, size_t len, const char *name_expected, 
     props_key = is_contact ? "attributes" : "properties";
     json_object_foreach(doc, k, v) {
         if (strcmp(k, "name") && strcmp(k, "kind") && strcmp(k, "description") &&
-            strcmp(k, props_key) && strcmp(k, "additional_properties") &&
-            strcmp(k, "version") && (is_contact || strcmp(k, "occurred_at"))) {
+            strcmp(k, props_key) && strcmp(k, "additional_properties") && strcmp(k, "version") &&
+            (is_contact || strcmp(k, "occurred_at"))) {
             char path[160];
             snprintf(path, sizeof path, "/%s", k);
             errlist_add(errs, path, "unknown key");
@@ -500,8 +508,9 @@ static int compile_doc(const char *text, size_t len, const char *name_expected, 
             char path[200];
             snprintf(path, sizeof path, "/%s/%s", props_key, k);
             if (!prop_name_ok(k))
-                errlist_add(errs, path, "property names are 1 to 128 bytes without control "
-                                        "characters or '/'");
+                errlist_add(errs, path,
+                            "property names are 1 to 128 bytes without control "
+                            "characters or '/'");
             compile_spec(c, &c->props[i++], k, spec, path, stored, errs);
             c->nprops = (int)i;
         }
@@ -517,7 +526,8 @@ static int compile_doc(const char *text, size_t len, const char *name_expected, 
                     c->props[i].type == VT_TIMESTAMP)
                     found = 1;
             if (!found)
-                errlist_add(errs, "/occurred_at", "must name a timestamp property of this contract");
+                errlist_add(errs, "/occurred_at",
+                            "must name a timestamp property of this contract");
             else
                 c->occurred_at = xstrdup(json_string_value(v));
         }
@@ -554,7 +564,6 @@ int contract_version(const struct contract *c)
 
 /* ---- validation (used by ingest.c through contract_apply) ----------------------------- */
 
-
 /* A string value against the property's pattern: NULL, or a reason code with a sentence. */
 static const char *pattern_check(const struct contract *c, const struct prop_spec *p, const char *s,
                                  size_t n, char *msg, size_t cap)
@@ -566,8 +575,10 @@ static const char *pattern_check(const struct contract *c, const struct prop_spe
     /* The cap keeps the work of a match in proportion to what a pattern is for (codes,
      * ids, addresses), whatever the pattern. */
     if (n > c->pattern_max_bytes) {
-        snprintf(msg, cap, "value of %zu bytes is longer than the %zu bytes matched against a "
-                 "pattern ([ingest] pattern_max_value_bytes)", n, c->pattern_max_bytes);
+        snprintf(msg, cap,
+                 "value of %zu bytes is longer than the %zu bytes matched against a "
+                 "pattern ([ingest] pattern_max_value_bytes)",
+                 n, c->pattern_max_bytes);
         return "pattern_limit";
     }
     switch (pattern_match(p->pattern, s, n, msg, cap)) {
@@ -650,9 +661,15 @@ static const char *spec_check(const struct contract *c, const struct prop_spec *
         v.s = json_string_value(t);
         v.n = json_string_length(t);
         break;
-    case VT_NUMBER: v.d = json_number_value(t); break;
-    case VT_INTEGER: v.i = json_integer_value(t); break;
-    case VT_BOOLEAN: v.i = json_is_true(t); break;
+    case VT_NUMBER:
+        v.d = json_number_value(t);
+        break;
+    case VT_INTEGER:
+        v.i = json_integer_value(t);
+        break;
+    case VT_BOOLEAN:
+        v.i = json_is_true(t);
+        break;
     case VT_TIMESTAMP:
         if (time_parse_iso(json_string_value(t), json_string_length(t), &v.i))
             return NULL;
@@ -701,8 +718,8 @@ const char *contract_type_text(const struct contract *c, int i, const char *s, s
     return NULL;
 }
 
-const char *contract_type_jt(const struct contract *c, int i, const struct jt *v,
-                             struct arena *a, struct jt *out, char *msg, size_t msgcap)
+const char *contract_type_jt(const struct contract *c, int i, const struct jt *v, struct arena *a,
+                             struct jt *out, char *msg, size_t msgcap)
 {
     const struct prop_spec *p = &c->props[i];
     struct tval tv = {.t = p->type};
@@ -766,9 +783,17 @@ const char *contract_type_jt(const struct contract *c, int i, const struct jt *v
         out->u.s = tv.s; /* NUL-terminated: a jt string's, or tmp's copy */
         out->n = (uint32_t)tv.n;
         break;
-    case VT_NUMBER: out->type = JT_REAL; out->u.d = tv.d; break;
-    case VT_INTEGER: out->type = JT_INT; out->u.i = tv.i; break;
-    case VT_BOOLEAN: out->type = tv.i ? JT_TRUE : JT_FALSE; break;
+    case VT_NUMBER:
+        out->type = JT_REAL;
+        out->u.d = tv.d;
+        break;
+    case VT_INTEGER:
+        out->type = JT_INT;
+        out->u.i = tv.i;
+        break;
+    case VT_BOOLEAN:
+        out->type = tv.i ? JT_TRUE : JT_FALSE;
+        break;
     case VT_TIMESTAMP:
         time_format_iso(tv.i, tmp);
         out->type = JT_STR;
@@ -871,20 +896,22 @@ static int load_one(void *ctx, const struct store_contract *sc)
 
     if (compile_doc(sc->body, strlen(sc->body), NULL, sc->version, 1, &c, &errs, lc->e)) {
         err_clear(lc->e);
-        return ERR(lc->e, E_CORRUPT, "stored contract %s v%d no longer compiles: %s: %s",
-                   sc->name, sc->version, errs.n ? errs.items[0].path : "",
-                   errs.n ? errs.items[0].msg : "");
+        return ERR(lc->e, E_CORRUPT, "stored contract %s v%d no longer compiles: %s: %s", sc->name,
+                   sc->version, errs.n ? errs.items[0].path : "", errs.n ? errs.items[0].msg : "");
     }
     c->pattern_max_bytes = lc->pattern_max_bytes;
     for (i = 0; i < c->nprops; i++)
         if (c->props[i].pattern_error)
-            log_warn("contracts", "%s (until then its values are refused, reason "
-                     "pattern_invalid)", c->props[i].pattern_error);
+            log_warn("contracts",
+                     "%s (until then its values are refused, reason "
+                     "pattern_invalid)",
+                     c->props[i].pattern_error);
     if (strcmp(c->kind, "contact") == 0) {
         contract_free(lc->cs->contact);
         lc->cs->contact = c;
     } else {
-        lc->cs->events = xrealloc(lc->cs->events, (size_t)(lc->cs->nevents + 1) * sizeof *lc->cs->events);
+        lc->cs->events =
+            xrealloc(lc->cs->events, (size_t)(lc->cs->nevents + 1) * sizeof *lc->cs->events);
         lc->cs->events[lc->cs->nevents++] = c;
     }
     return 0;

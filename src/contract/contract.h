@@ -67,8 +67,8 @@ int contract_strict(const struct contract *c);
  * strings in the arena), or the reason code with a sentence in msg. */
 struct jt;
 struct arena;
-const char *contract_type_jt(const struct contract *c, int i, const struct jt *v,
-                             struct arena *a, struct jt *out, char *msg, size_t msgcap);
+const char *contract_type_jt(const struct contract *c, int i, const struct jt *v, struct arena *a,
+                             struct jt *out, char *msg, size_t msgcap);
 
 /* The contracts shipped in contracts/ (embedded at build time). */
 struct shipped_contract {
@@ -85,7 +85,6 @@ const char *contract_apply(const struct contract *c, const json_t *props, json_t
                            char *field, size_t fieldcap, char *msg, size_t msgcap);
 /* The property that gives occurred_at, or NULL. */
 const char *contract_occurred_at(const struct contract *c);
-
 
 /* ---- typed values -------------------------------------------------------------- */
 

@@ -23,17 +23,26 @@ struct key_def {
 };
 
 /* clang-format off: one key a line, as a table */
-#define S(sec, nm, field) \
-    {sec, nm, K_STR, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0}
-#define I(sec, nm, field, lo, hi) {sec, nm, K_INT, offsetof(struct config, field), sizeof(int), lo, hi}
-#define B(sec, nm, field) {sec, nm, K_BOOL, offsetof(struct config, field), sizeof(int), 0, 1}
+#define S(sec, nm, field)                                                                          \
+    {                                                                                              \
+        sec, nm, K_STR, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0  \
+    }
+#define I(sec, nm, field, lo, hi)                                                                  \
+    {                                                                                              \
+        sec, nm, K_INT, offsetof(struct config, field), sizeof(int), lo, hi                        \
+    }
+#define B(sec, nm, field)                                                                          \
+    {                                                                                              \
+        sec, nm, K_BOOL, offsetof(struct config, field), sizeof(int), 0, 1                         \
+    }
 /* clang-format on */
 
 static const struct key_def keys[] = {
     S("server", "listen", listen),
     S("server", "public_url", public_url),
     I("server", "http_threads", http_threads, 0, 256),
-    {"server", "max_body_bytes", K_LONG, offsetof(struct config, max_body_bytes), sizeof(long), 1024, 1L << 30},
+    {"server", "max_body_bytes", K_LONG, offsetof(struct config, max_body_bytes), sizeof(long),
+     1024, 1L << 30},
     I("server", "max_json_values", max_json_values, 1000, 100000000),
     I("server", "max_connections", max_connections, 16, 100000),
     I("server", "per_ip_connections", per_ip_connections, 0, 100000),
@@ -44,12 +53,16 @@ static const struct key_def keys[] = {
     I("server", "keyless_max", keyless_max, 1, 100000),
     {"log", "level", K_LOGLEVEL, offsetof(struct config, log_level), sizeof(int), 0, 0},
     I("store", "busy_timeout_ms", busy_timeout_ms, 0, 600000),
-    {"ingest", "unknown_events", K_UNKNOWN_EVENTS, offsetof(struct config, unknown_events_reject), sizeof(int), 0, 0},
-    {"ingest", "default_consent", K_CONSENT, offsetof(struct config, default_consent), sizeof(int), 0, 0},
+    {"ingest", "unknown_events", K_UNKNOWN_EVENTS, offsetof(struct config, unknown_events_reject),
+     sizeof(int), 0, 0},
+    {"ingest", "default_consent", K_CONSENT, offsetof(struct config, default_consent), sizeof(int),
+     0, 0},
     I("ingest", "import_batch_rows", import_batch_rows, 1, 1000000),
     I("ingest", "queue_max", ingest_queue_max, 100, 10000000),
-    {"ingest", "max_value_bytes", K_LONG, offsetof(struct config, max_value_bytes), sizeof(long), 256, 1L << 30},
-    {"ingest", "max_row_bytes", K_LONG, offsetof(struct config, max_row_bytes), sizeof(long), 1024, 1L << 30},
+    {"ingest", "max_value_bytes", K_LONG, offsetof(struct config, max_value_bytes), sizeof(long),
+     256, 1L << 30},
+    {"ingest", "max_row_bytes", K_LONG, offsetof(struct config, max_row_bytes), sizeof(long), 1024,
+     1L << 30},
     I("ingest", "pattern_max_value_bytes", pattern_max_value_bytes, 16, 1 << 20),
     I("sync", "interval_seconds", sync_interval_s, 1, 3600),
     I("sync", "reconcile_hour", sync_reconcile_hour, -1, 23),
@@ -153,7 +166,8 @@ static int set_scalar(struct load_ctx *lc, const struct key_def *k, const char *
     case K_LOGLEVEL: {
         enum log_level l;
         if (log_level_parse(value, &l)) {
-            snprintf(lc->msg, sizeof lc->msg, "expected error, warn, info or debug, got \"%s\"", value);
+            snprintf(lc->msg, sizeof lc->msg, "expected error, warn, info or debug, got \"%s\"",
+                     value);
             return -1;
         }
         *(int *)field = (int)l;
@@ -169,7 +183,8 @@ static int set_scalar(struct load_ctx *lc, const struct key_def *k, const char *
     case K_CONSENT: {
         enum consent_state s;
         if (consent_parse(value, &s) || (s != CONSENT_SUBSCRIBED && s != CONSENT_UNSUBSCRIBED)) {
-            snprintf(lc->msg, sizeof lc->msg, "expected subscribed or unsubscribed, got \"%s\"", value);
+            snprintf(lc->msg, sizeof lc->msg, "expected subscribed or unsubscribed, got \"%s\"",
+                     value);
             return -1;
         }
         *(int *)field = (int)s;
@@ -250,7 +265,8 @@ static int set_named(struct load_ctx *lc, const char *section, const char *name,
 #undef STRKEY
     if (strcmp(name, "rate_per_second") == 0 || strcmp(name, "max_connections") == 0) {
         if (parse_i64(value, strlen(value), &v) || v < 1 || v > 100000) {
-            snprintf(lc->msg, sizeof lc->msg, "expected an integer from 1 to 100000, got \"%s\"", value);
+            snprintf(lc->msg, sizeof lc->msg, "expected an integer from 1 to 100000, got \"%s\"",
+                     value);
             return -1;
         }
         if (name[0] == 'r')
@@ -311,11 +327,11 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
         }
     }
     snprintf(lc->msg, sizeof lc->msg, "unknown key");
-fail: {
-        char tmp[400];
-        snprintf(tmp, sizeof tmp, "[%s] %s: %s", section, name, lc->msg);
-        memcpy(lc->msg, tmp, sizeof tmp);
-    }
+fail : {
+    char tmp[400];
+    snprintf(tmp, sizeof tmp, "[%s] %s: %s", section, name, lc->msg);
+    memcpy(lc->msg, tmp, sizeof tmp);
+}
     return 0;
 }
 
@@ -470,14 +486,16 @@ int config_check(const struct config *c, struct err *e)
          isdigit((unsigned char)c->sync_secret_env_prefix[0])))
         return ERRF(e, E_INVAL, "secret_env_prefix",
                     "%s: [sync] secret_env_prefix: expected the start of a variable name "
-                    "(letters, digits and _), got \"%s\"", where, c->sync_secret_env_prefix);
+                    "(letters, digits and _), got \"%s\"",
+                    where, c->sync_secret_env_prefix);
     if (c->public_url[0]) {
         const char *u = c->public_url, *h, *end;
         int https = strncmp(u, "https://", 8) == 0;
         if (!https && strncmp(u, "http://", 7) != 0)
             return ERRF(e, E_INVAL, "public_url",
                         "%s: [server] public_url: must start with https:// (or http:// for a "
-                        "loopback host), got \"%s\"", where, u);
+                        "loopback host), got \"%s\"",
+                        where, u);
         h = u + (https ? 8 : 7);
         end = h + strcspn(h, "/?#");
         if (memchr(h, '@', (size_t)(end - h)))
@@ -493,11 +511,13 @@ int config_check(const struct config *c, struct err *e)
             if (colon && !(h[0] == '[' && colon < (const char *)memchr(h, ']', (size_t)(end - h))))
                 hend = colon;
             if (hend == h)
-                return ERRF(e, E_INVAL, "public_url", "%s: [server] public_url: has no host", where);
+                return ERRF(e, E_INVAL, "public_url", "%s: [server] public_url: has no host",
+                            where);
             if (!https && !host_is_loopback(h, (size_t)(hend - h)))
                 return ERRF(e, E_INVAL, "public_url",
                             "%s: [server] public_url: https is required unless the host is "
-                            "loopback, got \"%s\"", where, u);
+                            "loopback, got \"%s\"",
+                            where, u);
         }
     }
     return 0;
@@ -534,9 +554,15 @@ void config_dump(const struct config *c, struct buf *out)
             cur = k->section;
         }
         switch (k->type) {
-        case K_STR: buf_printf(out, "%s = %s\n", k->name, field); break;
-        case K_INT: buf_printf(out, "%s = %d\n", k->name, *(const int *)field); break;
-        case K_LONG: buf_printf(out, "%s = %ld\n", k->name, *(const long *)field); break;
+        case K_STR:
+            buf_printf(out, "%s = %s\n", k->name, field);
+            break;
+        case K_INT:
+            buf_printf(out, "%s = %d\n", k->name, *(const int *)field);
+            break;
+        case K_LONG:
+            buf_printf(out, "%s = %ld\n", k->name, *(const long *)field);
+            break;
         case K_BOOL:
             buf_printf(out, "%s = %s\n", k->name, *(const int *)field ? "true" : "false");
             break;

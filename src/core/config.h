@@ -13,7 +13,7 @@
 #include "core.h"
 
 #define CONFIG_MAX_NAMED 16
-#define CONFIG_MAX_VALUE_BYTES (1L << 20) /* [ingest] max_value_bytes, by default */
+#define CONFIG_MAX_VALUE_BYTES (1L << 20)   /* [ingest] max_value_bytes, by default */
 #define CONFIG_PATTERN_MAX_VALUE_BYTES 4096 /* default of [ingest] pattern_max_value_bytes */
 
 /* A [provider:NAME] or [webhook:NAME] section: known keys only, secret resolved. */
@@ -25,12 +25,12 @@ struct config_named {
     char from[256];
     int rate_per_second;
     int max_connections;
-    char *secret;      /* resolved from secret_env/password_env/.._file; owned, wiped */
+    char *secret;         /* resolved from secret_env/password_env/.._file; owned, wiped */
     char secret_ref[300]; /* "env:VAR" or "file:PATH", for display (never the value) */
 };
 
 struct config {
-    char path[1024];   /* file that was loaded, "" if none */
+    char path[1024]; /* file that was loaded, "" if none */
     char data_dir[1024];
     /* [server] */
     char listen[256];
@@ -53,9 +53,9 @@ struct config {
     int unknown_events_reject; /* 0 = accept (default), 1 = reject */
     enum consent_state default_consent;
     int import_batch_rows;
-    int ingest_queue_max;      /* messages waiting for the server's writer before 429 */
-    long max_value_bytes;      /* longest string value taken from any source */
-    long max_row_bytes;        /* longest CSV row (the bytes of its cells) */
+    int ingest_queue_max;        /* messages waiting for the server's writer before 429 */
+    long max_value_bytes;        /* longest string value taken from any source */
+    long max_row_bytes;          /* longest CSV row (the bytes of its cells) */
     int pattern_max_value_bytes; /* longest value a contract's pattern is matched against */
     /* [sync] */
     int sync_interval_s;       /* seconds between passes of the serve's sync worker */

@@ -28,7 +28,7 @@ enum {
     E_TOOBIG = -7,
     E_CORRUPT = -8,
     E_INTERNAL = -9,
-    E_AUTH = -10,   /* no or bad credentials */
+    E_AUTH = -10, /* no or bad credentials */
     E_FORBIDDEN = -11,
 };
 
@@ -36,7 +36,7 @@ struct err {
     int code;
     const char *file; /* source location that detected it */
     int line;
-    char field[96];   /* optional: the input field at fault (JSON pointer, column) */
+    char field[96]; /* optional: the input field at fault (JSON pointer, column) */
     char msg[256];
 };
 
@@ -47,7 +47,8 @@ int err_set(struct err *e, int code, const char *file, int line, const char *fmt
 /* Same, naming the field at fault. */
 int err_set_field(struct err *e, int code, const char *file, int line, const char *field,
                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-#define ERRF(e, code, field, ...) err_set_field((e), (code), __FILE__, __LINE__, (field), __VA_ARGS__)
+#define ERRF(e, code, field, ...)                                                                  \
+    err_set_field((e), (code), __FILE__, __LINE__, (field), __VA_ARGS__)
 void err_clear(struct err *e);
 const char *err_code_name(int code);
 

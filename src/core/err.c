@@ -48,18 +48,30 @@ void err_clear(struct err *e)
 const char *err_code_name(int code)
 {
     switch (code) {
-    case E_OK: return "ok";
-    case E_NOMEM: return "out_of_memory";
-    case E_IO: return "io_error";
-    case E_INVAL: return "invalid";
-    case E_NOTFOUND: return "not_found";
-    case E_CONFLICT: return "conflict";
-    case E_BUSY: return "busy";
-    case E_TOOBIG: return "too_big";
-    case E_CORRUPT: return "corrupt";
-    case E_AUTH: return "unauthorized";
-    case E_FORBIDDEN: return "forbidden";
-    default: return "internal";
+    case E_OK:
+        return "ok";
+    case E_NOMEM:
+        return "out_of_memory";
+    case E_IO:
+        return "io_error";
+    case E_INVAL:
+        return "invalid";
+    case E_NOTFOUND:
+        return "not_found";
+    case E_CONFLICT:
+        return "conflict";
+    case E_BUSY:
+        return "busy";
+    case E_TOOBIG:
+        return "too_big";
+    case E_CORRUPT:
+        return "corrupt";
+    case E_AUTH:
+        return "unauthorized";
+    case E_FORBIDDEN:
+        return "forbidden";
+    default:
+        return "internal";
     }
 }
 
@@ -353,11 +365,21 @@ void buf_add_json_str(struct buf *b, const char *s, size_t n)
                 continue;
             }
             switch (c) {
-            case '"': buf_add(b, "\\\"", 2); break;
-            case '\\': buf_add(b, "\\\\", 2); break;
-            case '\n': buf_add(b, "\\n", 2); break;
-            case '\r': buf_add(b, "\\r", 2); break;
-            case '\t': buf_add(b, "\\t", 2); break;
+            case '"':
+                buf_add(b, "\\\"", 2);
+                break;
+            case '\\':
+                buf_add(b, "\\\\", 2);
+                break;
+            case '\n':
+                buf_add(b, "\\n", 2);
+                break;
+            case '\r':
+                buf_add(b, "\\r", 2);
+                break;
+            case '\t':
+                buf_add(b, "\\t", 2);
+                break;
             default: {
                 char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
                 buf_add(b, esc, 6);

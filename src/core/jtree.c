@@ -19,15 +19,15 @@ struct parser {
     struct arena *a;
     const char *text, *p, *end;
     struct jt_error *err;
-    struct jt *items;          /* the scratch stacks */
+    struct jt *items; /* the scratch stacks */
     size_t nitems, capitems;
     struct jt_member *members;
     size_t nmembers, capmembers;
-    struct buf sbuf;           /* an escaped string being decoded */
+    struct buf sbuf; /* an escaped string being decoded */
     int depth;
-    size_t values;             /* read so far, against the limits */
-    int at_list;               /* the next value is the top object's items_key member */
-    struct jt_limits lim;      /* 0: no limit */
+    size_t values;        /* read so far, against the limits */
+    int at_list;          /* the next value is the top object's items_key member */
+    struct jt_limits lim; /* 0: no limit */
 };
 
 static int fail(struct parser *ps, const char *msg)
@@ -63,8 +63,7 @@ static int too_big(struct parser *ps, const char *list, size_t n)
 
 static void skip_ws(struct parser *ps)
 {
-    while (ps->p < ps->end &&
-           (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
+    while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
         ps->p++;
 }
 
@@ -141,14 +140,26 @@ static int parse_string(struct parser *ps, const char **out, uint32_t *outlen)
         c = (unsigned char)ps->p[1];
         ps->p += 2;
         switch (c) {
-        case '"': case '\\': case '/':
+        case '"':
+        case '\\':
+        case '/':
             buf_addc(&ps->sbuf, (char)c);
             break;
-        case 'b': buf_addc(&ps->sbuf, '\b'); break;
-        case 'f': buf_addc(&ps->sbuf, '\f'); break;
-        case 'n': buf_addc(&ps->sbuf, '\n'); break;
-        case 'r': buf_addc(&ps->sbuf, '\r'); break;
-        case 't': buf_addc(&ps->sbuf, '\t'); break;
+        case 'b':
+            buf_addc(&ps->sbuf, '\b');
+            break;
+        case 'f':
+            buf_addc(&ps->sbuf, '\f');
+            break;
+        case 'n':
+            buf_addc(&ps->sbuf, '\n');
+            break;
+        case 'r':
+            buf_addc(&ps->sbuf, '\r');
+            break;
+        case 't':
+            buf_addc(&ps->sbuf, '\t');
+            break;
         case 'u': {
             unsigned cp, lo;
             char u[4];
@@ -404,8 +415,7 @@ static int parse_value(struct parser *ps, struct jt *v)
     return rc;
 }
 
-int jt_parse(struct arena *a, const char *text, size_t len, struct jt **out,
-             struct jt_error *err)
+int jt_parse(struct arena *a, const char *text, size_t len, struct jt **out, struct jt_error *err)
 {
     return jt_parse_limited(a, text, len, NULL, out, err);
 }
@@ -479,13 +489,27 @@ static void dump_string(struct buf *out, const char *s, size_t n)
         run = i + 1;
         esc[0] = '\\';
         switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
         default:
             memcpy(esc + 1, "u00", 3);
             esc[4] = hex[c >> 4];
@@ -540,12 +564,24 @@ static void dump(struct buf *out, const struct jt *v, int flags)
     uint32_t i, k;
 
     switch (v->type) {
-    case JT_NULL: buf_add(out, "null", 4); break;
-    case JT_FALSE: buf_add(out, "false", 5); break;
-    case JT_TRUE: buf_add(out, "true", 4); break;
-    case JT_INT: buf_printf(out, "%lld", v->u.i); break;
-    case JT_REAL: dump_real(out, v->u.d); break;
-    case JT_STR: dump_string(out, v->u.s, v->n); break;
+    case JT_NULL:
+        buf_add(out, "null", 4);
+        break;
+    case JT_FALSE:
+        buf_add(out, "false", 5);
+        break;
+    case JT_TRUE:
+        buf_add(out, "true", 4);
+        break;
+    case JT_INT:
+        buf_printf(out, "%lld", v->u.i);
+        break;
+    case JT_REAL:
+        dump_real(out, v->u.d);
+        break;
+    case JT_STR:
+        dump_string(out, v->u.s, v->n);
+        break;
     case JT_ARR:
         buf_addc(out, '[');
         for (i = 0; i < v->n; i++) {
@@ -596,12 +632,18 @@ static json_t *to_json(const struct jt *v, const struct jt_member **dup)
     uint32_t i;
 
     switch (v->type) {
-    case JT_NULL: return json_null();
-    case JT_FALSE: return json_false();
-    case JT_TRUE: return json_true();
-    case JT_INT: return json_integer(v->u.i);
-    case JT_REAL: return json_real(v->u.d);
-    case JT_STR: return json_stringn_nocheck(v->u.s, v->n);
+    case JT_NULL:
+        return json_null();
+    case JT_FALSE:
+        return json_false();
+    case JT_TRUE:
+        return json_true();
+    case JT_INT:
+        return json_integer(v->u.i);
+    case JT_REAL:
+        return json_real(v->u.d);
+    case JT_STR:
+        return json_stringn_nocheck(v->u.s, v->n);
     case JT_ARR:
         j = json_array();
         for (i = 0; i < v->n; i++) {

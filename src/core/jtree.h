@@ -5,9 +5,9 @@
  * a malloc per value and was half of the server's time). It accepts exactly the
  * documents jansson's json_loadb(…, 0) accepts (an object or array at the top, valid
  * UTF-8, no \u0000, paired surrogates, integers within 64 bits, finite reals, depth at
- * most 2048), except that it refuses every NUL byte where jansson skips some. jt_dump() writes what json_dumps(…, JSON_COMPACT | JSON_SORT_KEYS) writes
- * for the same value, byte for byte (tests/unit/core.c compares them on random
- * documents). */
+ * most 2048), except that it refuses every NUL byte where jansson skips some. jt_dump() writes what
+ * json_dumps(…, JSON_COMPACT | JSON_SORT_KEYS) writes for the same value, byte for byte
+ * (tests/unit/core.c compares them on random documents). */
 #ifndef ENGAGE_JTREE_H
 #define ENGAGE_JTREE_H
 
@@ -20,8 +20,8 @@ enum jt_type { JT_NULL, JT_FALSE, JT_TRUE, JT_INT, JT_REAL, JT_STR, JT_ARR, JT_O
 struct jt_member;
 struct jt {
     enum jt_type type;
-    uint32_t n;        /* a string's bytes, an array's items, an object's members */
-    const char *src;   /* the value's text in the document (not NUL-terminated) */
+    uint32_t n;      /* a string's bytes, an array's items, an object's members */
+    const char *src; /* the value's text in the document (not NUL-terminated) */
     size_t srclen;
     union {
         const char *s; /* decoded and NUL-terminated (no JSON string here holds a NUL) */
@@ -44,8 +44,7 @@ struct jt_error {
 
 /* Reads text[0..len) into the arena (everything *out points to lives there). 0, or
  * E_INVAL with err filled. */
-int jt_parse(struct arena *a, const char *text, size_t len, struct jt **out,
-             struct jt_error *err);
+int jt_parse(struct arena *a, const char *text, size_t len, struct jt **out, struct jt_error *err);
 /* Limits checked while reading, so that a body of a million empty objects is refused
  * after max_values of them, not read whole first: max_values counts every value
  * (containers and scalars); max_items the items of the array that is the top object's

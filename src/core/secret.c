@@ -52,8 +52,8 @@ int secret_key_load(const struct config *c, unsigned char key[SECRET_KEY_BYTES],
         memcpy(hex + SECRET_KEY_BYTES * 2, "\n", 2); /* the line end and its NUL */
         fd = open(c->secrets_key_file, O_WRONLY | O_CREAT | O_EXCL, 0600);
         if (fd < 0)
-            return ERR(e, E_IO, "[secrets] key_file: cannot create '%s': %s",
-                       c->secrets_key_file, strerror(errno));
+            return ERR(e, E_IO, "[secrets] key_file: cannot create '%s': %s", c->secrets_key_file,
+                       strerror(errno));
         if (write(fd, hex, strlen(hex)) != (ssize_t)strlen(hex) || fsync(fd) != 0) {
             close(fd);
             return ERR(e, E_IO, "[secrets] key_file: cannot write '%s'", c->secrets_key_file);

@@ -109,8 +109,8 @@ int time_parse_iso(const char *s, size_t n, int64_t *out_ms)
     int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0, tz = 0;
     size_t i = 10;
 
-    if (n < 10 || digits(s, n, 0, 4, &y) || s[4] != '-' || digits(s, n, 5, 2, &mo) ||
-        s[7] != '-' || digits(s, n, 8, 2, &d))
+    if (n < 10 || digits(s, n, 0, 4, &y) || s[4] != '-' || digits(s, n, 5, 2, &mo) || s[7] != '-' ||
+        digits(s, n, 8, 2, &d))
         return E_INVAL;
     if (mo < 1 || mo > 12 || d < 1 || d > month_days(y, mo))
         return E_INVAL;
@@ -171,7 +171,9 @@ int time_parse_iso(const char *s, size_t n, int64_t *out_ms)
             return E_INVAL;
     }
     *out_ms = ((days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec) -
-               (int64_t)tz * 60) * 1000 + ms;
+               (int64_t)tz * 60) *
+                  1000 +
+              ms;
     /* A zone offset can push year 0000 or 9999 out of range: keep instants that format
      * and parse back (0000-01-01 .. 9999-12-31). */
     if (*out_ms < TIME_MIN_MS || *out_ms > TIME_MAX_MS)
@@ -193,7 +195,7 @@ void time_format_iso(int64_t ms, char out[32])
     civil_from_days(days, &y, &m, &d);
     if (y >= 0 && y <= 9999) {
         /* The common case without printf: YYYY-MM-DDTHH:MM:SS.mmmZ */
-        int v[] = {(int)y, (int)m, (int)d, (int)(rem / 3600), (int)(rem % 3600 / 60),
+        int v[] = {(int)y,          (int)m,  (int)d, (int)(rem / 3600), (int)(rem % 3600 / 60),
                    (int)(rem % 60), (int)msr};
         static const int width[] = {4, 2, 2, 2, 2, 2, 3};
         static const char sep[] = "--T::.Z";

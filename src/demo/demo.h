@@ -11,10 +11,10 @@
 struct gen_opts {
     const char *out_dir;
     int64_t contacts;
-    int64_t events;       /* total events; 0 = about 12 per contact */
+    int64_t events; /* total events; 0 = about 12 per contact */
     uint64_t seed;
-    int64_t now_ms;       /* events fall in the 400 days before this instant */
-    int bad_rows;         /* write a few invalid rows, to show the dead-letter store */
+    int64_t now_ms; /* events fall in the 400 days before this instant */
+    int bad_rows;   /* write a few invalid rows, to show the dead-letter store */
 };
 
 int demo_generate(const struct gen_opts *o, struct err *e);

@@ -28,14 +28,15 @@ static double unit(uint64_t *s)
     return (double)(next(s) >> 11) / 9007199254740992.0;
 }
 
-static const char *cities[] = {"Mumbai", "Delhi", "Bengaluru", "Pune", "Chennai", "Hyderabad",
-                               "Kolkata", "Ahmedabad", "Jaipur", "Lucknow", "Kochi", "São Paulo"};
+static const char *cities[] = {"Mumbai",  "Delhi",     "Bengaluru", "Pune",
+                               "Chennai", "Hyderabad", "Kolkata",   "Ahmedabad",
+                               "Jaipur",  "Lucknow",   "Kochi",     "São Paulo"};
 static const char *plans[] = {"free", "basic", "pro", "enterprise"};
-static const char *first[] = {"Aarav", "Priya", "Rohan", "Ananya", "Vikram", "Isha", "Kabir",
-                              "Meera", "Arjun", "Zoë", "Sanjay", "Divya", "Rahul", "Neha", "Aditya",
-                              "Kavya"};
-static const char *last[] = {"Sharma", "Patel", "Iyer", "Reddy", "Gupta", "Nair", "Singh", "Das",
-                             "Mehta", "Kulkarni", "Müller", "Fernandes"};
+static const char *first[] = {"Aarav", "Priya", "Rohan",  "Ananya", "Vikram", "Isha",
+                              "Kabir", "Meera", "Arjun",  "Zoë",    "Sanjay", "Divya",
+                              "Rahul", "Neha",  "Aditya", "Kavya"};
+static const char *last[] = {"Sharma", "Patel", "Iyer",  "Reddy",    "Gupta",  "Nair",
+                             "Singh",  "Das",   "Mehta", "Kulkarni", "Müller", "Fernandes"};
 static const char *currencies[] = {"INR", "INR", "INR", "USD", "EUR"};
 static const char *wa_status[] = {"sent", "delivered", "read", "failed"};
 
@@ -100,7 +101,8 @@ int demo_generate(const struct gen_opts *o, struct err *e)
         double u = unit(&s);
         int64_t c = 1 + (int64_t)(u * u * (double)o->contacts);
         double r = unit(&s);
-        int64_t at = o->now_ms - (int64_t)(r * r * 400.0 * (double)day) - (int64_t)below(&s, HOUR_MS);
+        int64_t at =
+            o->now_ms - (int64_t)(r * r * 400.0 * (double)day) - (int64_t)below(&s, HOUR_MS);
         char ts[32];
         int kind = (int)below(&s, 12);
         if (c > o->contacts)
@@ -126,7 +128,8 @@ int demo_generate(const struct gen_opts *o, struct err *e)
     }
     if (o->bad_rows) {
         fprintf(ef, "c0000001,order_created,,bad-1,o-bad1,-5.00,INR,2024-01-01T00:00:00Z,,,,,,,\n");
-        fprintf(ef, "c0000002,order_created,,bad-2,o-bad2,10.00,rupees,2024-01-01T00:00:00Z,,,,,,,\n");
+        fprintf(ef,
+                "c0000002,order_created,,bad-2,o-bad2,10.00,rupees,2024-01-01T00:00:00Z,,,,,,,\n");
     }
     if (fflush(cf) || fflush(ef) || ferror(cf) || ferror(ef))
         rc = ERR(e, E_IO, "cannot write to '%s': %s", o->out_dir, strerror(errno));

@@ -3,14 +3,13 @@
  * DESIGN: every connection has a struct conn_track, hung on libmicrohttpd's socket
  * context when it starts and kept on one list; a phase change sets the deadline. The
  * reaper wakes four times a second (a monotonic clock, so a clock stepped back does
- * not suspend deadlines: a worker, core/worker.h), and for each connection past its deadline sends a 408 if a
- * request was under way and shuts the socket down; libmicrohttpd then reads
- * end-of-file and closes the connection. libmicrohttpd's CLOSED notification comes
- * before it closes the descriptor and removes the entry under mu, so a descriptor is
- * only ever shut down while it is still the connection's. Connections and keyless
- * requests are counted per address in two small hash tables (open addressing, linear
- * probes, entries moved back on removal: no tombstones), sized for twice the most
- * there can be. */
+ * not suspend deadlines: a worker, core/worker.h), and for each connection past its deadline sends
+ * a 408 if a request was under way and shuts the socket down; libmicrohttpd then reads end-of-file
+ * and closes the connection. libmicrohttpd's CLOSED notification comes before it closes the
+ * descriptor and removes the entry under mu, so a descriptor is only ever shut down while it is
+ * still the connection's. Connections and keyless requests are counted per address in two small
+ * hash tables (open addressing, linear probes, entries moved back on removal: no tombstones), sized
+ * for twice the most there can be. */
 #include "guard.h"
 
 #include "../core/metrics.h"
@@ -29,19 +28,19 @@ struct conn_track {
     struct conn_track *prev, *next; /* on the guard's list */
     int fd;
     enum guard_phase phase;
-    double deadline;                /* clock_mono_ms(); 0: none */
-    int requests;                   /* begun on this connection */
-    int reaped;                     /* shut down by the reaper or the address limit */
+    double deadline; /* clock_mono_ms(); 0: none */
+    int requests;    /* begun on this connection */
+    int reaped;      /* shut down by the reaper or the address limit */
     struct guard_addr addr;
 };
 
 struct http_guard {
     const struct config *cfg;
-    pthread_mutex_t mu;             /* protects everything below */
-    struct conn_track conns;        /* list head */
+    pthread_mutex_t mu;      /* protects everything below */
+    struct conn_track conns; /* list head */
     int nconns, nkeyless;
-    struct guard_table by_addr;     /* open connections per address */
-    struct guard_table keyless;     /* keyless tracking requests in flight per address */
+    struct guard_table by_addr; /* open connections per address */
+    struct guard_table keyless; /* keyless tracking requests in flight per address */
     struct worker *reaper;
     char answer408[256];
     int n408;
@@ -133,12 +132,24 @@ static double deadline_of(const struct config *cfg, enum guard_phase phase)
     int s = 0;
 
     switch (phase) {
-    case GUARD_HEADERS: s = cfg->header_timeout_s; break;
-    case GUARD_BODY: s = cfg->body_timeout_s; break;
-    case GUARD_KEYLESS_BODY: s = cfg->header_timeout_s; break;
-    case GUARD_BUSY: s = 0; break;
-    case GUARD_WRITE: s = cfg->body_timeout_s; break;
-    case GUARD_IDLE: s = cfg->idle_timeout_s; break;
+    case GUARD_HEADERS:
+        s = cfg->header_timeout_s;
+        break;
+    case GUARD_BODY:
+        s = cfg->body_timeout_s;
+        break;
+    case GUARD_KEYLESS_BODY:
+        s = cfg->header_timeout_s;
+        break;
+    case GUARD_BUSY:
+        s = 0;
+        break;
+    case GUARD_WRITE:
+        s = cfg->body_timeout_s;
+        break;
+    case GUARD_IDLE:
+        s = cfg->idle_timeout_s;
+        break;
     }
     return s ? clock_mono_ms() + s * 1000.0 : 0;
 }
@@ -286,8 +297,7 @@ static int reaper_tick(void *ctx, struct store *st, struct err *e)
             continue;
         /* A request that did not arrive gets an answer; a connection idle or not
          * taking its answer just closes (a 408 would land inside an answer). */
-        if (t->phase == GUARD_HEADERS || t->phase == GUARD_BODY ||
-            t->phase == GUARD_KEYLESS_BODY)
+        if (t->phase == GUARD_HEADERS || t->phase == GUARD_BODY || t->phase == GUARD_KEYLESS_BODY)
             (void)!send(t->fd, g->answer408, (size_t)g->n408, MSG_DONTWAIT | MSG_NOSIGNAL);
         shutdown(t->fd, SHUT_RDWR);
         t->reaped = 1;
@@ -383,15 +393,24 @@ static int collect(void *ctx, int which, void *scrape, struct metric_sink *out, 
 void guard_metrics(struct http_guard *g, struct metrics *m)
 {
     static const struct metric_def defs[] = {
-        {.name = "engage_http_connections", .help = "Open HTTP connections.",
-         .type = METRIC_GAUGE, .collect = collect, .which = CONNECTIONS},
+        {.name = "engage_http_connections",
+         .help = "Open HTTP connections.",
+         .type = METRIC_GAUGE,
+         .collect = collect,
+         .which = CONNECTIONS},
         {.name = "engage_http_timeouts_total",
          .help = "Connections closed for missing a deadline, by phase (headers, body, write, "
                  "idle).",
-         .type = METRIC_COUNTER, .labels = "phase", .collect = collect, .which = TIMEOUTS},
+         .type = METRIC_COUNTER,
+         .labels = "phase",
+         .collect = collect,
+         .which = TIMEOUTS},
         {.name = "engage_http_refused_total",
          .help = "Connections and requests refused by a per-address limit.",
-         .type = METRIC_COUNTER, .labels = "limit", .collect = collect, .which = REFUSED},
+         .type = METRIC_COUNTER,
+         .labels = "limit",
+         .collect = collect,
+         .which = REFUSED},
     };
 
     metrics_add_all(m, defs, sizeof defs / sizeof *defs, g);

@@ -19,8 +19,14 @@
  *   BUSY     the handler runs: none
  *   WRITE    from the answer's queueing to its last byte taken: body_timeout_s
  *   IDLE     from the answer sent to the next request line: idle_timeout_s */
-enum guard_phase { GUARD_HEADERS, GUARD_BODY, GUARD_KEYLESS_BODY, GUARD_BUSY, GUARD_WRITE,
-                   GUARD_IDLE };
+enum guard_phase {
+    GUARD_HEADERS,
+    GUARD_BODY,
+    GUARD_KEYLESS_BODY,
+    GUARD_BUSY,
+    GUARD_WRITE,
+    GUARD_IDLE
+};
 
 /* A client address as the limits count it: IPv4 whole, IPv6 by its /64 (one host, as
  * providers hand them out). */

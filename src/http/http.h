@@ -21,31 +21,31 @@ struct app; /* app.h: what handlers reach (the config, the pool, the modules) */
 struct http_req {
     struct app *app;
     const char *method, *path;
-    const char *query;          /* raw query string or NULL (MHD gives args separately) */
-    void *conn;                 /* opaque: for http_query() */
+    const char *query; /* raw query string or NULL (MHD gives args separately) */
+    void *conn;        /* opaque: for http_query() */
     char req_id[24];
     const char *body;
     size_t body_len;
     struct principal who;
     int authenticated;
-    char params[4][256];        /* {name} segments of the route, in order */
-    struct store *st;           /* a pooled connection for the handler */
+    char params[4][256]; /* {name} segments of the route, in order */
+    struct store *st;    /* a pooled connection for the handler */
 };
 
 struct http_resp {
     int status;
     struct buf body;
     const char *content_type;
-    char extra_headers[512];    /* "Name: value\n" lines */
+    char extra_headers[512]; /* "Name: value\n" lines */
 };
 
 typedef void (*http_handler)(struct http_req *r, struct http_resp *w);
 
 struct route {
     const char *method, *pattern;
-    unsigned roles;             /* 0 = public (no credentials) */
+    unsigned roles; /* 0 = public (no credentials) */
     http_handler fn;
-    const char *name;           /* for metrics and docs */
+    const char *name; /* for metrics and docs */
     unsigned flags;
 };
 /* The tracking API's authentication: the write key as the Basic user (empty password)
@@ -110,8 +110,7 @@ json_t *http_body_json_capped(struct http_req *r, struct http_resp *w, size_t ma
                               const char *items_key);
 struct jt_error;
 /* Answers a core/jtree.c reading failure rc: 413 past a limit, else 400. */
-void http_json_error(struct http_resp *w, int rc, const struct jt_error *je,
-                     const char *items_key);
+void http_json_error(struct http_resp *w, int rc, const struct jt_error *je, const char *items_key);
 /* Arenas to read bodies into, kept warm between requests; give back what you take. */
 struct arena *http_arena_take(void);
 void http_arena_give(struct arena *a);

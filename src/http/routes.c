@@ -55,7 +55,6 @@ static void h_metrics(struct http_req *r, struct http_resp *w)
     w->content_type = "text/plain; version=0.0.4";
 }
 
-
 /* ---- contracts ------------------------------------------------------------------------- */
 
 static json_t *contract_json(const struct store_contract *c)
@@ -104,8 +103,9 @@ static void h_contract_get(struct http_req *r, struct http_resp *w)
         http_error_from(r, w, &e);
         return;
     }
-    http_json(w, 200, json_pack("{s:s,s:O,s:o}", "name", r->params[0], "latest",
-                                json_array_get(versions, 0), "versions", versions));
+    http_json(w, 200,
+              json_pack("{s:s,s:O,s:o}", "name", r->params[0], "latest",
+                        json_array_get(versions, 0), "versions", versions));
 }
 
 static void h_contract_put(struct http_req *r, struct http_resp *w)
@@ -134,7 +134,8 @@ static void h_contract_put(struct http_req *r, struct http_resp *w)
                   json_pack("{s:s,s:s,s:i,s:b,s:O}", "name", r->params[0], "kind",
                             json_is_string(json_object_get(doc, "kind"))
                                 ? json_string_value(json_object_get(doc, "kind"))
-                                : strcmp(r->params[0], "contact") == 0 ? "contact" : "event",
+                            : strcmp(r->params[0], "contact") == 0 ? "contact"
+                                                                   : "event",
                             "version", version, "unchanged", unchanged, "contract", doc));
     }
     json_decref(doc);
@@ -207,8 +208,8 @@ static void h_rejected_list(struct http_req *r, struct http_resp *w)
         http_error_from(r, w, &e);
         return;
     }
-    http_json(w, 200, http_page_json(items, full || (int)json_array_size(items) == f.limit
-                                                ? last_id : 0));
+    http_json(w, 200,
+              http_page_json(items, full || (int)json_array_size(items) == f.limit ? last_id : 0));
 }
 
 /* GET /api/v1/rejected/{id}: one letter with all that was kept of its record. */
@@ -272,8 +273,10 @@ static int action_filter(struct http_req *r, struct http_resp *w, json_t **body,
         for (i = 0; i < 3 && strcmp(k, strs[i]); i++)
             ;
         if (i == 3) {
-            http_error(w, 400, "invalid_body", "unknown filter: filters are reason, source, kind "
-                       "and id", path);
+            http_error(w, 400, "invalid_body",
+                       "unknown filter: filters are reason, source, kind "
+                       "and id",
+                       path);
             return -1;
         }
         if (!json_is_string(v)) {
@@ -310,10 +313,10 @@ static void h_rejected_replay(struct http_req *r, struct http_resp *w)
         http_error_from(r, w, &e);
         return;
     }
-    http_json(w, 200, json_pack("{s:I,s:I,s:I,s:I}", "tried", (json_int_t)rs.tried, "ingested",
-                                (json_int_t)rs.ingested, "still_rejected",
-                                (json_int_t)rs.still_rejected, "not_replayable",
-                                (json_int_t)rs.not_replayable));
+    http_json(w, 200,
+              json_pack("{s:I,s:I,s:I,s:I}", "tried", (json_int_t)rs.tried, "ingested",
+                        (json_int_t)rs.ingested, "still_rejected", (json_int_t)rs.still_rejected,
+                        "not_replayable", (json_int_t)rs.not_replayable));
 }
 
 static void h_rejected_dismiss(struct http_req *r, struct http_resp *w)
@@ -390,10 +393,10 @@ const struct route http_routes[] = {
     {"PUT", "/api/v1/segments/{id}", ROLES_WRITE, h_segment_update, "segments.update", 0},
     {"DELETE", "/api/v1/segments/{id}", ROLES_WRITE, h_segment_delete, "segments.delete", 0},
     {"GET", "/api/v1/segments/{id}/plan", ROLES_READ, h_segment_plan, "segments.plan", 0},
-    {"GET", "/api/v1/segments/{id}/versions", ROLES_READ, h_segment_versions,
-     "segments.versions", 0},
-    {"POST", "/api/v1/segments/{id}/evaluate", ROLES_WRITE, h_segment_evaluate,
-     "segments.evaluate", 0},
+    {"GET", "/api/v1/segments/{id}/versions", ROLES_READ, h_segment_versions, "segments.versions",
+     0},
+    {"POST", "/api/v1/segments/{id}/evaluate", ROLES_WRITE, h_segment_evaluate, "segments.evaluate",
+     0},
     {"GET", "/api/v1/segments/{id}/evaluations", ROLES_READ, h_segment_evaluations,
      "segments.evaluations", 0},
     {"GET", "/api/v1/segments/{id}/members", ROLES_READ, h_segment_members, "segments.members", 0},

@@ -70,8 +70,10 @@ void h_contact_restore(struct http_req *r, struct http_resp *w)
         reason = json_string_value(json_object_get(body, "reason"));
         if (!json_is_object(body) || json_object_size(body) > (reason ? 1u : 0u) ||
             (reason && strlen(reason) > 500)) {
-            http_error(w, 422, "invalid", "the body may hold only \"reason\": 1 to 500 bytes, "
-                                          "kept in the audit log", "/reason");
+            http_error(w, 422, "invalid",
+                       "the body may hold only \"reason\": 1 to 500 bytes, "
+                       "kept in the audit log",
+                       "/reason");
             json_decref(body);
             return;
         }
@@ -98,8 +100,9 @@ void h_contact_consent(struct http_req *r, struct http_resp *w)
     if (state == NULL || consent_parse(state, &to))
         errlist_add(&errs, "/state", "must be subscribed, unsubscribed, bounced or complained");
     if (reason == NULL || *reason == '\0' || strlen(reason) > 500)
-        errlist_add(&errs, "/reason", "is required: 1 to 500 bytes, kept in the history and the "
-                                      "audit log");
+        errlist_add(&errs, "/reason",
+                    "is required: 1 to 500 bytes, kept in the history and the "
+                    "audit log");
     if (errs.n) {
         http_error_list(w, 422, "invalid", "the consent change is not valid", &errs);
         json_decref(body);
@@ -111,8 +114,9 @@ void h_contact_consent(struct http_req *r, struct http_resp *w)
         http_error_from(r, w, &e);
         return;
     }
-    http_json(w, 200, json_pack("{s:s,s:s,s:s}", "external_id", r->params[0], "from",
-                                consent_name(before), "to", consent_name(to)));
+    http_json(w, 200,
+              json_pack("{s:s,s:s,s:s}", "external_id", r->params[0], "from", consent_name(before),
+                        "to", consent_name(to)));
     json_decref(body);
 }
 

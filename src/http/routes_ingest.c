@@ -65,8 +65,10 @@ static int body_text(struct http_req *r, struct http_resp *w, size_t cap, struct
                 snprintf(msg, sizeof msg, "the inflated body is larger than %zu bytes", cap);
                 http_error(w, 413, "too_large", msg, NULL);
             } else {
-                http_error(w, 400, "invalid_body", "Content-Encoding is gzip but the body is "
-                                                   "not valid gzip data", NULL);
+                http_error(w, 400, "invalid_body",
+                           "Content-Encoding is gzip but the body is "
+                           "not valid gzip data",
+                           NULL);
             }
             return -1;
         }
@@ -107,15 +109,14 @@ static void answer(struct http_req *r, struct http_resp *w, struct ingest_result
         http_json_error(w, res->parse_rc, &res->je, "batch");
         return;
     case INGEST_REPLY_MALFORMED:
-        http_error(w, 400, "invalid_json", res->err.msg,
-                   res->err.field[0] ? res->err.field : NULL);
+        http_error(w, 400, "invalid_json", res->err.msg, res->err.field[0] ? res->err.field : NULL);
         return;
     case INGEST_REPLY_UNAUTHORIZED:
         http_error(w, 401, "unauthorized", res->err.msg, NULL);
         return;
     case INGEST_REPLY_FORBIDDEN:
-        snprintf(msg, sizeof msg, "role %s may not call %s %s", role_name(res->who.role),
-                 r->method, r->path);
+        snprintf(msg, sizeof msg, "role %s may not call %s %s", role_name(res->who.role), r->method,
+                 r->path);
         http_error(w, 403, "forbidden", msg, NULL);
         return;
     case INGEST_REPLY_FULL:
@@ -140,7 +141,8 @@ static void front_of(struct http_req *r, struct ingest_front *f)
 void h_tracking(struct http_req *r, struct http_resp *w)
 {
     int batch = strcmp(r->params[0], "batch") == 0;
-    struct ingest_track_call call = {.type = TRACK_NONE, .req_id = r->req_id,
+    struct ingest_track_call call = {.type = TRACK_NONE,
+                                     .req_id = r->req_id,
                                      .received_at = clock_now_ms(),
                                      .who = r->authenticated ? &r->who : NULL,
                                      .roles = ROLE_INGEST | ROLE_ADMIN,
@@ -150,8 +152,10 @@ void h_tracking(struct http_req *r, struct http_resp *w)
     struct buf inflated;
 
     if (!batch && (call.type = tracking_type_parse(r->params[0])) == TRACK_NONE) {
-        http_error(w, 404, "not_found", "the tracking API has /v1/identify, track, page, screen, "
-                                        "group, alias and batch", NULL);
+        http_error(w, 404, "not_found",
+                   "the tracking API has /v1/identify, track, page, screen, "
+                   "group, alias and batch",
+                   NULL);
         return;
     }
     call.arena = http_arena_take(); /* given back below */

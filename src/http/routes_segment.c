@@ -88,8 +88,7 @@ void h_segments_list(struct http_req *r, struct http_resp *w)
     if (http_only_params(r, w, " limit cursor ") || http_page_params(r, w, &limit, &cursor))
         return;
     rc = segment_list(r->st, cursor, limit, &items, &next, &e);
-    answer(r, w, rc, &e, NULL, 200,
-           rc ? NULL : http_page_json(items, next));
+    answer(r, w, rc, &e, NULL, 200, rc ? NULL : http_page_json(items, next));
 }
 
 void h_segment_get(struct http_req *r, struct http_resp *w)
@@ -145,8 +144,7 @@ void h_segment_update(struct http_req *r, struct http_resp *w)
     int64_t id;
     int rc;
 
-    if (http_only_params(r, w, " ") || segment_id(r, w, &id) ||
-        (body = object_body(r, w)) == NULL)
+    if (http_only_params(r, w, " ") || segment_id(r, w, &id) || (body = object_body(r, w)) == NULL)
         return;
     rc = segment_update(r->app->segments, r->st, id, body, r->who.actor, r->req_id, &errs, &e);
     if (rc == 0)
@@ -198,8 +196,7 @@ void h_segment_evaluations(struct http_req *r, struct http_resp *w)
         http_page_params(r, w, &limit, &cursor))
         return;
     rc = segment_evaluations(r->st, id, cursor, limit, &items, &next, &e);
-    answer(r, w, rc, &e, NULL, 200,
-           rc ? NULL : http_page_json(items, next));
+    answer(r, w, rc, &e, NULL, 200, rc ? NULL : http_page_json(items, next));
 }
 
 void h_segment_members(struct http_req *r, struct http_resp *w)

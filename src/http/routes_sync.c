@@ -115,6 +115,7 @@ void h_sync_reconciliations(struct http_req *r, struct http_resp *w)
         http_error_from(r, w, &e);
         return;
     }
-    http_json(w, 200, http_page_json(items, json_array_size(items) == (size_t)limit && last > 1
-                                                ? last : 0));
+    http_json(
+        w, 200,
+        http_page_json(items, json_array_size(items) == (size_t)limit && last > 1 ? last : 0));
 }

@@ -37,7 +37,7 @@ static const double dur_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 struct http_server {
     struct MHD_Daemon *d;
     struct app *app;
-    struct http_guard *guard;   /* deadlines and per-address limits (guard.c) */
+    struct http_guard *guard; /* deadlines and per-address limits (guard.c) */
     /* engage_http_requests_total by [route][status] and ..._duration_seconds by route
      * (the app's registry owns them; http_routes_count is "unmatched") */
     struct metric_series *hits[MAX_ROUTES + 1][NSTATUS + 1];
@@ -55,16 +55,16 @@ struct http_server {
 struct conn_state {
     struct buf body;
     int too_big;
-    int route;                  /* index in http_routes, or -1 */
-    int early_status;           /* refused before the body: 401, 403, 404, 405, 400 */
+    int route;        /* index in http_routes, or -1 */
+    int early_status; /* refused before the body: 401, 403, 404, 405, 400 */
     char early_code[32], early_msg[200];
-    char allow[64];             /* for 405: the methods the path takes */
+    char allow[64]; /* for 405: the methods the path takes */
     char params[4][256];
     struct principal who;
     int authenticated;
-    double t0;                  /* clock_mono_ms() when the headers came */
-    size_t max_body;            /* this request's body cap */
-    int keyless;                /* counted in the keyless limits (addr below) */
+    double t0;       /* clock_mono_ms() when the headers came */
+    size_t max_body; /* this request's body cap */
+    int keyless;     /* counted in the keyless limits (addr below) */
     struct guard_addr addr;
 };
 
@@ -75,7 +75,6 @@ struct conn_state {
 static __thread int bulk_thread;
 
 static _Atomic uint64_t req_counter;
-
 
 /* The arenas requests read their bodies into: a few kept warm between requests (no
  * megabyte malloc per batch), shared by all connections rather than one per thread, so
@@ -184,9 +183,9 @@ void http_error_from(struct http_req *r, struct http_resp *w, const struct err *
         int code, status;
         const char *name;
     } map[] = {
-        {E_INVAL, 400, "invalid"},   {E_NOTFOUND, 404, "not_found"},
-        {E_CONFLICT, 409, "conflict"}, {E_TOOBIG, 413, "too_large"},
-        {E_BUSY, 503, "busy"},       {E_AUTH, 401, "unauthorized"},
+        {E_INVAL, 400, "invalid"},       {E_NOTFOUND, 404, "not_found"},
+        {E_CONFLICT, 409, "conflict"},   {E_TOOBIG, 413, "too_large"},
+        {E_BUSY, 503, "busy"},           {E_AUTH, 401, "unauthorized"},
         {E_FORBIDDEN, 403, "forbidden"},
     };
     size_t i;
@@ -323,20 +322,19 @@ void http_store_release(struct http_req *r)
 
 /* Answers a jt_parse_limited failure: 413 past a limit (at the list's pointer when the
  * list was too long), else 400. */
-void http_json_error(struct http_resp *w, int rc, const struct jt_error *je,
-                     const char *items_key)
+void http_json_error(struct http_resp *w, int rc, const struct jt_error *je, const char *items_key)
 {
     char msg[300], path[80];
 
     if (rc == E_TOOBIG) {
-        snprintf(msg, sizeof msg, "%s (reading stopped at line %d, column %d)", je->text,
-                 je->line, je->column);
+        snprintf(msg, sizeof msg, "%s (reading stopped at line %d, column %d)", je->text, je->line,
+                 je->column);
         snprintf(path, sizeof path, "/%s", items_key ? items_key : "");
         http_error(w, 413, "too_large", msg, items_key && je->text[0] == '"' ? path : NULL);
         return;
     }
-    snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", je->text,
-             je->line, je->column);
+    snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", je->text, je->line,
+             je->column);
     http_error(w, 400, "invalid_json", msg, NULL);
 }
 
@@ -344,7 +342,8 @@ json_t *http_body_json_capped(struct http_req *r, struct http_resp *w, size_t ma
                               const char *items_key)
 {
     struct jt_limits lim = {.max_values = (size_t)r->app->cfg->max_json_values,
-                            .max_items = max_items, .items_key = items_key};
+                            .max_items = max_items,
+                            .items_key = items_key};
     struct arena *a;
     struct jt_error je;
     struct jt *root;
@@ -376,13 +375,18 @@ json_t *http_body_json(struct http_req *r, struct http_resp *w)
  * "unmatched") made now: a request only bumps atomics. */
 static void request_metrics(struct http_server *s, struct metrics *m)
 {
-    static const struct metric_def hits_def = {
-        .name = "engage_http_requests_total", .help = "HTTP requests by route and status.",
-        .type = METRIC_COUNTER, .labels = "route,code", .flags = METRIC_HIDE_ZERO};
+    static const struct metric_def hits_def = {.name = "engage_http_requests_total",
+                                               .help = "HTTP requests by route and status.",
+                                               .type = METRIC_COUNTER,
+                                               .labels = "route,code",
+                                               .flags = METRIC_HIDE_ZERO};
     static const struct metric_def dur_def = {
         .name = "engage_http_request_duration_seconds",
         .help = "Time from a request's headers to its answer, by route.",
-        .type = METRIC_HISTOGRAM, .labels = "route", .buckets = dur_bounds, .nbuckets = NDUR,
+        .type = METRIC_HISTOGRAM,
+        .labels = "route",
+        .buckets = dur_bounds,
+        .nbuckets = NDUR,
         .flags = METRIC_HIDE_ZERO};
     struct metric *hits = metrics_add(m, &hits_def), *dur = metrics_add(m, &dur_def);
     int i, k;
@@ -448,7 +452,8 @@ static int basic_user(const char *b64, char *out, size_t cap)
     while (*b64 == ' ')
         b64++;
     if (sodium_base642bin(raw, sizeof raw - 1, b64, strlen(b64), " ", &n, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 || n == 0)
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        n == 0)
         return -1;
     raw[n] = '\0';
     colon = strchr((char *)raw, ':');
@@ -518,8 +523,8 @@ static void settle(struct http_server *s, struct MHD_Connection *c, const char *
         }
     }
     if (http_routes[cs->route].flags & ROUTE_TRACKING)
-        cs->max_body = strcmp(cs->params[0], "batch") == 0 ? HTTP_TRACK_MAX_BATCH
-                                                          : HTTP_TRACK_MAX_MESSAGE;
+        cs->max_body =
+            strcmp(cs->params[0], "batch") == 0 ? HTTP_TRACK_MAX_BATCH : HTTP_TRACK_MAX_MESSAGE;
     if (http_routes[cs->route].roles == 0)
         return;
     h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
@@ -527,16 +532,18 @@ static void settle(struct http_server *s, struct MHD_Connection *c, const char *
         /* "writeKey" in the body: the handler checks it once the body is in, so until
          * then such requests are limited per address (their body cap is small). */
         if (guard_keyless_take(s->guard, c, &cs->addr)) {
-            refuse(cs, 429, "busy", "too many tracking requests without a key under way from "
-                                    "this address: send the write key in the Authorization "
-                                    "header (Basic user name), or retry");
+            refuse(cs, 429, "busy",
+                   "too many tracking requests without a key under way from "
+                   "this address: send the write key in the Authorization "
+                   "header (Basic user name), or retry");
             return;
         }
         cs->keyless = 1;
         return;
     }
     if (h == NULL) {
-        refuse(cs, 401, "unauthorized", "this route needs an API key: send 'Authorization: Bearer KEY'");
+        refuse(cs, 401, "unauthorized",
+               "this route needs an API key: send 'Authorization: Bearer KEY'");
         return;
     }
     {
@@ -625,8 +632,10 @@ static void dispatch(struct http_server *s, struct conn_state *cs, struct http_r
         return;
     }
     if (!query_utf8((struct MHD_Connection *)r->conn)) {
-        http_error(w, 400, "invalid_parameter", "a query parameter's name or value is not "
-                                                "valid UTF-8 (after %-decoding)", NULL);
+        http_error(w, 400, "invalid_parameter",
+                   "a query parameter's name or value is not "
+                   "valid UTF-8 (after %-decoding)",
+                   NULL);
         return;
     }
     memcpy(r->params, cs->params, sizeof r->params);
@@ -638,8 +647,8 @@ static void dispatch(struct http_server *s, struct conn_state *cs, struct http_r
 }
 
 /* Answers the request: the route's handler, or the refusal settled on the first call. */
-static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c, struct conn_state *cs,
-                              const char *url, const char *method)
+static enum MHD_Result answer(struct http_server *s, struct MHD_Connection *c,
+                              struct conn_state *cs, const char *url, const char *method)
 {
     struct http_req r;
     struct http_resp w;
@@ -749,8 +758,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (cs->body.len > BULK_BODY_BYTES && !bulk_thread && s->app->cfg->http_threads == 0) {
             bulk_thread = 1;
             if (setpriority(PRIO_PROCESS, (id_t)gettid(), BULK_NICE) != 0)
-                log_warn("http", "cannot lower a bulk connection's priority: %s",
-                         strerror(errno));
+                log_warn("http", "cannot lower a bulk connection's priority: %s", strerror(errno));
         }
         *upload_size = 0;
         return MHD_YES;
@@ -843,9 +851,9 @@ int http_start(struct http_server **out, struct app *app, int fd, struct err *e)
     const struct config *cfg = app->cfg;
     /* libmicrohttpd's own (idle) timeout only as a backstop: the guard's deadlines come
      * first, with a 408 where one is due. */
-    unsigned backstop = (unsigned)(cfg->header_timeout_s > cfg->body_timeout_s
-                                       ? cfg->header_timeout_s
-                                       : cfg->body_timeout_s);
+    unsigned backstop =
+        (unsigned)(cfg->header_timeout_s > cfg->body_timeout_s ? cfg->header_timeout_s
+                                                               : cfg->body_timeout_s);
     int rc;
 
     if (backstop < (unsigned)cfg->idle_timeout_s)
@@ -871,16 +879,13 @@ int http_start(struct http_server **out, struct app *app, int fd, struct err *e)
         s->d = MHD_start_daemon(
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
                 (cfg->http_threads ? MHD_USE_EPOLL : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL),
-            0, NULL, NULL, on_request, s,
-            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, or MHD warns */
-            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-            MHD_OPTION_ARRAY, cfg->http_threads ? pool : pool + 1,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-            MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+            0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+            NULL, /* first, or MHD warns */
+            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_ARRAY,
+            cfg->http_threads ? pool : pool + 1, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
             MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-            MHD_OPTION_CONNECTION_TIMEOUT, backstop + 5,
-            MHD_OPTION_END);
+            MHD_OPTION_CONNECTION_TIMEOUT, backstop + 5, MHD_OPTION_END);
     }
     if (s->d == NULL) {
         /* fd not closed here: libmicrohttpd closes it on most of its failure paths. */

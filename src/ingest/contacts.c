@@ -25,9 +25,9 @@ json_t *event_json(const struct store_event *ev)
 
     time_format_iso(ev->occurred_at, occ);
     time_format_iso(ev->received_at, rec);
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:o}", "event", ev->name ? ev->name : "",
-                     "event_id", ev->event_id, "occurred_at", occ, "received_at", rec, "source",
-                     ev->source, "contract_version", ev->contract_version, "properties",
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:o}", "event", ev->name ? ev->name : "", "event_id",
+                     ev->event_id, "occurred_at", occ, "received_at", rec, "source", ev->source,
+                     "contract_version", ev->contract_version, "properties",
                      props ? props : json_object());
 }
 
@@ -44,9 +44,8 @@ json_t *contact_summary_json(const struct store_contact *c)
     time_format_iso(c->created_at, cts);
     time_format_iso(c->updated_at, uts);
     return json_pack("{s:I,s:s?,s:s?,s:O,s:s,s:s,s:s}", "id", (json_int_t)c->id, "external_id",
-                     c->external_id, "email", c->email, "attributes", c->attrs,
-                     "email_consent", consent_name(c->consent), "created_at", cts,
-                     "updated_at", uts);
+                     c->external_id, "email", c->email, "attributes", c->attrs, "email_consent",
+                     consent_name(c->consent), "created_at", cts, "updated_at", uts);
 }
 
 int contact_view(struct store *st, const char *xid, int recent, const int64_t *seqs, int nseqs,
@@ -143,8 +142,8 @@ static int set_deleted(struct store *st, const char *xid, int to, const char *re
         if (now && reason && *reason)
             json_object_set_new(now, "reason", json_string(reason));
         if (rc == 0)
-            rc = audit_record(st, actor, to ? "contact.delete" : "contact.restore", "contact",
-                              xid, was, now, req_id, e);
+            rc = audit_record(st, actor, to ? "contact.delete" : "contact.restore", "contact", xid,
+                              was, now, req_id, e);
         json_decref(was);
         if (rc == 0 && out) {
             json_object_del(now, "reason");

@@ -42,8 +42,8 @@
 #define REPORT_LINES_PER_REASON 10
 
 struct row {
-    struct buf data;   /* fields, NUL-separated */
-    size_t *off;       /* start of each field in data */
+    struct buf data; /* fields, NUL-separated */
+    size_t *off;     /* start of each field in data */
     size_t nfields, cap;
 };
 
@@ -52,47 +52,47 @@ struct import_state {
     const struct import_opts *o;
     struct import_report *rep;
     struct err *e;
-    const char *fname;          /* for messages */
+    const char *fname; /* for messages */
     struct row row;
-    char **cols;                /* header */
+    char **cols; /* header */
     size_t ncols;
     int col_xid, col_event, col_time, col_eid, col_email, col_consent, col_anon;
     int64_t line, row_line;
     int in_row, header_done;
-    _Atomic int rc;             /* first store/fatal error; stops the import */
+    _Atomic int rc; /* first store/fatal error; stops the import */
     int64_t in_batch;
     int64_t batch_id;
     _Atomic int64_t rows_parsed; /* for the progress line (the writer owns in->stats) */
     /* Events: the reader thread validates, the writer thread stores (see pipe_*). */
-    struct contract_set *cs;    /* the reader's contracts, loaded when the import starts */
-    struct ev_plan *plans;      /* one per event name seen */
+    struct contract_set *cs; /* the reader's contracts, loaded when the import starts */
+    struct ev_plan *plans;   /* one per event name seen */
     size_t nplans;
-    int *prop_order;            /* property columns, by name (byte order) */
+    int *prop_order; /* property columns, by name (byte order) */
     size_t nprops;
-    struct buf props;           /* scratch for one row: typed values ... */
-    struct buf json;            /* scratch: the row's properties as stored */
+    struct buf props;            /* scratch for one row: typed values ... */
+    struct buf json;             /* scratch: the row's properties as stored */
     size_t *slot_off, *slot_len; /* ... and where each column's value is in it */
     struct ev_batch *filling;
     pthread_t writer;
     int writer_started;
-    pthread_mutex_t mu;         /* mu protects handoff, spare, closed */
+    pthread_mutex_t mu; /* mu protects handoff, spare, closed */
     pthread_cond_t cv;
-    struct ev_batch *handoff;   /* a full batch waiting for the writer */
-    struct ev_batch *spare;     /* empty batches coming back (a list) */
-    struct err werr;            /* the writer thread's error (the reader owns *e) */
-    struct err rerr;            /* the reader's (s->e points here during the import) */
-    _Atomic int writer_won;     /* the first error came from the writer */
-    int nul_col;                /* a cell of the current row held a NUL byte: its column */
+    struct ev_batch *handoff; /* a full batch waiting for the writer */
+    struct ev_batch *spare;   /* empty batches coming back (a list) */
+    struct err werr;          /* the writer thread's error (the reader owns *e) */
+    struct err rerr;          /* the reader's (s->e points here during the import) */
+    _Atomic int writer_won;   /* the first error came from the writer */
+    int nul_col;              /* a cell of the current row held a NUL byte: its column */
     int closed;
-    size_t max_value, max_row;  /* [ingest] max_value_bytes, max_row_bytes */
+    size_t max_value, max_row; /* [ingest] max_value_bytes, max_row_bytes */
     /* The row being read, and whether it passed a cap (then it is a dead letter): */
-    int64_t row_bytes;          /* bytes of its cells so far, kept or not */
-    int64_t cell_dropped;       /* bytes of the current cell dropped (0: none) ... */
-    struct buf cell_head;       /* ... and its first CSV_CELL_HEAD bytes, kept */
-    int too_big;                /* 0, or the first cap the row passed: BIG_VALUE, BIG_ROW */
-    int big_col;                /* BIG_VALUE: the cell's column ... */
-    int64_t big_bytes;          /* ... and its size */
-    int row_full;               /* past max_row_bytes: its later cells are not kept */
+    int64_t row_bytes;             /* bytes of its cells so far, kept or not */
+    int64_t cell_dropped;          /* bytes of the current cell dropped (0: none) ... */
+    struct buf cell_head;          /* ... and its first CSV_CELL_HEAD bytes, kept */
+    int too_big;                   /* 0, or the first cap the row passed: BIG_VALUE, BIG_ROW */
+    int big_col;                   /* BIG_VALUE: the cell's column ... */
+    int64_t big_bytes;             /* ... and its size */
+    int row_full;                  /* past max_row_bytes: its later cells are not kept */
     struct ingest_stats committed; /* the counts of what is committed (the report after a
                                     * failure: a rolled-back batch stored nothing) */
 };
@@ -112,8 +112,8 @@ struct ev_plan {
 struct ev_batch {
     struct prepared_event *items;
     size_t n, cap;
-    struct arena arena;         /* the items' strings (reset when the batch is reused) */
-    struct ev_batch *next;      /* in the spare list */
+    struct arena arena;    /* the items' strings (reset when the batch is reused) */
+    struct ev_batch *next; /* in the spare list */
 };
 
 /* Records the import's first error; later ones (and 0) never overwrite it. Either
@@ -193,8 +193,9 @@ static int missing_columns(struct import_state *s)
                          s->cols[j]);
     }
     if (!hint[0] && s->ncols == 1 && strpbrk(s->cols[0], ";\t|"))
-        snprintf(hint, sizeof hint, " (the header is one column: is the file separated by ';', "
-                                    "'|' or tabs? Only commas separate columns)");
+        snprintf(hint, sizeof hint,
+                 " (the header is one column: is the file separated by ';', "
+                 "'|' or tabs? Only commas separate columns)");
     return ERRF(s->e, E_INVAL, need[0], "%s:%lld: column%s %s %s required in %s%s", s->fname,
                 (long long)s->row_line, n > 1 ? "s" : "", list, n > 1 ? "are" : "is", kind, hint);
 }
@@ -213,16 +214,19 @@ static int take_header(struct import_state *s)
         if (i == 0 && strncmp(f, "\xEF\xBB\xBF", 3) == 0)
             f += 3; /* UTF-8 byte order mark */
         if (!utf8_valid(f, strlen(f)) || (int)i == s->nul_col)
-            return ERRF(s->e, E_INVAL, "header", "%s:%lld: the name of column %zu is not valid "
-                        "UTF-8 (save the file as UTF-8)", s->fname, (long long)s->row_line, i + 1);
+            return ERRF(s->e, E_INVAL, "header",
+                        "%s:%lld: the name of column %zu is not valid "
+                        "UTF-8 (save the file as UTF-8)",
+                        s->fname, (long long)s->row_line, i + 1);
         s->cols[i] = xstrdup(f);
         if (*s->cols[i] == '\0')
-            return ERRF(s->e, E_INVAL, "header", "%s:%lld: column %zu has an empty name",
-                        s->fname, (long long)s->row_line, i + 1);
+            return ERRF(s->e, E_INVAL, "header", "%s:%lld: column %zu has an empty name", s->fname,
+                        (long long)s->row_line, i + 1);
         if (strchr(" \t", f[0]) || strchr(" \t", f[strlen(f) - 1]))
-            return ERRF(s->e, E_INVAL, s->cols[i], "%s:%lld: the name of column %zu, \"%s\", has "
-                        "spaces around it (names are matched exactly: remove them)", s->fname,
-                        (long long)s->row_line, i + 1, s->cols[i]);
+            return ERRF(s->e, E_INVAL, s->cols[i],
+                        "%s:%lld: the name of column %zu, \"%s\", has "
+                        "spaces around it (names are matched exactly: remove them)",
+                        s->fname, (long long)s->row_line, i + 1, s->cols[i]);
         for (j = 0; j < i; j++)
             if (strcmp(s->cols[j], s->cols[i]) == 0)
                 return ERRF(s->e, E_INVAL, s->cols[i], "%s:%lld: column \"%s\" appears twice",
@@ -251,9 +255,9 @@ static json_t *row_record(struct import_state *s)
     for (i = 0; i < s->ncols; i++) {
         const char *f = i < s->row.nfields ? row_field(&s->row, i) : "";
         int c = (int)i;
-        if (c == s->col_xid || c == s->col_anon || (is_contacts && (c == s->col_email ||
-            c == s->col_consent)) || (!is_contacts && (c == s->col_event || c == s->col_time ||
-            c == s->col_eid))) {
+        if (c == s->col_xid || c == s->col_anon ||
+            (is_contacts && (c == s->col_email || c == s->col_consent)) ||
+            (!is_contacts && (c == s->col_event || c == s->col_time || c == s->col_eid))) {
             if (*f)
                 json_object_set_new(rec, s->cols[i], json_string(f));
         } else if (*f) {
@@ -274,7 +278,8 @@ static void note_rejection(struct import_state *s, int64_t line)
         r = json_pack("{s:I,s:[],s:[]}", "count", (json_int_t)0, "lines", "examples");
         json_object_set_new(s->rep->rejected_by_reason, in->last_reason, r);
     }
-    json_object_set_new(r, "count", json_integer(json_integer_value(json_object_get(r, "count")) + 1));
+    json_object_set_new(r, "count",
+                        json_integer(json_integer_value(json_object_get(r, "count")) + 1));
     lines = json_object_get(r, "lines");
     if (json_array_size(lines) < REPORT_LINES_PER_REASON) {
         json_array_append_new(lines, json_integer(line));
@@ -604,7 +609,6 @@ static const char *cell(const struct import_state *s, int col)
     return *f ? f : NULL;
 }
 
-
 /* The first column whose cell is not valid UTF-8, or -1. */
 static int invalid_utf8_column(const struct import_state *s)
 {
@@ -830,8 +834,11 @@ static void big_row_letter(struct import_state *s, struct prepared_event *p)
 
 static void process_event_row(struct import_state *s)
 {
-    struct ingest_ctx cx = {.kind = SRC_CSV, .source = "csv", .text_mode = 1,
-                            .received_at = clock_now_ms(), .max_value_bytes = s->max_value};
+    struct ingest_ctx cx = {.kind = SRC_CSV,
+                            .source = "csv",
+                            .text_mode = 1,
+                            .received_at = clock_now_ms(),
+                            .max_value_bytes = s->max_value};
     struct prepared_event *p = batch_slot(s->filling);
 
     if (s->prop_order == NULL)
@@ -856,8 +863,8 @@ static void process_event_row(struct import_state *s)
 
 static void process_contact_row(struct import_state *s)
 {
-    struct ingest_ctx cx = {.kind = SRC_CSV, .source = "csv", .origin = s->fname, .text_mode = 1,
-                            .line = s->row_line};
+    struct ingest_ctx cx = {
+        .kind = SRC_CSV, .source = "csv", .origin = s->fname, .text_mode = 1, .line = s->row_line};
     enum ingest_outcome o;
     json_t *rec;
     int rc, bad_col;
@@ -912,13 +919,15 @@ static void process_row(struct import_state *s)
         return;
     if (!s->header_done) {
         if (s->too_big == BIG_VALUE)
-            set_rc(s, ERRF(s->e, E_TOOBIG, "header", "%s:%lld: the name of column %d is longer "
-                           "than [ingest] max_value_bytes (%zu)", s->fname,
-                           (long long)s->row_line, s->big_col + 1, s->max_value));
+            set_rc(s, ERRF(s->e, E_TOOBIG, "header",
+                           "%s:%lld: the name of column %d is longer "
+                           "than [ingest] max_value_bytes (%zu)",
+                           s->fname, (long long)s->row_line, s->big_col + 1, s->max_value));
         else if (s->too_big)
-            set_rc(s, ERRF(s->e, E_TOOBIG, "header", "%s:%lld: the header row is longer than "
-                           "[ingest] max_row_bytes (%zu)", s->fname, (long long)s->row_line,
-                           s->max_row));
+            set_rc(s, ERRF(s->e, E_TOOBIG, "header",
+                           "%s:%lld: the header row is longer than "
+                           "[ingest] max_row_bytes (%zu)",
+                           s->fname, (long long)s->row_line, s->max_row));
         else
             set_rc(s, take_header(s));
         return;
@@ -1049,8 +1058,7 @@ static void on_row(int c, void *data)
 /* Feeds a chunk to libcsv in slices no longer than the current cell may still grow, and
  * cuts the cell after a slice that took it past its limit: libcsv never holds more than
  * a cell's limit and a slice, whatever the file. */
-static void parse_chunk(struct import_state *s, struct csv_parser *p, const char *chunk,
-                        size_t n)
+static void parse_chunk(struct import_state *s, struct csv_parser *p, const char *chunk, size_t n)
 {
     size_t off = 0;
 
@@ -1071,9 +1079,11 @@ static void parse_chunk(struct import_state *s, struct csv_parser *p, const char
         set_rc(s, ce == CSV_ENOMEM || ce == CSV_ETOOBIG
                       ? ERR(s->e, E_NOMEM, "%s:%lld: out of memory reading a cell", s->fname,
                             (long long)(s->in_row ? s->row_line : s->line))
-                      : ERR(s->e, E_INVAL, "%s:%lld: malformed quoting (a quote inside an "
-                            "unquoted field, or text after a closing quote): %s", s->fname,
-                            (long long)(s->in_row ? s->row_line : s->line), csv_strerror(ce)));
+                      : ERR(s->e, E_INVAL,
+                            "%s:%lld: malformed quoting (a quote inside an "
+                            "unquoted field, or text after a closing quote): %s",
+                            s->fname, (long long)(s->in_row ? s->row_line : s->line),
+                            csv_strerror(ce)));
         return;
     }
 }
@@ -1216,11 +1226,13 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
         set_rc(&s, ERR(s.e, E_IO, "%s: read failed: %s", s.fname, strerror(errno)));
     if (atomic_load(&s.rc) == 0 && csv_fini(&p, on_field, on_row, &s) != 0 &&
         atomic_load(&s.rc) == 0)
-        set_rc(&s, ERR(s.e, E_INVAL, "%s:%lld: a quoted field is not closed by the end of "
-                                "the file", s.fname, (long long)s.row_line));
+        set_rc(&s, ERR(s.e, E_INVAL,
+                       "%s:%lld: a quoted field is not closed by the end of "
+                       "the file",
+                       s.fname, (long long)s.row_line));
     if (atomic_load(&s.rc) == 0 && !s.header_done)
-        set_rc(&s, ERRF(s.e, E_INVAL, "header",
-                                 "%s:1: the file is empty: a header row is required", s.fname));
+        set_rc(&s, ERRF(s.e, E_INVAL, "header", "%s:1: the file is empty: a header row is required",
+                        s.fname));
     pipe_finish(&s);
     s.e = e;
     rc = atomic_load(&s.rc);
@@ -1235,9 +1247,14 @@ int import_csv(struct ingest *in, const struct import_opts *o, struct import_rep
         struct ingest_stats *c = &s.committed;
         struct err ignored = {0};
         struct store_import im = {
-            .id = s.batch_id, .status = "failed", .finished_at = clock_now_ms(),
-            .read = c->read, .inserted = c->inserted, .updated = c->updated,
-            .duplicates = c->duplicates, .rejected = c->rejected,
+            .id = s.batch_id,
+            .status = "failed",
+            .finished_at = clock_now_ms(),
+            .read = c->read,
+            .inserted = c->inserted,
+            .updated = c->updated,
+            .duplicates = c->duplicates,
+            .rejected = c->rejected,
         };
         ingest_rollback(in);
         in->stats = s.committed;

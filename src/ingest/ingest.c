@@ -182,7 +182,8 @@ static int reject_text(struct ingest *in, const struct ingest_ctx *cx, const cha
     snprintf(in->last_field, sizeof in->last_field, "%s", field ? field : "");
     snprintf(in->last_msg, sizeof in->last_msg, "%s", msg);
     if (cx->line > 0)
-        snprintf(origin, sizeof origin, "%s:%lld", cx->origin ? cx->origin : "", (long long)cx->line);
+        snprintf(origin, sizeof origin, "%s:%lld", cx->origin ? cx->origin : "",
+                 (long long)cx->line);
     else
         snprintf(origin, sizeof origin, "%s", cx->origin ? cx->origin : "");
     utf8_sanitize(in->last_field);
@@ -232,9 +233,8 @@ int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *ki
 }
 
 int ingest_reject_partial(struct ingest *in, const struct ingest_ctx *cx, const char *kind,
-                          const char *raw, int64_t raw_bytes, const char *reason,
-                          const char *field, const char *msg, enum ingest_outcome *out,
-                          struct err *e)
+                          const char *raw, int64_t raw_bytes, const char *reason, const char *field,
+                          const char *msg, enum ingest_outcome *out, struct err *e)
 {
     ASSERT(raw_bytes > 0);
     return reject_text(in, cx, kind, raw, raw_bytes, reason, field, msg, out, e);
@@ -296,8 +296,8 @@ static int find_long_string(const json_t *v, size_t max, char *path, size_t cap,
 /* ingest_value_check() over every string of a record, first of all its checks: the
  * members of its bag (attributes, properties) are named as the other checks name them
  * ("bio", not "attributes/bio"), and as a CSV column is. */
-static const char *record_value_check(const json_t *rec, const char *bag, size_t max,
-                                      char *field, size_t fieldcap, char *msg, size_t msgcap)
+static const char *record_value_check(const json_t *rec, const char *bag, size_t max, char *field,
+                                      size_t fieldcap, char *msg, size_t msgcap)
 {
     const char *k;
     json_t *v;
@@ -332,9 +332,10 @@ int ingest_id_ok(const char *s, size_t max)
 /* Types undeclared attribute values by the registry. Names the registry does not
  * know yet are typed by inference and listed in new_types, to be recorded only once
  * the whole record has passed (a rejected row must not fix a type). */
-static const char *type_undeclared_attrs(struct ingest *in, json_t *typed, const struct contract *cc,
-                                         json_t *new_types, char *field, size_t fieldcap,
-                                         char *msg, size_t msgcap, struct err *e, int *rc)
+static const char *type_undeclared_attrs(struct ingest *in, json_t *typed,
+                                         const struct contract *cc, json_t *new_types, char *field,
+                                         size_t fieldcap, char *msg, size_t msgcap, struct err *e,
+                                         int *rc)
 {
     const char *k;
     json_t *v;
@@ -366,9 +367,10 @@ static const char *type_undeclared_attrs(struct ingest *in, json_t *typed, const
         if (tv == NULL) {
             size_t ml = strlen(msg);
             snprintf(field, fieldcap, "%s", k);
-            snprintf(msg + ml, msgcap - ml, " (attribute %s is typed %s by its first value; "
-                     "declare it in the contact contract to change that)", k,
-                     vtype_name((enum vtype)t));
+            snprintf(msg + ml, msgcap - ml,
+                     " (attribute %s is typed %s by its first value; "
+                     "declare it in the contact contract to change that)",
+                     k, vtype_name((enum vtype)t));
             return "invalid_type";
         }
         json_object_set_new(typed, k, tv);
@@ -453,37 +455,42 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
         return ingest_reject(in, cx, "contact", rec, why, field, msg, out, e);
     xid = get_str(rec, "external_id", &bad);
     if (xid == NULL || !ingest_id_ok(xid, STORE_MAX_EXTERNAL_ID))
-        return ingest_reject(in, cx, "contact", rec, xid || bad ? "invalid_id" : "missing_field",
-                      "external_id",
-                      xid || bad ? "must be a string of 1 to 255 bytes without control characters"
-                                 : "is required",
-                      out, e);
+        return ingest_reject(
+            in, cx, "contact", rec, xid || bad ? "invalid_id" : "missing_field", "external_id",
+            xid || bad ? "must be a string of 1 to 255 bytes without control characters"
+                       : "is required",
+            out, e);
     email = get_str(rec, "email", &bad);
     if (bad)
-        return ingest_reject(in, cx, "contact", rec, "invalid_type", "email", "must be a string", out, e);
+        return ingest_reject(in, cx, "contact", rec, "invalid_type", "email", "must be a string",
+                             out, e);
     consent_s = get_str(rec, "email_consent", &bad);
     if (consent_s || bad) {
         if (bad || consent_parse(consent_s, &consent)) {
-            snprintf(msg, sizeof msg, "must be subscribed, unsubscribed, bounced or complained, "
-                     "got \"%.40s\"", consent_s ? consent_s : "(not a string)");
-            return ingest_reject(in, cx, "contact", rec, "invalid_value", "email_consent", msg,
-                                 out, e);
+            snprintf(msg, sizeof msg,
+                     "must be subscribed, unsubscribed, bounced or complained, "
+                     "got \"%.40s\"",
+                     consent_s ? consent_s : "(not a string)");
+            return ingest_reject(in, cx, "contact", rec, "invalid_value", "email_consent", msg, out,
+                                 e);
         }
         have_consent = 1;
     }
     attrs_raw = json_object_get(rec, "attributes");
     if (attrs_raw && !json_is_object(attrs_raw))
-        return ingest_reject(in, cx, "contact", rec, "invalid_type", "attributes", "must be an object",
-                      out, e);
+        return ingest_reject(in, cx, "contact", rec, "invalid_type", "attributes",
+                             "must be an object", out, e);
     /* email is a built-in column, checked with the contract's email spec if it has one. */
     props = attrs_raw ? json_deep_copy(attrs_raw) : json_object();
     json_object_foreach(props, k, v) {
         if (!attr_name_ok(k) || strcmp(k, "external_id") == 0 || strcmp(k, "email_consent") == 0) {
             snprintf(field, sizeof field, "%s", k); /* k belongs to props: copy it first */
             json_decref(props);
-            return ingest_reject(in, cx, "contact", rec, "invalid_name", field,
-                          "is not a valid attribute name (1 to 128 bytes, no control characters; "
-                          "external_id and email_consent are reserved)", out, e);
+            return ingest_reject(
+                in, cx, "contact", rec, "invalid_name", field,
+                "is not a valid attribute name (1 to 128 bytes, no control characters; "
+                "external_id and email_consent are reserved)",
+                out, e);
         }
         if (cx->text_mode && json_is_string(v) && json_string_length(v) == 0)
             json_object_set_new(props, k, json_null()); /* an empty cell is absent */
@@ -546,7 +553,7 @@ int ingest_contact(struct ingest *in, const struct ingest_ctx *cx, const json_t 
         goto out;
     if (c.deleted) {
         rc = ingest_reject(in, cx, "contact", rec, "contact_deleted", "external_id",
-                    CONTACT_DELETED_MSG, out, e);
+                           CONTACT_DELETED_MSG, out, e);
         goto out;
     }
     rc = register_types(in, new_types, e);
@@ -806,16 +813,16 @@ static int prep_reject(struct prepared_event *p, const char *reason, const char 
 }
 
 /* A prepared event carries its raw record as JSON text (CSV fast path) or as JSON. */
-static int reject_prepared(struct ingest *in, const struct ingest_ctx *cx,
-                           struct prepared_event *p, const char *reason, const char *field,
-                           const char *msg, enum ingest_outcome *out, struct err *e)
+static int reject_prepared(struct ingest *in, const struct ingest_ctx *cx, struct prepared_event *p,
+                           const char *reason, const char *field, const char *msg,
+                           enum ingest_outcome *out, struct err *e)
 {
     json_t *rec = p->rec;
     int rc;
 
     if (p->raw_bytes > 0) /* only the first bytes of the record (a CSV row past a cap) */
-        return ingest_reject_partial(in, cx, "event", p->raw, p->raw_bytes, reason, field, msg,
-                                     out, e);
+        return ingest_reject_partial(in, cx, "event", p->raw, p->raw_bytes, reason, field, msg, out,
+                                     e);
     if (rec == NULL && p->raw == NULL && p->raw_fn)
         p->raw = p->raw_fn(p->raw_ctx, p);
     if (rec == NULL)
@@ -882,8 +889,8 @@ int ingest_event_prepare_fast(const struct contract_set *cs, const struct ingest
     return 1;
 }
 
-int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx *cx,
-                         json_t *rec, struct prepared_event *p)
+int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx *cx, json_t *rec,
+                         struct prepared_event *p)
 {
     const struct contract *c;
     const char *name, *xid, *anon, *ts, *eid, *why;
@@ -893,8 +900,8 @@ int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx 
 
     memset(p, 0, sizeof *p);
     p->rec = json_incref(rec);
-    why = record_value_check(rec, "properties", value_cap(cx->max_value_bytes), field,
-                             sizeof field, msg, sizeof msg);
+    why = record_value_check(rec, "properties", value_cap(cx->max_value_bytes), field, sizeof field,
+                             msg, sizeof msg);
     if (why)
         return prep_reject(p, why, field, msg);
     name = get_str(rec, "event", &bad);
@@ -1013,8 +1020,10 @@ int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct pr
         if (rc)
             return rc;
         if (name_id == 0 && in->cfg->unknown_events_reject) {
-            snprintf(msg, sizeof msg, "no contract declares event \"%.128s\" and the unknown-event "
-                     "policy is reject", p->name);
+            snprintf(msg, sizeof msg,
+                     "no contract declares event \"%.128s\" and the unknown-event "
+                     "policy is reject",
+                     p->name);
             return reject_prepared(in, cx, p, "unknown_event", "event", msg, out, e);
         }
     }
@@ -1022,8 +1031,9 @@ int ingest_event_store(struct ingest *in, const struct ingest_ctx *cx, struct pr
     if (rc)
         return rc;
     if (contact_id == 0)
-        return reject_prepared(in, cx, p, "contact_deleted", p->xid ? "external_id" : "anonymous_id",
-                               CONTACT_DELETED_MSG, out, e);
+        return reject_prepared(in, cx, p, "contact_deleted",
+                               p->xid ? "external_id" : "anonymous_id", CONTACT_DELETED_MSG, out,
+                               e);
     if (name_id == 0) {
         rc = event_name_id(in, p->name, 0, &name_id, e);
         if (rc == 0 && name_id == 0) {
@@ -1274,8 +1284,8 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, co
         for (i = 0; i < col.n && rc == 0; i++) {
             /* A record from the API or an SDK without a time of its own took the time it
              * was received: on replay, when it was first received (the letter's). */
-            int live = strcmp(col.items[i].source, "api") == 0 ||
-                       strcmp(col.items[i].source, "sdk") == 0;
+            int live =
+                strcmp(col.items[i].source, "api") == 0 || strcmp(col.items[i].source, "sdk") == 0;
             struct ingest_ctx cx = {
                 .kind = SRC_REPLAY, /* bulk: a replay can never lift an opt-out */
                 .source = col.items[i].source,
@@ -1299,8 +1309,8 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, co
             in->replay_id = col.items[i].id;
             if (rec == NULL || json_object_get(rec, "fields")) {
                 /* Not a record (a CSV row with the wrong number of fields): it stays. */
-                rc = store_rejected_update(in->st, col.items[i].id, "pending", NULL, NULL, NULL,
-                                           0, e);
+                rc = store_rejected_update(in->st, col.items[i].id, "pending", NULL, NULL, NULL, 0,
+                                           e);
                 out->still_rejected++;
             } else if (strcmp(col.items[i].kind, "contact") == 0) {
                 rc = ingest_contact(in, &cx, rec, &o, e);
@@ -1324,8 +1334,8 @@ int rejected_replay(struct ingest *in, const struct store_rejected_filter *f, co
             json_t *args = filter_json(f);
             json_object_set_new(args, "tried", json_integer(tried));
             json_object_set_new(args, "ingested", json_integer(ingested));
-            rc = audit_record(in->st, actor, "rejected.replay", "rejected", "", NULL, args,
-                              req_id, e);
+            rc = audit_record(in->st, actor, "rejected.replay", "rejected", "", NULL, args, req_id,
+                              e);
             json_decref(args);
         }
         if (rc == 0)

@@ -34,15 +34,15 @@ struct ingest {
     struct contract_set *contracts;
     int64_t contracts_stamp;
     /* Caches valid across committed transactions; cleared on rollback. */
-    struct strmap contact_ids;  /* external_id -> id (negative: deleted) */
-    struct strmap event_names;  /* name -> id */
-    struct strmap attr_types;   /* attribute name -> enum vtype */
+    struct strmap contact_ids; /* external_id -> id (negative: deleted) */
+    struct strmap event_names; /* name -> id */
+    struct strmap attr_types;  /* attribute name -> enum vtype */
     int attr_types_loaded;
-    int64_t seen_contact_seq;   /* contact seq after our last commit */
-    int preload_contacts;       /* fill contact_ids in one scan at the next begin */
+    int64_t seen_contact_seq; /* contact seq after our last commit */
+    int preload_contacts;     /* fill contact_ids in one scan at the next begin */
     struct ingest_stats stats;
-    int64_t batch_id;           /* imports.id, or 0 */
-    int64_t replay_id;          /* while replaying: the dead letter being retried */
+    int64_t batch_id;  /* imports.id, or 0 */
+    int64_t replay_id; /* while replaying: the dead letter being retried */
     /* The last rejection, for reports: reason code, field and sentence. */
     char last_reason[32], last_field[160], last_msg[256];
 };
@@ -59,20 +59,20 @@ int source_is_bulk(enum source_kind k);
 
 struct ingest_ctx {
     enum source_kind kind;
-    const char *source;  /* stored label: "csv", "sdk", "sync:crm", "api" */
-    const char *origin;  /* where it came from, for the dead-letter store: "file.csv" */
-    int64_t line;        /* and its line, if > 0 ("file.csv:12"): set per record, formatted
-                          * only when one is rejected */
-    int text_mode;       /* values are CSV text cells */
-    int owns_rows;       /* the source owns its events (CRM sync): it may update and delete
-                          * what it wrote; others are first-write-wins */
-    int reject_once;     /* records read again (a sync's lookback): a refused one already
-                          * kept as a dead letter, in any status, is not kept again */
+    const char *source; /* stored label: "csv", "sdk", "sync:crm", "api" */
+    const char *origin; /* where it came from, for the dead-letter store: "file.csv" */
+    int64_t line;       /* and its line, if > 0 ("file.csv:12"): set per record, formatted
+                         * only when one is rejected */
+    int text_mode;      /* values are CSV text cells */
+    int owns_rows;      /* the source owns its events (CRM sync): it may update and delete
+                         * what it wrote; others are first-write-wins */
+    int reject_once;    /* records read again (a sync's lookback): a refused one already
+                         * kept as a dead letter, in any status, is not kept again */
     int64_t received_at;
     size_t max_value_bytes; /* [ingest] max_value_bytes, for ingest_event_prepare() (0: the
                              * default); the calls given a session read its configuration */
-    int received_is_time; /* an event without occurred_at takes received_at (a replay of
-                           * API or SDK records; those sources always do) */
+    int received_is_time;   /* an event without occurred_at takes received_at (a replay of
+                             * API or SDK records; those sources always do) */
 };
 
 void ingest_init(struct ingest *in, struct store *st, const struct config *cfg);
@@ -100,29 +100,28 @@ int ingest_reject(struct ingest *in, const struct ingest_ctx *cx, const char *ki
  * its first bytes as JSON-ish text, raw_bytes (> 0) its whole size. Kept truncated: such
  * a letter is never replayed. */
 int ingest_reject_partial(struct ingest *in, const struct ingest_ctx *cx, const char *kind,
-                          const char *raw, int64_t raw_bytes, const char *reason,
-                          const char *field, const char *msg, enum ingest_outcome *out,
-                          struct err *e);
+                          const char *raw, int64_t raw_bytes, const char *reason, const char *field,
+                          const char *msg, enum ingest_outcome *out, struct err *e);
 /* The two halves of ingest_event(), so that validation (pure: contracts only, any
  * thread) can run beside the store writes (one thread, in a batch). prepare never
  * fails: a record it refuses is marked rejected and stored as a dead letter by
  * ingest_event_store(). The prepared event holds a reference to rec. */
 struct prepared_event {
-    json_t *rec;           /* the raw record (JSON path) ... */
-    char *raw;             /* ... or its JSON text (CSV fast path) ... */
-    int64_t raw_bytes;     /* ... > 0: raw is only the first bytes of a record this big */
-    char *cells;           /* ... or made on demand from these (NUL-separated cells) */
+    json_t *rec;       /* the raw record (JSON path) ... */
+    char *raw;         /* ... or its JSON text (CSV fast path) ... */
+    int64_t raw_bytes; /* ... > 0: raw is only the first bytes of a record this big */
+    char *cells;       /* ... or made on demand from these (NUL-separated cells) */
     char *(*raw_fn)(const void *ctx, const struct prepared_event *p);
     const void *raw_ctx;
     int rejected, unvalidated, contract_version;
     char reason[32], field[160], msg[256];
     char *name, *xid, *anon, *event_id, *props;
     int64_t occurred_at;
-    int64_t line;          /* for reports (CSV) */
-    uint64_t xid_hash;     /* hash64(xid) and store_event_key_hash(event_id), made by the
-                            * preparing thread (0: not made) */
+    int64_t line;      /* for reports (CSV) */
+    uint64_t xid_hash; /* hash64(xid) and store_event_key_hash(event_id), made by the
+                        * preparing thread (0: not made) */
     uint64_t key_hash;
-    int in_arena;          /* the strings live in the batch's arena, not the heap */
+    int in_arena; /* the strings live in the batch's arena, not the heap */
 };
 int ingest_event_prepare(const struct contract_set *cs, const struct ingest_ctx *cx, json_t *rec,
                          struct prepared_event *p);
@@ -168,8 +167,15 @@ int ingest_link_anonymous(struct ingest *in, const struct ingest_ctx *cx, const 
 
 /* ---- the Segment tracking spec (tracking.c) ----------------------------------------- */
 
-enum tracking_type { TRACK_NONE, TRACK_IDENTIFY, TRACK_TRACK, TRACK_PAGE, TRACK_SCREEN,
-                     TRACK_GROUP, TRACK_ALIAS };
+enum tracking_type {
+    TRACK_NONE,
+    TRACK_IDENTIFY,
+    TRACK_TRACK,
+    TRACK_PAGE,
+    TRACK_SCREEN,
+    TRACK_GROUP,
+    TRACK_ALIAS
+};
 enum tracking_type tracking_type_parse(const char *s);
 /* One message of a request, as the ingest queue stores it: exactly one of rejected
  * (kept as a dead letter with raw), an event record, a contact record, or only a link
@@ -179,15 +185,15 @@ enum tracking_type tracking_type_parse(const char *s);
  * contact), and so do the native API's records. */
 struct ingest_item {
     enum tracking_type type;
-    size_t index;              /* in its request */
-    json_t *raw;               /* the message as received */
-    json_t *event, *contact;   /* native records (ingest_event / ingest_contact) */
+    size_t index;            /* in its request */
+    json_t *raw;             /* the message as received */
+    json_t *event, *contact; /* native records (ingest_event / ingest_contact) */
     char *link_anon, *link_user;
-    int is_contact;            /* a dead letter of it is a contact record (else an event) */
-    int prepared;              /* event validated on the request's thread, into prep */
+    int is_contact; /* a dead letter of it is a contact record (else an event) */
+    int prepared;   /* event validated on the request's thread, into prep */
     struct prepared_event prep;
     int rejected;
-    int store_rejected;        /* rejected by the writer (not before): undone by a rollback */
+    int store_rejected; /* rejected by the writer (not before): undone by a rollback */
     char reason[32], field[160], msg[256];
     enum ingest_outcome outcome; /* set by the queue */
 };
@@ -214,7 +220,7 @@ struct ingest_job {
     enum source_kind kind;
     const char *source, *origin; /* "sdk" / "api"; the request id */
     int64_t received_at;
-    size_t max_value_bytes;      /* [ingest] max_value_bytes, for ingest_job_prepare() */
+    size_t max_value_bytes; /* [ingest] max_value_bytes, for ingest_job_prepare() */
     struct ingest_item *items;
     size_t n;
     /* the queue's */
@@ -249,9 +255,9 @@ void ingest_job_prepare(struct ingest_job *job, const struct contract_set *cs);
  * is full. */
 int ingest_queue_run(struct ingest_queue *q, struct ingest_job *job, struct err *e);
 struct ingest_queue_stats {
-    size_t pending;    /* messages queued or being stored */
-    uint64_t commits;  /* transactions committed */
-    uint64_t yields;   /* of which a big group's part, committed to let small requests by */
+    size_t pending;   /* messages queued or being stored */
+    uint64_t commits; /* transactions committed */
+    uint64_t yields;  /* of which a big group's part, committed to let small requests by */
 };
 void ingest_queue_stats(struct ingest_queue *q, struct ingest_queue_stats *out);
 /* Registers the queue's figures (engage_ingest_queue_pending, _commits_total,
@@ -290,10 +296,10 @@ enum ingest_reply {
 
 struct ingest_result {
     enum ingest_reply reply;
-    json_t *body;          /* INGEST_REPLY_DONE; caller owns */
-    int parse_rc;          /* INGEST_REPLY_UNREADABLE: E_INVAL or E_TOOBIG, and why in je */
+    json_t *body; /* INGEST_REPLY_DONE; caller owns */
+    int parse_rc; /* INGEST_REPLY_UNREADABLE: E_INVAL or E_TOOBIG, and why in je */
     struct jt_error je;
-    int who_known;         /* the body's write key was checked: whose it is */
+    int who_known; /* the body's write key was checked: whose it is */
     struct principal who;
     struct err err;
 };
@@ -415,8 +421,8 @@ int rejected_dismiss(struct ingest *in, const struct store_rejected_filter *f, c
 enum import_kind { IMPORT_CONTACTS, IMPORT_EVENTS };
 struct import_opts {
     enum import_kind kind;
-    const char *path;      /* "-" = stdin */
-    int progress;          /* draw a progress bar on stderr */
+    const char *path; /* "-" = stdin */
+    int progress;     /* draw a progress bar on stderr */
     int batch_rows;
 };
 struct import_report {

@@ -38,15 +38,18 @@ struct ingest_queue {
                                * request threads validate with */
     struct contract_set *cs;
     int64_t cs_stamp;
-    double cs_checked;        /* clock_mono_ms() of the last look at the stamp (0: look) */
-    uint64_t cs_generation;   /* bumped by ingest_queue_contracts_changed */
+    double cs_checked;      /* clock_mono_ms() of the last look at the stamp (0: look) */
+    uint64_t cs_generation; /* bumped by ingest_queue_contracts_changed */
 };
 
 static int store_item(struct ingest *in, const struct ingest_job *job, struct ingest_item *it,
                       struct err *e)
 {
-    struct ingest_ctx cx = {.kind = job->kind, .source = job->source, .origin = job->origin,
-                            .line = it->index + 1, .received_at = job->received_at};
+    struct ingest_ctx cx = {.kind = job->kind,
+                            .source = job->source,
+                            .origin = job->origin,
+                            .line = it->index + 1,
+                            .received_at = job->received_at};
     int rc = 0;
 
     /* Stored again after its transaction was rolled back: what the writer decided then
@@ -244,7 +247,7 @@ static int writer_tick(void *ctx, struct store *st, struct err *e)
 static const struct worker_def writer_def = {
     .name = "ingest-writer",
     .tick = writer_tick,
-    .interval_ms = 0, /* woken by each job */
+    .interval_ms = 0,           /* woken by each job */
     .store = WORKER_STORE_BULK, /* checkpointed beside its commits, not inside them */
     .flags = WORKER_FINAL_TICK,
     .init = writer_init,
@@ -301,8 +304,7 @@ int ingest_queue_run(struct ingest_queue *q, struct ingest_job *job, struct err 
     if (q->pending && q->pending + job->n > q->max_pending) {
         size_t pending = q->pending; /* read under mu: the message is made after unlocking */
         pthread_mutex_unlock(&q->mu);
-        return ERR(e, E_BUSY, "%zu messages are waiting to be stored: retry shortly",
-                   pending);
+        return ERR(e, E_BUSY, "%zu messages are waiting to be stored: retry shortly", pending);
     }
     job->next = NULL;
     job->finished = 0;
@@ -391,7 +393,9 @@ void ingest_queue_contracts_changed(struct ingest_queue *q)
 
 void ingest_job_prepare(struct ingest_job *job, const struct contract_set *cs)
 {
-    struct ingest_ctx cx = {.kind = job->kind, .source = job->source, .origin = job->origin,
+    struct ingest_ctx cx = {.kind = job->kind,
+                            .source = job->source,
+                            .origin = job->origin,
                             .received_at = job->received_at,
                             .max_value_bytes = job->max_value_bytes};
     size_t i;
@@ -421,9 +425,10 @@ static int collect(void *ctx, int which, void *scrape, struct metric_sink *out, 
     struct ingest_queue_stats qs;
 
     ingest_queue_stats(ctx, &qs);
-    metric_emit(out, NULL, which == PENDING   ? (double)qs.pending
-                           : which == COMMITS ? (double)qs.commits
-                                              : (double)qs.yields);
+    metric_emit(out, NULL,
+                which == PENDING   ? (double)qs.pending
+                : which == COMMITS ? (double)qs.commits
+                                   : (double)qs.yields);
     return 0;
 }
 
@@ -431,14 +436,20 @@ void ingest_queue_metrics(struct ingest_queue *q, struct metrics *m)
 {
     static const struct metric_def defs[] = {
         {.name = "engage_ingest_queue_pending",
-         .help = "Messages waiting for the ingest writer.", .type = METRIC_GAUGE,
-         .collect = collect, .which = PENDING},
+         .help = "Messages waiting for the ingest writer.",
+         .type = METRIC_GAUGE,
+         .collect = collect,
+         .which = PENDING},
         {.name = "engage_ingest_commits_total",
-         .help = "Transactions committed by the ingest writer.", .type = METRIC_COUNTER,
-         .collect = collect, .which = COMMITS},
+         .help = "Transactions committed by the ingest writer.",
+         .type = METRIC_COUNTER,
+         .collect = collect,
+         .which = COMMITS},
         {.name = "engage_ingest_yields_total",
          .help = "Of those, parts of big batches committed early to let single calls through.",
-         .type = METRIC_COUNTER, .collect = collect, .which = YIELDS},
+         .type = METRIC_COUNTER,
+         .collect = collect,
+         .which = YIELDS},
     };
 
     metrics_add_all(m, defs, sizeof defs / sizeof *defs, q);

@@ -31,12 +31,12 @@ json_t *rejected_json(const struct store_rejected *r, size_t raw_max)
         free(copy);
     }
     time_format_iso(r->created_at, ts);
-    item = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:I,s:b,s:s,s:i}", "id",
-                     (json_int_t)r->id, "created_at", ts, "source", r->source, "kind", r->kind,
-                     "reason", r->reason, "field", r->field, "message", r->message, "origin",
-                     r->origin, "raw", raw, "raw_bytes",
-                     (json_int_t)(r->raw_bytes > 0 ? r->raw_bytes : (int64_t)n), "truncated",
-                     r->truncated, "status", r->status, "attempts", r->attempts);
+    item =
+        json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:I,s:b,s:s,s:i}", "id", (json_int_t)r->id,
+                  "created_at", ts, "source", r->source, "kind", r->kind, "reason", r->reason,
+                  "field", r->field, "message", r->message, "origin", r->origin, "raw", raw,
+                  "raw_bytes", (json_int_t)(r->raw_bytes > 0 ? r->raw_bytes : (int64_t)n),
+                  "truncated", r->truncated, "status", r->status, "attempts", r->attempts);
     ASSERT(item);
     if (preview)
         json_object_set_new(item, "raw_preview", json_true());

@@ -224,8 +224,8 @@ int tracking_map(const json_t *msg, enum tracking_type type, int64_t received_at
             }
             json_object_set_new(props, "group_id", gid);
         }
-        m->event = json_pack("{s:s,s:s,s:o}", "event", name, "occurred_at", iso, "properties",
-                             props);
+        m->event =
+            json_pack("{s:s,s:s,s:o}", "event", name, "occurred_at", iso, "properties", props);
         if (uid)
             json_object_set(m->event, "external_id", uid);
         if (aid)
@@ -313,8 +313,9 @@ int tracking_map_fast(const struct jt *msg, enum tracking_type type, int64_t rec
     uid = fast_id(a, msg, "userId", &bad);
     aid = fast_id(a, msg, "anonymousId", &bad);
     mid = jt_str(msg, "messageId"); /* none: an id derived from the content, the general path */
-    name = type == TRACK_PAGE ? "page_viewed" : type == TRACK_SCREEN ? "screen_viewed"
-                                                                      : jt_str(msg, "event");
+    name = type == TRACK_PAGE     ? "page_viewed"
+           : type == TRACK_SCREEN ? "screen_viewed"
+                                  : jt_str(msg, "event");
     if (bad || mid == NULL || name == NULL || (cs && contract_set_event(cs, name)))
         return 0; /* (before the properties are written; the rest is checked below) */
     props = jt_get(msg, "properties");
@@ -325,8 +326,8 @@ int tracking_map_fast(const struct jt *msg, enum tracking_type type, int64_t rec
 
     /* The instant, through the same ISO text as the general path's record. */
     if (instant(jt_str(msg, "timestamp"), jt_str(msg, "originalTimestamp"),
-                jt_str(msg, "sentAt") ? jt_str(msg, "sentAt") : batch_sent_at, received_at,
-                &at, &bad_field))
+                jt_str(msg, "sentAt") ? jt_str(msg, "sentAt") : batch_sent_at, received_at, &at,
+                &bad_field))
         return 0;
     time_format_iso(at, iso);
     if (time_parse_iso(iso, strlen(iso), &parts.occurred_at))
@@ -343,8 +344,8 @@ int tracking_map_fast(const struct jt *msg, enum tracking_type type, int64_t rec
         if (jt_str(msg, "name"))
             mm[k++] = (struct jt_member){.key = "name", .klen = 4, .v = *jt_get(msg, "name")};
         if (jt_str(msg, "category"))
-            mm[k++] = (struct jt_member){.key = "category", .klen = 8,
-                                         .v = *jt_get(msg, "category")};
+            mm[k++] =
+                (struct jt_member){.key = "category", .klen = 8, .v = *jt_get(msg, "category")};
         memset(&extra, 0, sizeof extra);
         extra.type = JT_OBJ;
         extra.n = k;

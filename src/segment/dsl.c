@@ -196,8 +196,8 @@ static int value_parse(struct pctx *p, struct cond *c, int i, const json_t *v, i
         return 0;
     }
 bad:
-    errlist_add(p->errs, path, "must be a %s", c->type == FT_BOOLEAN ? "boolean (true or false)"
-                                                : ftype_names[c->type]);
+    errlist_add(p->errs, path, "must be a %s",
+                c->type == FT_BOOLEAN ? "boolean (true or false)" : ftype_names[c->type]);
     return E_INVAL;
 }
 
@@ -265,8 +265,8 @@ static int cond_parse(struct pctx *p, struct cond *c, enum ftype t, const json_t
             return E_INVAL;
         }
         if (json_array_size(value) > (size_t)p->lim->max_in_values) {
-            errlist_add(p->errs, sub, "has %zu values; in takes at most %d",
-                        json_array_size(value), p->lim->max_in_values);
+            errlist_add(p->errs, sub, "has %zu values; in takes at most %d", json_array_size(value),
+                        p->lim->max_in_values);
             return E_INVAL;
         }
         if (t == FT_BOOLEAN) {
@@ -283,8 +283,7 @@ static int cond_parse(struct pctx *p, struct cond *c, enum ftype t, const json_t
         return bad ? E_INVAL : 0;
     }
     if (json_is_array(value)) {
-        errlist_add(p->errs, sub, "must be a single %s (only in takes an array)",
-                    ftype_names[t]);
+        errlist_add(p->errs, sub, "must be a single %s (only in takes an array)", ftype_names[t]);
         return E_INVAL;
     }
     cond_alloc(c, 1);
@@ -303,8 +302,7 @@ static int cond_parse(struct pctx *p, struct cond *c, enum ftype t, const json_t
 /* ---- keys ----------------------------------------------------------------------------- */
 
 /* Every key of o must be in allowed (NULL-terminated); reports the others. */
-static int keys_check(struct pctx *p, const json_t *o, const char *path,
-                      const char *const *allowed)
+static int keys_check(struct pctx *p, const json_t *o, const char *path, const char *const *allowed)
 {
     const char *k;
     json_t *v;
@@ -390,8 +388,9 @@ static struct node *parse_attribute(struct pctx *p, const json_t *j, const char 
 
     snprintf(sub, sizeof sub, "%s/field", path);
     if (!json_is_string(field) || json_string_length(field) == 0) {
-        errlist_add(p->errs, sub, "must be a non-empty string: an attribute or one of email,"
-                                  " external_id, created_at, email_consent");
+        errlist_add(p->errs, sub,
+                    "must be a non-empty string: an attribute or one of email,"
+                    " external_id, created_at, email_consent");
         return NULL;
     }
     if (field_type(p, json_string_value(field), &t, &builtin) != 0) {
@@ -405,8 +404,8 @@ static struct node *parse_attribute(struct pctx *p, const json_t *j, const char 
     n->builtin = builtin;
     n->col = -1;
     snprintf(what, sizeof what, "'%s'", n->field);
-    if (cond_parse(p, &n->c, t, json_object_get(j, "op"), json_object_get(j, "value"), path,
-                   what, builtin == BI_EMAIL_CONSENT) ||
+    if (cond_parse(p, &n->c, t, json_object_get(j, "op"), json_object_get(j, "value"), path, what,
+                   builtin == BI_EMAIL_CONSENT) ||
         bad) {
         node_free(n);
         return NULL;
@@ -523,8 +522,8 @@ static int int_in(const json_t *v, int64_t lo, int64_t hi)
 
 static struct node *parse_behavior(struct pctx *p, const json_t *j, const char *path)
 {
-    static const char *const keys[] = {"type", "event", "op", "within_days", "count_gte", "where",
-                                       NULL};
+    static const char *const keys[] = {"type",      "event", "op", "within_days",
+                                       "count_gte", "where", NULL};
     const json_t *ev = json_object_get(j, "event"), *op = json_object_get(j, "op");
     const json_t *wd = json_object_get(j, "within_days"), *cg = json_object_get(j, "count_gte");
     const struct contract *c = NULL;
@@ -653,8 +652,9 @@ static struct node *parse_node(struct pctx *p, const json_t *j, const char *path
         {
             char sub[200];
             snprintf(sub, sizeof sub, "%s/type", path);
-            errlist_add(p->errs, sub, "is required: attribute (with field, op, value) or "
-                                      "behavior (with event, op, within_days)");
+            errlist_add(p->errs, sub,
+                        "is required: attribute (with field, op, value) or "
+                        "behavior (with event, op, within_days)");
         }
         return NULL;
     }

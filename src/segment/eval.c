@@ -178,8 +178,8 @@ static json_t *cond_json(const struct cond *c)
             break;
         }
     }
-    return json_pack("{s:s, s:s, s:o}", "op", op_name(c->op), "type", ftype_name(c->type),
-                     "values", vals);
+    return json_pack("{s:s, s:s, s:o}", "op", op_name(c->op), "type", ftype_name(c->type), "values",
+                     vals);
 }
 
 static json_t *node_json(const struct segment_plan *p, const struct node *n)
@@ -197,8 +197,8 @@ static json_t *node_json(const struct segment_plan *p, const struct node *n)
         return json_pack("{s:s, s:o, s:f}", "op", n->kind == N_AND ? "AND" : "OR", "rules", arr,
                          "cost", n->cost);
     case N_ATTR:
-        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:f}", "type", "attribute", "rule", n->path[0] ? n->path : "/",
-                      "field", n->field, "column",
+        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:f}", "type", "attribute", "rule",
+                      n->path[0] ? n->path : "/", "field", n->field, "column",
                       n->builtin != BI_NONE ? "built-in"
                       : n->col >= 0         ? "attribute"
                                             : "none (no contact has it yet)",
@@ -209,8 +209,8 @@ static json_t *node_json(const struct segment_plan *p, const struct node *n)
         for (i = 0; i < n->nwhere; i++) {
             json_t *w = cond_json(&n->where[i]);
             json_object_set_new(w, "field", json_string(n->where_fields[i]));
-            json_object_set_new(w, "typed_by", json_string(n->where_declared[i] ? "contract"
-                                                                                : "value"));
+            json_object_set_new(w, "typed_by",
+                                json_string(n->where_declared[i] ? "contract" : "value"));
             json_array_append_new(arr, w);
         }
         o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:I, s:f}", "type", "behavior", "rule",
@@ -227,8 +227,8 @@ static json_t *node_json(const struct segment_plan *p, const struct node *n)
 
 json_t *segment_plan_explain(const struct segment_plan *p)
 {
-    return json_pack("{s:i, s:o, s:s}", "rules", p->nrules, "plan", node_json(p, p->root),
-                     "order", "siblings run cheapest first; AND narrows, OR skips matched");
+    return json_pack("{s:i, s:o, s:s}", "rules", p->nrules, "plan", node_json(p, p->root), "order",
+                     "siblings run cheapest first; AND narrows, OR skips matched");
 }
 
 /* ---- string decisions per dictionary code --------------------------------------------- */
@@ -642,8 +642,9 @@ int segment_eval(struct audience_index *ix, const struct segment_plan *p, int64_
     ASSERT(p->ix == ix);
     memset(out, 0, sizeof *out);
     if (p->generation != ix->generation)
-        return ERR(e, E_INTERNAL, "the audience index was reloaded since the rules were "
-                                  "compiled: compile them again");
+        return ERR(e, E_INTERNAL,
+                   "the audience index was reloaded since the rules were "
+                   "compiled: compile them again");
     memset(&ev, 0, sizeof ev);
     ev.ix = ix;
     ev.nwords = (ix->ncontacts + 63) / 64;
@@ -683,8 +684,7 @@ void segment_result_release(struct segment_result *r)
     memset(r, 0, sizeof *r);
 }
 
-size_t segment_member_ids(const struct segment_result *r, int64_t after_id, int64_t *out,
-                          size_t n)
+size_t segment_member_ids(const struct segment_result *r, int64_t after_id, int64_t *out, size_t n)
 {
     size_t c = after_id < 0 ? 0 : (size_t)after_id + 1, nbits = r->nwords * 64, k = 0;
 
@@ -701,8 +701,7 @@ size_t segment_member_ids(const struct segment_result *r, int64_t after_id, int6
 }
 
 int segment_members(struct audience_index *ix, struct store *st, const struct segment_result *r,
-                    int64_t after_id, int64_t limit, segment_member_fn fn, void *ctx,
-                    struct err *e)
+                    int64_t after_id, int64_t limit, segment_member_fn fn, void *ctx, struct err *e)
 {
     const struct column *xid = &ix->builtins[BI_EXTERNAL_ID];
     int64_t ids[256], sent = 0;

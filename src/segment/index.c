@@ -4,15 +4,15 @@
  * contact column is an array indexed by id plus a presence bitset; strings are
  * dictionary codes. Per event name, entries live in CSR layout: off(c)..off(c+1)
  * are contact c's entries, sorted by time, with the store row id beside each time
- * (16 bytes an entry; the offsets 2 bytes a contact from a base every 16: struct csr). A catch-up reads, in one read transaction, the contacts and
- * events whose change sequence is above what the index has seen. Contacts are
- * rewritten in place. New event states are queued as pending entries; a row seen
- * before (an update, a move to another contact, a delete) is also put on the dead
- * list, and one merge per event name at the end of the catch-up rebuilds the CSR
- * arrays without the dead entries and with the pending ones in place. Property
- * columns (for `where`) are parallel to the entries and are loaded from the store
- * the first time a plan needs them; catch-ups then read new events' properties too.
- * On a store error the index is emptied and the next catch-up loads it again. */
+ * (16 bytes an entry; the offsets 2 bytes a contact from a base every 16: struct csr). A catch-up
+ * reads, in one read transaction, the contacts and events whose change sequence is above what the
+ * index has seen. Contacts are rewritten in place. New event states are queued as pending entries;
+ * a row seen before (an update, a move to another contact, a delete) is also put on the dead list,
+ * and one merge per event name at the end of the catch-up rebuilds the CSR arrays without the dead
+ * entries and with the pending ones in place. Property columns (for `where`) are parallel to the
+ * entries and are loaded from the store the first time a plan needs them; catch-ups then read new
+ * events' properties too. On a store error the index is emptied and the next catch-up loads it
+ * again. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -235,8 +235,7 @@ static void column_grow(struct column *c, size_t n)
  * another type leaves the slot absent (for inferred columns, text that reads as a date
  * is a timestamp, not a string: docs/dsl.md). */
 static void column_set_value_in(struct column *c, struct strdict *dict, size_t i,
-                                enum store_prop_kind kind, double num, const char *text,
-                                size_t len)
+                                enum store_prop_kind kind, double num, const char *text, size_t len)
 {
     int64_t ms;
 
@@ -285,7 +284,6 @@ void column_set_json(struct column *c, size_t i, const json_t *v)
 {
     column_set_json_in(c, &c->dict, i, v);
 }
-
 
 /* An arena column's offset (into text, or into folded when fold) of slot i. */
 static void arena_set(struct column *c, int fold, size_t i, size_t off)
@@ -1130,7 +1128,8 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
         return rc;
     }
     settle(ix, dead0, first);
-    log_debug("segment", "catch-up: catalogue %.0f ms, contacts %.0f ms, events %.0f ms, merge %.0f ms",
+    log_debug("segment",
+              "catch-up: catalogue %.0f ms, contacts %.0f ms, events %.0f ms, merge %.0f ms",
               t1 - t0, t2 - t1, t3 - t2, clock_mono_ms() - t3);
     ix->loaded = 1;
     if (first) {
@@ -1141,8 +1140,9 @@ int audience_index_catch_up(struct audience_index *ix, struct store *st, struct 
             column_fit_text(&ix->builtins[i]);
         ix->load_ms = clock_mono_ms() - t0;
         audience_index_stats(ix, &s);
-        log_info("segment", "audience index loaded: %lld contacts (%lld members), %lld events,"
-                            " %lld MB, %.0f ms",
+        log_info("segment",
+                 "audience index loaded: %lld contacts (%lld members), %lld events,"
+                 " %lld MB, %.0f ms",
                  (long long)s.contacts, (long long)s.members, (long long)s.events,
                  (long long)(s.bytes >> 20), ix->load_ms);
         log_memory(ix);
@@ -1160,7 +1160,8 @@ static void log_memory(const struct audience_index *ix)
         return;
     buf_init(&b);
     for (i = 1; i < BI__N; i++)
-        buf_printf(&b, "%s %.1f, ", ix->builtins[i].name, column_bytes(&ix->builtins[i]) / 1048576.0);
+        buf_printf(&b, "%s %.1f, ", ix->builtins[i].name,
+                   column_bytes(&ix->builtins[i]) / 1048576.0);
     for (i = 0; i < ix->nattrs; i++)
         buf_printf(&b, "%s %.1f, ", ix->attrs[i].name, column_bytes(&ix->attrs[i]) / 1048576.0);
     for (i = 0; i < ix->nnames; i++)
@@ -1197,8 +1198,7 @@ static int entry_of(const struct propload *pl, int64_t c, int64_t t, int64_t id,
             *slot = i;
             return 1;
         }
-    for (i = index_pend_lower_bound(en, (size_t)c); i < en->npend && en->pend[i].contact == c;
-         i++)
+    for (i = index_pend_lower_bound(en, (size_t)c); i < en->npend && en->pend[i].contact == c; i++)
         if (en->pend[i].row == id) {
             *pending = 1;
             *slot = en->pend[i].slot;

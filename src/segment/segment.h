@@ -26,12 +26,12 @@
 #include "../store/store.h"
 
 struct segment_limits {
-    int max_depth;       /* nesting of groups, the root group is depth 1 */
-    int max_rules;       /* attribute + behaviour rules, all levels */
+    int max_depth; /* nesting of groups, the root group is depth 1 */
+    int max_rules; /* attribute + behaviour rules, all levels */
     int max_in_values;
     int max_window_days;
-    int timeout_ms;      /* evaluation deadline */
-    int threads;         /* 0 = one per online core */
+    int timeout_ms; /* evaluation deadline */
+    int threads;    /* 0 = one per online core */
 };
 void segment_limits_from_config(const struct config *cfg, struct segment_limits *out);
 
@@ -59,14 +59,14 @@ void audience_index_set_merge_min(struct audience_index *ix, size_t n);
 const struct contract_set *audience_index_contracts(const struct audience_index *ix);
 
 struct audience_stats {
-    int64_t contacts;       /* dense ids allocated (max contact id) */
-    int64_t members;        /* identified, live contacts */
-    int64_t events;         /* live events held */
-    int64_t pending;        /* of which not merged yet */
+    int64_t contacts; /* dense ids allocated (max contact id) */
+    int64_t members;  /* identified, live contacts */
+    int64_t events;   /* live events held */
+    int64_t pending;  /* of which not merged yet */
     int64_t event_names, attributes, property_columns;
-    int64_t bytes;          /* heap held by the index */
+    int64_t bytes; /* heap held by the index */
     int64_t contact_seq, event_seq;
-    double load_ms;         /* the first catch-up */
+    double load_ms; /* the first catch-up */
 };
 /* Exact figures: with rows rewritten since the last merge, a pass over the events. */
 void audience_index_stats(const struct audience_index *ix, struct audience_stats *out);
@@ -91,7 +91,7 @@ json_t *segment_plan_explain(const struct segment_plan *p);
 /* ---- evaluation ----------------------------------------------------------------- */
 
 struct segment_result {
-    uint64_t *bits;   /* bit i = contact id i is a member; owned */
+    uint64_t *bits; /* bit i = contact id i is a member; owned */
     size_t nwords;
     int64_t count;
     double took_ms;
@@ -112,8 +112,7 @@ int segment_members(struct audience_index *ix, struct store *st, const struct se
                     int64_t after_id, int64_t limit, segment_member_fn fn, void *ctx,
                     struct err *e);
 /* The ids of the first n members with id > after_id, into out; how many there were. */
-size_t segment_member_ids(const struct segment_result *r, int64_t after_id, int64_t *out,
-                          size_t n);
+size_t segment_member_ids(const struct segment_result *r, int64_t after_id, int64_t *out, size_t n);
 
 /* ---- saved segments: the service behind /api/v1/segments --------------------------------
  * JSON in and out in the API's shapes (docs/api.md). Validation problems go to errs
@@ -143,8 +142,8 @@ int segment_recent_events(struct segment_service *sv, struct store *st, int64_t 
  * is loaded (milliseconds), else from a scan of the store. *out (caller owns). */
 int segment_contact_view(struct segment_service *sv, struct store *st, const char *xid,
                          json_t **out, struct err *e);
-int segment_preview(struct segment_service *sv, struct store *st, const json_t *rules,
-                    int64_t now, json_t **out, struct errlist *errs, struct err *e);
+int segment_preview(struct segment_service *sv, struct store *st, const json_t *rules, int64_t now,
+                    json_t **out, struct errlist *errs, struct err *e);
 /* body {name, description?, rules, schedule?: {every_minutes} | null}; audited. */
 int segment_create(struct segment_service *sv, struct store *st, const json_t *body,
                    const char *actor, const char *req_id, int64_t *id, struct errlist *errs,
@@ -163,17 +162,16 @@ int segment_versions(struct store *st, int64_t id, json_t **items, struct err *e
 /* Evaluates the current version now: a running row first (committed), then the
  * outcome and snapshot in one transaction. *out is the evaluation (status succeeded,
  * failed or timed_out: rc is 0 for all three). actor NULL: not audited (scheduler). */
-int segment_evaluate(struct segment_service *sv, struct store *st, int64_t id,
-                     const char *trigger, const char *actor, const char *req_id, json_t **out,
-                     struct err *e);
+int segment_evaluate(struct segment_service *sv, struct store *st, int64_t id, const char *trigger,
+                     const char *actor, const char *req_id, json_t **out, struct err *e);
 /* Newest first, ids below before_id (0 = from the newest). */
-int segment_evaluations(struct store *st, int64_t id, int64_t before_id, int limit,
-                        json_t **items, int64_t *next_cursor, struct err *e);
+int segment_evaluations(struct store *st, int64_t id, int64_t before_id, int limit, json_t **items,
+                        int64_t *next_cursor, struct err *e);
 /* A page of a snapshot's members (contact ids above after_contact): {evaluation, items}.
  * evaluation_id 0 = the latest successful one. *next_cursor 0 at the end. */
 int segment_snapshot_members(struct store *st, int64_t segment_id, int64_t evaluation_id,
-                             int64_t after_contact, int limit, json_t **out,
-                             int64_t *next_cursor, struct err *e);
+                             int64_t after_contact, int limit, json_t **out, int64_t *next_cursor,
+                             struct err *e);
 /* Runs the scheduled segments that are due (*ran of them). */
 int segment_scheduler_tick(struct segment_service *sv, struct store *st, int64_t now, int *ran,
                            struct err *e);

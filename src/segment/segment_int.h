@@ -18,12 +18,12 @@ enum ftype text_ftype(const char *s, size_t n);
 /* ---- strings: a dictionary (code 0 = none) ------------------------------------ */
 
 struct strdict {
-    struct strmap map;     /* string -> code */
-    char **strs;           /* code -> string; strs[0] unused */
+    struct strmap map; /* string -> code */
+    char **strs;       /* code -> string; strs[0] unused */
     uint32_t *lens;
-    char **folded;         /* simple case folds, made on first `contains` */
+    char **folded; /* simple case folds, made on first `contains` */
     uint32_t nfolded;
-    uint32_t n, cap;       /* n = codes handed out + 1 */
+    uint32_t n, cap; /* n = codes handed out + 1 */
     size_t bytes;
 };
 void strdict_init(struct strdict *d);
@@ -36,34 +36,34 @@ uint32_t strdict_code(struct strdict *d, const char *s, size_t len); /* adds if 
 struct column {
     char *name;
     enum ftype type;
-    uint64_t *present;     /* bitset */
+    uint64_t *present; /* bitset */
     union {
         void *p;
-        uint8_t *c8;       /* FT_STRING: strdict code, as wide as the dictionary needs */
+        uint8_t *c8; /* FT_STRING: strdict code, as wide as the dictionary needs */
         uint16_t *c16;
         uint32_t *c32;
-        uint32_t *off;     /* FT_STRING in an arena column: offset in text (width 4) */
-        uint64_t *off64;   /* ... (width 8) */
+        uint32_t *off;   /* FT_STRING in an arena column: offset in text (width 4) */
+        uint64_t *off64; /* ... (width 8) */
         double *num;
         int64_t *ts;
-        uint8_t *b;        /* 0 false, 1 true */
+        uint8_t *b; /* 0 false, 1 true */
     } v;
-    int width;             /* bytes a dictionary code: 1, 2 or 4 (widened as codes grow);
-                            * an arena column's offsets: 4, or 8 past 4 GiB of text */
+    int width; /* bytes a dictionary code: 1, 2 or 4 (widened as codes grow);
+                * an arena column's offsets: 4, or 8 past 4 GiB of text */
     /* Arena columns hold nearly unique strings (email, external_id) whole, NUL-
      * terminated, instead of in a dictionary: 4 bytes a slot plus the text (offsets of
      * 8 bytes past 4 GiB; rewrites append: a text half dead, or a quarter dead when it
      * would pass 4 GiB, is compacted).
      * Their simple case folds are made on the first `contains` and kept current after. */
     int arena;
-    size_t dead;           /* bytes of text no slot points to any more */
-    int unloaded;          /* an identifier column (email, external_id) not read yet: no
-                            * slots; the first rule on it loads it (index_load_ident) */
+    size_t dead;  /* bytes of text no slot points to any more */
+    int unloaded; /* an identifier column (email, external_id) not read yet: no
+                   * slots; the first rule on it loads it (index_load_ident) */
     struct buf text, folded;
-    void *foff;            /* offset in folded per slot (as wide as the text's), once folded */
+    void *foff; /* offset in folded per slot (as wide as the text's), once folded */
     struct strdict dict;
-    size_t cap;            /* slots allocated */
-    int inferred;          /* an undeclared property: values typed by json_value_ftype() */
+    size_t cap;   /* slots allocated */
+    int inferred; /* an undeclared property: values typed by json_value_ftype() */
 };
 
 enum builtin { BI_NONE, BI_EMAIL, BI_EXTERNAL_ID, BI_CREATED_AT, BI_EMAIL_CONSENT, BI__N };
@@ -76,7 +76,7 @@ int builtin_of(const char *name);
  * them to be worth a merge. Their property values live in ppcols, by slot. */
 struct pending_event {
     uint32_t contact;
-    uint32_t slot;         /* index into ppcols[k] */
+    uint32_t slot; /* index into ppcols[k] */
     int64_t time, row;
 };
 /* CSR offsets, 2 bytes and a quarter a contact: contact c's first entry is base[c / 16]
@@ -85,8 +85,8 @@ struct pending_event {
 #define CSR_BLOCK 16
 #define CSR_WIDE 0x80000000u
 struct csr {
-    uint32_t *base;        /* a block's first offset, or CSR_WIDE | its wide block */
-    uint16_t *rel;         /* per contact, from its block's first offset */
+    uint32_t *base; /* a block's first offset, or CSR_WIDE | its wide block */
+    uint16_t *rel;  /* per contact, from its block's first offset */
     uint32_t *wide;
     size_t nblocks, nwide, capwide;
 };
@@ -102,9 +102,9 @@ static inline size_t csr_get(const struct csr *o, size_t c)
 struct evname {
     int64_t name_id;
     char *name;
-    struct csr off;        /* off(c) .. off(c+1): contact c's entries; ncontacts + 1 */
+    struct csr off; /* off(c) .. off(c+1): contact c's entries; ncontacts + 1 */
     int64_t *time, *row;
-    size_t n;              /* entries */
+    size_t n; /* entries */
     struct pending_event *pend;
     size_t npend, cappend;
     size_t nfresh;         /* the last nfresh entries came in this catch-up (unsorted) */
@@ -113,26 +113,26 @@ struct evname {
                             * codes are those of pcols[k]'s dictionary */
     int npcols;
     size_t nslots;
-    int merge;             /* settle: merge (1) or only sort this name */
+    int merge; /* settle: merge (1) or only sort this name */
 };
 
 struct audience_index {
     int loaded;
     int64_t contact_seq, event_seq;
-    size_t ncontacts;      /* ids 0 .. ncontacts-1 (0 unused) */
-    size_t cap;            /* slots in every contact column */
-    uint64_t *live;        /* members: identified, not deleted, not merged */
+    size_t ncontacts; /* ids 0 .. ncontacts-1 (0 unused) */
+    size_t cap;       /* slots in every contact column */
+    uint64_t *live;   /* members: identified, not deleted, not merged */
     struct column builtins[BI__N];
-    struct column *attrs;  /* contact attributes */
+    struct column *attrs; /* contact attributes */
     int nattrs;
-    struct buf scratch;    /* decoded attribute texts while reading contacts */
+    struct buf scratch; /* decoded attribute texts while reading contacts */
     struct evname *names;
     int nnames;
-    uint64_t generation;   /* bumped by every reset: plans compiled before are void */
-    int64_t *dead;         /* rows whose entry in the CSR arrays no longer holds (sorted
-                            * after a catch-up): skipped by evaluation, dropped by merges */
+    uint64_t generation; /* bumped by every reset: plans compiled before are void */
+    int64_t *dead;       /* rows whose entry in the CSR arrays no longer holds (sorted
+                          * after a catch-up): skipped by evaluation, dropped by merges */
     size_t ndead, capdead;
-    size_t merge_min;      /* merge an event name once it has this many pending entries */
+    size_t merge_min;        /* merge an event name once it has this many pending entries */
     struct contract_set *cs; /* the store's contracts as of the last catch-up */
     int64_t contracts_stamp;
     double load_ms;
@@ -173,8 +173,8 @@ static inline const char *column_text(const struct column *c, size_t i)
 /* Its simple case fold (folded columns only). */
 static inline const char *column_folded(const struct column *c, size_t i)
 {
-    return c->folded.p + (c->width == 8 ? ((const uint64_t *)c->foff)[i]
-                                        : ((const uint32_t *)c->foff)[i]);
+    return c->folded.p +
+           (c->width == 8 ? ((const uint64_t *)c->foff)[i] : ((const uint32_t *)c->foff)[i]);
 }
 
 /* Loads identifier column bi (BI_EMAIL, BI_EXTERNAL_ID) when it is not yet: a scan of
@@ -228,10 +228,10 @@ struct cond {
     int nvals;
     double *num;
     int64_t *ts;
-    char **str;            /* NUL-terminated; lens beside */
+    char **str; /* NUL-terminated; lens beside */
     size_t *lens;
     int b;
-    char *folded;          /* contains: the value after simple case folding */
+    char *folded; /* contains: the value after simple case folding */
     size_t folded_len;
 };
 
@@ -239,25 +239,25 @@ enum node_kind { N_AND, N_OR, N_ATTR, N_BEHAVIOR };
 
 struct node {
     enum node_kind kind;
-    char *path;            /* JSON pointer of the rule, for explain */
+    char *path; /* JSON pointer of the rule, for explain */
     struct node **kids;
     int nkids;
     /* N_ATTR */
     char *field;
-    int builtin;           /* enum builtin, or BI_NONE for an attribute */
-    int col;               /* attribute column, -1 = no data yet (every contact missing) */
+    int builtin; /* enum builtin, or BI_NONE for an attribute */
+    int col;     /* attribute column, -1 = no data yet (every contact missing) */
     struct cond c;
     /* N_BEHAVIOR */
     char *event;
-    int ev;                /* index in ix->names, -1 = no such events stored yet */
-    int did;               /* 1 did_event, 0 did_not_event */
+    int ev;  /* index in ix->names, -1 = no such events stored yet */
+    int did; /* 1 did_event, 0 did_not_event */
     int within_days, count_gte;
     struct cond *where;
     char **where_fields;
-    int *where_cols;       /* property column per where item */
-    int *where_declared;   /* where item i has a contract type */
+    int *where_cols;     /* property column per where item */
+    int *where_declared; /* where item i has a contract type */
     int nwhere;
-    double cost;           /* estimated work per contact, for ordering */
+    double cost; /* estimated work per contact, for ordering */
 };
 
 struct segment_plan {

@@ -30,7 +30,7 @@ struct segment_service {
     pthread_mutex_t mu; /* mu protects ix */
     struct audience_index *ix;
     struct segment_limits lim;
-    pthread_mutex_t stats_mu; /* stats_mu protects stats (held only to copy them) */
+    pthread_mutex_t stats_mu;    /* stats_mu protects stats (held only to copy them) */
     struct audience_stats stats; /* as of the last time a reader got mu */
     atomic_int loaded;           /* the scheduler's first load is done */
 };
@@ -100,8 +100,8 @@ static int compile_locked(struct segment_service *sv, struct store *st, const js
     int rc = audience_index_catch_up(sv->ix, st, e);
 
     if (rc == 0)
-        rc = segment_compile(sv->ix, st, audience_index_contracts(sv->ix), rules, &sv->lim,
-                             plan, errs, e);
+        rc = segment_compile(sv->ix, st, audience_index_contracts(sv->ix), rules, &sv->lim, plan,
+                             errs, e);
     return rc;
 }
 
@@ -130,8 +130,7 @@ int segment_recent_events(struct segment_service *sv, struct store *st, int64_t 
 
 /* The sample: the first members as evaluated, their identifiers as the store has them
  * (a member gone since is left out). */
-static int sample_of(struct store *st, const struct segment_result *r, json_t *items,
-                     struct err *e)
+static int sample_of(struct store *st, const struct segment_result *r, json_t *items, struct err *e)
 {
     int64_t ids[SAMPLE_SIZE];
     size_t n = segment_member_ids(r, 0, ids, SAMPLE_SIZE), k;
@@ -142,9 +141,9 @@ static int sample_of(struct store *st, const struct segment_result *r, json_t *i
         store_contact_init(&c);
         rc = store_contact_get(st, ids[k], &c, e);
         if (rc == 0)
-            json_array_append_new(items, json_pack("{s:I,s:s?,s:s?}", "contact_id",
-                                                   (json_int_t)ids[k], "external_id",
-                                                   c.external_id, "email", c.email));
+            json_array_append_new(items,
+                                  json_pack("{s:I,s:s?,s:s?}", "contact_id", (json_int_t)ids[k],
+                                            "external_id", c.external_id, "email", c.email));
         else if (rc == E_NOTFOUND)
             rc = 0, err_clear(e);
         store_contact_release(&c);
@@ -152,8 +151,8 @@ static int sample_of(struct store *st, const struct segment_result *r, json_t *i
     return rc;
 }
 
-int segment_preview(struct segment_service *sv, struct store *st, const json_t *rules,
-                    int64_t now, json_t **out, struct errlist *errs, struct err *e)
+int segment_preview(struct segment_service *sv, struct store *st, const json_t *rules, int64_t now,
+                    json_t **out, struct errlist *errs, struct err *e)
 {
     struct segment_plan *plan = NULL;
     struct segment_result res = {0};
@@ -174,8 +173,8 @@ int segment_preview(struct segment_service *sv, struct store *st, const json_t *
     if (rc == 0) {
         char iso[32];
         time_format_iso(now, iso);
-        *out = json_pack("{s:I,s:O,s:f,s:s}", "count", (json_int_t)res.count, "sample",
-                         sample, "took_ms", res.took_ms, "as_of", iso);
+        *out = json_pack("{s:I,s:O,s:f,s:s}", "count", (json_int_t)res.count, "sample", sample,
+                         "took_ms", res.took_ms, "as_of", iso);
     }
     json_decref(sample);
     segment_result_release(&res);
@@ -191,8 +190,9 @@ static json_t *segment_evaluation_json(const struct store_evaluation *ev)
                      "segment_id", (json_int_t)ev->segment_id, "version", ev->version, "trigger",
                      ev->trigger, "status", ev->status, "as_of", json_iso_or_null(ev->as_of),
                      "started_at", json_iso_or_null(ev->started_at), "finished_at",
-                     json_iso_or_null(ev->finished_at), "member_count", (json_int_t)ev->member_count,
-                     "took_ms", ev->took_ms, "error", ev->error && *ev->error ? ev->error : NULL);
+                     json_iso_or_null(ev->finished_at), "member_count",
+                     (json_int_t)ev->member_count, "took_ms", ev->took_ms, "error",
+                     ev->error && *ev->error ? ev->error : NULL);
 }
 
 static json_t *segment_json(const struct store_segment *s)
@@ -204,7 +204,8 @@ static json_t *segment_json(const struct store_segment *s)
                      rules ? rules : json_null(), "schedule",
                      s->schedule_minutes ? json_pack("{s:i}", "every_minutes", s->schedule_minutes)
                                          : json_null(),
-                     "next_run_at", s->schedule_minutes ? json_iso_or_null(s->next_run_at) : json_null(),
+                     "next_run_at",
+                     s->schedule_minutes ? json_iso_or_null(s->next_run_at) : json_null(),
                      "created_at", json_iso_or_null(s->created_at), "updated_at",
                      json_iso_or_null(s->updated_at), "created_by", s->created_by);
 }
@@ -268,14 +269,14 @@ static void read_fields(const json_t *body, struct store_segment *s, int partial
         if (keys[i] == NULL) {
             char path[100];
             snprintf(path, sizeof path, "/%.80s", k);
-            errlist_add(errs, path, "unknown key (a segment has name, description, rules, "
-                                    "schedule)");
+            errlist_add(errs, path,
+                        "unknown key (a segment has name, description, rules, "
+                        "schedule)");
         }
     }
     v = json_object_get(body, "name");
     if (v || !partial) {
-        if (!json_is_string(v) || json_string_length(v) == 0 ||
-            json_string_length(v) > MAX_NAME)
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > MAX_NAME)
             errlist_add(errs, "/name", "must be a string of 1 to %d bytes", MAX_NAME);
         else
             s->name = json_string_value(v);
@@ -475,8 +476,9 @@ int segment_update(struct segment_service *sv, struct store *st, int64_t id, con
         struct seg_copy now = {0};
         rc = store_segment_get(st, id, copy_segment, &now, e);
         if (rc == 0 && (now.s.version != cur.s.version || now.s.updated_at != cur.s.updated_at))
-            rc = ERR(e, E_CONFLICT, "the segment changed while this update was prepared: read "
-                                    "it again and retry");
+            rc = ERR(e, E_CONFLICT,
+                     "the segment changed while this update was prepared: read "
+                     "it again and retry");
         seg_copy_release(&now);
         if (rc)
             goto fail; /* E_NOTFOUND if it was deleted meanwhile */
@@ -555,9 +557,8 @@ static void snapshot_encode(const struct segment_result *r, char **out, size_t *
     roaring_bitmap_free(rb);
 }
 
-int segment_evaluate(struct segment_service *sv, struct store *st, int64_t id,
-                     const char *trigger, const char *actor, const char *req_id, json_t **out,
-                     struct err *e)
+int segment_evaluate(struct segment_service *sv, struct store *st, int64_t id, const char *trigger,
+                     const char *actor, const char *req_id, json_t **out, struct err *e)
 {
     struct seg_copy cur = {0};
     struct store_evaluation ev = {.trigger = trigger, .status = "running"};
@@ -585,8 +586,8 @@ int segment_evaluate(struct segment_service *sv, struct store *st, int64_t id,
         rc = store_evaluation_begin(st, &ev, e);
     snprintf(sid, sizeof sid, "%lld", (long long)id);
     if (rc == 0 && actor) {
-        json_t *a = json_pack("{s:I,s:i}", "evaluation_id", (json_int_t)ev.id, "version",
-                              ev.version);
+        json_t *a =
+            json_pack("{s:I,s:i}", "evaluation_id", (json_int_t)ev.id, "version", ev.version);
         rc = audit_record(st, actor, "segment.evaluate", "segment", sid, NULL, a, req_id, e);
         json_decref(a);
     }
@@ -637,8 +638,8 @@ out:
 /* ---- members of a snapshot --------------------------------------------------------------- */
 
 int segment_snapshot_members(struct store *st, int64_t segment_id, int64_t evaluation_id,
-                             int64_t after_contact, int limit, json_t **out,
-                             int64_t *next_cursor, struct err *e)
+                             int64_t after_contact, int limit, json_t **out, int64_t *next_cursor,
+                             struct err *e)
 {
     json_t *evj = NULL, *items;
     roaring_bitmap_t *rb;
@@ -655,8 +656,7 @@ int segment_snapshot_members(struct store *st, int64_t segment_id, int64_t evalu
     if (rc == 0)
         rc = store_evaluation_get(st, segment_id, evaluation_id, keep_evaluation, &evj, e);
     if (rc == 0)
-        rc = store_snapshot_get(st, json_integer_value(json_object_get(evj, "id")), &blob, &len,
-                                e);
+        rc = store_snapshot_get(st, json_integer_value(json_object_get(evj, "id")), &blob, &len, e);
     if (rc) {
         json_decref(evj);
         return rc;
@@ -680,9 +680,9 @@ int segment_snapshot_members(struct store *st, int64_t segment_id, int64_t evalu
         store_contact_init(&c);
         rc = store_contact_get(st, it->current_value, &c, e);
         if (rc == 0)
-            json_array_append_new(items, json_pack("{s:I,s:s?,s:s?}", "contact_id",
-                                                   (json_int_t)c.id, "external_id",
-                                                   c.external_id, "email", c.email));
+            json_array_append_new(items,
+                                  json_pack("{s:I,s:s?,s:s?}", "contact_id", (json_int_t)c.id,
+                                            "external_id", c.external_id, "email", c.email));
         else if (rc == E_NOTFOUND) { /* contacts are never removed: cannot happen, skip */
             err_clear(e);
             rc = 0;
@@ -737,8 +737,8 @@ int segment_scheduler_tick(struct segment_service *sv, struct store *st, int64_t
         json_t *out = NULL;
         struct err e2 = {0};
         if (segment_evaluate(sv, st, due.ids[i], "schedule", NULL, "", &out, &e2) != 0)
-            log_warn("segment", "scheduled evaluation of segment %lld: %s",
-                     (long long)due.ids[i], e2.msg);
+            log_warn("segment", "scheduled evaluation of segment %lld: %s", (long long)due.ids[i],
+                     e2.msg);
         json_decref(out);
         (*ran)++;
     }
@@ -811,8 +811,8 @@ static int add_version(void *ctx, const struct store_segment *s)
 {
     struct page *p = ctx;
     json_t *o = json_pack("{s:i,s:o,s:o,s:s}", "version", s->version, "rules",
-                          json_loads(s->rules, 0, NULL), "created_at", json_iso_or_null(s->created_at),
-                          "created_by", s->created_by);
+                          json_loads(s->rules, 0, NULL), "created_at",
+                          json_iso_or_null(s->created_at), "created_by", s->created_by);
 
     json_array_append_new(p->items, o);
     return 0;
@@ -839,8 +839,8 @@ static int add_evaluation(void *ctx, const struct store_evaluation *ev)
     return 0;
 }
 
-int segment_evaluations(struct store *st, int64_t id, int64_t before_id, int limit,
-                        json_t **items, int64_t *next_cursor, struct err *e)
+int segment_evaluations(struct store *st, int64_t id, int64_t before_id, int limit, json_t **items,
+                        int64_t *next_cursor, struct err *e)
 {
     struct page p = {json_array(), 0};
     json_t *probe = NULL;
@@ -945,23 +945,33 @@ int segment_contact_view(struct segment_service *sv, struct store *st, const cha
     return contact_view(st, xid, 20, from_index ? seqs : NULL, n, out, e);
 }
 
-/* ---- metrics ---------------------------------------------------------------------------------- */
+/* ---- metrics ----------------------------------------------------------------------------------
+ */
 
 enum index_figure { MEMBERS, EVENTS, PENDING, BYTES, LOAD_SECONDS, SEQS };
 
-static int collect_index(void *ctx, int which, void *scrape, struct metric_sink *out,
-                         struct err *e)
+static int collect_index(void *ctx, int which, void *scrape, struct metric_sink *out, struct err *e)
 {
     static const char *const contacts[] = {"contacts"}, *const events[] = {"events"};
     struct audience_stats ix;
 
     segment_service_stats(ctx, &ix);
     switch (which) {
-    case MEMBERS: metric_emit(out, NULL, (double)ix.members); break;
-    case EVENTS: metric_emit(out, NULL, (double)ix.events); break;
-    case PENDING: metric_emit(out, NULL, (double)ix.pending); break;
-    case BYTES: metric_emit(out, NULL, (double)ix.bytes); break;
-    case LOAD_SECONDS: metric_emit(out, NULL, ix.load_ms / 1000.0); break;
+    case MEMBERS:
+        metric_emit(out, NULL, (double)ix.members);
+        break;
+    case EVENTS:
+        metric_emit(out, NULL, (double)ix.events);
+        break;
+    case PENDING:
+        metric_emit(out, NULL, (double)ix.pending);
+        break;
+    case BYTES:
+        metric_emit(out, NULL, (double)ix.bytes);
+        break;
+    case LOAD_SECONDS:
+        metric_emit(out, NULL, ix.load_ms / 1000.0);
+        break;
     case SEQS:
         metric_emit(out, contacts, (double)ix.contact_seq);
         metric_emit(out, events, (double)ix.event_seq);
@@ -980,23 +990,43 @@ static int collect_evaluations(void *ctx, int which, void *scrape, struct metric
 void segment_service_metrics(struct segment_service *sv, struct metrics *m)
 {
     static const struct metric_def defs[] = {
-        {.name = "engage_segment_index_contacts", .help = "Members in the audience index.",
-         .type = METRIC_GAUGE, .collect = collect_index, .which = MEMBERS},
+        {.name = "engage_segment_index_contacts",
+         .help = "Members in the audience index.",
+         .type = METRIC_GAUGE,
+         .collect = collect_index,
+         .which = MEMBERS},
         {.name = "engage_segment_index_events",
          .help = "Events in the audience index (pending: not merged yet).",
-         .type = METRIC_GAUGE, .collect = collect_index, .which = EVENTS},
+         .type = METRIC_GAUGE,
+         .collect = collect_index,
+         .which = EVENTS},
         {.name = "engage_segment_index_events_pending",
-         .help = "Events in the audience index not merged yet.", .type = METRIC_GAUGE,
-         .collect = collect_index, .which = PENDING},
-        {.name = "engage_segment_index_bytes", .help = "Heap held by the audience index.",
-         .type = METRIC_GAUGE, .collect = collect_index, .which = BYTES},
-        {.name = "engage_segment_index_load_seconds", .help = "Time of the index's first load.",
-         .type = METRIC_GAUGE, .decimals = 3, .collect = collect_index, .which = LOAD_SECONDS},
+         .help = "Events in the audience index not merged yet.",
+         .type = METRIC_GAUGE,
+         .collect = collect_index,
+         .which = PENDING},
+        {.name = "engage_segment_index_bytes",
+         .help = "Heap held by the audience index.",
+         .type = METRIC_GAUGE,
+         .collect = collect_index,
+         .which = BYTES},
+        {.name = "engage_segment_index_load_seconds",
+         .help = "Time of the index's first load.",
+         .type = METRIC_GAUGE,
+         .decimals = 3,
+         .collect = collect_index,
+         .which = LOAD_SECONDS},
         {.name = "engage_segment_index_seq",
-         .help = "Change sequences the index has caught up to.", .type = METRIC_GAUGE,
-         .labels = "table", .collect = collect_index, .which = SEQS},
-        {.name = "engage_segment_evaluations", .help = "Segment evaluations by status.",
-         .type = METRIC_GAUGE, .labels = "status", .collect = collect_evaluations},
+         .help = "Change sequences the index has caught up to.",
+         .type = METRIC_GAUGE,
+         .labels = "table",
+         .collect = collect_index,
+         .which = SEQS},
+        {.name = "engage_segment_evaluations",
+         .help = "Segment evaluations by status.",
+         .type = METRIC_GAUGE,
+         .labels = "status",
+         .collect = collect_evaluations},
     };
 
     metrics_add_all(m, defs, sizeof defs / sizeof *defs, sv);

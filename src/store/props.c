@@ -22,7 +22,7 @@ static const char *ws(const char *p)
 
 static int hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0'
+    return c >= '0' && c <= '9'   ? c - '0'
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
            : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                   : -1;
@@ -71,20 +71,32 @@ static int unescape(const char *p, const char *q, struct buf *b)
         if (p == q)
             break;
         switch (p[1]) {
-        case '"': case '\\': case '/':
+        case '"':
+        case '\\':
+        case '/':
             buf_addc(b, p[1]);
             break;
-        case 'b': buf_addc(b, '\b'); break;
-        case 'f': buf_addc(b, '\f'); break;
-        case 'n': buf_addc(b, '\n'); break;
-        case 'r': buf_addc(b, '\r'); break;
-        case 't': buf_addc(b, '\t'); break;
+        case 'b':
+            buf_addc(b, '\b');
+            break;
+        case 'f':
+            buf_addc(b, '\f');
+            break;
+        case 'n':
+            buf_addc(b, '\n');
+            break;
+        case 'r':
+            buf_addc(b, '\r');
+            break;
+        case 't':
+            buf_addc(b, '\t');
+            break;
         case 'u':
             if (q - p < 6 || hex4(p + 2, &cp))
                 return -1;
             if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (q - p < 12 || p[6] != '\\' || p[7] != 'u' || hex4(p + 8, &lo) ||
-                    lo < 0xDC00 || lo > 0xDFFF)
+                if (q - p < 12 || p[6] != '\\' || p[7] != 'u' || hex4(p + 8, &lo) || lo < 0xDC00 ||
+                    lo > 0xDFFF)
                     return -1;
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 p += 6;
@@ -117,17 +129,20 @@ static const char *skip_value(const char *p)
             if ((p = string_end(p + 1, &esc)) == NULL)
                 return NULL;
             break;
-        case '{': case '[':
+        case '{':
+        case '[':
             depth++;
             p++;
             break;
-        case '}': case ']':
+        case '}':
+        case ']':
             if (depth == 0)
                 return NULL;
             depth--;
             p++;
             break;
-        case ',': case ':':
+        case ',':
+        case ':':
             if (depth == 0)
                 return NULL;
             p++;

@@ -62,13 +62,13 @@ struct store;
 
 struct store_opts {
     int busy_timeout_ms;
-    int migrate;   /* 1: apply pending migrations; 0: refuse an out-of-date schema */
+    int migrate;     /* 1: apply pending migrations; 0: refuse an out-of-date schema */
     int any_version; /* open whatever the schema version (engage migrate reports, then
                       * calls store_migrate) */
     int readonly;
-    int cache_mb;  /* page cache of this connection; 0 = 32 MiB (bulk imports want more) */
-    int bulk;      /* bulk writes (imports): WAL checkpoints run on a thread of their own
-                    * beside this connection's commits, not inside them */
+    int cache_mb; /* page cache of this connection; 0 = 32 MiB (bulk imports want more) */
+    int bulk;     /* bulk writes (imports): WAL checkpoints run on a thread of their own
+                   * beside this connection's commits, not inside them */
 };
 
 /* Opens the store at location (see the top: "sqlite:DIR" or DIR opens DIR/engage.db,
@@ -113,9 +113,9 @@ int64_t store_tx_contact_seq(const struct store *st);
 
 struct store_contact {
     int64_t id;
-    char *external_id;  /* NULL for an anonymous-only contact */
-    char *email;        /* NULL if unknown */
-    json_t *attrs;      /* object of typed values; owned */
+    char *external_id; /* NULL for an anonymous-only contact */
+    char *email;       /* NULL if unknown */
+    json_t *attrs;     /* object of typed values; owned */
     enum consent_state consent;
     int64_t created_at, updated_at, seq;
     int deleted;
@@ -189,8 +189,7 @@ int store_attr_type_get(struct store *st, const char *name, char *type_out, stru
 int store_attr_type_put(struct store *st, const char *name, const char *type, const char *origin,
                         char *type_out, struct err *e);
 /* Finds (and with create, registers) an event name. *id = 0 if absent and !create. */
-int store_event_name_id(struct store *st, const char *name, int create, int64_t *id,
-                        struct err *e);
+int store_event_name_id(struct store *st, const char *name, int create, int64_t *id, struct err *e);
 /* Removes a name registered in this transaction that no event took. In a transaction. */
 int store_event_name_drop(struct store *st, int64_t id, struct err *e);
 typedef int (*store_name_fn)(void *ctx, int64_t id, const char *name);
@@ -199,8 +198,8 @@ int store_event_names(struct store *st, store_name_fn fn, void *ctx, struct err 
 /* ---- events ---------------------------------------------------------------- */
 
 struct store_event {
-    int64_t id, seq;  /* both the seq of the event's current version */
-    int64_t prev;     /* readers: the version this one replaced (0 = a first write) */
+    int64_t id, seq; /* both the seq of the event's current version */
+    int64_t prev;    /* readers: the version this one replaced (0 = a first write) */
     int64_t contact_id, name_id;
     int64_t occurred_at, received_at;
     const char *event_id;
@@ -220,8 +219,7 @@ int store_event_insert(struct store *st, struct store_event *ev, int *inserted, 
  * the same event_id *and source* with a new seq when anything differs (a deleted one
  * comes back). *outcome: 0 unchanged, 1 inserted, 2 updated; E_CONFLICT when the
  * event_id belongs to another source. In a transaction. */
-int store_event_upsert_owned(struct store *st, struct store_event *ev, int *outcome,
-                             struct err *e);
+int store_event_upsert_owned(struct store *st, struct store_event *ev, int *outcome, struct err *e);
 /* Flags the source's own event deleted (new seq, so readers catching up see it).
  * *deleted = 0 if there was nothing of that source to delete. In a transaction. */
 int store_event_delete_owned(struct store *st, const char *event_id, const char *source,
@@ -233,8 +231,7 @@ typedef int (*store_event_fn)(void *ctx, const struct store_event *ev);
 int store_events_of_contact(struct store *st, int64_t contact_id, int limit, store_event_fn fn,
                             void *ctx, struct err *e);
 /* One event version by its seq (as an audience index holds it), with its name. */
-int store_event_by_seq(struct store *st, int64_t seq, store_event_fn fn, void *ctx,
-                       struct err *e);
+int store_event_by_seq(struct store *st, int64_t seq, store_event_fn fn, void *ctx, struct err *e);
 /* The current version of one event (deleted set if it was deleted); nothing if none.
  * Builds the process's key map on first use. */
 int store_event_get(struct store *st, const char *event_id, store_event_fn fn, void *ctx,
@@ -341,8 +338,8 @@ struct store_rejected {
     /* Adding: raw is the record's text, cut here to STORE_REJECTED_MAX_RAW; or, with
      * truncated set, only its first bytes already. Listed: raw is what was kept (or its
      * first raw_max + 1 characters, see the filter). */
-    int truncated;           /* raw is not the whole record: it can never be replayed */
-    int64_t raw_bytes;       /* the whole record's size (adding: 0 = strlen(raw)) */
+    int truncated;     /* raw is not the whole record: it can never be replayed */
+    int64_t raw_bytes; /* the whole record's size (adding: 0 = strlen(raw)) */
 };
 /* *id = 0 when the same record is already pending. */
 int store_rejected_add(struct store *st, const struct store_rejected *r, int64_t *id,
@@ -423,9 +420,9 @@ int store_imports(struct store *st, int limit, store_import_fn fn, void *ctx, st
 struct store_segment {
     int64_t id;
     const char *name, *description, *created_by;
-    const char *rules, *plan;    /* JSON text of the current version */
+    const char *rules, *plan; /* JSON text of the current version */
     int version;
-    int schedule_minutes;        /* 0 = on demand only */
+    int schedule_minutes; /* 0 = on demand only */
     int64_t next_run_at, created_at, updated_at;
     int deleted;
 };
@@ -439,8 +436,7 @@ int store_segment_update(struct store *st, const struct store_segment *s, int ad
                          struct err *e);
 typedef int (*store_segment_fn)(void *ctx, const struct store_segment *s);
 /* One segment (with its current rules and plan); E_NOTFOUND if absent or deleted. */
-int store_segment_get(struct store *st, int64_t id, store_segment_fn fn, void *ctx,
-                      struct err *e);
+int store_segment_get(struct store *st, int64_t id, store_segment_fn fn, void *ctx, struct err *e);
 /* Live segments with id > after_id, by id, at most limit. */
 int store_segments_list(struct store *st, int64_t after_id, int limit, store_segment_fn fn,
                         void *ctx, struct err *e);
@@ -471,8 +467,8 @@ typedef int (*store_evaluation_fn)(void *ctx, const struct store_evaluation *ev)
 int store_evaluations_list(struct store *st, int64_t segment_id, int64_t before_id, int limit,
                            store_evaluation_fn fn, void *ctx, struct err *e);
 /* One evaluation (E_NOTFOUND), or with id 0 the segment's latest succeeded one. */
-int store_evaluation_get(struct store *st, int64_t segment_id, int64_t id,
-                         store_evaluation_fn fn, void *ctx, struct err *e);
+int store_evaluation_get(struct store *st, int64_t segment_id, int64_t id, store_evaluation_fn fn,
+                         void *ctx, struct err *e);
 /* The snapshot of an evaluation. Caller owns *out. E_NOTFOUND if none. */
 int store_snapshot_get(struct store *st, int64_t evaluation_id, void **out, size_t *len,
                        struct err *e);
@@ -498,8 +494,8 @@ void store_pool_put(struct store_pool *p, struct store *st);
 struct store_sync_source {
     int64_t id;
     char name[128], kind[16];
-    char origin[8];                   /* "cli" or "api": who added it (sync/policy.c) */
-    char *dsn, *password, *mapping;   /* password: a reference or a sealed value */
+    char origin[8];                 /* "cli" or "api": who added it (sync/policy.c) */
+    char *dsn, *password, *mapping; /* password: a reference or a sealed value */
     int64_t created_at, updated_at, last_ok_at, last_error_at, failures;
     char last_error[512];
 };
@@ -520,8 +516,8 @@ int store_sync_source_remove(struct store *st, const char *name, struct err *e);
 int store_sync_source_status(struct store *st, int64_t id, const char *error, struct err *e);
 
 struct store_sync_checkpoint {
-    char *cursor, *key;               /* JSON values; NULL before the first row */
-    char *trail;                      /* where it stood lately (JSON, sync/run.c); or NULL */
+    char *cursor, *key; /* JSON values; NULL before the first row */
+    char *trail;        /* where it stood lately (JSON, sync/run.c); or NULL */
     int64_t rows, updated_at;
 };
 void store_sync_checkpoint_release(struct store_sync_checkpoint *c);
@@ -536,15 +532,15 @@ int store_sync_checkpoint_set(struct store *st, int64_t source_id, const char *t
 
 /* A reconciliation's report (JSON text), kept; *id set. */
 int store_sync_reconciliation_add(struct store *st, const char *source, int64_t started_at,
-                                  int64_t mismatches, int repaired, const char *report,
-                                  int64_t *id, struct err *e);
+                                  int64_t mismatches, int repaired, const char *report, int64_t *id,
+                                  struct err *e);
 /* When the newest reconciliation kept for source started (*started_at 0: none). */
 int store_sync_reconciliation_last(struct store *st, const char *source, int64_t *started_at,
                                    struct err *e);
 /* The latest first, at most limit, ids below before (0: from the newest). */
 typedef int (*store_reconciliation_fn)(void *ctx, int64_t id, const char *source,
-                                       int64_t started_at, int64_t finished_at,
-                                       int64_t mismatches, int repaired, const char *report);
+                                       int64_t started_at, int64_t finished_at, int64_t mismatches,
+                                       int repaired, const char *report);
 int store_sync_reconciliations(struct store *st, int64_t before, int limit,
                                store_reconciliation_fn fn, void *ctx, struct err *e);
 

@@ -80,10 +80,10 @@ static void columns(const json_t *t, const char *k, struct sync_table *out, cons
     }
 }
 
-static const char *const known_keys[] = {"table", "into", "key", "cursor", "external_id",
-                                         "email", "email_consent", "attributes", "event",
-                                         "occurred_at", "properties", "deleted",
-                                         "lookback_seconds"};
+static const char *const known_keys[] = {
+    "table",           "into",       "key",   "cursor",      "external_id", "email",
+    "email_consent",   "attributes", "event", "occurred_at", "properties",  "deleted",
+    "lookback_seconds"};
 
 static void table(const json_t *t, int i, struct sync_table *out, struct errlist *errs)
 {
@@ -131,8 +131,9 @@ static void table(const json_t *t, int i, struct sync_table *out, struct errlist
               json_integer_value(v) > SYNC_MAX_LOOKBACK_S))
         errlist_add(errs, path, "must be an integer from 0 to %d (seconds)", SYNC_MAX_LOOKBACK_S);
     else if (v && out->into == SYNC_CONTACTS && json_integer_value(v))
-        errlist_add(errs, path, "events tables only: a contacts row read again would undo what "
-                                "other sources changed since");
+        errlist_add(errs, path,
+                    "events tables only: a contacts row read again would undo what "
+                    "other sources changed since");
     else if (v)
         out->lookback_s = (int)json_integer_value(v);
     if (out->into == SYNC_CONTACTS) {
@@ -142,8 +143,9 @@ static void table(const json_t *t, int i, struct sync_table *out, struct errlist
         if (json_object_get(t, "properties") || json_object_get(t, "event") ||
             json_object_get(t, "occurred_at")) {
             snprintf(path, sizeof path, "%s", base);
-            errlist_add(errs, path, "a contacts table takes attributes, not event, occurred_at "
-                                    "or properties");
+            errlist_add(errs, path,
+                        "a contacts table takes attributes, not event, occurred_at "
+                        "or properties");
         }
         return;
     }
@@ -158,8 +160,9 @@ static void table(const json_t *t, int i, struct sync_table *out, struct errlist
         snprintf(out->event_column, sizeof out->event_column, "%s",
                  json_string_value(json_object_get(ev, "column")));
     } else {
-        errlist_add(errs, path, "is required: an event name, or {\"column\": \"...\"} to take "
-                                "it from a column");
+        errlist_add(errs, path,
+                    "is required: an event name, or {\"column\": \"...\"} to take "
+                    "it from a column");
     }
     if (json_object_get(t, "attributes") || json_object_get(t, "email")) {
         snprintf(path, sizeof path, "%s", base);

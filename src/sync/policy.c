@@ -26,8 +26,8 @@ enum sync_origin sync_origin_of(const struct store_sync_source *s)
 
 /* ---- TLS --------------------------------------------------------------------------- */
 
-static const char *const tls_modes[] = {"disable", "allow", "prefer", "require", "verify-ca",
-                                        "verify-full"};
+static const char *const tls_modes[] = {"disable", "allow",     "prefer",
+                                        "require", "verify-ca", "verify-full"};
 
 /* libpq's sslmode when a DSN sets none: PGSSLMODE (or PGREQUIRESSL), else "prefer". */
 static int default_tls(void)
@@ -87,13 +87,34 @@ int sync_password_needs_tls(const struct config *cfg)
 
 /* Options a DSN from the API may set. An allow-list: an option a later libpq adds is
  * refused until it is read and listed here. */
-static const char *const api_options[] = {
-    "host", "hostaddr", "port", "dbname", "user", "connect_timeout", "client_encoding",
-    "options", "application_name", "fallback_application_name", "keepalives",
-    "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-    "sslmode", "sslcompression", "sslsni", "sslcertmode", "ssl_min_protocol_version",
-    "ssl_max_protocol_version", "channel_binding", "gssencmode", "krbsrvname",
-    "target_session_attrs", "load_balance_hosts", "require_auth", NULL};
+static const char *const api_options[] = {"host",
+                                          "hostaddr",
+                                          "port",
+                                          "dbname",
+                                          "user",
+                                          "connect_timeout",
+                                          "client_encoding",
+                                          "options",
+                                          "application_name",
+                                          "fallback_application_name",
+                                          "keepalives",
+                                          "keepalives_idle",
+                                          "keepalives_interval",
+                                          "keepalives_count",
+                                          "tcp_user_timeout",
+                                          "sslmode",
+                                          "sslcompression",
+                                          "sslsni",
+                                          "sslcertmode",
+                                          "ssl_min_protocol_version",
+                                          "ssl_max_protocol_version",
+                                          "channel_binding",
+                                          "gssencmode",
+                                          "krbsrvname",
+                                          "target_session_attrs",
+                                          "load_balance_hosts",
+                                          "require_auth",
+                                          NULL};
 
 /* Why the others are refused, where there is more to say than "not allowed". */
 static const struct {
@@ -133,8 +154,10 @@ static void api_option_check(const char *keyword, const char *at, struct errlist
             errlist_add(errs, at, "%s: %s: not allowed over the API", keyword, refused[i].why);
             return;
         }
-    errlist_add(errs, at, "%s: not among the options a source added over the API may set "
-                          "(docs/sync.md)", keyword);
+    errlist_add(errs, at,
+                "%s: not among the options a source added over the API may set "
+                "(docs/sync.md)",
+                keyword);
 }
 
 /* host (a list, a,b,c) must name TCP hosts: a path or an empty entry without a hostaddr
@@ -147,11 +170,14 @@ static void api_host_check(const char *host, const char *hostaddr, const char *a
     for (;;) {
         size_t hn = strcspn(h, ","), an = strcspn(a, ",");
         if (h[0] == '/' || h[0] == '@')
-            errlist_add(errs, at, "host: %.*s is a unix socket of this server: not allowed over "
-                                  "the API (name a TCP host)", (int)(hn > 100 ? 100 : hn), h);
+            errlist_add(errs, at,
+                        "host: %.*s is a unix socket of this server: not allowed over "
+                        "the API (name a TCP host)",
+                        (int)(hn > 100 ? 100 : hn), h);
         else if (hn == 0 && an == 0)
-            errlist_add(errs, at, "host: is required over the API, a TCP host name or address "
-                                  "(without one libpq connects to this server's unix socket)");
+            errlist_add(errs, at,
+                        "host: is required over the API, a TCP host name or address "
+                        "(without one libpq connects to this server's unix socket)");
         if (h[hn] == '\0' && a[an] == '\0')
             return;
         h += h[hn] ? hn + 1 : hn;
@@ -177,8 +203,9 @@ void sync_dsn_check(const char *dsn, enum sync_origin origin, int has_password,
         if (o->val == NULL)
             continue;
         if (strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0)
-            errlist_add(errs, at, "must not hold the password (it would be stored and shown): "
-                                  "give it as a reference (env:VAR, file:PATH) or to be sealed");
+            errlist_add(errs, at,
+                        "must not hold the password (it would be stored and shown): "
+                        "give it as a reference (env:VAR, file:PATH) or to be sealed");
         else if (api)
             api_option_check(o->keyword, at, errs);
     }
@@ -186,15 +213,19 @@ void sync_dsn_check(const char *dsn, enum sync_origin origin, int has_password,
         api_host_check(opt_val(opts, "host"), opt_val(opts, "hostaddr"), at, errs);
     level = tls_of(opts);
     if (level < 0)
-        errlist_add(errs, at, "sslmode: \"%.40s\" is none of disable, allow, prefer, require, "
-                              "verify-ca, verify-full", opt_val(opts, "sslmode"));
+        errlist_add(errs, at,
+                    "sslmode: \"%.40s\" is none of disable, allow, prefer, require, "
+                    "verify-ca, verify-full",
+                    opt_val(opts, "sslmode"));
     else if (level < SYNC_TLS_REQUIRE && !cfg->sync_allow_insecure_tls &&
              (api || (has_password && sync_password_needs_tls(cfg))))
-        errlist_add(errs, at, "sslmode: is %s%s: %s: set sslmode=require (or verify-ca, "
-                              "verify-full), or [sync] allow_insecure_tls = true",
-                    tls_modes[level], opt_val(opts, "sslmode") ? ""
-                                      : getenv("PGSSLMODE")   ? " (from PGSSLMODE)"
-                                                              : " (the default)",
+        errlist_add(errs, at,
+                    "sslmode: is %s%s: %s: set sslmode=require (or verify-ca, "
+                    "verify-full), or [sync] allow_insecure_tls = true",
+                    tls_modes[level],
+                    opt_val(opts, "sslmode") ? ""
+                    : getenv("PGSSLMODE")    ? " (from PGSSLMODE)"
+                                             : " (the default)",
                     api ? "a source added over the API must use TLS"
                         : "the password would be sent without TLS");
     PQconninfoFree(opts);
@@ -227,8 +258,8 @@ static int under(const char *path, const char *dir)
  * say nothing of other files), and resolves (symlinks followed) to a regular file inside
  * it (resolved too); its resolved path into out. what ("file:" or "") prefixes PATH in
  * messages. */
-static int api_file_check(const char *path, const char *dir_set, const char *key,
-                          const char *what, char out[PATH_MAX], char *msg, size_t cap)
+static int api_file_check(const char *path, const char *dir_set, const char *key, const char *what,
+                          char out[PATH_MAX], char *msg, size_t cap)
 {
     char dir[PATH_MAX];
     size_t n = strlen(path);
@@ -240,8 +271,8 @@ static int api_file_check(const char *path, const char *dir_set, const char *key
         return -1;
     }
     if (path[0] != '/') {
-        snprintf(msg, cap, "%s%.80s: must be an absolute path inside %s (%.80s)", what, path,
-                 key, dir_set);
+        snprintf(msg, cap, "%s%.80s: must be an absolute path inside %s (%.80s)", what, path, key,
+                 dir_set);
         return -1;
     }
     if (strstr(path, "/../") || (n >= 3 && strcmp(path + n - 3, "/..") == 0)) {
@@ -281,8 +312,9 @@ int sync_sqlite_path(const char *dsn, enum sync_origin origin, const struct conf
         return 0;
     }
     if (strncmp(dsn, "file:", 5) == 0) {
-        snprintf(msg, cap, "a SQLite URI (file:…) is not allowed over the API: name the file's "
-                           "path inside [sync] sqlite_dir");
+        snprintf(msg, cap,
+                 "a SQLite URI (file:…) is not allowed over the API: name the file's "
+                 "path inside [sync] sqlite_dir");
         return -1;
     }
     if (api_file_check(dsn, cfg->sync_sqlite_dir, "[sync] sqlite_dir", "", out, msg, cap))
@@ -291,8 +323,7 @@ int sync_sqlite_path(const char *dsn, enum sync_origin origin, const struct conf
         char data[PATH_MAX];
         if (same_file(out, cfg->secrets_key_file) ||
             (realpath(cfg->data_dir, data) && under(out, data))) {
-            snprintf(msg, cap, "%.120s is in engage's data directory, not a CRM's database",
-                     dsn);
+            snprintf(msg, cap, "%.120s is in engage's data directory, not a CRM's database", dsn);
             return -1;
         }
     }
@@ -312,8 +343,7 @@ static int ref_check(const char *ref, enum sync_origin origin, const struct conf
         size_t n = strlen(name);
         if (n == 0 || n > 128 || (name[0] >= '0' && name[0] <= '9') ||
             strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != n) {
-            snprintf(msg, cap, "env:%.80s: expected a variable name (letters, digits and _)",
-                     name);
+            snprintf(msg, cap, "env:%.80s: expected a variable name (letters, digits and _)", name);
             return -1;
         }
         if (strcmp(name, cfg->secrets_key_env) == 0) {
@@ -322,13 +352,14 @@ static int ref_check(const char *ref, enum sync_origin origin, const struct conf
             return -1;
         }
         if (api && prefix[0] == '\0') {
-            snprintf(msg, cap, "env: references are not allowed over the API: [sync] "
-                               "secret_env_prefix is not set");
+            snprintf(msg, cap,
+                     "env: references are not allowed over the API: [sync] "
+                     "secret_env_prefix is not set");
             return -1;
         }
         if (api && (strncmp(name, prefix, strlen(prefix)) != 0 || n == strlen(prefix))) {
-            snprintf(msg, cap, "env:%.80s does not start with [sync] secret_env_prefix (%s)",
-                     name, prefix);
+            snprintf(msg, cap, "env:%.80s does not start with [sync] secret_env_prefix (%s)", name,
+                     prefix);
             return -1;
         }
         if (api && config_env_is_setting(name)) {
@@ -344,8 +375,9 @@ static int ref_check(const char *ref, enum sync_origin origin, const struct conf
             return -1;
         }
         if (strcmp(file, "-") == 0) {
-            snprintf(msg, cap, "file:- would read the standard input at each connection: name a "
-                               "file (or seal the password: --password-stdin, \"password\")");
+            snprintf(msg, cap,
+                     "file:- would read the standard input at each connection: name a "
+                     "file (or seal the password: --password-stdin, \"password\")");
             return -1;
         }
         if (api && api_file_check(file, cfg->sync_secret_dir, "[sync] secret_dir", "file:", path,
@@ -354,8 +386,10 @@ static int ref_check(const char *ref, enum sync_origin origin, const struct conf
         if (!api)
             snprintf(path, PATH_MAX, "%s", file); /* the operator's: read as named */
         if (same_file(path, cfg->secrets_key_file)) {
-            snprintf(msg, cap, "file:%.120s is the secrets key ([secrets] key_file), not a "
-                               "password", file);
+            snprintf(msg, cap,
+                     "file:%.120s is the secrets key ([secrets] key_file), not a "
+                     "password",
+                     file);
             return -1;
         }
         return 0;
@@ -373,8 +407,8 @@ void sync_ref_check(const char *ref, enum sync_origin origin, const struct confi
         errlist_add(errs, at, "%s", msg);
 }
 
-int sync_ref_read(const char *ref, enum sync_origin origin, const struct config *cfg,
-                  char **out, struct err *e)
+int sync_ref_read(const char *ref, enum sync_origin origin, const struct config *cfg, char **out,
+                  struct err *e)
 {
     char path[PATH_MAX], msg[300];
     int env = strncmp(ref, "env:", 4) == 0;

@@ -214,10 +214,10 @@ static int reconcile_table(struct store *st, struct sync_conn *c, const char *na
                                               "missing", miss, "extra", ext));
     }
     if (rc == 0) {
-        *out = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:o}", "table", t->table, "source_rows",
-                         (json_int_t)nsrc, "stored", (json_int_t)ndst, "refused",
-                         (json_int_t)nrefused, "missing", (json_int_t)missing, "extra",
-                         (json_int_t)nextra, "days", days);
+        *out =
+            json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:o}", "table", t->table, "source_rows",
+                      (json_int_t)nsrc, "stored", (json_int_t)ndst, "refused", (json_int_t)nrefused,
+                      "missing", (json_int_t)missing, "extra", (json_int_t)nextra, "days", days);
         *mismatches += missing + nextra;
     } else {
         json_decref(days);
@@ -254,9 +254,10 @@ int sync_reconcile(struct store *st, const struct config *cfg, const char *sourc
     for (i = 0; rc == 0 && i < m.ntables; i++) {
         json_t *entry = NULL;
         if (m.tables[i].into == SYNC_CONTACTS) {
-            json_array_append_new(tables, json_pack("{s:s,s:s}", "table", m.tables[i].table,
-                                                    "skipped", "contacts tables are upserts "
-                                                    "shared with every source: not reconciled"));
+            json_array_append_new(tables,
+                                  json_pack("{s:s,s:s}", "table", m.tables[i].table, "skipped",
+                                            "contacts tables are upserts "
+                                            "shared with every source: not reconciled"));
             continue;
         }
         rc = reconcile_table(st, c, src.name, &m.tables[i], &entry, extra, mismatches, e);
@@ -265,7 +266,8 @@ int sync_reconcile(struct store *st, const struct config *cfg, const char *sourc
         if (rc == 0 && repair && json_array_size(extra)) {
             /* Extra: deleted here (the source owns them). */
             struct ingest in;
-            struct ingest_ctx cx = {.kind = SRC_SYNC, .owns_rows = 1, .received_at = clock_now_ms()};
+            struct ingest_ctx cx = {
+                .kind = SRC_SYNC, .owns_rows = 1, .received_at = clock_now_ms()};
             char label[160];
             size_t x;
             int deleted;
@@ -326,8 +328,8 @@ static int add_rec(void *ctx, int64_t id, const char *source, int64_t started_at
     json_t *rep = json_loads(report, 0, NULL);
 
     json_array_append_new(rs->items,
-                          json_pack("{s:I,s:s,s:o,s:o,s:I,s:b,s:o}", "id", (json_int_t)id,
-                                    "source", source, "started_at", json_iso_or_null(started_at),
+                          json_pack("{s:I,s:s,s:o,s:o,s:I,s:b,s:o}", "id", (json_int_t)id, "source",
+                                    source, "started_at", json_iso_or_null(started_at),
                                     "finished_at", json_iso_or_null(finished_at), "mismatches",
                                     (json_int_t)mismatches, "repaired", repaired, "tables",
                                     json_object_get(rep, "tables")

@@ -179,10 +179,10 @@ static char *row_raw(const void *ctx, const struct prepared_event *p)
  * typed by the event's contract (if any) straight from the values read: 0 when the
  * general path must take it (a row its contract refuses, say, which is then refused
  * there with the same reason). */
-static int prepare_fast(const char *source, const struct sync_table *t,
-                        const struct sync_batch *b, const struct sync_row *r,
-                        const struct contract_set *cs, size_t max_value_bytes, struct arena *a,
-                        struct buf *scratch, struct prepared_event *p)
+static int prepare_fast(const char *source, const struct sync_table *t, const struct sync_batch *b,
+                        const struct sync_row *r, const struct contract_set *cs,
+                        size_t max_value_bytes, struct arena *a, struct buf *scratch,
+                        struct prepared_event *p)
 {
     struct ingest_parts parts = {0};
     const struct jt *ev = sync_value(r, b->at.event), *occ = sync_value(r, b->at.occurred_at);
@@ -312,14 +312,13 @@ static void *read_ahead(void *arg)
     a->has_prep = arena_alloc(&a->b.arena, (size_t)(a->b.n ? a->b.n : 1));
     buf_init(&scratch);
     for (i = 0; i < a->b.n; i++)
-        a->has_prep[i] = sync_prepare_event(a->source, a->t, &a->b, &a->b.rows[i], a->cs,
-                                            &a->cx, &scratch, 0, &a->preps[i]);
+        a->has_prep[i] = sync_prepare_event(a->source, a->t, &a->b, &a->b.rows[i], a->cs, &a->cx,
+                                            &scratch, 0, &a->preps[i]);
     buf_release(&scratch);
     return NULL;
 }
 
-static void ahead_start(struct ahead *a, const char *cursor, const char *key,
-                        struct ahead *garbage)
+static void ahead_start(struct ahead *a, const char *cursor, const char *key, struct ahead *garbage)
 {
     a->garbage = garbage;
     a->cursor = cursor ? xstrdup(cursor) : NULL;
@@ -405,8 +404,7 @@ static long trail_start(const json_t *t, int64_t now, int lookback_s)
 
 /* The checkpoint moved to (cursor, key) at now: the trail's new text (caller frees), or
  * NULL when it stays as it is. */
-static char *trail_note(json_t *t, int64_t now, int lookback_s, const char *cursor,
-                        const char *key)
+static char *trail_note(json_t *t, int64_t now, int lookback_s, const char *cursor, const char *key)
 {
     size_t n;
     long start;
@@ -430,8 +428,7 @@ static char *trail_note(json_t *t, int64_t now, int lookback_s, const char *curs
  * a long transaction on a source without the xmin rule) is stored now. The checkpoint
  * does not move. */
 static int lookback(struct pass *p, const struct ahead *proto, const char *from_cursor,
-                    const char *from_key, const char *to_cursor, const char *to_key,
-                    struct err *e)
+                    const char *from_key, const char *to_cursor, const char *to_key, struct err *e)
 {
     struct sync_report *rep = p->rep;
     int64_t changed = rep->events + rep->contacts + rep->deleted, rejected = rep->rejected,
@@ -562,8 +559,8 @@ static int sync_table(struct pass *p, struct store *st, struct sync_conn *c, int
                            cur.has_prep && cur.has_prep[i] ? &cur.preps[i] : NULL, e);
         if (rc == 0 && settled && live) {
             const char *cur_c = b->rows[settled - 1].cursor, *cur_k = b->rows[settled - 1].key;
-            char *tr = trail ? trail_note(trail, clock_now_ms(), t->lookback_s, cur_c, cur_k)
-                             : NULL;
+            char *tr =
+                trail ? trail_note(trail, clock_now_ms(), t->lookback_s, cur_c, cur_k) : NULL;
             rc = store_sync_checkpoint_set(st, source_id, t->table, cur_c, cur_k, tr, settled, e);
             free(tr);
         }

@@ -112,14 +112,18 @@ static int pg_connect_steps(PGconn *pg, const char *name, int clear_ok, int from
         pw = PQpass(pg);
         if (PQstatus(pg) == CONNECTION_AWAITING_RESPONSE && pw && *pw) {
             if (from_api && !own_password)
-                return ERR(e, E_INVAL, "source %s: libpq found a password of its own for %s "
-                                       "(PGPASSWORD, a password file or a service file): a "
-                                       "source added over the API uses only the password it "
-                                       "names", name, PQhost(pg));
+                return ERR(e, E_INVAL,
+                           "source %s: libpq found a password of its own for %s "
+                           "(PGPASSWORD, a password file or a service file): a "
+                           "source added over the API uses only the password it "
+                           "names",
+                           name, PQhost(pg));
             if (!clear_ok && !PQsslInUse(pg) && !PQgssEncInUse(pg))
-                return ERR(e, E_INVAL, "source %s: %s did not use TLS: refusing to send the "
-                                       "password without it (sslmode=require, or [sync] "
-                                       "allow_insecure_tls = true)", name, PQhost(pg));
+                return ERR(e, E_INVAL,
+                           "source %s: %s did not use TLS: refusing to send the "
+                           "password without it (sslmode=require, or [sync] "
+                           "allow_insecure_tls = true)",
+                           name, PQhost(pg));
         }
         step = PQconnectPoll(pg);
     }
@@ -153,8 +157,8 @@ static int pg_open(struct sync_conn *c, const struct store_sync_source *src,
     clear_ok = cfg->sync_allow_insecure_tls || sync_dsn_tls(src->dsn) >= SYNC_TLS_REQUIRE;
     {
         /* client_encoding: a LATIN1 (or any) database's text arrives converted to UTF-8 */
-        const char *keys[] = {"dbname", "password", "application_name", "client_encoding",
-                              NULL, NULL};
+        const char *keys[] = {"dbname",          "password", "application_name",
+                              "client_encoding", NULL,       NULL};
         const char *vals[] = {src->dsn, password, "engage-sync", "UTF8", NULL, NULL};
         if (!clear_ok && PQlibVersion() >= 160000) {
             keys[4] = "require_auth";
@@ -393,17 +397,22 @@ static void pg_value(struct arena *a, const PGresult *r, int row, int col, struc
     case 16: /* bool */
         v->type = text[0] == 't' ? JT_TRUE : JT_FALSE;
         return;
-    case 20: case 21: case 23: /* int8, int2, int4 */
+    case 20:
+    case 21:
+    case 23: /* int8, int2, int4 */
         v->type = JT_INT;
         v->u.i = strtoll(text, NULL, 10);
         return;
-    case 700: case 701: case 1700: /* float4, float8, numeric */
+    case 700:
+    case 701:
+    case 1700: /* float4, float8, numeric */
         v->u.d = strtod(text, NULL);
         if (!isfinite(v->u.d))
             break; /* NaN, Infinity, or past a double: JSON has no such number, the text */
         v->type = JT_REAL;
         return;
-    case 1114: case 1184: /* timestamp (taken as UTC), timestamptz */
+    case 1114:
+    case 1184: /* timestamp (taken as UTC), timestamptz */
         if (n + 2 >= sizeof iso)
             break;
         memcpy(iso, text, n + 1);
@@ -415,7 +424,8 @@ static void pg_value(struct arena *a, const PGresult *r, int row, int col, struc
             memcpy(iso + n, "Z", 2), n++;
         set_str(a, v, iso, n);
         return;
-    case 114: case 3802: /* json, jsonb */
+    case 114:
+    case 3802: /* json, jsonb */
         if (parse_any(a, text, n, v) == 0) {
             v->src = text;
             v->srclen = n;
@@ -460,14 +470,16 @@ static int read_pg(struct sync_conn *c, const struct sync_table *t, const struct
                    int limit, struct sync_batch *b, struct err *e)
 {
     struct buf q;
-    const char *texts[4] = {rg->cursor, rg->key, rg->until_cursor, rg->until_key},
-               *params[4] = {0};
+    const char *texts[4] = {rg->cursor, rg->key, rg->until_cursor, rg->until_key}, *params[4] = {0};
     json_t *pj[4] = {0};
     PGresult *r;
     int i, k, nrows, nparams = rg->until_cursor ? 4 : rg->key ? 2 : rg->cursor ? 1 : 0;
 
     buf_init(&q);
-    build_query(&q, t, b, 1, rg->cursor == NULL ? 0 : rg->key == NULL ? 2 : 1,
+    build_query(&q, t, b, 1,
+                rg->cursor == NULL ? 0
+                : rg->key == NULL  ? 2
+                                   : 1,
                 rg->until_cursor != NULL, limit);
     for (i = 0; i < nparams; i++) { /* checkpoints keep PostgreSQL's own text */
         pj[i] = json_loads(texts[i] ? texts[i] : "\"\"", JSON_DECODE_ANY, NULL);
@@ -475,8 +487,10 @@ static int read_pg(struct sync_conn *c, const struct sync_table *t, const struct
             for (k = 0; k <= i; k++)
                 json_decref(pj[k]);
             buf_release(&q);
-            return ERR(e, E_CORRUPT, "source %s, table %s: the checkpoint is not PostgreSQL "
-                                     "text (was the source's kind changed?)", c->name, t->table);
+            return ERR(e, E_CORRUPT,
+                       "source %s, table %s: the checkpoint is not PostgreSQL "
+                       "text (was the source's kind changed?)",
+                       c->name, t->table);
         }
         params[i] = json_string_value(pj[i]);
     }
@@ -489,8 +503,8 @@ static int read_pg(struct sync_conn *c, const struct sync_table *t, const struct
         msg[strcspn(msg, "\n")] = '\0';
         PQclear(r);
         buf_release(&q);
-        return ERR(e, PQstatus(c->pgc) == CONNECTION_OK ? E_INVAL : E_IO,
-                   "source %s, table %s: %s", c->name, t->table, msg);
+        return ERR(e, PQstatus(c->pgc) == CONNECTION_OK ? E_INVAL : E_IO, "source %s, table %s: %s",
+                   c->name, t->table, msg);
     }
     nrows = PQntuples(r);
     b->rows = xcalloc((size_t)(nrows ? nrows : 1), sizeof *b->rows);
@@ -560,16 +574,18 @@ static void bind_json(sqlite3_stmt *s, int i, const char *text)
     json_decref(v);
 }
 
-static int read_sqlite(struct sync_conn *c, const struct sync_table *t,
-                       const struct sync_range *rg, int limit, struct sync_batch *b,
-                       struct err *e)
+static int read_sqlite(struct sync_conn *c, const struct sync_table *t, const struct sync_range *rg,
+                       int limit, struct sync_batch *b, struct err *e)
 {
     sqlite3_stmt *s = NULL;
     struct buf q;
     int rc, k, cap = 0;
 
     buf_init(&q);
-    build_query(&q, t, b, 0, rg->cursor == NULL ? 0 : rg->key == NULL ? 2 : 1,
+    build_query(&q, t, b, 0,
+                rg->cursor == NULL ? 0
+                : rg->key == NULL  ? 2
+                                   : 1,
                 rg->until_cursor != NULL, limit);
     rc = sqlite3_prepare_v2(c->db, q.p, -1, &s, NULL);
     if (rc != SQLITE_OK) {
@@ -623,16 +639,16 @@ int sync_read_range(struct sync_conn *c, const struct sync_table *t, const struc
     return rc;
 }
 
-int sync_read(struct sync_conn *c, const struct sync_table *t, const char *cursor,
-              const char *key, int limit, struct sync_batch *out, struct err *e)
+int sync_read(struct sync_conn *c, const struct sync_table *t, const char *cursor, const char *key,
+              int limit, struct sync_batch *out, struct err *e)
 {
     struct sync_range rg = {cursor, key, NULL, NULL};
 
     return sync_read_range(c, t, &rg, limit, out, e);
 }
 
-int sync_count(struct sync_conn *c, const struct sync_table *t, const char *since,
-               int64_t *out, struct err *e)
+int sync_count(struct sync_conn *c, const struct sync_table *t, const char *since, int64_t *out,
+               struct err *e)
 {
     struct buf q;
     int rc = 0;
@@ -649,8 +665,8 @@ int sync_count(struct sync_conn *c, const struct sync_table *t, const char *sinc
     if (c->pg) {
         json_t *s = since ? json_loads(since, JSON_DECODE_ANY, NULL) : NULL;
         const char *p = json_string_value(s);
-        PGresult *r = PQexecParams(c->pgc, q.p, since ? 1 : 0, NULL, since ? &p : NULL, NULL,
-                                   NULL, 0);
+        PGresult *r =
+            PQexecParams(c->pgc, q.p, since ? 1 : 0, NULL, since ? &p : NULL, NULL, NULL, 0);
         if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
             *out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
         else
@@ -665,7 +681,8 @@ int sync_count(struct sync_conn *c, const struct sync_table *t, const char *sinc
             if (sqlite3_step(s) == SQLITE_ROW)
                 *out = sqlite3_column_int64(s, 0);
             else
-                rc = ERR(e, E_IO, "source %s, table %s: %s", c->name, t->table, sqlite3_errmsg(c->db));
+                rc = ERR(e, E_IO, "source %s, table %s: %s", c->name, t->table,
+                         sqlite3_errmsg(c->db));
         } else {
             rc = ERR(e, E_IO, "source %s, table %s: %s", c->name, t->table, sqlite3_errmsg(c->db));
         }

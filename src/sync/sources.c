@@ -18,11 +18,12 @@ json_t *sync_source_json(const struct store_sync_source *s)
     json_t *m = json_loads(s->mapping ? s->mapping : "null", JSON_DECODE_ANY, NULL);
 
     return json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:s,s:o,s:o}", "name", s->name, "kind",
-                     s->kind, "origin", sync_origin_of(s) == SYNC_ORIGIN_CLI ? "cli" : "api",
-                     "dsn", s->dsn ? s->dsn : "", "password", pw, "mapping", m ? m : json_null(),
+                     s->kind, "origin", sync_origin_of(s) == SYNC_ORIGIN_CLI ? "cli" : "api", "dsn",
+                     s->dsn ? s->dsn : "", "password", pw, "mapping", m ? m : json_null(),
                      "last_ok_at", json_iso_or_null(s->last_ok_at), "failures",
                      (json_int_t)s->failures, "last_error", s->last_error, "last_error_at",
-                     json_iso_or_null(s->last_error_at), "created_at", json_iso_or_null(s->created_at));
+                     json_iso_or_null(s->last_error_at), "created_at",
+                     json_iso_or_null(s->created_at));
 }
 
 /* A source as its audit records keep it: the password as password_ref, the reference
@@ -38,8 +39,8 @@ static json_t *audit_view(const struct store_sync_source *s)
 }
 
 int sync_source_create(struct store *st, const struct config *cfg,
-                       const struct sync_source_spec *spec, const char *actor,
-                       const char *req_id, struct errlist *errs, struct err *e)
+                       const struct sync_source_spec *spec, const char *actor, const char *req_id,
+                       struct errlist *errs, struct err *e)
 {
     struct store_sync_source src;
     struct sync_mapping m;
@@ -152,8 +153,8 @@ static int add_name(void *ctx, const struct store_sync_source *s)
     return 0;
 }
 
-int sync_sources_each(struct store *st, const char *only,
-                      int (*fn)(void *ctx, const char *name), void *ctx, struct err *e)
+int sync_sources_each(struct store *st, const char *only, int (*fn)(void *ctx, const char *name),
+                      void *ctx, struct err *e)
 {
     struct names ns = {0};
     size_t i;
@@ -228,16 +229,17 @@ static int add_health(void *ctx, const struct store_sync_source *s)
     json_object_del(item, "mapping");
     json_object_del(item, "dsn");
     json_object_del(item, "password");
-    json_object_set_new(item, "status", json_string(s->failures      ? "failing"
-                                                    : s->last_ok_at ? "ok"
-                                                                    : "never_run"));
+    json_object_set_new(item, "status",
+                        json_string(s->failures     ? "failing"
+                                    : s->last_ok_at ? "ok"
+                                                    : "never_run"));
     if (sync_mapping_parse(s->mapping, &m, &errs, &me) == 0) {
         for (i = 0; i < m.ntables; i++) {
             struct store_sync_checkpoint cp;
             json_t *t = sync_worker_table_stats(h->worker, s->name, m.tables[i].table);
             json_object_set_new(t, "table", json_string(m.tables[i].table));
-            json_object_set_new(t, "into", json_string(m.tables[i].into == SYNC_CONTACTS
-                                                           ? "contacts" : "events"));
+            json_object_set_new(
+                t, "into", json_string(m.tables[i].into == SYNC_CONTACTS ? "contacts" : "events"));
             if (store_sync_checkpoint_get(h->st, s->id, m.tables[i].table, &cp, h->e) == 0) {
                 char iso[32];
                 json_object_set_new(t, "rows", json_integer(cp.rows));
@@ -256,8 +258,7 @@ static int add_health(void *ctx, const struct store_sync_source *s)
     return 0;
 }
 
-int sync_health_json(struct store *st, struct sync_worker *worker, json_t **items,
-                     struct err *e)
+int sync_health_json(struct store *st, struct sync_worker *worker, json_t **items, struct err *e)
 {
     struct health h = {st, worker, json_array(), e};
     int rc = store_sync_sources(st, add_health, &h, e);

@@ -30,16 +30,16 @@ struct sync_column_map {
 };
 
 struct sync_table {
-    char table[128];       /* as the source names it ("schema.table" in PostgreSQL) */
+    char table[128]; /* as the source names it ("schema.table" in PostgreSQL) */
     enum sync_into into;
     char key[128], cursor[128], external_id[128];
-    char email[128], consent[128];        /* contacts; "" when not mapped */
-    char event[129], event_column[128];   /* events: a constant name, or a column */
-    char occurred_at[128];                /* events */
-    char deleted[128];                    /* "" when rows are never soft-deleted */
-    int lookback_s;                       /* rows read again behind the checkpoint: those
-                                           * after where it stood this long ago (0: none) */
-    struct sync_column_map *cols;         /* attributes or properties */
+    char email[128], consent[128];      /* contacts; "" when not mapped */
+    char event[129], event_column[128]; /* events: a constant name, or a column */
+    char occurred_at[128];              /* events */
+    char deleted[128];                  /* "" when rows are never soft-deleted */
+    int lookback_s;                     /* rows read again behind the checkpoint: those
+                                         * after where it stood this long ago (0: none) */
+    struct sync_column_map *cols;       /* attributes or properties */
     int ncols;
 };
 
@@ -106,12 +106,12 @@ int sync_is_deleted(const struct jt *v);
 /* Up to limit rows after (cursor, key) (both NULL: from the first; key NULL: from the
  * cursor value on, inclusive), in that order. out->arena is used as it is: zeroed, or
  * the arena of a batch done with (arena_reset), whose chunks are reused. */
-int sync_read(struct sync_conn *c, const struct sync_table *t, const char *cursor,
-              const char *key, int limit, struct sync_batch *out, struct err *e);
+int sync_read(struct sync_conn *c, const struct sync_table *t, const char *cursor, const char *key,
+              int limit, struct sync_batch *out, struct err *e);
 /* The rows a read from cursor value since on (inclusive; NULL: all) would give: a
  * backfill's progress. */
-int sync_count(struct sync_conn *c, const struct sync_table *t, const char *since,
-               int64_t *out, struct err *e);
+int sync_count(struct sync_conn *c, const struct sync_table *t, const char *since, int64_t *out,
+               struct err *e);
 /* The same, up to (until_cursor, until_key) included when until_cursor is set (with a
  * start after (cursor, key)): the rows behind a checkpoint, read again. */
 struct sync_range {
@@ -129,13 +129,13 @@ struct sync_report {
     int tables;
 };
 struct sync_opts {
-    int batch;            /* rows a transaction (default 5000) */
-    const char *table;    /* only this table (NULL: all) */
+    int batch;         /* rows a transaction (default 5000) */
+    const char *table; /* only this table (NULL: all) */
     /* A backfill: every row again (from since on: a JSON value compared with the
      * cursor, NULL for all), the live checkpoints neither read nor moved. */
     int backfill;
     const char *since;
-    int progress;         /* a running count on stderr */
+    int progress; /* a running count on stderr */
     /* Told of each batch once it is committed (stored_at: the commit's time). */
     void (*on_batch)(void *ctx, const struct sync_table *t, const struct sync_batch *b,
                      int64_t stored_at);
@@ -168,8 +168,14 @@ enum sync_origin { SYNC_ORIGIN_API, SYNC_ORIGIN_CLI };
 enum sync_origin sync_origin_of(const struct store_sync_source *s);
 
 /* libpq's sslmode as a level: disable, allow, prefer, require, verify-ca, verify-full. */
-enum { SYNC_TLS_DISABLE, SYNC_TLS_ALLOW, SYNC_TLS_PREFER, SYNC_TLS_REQUIRE, SYNC_TLS_VERIFY_CA,
-       SYNC_TLS_VERIFY_FULL };
+enum {
+    SYNC_TLS_DISABLE,
+    SYNC_TLS_ALLOW,
+    SYNC_TLS_PREFER,
+    SYNC_TLS_REQUIRE,
+    SYNC_TLS_VERIFY_CA,
+    SYNC_TLS_VERIFY_FULL
+};
 /* The sslmode a connection with this DSN would use (its own, else PGSSLMODE, else
  * prefer); -1 for a DSN that does not parse or an unknown mode. */
 int sync_dsn_tls(const char *dsn);
@@ -200,8 +206,8 @@ int sync_sqlite_path(const char *dsn, enum sync_origin origin, const struct conf
                      char out[PATH_MAX], char *msg, size_t cap);
 /* Checks ref as sync_ref_check does, then reads it (a file: by its resolved path).
  * Caller frees with secret_free. */
-int sync_ref_read(const char *ref, enum sync_origin origin, const struct config *cfg,
-                  char **out, struct err *e);
+int sync_ref_read(const char *ref, enum sync_origin origin, const struct config *cfg, char **out,
+                  struct err *e);
 
 /* ---- sources (sources.c) ---- */
 
@@ -216,8 +222,8 @@ struct sync_source_spec {
  * the source with its audit record (sync_source.add) in one transaction. E_CONFLICT
  * for a name taken. */
 int sync_source_create(struct store *st, const struct config *cfg,
-                       const struct sync_source_spec *spec, const char *actor,
-                       const char *req_id, struct errlist *errs, struct err *e);
+                       const struct sync_source_spec *spec, const char *actor, const char *req_id,
+                       struct errlist *errs, struct err *e);
 /* Removes it and its checkpoints, audited (sync_source.remove); what it stored stays. */
 int sync_source_delete(struct store *st, const char *name, const char *actor, const char *req_id,
                        struct err *e);
@@ -228,8 +234,8 @@ json_t *sync_source_json(const struct store_sync_source *s);
  * (E_NOTFOUND when there is none of that name). The names are read first: no statement
  * is open while fn runs (a pass or a reconciliation writes). fn returns 0 to go on or
  * < 0 to stop with that error. */
-int sync_sources_each(struct store *st, const char *only,
-                      int (*fn)(void *ctx, const char *name), void *ctx, struct err *e);
+int sync_sources_each(struct store *st, const char *only, int (*fn)(void *ctx, const char *name),
+                      void *ctx, struct err *e);
 /* Every source as sync_source_json shows it: *items (caller owns). */
 int sync_sources_list_json(struct store *st, json_t **items, struct err *e);
 /* One source as sync_source_json shows it: *out (caller owns); E_NOTFOUND for none. */
@@ -246,8 +252,7 @@ struct sync_worker;
 /* Each source's health: its summary (no mapping, DSN or password), a status (ok, failing,
  * never_run) and per mapped table the worker's figures (worker may be NULL), the rows
  * read and when the checkpoint last moved. *items (caller owns). */
-int sync_health_json(struct store *st, struct sync_worker *worker, json_t **items,
-                     struct err *e);
+int sync_health_json(struct store *st, struct sync_worker *worker, json_t **items, struct err *e);
 
 /* ---- reconciliation (reconcile.c) ---- */
 
@@ -285,6 +290,5 @@ json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const
 /* Registers the engage_sync_* figures (rows, lag, failures, reconciliations) in m; w
  * must outlive m's use. */
 void sync_worker_metrics(struct sync_worker *w, struct metrics *m);
-
 
 #endif

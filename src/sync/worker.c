@@ -32,8 +32,8 @@
 
 struct table_stats {
     char source[64], table[128];
-    int64_t newest_ms;         /* the newest cursor time stored (0: none yet) */
-    int64_t rows;              /* stored since the server started */
+    int64_t newest_ms;           /* the newest cursor time stored (0: none yet) */
+    int64_t rows;                /* stored since the server started */
     int64_t minute[LAG_MINUTES]; /* which minute (epoch minutes) each slot holds */
     uint32_t lag[LAG_MINUTES][LAG_BUCKETS];
     int64_t rows_minute[LAG_MINUTES];
@@ -254,10 +254,12 @@ static int tick(void *ctx, struct store *st, struct err *te)
             ss->next_at = now + interval;
             pthread_mutex_unlock(&w->mu);
             if (rep.read || rep.late)
-                log_info("sync", "source %s: %lld rows: %lld contacts, %lld events, %lld deleted, "
-                         "%lld rejected, %lld late", nm.v[i], (long long)rep.read,
-                         (long long)rep.contacts, (long long)rep.events, (long long)rep.deleted,
-                         (long long)rep.rejected, (long long)rep.late);
+                log_info("sync",
+                         "source %s: %lld rows: %lld contacts, %lld events, %lld deleted, "
+                         "%lld rejected, %lld late",
+                         nm.v[i], (long long)rep.read, (long long)rep.contacts,
+                         (long long)rep.events, (long long)rep.deleted, (long long)rep.rejected,
+                         (long long)rep.late);
             pthread_mutex_lock(&w->mu);
             ss->late += rep.late;
             pthread_mutex_unlock(&w->mu);
@@ -360,8 +362,10 @@ json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const
         json_object_set_new(o, "lag_seconds", json_real((double)(now - ts->newest_ms) / 1000));
     }
     if (lag_pct(ts, minute, 0.5) >= 0) {
-        json_object_set_new(o, "lag_p50_ms", json_integer((json_int_t)lround(lag_pct(ts, minute, 0.5))));
-        json_object_set_new(o, "lag_p95_ms", json_integer((json_int_t)lround(lag_pct(ts, minute, 0.95))));
+        json_object_set_new(o, "lag_p50_ms",
+                            json_integer((json_int_t)lround(lag_pct(ts, minute, 0.5))));
+        json_object_set_new(o, "lag_p95_ms",
+                            json_integer((json_int_t)lround(lag_pct(ts, minute, 0.95))));
     }
     pthread_mutex_unlock(&w->mu);
     return o;
@@ -371,14 +375,16 @@ json_t *sync_worker_table_stats(struct sync_worker *w, const char *source, const
 
 enum sync_figure { ROWS, LAG, LAG_P95, FAILURES, LATE, MISMATCHES, RECONCILIATIONS };
 
-static void emit_table(struct sync_worker *w, const struct table_stats *ts, int which,
-                       int64_t now, struct metric_sink *out)
+static void emit_table(struct sync_worker *w, const struct table_stats *ts, int which, int64_t now,
+                       struct metric_sink *out)
 {
     const char *values[] = {ts->source, ts->table};
     double p95;
 
     switch (which) {
-    case ROWS: metric_emit(out, values, (double)ts->rows); break;
+    case ROWS:
+        metric_emit(out, values, (double)ts->rows);
+        break;
     case LAG:
         if (ts->newest_ms)
             metric_emit(out, values, (double)(now - ts->newest_ms) / 1000);
@@ -388,12 +394,12 @@ static void emit_table(struct sync_worker *w, const struct table_stats *ts, int 
         if (p95 >= 0)
             metric_emit(out, values, p95 / 1000);
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
-static void emit_source(const struct source_state *ss, int which,
-                        struct metric_sink *out)
+static void emit_source(const struct source_state *ss, int which, struct metric_sink *out)
 {
     const char *values[] = {ss->name};
 
@@ -426,29 +432,50 @@ static int collect_figure(void *ctx, int which, void *scrape, struct metric_sink
 void sync_worker_metrics(struct sync_worker *w, struct metrics *m)
 {
     static const struct metric_def defs[] = {
-        {.name = "engage_sync_rows_total", .help = "Source rows stored by the sync worker, by table.",
-         .type = METRIC_COUNTER, .labels = "source,table", .collect = collect_figure,
+        {.name = "engage_sync_rows_total",
+         .help = "Source rows stored by the sync worker, by table.",
+         .type = METRIC_COUNTER,
+         .labels = "source,table",
+         .collect = collect_figure,
          .which = ROWS},
         {.name = "engage_sync_lag_seconds",
-         .help = "Time since the newest source row stored (by its cursor).", .type = METRIC_GAUGE,
-         .labels = "source,table", .decimals = 3, .collect = collect_figure, .which = LAG},
+         .help = "Time since the newest source row stored (by its cursor).",
+         .type = METRIC_GAUGE,
+         .labels = "source,table",
+         .decimals = 3,
+         .collect = collect_figure,
+         .which = LAG},
         {.name = "engage_sync_store_lag_p95_seconds",
          .help = "p95 over the last hour of stored-at minus the row's cursor time.",
-         .type = METRIC_GAUGE, .labels = "source,table", .decimals = 3,
-         .collect = collect_figure, .which = LAG_P95},
-        {.name = "engage_sync_failures", .help = "Failed passes in a row, by source.",
-         .type = METRIC_GAUGE, .labels = "source", .collect = collect_figure, .which = FAILURES},
+         .type = METRIC_GAUGE,
+         .labels = "source,table",
+         .decimals = 3,
+         .collect = collect_figure,
+         .which = LAG_P95},
+        {.name = "engage_sync_failures",
+         .help = "Failed passes in a row, by source.",
+         .type = METRIC_GAUGE,
+         .labels = "source",
+         .collect = collect_figure,
+         .which = FAILURES},
         {.name = "engage_sync_late_rows_total",
          .help = "Rows found behind the checkpoint by the lookback window (late commits), by "
                  "source.",
-         .type = METRIC_COUNTER, .labels = "source", .collect = collect_figure, .which = LATE},
+         .type = METRIC_COUNTER,
+         .labels = "source",
+         .collect = collect_figure,
+         .which = LATE},
         {.name = "engage_sync_reconcile_mismatches",
          .help = "Keys missing or extra in the last nightly reconciliation, by source.",
-         .type = METRIC_GAUGE, .labels = "source", .collect = collect_figure,
+         .type = METRIC_GAUGE,
+         .labels = "source",
+         .collect = collect_figure,
          .which = MISMATCHES},
         {.name = "engage_sync_reconciliations_total",
-         .help = "Nightly reconciliations run since the server started.", .type = METRIC_COUNTER,
-         .collect = collect_figure, .which = RECONCILIATIONS},
+         .help = "Nightly reconciliations run since the server started.",
+         .type = METRIC_COUNTER,
+         .collect = collect_figure,
+         .which = RECONCILIATIONS},
     };
 
     metrics_add_all(m, defs, sizeof defs / sizeof *defs, w);

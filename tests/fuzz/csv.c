@@ -53,8 +53,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     rc = import_csv(&in, &o, &rep, &e);
     if (rc && (e.msg[0] == '\0' || strstr(e.msg, "in.csv") == NULL))
         abort(); /* an error must say where */
-    if (rc == 0 && rep.stats.read != rep.stats.inserted + rep.stats.updated +
-                                        rep.stats.duplicates + rep.stats.rejected)
+    if (rc == 0 && rep.stats.read != rep.stats.inserted + rep.stats.updated + rep.stats.duplicates +
+                                         rep.stats.rejected)
         abort(); /* every row is accounted for */
     import_report_release(&rep);
     ingest_release(&in);

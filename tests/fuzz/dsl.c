@@ -20,8 +20,8 @@ static struct segment_limits lim;
 
 static void add(struct ingest *in, int is_event, const char *json)
 {
-    struct ingest_ctx cx = {.kind = SRC_API, .source = "api", .origin = "fuzz",
-                            .received_at = 1767225600000LL};
+    struct ingest_ctx cx = {
+        .kind = SRC_API, .source = "api", .origin = "fuzz", .received_at = 1767225600000LL};
     enum ingest_outcome o;
     struct err e = {0};
     json_t *rec = json_loads(json, 0, NULL);
@@ -51,13 +51,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (store_open(&st, dir, &o, &e) || contracts_seed(st, NULL, &e))
         abort();
     ingest_init(&in, st, &cfg);
-    add(&in, 0, "{\"external_id\":\"a\",\"email\":\"A@x.io\",\"attributes\":{\"city\":\"Pune\","
-                "\"ltv\":10,\"vip\":true,\"nick\":\"ΣΊΣ\"}}");
-    add(&in, 0, "{\"external_id\":\"b\",\"attributes\":{\"city\":\"\",\"signup_at\":\"2025-01-01\"}}");
-    add(&in, 1, "{\"external_id\":\"a\",\"event\":\"app_open\",\"occurred_at\":\"2025-12-31\","
-                "\"properties\":{\"screen\":\"home\",\"n\":3,\"ok\":false}}");
-    add(&in, 1, "{\"external_id\":\"b\",\"event\":\"order_created\",\"properties\":{\"order_id\":"
-                "\"o1\",\"amount\":5,\"currency\":\"INR\",\"created_at\":\"2025-12-30T10:00:00Z\"}}");
+    add(&in, 0,
+        "{\"external_id\":\"a\",\"email\":\"A@x.io\",\"attributes\":{\"city\":\"Pune\","
+        "\"ltv\":10,\"vip\":true,\"nick\":\"ΣΊΣ\"}}");
+    add(&in, 0,
+        "{\"external_id\":\"b\",\"attributes\":{\"city\":\"\",\"signup_at\":\"2025-01-01\"}}");
+    add(&in, 1,
+        "{\"external_id\":\"a\",\"event\":\"app_open\",\"occurred_at\":\"2025-12-31\","
+        "\"properties\":{\"screen\":\"home\",\"n\":3,\"ok\":false}}");
+    add(&in, 1,
+        "{\"external_id\":\"b\",\"event\":\"order_created\",\"properties\":{\"order_id\":"
+        "\"o1\",\"amount\":5,\"currency\":\"INR\",\"created_at\":\"2025-12-30T10:00:00Z\"}}");
     ingest_release(&in);
     audience_index_new(&ix);
     if (audience_index_catch_up(ix, st, &e) || contract_set_load(st, NULL, &cs, &e))

@@ -56,7 +56,8 @@ UTEST(apikey, create_verify_revoke)
     int64_t id;
 
     cr_assert_eq(store_open(&st, d, &o, &e), 0);
-    cr_assert_eq(auth_apikey_create(st, "ci", ROLE_MARKETER, "cli:test", "req-1", &key, &id, &e), 0);
+    cr_assert_eq(auth_apikey_create(st, "ci", ROLE_MARKETER, "cli:test", "req-1", &key, &id, &e),
+                 0);
     cr_assert_eq(strncmp(key, "ek_", 3), 0);
     cr_assert_geq(strlen(key), 40);
     cr_assert_not(db_contains(d, key + 12), "only the hash is stored");
@@ -155,8 +156,9 @@ UTEST(audit, secrets_are_masked)
                           "host", "db", "list", "api_key", "k");
     json_t *m = audit_mask(v);
     char *s = json_dumps(m, JSON_SORT_KEYS | JSON_COMPACT);
-    cr_assert_str_eq(s, "{\"conn\":{\"host\":\"db\",\"password\":\"***\"},\"list\":[{\"api_key\":\"***\"}],"
-                        "\"name\":\"crm\"}");
+    cr_assert_str_eq(
+        s, "{\"conn\":{\"host\":\"db\",\"password\":\"***\"},\"list\":[{\"api_key\":\"***\"}],"
+           "\"name\":\"crm\"}");
     free(s);
     json_decref(m);
     json_decref(v);

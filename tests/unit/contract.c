@@ -37,10 +37,11 @@ UTEST(contract, shipped_contracts_compile)
 UTEST(contract, every_problem_reported_with_a_pointer)
 {
     struct errlist errs = {0};
-    const char *doc = "{\"name\":\"bad/name\",\"kind\":\"thing\",\"colour\":1,\"occurred_at\":\"when\","
-                      "\"properties\":{\"a\":{\"type\":\"strin\"},"
-                      "\"b\":{\"type\":\"string\",\"minimum\":3,\"pattern\":\"([\"},"
-                      "\"c\":{\"type\":\"number\",\"enum\":[1,\"x\"]}}}";
+    const char *doc =
+        "{\"name\":\"bad/name\",\"kind\":\"thing\",\"colour\":1,\"occurred_at\":\"when\","
+        "\"properties\":{\"a\":{\"type\":\"strin\"},"
+        "\"b\":{\"type\":\"string\",\"minimum\":3,\"pattern\":\"([\"},"
+        "\"c\":{\"type\":\"number\",\"enum\":[1,\"x\"]}}}";
     cr_assert_eq(compile(doc, &errs), E_INVAL);
     cr_assert(has_error(&errs, "/name", "without control characters or '/'"));
     cr_assert(has_error(&errs, "/kind", "\"event\" or \"contact\""));
@@ -113,9 +114,15 @@ UTEST(values, inference)
         const char *text;
         enum vtype want;
     } cases[] = {
-        {"12", VT_NUMBER},      {"-1.5e3", VT_NUMBER},        {"0123", VT_STRING},
-        {"true", VT_BOOLEAN},   {"False", VT_BOOLEAN},        {"2024-01-02", VT_TIMESTAMP},
-        {"2024-01-02T03:04:05Z", VT_TIMESTAMP}, {"Mumbai", VT_STRING}, {"", VT_STRING},
+        {"12", VT_NUMBER},
+        {"-1.5e3", VT_NUMBER},
+        {"0123", VT_STRING},
+        {"true", VT_BOOLEAN},
+        {"False", VT_BOOLEAN},
+        {"2024-01-02", VT_TIMESTAMP},
+        {"2024-01-02T03:04:05Z", VT_TIMESTAMP},
+        {"Mumbai", VT_STRING},
+        {"", VT_STRING},
         {"1e999", VT_STRING},
     };
     size_t i;
@@ -135,8 +142,10 @@ static struct contract *pattern_contract(const char *pattern_json)
     struct contract *c = NULL;
     struct err e = {0};
     char doc[512];
-    snprintf(doc, sizeof doc, "{\"name\":\"p\",\"properties\":{\"v\":{\"type\":\"string\","
-                              "\"pattern\":\"%s\"}}}", pattern_json);
+    snprintf(doc, sizeof doc,
+             "{\"name\":\"p\",\"properties\":{\"v\":{\"type\":\"string\","
+             "\"pattern\":\"%s\"}}}",
+             pattern_json);
     cr_assert_eq(contract_compile(doc, strlen(doc), NULL, 1, &c, &errs, &e), 0, "%s: %s %s",
                  pattern_json, errs.n ? errs.items[0].path : "", errs.n ? errs.items[0].msg : "");
     return c;
@@ -171,8 +180,10 @@ UTEST(patterns, a_pattern_that_does_not_compile_is_refused_with_its_offset)
     for (i = 0; i < sizeof cases / sizeof *cases; i++) {
         struct errlist errs = {0};
         char doc[256];
-        snprintf(doc, sizeof doc, "{\"name\":\"p\",\"properties\":{\"v\":{\"type\":\"string\","
-                                  "\"pattern\":\"%s\"}}}", cases[i].pattern_json);
+        snprintf(doc, sizeof doc,
+                 "{\"name\":\"p\",\"properties\":{\"v\":{\"type\":\"string\","
+                 "\"pattern\":\"%s\"}}}",
+                 cases[i].pattern_json);
         cr_assert_eq(compile(doc, &errs), E_INVAL, "%s", cases[i].pattern_json);
         cr_assert(has_error(&errs, "/properties/v/pattern", cases[i].fragment), "%s: %s",
                   cases[i].pattern_json, errs.items[0].msg);
@@ -188,17 +199,28 @@ UTEST(patterns, the_results_of_common_patterns_are_unchanged)
         const char *pattern_json, *value;
         int ok;
     } cases[] = {
-        {"^[A-Z]{3}$", "USD", 1},         {"^[A-Z]{3}$", "usd", 0},
-        {"^[A-Z]{3}$", "USD\n", 0},       {"^[A-Z]{3}$", "USDX", 0},
-        {"[0-9]", "ab1", 1},              {"[0-9]", "abc", 0},
-        {"^a.b$", "a\nb", 1},             {"^(ab|cd)+$", "abcdab", 1},
-        {"^(ab|cd)+$", "abc", 0},         {"x*", "", 1},
-        {"^$", "", 1},                    {"^[[:alpha:]]+$", "Pune", 1},
-        {"^[[:digit:]]{6}$", "411001", 1}, {"^[^@ ]+@[^@ ]+\\\\.[a-z]{2,}$", "a@b.co", 1},
-        {"^[^@ ]+@[^@ ]+\\\\.[a-z]{2,}$", "a@b", 0}, {"(a)\\\\1", "xaay", 1},
-        {"^[a-z ]*$", "ab c", 1},         {"^[a-z ]*$", "ab-c", 0},
-        {"IN|US", "ordered in US", 1},   {"^(IN|US)$", "INUS", 0},
-        {"\\\\bcat\\\\b", "a cat sat", 1}, {"\\\\bcat\\\\b", "concatenate", 0},
+        {"^[A-Z]{3}$", "USD", 1},
+        {"^[A-Z]{3}$", "usd", 0},
+        {"^[A-Z]{3}$", "USD\n", 0},
+        {"^[A-Z]{3}$", "USDX", 0},
+        {"[0-9]", "ab1", 1},
+        {"[0-9]", "abc", 0},
+        {"^a.b$", "a\nb", 1},
+        {"^(ab|cd)+$", "abcdab", 1},
+        {"^(ab|cd)+$", "abc", 0},
+        {"x*", "", 1},
+        {"^$", "", 1},
+        {"^[[:alpha:]]+$", "Pune", 1},
+        {"^[[:digit:]]{6}$", "411001", 1},
+        {"^[^@ ]+@[^@ ]+\\\\.[a-z]{2,}$", "a@b.co", 1},
+        {"^[^@ ]+@[^@ ]+\\\\.[a-z]{2,}$", "a@b", 0},
+        {"(a)\\\\1", "xaay", 1},
+        {"^[a-z ]*$", "ab c", 1},
+        {"^[a-z ]*$", "ab-c", 0},
+        {"IN|US", "ordered in US", 1},
+        {"^(IN|US)$", "INUS", 0},
+        {"\\\\bcat\\\\b", "a cat sat", 1},
+        {"\\\\bcat\\\\b", "concatenate", 0},
     };
     size_t i;
     for (i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -206,8 +228,8 @@ UTEST(patterns, the_results_of_common_patterns_are_unchanged)
         char msg[256];
         const char *why = check(c, cases[i].value, strlen(cases[i].value), msg, sizeof msg);
         if (cases[i].ok)
-            cr_assert_null(why, "/%s/ on \"%s\": %s %s", cases[i].pattern_json, cases[i].value,
-                           why, msg);
+            cr_assert_null(why, "/%s/ on \"%s\": %s %s", cases[i].pattern_json, cases[i].value, why,
+                           msg);
         else
             cr_assert(why && strcmp(why, "constraint") == 0 && strstr(msg, "must match"),
                       "/%s/ on \"%s\": %s", cases[i].pattern_json, cases[i].value,
@@ -224,7 +246,11 @@ UTEST(patterns, characters_are_code_points_and_the_whole_value_counts)
     struct contract *az = pattern_contract("^[a-z]+$");
     char msg[256];
     cr_assert_null(check(c, "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 9, msg, sizeof msg), "%s", msg);
-    cr_assert_str_eq(check(c, "\xc3\xa9" "a", 3, msg, sizeof msg), "constraint");
+    cr_assert_str_eq(check(c,
+                           "\xc3\xa9"
+                           "a",
+                           3, msg, sizeof msg),
+                     "constraint");
     cr_assert_null(check(az, "abc", 3, msg, sizeof msg));
     cr_assert_str_eq(check(az, "abc\0<x>", 7, msg, sizeof msg), "constraint");
     contract_free(c);
@@ -246,13 +272,13 @@ static void *pattern_worker_main(void *arg)
     char msg[256];
     int round;
     for (round = 0; round < 3; round++) {
-        w->why_steps = check(w->backtracks, w->long_a, w->long_n, w->msg_steps,
-                             sizeof w->msg_steps);
+        w->why_steps =
+            check(w->backtracks, w->long_a, w->long_n, w->msg_steps, sizeof w->msg_steps);
         w->why_good = check(w->backtracks, "aaaa", 4, msg, sizeof msg);
         w->why_id_good = check(w->id, "ord-12", 6, msg, sizeof msg);
         w->why_id_bad = check(w->id, "ord-x", 5, msg, sizeof msg);
-        w->why_position = check(w->per_position, w->many_a, w->many_n, w->msg_position,
-                                sizeof w->msg_position);
+        w->why_position =
+            check(w->per_position, w->many_a, w->many_n, w->msg_position, sizeof w->msg_position);
     }
     return NULL;
 }
@@ -291,10 +317,9 @@ UTEST(patterns, a_catastrophic_pattern_gives_up_with_a_reason_in_every_thread_at
         cr_assert_str_eq(w[i].why_steps ? w[i].why_steps : "accepted", "pattern_limit");
         cr_assert_str_eq(w[i].msg_steps,
                          "pattern \"(a+)+$\" gave up after 100000 steps: simplify the pattern");
-        cr_assert_str_eq(w[i].why_position ? w[i].why_position : "accepted", "pattern_limit",
-                         "%s", w[i].msg_position);
-        cr_assert(strstr(w[i].msg_position, "gave up after 100000 steps"), "%s",
-                  w[i].msg_position);
+        cr_assert_str_eq(w[i].why_position ? w[i].why_position : "accepted", "pattern_limit", "%s",
+                         w[i].msg_position);
+        cr_assert(strstr(w[i].msg_position, "gave up after 100000 steps"), "%s", w[i].msg_position);
         cr_assert_null(w[i].why_good);
         cr_assert_null(w[i].why_id_good);
         cr_assert_str_eq(w[i].why_id_bad ? w[i].why_id_bad : "accepted", "constraint");
@@ -338,8 +363,8 @@ UTEST(patterns, a_match_that_needs_too_much_memory_gives_up)
                  "4,096 bytes are within every limit: %s", msg);
     cr_assert_eq(pattern_match(p, v, 40000, msg, sizeof msg), PATTERN_GAVE_UP);
     cr_assert(strstr(msg, "pattern \"^(a|b)*$\" gave up at "), "%s", msg);
-    cr_assert(strstr(msg, "1024 KiB of match stack") || strstr(msg, "levels of backtracking"),
-              "%s", msg);
+    cr_assert(strstr(msg, "1024 KiB of match stack") || strstr(msg, "levels of backtracking"), "%s",
+              msg);
     free(v);
     pattern_free(p);
 }

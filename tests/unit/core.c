@@ -30,14 +30,23 @@ UTEST(time, parses_forms)
 
 UTEST(time, rejects_bad)
 {
-    static const char *bad[] = {"", "2024", "2024-13-01", "2023-02-29", "2024-01-32",
-                                "2024-01-01T25:00:00Z", "2024-01-01T10:00:00Q",
-                                "2024-01-01T10:00:00+25:00", "yesterday", "2024-01-01T",
-                                "2024-01-01T10:00:00.Z", "2024-01-01x"};
+    static const char *bad[] = {"",
+                                "2024",
+                                "2024-13-01",
+                                "2023-02-29",
+                                "2024-01-32",
+                                "2024-01-01T25:00:00Z",
+                                "2024-01-01T10:00:00Q",
+                                "2024-01-01T10:00:00+25:00",
+                                "yesterday",
+                                "2024-01-01T",
+                                "2024-01-01T10:00:00.Z",
+                                "2024-01-01x"};
     size_t i;
     int64_t ms;
     for (i = 0; i < sizeof bad / sizeof *bad; i++)
-        cr_assert_neq(time_parse_iso(bad[i], strlen(bad[i]), &ms), 0, "should reject: '%s'", bad[i]);
+        cr_assert_neq(time_parse_iso(bad[i], strlen(bad[i]), &ms), 0, "should reject: '%s'",
+                      bad[i]);
 }
 
 UTEST(time, format_round_trips)
@@ -152,9 +161,12 @@ UTEST(config, defaults_and_values)
     char *d = test_tmpdir();
     struct config c;
     struct err e = {0};
-    cr_assert_eq(load(&c, d, "[server]\nlisten = 0.0.0.0:9000\npublic_url = https://mail.example.com\n"
-                             "[ingest]\nunknown_events = reject ; inline comment\n"
-                             "[segment]\nmax_depth = 7\n", &e), 0, "%s", e.msg);
+    cr_assert_eq(load(&c, d,
+                      "[server]\nlisten = 0.0.0.0:9000\npublic_url = https://mail.example.com\n"
+                      "[ingest]\nunknown_events = reject ; inline comment\n"
+                      "[segment]\nmax_depth = 7\n",
+                      &e),
+                 0, "%s", e.msg);
     cr_assert_str_eq(c.listen, "0.0.0.0:9000");
     cr_assert_eq(c.unknown_events_reject, 1);
     cr_assert_eq(c.seg_max_depth, 7);
@@ -168,8 +180,10 @@ UTEST(config, errors_name_file_line_and_key)
     char *d = test_tmpdir();
     struct config c;
     struct err e = {0};
-    cr_assert_neq(load(&c, d, "[server]\nlisten = 127.0.0.1:1\n\n[segment]\nmax_depth = lots\n", &e), 0);
-    cr_assert(strstr(e.msg, "engage.conf:5: [segment] max_depth: expected an integer"), "%s", e.msg);
+    cr_assert_neq(
+        load(&c, d, "[server]\nlisten = 127.0.0.1:1\n\n[segment]\nmax_depth = lots\n", &e), 0);
+    cr_assert(strstr(e.msg, "engage.conf:5: [segment] max_depth: expected an integer"), "%s",
+              e.msg);
     config_release(&c);
     err_clear(&e);
     cr_assert_neq(load(&c, d, "[server]\nlisen = 127.0.0.1:1\n", &e), 0);
@@ -196,9 +210,12 @@ UTEST(config, sync_keys)
     cr_assert_str_eq(c.sync_secret_env_prefix, "");
     cr_assert_eq(c.sync_allow_insecure_tls, 0);
     config_release(&c);
-    cr_assert_eq(load(&c, d, "[sync]\nreconcile_hour = -1\nreconcile_repair = true\n"
-                             "secret_dir = /run/engage-sync\nsecret_env_prefix = CRM_\n"
-                             "allow_insecure_tls = true\n", &e), 0, "%s", e.msg);
+    cr_assert_eq(load(&c, d,
+                      "[sync]\nreconcile_hour = -1\nreconcile_repair = true\n"
+                      "secret_dir = /run/engage-sync\nsecret_env_prefix = CRM_\n"
+                      "allow_insecure_tls = true\n",
+                      &e),
+                 0, "%s", e.msg);
     cr_assert_eq(c.sync_reconcile_hour, -1);
     cr_assert_eq(c.sync_reconcile_repair, 1);
     cr_assert_str_eq(c.sync_secret_dir, "/run/engage-sync");
@@ -249,7 +266,8 @@ UTEST(config, public_url_needs_https_unless_loopback)
     cr_assert_str_eq(e.field, "public_url");
     config_release(&c);
     err_clear(&e);
-    cr_assert_eq(load(&c, d, "[server]\npublic_url = http://127.0.0.1:8080/\n", &e), 0, "%s", e.msg);
+    cr_assert_eq(load(&c, d, "[server]\npublic_url = http://127.0.0.1:8080/\n", &e), 0, "%s",
+                 e.msg);
     config_release(&c);
     cr_assert_eq(load(&c, d, "[server]\npublic_url = http://localhost:8080\n", &e), 0, "%s", e.msg);
     config_release(&c);
@@ -286,8 +304,10 @@ UTEST(config, secrets_only_by_reference)
     setenv("TEST_SMTP_PW", "s3cret", 1);
     snprintf(path, sizeof path, "%s/pw", d);
     write_file(path, "from-file\n");
-    snprintf(text, sizeof text, "[provider:main]\ntype = smtp\npassword_env = TEST_SMTP_PW\n"
-                                "[webhook:sg]\ntype = sendgrid\nsecret_file = %s\n", path);
+    snprintf(text, sizeof text,
+             "[provider:main]\ntype = smtp\npassword_env = TEST_SMTP_PW\n"
+             "[webhook:sg]\ntype = sendgrid\nsecret_file = %s\n",
+             path);
     cr_assert_eq(load(&c, d, text, &e), 0, "%s", e.msg);
     cr_assert_str_eq(c.providers[0].secret, "s3cret");
     cr_assert_str_eq(c.webhooks[0].secret, "from-file");
@@ -348,7 +368,8 @@ UTEST(secret, key_from_environment)
     unsigned char key[SECRET_KEY_BYTES];
     config_defaults(&c, "/nonexistent");
     snprintf(c.secrets_key_env, sizeof c.secrets_key_env, "TEST_ENGAGE_KEY");
-    setenv("TEST_ENGAGE_KEY", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 1);
+    setenv("TEST_ENGAGE_KEY", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+           1);
     cr_assert_eq(secret_key_load(&c, key, &e), 0, "%s", e.msg);
     cr_assert_eq(key[1], 0x11);
     setenv("TEST_ENGAGE_KEY", "short", 1);
@@ -412,15 +433,16 @@ static void same_as_jansson(const char *text, size_t len, int *accepted)
 
 UTEST(jtree, agrees_with_jansson_on_random_documents_and_their_mutations)
 {
-    static const char bytes[] = {'"', '\\', '}', ']', '{', '[', ',', ':', '0', '1', 'e', 'E',
-                                 '-', '+', '.', 'u', 'D', '8', 'n', ' ', '\n', '\x1f', '\0',
-                                 '\x80', '\xc3', '\xed', '\xff'};
+    static const char bytes[] = {'"', '\\', '}',  ']',    '{',  '[',    ',',    ':',    '0',
+                                 '1', 'e',  'E',  '-',    '+',  '.',    'u',    'D',    '8',
+                                 'n', ' ',  '\n', '\x1f', '\0', '\x80', '\xc3', '\xed', '\xff'};
     int round, accepted = 0, refused = 0;
 
     for (round = 0; round < 6000; round++) {
         json_t *v = rnd(2) ? json_object() : json_array();
-        size_t flags = rnd(3) == 0 ? JSON_INDENT(2) : rnd(2) ? JSON_COMPACT | JSON_ENSURE_ASCII
-                                                            : JSON_COMPACT;
+        size_t flags = rnd(3) == 0 ? JSON_INDENT(2)
+                       : rnd(2)    ? JSON_COMPACT | JSON_ENSURE_ASCII
+                                   : JSON_COMPACT;
         char *text;
         size_t len;
         int i, n = (int)rnd(5), before = accepted;
@@ -459,17 +481,50 @@ UTEST(jtree, agrees_with_jansson_on_random_documents_and_their_mutations)
 
 UTEST(jtree, edge_cases_as_jansson)
 {
-    static const char *docs[] = {
-        "[9223372036854775807,-9223372036854775808]", "[9223372036854775808]",
-        "[-9223372036854775809]", "[1e308,1e309]", "[-1e309]", "[1e-400,5e-324,-0.0,-0]",
-        "[0.1,3.7,100.0,1e16,1e17,1E+2,1e-05,123456789012345678.5]", "[01]", "[1.]", "[.5]",
-        "[1e]", "[1e+]", "[-]", "[+1]", "[\"\\ud83d\\ude00\"]", "[\"\\ud83d\"]",
-        "[\"\\ude00\"]", "[\"\\ud83dx\"]", "[\"\\u00e9\\u2028\\u001f\\/\"]",
-        "[\"\\u0000\"]", "[\"\\x\"]", "[\"\\u12G4\"]", "[\"a\tb\"]", "{\"a\":1,\"a\":2}",
-        "{\"b\":null,\"a\":[],\"\":{}}", "{\"a\" : 1 , \"b\" :[ true , false,null ] }",
-        "{\"a\":1,}", "[1,]", "[1 2]", "{\"a\"}", "{1:2}", "[]x", " [] ", "1", "\"s\"", "",
-        "[tru]", "[nul]", "[\"\xc3\xa9\"]", "[\"\xc3\"]", "[\"\xed\xa0\x80\"]",
-        "[\"\xf4\x90\x80\x80\"]", "[\"\xe0\x80\xaf\"]", "\xef\xbb\xbf[]"};
+    static const char *docs[] = {"[9223372036854775807,-9223372036854775808]",
+                                 "[9223372036854775808]",
+                                 "[-9223372036854775809]",
+                                 "[1e308,1e309]",
+                                 "[-1e309]",
+                                 "[1e-400,5e-324,-0.0,-0]",
+                                 "[0.1,3.7,100.0,1e16,1e17,1E+2,1e-05,123456789012345678.5]",
+                                 "[01]",
+                                 "[1.]",
+                                 "[.5]",
+                                 "[1e]",
+                                 "[1e+]",
+                                 "[-]",
+                                 "[+1]",
+                                 "[\"\\ud83d\\ude00\"]",
+                                 "[\"\\ud83d\"]",
+                                 "[\"\\ude00\"]",
+                                 "[\"\\ud83dx\"]",
+                                 "[\"\\u00e9\\u2028\\u001f\\/\"]",
+                                 "[\"\\u0000\"]",
+                                 "[\"\\x\"]",
+                                 "[\"\\u12G4\"]",
+                                 "[\"a\tb\"]",
+                                 "{\"a\":1,\"a\":2}",
+                                 "{\"b\":null,\"a\":[],\"\":{}}",
+                                 "{\"a\" : 1 , \"b\" :[ true , false,null ] }",
+                                 "{\"a\":1,}",
+                                 "[1,]",
+                                 "[1 2]",
+                                 "{\"a\"}",
+                                 "{1:2}",
+                                 "[]x",
+                                 " [] ",
+                                 "1",
+                                 "\"s\"",
+                                 "",
+                                 "[tru]",
+                                 "[nul]",
+                                 "[\"\xc3\xa9\"]",
+                                 "[\"\xc3\"]",
+                                 "[\"\xed\xa0\x80\"]",
+                                 "[\"\xf4\x90\x80\x80\"]",
+                                 "[\"\xe0\x80\xaf\"]",
+                                 "\xef\xbb\xbf[]"};
     struct buf deep;
     int accepted = 0, i;
     size_t k;
@@ -498,7 +553,8 @@ UTEST(jtree, edge_cases_as_jansson)
 
 UTEST(jtree, members_and_their_text)
 {
-    static const char doc[] = "{\"batch\": [ {\"a\":1} ,\"x\\ny\", 2.50 ], \"k\":\"v\", \"k\":\"w\"}";
+    static const char doc[] =
+        "{\"batch\": [ {\"a\":1} ,\"x\\ny\", 2.50 ], \"k\":\"v\", \"k\":\"w\"}";
     struct arena a;
     struct jt *t;
     struct jt_error je;
@@ -532,17 +588,26 @@ UTEST(jtree, limits_stop_the_reading)
     struct jt *t;
 
     arena_init(&a);
-    cr_assert_eq(jt_parse_limited(&a, "{\"items\":[1,2,3]}", strlen("{\"items\":[1,2,3]}"), &lim, &t, &je), 0, "%s", je.text);
-    cr_assert_eq(jt_parse_limited(&a, "{\"items\":[1,2,3,4]}", strlen("{\"items\":[1,2,3,4]}"), &lim, &t, &je), E_TOOBIG);
+    cr_assert_eq(
+        jt_parse_limited(&a, "{\"items\":[1,2,3]}", strlen("{\"items\":[1,2,3]}"), &lim, &t, &je),
+        0, "%s", je.text);
+    cr_assert_eq(jt_parse_limited(&a, "{\"items\":[1,2,3,4]}", strlen("{\"items\":[1,2,3,4]}"),
+                                  &lim, &t, &je),
+                 E_TOOBIG);
     cr_assert_str_eq(je.text, "\"items\" holds more than 3 items");
     cr_assert_eq(je.column, 18, "stopped at the fourth item's end (column %d)", je.column);
     /* Not the list: another member, a nested array, a top-level array. */
-    cr_assert_eq(jt_parse_limited(&a, "{\"tags\":[1,2,3,4,5]}", strlen("{\"tags\":[1,2,3,4,5]}"), &lim, &t, &je), 0, "%s", je.text);
-    cr_assert_eq(jt_parse_limited(&a, "{\"items\":[[1,2,3,4,5]]}", strlen("{\"items\":[[1,2,3,4,5]]}"), &lim, &t, &je), 0, "%s",
+    cr_assert_eq(jt_parse_limited(&a, "{\"tags\":[1,2,3,4,5]}", strlen("{\"tags\":[1,2,3,4,5]}"),
+                                  &lim, &t, &je),
+                 0, "%s", je.text);
+    cr_assert_eq(jt_parse_limited(&a, "{\"items\":[[1,2,3,4,5]]}",
+                                  strlen("{\"items\":[[1,2,3,4,5]]}"), &lim, &t, &je),
+                 0, "%s", je.text);
+    cr_assert_eq(jt_parse_limited(&a, "[1,2,3,4,5]", strlen("[1,2,3,4,5]"), &lim, &t, &je), 0, "%s",
                  je.text);
-    cr_assert_eq(jt_parse_limited(&a, "[1,2,3,4,5]", strlen("[1,2,3,4,5]"), &lim, &t, &je), 0, "%s", je.text);
-    cr_assert_eq(jt_parse_limited(&a, "{\"x\":{\"items\":[1,2,3,4]}}", strlen("{\"x\":{\"items\":[1,2,3,4]}}"), &lim, &t, &je), 0,
-                 "only the top object's member");
+    cr_assert_eq(jt_parse_limited(&a, "{\"x\":{\"items\":[1,2,3,4]}}",
+                                  strlen("{\"x\":{\"items\":[1,2,3,4]}}"), &lim, &t, &je),
+                 0, "only the top object's member");
     /* Values: 51 of them anywhere. */
     {
         struct buf b;

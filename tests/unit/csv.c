@@ -31,18 +31,19 @@ static void expect_fatal(const char *text, enum import_kind k, const char *fragm
 UTEST(csv, file_level_errors)
 {
     expect_fatal("", IMPORT_CONTACTS, "in.csv:1: the file is empty", "header");
-    expect_fatal("email,city\na@b.c,X\n", IMPORT_CONTACTS, "in.csv:1: column \"external_id\" is required",
-                 "external_id");
-    expect_fatal("external_id,occurred_at\nc1,x\n", IMPORT_EVENTS, "in.csv:1: column \"event\" is required",
-                 "event");
+    expect_fatal("email,city\na@b.c,X\n", IMPORT_CONTACTS,
+                 "in.csv:1: column \"external_id\" is required", "external_id");
+    expect_fatal("external_id,occurred_at\nc1,x\n", IMPORT_EVENTS,
+                 "in.csv:1: column \"event\" is required", "event");
     expect_fatal("occurred_at\n2026-01-01\n", IMPORT_EVENTS,
                  "in.csv:1: columns \"external_id\" and \"event\" are required", "external_id");
     expect_fatal("External_ID,city\nc1,Pune\n", IMPORT_CONTACTS,
                  "(found \"External_ID\": names are case-sensitive)", "external_id");
     expect_fatal("external_id;city\nc1;Pune\n", IMPORT_CONTACTS, "separated by ';'", "external_id");
-    expect_fatal("external_id,city,city\nc1,a,b\n", IMPORT_CONTACTS, "in.csv:1: column \"city\" appears twice",
-                 "city");
-    expect_fatal("external_id,,city\n", IMPORT_CONTACTS, "in.csv:1: column 2 has an empty name", NULL);
+    expect_fatal("external_id,city,city\nc1,a,b\n", IMPORT_CONTACTS,
+                 "in.csv:1: column \"city\" appears twice", "city");
+    expect_fatal("external_id,,city\n", IMPORT_CONTACTS, "in.csv:1: column 2 has an empty name",
+                 NULL);
     expect_fatal("external_id,city\nc1,ok\nc2,\"bro\"ken\"\n", IMPORT_CONTACTS, "in.csv:3:", NULL);
     expect_fatal("external_id,city\nc1,\"never closed\n", IMPORT_CONTACTS,
                  "in.csv:2: a quoted field is not closed by the end of the file", NULL);
@@ -70,11 +71,14 @@ UTEST(csv, row_errors_name_line_and_field)
                         "c1,order_created,,o4,10,INR\n"
                         "c1,order_created,,o5,10,INR,\n"
                         ",order_created,,o6,10,INR,2026-01-01T00:00:00Z\n",
-                        &rep), 0, "%s", f.e.msg);
+                        &rep),
+                 0, "%s", f.e.msg);
     cr_assert_eq(rep.stats.inserted, 2);
     cr_assert_eq(rep.stats.rejected, 4);
-    cr_assert_eq(first_line(&rep, "invalid_type"), 5, "after a quoted newline, physical lines count");
-    ex = json_array_get(json_object_get(json_object_get(rep.rejected_by_reason, "invalid_type"), "examples"), 0);
+    cr_assert_eq(first_line(&rep, "invalid_type"), 5,
+                 "after a quoted newline, physical lines count");
+    ex = json_array_get(
+        json_object_get(json_object_get(rep.rejected_by_reason, "invalid_type"), "examples"), 0);
     cr_assert_str_eq(json_string_value(json_object_get(ex, "field")), "amount");
     cr_assert_eq(first_line(&rep, "bad_row"), 7, "blank line 6 is skipped, not miscounted");
     cr_assert_eq(first_line(&rep, "missing_field"), 8);
@@ -233,8 +237,7 @@ UTEST(csv, an_oversized_cell_is_a_dead_letter_and_the_import_goes_on)
             fx_close(&f);
             fx_open(&f);
             head = "external_id,city,bio\nc1,Pune,a\nc2,Goa,b\nc3,Delhi,";
-            write_big(&f, head, 3 << 20, "\nc4,Kochi,d\nc5,Agra,e\nc6,Agra,f\n", path,
-                      sizeof path);
+            write_big(&f, head, 3 << 20, "\nc4,Kochi,d\nc5,Agra,e\nc6,Agra,f\n", path, sizeof path);
         }
         cr_assert_eq(import_csv(&f.in, &o, &rep, &f.e), 0, "%s", f.e.msg);
         cr_assert_eq(rep.stats.read, 6);
@@ -248,7 +251,8 @@ UTEST(csv, an_oversized_cell_is_a_dead_letter_and_the_import_goes_on)
         get_letter(&f, &l);
         cr_assert_str_eq(l.reason, "value_too_large");
         cr_assert_str_eq(l.field, "bio");
-        cr_assert_str_eq(l.message, "value of 3145728 bytes exceeds [ingest] max_value_bytes (1048576)");
+        cr_assert_str_eq(l.message,
+                         "value of 3145728 bytes exceeds [ingest] max_value_bytes (1048576)");
         cr_assert(strstr(l.origin, "in.csv:4"), "%s", l.origin);
         cr_assert(l.truncated);
         cr_assert_geq(l.raw_bytes, 3 << 20);
@@ -313,10 +317,12 @@ UTEST(csv, a_long_row_is_a_dead_letter)
     cr_assert_null(strstr(l.raw, "\"h\":"), "those after it are not: %.100s", l.raw);
     free(l.raw);
     /* The header is a row like the others; past a cap it stops the import. */
-    cr_assert_eq(import(&f, IMPORT_CONTACTS, b.p + strlen("external_id,a,b,c,d,e,f,g,h\nc1,x,y,z,,,,,\n"), &rep),
+    cr_assert_eq(import(&f, IMPORT_CONTACTS,
+                        b.p + strlen("external_id,a,b,c,d,e,f,g,h\nc1,x,y,z,,,,,\n"), &rep),
                  E_TOOBIG);
-    cr_assert(strstr(f.e.msg, "in.csv:1: the header row is longer than [ingest] max_row_bytes (4096)"),
-              "%s", f.e.msg);
+    cr_assert(
+        strstr(f.e.msg, "in.csv:1: the header row is longer than [ingest] max_row_bytes (4096)"),
+        "%s", f.e.msg);
     import_report_release(&rep);
     buf_release(&b);
     fx_close(&f);
@@ -329,16 +335,19 @@ UTEST(csv, a_failed_import_reports_what_was_stored)
     struct fx f;
     struct import_report rep;
     fx_open(&f);
-    cr_assert_eq(import(&f, IMPORT_CONTACTS, "external_id,city\nc1,a\nc2,b\nc3,c\nc4,\"d\"x\n", &rep),
-                 E_INVAL);
+    cr_assert_eq(
+        import(&f, IMPORT_CONTACTS, "external_id,city\nc1,a\nc2,b\nc3,c\nc4,\"d\"x\n", &rep),
+        E_INVAL);
     cr_assert_eq(rep.stats.inserted, 2);
     import_report_release(&rep);
     cr_assert_eq(fx_sql_int(&f, "SELECT count(*) FROM contacts"), 2);
     cr_assert_eq(fx_sql_int(&f, "SELECT inserted FROM imports ORDER BY id DESC LIMIT 1"), 2);
     cr_assert_eq(fx_sql_int(&f, "SELECT read FROM imports ORDER BY id DESC LIMIT 1"), 2);
-    cr_assert_eq(import(&f, IMPORT_EVENTS, "external_id,event,occurred_at\nc1,v,2026-01-01\n"
-                                           "c1,w,2026-01-01\nc1,x,2026-01-01\nc1,\"y\"z,2026-01-01\n",
-                        &rep), E_INVAL);
+    cr_assert_eq(import(&f, IMPORT_EVENTS,
+                        "external_id,event,occurred_at\nc1,v,2026-01-01\n"
+                        "c1,w,2026-01-01\nc1,x,2026-01-01\nc1,\"y\"z,2026-01-01\n",
+                        &rep),
+                 E_INVAL);
     import_report_release(&rep);
     cr_assert_eq(fx_sql_int(&f, "SELECT inserted FROM imports ORDER BY id DESC LIMIT 1"),
                  fx_sql_int(&f, "SELECT live FROM event_totals"));
@@ -375,20 +384,21 @@ UTEST(csv, fast_path_agrees_with_the_json_path)
     size_t i;
 
     fx_open(&f);
-    snprintf(text, sizeof text, "external_id,event,occurred_at,note,amount,currency,order_id,created_at\n");
+    snprintf(text, sizeof text,
+             "external_id,event,occurred_at,note,amount,currency,order_id,created_at\n");
     for (i = 0; i < 4; i++) {
         size_t n = strlen(text);
-        snprintf(text + n, sizeof text - n, "c%zu,%s,%s,\"%s\",%s,INR,o%zu,2026-01-0%zuT00:00:00Z\n", i,
-                 rows[i][0], rows[i][1], i == 0 ? "Zoë ✓ \"\"quoted\"\"" : rows[i][2], rows[i][3], i,
-                 i + 1);
+        snprintf(text + n, sizeof text - n,
+                 "c%zu,%s,%s,\"%s\",%s,INR,o%zu,2026-01-0%zuT00:00:00Z\n", i, rows[i][0],
+                 rows[i][1], i == 0 ? "Zoë ✓ \"\"quoted\"\"" : rows[i][2], rows[i][3], i, i + 1);
     }
     cr_assert_eq(import(&f, IMPORT_EVENTS, text, &rep), 0, "%s", f.e.msg);
     cr_assert_eq(rep.stats.inserted, 4);
     import_report_release(&rep);
     for (i = 0; i < 4; i++) {
         struct prepared_event p;
-        struct ingest_ctx cx = {.kind = SRC_CSV, .source = "csv", .text_mode = 1,
-                                .received_at = clock_now_ms()};
+        struct ingest_ctx cx = {
+            .kind = SRC_CSV, .source = "csv", .text_mode = 1, .received_at = clock_now_ms()};
         char xid[8], oid[8], cat[32];
         struct got g = {0};
         json_t *props, *rec, *a, *b;
@@ -397,7 +407,8 @@ UTEST(csv, fast_path_agrees_with_the_json_path)
         snprintf(cat, sizeof cat, "2026-01-0%zuT00:00:00Z", i + 1);
         props = json_pack("{s:s,s:s,s:s,s:s,s:s}", "note", rows[i][2], "amount", rows[i][3],
                           "currency", "INR", "order_id", oid, "created_at", cat);
-        rec = json_pack("{s:s,s:s,s:o}", "external_id", xid, "event", rows[i][0], "properties", props);
+        rec = json_pack("{s:s,s:s,s:o}", "external_id", xid, "event", rows[i][0], "properties",
+                        props);
         if (*rows[i][1])
             json_object_set_new(rec, "occurred_at", json_string(rows[i][1]));
         cr_assert_eq(store_begin(f.st, &f.e), 0);
@@ -414,10 +425,14 @@ UTEST(csv, fast_path_agrees_with_the_json_path)
         a = json_loads(g.props, 0, NULL);
         b = json_loads(p.props, 0, NULL);
         cr_assert(json_equal(a, b) || (json_number_value(json_object_get(a, "amount")) ==
-                                           json_number_value(json_object_get(b, "amount"))),
+                                       json_number_value(json_object_get(b, "amount"))),
                   "row %zu: %s vs %s", i, g.props, p.props);
-        cr_assert_str_eq(json_string_value(json_object_get(a, "note")) ? json_string_value(json_object_get(a, "note")) : "",
-                         json_string_value(json_object_get(b, "note")) ? json_string_value(json_object_get(b, "note")) : "");
+        cr_assert_str_eq(json_string_value(json_object_get(a, "note"))
+                             ? json_string_value(json_object_get(a, "note"))
+                             : "",
+                         json_string_value(json_object_get(b, "note"))
+                             ? json_string_value(json_object_get(b, "note"))
+                             : "");
         json_decref(a);
         json_decref(b);
         free(g.props);
@@ -438,8 +453,9 @@ UTEST(csv, invalid_utf8_is_rejected_not_dropped)
     cr_assert_eq(rep.stats.rejected, 1);
     cr_assert_not_null(json_object_get(rep.rejected_by_reason, "invalid_encoding"));
     import_report_release(&rep);
-    cr_assert_eq(import(&f, IMPORT_EVENTS, "external_id,event,occurred_at,note\nc1,visit,2026-01-01,caf\xe9\n",
-                        &rep), 0);
+    cr_assert_eq(import(&f, IMPORT_EVENTS,
+                        "external_id,event,occurred_at,note\nc1,visit,2026-01-01,caf\xe9\n", &rep),
+                 0);
     cr_assert_eq(rep.stats.rejected, 1);
     cr_assert_not_null(json_object_get(rep.rejected_by_reason, "invalid_encoding"));
     import_report_release(&rep);
@@ -457,7 +473,9 @@ UTEST(csv, timestamps_at_the_edge_of_the_range_are_rejected_cleanly)
     cr_assert_eq(import(&f, IMPORT_EVENTS,
                         "external_id,event,occurred_at,order_id,amount,currency,created_at\n"
                         "c1,order_created,,o1,1,INR,9999-12-31T23:59:59-23:59\n"
-                        "c1,order_created,,o2,1,INR,9999-12-31T23:59:59Z\n", &rep), 0, "%s", f.e.msg);
+                        "c1,order_created,,o2,1,INR,9999-12-31T23:59:59Z\n",
+                        &rep),
+                 0, "%s", f.e.msg);
     cr_assert_eq(rep.stats.rejected, 1, "year 10000 after the offset: rejected, not a crash");
     cr_assert_eq(rep.stats.inserted, 1);
     import_report_release(&rep);
@@ -468,7 +486,8 @@ UTEST(csv, nul_bytes_and_control_characters_are_rejected_not_cut)
 {
     struct fx f;
     struct import_report rep;
-    char text[] = "external_id,event,occurred_at,note\nc1,visit,2026-01-01,a_b\nc1,sign\001up,2026-01-01,x\n";
+    char text[] =
+        "external_id,event,occurred_at,note\nc1,visit,2026-01-01,a_b\nc1,sign\001up,2026-01-01,x\n";
     char path[512];
     struct import_opts o = {.kind = IMPORT_EVENTS, .path = path, .batch_rows = 10};
     FILE *fp;
@@ -495,21 +514,29 @@ UTEST(csv, fast_path_reports_the_same_reason_as_the_json_path)
     int v;
     fx_open(&f);
     cr_assert_eq(store_begin(f.st, &f.e), 0);
-    cr_assert_eq(store_contract_put(f.st, "strict_ev", "event",
-                                    "{\"name\":\"strict_ev\",\"additional_properties\":false,"
-                                    "\"properties\":{\"amount\":{\"type\":\"number\",\"required\":true},"
-                                    "\"currency\":{\"type\":\"string\",\"required\":true}}}",
-                                    "test", &v, &f.e), 0);
+    cr_assert_eq(
+        store_contract_put(f.st, "strict_ev", "event",
+                           "{\"name\":\"strict_ev\",\"additional_properties\":false,"
+                           "\"properties\":{\"amount\":{\"type\":\"number\",\"required\":true},"
+                           "\"currency\":{\"type\":\"string\",\"required\":true}}}",
+                           "test", &v, &f.e),
+        0);
     cr_assert_eq(store_commit(f.st, &f.e), 0);
     /* No currency column, a bad amount, an undeclared column: the JSON path walks the
      * contract in order, so it stops at amount. */
-    cr_assert_eq(import(&f, IMPORT_EVENTS, "external_id,event,occurred_at,aaa,amount\n"
-                                           "c1,strict_ev,2026-01-01,x,abc\n", &rep), 0);
+    cr_assert_eq(import(&f, IMPORT_EVENTS,
+                        "external_id,event,occurred_at,aaa,amount\n"
+                        "c1,strict_ev,2026-01-01,x,abc\n",
+                        &rep),
+                 0);
     cr_assert_not_null(json_object_get(rep.rejected_by_reason, "invalid_type"),
                        "amount first, as contract_apply does");
     import_report_release(&rep);
-    cr_assert_eq(import(&f, IMPORT_EVENTS, "external_id,event,occurred_at,aaa,amount,currency\n"
-                                           "c1,strict_ev,2026-01-01,x,5,INR\n", &rep), 0);
+    cr_assert_eq(import(&f, IMPORT_EVENTS,
+                        "external_id,event,occurred_at,aaa,amount,currency\n"
+                        "c1,strict_ev,2026-01-01,x,5,INR\n",
+                        &rep),
+                 0);
     cr_assert_not_null(json_object_get(rep.rejected_by_reason, "undeclared_field"));
     import_report_release(&rep);
     fx_close(&f);
@@ -527,7 +554,8 @@ UTEST(csv, thousands_of_event_names_in_one_file_all_import)
     for (i = 0; i < 4200; i++)
         buf_printf(&b, "c1,ev%d,2026-01-01,%d\n", i, i);
     cr_assert_eq(import(&f, IMPORT_EVENTS, b.p, &rep), 0, "%s", f.e.msg);
-    cr_assert_eq(rep.stats.inserted, 4200, "past the fast path's plan cap the JSON path takes over");
+    cr_assert_eq(rep.stats.inserted, 4200,
+                 "past the fast path's plan cap the JSON path takes over");
     import_report_release(&rep);
     buf_release(&b);
     fx_close(&f);
@@ -563,7 +591,8 @@ UTEST(csv, spaces_are_kept_exactly)
                         "c1,Pune ,\"  quoted  \"\n"
                         "c2,   ,\"\t\"\n"
                         "c3, Goa,x\n",
-                        &rep), 0, "%s", f.e.msg);
+                        &rep),
+                 0, "%s", f.e.msg);
     cr_assert_eq(rep.stats.inserted, 3);
     import_report_release(&rep);
     cr_assert_str_eq(attr(&f, "c1", "city", v, sizeof v), "Pune ", "a trailing space, unquoted");
@@ -591,8 +620,8 @@ UTEST(csv, typed_cells_are_read_without_the_blanks_around_them)
     cr_assert_str_eq(attr(&f, "c1", "seen", v, sizeof v), "(number)", "inferred number");
     cr_assert_eq(import(&f, IMPORT_CONTACTS, "external_id,ltv\nc2,   \n", &rep), 0, "%s", f.e.msg);
     cr_assert_eq(rep.stats.rejected, 1);
-    ex = json_array_get(json_object_get(json_object_get(rep.rejected_by_reason, "invalid_type"),
-                                        "examples"), 0);
+    ex = json_array_get(
+        json_object_get(json_object_get(rep.rejected_by_reason, "invalid_type"), "examples"), 0);
     cr_assert_str_eq(json_string_value(json_object_get(ex, "field")), "ltv");
     cr_assert(strstr(json_string_value(json_object_get(ex, "message")), "got \"   \""), "%s",
               json_string_value(json_object_get(ex, "message")));
@@ -603,7 +632,8 @@ UTEST(csv, typed_cells_are_read_without_the_blanks_around_them)
                         "c1,order_created,,o1, 12.5 ,INR, 2026-01-01T00:00:00Z\n"
                         "c1,visit, 2026-01-02 ,,,,\n"
                         "c1,order_created,,o2,   ,INR,2026-01-01T00:00:00Z\n",
-                        &rep), 0, "%s", f.e.msg);
+                        &rep),
+                 0, "%s", f.e.msg);
     cr_assert_eq(rep.stats.inserted, 2);
     cr_assert_eq(rep.stats.rejected, 1, "a blank amount");
     cr_assert_not_null(json_object_get(rep.rejected_by_reason, "invalid_type"));

@@ -321,8 +321,9 @@ UTEST(props, the_reader_agrees_with_jansson_on_random_objects)
         json_t *o = json_object(), *keys = json_array();
         const char *names[STORE_MAX_PROPS];
         struct store_prop_value pv[STORE_MAX_PROPS];
-        size_t flags = rnd(3) == 0 ? JSON_INDENT(2) : rnd(2) ? JSON_COMPACT | JSON_ENSURE_ASCII
-                                                            : JSON_COMPACT;
+        size_t flags = rnd(3) == 0 ? JSON_INDENT(2)
+                       : rnd(2)    ? JSON_COMPACT | JSON_ENSURE_ASCII
+                                   : JSON_COMPACT;
         char *text;
         int i, n, nk = 1 + (int)rnd(6);
 
@@ -336,7 +337,8 @@ UTEST(props, the_reader_agrees_with_jansson_on_random_objects)
         text = json_dumps(o, flags | JSON_SORT_KEYS);
         n = 1 + (int)rnd(STORE_MAX_PROPS);
         for (i = 0; i < n; i++)
-            names[i] = json_string_value(json_array_get(keys, rnd((unsigned)json_array_size(keys))));
+            names[i] =
+                json_string_value(json_array_get(keys, rnd((unsigned)json_array_size(keys))));
         store_props_find(text, names, n, pv, &scratch);
         for (i = 0; i < n; i++) {
             json_t *x = json_object_get(o, names[i]);
@@ -365,9 +367,18 @@ UTEST(props, the_reader_agrees_with_jansson_on_random_objects)
 
 UTEST(props, broken_text_reads_as_absent_never_past_its_end)
 {
-    static const char *bad[] = {"", "[1]", "{", "{\"a\"", "{\"a\":", "{\"a\":\"x",
-                                "{\"a\":\"\\u12\"}", "{\"a\":\"\\ud800\"}", "{\"b\":{\"c\":[}",
-                                "nonsense", "{\"a\" 1}", "{\"b\":\"open,\"a\":1}"};
+    static const char *bad[] = {"",
+                                "[1]",
+                                "{",
+                                "{\"a\"",
+                                "{\"a\":",
+                                "{\"a\":\"x",
+                                "{\"a\":\"\\u12\"}",
+                                "{\"a\":\"\\ud800\"}",
+                                "{\"b\":{\"c\":[}",
+                                "nonsense",
+                                "{\"a\" 1}",
+                                "{\"b\":\"open,\"a\":1}"};
     const char *names[] = {"a"};
     struct store_prop_value pv[1];
     struct buf scratch;

@@ -70,8 +70,8 @@ UTEST(guard, the_address_table_counts_as_a_plain_array_does)
         if (step % 97 == 0 || step == STEPS - 1) {
             int used = 0;
             for (i = 0; i < NADDR; i++)
-                cr_assert_eq(guard_table_find(&t, &as[i])->n, want[i], "step %d, address %d",
-                             step, i);
+                cr_assert_eq(guard_table_find(&t, &as[i])->n, want[i], "step %d, address %d", step,
+                             i);
             for (i = 0; i <= (int)t.mask; i++)
                 used += t.slots[i].n > 0;
             for (k = 0, i = 0; i < NADDR; i++)

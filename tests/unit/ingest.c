@@ -12,9 +12,10 @@ UTEST(contacts, insert_update_unchanged)
     struct fx f;
     struct store_contact c;
     fx_open(&f);
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c1\",\"email\":\"a@x.io\","
-                                           "\"attributes\":{\"city\":\"Pune\",\"ltv\":\"10.5\","
-                                           "\"vip\":\"true\",\"zip\":\"01234\"}}"),
+    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0,
+                           "{\"external_id\":\"c1\",\"email\":\"a@x.io\","
+                           "\"attributes\":{\"city\":\"Pune\",\"ltv\":\"10.5\","
+                           "\"vip\":\"true\",\"zip\":\"01234\"}}"),
                  INGEST_INSERTED);
     get_contact(&f, "c1", &c);
     cr_assert_str_eq(c.email, "a@x.io");
@@ -24,10 +25,12 @@ UTEST(contacts, insert_update_unchanged)
                      "a leading zero keeps it a string");
     cr_assert_eq(c.consent, CONSENT_SUBSCRIBED);
     store_contact_release(&c);
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c1\",\"attributes\":{\"city\":\"Pune\"}}"),
-                 INGEST_UNCHANGED);
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c1\",\"attributes\":{\"city\":\"Goa\"}}"),
-                 INGEST_UPDATED);
+    cr_assert_eq(
+        fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c1\",\"attributes\":{\"city\":\"Pune\"}}"),
+        INGEST_UNCHANGED);
+    cr_assert_eq(
+        fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c1\",\"attributes\":{\"city\":\"Goa\"}}"),
+        INGEST_UPDATED);
     get_contact(&f, "c1", &c);
     cr_assert_str_eq(json_string_value(json_object_get(c.attrs, "city")), "Goa");
     cr_assert_eq(json_real_value(json_object_get(c.attrs, "ltv")), 10.5, "absent keys are kept");
@@ -43,13 +46,16 @@ UTEST(contacts, rejections_go_to_the_dead_letter_store)
     cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"email\":\"a@x.io\"}"), INGEST_REJECTED);
     cr_assert_str_eq(f.in.last_reason, "missing_field");
     cr_assert_str_eq(f.in.last_field, "external_id");
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c2\",\"email\":\"nope\"}"), INGEST_REJECTED);
-    cr_assert_str_eq(f.in.last_reason, "invalid_email");
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c3\",\"attributes\":{\"ltv\":\"lots\"}}"),
+    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c2\",\"email\":\"nope\"}"),
                  INGEST_REJECTED);
+    cr_assert_str_eq(f.in.last_reason, "invalid_email");
+    cr_assert_eq(
+        fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c3\",\"attributes\":{\"ltv\":\"lots\"}}"),
+        INGEST_REJECTED);
     cr_assert_str_eq(f.in.last_reason, "invalid_type");
     cr_assert_str_eq(f.in.last_field, "ltv");
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c4\",\"attributes\":{\"signup_at\":\"soon\"}}"),
+    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0,
+                           "{\"external_id\":\"c4\",\"attributes\":{\"signup_at\":\"soon\"}}"),
                  INGEST_REJECTED);
     cr_assert_str_eq(f.in.last_reason, "invalid_timestamp");
     cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c5\",\"email_consent\":\"maybe\"}"),
@@ -57,9 +63,10 @@ UTEST(contacts, rejections_go_to_the_dead_letter_store)
     cr_assert_str_eq(f.in.last_field, "email_consent");
     /* The refused name is reported after the attributes it came from are freed (a
      * use-after-free once, found by fuzzing: ASan fails this test if it comes back). */
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0,
-                           "{\"external_id\":\"c6\",\"attributes\":{\"city\":\"x\",\"bad\\u0001name\":1}}"),
-                 INGEST_REJECTED);
+    cr_assert_eq(
+        fx_ingest(&f, SRC_CSV, 0,
+                  "{\"external_id\":\"c6\",\"attributes\":{\"city\":\"x\",\"bad\\u0001name\":1}}"),
+        INGEST_REJECTED);
     cr_assert_str_eq(f.in.last_reason, "invalid_name");
     cr_assert_str_eq(f.in.last_field, "bad\001name");
     cr_assert_eq(store_counts(f.st, &n, &f.e), 0);
@@ -72,10 +79,12 @@ UTEST(contacts, inferred_attribute_type_is_fixed_at_first_sight)
 {
     struct fx f;
     fx_open(&f);
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"a\",\"attributes\":{\"score\":\"7\"}}"),
-                 INGEST_INSERTED);
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"b\",\"attributes\":{\"score\":\"high\"}}"),
-                 INGEST_REJECTED);
+    cr_assert_eq(
+        fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"a\",\"attributes\":{\"score\":\"7\"}}"),
+        INGEST_INSERTED);
+    cr_assert_eq(
+        fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"b\",\"attributes\":{\"score\":\"high\"}}"),
+        INGEST_REJECTED);
     cr_assert_str_eq(f.in.last_field, "score");
     cr_assert(strstr(f.in.last_msg, "typed number by its first value"), "%s", f.in.last_msg);
     fx_close(&f);
@@ -88,8 +97,9 @@ UTEST(consent, opt_outs_are_sticky_for_bulk_sources)
     enum consent_state before;
     fx_open(&f);
     fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c1\",\"email_consent\":\"unsubscribed\"}");
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"c1\",\"email_consent\":\"subscribed\","
-                                           "\"attributes\":{\"city\":\"Delhi\"}}"),
+    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0,
+                           "{\"external_id\":\"c1\",\"email_consent\":\"subscribed\","
+                           "\"attributes\":{\"city\":\"Delhi\"}}"),
                  INGEST_UPDATED, "the rest of the row still applies");
     cr_assert_eq(f.in.stats.consent_kept, 1);
     get_contact(&f, "c1", &c);
@@ -109,10 +119,12 @@ UTEST(consent, opt_outs_are_sticky_for_bulk_sources)
     store_contact_release(&c);
     /* Only an explicit change with a reason lifts it. */
     cr_assert_eq(store_begin(f.st, &f.e), 0);
-    cr_assert_eq(ingest_set_consent(&f.in, "c1", CONSENT_SUBSCRIBED, "api", "", &before, &f.e), E_INVAL);
+    cr_assert_eq(ingest_set_consent(&f.in, "c1", CONSENT_SUBSCRIBED, "api", "", &before, &f.e),
+                 E_INVAL);
     err_clear(&f.e);
     cr_assert_eq(ingest_set_consent(&f.in, "c1", CONSENT_SUBSCRIBED, "api",
-                                    "customer asked by phone", &before, &f.e), 0);
+                                    "customer asked by phone", &before, &f.e),
+                 0);
     cr_assert_eq(store_commit(f.st, &f.e), 0);
     cr_assert_eq(before, CONSENT_BOUNCED);
     get_contact(&f, "c1", &c);
@@ -147,9 +159,11 @@ UTEST(consent, every_change_is_recorded)
 static const char *order(const char *eid, const char *amount)
 {
     static char buf[512];
-    snprintf(buf, sizeof buf, "{\"external_id\":\"c9\",\"event\":\"order_created\",\"event_id\":\"%s\","
+    snprintf(buf, sizeof buf,
+             "{\"external_id\":\"c9\",\"event\":\"order_created\",\"event_id\":\"%s\","
              "\"properties\":{\"order_id\":\"o1\",\"amount\":\"%s\",\"currency\":\"INR\","
-             "\"created_at\":\"2026-01-05T10:00:00Z\"}}", eid, amount);
+             "\"created_at\":\"2026-01-05T10:00:00Z\"}}",
+             eid, amount);
     return buf;
 }
 
@@ -168,7 +182,8 @@ UTEST(events, typed_versioned_and_deduplicated)
     struct store_contact c;
     fx_open(&f);
     cr_assert_eq(fx_ingest(&f, SRC_CSV, 1, order("e1", "99.5")), INGEST_INSERTED);
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1, order("e1", "1.0")), INGEST_UNCHANGED, "first write wins");
+    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1, order("e1", "1.0")), INGEST_UNCHANGED,
+                 "first write wins");
     cr_assert_eq(store_event_get(f.st, "e1", grab_event, &ev, &f.e), 0);
     cr_assert_eq(ev.contract_version, 1);
     cr_assert(strstr(ev.props, "\"amount\":99.5"), "%s", ev.props);
@@ -187,15 +202,18 @@ UTEST(events, derived_key_ignores_member_order)
 {
     struct fx f;
     fx_open(&f);
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1, "{\"external_id\":\"c1\",\"event\":\"visit\",\"occurred_at\":"
-                                           "\"2026-01-01T00:00:00Z\",\"properties\":{\"a\":\"1\",\"b\":\"2\"}}"),
+    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1,
+                           "{\"external_id\":\"c1\",\"event\":\"visit\",\"occurred_at\":"
+                           "\"2026-01-01T00:00:00Z\",\"properties\":{\"a\":\"1\",\"b\":\"2\"}}"),
                  INGEST_INSERTED);
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1, "{\"properties\":{\"b\":\"2\",\"a\":\"1\",\"c\":\"\"},"
-                                           "\"occurred_at\":\"2026-01-01T05:30:00+05:30\","
-                                           "\"event\":\"visit\",\"external_id\":\"c1\"}"),
+    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1,
+                           "{\"properties\":{\"b\":\"2\",\"a\":\"1\",\"c\":\"\"},"
+                           "\"occurred_at\":\"2026-01-01T05:30:00+05:30\","
+                           "\"event\":\"visit\",\"external_id\":\"c1\"}"),
                  INGEST_UNCHANGED, "same content: same key, whatever the order or empty cells");
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1, "{\"external_id\":\"c1\",\"event\":\"visit\",\"occurred_at\":"
-                                           "\"2026-01-01T00:00:00Z\",\"properties\":{\"a\":\"1\",\"b\":\"3\"}}"),
+    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1,
+                           "{\"external_id\":\"c1\",\"event\":\"visit\",\"occurred_at\":"
+                           "\"2026-01-01T00:00:00Z\",\"properties\":{\"a\":\"1\",\"b\":\"3\"}}"),
                  INGEST_INSERTED);
     fx_close(&f);
 }
@@ -203,7 +221,8 @@ UTEST(events, derived_key_ignores_member_order)
 UTEST(events, unknown_event_policy)
 {
     struct fx f;
-    const char *ev = "{\"external_id\":\"c1\",\"event\":\"page_viewed\",\"occurred_at\":\"2026-01-01\"}";
+    const char *ev =
+        "{\"external_id\":\"c1\",\"event\":\"page_viewed\",\"occurred_at\":\"2026-01-01\"}";
     fx_open(&f);
     f.cfg.unknown_events_reject = 1;
     cr_assert_eq(fx_ingest(&f, SRC_CSV, 1, ev), INGEST_REJECTED);
@@ -213,8 +232,9 @@ UTEST(events, unknown_event_policy)
     cr_assert_eq(f.in.stats.unvalidated, 1);
     /* Once stored, the name is known: accepted (unvalidated) even under reject. */
     f.cfg.unknown_events_reject = 1;
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1, "{\"external_id\":\"c1\",\"event\":\"page_viewed\","
-                                           "\"occurred_at\":\"2026-01-02\"}"),
+    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1,
+                           "{\"external_id\":\"c1\",\"event\":\"page_viewed\","
+                           "\"occurred_at\":\"2026-01-02\"}"),
                  INGEST_INSERTED);
     fx_close(&f);
 }
@@ -223,7 +243,8 @@ static void put_contract(struct fx *f, const char *name, const char *body)
 {
     int v;
     cr_assert_eq(store_begin(f->st, &f->e), 0);
-    cr_assert_eq(store_contract_put(f->st, name, "event", body, "test", &v, &f->e), 0, "%s", f->e.msg);
+    cr_assert_eq(store_contract_put(f->st, name, "event", body, "test", &v, &f->e), 0, "%s",
+                 f->e.msg);
     cr_assert_eq(store_commit(f->st, &f->e), 0);
 }
 
@@ -235,10 +256,11 @@ UTEST(contracts, new_version_then_replay)
     struct store_event ev = {0};
     fx_open(&f);
     /* Currency "rupees" fails v1's ^[A-Z]{3}$ */
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1, "{\"external_id\":\"c1\",\"event\":\"order_created\","
-                                           "\"event_id\":\"r1\",\"properties\":{\"order_id\":\"o\","
-                                           "\"amount\":\"5\",\"currency\":\"rupees\","
-                                           "\"created_at\":\"2026-01-01\"}}"),
+    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1,
+                           "{\"external_id\":\"c1\",\"event\":\"order_created\","
+                           "\"event_id\":\"r1\",\"properties\":{\"order_id\":\"o\","
+                           "\"amount\":\"5\",\"currency\":\"rupees\","
+                           "\"created_at\":\"2026-01-01\"}}"),
                  INGEST_REJECTED);
     cr_assert_eq(rejected_replay(&f.in, &flt, "test", "", &rs, &f.e), 0);
     cr_assert_eq(rs.tried, 1);
@@ -305,8 +327,10 @@ static void put_checked(struct fx *f, const char *pattern_json, int via_store)
     struct errlist errs = {0};
     char doc[512];
     int version, unchanged;
-    snprintf(doc, sizeof doc, "{\"name\":\"code_checked\",\"properties\":{\"code\":{\"type\":"
-                              "\"string\",\"required\":true,\"pattern\":\"%s\"}}}", pattern_json);
+    snprintf(doc, sizeof doc,
+             "{\"name\":\"code_checked\",\"properties\":{\"code\":{\"type\":"
+             "\"string\",\"required\":true,\"pattern\":\"%s\"}}}",
+             pattern_json);
     if (via_store) /* as if stored when it was valid */
         put_contract(f, "code_checked", doc);
     else
@@ -322,8 +346,10 @@ static enum ingest_outcome ingest_code(struct fx *f, const char *id, char fill, 
     enum ingest_outcome o;
     size_t i;
     buf_init(&b);
-    buf_printf(&b, "{\"external_id\":\"c1\",\"event\":\"code_checked\",\"event_id\":\"%s\","
-                   "\"occurred_at\":\"2026-01-01\",\"properties\":{\"code\":\"", id);
+    buf_printf(&b,
+               "{\"external_id\":\"c1\",\"event\":\"code_checked\",\"event_id\":\"%s\","
+               "\"occurred_at\":\"2026-01-01\",\"properties\":{\"code\":\"",
+               id);
     for (i = 0; i < n; i++)
         buf_addc(&b, fill);
     buf_printf(&b, "%s\"}}", end);
@@ -346,10 +372,10 @@ UTEST(contracts, a_pattern_past_its_limits_is_a_dead_letter_with_the_reason)
     cr_assert_eq(ingest_code(&f, "steps", 'a', 4000, "b"), INGEST_REJECTED);
     cr_assert_str_eq(f.in.last_reason, "pattern_limit");
     cr_assert(strstr(f.in.last_msg, "gave up after 100000 steps: simplify the pattern"), "%s",
-                 f.in.last_msg);
+              f.in.last_msg);
     cr_assert_eq(fx_sql_int(&f, "SELECT count(*) FROM rejected WHERE reason = 'pattern_limit' "
-                                "AND field = 'code' AND status = 'pending'"), 2,
-                 "both kept as dead letters, for a replay once the pattern is simpler");
+                                "AND field = 'code' AND status = 'pending'"),
+                 2, "both kept as dead letters, for a replay once the pattern is simpler");
     fx_close(&f);
 }
 
@@ -361,8 +387,10 @@ UTEST(contracts, the_value_cap_is_read_from_the_configuration)
     put_checked(&f, "(a+)+$", 0);
     cr_assert_eq(ingest_code(&f, "long", 'a', 30000, "b"), INGEST_REJECTED);
     cr_assert_str_eq(f.in.last_reason, "pattern_limit");
-    cr_assert(strstr(f.in.last_msg, "gave up after 100000 steps"), "matched, not refused by "
-              "length: %s", f.in.last_msg);
+    cr_assert(strstr(f.in.last_msg, "gave up after 100000 steps"),
+              "matched, not refused by "
+              "length: %s",
+              f.in.last_msg);
     cr_assert_eq(ingest_code(&f, "longer", 'a', 70000, ""), INGEST_REJECTED);
     cr_assert(strstr(f.in.last_msg, "longer than the 65536 bytes"), "%s", f.in.last_msg);
     fx_close(&f);
@@ -380,10 +408,12 @@ UTEST(contracts, a_stored_pattern_that_no_longer_compiles_refuses_only_its_value
     put_checked(&f, "^x**$", 1);
     cr_assert_eq(ingest_code(&f, "old", 'x', 3, ""), INGEST_REJECTED);
     cr_assert_str_eq(f.in.last_reason, "pattern_invalid");
-    cr_assert_str_eq(f.in.last_msg, "contract code_checked v1: /properties/code/pattern is not a "
-                                    "valid regular expression: quantifier does not follow a "
-                                    "repeatable item at offset 3; store a new version of the "
-                                    "contract", "%s", f.in.last_msg);
+    cr_assert_str_eq(f.in.last_msg,
+                     "contract code_checked v1: /properties/code/pattern is not a "
+                     "valid regular expression: quantifier does not follow a "
+                     "repeatable item at offset 3; store a new version of the "
+                     "contract",
+                     "%s", f.in.last_msg);
     cr_assert_eq(fx_ingest(&f, SRC_API, 1, order("o-1", "5")), INGEST_INSERTED,
                  "the other contracts are unaffected");
     put_checked(&f, "^x*$", 0);
@@ -399,11 +429,13 @@ UTEST(identity, anonymous_events_merge_on_identify)
     struct ingest_ctx cx = {.kind = SRC_SDK, .source = "sdk", .received_at = clock_now_ms()};
     struct store_event ev = {0};
     fx_open(&f);
-    cr_assert_eq(fx_ingest(&f, SRC_SDK, 1, "{\"anonymous_id\":\"anon-1\",\"event\":\"visit\","
-                                           "\"event_id\":\"v1\"}"),
+    cr_assert_eq(fx_ingest(&f, SRC_SDK, 1,
+                           "{\"anonymous_id\":\"anon-1\",\"event\":\"visit\","
+                           "\"event_id\":\"v1\"}"),
                  INGEST_INSERTED);
-    cr_assert_eq(fx_ingest(&f, SRC_SDK, 1, "{\"external_id\":\"u1\",\"event\":\"visit\","
-                                           "\"event_id\":\"v2\"}"),
+    cr_assert_eq(fx_ingest(&f, SRC_SDK, 1,
+                           "{\"external_id\":\"u1\",\"event\":\"visit\","
+                           "\"event_id\":\"v2\"}"),
                  INGEST_INSERTED);
     cr_assert_eq(fx_sql_int(&f, "SELECT count(*) FROM event_anon"), 1,
                  "only the anonymous contact's event is listed for the merge");
@@ -421,8 +453,9 @@ UTEST(identity, anonymous_events_merge_on_identify)
     cr_assert_eq(a.id, u.id, "the anonymous id now points at the user");
     store_contact_release(&a);
     /* Later anonymous events go straight to the user. */
-    cr_assert_eq(fx_ingest(&f, SRC_SDK, 1, "{\"anonymous_id\":\"anon-1\",\"event\":\"visit\","
-                                           "\"event_id\":\"v3\"}"),
+    cr_assert_eq(fx_ingest(&f, SRC_SDK, 1,
+                           "{\"anonymous_id\":\"anon-1\",\"event\":\"visit\","
+                           "\"event_id\":\"v3\"}"),
                  INGEST_INSERTED);
     cr_assert_eq(store_event_get(f.st, "v3", grab_event, &ev, &f.e), 0);
     cr_assert_eq(ev.contact_id, u.id);
@@ -438,7 +471,8 @@ UTEST(identity, anonymous_contact_becomes_the_user)
     struct ingest_ctx cx = {.kind = SRC_SDK, .source = "sdk", .received_at = clock_now_ms()};
     struct store_event ev = {0};
     fx_open(&f);
-    fx_ingest(&f, SRC_SDK, 1, "{\"anonymous_id\":\"anon-2\",\"event\":\"visit\",\"event_id\":\"w1\"}");
+    fx_ingest(&f, SRC_SDK, 1,
+              "{\"anonymous_id\":\"anon-2\",\"event\":\"visit\",\"event_id\":\"w1\"}");
     cr_assert_eq(ingest_begin(&f.in, &f.e), 0);
     cr_assert_eq(ingest_link_anonymous(&f.in, &cx, "anon-2", "u2", &f.e), 0, "%s", f.e.msg);
     cr_assert_eq(ingest_commit(&f.in, &f.e), 0);
@@ -464,11 +498,13 @@ UTEST(contacts, deleted_contacts_are_not_revived_by_bulk_data)
     cr_assert_eq(store_contact_update(f.st, &c, &f.e), 0);
     cr_assert_eq(store_commit(f.st, &f.e), 0);
     store_contact_release(&c);
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"gone\",\"attributes\":{\"city\":\"X\"}}"),
-                 INGEST_REJECTED);
+    cr_assert_eq(
+        fx_ingest(&f, SRC_CSV, 0, "{\"external_id\":\"gone\",\"attributes\":{\"city\":\"X\"}}"),
+        INGEST_REJECTED);
     cr_assert_str_eq(f.in.last_reason, "contact_deleted");
-    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1, "{\"external_id\":\"gone\",\"event\":\"visit\","
-                                           "\"occurred_at\":\"2026-01-01\"}"),
+    cr_assert_eq(fx_ingest(&f, SRC_CSV, 1,
+                           "{\"external_id\":\"gone\",\"event\":\"visit\","
+                           "\"occurred_at\":\"2026-01-01\"}"),
                  INGEST_REJECTED);
     cr_assert_str_eq(f.in.last_reason, "contact_deleted");
     fx_close(&f);
@@ -477,11 +513,11 @@ UTEST(contacts, deleted_contacts_are_not_revived_by_bulk_data)
 UTEST(ingest, rollback_forgets_uncommitted_ids)
 {
     struct fx f;
-    struct ingest_ctx cx = {.kind = SRC_CSV, .source = "csv", .text_mode = 1,
-                            .received_at = clock_now_ms()};
+    struct ingest_ctx cx = {
+        .kind = SRC_CSV, .source = "csv", .text_mode = 1, .received_at = clock_now_ms()};
     enum ingest_outcome o;
-    json_t *rec = json_pack("{s:s,s:s,s:s}", "external_id", "tmp", "event", "visit",
-                            "occurred_at", "2026-01-01");
+    json_t *rec = json_pack("{s:s,s:s,s:s}", "external_id", "tmp", "event", "visit", "occurred_at",
+                            "2026-01-01");
     struct store_event ev = {0};
     struct store_contact c;
     fx_open(&f);
@@ -504,17 +540,17 @@ UTEST(ingest, rollback_forgets_uncommitted_ids)
 UTEST(events, a_source_that_owns_its_rows_updates_and_deletes_them)
 {
     struct fx f;
-    struct ingest_ctx sync = {.kind = SRC_SYNC, .source = "sync:crm", .owns_rows = 1,
-                              .received_at = clock_now_ms()};
+    struct ingest_ctx sync = {
+        .kind = SRC_SYNC, .source = "sync:crm", .owns_rows = 1, .received_at = clock_now_ms()};
     struct ingest_ctx sdk = {.kind = SRC_SDK, .source = "sdk", .received_at = clock_now_ms()};
     struct store_event ev = {0};
     enum ingest_outcome o;
-    json_t *v1 = json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", "c1", "event", "visit",
-                           "event_id", "crm:visits:7", "occurred_at", "2026-01-01", "properties",
-                           "page", "/a");
-    json_t *v2 = json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", "c1", "event", "visit",
-                           "event_id", "crm:visits:7", "occurred_at", "2026-01-01", "properties",
-                           "page", "/b");
+    json_t *v1 =
+        json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", "c1", "event", "visit", "event_id",
+                  "crm:visits:7", "occurred_at", "2026-01-01", "properties", "page", "/a");
+    json_t *v2 =
+        json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", "c1", "event", "visit", "event_id",
+                  "crm:visits:7", "occurred_at", "2026-01-01", "properties", "page", "/b");
     int64_t seq1;
     int deleted;
     fx_open(&f);
@@ -602,8 +638,8 @@ UTEST(events, a_name_is_known_only_once_an_event_has_it)
  * the variations it must either map exactly as the general path or leave to it. */
 static char *rnd_message(void)
 {
-    static const char *types[] = {"track", "track", "track", "page", "screen", "identify",
-                                  "group", "alias", "nope"};
+    static const char *types[] = {"track",    "track", "track", "page", "screen",
+                                  "identify", "group", "alias", "nope"};
     static const char *stamps[] = {"2026-01-02T03:04:05.678Z", "2026-01-02T08:34:05+05:30",
                                    "1969-07-20T20:17:40Z", "yesterday", "2026-02-30"};
     json_t *m = json_object(), *props;
@@ -613,11 +649,20 @@ static char *rnd_message(void)
     if (rnd(10))
         json_object_set_new(m, "type", json_string(types[rnd(sizeof types / sizeof *types)]));
     switch (rnd(6)) {
-    case 0: break;
-    case 1: json_object_set_new(m, "userId", json_integer((json_int_t)rnd(100000))); break;
-    case 2: json_object_set_new(m, "userId", json_string("")); break;
-    case 3: json_object_set_new(m, "userId", json_real(1.5)); break;
-    default: snprintf(id, sizeof id, "u%u", rnd(1000)); json_object_set_new(m, "userId", json_string(id));
+    case 0:
+        break;
+    case 1:
+        json_object_set_new(m, "userId", json_integer((json_int_t)rnd(100000)));
+        break;
+    case 2:
+        json_object_set_new(m, "userId", json_string(""));
+        break;
+    case 3:
+        json_object_set_new(m, "userId", json_real(1.5));
+        break;
+    default:
+        snprintf(id, sizeof id, "u%u", rnd(1000));
+        json_object_set_new(m, "userId", json_string(id));
     }
     if (rnd(3) == 0) {
         snprintf(id, sizeof id, "anon-%u", rnd(1000));
@@ -625,8 +670,8 @@ static char *rnd_message(void)
     }
     if (rnd(8)) {
         char *t = rnd_text();
-        json_object_set_new(m, "event", rnd(6) ? json_string(rnd(2) ? "app_opened" : t)
-                                               : json_integer(7));
+        json_object_set_new(m, "event",
+                            rnd(6) ? json_string(rnd(2) ? "app_opened" : t) : json_integer(7));
         free(t);
     }
     if (rnd(10)) {
@@ -634,7 +679,8 @@ static char *rnd_message(void)
         json_object_set_new(m, "messageId", rnd(12) ? json_string(id) : json_string("a\x01"));
     }
     if (rnd(2))
-        json_object_set_new(m, "timestamp", json_string(stamps[rnd(sizeof stamps / sizeof *stamps)]));
+        json_object_set_new(m, "timestamp",
+                            json_string(stamps[rnd(sizeof stamps / sizeof *stamps)]));
     else if (rnd(2))
         json_object_set_new(m, "originalTimestamp",
                             json_string(stamps[rnd(sizeof stamps / sizeof *stamps)]));
@@ -682,8 +728,8 @@ UTEST(tracking, the_fast_path_maps_as_the_general_path)
         char *dup = rnd(10) ? NULL : strstr(text, "\"properties\":{");
         /* The smallest [ingest] max_value_bytes now and then: both paths under one cap */
         size_t maxv = rnd(4) ? 0 : 256;
-        struct ingest_ctx cx = {.kind = SRC_SDK, .source = "sdk", .received_at = received_at,
-                                .max_value_bytes = maxv};
+        struct ingest_ctx cx = {
+            .kind = SRC_SDK, .source = "sdk", .received_at = received_at, .max_value_bytes = maxv};
         enum tracking_type type = rnd(4) ? TRACK_NONE : (enum tracking_type)(1 + rnd(3));
         const char *sent = rnd(2) ? "2026-01-02T03:04:06Z" : NULL;
         struct ingest_item fi, gi;
@@ -711,7 +757,8 @@ UTEST(tracking, the_fast_path_maps_as_the_general_path)
             char *raw;
             json_t *back;
             fast++;
-            cr_assert(gi.prepared && !gi.rejected && !q->rejected, "%s: the general path refused it", text);
+            cr_assert(gi.prepared && !gi.rejected && !q->rejected,
+                      "%s: the general path refused it", text);
             cr_assert_str_eq(p->name, q->name, "%s", text);
             cr_assert_str_eq(p->event_id, q->event_id, "%s", text);
             cr_assert_str_eq(p->props, q->props, "%s", text);
@@ -725,7 +772,8 @@ UTEST(tracking, the_fast_path_maps_as_the_general_path)
             cr_assert_eq(p->key_hash, q->key_hash);
             cr_assert_eq(!fi.link_anon, !gi.link_anon, "%s", text);
             cr_assert(!fi.link_anon || (strcmp(fi.link_anon, gi.link_anon) == 0 &&
-                                        strcmp(fi.link_user, gi.link_user) == 0), "%s", text);
+                                        strcmp(fi.link_user, gi.link_user) == 0),
+                      "%s", text);
             /* A dead letter of it holds the general path's record. */
             raw = p->raw_fn(p->raw_ctx, p);
             back = json_loads(raw, 0, NULL);
@@ -774,13 +822,15 @@ static json_t *record_with(const char *bag, const char *key, size_t n, int neste
 UTEST(values, a_value_over_max_value_bytes_is_refused_the_same_way_everywhere)
 {
     const char *want = "value of 3145728 bytes exceeds [ingest] max_value_bytes (1048576)";
-    struct ingest_ctx api = {.kind = SRC_API, .source = "api", .origin = "t",
-                             .received_at = clock_now_ms()};
-    struct ingest_ctx sync = {.kind = SRC_SYNC, .source = "sync:crm", .origin = "t",
-                              .owns_rows = 1, .received_at = clock_now_ms()};
+    struct ingest_ctx api = {
+        .kind = SRC_API, .source = "api", .origin = "t", .received_at = clock_now_ms()};
+    struct ingest_ctx sync = {.kind = SRC_SYNC,
+                              .source = "sync:crm",
+                              .origin = "t",
+                              .owns_rows = 1,
+                              .received_at = clock_now_ms()};
     struct prepared_event p;
-    struct ingest_parts parts = {.name = "visit", .xid = "c1", .event_id = "e1",
-                                 .occurred_at = 1};
+    struct ingest_parts parts = {.name = "visit", .xid = "c1", .event_id = "e1", .occurred_at = 1};
     enum ingest_outcome o;
     struct fx f;
     json_t *rec;
@@ -875,9 +925,9 @@ static void job_of_events(struct ingest_job *job, const char *prefix, int n)
         char id[64];
         snprintf(id, sizeof id, "%s-%d", prefix, i);
         job->items[i].index = (size_t)i;
-        job->items[i].event = json_pack("{s:s,s:s,s:s,s:s}", "event", "app_opened",
-                                        "external_id", i % 2 ? "u1" : "u2", "event_id", id,
-                                        "occurred_at", "2026-01-01T00:00:00Z");
+        job->items[i].event =
+            json_pack("{s:s,s:s,s:s,s:s}", "event", "app_opened", "external_id",
+                      i % 2 ? "u1" : "u2", "event_id", id, "occurred_at", "2026-01-01T00:00:00Z");
     }
 }
 

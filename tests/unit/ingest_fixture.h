@@ -38,8 +38,12 @@ static inline void fx_close(struct fx *f)
 static inline enum ingest_outcome fx_ingest(struct fx *f, enum source_kind k, int is_event,
                                             const char *json)
 {
-    struct ingest_ctx cx = {.kind = k, .source = k == SRC_CSV ? "csv" : k == SRC_SDK ? "sdk" : "api",
-                            .origin = "test", .text_mode = k == SRC_CSV,
+    struct ingest_ctx cx = {.kind = k,
+                            .source = k == SRC_CSV   ? "csv"
+                                      : k == SRC_SDK ? "sdk"
+                                                     : "api",
+                            .origin = "test",
+                            .text_mode = k == SRC_CSV,
                             .received_at = clock_now_ms()};
     enum ingest_outcome o;
     json_error_t je;

@@ -28,8 +28,8 @@ static json_t *rnd_value(int depth);
 
 static char *rnd_text(void)
 {
-    static const char *bits[] = {"a", "Pune", "\"", "\\", "/", "\n", "\t", "\x01", "é", "😀",
-                                 "ş", "{", "}", ",", ":", " ", "[", "]", "\u2028"};
+    static const char *bits[] = {"a", "Pune", "\"", "\\", "/", "\n", "\t", "\x01", "é",     "😀",
+                                 "ş", "{",    "}",  ",",  ":", " ",  "[",  "]",    "\u2028"};
     char *s = calloc(1, 64);
     int i, n = (int)rnd(6);
     for (i = 0; i < n; i++)
@@ -40,11 +40,20 @@ static char *rnd_text(void)
 static json_t *rnd_value(int depth)
 {
     switch (rnd(depth > 2 ? 5 : 7)) {
-    case 0: { char *t = rnd_text(); json_t *v = json_string(t); free(t); return v; }
-    case 1: return json_integer((json_int_t)rnd(2000000) - 1000000);
-    case 2: return json_real(((double)rnd(1000000) - 500000) / 997.0);
-    case 3: return rnd(2) ? json_true() : json_false();
-    case 4: return json_null();
+    case 0: {
+        char *t = rnd_text();
+        json_t *v = json_string(t);
+        free(t);
+        return v;
+    }
+    case 1:
+        return json_integer((json_int_t)rnd(2000000) - 1000000);
+    case 2:
+        return json_real(((double)rnd(1000000) - 500000) / 997.0);
+    case 3:
+        return rnd(2) ? json_true() : json_false();
+    case 4:
+        return json_null();
     case 5: {
         json_t *o = json_object();
         int i, n = (int)rnd(4);

@@ -82,8 +82,9 @@ static char *members(struct sx *s, int64_t now, const char *rules_json)
         struct paged pg = {&out, 0, 0};
         do {
             pg.n = 0;
-            cr_assert_eq(segment_members(s->ix, s->f.st, &r, pg.last, 1000, add_paged, &pg,
-                                         &s->f.e), 0, "%s", s->f.e.msg);
+            cr_assert_eq(
+                segment_members(s->ix, s->f.st, &r, pg.last, 1000, add_paged, &pg, &s->f.e), 0,
+                "%s", s->f.e.msg);
         } while (pg.n == 1000);
         segment_result_release(&r);
     }
@@ -130,7 +131,8 @@ UTEST(segment, casefold_is_simple_folding)
     struct buf b;
 
     buf_init(&b);
-    casefold_utf8("ΣΑΣ σας İstanbul STRASSE Straße ǅ ＡＢ K", strlen("ΣΑΣ σας İstanbul STRASSE Straße ǅ ＡＢ K"), &b);
+    casefold_utf8("ΣΑΣ σας İstanbul STRASSE Straße ǅ ＡＢ K",
+                  strlen("ΣΑΣ σας İstanbul STRASSE Straße ǅ ＡＢ K"), &b);
     /* Σ→σ, final ς→σ; İ has only a full/Turkic fold, so it stays; ß stays (full fold
      * only); ǅ→ǆ; fullwidth letters fold; KELVIN SIGN K→k. */
     cr_expect(strstr(b.p, "σασ σασ") == b.p, "got %s", b.p);
@@ -152,26 +154,29 @@ UTEST(segment, validation_reports_every_problem_with_pointers)
 
     sx_open(&s);
     contact(&s, "{\"external_id\":\"a\",\"attributes\":{\"city\":\"Pune\",\"ltv\":10}}");
-    got = members(&s, T0,
-                  "{\"op\":\"AND\",\"rules\":["
-                  "{\"type\":\"attribute\",\"field\":\"cty\",\"op\":\"eq\",\"value\":\"Pune\"},"
-                  "{\"type\":\"behavior\",\"event\":\"order_created\",\"op\":\"did_event\","
-                  "\"within_days\":0},"
-                  "{\"type\":\"attribute\",\"field\":\"ltv\",\"op\":\"contains\",\"value\":\"1\"},"
-                  "{\"type\":\"behavior\",\"event\":\"order_craeted\",\"op\":\"did_not_event\","
-                  "\"within_days\":3,\"count_gte\":2},"
-                  "{\"op\":\"OR\",\"rules\":[]},"
-                  "{\"type\":\"attribute\",\"field\":\"signup_at\",\"op\":\"gte\",\"value\":\"soon\"},"
-                  "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"in\",\"value\":[\"x\",2]}"
-                  "]}");
+    got = members(
+        &s, T0,
+        "{\"op\":\"AND\",\"rules\":["
+        "{\"type\":\"attribute\",\"field\":\"cty\",\"op\":\"eq\",\"value\":\"Pune\"},"
+        "{\"type\":\"behavior\",\"event\":\"order_created\",\"op\":\"did_event\","
+        "\"within_days\":0},"
+        "{\"type\":\"attribute\",\"field\":\"ltv\",\"op\":\"contains\",\"value\":\"1\"},"
+        "{\"type\":\"behavior\",\"event\":\"order_craeted\",\"op\":\"did_not_event\","
+        "\"within_days\":3,\"count_gte\":2},"
+        "{\"op\":\"OR\",\"rules\":[]},"
+        "{\"type\":\"attribute\",\"field\":\"signup_at\",\"op\":\"gte\",\"value\":\"soon\"},"
+        "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"in\",\"value\":[\"x\",2]}"
+        "]}");
     cr_expect(strstr(got, "|/rules/0/field: unknown field 'cty'; did you mean 'city'?") != NULL,
               "%s", got);
-    cr_expect(strstr(got, "|/rules/1/within_days: must be an integer from 1 to 730") != NULL,
-              "%s", got);
+    cr_expect(strstr(got, "|/rules/1/within_days: must be an integer from 1 to 730") != NULL, "%s",
+              got);
     cr_expect(strstr(got, "|/rules/2/op: contains applies to strings only: 'ltv' is a number") !=
-                  NULL, "%s", got);
+                  NULL,
+              "%s", got);
     cr_expect(strstr(got, "|/rules/3/event: unknown event 'order_craeted'; did you mean "
-                          "'order_created'?") != NULL, "%s", got);
+                          "'order_created'?") != NULL,
+              "%s", got);
     cr_expect(strstr(got, "|/rules/3/count_gte: did_not_event takes no count_gte") != NULL, "%s",
               got);
     cr_expect(strstr(got, "|/rules/4/rules: must be a non-empty array") != NULL, "%s", got);
@@ -194,11 +199,12 @@ UTEST(segment, rule_without_type)
                   "{\"field\":\"city\",\"op\":\"eq\",\"value\":\"Pune\"},"
                   "{\"event\":\"order_created\",\"op\":\"did_event\",\"within_days\":3},"
                   "{\"op\":\"AND\"}]}");
-    cr_expect_str_eq(got, "ERR|/rules/0/type: is required: attribute (with field, op, value) or "
-                          "behavior (with event, op, within_days)"
-                          "|/rules/1/type: is required: attribute (with field, op, value) or "
-                          "behavior (with event, op, within_days)"
-                          "|/rules/2/rules: must be a non-empty array of rules and groups",
+    cr_expect_str_eq(got,
+                     "ERR|/rules/0/type: is required: attribute (with field, op, value) or "
+                     "behavior (with event, op, within_days)"
+                     "|/rules/1/type: is required: attribute (with field, op, value) or "
+                     "behavior (with event, op, within_days)"
+                     "|/rules/2/rules: must be a non-empty array of rules and groups",
                      "%s", got);
     free(got);
     sx_close(&s);
@@ -221,12 +227,14 @@ UTEST(segment, guardrails)
         buf_adds(&deep, "]}");
     got = members(&s, T0, deep.p);
     cr_expect(strstr(got, "/rules/0/rules/0/rules/0/rules/0/rules/0: groups nest at most 5 deep") !=
-                  NULL, "%s", got);
+                  NULL,
+              "%s", got);
     free(got);
     buf_reset(&deep);
     buf_adds(&deep, "{\"op\":\"OR\",\"rules\":[");
     for (i = 0; i < 51; i++)
-        buf_printf(&deep, "%s{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"x\"}",
+        buf_printf(&deep,
+                   "%s{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"x\"}",
                    i ? "," : "");
     buf_adds(&deep, "]}");
     got = members(&s, T0, deep.p);
@@ -269,16 +277,20 @@ UTEST(segment, attribute_semantics)
     expect(&s, T0,
            "{\"type\":\"attribute\",\"field\":\"nick\",\"op\":\"contains\",\"value\":\"ΣΊΣΥΦΟΣ\"}",
            "c");
+    expect(
+        &s, T0,
+        "{\"type\":\"attribute\",\"field\":\"signup_at\",\"op\":\"lte\",\"value\":\"2026-01-01\"}",
+        "b");
     expect(&s, T0,
-           "{\"type\":\"attribute\",\"field\":\"signup_at\",\"op\":\"lte\",\"value\":\"2026-01-01\"}",
-           "b");
-    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"neq\",\"value\":\"a@x.io\"}",
+           "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"neq\",\"value\":\"a@x.io\"}",
            "b,c");
     expect(&s, T0,
-           "{\"type\":\"attribute\",\"field\":\"email_consent\",\"op\":\"eq\",\"value\":\"subscribed\"}",
+           "{\"type\":\"attribute\",\"field\":\"email_consent\",\"op\":\"eq\",\"value\":"
+           "\"subscribed\"}",
            "a,b,c");
     expect(&s, T0,
-           "{\"type\":\"attribute\",\"field\":\"external_id\",\"op\":\"gte\",\"value\":\"b\"}", "b,c");
+           "{\"type\":\"attribute\",\"field\":\"external_id\",\"op\":\"gte\",\"value\":\"b\"}",
+           "b,c");
     sx_close(&s);
 }
 
@@ -294,8 +306,7 @@ UTEST(segment, window_edges_and_counts)
     contact(&s, "{\"external_id\":\"future\"}");
     contact(&s, "{\"external_id\":\"twice\"}");
 #define ORDER(x, at, id)                                                                           \
-    snprintf(props, sizeof props,                                                                  \
-             "{\"order_id\":\"%s\",\"amount\":5,\"currency\":\"EUR\"}", id);                      \
+    snprintf(props, sizeof props, "{\"order_id\":\"%s\",\"amount\":5,\"currency\":\"EUR\"}", id);  \
     event(&s, x, "order_created", at, props)
     ORDER("edge_start", T0 - 30 * DAY, "1");
     ORDER("edge_now", T0, "2");
@@ -317,7 +328,8 @@ UTEST(segment, window_edges_and_counts)
            "outside,future");
     expect(&s, T0,
            "{\"type\":\"behavior\",\"event\":\"order_created\",\"op\":\"did_event\","
-           "\"within_days\":30,\"where\":[{\"field\":\"order_id\",\"op\":\"in\",\"value\":[\"1\",\"6\"]}]}",
+           "\"within_days\":30,\"where\":[{\"field\":\"order_id\",\"op\":\"in\",\"value\":[\"1\","
+           "\"6\"]}]}",
            "edge_start,twice");
     /* declared in the contract, no events yet: did_not_event matches everyone */
     expect(&s, T0,
@@ -331,10 +343,11 @@ UTEST(segment, window_edges_and_counts)
 UTEST(segment, catch_up_sees_later_writes)
 {
     struct sx s;
-    const char *r = "{\"op\":\"AND\",\"rules\":[{\"type\":\"attribute\",\"field\":\"plan\","
-                    "\"op\":\"eq\",\"value\":\"pro\"},{\"type\":\"behavior\",\"event\":\"app_open\","
-                    "\"op\":\"did_event\",\"within_days\":7,\"where\":[{\"field\":\"screen\","
-                    "\"op\":\"eq\",\"value\":\"home\"}]}]}";
+    const char *r =
+        "{\"op\":\"AND\",\"rules\":[{\"type\":\"attribute\",\"field\":\"plan\","
+        "\"op\":\"eq\",\"value\":\"pro\"},{\"type\":\"behavior\",\"event\":\"app_open\","
+        "\"op\":\"did_event\",\"within_days\":7,\"where\":[{\"field\":\"screen\","
+        "\"op\":\"eq\",\"value\":\"home\"}]}]}";
     struct ingest_ctx cx = {.kind = SRC_SYNC, .source = "sync:crm", .origin = "t", .owns_rows = 1};
     struct store_contact k;
     int deleted;
@@ -449,9 +462,9 @@ UTEST(segment, reload_after_a_type_change_with_rewritten_rows)
     sx_open(&s);
     cx.received_at = T0;
     contact(&s, "{\"external_id\":\"a\",\"attributes\":{\"score\":5}}");
-    rec = json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", "a", "event", "app_open",
-                    "event_id", "crm-1", "occurred_at", "2025-12-31T00:00:00Z", "properties",
-                    "screen", "home");
+    rec =
+        json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", "a", "event", "app_open", "event_id",
+                  "crm-1", "occurred_at", "2025-12-31T00:00:00Z", "properties", "screen", "home");
     cr_assert_eq(ingest_begin(&s.f.in, &s.f.e), 0);
     cr_assert_eq(ingest_event(&s.f.in, &cx, rec, &o, &s.f.e), 0);
     cr_assert_eq(ingest_commit(&s.f.in, &s.f.e), 0);
@@ -478,9 +491,10 @@ UTEST(segment, reload_after_a_type_change_with_rewritten_rows)
         free(contract);
         contract = buf_take(&b);
     }
-    {   /* a plan compiled before the reset, with a rule that loads the email column */
+    { /* a plan compiled before the reset, with a rule that loads the email column */
         json_t *rules = json_loads("{\"type\":\"attribute\",\"field\":\"email\",\"op\":"
-                                   "\"neq\",\"value\":\"x\"}", 0, NULL);
+                                   "\"neq\",\"value\":\"x\"}",
+                                   0, NULL);
         cr_assert_eq(audience_index_catch_up(s.ix, s.f.st, &s.f.e), 0);
         cr_assert_eq(segment_compile(s.ix, s.f.st, s.cs, rules, &s.lim, &old, &errs, &s.f.e), 0);
         json_decref(rules);
@@ -507,12 +521,15 @@ UTEST(segment, contains_sees_an_email_set_again)
 {
     struct sx s;
     struct store_contact k;
-    const char *r = "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"contains\",\"value\":\"BOB@\"}";
+    const char *r =
+        "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"contains\",\"value\":\"BOB@\"}";
 
     sx_open(&s);
     contact(&s, "{\"external_id\":\"a\",\"email\":\"bob@x.io\"}");
     /* Loaded without folds (no contains yet); the folds are made while the e-mail is unset. */
-    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"eq\",\"value\":\"bob@x.io\"}", "a");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"eq\",\"value\":\"bob@x.io\"}",
+           "a");
     store_contact_init(&k);
     cr_assert_eq(store_contact_get_by_xid(s.f.st, "a", &k, &s.f.e), 0);
     free(k.email);
@@ -534,8 +551,7 @@ UTEST(segment, contains_sees_an_email_set_again)
  * the arrays are consumed. */
 static void store_all(struct sx *s, json_t *contacts, json_t *events)
 {
-    struct ingest_ctx cx = {.kind = SRC_API, .source = "api", .origin = "test",
-                            .received_at = T0};
+    struct ingest_ctx cx = {.kind = SRC_API, .source = "api", .origin = "test", .received_at = T0};
     enum ingest_outcome o;
     size_t i;
 
@@ -544,8 +560,8 @@ static void store_all(struct sx *s, json_t *contacts, json_t *events)
         cr_assert_eq(ingest_contact(&s->f.in, &cx, json_array_get(contacts, i), &o, &s->f.e), 0,
                      "%s", s->f.e.msg);
     for (i = 0; i < json_array_size(events); i++)
-        cr_assert_eq(ingest_event(&s->f.in, &cx, json_array_get(events, i), &o, &s->f.e), 0,
-                     "%s", s->f.e.msg);
+        cr_assert_eq(ingest_event(&s->f.in, &cx, json_array_get(events, i), &o, &s->f.e), 0, "%s",
+                     s->f.e.msg);
     cr_assert_eq(ingest_commit(&s->f.in, &s->f.e), 0, "%s", s->f.e.msg);
     json_decref(contacts);
     json_decref(events);
@@ -564,8 +580,8 @@ static void bulk(struct sx *s, int from, int to)
         snprintf(city, sizeof city, "city-%d", i);
         snprintf(page, sizeof page, "p%d", i);
         time_format_iso(T0 + i, iso);
-        json_array_append_new(contacts, json_pack("{s:s,s:{s:s}}", "external_id", xid,
-                                                  "attributes", "city", city));
+        json_array_append_new(
+            contacts, json_pack("{s:s,s:{s:s}}", "external_id", xid, "attributes", "city", city));
         json_array_append_new(events, json_pack("{s:s,s:s,s:s,s:s,s:{s:s}}", "external_id", xid,
                                                 "event", "visit", "event_id", xid, "occurred_at",
                                                 iso, "properties", "page", page));
@@ -586,21 +602,30 @@ UTEST(segment, dictionary_codes_widen_as_values_grow)
     /* Codes of one byte (200 values), then two (the index catches up to 300 values,
      * the earlier codes kept), then four (66,000): each value still finds its contact. */
     bulk(&s, 0, 200);
-    expect(&s, now, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"city-7\"}", "c7");
+    expect(&s, now,
+           "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"city-7\"}", "c7");
     snprintf(rules, sizeof rules, page, "p199");
     expect(&s, now, rules, "c199"); /* the property column is loaded: one byte a code */
     audience_index_set_merge_min(s.ix, 1000000); /* new events stay pending a while */
     bulk(&s, 200, 300);
-    expect(&s, now, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"in\",\"value\":[\"city-5\",\"city-299\"]}", "c5,c299");
+    expect(&s, now,
+           "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"in\",\"value\":[\"city-5\",\"city-"
+           "299\"]}",
+           "c5,c299");
     snprintf(rules, sizeof rules, page, "p298");
     expect(&s, now, rules, "c298"); /* a pending entry, its column wider than the loaded one */
     snprintf(rules, sizeof rules, page, "p3");
     expect(&s, now, rules, "c3");
     audience_index_set_merge_min(s.ix, 0); /* merged: the codes of both columns kept */
     bulk(&s, 300, 66000);
-    expect(&s, now, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"city-65999\"}", "c65999");
-    expect(&s, now, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"city-250\"}", "c250");
-    expect(&s, now, "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"city-0\"}", "c0");
+    expect(&s, now,
+           "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"city-65999\"}",
+           "c65999");
+    expect(&s, now,
+           "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"city-250\"}",
+           "c250");
+    expect(&s, now,
+           "{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"eq\",\"value\":\"city-0\"}", "c0");
     snprintf(rules, sizeof rules, page, "p298");
     expect(&s, now, rules, "c298");
     snprintf(rules, sizeof rules, page, "p65432");
@@ -620,9 +645,9 @@ static void ticks(struct sx *s, const char *xid, int n, int64_t at)
         char iso[32], id[64];
         time_format_iso(at + i * 1000LL, iso);
         snprintf(id, sizeof id, "%s-%lld-%d", xid, (long long)at, i);
-        json_array_append_new(events, json_pack("{s:s,s:s,s:s,s:s,s:{}}", "external_id", xid,
-                                                "event", "tick", "event_id", id, "occurred_at",
-                                                iso, "properties"));
+        json_array_append_new(events,
+                              json_pack("{s:s,s:s,s:s,s:s,s:{}}", "external_id", xid, "event",
+                                        "tick", "event_id", id, "occurred_at", iso, "properties"));
     }
     store_all(s, NULL, events);
 }
@@ -639,7 +664,7 @@ UTEST(segment, a_contact_with_more_events_than_two_byte_offsets_hold)
     contact(&s, "{\"external_id\":\"a\"}");
     contact(&s, "{\"external_id\":\"heavy\"}");
     ticks(&s, "a", 2, T0);
-    ticks(&s, "heavy", 70000, T0); /* its block of contacts needs 4-byte offsets */
+    ticks(&s, "heavy", 70000, T0);          /* its block of contacts needs 4-byte offsets */
     contact(&s, "{\"external_id\":\"b\"}"); /* after it, in the same block */
     ticks(&s, "b", 3, T0);
     snprintf(rules, sizeof rules, tick, 70000);
@@ -660,15 +685,23 @@ UTEST(segment, a_contact_with_more_events_than_two_byte_offsets_hold)
     expect(&s, now, rules, "a,heavy,b,d");
     snprintf(rules, sizeof rules, tick, 4);
     expect(&s, now, rules, "heavy,d");
-    expect(&s, now, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_not_event\",\"within_days\":30}", "c");
+    expect(&s, now,
+           "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_not_event\",\"within_days\":30}",
+           "c");
     /* The window's edge inside the heavy contact's entries (one a second from T0): from
      * T0 + 1 h on, both ends included, 66,400 of them. */
-    expect(&s, T0 + DAY + HOUR_MS, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
-                                   "\"within_days\":1,\"count_gte\":66400}", "heavy");
-    expect(&s, T0 + DAY + HOUR_MS, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
-                                   "\"within_days\":1,\"count_gte\":66401}", "");
-    expect(&s, T0 + DAY, "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
-                         "\"within_days\":1,\"count_gte\":70000}", "heavy");
+    expect(&s, T0 + DAY + HOUR_MS,
+           "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
+           "\"within_days\":1,\"count_gte\":66400}",
+           "heavy");
+    expect(&s, T0 + DAY + HOUR_MS,
+           "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
+           "\"within_days\":1,\"count_gte\":66401}",
+           "");
+    expect(&s, T0 + DAY,
+           "{\"type\":\"behavior\",\"event\":\"tick\",\"op\":\"did_event\","
+           "\"within_days\":1,\"count_gte\":70000}",
+           "heavy");
     sx_close(&s);
 }
 
@@ -687,7 +720,8 @@ UTEST(segment, identifiers_are_read_from_the_store_until_a_rule_needs_them)
     struct errlist errs = {0};
     struct buf page, all;
     json_t *rules = json_loads("{\"type\":\"attribute\",\"field\":\"city\",\"op\":\"neq\","
-                               "\"value\":\"nowhere\"}", 0, NULL);
+                               "\"value\":\"nowhere\"}",
+                               0, NULL);
 
     sx_open(&s);
     bulk(&s, 0, 30);
@@ -704,13 +738,19 @@ UTEST(segment, identifiers_are_read_from_the_store_until_a_rule_needs_them)
     audience_index_stats(s.ix, &st1);
     cr_assert_eq(st1.bytes, st0.bytes, "no identifier column loaded for a page");
     /* A rule on an identifier loads its column, kept current after. */
-    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"external_id\",\"op\":\"in\","
-                   "\"value\":[\"c3\",\"c29\"]}", "c3,c29");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"external_id\",\"op\":\"in\","
+           "\"value\":[\"c3\",\"c29\"]}",
+           "c3,c29");
     audience_index_stats(s.ix, &st1);
     cr_assert_gt(st1.bytes, st0.bytes);
     contact(&s, "{\"external_id\":\"late\",\"email\":\"Late@Example.com\"}");
-    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"external_id\",\"op\":\"eq\",\"value\":\"late\"}", "late");
-    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"contains\",\"value\":\"late@\"}", "late");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"external_id\",\"op\":\"eq\",\"value\":\"late\"}",
+           "late");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"contains\",\"value\":\"late@\"}",
+           "late");
     /* The whole walk: the same identifiers as the page. */
     cr_assert_eq(segment_members(s.ix, s.f.st, &r, 3, 0, add_xid_or_none, &all, &s.f.e), 0);
     cr_assert(strncmp(all.p, "c3,c4,c5,c6,c7,", 15) == 0, "%s", all.p);
@@ -727,8 +767,8 @@ static void email_of(struct sx *s, int i, int version)
 {
     char rec[128];
 
-    snprintf(rec, sizeof rec, "{\"external_id\":\"c%d\",\"email\":\"v%d.user%d@example.com\"}",
-             i, version, i);
+    snprintf(rec, sizeof rec, "{\"external_id\":\"c%d\",\"email\":\"v%d.user%d@example.com\"}", i,
+             version, i);
     contact(s, rec);
 }
 
@@ -742,8 +782,10 @@ static void rewrite(struct sx *s, int from, int to, int v, const char *op, const
     for (i = from; i < to; i++)
         email_of(s, i, v);
     snprintf(val, sizeof val, value, v);
-    snprintf(rules, sizeof rules, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"%s\","
-                                  "\"value\":\"%s\"}", op, val);
+    snprintf(rules, sizeof rules,
+             "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"%s\","
+             "\"value\":\"%s\"}",
+             op, val);
     expect(s, T0, rules, want);
 }
 
@@ -756,14 +798,26 @@ UTEST(segment, identifier_text_compacted_and_widened_past_its_offsets_reach)
     sx_open(&s);
     for (i = 0; i < 100; i++) /* about 2,400 bytes of text */
         email_of(&s, i, 0);
-    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"eq\",\"value\":\"v0.user7@example.com\"}", "c7");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"eq\",\"value\":\"v0.user7@example."
+           "com\"}",
+           "c7");
     /* Rewrites past the limit with a text mostly dead: compacted, offsets still 4 bytes
      * (the index catching up after each round). */
     for (v = 1; v <= 3; v++)
         rewrite(&s, 0, 40, v, "eq", "v%d.user39@example.com", "c39");
-    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"eq\",\"value\":\"v3.user7@example.com\"}", "c7");
-    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"eq\",\"value\":\"v0.user7@example.com\"}", "");
-    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"contains\",\"value\":\"V0.USER99@\"}", "c99");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"eq\",\"value\":\"v3.user7@example."
+           "com\"}",
+           "c7");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"eq\",\"value\":\"v0.user7@example."
+           "com\"}",
+           "");
+    expect(
+        &s, T0,
+        "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"contains\",\"value\":\"V0.USER99@\"}",
+        "c99");
     /* Live text past the limit: the offsets widen to 8 bytes, folds and all. */
     for (i = 100; i < 400; i++)
         email_of(&s, i, 0);
@@ -776,7 +830,12 @@ UTEST(segment, identifier_text_compacted_and_widened_past_its_offsets_reach)
     /* And rewrites at 8 bytes are compacted too, the answers the same. */
     for (v = 4; v <= 8; v++)
         rewrite(&s, 100, 160, v, "contains", "V%d.USER101@", "c101");
-    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"in\",\"value\":[\"v8.user150@example.com\",\"v0.user399@example.com\",\"v3.user39@example.com\"]}", "c39,c150,c399");
-    expect(&s, T0, "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"contains\",\"value\":\"v7.\"}", "");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"in\",\"value\":[\"v8.user150@"
+           "example.com\",\"v0.user399@example.com\",\"v3.user39@example.com\"]}",
+           "c39,c150,c399");
+    expect(&s, T0,
+           "{\"type\":\"attribute\",\"field\":\"email\",\"op\":\"contains\",\"value\":\"v7.\"}",
+           "");
     sx_close(&s);
 }

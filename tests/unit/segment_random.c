@@ -672,8 +672,7 @@ static void w_contact(struct world *w, const struct ingest_ctx *cx, json_t *rec)
         consent = consent_index(json_string_value(jcons));
         reject |= consent < 0;
     }
-    json_object_foreach(attrs, k, v)
-    {
+    json_object_foreach(attrs, k, v) {
         int t, decl, newt = REF_NONE;
         struct ref_value tv;
         if (strcmp(k, "email") == 0 || json_is_null(v))
@@ -798,8 +797,7 @@ static void textify(struct world *w, json_t *o)
     json_t *v;
     void *tmp;
 
-    json_object_foreach_safe(o, tmp, k, v)
-    {
+    json_object_foreach_safe(o, tmp, k, v) {
         json_t *t = to_text(w, v);
         if (t)
             json_object_set_new(o, k, t);
@@ -1015,8 +1013,7 @@ static void w_event(struct world *w, const struct ingest_ctx *cx, json_t *rec)
             reject = 1;
         kv[nkv++] = (struct typed_kv){dc->name, tv, REF_NONE};
     }
-    json_object_foreach(props, k, v)
-    {
+    json_object_foreach(props, k, v) {
         struct ref_value tv;
         if (reject)
             break;
@@ -1432,8 +1429,7 @@ static int check_event_row(void *ctx, const struct store_event *sev)
     W_ASSERT(w, props != NULL, "event %s: props do not parse", sev->event_id);
     has_contract = ref_event_has_contract(ev->name);
     i = 0;
-    json_object_foreach(props, k, v)
-    {
+    json_object_foreach(props, k, v) {
         int t = has_contract ? ref_decl_type(ev->name, k) : REF_NONE;
         struct ref_value sv = read_stored(v, t);
         struct ref_value *mv = ref_kv_get(ev->props, ev->nprops, k);
@@ -1493,8 +1489,7 @@ static void w_check_mirror(struct world *w)
                  c->xid ? c->xid : "anonymous", sc.external_id ? sc.external_id : "-",
                  sc.email ? sc.email : "-", (int)sc.consent, (long long)sc.created_at, sc.deleted,
                  (long long)sc.merged_into);
-        json_object_foreach(sc.attrs, k, v)
-        {
+        json_object_foreach(sc.attrs, k, v) {
             int t = ref_field_type(&w->db, k);
             struct ref_value sv = read_stored(
                 v, strcmp(k, "created_at") == 0 || strcmp(k, "email") == 0 ? reg_type(w, k) : t);
@@ -1948,7 +1943,8 @@ static void check_pages(struct world *w, const struct segment_result *res, const
 
     do {
         before = pg.n;
-        W_ASSERT(w, segment_members(w->ix, w->f.st, res, after, limit, collect_id, &pg, &w->f.e) == 0,
+        W_ASSERT(w,
+                 segment_members(w->ix, w->f.st, res, after, limit, collect_id, &pg, &w->f.e) == 0,
                  "members: %s", w->f.e.msg);
         W_ASSERT(w, pg.n - before <= (size_t)limit, "a page of %zu > limit %lld", pg.n - before,
                  (long long)limit);
@@ -1976,10 +1972,10 @@ static void event_names_in(const json_t *j, const char **names, int *n, int cap)
     size_t i;
 
     if (json_is_array(j)) {
-        json_array_foreach(j, i, v) event_names_in(v, names, n, cap);
+        json_array_foreach(j, i, v)
+            event_names_in(v, names, n, cap);
     } else if (json_is_object(j)) {
-        json_object_foreach((json_t *)j, k, v)
-        {
+        json_object_foreach((json_t *)j, k, v) {
             if (strcmp(k, "event") == 0 && json_is_string(v) && *n < cap)
                 names[(*n)++] = json_string_value(v);
             else
@@ -2182,14 +2178,17 @@ static void w_check_recent(struct world *w)
         int64_t rows[5], times[5];
         struct seqs st = {0};
         size_t n = audience_index_recent(w->ix, w->db.c[i].store_id, 5, rows, times);
-        W_ASSERT(w, store_events_of_contact(w->f.st, w->db.c[i].store_id, 5, grab_seq, &st,
-                                            &w->f.e) == 0, "%s", w->f.e.msg);
+        W_ASSERT(w,
+                 store_events_of_contact(w->f.st, w->db.c[i].store_id, 5, grab_seq, &st, &w->f.e) ==
+                     0,
+                 "%s", w->f.e.msg);
         W_ASSERT(w, (int)n == st.n, "contact %lld: the index has %zu latest events, the store %d",
                  (long long)w->db.c[i].store_id, n, st.n);
         for (k = 0; k < st.n; k++)
-            W_ASSERT(w, rows[k] == st.seq[k], "contact %lld: latest event %d is %lld in the index, "
-                     "%lld in the store", (long long)w->db.c[i].store_id, k, (long long)rows[k],
-                     (long long)st.seq[k]);
+            W_ASSERT(w, rows[k] == st.seq[k],
+                     "contact %lld: latest event %d is %lld in the index, "
+                     "%lld in the store",
+                     (long long)w->db.c[i].store_id, k, (long long)rows[k], (long long)st.seq[k]);
     }
 }
 

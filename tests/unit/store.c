@@ -85,8 +85,12 @@ UTEST(store, pending_dead_letters_are_kept_once)
 {
     char *d = test_store_location();
     struct store *st = open_with(d, 1000);
-    struct store_rejected r = {.source = "csv", .kind = "event", .reason = "bad_row",
-                               .message = "m", .raw = "{}", .fingerprint = "fp1"};
+    struct store_rejected r = {.source = "csv",
+                               .kind = "event",
+                               .reason = "bad_row",
+                               .message = "m",
+                               .raw = "{}",
+                               .fingerprint = "fp1"};
     struct store_rejected_filter f = {.status = "pending"};
     struct err e = {0};
     int64_t id1, id2;
@@ -144,7 +148,7 @@ UTEST(store, last_reconciliation_of_a_source)
 
 struct writer {
     const char *loc;
-    int index;     /* which writer */
+    int index;       /* which writer */
     int64_t contact; /* dup_write: the contact its events name */
     int inserted, failed;
     char msg[256];
@@ -162,8 +166,8 @@ static int writer_open(struct writer *w, struct store **st, struct err *e)
 static int writer_event(struct store *st, const char *name, int64_t contact, const char *eid,
                         int *ins, struct err *e)
 {
-    struct store_event ev = {.contact_id = contact, .event_id = eid, .source = "test",
-                             .props = "{}"};
+    struct store_event ev = {
+        .contact_id = contact, .event_id = eid, .source = "test", .props = "{}"};
     int rc = store_event_name_id(st, name, 1, &ev.name_id, e);
 
     *ins = 0;
@@ -255,13 +259,11 @@ static void wm_read(struct store *st, struct wm_seen *c, struct wm_seen *ev)
 
     do {
         before = c->count;
-        cr_assert_eq(store_contacts_since(st, c->watermark, 7, wm_contact, c, &e), 0, "%s",
-                     e.msg);
+        cr_assert_eq(store_contacts_since(st, c->watermark, 7, wm_contact, c, &e), 0, "%s", e.msg);
     } while (c->count > before);
     do {
         before = ev->count;
-        cr_assert_eq(store_events_since(st, ev->watermark, 7, 0, wm_event, ev, &e), 0, "%s",
-                     e.msg);
+        cr_assert_eq(store_events_since(st, ev->watermark, 7, 0, wm_event, ev, &e), 0, "%s", e.msg);
     } while (ev->count > before);
 }
 
@@ -377,8 +379,8 @@ UTEST(store, first_write_wins_between_two_connections_writing_at_once_and_after_
     }
     cr_assert_eq(store_begin(st, &e), 0, "%s", e.msg);
     {
-        struct store_event ev = {.contact_id = 3, .event_id = "dup-7", .source = "test",
-                                 .props = "{\"late\":1}"};
+        struct store_event ev = {
+            .contact_id = 3, .event_id = "dup-7", .source = "test", .props = "{\"late\":1}"};
         cr_assert_eq(store_event_name_id(st, "dup", 1, &ev.name_id, &e), 0, "%s", e.msg);
         cr_assert_eq(store_event_insert(st, &ev, &ins, &e), 0, "%s", e.msg);
         cr_assert_eq(ins, 0, "a write after the restart is a no-op");
@@ -404,8 +406,7 @@ UTEST(store, the_contract_holds_without_the_speed_hints)
     struct store_opts o = {.busy_timeout_ms = 1000, .migrate = 1};
     struct store *st;
     const struct store_caps *caps;
-    struct store_event ev = {.contact_id = 5, .event_id = "h1", .source = "test",
-                             .props = "{}"};
+    struct store_event ev = {.contact_id = 5, .event_id = "h1", .source = "test", .props = "{}"};
     struct err e = {0};
     int ins = -1, n = 0;
 

@@ -46,8 +46,7 @@ static inline struct store_event ev_of(const char *event_id, int64_t contact, in
 }
 
 /* Inserts in the open transaction; returns 1 if stored, 0 if a duplicate. */
-static inline int put(struct store *st, const char *id, int64_t contact, int64_t name,
-                      int64_t at)
+static inline int put(struct store *st, const char *id, int64_t contact, int64_t name, int64_t at)
 {
     struct store_event ev = ev_of(id, contact, name, at, "{\"n\":1}");
     struct err e = {0};

@@ -132,17 +132,21 @@ UTEST(events, the_v3_migration_moves_rows_into_blocks)
         cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
         for (i = 0; i < 3; i++)
             cr_assert_eq(sqlite3_exec(db, sqlite_migrations[i], NULL, NULL, NULL), SQLITE_OK);
-        cr_assert_eq(sqlite3_exec(db,
-            "PRAGMA user_version = 3;"
-            "INSERT INTO contacts(id, external_id, attrs, consent, created_at, updated_at, seq)"
-            " VALUES (1, 'c1', '{}', 0, 1, 1, 1), (2, NULL, '{}', 0, 1, 1, 2);"
-            "INSERT INTO event_names(id, name) VALUES (1, 'order');"
-            "INSERT INTO events(event_id, contact_id, name_id, occurred_at, received_at, source,"
-            " contract_version, props, seq, deleted, anon) VALUES"
-            " ('e1', 1, 1, 100, 5, 'csv', 1, '{\"a\":1}', 3, 0, 0),"
-            " ('e2', 2, 1, 200, 5, 'sdk', 0, '{}', 9, 0, 1),"
-            " ('e3', 1, 1, 300, 5, 'sync:crm', 2, '{}', 12, 1, 0);",
-            NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+        cr_assert_eq(
+            sqlite3_exec(
+                db,
+                "PRAGMA user_version = 3;"
+                "INSERT INTO contacts(id, external_id, attrs, consent, created_at, updated_at, seq)"
+                " VALUES (1, 'c1', '{}', 0, 1, 1, 1), (2, NULL, '{}', 0, 1, 1, 2);"
+                "INSERT INTO event_names(id, name) VALUES (1, 'order');"
+                "INSERT INTO events(event_id, contact_id, name_id, occurred_at, received_at, "
+                "source,"
+                " contract_version, props, seq, deleted, anon) VALUES"
+                " ('e1', 1, 1, 100, 5, 'csv', 1, '{\"a\":1}', 3, 0, 0),"
+                " ('e2', 2, 1, 200, 5, 'sdk', 0, '{}', 9, 0, 1),"
+                " ('e3', 1, 1, 300, 5, 'sync:crm', 2, '{}', 12, 1, 0);",
+                NULL, NULL, NULL),
+            SQLITE_OK, "%s", sqlite3_errmsg(db));
         sqlite3_close(db);
     }
     st = open_at(d);
@@ -166,7 +170,6 @@ UTEST(events, the_v3_migration_moves_rows_into_blocks)
     store_close(st);
     free(d);
 }
-
 
 /* ---- locations, files, capabilities ---- */
 

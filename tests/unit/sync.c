@@ -15,7 +15,8 @@ static void put_contract(struct fx *f, const char *name, const char *body)
 {
     int v;
     cr_assert_eq(store_begin(f->st, &f->e), 0);
-    cr_assert_eq(store_contract_put(f->st, name, "event", body, "test", &v, &f->e), 0, "%s", f->e.msg);
+    cr_assert_eq(store_contract_put(f->st, name, "event", body, "test", &v, &f->e), 0, "%s",
+                 f->e.msg);
     cr_assert_eq(store_commit(f->st, &f->e), 0);
 }
 
@@ -55,56 +56,73 @@ UTEST(sync, a_row_prepared_from_its_values_is_prepared_as_from_its_record)
 {
     static const char *const ids[] = {"1", "42", "\"k-7\"", "\"\"", "1.5", "null", "true"};
     static const char *const cursors[] = {"\"2026-01-01T00:00:00Z\""};
-    static const char *const who[] = {"\"c1\"", "\"c2\"", "17", "\"Ünïcode\"", "\"\"",
-                                      "null", "\"a\\u0001\"", "1.5"};
+    static const char *const who[] = {"\"c1\"", "\"c2\"", "17",           "\"Ünïcode\"",
+                                      "\"\"",   "null",   "\"a\\u0001\"", "1.5"};
     static const char *const dels[] = {"null", "null", "null", "0", "false", "true", "1"};
-    static const char *const ats[] = {"\"2026-03-04T05:06:07Z\"", "\"2026-03-04T05:06:07.5Z\"",
-                                      "\"2026-03-04\"", "\"1969-07-20T20:17:40Z\"", "\"soon\"",
-                                      "null", "1700000000"};
-    static const char *const kinds[] = {"\"typed\"", "\"typed\"", "\"strict\"",
-                                        "\"order_created\"", "\"free_form\"", "\"bad\\u0001\"",
-                                        "\"\"", "null", "5"};
-    static const char *const strs[] = {"\"abc\"", "\"\"", "\"x y\"", "null", "0.1", "12", "1.25",
-                                       "\"ABC\"", "true", "{\"a\":1}"};
-    static const char *const nums[] = {"0", "5", "2.5", "\"3.25\"", "\"7\"", "1e300", "-1",
-                                       "-0.5", "\"abc\"", "\"\"", "null", "true", "[1]"};
-    static const char *const ints[] = {"3", "-4", "2.0", "\"12\"", "null", "2.5", "\"1.5\"",
-                                       "\"x\"", "false", "9.3e18"};
-    static const char *const bools[] = {"true", "false", "\"true\"", "\"FALSE\"", "null",
-                                        "\"yes\"", "1"};
-    static const char *const stamps[] = {"\"2026-01-02T03:04:05Z\"", "\"2026-01-02\"",
-                                         "\"2026-01-02T03:04:05+05:30\"", "\"yesterday\"", "0",
-                                         "null", "\"\""};
+    static const char *const ats[] = {"\"2026-03-04T05:06:07Z\"",
+                                      "\"2026-03-04T05:06:07.5Z\"",
+                                      "\"2026-03-04\"",
+                                      "\"1969-07-20T20:17:40Z\"",
+                                      "\"soon\"",
+                                      "null",
+                                      "1700000000"};
+    static const char *const kinds[] = {"\"typed\"",
+                                        "\"typed\"",
+                                        "\"strict\"",
+                                        "\"order_created\"",
+                                        "\"free_form\"",
+                                        "\"bad\\u0001\"",
+                                        "\"\"",
+                                        "null",
+                                        "5"};
+    static const char *const strs[] = {"\"abc\"", "\"\"", "\"x y\"", "null", "0.1",
+                                       "12",      "1.25", "\"ABC\"", "true", "{\"a\":1}"};
+    static const char *const nums[] = {"0",     "5",    "2.5",  "\"3.25\"", "\"7\"",
+                                       "1e300", "-1",   "-0.5", "\"abc\"",  "\"\"",
+                                       "null",  "true", "[1]"};
+    static const char *const ints[] = {"3",   "-4",      "2.0",   "\"12\"", "null",
+                                       "2.5", "\"1.5\"", "\"x\"", "false",  "9.3e18"};
+    static const char *const bools[] = {"true", "false",   "\"true\"", "\"FALSE\"",
+                                        "null", "\"yes\"", "1"};
+    static const char *const stamps[] = {"\"2026-01-02T03:04:05Z\"",
+                                         "\"2026-01-02\"",
+                                         "\"2026-01-02T03:04:05+05:30\"",
+                                         "\"yesterday\"",
+                                         "0",
+                                         "null",
+                                         "\"\""};
     static const char *const enums[] = {"\"x\"", "\"y\"", "null", "\"z\"", "1"};
     static const char *const mails[] = {"\"a@b.co\"", "null", "\"nope\"", "\"\"", "3"};
     static const char *const currencies[] = {"\"INR\"", "\"inr\"", "\"EURO\"", "null", "7"};
-    static const char *const columns[] = {"id", "u", "who", "del", "at", "kind", "c_s", "c_n",
-                                          "c_i", "c_b", "c_ts", "c_e", "c_m", "c_x", "c_cur"};
+    static const char *const columns[] = {"id",  "u",   "who",  "del", "at",  "kind", "c_s",  "c_n",
+                                          "c_i", "c_b", "c_ts", "c_e", "c_m", "c_x",  "c_cur"};
     const char *mapping =
         "{\"tables\":[{\"table\":\"t\",\"into\":\"events\",\"key\":\"id\",\"cursor\":\"u\","
         "\"external_id\":\"who\",\"event\":{\"column\":\"kind\"},\"occurred_at\":\"at\","
         "\"deleted\":\"del\",\"properties\":{\"s\":\"c_s\",\"n\":\"c_n\",\"i\":\"c_i\","
         "\"b\":\"c_b\",\"ts\":\"c_ts\",\"e\":\"c_e\",\"m\":\"c_m\",\"extra\":\"c_x\","
-        "\"order_id\":\"c_s\",\"amount\":\"c_n\",\"currency\":\"c_cur\",\"created_at\":\"c_ts\"}}]}";
+        "\"order_id\":\"c_s\",\"amount\":\"c_n\",\"currency\":\"c_cur\",\"created_at\":\"c_ts\"}}]"
+        "}";
     struct sync_mapping m;
     struct errlist errs = {0};
     struct sync_batch b = {0};
     struct contract_set *cs;
     struct buf row, scratch;
     struct fx f;
-    struct ingest_ctx cx = {.kind = SRC_SYNC, .source = "sync:crm", .owns_rows = 1,
-                            .received_at = 1790000000000LL};
+    struct ingest_ctx cx = {
+        .kind = SRC_SYNC, .source = "sync:crm", .owns_rows = 1, .received_at = 1790000000000LL};
     const struct sync_table *t;
     int round, i, fast = 0, general = 0, rejected = 0;
 
     fx_open(&f);
-    put_contract(&f, "typed",
-                 "{\"name\":\"typed\",\"kind\":\"event\",\"properties\":{"
-                 "\"s\":{\"type\":\"string\",\"pattern\":\"^[a-z ]*$\",\"max_length\":4},"
-                 "\"n\":{\"type\":\"number\",\"required\":true,\"minimum\":0,\"maximum\":1e10},"
-                 "\"i\":{\"type\":\"integer\"},\"b\":{\"type\":\"boolean\"},"
-                 "\"ts\":{\"type\":\"timestamp\"},\"e\":{\"type\":\"string\",\"enum\":[\"x\",\"y\"]},"
-                 "\"m\":{\"type\":\"string\",\"format\":\"email\"}}}");
+    put_contract(
+        &f, "typed",
+        "{\"name\":\"typed\",\"kind\":\"event\",\"properties\":{"
+        "\"s\":{\"type\":\"string\",\"pattern\":\"^[a-z ]*$\",\"max_length\":4},"
+        "\"n\":{\"type\":\"number\",\"required\":true,\"minimum\":0,\"maximum\":1e10},"
+        "\"i\":{\"type\":\"integer\"},\"b\":{\"type\":\"boolean\"},"
+        "\"ts\":{\"type\":\"timestamp\"},\"e\":{\"type\":\"string\",\"enum\":[\"x\",\"y\"]},"
+        "\"m\":{\"type\":\"string\",\"format\":\"email\"}}}");
     put_contract(&f, "strict",
                  "{\"name\":\"strict\",\"kind\":\"event\",\"additional_properties\":false,"
                  "\"properties\":{\"s\":{\"type\":\"string\"},\"n\":{\"type\":\"number\"},"
@@ -123,8 +141,14 @@ UTEST(sync, a_row_prepared_from_its_values_is_prepared_as_from_its_record)
     b.columns = calloc((size_t)b.ncolumns, sizeof *b.columns);
     for (i = 0; i < b.ncolumns; i++)
         b.columns[i] = strdup(columns[i]);
-    b.at = (struct sync_columns){.key = 0, .cursor = 1, .external_id = 2, .email = -1,
-                                 .consent = -1, .deleted = 3, .occurred_at = 4, .event = 5};
+    b.at = (struct sync_columns){.key = 0,
+                                 .cursor = 1,
+                                 .external_id = 2,
+                                 .email = -1,
+                                 .consent = -1,
+                                 .deleted = 3,
+                                 .occurred_at = 4,
+                                 .event = 5};
     b.at.mapped = calloc((size_t)t->ncols, sizeof *b.at.mapped);
     for (i = 0; i < t->ncols; i++) {
         int k;
@@ -285,8 +309,8 @@ static void mkdb(const char *path, const char *sql)
 
 /* A SQLite source file made by sql in the fixture's directory, its table t mapped as
  * events of "ev" with props_map, connected and read (up to 100 rows) into b. */
-static void read_source(struct fx *f, const char *sql, const char *props_map,
-                        struct sync_conn **c, struct sync_mapping *m, struct sync_batch *b)
+static void read_source(struct fx *f, const char *sql, const char *props_map, struct sync_conn **c,
+                        struct sync_mapping *m, struct sync_batch *b)
 {
     char path[512], mapping[1024];
     struct store_sync_source src = {0};
@@ -319,8 +343,8 @@ static void compare_rows(const char *sql, const char *props_map, const char *con
     struct sync_batch b = {0};
     struct contract_set *cs;
     struct buf scratch;
-    struct ingest_ctx cx = {.kind = SRC_SYNC, .source = "sync:crm", .owns_rows = 1,
-                            .received_at = 1790000000000LL};
+    struct ingest_ctx cx = {
+        .kind = SRC_SYNC, .source = "sync:crm", .owns_rows = 1, .received_at = 1790000000000LL};
     int i;
 
     fx_open(&f);
@@ -364,30 +388,32 @@ UTEST(sync_source, infinity_no_contract)
 
 UTEST(sync_source, infinity_typed_number)
 {
-    compare_rows(ROWS "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',1e999);",
-                 "{\"x\":\"x\"}",
-                 "{\"name\":\"ev\",\"kind\":\"event\",\"properties\":{\"x\":{\"type\":\"number\"}}}",
-                 "invalid_type");
+    compare_rows(
+        ROWS "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',1e999);", "{\"x\":\"x\"}",
+        "{\"name\":\"ev\",\"kind\":\"event\",\"properties\":{\"x\":{\"type\":\"number\"}}}",
+        "invalid_type");
 }
 
 UTEST(sync_source, infinity_typed_integer)
 {
-    compare_rows(ROWS "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',1e999);",
-                 "{\"x\":\"x\"}",
-                 "{\"name\":\"ev\",\"kind\":\"event\",\"properties\":{\"x\":{\"type\":\"integer\"}}}",
-                 "invalid_type");
+    compare_rows(
+        ROWS "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',1e999);", "{\"x\":\"x\"}",
+        "{\"name\":\"ev\",\"kind\":\"event\",\"properties\":{\"x\":{\"type\":\"integer\"}}}",
+        "invalid_type");
 }
 
 UTEST(sync_source, invalid_utf8_no_contract)
 {
-    compare_rows(ROWS "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',CAST(x'61ff62' AS TEXT));"
-                      "INSERT INTO t VALUES(2,'b','c1','2026-01-01T00:00:00Z',x'00ff');",
+    compare_rows(ROWS
+                 "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',CAST(x'61ff62' AS TEXT));"
+                 "INSERT INTO t VALUES(2,'b','c1','2026-01-01T00:00:00Z',x'00ff');",
                  "{\"x\":\"x\"}", NULL, "{\"x\":\"a?b\"}");
 }
 
 UTEST(sync_source, nul_in_text)
 {
-    compare_rows(ROWS "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',CAST(x'610062' AS TEXT));",
+    compare_rows(ROWS
+                 "INSERT INTO t VALUES(1,'a','c1','2026-01-01T00:00:00Z',CAST(x'610062' AS TEXT));",
                  "{\"x\":\"x\"}", NULL, "{\"x\":\"a?b\"}");
 }
 
@@ -411,8 +437,8 @@ UTEST(sync_source, a_dead_letter_is_made_from_the_stored_batch_not_the_next_one)
     buf_init(&scratch);
     cr_assert(sync_prepare_event("crm", &m.tables[0], &b, &b.rows[0], NULL, &cx, &scratch, 0, &p));
     cr_assert(p.in_arena);
-    cur = b;                   /* run.c: cur = a; */
-    memset(&b, 0, sizeof b);   /* run.c: ahead_start(&a, ...) zeroes a.b for the next read */
+    cur = b;                       /* run.c: cur = a; */
+    memset(&b, 0, sizeof b);       /* run.c: ahead_start(&a, ...) zeroes a.b for the next read */
     raw = p.raw_fn(p.raw_ctx, &p); /* the store refuses it (contact_deleted, unknown_event) */
     cr_assert_not_null(raw, "the dead letter of the row is lost");
     cr_assert_str_eq(raw, "{\"event_id\":\"crm:t:1\",\"event\":\"ev\",\"external_id\":\"c1\","
@@ -429,19 +455,63 @@ UTEST(sync_source, a_dead_letter_is_made_from_the_stored_batch_not_the_next_one)
 /* Every value of a list against every kind of contract property, both ways. */
 UTEST(sync_source, cross_product_values_and_types)
 {
-    static const char *const vals[] = {
-        "0", "-0", "0.0", "-0.0", "1", "1.0", "2.5", "1e20", "-1e20", "9.2e18", "9.3e18",
-        "9223372036854775807", "-9223372036854775808", "1e-320", "0.30000000000000004",
-        "1.7976931348623157e308", "true", "false", "null", "[]", "{}", "[1,{\"a\":null}]",
-        "{\"b\":1,\"a\":2,\"a\":3}", "\"\"", "\"0\"", "\"-0\"", "\"1e400\"", "\"NaN\"",
-        "\"Infinity\"", "\" 5\"", "\"5 \"", "\"0x10\"", "\"+5\"", "\"1.\"", "\".5\"", "\"TRUE\"",
-        "\"tRuE\"", "\"2026-01-01\"", "\"2026-01-01T10:00:00+05:30\"", "\"2026-01-01T10:00:00.123456Z\"",
-        "\"2026-01-01 10:00:00\"", "\"0000-01-01T00:00:00Z\"", "\"9999-12-31T23:59:59.999Z\"",
-        "\"10000-01-01T00:00:00Z\"", "\"\\u00e9\"", "\"a\\nb\"", "\"1\"", "\"2.5\"", "\"x@y.co\""};
+    static const char *const vals[] = {"0",
+                                       "-0",
+                                       "0.0",
+                                       "-0.0",
+                                       "1",
+                                       "1.0",
+                                       "2.5",
+                                       "1e20",
+                                       "-1e20",
+                                       "9.2e18",
+                                       "9.3e18",
+                                       "9223372036854775807",
+                                       "-9223372036854775808",
+                                       "1e-320",
+                                       "0.30000000000000004",
+                                       "1.7976931348623157e308",
+                                       "true",
+                                       "false",
+                                       "null",
+                                       "[]",
+                                       "{}",
+                                       "[1,{\"a\":null}]",
+                                       "{\"b\":1,\"a\":2,\"a\":3}",
+                                       "\"\"",
+                                       "\"0\"",
+                                       "\"-0\"",
+                                       "\"1e400\"",
+                                       "\"NaN\"",
+                                       "\"Infinity\"",
+                                       "\" 5\"",
+                                       "\"5 \"",
+                                       "\"0x10\"",
+                                       "\"+5\"",
+                                       "\"1.\"",
+                                       "\".5\"",
+                                       "\"TRUE\"",
+                                       "\"tRuE\"",
+                                       "\"2026-01-01\"",
+                                       "\"2026-01-01T10:00:00+05:30\"",
+                                       "\"2026-01-01T10:00:00.123456Z\"",
+                                       "\"2026-01-01 10:00:00\"",
+                                       "\"0000-01-01T00:00:00Z\"",
+                                       "\"9999-12-31T23:59:59.999Z\"",
+                                       "\"10000-01-01T00:00:00Z\"",
+                                       "\"\\u00e9\"",
+                                       "\"a\\nb\"",
+                                       "\"1\"",
+                                       "\"2.5\"",
+                                       "\"x@y.co\""};
     static const char *const specs[] = {
-        "{\"type\":\"string\"}", "{\"type\":\"number\"}", "{\"type\":\"integer\"}",
-        "{\"type\":\"boolean\"}", "{\"type\":\"timestamp\"}",
-        "{\"type\":\"number\",\"enum\":[1,2.5,0]}", "{\"type\":\"integer\",\"enum\":[1,0]}",
+        "{\"type\":\"string\"}",
+        "{\"type\":\"number\"}",
+        "{\"type\":\"integer\"}",
+        "{\"type\":\"boolean\"}",
+        "{\"type\":\"timestamp\"}",
+        "{\"type\":\"number\",\"enum\":[1,2.5,0]}",
+        "{\"type\":\"integer\",\"enum\":[1,0]}",
         "{\"type\":\"string\",\"enum\":[\"1\",\"2.5\",\"0\",\"-0\"]}",
         "{\"type\":\"boolean\",\"enum\":[false]}",
         "{\"type\":\"timestamp\",\"enum\":[\"2026-01-01T00:00:00Z\"]}",
@@ -449,7 +519,8 @@ UTEST(sync_source, cross_product_values_and_types)
         "{\"type\":\"string\",\"max_length\":1}"};
     const char *mapping =
         "{\"tables\":[{\"table\":\"t\",\"into\":\"events\",\"key\":\"id\",\"cursor\":\"u\","
-        "\"external_id\":\"who\",\"event\":\"ev\",\"occurred_at\":\"at\",\"properties\":{\"x\":\"x\",\"y\":\"y\"}}]}";
+        "\"external_id\":\"who\",\"event\":\"ev\",\"occurred_at\":\"at\",\"properties\":{\"x\":"
+        "\"x\",\"y\":\"y\"}}]}";
     static const char *const columns[] = {"id", "u", "who", "at", "x", "y"};
     size_t si, vi, wi;
     int diffs = 0, i;
@@ -465,7 +536,8 @@ UTEST(sync_source, cross_product_values_and_types)
         const struct sync_table *t;
         fx_open(&f);
         buf_init(&body);
-        buf_printf(&body, "{\"name\":\"ev\",\"kind\":\"event\",\"properties\":{\"x\":%s}}", specs[si]);
+        buf_printf(&body, "{\"name\":\"ev\",\"kind\":\"event\",\"properties\":{\"x\":%s}}",
+                   specs[si]);
         put_contract(&f, "ev", body.p);
         buf_release(&body);
         cr_assert_eq(contract_set_load(f.st, &f.cfg, &cs, &f.e), 0);
@@ -475,8 +547,14 @@ UTEST(sync_source, cross_product_values_and_types)
         b.columns = calloc(6, sizeof *b.columns);
         for (i = 0; i < 6; i++)
             b.columns[i] = strdup(columns[i]);
-        b.at = (struct sync_columns){.key = 0, .cursor = 1, .external_id = 2, .email = -1,
-                                     .consent = -1, .deleted = -1, .occurred_at = 3, .event = -1};
+        b.at = (struct sync_columns){.key = 0,
+                                     .cursor = 1,
+                                     .external_id = 2,
+                                     .email = -1,
+                                     .consent = -1,
+                                     .deleted = -1,
+                                     .occurred_at = 3,
+                                     .event = -1};
         b.at.mapped = calloc((size_t)t->ncols, sizeof *b.at.mapped);
         for (i = 0; i < t->ncols; i++)
             b.at.mapped[i] = strcmp(t->cols[i].column, "x") == 0 ? 4 : 5;
@@ -490,20 +568,22 @@ UTEST(sync_source, cross_product_values_and_types)
                 struct jt_error je;
                 arena_reset(&b.arena);
                 buf_reset(&row);
-                buf_printf(&row, "[1,\"u\",\"c1\",\"2026-01-01T00:00:00Z\",%s,%s]", vals[vi], vals[wi]);
+                buf_printf(&row, "[1,\"u\",\"c1\",\"2026-01-01T00:00:00Z\",%s,%s]", vals[vi],
+                           vals[wi]);
                 cr_assert_eq(jt_parse(&b.arena, row.p, row.len, &doc, &je), 0, "%s", row.p);
                 r.values = doc->u.items;
                 for (i = 0; i < 6; i++)
                     if (r.values[i].type == JT_INT || r.values[i].type == JT_REAL)
-                        r.values[i].src = arena_strndup(&b.arena, r.values[i].src, r.values[i].srclen);
+                        r.values[i].src =
+                            arena_strndup(&b.arena, r.values[i].src, r.values[i].srclen);
                 sync_prepare_event("crm", t, &b, &r, cs, &cx, &scratch, 1, &q);
                 sync_prepare_event("crm", t, &b, &r, cs, &cx, &scratch, 0, &p);
                 if (p.rejected != q.rejected ||
                     (!q.rejected && (strcmp(p.props, q.props) || p.occurred_at != q.occurred_at)) ||
                     (q.rejected && (strcmp(p.reason, q.reason) || strcmp(p.field, q.field)))) {
                     diffs++;
-                    cr_log_error("spec %s row %s: fast %s %s / general %s %s", specs[si],
-                                 row.p, p.rejected ? p.reason : "ok", p.props ? p.props : "",
+                    cr_log_error("spec %s row %s: fast %s %s / general %s %s", specs[si], row.p,
+                                 p.rejected ? p.reason : "ok", p.props ? p.props : "",
                                  q.rejected ? q.reason : "ok", q.props ? q.props : "");
                 }
                 prepared_event_release(&p);
@@ -573,16 +653,19 @@ UTEST(sync_policy, dsn_options_from_the_api_name_nothing_of_this_server)
     unsetenv("PGSSLMODE");
     /* Both forms, fine. */
     cr_assert_str_eq(dsn_problems("host=db.example.com port=5432 dbname=crm user=r sslmode=require",
-                                  SYNC_ORIGIN_API, 1, &cfg), "");
+                                  SYNC_ORIGIN_API, 1, &cfg),
+                     "");
     cr_assert_str_eq(dsn_problems("postgresql://r@db.example.com:5432/crm?sslmode=verify-full"
                                   "&connect_timeout=5&application_name=x",
-                                  SYNC_ORIGIN_API, 1, &cfg), "");
-    cr_assert_str_eq(dsn_problems("hostaddr=10.0.0.5 dbname=crm sslmode=require", SYNC_ORIGIN_API,
-                                  0, &cfg), "");
+                                  SYNC_ORIGIN_API, 1, &cfg),
+                     "");
+    cr_assert_str_eq(
+        dsn_problems("hostaddr=10.0.0.5 dbname=crm sslmode=require", SYNC_ORIGIN_API, 0, &cfg), "");
     /* Files of this server, each reported, in key=value form... */
     p = dsn_problems("host=db passfile=/etc/passwd sslcert=/a sslkey=/b sslrootcert=/c sslcrl=/d "
                      "sslcrldir=/e service=crm requirepeer=postgres replication=true "
-                     "sslmode=require", SYNC_ORIGIN_API, 0, &cfg);
+                     "sslmode=require",
+                     SYNC_ORIGIN_API, 0, &cfg);
     cr_assert(strstr(p, "/dsn: passfile: names a file on this server: not allowed over the API\n"),
               "%s", p);
     cr_assert(strstr(p, "/dsn: sslcert: names a file"), "%s", p);
@@ -611,12 +694,14 @@ UTEST(sync_policy, dsn_options_from_the_api_name_nothing_of_this_server)
     p = dsn_problems("host=a,,b dbname=crm sslmode=require", SYNC_ORIGIN_API, 0, &cfg);
     cr_assert(strstr(p, "/dsn: host: is required over the API"), "%s", p);
     cr_assert_str_eq(dsn_problems("host=a,b hostaddr=10.0.0.1,10.0.0.2 sslmode=require",
-                                  SYNC_ORIGIN_API, 0, &cfg), "");
+                                  SYNC_ORIGIN_API, 0, &cfg),
+                     "");
     /* sslmode: the default (prefer) and the weak ones, unless allow_insecure_tls. */
     p = dsn_problems("host=db", SYNC_ORIGIN_API, 0, &cfg);
     cr_assert(strstr(p, "/dsn: sslmode: is prefer (the default): a source added over the API must "
                         "use TLS: set sslmode=require (or verify-ca, verify-full), or [sync] "
-                        "allow_insecure_tls = true\n"), "%s", p);
+                        "allow_insecure_tls = true\n"),
+              "%s", p);
     cr_assert(strstr(dsn_problems("host=db sslmode=allow", SYNC_ORIGIN_API, 0, &cfg), "is allow"));
     p = dsn_problems("host=db sslmode=sometimes", SYNC_ORIGIN_CLI, 0, &cfg);
     cr_assert(strstr(p, "/dsn: sslmode: \"sometimes\" is none of"), "%s", p);
@@ -634,15 +719,19 @@ UTEST(sync_policy, dsn_options_from_the_api_name_nothing_of_this_server)
     p = dsn_problems("host=db", SYNC_ORIGIN_CLI, 1, &cfg);
     if (PQlibVersion() < 160000)
         cr_assert(strstr(p, "/dsn: sslmode: is prefer (the default): the password would be sent "
-                            "without TLS"), "%s", p);
+                            "without TLS"),
+                  "%s", p);
     /* The operator's freedom: files and sockets of this server, no TLS without a password. */
     cr_assert_str_eq(dsn_problems("host=/var/run/postgresql passfile=/root/.pgpass sslcert=/a "
-                                  "service=crm", SYNC_ORIGIN_CLI, 0, &cfg), "");
+                                  "service=crm",
+                                  SYNC_ORIGIN_CLI, 0, &cfg),
+                     "");
     cr_assert_str_eq(dsn_problems("dbname=crm sslmode=disable", SYNC_ORIGIN_CLI, 0, &cfg), "");
     /* Not a connection string. */
     p = dsn_problems("host=db colour=blue", SYNC_ORIGIN_CLI, 0, &cfg);
     cr_assert(strstr(p, "/dsn: not a libpq connection string: invalid connection option "
-                        "\"colour\""), "%s", p);
+                        "\"colour\""),
+              "%s", p);
     /* sslmode from the environment counts, as libpq takes it from there. */
     setenv("PGSSLMODE", "require", 1);
     cr_assert_eq(sync_dsn_tls("host=db"), SYNC_TLS_REQUIRE);
@@ -712,10 +801,14 @@ UTEST(sync_policy, references_from_the_api_stay_where_the_operator_allows)
     cr_assert_eq(symlink(path, link), 0);
 
     /* Nothing allowed while the keys are unset; the operator's freedom. */
-    ref_says(&cfg, API, "/password_ref: file: references are not allowed over the API: [sync] "
-                        "secret_dir is not set\n", "file:%s/crm.pw", dir);
-    ref_says(&cfg, API, "/password_ref: env: references are not allowed over the API: [sync] "
-                        "secret_env_prefix is not set\n", "env:ENGAGE_SYNC_PW_CRM");
+    ref_says(&cfg, API,
+             "/password_ref: file: references are not allowed over the API: [sync] "
+             "secret_dir is not set\n",
+             "file:%s/crm.pw", dir);
+    ref_says(&cfg, API,
+             "/password_ref: env: references are not allowed over the API: [sync] "
+             "secret_env_prefix is not set\n",
+             "env:ENGAGE_SYNC_PW_CRM");
     ref_says(&cfg, CLI, "", "file:%s/crm.pw", dir);
     ref_says(&cfg, CLI, "", "file:%s/outside.pw", d);
     ref_says(&cfg, CLI, "", "env:HOME");
@@ -743,8 +836,10 @@ UTEST(sync_policy, references_from_the_api_stay_where_the_operator_allows)
     ref_says(&cfg, CLI, "would read the standard input", "file:-");
     ref_says(&cfg, API, "would read the standard input", "file:-");
     /* Variables: the prefix, a name, not engage's own, not the secrets key's. */
-    ref_says(&cfg, API, "/password_ref: env:HOME does not start with [sync] secret_env_prefix "
-                        "(ENGAGE_SYNC_)\n", "env:HOME");
+    ref_says(&cfg, API,
+             "/password_ref: env:HOME does not start with [sync] secret_env_prefix "
+             "(ENGAGE_SYNC_)\n",
+             "env:HOME");
     ref_says(&cfg, API, "does not start", "env:ENGAGE_SYNC_");
     ref_says(&cfg, API, "is a setting of engage, not a password", "env:ENGAGE_SYNC_SECRET_DIR");
     ref_says(&cfg, API, "expected a variable name", "env:ENGAGE_SYNC_A B");

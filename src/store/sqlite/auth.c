@@ -5,24 +5,25 @@
 
 #define KEY_COLS "id, name, role, prefix, created_at, revoked_at, last_used_at"
 
-static const struct sq_def q_key_add = {SQ_KEY_ADD,
-    "INSERT INTO apikeys(name, role, prefix, hash, created_at) VALUES(?1,?2,?3,?4,?5)"};
-static const struct sq_def q_key_by_hash = {SQ_KEY_BY_HASH,
-    "SELECT " KEY_COLS " FROM apikeys WHERE hash = ?1 AND revoked_at = 0"};
-static const struct sq_def q_key_touch = {SQ_KEY_TOUCH,
+static const struct sq_def q_key_add = {
+    SQ_KEY_ADD, "INSERT INTO apikeys(name, role, prefix, hash, created_at) VALUES(?1,?2,?3,?4,?5)"};
+static const struct sq_def q_key_by_hash = {
+    SQ_KEY_BY_HASH, "SELECT " KEY_COLS " FROM apikeys WHERE hash = ?1 AND revoked_at = 0"};
+static const struct sq_def q_key_touch = {
+    SQ_KEY_TOUCH,
     "UPDATE apikeys SET last_used_at = ?2 WHERE id = ?1 AND last_used_at < ?2 - 60000"};
 static const struct sq_def q_keys = {SQ_KEYS, "SELECT " KEY_COLS " FROM apikeys ORDER BY id"};
-static const struct sq_def q_key_revoke = {SQ_KEY_REVOKE,
-    "UPDATE apikeys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at = 0"};
-static const struct sq_def q_audit_add = {SQ_AUDIT_ADD,
-    "INSERT INTO audit(at, actor, action, entity, entity_id, before, after,"
-    " request_id) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"};
-static const struct sq_def q_audit_list = {SQ_AUDIT_LIST,
-    "SELECT id, at, actor, action, entity, entity_id, before, after, request_id"
-    " FROM audit WHERE id < ?1 AND (?3 IS NULL OR actor = ?3)"
-    " AND (?4 IS NULL OR action = ?4) AND (?5 IS NULL OR entity = ?5)"
-    " AND (?6 IS NULL OR entity_id = ?6) AND at >= ?7 AND at < ?8"
-    " ORDER BY id DESC LIMIT ?2"};
+static const struct sq_def q_key_revoke = {
+    SQ_KEY_REVOKE, "UPDATE apikeys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at = 0"};
+static const struct sq_def q_audit_add = {
+    SQ_AUDIT_ADD, "INSERT INTO audit(at, actor, action, entity, entity_id, before, after,"
+                  " request_id) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"};
+static const struct sq_def q_audit_list = {
+    SQ_AUDIT_LIST, "SELECT id, at, actor, action, entity, entity_id, before, after, request_id"
+                   " FROM audit WHERE id < ?1 AND (?3 IS NULL OR actor = ?3)"
+                   " AND (?4 IS NULL OR action = ?4) AND (?5 IS NULL OR entity = ?5)"
+                   " AND (?6 IS NULL OR entity_id = ?6) AND at >= ?7 AND at < ?8"
+                   " ORDER BY id DESC LIMIT ?2"};
 
 /* ---- keys ------------------------------------------------------------------------- */
 

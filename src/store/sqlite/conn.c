@@ -140,14 +140,15 @@ static int tighten(const char *path, mode_t mode, struct err *e)
     struct stat sb;
 
     if (stat(path, &sb) != 0)
-        return errno == ENOENT ? 0 : ERR(e, E_IO, "store: cannot stat '%s': %s", path,
-                                        strerror(errno));
+        return errno == ENOENT ? 0
+                               : ERR(e, E_IO, "store: cannot stat '%s': %s", path, strerror(errno));
     if ((sb.st_mode & 077) == 0)
         return 0;
     if (chmod(path, mode) != 0)
-        return ERR(e, E_IO, "store: '%s' is readable by others (mode %04o) and cannot be "
-                            "made %04o: %s", path, (unsigned)(sb.st_mode & 07777),
-                   (unsigned)mode, strerror(errno));
+        return ERR(e, E_IO,
+                   "store: '%s' is readable by others (mode %04o) and cannot be "
+                   "made %04o: %s",
+                   path, (unsigned)(sb.st_mode & 07777), (unsigned)mode, strerror(errno));
     log_warn("store", "'%s' was mode %04o: made %04o (it holds personal data)", path,
              (unsigned)(sb.st_mode & 07777), (unsigned)mode);
     return 0;
@@ -163,8 +164,8 @@ static int create_private(const char *path, struct err *e)
         close(fd);
         return 0;
     }
-    return errno == EEXIST ? 0 : ERR(e, E_IO, "store: cannot create '%s': %s", path,
-                                     strerror(errno));
+    return errno == EEXIST ? 0
+                           : ERR(e, E_IO, "store: cannot create '%s': %s", path, strerror(errno));
 }
 
 static int store_files_private(const char *data_dir, const char *db, struct err *e)
@@ -246,10 +247,12 @@ int sqlite_store_open(struct store **out, const char *data_dir, const struct sto
         rc = v > STORE_SCHEMA_VERSION
                  ? ERR(e, E_CONFLICT,
                        "store: '%s' has schema version %d, newer than this binary's %d: upgrade "
-                       "engage before using this data directory", st->path, v, STORE_SCHEMA_VERSION)
+                       "engage before using this data directory",
+                       st->path, v, STORE_SCHEMA_VERSION)
                  : ERR(e, E_CONFLICT,
                        "store: '%s' has schema version %d, this binary needs %d: run 'engage "
-                       "migrate'", st->path, v, STORE_SCHEMA_VERSION);
+                       "migrate'",
+                       st->path, v, STORE_SCHEMA_VERSION);
         goto fail;
     }
     if (opts->bulk && !opts->readonly) {
@@ -297,9 +300,9 @@ int store_backup(struct store *st, const char *dest_path, struct err *e)
     /* Made here, 0600 and only if absent (no window between a check and SQLite's open). */
     rc = open(dest_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (rc < 0)
-        return errno == EEXIST ? ERR(e, E_CONFLICT, "backup: '%s' already exists", dest_path)
-                               : ERR(e, E_IO, "backup: cannot create '%s': %s", dest_path,
-                                     strerror(errno));
+        return errno == EEXIST
+                   ? ERR(e, E_CONFLICT, "backup: '%s' already exists", dest_path)
+                   : ERR(e, E_IO, "backup: cannot create '%s': %s", dest_path, strerror(errno));
     close(rc);
     rc = sqlite3_open(dest_path, &dst);
     if (rc != SQLITE_OK) {
@@ -414,11 +417,10 @@ int64_t store_tx_contact_seq(const struct store *st)
     return st->next_contact_seq - 1;
 }
 
-
 /* ---- counts and sequences ------------------------------------------------------- */
 
 static const struct sq_def q_count_rej = {SQ_COUNT_REJ,
-    "SELECT count(*) FROM rejected WHERE status = 'pending'"};
+                                          "SELECT count(*) FROM rejected WHERE status = 'pending'"};
 
 int store_counts(struct store *st, struct store_counts *out, struct err *e)
 {

@@ -10,49 +10,53 @@
     "id, external_id, email, attrs, consent, created_at, updated_at, seq, deleted, merged_into"
 
 static const struct sq_def q_get = {SQ_CONTACT_GET,
-    "SELECT " CONTACT_COLS " FROM contacts WHERE id = ?1"};
-static const struct sq_def q_by_xid = {SQ_CONTACT_BY_XID,
-    "SELECT " CONTACT_COLS " FROM contacts WHERE external_id = ?1"};
-static const struct sq_def q_by_anon = {SQ_CONTACT_BY_ANON,
-    "SELECT c.id, c.external_id, c.email, c.attrs, c.consent, c.created_at,"
-    " c.updated_at, c.seq, c.deleted, c.merged_into FROM anonymous_ids a"
-    " JOIN contacts c ON c.id = a.contact_id WHERE a.anonymous_id = ?1"};
+                                    "SELECT " CONTACT_COLS " FROM contacts WHERE id = ?1"};
+static const struct sq_def q_by_xid = {SQ_CONTACT_BY_XID, "SELECT " CONTACT_COLS
+                                                          " FROM contacts WHERE external_id = ?1"};
+static const struct sq_def q_by_anon = {
+    SQ_CONTACT_BY_ANON, "SELECT c.id, c.external_id, c.email, c.attrs, c.consent, c.created_at,"
+                        " c.updated_at, c.seq, c.deleted, c.merged_into FROM anonymous_ids a"
+                        " JOIN contacts c ON c.id = a.contact_id WHERE a.anonymous_id = ?1"};
 static const struct sq_def q_lookup = {SQ_CONTACT_LOOKUP,
-    "SELECT id, deleted FROM contacts WHERE external_id = ?1"};
-static const struct sq_def q_ids = {SQ_CONTACT_IDS,
-    "SELECT external_id, id, deleted FROM contacts WHERE external_id IS NOT NULL"};
-static const struct sq_def q_insert = {SQ_CONTACT_INSERT,
+                                       "SELECT id, deleted FROM contacts WHERE external_id = ?1"};
+static const struct sq_def q_ids = {
+    SQ_CONTACT_IDS, "SELECT external_id, id, deleted FROM contacts WHERE external_id IS NOT NULL"};
+static const struct sq_def q_insert = {
+    SQ_CONTACT_INSERT,
     "INSERT INTO contacts(external_id, email, attrs, consent, created_at,"
     " updated_at, seq, deleted, merged_into) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"};
 /* Same parameter numbers as the insert (?5 created_at is not rewritten): one binder. */
-static const struct sq_def q_update = {SQ_CONTACT_UPDATE,
-    "UPDATE contacts SET external_id=?1, email=?2, attrs=?3, consent=?4,"
-    " updated_at=?6, seq=?7, deleted=?8, merged_into=?9 WHERE id=?10"};
-static const struct sq_def q_consent_log = {SQ_CONSENT_LOG,
-    "INSERT INTO consent_changes(contact_id, at, from_state, to_state, source,"
-    " reason) VALUES(?1,?2,?3,?4,?5,?6)"};
-static const struct sq_def q_consent_history = {SQ_CONSENT_HISTORY,
-    "SELECT at, from_state, to_state, source, coalesce(reason,'')"
-    " FROM consent_changes WHERE contact_id = ?1 ORDER BY id"};
-static const struct sq_def q_anon_link = {SQ_ANON_LINK,
-    "INSERT INTO anonymous_ids(anonymous_id, contact_id, created_at)"
-    " VALUES(?1,?2,?3) ON CONFLICT(anonymous_id) DO UPDATE SET contact_id=?2"};
+static const struct sq_def q_update = {
+    SQ_CONTACT_UPDATE, "UPDATE contacts SET external_id=?1, email=?2, attrs=?3, consent=?4,"
+                       " updated_at=?6, seq=?7, deleted=?8, merged_into=?9 WHERE id=?10"};
+static const struct sq_def q_consent_log = {
+    SQ_CONSENT_LOG, "INSERT INTO consent_changes(contact_id, at, from_state, to_state, source,"
+                    " reason) VALUES(?1,?2,?3,?4,?5,?6)"};
+static const struct sq_def q_consent_history = {
+    SQ_CONSENT_HISTORY, "SELECT at, from_state, to_state, source, coalesce(reason,'')"
+                        " FROM consent_changes WHERE contact_id = ?1 ORDER BY id"};
+static const struct sq_def q_anon_link = {
+    SQ_ANON_LINK, "INSERT INTO anonymous_ids(anonymous_id, contact_id, created_at)"
+                  " VALUES(?1,?2,?3) ON CONFLICT(anonymous_id) DO UPDATE SET contact_id=?2"};
 static const struct sq_def q_since = {SQ_CONTACTS_SINCE,
-    "SELECT " CONTACT_COLS " FROM contacts WHERE seq > ?1 ORDER BY seq LIMIT ?2"};
-static const struct sq_def q_list = {SQ_CONTACTS_LIST,
-    "SELECT " CONTACT_COLS " FROM contacts WHERE id > ?1 AND deleted = 0"
-    " ORDER BY id LIMIT ?2"};
-static const struct sq_def q_by_email = {SQ_CONTACTS_BY_EMAIL,
-    "SELECT " CONTACT_COLS " FROM contacts WHERE email = ?3 AND id > ?1"
-    " AND deleted = 0 ORDER BY id LIMIT ?2"};
+                                      "SELECT " CONTACT_COLS
+                                      " FROM contacts WHERE seq > ?1 ORDER BY seq LIMIT ?2"};
+static const struct sq_def q_list = {
+    SQ_CONTACTS_LIST, "SELECT " CONTACT_COLS " FROM contacts WHERE id > ?1 AND deleted = 0"
+                      " ORDER BY id LIMIT ?2"};
+static const struct sq_def q_by_email = {
+    SQ_CONTACTS_BY_EMAIL, "SELECT " CONTACT_COLS " FROM contacts WHERE email = ?3 AND id > ?1"
+                          " AND deleted = 0 ORDER BY id LIMIT ?2"};
 static const struct sq_def q_max_seq = {SQ_MAXSEQ_C, "SELECT coalesce(max(seq), 0) FROM contacts"};
-static const struct sq_def q_count = {SQ_COUNT_C,
-    "SELECT count(*), coalesce(sum(deleted), 0), coalesce(max(seq), 0) FROM contacts"};
-static const struct sq_def q_attr_types = {SQ_ATTR_TYPES,
-    "SELECT name, type, origin FROM attributes ORDER BY name"};
-static const struct sq_def q_attr_put = {SQ_ATTR_PUT,
+static const struct sq_def q_count = {
+    SQ_COUNT_C, "SELECT count(*), coalesce(sum(deleted), 0), coalesce(max(seq), 0) FROM contacts"};
+static const struct sq_def q_attr_types = {
+    SQ_ATTR_TYPES, "SELECT name, type, origin FROM attributes ORDER BY name"};
+static const struct sq_def q_attr_put = {
+    SQ_ATTR_PUT,
     "INSERT INTO attributes(name, type, origin) VALUES(?1,?2,?3) ON CONFLICT(name) DO NOTHING"};
-static const struct sq_def q_attr_get = {SQ_ATTR_GET, "SELECT type FROM attributes WHERE name = ?1"};
+static const struct sq_def q_attr_get = {SQ_ATTR_GET,
+                                         "SELECT type FROM attributes WHERE name = ?1"};
 
 /* ---- reading ------------------------------------------------------------------- */
 

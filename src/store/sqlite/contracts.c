@@ -2,18 +2,18 @@
  * latest one in force. */
 #include "sqlite_int.h"
 
-static const struct sq_def q_maxv = {SQ_CONTRACT_MAXV,
-    "SELECT coalesce(max(version), 0) FROM contracts WHERE name = ?1"};
-static const struct sq_def q_put = {SQ_CONTRACT_PUT,
-    "INSERT INTO contracts(name, version, kind, body, created_at, created_by)"
-    " VALUES(?1,?2,?3,?4,?5,?6)"};
-static const struct sq_def q_latest = {SQ_CONTRACTS_LATEST,
-    "SELECT c.name, c.version, c.kind, c.body, c.created_at, c.created_by"
-    " FROM contracts c WHERE c.version = (SELECT max(version) FROM"
-    " contracts d WHERE d.name = c.name) ORDER BY c.name"};
-static const struct sq_def q_versions = {SQ_CONTRACT_VERSIONS,
-    "SELECT name, version, kind, body, created_at, created_by FROM"
-    " contracts WHERE name = ?1 ORDER BY version DESC"};
+static const struct sq_def q_maxv = {
+    SQ_CONTRACT_MAXV, "SELECT coalesce(max(version), 0) FROM contracts WHERE name = ?1"};
+static const struct sq_def q_put = {
+    SQ_CONTRACT_PUT, "INSERT INTO contracts(name, version, kind, body, created_at, created_by)"
+                     " VALUES(?1,?2,?3,?4,?5,?6)"};
+static const struct sq_def q_latest = {
+    SQ_CONTRACTS_LATEST, "SELECT c.name, c.version, c.kind, c.body, c.created_at, c.created_by"
+                         " FROM contracts c WHERE c.version = (SELECT max(version) FROM"
+                         " contracts d WHERE d.name = c.name) ORDER BY c.name"};
+static const struct sq_def q_versions = {
+    SQ_CONTRACT_VERSIONS, "SELECT name, version, kind, body, created_at, created_by FROM"
+                          " contracts WHERE name = ?1 ORDER BY version DESC"};
 static const struct sq_def q_stamp = {SQ_CONTRACTS_STAMP, "SELECT count(*) FROM contracts"};
 
 int store_contract_put(struct store *st, const char *name, const char *kind, const char *body,

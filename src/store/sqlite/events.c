@@ -77,41 +77,42 @@ struct evblock {
     size_t tlen;
 };
 
-static const struct sq_def q_block_add = {SQ_BLOCK_ADD,
-    "INSERT INTO event_blocks(id, n, cols, texts) VALUES(?1,?2,?3,?4)"};
-static const struct sq_def q_block_at = {SQ_BLOCK_AT,
+static const struct sq_def q_block_add = {
+    SQ_BLOCK_ADD, "INSERT INTO event_blocks(id, n, cols, texts) VALUES(?1,?2,?3,?4)"};
+static const struct sq_def q_block_at = {
+    SQ_BLOCK_AT,
     "SELECT id, n, cols, texts FROM event_blocks WHERE id <= ?1 ORDER BY id DESC LIMIT 1"};
-static const struct sq_def q_totals_add = {SQ_TOTALS_ADD,
-    "UPDATE event_totals SET live = live + ?1, unvalidated = unvalidated + ?2"};
+static const struct sq_def q_totals_add = {
+    SQ_TOTALS_ADD, "UPDATE event_totals SET live = live + ?1, unvalidated = unvalidated + ?2"};
 static const struct sq_def q_totals = {SQ_TOTALS, "SELECT live, unvalidated FROM event_totals"};
-static const struct sq_def q_max_seq = {SQ_MAXSEQ_E,
-    "SELECT id + n - 1 FROM event_blocks ORDER BY id DESC LIMIT 1"};
+static const struct sq_def q_max_seq = {
+    SQ_MAXSEQ_E, "SELECT id + n - 1 FROM event_blocks ORDER BY id DESC LIMIT 1"};
 static const struct sq_def q_supersede = {SQ_SUPERSEDE,
-    "INSERT INTO event_superseded(seq) VALUES(?1)"};
+                                          "INSERT INTO event_superseded(seq) VALUES(?1)"};
 static const struct sq_def q_anon_add = {SQ_ANON_ADD,
-    "INSERT INTO event_anon(contact_id, seq) VALUES(?1,?2)"};
-static const struct sq_def q_anon_del = {SQ_ANON_DEL,
-    "DELETE FROM event_anon WHERE contact_id = ?1 AND seq = ?2"};
-static const struct sq_def q_anon_of = {SQ_ANON_OF,
-    "SELECT seq FROM event_anon WHERE contact_id = ?1 ORDER BY seq"};
+                                         "INSERT INTO event_anon(contact_id, seq) VALUES(?1,?2)"};
+static const struct sq_def q_anon_del = {
+    SQ_ANON_DEL, "DELETE FROM event_anon WHERE contact_id = ?1 AND seq = ?2"};
+static const struct sq_def q_anon_of = {
+    SQ_ANON_OF, "SELECT seq FROM event_anon WHERE contact_id = ?1 ORDER BY seq"};
 static const struct sq_def q_anon_clear = {SQ_ANON_CLEAR,
-    "DELETE FROM event_anon WHERE contact_id = ?1"};
+                                           "DELETE FROM event_anon WHERE contact_id = ?1"};
 static const struct sq_def q_dead = {SQ_DEAD, "SELECT seq FROM event_superseded ORDER BY seq"};
 static const struct sq_def q_sum = {SQ_SUM, "SELECT coalesce(sum(n), 0) FROM event_blocks"};
-static const struct sq_def q_cols_after = {SQ_COLS_AFTER,
-    "SELECT id, n, cols FROM event_blocks WHERE id > ?1 AND id < ?2 ORDER BY id"};
-static const struct sq_def q_block_of = {SQ_BLOCK_OF,
-    "SELECT id, n FROM event_blocks WHERE id <= ?1 ORDER BY id DESC LIMIT 1"};
+static const struct sq_def q_cols_after = {
+    SQ_COLS_AFTER, "SELECT id, n, cols FROM event_blocks WHERE id > ?1 AND id < ?2 ORDER BY id"};
+static const struct sq_def q_block_of = {
+    SQ_BLOCK_OF, "SELECT id, n FROM event_blocks WHERE id <= ?1 ORDER BY id DESC LIMIT 1"};
 /* The block holding after + 1, and every later one (without or with the texts). A scan
  * prepares its own statement: a scan's callback may start another. */
 #define SCAN_FROM                                                                                  \
-    " FROM event_blocks WHERE id >= coalesce((SELECT max(id) FROM event_blocks"                     \
+    " FROM event_blocks WHERE id >= coalesce((SELECT max(id) FROM event_blocks"                    \
     " WHERE id <= ?1 + 1), 0) ORDER BY id"
 static const char scan_sql[] = "SELECT id, n, cols" SCAN_FROM;
 static const char scan_texts_sql[] = "SELECT id, n, cols, texts" SCAN_FROM;
-static const struct sq_def q_old_events = {SQ_OLD_EVENTS,
-    "SELECT event_id, contact_id, name_id, occurred_at, received_at, source,"
-    " contract_version, props, deleted, anon FROM events ORDER BY seq"};
+static const struct sq_def q_old_events = {
+    SQ_OLD_EVENTS, "SELECT event_id, contact_id, name_id, occurred_at, received_at, source,"
+                   " contract_version, props, deleted, anon FROM events ORDER BY seq"};
 static const struct sq_def q_name_get = {SQ_NAME_GET, "SELECT id FROM event_names WHERE name = ?1"};
 static const struct sq_def q_name_put = {SQ_NAME_PUT, "INSERT INTO event_names(name) VALUES(?1)"};
 static const struct sq_def q_names = {SQ_NAMES, "SELECT id, name FROM event_names ORDER BY name"};
@@ -159,8 +160,8 @@ static struct evstate *state(struct store *st)
 }
 
 /* Runs a statement of one or two integer parameters (b is bound if it has two). */
-static int run2(struct store *st, const struct sq_def *def, int64_t a, int64_t b,
-                const char *what, struct err *e)
+static int run2(struct store *st, const struct sq_def *def, int64_t a, int64_t b, const char *what,
+                struct err *e)
 {
     struct sq q;
     int rc = sq_prep(&q, st, def, e);
@@ -753,8 +754,8 @@ static int row_old_event(sqlite3_stmt *s, void *ctx)
         .contract_version = sqlite3_column_int(s, 6),
         .props = sq_col_text(s, 7),
     };
-    unsigned flags = (sqlite3_column_int(s, 8) ? EVF_DELETED : 0) |
-                     (sqlite3_column_int(s, 9) ? EVF_ANON : 0);
+    unsigned flags =
+        (sqlite3_column_int(s, 8) ? EVF_DELETED : 0) | (sqlite3_column_int(s, 9) ? EVF_ANON : 0);
     struct err *e = es->migrate_err;
     int64_t seq;
     int rc = append(st, es, &ev, store_event_key_hash(ev.event_id), NULL, flags, &seq, e);
@@ -808,8 +809,7 @@ int store_event_insert(struct store *st, struct store_event *ev, int *inserted, 
     return rc;
 }
 
-int store_event_upsert_owned(struct store *st, struct store_event *ev, int *outcome,
-                             struct err *e)
+int store_event_upsert_owned(struct store *st, struct store_event *ev, int *outcome, struct err *e)
 {
     struct evstate *es = state(st);
     uint64_t h = ev->key_hash ? ev->key_hash : store_event_key_hash(ev->event_id);
@@ -847,8 +847,8 @@ int store_event_upsert_owned(struct store *st, struct store_event *ev, int *outc
 
 /* Writes a version again with another contact or as a tombstone. The old version's
  * texts are copied first: appending may move them. */
-static int rewrite(struct store *st, struct evstate *es, const struct evview *old,
-                   int64_t contact, unsigned flags, struct err *e)
+static int rewrite(struct store *st, struct evstate *es, const struct evview *old, int64_t contact,
+                   unsigned flags, struct err *e)
 {
     struct store_event ev;
     char *id = xstrdup(old->event_id), *props = xstrdup(old->props), *src = xstrdup(old->source);
@@ -1067,8 +1067,8 @@ int store_events_since(struct store *st, int64_t after_seq, int64_t limit, int w
                        store_event_fn fn, void *ctx, struct err *e)
 {
     struct slim sl = {fn, ctx};
-    struct scan sc = {.after = after_seq, .limit = limit, .with_texts = with_props,
-                      .fn = on_slim, .ctx = &sl};
+    struct scan sc = {
+        .after = after_seq, .limit = limit, .with_texts = with_props, .fn = on_slim, .ctx = &sl};
 
     return scan(st, &sc, e);
 }
@@ -1239,12 +1239,12 @@ static int blob_read(struct store *st, const char *col, int64_t id, void *out, i
             rc = sqlite3_blob_read(b, out, n < len - off ? n : len - off, off);
     }
     sqlite3_blob_close(b);
-    return rc == SQLITE_OK ? 0 : rc == SQLITE_CORRUPT ? corrupt(e, id)
-                                                      : sq_err(st, e, rc, "read an event");
+    return rc == SQLITE_OK        ? 0
+           : rc == SQLITE_CORRUPT ? corrupt(e, id)
+                                  : sq_err(st, e, rc, "read an event");
 }
 
-int store_event_by_seq(struct store *st, int64_t seq, store_event_fn fn, void *ctx,
-                       struct err *e)
+int store_event_by_seq(struct store *st, int64_t seq, store_event_fn fn, void *ctx, struct err *e)
 {
     struct evstate *es = state(st);
     struct evview v;
@@ -1295,8 +1295,7 @@ int store_event_by_seq(struct store *st, int64_t seq, store_event_fn fn, void *c
 
 /* ---- the event-name registry ---------------------------------------------------- */
 
-int store_event_name_id(struct store *st, const char *name, int create, int64_t *id,
-                        struct err *e)
+int store_event_name_id(struct store *st, const char *name, int create, int64_t *id, struct err *e)
 {
     struct sq q;
     int rc = sq_prep(&q, st, &q_name_get, e);

@@ -2,14 +2,15 @@
  * counts moved on as it goes. */
 #include "sqlite_int.h"
 
-static const struct sq_def q_begin = {SQ_IMPORT_BEGIN,
+static const struct sq_def q_begin = {
+    SQ_IMPORT_BEGIN,
     "INSERT INTO imports(kind, file, status, started_at) VALUES(?1,?2,'running',?3)"};
-static const struct sq_def q_progress = {SQ_IMPORT_PROGRESS,
-    "UPDATE imports SET status=?2, finished_at=?3, read=?4, inserted=?5,"
-    " updated=?6, duplicates=?7, rejected=?8 WHERE id=?1"};
-static const struct sq_def q_list = {SQ_IMPORTS,
-    "SELECT id, kind, file, status, started_at, finished_at, read, inserted,"
-    " updated, duplicates, rejected FROM imports ORDER BY id DESC LIMIT ?1"};
+static const struct sq_def q_progress = {
+    SQ_IMPORT_PROGRESS, "UPDATE imports SET status=?2, finished_at=?3, read=?4, inserted=?5,"
+                        " updated=?6, duplicates=?7, rejected=?8 WHERE id=?1"};
+static const struct sq_def q_list = {
+    SQ_IMPORTS, "SELECT id, kind, file, status, started_at, finished_at, read, inserted,"
+                " updated, duplicates, rejected FROM imports ORDER BY id DESC LIMIT ?1"};
 
 int store_import_begin(struct store *st, const char *kind, const char *file, int64_t at,
                        int64_t *id, struct err *e)

@@ -5,30 +5,30 @@
 #include "sqlite_int.h"
 
 /* A record rejected again with the same raw payload while still pending is kept once. */
-static const struct sq_def q_add = {SQ_REJ_ADD,
-    "INSERT INTO rejected(created_at, source, kind, reason, field, message, origin,"
-    " raw, fingerprint, truncated, raw_bytes) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,"
-    "?11 WHERE NOT EXISTS (SELECT 1 FROM rejected WHERE fingerprint = ?9 AND"
-    " status = 'pending')"};
+static const struct sq_def q_add = {
+    SQ_REJ_ADD, "INSERT INTO rejected(created_at, source, kind, reason, field, message, origin,"
+                " raw, fingerprint, truncated, raw_bytes) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,"
+                "?11 WHERE NOT EXISTS (SELECT 1 FROM rejected WHERE fingerprint = ?9 AND"
+                " status = 'pending')"};
 /* ... or ever (a row read again, whose letter may have been dismissed or replayed). */
-static const struct sq_def q_add_once = {SQ_REJ_ADD_ONCE,
-    "INSERT INTO rejected(created_at, source, kind, reason, field, message,"
-    " origin, raw, fingerprint, truncated, raw_bytes) SELECT ?1,?2,?3,?4,?5,?6,"
-    "?7,?8,?9,?10,?11 WHERE NOT EXISTS (SELECT 1 FROM rejected WHERE"
-    " fingerprint = ?9)"};
-static const struct sq_def q_update = {SQ_REJ_UPDATE,
+static const struct sq_def q_add_once = {
+    SQ_REJ_ADD_ONCE, "INSERT INTO rejected(created_at, source, kind, reason, field, message,"
+                     " origin, raw, fingerprint, truncated, raw_bytes) SELECT ?1,?2,?3,?4,?5,?6,"
+                     "?7,?8,?9,?10,?11 WHERE NOT EXISTS (SELECT 1 FROM rejected WHERE"
+                     " fingerprint = ?9)"};
+static const struct sq_def q_update = {
+    SQ_REJ_UPDATE,
     "UPDATE rejected SET status=?2, reason=coalesce(?3, reason), field=coalesce(?4, field),"
     " message=coalesce(?5, message), attempts=attempts+1, resolved_at=?6 WHERE id=?1"};
-static const struct sq_def q_counts = {SQ_REJ_COUNTS,
-    "SELECT reason, count(*) FROM rejected WHERE status = 'pending'"
-    " GROUP BY reason ORDER BY reason"};
+static const struct sq_def q_counts = {
+    SQ_REJ_COUNTS, "SELECT reason, count(*) FROM rejected WHERE status = 'pending'"
+                   " GROUP BY reason ORDER BY reason"};
 static const struct sq_def q_long = {SQ_REJ_LONG,
-    "SELECT id, raw FROM rejected WHERE raw_bytes > ?1"};
+                                     "SELECT id, raw FROM rejected WHERE raw_bytes > ?1"};
 static const struct sq_def q_cut = {SQ_REJ_CUT,
-    "UPDATE rejected SET raw = ?2, truncated = 1 WHERE id = ?1"};
+                                    "UPDATE rejected SET raw = ?2, truncated = 1 WHERE id = ?1"};
 
-int store_rejected_add(struct store *st, const struct store_rejected *r, int64_t *id,
-                       struct err *e)
+int store_rejected_add(struct store *st, const struct store_rejected *r, int64_t *id, struct err *e)
 {
     size_t n = strlen(r->raw), kept = utf8_prefix(r->raw, n, STORE_REJECTED_MAX_RAW);
     struct sq q;

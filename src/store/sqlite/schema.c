@@ -9,7 +9,7 @@
 const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     /* 0 -> 1: contacts, events, contracts, dead letters, keys, audit */
     "CREATE TABLE contacts ("
-    "  id INTEGER PRIMARY KEY,"                    /* dense; rows are never deleted */
+    "  id INTEGER PRIMARY KEY," /* dense; rows are never deleted */
     "  external_id TEXT UNIQUE,"
     "  email TEXT,"
     "  attrs TEXT NOT NULL DEFAULT '{}',"
@@ -114,7 +114,7 @@ const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     "  id INTEGER PRIMARY KEY,"
     "  name TEXT NOT NULL,"
     "  description TEXT NOT NULL DEFAULT '',"
-    "  version INTEGER NOT NULL,"                 /* the current version of the rules */
+    "  version INTEGER NOT NULL,"                    /* the current version of the rules */
     "  schedule_minutes INTEGER NOT NULL DEFAULT 0," /* 0 = on demand only */
     "  next_run_at INTEGER NOT NULL DEFAULT 0,"
     "  created_at INTEGER NOT NULL,"
@@ -135,9 +135,9 @@ const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     "  id INTEGER PRIMARY KEY,"
     "  segment_id INTEGER NOT NULL,"
     "  version INTEGER NOT NULL,"
-    "  trigger TEXT NOT NULL,"                    /* api, schedule, campaign */
-    "  status TEXT NOT NULL,"                     /* running, succeeded, failed, timed_out */
-    "  as_of INTEGER NOT NULL,"                   /* the evaluation's now */
+    "  trigger TEXT NOT NULL,"  /* api, schedule, campaign */
+    "  status TEXT NOT NULL,"   /* running, succeeded, failed, timed_out */
+    "  as_of INTEGER NOT NULL," /* the evaluation's now */
     "  started_at INTEGER NOT NULL,"
     "  finished_at INTEGER NOT NULL DEFAULT 0,"
     "  member_count INTEGER NOT NULL DEFAULT 0,"
@@ -146,7 +146,7 @@ const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     "CREATE INDEX segment_evaluations_segment ON segment_evaluations(segment_id, id);"
     "CREATE TABLE segment_snapshots ("
     "  evaluation_id INTEGER PRIMARY KEY,"
-    "  format TEXT NOT NULL,"                     /* roaring-portable */
+    "  format TEXT NOT NULL," /* roaring-portable */
     "  members BLOB NOT NULL);",
     /* 2 -> 3: no per-contact index on events (it made every import batch rewrite random
      * leaves: 9 KB written per event at 20M). Per-contact reads scan, or come from the
@@ -161,12 +161,12 @@ const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
      * records and texts apart. store_migrate() moves the old rows over, then drops
      * the events table. */
     "CREATE TABLE event_blocks ("
-    "  id INTEGER PRIMARY KEY,"                   /* the seq of its first version */
-    "  n INTEGER NOT NULL,"                       /* versions: seqs id .. id + n - 1 */
-    "  cols BLOB NOT NULL,"                       /* n records of 56 bytes */
-    "  texts BLOB NOT NULL);"                     /* event ids, properties, sources */
+    "  id INTEGER PRIMARY KEY,"                                /* the seq of its first version */
+    "  n INTEGER NOT NULL,"                                    /* versions: seqs id .. id + n - 1 */
+    "  cols BLOB NOT NULL,"                                    /* n records of 56 bytes */
+    "  texts BLOB NOT NULL);"                                  /* event ids, properties, sources */
     "CREATE TABLE event_superseded (seq INTEGER PRIMARY KEY);" /* versions replaced */
-    "CREATE TABLE event_anon ("                   /* current versions, anonymous contacts */
+    "CREATE TABLE event_anon (" /* current versions, anonymous contacts */
     "  contact_id INTEGER NOT NULL,"
     "  seq INTEGER NOT NULL,"
     "  PRIMARY KEY (contact_id, seq)) WITHOUT ROWID;"
@@ -182,22 +182,22 @@ const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     "CREATE TABLE sync_sources ("
     "  id INTEGER PRIMARY KEY,"
     "  name TEXT NOT NULL UNIQUE,"
-    "  kind TEXT NOT NULL,"                       /* postgres | sqlite */
-    "  dsn TEXT NOT NULL,"                        /* libpq conninfo without password, or a file */
-    "  password TEXT NOT NULL DEFAULT '',"        /* env:VAR, file:PATH or sealed sb1:... */
-    "  mapping TEXT NOT NULL,"                    /* JSON (docs/sync.md) */
+    "  kind TEXT NOT NULL,"                /* postgres | sqlite */
+    "  dsn TEXT NOT NULL,"                 /* libpq conninfo without password, or a file */
+    "  password TEXT NOT NULL DEFAULT ''," /* env:VAR, file:PATH or sealed sb1:... */
+    "  mapping TEXT NOT NULL,"             /* JSON (docs/sync.md) */
     "  created_at INTEGER NOT NULL,"
     "  updated_at INTEGER NOT NULL,"
     "  last_ok_at INTEGER NOT NULL DEFAULT 0,"
     "  last_error TEXT NOT NULL DEFAULT '',"
     "  last_error_at INTEGER NOT NULL DEFAULT 0,"
-    "  failures INTEGER NOT NULL DEFAULT 0);"     /* in a row, since the last success */
+    "  failures INTEGER NOT NULL DEFAULT 0);" /* in a row, since the last success */
     "CREATE TABLE sync_checkpoints ("
     "  source_id INTEGER NOT NULL,"
     "  tbl TEXT NOT NULL,"
-    "  cursor TEXT,"                              /* JSON value of the last row's cursor */
-    "  key TEXT,"                                 /* and of its key */
-    "  rows INTEGER NOT NULL DEFAULT 0,"          /* rows stored through it, ever */
+    "  cursor TEXT,"                     /* JSON value of the last row's cursor */
+    "  key TEXT,"                        /* and of its key */
+    "  rows INTEGER NOT NULL DEFAULT 0," /* rows stored through it, ever */
     "  updated_at INTEGER NOT NULL,"
     "  PRIMARY KEY (source_id, tbl)) WITHOUT ROWID;",
     /* 6 -> 7: CRM sync reconciliations: their reports, kept. */
@@ -206,9 +206,9 @@ const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     "  source TEXT NOT NULL,"
     "  started_at INTEGER NOT NULL,"
     "  finished_at INTEGER NOT NULL,"
-    "  mismatches INTEGER NOT NULL,"              /* keys missing + extra, all tables */
+    "  mismatches INTEGER NOT NULL," /* keys missing + extra, all tables */
     "  repaired INTEGER NOT NULL,"
-    "  report TEXT NOT NULL);",                   /* JSON (docs/sync.md) */
+    "  report TEXT NOT NULL);", /* JSON (docs/sync.md) */
     /* 7 -> 8: where each sync checkpoint stood lately (a lookback window's start). */
     "ALTER TABLE sync_checkpoints ADD COLUMN trail TEXT;", /* [[at_ms, cursor, key], …] */
     /* 8 -> 9: who added each sync source: 'cli' (the operator) or 'api' (an admin key),

@@ -14,54 +14,56 @@
     "id, segment_id, version, trigger, status, error, as_of, started_at,"                          \
     " finished_at, member_count, took_ms"
 
-static const struct sq_def q_insert = {SQ_SEG_INSERT,
+static const struct sq_def q_insert = {
+    SQ_SEG_INSERT,
     "INSERT INTO segments(name, description, version, schedule_minutes,"
     " next_run_at, created_at, updated_at, created_by) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"};
-static const struct sq_def q_version_add = {SQ_SEG_VERSION_ADD,
-    "INSERT INTO segment_versions(segment_id, version, rules, plan,"
-    " created_at, created_by) VALUES(?1,?2,?3,?4,?5,?6)"};
-static const struct sq_def q_update = {SQ_SEG_UPDATE,
-    "UPDATE segments SET name=?2, description=?3, version=?4, schedule_minutes=?5,"
-    " next_run_at=?6, updated_at=?7, deleted=?8 WHERE id=?1"};
-static const struct sq_def q_get = {SQ_SEG_GET,
-    "SELECT " SEGMENT_COLS SEGMENT_JOIN " WHERE s.id = ?1 AND s.deleted = 0"};
-static const struct sq_def q_list = {SQ_SEG_LIST,
-    "SELECT " SEGMENT_COLS SEGMENT_JOIN " WHERE s.id > ?1 AND s.deleted = 0"
-    " ORDER BY s.id LIMIT ?2"};
-static const struct sq_def q_versions = {SQ_SEG_VERSIONS,
-    "SELECT s.id, s.name, s.description, v.created_by, v.rules, v.plan, v.version,"
-    " s.schedule_minutes, s.next_run_at, v.created_at, v.created_at, s.deleted"
-    " FROM segment_versions v JOIN segments s ON s.id = v.segment_id"
-    " WHERE v.segment_id = ?1 ORDER BY v.version DESC"};
-static const struct sq_def q_due = {SQ_SEG_DUE,
-    "SELECT " SEGMENT_COLS SEGMENT_JOIN " WHERE s.schedule_minutes > 0"
-    " AND s.deleted = 0 AND s.next_run_at <= ?1 ORDER BY s.next_run_at LIMIT 100"};
+static const struct sq_def q_version_add = {
+    SQ_SEG_VERSION_ADD, "INSERT INTO segment_versions(segment_id, version, rules, plan,"
+                        " created_at, created_by) VALUES(?1,?2,?3,?4,?5,?6)"};
+static const struct sq_def q_update = {
+    SQ_SEG_UPDATE, "UPDATE segments SET name=?2, description=?3, version=?4, schedule_minutes=?5,"
+                   " next_run_at=?6, updated_at=?7, deleted=?8 WHERE id=?1"};
+static const struct sq_def q_get = {SQ_SEG_GET, "SELECT " SEGMENT_COLS SEGMENT_JOIN
+                                                " WHERE s.id = ?1 AND s.deleted = 0"};
+static const struct sq_def q_list = {SQ_SEG_LIST, "SELECT " SEGMENT_COLS SEGMENT_JOIN
+                                                  " WHERE s.id > ?1 AND s.deleted = 0"
+                                                  " ORDER BY s.id LIMIT ?2"};
+static const struct sq_def q_versions = {
+    SQ_SEG_VERSIONS, "SELECT s.id, s.name, s.description, v.created_by, v.rules, v.plan, v.version,"
+                     " s.schedule_minutes, s.next_run_at, v.created_at, v.created_at, s.deleted"
+                     " FROM segment_versions v JOIN segments s ON s.id = v.segment_id"
+                     " WHERE v.segment_id = ?1 ORDER BY v.version DESC"};
+static const struct sq_def q_due = {
+    SQ_SEG_DUE, "SELECT " SEGMENT_COLS SEGMENT_JOIN " WHERE s.schedule_minutes > 0"
+                " AND s.deleted = 0 AND s.next_run_at <= ?1 ORDER BY s.next_run_at LIMIT 100"};
 static const struct sq_def q_next_run = {SQ_SEG_NEXT_RUN,
-    "UPDATE segments SET next_run_at = ?2 WHERE id = ?1"};
-static const struct sq_def q_eval_begin = {SQ_EVAL_BEGIN,
-    "INSERT INTO segment_evaluations(segment_id, version, trigger, status, as_of,"
-    " started_at) VALUES(?1,?2,?3,'running',?4,?5)"};
-static const struct sq_def q_eval_finish = {SQ_EVAL_FINISH,
-    "UPDATE segment_evaluations SET status=?2, finished_at=?3, member_count=?4,"
-    " took_ms=?5, error=?6 WHERE id=?1"};
-static const struct sq_def q_eval_list = {SQ_EVAL_LIST,
-    "SELECT " EVAL_COLS " FROM segment_evaluations WHERE segment_id = ?1 AND id < ?2"
-    " ORDER BY id DESC LIMIT ?3"};
-static const struct sq_def q_eval_get = {SQ_EVAL_GET,
-    "SELECT " EVAL_COLS " FROM segment_evaluations WHERE segment_id = ?1 AND id = ?2"};
-static const struct sq_def q_eval_latest = {SQ_EVAL_LATEST,
-    "SELECT " EVAL_COLS " FROM segment_evaluations WHERE segment_id = ?1"
-    " AND status = 'succeeded' ORDER BY id DESC LIMIT 1"};
-static const struct sq_def q_snap_put = {SQ_SNAP_PUT,
-    "INSERT INTO segment_snapshots(evaluation_id, format, members)"
-    " VALUES(?1,'roaring-portable',?2)"};
-static const struct sq_def q_snap_get = {SQ_SNAP_GET,
-    "SELECT members FROM segment_snapshots WHERE evaluation_id = ?1"};
-static const struct sq_def q_eval_interrupt = {SQ_EVAL_INTERRUPT,
-    "UPDATE segment_evaluations SET status='failed', finished_at=?1,"
-    " error='interrupted: the process stopped during the evaluation'"
-    " WHERE status = 'running'"};
-static const struct sq_def q_eval_counts = {SQ_EVAL_COUNTS,
+                                         "UPDATE segments SET next_run_at = ?2 WHERE id = ?1"};
+static const struct sq_def q_eval_begin = {
+    SQ_EVAL_BEGIN, "INSERT INTO segment_evaluations(segment_id, version, trigger, status, as_of,"
+                   " started_at) VALUES(?1,?2,?3,'running',?4,?5)"};
+static const struct sq_def q_eval_finish = {
+    SQ_EVAL_FINISH, "UPDATE segment_evaluations SET status=?2, finished_at=?3, member_count=?4,"
+                    " took_ms=?5, error=?6 WHERE id=?1"};
+static const struct sq_def q_eval_list = {
+    SQ_EVAL_LIST, "SELECT " EVAL_COLS " FROM segment_evaluations WHERE segment_id = ?1 AND id < ?2"
+                  " ORDER BY id DESC LIMIT ?3"};
+static const struct sq_def q_eval_get = {
+    SQ_EVAL_GET, "SELECT " EVAL_COLS " FROM segment_evaluations WHERE segment_id = ?1 AND id = ?2"};
+static const struct sq_def q_eval_latest = {
+    SQ_EVAL_LATEST, "SELECT " EVAL_COLS " FROM segment_evaluations WHERE segment_id = ?1"
+                    " AND status = 'succeeded' ORDER BY id DESC LIMIT 1"};
+static const struct sq_def q_snap_put = {
+    SQ_SNAP_PUT, "INSERT INTO segment_snapshots(evaluation_id, format, members)"
+                 " VALUES(?1,'roaring-portable',?2)"};
+static const struct sq_def q_snap_get = {
+    SQ_SNAP_GET, "SELECT members FROM segment_snapshots WHERE evaluation_id = ?1"};
+static const struct sq_def q_eval_interrupt = {
+    SQ_EVAL_INTERRUPT, "UPDATE segment_evaluations SET status='failed', finished_at=?1,"
+                       " error='interrupted: the process stopped during the evaluation'"
+                       " WHERE status = 'running'"};
+static const struct sq_def q_eval_counts = {
+    SQ_EVAL_COUNTS,
     "SELECT status, count(*) FROM segment_evaluations GROUP BY status ORDER BY status"};
 
 /* ---- segments --------------------------------------------------------------------- */
@@ -147,8 +149,7 @@ static int row_segment(sqlite3_stmt *s, void *ctx)
 }
 
 /* Runs a prepared segment query with its one parameter bound. */
-static int read_segments(struct sq *q, store_segment_fn fn, void *ctx, int must_find,
-                         struct err *e)
+static int read_segments(struct sq *q, store_segment_fn fn, void *ctx, int must_find, struct err *e)
 {
     struct segment_visit v = {fn, ctx};
     int n, rc = sq_each(q, "read segments", row_segment, &v, &n, e);
@@ -172,8 +173,7 @@ static int segments_by(struct store *st, const struct sq_def *def, int64_t key, 
     return read_segments(&q, fn, ctx, must_find, e);
 }
 
-int store_segment_get(struct store *st, int64_t id, store_segment_fn fn, void *ctx,
-                      struct err *e)
+int store_segment_get(struct store *st, int64_t id, store_segment_fn fn, void *ctx, struct err *e)
 {
     return segments_by(st, &q_get, id, 0, fn, ctx, 1, e);
 }
@@ -321,8 +321,8 @@ int store_evaluations_list(struct store *st, int64_t segment_id, int64_t before_
     return sq_each(&q, "list evaluations", row_evaluation, &v, NULL, e);
 }
 
-int store_evaluation_get(struct store *st, int64_t segment_id, int64_t id,
-                         store_evaluation_fn fn, void *ctx, struct err *e)
+int store_evaluation_get(struct store *st, int64_t segment_id, int64_t id, store_evaluation_fn fn,
+                         void *ctx, struct err *e)
 {
     struct evaluation_visit v = {fn, ctx};
     struct sq q;
@@ -335,8 +335,9 @@ int store_evaluation_get(struct store *st, int64_t segment_id, int64_t id,
         sq_i64(&q, 2, id);
     rc = sq_each(&q, "read evaluation", row_evaluation, &v, &n, e);
     if (rc == 0 && n == 0)
-        return ERR(e, E_NOTFOUND, id ? "no such evaluation of this segment"
-                                     : "this segment has no successful evaluation yet");
+        return ERR(e, E_NOTFOUND,
+                   id ? "no such evaluation of this segment"
+                      : "this segment has no successful evaluation yet");
     return rc;
 }
 

@@ -19,33 +19,104 @@
 /* Every fixed statement of the backend, grouped by the file that owns it. */
 enum sq_id {
     /* conn.c */
-    SQ_USER_VERSION, SQ_COUNT_REJ,
+    SQ_USER_VERSION,
+    SQ_COUNT_REJ,
     /* contacts.c */
-    SQ_CONTACT_GET, SQ_CONTACT_BY_XID, SQ_CONTACT_BY_ANON, SQ_CONTACT_LOOKUP, SQ_CONTACT_IDS,
-    SQ_CONTACT_INSERT, SQ_CONTACT_UPDATE, SQ_CONSENT_LOG, SQ_CONSENT_HISTORY, SQ_ANON_LINK,
-    SQ_CONTACTS_SINCE, SQ_CONTACTS_LIST, SQ_CONTACTS_BY_EMAIL, SQ_MAXSEQ_C, SQ_COUNT_C,
-    SQ_ATTR_TYPES, SQ_ATTR_PUT, SQ_ATTR_GET,
+    SQ_CONTACT_GET,
+    SQ_CONTACT_BY_XID,
+    SQ_CONTACT_BY_ANON,
+    SQ_CONTACT_LOOKUP,
+    SQ_CONTACT_IDS,
+    SQ_CONTACT_INSERT,
+    SQ_CONTACT_UPDATE,
+    SQ_CONSENT_LOG,
+    SQ_CONSENT_HISTORY,
+    SQ_ANON_LINK,
+    SQ_CONTACTS_SINCE,
+    SQ_CONTACTS_LIST,
+    SQ_CONTACTS_BY_EMAIL,
+    SQ_MAXSEQ_C,
+    SQ_COUNT_C,
+    SQ_ATTR_TYPES,
+    SQ_ATTR_PUT,
+    SQ_ATTR_GET,
     /* events.c */
-    SQ_NAME_GET, SQ_NAME_PUT, SQ_NAMES, SQ_NAME_DROP, SQ_NAME_OF,
-    SQ_BLOCK_ADD, SQ_BLOCK_AT, SQ_TOTALS_ADD, SQ_TOTALS, SQ_MAXSEQ_E, SQ_SUPERSEDE, SQ_ANON_ADD,
-    SQ_ANON_DEL, SQ_ANON_OF, SQ_ANON_CLEAR, SQ_DEAD, SQ_SUM, SQ_COLS_AFTER, SQ_BLOCK_OF,
+    SQ_NAME_GET,
+    SQ_NAME_PUT,
+    SQ_NAMES,
+    SQ_NAME_DROP,
+    SQ_NAME_OF,
+    SQ_BLOCK_ADD,
+    SQ_BLOCK_AT,
+    SQ_TOTALS_ADD,
+    SQ_TOTALS,
+    SQ_MAXSEQ_E,
+    SQ_SUPERSEDE,
+    SQ_ANON_ADD,
+    SQ_ANON_DEL,
+    SQ_ANON_OF,
+    SQ_ANON_CLEAR,
+    SQ_DEAD,
+    SQ_SUM,
+    SQ_COLS_AFTER,
+    SQ_BLOCK_OF,
     SQ_OLD_EVENTS,
     /* contracts.c */
-    SQ_CONTRACT_MAXV, SQ_CONTRACT_PUT, SQ_CONTRACTS_LATEST, SQ_CONTRACT_VERSIONS,
+    SQ_CONTRACT_MAXV,
+    SQ_CONTRACT_PUT,
+    SQ_CONTRACTS_LATEST,
+    SQ_CONTRACT_VERSIONS,
     SQ_CONTRACTS_STAMP,
     /* rejected.c */
-    SQ_REJ_ADD, SQ_REJ_ADD_ONCE, SQ_REJ_UPDATE, SQ_REJ_COUNTS, SQ_REJ_LONG, SQ_REJ_CUT,
+    SQ_REJ_ADD,
+    SQ_REJ_ADD_ONCE,
+    SQ_REJ_UPDATE,
+    SQ_REJ_COUNTS,
+    SQ_REJ_LONG,
+    SQ_REJ_CUT,
     /* auth.c */
-    SQ_KEY_ADD, SQ_KEY_BY_HASH, SQ_KEY_TOUCH, SQ_KEYS, SQ_KEY_REVOKE, SQ_AUDIT_ADD, SQ_AUDIT_LIST,
+    SQ_KEY_ADD,
+    SQ_KEY_BY_HASH,
+    SQ_KEY_TOUCH,
+    SQ_KEYS,
+    SQ_KEY_REVOKE,
+    SQ_AUDIT_ADD,
+    SQ_AUDIT_LIST,
     /* imports.c */
-    SQ_IMPORT_BEGIN, SQ_IMPORT_PROGRESS, SQ_IMPORTS,
+    SQ_IMPORT_BEGIN,
+    SQ_IMPORT_PROGRESS,
+    SQ_IMPORTS,
     /* segments.c */
-    SQ_SEG_INSERT, SQ_SEG_VERSION_ADD, SQ_SEG_UPDATE, SQ_SEG_GET, SQ_SEG_LIST, SQ_SEG_VERSIONS,
-    SQ_SEG_DUE, SQ_SEG_NEXT_RUN, SQ_EVAL_BEGIN, SQ_EVAL_FINISH, SQ_EVAL_LIST, SQ_EVAL_GET,
-    SQ_EVAL_LATEST, SQ_SNAP_PUT, SQ_SNAP_GET, SQ_EVAL_INTERRUPT, SQ_EVAL_COUNTS,
+    SQ_SEG_INSERT,
+    SQ_SEG_VERSION_ADD,
+    SQ_SEG_UPDATE,
+    SQ_SEG_GET,
+    SQ_SEG_LIST,
+    SQ_SEG_VERSIONS,
+    SQ_SEG_DUE,
+    SQ_SEG_NEXT_RUN,
+    SQ_EVAL_BEGIN,
+    SQ_EVAL_FINISH,
+    SQ_EVAL_LIST,
+    SQ_EVAL_GET,
+    SQ_EVAL_LATEST,
+    SQ_SNAP_PUT,
+    SQ_SNAP_GET,
+    SQ_EVAL_INTERRUPT,
+    SQ_EVAL_COUNTS,
     /* sync.c */
-    SQ_SRC_ADD, SQ_SRC_GET, SQ_SRCS, SQ_SRC_DEL_CHECKPOINTS, SQ_SRC_DEL, SQ_SRC_FAILED, SQ_SRC_OK,
-    SQ_CKPT_GET, SQ_CKPT_SET, SQ_RECON_ADD, SQ_RECON_LAST, SQ_RECONS,
+    SQ_SRC_ADD,
+    SQ_SRC_GET,
+    SQ_SRCS,
+    SQ_SRC_DEL_CHECKPOINTS,
+    SQ_SRC_DEL,
+    SQ_SRC_FAILED,
+    SQ_SRC_OK,
+    SQ_CKPT_GET,
+    SQ_CKPT_SET,
+    SQ_RECON_ADD,
+    SQ_RECON_LAST,
+    SQ_RECONS,
     SQ__N
 };
 
@@ -55,14 +126,14 @@ struct sq_def {
     const char *sql;
 };
 
-struct ckpt;   /* conn.c */
+struct ckpt;    /* conn.c */
 struct evstate; /* events.c */
 
 struct store {
     sqlite3 *db;
     struct ckpt *ckpt;
-    sqlite3_stmt *stmts[SQ__N];         /* the statement cache: prepared on first use */
-    const struct sq_def *defs[SQ__N];   /* what each slot was prepared from */
+    sqlite3_stmt *stmts[SQ__N];       /* the statement cache: prepared on first use */
+    const struct sq_def *defs[SQ__N]; /* what each slot was prepared from */
     int in_tx, writing;
     struct evstate *ev;                       /* events.c */
     int64_t next_contact_seq, next_event_seq; /* valid inside a write transaction */

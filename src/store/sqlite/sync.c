@@ -9,36 +9,38 @@
     "id, name, kind, dsn, password, mapping, created_at, updated_at, last_ok_at, last_error,"      \
     " last_error_at, failures, origin"
 
-static const struct sq_def q_add = {SQ_SRC_ADD,
-    "INSERT INTO sync_sources(name, kind, dsn, password, mapping, created_at,"
-    " updated_at, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)"};
+static const struct sq_def q_add = {
+    SQ_SRC_ADD, "INSERT INTO sync_sources(name, kind, dsn, password, mapping, created_at,"
+                " updated_at, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)"};
 static const struct sq_def q_get = {SQ_SRC_GET,
-    "SELECT " SOURCE_COLS " FROM sync_sources WHERE name = ?1"};
-static const struct sq_def q_list = {SQ_SRCS, "SELECT " SOURCE_COLS " FROM sync_sources ORDER BY name"};
-static const struct sq_def q_del_checkpoints = {SQ_SRC_DEL_CHECKPOINTS,
-    "DELETE FROM sync_checkpoints WHERE source_id = ?1"};
+                                    "SELECT " SOURCE_COLS " FROM sync_sources WHERE name = ?1"};
+static const struct sq_def q_list = {SQ_SRCS,
+                                     "SELECT " SOURCE_COLS " FROM sync_sources ORDER BY name"};
+static const struct sq_def q_del_checkpoints = {
+    SQ_SRC_DEL_CHECKPOINTS, "DELETE FROM sync_checkpoints WHERE source_id = ?1"};
 static const struct sq_def q_del = {SQ_SRC_DEL, "DELETE FROM sync_sources WHERE id = ?1"};
-static const struct sq_def q_failed = {SQ_SRC_FAILED,
-    "UPDATE sync_sources SET last_error = ?2, last_error_at = ?3,"
-    " failures = failures + 1 WHERE id = ?1"};
-static const struct sq_def q_ok = {SQ_SRC_OK,
-    "UPDATE sync_sources SET last_ok_at = ?3, failures = 0 WHERE id = ?1"};
-static const struct sq_def q_ckpt_get = {SQ_CKPT_GET,
-    "SELECT cursor, key, rows, updated_at, trail FROM sync_checkpoints"
-    " WHERE source_id = ?1 AND tbl = ?2"};
-static const struct sq_def q_ckpt_set = {SQ_CKPT_SET,
+static const struct sq_def q_failed = {
+    SQ_SRC_FAILED, "UPDATE sync_sources SET last_error = ?2, last_error_at = ?3,"
+                   " failures = failures + 1 WHERE id = ?1"};
+static const struct sq_def q_ok = {
+    SQ_SRC_OK, "UPDATE sync_sources SET last_ok_at = ?3, failures = 0 WHERE id = ?1"};
+static const struct sq_def q_ckpt_get = {
+    SQ_CKPT_GET, "SELECT cursor, key, rows, updated_at, trail FROM sync_checkpoints"
+                 " WHERE source_id = ?1 AND tbl = ?2"};
+static const struct sq_def q_ckpt_set = {
+    SQ_CKPT_SET,
     "INSERT INTO sync_checkpoints(source_id, tbl, cursor, key, rows, updated_at, trail)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(source_id, tbl) DO UPDATE SET"
     " cursor = excluded.cursor, key = excluded.key, rows = rows + excluded.rows,"
     " updated_at = excluded.updated_at, trail = coalesce(excluded.trail, trail)"};
-static const struct sq_def q_recon_add = {SQ_RECON_ADD,
-    "INSERT INTO sync_reconciliations(source, started_at, finished_at, mismatches,"
-    " repaired, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"};
-static const struct sq_def q_recon_last = {SQ_RECON_LAST,
-    "SELECT max(started_at) FROM sync_reconciliations WHERE source = ?1"};
-static const struct sq_def q_recons = {SQ_RECONS,
-    "SELECT id, source, started_at, finished_at, mismatches, repaired, report"
-    " FROM sync_reconciliations WHERE ?1 = 0 OR id < ?1 ORDER BY id DESC LIMIT ?2"};
+static const struct sq_def q_recon_add = {
+    SQ_RECON_ADD, "INSERT INTO sync_reconciliations(source, started_at, finished_at, mismatches,"
+                  " repaired, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"};
+static const struct sq_def q_recon_last = {
+    SQ_RECON_LAST, "SELECT max(started_at) FROM sync_reconciliations WHERE source = ?1"};
+static const struct sq_def q_recons = {
+    SQ_RECONS, "SELECT id, source, started_at, finished_at, mismatches, repaired, report"
+               " FROM sync_reconciliations WHERE ?1 = 0 OR id < ?1 ORDER BY id DESC LIMIT ?2"};
 
 /* ---- sources ------------------------------------------------------------------------ */
 
@@ -99,8 +101,8 @@ int store_sync_source_get(struct store *st, const char *name, struct store_sync_
         source_row(q.s, out);
         rc = 0;
     } else if (rc == 0) {
-        rc = ERR(e, E_NOTFOUND, "no sync source named \"%s\" (see 'engage sync source list')",
-                 name);
+        rc =
+            ERR(e, E_NOTFOUND, "no sync source named \"%s\" (see 'engage sync source list')", name);
     }
     sq_done(&q);
     return rc;
@@ -215,8 +217,8 @@ int store_sync_checkpoint_set(struct store *st, int64_t source_id, const char *t
 /* ---- reconciliations ---------------------------------------------------------------- */
 
 int store_sync_reconciliation_add(struct store *st, const char *source, int64_t started_at,
-                                  int64_t mismatches, int repaired, const char *report,
-                                  int64_t *id, struct err *e)
+                                  int64_t mismatches, int repaired, const char *report, int64_t *id,
+                                  struct err *e)
 {
     struct sq q;
     int rc = sq_prep(&q, st, &q_recon_add, e);
@@ -258,9 +260,9 @@ static int row_recon(sqlite3_stmt *s, void *ctx)
 {
     struct recon_visit *v = ctx;
 
-    return v->fn(v->ctx, sqlite3_column_int64(s, 0), sq_col_text(s, 1),
-                 sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3),
-                 sqlite3_column_int64(s, 4), sqlite3_column_int(s, 5), sq_col_text(s, 6));
+    return v->fn(v->ctx, sqlite3_column_int64(s, 0), sq_col_text(s, 1), sqlite3_column_int64(s, 2),
+                 sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4), sqlite3_column_int(s, 5),
+                 sq_col_text(s, 6));
 }
 
 int store_sync_reconciliations(struct store *st, int64_t before, int limit,
