@@ -192,7 +192,17 @@ static int setup(struct cli *c, int is_server)
         v = getenv("ENGAGE_DATA");
     if (v == NULL || *v == '\0')
         v = "./engage-data";
-    snprintf(c->data_dir, sizeof c->data_dir, "%s", v);
+    /* --data is a store location (a directory, or sqlite:DIR); the files beside the store
+     * (engage.conf, secret.key, demo/) live in its directory, whichever form named it. */
+    {
+        enum store_kind kind;
+        const char *where;
+        if (store_location_parse(v, &kind, &where, &e))
+            return die("%s", e.msg);
+        if (kind != STORE_SQLITE)
+            return die("store: '%s': the PostgreSQL backend is not built yet", v);
+        snprintf(c->data_dir, sizeof c->data_dir, "%s", where);
+    }
     config_defaults(&c->cfg, c->data_dir);
     cfg_path = opt(c, "config");
     if (cfg_path == NULL || *cfg_path == '\0')

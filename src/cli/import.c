@@ -321,7 +321,7 @@ static int rejected_dismiss_cmd(struct cli *c)
     if ((rc = rejected_filter(c, &f)))
         return rc;
     if (rejected_dismiss_check(&f, &e))
-        return usage_error(c, "rejected dismiss: %s", e.msg);
+        return usage_error(c, "rejected dismiss: %s (--id, --reason, --source or --kind)", e.msg);
     if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     ingest_init(&in, st, &c->cfg);

@@ -332,8 +332,11 @@ int metrics_render(struct metrics *m, struct buf *out, void *scrape, struct err 
     struct metric *f;
     int rc = 0;
 
+    /* The lock guards the lists, not the callbacks: a collect callback may wait (for the
+     * audience index while it loads, for a store count), and scrapes should not queue
+     * behind it. Families are never removed before metrics_free, so f stays valid. */
     pthread_mutex_lock(&m->mu);
-    for (f = m->first; f && rc == 0; f = f->next) {
+    for (f = m->first; f && rc == 0;) {
         add_help(out, f);
         for (s = f->first; s; s = s->next) {
             if (hidden(f, s))
@@ -353,8 +356,11 @@ int metrics_render(struct metrics *m, struct buf *out, void *scrape, struct err 
         }
         if (f->def.collect) {
             struct metric_sink sink = {out, f};
+            pthread_mutex_unlock(&m->mu);
             rc = f->def.collect(f->def.ctx, f->def.which, scrape, &sink, e);
+            pthread_mutex_lock(&m->mu);
         }
+        f = f->next;
     }
     pthread_mutex_unlock(&m->mu);
     return rc;

@@ -897,8 +897,10 @@ static const struct worker_def scheduler_def = {
     .name = "segment-sched",
     .tick = scheduler_tick,
     .interval_ms = 1000,
+    /* A failed tick (a store busy under an import) is retried the next second, as the
+     * scheduler always did: a due segment should not wait a minute after the import. */
     .backoff_min_ms = 1000,
-    .backoff_max_ms = 60 * 1000,
+    .backoff_max_ms = 1000,
     .store = WORKER_NO_STORE,
     .init = scheduler_init,
 };

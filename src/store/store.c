@@ -4,7 +4,8 @@
  * DESIGN: a location names a backend and where its data lives ("sqlite:DIR"; a bare
  * path is a SQLite directory, as --data always was). Backends other than SQLite are
  * recognised so that a mistake reads as one ("not built yet"), not as a directory
- * created under a strange name. */
+ * created under a strange name; so is any other URL (scheme://), while a path with a
+ * colon in it ("backup:2024") stays a path. */
 #include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -56,6 +57,13 @@ int store_location_parse(const char *location, enum store_kind *kind, const char
     if ((n == 8 && strncmp(location, "postgres", 8) == 0) ||
         (n == 10 && strncmp(location, "postgresql", 10) == 0)) {
         *kind = STORE_PG;
+        *where = location;
+        return 0;
+    }
+    /* A URL of another backend is a mistake to name; "backup:2024" or "d:1" without
+     * "//" is a directory, as --data always took it. */
+    if (strncmp(location + n, "://", 3) != 0) {
+        *kind = STORE_SQLITE;
         *where = location;
         return 0;
     }

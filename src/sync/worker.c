@@ -281,8 +281,10 @@ int sync_worker_start(struct sync_worker **out, struct worker_set *ws, const str
         .name = "sync-worker",
         .tick = tick,
         .interval_ms = cfg->sync_interval_s * 1000,
-        .backoff_min_ms = cfg->sync_interval_s * 1000, /* as a failing source's */
-        .backoff_max_ms = BACKOFF_MAX_MS,
+        /* Failing to list the sources is retried at the next interval, as before; a
+         * failing source has its own backoff (up to BACKOFF_MAX_MS). */
+        .backoff_min_ms = cfg->sync_interval_s * 1000,
+        .backoff_max_ms = cfg->sync_interval_s * 1000,
         .store = WORKER_STORE,
     };
     pthread_mutex_init(&w->mu, NULL);

@@ -63,6 +63,27 @@ test('configuration errors name the file, line and key', () => {
   assert.match(r.stderr, /nope\.conf: cannot open/);
 });
 
+test('--data takes a directory or sqlite:DIR; the files beside the store follow either form', () => {
+  const data = join(tmpData(), 'backup:2024'); // a colon in a directory name is no scheme
+  let r = engage(['--data', data, 'migrate']);
+  assert.equal(r.code, 0, r.stderr);
+  writeFileSync(join(data, 'engage.conf'), '[server]\nlisten = 127.0.0.1:9911\n');
+  for (const form of [data, `sqlite:${data}`]) {
+    r = engage(['--data', form, 'config']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`; file: ${data.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/engage\\.conf`), form);
+    assert.match(r.stdout, /listen = 127\.0\.0\.1:9911/, form);
+    r = engage(['--data', form, 'apikey', 'list']);
+    assert.equal(r.code, 0, `${form}: ${r.stderr}`);
+  }
+  r = engage(['--data', 'postgresql://db.example/engage', 'apikey', 'list']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /PostgreSQL backend is not built yet/);
+  r = engage(['--data', 'mysql://db.example/engage', 'apikey', 'list']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /unknown location 'mysql:\/\/db\.example\/engage'/);
+});
+
 test('precedence: flag > environment > file > default', () => {
   const data = tmpData();
   writeFileSync(join(data, 'engage.conf'), '[server]\nlisten = 127.0.0.1:1111\n[segment]\nmax_rules = 9\n');

@@ -226,6 +226,11 @@ UTEST(sqlite, locations_it_cannot_serve_are_refused_by_name)
     cr_assert_str_eq(where, "./engage-data", "a bare path is a SQLite directory");
     cr_assert_eq(store_location_parse("/tmp/a:b", &kind, &where, &e), 0);
     cr_assert_str_eq(where, "/tmp/a:b", "a colon inside a path is no scheme");
+    cr_assert_eq(store_location_parse("backup:2024", &kind, &where, &e), 0, "%s", e.msg);
+    cr_assert_eq(kind, STORE_SQLITE);
+    cr_assert_str_eq(where, "backup:2024", "a word and a colon, without //, is a directory");
+    cr_assert_eq(store_location_parse("d:1", &kind, &where, &e), 0);
+    cr_assert_str_eq(where, "d:1");
 }
 
 UTEST(sqlite, a_location_says_whether_it_holds_a_store)
