@@ -57,23 +57,6 @@ static void h_metrics(struct http_req *r, struct http_resp *w)
 
 /* ---- contracts ------------------------------------------------------------------------- */
 
-static json_t *contract_json(const struct store_contract *c)
-{
-    char ts[32];
-    json_t *doc = json_loads(c->body, 0, NULL);
-
-    time_format_iso(c->created_at, ts);
-    return json_pack("{s:s,s:s,s:i,s:s,s:s,s:o}", "name", c->name, "kind", c->kind, "version",
-                     c->version, "created_at", ts, "created_by", c->created_by, "contract",
-                     doc ? doc : json_null());
-}
-
-static int add_contract(void *ctx, const struct store_contract *c)
-{
-    json_array_append_new(ctx, contract_json(c));
-    return 0;
-}
-
 static void h_contracts_list(struct http_req *r, struct http_resp *w)
 {
     json_t *items;
@@ -81,9 +64,7 @@ static void h_contracts_list(struct http_req *r, struct http_resp *w)
 
     if (http_only_params(r, w, " ")) /* a short list: no paging, no filters */
         return;
-    items = json_array();
-    if (store_contracts_latest(r->st, add_contract, items, &e)) {
-        json_decref(items);
+    if (contract_records_json(r->st, NULL, &items, &e)) {
         http_error_from(r, w, &e);
         return;
     }
@@ -97,9 +78,7 @@ static void h_contract_get(struct http_req *r, struct http_resp *w)
 
     if (http_only_params(r, w, " "))
         return;
-    versions = json_array();
-    if (store_contract_versions(r->st, r->params[0], add_contract, versions, &e)) {
-        json_decref(versions);
+    if (contract_records_json(r->st, r->params[0], &versions, &e)) {
         http_error_from(r, w, &e);
         return;
     }
