@@ -88,25 +88,13 @@ int run_import(struct cli *c, struct store *st, enum import_kind kind, const cha
 
 static int print_import(void *ctx, const struct store_import *im)
 {
-    struct list_out *lo = ctx;
-    char st[32], fin[32];
+    char st[32];
 
+    (void)ctx;
     time_format_iso(im->started_at, st);
-    time_format_iso(im->finished_at, fin);
-    if (lo->items) {
-        json_array_append_new(
-            lo->items,
-            json_pack("{s:I,s:s,s:s,s:s,s:s,s:s?,s:I,s:I,s:I,s:I,s:I}", "id", (json_int_t)im->id,
-                      "kind", im->kind, "file", im->file, "status", im->status, "started_at", st,
-                      "finished_at", im->finished_at ? fin : NULL, "read", (json_int_t)im->read,
-                      "inserted", (json_int_t)im->inserted, "updated", (json_int_t)im->updated,
-                      "duplicates", (json_int_t)im->duplicates, "rejected",
-                      (json_int_t)im->rejected));
-    } else {
-        printf("%-5lld %s  %-8s %-7s %10lld read %10lld inserted %8lld rejected  %s\n",
-               (long long)im->id, st, im->kind, im->status, (long long)im->read,
-               (long long)im->inserted, (long long)im->rejected, im->file);
-    }
+    printf("%-5lld %s  %-8s %-7s %10lld read %10lld inserted %8lld rejected  %s\n",
+           (long long)im->id, st, im->kind, im->status, (long long)im->read,
+           (long long)im->inserted, (long long)im->rejected, im->file);
     return 0;
 }
 
@@ -114,19 +102,20 @@ static int print_import(void *ctx, const struct store_import *im)
  * that died (its committed batches are kept: run it again to finish). */
 static int import_status(struct cli *c)
 {
-    struct list_out lo = {c, c->json ? json_array() : NULL, 0};
+    json_t *items = NULL;
     struct store *st;
     struct err e = {0};
     int rc;
 
-    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
-        json_decref(lo.items);
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
-    }
-    rc = store_imports(st, 20, print_import, &lo, &e);
+    if (c->json)
+        rc = import_list_json(st, 20, &items, &e);
+    else
+        rc = import_list(st, 20, print_import, NULL, &e);
     if (rc == 0 && c->json)
-        print_json(json_pack("{s:O}", "items", lo.items));
-    json_decref(lo.items);
+        print_json(json_pack("{s:O}", "items", items));
+    json_decref(items);
     store_close(st);
     return rc ? die("%s", e.msg) : 0;
 }

@@ -453,5 +453,14 @@ struct import_report {
 int import_csv(struct ingest *in, const struct import_opts *o, struct import_report *rep,
                struct err *e);
 void import_report_release(struct import_report *r);
+/* The latest limit imports, newest first ("running": going on now, or killed): fn gets
+ * each as the store keeps it. */
+int import_list(struct store *st, int limit, store_import_fn fn, void *ctx, struct err *e);
+/* An import as the CLI shows it: {id, kind, file, status, started_at, finished_at?,
+ * read, inserted, updated, duplicates, rejected}. Caller owns it. */
+json_t *import_json(const struct store_import *im);
+/* The latest limit imports as import_json shows them: *items (caller owns; NULL on
+ * error). */
+int import_list_json(struct store *st, int limit, json_t **items, struct err *e);
 
 #endif
