@@ -117,6 +117,42 @@ int auth_apikey_revoke(struct store *st, int64_t id, const char *actor, const ch
     return rc;
 }
 
+struct named_keys {
+    const char *name;
+    int64_t *ids;
+    int n, cap;
+};
+
+static int find_named(void *ctx, const struct store_apikey *k)
+{
+    struct named_keys *nk = ctx;
+
+    if (strcmp(k->name, nk->name) != 0 || k->revoked_at != 0)
+        return 0;
+    if (nk->n == nk->cap) {
+        nk->cap = nk->cap ? 2 * nk->cap : 8;
+        nk->ids = xrealloc(nk->ids, (size_t)nk->cap * sizeof *nk->ids);
+    }
+    nk->ids[nk->n++] = k->id;
+    return 0;
+}
+
+int auth_apikey_revoke_named(struct store *st, const char *name, const char *actor,
+                             const char *req_id, int *revoked, struct err *e)
+{
+    struct named_keys nk = {name, NULL, 0, 0};
+    int i, rc;
+
+    *revoked = 0;
+    /* The ids are read first: no statement is open while a revocation writes. */
+    rc = store_apikeys(st, find_named, &nk, e);
+    for (i = 0; rc == 0 && i < nk.n; i++)
+        if ((rc = auth_apikey_revoke(st, nk.ids[i], actor, req_id, e)) == 0)
+            (*revoked)++;
+    free(nk.ids);
+    return rc;
+}
+
 /* Keys verified in the last few seconds, by hash: a busy ingestion client sends its
  * key with every request, and each lookup (with its "last used" write) would stand in
  * the writer's way. A revoked key is refused within AUTH_CACHE_MS. */

@@ -30,6 +30,10 @@ int auth_apikey_create(struct store *st, const char *name, enum role role, const
                        const char *req_id, char **key_out, int64_t *id, struct err *e);
 int auth_apikey_revoke(struct store *st, int64_t id, const char *actor, const char *req_id,
                        struct err *e);
+/* Revokes every live key named name, each as auth_apikey_revoke does (audited);
+ * *revoked: how many. */
+int auth_apikey_revoke_named(struct store *st, const char *name, const char *actor,
+                             const char *req_id, int *revoked, struct err *e);
 /* E_AUTH for an unknown or revoked key. A key verified in the last 5 s is taken from a
  * cache (a revocation is seen within 5 s in another process; at once in this one). */
 int auth_apikey_verify(struct store *st, const char *key, struct principal *out, struct err *e);

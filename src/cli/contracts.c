@@ -13,19 +13,13 @@ static int print_contract(void *ctx, const struct store_contract *k)
     struct list_out *lo = ctx;
     char ts[32];
 
-    time_format_iso(k->created_at, ts);
-    if (lo->items) {
-        json_t *doc = json_loads(k->body, 0, NULL);
-        json_array_append_new(lo->items, json_pack("{s:s,s:s,s:i,s:s,s:s,s:o}", "name", k->name,
-                                                   "kind", k->kind, "version", k->version,
-                                                   "created_at", ts, "created_by", k->created_by,
-                                                   "contract", doc ? doc : json_null()));
-    } else if (lo->c->sub && strcmp(lo->c->sub, "show") == 0) {
+    if (lo->c->sub && strcmp(lo->c->sub, "show") == 0) {
         /* The latest document alone: save it, edit it, put it back. */
         if (!lo->shown)
             puts(k->body); /* versions come newest first */
         lo->shown = 1;
     } else {
+        time_format_iso(k->created_at, ts);
         printf("%-24s v%-4d %-8s %s  %s\n", k->name, k->version, k->kind, ts, k->created_by);
     }
     return 0;
@@ -34,18 +28,18 @@ static int print_contract(void *ctx, const struct store_contract *k)
 /* engage contracts list, or show NAME: the latest versions, or one contract's */
 static int contracts_print(struct cli *c)
 {
-    struct list_out lo = {c, c->json ? json_array() : NULL, 0};
+    struct list_out lo = {c, NULL, 0};
     const char *name = c->nargs > 1 ? c->args[1] : NULL;
     struct store *st;
     struct err e = {0};
     int rc;
 
-    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
-        json_decref(lo.items);
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
-    }
-    rc = name ? store_contract_versions(st, name, print_contract, &lo, &e)
-              : store_contracts_latest(st, print_contract, &lo, &e);
+    if (c->json)
+        rc = contract_records_json(st, name, &lo.items, &e);
+    else
+        rc = contract_records_each(st, name, print_contract, &lo, &e);
     if (rc == 0 && c->json)
         print_json(name ? json_pack("{s:s,s:O}", "name", name, "versions", lo.items)
                         : json_pack("{s:O}", "items", lo.items));

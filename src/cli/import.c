@@ -88,25 +88,13 @@ int run_import(struct cli *c, struct store *st, enum import_kind kind, const cha
 
 static int print_import(void *ctx, const struct store_import *im)
 {
-    struct list_out *lo = ctx;
-    char st[32], fin[32];
+    char st[32];
 
+    (void)ctx;
     time_format_iso(im->started_at, st);
-    time_format_iso(im->finished_at, fin);
-    if (lo->items) {
-        json_array_append_new(
-            lo->items,
-            json_pack("{s:I,s:s,s:s,s:s,s:s,s:s?,s:I,s:I,s:I,s:I,s:I}", "id", (json_int_t)im->id,
-                      "kind", im->kind, "file", im->file, "status", im->status, "started_at", st,
-                      "finished_at", im->finished_at ? fin : NULL, "read", (json_int_t)im->read,
-                      "inserted", (json_int_t)im->inserted, "updated", (json_int_t)im->updated,
-                      "duplicates", (json_int_t)im->duplicates, "rejected",
-                      (json_int_t)im->rejected));
-    } else {
-        printf("%-5lld %s  %-8s %-7s %10lld read %10lld inserted %8lld rejected  %s\n",
-               (long long)im->id, st, im->kind, im->status, (long long)im->read,
-               (long long)im->inserted, (long long)im->rejected, im->file);
-    }
+    printf("%-5lld %s  %-8s %-7s %10lld read %10lld inserted %8lld rejected  %s\n",
+           (long long)im->id, st, im->kind, im->status, (long long)im->read,
+           (long long)im->inserted, (long long)im->rejected, im->file);
     return 0;
 }
 
@@ -114,19 +102,20 @@ static int print_import(void *ctx, const struct store_import *im)
  * that died (its committed batches are kept: run it again to finish). */
 static int import_status(struct cli *c)
 {
-    struct list_out lo = {c, c->json ? json_array() : NULL, 0};
+    json_t *items = NULL;
     struct store *st;
     struct err e = {0};
     int rc;
 
-    if ((rc = open_store(c, &st, OPEN_MIGRATE))) {
-        json_decref(lo.items);
+    if ((rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
-    }
-    rc = store_imports(st, 20, print_import, &lo, &e);
+    if (c->json)
+        rc = import_list_json(st, 20, &items, &e);
+    else
+        rc = import_list(st, 20, print_import, NULL, &e);
     if (rc == 0 && c->json)
-        print_json(json_pack("{s:O}", "items", lo.items));
-    json_decref(lo.items);
+        print_json(json_pack("{s:O}", "items", items));
+    json_decref(items);
     store_close(st);
     return rc ? die("%s", e.msg) : 0;
 }
@@ -251,9 +240,12 @@ static int rejected_show(struct cli *c)
     return 0;
 }
 
-/* The filter options of list, replay and dismiss; 0 or a usage error. */
-static int rejected_filter(struct cli *c, struct store_rejected_filter *f)
+/* The filter options of list, replay and dismiss (status: status when not given; "all"
+ * becomes NULL), checked by ingest's rules; 0 or a usage error. */
+static int rejected_filter(struct cli *c, struct store_rejected_filter *f, const char *status)
 {
+    struct rejected_problem p;
+    struct err e = {0};
     const char *v;
     int64_t n;
 
@@ -261,13 +253,11 @@ static int rejected_filter(struct cli *c, struct store_rejected_filter *f)
     f->reason = opt(c, "reason");
     f->source = opt(c, "source");
     f->kind = opt(c, "kind");
-    f->status = opt(c, "status");
-    if (f->kind && strcmp(f->kind, "contact") && strcmp(f->kind, "event"))
-        return usage_error(c, "--kind: expected contact or event, got \"%s\"", f->kind);
-    if (f->status && strcmp(f->status, "pending") && strcmp(f->status, "replayed") &&
-        strcmp(f->status, "dismissed") && strcmp(f->status, "all"))
-        return usage_error(c, "--status: expected pending, replayed, dismissed or all, got \"%s\"",
-                           f->status);
+    f->status = opt(c, "status") ? opt(c, "status") : status;
+    if (rejected_filter_check(f, &p, &e))
+        return p.allowed ? usage_error(c, "--%s: expected %s, got \"%s\"", p.filter, p.allowed,
+                                       opt(c, p.filter))
+                         : usage_error(c, "%s", e.msg);
     if ((v = opt(c, "limit")) && (parse_i64(v, strlen(v), &n) || n < 1 || n > 1000000))
         return usage_error(c, "--limit: expected an integer from 1 to 1000000, got \"%s\"", v);
     f->limit = v ? (int)n : 0;
@@ -285,14 +275,10 @@ static int rejected_list(struct cli *c)
     struct err e = {0};
     int rc;
 
-    if ((rc = rejected_filter(c, &f)) || (rc = open_store(c, &st, OPEN_MIGRATE)))
+    if ((rc = rejected_filter(c, &f, "pending")) || (rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
-    if (f.status == NULL)
-        f.status = "pending";
-    if (strcmp(f.status, "all") == 0)
-        f.status = NULL;
     f.raw_max = c->json ? REJECTED_RAW_PREVIEW : 1; /* the text lines show no raw */
-    rc = store_rejected_list(st, &f, print_rejected, &lo, &e);
+    rc = rejected_each(st, &f, print_rejected, &lo, &e);
     if (c->json)
         printf(lo.shown ? "\n]}\n" : "{\"items\": []}\n");
     if (rc)
@@ -318,7 +304,7 @@ static int rejected_dismiss_cmd(struct cli *c)
     int64_t n;
     int rc;
 
-    if ((rc = rejected_filter(c, &f)))
+    if ((rc = rejected_filter(c, &f, NULL)))
         return rc;
     if (rejected_dismiss_check(&f, &e))
         return usage_error(c, "rejected dismiss: %s (--id, --reason, --source or --kind)", e.msg);
@@ -347,7 +333,7 @@ static int rejected_replay_cmd(struct cli *c)
     struct err e = {0};
     int rc;
 
-    if ((rc = rejected_filter(c, &f)) || (rc = open_store(c, &st, OPEN_MIGRATE)))
+    if ((rc = rejected_filter(c, &f, NULL)) || (rc = open_store(c, &st, OPEN_MIGRATE)))
         return rc;
     ingest_init(&in, st, &c->cfg);
     rc = rejected_replay(&in, &f, c->actor, "", &rs, &e);

@@ -71,20 +71,6 @@ static int cmd_serve(struct cli *c)
     return rc ? rc : serve(c, NULL);
 }
 
-struct demo_keys {
-    int64_t ids[64];
-    int n;
-};
-
-static int find_demo_keys(void *ctx, const struct store_apikey *k)
-{
-    struct demo_keys *dk = ctx;
-
-    if (strcmp(k->name, "demo-admin") == 0 && k->revoked_at == 0 && dk->n < 64)
-        dk->ids[dk->n++] = k->id;
-    return 0;
-}
-
 /* A few saved segments to look at; a second run finds their names taken and adds none. */
 static int demo_segments(struct cli *c, struct store *st, struct err *e)
 {
@@ -128,16 +114,16 @@ static int demo_crm(struct cli *c, struct store *st, const char *file, const cha
 {
     struct sync_source_spec spec = {
         .name = "crm", .kind = "sqlite", .dsn = file, .origin = SYNC_ORIGIN_CLI};
-    struct store_sync_source existing;
     struct errlist errs = {0};
     struct sync_report rep;
+    json_t *existing;
     char *mapping;
     double t0;
     int rc;
 
-    if (store_sync_source_get(st, "crm", &existing, e) == 0) {
-        store_sync_source_release(&existing);
-    } else {
+    rc = sync_source_get_json(st, "crm", &existing, e);
+    json_decref(existing);
+    if (rc != 0) {
         size_t n;
         err_clear(e);
         if ((rc = file_read_all(mpath, 1 << 20, &mapping, &n, e)))
@@ -201,11 +187,8 @@ static int cmd_demo(struct cli *c)
     }
     if (rc == 0) {
         /* One live demo key: the previous run's is revoked (its secret was shown once). */
-        struct demo_keys dk = {{0}, 0};
-        int k;
-        rc = store_apikeys(st, find_demo_keys, &dk, &e);
-        for (k = 0; rc == 0 && k < dk.n; k++)
-            rc = auth_apikey_revoke(st, dk.ids[k], c->actor, "", &e);
+        int revoked;
+        rc = auth_apikey_revoke_named(st, "demo-admin", c->actor, "", &revoked, &e);
         if (rc == 0)
             rc = auth_apikey_create(st, "demo-admin", ROLE_ADMIN, c->actor, "", &key, &id, &e);
         if (rc == 0)

@@ -1106,3 +1106,42 @@ out:
     free(body);
     return rc;
 }
+
+/* ---- stored versions as the API and the CLI show them ---- */
+
+json_t *contract_record_json(const struct store_contract *c)
+{
+    char ts[32];
+    json_t *doc = json_loads(c->body, 0, NULL);
+
+    time_format_iso(c->created_at, ts);
+    return json_pack("{s:s,s:s,s:i,s:s,s:s,s:o}", "name", c->name, "kind", c->kind, "version",
+                     c->version, "created_at", ts, "created_by", c->created_by, "contract",
+                     doc ? doc : json_null());
+}
+
+int contract_records_each(struct store *st, const char *name, store_contract_fn fn, void *ctx,
+                          struct err *e)
+{
+    return name ? store_contract_versions(st, name, fn, ctx, e)
+                : store_contracts_latest(st, fn, ctx, e);
+}
+
+static int add_record(void *ctx, const struct store_contract *c)
+{
+    json_array_append_new(ctx, contract_record_json(c));
+    return 0;
+}
+
+int contract_records_json(struct store *st, const char *name, json_t **items, struct err *e)
+{
+    int rc;
+
+    *items = json_array();
+    rc = contract_records_each(st, name, add_record, *items, e);
+    if (rc) {
+        json_decref(*items);
+        *items = NULL;
+    }
+    return rc;
+}

@@ -39,6 +39,16 @@ const char *contract_kind(const struct contract *c);
 int contract_put(struct store *st, const char *name, const char *text, size_t len,
                  const char *actor, const char *req_id, int *version, int *unchanged,
                  struct errlist *errs, struct err *e);
+/* A stored version as the API and the CLI show it: {name, kind, version, created_at,
+ * created_by, contract} (the document parsed; null if it does not parse). Caller owns it. */
+json_t *contract_record_json(const struct store_contract *c);
+/* The latest version of every stored contract, by name (name NULL), or every version of
+ * contract name, newest first: fn gets each (as store_contract_fn). E_NOTFOUND for a
+ * name with no version. */
+int contract_records_each(struct store *st, const char *name, store_contract_fn fn, void *ctx,
+                          struct err *e);
+/* The same as contract_record_json shows them: *items (caller owns; NULL on error). */
+int contract_records_json(struct store *st, const char *name, json_t **items, struct err *e);
 /* Loads the latest version of every stored contract, with cfg's limits ([ingest]
  * pattern_max_value_bytes; NULL: the defaults, for readers that only look at types).
  * A stored pattern that no longer compiles is logged, and its property refuses every

@@ -57,23 +57,6 @@ static void h_metrics(struct http_req *r, struct http_resp *w)
 
 /* ---- contracts ------------------------------------------------------------------------- */
 
-static json_t *contract_json(const struct store_contract *c)
-{
-    char ts[32];
-    json_t *doc = json_loads(c->body, 0, NULL);
-
-    time_format_iso(c->created_at, ts);
-    return json_pack("{s:s,s:s,s:i,s:s,s:s,s:o}", "name", c->name, "kind", c->kind, "version",
-                     c->version, "created_at", ts, "created_by", c->created_by, "contract",
-                     doc ? doc : json_null());
-}
-
-static int add_contract(void *ctx, const struct store_contract *c)
-{
-    json_array_append_new(ctx, contract_json(c));
-    return 0;
-}
-
 static void h_contracts_list(struct http_req *r, struct http_resp *w)
 {
     json_t *items;
@@ -81,9 +64,7 @@ static void h_contracts_list(struct http_req *r, struct http_resp *w)
 
     if (http_only_params(r, w, " ")) /* a short list: no paging, no filters */
         return;
-    items = json_array();
-    if (store_contracts_latest(r->st, add_contract, items, &e)) {
-        json_decref(items);
+    if (contract_records_json(r->st, NULL, &items, &e)) {
         http_error_from(r, w, &e);
         return;
     }
@@ -97,9 +78,7 @@ static void h_contract_get(struct http_req *r, struct http_resp *w)
 
     if (http_only_params(r, w, " "))
         return;
-    versions = json_array();
-    if (store_contract_versions(r->st, r->params[0], add_contract, versions, &e)) {
-        json_decref(versions);
+    if (contract_records_json(r->st, r->params[0], &versions, &e)) {
         http_error_from(r, w, &e);
         return;
     }
@@ -143,15 +122,17 @@ static void h_contract_put(struct http_req *r, struct http_resp *w)
 
 /* ---- the dead-letter store ----------------------------------------------------------- */
 
-/* 1 if v is exactly one of the words of set (" a b c "). */
-static int one_of(const char *v, const char *set)
+/* ingest's rules of a dead-letter filter: 0, or answers 400 naming the filter and
+ * returns -1. */
+static int filter_check(struct http_resp *w, struct store_rejected_filter *f)
 {
-    char pat[80];
+    struct rejected_problem p;
+    struct err e = {0};
 
-    if (*v == '\0' || strchr(v, ' ') || strlen(v) > 70)
+    if (rejected_filter_check(f, &p, &e) == 0)
         return 0;
-    snprintf(pat, sizeof pat, " %s ", v);
-    return strstr(set, pat) != NULL;
+    http_error(w, 400, "invalid_parameter", e.msg, p.filter);
+    return -1;
 }
 
 /* Reads the list filters; answers 400 and returns -1 on a bad one. */
@@ -162,21 +143,12 @@ static int rejected_filter(struct http_req *r, struct http_resp *w, struct store
     memset(f, 0, sizeof *f);
     if (http_only_params(r, w, " status reason source kind since until limit cursor "))
         return -1;
-    f->status = http_query(r, "status");
+    f->status = http_query(r, "status"); /* all: every status, as the CLI's --status all */
     f->reason = http_query(r, "reason");
     f->source = http_query(r, "source");
     f->kind = http_query(r, "kind");
-    if (f->status && !one_of(f->status, " pending replayed dismissed all ")) {
-        http_error(w, 400, "invalid_parameter",
-                   "status must be pending, replayed, dismissed or all", "status");
+    if (filter_check(w, f))
         return -1;
-    }
-    if (f->status && strcmp(f->status, "all") == 0)
-        f->status = NULL; /* as the CLI's --status all */
-    if (f->kind && !one_of(f->kind, " contact event ")) {
-        http_error(w, 400, "invalid_parameter", "kind must be contact or event", "kind");
-        return -1;
-    }
     if ((v = http_query(r, "since")) && time_parse_iso(v, strlen(v), &f->since)) {
         http_error(w, 400, "invalid_parameter", "since must be an ISO-8601 timestamp", "since");
         return -1;
@@ -185,10 +157,8 @@ static int rejected_filter(struct http_req *r, struct http_resp *w, struct store
         http_error(w, 400, "invalid_parameter", "until must be an ISO-8601 timestamp", "until");
         return -1;
     }
-    if (f->since && f->until && f->since >= f->until) {
-        http_error(w, 400, "invalid_parameter", "since must be before until", "until");
+    if (filter_check(w, f)) /* since before until */
         return -1;
-    }
     if (http_page_params(r, w, &f->limit, &f->after_id))
         return -1;
     return 0;
@@ -243,6 +213,8 @@ static int action_filter(struct http_req *r, struct http_resp *w, json_t **body,
                          struct store_rejected_filter *f)
 {
     static const char *const strs[] = {"reason", "source", "kind"};
+    struct rejected_problem p;
+    struct err e = {0};
     const char *k;
     json_t *v;
     size_t i;
@@ -283,11 +255,12 @@ static int action_filter(struct http_req *r, struct http_resp *w, json_t **body,
             http_error(w, 400, "invalid_body", "must be a string", path);
             return -1;
         }
-        if (i == 2 && !one_of(json_string_value(v), " contact event ")) {
-            http_error(w, 400, "invalid_body", "kind must be contact or event", path);
+        *(i == 0 ? &f->reason : i == 1 ? &f->source : &f->kind) = json_string_value(v);
+        /* ingest's rules, as each filter is read: the first bad one is answered */
+        if (rejected_filter_check(f, &p, &e)) {
+            http_error(w, 400, "invalid_body", e.msg, path);
             return -1;
         }
-        *(i == 0 ? &f->reason : i == 1 ? &f->source : &f->kind) = json_string_value(v);
     }
     return 0;
 }

@@ -1292,3 +1292,43 @@ void import_report_release(struct import_report *r)
     json_decref(r->rejected_by_reason);
     r->rejected_by_reason = NULL;
 }
+
+/* ---- imports as the CLI shows them ---- */
+
+int import_list(struct store *st, int limit, store_import_fn fn, void *ctx, struct err *e)
+{
+    return store_imports(st, limit, fn, ctx, e);
+}
+
+json_t *import_json(const struct store_import *im)
+{
+    char st[32], fin[32];
+
+    time_format_iso(im->started_at, st);
+    time_format_iso(im->finished_at, fin);
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s?,s:I,s:I,s:I,s:I,s:I}", "id", (json_int_t)im->id,
+                     "kind", im->kind, "file", im->file, "status", im->status, "started_at", st,
+                     "finished_at", im->finished_at ? fin : NULL, "read", (json_int_t)im->read,
+                     "inserted", (json_int_t)im->inserted, "updated", (json_int_t)im->updated,
+                     "duplicates", (json_int_t)im->duplicates, "rejected",
+                     (json_int_t)im->rejected);
+}
+
+static int add_import(void *ctx, const struct store_import *im)
+{
+    json_array_append_new(ctx, import_json(im));
+    return 0;
+}
+
+int import_list_json(struct store *st, int limit, json_t **items, struct err *e)
+{
+    int rc;
+
+    *items = json_array();
+    rc = import_list(st, limit, add_import, *items, e);
+    if (rc) {
+        json_decref(*items);
+        *items = NULL;
+    }
+    return rc;
+}

@@ -408,6 +408,22 @@ int rejected_get_json(struct store *st, int64_t id, json_t **out, struct err *e)
  * *full set when the page ended past REJECTED_PAGE_BYTES before f->limit. */
 int rejected_page_json(struct store *st, const struct store_rejected_filter *f, json_t **items,
                        int64_t *last_id, int *full, struct err *e);
+/* The rules of a dead-letter filter, for both front ends (list, replay, dismiss): status
+ * is pending, replayed, dismissed or all ("all" becomes NULL: every status), kind is
+ * contact or event, since is before until. 0, or E_INVAL with e's message the rule
+ * broken ("kind must be contact or event"), p->filter the filter that broke it
+ * ("status", "kind" or "until") and p->allowed its values ("contact or event"; NULL for
+ * until), for a front end that words it its own way. */
+struct rejected_problem {
+    const char *filter, *allowed;
+};
+int rejected_filter_check(struct store_rejected_filter *f, struct rejected_problem *p,
+                          struct err *e);
+/* The letters matching f (raw to f->raw_max bytes, 0: all that was kept), in id order:
+ * fn gets each, as for store_rejected_list (a positive return stops the list). For a
+ * front end that prints them as they are read. */
+int rejected_each(struct store *st, const struct store_rejected_filter *f, store_rejected_fn fn,
+                  void *ctx, struct err *e);
 /* E_INVAL unless f names what to dismiss (an id, reason, source or kind): the rule of
  * both front ends, and of rejected_dismiss. */
 int rejected_dismiss_check(const struct store_rejected_filter *f, struct err *e);
@@ -437,5 +453,14 @@ struct import_report {
 int import_csv(struct ingest *in, const struct import_opts *o, struct import_report *rep,
                struct err *e);
 void import_report_release(struct import_report *r);
+/* The latest limit imports, newest first ("running": going on now, or killed): fn gets
+ * each as the store keeps it. */
+int import_list(struct store *st, int limit, store_import_fn fn, void *ctx, struct err *e);
+/* An import as the CLI shows it: {id, kind, file, status, started_at, finished_at?,
+ * read, inserted, updated, duplicates, rejected}. Caller owns it. */
+json_t *import_json(const struct store_import *im);
+/* The latest limit imports as import_json shows them: *items (caller owns; NULL on
+ * error). */
+int import_list_json(struct store *st, int limit, json_t **items, struct err *e);
 
 #endif

@@ -5,6 +5,7 @@
  * drift. A letter keeps at most STORE_REJECTED_MAX_RAW bytes of its record; a listing
  * shows at most REJECTED_RAW_PREVIEW of those per letter, so that no answer grows
  * with what a client once sent (a 300 MB CSV line made a 300 MB answer). */
+#include <stdio.h>
 #include <string.h>
 
 #include "ingest.h"
@@ -47,11 +48,52 @@ json_t *rejected_json(const struct store_rejected *r, size_t raw_max)
     return item;
 }
 
+/* 1 if v is exactly one of the words of set (" a b c "). */
+static int one_of(const char *v, const char *set)
+{
+    char pat[80];
+
+    if (*v == '\0' || strchr(v, ' ') || strlen(v) > 70)
+        return 0;
+    snprintf(pat, sizeof pat, " %s ", v);
+    return strstr(set, pat) != NULL;
+}
+
+static int filter_problem(struct rejected_problem *p, const char *filter, const char *allowed,
+                          struct err *e)
+{
+    p->filter = filter;
+    p->allowed = allowed;
+    return allowed ? ERR(e, E_INVAL, "%s must be %s", filter, allowed)
+                   : ERR(e, E_INVAL, "since must be before until");
+}
+
+int rejected_filter_check(struct store_rejected_filter *f, struct rejected_problem *p,
+                          struct err *e)
+{
+    p->filter = p->allowed = NULL;
+    if (f->status && !one_of(f->status, " pending replayed dismissed all "))
+        return filter_problem(p, "status", "pending, replayed, dismissed or all", e);
+    if (f->status && strcmp(f->status, "all") == 0)
+        f->status = NULL; /* every status */
+    if (f->kind && !one_of(f->kind, " contact event "))
+        return filter_problem(p, "kind", "contact or event", e);
+    if (f->since && f->until && f->since >= f->until)
+        return filter_problem(p, "until", NULL, e);
+    return 0;
+}
+
 int rejected_dismiss_check(const struct store_rejected_filter *f, struct err *e)
 {
     if (!f->reason && !f->source && !f->kind && !f->id)
         return ERR(e, E_INVAL, "name what to dismiss: id, reason, source or kind");
     return 0;
+}
+
+int rejected_each(struct store *st, const struct store_rejected_filter *f, store_rejected_fn fn,
+                  void *ctx, struct err *e)
+{
+    return store_rejected_list(st, f, fn, ctx, e);
 }
 
 static int take_rejected(void *ctx, const struct store_rejected *x)

@@ -11,24 +11,26 @@
  * numbered at or below what it has read (store.h, promise 1). */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../core/worker.h"
 #include "sqlite_int.h"
 
 /* ---- the WAL checkpointer of a bulk connection -------------------------------------
- * Copies the WAL into the database (and fsyncs) on its own thread and connection
- * while the writer goes on committing. Self-contained: start, kick, stop. */
+ * Copies the WAL into the database (and fsyncs) on a worker (core/worker.h) with a
+ * connection of its own while the writer goes on committing: the commit hook kicks it
+ * (a flag and worker_wake), and each tick that finds the flag set runs one passive
+ * checkpoint. The worker also ticks once as it starts; the flag makes that tick, like
+ * any wake without a kick, do nothing, so it checkpoints only when kicked. */
 
 struct ckpt {
-    pthread_t thread;
-    pthread_mutex_t mu; /* mu protects kicked, stop */
-    pthread_cond_t cv;
-    sqlite3 *db;
-    int kicked, stop;
+    struct worker *w;
+    sqlite3 *db; /* the worker's thread only (after start) */
+    _Atomic int kicked;
     int last_kick; /* WAL frames at the last kick (the writer's thread only) */
 };
 
@@ -38,24 +40,25 @@ struct ckpt {
 #define CKPT_KICK 16384
 #define CKPT_MAX 262144
 
-static void *ckpt_main(void *arg)
+/* A passive checkpoint's result is not an error: one that could not copy everything
+ * (the writer's blocking one under way) leaves the rest to the next. */
+static int ckpt_tick(void *ctx, struct store *unused, struct err *e)
 {
-    struct ckpt *c = arg;
+    struct ckpt *c = ctx;
 
-    pthread_mutex_lock(&c->mu);
-    for (;;) {
-        while (!c->kicked && !c->stop)
-            pthread_cond_wait(&c->cv, &c->mu);
-        if (c->stop)
-            break;
-        c->kicked = 0;
-        pthread_mutex_unlock(&c->mu);
+    (void)unused;
+    (void)e;
+    if (atomic_exchange(&c->kicked, 0))
         sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        pthread_mutex_lock(&c->mu);
-    }
-    pthread_mutex_unlock(&c->mu);
-    return NULL;
+    return 0;
 }
+
+static const struct worker_def ckpt_worker = {
+    .name = "wal-checkpoint",
+    .tick = ckpt_tick,
+    .interval_ms = 0, /* only when kicked */
+    .store = WORKER_NO_STORE,
+};
 
 /* After each commit of the bulk connection (sqlite3_wal_hook). */
 static int ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
@@ -72,10 +75,8 @@ static int ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
         c->last_kick = 0; /* the WAL restarted */
     if (frames - c->last_kick >= CKPT_KICK) {
         c->last_kick = frames;
-        pthread_mutex_lock(&c->mu);
-        c->kicked = 1;
-        pthread_cond_signal(&c->cv);
-        pthread_mutex_unlock(&c->mu);
+        atomic_store(&c->kicked, 1);
+        worker_wake(c->w);
     }
     return SQLITE_OK;
 }
@@ -92,24 +93,19 @@ static int ckpt_start(struct store *st, struct err *e)
     if (rc != SQLITE_OK) {
         rc = ERR(e, E_IO, "store: cannot open a checkpoint connection to '%s': %s", st->path,
                  c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-        sqlite3_close(c->db);
-        free(c);
-        return rc;
+        goto out;
     }
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-    if (pthread_create(&c->thread, NULL, ckpt_main, c) == 0) {
-        pthread_setname_np(c->thread, "wal-checkpoint");
-    } else {
-        pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->cv);
-        sqlite3_close(c->db);
-        free(c);
-        return ERR(e, E_NOMEM, "store: cannot start the checkpoint thread");
-    }
+    rc = worker_start(&c->w, NULL, &ckpt_worker, c, e);
+    if (rc)
+        goto out;
     st->ckpt = c;
     sqlite3_wal_hook(st->db, ckpt_hook, c); /* replaces the automatic checkpoints */
-    return 0;
+out:
+    if (rc) {
+        sqlite3_close(c->db);
+        free(c);
+    }
+    return rc;
 }
 
 static void ckpt_stop(struct store *st)
@@ -119,14 +115,8 @@ static void ckpt_stop(struct store *st)
     if (c == NULL)
         return;
     sqlite3_wal_hook(st->db, NULL, NULL);
-    pthread_mutex_lock(&c->mu);
-    c->stop = 1;
-    pthread_cond_signal(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    pthread_join(c->thread, NULL);
+    worker_stop(c->w); /* a pass under way finishes; no other starts */
     sqlite3_close(c->db);
-    pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
     free(c);
     st->ckpt = NULL;
 }
