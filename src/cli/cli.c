@@ -109,15 +109,21 @@ int usage_error(const struct cli *c, const char *fmt, ...)
     return 2;
 }
 
-int check_opts(const struct cli *c, const char *allowed)
+/* label: the words that named the command ("import status"), for the message. */
+static int check_opts_of(const struct cli *c, const char *allowed, const char *label)
 {
     int i;
 
     for (i = 0; i < c->nopts; i++)
         if (!opt_listed(global_opts, c->opts[i].name, NULL) &&
             (allowed == NULL || !opt_listed(allowed, c->opts[i].name, NULL)))
-            return usage_error(c, "%s: unknown option --%s", c->cmd, c->opts[i].name);
+            return usage_error(c, "%s: unknown option --%s", label, c->opts[i].name);
     return 0;
+}
+
+int check_opts(const struct cli *c, const char *allowed)
+{
+    return check_opts_of(c, allowed, c->cmd);
 }
 
 static const struct cli_cmd *command_find(const char *name)
@@ -416,7 +422,16 @@ static int dispatch(struct cli *c, const struct cli_cmd *row)
             buf_adds(&allowed, row->opts);
     }
     c->sub = depth ? c->args[0] : NULL;
-    rc = check_opts(c, allowed.p);
+    {
+        struct buf label;
+        int k;
+        buf_init(&label);
+        buf_adds(&label, c->cmd);
+        for (k = 0; k < depth; k++)
+            buf_printf(&label, " %s", c->args[k]);
+        rc = check_opts_of(c, allowed.p, label.p);
+        buf_release(&label);
+    }
     buf_release(&allowed);
     return rc ? rc : row->run(c);
 }

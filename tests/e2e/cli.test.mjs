@@ -35,6 +35,9 @@ test('usage errors say what is wrong and exit 2', () => {
   r = engage(['rejected', 'list', '--frob'], { data });
   assert.equal(r.code, 2);
   assert.match(r.stderr, /unknown option --frob/, 'not "needs a value"');
+  r = engage(['import', 'status', '--batch', '5'], { data });
+  assert.equal(r.code, 2, 'an option of another subcommand is refused');
+  assert.match(r.stderr, /import status: unknown option --batch/, 'the message names the subcommand');
   r = engage(['frob'], { data });
   assert.match(r.stderr, /\(see 'engage --help'\)/, 'no help for a command that does not exist');
   r = engage(['rejected', 'list', '--status', 'bogus'], { data });
