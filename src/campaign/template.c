@@ -649,6 +649,27 @@ static size_t entity_decode(const char *s, size_t n, size_t i, struct buf *out)
     return 1;
 }
 
+/* Just past the "}}" that closes the token opening at s[i] ("{{"), quoted strings
+ * (with their backslash escapes) stepped over as the compiler does; n if none. */
+static size_t token_end(const char *s, size_t n, size_t i)
+{
+    char q = 0;
+
+    for (i += 2; i < n; i++) {
+        if (q) {
+            if (s[i] == '\\' && i + 1 < n)
+                i++;
+            else if (s[i] == q)
+                q = 0;
+        } else if (s[i] == '"' || s[i] == '\'') {
+            q = s[i];
+        } else if (s[i] == '}' && i + 1 < n && s[i + 1] == '}') {
+            return i + 2;
+        }
+    }
+    return n;
+}
+
 /* Text (entities decoded, whitespace runs made one space) of s[from..to) into out. */
 static void text_add(const char *s, size_t from, size_t to, struct buf *out)
 {
@@ -664,8 +685,7 @@ static void text_add(const char *s, size_t from, size_t to, struct buf *out)
             i += entity_decode(s, to, i, out);
         } else if (ch == '{' && i + 1 < to && s[i + 1] == '{') {
             /* a token goes through whole, so that it survives for compiling */
-            const char *end = memmem(s + i + 2, to - i - 2, "}}", 2);
-            size_t stop = end ? (size_t)(end - s) + 2 : to;
+            size_t stop = token_end(s, to, i);
             buf_add(out, s + i, stop - i);
             i = stop;
         } else {
@@ -789,8 +809,7 @@ int template_html_to_text(const char *html, size_t len, struct buf *out, struct 
     while (i < len) {
         size_t end, ns, ne;
         if (html[i] == '{' && i + 1 < len && html[i + 1] == '{') {
-            const char *close = memmem(html + i + 2, len - i - 2, "}}", 2);
-            i = close ? (size_t)(close - html) + 2 : len;
+            i = token_end(html, len, i);
             continue;
         }
         /* a '<' that cannot open a tag ("a < b") is text */

@@ -359,6 +359,8 @@ UTEST(template, html_to_text)
     check_text("Hi {{ first_name | default: \"<b>you</b> &amp;\" }}!\n\n\n\n<p></p><p></p>x",
                "Hi {{ first_name | default: \"<b>you</b> &amp;\" }}!\n\nx\n");
     check_text("  lots   of\n\n\tspace  ", "lots of space\n");
+    check_text("<p>{{ x | default: \"}} <b> &amp;\" }}</p><p>{{ y | default: 'a\\'}}<' }}</p>",
+               "{{ x | default: \"}} <b> &amp;\" }}\n\n{{ y | default: 'a\\'}}<' }}\n");
     check_text("<p>a</p>\n\n<p></p>\n<br><br><br>b", "a\n\nb\n");
 }
 
