@@ -790,24 +790,78 @@ static void tidy(const struct buf *raw, struct buf *out)
         buf_addc(out, '\n');
 }
 
+static const char *const breaks[] = {"br",     "/br", "p",   "/p",  "div", "/div", "h1",
+                                     "/h1",    "h2",  "/h2", "h3",  "/h3", "h4",   "/h4",
+                                     "h5",     "/h5", "h6",  "/h6", "/li", "/tr",  "table",
+                                     "/table", "ul",  "/ul", "ol",  "/ol", NULL};
+static const char *const cells[] = {"/td", "/th", NULL};
+
+struct h2t {
+    struct buf raw;  /* text so far, before tidy() */
+    struct buf href; /* target of the open link */
+    size_t link_at;  /* where the open link's text starts in raw */
+    int in_link;
+};
+
+/* Just past the element whose raw contents end at "</name" (script, style), from i. */
+static size_t skip_contents(const char *html, size_t len, size_t i, const char *close)
+{
+    for (size_t k = i; k < len; k++)
+        if (ci_at(html, len, k, close))
+            return tag_end(html, len, k);
+    return len;
+}
+
+/* Handles the tag opening at html[i]; returns where the text goes on. */
+static size_t html_tag(struct h2t *h, const char *html, size_t len, size_t i)
+{
+    size_t end = tag_end(html, len, i), ns = i + 1, ne = i + 1;
+
+    if (ne < end && html[ne] == '/')
+        ne++;
+    while (ne < end &&
+           ((html[ne] >= 'a' && html[ne] <= 'z') || (html[ne] >= 'A' && html[ne] <= 'Z') ||
+            (html[ne] >= '0' && html[ne] <= '9')))
+        ne++;
+    if (ne - ns == 6 && ci_at(html, len, ns, "script"))
+        return skip_contents(html, len, end, "</script");
+    if (ne - ns == 5 && ci_at(html, len, ns, "style"))
+        return skip_contents(html, len, end, "</style");
+    if (tag_is(html + ns, ne - ns, breaks)) {
+        buf_addc(&h->raw, '\n');
+    } else if (tag_is(html + ns, ne - ns, cells)) {
+        buf_addc(&h->raw, ' ');
+    } else if (ne - ns == 1 && (html[ns] == 'a' || html[ns] == 'A')) {
+        buf_reset(&h->href);
+        h->in_link = tag_attr(html, ne, end, "href", &h->href) && h->href.len > 0;
+        h->link_at = h->raw.len;
+    } else if (ne - ns == 2 && html[ns] == '/' && (html[ns + 1] == 'a' || html[ns + 1] == 'A')) {
+        size_t tl = h->raw.len - h->link_at;
+        /* "text (url)", or the url alone when the text is the url */
+        if (h->in_link &&
+            !(tl == h->href.len && memcmp(h->raw.p + h->link_at, h->href.p, tl) == 0)) {
+            if (tl > 0 && h->raw.p[h->raw.len - 1] != ' ')
+                buf_addc(&h->raw, ' ');
+            buf_addc(&h->raw, '(');
+            buf_add(&h->raw, h->href.p, h->href.len);
+            buf_addc(&h->raw, ')');
+        }
+        h->in_link = 0;
+    }
+    return end;
+}
+
 int template_html_to_text(const char *html, size_t len, struct buf *out, struct err *e)
 {
-    static const char *const breaks[] = {"br",     "/br", "p",   "/p",  "div", "/div", "h1",
-                                         "/h1",    "h2",  "/h2", "h3",  "/h3", "h4",   "/h4",
-                                         "h5",     "/h5", "h6",  "/h6", "/li", "/tr",  "table",
-                                         "/table", "ul",  "/ul", "ol",  "/ol", NULL};
-    static const char *const cells[] = {"/td", "/th", NULL};
-    struct buf raw, href;
-    size_t i = 0, text_from = 0, link_at = 0;
-    int in_link = 0;
+    struct h2t h = {.in_link = 0};
+    size_t i = 0, text_from = 0;
 
     if (len > TEMPLATE_MAX_SOURCE)
         return ERR(e, E_TOOBIG, "the HTML has %zu bytes; at most %d are allowed", len,
                    TEMPLATE_MAX_SOURCE);
-    buf_init(&raw);
-    buf_init(&href);
+    buf_init(&h.raw);
+    buf_init(&h.href);
     while (i < len) {
-        size_t end, ns, ne;
         if (html[i] == '{' && i + 1 < len && html[i + 1] == '{') {
             i = token_end(html, len, i);
             continue;
@@ -820,65 +874,17 @@ int template_html_to_text(const char *html, size_t len, struct buf *out, struct 
             i++;
             continue;
         }
-        text_add(html, text_from, i, &raw);
+        text_add(html, text_from, i, &h.raw);
         if (ci_at(html, len, i, "<!--")) {
             const char *close = memmem(html + i + 4, len - i - 4, "-->", 3);
             i = text_from = close ? (size_t)(close - html) + 3 : len;
             continue;
         }
-        end = tag_end(html, len, i);
-        ns = i + 1;
-        ne = ns;
-        if (ne < end && html[ne] == '/')
-            ne++;
-        while (ne < end &&
-               ((html[ne] >= 'a' && html[ne] <= 'z') || (html[ne] >= 'A' && html[ne] <= 'Z') ||
-                (html[ne] >= '0' && html[ne] <= '9')))
-            ne++;
-        if (ne - ns == 6 && ci_at(html, len, ns, "script")) {
-            const char *close = NULL;
-            for (size_t k = end; k < len; k++)
-                if (ci_at(html, len, k, "</script")) {
-                    close = html + k;
-                    break;
-                }
-            end = close ? tag_end(html, len, (size_t)(close - html)) : len;
-        } else if (ne - ns == 5 && ci_at(html, len, ns, "style")) {
-            const char *close = NULL;
-            for (size_t k = end; k < len; k++)
-                if (ci_at(html, len, k, "</style")) {
-                    close = html + k;
-                    break;
-                }
-            end = close ? tag_end(html, len, (size_t)(close - html)) : len;
-        } else if (tag_is(html + ns, ne - ns, breaks)) {
-            buf_addc(&raw, '\n');
-        } else if (tag_is(html + ns, ne - ns, cells)) {
-            buf_addc(&raw, ' ');
-        } else if (ne - ns == 1 && (html[ns] == 'a' || html[ns] == 'A')) {
-            buf_reset(&href);
-            in_link = tag_attr(html, ne, end, "href", &href) && href.len > 0;
-            link_at = raw.len;
-        } else if (ne - ns == 2 && html[ns] == '/' &&
-                   (html[ns + 1] == 'a' || html[ns + 1] == 'A')) {
-            if (in_link) {
-                size_t tl = raw.len - link_at;
-                /* "text (url)", or the url alone when the text is the url */
-                if (!(tl == href.len && memcmp(raw.p + link_at, href.p, tl) == 0)) {
-                    if (tl > 0 && raw.p[raw.len - 1] != ' ')
-                        buf_addc(&raw, ' ');
-                    buf_addc(&raw, '(');
-                    buf_add(&raw, href.p, href.len);
-                    buf_addc(&raw, ')');
-                }
-            }
-            in_link = 0;
-        }
-        i = text_from = end;
+        i = text_from = html_tag(&h, html, len, i);
     }
-    text_add(html, text_from, len, &raw);
-    tidy(&raw, out);
-    buf_release(&raw);
-    buf_release(&href);
+    text_add(html, text_from, len, &h.raw);
+    tidy(&h.raw, out);
+    buf_release(&h.raw);
+    buf_release(&h.href);
     return 0;
 }
