@@ -16,6 +16,9 @@
 #define TEMPLATE_MAX_TOKENS 1000         /* {{ }} tokens in one template */
 #define TEMPLATE_MAX_FILTERS 8           /* filters in one token */
 #define TEMPLATE_MAX_NAME 64             /* bytes of a token's name */
+/* Bytes one render may add: contact values are untrusted (up to [ingest] max_value_bytes
+ * each), and 1,000 tokens of a 1 MiB value, HTML-escaped, would be gigabytes. */
+#define TEMPLATE_MAX_OUTPUT (16 * 1024 * 1024)
 
 /* How values are escaped as they are written (literal text is written as it is,
  * except in HEADER mode, where it is cleaned the same way). */
@@ -45,8 +48,8 @@ int template_missing(const struct template *t,
 /* Appends t rendered for one contact to out. lookup gives the value of name (a
  * NUL-terminated attribute or built-in name) and its length in *len, or NULL when the
  * contact has none; the bytes must stay valid until the call returns. Filters apply in order, then
- * the escape. A missing value renders empty unless a default applies. Returns 0 (rendering cannot
- * fail today; e is for what may come). */
+ * the escape. A missing value renders empty unless a default applies. E_TOOBIG (out
+ * cut back to where it was) once the rendering passes TEMPLATE_MAX_OUTPUT bytes. */
 int template_render(const struct template *t, enum template_escape esc,
                     const char *(*lookup)(void *ctx, const char *name, size_t *len), void *ctx,
                     struct buf *out, struct err *e);

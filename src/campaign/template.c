@@ -575,19 +575,27 @@ int template_render(const struct template *t, enum template_escape esc,
                     const char *(*lookup)(void *ctx, const char *name, size_t *len), void *ctx,
                     struct buf *out, struct err *e)
 {
-    (void)e;
+    size_t begin;
+
     if (out->p == NULL)
         buf_add(out, "", 0); /* an empty render still gives a string */
+    begin = out->len;
     for (size_t i = 0; i < t->nparts; i++) {
         const struct part *p = &t->parts[i];
         if (p->is_token) {
             render_token(p, esc, lookup, ctx, out);
-            continue;
+        } else {
+            size_t start = out->len;
+            buf_add(out, t->src + p->off, p->len);
+            if (esc == TEMPLATE_HEADER)
+                clean_header_tail(out, start);
         }
-        size_t start = out->len;
-        buf_add(out, t->src + p->off, p->len);
-        if (esc == TEMPLATE_HEADER)
-            clean_header_tail(out, start);
+        /* checked per part: one part adds at most a value, escaped (6x), past the cap */
+        if (out->len - begin > TEMPLATE_MAX_OUTPUT) {
+            out->len = begin;
+            out->p[begin] = '\0';
+            return ERR(e, E_TOOBIG, "the rendered message passes %d bytes", TEMPLATE_MAX_OUTPUT);
+        }
     }
     return 0;
 }

@@ -41,6 +41,26 @@ static uint64_t test_seed(void)
     return seed;
 }
 
+/* A splitmix64 stream: small, fast, and the same numbers for the same seed everywhere. */
+struct rng {
+    uint64_t s;
+};
+
+static inline uint64_t rng_u64(struct rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ULL);
+
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* 0 .. n-1 (0 when n <= 1). */
+static inline int rng_int(struct rng *r, int n)
+{
+    return n <= 1 ? 0 : (int)(rng_u64(r) % (uint64_t)n);
+}
+
 /* One seed for the whole run: the runner picks it before the test processes start. */
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {

@@ -40,39 +40,22 @@
 
 static const int edge_days[] = {1, 7, 30, 90, 365, 730};
 
-/* ---- random numbers ------------------------------------------------------------------- */
-
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t rnd(struct rng *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ULL);
-
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static int rn(struct rng *r, int n)
-{
-    return n <= 1 ? 0 : (int)(rnd(r) % (uint64_t)n);
-}
+/* ---- random numbers (struct rng, rng_u64 and rng_int are seed.h's)
+ * ------------------------------- */
 
 static int pct(struct rng *r, int p)
 {
-    return rn(r, 100) < p;
+    return rng_int(r, 100) < p;
 }
 
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
-#define PICK(r, a) ((a)[rn((r), NELEM(a))])
+#define PICK(r, a) ((a)[rng_int((r), NELEM(a))])
 
 static uint64_t case_seed(int case_no)
 {
     struct rng r = {test_seed() ^ (0xC0FFEEULL * (uint64_t)(case_no + 1))};
 
-    return rnd(&r);
+    return rng_u64(&r);
 }
 
 static int env_int(const char *name, int dflt)
@@ -125,7 +108,7 @@ static const char *const consent_pool[] = {"subscribed", "unsubscribed", "bounce
 static void fmt_ts(struct rng *r, int64_t ms, char out[48])
 {
     char b[32];
-    int style = rn(r, 9);
+    int style = rng_int(r, 9);
 
     switch (style) {
     case 1: /* +05:30 */
@@ -180,17 +163,17 @@ static int64_t gen_time(struct rng *r)
 {
     static const int64_t near[] = {0, 1, -1, 1000, DAY, -DAY, 5 * DAY};
 
-    switch (rn(r, 10)) {
+    switch (rng_int(r, 10)) {
     case 0:
     case 1:
     case 2:
-        return T0 - (int64_t)PICK(r, edge_days) * DAY + (rn(r, 3) - 1) * (pct(r, 50) ? 1 : 0);
+        return T0 - (int64_t)PICK(r, edge_days) * DAY + (rng_int(r, 3) - 1) * (pct(r, 50) ? 1 : 0);
     case 3:
         return T0 + PICK(r, near);
     case 4:
-        return T0 - rn(r, 3) * DAY - rn(r, (int)DAY_MS);
+        return T0 - rng_int(r, 3) * DAY - rng_int(r, (int)DAY_MS);
     default:
-        return T0 + 5 * DAY - (int64_t)(rnd(r) % (uint64_t)(800 * DAY));
+        return T0 + 5 * DAY - (int64_t)(rng_u64(r) % (uint64_t)(800 * DAY));
     }
 }
 
@@ -611,7 +594,7 @@ static int live_contact(struct world *w)
     int i, ci;
 
     for (i = 0; i < 40 && w->db.nc; i++) {
-        ci = rn(&w->r, w->db.nc);
+        ci = rng_int(&w->r, w->db.nc);
         if (ref_is_member(&w->db.c[ci]))
             return ci;
     }
@@ -624,7 +607,7 @@ static int some_contact(struct world *w)
     int i, ci;
 
     for (i = 0; i < 40 && w->db.nc; i++) {
-        ci = rn(&w->r, w->db.nc);
+        ci = rng_int(&w->r, w->db.nc);
         if (w->db.c[ci].xid && w->db.c[ci].merged_into < 0)
             return ci;
     }
@@ -733,7 +716,8 @@ static json_t *gen_ts_json(struct world *w, int64_t ms)
 
 static int64_t gen_created(struct world *w)
 {
-    return pct(&w->r, 50) ? gen_time(&w->r) : T0 - rn(&w->r, 900) * DAY - rn(&w->r, (int)DAY_MS);
+    return pct(&w->r, 50) ? gen_time(&w->r)
+                          : T0 - rng_int(&w->r, 900) * DAY - rng_int(&w->r, (int)DAY_MS);
 }
 
 static json_t *gen_number_json(struct world *w)
@@ -752,13 +736,13 @@ static json_t *gen_mixed(struct world *w, int allow_null)
 {
     static const char *const looks[] = {"123", "007", "true", "FALSE", "1e2", "-5", "2.5"};
 
-    switch (rn(&w->r, allow_null ? 8 : 7)) {
+    switch (rng_int(&w->r, allow_null ? 8 : 7)) {
     case 0:
-        return json_integer(rn(&w->r, 120) - 20);
+        return json_integer(rng_int(&w->r, 120) - 20);
     case 1:
         return gen_number_json(w);
     case 2:
-        return json_boolean(rn(&w->r, 2));
+        return json_boolean(rng_int(&w->r, 2));
     case 3:
         return gen_ts_json(w, gen_time(&w->r));
     case 4:
@@ -818,7 +802,7 @@ static json_t *gen_email(struct world *w)
 
     if (pct(&w->r, 2))
         return json_string(PICK(&w->r, bad));
-    snprintf(b, sizeof b, "%s%d@%s", PICK(&w->r, local), rn(&w->r, 4), PICK(&w->r, dom));
+    snprintf(b, sizeof b, "%s%d@%s", PICK(&w->r, local), rng_int(&w->r, 4), PICK(&w->r, dom));
     return json_string(b);
 }
 
@@ -865,9 +849,9 @@ static json_t *gen_attr_value(struct world *w, const char *name)
     if (strcmp(name, "nick") == 0 || strcmp(name, "stra\u00dfe \u2116") == 0)
         return json_string(PICK(&w->r, str_pool));
     if (strcmp(name, "vip") == 0)
-        return pct(&w->r, 10) ? json_string(PICK(&w->r, flags)) : json_boolean(rn(&w->r, 2));
+        return pct(&w->r, 10) ? json_string(PICK(&w->r, flags)) : json_boolean(rng_int(&w->r, 2));
     if (strcmp(name, "zip") == 0) {
-        snprintf(b, sizeof b, "0%04d", rn(&w->r, 200));
+        snprintf(b, sizeof b, "0%04d", rng_int(&w->r, 200));
         return json_string(b);
     }
     if (strcmp(name, "code") == 0) /* JSON strings that read as numbers: stored as numbers */
@@ -1096,7 +1080,7 @@ static void w_event(struct world *w, const struct ingest_ctx *cx, json_t *rec)
 static json_t *gen_str_prop(struct world *w, const char *const *extra, int nextra)
 {
     if (extra && pct(&w->r, 60))
-        return json_string(extra[rn(&w->r, nextra)]);
+        return json_string(extra[rng_int(&w->r, nextra)]);
     return json_string(PICK(&w->r, str_pool));
 }
 
@@ -1135,9 +1119,9 @@ static json_t *gen_props(struct world *w, int sp, int64_t created)
         if (pct(&w->r, 20))
             json_object_set_new(p, "coupon", gen_str_prop(w, NULL, 0));
         if (pct(&w->r, 15))
-            json_object_set_new(p, "gift", json_boolean(rn(&w->r, 2)));
+            json_object_set_new(p, "gift", json_boolean(rng_int(&w->r, 2)));
         if (pct(&w->r, 20))
-            json_object_set_new(p, "n_items", json_integer(rn(&w->r, 6)));
+            json_object_set_new(p, "n_items", json_integer(rng_int(&w->r, 6)));
         if (pct(&w->r, 15))
             json_object_set_new(p, "note", gen_str_prop(w, NULL, 0));
         if (pct(&w->r, 10))
@@ -1171,7 +1155,7 @@ static json_t *gen_props(struct world *w, int sp, int64_t created)
         if (pct(&w->r, 60))
             json_object_set_new(p, "n", gen_number_json(w));
         if (pct(&w->r, 50))
-            json_object_set_new(p, "ok", json_boolean(rn(&w->r, 2)));
+            json_object_set_new(p, "ok", json_boolean(rng_int(&w->r, 2)));
         if (pct(&w->r, 40))
             json_object_set_new(p, "at", gen_ts_json(w, gen_time(&w->r)));
         if (pct(&w->r, 30))
@@ -1206,7 +1190,7 @@ static json_t *gen_props(struct world *w, int sp, int64_t created)
         json_object_set_new(p, "stage", json_string(PICK(&w->r, stages)));
         json_object_set_new(p, "value", gen_number_json(w));
         if (pct(&w->r, 60))
-            json_object_set_new(p, "won", json_boolean(rn(&w->r, 2)));
+            json_object_set_new(p, "won", json_boolean(rng_int(&w->r, 2)));
         break;
     case EV_ODD: {
         int k;
@@ -1214,14 +1198,14 @@ static json_t *gen_props(struct world *w, int sp, int64_t created)
             json_object_set_new(p, evspecs[EV_ODD].props[k],
                                 k % 3 == 0   ? gen_str_prop(w, screens, NELEM(screens))
                                 : k % 3 == 1 ? gen_number_json(w)
-                                             : json_boolean(rn(&w->r, 2)));
+                                             : json_boolean(rng_int(&w->r, 2)));
         break;
     }
     case EV_STRICT:
         json_object_set_new(p, "kind", gen_str_prop(w, screens, NELEM(screens)));
         if (pct(&w->r, 60))
-            json_object_set_new(p, "n",
-                                pct(&w->r, 10) ? json_string("7") : json_integer(rn(&w->r, 9) - 2));
+            json_object_set_new(
+                p, "n", pct(&w->r, 10) ? json_string("7") : json_integer(rng_int(&w->r, 9) - 2));
         if (pct(&w->r, 4))
             json_object_set_new(p, "extra", json_string("refused")); /* not declared */
         break;
@@ -1240,7 +1224,7 @@ static const char *gen_anon(struct world *w)
     char b[32];
 
     if (w->nanon && pct(&w->r, 60))
-        return w->anon_ids[rn(&w->r, w->nanon)];
+        return w->anon_ids[rng_int(&w->r, w->nanon)];
     if (w->nanon == w->anoncap) {
         w->anoncap = w->anoncap ? w->anoncap * 2 : 32;
         w->anon_ids = realloc(w->anon_ids, (size_t)w->anoncap * sizeof *w->anon_ids);
@@ -1257,7 +1241,7 @@ static void gen_event(struct world *w, const char *owned_id)
     int keep = owned_id && pct(&w->r, 50) ? w_evid(w, owned_id) : -1;
     static const int weights[EV__N] = {25, 12, 6, 0, 25, 8, 6, 4, 8, 6, 5, 4};
     json_t *rec = json_object(), *props;
-    int sp = 0, roll, total = 0, i, who = rn(&w->r, 100), ci;
+    int sp = 0, roll, total = 0, i, who = rng_int(&w->r, 100), ci;
     int64_t t = gen_time(&w->r), created = t;
     enum source_kind kind = SRC_API;
     char eid[64], xid[64];
@@ -1268,7 +1252,7 @@ static void gen_event(struct world *w, const char *owned_id)
                          (i == EV_STRICT && !w->strict)
                      ? 0
                      : weights[i];
-    roll = rn(&w->r, total);
+    roll = rng_int(&w->r, total);
     for (sp = 0; sp < EV__N; sp++) {
         int wt = (sp == EV_LATE && w->round == 0) || (sp == EV_WA && w->case_no % 4 == 3) ||
                          (sp == EV_STRICT && !w->strict)
@@ -1528,8 +1512,8 @@ static json_t *substring_json(struct world *w, const char *s, size_t n)
         i += len ? len : 1;
         bounds[nb++] = i;
     }
-    a = bounds[rn(&w->r, (int)nb)];
-    b = bounds[rn(&w->r, (int)nb)];
+    a = bounds[rng_int(&w->r, (int)nb)];
+    b = bounds[rng_int(&w->r, (int)nb)];
     if (a > b) {
         size_t t = a;
         a = b;
@@ -1558,7 +1542,7 @@ static int64_t ts_pool_value(struct world *w)
 {
     static const int64_t off[] = {-1, 0, 0, 1};
 
-    switch (rn(&w->r, 4)) {
+    switch (rng_int(&w->r, 4)) {
     case 0:
         return T0 - (int64_t)PICK(&w->r, edge_days) * DAY + PICK(&w->r, off);
     case 1:
@@ -1587,10 +1571,10 @@ static json_t *gen_value(struct world *w, int t, const struct ref_value *sample,
         }
         return gen_number_json(w);
     case REF_BOOLEAN:
-        return json_boolean(sample && pct(&w->r, 60) ? (int)sample->i : rn(&w->r, 2));
+        return json_boolean(sample && pct(&w->r, 60) ? (int)sample->i : rng_int(&w->r, 2));
     case REF_TIMESTAMP:
         if (sample && pct(&w->r, 60))
-            return gen_ts_json(w, sample->i + (pct(&w->r, 25) ? rn(&w->r, 3) - 1 : 0));
+            return gen_ts_json(w, sample->i + (pct(&w->r, 25) ? rng_int(&w->r, 3) - 1 : 0));
         return gen_ts_json(w, ts_pool_value(w));
     default:
         if (sample && pct(&w->r, 60)) {
@@ -1633,7 +1617,8 @@ static struct ref_value sample_attr(struct world *w, const char *field)
     int i;
 
     for (i = 0; i < 12 && w->db.nc; i++) {
-        struct ref_value tmp, *v = ref_contact_field(&w->db.c[rn(&w->r, w->db.nc)], field, &tmp);
+        struct ref_value tmp,
+            *v = ref_contact_field(&w->db.c[rng_int(&w->r, w->db.nc)], field, &tmp);
         if (v && v->type != REF_NONE) {
             struct ref_value out = ref_value_copy(v);
             ref_value_release(&tmp);
@@ -1649,7 +1634,7 @@ static struct ref_value sample_prop(struct world *w, const char *name, const cha
     int i;
 
     for (i = 0; i < 40 && w->db.nev; i++) {
-        struct ref_event *ev = &w->db.ev[rn(&w->r, w->db.nev)];
+        struct ref_event *ev = &w->db.ev[rng_int(&w->r, w->db.nev)];
         struct ref_value *v;
         if (strcmp(ev->name, name) != 0)
             continue;
@@ -1672,7 +1657,7 @@ static void gen_cond(struct world *w, json_t *o, int t, const struct ref_value *
         json_object_set_new(o, "value", json_string(PICK(&w->r, consent_pool)));
     } else if (strcmp(op, "in") == 0) {
         json_t *arr = json_array();
-        n = 1 + rn(&w->r, pct(&w->r, 80) ? 4 : 12);
+        n = 1 + rng_int(&w->r, pct(&w->r, 80) ? 4 : 12);
         for (i = 0; i < n; i++)
             json_array_append_new(arr, consent ? json_string(PICK(&w->r, consent_pool))
                                                : gen_value(w, t, sample, 0, undeclared));
@@ -1687,14 +1672,14 @@ static json_t *gen_attribute_rule(struct world *w)
     json_t *o = json_object();
     const char *field;
     struct ref_value sample;
-    int t, roll = rn(&w->r, 100);
+    int t, roll = rng_int(&w->r, 100);
 
     if (roll < 25 || w->db.nreg == 0)
         field = PICK(&w->r, builtin_fields);
     else if (roll < 55)
         field = PICK(&w->r, declared_attrs);
     else
-        field = w->db.reg[rn(&w->r, w->db.nreg)].key;
+        field = w->db.reg[rng_int(&w->r, w->db.nreg)].key;
     t = ref_field_type(&w->db, field);
     ASSERT(t != REF_NONE);
     sample = sample_attr(w, field);
@@ -1711,20 +1696,21 @@ static json_t *gen_behavior_rule(struct world *w)
     int sp, i, nwhere;
 
     do
-        sp = rn(&w->r, EV__N);
+        sp = rng_int(&w->r, EV__N);
     while (!w->known[sp] && !ref_event_has_contract(evspecs[sp].name));
     json_object_set_new(o, "type", json_string("behavior"));
     json_object_set_new(o, "event", json_string(evspecs[sp].name));
     json_object_set_new(o, "op", json_string(pct(&w->r, 65) ? "did_event" : "did_not_event"));
-    json_object_set_new(o, "within_days",
-                        json_integer(pct(&w->r, 65) ? PICK(&w->r, edge_days) : 1 + rn(&w->r, 730)));
+    json_object_set_new(
+        o, "within_days",
+        json_integer(pct(&w->r, 65) ? PICK(&w->r, edge_days) : 1 + rng_int(&w->r, 730)));
     if (strcmp(json_string_value(json_object_get(o, "op")), "did_event") == 0 && pct(&w->r, 35))
         json_object_set_new(
             o, "count_gte",
             json_integer(pct(&w->r, 90)
-                             ? 1 + rn(&w->r, 4)
+                             ? 1 + rng_int(&w->r, 4)
                              : PICK(&w->r, ((const int[]){10, 20, 50, 100, 1000000000}))));
-    nwhere = pct(&w->r, 45) ? 1 + rn(&w->r, 3) : 0;
+    nwhere = pct(&w->r, 45) ? 1 + rng_int(&w->r, 3) : 0;
     if (nwhere) {
         json_t *arr = json_array();
         for (i = 0; i < nwhere; i++) {
@@ -1735,7 +1721,7 @@ static json_t *gen_behavior_rule(struct world *w)
             while (evspecs[sp].props[np])
                 np++;
             prop = pct(&w->r, 92) || sp == EV_STRICT
-                       ? evspecs[sp].props[rn(&w->r, np)]
+                       ? evspecs[sp].props[rng_int(&w->r, np)]
                        : PICK(&w->r, ((const char *const[]){"nope", "Screen", "amount "}));
             decl = ref_decl_type(evspecs[sp].name, prop);
             sample = sample_prop(w, evspecs[sp].name, prop);
@@ -1744,7 +1730,7 @@ static json_t *gen_behavior_rule(struct world *w)
             else if (sample.type != REF_NONE && pct(&w->r, 75))
                 t = sample.type;
             else
-                t = rn(&w->r, 4);
+                t = rng_int(&w->r, 4);
             json_object_set_new(c, "field", json_string(prop));
             gen_cond(w, c, t, &sample, 0, decl == REF_NONE);
             ref_value_release(&sample);
@@ -1772,7 +1758,7 @@ static json_t *gen_rule(struct world *w, struct gen *g)
 static json_t *gen_group(struct world *w, struct gen *g, int depth)
 {
     json_t *o = json_object(), *arr = json_array();
-    int n = 1 + rn(&w->r, depth == 1 ? 4 : 3), i;
+    int n = 1 + rng_int(&w->r, depth == 1 ? 4 : 3), i;
 
     json_object_set_new(o, "op", json_string(pct(&w->r, 50) ? "AND" : "OR"));
     for (i = 0; i < n; i++) {
@@ -1868,7 +1854,7 @@ static json_t *gen_invalid_rule(struct world *w)
 static json_t *gen_limit_tree(struct world *w, int *invalid)
 {
     json_t *arr = json_array(), *vals, *root;
-    int i, over = rn(&w->r, 2), kind = rn(&w->r, 3);
+    int i, over = rng_int(&w->r, 2), kind = rng_int(&w->r, 3);
 
     *invalid = over;
     if (kind == 0) {
@@ -1938,7 +1924,7 @@ static void idlist_release(struct idlist *l)
 static void check_pages(struct world *w, const struct segment_result *res, const struct idlist *all)
 {
     struct idlist pg = {0};
-    int64_t limit = 1 + rn(&w->r, 7), after = 0;
+    int64_t limit = 1 + rng_int(&w->r, 7), after = 0;
     size_t before;
 
     do {
@@ -2105,16 +2091,16 @@ static int64_t gen_now(struct world *w)
 {
     static const int64_t near[] = {1, -1, DAY, -DAY};
 
-    switch (rn(&w->r, 12)) {
+    switch (rng_int(&w->r, 12)) {
     case 0:
         return T0 + PICK(&w->r, near);
     case 1:
-        return w->db.nev ? w->db.ev[rn(&w->r, w->db.nev)].at : T0;
+        return w->db.nev ? w->db.ev[rng_int(&w->r, w->db.nev)].at : T0;
     case 10: /* an event exactly on the window's far edge */
-        return (w->db.nev ? w->db.ev[rn(&w->r, w->db.nev)].at : T0) +
+        return (w->db.nev ? w->db.ev[rng_int(&w->r, w->db.nev)].at : T0) +
                (int64_t)PICK(&w->r, edge_days) * DAY;
     case 2:
-        return T0 - rn(&w->r, 400) * DAY - rn(&w->r, (int)DAY_MS);
+        return T0 - rng_int(&w->r, 400) * DAY - rng_int(&w->r, (int)DAY_MS);
     default:
         return T0;
     }
@@ -2152,7 +2138,7 @@ static void w_midway(struct world *w)
     if (!pct(&w->r, 50))
         return;
     W_ASSERT(w, audience_index_catch_up(w->ix, w->f.st, &w->f.e) == 0, "%s", w->f.e.msg);
-    w_trees(w, 3 + rn(&w->r, 6));
+    w_trees(w, 3 + rng_int(&w->r, 6));
 }
 
 struct seqs {
@@ -2231,7 +2217,7 @@ static void bare_contacts(struct world *w, int n)
     char xid[32];
 
     for (i = 0; i < n; i++) {
-        struct ingest_ctx cx = w_ctx(SRC_API, T0 - rn(&w->r, 100) * DAY);
+        struct ingest_ctx cx = w_ctx(SRC_API, T0 - rng_int(&w->r, 100) * DAY);
         json_t *rec;
         snprintf(xid, sizeof xid, "bulk%06d", w->next_contact++);
         rec = pct(&w->r, 20) ? json_pack("{s:s,s:{s:s}}", "external_id", xid, "attributes", "city",
@@ -2252,7 +2238,7 @@ static void heavy_contacts(struct world *w)
         int ci = live_contact(w);
         if (ci < 0)
             return;
-        n = 20 + rn(&w->r, 120);
+        n = 20 + rng_int(&w->r, 120);
         for (i = 0; i < n; i++) {
             struct ingest_ctx cx = w_ctx(SRC_API, T0);
             char eid[48];
@@ -2260,8 +2246,8 @@ static void heavy_contacts(struct world *w)
             snprintf(eid, sizeof eid, "h%d-%d", w->case_no, w->next_event++);
             rec = json_pack("{s:s,s:s,s:s,s:o,s:{s:i,s:s}}", "external_id", w->db.c[ci].xid,
                             "event", "app_open", "event_id", eid, "occurred_at",
-                            gen_ts_json(w, T0 - PICK(&w->r, at_days) * DAY + rn(&w->r, 3) - 1),
-                            "properties", "n", rn(&w->r, 3), "screen",
+                            gen_ts_json(w, T0 - PICK(&w->r, at_days) * DAY + rng_int(&w->r, 3) - 1),
+                            "properties", "n", rng_int(&w->r, 3), "screen",
                             pct(&w->r, 50) ? "home" : "cart");
             w_event(w, &cx, rec);
             json_decref(rec);
@@ -2293,7 +2279,7 @@ static int owned_event(struct world *w)
     int i, ei;
 
     for (i = 0; i < 60 && w->db.nev; i++) {
-        ei = rn(&w->r, w->db.nev);
+        ei = rng_int(&w->r, w->db.nev);
         if (strcmp(w->db.ev[ei].source, "sync:crm") == 0)
             return ei;
     }
@@ -2332,10 +2318,10 @@ static void mutate(struct world *w, int grow)
     w_begin(w);
     if (grow)
         bare_contacts(w, grow);
-    n = 10 + rn(&w->r, 25);
+    n = 10 + rng_int(&w->r, 25);
     for (i = 0; i < n; i++) /* new contacts, some with a never-seen attribute */
         gen_contact(w, NULL);
-    n = 20 + rn(&w->r, 40);
+    n = 20 + rng_int(&w->r, 40);
     for (i = 0; i < n; i++) { /* changes: attributes, email, consent (sticky from CSV) */
         ci = some_contact(w);
         if (ci >= 0)
@@ -2344,13 +2330,13 @@ static void mutate(struct world *w, int grow)
     w_commit(w);
     w_midway(w);
     w_begin(w);
-    n = 150 + rn(&w->r, 300);
+    n = 150 + rng_int(&w->r, 300);
     for (i = 0; i < n; i++)
         gen_event(w, NULL);
     w_commit(w);
     w_midway(w);
     w_begin(w);
-    n = 10 + rn(&w->r, 20);
+    n = 10 + rng_int(&w->r, 20);
     for (i = 0; i < n; i++) { /* the CRM rewrites its events, deletes some, revives some */
         ei = owned_event(w);
         if (ei < 0)
@@ -2377,9 +2363,9 @@ static void mutate(struct world *w, int grow)
         json_decref(rec);
     }
     /* identify calls: anonymous ids linked to users, old and new */
-    n = 2 + rn(&w->r, 5);
+    n = 2 + rng_int(&w->r, 5);
     for (i = 0; i < n && w->nanon; i++) {
-        const char *anon = w->anon_ids[rn(&w->r, w->nanon)];
+        const char *anon = w->anon_ids[rng_int(&w->r, w->nanon)];
         ci = live_contact(w);
         if (pct(&w->r, 30) || ci < 0) {
             snprintf(b, sizeof b, "idf-%d-%d", w->case_no, w->next_contact++);
@@ -2403,7 +2389,7 @@ static void mutate(struct world *w, int grow)
     w_midway(w);
     if (pct(&w->r, 40))
         w_restore_contact(w);
-    n = 1 + rn(&w->r, 3);
+    n = 1 + rng_int(&w->r, 3);
     for (i = 0; i < n; i++) { /* deletions, then records for deleted contacts are refused */
         ci = live_contact(w);
         if (ci >= 0)
@@ -2439,15 +2425,15 @@ static void run_case(int case_no)
     populate(&w,
              big     ? 250
              : cross ? 300
-                     : 150 + rn(&w.r, 200),
+                     : 150 + rng_int(&w.r, 200),
              big     ? 1200
              : cross ? 900
-                     : 1200 + rn(&w.r, 1600),
+                     : 1200 + rng_int(&w.r, 1600),
              big     ? nbig
              : cross ? 500
                      : 0);
     w_round(&w);
-    rounds = big ? 1 : 2 + rn(&w.r, 2);
+    rounds = big ? 1 : 2 + rng_int(&w.r, 2);
     for (w.round = 1; w.round <= rounds; w.round++) {
         mutate(&w, cross && w.round == 1 ? 200 : 0);
         w_round(&w);

@@ -264,6 +264,48 @@ UTEST(template, tokens_and_missing)
     template_free(NULL);
 }
 
+/* lookup for output_cap: every name is ctx, a big value of '<' */
+static const char *big_value(void *ctx, const char *name, size_t *len)
+{
+    (void)name;
+    *len = strlen(ctx);
+    return ctx;
+}
+
+UTEST(template, output_cap)
+{
+    size_t mib = 1024 * 1024;
+    char *v = malloc(mib + 1);
+    struct template *t = NULL;
+    struct err e = {0};
+    struct buf out;
+
+    memset(v, '<', mib);
+    v[mib] = '\0';
+    buf_init(&out);
+    buf_adds(&out, "kept");
+    /* two tokens: 2 x 4 MiB of "&lt;" fit under 16 MiB */
+    cr_assert_eq(template_compile(&t, "{{a}}{{b}}", 10, &e), 0);
+    cr_assert_eq(template_render(t, TEMPLATE_HTML, big_value, v, &out, &e), 0, "%s", e.msg);
+    cr_assert_eq(out.len, 4 + 8 * mib);
+    template_free(t);
+    /* five: 20 MiB is refused, and what was in out before stays as it was */
+    buf_reset(&out);
+    buf_adds(&out, "kept");
+    cr_assert_eq(template_compile(&t, "{{a}}{{a}}{{a}}{{a}}{{a}}", 25, &e), 0);
+    cr_assert_eq(template_render(t, TEMPLATE_HTML, big_value, v, &out, &e), E_TOOBIG);
+    cr_assert_str_eq(e.msg, "the rendered message passes 16777216 bytes");
+    cr_assert_str_eq(out.p, "kept");
+    cr_assert_eq(out.len, 4);
+    /* raw, the same five fit */
+    err_clear(&e);
+    cr_assert_eq(template_render(t, TEMPLATE_TEXT, big_value, v, &out, &e), 0, "%s", e.msg);
+    cr_assert_eq(out.len, 4 + 5 * mib);
+    template_free(t);
+    buf_release(&out);
+    free(v);
+}
+
 UTEST(template, size_caps)
 {
     struct template *t = NULL;
@@ -386,24 +428,6 @@ UTEST(template, html_to_text_then_compile)
 
 /* ---- random templates against the reference renderer --------------------------------------- */
 
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t rnd(struct rng *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ULL);
-
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static int rn(struct rng *r, int n)
-{
-    return (int)(rnd(r) % (uint64_t)n);
-}
-
 /* The characters values, defaults and text are drawn from; the pairs the reference knows
  * how to change case, and some it must leave (ß, ÿ, 日, ό). */
 static const char *const pieces[] = {"a",  "Z",  "q",    " ",  "&", "<", ">", "\"", "'", "\r",
@@ -428,11 +452,11 @@ struct ref_part {
 
 static void rand_str(struct rng *r, char *out, size_t cap, int maxpieces)
 {
-    int k = rn(r, maxpieces + 1);
+    int k = rng_int(r, maxpieces + 1);
 
     out[0] = '\0';
     for (int i = 0; i < k; i++) {
-        const char *p = pieces[rn(r, (int)(sizeof pieces / sizeof pieces[0]))];
+        const char *p = pieces[rng_int(r, (int)(sizeof pieces / sizeof pieces[0]))];
         size_t len = strlen(out);
         if (len + strlen(p) < cap)
             snprintf(out + len, cap - len, "%s", p);
@@ -542,7 +566,7 @@ static char *ref_render(const struct ref_part *parts, int n, enum template_escap
 static const char *ws(struct rng *r)
 {
     static const char *const w[] = {"", " ", "  ", "\n", "\t ", " \r\n"};
-    return w[rn(r, 6)];
+    return w[rng_int(r, 6)];
 }
 
 /* Writes the source of parts into src. */
@@ -559,7 +583,7 @@ static void ref_source(struct rng *r, const struct ref_part *parts, int n, struc
         for (int k = 0; k < parts[i].nf; k++) {
             buf_printf(src, "|%s%s%s", ws(r), fnames[parts[i].f[k].kind], ws(r));
             if (parts[i].f[k].kind == 0) {
-                char q = rn(r, 2) ? '"' : '\'';
+                char q = rng_int(r, 2) ? '"' : '\'';
                 buf_printf(src, ":%s%c", ws(r), q);
                 for (const char *a = parts[i].f[k].arg; *a; a++) {
                     if (*a == q || *a == '\\')
@@ -588,17 +612,17 @@ UTEST(template, random_against_reference)
     for (round = 0; round < 3000; round++) {
         struct template *t = NULL;
         struct err e = {0};
-        int n = rn(&r, 12), i;
+        int n = rng_int(&r, 12), i;
 
         for (i = 0; i < 6; i++) {
             rand_str(&r, vals[i], sizeof vals[i], 6);
             kv[i].name = ref_names[i];
-            kv[i].value = rn(&r, 5) == 0 ? NULL : vals[i];
+            kv[i].value = rng_int(&r, 5) == 0 ? NULL : vals[i];
         }
         for (i = 0; i < n; i++) {
             struct ref_part *p = &parts[i];
             memset(p, 0, sizeof *p);
-            p->is_token = rn(&r, 2);
+            p->is_token = rng_int(&r, 2);
             if (!p->is_token) {
                 rand_str(&r, p->text, sizeof p->text, 10);
                 /* no "{{" in a text run, nor a '{' that would make one with a token */
@@ -607,10 +631,10 @@ UTEST(template, random_against_reference)
                         *s = '(';
                 continue;
             }
-            p->name = ref_names[rn(&r, 7)];
-            p->nf = rn(&r, 4);
+            p->name = ref_names[rng_int(&r, 7)];
+            p->nf = rng_int(&r, 4);
             for (int k = 0; k < p->nf; k++) {
-                p->f[k].kind = rn(&r, 4);
+                p->f[k].kind = rng_int(&r, 4);
                 if (p->f[k].kind == 0)
                     rand_str(&r, p->f[k].arg, sizeof p->f[k].arg, 5);
             }
