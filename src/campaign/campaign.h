@@ -1,16 +1,28 @@
-/* campaign/campaign.h -- the send half of issue 14; for now its template engine.
+/* campaign/campaign.h -- the send half: templates, rendering, MIME, tokens, campaigns,
+ * runs, the send ledger and the dispatcher. docs/campaigns.md and docs/templates.md say
+ * what users see; this header what the code promises.
  *
- * DESIGN: a template (subject, HTML or text body) is compiled once per run into a
- * list of parts (literal text runs, and {{ name | filter ... }} tokens) and rendered
- * once per message into a caller's struct buf, with no allocation per part beyond
- * the buffer's growth. Values come from a lookup callback (contact attributes and
- * the built-ins email, external_id, unsubscribe_url); a compiled template is
- * immutable, so many threads may render it at once. The language, its errors and
- * its limits: docs/templates.md. */
+ * DESIGN (the template language): a template (subject, HTML or text body) is compiled once per run
+ * into a list of parts (literal text runs, and {{ name | filter ... }} tokens) and rendered once
+ * per message into a caller's struct buf, with no allocation per part beyond the buffer's growth.
+ * Values come from a lookup callback (contact attributes and the built-ins email, external_id,
+ * unsubscribe_url); a compiled template is immutable, so many threads may render it at once. The
+ * language, its errors and its limits: docs/templates.md. */
 #ifndef ENGAGE_CAMPAIGN_H
 #define ENGAGE_CAMPAIGN_H
 
-#include "core/core.h"
+#include <jansson.h>
+
+#include "../core/config.h"
+#include "../core/core.h"
+
+struct store;
+struct store_template;
+struct errlist;
+struct provider_set;
+struct segment_service;
+struct worker_set;
+struct metrics;
 
 #define TEMPLATE_MAX_SOURCE (512 * 1024) /* bytes of one template's source */
 #define TEMPLATE_MAX_TOKENS 1000         /* {{ }} tokens in one template */
@@ -59,5 +71,212 @@ int template_render(const struct template *t, enum template_escape esc,
  * compiling: {{ }} tokens are copied through unchanged. E_TOOBIG past
  * TEMPLATE_MAX_SOURCE. */
 int template_html_to_text(const char *html, size_t len, struct buf *out, struct err *e);
+
+/* ---- what the send half shares ------------------------------------------------------- */
+
+#define TOKEN_KEY_BYTES 32
+
+/* Built once by `engage serve` (app.c) and read by the template routes, the campaign
+ * routes and the dispatcher; immutable once built. */
+struct send_env {
+    const struct config *cfg;
+    struct provider_set *providers;
+    struct segment_service *segments;
+    unsigned char token_key[TOKEN_KEY_BYTES]; /* signs unsubscribe (later open, click) tokens */
+    char base_url[512]; /* [server] public_url, or the server's own http://host:port */
+    int public_url_set; /* 0: base_url is the server's own address */
+};
+/* Fills env: providers from cfg (E_INVAL naming the section), the token key derived
+ * from the [secrets] key, base_url from public_url or else listen_url. */
+int send_env_init(struct send_env *env, const struct config *cfg, const char *listen_url,
+                  struct segment_service *segments, struct err *e);
+void send_env_release(struct send_env *env);
+
+/* ---- signed tokens (token.c) ------------------------------------------------------------ */
+
+/* A token names one message (run, contact) and what it is for: 'u' unsubscribe (and,
+ * with issue 15, 'o' open, 'c' click with a link index). Form: base64url of the
+ * payload, '.', base64url of the first 16 bytes of HMAC-SHA256(key, payload); at most
+ * TOKEN_MAX bytes. docs/campaigns.md, "Unsubscribe links". */
+#define TOKEN_MAX 96
+void token_make(const unsigned char key[TOKEN_KEY_BYTES], char kind, int64_t run_id,
+                int64_t contact_id, int link, char out[TOKEN_MAX]);
+/* 0 and the fields, or E_INVAL for anything forged, altered or malformed (constant-time
+ * compare). */
+int token_check(const unsigned char key[TOKEN_KEY_BYTES], const char *token, char *kind,
+                int64_t *run_id, int64_t *contact_id, int *link);
+/* Appends base_url + "/u/" + the unsubscribe token of (run, contact) to out. */
+void token_unsubscribe_url(const struct send_env *env, int64_t run_id, int64_t contact_id,
+                           struct buf *out);
+
+/* ---- a template version ready to render (message.c) ------------------------------------- */
+
+/* One stored template version compiled: subject, HTML, and text (given, or derived from
+ * the HTML and compiled too). Immutable: any number of threads render it at once. */
+struct message_template;
+/* E_INVAL with one errlist entry per part that does not compile: path "/subject",
+ * "/html" or "/text" and the compiler's "line L, column C: ..." sentence. */
+int message_template_compile(const struct store_template *t, struct message_template **out,
+                             struct errlist *errs, struct err *e);
+void message_template_free(struct message_template *mt); /* NULL-safe */
+/* 1 when the HTML part shows {{ unsubscribe_url }} itself; else a footer with the link is
+ * added to the HTML (and to the text part) at render. */
+int message_template_has_unsubscribe(const struct message_template *mt);
+const char *message_template_from_email(const struct message_template *mt);
+const char *message_template_from_name(const struct message_template *mt); /* or NULL */
+const char *message_template_reply_to(const struct message_template *mt);  /* or NULL */
+
+/* The contact a message is rendered for. */
+struct message_contact {
+    const char *external_id, *email; /* either may be NULL */
+    const json_t *attrs;             /* object of the contact's attributes, or NULL */
+    const char *unsubscribe_url;     /* the built-in of that name */
+};
+struct message_rendered {
+    struct buf subject, html, text;
+};
+void message_rendered_release(struct message_rendered *r);
+/* Renders the three parts for c (buffers reset first), with the footer when needed. */
+int message_render(const struct message_template *mt, const struct message_contact *c,
+                   struct message_rendered *out, struct err *e);
+/* 1 if a token without a default would render empty for c. */
+int message_missing(const struct message_template *mt, const struct message_contact *c);
+
+/* ---- MIME (mime.c, GMime) ---------------------------------------------------------------- */
+
+struct mime_message {
+    const char *from_email, *from_name; /* from_name may be NULL */
+    const char *to;                     /* the recipient's address */
+    const char *reply_to;               /* or NULL */
+    const char *subject;                /* UTF-8, already free of CR/LF */
+    const char *html, *text;            /* UTF-8 bodies (NUL-terminated) */
+    const char *message_id;             /* ours, "RUN.CONTACT": the Message-ID carries it */
+    const char *message_id_domain;      /* the right side of Message-ID (the From domain) */
+    int64_t date_ms;
+    const char *list_unsubscribe; /* the one-click URL, or NULL (a test-send has one too) */
+    /* extra headers (the provider's id headers): name, value pairs */
+    const char *const *headers;
+    size_t nheaders;
+};
+/* Once per process, before the first mime_build (g_mime_init). */
+void mime_init(void);
+/* Appends the whole message to out: multipart/alternative (text, then HTML) in
+ * quoted-printable, UTF-8 headers encoded as RFC 2047 words, CRLF line ends, no line
+ * over 998 bytes, Date, Message-ID <message_id.XXXX@domain>, MIME-Version, and
+ * List-Unsubscribe: <url> with List-Unsubscribe-Post: List-Unsubscribe=One-Click
+ * written raw. E_INVAL for an address GMime cannot parse. Thread-safe. */
+int mime_build(const struct mime_message *m, struct buf *out, struct err *e);
+
+/* ---- templates as records (templates.c) --------------------------------------------------- */
+
+/* Limits of a template's plain fields (the bodies: TEMPLATE_MAX_SOURCE). */
+#define TEMPLATE_MAX_SUBJECT 998
+#define TEMPLATE_MAX_ADDRESS 320
+
+/* body {name, subject, html, text?, from_email, from_name?, reply_to?}, nothing else:
+ * every problem in errs with its path (a template that does not compile: /subject,
+ * /html or /text with line and column), E_INVAL then. E_CONFLICT on a name in use.
+ * Audited (template.create). */
+int template_create(struct store *st, const json_t *body, const char *actor, const char *req_id,
+                    int64_t *id, struct errlist *errs, struct err *e);
+/* Any of the create keys; a changed subject, html, text, from_email, from_name or
+ * reply_to makes a new version. Audited (template.update). */
+int template_update(struct store *st, int64_t id, const json_t *body, const char *actor,
+                    const char *req_id, struct errlist *errs, struct err *e);
+/* Soft delete; E_CONFLICT while a campaign that is not completed or cancelled uses it.
+ * Audited (template.delete). */
+int template_delete(struct store *st, int64_t id, const char *actor, const char *req_id,
+                    struct err *e);
+/* {id, name, version, subject, html, text, from_email, from_name, reply_to, created_at,
+ * updated_at, created_by}; E_NOTFOUND. */
+int template_get(struct store *st, int64_t id, json_t **out, struct err *e);
+int template_list(struct store *st, int64_t after_id, int limit, json_t **items,
+                  int64_t *next_cursor, struct err *e);
+int template_versions(struct store *st, int64_t id, json_t **items, struct err *e);
+/* body {external_id} -> {subject, html, text, footer_added}; body {segment_id} ->
+ * {sample: [{external_id, subject, html, text}...], members, missing, footer_added}. */
+int template_preview(const struct send_env *env, struct store *st, int64_t id, const json_t *body,
+                     json_t **out, struct errlist *errs, struct err *e);
+/* body {to, external_id?, provider?}: renders (for that contact, or with no attributes)
+ * and sends one real message through the provider; {message_id, provider, outcome,
+ * code, status, text, queue_id}. Audited (template.test_send). */
+int template_test_send(const struct send_env *env, struct store *st, int64_t id, const json_t *body,
+                       const char *actor, const char *req_id, json_t **out, struct errlist *errs,
+                       struct err *e);
+
+/* ---- campaigns and runs (campaigns.c) ------------------------------------------------------ */
+
+/* body {name, segment_id, template_id, provider?, throttle_per_second?, scheduled_at?}:
+ * 422 with every problem; E_CONFLICT on a name in use. State draft. Audited. */
+int campaign_create(const struct send_env *env, struct store *st, const json_t *body,
+                    const char *actor, const char *req_id, int64_t *id, struct errlist *errs,
+                    struct err *e);
+/* Draft or scheduled only (E_CONFLICT otherwise). Audited. */
+int campaign_update(const struct send_env *env, struct store *st, int64_t id, const json_t *body,
+                    const char *actor, const char *req_id, struct errlist *errs, struct err *e);
+/* Not while running or paused (E_CONFLICT). Audited. */
+int campaign_delete(struct store *st, int64_t id, const char *actor, const char *req_id,
+                    struct err *e);
+int campaign_get(struct store *st, int64_t id, json_t **out, struct err *e);
+int campaign_list(struct store *st, int64_t after_id, int limit, json_t **items,
+                  int64_t *next_cursor, struct err *e);
+/* Creates a run (scheduled: at the campaign's scheduled_at, or now) and moves the
+ * campaign to scheduled or running; *out is the run. E_CONFLICT while a run of it is
+ * scheduled, running or paused; E_INVAL when the provider needs [server] public_url and
+ * it is not set. Audited (campaign.send). */
+int campaign_send(const struct send_env *env, struct store *st, int64_t id, const char *actor,
+                  const char *req_id, json_t **out, struct err *e);
+/* What POST .../pause, .../resume, .../cancel do to the campaign's current run; *out is
+ * the run. E_CONFLICT when the state does not allow it. Audited. */
+enum campaign_action { CAMPAIGN_PAUSE, CAMPAIGN_RESUME, CAMPAIGN_CANCEL };
+int campaign_act(struct store *st, int64_t id, enum campaign_action act, const char *actor,
+                 const char *req_id, json_t **out, struct err *e);
+
+/* {id, campaign_id, state, reason, evaluation_id, audience, counts: {queued, sending,
+ * sent, retry, failed, dead, skipped}, possible_duplicates, started_at, finished_at,
+ * rate_per_second, eta_seconds}. */
+int run_get(struct store *st, int64_t id, json_t **out, struct err *e);
+int run_list(struct store *st, int64_t campaign_id, int64_t before_id, int limit, json_t **items,
+             int64_t *next_cursor, struct err *e);
+/* A page of the ledger: state NULL for any, else a state name (E_INVAL otherwise). */
+int run_messages(struct store *st, int64_t run_id, const char *state, int64_t after_id, int limit,
+                 json_t **items, int64_t *next_cursor, struct err *e);
+/* Re-queues the run's failed and dead rows (the run runs again if it had ended);
+ * {requeued, run}. Audited. */
+int run_resend_failed(struct store *st, int64_t run_id, const char *actor, const char *req_id,
+                      json_t **out, struct err *e);
+/* Dead messages across runs (run_id 0: any; reason: substring or NULL). */
+int dlq_list(struct store *st, int64_t run_id, const char *reason, int64_t after_id, int limit,
+             json_t **items, int64_t *next_cursor, struct err *e);
+/* body {run_id?, reason?}: re-queues them; {requeued}. Audited. */
+int dlq_replay(struct store *st, const json_t *body, const char *actor, const char *req_id,
+               json_t **out, struct errlist *errs, struct err *e);
+
+/* ---- the throttle (throttle.c) -------------------------------------------------------------- */
+
+/* A token bucket: rate tokens a second, holding at most burst (0: rate / 10, at least
+ * 1). Not thread-safe (the dispatcher holds one lock around them). Times in ns on any
+ * monotonic clock the caller passes, so tests inject theirs. */
+struct throttle {
+    double rate, burst, tokens;
+    int64_t last_ns;
+};
+void throttle_init(struct throttle *t, double rate, double burst, int64_t now_ns);
+/* Takes one token: 0 when it was there, else the ns to wait before asking again (nothing
+ * taken). A rate of 0 never waits. */
+int64_t throttle_take(struct throttle *t, int64_t now_ns);
+
+/* ---- the dispatcher (dispatcher.c) ---------------------------------------------------------- */
+
+/* The worker inside `engage serve` that starts due runs (freezing their audience),
+ * writes their ledger, claims rows under leases, renders, builds MIME, sends through
+ * the provider within the throttles, retries and records every outcome. env and ws must
+ * outlive it. Registers engage_send_* metrics in m. */
+struct dispatcher;
+int dispatcher_start(struct dispatcher **out, struct worker_set *ws, const struct send_env *env,
+                     struct metrics *m, struct err *e);
+void dispatcher_stop(struct dispatcher *d); /* NULL-safe; in-flight sends finish first */
+/* A run was created or changed state: look now rather than at the next tick. */
+void dispatcher_wake(struct dispatcher *d);
 
 #endif

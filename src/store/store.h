@@ -53,7 +53,7 @@
 #include "../core/config.h"
 #include "../core/core.h"
 
-#define STORE_SCHEMA_VERSION 10
+#define STORE_SCHEMA_VERSION 11
 #define STORE_MAX_EXTERNAL_ID 255
 #define STORE_MAX_EVENT_ID 255
 #define STORE_MAX_NAME 128
@@ -477,6 +477,184 @@ int store_evaluation_counts(struct store *st, store_count_fn fn, void *ctx, stru
 /* Marks evaluations left running by a process that died as failed ("interrupted").
  * In a transaction. */
 int store_evaluations_interrupt(struct store *st, int64_t at, int64_t *count, struct err *e);
+
+/* ---- templates ------------------------------------------------------------------ */
+
+/* A template with the body of one version. Strings are valid during a callback only
+ * (or owned by the caller when it passes one in). text NULL: derived from html. */
+struct store_template {
+    int64_t id;
+    const char *name, *subject, *html, *text, *from_email, *from_name, *reply_to;
+    const char *created_by; /* of the template (of the version in store_template_versions) */
+    int version;
+    int64_t created_at, updated_at;
+    int deleted;
+};
+typedef int (*store_template_fn)(void *ctx, const struct store_template *t);
+/* Inserts the template and its version 1 (t->id assigned). E_CONFLICT if a live template
+ * has the name. In a transaction. */
+int store_template_insert(struct store *st, struct store_template *t, struct err *e);
+/* Rewrites name, version, updated_at and deleted of row t->id; with add_version also
+ * stores version t->version's body (subject .. reply_to, created_at = updated_at,
+ * created_by). E_CONFLICT on a name clash. In a transaction. */
+int store_template_update(struct store *st, const struct store_template *t, int add_version,
+                          struct err *e);
+/* One live template with its current version; E_NOTFOUND if absent or deleted. */
+int store_template_get(struct store *st, int64_t id, store_template_fn fn, void *ctx,
+                       struct err *e);
+/* One version of a template, deleted or not (a run renders the version it started
+ * with); E_NOTFOUND. */
+int store_template_version_get(struct store *st, int64_t id, int version, store_template_fn fn,
+                               void *ctx, struct err *e);
+/* Live templates with id > after_id, by id, at most limit. */
+int store_templates_list(struct store *st, int64_t after_id, int limit, store_template_fn fn,
+                         void *ctx, struct err *e);
+/* Every version of a template, newest first. */
+int store_template_versions(struct store *st, int64_t id, store_template_fn fn, void *ctx,
+                            struct err *e);
+
+/* ---- campaigns and their runs ---------------------------------------------------- */
+
+struct store_campaign {
+    int64_t id;
+    const char *name, *provider, *state, *created_by; /* provider NULL: the default */
+    int64_t segment_id, template_id;
+    int throttle_per_second; /* 0: no campaign throttle */
+    int64_t scheduled_at;    /* 0: none */
+    int64_t created_at, updated_at, last_run_id;
+    int deleted;
+};
+typedef int (*store_campaign_fn)(void *ctx, const struct store_campaign *c);
+/* c->id assigned. E_CONFLICT if a live campaign has the name. In a transaction. */
+int store_campaign_insert(struct store *st, struct store_campaign *c, struct err *e);
+/* Rewrites every column of row c->id. E_CONFLICT on a name clash. In a transaction. */
+int store_campaign_update(struct store *st, const struct store_campaign *c, struct err *e);
+/* One live campaign; E_NOTFOUND if absent or deleted. */
+int store_campaign_get(struct store *st, int64_t id, store_campaign_fn fn, void *ctx,
+                       struct err *e);
+/* Live campaigns with id > after_id, by id, at most limit. */
+int store_campaigns_list(struct store *st, int64_t after_id, int limit, store_campaign_fn fn,
+                         void *ctx, struct err *e);
+
+/* A run: one send of a campaign to the frozen audience of one evaluation. States
+ * (docs/campaigns.md): scheduled, running, paused, completed, cancelled, failed. */
+struct store_run {
+    int64_t id, campaign_id;
+    const char *state, *reason, *provider; /* reason: why it ended (or NULL) */
+    int64_t segment_id, template_id;
+    int template_version; /* 0 until started */
+    int throttle_per_second;
+    int64_t evaluation_id; /* 0 until started */
+    int64_t audience;      /* members of the evaluation */
+    int64_t cursor;        /* ledger rows exist for every member with contact id <= cursor */
+    int ledgered;          /* 1: every member has its ledger row */
+    int64_t possible_duplicates;
+    int64_t start_at; /* when it is due to start (the campaign's scheduled_at, or now) */
+    int64_t created_at, started_at, finished_at, updated_at;
+    const char *created_by;
+};
+typedef int (*store_run_fn)(void *ctx, const struct store_run *r);
+/* r->id assigned. In a transaction. */
+int store_run_insert(struct store *st, struct store_run *r, struct err *e);
+/* Rewrites the mutable columns of row r->id (state, reason, provider, template_version,
+ * evaluation_id, audience, cursor, ledgered, started_at, finished_at, updated_at).
+ * possible_duplicates is the store's own (store_messages_recover). In a transaction. */
+int store_run_update(struct store *st, const struct store_run *r, struct err *e);
+int store_run_get(struct store *st, int64_t id, store_run_fn fn, void *ctx, struct err *e);
+/* A campaign's runs, newest first, ids below before_id (0: from the newest). */
+int store_runs_list(struct store *st, int64_t campaign_id, int64_t before_id, int limit,
+                    store_run_fn fn, void *ctx, struct err *e);
+/* Runs a dispatcher has to look at: running ones, and scheduled ones with start_at <=
+ * now, by id. */
+int store_runs_active(struct store *st, int64_t now, store_run_fn fn, void *ctx, struct err *e);
+
+/* ---- the send ledger --------------------------------------------------------------- */
+
+/* One row per recipient per run, unique on (run, contact). docs/campaigns.md has the
+ * states and the crash rule. Our message id is "RUN.CONTACT" (store_message_id). */
+enum store_msg_state {
+    MSG_QUEUED,  /* created, not yet claimed */
+    MSG_SENDING, /* claimed under a lease; the provider has not answered yet */
+    MSG_SENT,    /* accepted by the provider */
+    MSG_RETRY,   /* a temporary failure; next_at set */
+    MSG_FAILED,  /* a permanent failure */
+    MSG_DEAD,    /* retries exhausted */
+    MSG_SKIPPED, /* not sent: reason in last_error */
+};
+#define MSG_STATES 7
+/* "queued" ... "skipped"; "unknown" otherwise. */
+const char *store_msg_state_name(int s);
+/* The state named s, or -1. */
+int store_msg_state_parse(const char *s);
+/* Writes our message id of (run, contact) into buf (at least 48 bytes): "RUN.CONTACT". */
+void store_message_id(int64_t run_id, int64_t contact_id, char *buf, size_t cap);
+/* Parses one back: 0, or E_INVAL. */
+int store_message_id_parse(const char *s, int64_t *run_id, int64_t *contact_id);
+
+struct store_msg {
+    int64_t id, run_id, contact_id;
+    int state, attempts;
+    int64_t next_at, updated_at;
+    int redelivery;         /* claimed again after a lease that ran out: maybe sent twice */
+    const char *last_error; /* or the skip reason */
+    const char *provider_message_id;
+    /* the contact as it is now (claims only; NULL/0 elsewhere except external_id, email) */
+    const char *external_id, *email, *attrs_json;
+    enum consent_state consent;
+    int contact_deleted;
+};
+typedef int (*store_msg_fn)(void *ctx, const struct store_msg *m);
+
+/* Creates queued rows for contact_ids[0..n) of run (ascending ids; a row that exists
+ * already is left as it is: *created counts the new ones) and moves the run's cursor to
+ * cursor, with ledgered as given, in one statement group. In a transaction. */
+int store_messages_create(struct store *st, int64_t run_id, const int64_t *contact_ids, size_t n,
+                          int64_t cursor, int ledgered, int64_t now, int64_t *created,
+                          struct err *e);
+/* PROMISE 3 (leases). Claims at most limit rows of run that are due: queued, retry with
+ * next_at <= now, or sending with a lease that ran out (lease_until <= now; these are
+ * counted in the run's possible_duplicates and come with redelivery = 1). Each claimed
+ * row becomes sending, owned by owner until now + lease_ms, attempts + 1; fn sees it
+ * with its contact, in id order. In a transaction. */
+int store_messages_claim(struct store *st, int64_t run_id, const char *owner, int64_t now,
+                         int64_t lease_ms, int limit, store_msg_fn fn, void *ctx, struct err *e);
+/* Renews owner's leases on every row of run it holds to now + lease_ms. In a transaction. */
+int store_messages_renew(struct store *st, int64_t run_id, const char *owner, int64_t now,
+                         int64_t lease_ms, struct err *e);
+/* The outcome of one claimed row (m->id, m->state, m->next_at for retry, m->last_error,
+ * m->provider_message_id): written only if owner still holds its lease (*held = 1),
+ * and the lease is cleared. In a transaction. */
+int store_message_complete(struct store *st, const char *owner, const struct store_msg *m,
+                           int64_t now, int *held, struct err *e);
+/* At start: rows of any run left sending by owners whose name starts with
+ * owner_prefix (this node's earlier processes, known dead) have their leases expired
+ * now, so the next claim takes them (and counts them). *count of them. In a transaction. */
+int store_messages_recover(struct store *st, const char *owner_prefix, int64_t now, int64_t *count,
+                           struct err *e);
+/* Moves every row of run in one of the states in mask (1 << MSG_*) to state to, with
+ * reason as last_error (NULL keeps it), attempts reset to 0 and next_at 0 when to is
+ * queued. *count of them. In a transaction. */
+int store_messages_move(struct store *st, int64_t run_id, unsigned mask, int to, const char *reason,
+                        int64_t now, int64_t *count, struct err *e);
+/* The rows of run in each state: counts[MSG_STATES]. */
+int store_messages_count(struct store *st, int64_t run_id, int64_t counts[MSG_STATES],
+                         struct err *e);
+/* The earliest next_at of a retry row of run (0 if none): when it has work again. */
+int store_messages_next_due(struct store *st, int64_t run_id, int64_t *at, struct err *e);
+/* A page of run's rows (state -1: any) with id > after_id, by id, at most limit; fn sees
+ * external_id and email too. */
+int store_messages_list(struct store *st, int64_t run_id, int state, int64_t after_id, int limit,
+                        store_msg_fn fn, void *ctx, struct err *e);
+/* Re-queues dead rows (run_id 0: of every run; reason: a substring of last_error, or
+ * NULL): queued, attempts 0. fn sees each run touched and how many of its rows. In a
+ * transaction. */
+int store_messages_replay_dead(struct store *st, int64_t run_id, const char *reason, int64_t now,
+                               int (*fn)(void *ctx, int64_t run_id, int64_t count), void *ctx,
+                               struct err *e);
+/* Dead rows across runs (run_id 0: any; reason: a substring of last_error, or NULL),
+ * with id > after_id, by id, at most limit. */
+int store_messages_dead(struct store *st, int64_t run_id, const char *reason, int64_t after_id,
+                        int limit, store_msg_fn fn, void *ctx, struct err *e);
 
 /* ---- a pool of connections for threads ---------------------------------------- */
 

@@ -225,6 +225,82 @@ const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     "ALTER TABLE rejected ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE rejected ADD COLUMN raw_bytes INTEGER NOT NULL DEFAULT 0;"
     "UPDATE rejected SET raw_bytes = length(CAST(raw AS BLOB));",
+    /* 10 -> 11: the send half (docs/campaigns.md): templates and their versions,
+     * campaigns, runs, and the send ledger (one row per recipient per run). */
+    "CREATE TABLE templates ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  version INTEGER NOT NULL," /* the current version */
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  created_by TEXT NOT NULL,"
+    "  deleted INTEGER NOT NULL DEFAULT 0);"
+    "CREATE UNIQUE INDEX templates_name ON templates(name) WHERE deleted = 0;"
+    "CREATE TABLE template_versions ("
+    "  template_id INTEGER NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  subject TEXT NOT NULL,"
+    "  html TEXT NOT NULL,"
+    "  text TEXT," /* NULL: derived from html */
+    "  from_email TEXT NOT NULL,"
+    "  from_name TEXT,"
+    "  reply_to TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  created_by TEXT NOT NULL,"
+    "  PRIMARY KEY (template_id, version)) WITHOUT ROWID;"
+    "CREATE TABLE campaigns ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  segment_id INTEGER NOT NULL,"
+    "  template_id INTEGER NOT NULL,"
+    "  provider TEXT," /* NULL: the default provider */
+    "  throttle_per_second INTEGER NOT NULL DEFAULT 0,"
+    "  scheduled_at INTEGER NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL," /* draft scheduled running paused completed cancelled */
+    "  last_run_id INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  created_by TEXT NOT NULL,"
+    "  deleted INTEGER NOT NULL DEFAULT 0);"
+    "CREATE UNIQUE INDEX campaigns_name ON campaigns(name) WHERE deleted = 0;"
+    "CREATE TABLE campaign_runs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  campaign_id INTEGER NOT NULL,"
+    "  state TEXT NOT NULL," /* scheduled running paused completed cancelled failed */
+    "  reason TEXT,"
+    "  provider TEXT NOT NULL,"
+    "  segment_id INTEGER NOT NULL,"
+    "  template_id INTEGER NOT NULL,"
+    "  template_version INTEGER NOT NULL DEFAULT 0,"
+    "  throttle_per_second INTEGER NOT NULL DEFAULT 0,"
+    "  evaluation_id INTEGER NOT NULL DEFAULT 0,"
+    "  audience INTEGER NOT NULL DEFAULT 0,"
+    "  cursor INTEGER NOT NULL DEFAULT 0,"   /* ledger rows exist up to this contact id */
+    "  ledgered INTEGER NOT NULL DEFAULT 0," /* every member has its row */
+    "  possible_duplicates INTEGER NOT NULL DEFAULT 0,"
+    "  start_at INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  started_at INTEGER NOT NULL DEFAULT 0,"
+    "  finished_at INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL,"
+    "  created_by TEXT NOT NULL);"
+    "CREATE INDEX campaign_runs_campaign ON campaign_runs(campaign_id, id);"
+    "CREATE INDEX campaign_runs_active ON campaign_runs(state, start_at)"
+    "  WHERE state IN ('scheduled', 'running');"
+    "CREATE TABLE messages ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id INTEGER NOT NULL,"
+    "  contact_id INTEGER NOT NULL,"
+    "  state INTEGER NOT NULL," /* enum store_msg_state */
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_at INTEGER NOT NULL DEFAULT 0,"
+    "  lease_owner TEXT,"
+    "  lease_until INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT,"
+    "  provider_message_id TEXT,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX messages_run_contact ON messages(run_id, contact_id);"
+    "CREATE INDEX messages_run_state ON messages(run_id, state, next_at);",
 };
 
 static const struct sq_def q_user_version = {SQ_USER_VERSION, "PRAGMA user_version"};
