@@ -22,6 +22,8 @@ struct sync_worker;
 struct http_server;
 struct worker_set;
 struct metrics;
+struct send_env;
+struct dispatcher;
 
 struct app {
     /* set by the caller before app_start */
@@ -36,7 +38,9 @@ struct app {
     struct ingest_queue *ingest; /* the one writer of ingested data */
     struct segment_service *segments;
     struct segment_scheduler *scheduler;
-    struct sync_worker *sync; /* CRM sync passes (NULL outside serve) */
+    struct sync_worker *sync;      /* CRM sync passes (NULL outside serve) */
+    struct send_env *send;         /* providers, token key, base URL (campaign/campaign.h) */
+    struct dispatcher *dispatcher; /* the send worker (campaign/campaign.h) */
     struct http_server *http;
     int listen_fd; /* from http_listen: the HTTP server takes it over */
     int started;   /* steps started, for the undo */

@@ -36,10 +36,10 @@ enum provider_outcome {
 
 struct provider_result {
     enum provider_outcome outcome;
-    int code;          /* the SMTP reply code (250, 451, 550...), 0 when there was none */
-    char status[16];   /* the enhanced status code ("5.1.1"), "" when none */
-    int hard_bounce;   /* failed with 5.1.x: the address does not exist (consent bounced) */
-    char text[256];    /* the reply's text or the error, for last_error (no secrets) */
+    int code;           /* the SMTP reply code (250, 451, 550...), 0 when there was none */
+    char status[16];    /* the enhanced status code ("5.1.1"), "" when none */
+    int hard_bounce;    /* failed with 5.1.x: the address does not exist (consent bounced) */
+    char text[256];     /* the reply's text or the error, for last_error (no secrets) */
     char queue_id[128]; /* the provider's id of the accepted message, "" when not given */
 };
 
@@ -73,9 +73,9 @@ struct provider {
     char name[64];
     const struct provider_ops *ops;
     enum provider_esp esp;
-    int rate_per_second; /* cap of this provider across every run; 0: none */
-    int max_connections; /* connections a dispatcher opens to it */
-    char from[256];      /* default From ("Name <addr>" or addr) when a template has none */
+    int rate_per_second;  /* cap of this provider across every run; 0: none */
+    int max_connections;  /* connections a dispatcher opens to it */
+    char from[256];       /* default From ("Name <addr>" or addr) when a template has none */
     int needs_public_url; /* links must reach the recipient: refused while public_url is "" */
     void *impl;           /* the type's own state */
 };
