@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
+#include "campaign/campaign.h"
 #include "core/metrics.h"
 #include "core/worker.h"
 #include "http/http.h"
@@ -230,6 +231,17 @@ static void stop_sync(struct app *app)
     app->sync = NULL;
 }
 
+static int start_dispatcher(struct app *app, struct err *e)
+{
+    return dispatcher_start(&app->dispatcher, app->workers, app->send, app->metrics, e);
+}
+
+static void stop_dispatcher(struct app *app)
+{
+    dispatcher_stop(app->dispatcher); /* sends in flight finish and are recorded */
+    app->dispatcher = NULL;
+}
+
 static int start_http(struct app *app, struct err *e)
 {
     int fd = app->listen_fd;
@@ -255,6 +267,7 @@ static const struct app_step {
     {"segment service", start_segments, stop_segments},
     {"segment scheduler", start_scheduler, stop_scheduler},
     {"sync worker", start_sync, stop_sync},
+    {"dispatcher", start_dispatcher, stop_dispatcher},
     {"http server", start_http, stop_http},
 };
 #define NSTEPS ((int)(sizeof steps / sizeof *steps))

@@ -68,8 +68,8 @@ struct cli_cmd {
 /* The command rows, one per family file, in the order of 'engage --help'. */
 extern const struct cli_cmd cli_cmd_serve, cli_cmd_demo, cli_cmd_migrate, cli_cmd_import,
     cli_cmd_rejected, cli_cmd_contracts, cli_cmd_contact, cli_cmd_events, cli_cmd_segment,
-    cli_cmd_audit, cli_cmd_apikey, cli_cmd_sync, cli_cmd_backup, cli_cmd_config, cli_cmd_bench,
-    cli_cmd_version;
+    cli_cmd_campaign, cli_cmd_audit, cli_cmd_apikey, cli_cmd_sync, cli_cmd_backup, cli_cmd_config,
+    cli_cmd_bench, cli_cmd_version;
 
 /* How the user ran us (./build/engage, engage): hints quote it back. */
 extern const char *prog;

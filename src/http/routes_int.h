@@ -18,6 +18,23 @@ void h_segment_evaluate(struct http_req *r, struct http_resp *w);
 void h_segment_evaluations(struct http_req *r, struct http_resp *w);
 void h_segment_members(struct http_req *r, struct http_resp *w);
 
+/* routes_campaign.c */
+void h_campaigns_create(struct http_req *r, struct http_resp *w);
+void h_campaigns_list(struct http_req *r, struct http_resp *w);
+void h_campaign_get(struct http_req *r, struct http_resp *w);
+void h_campaign_update(struct http_req *r, struct http_resp *w);
+void h_campaign_delete(struct http_req *r, struct http_resp *w);
+void h_campaign_send(struct http_req *r, struct http_resp *w);
+void h_campaign_pause(struct http_req *r, struct http_resp *w);
+void h_campaign_resume(struct http_req *r, struct http_resp *w);
+void h_campaign_cancel(struct http_req *r, struct http_resp *w);
+void h_campaign_runs(struct http_req *r, struct http_resp *w);
+void h_run_get(struct http_req *r, struct http_resp *w);
+void h_run_messages(struct http_req *r, struct http_resp *w);
+void h_run_resend_failed(struct http_req *r, struct http_resp *w);
+void h_dlq_list(struct http_req *r, struct http_resp *w);
+void h_dlq_replay(struct http_req *r, struct http_resp *w);
+
 /* routes_ingest.c */
 void h_tracking(struct http_req *r, struct http_resp *w);
 void h_events_post(struct http_req *r, struct http_resp *w);

@@ -1,0 +1,19 @@
+/* campaign/campaign_int.h -- what the files of src/campaign/ share and no one else sees. */
+#ifndef ENGAGE_CAMPAIGN_INT_H
+#define ENGAGE_CAMPAIGN_INT_H
+
+#include "../store/store.h"
+#include "campaign.h"
+
+/* The clock of everything the send half does over time (a run's start and end, leases,
+ * retries, ledger stamps): the wall clock, even under --now / ENGAGE_NOW, which pins
+ * the instant segments are evaluated at but must not stop leases from running out. */
+int64_t send_clock_ms(void);
+
+/* Moves run r to state to (with reason, NULL for none) and the campaign with it when r is
+ * its latest run (a run that fails to start leaves its campaign a draft again). In a
+ * transaction. */
+int run_transition(struct store *st, struct store_run *r, const char *to, const char *reason,
+                   int64_t now, struct err *e);
+
+#endif
