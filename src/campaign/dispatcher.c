@@ -57,6 +57,8 @@
 #define REFRESH_MS 250            /* runs re-read this often (the CLI changes them too) */
 #define MAX_SENDERS 32
 #define WINDOW_SECONDS 2          /* a throttled run claims what it may send in this long */
+#define RECORD_BATCH 64           /* senders wake the coordinator once this many are done */
+#define LOOP_WAIT_MS 5            /* else it looks again after this long */
 
 enum { OUT_SENT, OUT_RETRY, OUT_FAILED, OUT_DEAD, OUT_SKIPPED, OUT_RELEASED, OUT_N };
 static const char *const out_names[OUT_N] = {"sent",    "retry",   "failed",
@@ -103,7 +105,7 @@ struct dispatcher {
     pthread_mutex_t mu;
     pthread_cond_t work_cv, done_cv;
     struct item *todo, **todo_tail, *done;
-    int ntodo, stop;
+    int ntodo, ndone, stop;
     struct throttle *pbuckets; /* one per provider: rate_per_second */
     struct run_ctx *runs;
     int recovered;
@@ -556,6 +558,7 @@ static int record_step(struct dispatcher *d, struct store *st, struct err *e)
     pthread_mutex_lock(&d->mu);
     list = d->done;
     d->done = NULL;
+    d->ndone = 0;
     pthread_mutex_unlock(&d->mu);
     if (list == NULL)
         return 0;
@@ -564,11 +567,13 @@ static int record_step(struct dispatcher *d, struct store *st, struct err *e)
         rc = complete_one(d, st, it, now, e);
     rc = store_finish(st, rc, e);
     if (rc) { /* put them back: the next step records them (their leases still hold) */
+        int n = 1;
         pthread_mutex_lock(&d->mu);
         for (it = list; it->next; it = it->next)
-            ;
+            n++;
         it->next = d->done;
         d->done = list;
+        d->ndone += n;
         pthread_mutex_unlock(&d->mu);
         return rc;
     }
@@ -603,6 +608,7 @@ static void withdraw(struct dispatcher *d)
                  it->run->state == RUN_CANCELLED ? "run cancelled" : "");
         it->next = d->done;
         d->done = it;
+        d->ndone++;
     }
     d->todo_tail = &d->todo;
     for (it = d->todo; it; it = it->next)
@@ -748,15 +754,17 @@ static void send_item(struct dispatcher *d, struct item *it, struct provider_con
     }
 }
 
-/* Waits for both throttles (the run's and its provider's); 0, or 1 if stop came first. */
+/* Waits for both throttles (the run's and its provider's): RUN_RUNNING when the message
+ * may go, else the run's state when it stopped running first (RUN_PAUSED at a stop). */
 static int throttle_wait(struct dispatcher *d, struct run_ctx *x)
 {
     for (;;) {
         int64_t w;
         pthread_mutex_lock(&d->mu);
         if (d->stop || x->state != RUN_RUNNING) {
+            int s = d->stop ? RUN_PAUSED : x->state;
             pthread_mutex_unlock(&d->mu);
-            return 1;
+            return s;
         }
         w = throttle_take(&x->bucket, mono_ns());
         if (w == 0) {
@@ -766,7 +774,7 @@ static int throttle_wait(struct dispatcher *d, struct run_ctx *x)
         }
         pthread_mutex_unlock(&d->mu);
         if (w == 0)
-            return 0;
+            return RUN_RUNNING;
         if (w > 50 * 1000000L)
             w = 50 * 1000000L;
         {
@@ -786,6 +794,7 @@ static void *sender_main(void *arg)
 
     for (;;) {
         struct item *it;
+        int state;
         pthread_mutex_lock(&d->mu);
         while (d->todo == NULL && !d->stop)
             pthread_cond_wait(&d->work_cv, &d->mu);
@@ -799,16 +808,18 @@ static void *sender_main(void *arg)
             d->todo_tail = &d->todo;
         d->ntodo--;
         pthread_mutex_unlock(&d->mu);
-        if (throttle_wait(d, it->run)) {
-            it->out = it->run->state == RUN_CANCELLED ? OUT_SKIPPED : OUT_RELEASED;
+        state = throttle_wait(d, it->run);
+        if (state != RUN_RUNNING) {
+            it->out = state == RUN_CANCELLED ? OUT_SKIPPED : OUT_RELEASED;
             snprintf(it->error, sizeof it->error, "%s",
-                     it->run->state == RUN_CANCELLED ? "run cancelled" : "");
+                     state == RUN_CANCELLED ? "run cancelled" : "");
         } else
             send_item(d, it, conns, &rd, &mime);
         pthread_mutex_lock(&d->mu);
         it->next = d->done;
         d->done = it;
-        pthread_cond_signal(&d->done_cv);
+        if (++d->ndone >= RECORD_BATCH || d->todo == NULL)
+            pthread_cond_signal(&d->done_cv);
         pthread_mutex_unlock(&d->mu);
     }
     for (i = 0; i < np; i++)
@@ -966,8 +977,13 @@ static int maybe_complete(struct dispatcher *d, struct store *st, struct run_ctx
     struct run_holder h = {0};
     int rc;
 
+    int64_t retry_at = 0;
+
     if (!x->ledgered || x->inflight || !x->drained || x->state != RUN_RUNNING)
         return 0;
+    rc = store_messages_next_due(st, x->id, &retry_at, e);
+    if (rc || retry_at) /* rows wait to be retried: not done (and cheap to tell) */
+        return rc;
     rc = store_begin(st, e);
     if (rc == 0)
         rc = store_messages_count(st, x->id, counts, e);
@@ -1064,10 +1080,10 @@ static int dispatch_tick(void *ctx, struct store *st, struct err *e)
         if (rc || !has_work(d))
             break;
         pthread_mutex_lock(&d->mu);
-        if (d->done == NULL) {
+        if (d->ndone < RECORD_BATCH) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 20 * 1000000L;
+            ts.tv_nsec += LOOP_WAIT_MS * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
