@@ -105,7 +105,7 @@ for (;;) { // the audience index loads first
   if (r.status === 200) break;
   await sleep(200);
 }
-const rules = { op: 'AND', rules: [{ attribute: 'ltv', op: 'gte', value: 0 }] };
+const rules = { op: 'AND', rules: [{ type: 'attribute', field: 'ltv', op: 'gte', value: 0 }] };
 const seg = await api('POST', '/api/v1/segments', { name: 'everyone', rules });
 const tpl = await api('POST', '/api/v1/templates', {
   name: 'bench', subject: 'Hello {{ first_name | default: "there" }}, news from {{ city }}',
@@ -130,7 +130,7 @@ const client = (async () => {
     if (i % 10 === 0) {
       t0 = performance.now();
       await fetch(url + '/api/v1/segments/preview', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ rules: { op: 'AND', rules: [{ attribute: 'city', op: 'eq', value: 'Pune' }] } }) });
+        body: JSON.stringify({ rules: { op: 'AND', rules: [{ type: 'attribute', field: 'city', op: 'eq', value: 'Pune' }] } }) });
       lat.preview.push(performance.now() - t0);
     }
     i++;

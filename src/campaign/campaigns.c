@@ -108,13 +108,13 @@ static json_t *campaign_json(const struct store_campaign *c)
                      "name", c->name, "segment_id", (json_int_t)c->segment_id, "template_id",
                      (json_int_t)c->template_id, "provider", c->provider, "throttle_per_second",
                      c->throttle_per_second, "scheduled_at", json_iso_or_null(c->scheduled_at),
-                     "state", c->state, "created_at", json_iso_or_null(c->created_at),
-                     "updated_at", json_iso_or_null(c->updated_at), "created_by", c->created_by,
-                     "last_run_id", c->last_run_id ? json_integer(c->last_run_id) : json_null());
+                     "state", c->state, "created_at", json_iso_or_null(c->created_at), "updated_at",
+                     json_iso_or_null(c->updated_at), "created_by", c->created_by, "last_run_id",
+                     c->last_run_id ? json_integer(c->last_run_id) : json_null());
 }
 
 static const char *const count_names[MSG_STATES] = {"queued", "sending", "sent",   "retry",
-                                                     "failed", "dead",    "skipped"};
+                                                    "failed", "dead",    "skipped"};
 
 /* The run with its ledger counts. Members the ledger has no row for yet count as queued,
  * so the counts always add up to the audience. */
@@ -133,22 +133,22 @@ static json_t *run_json(const struct store_run *r, const int64_t counts[MSG_STAT
             n += r->audience - rows;
         json_object_set_new(cj, count_names[i], json_integer(n));
     }
-    left = json_integer_value(json_object_get(cj, "queued")) + counts[MSG_SENDING] +
-           counts[MSG_RETRY];
+    left =
+        json_integer_value(json_object_get(cj, "queued")) + counts[MSG_SENDING] + counts[MSG_RETRY];
     secs = (double)((r->finished_at ? r->finished_at : now) - r->started_at) / 1000.0;
     if (r->started_at && secs > 0)
         rate = (double)(counts[MSG_SENT] + counts[MSG_FAILED]) / secs;
     out = json_pack(
         "{s:I,s:I,s:s,s:s?,s:s,s:I,s:I,s:i,s:o,s:I,s:o,s:I,s:o,s:o,s:o,s:o,s:s,s:f,s:o}", "id",
         (json_int_t)r->id, "campaign_id", (json_int_t)r->campaign_id, "state", r->state, "reason",
-        r->reason, "provider", r->provider, "segment_id", (json_int_t)r->segment_id,
-        "template_id", (json_int_t)r->template_id, "template_version", r->template_version,
-        "evaluation_id", r->evaluation_id ? json_integer(r->evaluation_id) : json_null(),
-        "audience", (json_int_t)r->audience, "counts", cj, "possible_duplicates",
-        (json_int_t)r->possible_duplicates, "start_at", json_iso_or_null(r->start_at),
-        "created_at", json_iso_or_null(r->created_at), "started_at",
-        json_iso_or_null(r->started_at), "finished_at", json_iso_or_null(r->finished_at),
-        "created_by", r->created_by, "rate_per_second", rate, "eta_seconds",
+        r->reason, "provider", r->provider, "segment_id", (json_int_t)r->segment_id, "template_id",
+        (json_int_t)r->template_id, "template_version", r->template_version, "evaluation_id",
+        r->evaluation_id ? json_integer(r->evaluation_id) : json_null(), "audience",
+        (json_int_t)r->audience, "counts", cj, "possible_duplicates",
+        (json_int_t)r->possible_duplicates, "start_at", json_iso_or_null(r->start_at), "created_at",
+        json_iso_or_null(r->created_at), "started_at", json_iso_or_null(r->started_at),
+        "finished_at", json_iso_or_null(r->finished_at), "created_by", r->created_by,
+        "rate_per_second", rate, "eta_seconds",
         (strcmp(r->state, "running") == 0 && rate > 0) ? json_integer((json_int_t)(left / rate))
                                                        : json_null());
     return out;
@@ -164,7 +164,8 @@ static int run_json_load(struct store *st, const struct store_run *r, json_t **o
     return rc;
 }
 
-/* ---- validation ------------------------------------------------------------------------------- */
+/* ---- validation -------------------------------------------------------------------------------
+ */
 
 static int exists_segment(void *ctx, const struct store_segment *s)
 {
@@ -182,8 +183,7 @@ static int exists_template(void *ctx, const struct store_template *t)
 
 /* Reads the body into *c (partial: only the keys present), every problem into errs. */
 static void read_fields(const struct send_env *env, struct store *st, const json_t *body,
-                        struct store_campaign *c, int partial, struct errlist *errs,
-                        struct err *e)
+                        struct store_campaign *c, int partial, struct errlist *errs, struct err *e)
 {
     static const char *const keys[] = {"name",     "segment_id",          "template_id",
                                        "provider", "throttle_per_second", "scheduled_at",
@@ -214,7 +214,8 @@ static void read_fields(const struct send_env *env, struct store *st, const json
     if (v || !partial) {
         if (!json_is_integer(v) || json_integer_value(v) < 1)
             errlist_add(errs, "/segment_id", "must be the id of a segment");
-        else if (store_segment_get(st, json_integer_value(v), exists_segment, NULL, e) == E_NOTFOUND) {
+        else if (store_segment_get(st, json_integer_value(v), exists_segment, NULL, e) ==
+                 E_NOTFOUND) {
             err_clear(e);
             errlist_add(errs, "/segment_id", "no segment has id %lld",
                         (long long)json_integer_value(v));
@@ -225,7 +226,8 @@ static void read_fields(const struct send_env *env, struct store *st, const json
     if (v || !partial) {
         if (!json_is_integer(v) || json_integer_value(v) < 1)
             errlist_add(errs, "/template_id", "must be the id of a template");
-        else if (store_template_get(st, json_integer_value(v), exists_template, NULL, e) == E_NOTFOUND) {
+        else if (store_template_get(st, json_integer_value(v), exists_template, NULL, e) ==
+                 E_NOTFOUND) {
             err_clear(e);
             errlist_add(errs, "/template_id", "no template has id %lld",
                         (long long)json_integer_value(v));
@@ -284,7 +286,8 @@ static int invalid(struct errlist *errs, struct err *e)
                errs->n == 1 ? "" : "s");
 }
 
-/* ---- campaigns ---------------------------------------------------------------------------------- */
+/* ---- campaigns ----------------------------------------------------------------------------------
+ */
 
 int campaign_create(const struct send_env *env, struct store *st, const json_t *body,
                     const char *actor, const char *req_id, int64_t *id, struct errlist *errs,
@@ -588,7 +591,8 @@ out:
     return rc;
 }
 
-/* ---- runs ------------------------------------------------------------------------------------- */
+/* ---- runs -------------------------------------------------------------------------------------
+ */
 
 int run_get(struct store *st, int64_t id, json_t **out, struct err *e)
 {
@@ -651,8 +655,8 @@ static json_t *message_json(const struct store_msg *m)
     return json_pack("{s:I,s:I,s:I,s:s?,s:s?,s:s,s:i,s:s?,s:s,s:s?,s:o,s:o}", "id",
                      (json_int_t)m->id, "run_id", (json_int_t)m->run_id, "contact_id",
                      (json_int_t)m->contact_id, "external_id", m->external_id, "email", m->email,
-                     "state", store_msg_state_name(m->state), "attempts", m->attempts,
-                     "last_error", m->last_error, "message_id", mid, "provider_message_id",
+                     "state", store_msg_state_name(m->state), "attempts", m->attempts, "last_error",
+                     m->last_error, "message_id", mid, "provider_message_id",
                      m->provider_message_id, "next_attempt_at",
                      m->state == MSG_RETRY ? json_iso_or_null(m->next_at) : json_null(),
                      "updated_at", json_iso_or_null(m->updated_at));
@@ -747,7 +751,8 @@ int run_resend_failed(struct store *st, int64_t run_id, const char *actor, const
     return rc;
 }
 
-/* ---- the dead-letter queue -------------------------------------------------------------------- */
+/* ---- the dead-letter queue --------------------------------------------------------------------
+ */
 
 int dlq_list(struct store *st, int64_t run_id, const char *reason, int64_t after_id, int limit,
              json_t **items, int64_t *next_cursor, struct err *e)
@@ -774,8 +779,8 @@ static int replayed_run(void *ctx, int64_t run_id, int64_t count)
     struct replay_ctx *x = ctx;
 
     x->total += count;
-    json_array_append_new(x->runs, json_pack("{s:I,s:I}", "run_id", (json_int_t)run_id,
-                                             "requeued", (json_int_t)count));
+    json_array_append_new(x->runs, json_pack("{s:I,s:I}", "run_id", (json_int_t)run_id, "requeued",
+                                             (json_int_t)count));
     return run_reopen(x->st, run_id, x->now, x->e);
 }
 
@@ -839,7 +844,8 @@ int64_t send_clock_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- transitions ------------------------------------------------------------------------------ */
+/* ---- transitions ------------------------------------------------------------------------------
+ */
 
 int run_transition(struct store *st, struct store_run *r, const char *to, const char *reason,
                    int64_t now, struct err *e)

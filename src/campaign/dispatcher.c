@@ -51,35 +51,35 @@
 #include "campaign_int.h"
 
 #define LEDGER_BATCH 5000
-#define CLAIM_MAX 256             /* rows claimed in one transaction */
-#define LEASE_MS (2 * MIN_MS)     /* longer than any send's timeout */
-#define RENEW_MS (20 * SEC_MS)    /* leases renewed this often */
-#define REFRESH_MS 250            /* runs re-read this often (the CLI changes them too) */
+#define CLAIM_MAX 256          /* rows claimed in one transaction */
+#define LEASE_MS (2 * MIN_MS)  /* longer than any send's timeout */
+#define RENEW_MS (20 * SEC_MS) /* leases renewed this often */
+#define REFRESH_MS 250         /* runs re-read this often (the CLI changes them too) */
 #define MAX_SENDERS 32
-#define WINDOW_SECONDS 2          /* a throttled run claims what it may send in this long */
-#define RECORD_BATCH 64           /* senders wake the coordinator once this many are done */
-#define LOOP_WAIT_MS 5            /* else it looks again after this long */
+#define WINDOW_SECONDS 2 /* a throttled run claims what it may send in this long */
+#define RECORD_BATCH 64  /* senders wake the coordinator once this many are done */
+#define LOOP_WAIT_MS 5   /* else it looks again after this long */
 
 enum { OUT_SENT, OUT_RETRY, OUT_FAILED, OUT_DEAD, OUT_SKIPPED, OUT_RELEASED, OUT_N };
-static const char *const out_names[OUT_N] = {"sent",    "retry",   "failed",
-                                             "dead",    "skipped", "released"};
+static const char *const out_names[OUT_N] = {"sent", "retry",   "failed",
+                                             "dead", "skipped", "released"};
 
 struct run_ctx {
     struct run_ctx *next;
     int64_t id;
     const struct provider *p;
-    int pidx;                /* the provider's index in the set */
+    int pidx; /* the provider's index in the set */
     struct message_template *mt;
     roaring_bitmap_t *members; /* the snapshot, while ledger rows are still to be written */
     int64_t cursor;
     int ledgered;
     struct throttle bucket; /* the campaign's throttle_per_second */
     int throttle;
-    int window;       /* rows claimed ahead */
-    int inflight;     /* claimed, outcome not yet recorded */
-    int drained;      /* the last claim found nothing */
-    int state;        /* RUN_* below, as last read */
-    int seen;         /* found by the last refresh */
+    int window;   /* rows claimed ahead */
+    int inflight; /* claimed, outcome not yet recorded */
+    int drained;  /* the last claim found nothing */
+    int state;    /* RUN_* below, as last read */
+    int seen;     /* found by the last refresh */
 };
 enum { RUN_RUNNING, RUN_PAUSED, RUN_CANCELLED, RUN_GONE };
 
@@ -115,7 +115,6 @@ struct dispatcher {
     int lock_fd;
     struct metric_series *outcomes[OUT_N], *possible_dups;
 };
-
 
 static int64_t mono_ns(void)
 {
@@ -153,7 +152,8 @@ static int address_plausible(const char *s)
     return 1;
 }
 
-/* ---- runs ---------------------------------------------------------------------------------------- */
+/* ---- runs
+ * ---------------------------------------------------------------------------------------- */
 
 static struct run_ctx *run_find(struct dispatcher *d, int64_t id)
 {
@@ -314,7 +314,8 @@ static int run_load(struct dispatcher *d, struct store *st, const struct store_r
         char reason[400];
         snprintf(reason, sizeof reason, "template %lld version %d does not compile: %s: %s",
                  (long long)r->template_id, r->template_version,
-                 tv.errs.n ? tv.errs.items[0].path : "", tv.errs.n ? tv.errs.items[0].msg : tv.e.msg);
+                 tv.errs.n ? tv.errs.items[0].path : "",
+                 tv.errs.n ? tv.errs.items[0].msg : tv.e.msg);
         return run_end(st, r, "failed", reason, e);
     }
     if (rc)
@@ -391,7 +392,8 @@ static int ledger_step(struct store *st, struct run_ctx *x, struct err *e)
     return 0;
 }
 
-/* ---- claiming ----------------------------------------------------------------------------------- */
+/* ---- claiming -----------------------------------------------------------------------------------
+ */
 
 struct claim_ctx {
     struct dispatcher *d;
@@ -478,8 +480,10 @@ static int claim_step(struct dispatcher *d, struct store *st, struct run_ctx *x,
     }
     if (c.dups) {
         metric_add(d->possible_dups, (uint64_t)c.dups);
-        log_warn("dispatch", "run %lld: %d rows left sending by a process that stopped are sent "
-                 "again (counted in possible_duplicates)", (long long)x->id, c.dups);
+        log_warn("dispatch",
+                 "run %lld: %d rows left sending by a process that stopped are sent "
+                 "again (counted in possible_duplicates)",
+                 (long long)x->id, c.dups);
     }
     x->drained = c.n == 0;
     if (c.head) {
@@ -497,7 +501,8 @@ static int claim_step(struct dispatcher *d, struct store *st, struct run_ctx *x,
     return 0;
 }
 
-/* ---- outcomes ------------------------------------------------------------------------------------- */
+/* ---- outcomes
+ * ------------------------------------------------------------------------------------- */
 
 /* A hard bounce: the contact's consent becomes bounced (sticky), with its history row. */
 static int bounce_contact(struct store *st, const struct item *it, int64_t now, struct err *e)
@@ -540,9 +545,10 @@ static int complete_one(struct dispatcher *d, struct store *st, const struct ite
     m.provider_message_id = it->queue_id[0] ? it->queue_id : NULL;
     rc = store_message_complete(st, d->owner, &m, now, &held, e);
     if (rc == 0 && !held)
-        log_warn("dispatch", "message %lld of run %lld: the lease was taken over; its outcome "
-                 "(%s) is not recorded", (long long)it->id, (long long)it->run_id,
-                 out_names[it->out]);
+        log_warn("dispatch",
+                 "message %lld of run %lld: the lease was taken over; its outcome "
+                 "(%s) is not recorded",
+                 (long long)it->id, (long long)it->run_id, out_names[it->out]);
     if (rc == 0 && held && it->out == OUT_FAILED && it->hard_bounce)
         rc = bounce_contact(st, it, now, e);
     return rc;
@@ -616,7 +622,8 @@ static void withdraw(struct dispatcher *d)
     pthread_mutex_unlock(&d->mu);
 }
 
-/* ---- the senders ------------------------------------------------------------------------------- */
+/* ---- the senders -------------------------------------------------------------------------------
+ */
 
 /* The provider's id headers for one message, as mime_build takes them. */
 struct id_headers {
@@ -748,7 +755,8 @@ static void send_item(struct dispatcher *d, struct item *it, struct provider_con
             if (t > cap)
                 t = cap;
             it->out = OUT_RETRY;
-            it->next_at = send_clock_ms() + (t > 0 ? (int64_t)randombytes_uniform((uint32_t)t + 1) : 0);
+            it->next_at =
+                send_clock_ms() + (t > 0 ? (int64_t)randombytes_uniform((uint32_t)t + 1) : 0);
         }
     }
     }
@@ -830,7 +838,8 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
-/* ---- the coordinator -------------------------------------------------------------------------- */
+/* ---- the coordinator --------------------------------------------------------------------------
+ */
 
 struct active_ctx {
     struct dispatcher *d;
@@ -884,8 +893,8 @@ static void holder_release(struct run_holder *h)
 
 static int state_code(const char *s)
 {
-    return strcmp(s, "running") == 0  ? RUN_RUNNING
-           : strcmp(s, "paused") == 0 ? RUN_PAUSED
+    return strcmp(s, "running") == 0     ? RUN_RUNNING
+           : strcmp(s, "paused") == 0    ? RUN_PAUSED
            : strcmp(s, "cancelled") == 0 ? RUN_CANCELLED
                                          : RUN_GONE;
 }
@@ -897,8 +906,7 @@ static int refresh(struct dispatcher *d, struct store *st, struct err *e)
     struct run_ctx *x, **pp;
     int i, rc;
 
-    rc = store_runs_active(st, send_clock_ms(),
-                           collect_active, &a, e);
+    rc = store_runs_active(st, send_clock_ms(), collect_active, &a, e);
     if (rc)
         return rc;
     for (i = 0; i < a.ndue && !worker_stopping(d->w); i++) {
@@ -1048,8 +1056,10 @@ static int dispatch_tick(void *ctx, struct store *st, struct err *e)
         if (rc)
             return rc;
         if (n)
-            log_warn("dispatch", "%lld messages were being sent when this host's last server "
-                     "stopped: they are sent again (at least once)", (long long)n);
+            log_warn("dispatch",
+                     "%lld messages were being sent when this host's last server "
+                     "stopped: they are sent again (at least once)",
+                     (long long)n);
         d->recovered = 1;
     }
     d->last_refresh = 0;
@@ -1112,8 +1122,10 @@ static void dispatch_fini(void *ctx, struct store *st)
     d->nsenders = 0;
     withdraw(d);
     if (record_step(d, st, &e))
-        log_warn("dispatch", "the last outcomes could not be recorded (%s): their rows are sent "
-                 "again after the restart", e.msg);
+        log_warn("dispatch",
+                 "the last outcomes could not be recorded (%s): their rows are sent "
+                 "again after the restart",
+                 e.msg);
 }
 
 static const struct worker_def dispatcher_def = {
@@ -1126,7 +1138,8 @@ static const struct worker_def dispatcher_def = {
     .fini = dispatch_fini,
 };
 
-/* ---- start and stop --------------------------------------------------------------------------- */
+/* ---- start and stop ---------------------------------------------------------------------------
+ */
 
 static int lock_data_dir(struct dispatcher *d, struct err *e)
 {
@@ -1156,8 +1169,8 @@ int dispatcher_start(struct dispatcher **out, struct worker_set *ws, const struc
          "pause or stop)",
          METRIC_COUNTER, "outcome", 0, NULL, 0, 0, NULL, NULL, 0},
         {"engage_send_possible_duplicates_total",
-         "Rows claimed again after a lease ran out or a restart: maybe sent twice",
-         METRIC_COUNTER, NULL, 0, NULL, 0, 0, NULL, NULL, 0},
+         "Rows claimed again after a lease ran out or a restart: maybe sent twice", METRIC_COUNTER,
+         NULL, 0, NULL, 0, 0, NULL, NULL, 0},
     };
     struct dispatcher *d = xcalloc(1, sizeof *d);
     char host[64] = "host";

@@ -34,8 +34,8 @@ static void print_run(const json_t *r)
            "  queued %lld  sending %lld  sent %lld  retry %lld  failed %lld  dead %lld  "
            "skipped %lld\n  possible duplicates %lld\n",
            (long long)json_integer_value(json_object_get(r, "id")),
-           json_string_value(json_object_get(r, "state")), reason ? ": " : "",
-           reason ? reason : "", (long long)json_integer_value(json_object_get(r, "audience")),
+           json_string_value(json_object_get(r, "state")), reason ? ": " : "", reason ? reason : "",
+           (long long)json_integer_value(json_object_get(r, "audience")),
            (long long)json_integer_value(json_object_get(r, "evaluation_id")),
            (long long)json_integer_value(json_object_get(k, "queued")),
            (long long)json_integer_value(json_object_get(k, "sending")),

@@ -11,6 +11,7 @@
 #include "app.h"
 #include "auth/auth.h"
 #include "core/secret.h"
+#include "campaign/campaign.h"
 #include "demo/demo.h"
 #include "http/http.h"
 #include "cli.h"
@@ -107,6 +108,62 @@ static int demo_segments(struct cli *c, struct store *st, struct err *e)
     return rc;
 }
 
+static int find_segment(void *ctx, const struct store_segment *s)
+{
+    int64_t *id = ctx;
+
+    if (strcmp(s->name, "Pune repeat buyers") == 0)
+        *id = s->id;
+    return 0;
+}
+
+/* A template and a draft campaign to the first demo segment, sendable to the outbox (the
+ * default provider when none is configured); a second run finds their names taken. */
+static int demo_campaign(struct cli *c, struct store *st, struct err *e)
+{
+    static const char *const tpl =
+        "{\"name\":\"Thank you, repeat buyers\","
+        "\"subject\":\"{{ first_name | default: \\\"Friend\\\" }}, a thank-you from {{ city }}\","
+        "\"html\":\"<html><body><h1>Thank you, {{ first_name | default: \\\"friend\\\" }}!</h1>"
+        "<p>You ordered twice this quarter. Here is 10% off your next order in {{ city }}.</p>"
+        "<p><a href=\\\"{{ unsubscribe_url }}\\\">Unsubscribe</a></p></body></html>\","
+        "\"from_email\":\"hello@demo.example\",\"from_name\":\"EqueEngage Demo\"}";
+    struct send_env env = {0};
+    struct errlist errs = {0};
+    json_t *body = NULL;
+    int64_t seg = 0, tid = 0, cid;
+    char url[300];
+    int rc;
+
+    rc = store_segments_list(st, 0, 1000, find_segment, &seg, e);
+    if (rc || seg == 0)
+        return rc;
+    body = json_loads(tpl, 0, NULL);
+    ASSERT(body != NULL);
+    rc = template_create(st, body, c->actor, "", &tid, &errs, e);
+    json_decref(body);
+    if (rc == E_CONFLICT) { /* made by an earlier run, with its campaign */
+        err_clear(e);
+        return 0;
+    }
+    if (rc)
+        return rc;
+    snprintf(url, sizeof url, "http://%s", c->cfg.listen);
+    rc = send_env_init(&env, &c->cfg, url, NULL, e);
+    if (rc)
+        return rc;
+    body = json_pack("{s:s,s:I,s:I}", "name", "Thank repeat buyers in Pune", "segment_id",
+                     (json_int_t)seg, "template_id", (json_int_t)tid);
+    rc = campaign_create(&env, st, body, c->actor, "", &cid, &errs, e);
+    if (rc == E_CONFLICT) {
+        err_clear(e);
+        rc = 0;
+    }
+    json_decref(body);
+    send_env_release(&env);
+    return rc;
+}
+
 /* The demo CRM (a SQLite file, demo/crm/): added as sync source "crm" (kept when it is
  * there already) and synced once; `engage serve`'s worker keeps it in step after. */
 static int demo_crm(struct cli *c, struct store *st, const char *file, const char *mpath,
@@ -193,6 +250,8 @@ static int cmd_demo(struct cli *c)
             rc = auth_apikey_create(st, "demo-admin", ROLE_ADMIN, c->actor, "", &key, &id, &e);
         if (rc == 0)
             rc = demo_segments(c, st, &e);
+        if (rc == 0)
+            rc = demo_campaign(c, st, &e);
         if (rc == 0 && opt(c, "crm"))
             rc = demo_crm(c, st, opt(c, "crm"), opt(c, "mapping"), &e);
         if (rc)
@@ -241,6 +300,8 @@ const struct cli_cmd cli_cmd_demo = {
     "calls, WhatsApp messages, email opens, and a few invalid rows) under DATA/demo,\n"
     "imports it, creates an admin API key, prints the URL and the key, and serves.\n"
     "Running it again imports nothing twice.\n"
+    "It also saves two segments, a template and a draft campaign to the first segment\n"
+    "(sendable at once: with no [provider:...] configured, messages go to DATA/outbox/).\n"
     "Each run revokes the previous run's demo-admin key and creates a new one.\n"
     "  --contacts N        demo size (default 2000)\n"
     "  --seed S            generator seed (default 42)\n"
