@@ -104,6 +104,14 @@ enum sq_id {
     SQ_SNAP_GET,
     SQ_EVAL_INTERRUPT,
     SQ_EVAL_COUNTS,
+    /* templates.c */
+    SQ_TPL_INSERT,
+    SQ_TPL_UPDATE,
+    SQ_TPL_VERSION_ADD,
+    SQ_TPL_GET,
+    SQ_TPL_VERSION_GET,
+    SQ_TPL_LIST,
+    SQ_TPL_VERSIONS,
     /* sync.c */
     SQ_SRC_ADD,
     SQ_SRC_GET,
