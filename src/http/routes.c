@@ -373,5 +373,16 @@ const struct route http_routes[] = {
     {"GET", "/api/v1/segments/{id}/evaluations", ROLES_READ, h_segment_evaluations,
      "segments.evaluations", 0},
     {"GET", "/api/v1/segments/{id}/members", ROLES_READ, h_segment_members, "segments.members", 0},
+    {"POST", "/api/v1/templates", ROLES_WRITE, h_templates_create, "templates.create", 0},
+    {"GET", "/api/v1/templates", ROLES_READ, h_templates_list, "templates.list", 0},
+    {"GET", "/api/v1/templates/{id}", ROLES_READ, h_template_get, "templates.get", 0},
+    {"PUT", "/api/v1/templates/{id}", ROLES_WRITE, h_template_update, "templates.update", 0},
+    {"DELETE", "/api/v1/templates/{id}", ROLES_WRITE, h_template_delete, "templates.delete", 0},
+    {"GET", "/api/v1/templates/{id}/versions", ROLES_READ, h_template_versions,
+     "templates.versions", 0},
+    {"POST", "/api/v1/templates/{id}/preview", ROLES_READ, h_template_preview, "templates.preview",
+     0},
+    {"POST", "/api/v1/templates/{id}/test-send", ROLES_WRITE, h_template_test_send,
+     "templates.test_send", 0},
 };
 const int http_routes_count = sizeof http_routes / sizeof *http_routes;

@@ -18,6 +18,16 @@ void h_segment_evaluate(struct http_req *r, struct http_resp *w);
 void h_segment_evaluations(struct http_req *r, struct http_resp *w);
 void h_segment_members(struct http_req *r, struct http_resp *w);
 
+/* routes_template.c */
+void h_templates_create(struct http_req *r, struct http_resp *w);
+void h_templates_list(struct http_req *r, struct http_resp *w);
+void h_template_get(struct http_req *r, struct http_resp *w);
+void h_template_update(struct http_req *r, struct http_resp *w);
+void h_template_delete(struct http_req *r, struct http_resp *w);
+void h_template_versions(struct http_req *r, struct http_resp *w);
+void h_template_preview(struct http_req *r, struct http_resp *w);
+void h_template_test_send(struct http_req *r, struct http_resp *w);
+
 /* routes_ingest.c */
 void h_tracking(struct http_req *r, struct http_resp *w);
 void h_events_post(struct http_req *r, struct http_resp *w);
