@@ -147,7 +147,7 @@ const char *message_template_reply_to(const struct message_template *mt)
     return mt->reply_to;
 }
 
-/* ---- the contact's values ------------------------------------------------------------------ */
+/* ---- the contact's values ---------------------------------------------------------------- */
 
 struct lookup_ctx {
     const struct message_contact *c;
@@ -209,7 +209,7 @@ static const char *contact_value(void *ctx, const char *name, size_t *len)
     return v;
 }
 
-/* ---- rendering ------------------------------------------------------------------------------ */
+/* ---- rendering --------------------------------------------------------------------------- */
 
 void message_rendered_release(struct message_rendered *r)
 {

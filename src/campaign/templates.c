@@ -24,7 +24,7 @@
 #define MAX_FROM_NAME 256
 #define PREVIEW_SAMPLE 5
 
-/* ---- a template's JSON --------------------------------------------------------------------- */
+/* ---- a template's JSON ------------------------------------------------------------------- */
 
 static json_t *template_json(const struct store_template *t)
 {
@@ -240,8 +240,7 @@ static void id_text(int64_t id, char out[24])
     snprintf(out, 24, "%lld", (long long)id);
 }
 
-/* ---- create, update, delete ---------------------------------------------------------------------
- */
+/* ---- create, update, delete -------------------------------------------------------------- */
 
 int template_create(struct store *st, const json_t *body, const char *actor, const char *req_id,
                     int64_t *id, struct errlist *errs, struct err *e)
@@ -425,8 +424,7 @@ int template_delete(struct store *st, int64_t id, const char *actor, const char 
     return rc;
 }
 
-/* ---- reading ----------------------------------------------------------------------------------
- */
+/* ---- reading ----------------------------------------------------------------------------- */
 
 static int keep_json(void *ctx, const struct store_template *t)
 {
@@ -500,8 +498,7 @@ int template_versions(struct store *st, int64_t id, json_t **items, struct err *
     return rc;
 }
 
-/* ---- rendering for a contact ------------------------------------------------------------------
- */
+/* ---- rendering for a contact ------------------------------------------------------------- */
 
 /* The current version of template id, compiled. */
 static int load_message(struct store *st, int64_t id, struct message_template **mt, struct err *e)
@@ -723,7 +720,7 @@ int template_preview(const struct send_env *env, struct store *st, int64_t id, c
     return rc;
 }
 
-/* ---- test-send ------------------------------------------------------------------------------- */
+/* ---- test-send --------------------------------------------------------------------------- */
 
 /* The provider's id headers, copied. */
 struct headers {
