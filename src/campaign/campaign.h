@@ -157,7 +157,8 @@ struct mime_message {
     const char *message_id_domain;      /* the right side of Message-ID (the From domain) */
     int64_t date_ms;
     const char *list_unsubscribe; /* the one-click URL, or NULL (a test-send has one too) */
-    /* extra headers (the provider's id headers): name, value pairs */
+    /* extra headers (the provider's id headers): nheaders name, value pairs, headers[2i]
+     * the name and headers[2i + 1] the value, each written raw (printable ASCII) */
     const char *const *headers;
     size_t nheaders;
 };
