@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "seed.h"
 #include "store_fixture.h"
 
 #define T0 1000000 /* the tests' "now" */
@@ -86,9 +87,9 @@ static int64_t create(struct store *st, int64_t run, const int64_t *ids, size_t 
     int64_t created = -1;
 
     begin(st);
-    cr_assert_eq(store_messages_create(st, run, ids, n, n ? ids[n - 1] : 0, ledgered, T0,
-                                       &created, &e),
-                 0, "%s", e.msg);
+    cr_assert_eq(
+        store_messages_create(st, run, ids, n, n ? ids[n - 1] : 0, ledgered, T0, &created, &e), 0,
+        "%s", e.msg);
     commit(st);
     return created;
 }
@@ -129,8 +130,8 @@ static struct claimed *claim(struct store *st, int64_t run, const char *owner, i
 
     memset(&c, 0, sizeof c);
     begin(st);
-    cr_assert_eq(store_messages_claim(st, run, owner, now, LEASE, limit, on_claim, &c, &e), 0,
-                 "%s", e.msg);
+    cr_assert_eq(store_messages_claim(st, run, owner, now, LEASE, limit, on_claim, &c, &e), 0, "%s",
+                 e.msg);
     commit(st);
     return &c;
 }
@@ -213,8 +214,8 @@ static struct listed list(struct store *st, int64_t run, int state, int64_t afte
     struct listed l = {0};
     struct err e = {0};
 
-    cr_assert_eq(store_messages_list(st, run, state, after, limit, on_listed_msg, &l, &e), 0,
-                 "%s", e.msg);
+    cr_assert_eq(store_messages_list(st, run, state, after, limit, on_listed_msg, &l, &e), 0, "%s",
+                 e.msg);
     return l;
 }
 
@@ -400,7 +401,8 @@ UTEST(runs, active_are_running_ones_and_scheduled_ones_that_are_due)
     char *loc = test_store_location();
     struct store *st = open_at(loc);
     int64_t camp = add_campaign(st, "c");
-    int64_t due = add_run(st, camp, "scheduled", T0), later = add_run(st, camp, "scheduled", T0 + 60),
+    int64_t due = add_run(st, camp, "scheduled", T0),
+            later = add_run(st, camp, "scheduled", T0 + 60),
             running = add_run(st, camp, "running", T0 + 99999);
     struct got_run g = {0};
     struct err e = {0};
@@ -439,9 +441,9 @@ UTEST(ledger, state_names_and_message_ids_round_trip)
     cr_assert_str_eq(buf, "12.9223372036854775807");
     cr_assert_eq(store_message_id_parse(buf, &run, &contact), 0);
     cr_assert(run == 12 && contact == INT64_MAX);
-    static const char *const bad[] = {"",     "12",  "12.",  ".5",    "1.2.3", "-1.2", "1.-2",
-                                      "01.2", "1.02", "0.1", "1. 2", "1.2x",   "a.b",
-                                      "1.9223372036854775808"};
+    static const char *const bad[] = {
+        "",     "12",   "12.", ".5",   "1.2.3", "-1.2", "1.-2",
+        "01.2", "1.02", "0.1", "1. 2", "1.2x",  "a.b",  "1.9223372036854775808"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         cr_assert_eq(store_message_id_parse(bad[i], &run, &contact), E_INVAL, "'%s'", bad[i]);
     cr_assert_eq(store_message_id_parse(NULL, &run, &contact), E_INVAL);
@@ -604,8 +606,11 @@ UTEST(ledger, two_connections_claiming_at_once_take_every_row_exactly_once)
     }
     seen = calloc((size_t)max_id + 1, sizeof *seen);
     for (i = 0; i < 2; i++) {
-        r[i] = (struct racer){.loc = b.loc, .owner = i ? "n2:1" : "n1:1", .run = b.run,
-                              .seen = seen, .max_id = max_id};
+        r[i] = (struct racer){.loc = b.loc,
+                              .owner = i ? "n2:1" : "n1:1",
+                              .run = b.run,
+                              .seen = seen,
+                              .max_id = max_id};
         cr_assert_eq(pthread_create(&t[i], NULL, race, &r[i]), 0);
     }
     for (i = 0; i < 2; i++)
@@ -724,10 +729,10 @@ UTEST(ledger, recover_expires_the_leases_of_one_owner_prefix_only)
  * row ids in contact order. */
 static void mixed_run(struct bed *b, int64_t ids[10])
 {
-    static const int to[8] = {MSG_SENT, MSG_SENT, MSG_RETRY, MSG_RETRY,
-                              MSG_FAILED, MSG_DEAD, MSG_DEAD, -1};
-    static const char *const why[8] = {NULL, NULL, "451 later", "421 busy",
-                                       "550 no such user", "timeout", "554 rejected", NULL};
+    static const int to[8] = {MSG_SENT,   MSG_SENT, MSG_RETRY, MSG_RETRY,
+                              MSG_FAILED, MSG_DEAD, MSG_DEAD,  -1};
+    static const char *const why[8] = {
+        NULL, NULL, "451 later", "421 busy", "550 no such user", "timeout", "554 rejected", NULL};
     struct claimed *c;
     int i;
 
@@ -910,5 +915,208 @@ UTEST(ledger, dead_rows_are_listed_across_runs_and_replayed)
     cr_assert_eq(counts[MSG_DEAD], 0);
     count(b.st, run2, counts);
     cr_assert_eq(counts[MSG_DEAD], 1, "the other run's is left");
+    bed_close(&b);
+}
+
+/* ---- a large claim, and random operations against a reference --------------------- */
+
+UTEST(ledger, a_claim_larger_than_a_page_keeps_id_order)
+{
+    struct bed b;
+    struct claimed *c;
+    struct err e = {0};
+    int i;
+
+    bed_open(&b, 700);
+    create(b.st, b.run, b.contacts, 700, 1);
+    c = claim(b.st, b.run, "n1:1", T0, 600);
+    cr_assert_eq(c->n, 600);
+    for (i = 1; i < 600; i++)
+        cr_assert_gt(c->ids[i], c->ids[i - 1]);
+    cr_assert_eq(claim(b.st, b.run, "n1:1", T0, 600)->n, 100);
+    cr_assert_eq(claim(b.st, b.run, "n1:1", T0, 0)->n, 0, "limit 0 claims nothing");
+    begin(b.st);
+    cr_assert_eq(store_messages_claim(b.st, b.run, "", T0, LEASE, 1, on_claim, c, &e), E_INVAL,
+                 "a claim has an owner");
+    cr_assert_eq(store_messages_claim(b.st, b.run, "x", T0, 0, 1, on_claim, c, &e), E_INVAL,
+                 "and a lease");
+    store_rollback(b.st);
+    bed_close(&b);
+}
+
+/* The reference: what each row of one run must be after the operations so far. */
+#define REF_N 120
+struct ref_row {
+    int64_t id;
+    int state, attempts;
+    int64_t next_at, lease_until;
+    char owner[8];
+};
+struct ref {
+    struct ref_row row[REF_N]; /* by contact index; id 0 until created */
+    int64_t dups;
+};
+
+static struct ref_row *ref_by_id(struct ref *m, int64_t id)
+{
+    for (int i = 0; i < REF_N; i++)
+        if (m->row[i].id == id)
+            return &m->row[i];
+    cr_assert_fail("row %lld is not the run's", (long long)id);
+    return NULL;
+}
+
+static int ref_due(const struct ref_row *r, int64_t now)
+{
+    return r->id && (r->state == MSG_QUEUED || (r->state == MSG_RETRY && r->next_at <= now) ||
+                     (r->state == MSG_SENDING && r->lease_until <= now));
+}
+
+/* Creates rows for contacts [lo, hi) (some may exist) and learns the new ids. */
+static void ref_create(struct bed *b, struct ref *m, int lo, int hi)
+{
+    int64_t expect = 0, after = 0;
+    struct listed l;
+    int i, j;
+
+    for (i = lo; i < hi; i++) {
+        expect += m->row[i].id == 0;
+        if (m->row[i].id > after)
+            after = m->row[i].id;
+    }
+    for (i = 0; i < REF_N; i++)
+        after = m->row[i].id > after ? m->row[i].id : after;
+    cr_assert_eq(create(b->st, b->run, b->contacts + lo, (size_t)(hi - lo), 0), expect);
+    l = list(b->st, b->run, -1, after, 64);
+    cr_assert_eq(l.n, expect, "the new rows follow the old ones");
+    for (j = 0; j < l.n; j++) {
+        for (i = lo; i < hi && b->contacts[i] != l.contact[j]; i++)
+            ;
+        cr_assert(i < hi && m->row[i].id == 0, "a new row for contact %lld",
+                  (long long)l.contact[j]);
+        m->row[i] = (struct ref_row){.id = l.ids[j], .state = MSG_QUEUED};
+    }
+}
+
+static void ref_claim(struct bed *b, struct ref *m, const char *owner, int64_t now, int limit)
+{
+    struct claimed *c = claim(b->st, b->run, owner, now, limit);
+    struct ref_row *r;
+    int i, left = 0;
+
+    cr_assert_leq(c->n, limit);
+    for (i = 0; i < c->n; i++) {
+        r = ref_by_id(m, c->ids[i]);
+        cr_assert(ref_due(r, now), "row %lld was not due", (long long)r->id);
+        cr_assert(i == 0 || c->ids[i] > c->ids[i - 1], "id order");
+        cr_assert_eq(c->redelivery[i], r->state == MSG_SENDING);
+        m->dups += r->state == MSG_SENDING;
+        r->state = MSG_SENDING;
+        r->attempts++;
+        if (i < 8)
+            cr_assert_eq(c->first[i].attempts, r->attempts);
+        r->next_at = 0;
+        r->lease_until = now + LEASE;
+        snprintf(r->owner, sizeof r->owner, "%s", owner);
+    }
+    for (i = 0; i < REF_N; i++)
+        left += ref_due(&m->row[i], now);
+    cr_assert(c->n == limit || left == 0, "%d rows were due and left behind", left);
+}
+
+/* Completes a row (any created row: the owner may not hold it). */
+static void ref_complete(struct bed *b, struct ref *m, struct rng *g, const char *owner,
+                         int64_t now)
+{
+    static const int outcome[] = {MSG_SENT, MSG_RETRY,  MSG_FAILED,
+                                  MSG_DEAD, MSG_QUEUED, MSG_SKIPPED};
+    struct ref_row *r = &m->row[rng_int(g, REF_N)];
+    int state = outcome[rng_int(g, 6)], expect;
+    int64_t next_at = now + rng_int(g, LEASE);
+
+    if (r->id == 0)
+        return;
+    expect = r->state == MSG_SENDING && strcmp(r->owner, owner) == 0;
+    cr_assert_eq(finish(b->st, owner, r->id, state, next_at, "why"), expect);
+    if (!expect)
+        return;
+    r->state = state;
+    r->next_at = state == MSG_RETRY ? next_at : 0;
+    r->lease_until = 0;
+    r->owner[0] = '\0';
+}
+
+static void ref_check(struct bed *b, struct ref *m)
+{
+    int64_t counts[MSG_STATES], want[MSG_STATES] = {0}, next = 0, at = -1;
+    struct err e = {0};
+    int i;
+
+    for (i = 0; i < REF_N; i++) {
+        if (m->row[i].id == 0)
+            continue;
+        want[m->row[i].state]++;
+        if (m->row[i].state == MSG_RETRY && (next == 0 || m->row[i].next_at < next))
+            next = m->row[i].next_at;
+    }
+    count(b->st, b->run, counts);
+    for (i = 0; i < MSG_STATES; i++)
+        cr_assert_eq(counts[i], want[i], "%s: %lld, expected %lld", store_msg_state_name(i),
+                     (long long)counts[i], (long long)want[i]);
+    cr_assert_eq(store_messages_next_due(b->st, b->run, &at, &e), 0, "%s", e.msg);
+    cr_assert_eq(at, next);
+    cr_assert_eq(run_of(b->st, b->run).r.possible_duplicates, m->dups);
+}
+
+UTEST(ledger, random_operations_agree_with_a_reference)
+{
+    static const char *const owners[] = {"a:1", "a:2", "b:1"};
+    struct rng g = {test_seed() ^ 0x1ed9e7ULL};
+    struct ref m;
+    struct bed b;
+    struct err e = {0};
+    int64_t now = T0, n;
+    int step, i, lo, created = 0;
+
+    memset(&m, 0, sizeof m);
+    bed_open(&b, REF_N);
+    for (step = 0; step < 400; step++) {
+        const char *owner = owners[rng_int(&g, 3)];
+        int op = rng_int(&g, 10);
+
+        now += rng_int(&g, LEASE / 3);
+        if (op == 0 && created < REF_N) { /* a batch, overlapping the last one */
+            lo = created > 5 ? created - rng_int(&g, 5) : 0;
+            created = lo + 1 + rng_int(&g, 30);
+            created = created > REF_N ? REF_N : created;
+            ref_create(&b, &m, lo, created);
+        } else if (op <= 3) {
+            ref_claim(&b, &m, owner, now, 1 + rng_int(&g, 12));
+        } else if (op <= 7) {
+            for (i = rng_int(&g, 8); i >= 0; i--)
+                ref_complete(&b, &m, &g, owner, now);
+        } else if (op == 8) {
+            begin(b.st);
+            cr_assert_eq(store_messages_renew(b.st, b.run, owner, now, LEASE, &e), 0, "%s", e.msg);
+            commit(b.st);
+            for (i = 0; i < REF_N; i++)
+                if (m.row[i].state == MSG_SENDING && strcmp(m.row[i].owner, owner) == 0)
+                    m.row[i].lease_until = now + LEASE;
+        } else {
+            int64_t want = 0;
+            begin(b.st);
+            cr_assert_eq(store_messages_recover(b.st, "a:", now, &n, &e), 0, "%s", e.msg);
+            commit(b.st);
+            for (i = 0; i < REF_N; i++) {
+                struct ref_row *r = &m.row[i];
+                if (r->state == MSG_SENDING && strncmp(r->owner, "a:", 2) == 0) {
+                    want++;
+                    r->lease_until = r->lease_until < now ? r->lease_until : now;
+                }
+            }
+            cr_assert_eq(n, want);
+        }
+        ref_check(&b, &m);
+    }
     bed_close(&b);
 }

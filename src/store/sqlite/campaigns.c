@@ -76,8 +76,8 @@ static void bind_campaign(struct sq *q, const struct store_campaign *c)
 }
 
 /* Runs an insert or update of c; a clash on the name is an E_CONFLICT naming it. */
-static int write_campaign(struct store *st, const struct sq_def *def, const struct store_campaign *c,
-                          const char *what, struct err *e)
+static int write_campaign(struct store *st, const struct sq_def *def,
+                          const struct store_campaign *c, const char *what, struct err *e)
 {
     struct sq q;
     int rc;
@@ -137,8 +137,7 @@ static int row_campaign(sqlite3_stmt *s, void *ctx)
     return v->fn(v->ctx, &c);
 }
 
-int store_campaign_get(struct store *st, int64_t id, store_campaign_fn fn, void *ctx,
-                       struct err *e)
+int store_campaign_get(struct store *st, int64_t id, store_campaign_fn fn, void *ctx, struct err *e)
 {
     struct campaign_visit v = {fn, ctx};
     struct sq q;

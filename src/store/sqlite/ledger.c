@@ -8,10 +8,10 @@
  * statement with FOR UPDATE SKIP LOCKED.
  *
  * Indexes (schema 11): (run_id, state) lists each state of a run in id order (the rowid
- * ends every entry), so the lowest due ids of a run are found by seeking each due state
- * and merging at most `limit` rows of each, never by sorting the run; retry rows have a
- * partial index on (run_id, next_at) (next_due is one probe), dead rows one of their own
- * (the dead-letter list across runs pages through it). The claimed rows are read back
+ * ends every entry), so a claim seeks each due state and merges at most `limit` rows of
+ * each, never sorting the run; retry rows have a partial index on (run_id, next_at)
+ * (the earliest due first; next_due is one probe), dead rows one of their own (the
+ * dead-letter list across runs pages through it). The claimed rows are read back
  * one by one with their contact through a cached statement, so a claim allocates
  * nothing per row: the callback sees SQLite's own column memory. */
 #include <stdlib.h>
@@ -59,9 +59,9 @@ static const struct sq_def q_dups = {
     "UPDATE campaign_runs SET possible_duplicates = possible_duplicates + ?2 WHERE id = ?1"};
 static const struct sq_def q_claimed = {SQ_MSG_CLAIMED,
                                         "SELECT " MSG_COLS MSG_FROM " WHERE m.id = ?1"};
-static const struct sq_def q_renew = {
-    SQ_MSG_RENEW, "UPDATE messages SET lease_until = ?3"
-                  " WHERE run_id = ?1 AND state = 1 AND lease_owner = ?2"};
+static const struct sq_def q_renew = {SQ_MSG_RENEW,
+                                      "UPDATE messages SET lease_until = ?3"
+                                      " WHERE run_id = ?1 AND state = 1 AND lease_owner = ?2"};
 static const struct sq_def q_complete = {
     SQ_MSG_COMPLETE,
     "UPDATE messages SET state = ?3, next_at = ?4, last_error = ?5, provider_message_id = ?6,"
@@ -69,10 +69,9 @@ static const struct sq_def q_complete = {
     " WHERE id = ?1 AND state = 1 AND lease_owner = ?2"};
 /* Each run's sending rows through the index, rather than a scan of every message. */
 static const struct sq_def q_recover = {
-    SQ_MSG_RECOVER,
-    "UPDATE messages SET lease_until = min(lease_until, ?2)"
-    " WHERE run_id IN (SELECT id FROM campaign_runs) AND state = 1"
-    " AND substr(lease_owner, 1, length(?1)) = ?1"};
+    SQ_MSG_RECOVER, "UPDATE messages SET lease_until = min(lease_until, ?2)"
+                    " WHERE run_id IN (SELECT id FROM campaign_runs) AND state = 1"
+                    " AND substr(lease_owner, 1, length(?1)) = ?1"};
 static const struct sq_def q_move = {
     SQ_MSG_MOVE,
     "UPDATE messages SET state = ?3, last_error = coalesce(?4, last_error),"
@@ -86,16 +85,21 @@ static const struct sq_def q_next_due = {
 static const struct sq_def q_list_state = {
     SQ_MSG_LIST_STATE, "SELECT " MSG_COLS MSG_FROM " WHERE m.run_id = ?1 AND m.state = ?4"
                        " AND m.id > ?2 ORDER BY m.id LIMIT ?3"};
-static const struct sq_def q_list_any = {
-    SQ_MSG_LIST_ANY,
-    "SELECT " MSG_COLS MSG_FROM " WHERE m.id IN (" PAGE_OF(0) " UNION ALL " PAGE_OF(
-        1) " UNION ALL " PAGE_OF(2) " UNION ALL " PAGE_OF(3) " UNION ALL " PAGE_OF(4)
-        " UNION ALL " PAGE_OF(5) " UNION ALL " PAGE_OF(6) ") ORDER BY m.id LIMIT ?3"};
+static const struct sq_def q_list_any =
+    {SQ_MSG_LIST_ANY,
+     "SELECT " MSG_COLS
+         MSG_FROM " WHERE m.id IN (" PAGE_OF(0) " UNION ALL " PAGE_OF(1) " UNION ALL " PAGE_OF(2) " UNION ALL " PAGE_OF(
+             3) " UNION ALL " PAGE_OF(4) " UNION ALL " PAGE_OF(5) " UNION ALL " PAGE_OF(6) ") "
+                                                                                           "ORDER "
+                                                                                           "BY "
+                                                                                           "m.id "
+                                                                                           "LIMIT "
+                                                                                           "?3"};
 #define DEAD_WHERE                                                                                 \
-    " m.state = 5 AND m.id > ?2 AND (?4 IS NULL OR instr(m.last_error, ?4) > 0)"               \
+    " m.state = 5 AND m.id > ?2 AND (?4 IS NULL OR instr(m.last_error, ?4) > 0)"                   \
     " ORDER BY m.id LIMIT ?3"
-static const struct sq_def q_dead_run = {
-    SQ_MSG_DEAD_RUN, "SELECT " MSG_COLS MSG_FROM " WHERE m.run_id = ?1 AND" DEAD_WHERE};
+static const struct sq_def q_dead_run = {SQ_MSG_DEAD_RUN, "SELECT " MSG_COLS MSG_FROM
+                                                          " WHERE m.run_id = ?1 AND" DEAD_WHERE};
 static const struct sq_def q_dead_all = {SQ_MSG_DEAD_ALL,
                                          "SELECT " MSG_COLS MSG_FROM " WHERE" DEAD_WHERE};
 static const struct sq_def q_dead_runs = {
@@ -206,8 +210,7 @@ static int due_ids(struct store *st, int64_t run_id, int64_t now, int cap, int64
 
 /* Takes ids[0..n) for owner until `until`; *redone counts those that were redeliveries. */
 static int take_ids(struct store *st, const int64_t *ids, const unsigned char *redo, int n,
-                    const char *owner, int64_t until, int64_t now, int64_t *redone,
-                    struct err *e)
+                    const char *owner, int64_t until, int64_t now, int64_t *redone, struct err *e)
 {
     struct sq q;
     int i, rc = sq_prep(&q, st, &q_take, e);
