@@ -55,6 +55,26 @@ static const struct sq_def q_runs_active = {
                     " WHERE state IN ('scheduled', 'running')"
                     " AND (state = 'running' OR start_at <= ?1) ORDER BY id"};
 
+/* ---- reading ------------------------------------------------------------------------ */
+
+/* Runs def with its integer parameters args[0..nargs) and row for each row (ctx: the
+ * visit); notfound (the thing's name) makes no row an E_NOTFOUND naming args[0]. */
+static int read_rows(struct store *st, const struct sq_def *def, const int64_t *args, int nargs,
+                     sq_row_fn row, void *ctx, const char *notfound, struct err *e)
+{
+    struct sq q;
+    int i, n, rc = sq_prep(&q, st, def, e);
+
+    if (rc)
+        return rc;
+    for (i = 0; i < nargs; i++)
+        sq_i64(&q, i + 1, args[i]);
+    rc = sq_each(&q, "read campaigns or runs", row, ctx, &n, e);
+    if (rc == 0 && n == 0 && notfound)
+        return ERR(e, E_NOTFOUND, "no %s %lld", notfound, (long long)args[0]);
+    return rc;
+}
+
 /* ---- campaigns ------------------------------------------------------------------- */
 
 /* Binds every column of c to ?1 (id) .. ?13 of q_camp_insert or q_camp_update. */
@@ -140,30 +160,17 @@ static int row_campaign(sqlite3_stmt *s, void *ctx)
 int store_campaign_get(struct store *st, int64_t id, store_campaign_fn fn, void *ctx, struct err *e)
 {
     struct campaign_visit v = {fn, ctx};
-    struct sq q;
-    int n, rc = sq_prep(&q, st, &q_camp_get, e);
 
-    if (rc)
-        return rc;
-    sq_i64(&q, 1, id);
-    rc = sq_each(&q, "read campaign", row_campaign, &v, &n, e);
-    if (rc == 0 && n == 0)
-        return ERR(e, E_NOTFOUND, "no campaign %lld", (long long)id);
-    return rc;
+    return read_rows(st, &q_camp_get, &id, 1, row_campaign, &v, "campaign", e);
 }
 
 int store_campaigns_list(struct store *st, int64_t after_id, int limit, store_campaign_fn fn,
                          void *ctx, struct err *e)
 {
     struct campaign_visit v = {fn, ctx};
-    struct sq q;
-    int rc = sq_prep(&q, st, &q_camp_list, e);
+    int64_t args[2] = {after_id, limit > 0 ? limit : -1};
 
-    if (rc)
-        return rc;
-    sq_i64(&q, 1, after_id);
-    sq_int(&q, 2, limit > 0 ? limit : -1);
-    return sq_each(&q, "list campaigns", row_campaign, &v, NULL, e);
+    return read_rows(st, &q_camp_list, args, 2, row_campaign, &v, NULL, e);
 }
 
 /* ---- runs ------------------------------------------------------------------------- */
@@ -264,41 +271,22 @@ static int row_run(sqlite3_stmt *s, void *ctx)
 int store_run_get(struct store *st, int64_t id, store_run_fn fn, void *ctx, struct err *e)
 {
     struct run_visit v = {fn, ctx};
-    struct sq q;
-    int n, rc = sq_prep(&q, st, &q_run_get, e);
 
-    if (rc)
-        return rc;
-    sq_i64(&q, 1, id);
-    rc = sq_each(&q, "read run", row_run, &v, &n, e);
-    if (rc == 0 && n == 0)
-        return ERR(e, E_NOTFOUND, "no run %lld", (long long)id);
-    return rc;
+    return read_rows(st, &q_run_get, &id, 1, row_run, &v, "run", e);
 }
 
 int store_runs_list(struct store *st, int64_t campaign_id, int64_t before_id, int limit,
                     store_run_fn fn, void *ctx, struct err *e)
 {
     struct run_visit v = {fn, ctx};
-    struct sq q;
-    int rc = sq_prep(&q, st, &q_runs_list, e);
+    int64_t args[3] = {campaign_id, before_id > 0 ? before_id : INT64_MAX, limit > 0 ? limit : -1};
 
-    if (rc)
-        return rc;
-    sq_i64(&q, 1, campaign_id);
-    sq_i64(&q, 2, before_id > 0 ? before_id : INT64_MAX);
-    sq_int(&q, 3, limit > 0 ? limit : -1);
-    return sq_each(&q, "list runs", row_run, &v, NULL, e);
+    return read_rows(st, &q_runs_list, args, 3, row_run, &v, NULL, e);
 }
 
 int store_runs_active(struct store *st, int64_t now, store_run_fn fn, void *ctx, struct err *e)
 {
     struct run_visit v = {fn, ctx};
-    struct sq q;
-    int rc = sq_prep(&q, st, &q_runs_active, e);
 
-    if (rc)
-        return rc;
-    sq_i64(&q, 1, now);
-    return sq_each(&q, "list active runs", row_run, &v, NULL, e);
+    return read_rows(st, &q_runs_active, &now, 1, row_run, &v, NULL, e);
 }
