@@ -24,7 +24,8 @@
 static const char footer_html_src[] = "<p style=\"font-size:12px;color:#666666;margin-top:24px\">"
                                       "You receive this email because you subscribed. "
                                       "<a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p>";
-static const char footer_text_src[] = "\n\n--\nUnsubscribe: {{ unsubscribe_url }}\n";
+/* After a blank line: the text part gets a line break first when it does not end with one. */
+static const char footer_text_src[] = "\n-- \nUnsubscribe: {{ unsubscribe_url }}\n";
 
 struct message_template {
     struct template *subject, *html, *text;
@@ -266,8 +267,11 @@ int message_render(const struct message_template *mt, const struct message_conta
         rc = add_html_footer(mt->footer_html, &l, &out->html, e);
     if (rc == 0)
         rc = template_render(mt->text, TEMPLATE_TEXT, contact_value, &l, &out->text, e);
-    if (rc == 0 && mt->footer_text)
+    if (rc == 0 && mt->footer_text) {
+        if (out->text.len && out->text.p[out->text.len - 1] != '\n')
+            buf_addc(&out->text, '\n');
         rc = template_render(mt->footer_text, TEMPLATE_TEXT, contact_value, &l, &out->text, e);
+    }
     return rc;
 }
 

@@ -2,12 +2,16 @@
 // versions, delete; validation as 422 with a pointer per problem (template syntax
 // errors with line and column); unknown keys and parameters; roles; audit rows; preview
 // for a contact (escaping per part, the subject's CR/LF rule, the unsubscribe footer) and
-// for a segment's members (the missing count); a test-send to the default outbox.
+// for a segment's members (the missing count); a test-send to the default outbox, and
+// through an smtp provider to Postfix's smtp-sink (refused while [server] public_url is
+// empty); delete refused while a campaign that has not ended uses the template.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, Socket } from 'node:net';
 import { join } from 'node:path';
-import { engage, tmpData, startServer, api, apikey } from './lib.mjs';
+import { engage, tmpData, startServer, api, apikey, sql } from './lib.mjs';
 
 let data, srv, admin, analyst, marketer;
 
@@ -299,4 +303,87 @@ test('test-send: one real message into the default outbox; validation; audit', a
   assert.equal(sends.length, 2);
   assert.equal(sends[0].after.to, 'me@example.com');
   assert.equal(sends[1].after.result.outcome, 'sent');
+});
+
+test('delete: 409 while a campaign that has not ended uses the template', async () => {
+  const t = await create({ name: 'in-use' });
+  // The campaign row as the campaign routes write it (store.h's campaigns table).
+  sql(data, `INSERT INTO campaigns(name, segment_id, template_id, state, created_at, updated_at,
+    created_by) VALUES('uses-${t.id}', 1, ${t.id}, 'draft', 0, 0, 'test')`);
+  const cid = sql(data, `SELECT id FROM campaigns WHERE name = 'uses-${t.id}'`);
+  for (const state of ['draft', 'scheduled', 'running', 'paused']) {
+    sql(data, `UPDATE campaigns SET state = '${state}' WHERE id = ${cid}`);
+    const r = await del(`/api/v1/templates/${t.id}`);
+    assert.equal(r.status, 409, state);
+    assert.match(r.json.error.message, new RegExp(`campaign ${cid} \\('uses-${t.id}', ${state}\\) uses this template`));
+  }
+  assert.equal((await get(`/api/v1/templates/${t.id}`)).status, 200, 'still there');
+  sql(data, `UPDATE campaigns SET state = 'completed' WHERE id = ${cid}`);
+  const r = await del(`/api/v1/templates/${t.id}`);
+  assert.equal(r.status, 200, r.text);
+});
+
+// Postfix's smtp-sink on a free port, dumping each message into dir.
+async function smtpSink(dir) {
+  const port = await new Promise((res) => {
+    const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
+  });
+  chmodSync(dir, 0o777); // the dumps are written as nobody
+  const args = [...(process.getuid() === 0 ? ['-u', 'nobody'] : []), '-d', join(dir, 'm.'), `127.0.0.1:${port}`, '10'];
+  const child = spawn('/usr/sbin/smtp-sink', args, { stdio: 'ignore' });
+  for (let i = 0; i < 200; i++) {
+    const up = await new Promise((res) => {
+      const c = new Socket();
+      c.once('error', () => res(false));
+      c.connect(port, '127.0.0.1', () => { c.destroy(); res(true); });
+    });
+    if (up) break;
+    await new Promise((res) => setTimeout(res, 25));
+  }
+  return { port, stop: () => child.kill('SIGTERM') };
+}
+
+test('test-send through smtp: 409 until public_url is set, then the message reaches the sink', async () => {
+  const d = tmpData();
+  const sinkDir = tmpData('engage-sink-');
+  const sink = await smtpSink(sinkDir);
+  engage(['migrate'], { data: d });
+  writeFileSync(join(d, 'engage.conf'), `[provider:relay]\ntype = smtp\nurl = smtp://127.0.0.1:${sink.port}\nesp = sendgrid\n` +
+    '\n[provider:files]\ntype = outbox\n');
+  const key = apikey(d, 'marketer');
+  const body = { ...base, name: 'smtp', subject: 'Hi {{ first_name | default: "you" }}' };
+  let s2 = await startServer(d);
+  try {
+    let r = await api(s2.url, '/api/v1/templates', { method: 'POST', key, body });
+    assert.equal(r.status, 201, r.text);
+    const id = r.json.id;
+    r = await api(s2.url, `/api/v1/templates/${id}/test-send`, { method: 'POST', key, body: { to: 'me@example.com' } });
+    assert.equal(r.status, 409, 'the default provider is the first section: relay, smtp');
+    assert.equal(r.json.error.path, '/provider');
+    assert.match(r.json.error.message, /public_url/);
+    r = await api(s2.url, `/api/v1/templates/${id}/test-send`, { method: 'POST', key, body: { to: 'me@example.com', provider: 'files' } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.provider, 'files');
+    assert.equal(r.json.outcome, 'sent');
+    await s2.stop();
+    s2 = await startServer(d, { env: { ENGAGE_PUBLIC_URL: 'http://127.0.0.1:9' } });
+    r = await api(s2.url, `/api/v1/templates/${id}/test-send`, { method: 'POST', key, body: { to: 'me@example.com', provider: 'relay' } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.outcome, 'sent', r.text);
+    assert.equal(r.json.code, 250);
+    let dumps = [];
+    for (let i = 0; i < 100 && dumps.length === 0; i++) {
+      dumps = readdirSync(sinkDir).filter((f) => f.startsWith('m.'));
+      if (!dumps.length) await new Promise((res) => setTimeout(res, 50));
+    }
+    assert.equal(dumps.length, 1);
+    const msg = readFileSync(join(sinkDir, dumps[0]), 'utf8');
+    assert.match(msg, /^Subject: Hi you\r?$/m);
+    assert.match(msg, /^List-Unsubscribe: <http:\/\/127\.0\.0\.1:9\/u\/[^>]+>/m, 'links use public_url');
+    assert.match(msg, new RegExp(`^X-SMTPAPI: .*"engage_message_id": ?"${r.json.message_id.replace(/\./g, '\\.')}"`, 'm'));
+    assert.match(msg, new RegExp(`^X-Engage-Message-Id: ${r.json.message_id.replace(/\./g, '\\.')}`, 'm'));
+  } finally {
+    await s2.stop();
+    sink.stop();
+  }
 });

@@ -125,7 +125,14 @@ UTEST(message, footer_before_body_end_or_at_the_end)
     cr_assert_eq(strncmp(r.r.html.p, "<p>Hello</p><p ", 15), 0, "%s", r.r.html.p);
     cr_assert_not_null(strstr(r.r.html.p, "Unsubscribe</a></p>"));
     cr_assert_eq(strcmp(r.r.html.p + r.r.html.len - 4, "</p>"), 0);
-    cr_assert_str_eq(r.r.text.p, "Plain\n\n--\nUnsubscribe: https://x.example/u/TOK?a=1&b=2\n");
+    cr_assert_str_eq(r.r.text.p, "Plain\n\n-- \nUnsubscribe: https://x.example/u/TOK?a=1&b=2\n");
+    rendered_release(&r);
+    message_template_free(mt);
+
+    /* A derived text (it ends with a line break) gets the same one blank line. */
+    mt = compile("S", "<p>Hello</p>", NULL);
+    render_for(mt, &r);
+    cr_assert_str_eq(r.r.text.p, "Hello\n\n-- \nUnsubscribe: https://x.example/u/TOK?a=1&b=2\n");
     rendered_release(&r);
     message_template_free(mt);
 
