@@ -12,9 +12,14 @@ cd "$(dirname "$0")/.."
 BUILD_PKGS="pkg-config meson ninja-build gcc libmicrohttpd-dev libjansson-dev libsqlite3-dev
  libcsv-dev libinih-dev libsodium-dev zlib1g-dev unicode-data
  libroaring-dev libpq-dev libpcre2-dev sqlite3"
+# The send half: GMime builds the messages, libcurl speaks SMTP to the providers.
+BUILD_PKGS="$BUILD_PKGS libgmime-3.0-dev libcurl4-openssl-dev"
 # Test-only packages (PostgreSQL's server: the CRM sync tests start throwaway clusters;
 # clang-format, Debian's clang-format-14, for scripts/lint.sh).
 TEST_PKGS="libcriterion-dev sqlite3 postgresql-15 clang-format"
+# Postfix only for its /usr/sbin/smtp-sink and smtp-source (the SMTP provider's tests and
+# the benchmark): preseeded "No configuration", it writes no main.cf and starts nothing.
+TEST_PKGS="$TEST_PKGS postfix"
 LINT_PKGS="clang-format"
 
 want="$BUILD_PKGS"
@@ -35,6 +40,10 @@ if [ -n "$missing" ]; then
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
     export DEBIAN_FRONTEND=noninteractive
+    case " $missing " in
+    *" postfix "*)
+        echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections ;;
+    esac
     # An old package list finds nothing: refresh it once, then install.
     $SUDO apt-get update -qq
     # shellcheck disable=SC2086

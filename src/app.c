@@ -9,8 +9,12 @@
 #include "app.h"
 
 #include <malloc.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "campaign/campaign.h"
@@ -231,6 +235,36 @@ static void stop_sync(struct app *app)
     app->sync = NULL;
 }
 
+/* The send half's environment: links use public_url, or else the server's own address,
+ * http://host:port with the port the listening socket really has (listen port 0). */
+static int start_send(struct app *app, struct err *e)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[256], url[320];
+    int port = 0, rc;
+
+    config_parse_listen(app->cfg->listen, host, sizeof host, &port);
+    memset(&ss, 0, sizeof ss);
+    if (app->listen_fd >= 0 && getsockname(app->listen_fd, (struct sockaddr *)&ss, &sl) == 0)
+        port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    snprintf(url, sizeof url, "http://%s%s%s:%d", strchr(host, ':') ? "[" : "", host,
+             strchr(host, ':') ? "]" : "", port);
+    app->send = xcalloc(1, sizeof *app->send);
+    rc = send_env_init(app->send, app->cfg, url, app->segments, e);
+    if (rc) {
+        free(app->send);
+        app->send = NULL;
+    }
+    return rc;
+}
+
+static void stop_send(struct app *app)
+{
+    send_env_release(app->send);
+    free(app->send);
+    app->send = NULL;
 static int start_dispatcher(struct app *app, struct err *e)
 {
     return dispatcher_start(&app->dispatcher, app->workers, app->send, app->metrics, e);
@@ -267,6 +301,7 @@ static const struct app_step {
     {"segment service", start_segments, stop_segments},
     {"segment scheduler", start_scheduler, stop_scheduler},
     {"sync worker", start_sync, stop_sync},
+    {"send environment", start_send, stop_send},
     {"dispatcher", start_dispatcher, stop_dispatcher},
     {"http server", start_http, stop_http},
 };

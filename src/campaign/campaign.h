@@ -122,6 +122,9 @@ void message_template_free(struct message_template *mt); /* NULL-safe */
 /* 1 when the HTML part shows {{ unsubscribe_url }} itself; else a footer with the link is
  * added to the HTML (and to the text part) at render. */
 int message_template_has_unsubscribe(const struct message_template *mt);
+/* 1 when a footer with the link is added at render to the HTML part or the text part
+ * (each part that does not show {{ unsubscribe_url }} itself gets one). */
+int message_template_footer_added(const struct message_template *mt);
 const char *message_template_from_email(const struct message_template *mt);
 const char *message_template_from_name(const struct message_template *mt); /* or NULL */
 const char *message_template_reply_to(const struct message_template *mt);  /* or NULL */
@@ -154,8 +157,8 @@ struct mime_message {
     const char *message_id_domain;      /* the right side of Message-ID (the From domain) */
     int64_t date_ms;
     const char *list_unsubscribe; /* the one-click URL, or NULL (a test-send has one too) */
-    /* extra headers (the provider's id headers): headers[2i] is a name, headers[2i+1]
-     * its value, for i < nheaders */
+    /* extra headers (the provider's id headers): nheaders name, value pairs, headers[2i]
+     * the name and headers[2i + 1] the value, each written raw (printable ASCII) */
     const char *const *headers;
     size_t nheaders;
 };

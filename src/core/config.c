@@ -221,6 +221,54 @@ int config_secret_resolve(const char *kind, const char *ref, char **out, char *m
     }
 }
 
+/* The keys only a [provider:NAME] has: 0 set, -1 refused (lc->msg says why), 1 not one
+ * of them. */
+static int set_provider_key(struct load_ctx *lc, struct config_named *t, const char *name,
+                            const char *value)
+{
+    int64_t v;
+
+    if (strcmp(name, "esp") == 0 || strcmp(name, "dir") == 0) {
+        char *field = name[0] == 'e' ? t->esp : t->dir;
+        size_t cap = name[0] == 'e' ? sizeof t->esp : sizeof t->dir;
+        if (strlen(value) >= cap) {
+            snprintf(lc->msg, sizeof lc->msg, "longer than %zu characters", cap - 1);
+            return -1;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    }
+    if (strcmp(name, "starttls") == 0) {
+        if (strcmp(value, "auto") && strcmp(value, "required")) {
+            snprintf(lc->msg, sizeof lc->msg, "expected auto or required, got \"%s\"", value);
+            return -1;
+        }
+        t->starttls_required = value[0] == 'r';
+        return 0;
+    }
+    if (strcmp(name, "tls_verify") == 0) {
+        if (strcmp(value, "true") && strcmp(value, "false")) {
+            snprintf(lc->msg, sizeof lc->msg, "expected true or false, got \"%s\"", value);
+            return -1;
+        }
+        t->tls_verify = value[0] == 't';
+        return 0;
+    }
+    if (strcmp(name, "connect_timeout_s") == 0 || strcmp(name, "timeout_s") == 0) {
+        if (parse_i64(value, strlen(value), &v) || v < 1 || v > 3600) {
+            snprintf(lc->msg, sizeof lc->msg, "expected an integer from 1 to 3600, got \"%s\"",
+                     value);
+            return -1;
+        }
+        if (name[0] == 'c')
+            t->connect_timeout_s = (int)v;
+        else
+            t->timeout_s = (int)v;
+        return 0;
+    }
+    return 1;
+}
+
 static int set_named(struct load_ctx *lc, const char *section, const char *name, const char *value)
 {
     int is_provider = strncmp(section, "provider:", 9) == 0;
@@ -248,6 +296,15 @@ static int set_named(struct load_ctx *lc, const char *section, const char *name,
         snprintf(t->name, sizeof t->name, "%s", nm);
         t->rate_per_second = 50;
         t->max_connections = 4;
+        snprintf(t->esp, sizeof t->esp, "plain");
+        t->tls_verify = 1;
+        t->connect_timeout_s = 10;
+        t->timeout_s = 120;
+    }
+    if (is_provider) {
+        int rc = set_provider_key(lc, t, name, value);
+        if (rc <= 0)
+            return rc;
     }
 #define STRKEY(k)                                                                                  \
     if (strcmp(name, #k) == 0) {                                                                   \
@@ -586,6 +643,20 @@ void config_dump(const struct config *c, struct buf *out)
                    t->name, t->type);
         if (t->url[0])
             buf_printf(out, "url = %s\n", t->url);
+        if (n < c->nproviders) {
+            if (t->username[0])
+                buf_printf(out, "username = %s\n", t->username);
+            if (t->from[0])
+                buf_printf(out, "from = %s\n", t->from);
+            buf_printf(out,
+                       "esp = %s\nstarttls = %s\ntls_verify = %s\nrate_per_second = %d\n"
+                       "max_connections = %d\nconnect_timeout_s = %d\ntimeout_s = %d\n",
+                       t->esp, t->starttls_required ? "required" : "auto",
+                       t->tls_verify ? "true" : "false", t->rate_per_second, t->max_connections,
+                       t->connect_timeout_s, t->timeout_s);
+            if (t->dir[0])
+                buf_printf(out, "dir = %s\n", t->dir);
+        }
         if (t->secret_ref[0])
             buf_printf(out, "; secret from %s\n", t->secret_ref);
     }

@@ -25,8 +25,15 @@ struct config_named {
     char from[256];
     int rate_per_second;
     int max_connections;
-    char *secret;         /* resolved from secret_env/password_env/.._file; owned, wiped */
-    char secret_ref[300]; /* "env:VAR" or "file:PATH", for display (never the value) */
+    /* [provider:NAME] only (a [webhook:NAME] refuses them) */
+    char esp[16];          /* plain|sendgrid|mailgun|postmark|ses (provider.c checks it) */
+    int starttls_required; /* starttls = required: 1; auto (default): 0 */
+    int tls_verify;        /* certificate and host name checked (default 1) */
+    char dir[1024];        /* outbox: where the .eml files go ("": DATA/outbox) */
+    int connect_timeout_s; /* TCP and TLS connect, default 10 */
+    int timeout_s;         /* one whole message, default 120 */
+    char *secret;          /* resolved from secret_env/password_env/.._file; owned, wiped */
+    char secret_ref[300];  /* "env:VAR" or "file:PATH", for display (never the value) */
 };
 
 struct config {

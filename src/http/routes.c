@@ -13,6 +13,46 @@
 #include "../sync/sync.h"
 #include "routes_int.h"
 
+/* ---- what the route files share (routes_int.h) -------------------------------------- */
+
+int route_id(struct http_req *r, struct http_resp *w, const char *what, int64_t *id)
+{
+    if (parse_i64(r->params[0], strlen(r->params[0]), id) || *id < 1) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "no such %s", what);
+        http_error(w, 404, "not_found", msg, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+json_t *route_object_body(struct http_req *r, struct http_resp *w)
+{
+    json_t *body = http_body_json(r, w);
+
+    if (body && !json_is_object(body)) {
+        json_decref(body);
+        http_error(w, 422, "invalid_body", "the body must be a JSON object", "");
+        return NULL;
+    }
+    return body;
+}
+
+void route_answer(struct http_req *r, struct http_resp *w, int rc, const struct err *e,
+                  const struct errlist *errs, const char *invalid_code, int status, json_t *out)
+{
+    if (rc == E_INVAL && errs && errs->n)
+        http_error_list(w, 422, invalid_code, e->msg, errs);
+    else if (rc == E_INVAL && e->field[0] == '/')
+        http_error(w, 422, invalid_code, e->msg, e->field);
+    else if (rc)
+        http_error_from(r, w, e);
+    else
+        http_json(w, status, out);
+    if (rc)
+        json_decref(out);
+}
+
 /* ---- health and metrics ----------------------------------------------------------- */
 
 static void h_healthz(struct http_req *r, struct http_resp *w)
@@ -373,6 +413,17 @@ const struct route http_routes[] = {
     {"GET", "/api/v1/segments/{id}/evaluations", ROLES_READ, h_segment_evaluations,
      "segments.evaluations", 0},
     {"GET", "/api/v1/segments/{id}/members", ROLES_READ, h_segment_members, "segments.members", 0},
+    {"POST", "/api/v1/templates", ROLES_WRITE, h_templates_create, "templates.create", 0},
+    {"GET", "/api/v1/templates", ROLES_READ, h_templates_list, "templates.list", 0},
+    {"GET", "/api/v1/templates/{id}", ROLES_READ, h_template_get, "templates.get", 0},
+    {"PUT", "/api/v1/templates/{id}", ROLES_WRITE, h_template_update, "templates.update", 0},
+    {"DELETE", "/api/v1/templates/{id}", ROLES_WRITE, h_template_delete, "templates.delete", 0},
+    {"GET", "/api/v1/templates/{id}/versions", ROLES_READ, h_template_versions,
+     "templates.versions", 0},
+    {"POST", "/api/v1/templates/{id}/preview", ROLES_READ, h_template_preview, "templates.preview",
+     0},
+    {"POST", "/api/v1/templates/{id}/test-send", ROLES_WRITE, h_template_test_send,
+     "templates.test_send", 0},
     {"POST", "/api/v1/campaigns", ROLES_WRITE, h_campaigns_create, "campaigns.create", 0},
     {"GET", "/api/v1/campaigns", ROLES_READ, h_campaigns_list, "campaigns.list", 0},
     {"GET", "/api/v1/campaigns/{id}", ROLES_READ, h_campaign_get, "campaigns.get", 0},

@@ -6,45 +6,10 @@
 #include "../campaign/campaign.h"
 #include "routes_int.h"
 
-/* The {id} of the route: a positive integer, else 404 naming what. */
-static int path_id(struct http_req *r, struct http_resp *w, const char *what, int64_t *id)
-{
-    if (parse_i64(r->params[0], strlen(r->params[0]), id) || *id < 1) {
-        char msg[64];
-        snprintf(msg, sizeof msg, "no such %s", what);
-        http_error(w, 404, "not_found", msg, NULL);
-        return -1;
-    }
-    return 0;
-}
-
-static json_t *object_body(struct http_req *r, struct http_resp *w)
-{
-    json_t *body = http_body_json(r, w);
-
-    if (body && !json_is_object(body)) {
-        json_decref(body);
-        http_error(w, 422, "invalid_body", "the body must be a JSON object", "");
-        return NULL;
-    }
-    return body;
-}
-
-/* 422 with every problem; a single E_INVAL naming a field (a campaign that cannot be
- * sent as it is) is a 422 too; the rest as the server maps them. */
 static void answer(struct http_req *r, struct http_resp *w, int rc, const struct err *e,
                    const struct errlist *errs, int status, json_t *out)
 {
-    if (rc == E_INVAL && errs && errs->n)
-        http_error_list(w, 422, "invalid_campaign", e->msg, errs);
-    else if (rc == E_INVAL && e->field[0] == '/')
-        http_error(w, 422, "invalid_campaign", e->msg, e->field);
-    else if (rc)
-        http_error_from(r, w, e);
-    else
-        http_json(w, status, out);
-    if (rc)
-        json_decref(out);
+    route_answer(r, w, rc, e, errs, "invalid_campaign", status, out);
 }
 
 static int no_body(struct http_req *r, struct http_resp *w, const char *what)
@@ -66,7 +31,7 @@ void h_campaigns_create(struct http_req *r, struct http_resp *w)
     int64_t id = 0;
     int rc;
 
-    if (http_only_params(r, w, " ") || (body = object_body(r, w)) == NULL)
+    if (http_only_params(r, w, " ") || (body = route_object_body(r, w)) == NULL)
         return;
     rc = campaign_create(r->app->send, r->st, body, r->who.actor, r->req_id, &id, &errs, &e);
     if (rc == 0)
@@ -95,7 +60,7 @@ void h_campaign_get(struct http_req *r, struct http_resp *w)
     int64_t id;
     int rc;
 
-    if (http_only_params(r, w, " ") || path_id(r, w, "campaign", &id))
+    if (http_only_params(r, w, " ") || route_id(r, w, "campaign", &id))
         return;
     rc = campaign_get(r->st, id, &out, &e);
     answer(r, w, rc, &e, NULL, 200, out);
@@ -109,8 +74,8 @@ void h_campaign_update(struct http_req *r, struct http_resp *w)
     int64_t id;
     int rc;
 
-    if (http_only_params(r, w, " ") || path_id(r, w, "campaign", &id) ||
-        (body = object_body(r, w)) == NULL)
+    if (http_only_params(r, w, " ") || route_id(r, w, "campaign", &id) ||
+        (body = route_object_body(r, w)) == NULL)
         return;
     rc = campaign_update(r->app->send, r->st, id, body, r->who.actor, r->req_id, &errs, &e);
     if (rc == 0)
@@ -127,7 +92,7 @@ void h_campaign_delete(struct http_req *r, struct http_resp *w)
     int64_t id;
     int rc;
 
-    if (http_only_params(r, w, " ") || path_id(r, w, "campaign", &id))
+    if (http_only_params(r, w, " ") || route_id(r, w, "campaign", &id))
         return;
     rc = campaign_delete(r->st, id, r->who.actor, r->req_id, &e);
     answer(r, w, rc, &e, NULL, 200,
@@ -141,7 +106,7 @@ void h_campaign_send(struct http_req *r, struct http_resp *w)
     int64_t id;
     int rc;
 
-    if (http_only_params(r, w, " ") || path_id(r, w, "campaign", &id) || no_body(r, w, "send"))
+    if (http_only_params(r, w, " ") || route_id(r, w, "campaign", &id) || no_body(r, w, "send"))
         return;
     rc = campaign_send(r->app->send, r->st, id, r->who.actor, r->req_id, &out, &e);
     answer(r, w, rc, &e, NULL, 202, out);
@@ -156,7 +121,7 @@ static void act(struct http_req *r, struct http_resp *w, enum campaign_action a,
     int64_t id;
     int rc;
 
-    if (http_only_params(r, w, " ") || path_id(r, w, "campaign", &id) || no_body(r, w, what))
+    if (http_only_params(r, w, " ") || route_id(r, w, "campaign", &id) || no_body(r, w, what))
         return;
     rc = campaign_act(r->st, id, a, r->who.actor, r->req_id, &out, &e);
     answer(r, w, rc, &e, NULL, 200, out);
@@ -186,7 +151,7 @@ void h_campaign_runs(struct http_req *r, struct http_resp *w)
     int64_t id, cursor, next;
     int limit, rc;
 
-    if (http_only_params(r, w, " limit cursor ") || path_id(r, w, "campaign", &id) ||
+    if (http_only_params(r, w, " limit cursor ") || route_id(r, w, "campaign", &id) ||
         http_page_params(r, w, &limit, &cursor))
         return;
     rc = run_list(r->st, id, cursor, limit, &items, &next, &e);
@@ -200,7 +165,7 @@ void h_run_get(struct http_req *r, struct http_resp *w)
     int64_t id;
     int rc;
 
-    if (http_only_params(r, w, " ") || path_id(r, w, "campaign run", &id))
+    if (http_only_params(r, w, " ") || route_id(r, w, "campaign run", &id))
         return;
     rc = run_get(r->st, id, &out, &e);
     answer(r, w, rc, &e, NULL, 200, out);
@@ -213,7 +178,7 @@ void h_run_messages(struct http_req *r, struct http_resp *w)
     int64_t id, cursor, next;
     int limit, rc;
 
-    if (http_only_params(r, w, " state limit cursor ") || path_id(r, w, "campaign run", &id) ||
+    if (http_only_params(r, w, " state limit cursor ") || route_id(r, w, "campaign run", &id) ||
         http_page_params(r, w, &limit, &cursor))
         return;
     rc = run_messages(r->st, id, http_query(r, "state"), cursor, limit, &items, &next, &e);
@@ -231,7 +196,7 @@ void h_run_resend_failed(struct http_req *r, struct http_resp *w)
     int64_t id;
     int rc;
 
-    if (http_only_params(r, w, " ") || path_id(r, w, "campaign run", &id) ||
+    if (http_only_params(r, w, " ") || route_id(r, w, "campaign run", &id) ||
         no_body(r, w, "resend-failed"))
         return;
     rc = run_resend_failed(r->st, id, r->who.actor, r->req_id, &out, &e);
@@ -273,7 +238,7 @@ void h_dlq_replay(struct http_req *r, struct http_resp *w)
 
     if (http_only_params(r, w, " "))
         return;
-    body = r->body_len ? object_body(r, w) : json_object();
+    body = r->body_len ? route_object_body(r, w) : json_object();
     if (body == NULL)
         return;
     rc = dlq_replay(r->st, body, r->who.actor, r->req_id, &out, &errs, &e);

@@ -5,6 +5,17 @@
 
 #include "http.h"
 
+/* What the route files share (routes.c). */
+/* The route's first {id}: a positive integer, else 404 "no such WHAT" and -1. */
+int route_id(struct http_req *r, struct http_resp *w, const char *what, int64_t *id);
+/* A JSON object body (caller owns it), or NULL once 400 (malformed), 413 or 422 (not an
+ * object) is answered. */
+json_t *route_object_body(struct http_req *r, struct http_resp *w);
+/* Answers rc: 422 invalid_code with every problem of errs (or the one field an E_INVAL
+ * names), another error as the server maps it, else status with out (stolen either way). */
+void route_answer(struct http_req *r, struct http_resp *w, int rc, const struct err *e,
+                  const struct errlist *errs, const char *invalid_code, int status, json_t *out);
+
 /* routes_segment.c */
 void h_segments_preview(struct http_req *r, struct http_resp *w);
 void h_segments_create(struct http_req *r, struct http_resp *w);
@@ -34,6 +45,15 @@ void h_run_messages(struct http_req *r, struct http_resp *w);
 void h_run_resend_failed(struct http_req *r, struct http_resp *w);
 void h_dlq_list(struct http_req *r, struct http_resp *w);
 void h_dlq_replay(struct http_req *r, struct http_resp *w);
+/* routes_template.c */
+void h_templates_create(struct http_req *r, struct http_resp *w);
+void h_templates_list(struct http_req *r, struct http_resp *w);
+void h_template_get(struct http_req *r, struct http_resp *w);
+void h_template_update(struct http_req *r, struct http_resp *w);
+void h_template_delete(struct http_req *r, struct http_resp *w);
+void h_template_versions(struct http_req *r, struct http_resp *w);
+void h_template_preview(struct http_req *r, struct http_resp *w);
+void h_template_test_send(struct http_req *r, struct http_resp *w);
 
 /* routes_ingest.c */
 void h_tracking(struct http_req *r, struct http_resp *w);

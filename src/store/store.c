@@ -7,6 +7,7 @@
  * created under a strange name; so is any other URL (scheme://), while a path with a
  * colon in it ("backup:2024") stays a path. */
 #include <pthread.h>
+#include <stdio.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,4 +228,55 @@ void store_sync_checkpoint_release(struct store_sync_checkpoint *c)
     free(c->key);
     free(c->trail);
     memset(c, 0, sizeof *c);
+}
+
+/* ---- the send ledger's names ------------------------------------------------------- */
+
+static const char *const msg_state_names[MSG_STATES] = {
+    [MSG_QUEUED] = "queued",   [MSG_SENDING] = "sending", [MSG_SENT] = "sent",
+    [MSG_RETRY] = "retry",     [MSG_FAILED] = "failed",   [MSG_DEAD] = "dead",
+    [MSG_SKIPPED] = "skipped",
+};
+
+const char *store_msg_state_name(int s)
+{
+    return s >= 0 && s < MSG_STATES ? msg_state_names[s] : "unknown";
+}
+
+int store_msg_state_parse(const char *s)
+{
+    int i;
+
+    for (i = 0; s && i < MSG_STATES; i++)
+        if (strcmp(s, msg_state_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void store_message_id(int64_t run_id, int64_t contact_id, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%lld.%lld", (long long)run_id, (long long)contact_id);
+}
+
+/* One positive id in canonical form (digits, no sign, no leading zero). */
+static int message_id_part(const char *s, size_t n, int64_t *out)
+{
+    size_t i;
+
+    if (n == 0 || s[0] == '0')
+        return E_INVAL;
+    for (i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return E_INVAL;
+    return parse_i64(s, n, out);
+}
+
+int store_message_id_parse(const char *s, int64_t *run_id, int64_t *contact_id)
+{
+    const char *dot = s ? strchr(s, '.') : NULL;
+
+    if (dot == NULL || message_id_part(s, (size_t)(dot - s), run_id) ||
+        message_id_part(dot + 1, strlen(dot + 1), contact_id))
+        return E_INVAL;
+    return 0;
 }

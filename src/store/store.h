@@ -40,8 +40,9 @@
  *    lease has expired; the owner renews the lease while it works and clears it when
  *    done; after the expiry anyone may reclaim the row (its owner is presumed dead),
  *    so the work is done at least once and the owner must check its lease before it
- *    records the result. No table uses leases yet: the first user adds its claim,
- *    renew and release functions here, with their conformance tests.
+ *    records the result. The send ledger is the first user (store_messages_claim,
+ *    _renew, store_message_complete, _recover; tests/unit/ledger.c); the next adds
+ *    its claim, renew and release functions here, with their conformance tests.
  *    (store_segments_claim_due is a lease of one period on a schedule.)
  *
  * What is not promised is optional: the speed hints in struct store_caps. */

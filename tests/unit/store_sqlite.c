@@ -171,6 +171,57 @@ UTEST(events, the_v3_migration_moves_rows_into_blocks)
     free(d);
 }
 
+/* A store at schema 10 (the latest before the send half) gains its tables, and the
+ * ledger works on its contacts. */
+static int grab_msg(void *ctx, const struct store_msg *m)
+{
+    struct store_msg *out = ctx;
+    *out = *m; /* the ids only are read after the callback */
+    return 0;
+}
+
+UTEST(store, the_v11_migration_adds_the_send_tables)
+{
+    char *d = test_tmpdir(), path[512];
+    struct store_campaign c = {.name = "c", .state = "draft", .created_by = "t"};
+    struct store_run r = {.state = "running", .provider = "smtp", .created_by = "t"};
+    struct store_msg got = {0};
+    struct store *st = open_with(d, 1000);
+    struct err e = {0};
+    int64_t contact = 1, n = 0;
+    sqlite3 *db;
+    int v;
+
+    store_close(st);
+    snprintf(path, sizeof path, "%s/engage.db", d);
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "DROP TABLE templates; DROP TABLE template_versions;"
+                              " DROP TABLE campaigns; DROP TABLE campaign_runs;"
+                              " DROP TABLE messages; PRAGMA user_version = 10;"
+                              "INSERT INTO contacts(id, external_id, email, attrs, consent,"
+                              " created_at, updated_at, seq) VALUES"
+                              " (1, 'c1', 'c1@example.com', '{}', 0, 1, 1, 1);",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    st = open_with(d, 1000);
+    cr_assert_eq(store_schema_version(st, &v, &e), 0);
+    cr_assert_eq(v, 11);
+    begin(st);
+    cr_assert_eq(store_campaign_insert(st, &c, &e), 0, "%s", e.msg);
+    r.campaign_id = c.id;
+    cr_assert_eq(store_run_insert(st, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(store_messages_create(st, r.id, &contact, 1, 1, 1, 5, &n, &e), 0, "%s", e.msg);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(store_messages_claim(st, r.id, "o", 5, 1000, 10, grab_msg, &got, &e), 0, "%s",
+                 e.msg);
+    commit(st);
+    cr_assert_eq(got.contact_id, 1);
+    store_close(st);
+    free(d);
+}
+
 /* ---- locations, files, capabilities ---- */
 
 UTEST(sqlite, a_bare_path_and_sqlite_dir_open_the_same_store)

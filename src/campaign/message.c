@@ -1,0 +1,285 @@
+/* campaign/message.c -- one stored template version, compiled and rendered per contact.
+ *
+ * DESIGN: a version's three parts are compiled once (the subject, the HTML, and the
+ * text given or derived from the HTML source with template_html_to_text, then compiled
+ * like a written one) into an immutable struct message_template that any number of
+ * threads render at once. Values come from the contact through one lookup: the
+ * built-ins email, external_id and unsubscribe_url first (an attribute of the same name
+ * cannot replace the unsubscribe link), then the attributes, written plainly (strings
+ * as they are, numbers in their shortest exact form, true/false; null, arrays and
+ * objects count as missing). Bulk mail must show an unsubscribe link in its body: a
+ * part that has no {{ unsubscribe_url }} of its own gets a small footer with it, itself
+ * a compiled template so the link is escaped like any value (docs/templates.md,
+ * "The unsubscribe footer"). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../core/map.h"
+#include "../store/store.h"
+#include "campaign.h"
+
+/* The footers: the link inside the HTML body (before </body>) and at the end of the text. */
+static const char footer_html_src[] = "<p style=\"font-size:12px;color:#666666;margin-top:24px\">"
+                                      "You receive this email because you subscribed. "
+                                      "<a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p>";
+/* After a blank line: the text part gets a line break first when it does not end with one. */
+static const char footer_text_src[] = "\n-- \nUnsubscribe: {{ unsubscribe_url }}\n";
+
+struct message_template {
+    struct template *subject, *html, *text;
+    struct template *footer_html, *footer_text; /* NULL when the part shows the link itself */
+    char *from_email, *from_name, *reply_to;
+};
+
+static int shows_unsubscribe(const struct template *t)
+{
+    for (size_t i = 0; i < template_token_count(t); i++)
+        if (strcmp(template_token_name(t, i), "unsubscribe_url") == 0)
+            return 1;
+    return 0;
+}
+
+/* Compiles one part; a syntax error (or a part past the limits) becomes an errlist entry
+ * at path, prefixed by what (for the derived text), and E_INVAL. */
+static int compile_part(const char *src, const char *path, const char *what, struct template **out,
+                        struct errlist *errs, struct err *e)
+{
+    struct err ce = {0};
+    int rc = template_compile(out, src, strlen(src), &ce);
+
+    if (rc == E_INVAL || rc == E_TOOBIG) {
+        errlist_add(errs, path, "%s%s", what, ce.msg);
+        return ERR(e, E_INVAL, "%s does not compile: %s", path, ce.msg);
+    }
+    if (rc)
+        *e = ce;
+    return rc;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s && *s ? xstrdup(s) : NULL;
+}
+
+int message_template_compile(const struct store_template *t, struct message_template **out,
+                             struct errlist *errs, struct err *e)
+{
+    struct message_template *mt = xcalloc(1, sizeof *mt);
+    struct buf derived;
+    int rc = 0, r;
+
+    buf_init(&derived);
+    *out = NULL;
+    /* Every part is compiled, so that every problem is reported at once. */
+    r = compile_part(t->subject ? t->subject : "", "/subject", "", &mt->subject, errs, e);
+    rc = rc ? rc : r;
+    r = compile_part(t->html ? t->html : "", "/html", "", &mt->html, errs, e);
+    rc = rc ? rc : r;
+    if (t->text) {
+        r = compile_part(t->text, "/text", "", &mt->text, errs, e);
+    } else if (r == 0) {
+        /* An entity can decode to '{': the derived text may not compile where the HTML did. */
+        const char *html = t->html ? t->html : "";
+        r = template_html_to_text(html, strlen(html), &derived, e);
+        if (r == 0)
+            r = compile_part(derived.p ? derived.p : "", "/html",
+                             "the text part derived from the HTML does not compile: ", &mt->text,
+                             errs, e);
+    }
+    rc = rc ? rc : r;
+    if (rc)
+        goto out;
+    if (!shows_unsubscribe(mt->html))
+        rc = compile_part(footer_html_src, "/html", "", &mt->footer_html, errs, e);
+    if (rc == 0 && !shows_unsubscribe(mt->text))
+        rc = compile_part(footer_text_src, "/text", "", &mt->footer_text, errs, e);
+    if (rc)
+        goto out;
+    mt->from_email = xstrdup(t->from_email ? t->from_email : "");
+    mt->from_name = dup_or_null(t->from_name);
+    mt->reply_to = dup_or_null(t->reply_to);
+    *out = mt;
+    mt = NULL;
+out:
+    buf_release(&derived);
+    message_template_free(mt);
+    return rc;
+}
+
+void message_template_free(struct message_template *mt)
+{
+    if (mt == NULL)
+        return;
+    template_free(mt->subject);
+    template_free(mt->html);
+    template_free(mt->text);
+    template_free(mt->footer_html);
+    template_free(mt->footer_text);
+    free(mt->from_email);
+    free(mt->from_name);
+    free(mt->reply_to);
+    free(mt);
+}
+
+int message_template_has_unsubscribe(const struct message_template *mt)
+{
+    return mt->footer_html == NULL;
+}
+
+int message_template_footer_added(const struct message_template *mt)
+{
+    return mt->footer_html != NULL || mt->footer_text != NULL;
+}
+
+const char *message_template_from_email(const struct message_template *mt)
+{
+    return mt->from_email;
+}
+
+const char *message_template_from_name(const struct message_template *mt)
+{
+    return mt->from_name;
+}
+
+const char *message_template_reply_to(const struct message_template *mt)
+{
+    return mt->reply_to;
+}
+
+/* ---- the contact's values ---------------------------------------------------------------- */
+
+struct lookup_ctx {
+    const struct message_contact *c;
+    char num[40]; /* a number written out: valid until the next lookup */
+};
+
+/* A real in the shortest form that reads back as the same value ("0.1", "3", "1e+21"). */
+static void real_plain(double v, char *out, size_t cap)
+{
+    int prec;
+
+    for (prec = 15; prec <= 17; prec++) {
+        snprintf(out, cap, "%.*g", prec, v);
+        if (strtod(out, NULL) == v)
+            return;
+    }
+}
+
+static const char *contact_value(void *ctx, const char *name, size_t *len)
+{
+    struct lookup_ctx *l = ctx;
+    const struct message_contact *c = l->c;
+    const char *v = NULL;
+    const json_t *a;
+
+    if (strcmp(name, "email") == 0)
+        v = c->email;
+    else if (strcmp(name, "external_id") == 0)
+        v = c->external_id;
+    else if (strcmp(name, "unsubscribe_url") == 0)
+        v = c->unsubscribe_url;
+    else if ((a = c->attrs ? json_object_get(c->attrs, name) : NULL) != NULL) {
+        switch (json_typeof(a)) {
+        case JSON_STRING:
+            *len = json_string_length(a);
+            return json_string_value(a);
+        case JSON_INTEGER:
+            snprintf(l->num, sizeof l->num, "%" JSON_INTEGER_FORMAT, json_integer_value(a));
+            v = l->num;
+            break;
+        case JSON_REAL:
+            if (isfinite(json_real_value(a))) {
+                real_plain(json_real_value(a), l->num, sizeof l->num);
+                v = l->num;
+            }
+            break;
+        case JSON_TRUE:
+            v = "true";
+            break;
+        case JSON_FALSE:
+            v = "false";
+            break;
+        default: /* null, arrays and objects: missing */
+            break;
+        }
+    }
+    if (v)
+        *len = strlen(v);
+    return v;
+}
+
+/* ---- rendering --------------------------------------------------------------------------- */
+
+void message_rendered_release(struct message_rendered *r)
+{
+    buf_release(&r->subject);
+    buf_release(&r->html);
+    buf_release(&r->text);
+}
+
+/* Where the HTML footer goes: before the last </body> (any case), else at the end. */
+static size_t footer_at(const struct buf *html)
+{
+    size_t i = html->len;
+
+    while (i > 0) {
+        i--;
+        if (html->p[i] == '<' && i + 6 <= html->len && strncasecmp(html->p + i, "</body", 6) == 0)
+            return i;
+    }
+    return html->len;
+}
+
+/* Renders footer into html at the footer's place. */
+static int add_html_footer(const struct template *footer, struct lookup_ctx *l, struct buf *html,
+                           struct err *e)
+{
+    size_t at = footer_at(html), tail = html->len - at;
+    struct buf f;
+    int rc;
+
+    buf_init(&f);
+    rc = template_render(footer, TEMPLATE_HTML, contact_value, l, &f, e);
+    if (rc == 0) {
+        buf_add(html, f.p, f.len); /* grows html by the footer's length, then shifts */
+        memmove(html->p + at + f.len, html->p + at, tail);
+        memcpy(html->p + at, f.p, f.len);
+    }
+    buf_release(&f);
+    return rc;
+}
+
+int message_render(const struct message_template *mt, const struct message_contact *c,
+                   struct message_rendered *out, struct err *e)
+{
+    struct lookup_ctx l = {.c = c};
+    int rc;
+
+    buf_reset(&out->subject);
+    buf_reset(&out->html);
+    buf_reset(&out->text);
+    rc = template_render(mt->subject, TEMPLATE_HEADER, contact_value, &l, &out->subject, e);
+    if (rc == 0)
+        rc = template_render(mt->html, TEMPLATE_HTML, contact_value, &l, &out->html, e);
+    if (rc == 0 && mt->footer_html)
+        rc = add_html_footer(mt->footer_html, &l, &out->html, e);
+    if (rc == 0)
+        rc = template_render(mt->text, TEMPLATE_TEXT, contact_value, &l, &out->text, e);
+    if (rc == 0 && mt->footer_text) {
+        if (out->text.len && out->text.p[out->text.len - 1] != '\n')
+            buf_addc(&out->text, '\n');
+        rc = template_render(mt->footer_text, TEMPLATE_TEXT, contact_value, &l, &out->text, e);
+    }
+    return rc;
+}
+
+int message_missing(const struct message_template *mt, const struct message_contact *c)
+{
+    struct lookup_ctx l = {.c = c};
+
+    return template_missing(mt->subject, contact_value, &l) ||
+           template_missing(mt->html, contact_value, &l) ||
+           template_missing(mt->text, contact_value, &l);
+}

@@ -1,0 +1,732 @@
+/* tests/unit/provider.c -- providers (src/provider/).
+ *
+ * The classification of SMTP replies as a table; the id headers of every ESP, exactly;
+ * the built-in outbox; configuration errors naming the section and key; the outbox's
+ * whole-file writes; and the smtp type against a real Postfix smtp-sink started here
+ * on a free loopback port: several messages over one connection (the sink counts one
+ * session and keeps every message, read back from its dump files), the sink made to
+ * refuse RCPT with a 4xx and with a 5.1.1, to reject the final dot, to answer 421, to
+ * refuse the greeting and to hang up mid-transaction, and nothing listening at all. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "helpers.h"
+#include "provider/provider.h"
+
+/* ---- classification ---------------------------------------------------------------- */
+
+UTEST(provider, classify_table)
+{
+    static const struct {
+        int code;
+        const char *text;
+        enum provider_outcome outcome;
+        const char *status;
+        int hard;
+        const char *queue_id;
+    } t[] = {
+        {250, "250 2.0.0 Ok", PROVIDER_SENT, "2.0.0", 0, ""},
+        {250, "250 2.0.0 Ok: queued as ABC123", PROVIDER_SENT, "2.0.0", 0, "ABC123"},
+        {250, "Ok: queued as 4XyZ9", PROVIDER_SENT, "", 0, "4XyZ9"},
+        {250, "250 Ok 0100018c5f1d2e3a-00000000-0000-0000-0000-000000000000-000000",
+         PROVIDER_SENT, "", 0, "0100018c5f1d2e3a-00000000-0000-0000-0000-000000000000-000000"},
+        {421, "421 4.4.2 Service shutting down", PROVIDER_RETRY, "4.4.2", 0, ""},
+        {450, "450 4.2.2 Mailbox full", PROVIDER_RETRY, "4.2.2", 0, ""},
+        {451, "451 4.3.0 Error: queue file write error", PROVIDER_RETRY, "4.3.0", 0, ""},
+        {452, "452 Too many recipients", PROVIDER_RETRY, "", 0, ""},
+        {454, "454 4.7.0 TLS not available due to temporary reason", PROVIDER_RETRY, "4.7.0", 0,
+         ""},
+        {550, "550 5.1.1 <x@example.org>: Recipient address rejected: User unknown",
+         PROVIDER_FAILED, "5.1.1", 1, ""},
+        {550, "550 5.7.1 Message rejected as spam", PROVIDER_FAILED, "5.7.1", 0, ""},
+        {552, "552 5.2.2 Mailbox full", PROVIDER_FAILED, "5.2.2", 0, ""},
+        {553, "553 5.1.3 Bad recipient address syntax", PROVIDER_FAILED, "5.1.3", 1, ""},
+        {554, "554 Transaction failed", PROVIDER_FAILED, "", 0, ""},
+        {0, "", PROVIDER_RETRY, "", 0, ""},
+        {0, NULL, PROVIDER_RETRY, "", 0, ""},
+        {354, "354 End data", PROVIDER_RETRY, "", 0, ""},
+        {550, "550 5.1.10 Recipient not found", PROVIDER_FAILED, "5.1.10", 1, ""},
+        {550, "550 5.1 not a status", PROVIDER_FAILED, "", 0, ""},
+    };
+
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        struct provider_result r;
+        memset(&r, 0x5a, sizeof r);
+        provider_classify_smtp(t[i].code, t[i].text, &r);
+        cr_assert_eq(r.outcome, t[i].outcome, "row %zu (%d)", i, t[i].code);
+        cr_assert_eq(r.code, t[i].code, "row %zu", i);
+        cr_assert_str_eq(r.status, t[i].status, "row %zu", i);
+        cr_assert_eq(r.hard_bounce, t[i].hard, "row %zu", i);
+        cr_assert_str_eq(r.queue_id, t[i].queue_id, "row %zu", i);
+        cr_assert_str_eq(r.text, t[i].text ? t[i].text : "", "row %zu", i);
+    }
+}
+
+/* ---- the id headers --------------------------------------------------------------- */
+
+static void collect(void *ctx, const char *name, const char *value)
+{
+    buf_printf(ctx, "%s: %s\n", name, value);
+}
+
+UTEST(provider, id_headers_per_esp)
+{
+    static const struct {
+        enum provider_esp esp;
+        const char *want;
+    } t[] = {
+        {ESP_PLAIN, "X-Engage-Message-Id: 12.345\n"},
+        {ESP_SENDGRID, "X-SMTPAPI: {\"unique_args\":{\"engage_message_id\":\"12.345\"}}\n"
+                       "X-Engage-Message-Id: 12.345\n"},
+        {ESP_MAILGUN, "X-Mailgun-Variables: {\"engage_message_id\": \"12.345\"}\n"
+                      "X-Engage-Message-Id: 12.345\n"},
+        {ESP_POSTMARK, "X-PM-Metadata-engage_message_id: 12.345\nX-Engage-Message-Id: 12.345\n"},
+        {ESP_SES, "X-SES-MESSAGE-TAGS: engage_message_id=12.345\nX-Engage-Message-Id: 12.345\n"},
+    };
+
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        struct provider p = {.esp = t[i].esp};
+        struct buf b;
+        enum provider_esp back;
+        buf_init(&b);
+        provider_id_headers(&p, "12.345", collect, &b);
+        cr_assert_str_eq(b.p, t[i].want);
+        cr_assert_eq(provider_esp_parse(provider_esp_name(t[i].esp), &back), 0);
+        cr_assert_eq(back, t[i].esp);
+        buf_release(&b);
+    }
+    {
+        enum provider_esp e;
+        cr_assert_eq(provider_esp_parse("sendgird", &e), E_INVAL);
+        cr_assert_eq(provider_esp_parse("", &e), E_INVAL);
+    }
+}
+
+/* ---- configuration ------------------------------------------------------------------ */
+
+static int load(struct config *c, const char *dir, const char *text, struct err *e)
+{
+    char *path = xasprintf("%s/engage.conf", dir);
+    int rc;
+
+    config_defaults(c, dir);
+    write_file(path, text);
+    rc = config_load_file(c, path, 1, e);
+    free(path);
+    return rc;
+}
+
+UTEST(provider, default_outbox_without_a_section)
+{
+    char *dir = test_tmpdir();
+    struct config cfg;
+    struct provider_set *s = NULL;
+    const struct provider *p;
+    struct err e = {0};
+
+    config_defaults(&cfg, dir);
+    cr_assert_eq(provider_set_new(&s, &cfg, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_count(s), 1);
+    p = provider_find(s, NULL);
+    cr_assert_not_null(p);
+    cr_assert_eq(p, provider_find(s, ""));
+    cr_assert_eq(p, provider_find(s, "outbox"));
+    cr_assert_eq(p, provider_at(s, 0));
+    cr_assert_null(provider_at(s, 1));
+    cr_assert_null(provider_find(s, "smtp"));
+    cr_assert_str_eq(p->name, "outbox");
+    cr_assert_str_eq(p->ops->type, "outbox");
+    cr_assert_eq(p->needs_public_url, 0);
+    cr_assert_eq(p->esp, ESP_PLAIN);
+    provider_set_free(s);
+    config_release(&cfg);
+    free(dir);
+}
+
+UTEST(provider, sections_with_their_keys)
+{
+    char *dir = test_tmpdir();
+    struct config cfg;
+    struct provider_set *s = NULL;
+    struct err e = {0};
+    struct buf dump;
+    const struct provider *p;
+
+    setenv("ENGAGE_TEST_SMTP_PW", "hunter2", 1);
+    cr_assert_eq(load(&cfg, dir,
+                      "[provider:relay]\ntype = smtp\nurl = smtps://mail.example.com:465\n"
+                      "username = u\npassword_env = ENGAGE_TEST_SMTP_PW\nesp = sendgrid\n"
+                      "starttls = required\ntls_verify = false\nconnect_timeout_s = 5\n"
+                      "timeout_s = 600\nrate_per_second = 100\nmax_connections = 2\n"
+                      "from = News <news@example.com>\n"
+                      "[provider:files]\ntype = outbox\ndir = /tmp/x-outbox\n",
+                      &e),
+                 0, "%s", e.msg);
+    cr_assert_eq(cfg.nproviders, 2);
+    cr_assert_str_eq(cfg.providers[0].esp, "sendgrid");
+    cr_assert_eq(cfg.providers[0].starttls_required, 1);
+    cr_assert_eq(cfg.providers[0].tls_verify, 0);
+    cr_assert_eq(cfg.providers[0].connect_timeout_s, 5);
+    cr_assert_eq(cfg.providers[0].timeout_s, 600);
+    cr_assert_eq(cfg.providers[1].tls_verify, 1, "default");
+    cr_assert_eq(cfg.providers[1].timeout_s, 120, "default");
+    cr_assert_eq(cfg.providers[1].connect_timeout_s, 10, "default");
+    cr_assert_str_eq(cfg.providers[1].esp, "plain", "default");
+    cr_assert_str_eq(cfg.providers[1].dir, "/tmp/x-outbox");
+    cr_assert_eq(provider_set_new(&s, &cfg, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_count(s), 2);
+    p = provider_find(s, NULL);
+    cr_assert_str_eq(p->name, "relay", "the first section is the default");
+    cr_assert_eq(p->esp, ESP_SENDGRID);
+    cr_assert_eq(p->needs_public_url, 1);
+    cr_assert_eq(p->rate_per_second, 100);
+    cr_assert_eq(p->max_connections, 2);
+    cr_assert_str_eq(p->from, "News <news@example.com>");
+    cr_assert_eq(provider_find(s, "files")->needs_public_url, 0);
+    buf_init(&dump);
+    config_dump(&cfg, &dump);
+    cr_assert_not_null(strstr(dump.p, "[provider:relay]\ntype = smtp\n"));
+    cr_assert_not_null(strstr(dump.p, "esp = sendgrid\nstarttls = required\ntls_verify = false\n"));
+    cr_assert_not_null(strstr(dump.p, "timeout_s = 600\n"));
+    cr_assert_not_null(strstr(dump.p, "; secret from env:ENGAGE_TEST_SMTP_PW\n"));
+    cr_assert_null(strstr(dump.p, "hunter2"), "the password is never shown");
+    cr_assert_not_null(strstr(dump.p, "dir = /tmp/x-outbox\n"));
+    buf_release(&dump);
+    provider_set_free(s);
+    config_release(&cfg);
+    free(dir);
+}
+
+/* The configuration loads, and provider_set_new refuses it with want in the message. */
+static void set_fails(const char *text, const char *want)
+{
+    char *dir = test_tmpdir();
+    struct config cfg;
+    struct provider_set *s = (struct provider_set *)&cfg; /* must become NULL */
+    struct err e = {0};
+
+    cr_assert_eq(load(&cfg, dir, text, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_set_new(&s, &cfg, &e), E_INVAL, "accepted: %s", text);
+    cr_assert_null(s);
+    cr_assert_not_null(strstr(e.msg, want), "\"%s\" lacks \"%s\"", e.msg, want);
+    config_release(&cfg);
+    free(dir);
+}
+
+/* The configuration file itself is refused, with want in the message. */
+static void load_fails(const char *text, const char *want)
+{
+    char *dir = test_tmpdir();
+    struct config cfg;
+    struct err e = {0};
+
+    cr_assert_neq(load(&cfg, dir, text, &e), 0, "accepted: %s", text);
+    cr_assert_not_null(strstr(e.msg, want), "\"%s\" lacks \"%s\"", e.msg, want);
+    config_release(&cfg);
+    free(dir);
+}
+
+UTEST(provider, configuration_errors_name_the_section_and_key)
+{
+    set_fails("[provider:p]\ntype = carrier-pigeon\n", "[provider:p] type: expected smtp or outbox");
+    set_fails("[provider:p]\nurl = smtp://x\n", "[provider:p] type: missing");
+    set_fails("[provider:p]\ntype = smtp\nurl = http://mail.example.com\n", "[provider:p] url");
+    set_fails("[provider:p]\ntype = smtp\n", "[provider:p] url");
+    set_fails("[provider:p]\ntype = smtp\nurl = smtp://\n", "[provider:p] url: no host");
+    set_fails("[provider:p]\ntype = smtp\nurl = smtp://h\nesp = sendgird\n",
+              "[provider:p] esp: expected plain, sendgrid, mailgun, postmark or ses, got "
+              "\"sendgird\"");
+    set_fails("[provider:p]\ntype = smtp\nurl = smtp://h\nusername = u\n",
+              "[provider:p] password_env");
+    set_fails("[provider:a]\ntype = outbox\n[provider:b]\ntype = nope\n", "[provider:b] type");
+    load_fails("[provider:p]\nstarttls = maybe\n",
+               "[provider:p] starttls: expected auto or required");
+    load_fails("[provider:p]\ntls_verify = no\n", "[provider:p] tls_verify: expected true or false");
+    load_fails("[provider:p]\ntimeout_s = 0\n", "[provider:p] timeout_s: expected an integer");
+    load_fails("[provider:p]\nconnect_timeout_s = x\n", "[provider:p] connect_timeout_s");
+    load_fails("[provider:p]\npassword = hunter2\n", "[provider:p] password: secrets are not");
+    load_fails("[webhook:w]\nesp = sendgrid\n", "[webhook:w] esp: unknown key");
+    load_fails("[webhook:w]\ndir = /tmp\n", "[webhook:w] dir: unknown key");
+}
+
+/* ---- the outbox --------------------------------------------------------------------- */
+
+static const char msg_text[] = "From: news@example.com\r\nTo: jane@example.org\r\nSubject: hi\r\n"
+                               "\r\n.a line that starts with a dot\r\nbody\r\n";
+
+static struct provider_message message(const char *id)
+{
+    struct provider_message m = {.mail_from = "news@example.com",
+                                 .rcpt_to = "jane@example.org",
+                                 .data = msg_text,
+                                 .len = sizeof msg_text - 1,
+                                 .message_id = id};
+    return m;
+}
+
+/* Names in dir, sorted, one a line. */
+static void list_dir(const char *dir, struct buf *out)
+{
+    struct dirent **names;
+    int n = scandir(dir, &names, NULL, alphasort);
+
+    cr_assert_geq(n, 0, "cannot read %s", dir);
+    for (int i = 0; i < n; i++) {
+        if (strcmp(names[i]->d_name, ".") && strcmp(names[i]->d_name, ".."))
+            buf_printf(out, "%s\n", names[i]->d_name);
+        free(names[i]);
+    }
+    free(names);
+}
+
+UTEST(provider, outbox_writes_whole_files_and_no_temporary_one)
+{
+    char *dir = test_tmpdir(), *path, *data = NULL;
+    struct config cfg;
+    struct provider_set *s = NULL;
+    struct provider_conn *c = NULL;
+    struct provider_result r;
+    struct provider_message m = message("3.4");
+    struct err e = {0};
+    struct buf names;
+    struct stat st;
+    size_t n;
+
+    config_defaults(&cfg, dir);
+    cr_assert_eq(provider_set_new(&s, &cfg, &e), 0, "%s", e.msg);
+    path = xasprintf("%s/outbox", dir);
+    cr_assert_neq(stat(path, &st), 0, "made at the first open, not before");
+    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0700);
+    provider_send(c, &m, &r);
+    cr_assert_eq(r.outcome, PROVIDER_SENT, "%s", r.text);
+    cr_assert_str_eq(r.queue_id, "3.4.eml");
+    m = message("3.5");
+    provider_send(c, &m, &r);
+    cr_assert_eq(r.outcome, PROVIDER_SENT, "%s", r.text);
+    provider_send(c, &m, &r); /* the same row again: the same file, replaced */
+    cr_assert_eq(r.outcome, PROVIDER_SENT, "%s", r.text);
+    m = message("../escape");
+    provider_send(c, &m, &r);
+    cr_assert_eq(r.outcome, PROVIDER_FAILED);
+    m = message(".hidden");
+    provider_send(c, &m, &r);
+    cr_assert_eq(r.outcome, PROVIDER_FAILED);
+    provider_close(c);
+    buf_init(&names);
+    list_dir(path, &names);
+    cr_assert_str_eq(names.p, "3.4.eml\n3.5.eml\n", "exactly the messages, nothing else");
+    free(path);
+    path = xasprintf("%s/outbox/3.4.eml", dir);
+    cr_assert_eq(file_read_all(path, 1 << 20, &data, &n, &e), 0, "%s", e.msg);
+    cr_assert_eq(n, sizeof msg_text - 1);
+    cr_assert_eq(memcmp(data, msg_text, n), 0);
+    free(data);
+    free(path);
+    buf_release(&names);
+    provider_set_free(s);
+    config_release(&cfg);
+    free(dir);
+}
+
+UTEST(provider, outbox_that_cannot_write_says_retry)
+{
+    char *dir = test_tmpdir(), *text, *sub;
+    struct config cfg;
+    struct provider_set *s = NULL;
+    struct provider_conn *c = NULL;
+    struct provider_result r;
+    struct provider_message m = message("1.1");
+    struct err e = {0};
+
+    sub = xasprintf("%s/box", dir);
+    text = xasprintf("[provider:f]\ntype = outbox\ndir = %s\n", sub);
+    cr_assert_eq(load(&cfg, dir, text, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_set_new(&s, &cfg, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_open(provider_find(s, "f"), &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(rmdir(sub), 0); /* gone under it */
+    provider_send(c, &m, &r);
+    cr_assert_eq(r.outcome, PROVIDER_RETRY);
+    cr_assert_not_null(strstr(r.text, "cannot write"), "%s", r.text);
+    provider_close(c);
+    provider_set_free(s);
+    config_release(&cfg);
+    free(text);
+    free(sub);
+    free(dir);
+}
+
+/* ---- smtp against Postfix's smtp-sink --------------------------------------------------- */
+
+struct sink {
+    pid_t pid;
+    int port;
+    char *dir, *out;
+};
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* 1 once something listens on 127.0.0.1:port (read from /proc: a probe connection
+ * would count as a session of the sink). */
+static int listening(int port)
+{
+    char line[512], want[32];
+    FILE *f = fopen("/proc/net/tcp", "r");
+    int found = 0;
+
+    cr_assert_not_null(f);
+    snprintf(want, sizeof want, "0100007F:%04X 00000000:0000 0A", port);
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, want) != NULL;
+    fclose(f);
+    return found;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Starts smtp-sink with the options opts (NULL-terminated) on a free port; it dumps
+ * every message into its own directory and prints its counters into a file. */
+static void sink_start(struct sink *s, const char *const *opts)
+{
+    const char *argv[32];
+    char listen[64], *dump;
+    int n = 0, i;
+
+    s->dir = test_tmpdir();
+    s->out = xasprintf("%s/counters", s->dir);
+    dump = xasprintf("%s/m.", s->dir);
+    s->port = free_port();
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
+    argv[n++] = "/usr/sbin/smtp-sink";
+    if (geteuid() == 0) {
+        argv[n++] = "-u";
+        argv[n++] = "nobody";
+        chmod(s->dir, 0777); /* the dumps are written as nobody */
+    }
+    argv[n++] = "-c";
+    argv[n++] = "-d";
+    argv[n++] = dump;
+    for (i = 0; opts && opts[i]; i++)
+        argv[n++] = opts[i];
+    argv[n++] = listen;
+    argv[n++] = "100";
+    argv[n] = NULL;
+    cr_assert_eq(access(argv[0], X_OK), 0, "smtp-sink missing: scripts/install-deps.sh --test");
+    s->pid = fork();
+    cr_assert_geq(s->pid, 0);
+    if (s->pid == 0) {
+        int fd = open(s->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    for (i = 0; i < 500 && !listening(s->port); i++)
+        pause_ms(20);
+    cr_assert(listening(s->port), "smtp-sink did not start");
+    free(dump);
+}
+
+static void sink_stop(struct sink *s)
+{
+    kill(s->pid, SIGTERM);
+    waitpid(s->pid, NULL, 0);
+    free(s->out);
+    free(s->dir);
+}
+
+/* The sink's last printed value of counter name ("sess", "quit", "mesg"), or -1. */
+static long sink_counter(const struct sink *s, const char *name)
+{
+    char *data = NULL, *p, *last = NULL, want[16];
+    size_t n;
+    long v = -1;
+    struct err e = {0};
+
+    if (file_read_all(s->out, 1 << 20, &data, &n, &e))
+        return -1;
+    snprintf(want, sizeof want, "%s=", name);
+    for (p = strstr(data, want); p; p = strstr(p + 1, want))
+        last = p;
+    if (last)
+        v = strtol(last + strlen(want), NULL, 10);
+    free(data);
+    return v;
+}
+
+/* Waits (a condition, not a timing assertion) until counter name reaches at least v. */
+static void sink_wait(const struct sink *s, const char *name, long v)
+{
+    for (int i = 0; i < 500 && sink_counter(s, name) < v; i++)
+        pause_ms(20);
+}
+
+/* A provider set with one smtp provider to port (and extra keys). */
+static struct provider_set *smtp_set(int port, const char *extra)
+{
+    char *dir = test_tmpdir(), *text;
+    static struct config cfg; /* outlives the set; released by the caller's set_done */
+    struct provider_set *s = NULL;
+    struct err e = {0};
+
+    text = xasprintf("[provider:sink]\ntype = smtp\nurl = smtp://127.0.0.1:%d\n"
+                     "connect_timeout_s = 5\ntimeout_s = 30\n%s",
+                     port, extra ? extra : "");
+    cr_assert_eq(load(&cfg, dir, text, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_set_new(&s, &cfg, &e), 0, "%s", e.msg);
+    free(text);
+    free(dir);
+    return s;
+}
+
+static void set_done(struct provider_set *s)
+{
+    provider_set_free(s);
+}
+
+/* Sends one message through a fresh connection of s; the result in r. */
+static void send_one(struct provider_set *s, struct provider_result *r)
+{
+    struct provider_conn *c = NULL;
+    struct provider_message m = message("1.1");
+    struct err e = {0};
+
+    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    provider_send(c, &m, r);
+    provider_close(c);
+}
+
+UTEST(provider, smtp_several_messages_over_one_connection)
+{
+    struct sink k;
+    struct provider_set *s;
+    struct provider_conn *c = NULL;
+    struct provider_result r;
+    struct err e = {0};
+    struct buf names;
+    char ids[5][8];
+    int i, files = 0;
+
+    sink_start(&k, NULL);
+    s = smtp_set(k.port, NULL);
+    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    for (i = 0; i < 5; i++) {
+        struct provider_message m;
+        snprintf(ids[i], sizeof ids[i], "9.%d", i);
+        m = message(ids[i]);
+        provider_send(c, &m, &r);
+        cr_assert_eq(r.outcome, PROVIDER_SENT, "message %d: %d %s", i, r.code, r.text);
+        cr_assert_eq(r.code, 250);
+        cr_assert_str_eq(r.status, "2.0.0");
+        cr_assert_str_eq(r.text, "250 2.0.0 Ok");
+    }
+    provider_close(c); /* QUIT */
+    sink_wait(&k, "quit", 1);
+    cr_assert_eq(sink_counter(&k, "mesg"), 5);
+    cr_assert_eq(sink_counter(&k, "sess"), 1, "five messages, one SMTP session");
+    cr_assert_eq(sink_counter(&k, "quit"), 1);
+    /* what the sink kept: five whole messages, the dot line unstuffed again */
+    buf_init(&names);
+    list_dir(k.dir, &names);
+    for (char *p = strstr(names.p, "m."); p; p = strstr(p + 1, "\nm.")) {
+        char *path = xasprintf("%s/%.*s", k.dir, (int)strcspn(p[0] == '\n' ? p + 1 : p, "\n"),
+                               p[0] == '\n' ? p + 1 : p),
+             *data = NULL;
+        size_t n;
+        cr_assert_eq(file_read_all(path, 1 << 20, &data, &n, &e), 0, "%s", e.msg);
+        cr_assert_not_null(strstr(data, "X-Rcpt-Args: <jane@example.org>"), "%s", data);
+        cr_assert_not_null(strstr(data, "Subject: hi\n\n.a line that starts with a dot\nbody\n"),
+                           "%s", data);
+        free(data);
+        free(path);
+        files++;
+    }
+    cr_assert_eq(files, 5);
+    buf_release(&names);
+    set_done(s);
+    sink_stop(&k);
+}
+
+UTEST(provider, smtp_4xx_at_rcpt_is_retry)
+{
+    static const char *const opts[] = {"-r", "RCPT", NULL};
+    struct sink k;
+    struct provider_set *s;
+    struct provider_result r;
+
+    sink_start(&k, opts);
+    s = smtp_set(k.port, NULL);
+    send_one(s, &r);
+    cr_assert_eq(r.outcome, PROVIDER_RETRY, "%d %s", r.code, r.text);
+    cr_assert_eq(r.code, 450);
+    cr_assert_str_eq(r.status, "4.3.0");
+    cr_assert_str_eq(r.text, "450 4.3.0 Error: command failed");
+    set_done(s);
+    sink_stop(&k);
+}
+
+UTEST(provider, smtp_5_1_1_at_rcpt_is_a_hard_bounce)
+{
+    static const char *const opts[] = {"-f", "RCPT", "-B", "550 5.1.1 User unknown", NULL};
+    struct sink k;
+    struct provider_set *s;
+    struct provider_result r;
+
+    struct provider_conn *c = NULL;
+    struct provider_message m = message("2.1");
+    struct err e = {0};
+
+    sink_start(&k, opts);
+    s = smtp_set(k.port, NULL);
+    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    for (int i = 0; i < 2; i++) { /* the second is not spoilt by the first's open MAIL */
+        provider_send(c, &m, &r);
+        cr_assert_eq(r.outcome, PROVIDER_FAILED, "%d %s", r.code, r.text);
+        cr_assert_eq(r.code, 550);
+        cr_assert_str_eq(r.status, "5.1.1");
+        cr_assert_eq(r.hard_bounce, 1);
+        cr_assert_str_eq(r.text, "550 5.1.1 User unknown");
+    }
+    provider_close(c);
+    sink_wait(&k, "sess", 2);
+    /* a transaction cut short is not reused: libcurl quits, the next one starts afresh */
+    cr_assert_eq(sink_counter(&k, "sess"), 2);
+    cr_assert_eq(sink_counter(&k, "quit"), 2);
+    cr_assert_eq(sink_counter(&k, "mesg"), 0);
+    set_done(s);
+    sink_stop(&k);
+}
+
+UTEST(provider, smtp_5xx_at_the_final_dot_is_failed_and_the_connection_stays)
+{
+    static const char *const opts[] = {"-f", ".", "-B", "554 5.7.1 Spam", NULL};
+    struct sink k;
+    struct provider_set *s;
+    struct provider_conn *c = NULL;
+    struct provider_result r;
+    struct provider_message m = message("2.1");
+    struct err e = {0};
+
+    sink_start(&k, opts);
+    s = smtp_set(k.port, NULL);
+    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    for (int i = 0; i < 2; i++) {
+        provider_send(c, &m, &r);
+        cr_assert_eq(r.outcome, PROVIDER_FAILED, "%d %s", r.code, r.text);
+        cr_assert_eq(r.code, 554);
+        cr_assert_str_eq(r.status, "5.7.1");
+        cr_assert_eq(r.hard_bounce, 0);
+    }
+    provider_close(c);
+    sink_wait(&k, "quit", 1);
+    /* the dot's reply ends the transaction either way: the connection stays */
+    cr_assert_eq(sink_counter(&k, "sess"), 1);
+    cr_assert_eq(sink_counter(&k, "mesg"), 2);
+    set_done(s);
+    sink_stop(&k);
+}
+
+UTEST(provider, smtp_421_is_retry)
+{
+    static const char *const opts[] = {"-Q", "RCPT", NULL};
+    struct sink k;
+    struct provider_set *s;
+    struct provider_result r;
+
+    sink_start(&k, opts);
+    s = smtp_set(k.port, NULL);
+    send_one(s, &r);
+    cr_assert_eq(r.outcome, PROVIDER_RETRY, "%d %s", r.code, r.text);
+    cr_assert_eq(r.code, 421);
+    set_done(s);
+    sink_stop(&k);
+}
+
+UTEST(provider, smtp_5xx_greeting_is_retry_not_failed)
+{
+    static const char *const opts[] = {"-f", "CONNECT", NULL};
+    struct sink k;
+    struct provider_set *s;
+    struct provider_result r;
+
+    sink_start(&k, opts);
+    s = smtp_set(k.port, NULL);
+    send_one(s, &r);
+    cr_assert_eq(r.outcome, PROVIDER_RETRY, "the relay refused us, not the message: %d %s",
+                 r.code, r.text);
+    cr_assert_eq(r.hard_bounce, 0);
+    set_done(s);
+    sink_stop(&k);
+}
+
+UTEST(provider, smtp_dropped_connection_is_retry)
+{
+    static const char *const cmds[] = {"DATA", ".", "RCPT"};
+
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        const char *opts[] = {"-q", cmds[i], NULL};
+        struct sink k;
+        struct provider_set *s;
+        struct provider_result r;
+        sink_start(&k, opts);
+        s = smtp_set(k.port, NULL);
+        send_one(s, &r);
+        cr_assert_eq(r.outcome, PROVIDER_RETRY, "hang-up after %s: %d %s", cmds[i], r.code,
+                     r.text);
+        cr_assert_eq(r.code, 0, "hang-up after %s: no reply", cmds[i]);
+        cr_assert_eq(strncmp(r.text, "curl: ", 6), 0, "%s", r.text);
+        set_done(s);
+        sink_stop(&k);
+    }
+}
+
+UTEST(provider, smtp_nothing_listening_is_retry_with_code_0)
+{
+    struct provider_set *s = smtp_set(free_port(), NULL);
+    struct provider_result r;
+
+    send_one(s, &r);
+    cr_assert_eq(r.outcome, PROVIDER_RETRY);
+    cr_assert_eq(r.code, 0);
+    cr_assert_not_null(strstr(r.text, "connect"), "names the curl error: %s", r.text);
+    set_done(s);
+}
+
+UTEST(provider, smtp_envelope_with_controls_is_refused_before_sending)
+{
+    struct provider_set *s = smtp_set(free_port(), NULL);
+    struct provider_conn *c = NULL;
+    struct provider_result r;
+    struct provider_message m = message("1.1");
+    struct err e = {0};
+
+    m.rcpt_to = "jane@example.org>\r\nRCPT TO:<other@example.org";
+    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    provider_send(c, &m, &r);
+    cr_assert_eq(r.outcome, PROVIDER_FAILED);
+    provider_close(c);
+    set_done(s);
+}
