@@ -15,6 +15,8 @@ BUILD_PKGS="pkg-config meson ninja-build gcc libmicrohttpd-dev libjansson-dev li
 # Test-only packages (PostgreSQL's server: the CRM sync tests start throwaway clusters;
 # clang-format, Debian's clang-format-14, for scripts/lint.sh).
 TEST_PKGS="libcriterion-dev sqlite3 postgresql-15 clang-format"
+# curl, the command line: the client that proves the SMTP harness (tests/e2e/smtp_harness.test.mjs).
+TEST_PKGS="$TEST_PKGS curl"
 LINT_PKGS="clang-format"
 
 want="$BUILD_PKGS"
