@@ -20,6 +20,8 @@ TEST_PKGS="libcriterion-dev sqlite3 postgresql-15 clang-format"
 # Postfix only for its /usr/sbin/smtp-sink and smtp-source (the SMTP provider's tests and
 # the benchmark): preseeded "No configuration", it writes no main.cf and starts nothing.
 TEST_PKGS="$TEST_PKGS postfix"
+# curl, the command line: the client that proves the SMTP harness (tests/e2e/smtp_harness.test.mjs).
+TEST_PKGS="$TEST_PKGS curl"
 LINT_PKGS="clang-format"
 
 want="$BUILD_PKGS"

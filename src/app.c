@@ -265,6 +265,8 @@ static void stop_send(struct app *app)
     send_env_release(app->send);
     free(app->send);
     app->send = NULL;
+}
+
 static int start_dispatcher(struct app *app, struct err *e)
 {
     return dispatcher_start(&app->dispatcher, app->workers, app->send, app->metrics, e);
