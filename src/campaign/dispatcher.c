@@ -57,6 +57,7 @@
 #define REFRESH_MS 250         /* runs re-read this often (the CLI changes them too) */
 #define MAX_SENDERS 32
 #define WINDOW_SECONDS 2 /* a throttled run claims what it may send in this long */
+#define SENDER_AHEAD 16           /* rows claimed ahead per sender thread */
 #define RECORD_BATCH 64  /* senders wake the coordinator once this many are done */
 #define LOOP_WAIT_MS 5   /* else it looks again after this long */
 
@@ -334,7 +335,11 @@ static int run_load(struct dispatcher *d, struct store *st, const struct store_r
     rate = x->throttle ? x->throttle : 0;
     if (p->rate_per_second && (rate == 0 || p->rate_per_second < rate))
         rate = p->rate_per_second;
-    x->window = rate > 0 ? (int)(rate * WINDOW_SECONDS) : CLAIM_MAX * 2;
+    /* Enough to keep every sender busy between two of the coordinator's rounds, no more:
+     * the window bounds what a crash can leave `sending` (possible_duplicates). */
+    x->window = d->nsenders * SENDER_AHEAD;
+    if (rate > 0 && rate * WINDOW_SECONDS < x->window)
+        x->window = (int)(rate * WINDOW_SECONDS);
     if (x->window < 1)
         x->window = 1;
     if (x->window > CLAIM_MAX * 2)

@@ -50,7 +50,7 @@ static void print_run(const json_t *r)
 /* The campaign id of the command line (its one argument). */
 static int campaign_arg(struct cli *c, int64_t *id)
 {
-    const char *s = c->args[0];
+    const char *s = c->args[1];
 
     if (parse_i64(s, strlen(s), id) || *id < 1)
         return usage_error(c, "campaign %s: expected a campaign id, got '%s'", c->sub, s);
