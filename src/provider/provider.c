@@ -44,8 +44,8 @@ int provider_esp_parse(const char *s, enum provider_esp *out)
 }
 
 /* One provider from its section: the type's row, the common keys, then the type's init. */
-static int provider_init(struct provider *p, const struct config_named *c,
-                         const struct config *cfg, struct err *e)
+static int provider_init(struct provider *p, const struct config_named *c, const struct config *cfg,
+                         struct err *e)
 {
     size_t i;
 

@@ -195,8 +195,7 @@ UTEST(mime, utf8_subject_and_display_name_decode_back_equal)
     cr_assert_eq(internet_address_list_length(from), 1);
     ia = internet_address_list_get_address(from, 0);
     cr_assert_str_eq(internet_address_get_name(ia), m.from_name);
-    cr_assert_str_eq(internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)),
-                     m.from_email);
+    cr_assert_str_eq(internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)), m.from_email);
     ia = internet_address_list_get_address(g_mime_message_get_to(msg), 0);
     cr_assert_str_eq(internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)), m.to);
     ia = internet_address_list_get_address(g_mime_message_get_reply_to(msg), 0);

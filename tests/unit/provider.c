@@ -34,8 +34,8 @@ UTEST(provider, classify_table)
         {250, "250 2.0.0 Ok", PROVIDER_SENT, "2.0.0", 0, ""},
         {250, "250 2.0.0 Ok: queued as ABC123", PROVIDER_SENT, "2.0.0", 0, "ABC123"},
         {250, "Ok: queued as 4XyZ9", PROVIDER_SENT, "", 0, "4XyZ9"},
-        {250, "250 Ok 0100018c5f1d2e3a-00000000-0000-0000-0000-000000000000-000000",
-         PROVIDER_SENT, "", 0, "0100018c5f1d2e3a-00000000-0000-0000-0000-000000000000-000000"},
+        {250, "250 Ok 0100018c5f1d2e3a-00000000-0000-0000-0000-000000000000-000000", PROVIDER_SENT,
+         "", 0, "0100018c5f1d2e3a-00000000-0000-0000-0000-000000000000-000000"},
         {421, "421 4.4.2 Service shutting down", PROVIDER_RETRY, "4.4.2", 0, ""},
         {450, "450 4.2.2 Mailbox full", PROVIDER_RETRY, "4.2.2", 0, ""},
         {451, "451 4.3.0 Error: queue file write error", PROVIDER_RETRY, "4.3.0", 0, ""},
@@ -234,7 +234,8 @@ static void load_fails(const char *text, const char *want)
 
 UTEST(provider, configuration_errors_name_the_section_and_key)
 {
-    set_fails("[provider:p]\ntype = carrier-pigeon\n", "[provider:p] type: expected smtp or outbox");
+    set_fails("[provider:p]\ntype = carrier-pigeon\n",
+              "[provider:p] type: expected smtp or outbox");
     set_fails("[provider:p]\nurl = smtp://x\n", "[provider:p] type: missing");
     set_fails("[provider:p]\ntype = smtp\nurl = http://mail.example.com\n", "[provider:p] url");
     set_fails("[provider:p]\ntype = smtp\n", "[provider:p] url");
@@ -247,7 +248,8 @@ UTEST(provider, configuration_errors_name_the_section_and_key)
     set_fails("[provider:a]\ntype = outbox\n[provider:b]\ntype = nope\n", "[provider:b] type");
     load_fails("[provider:p]\nstarttls = maybe\n",
                "[provider:p] starttls: expected auto or required");
-    load_fails("[provider:p]\ntls_verify = no\n", "[provider:p] tls_verify: expected true or false");
+    load_fails("[provider:p]\ntls_verify = no\n",
+               "[provider:p] tls_verify: expected true or false");
     load_fails("[provider:p]\ntimeout_s = 0\n", "[provider:p] timeout_s: expected an integer");
     load_fails("[provider:p]\nconnect_timeout_s = x\n", "[provider:p] connect_timeout_s");
     load_fails("[provider:p]\npassword = hunter2\n", "[provider:p] password: secrets are not");
@@ -570,6 +572,50 @@ UTEST(provider, smtp_several_messages_over_one_connection)
     sink_stop(&k);
 }
 
+UTEST(provider, smtp_auth_refused_is_retry_not_failed)
+{
+    /* smtp-sink cannot complete an AUTH exchange; made to refuse it with a 5xx, it shows
+     * that the password goes out (AUTH is tried only with one) and that a refusal
+     * before the transaction fails no message */
+    static const char *const opts[] = {"-f", "AUTH", "-B", "535 5.7.8 Authentication failed", NULL};
+    struct sink k;
+    struct provider_set *s;
+    struct provider_result r;
+
+    setenv("ENGAGE_TEST_SMTP_PW", "hunter2", 1);
+    sink_start(&k, opts);
+    s = smtp_set(k.port, "username = engage\npassword_env = ENGAGE_TEST_SMTP_PW\n");
+    send_one(s, &r);
+    cr_assert_eq(r.outcome, PROVIDER_RETRY, "%d %s", r.code, r.text);
+    cr_assert_eq(r.code, 535);
+    cr_assert_str_eq(r.status, "5.7.8");
+    cr_assert_eq(r.hard_bounce, 0);
+    cr_assert_null(strstr(r.text, "hunter2"));
+    sink_wait(&k, "sess", 1);
+    cr_assert_eq(sink_counter(&k, "mesg"), 0);
+    set_done(s);
+    sink_stop(&k);
+}
+
+UTEST(provider, smtp_starttls_required_without_it_is_retry)
+{
+    struct sink k;
+    struct provider_set *s;
+    struct provider_result r;
+
+    sink_start(&k, NULL); /* smtp-sink offers no STARTTLS */
+    s = smtp_set(k.port, "starttls = required\n");
+    send_one(s, &r);
+    cr_assert_eq(r.outcome, PROVIDER_RETRY, "never in clear when TLS is required: %d %s", r.code,
+                 r.text);
+    cr_assert_eq(r.code, 0);
+    sink_wait(&k, "sess", 1);
+    cr_assert_eq(sink_counter(&k, "sess"), 1);
+    cr_assert_eq(sink_counter(&k, "mesg"), 0, "nothing was sent");
+    set_done(s);
+    sink_stop(&k);
+}
+
 UTEST(provider, smtp_4xx_at_rcpt_is_retry)
 {
     static const char *const opts[] = {"-r", "RCPT", NULL};
@@ -675,8 +721,8 @@ UTEST(provider, smtp_5xx_greeting_is_retry_not_failed)
     sink_start(&k, opts);
     s = smtp_set(k.port, NULL);
     send_one(s, &r);
-    cr_assert_eq(r.outcome, PROVIDER_RETRY, "the relay refused us, not the message: %d %s",
-                 r.code, r.text);
+    cr_assert_eq(r.outcome, PROVIDER_RETRY, "the relay refused us, not the message: %d %s", r.code,
+                 r.text);
     cr_assert_eq(r.hard_bounce, 0);
     set_done(s);
     sink_stop(&k);
@@ -694,8 +740,7 @@ UTEST(provider, smtp_dropped_connection_is_retry)
         sink_start(&k, opts);
         s = smtp_set(k.port, NULL);
         send_one(s, &r);
-        cr_assert_eq(r.outcome, PROVIDER_RETRY, "hang-up after %s: %d %s", cmds[i], r.code,
-                     r.text);
+        cr_assert_eq(r.outcome, PROVIDER_RETRY, "hang-up after %s: %d %s", cmds[i], r.code, r.text);
         cr_assert_eq(r.code, 0, "hang-up after %s: no reply", cmds[i]);
         cr_assert_eq(strncmp(r.text, "curl: ", 6), 0, "%s", r.text);
         set_done(s);
