@@ -147,7 +147,9 @@ static int mime_check(const struct mime_message *m, struct err *e)
         return ERR(e, E_INVAL, "reply-to \"%.64s\" is not a valid address", m->reply_to);
     if (m->message_id == NULL || m->message_id[0] == '\0' || m->message_id_domain == NULL ||
         m->message_id_domain[0] == '\0' ||
-        strspn(m->message_id, "0123456789.") != strlen(m->message_id) ||
+        strspn(m->message_id,
+               "0123456789.-_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
+            strlen(m->message_id) ||
         !raw_ok("Message-ID", m->message_id_domain) ||
         strpbrk(m->message_id_domain, " <>@()[],;:\\\"") != NULL ||
         strlen(m->message_id) + strlen(m->message_id_domain) > 200)

@@ -33,9 +33,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         memcpy(&c, data + 9, 8);
         memcpy(&l2, data + 17, 4);
         token_make(key, (char)data[0], r, c, l2, made);
-        if (strlen(made) >= TOKEN_MAX ||
-            token_check(key, made, &k2, &run, &contact, &link) != 0 || k2 != (char)data[0] ||
-            run != r || contact != c || link != l2)
+        if (strlen(made) >= TOKEN_MAX || token_check(key, made, &k2, &run, &contact, &link) != 0 ||
+            k2 != (char)data[0] || run != r || contact != c || link != l2)
             abort();
     }
     free(s);
