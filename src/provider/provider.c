@@ -22,16 +22,19 @@ struct provider_set {
 };
 
 /* Each ESP: its name in the configuration, and the header that carries our message id
- * back in its webhooks (before + id + after), NULL for none beyond X-Engage-Message-Id. */
+ * back in its webhooks (before + id + after), NULL for none beyond X-Engage-Message-Id;
+ * dot, when set, replaces '.' in the id: SES tag values may hold only letters, digits,
+ * '_' and '-' (its MessageTag reference), so "12.345" goes as "12_345" there. */
 static const struct esp_row {
     const char *name, *header, *before, *after;
+    char dot;
 } esps[] = {
     [ESP_PLAIN] = {"plain", NULL, NULL, NULL},
     [ESP_SENDGRID] = {"sendgrid", "X-SMTPAPI", "{\"unique_args\":{\"engage_message_id\":\"",
                       "\"}}"},
     [ESP_MAILGUN] = {"mailgun", "X-Mailgun-Variables", "{\"engage_message_id\": \"", "\"}"},
     [ESP_POSTMARK] = {"postmark", "X-PM-Metadata-engage_message_id", "", ""},
-    [ESP_SES] = {"ses", "X-SES-MESSAGE-TAGS", "engage_message_id=", ""},
+    [ESP_SES] = {"ses", "X-SES-MESSAGE-TAGS", "engage_message_id=", "", '_'},
 };
 #define NESP (sizeof esps / sizeof *esps)
 
@@ -168,7 +171,11 @@ void provider_id_headers(const struct provider *p, const char *message_id,
     /* Our ids are letters, digits, '.', '_' and '-' (mime_build refuses others): nothing
      * in them needs JSON escaping. */
     if (row->header) {
+        size_t at = strlen(row->before), i;
         snprintf(v, sizeof v, "%s%s%s", row->before, message_id, row->after);
+        for (i = at; row->dot && v[i] && i < at + strlen(message_id); i++)
+            if (v[i] == '.')
+                v[i] = row->dot;
         add(ctx, row->header, v);
     }
     add(ctx, "X-Engage-Message-Id", message_id);

@@ -351,3 +351,20 @@ UTEST(mime, refuses_what_would_make_a_wrong_message)
     cr_assert_eq(b.len, 0, "nothing written on a refusal");
     buf_release(&b);
 }
+
+UTEST(mime, cr_lf_in_a_display_name_or_subject_never_makes_a_header)
+{
+    struct mime_message m = sample();
+    struct buf b;
+    char *h;
+
+    m.from_name = "Evil\r\nBcc: victim@example.com";
+    m.subject = "Hi\r\nBcc: other@example.com\nX-Spam: no";
+    build(&m, &b);
+    assert_wire_form(&b);
+    h = headers_of(&b);
+    cr_assert_null(strstr(h, "\r\nBcc:"), "%s", h);
+    cr_assert_null(strstr(h, "\r\nX-Spam:"), "%s", h);
+    free(h);
+    buf_release(&b);
+}

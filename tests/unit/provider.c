@@ -87,7 +87,7 @@ UTEST(provider, id_headers_per_esp)
         {ESP_MAILGUN, "X-Mailgun-Variables: {\"engage_message_id\": \"12.345\"}\n"
                       "X-Engage-Message-Id: 12.345\n"},
         {ESP_POSTMARK, "X-PM-Metadata-engage_message_id: 12.345\nX-Engage-Message-Id: 12.345\n"},
-        {ESP_SES, "X-SES-MESSAGE-TAGS: engage_message_id=12.345\nX-Engage-Message-Id: 12.345\n"},
+        {ESP_SES, "X-SES-MESSAGE-TAGS: engage_message_id=12_345\nX-Engage-Message-Id: 12.345\n"},
     };
 
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
