@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { simpleParser } from 'mailparser';
 import { engage, tmpData, startServer, apikey, sql } from '../lib.mjs';
 import { startSmtp } from '../smtp.mjs';
-import { writeConfig, client, waitRun, ledger, runMessages, checkRun, sleep, LEDGER_STATES } from '../campaign_lib.mjs';
+import { writeConfig, client, sendCampaign, waitRun, ledger, runMessages, checkRun, sleep, LEDGER_STATES } from '../campaign_lib.mjs';
 
 const PUBLIC = 'http://127.0.0.1:1';
 let data, srv, smtp, admin, analyst, marketer, ingestKey, M, A;
@@ -623,15 +623,9 @@ test('with no provider configured, messages go to DATA/outbox/ as .eml files', a
     const c = client(() => s.url, key);
     let r = await c.post('/api/v1/contacts', { items: range(3, (i) => ({ external_id: `o${i}`, email: `o${i}@example.com`, attributes: { grp: 'o', first_name: `N${i}` } })) });
     assert.equal(r.json.accepted, 3, r.text);
-    r = await c.post('/api/v1/segments', { name: 'o', rules: { type: 'attribute', field: 'grp', op: 'eq', value: 'o' } });
-    const seg = r.json.id;
-    r = await c.post('/api/v1/templates', { name: 'o', subject: 'For {{ first_name }}', html: '<p>Hi {{ first_name }}</p>', from_email: 'news@example.com' });
-    assert.equal(r.status, 201, r.text);
-    r = await c.post('/api/v1/campaigns', { name: 'o', segment_id: seg, template_id: r.json.id });
-    assert.equal(r.status, 201, r.text);
-    r = await c.post(`/api/v1/campaigns/${r.json.id}/send`);
-    assert.equal(r.status, 202, r.text);
-    const run = await waitRun(c, r.json.id);
+    const sent = await sendCampaign(c, { name: 'o', grp: 'o',
+      template: { subject: 'For {{ first_name }}', html: '<p>Hi {{ first_name }}</p>', from_email: 'news@example.com' } });
+    const run = await waitRun(c, sent.run.id);
     assert.equal(run.counts.sent, 3);
     assert.equal(run.provider, 'outbox');
     const rows = byExt(await ledger(c, run.id));
