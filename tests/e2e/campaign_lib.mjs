@@ -76,6 +76,24 @@ export async function waitRun(c, runId, { until, timeoutMs = 120000, what = 'the
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; run ${runId} last read: ${JSON.stringify(last)}`);
 }
 
+// Through client c: a segment of the contacts whose attribute grp is value, a template
+// (body: the POST's, name defaulting to name), a campaign (extra: more of its keys), then
+// the send. Returns { segment_id, template_id, campaign, run } (run as the 202 gave it).
+export async function sendCampaign(c, { name, grp, template, extra = {} }) {
+  let r = await c.post('/api/v1/segments', { name, rules: { type: 'attribute', field: 'grp', op: 'eq', value: grp } });
+  assert.equal(r.status, 201, r.text);
+  const segment_id = r.json.id;
+  r = await c.post('/api/v1/templates', { name, ...template });
+  assert.equal(r.status, 201, r.text);
+  const template_id = r.json.id;
+  r = await c.post('/api/v1/campaigns', { name, segment_id, template_id, ...extra });
+  assert.equal(r.status, 201, r.text);
+  const campaign = r.json;
+  r = await c.post(`/api/v1/campaigns/${campaign.id}/send`);
+  assert.equal(r.status, 202, r.text);
+  return { segment_id, template_id, campaign, run: checkRun(r.json) };
+}
+
 // Every ledger row of a run (state: one ledger state, or all), paging limit rows at a time.
 export async function ledger(c, runId, state = null, limit = 1000) {
   const rows = [];

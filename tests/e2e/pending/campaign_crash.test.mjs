@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { engage, engageAsync, tmpData, startServer, apikey, writeCsv } from '../lib.mjs';
 import { startSmtp } from '../smtp.mjs';
-import { writeConfig, client, waitRun, ledger, runMessages, rng, sleep } from '../campaign_lib.mjs';
+import { writeConfig, client, sendCampaign, waitRun, ledger, runMessages, rng, sleep } from '../campaign_lib.mjs';
 
 const N = 20000;
 const PROGRESS_KILLS = 11; // at drawn message counts
@@ -50,16 +50,8 @@ test(`a ${N}-recipient run survives ${PROGRESS_KILLS + EARLY_KILLS} SIGKILLs: ev
       const key = apikey(data, 'marketer');
       srv = await startServer(data);
       const c = client(() => srv.url, key);
-      r = await c.post('/api/v1/segments', { name: 'all', rules: { type: 'attribute', field: 'grp', op: 'eq', value: 'crash' } });
-      assert.equal(r.status, 201, r.text);
-      const seg = r.json.id;
-      r = await c.post('/api/v1/templates', { name: 'crash', subject: 'Hello {{ external_id }}', html: '<p>Hi {{ email }}</p>', from_email: 'news@example.com' });
-      assert.equal(r.status, 201, r.text);
-      r = await c.post('/api/v1/campaigns', { name: 'crash', segment_id: seg, template_id: r.json.id });
-      assert.equal(r.status, 201, r.text);
-      r = await c.post(`/api/v1/campaigns/${r.json.id}/send`);
-      assert.equal(r.status, 202, r.text);
-      const runId = r.json.id;
+      const runId = (await sendCampaign(c, { name: 'crash', grp: 'crash',
+        template: { subject: 'Hello {{ external_id }}', html: '<p>Hi {{ email }}</p>', from_email: 'news@example.com' } })).run.id;
 
       // The plan: progress thresholds spread over the run (sorted), and early kills placed
       // between them at drawn positions.
