@@ -1,12 +1,11 @@
-// tests/e2e/pending/campaigns.test.mjs -- email campaigns end to end (issue 14): templates
+// tests/e2e/campaigns.test.mjs -- email campaigns end to end (issue 14): templates
 // rendered per contact and sent through a real SMTP server (tests/e2e/smtp.mjs), received
 // messages parsed with mailparser; the id headers of each ESP; every failure class and
 // the ledger states it leads to; resend-failed and the dead-letter queue; pause, resume,
 // cancel and an unsubscribe mid-run; the default outbox; the public_url rule; an empty
 // audience; roles; the CLI.
 //
-// PENDING: written against the issue's API before the implementation landed; moved to
-// tests/e2e/ (imports '../x.mjs' become './x.mjs') once it passes. Assertions marked
+// Written against the issue's API before the implementation landed; assertions marked
 // "DETAIL:" accept any sensible answer where the issue leaves the detail open.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +14,7 @@ import { join } from 'node:path';
 import { simpleParser } from 'mailparser';
 import { engage, tmpData, startServer, apikey, sql } from './lib.mjs';
 import { startSmtp } from './smtp.mjs';
-import { writeConfig, client, waitRun, ledger, runMessages, checkRun, sleep, LEDGER_STATES } from './campaign_lib.mjs';
+import { writeConfig, client, sendCampaign, waitRun, ledger, runMessages, checkRun, sleep, LEDGER_STATES } from './campaign_lib.mjs';
 
 const PUBLIC = 'http://127.0.0.1:1';
 let data, srv, smtp, admin, analyst, marketer, ingestKey, M, A;
@@ -146,6 +145,10 @@ test('a run renders each contact, escapes, cleans the subject, and carries the h
   }
   assert.deepEqual(Object.keys(got).sort(), ['p1', 'p2', 'p3', 'p4', 'p5'], 'each contact exactly one message');
   assert.equal(runMessages(smtp, run.id).length, 5);
+  // max_connections = 2, "kept open and reused across messages": five messages on at most
+  // two connections.
+  const conns = new Set(runMessages(smtp, run.id).map((m) => m.sessionId));
+  assert.ok(conns.size <= 2, `${conns.size} connections for 5 messages`);
 
   for (const ext of ['p1', 'p2', 'p3', 'p4', 'p5']) {
     const m = got[ext], p = m.parsed, row = rows[ext];
@@ -249,10 +252,33 @@ test('each esp carries our message id in its own header', async () => {
   ({ mid, h } = await one('ses'));
   const tag = h('X-SES-MESSAGE-TAGS').match(/(?:^|,\s*)engage_message_id=([^,\s]+)/);
   assert.ok(tag, h('X-SES-MESSAGE-TAGS'));
-  // DETAIL: SES tag values allow only letters, digits, '_' and '-': a dotted RUN.CONTACT
-  // may be written RUN-CONTACT or RUN_CONTACT there.
-  assert.ok(tag[1] === mid || tag[1].replace(/[-_]/, '.') === mid, `${tag[1]} names ${mid}`);
+  // SES refuses a tag value with anything but ASCII letters, digits, '_' and '-' (its API
+  // reference, MessageTag), so the dotted RUN.CONTACT cannot go there as it is.
+  // DETAIL: written RUN-CONTACT or RUN_CONTACT; either maps back to our id.
+  assert.match(tag[1], /^[A-Za-z0-9_-]{1,256}$/, `an SES tag value: ${tag[1]}`);
+  assert.equal(tag[1].replace(/[-_]/, '.'), mid, `${tag[1]} names ${mid}`);
   for (const p of ['sg', 'mg', 'pm', 'ses']) assert.equal((await one(p)).h('X-Engage-Message-Id'), (await one(p)).mid);
+});
+
+// Proves "POST /api/v1/templates/{id}/test-send ... sends one real message" through an
+// smtp provider, with the provider's answer.
+test('a test-send goes through the SMTP provider and answers with its reply', async () => {
+  const tpl = await template({ name: 'ts' });
+  let r = await M.post(`/api/v1/templates/${tpl}/test-send`, { to: 'ts@example.com', external_id: 'p1', provider: 'test' });
+  assert.equal(r.status, 200, r.text);
+  const got = smtp.to('ts@example.com');
+  assert.equal(got.length, 1);
+  assert.equal(got[0].parsed.subject, 'Hi ann, friend!', 'rendered for p1');
+  assert.equal(r.json.outcome, 'sent');
+  assert.equal(r.json.code, 250);
+  assert.ok(r.json.queue_id.includes(got[0].queueId), r.text);
+  assert.equal(got[0].messageId, r.json.message_id);
+  r = await M.post(`/api/v1/templates/${tpl}/test-send`, { to: 'perm-550+ts@example.com', provider: 'test' });
+  assert.equal(r.status, 200, r.text); // DETAIL: the refusal is the answer's outcome, not an HTTP error
+  assert.equal(r.json.outcome, 'failed');
+  assert.equal(r.json.code, 550);
+  assert.equal(r.json.status, '5.1.1');
+  assert.equal((await A.post(`/api/v1/templates/${tpl}/test-send`, { to: 'x@example.com' })).status, 403);
 });
 
 // Proves the Failures rule and the ledger table: SMTP 4xx (421, 451, 452, 454) and a
@@ -395,6 +421,11 @@ test('pause holds, resume sends the rest once each, a contact unsubscribed meanw
   assert.equal((await M.del(`/api/v1/campaigns/${camp.id}`)).status, 409);
   assert.equal((await M.post(`/api/v1/campaigns/${camp.id}/send`)).status, 409);
   assert.equal((await M.post(`/api/v1/campaigns/${camp.id}/pause`)).status, 409);
+  // A run uses the template version current when it started: a new version now changes
+  // nothing in this run.
+  r = await M.put(`/api/v1/templates/${tpl}`, { subject: 'Changed {{ email }}' });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.version, 2);
   // The last contact (not reached yet) unsubscribes.
   r = await M.post('/api/v1/contacts/pause40/consent', { state: 'unsubscribed', reason: 'asked by phone' });
   assert.equal(r.status, 200, r.text);
@@ -410,6 +441,8 @@ test('pause holds, resume sends the rest once each, a contact unsubscribed meanw
   assert.equal(per.size, 39);
   assert.ok([...per.values()].every((n) => n === 1), 'no recipient got two messages');
   assert.equal(per.get('pause40@example.com'), undefined);
+  for (const m of runMessages(smtp, run0.id)) assert.equal(m.parsed.subject, 'Hi there, friend!', 'version 1 throughout');
+  assert.equal(run.template_version, 1); // DETAIL: the run's template_version field (docs/api.md)
   const row = (await ledger(A, run0.id, 'skipped'))[0];
   assert.equal(row.external_id, 'pause40');
   assert.match(row.last_error, /not subscribed.*unsubscribed/); // DETAIL: the reason text
@@ -589,15 +622,9 @@ test('with no provider configured, messages go to DATA/outbox/ as .eml files', a
     const c = client(() => s.url, key);
     let r = await c.post('/api/v1/contacts', { items: range(3, (i) => ({ external_id: `o${i}`, email: `o${i}@example.com`, attributes: { grp: 'o', first_name: `N${i}` } })) });
     assert.equal(r.json.accepted, 3, r.text);
-    r = await c.post('/api/v1/segments', { name: 'o', rules: { type: 'attribute', field: 'grp', op: 'eq', value: 'o' } });
-    const seg = r.json.id;
-    r = await c.post('/api/v1/templates', { name: 'o', subject: 'For {{ first_name }}', html: '<p>Hi {{ first_name }}</p>', from_email: 'news@example.com' });
-    assert.equal(r.status, 201, r.text);
-    r = await c.post('/api/v1/campaigns', { name: 'o', segment_id: seg, template_id: r.json.id });
-    assert.equal(r.status, 201, r.text);
-    r = await c.post(`/api/v1/campaigns/${r.json.id}/send`);
-    assert.equal(r.status, 202, r.text);
-    const run = await waitRun(c, r.json.id);
+    const sent = await sendCampaign(c, { name: 'o', grp: 'o',
+      template: { subject: 'For {{ first_name }}', html: '<p>Hi {{ first_name }}</p>', from_email: 'news@example.com' } });
+    const run = await waitRun(c, sent.run.id);
     assert.equal(run.counts.sent, 3);
     assert.equal(run.provider, 'outbox');
     const rows = byExt(await ledger(c, run.id));
