@@ -52,7 +52,9 @@ if [ -n "$missing" ]; then
     $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-if [ "${1:-}" = "--test" ] && [ -f tests/e2e/package-lock.json ]; then
+# A node_modules that is a symbolic link (a git worktree sharing another's) is left alone:
+# npm ci would empty the folder it points to.
+if [ "${1:-}" = "--test" ] && [ -f tests/e2e/package-lock.json ] && [ ! -L tests/e2e/node_modules ]; then
     if [ ! -d tests/e2e/node_modules ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; then
         echo "install-deps: installing npm packages for tests/e2e" >&2
         (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
