@@ -81,7 +81,7 @@ const base = mesg;
 
 // ---- the server ------------------------------------------------------------------------------
 writeFileSync(join(data, 'engage.conf'), `[server]\npublic_url = http://127.0.0.1:1\n` +
-  `[provider:sink]\ntype = smtp\nurl = smtp://127.0.0.1:${sinkPort}\nrate_per_second = 100000\nmax_connections = 8\n`);
+  `[provider:sink]\ntype = smtp\nurl = smtp://127.0.0.1:${sinkPort}\nrate_per_second = 100000\nmax_connections = ${process.env.CONNS || 8}\n`);
 const key = JSON.parse(run(['apikey', 'create', '--role', 'admin', '--name', 'bench', '--json'])).key;
 const wkey = JSON.parse(run(['apikey', 'create', '--role', 'ingest', '--name', 'bench-ingest', '--json'])).key;
 const srv = spawn(BIN, ['--data', data, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
