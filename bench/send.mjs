@@ -115,9 +115,12 @@ const camp = await api('POST', '/api/v1/campaigns', { name: 'bench', segment_id:
 const rss0 = rssMiB(srv.pid);
 let rssPeak = rss0, stop = false;
 const lat = { track: [], preview: [] };
+const cpuOf = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; };
+const cpu0 = cpuOf(srv.pid);
 const client = (async () => {
   let i = 0;
-  while (!stop) {
+  while (!stop && !process.env.NOCLIENT) {
     let t0 = performance.now();
     await fetch(url + '/v1/track', { method: 'POST', headers: { authorization: 'Basic ' + Buffer.from(wkey + ':').toString('base64'),
       'content-type': 'application/json' }, body: JSON.stringify({ userId: `c${String(1 + (i % N)).padStart(7, '0')}`, event: 'page_viewed',
@@ -157,6 +160,7 @@ stop = true;
 await client;
 clearInterval(sampler);
 const rssAfter = rssMiB(srv.pid);
+const cpu = cpuOf(srv.pid) - cpu0;
 const msgs = mesg - base;
 const launch = firstSent - tWall;
 const secs = (tEnd - t) / 1000;
@@ -167,8 +171,9 @@ console.log(`launch latency (send request -> first message accepted, by the ledg
 console.log(`throughput: ${answered} messages accepted in ${steady.toFixed(1)} s from the run's start to its end = ` +
   `${Math.round(answered / steady)} msg/s = ${(100 * answered / steady / ceiling).toFixed(0)}% of the sink's ceiling ` +
   `(${secs.toFixed(1)} s from the send request to the poll that saw it end; the sink counted at least ${msgs})`);
+console.log(`server CPU: ${cpu.toFixed(1)} s over the run (${(cpu / secs).toFixed(2)} cores; ${(1e6 * cpu / answered).toFixed(0)} us a message)`);
 console.log(`server RSS: ${rss0.toFixed(0)} MiB before, peak ${rssPeak.toFixed(0)} MiB (+${(rssPeak - rss0).toFixed(0)} MiB), ${rssAfter.toFixed(0)} MiB after`);
-console.log(`during the run: /v1/track p50 ${pct(lat.track, 0.5).toFixed(2)} ms p99 ${pct(lat.track, 0.99).toFixed(2)} ms (${lat.track.length} calls); ` +
+if (lat.track.length) console.log(`during the run: /v1/track p50 ${pct(lat.track, 0.5).toFixed(2)} ms p99 ${pct(lat.track, 0.99).toFixed(2)} ms (${lat.track.length} calls); ` +
   `segment preview p50 ${pct(lat.preview, 0.5).toFixed(2)} ms p99 ${pct(lat.preview, 0.99).toFixed(2)} ms (${lat.preview.length} calls)`);
 srv.kill('SIGTERM');
 sink.kill('SIGTERM');

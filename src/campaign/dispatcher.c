@@ -56,10 +56,11 @@
 #define RENEW_MS (20 * SEC_MS) /* leases renewed this often */
 #define REFRESH_MS 250         /* runs re-read this often (the CLI changes them too) */
 #define MAX_SENDERS 32
-#define WINDOW_SECONDS 2 /* a throttled run claims what it may send in this long */
-#define SENDER_AHEAD 16           /* rows claimed ahead per sender thread */
-#define RECORD_BATCH 64  /* senders wake the coordinator once this many are done */
-#define LOOP_WAIT_MS 5   /* else it looks again after this long */
+#define WINDOW_SECONDS 2   /* a throttled run claims what it may send in this long */
+#define SENDER_AHEAD 16    /* rows claimed ahead per provider connection */
+#define SENDER_BATCH_MAX 8 /* messages a sender sends at once (provider_send_batch) */
+#define RECORD_BATCH 64    /* senders wake the coordinator once this many are done */
+#define LOOP_WAIT_MS 5     /* else it looks again after this long */
 
 enum { OUT_SENT, OUT_RETRY, OUT_FAILED, OUT_DEAD, OUT_SKIPPED, OUT_RELEASED, OUT_N };
 static const char *const out_names[OUT_N] = {"sent", "retry",   "failed",
@@ -108,6 +109,7 @@ struct dispatcher {
     struct item *todo, **todo_tail, *done;
     int ntodo, ndone, stop;
     struct throttle *pbuckets; /* one per provider: rate_per_second */
+    size_t *pbatch;            /* one per provider: messages a sender sends at once */
     struct run_ctx *runs;
     int recovered;
     int64_t last_refresh, last_renew;
@@ -337,7 +339,7 @@ static int run_load(struct dispatcher *d, struct store *st, const struct store_r
         rate = p->rate_per_second;
     /* Enough to keep every sender busy between two of the coordinator's rounds, no more:
      * the window bounds what a crash can leave `sending` (possible_duplicates). */
-    x->window = d->nsenders * SENDER_AHEAD;
+    x->window = p->max_connections * SENDER_AHEAD;
     if (rate > 0 && rate * WINDOW_SECONDS < x->window)
         x->window = (int)(rate * WINDOW_SECONDS);
     if (x->window < 1)
@@ -659,33 +661,46 @@ static void id_headers_release(struct id_headers *h)
 }
 
 /* Sends one item; fills its outcome. conns: this sender's connection per provider. */
-static void send_item(struct dispatcher *d, struct item *it, struct provider_conn **conns,
-                      struct message_rendered *rd, struct buf *mime)
+/* What a sender holds for one message of its batch. */
+struct slot {
+    struct item *it;
+    struct message_rendered rd;
+    struct buf mime, unsub;
+    char mid[48];
+    const char *mail_from;
+};
+
+static void slot_release(struct slot *sl)
 {
-    const struct send_env *env = d->env;
+    message_rendered_release(&sl->rd);
+    buf_release(&sl->mime);
+    buf_release(&sl->unsub);
+}
+
+/* Renders the slot's item and builds its MIME text: 0, or -1 with the item failed. */
+static int prepare(struct dispatcher *d, struct slot *sl)
+{
+    struct item *it = sl->it;
     struct run_ctx *x = it->run;
-    const struct provider *p = x->p;
     struct message_contact mc = {0};
-    struct provider_result res = {0};
-    struct provider_message pm = {0};
     struct mime_message mm = {0};
-    struct buf unsub = {0};
     struct id_headers hdrs = {0};
-    char mid[48], domain[256];
+    char domain[256];
     json_t *attrs = NULL;
     struct err e = {0};
     const char *at;
     int rc;
 
-    store_message_id(it->run_id, it->contact_id, mid, sizeof mid);
-    token_unsubscribe_url(env, it->run_id, it->contact_id, &unsub);
+    store_message_id(it->run_id, it->contact_id, sl->mid, sizeof sl->mid);
+    buf_reset(&sl->unsub);
+    token_unsubscribe_url(d->env, it->run_id, it->contact_id, &sl->unsub);
     if (it->attrs_json)
         attrs = json_loads(it->attrs_json, 0, NULL);
     mc.external_id = it->external_id;
     mc.email = it->email;
     mc.attrs = attrs;
-    mc.unsubscribe_url = unsub.p;
-    rc = message_render(x->mt, &mc, rd, &e);
+    mc.unsubscribe_url = sl->unsub.p;
+    rc = message_render(x->mt, &mc, &sl->rd, &e);
     if (rc == 0) {
         const char *from = message_template_from_email(x->mt);
         at = strrchr(from, '@');
@@ -694,77 +709,99 @@ static void send_item(struct dispatcher *d, struct item *it, struct provider_con
         mm.from_name = message_template_from_name(x->mt);
         mm.reply_to = message_template_reply_to(x->mt);
         mm.to = it->email;
-        mm.subject = rd->subject.p ? rd->subject.p : "";
-        mm.html = rd->html.p ? rd->html.p : "";
-        mm.text = rd->text.p ? rd->text.p : "";
-        mm.message_id = mid;
+        mm.subject = sl->rd.subject.p ? sl->rd.subject.p : "";
+        mm.html = sl->rd.html.p ? sl->rd.html.p : "";
+        mm.text = sl->rd.text.p ? sl->rd.text.p : "";
+        mm.message_id = sl->mid;
         mm.message_id_domain = domain;
         mm.date_ms = send_clock_ms();
-        mm.list_unsubscribe = unsub.p;
-        provider_id_headers(p, mid, add_header, &hdrs);
+        mm.list_unsubscribe = sl->unsub.p;
+        provider_id_headers(x->p, sl->mid, add_header, &hdrs);
         mm.headers = hdrs.kv;
         mm.nheaders = hdrs.n / 2;
-        buf_reset(mime);
-        rc = mime_build(&mm, mime, &e);
+        buf_reset(&sl->mime);
+        rc = mime_build(&mm, &sl->mime, &e);
+        sl->mail_from = x->p->from[0] ? x->p->from : from;
     }
     json_decref(attrs);
     id_headers_release(&hdrs);
     if (rc) {
         it->out = OUT_FAILED;
         snprintf(it->error, sizeof it->error, "the message could not be built: %s", e.msg);
-        buf_release(&unsub);
-        return;
+        return -1;
     }
-    if (conns[x->pidx] == NULL && provider_open(p, &conns[x->pidx], &e)) {
-        res.outcome = PROVIDER_RETRY;
-        snprintf(res.text, sizeof res.text, "%s", e.msg);
-    } else {
-        pm.mail_from = p->from[0] ? p->from : mm.from_email;
-        pm.rcpt_to = it->email;
-        pm.data = mime->p;
-        pm.len = mime->len;
-        pm.message_id = mid;
-        provider_send(conns[x->pidx], &pm, &res);
-        if (res.outcome == PROVIDER_RETRY && res.code == 0) { /* start afresh next time */
-            provider_close(conns[x->pidx]);
-            conns[x->pidx] = NULL;
-        }
-    }
-    buf_release(&unsub);
-    snprintf(it->queue_id, sizeof it->queue_id, "%s", res.queue_id);
-    if (res.code)
-        snprintf(it->error, sizeof it->error, "%d%s%s %s", res.code, res.status[0] ? " " : "",
-                 res.status, res.text);
+    return 0;
+}
+
+/* The item's outcome from the provider's answer: sent, failed, or retry (dead once
+ * [retry] max_attempts is reached) at a time drawn with full jitter. */
+static void outcome(struct dispatcher *d, struct item *it, const struct provider_result *res)
+{
+    const struct config *cfg = d->env->cfg;
+
+    snprintf(it->queue_id, sizeof it->queue_id, "%s", res->queue_id);
+    if (res->code)
+        snprintf(it->error, sizeof it->error, "%d%s%s %s", res->code, res->status[0] ? " " : "",
+                 res->status, res->text);
     else
-        snprintf(it->error, sizeof it->error, "%s", res.text);
-    switch (res.outcome) {
-    case PROVIDER_SENT:
+        snprintf(it->error, sizeof it->error, "%s", res->text);
+    if (res->outcome == PROVIDER_SENT) {
         it->out = OUT_SENT;
-        break;
-    case PROVIDER_FAILED:
+    } else if (res->outcome == PROVIDER_FAILED) {
         it->out = OUT_FAILED;
-        it->hard_bounce = res.hard_bounce;
-        break;
-    case PROVIDER_RETRY:
-    default: {
-        const struct config *cfg = env->cfg;
-        if (it->attempts >= cfg->retry_max_attempts) {
-            it->out = OUT_DEAD;
-        } else {
-            /* Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]. */
-            int64_t cap = (int64_t)cfg->retry_max_delay_s * 1000;
-            int64_t t = (int64_t)cfg->retry_base_delay_s * 1000;
-            int k;
-            for (k = 1; k < it->attempts && t < cap; k++)
-                t *= 2;
-            if (t > cap)
-                t = cap;
-            it->out = OUT_RETRY;
-            it->next_at =
-                send_clock_ms() + (t > 0 ? (int64_t)randombytes_uniform((uint32_t)t + 1) : 0);
+        it->hard_bounce = res->hard_bounce;
+    } else if (it->attempts >= cfg->retry_max_attempts) {
+        it->out = OUT_DEAD;
+    } else {
+        /* Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]. */
+        int64_t cap = (int64_t)cfg->retry_max_delay_s * 1000;
+        int64_t t = (int64_t)cfg->retry_base_delay_s * 1000;
+        int k;
+        for (k = 1; k < it->attempts && t < cap; k++)
+            t *= 2;
+        if (t > cap)
+            t = cap;
+        it->out = OUT_RETRY;
+        it->next_at = send_clock_ms() + (t > 0 ? (int64_t)randombytes_uniform((uint32_t)t + 1) : 0);
+    }
+}
+
+/* Sends the prepared slots[0..n) (one provider) as one batch, and sets each outcome. */
+static void send_slots(struct dispatcher *d, struct slot *slots, size_t n,
+                       struct provider_conn **conn)
+{
+    struct provider_message pm[SENDER_BATCH_MAX];
+    struct provider_result res[SENDER_BATCH_MAX];
+    const struct provider *p = slots[0].it->run->p;
+    struct err e = {0};
+    size_t i;
+    int reset = 0;
+
+    memset(res, 0, sizeof res);
+    if (*conn == NULL && provider_open(p, conn, &e)) {
+        for (i = 0; i < n; i++) {
+            res[i].outcome = PROVIDER_RETRY;
+            snprintf(res[i].text, sizeof res[i].text, "%s", e.msg);
+        }
+    } else {
+        for (i = 0; i < n; i++) {
+            pm[i].mail_from = slots[i].mail_from;
+            pm[i].rcpt_to = slots[i].it->email;
+            pm[i].data = slots[i].mime.p;
+            pm[i].len = slots[i].mime.len;
+            pm[i].message_id = slots[i].mid;
+        }
+        provider_send_batch(*conn, pm, n, res);
+        for (i = 0; i < n; i++)
+            if (res[i].outcome == PROVIDER_RETRY && res[i].code == 0)
+                reset = 1;
+        if (reset) { /* a connection failed: start afresh next time */
+            provider_close(*conn);
+            *conn = NULL;
         }
     }
-    }
+    for (i = 0; i < n; i++)
+        outcome(d, slots[i].it, &res[i]);
 }
 
 /* Waits for both throttles (the run's and its provider's): RUN_RUNNING when the message
@@ -797,49 +834,72 @@ static int throttle_wait(struct dispatcher *d, struct run_ctx *x)
     }
 }
 
+/* Takes the next item, and after it the ones queued behind it for the same provider, as
+ * many as that provider's batch; 0 once stop was asked. */
+static size_t take_batch(struct dispatcher *d, struct item **out)
+{
+    size_t n = 0, max;
+    int pidx;
+
+    pthread_mutex_lock(&d->mu);
+    while (d->todo == NULL && !d->stop)
+        pthread_cond_wait(&d->work_cv, &d->mu);
+    if (!d->stop) {
+        pidx = d->todo->run->pidx;
+        max = d->pbatch[pidx];
+        while (d->todo && n < max && d->todo->run->pidx == pidx) {
+            out[n++] = d->todo;
+            d->todo = d->todo->next;
+            d->ntodo--;
+        }
+        if (d->todo == NULL)
+            d->todo_tail = &d->todo;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return n;
+}
+
 static void *sender_main(void *arg)
 {
     struct dispatcher *d = arg;
-    size_t np = provider_count(d->env->providers), i;
+    size_t np = provider_count(d->env->providers), i, n, k;
     struct provider_conn **conns = xcalloc(np ? np : 1, sizeof *conns);
-    struct message_rendered rd = {0};
-    struct buf mime = {0};
+    struct slot slots[SENDER_BATCH_MAX];
+    struct item *batch[SENDER_BATCH_MAX];
 
-    for (;;) {
-        struct item *it;
-        int state;
-        pthread_mutex_lock(&d->mu);
-        while (d->todo == NULL && !d->stop)
-            pthread_cond_wait(&d->work_cv, &d->mu);
-        if (d->stop) {
-            pthread_mutex_unlock(&d->mu);
-            break;
+    memset(slots, 0, sizeof slots);
+    while ((n = take_batch(d, batch)) > 0) {
+        /* render each (waiting for the throttles first), then send the ready ones at once */
+        for (i = k = 0; i < n; i++) {
+            struct item *it = batch[i];
+            int state = throttle_wait(d, it->run);
+            if (state != RUN_RUNNING) {
+                it->out = state == RUN_CANCELLED ? OUT_SKIPPED : OUT_RELEASED;
+                snprintf(it->error, sizeof it->error, "%s",
+                         state == RUN_CANCELLED ? "run cancelled" : "");
+                continue;
+            }
+            slots[k].it = it;
+            if (prepare(d, &slots[k]) == 0)
+                k++; /* else the slot (and its buffers) serves the next item */
         }
-        it = d->todo;
-        d->todo = it->next;
-        if (d->todo == NULL)
-            d->todo_tail = &d->todo;
-        d->ntodo--;
-        pthread_mutex_unlock(&d->mu);
-        state = throttle_wait(d, it->run);
-        if (state != RUN_RUNNING) {
-            it->out = state == RUN_CANCELLED ? OUT_SKIPPED : OUT_RELEASED;
-            snprintf(it->error, sizeof it->error, "%s",
-                     state == RUN_CANCELLED ? "run cancelled" : "");
-        } else
-            send_item(d, it, conns, &rd, &mime);
+        if (k)
+            send_slots(d, slots, k, &conns[slots[0].it->run->pidx]);
         pthread_mutex_lock(&d->mu);
-        it->next = d->done;
-        d->done = it;
-        if (++d->ndone >= RECORD_BATCH || d->todo == NULL)
+        for (i = 0; i < n; i++) {
+            batch[i]->next = d->done;
+            d->done = batch[i];
+            d->ndone++;
+        }
+        if (d->ndone >= RECORD_BATCH || d->todo == NULL)
             pthread_cond_signal(&d->done_cv);
         pthread_mutex_unlock(&d->mu);
     }
     for (i = 0; i < np; i++)
         provider_close(conns[i]);
     free(conns);
-    message_rendered_release(&rd);
-    buf_release(&mime);
+    for (i = 0; i < SENDER_BATCH_MAX; i++)
+        slot_release(&slots[i]);
     return NULL;
 }
 
@@ -1208,12 +1268,24 @@ int dispatcher_start(struct dispatcher **out, struct worker_set *ws, const struc
         goto fail;
     }
     d->pbuckets = xcalloc(np ? np : 1, sizeof *d->pbuckets);
+    d->pbatch = xcalloc(np ? np : 1, sizeof *d->pbatch);
+    /* Each provider's max_connections are spread over sender threads, several per thread
+     * when it takes batches (half of them a thread: one renders while the other waits on
+     * the network); the threads are as many as the provider that needs most. */
     n = 1;
     for (i = 0; i < np; i++) {
         const struct provider *p = provider_at(env->providers, i);
+        size_t b = provider_batch_max(p), conns = p->max_connections > 0 ? p->max_connections : 1;
+        int t;
+        if (b > SENDER_BATCH_MAX)
+            b = SENDER_BATCH_MAX;
+        if (b > (conns + 1) / 2)
+            b = (conns + 1) / 2;
+        d->pbatch[i] = b ? b : 1;
+        t = (int)((conns + d->pbatch[i] - 1) / d->pbatch[i]);
         throttle_init(&d->pbuckets[i], p->rate_per_second, 0, mono_ns());
-        if (p->max_connections > n)
-            n = p->max_connections;
+        if (t > n)
+            n = t;
     }
     if (n > MAX_SENDERS)
         n = MAX_SENDERS;
@@ -1273,6 +1345,7 @@ void dispatcher_stop(struct dispatcher *d)
     if (d->lock_fd >= 0)
         close(d->lock_fd);
     free(d->pbuckets);
+    free(d->pbatch);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->work_cv);
     pthread_cond_destroy(&d->done_cv);

@@ -154,6 +154,25 @@ void provider_send(struct provider_conn *c, const struct provider_message *m,
     c->p->ops->send(c, m, r);
 }
 
+size_t provider_batch_max(const struct provider *p)
+{
+    return p->ops->send_batch && p->ops->batch_max > 1 ? p->ops->batch_max : 1;
+}
+
+void provider_send_batch(struct provider_conn *c, const struct provider_message *m, size_t n,
+                         struct provider_result *r)
+{
+    size_t i;
+
+    memset(r, 0, n * sizeof *r);
+    if (c->p->ops->send_batch && n > 1) {
+        c->p->ops->send_batch(c, m, n, r);
+        return;
+    }
+    for (i = 0; i < n; i++)
+        c->p->ops->send(c, &m[i], &r[i]);
+}
+
 void provider_close(struct provider_conn *c)
 {
     if (c)

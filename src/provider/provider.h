@@ -67,6 +67,12 @@ struct provider_ops {
     void (*send)(struct provider_conn *c, const struct provider_message *m,
                  struct provider_result *r);
     void (*close)(struct provider_conn *c);
+    /* Optional: sends m[0..n) at once (n <= batch_max), each over its own connection of
+     * c, and says what came of each in r[i]: a type whose sending waits on the network
+     * drives many transfers from one thread this way, with no thread switch per reply. */
+    void (*send_batch)(struct provider_conn *c, const struct provider_message *m, size_t n,
+                       struct provider_result *r);
+    size_t batch_max; /* 0 or 1: no send_batch */
 };
 
 struct provider {
@@ -95,6 +101,12 @@ int provider_open(const struct provider *p, struct provider_conn **out, struct e
 void provider_send(struct provider_conn *c, const struct provider_message *m,
                    struct provider_result *r);
 void provider_close(struct provider_conn *c); /* NULL-safe */
+/* How many messages one provider_send_batch takes for p (1 for a type without it). */
+size_t provider_batch_max(const struct provider *p);
+/* Sends m[0..n) (n <= provider_batch_max) over c at once, or one after the other for a
+ * type without send_batch; r[i] says what came of m[i]. */
+void provider_send_batch(struct provider_conn *c, const struct provider_message *m, size_t n,
+                         struct provider_result *r);
 
 /* "plain", "sendgrid"...; provider_esp_parse: 0 or E_INVAL. */
 const char *provider_esp_name(enum provider_esp esp);

@@ -21,6 +21,13 @@
  * DATA, and CURLE_WEIRD_SERVER_REPLY for the final dot once every byte was read, or for
  * the greeting before any was.
  *
+ * Many at once: a struct provider_conn is a libcurl multi handle with up to SMTP_BATCH
+ * transfers (easy handles), and libcurl keeps up to SMTP_BATCH connections open in the
+ * multi's cache between calls. provider_send_batch puts n messages on n connections and
+ * waits for all of them in one poll loop, so one thread keeps n round trips in flight
+ * and is woken once for whichever replies came (measured: docs/benchmarks.md); a single
+ * send is a batch of one. Each transfer's replies are kept apart (struct smtp_xfer).
+ *
  * The password is copied and wiped at fini; nothing here logs, and libcurl's verbose
  * mode (which would print AUTH) stays off. */
 #include <curl/curl.h>
@@ -43,16 +50,26 @@ struct smtp {
     long connect_timeout_s, timeout_s;
 };
 
-struct smtp_conn {
-    struct provider_conn base; /* first */
-    const struct smtp *s;
-    CURL *h;
+#define SMTP_BATCH 8 /* transfers (and cached connections) of one provider_conn */
+
+/* One transfer: a message on its way, and what the server said about it. */
+struct smtp_xfer {
+    CURL *h;          /* NULL until first used */
     const char *data; /* the message being sent */
     size_t len, pos;
     char reply[REPLY_MAX];   /* the reply being read, or the last one */
     int reply_done;          /* reply is complete: the next line starts a new one */
     char failure[REPLY_MAX]; /* the first 4xx/5xx reply of this transfer, "" if none */
     char errbuf[CURL_ERROR_SIZE];
+    struct curl_slist *rcpt;
+    CURLcode rc;
+};
+
+struct smtp_conn {
+    struct provider_conn base; /* first */
+    const struct smtp *s;
+    CURLM *m;
+    struct smtp_xfer x[SMTP_BATCH];
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -117,7 +134,7 @@ static void smtp_fini(struct provider *p)
 
 static size_t on_read(char *buf, size_t size, size_t nitems, void *ctx)
 {
-    struct smtp_conn *c = ctx;
+    struct smtp_xfer *c = ctx;
     size_t n = c->len - c->pos;
 
     if (n > size * nitems)
@@ -131,7 +148,7 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ctx)
  * reply are joined with a space, each after the first without its code. */
 static size_t on_reply_line(char *line, size_t size, size_t nitems, void *ctx)
 {
-    struct smtp_conn *c = ctx;
+    struct smtp_xfer *c = ctx;
     size_t n = size * nitems, k = n, have;
     int last;
 
@@ -158,19 +175,16 @@ static size_t on_reply_line(char *line, size_t size, size_t nitems, void *ctx)
     return n;
 }
 
-static int smtp_open(const struct provider *p, struct provider_conn **out, struct err *e)
+/* The transfer's easy handle, made with the provider's settings on first use. */
+static int xfer_handle(const struct smtp *s, struct smtp_xfer *x)
 {
-    const struct smtp *s = p->impl;
-    struct smtp_conn *c;
-    CURL *h = curl_easy_init();
+    CURL *h;
 
+    if (x->h)
+        return 0;
+    h = curl_easy_init();
     if (h == NULL)
-        return ERR(e, E_NOMEM, "[provider:%s]: cannot start libcurl", p->name);
-    c = xcalloc(1, sizeof *c);
-    c->base.p = p;
-    c->s = s;
-    c->h = h;
-    c->reply_done = 1;
+        return -1;
     curl_easy_setopt(h, CURLOPT_URL, s->url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for timeouts */
     curl_easy_setopt(h, CURLOPT_USE_SSL, s->use_ssl);
@@ -184,16 +198,32 @@ static int smtp_open(const struct provider *p, struct provider_conn **out, struc
     curl_easy_setopt(h, CURLOPT_TIMEOUT, s->timeout_s);
     curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(h, CURLOPT_READDATA, c);
+    curl_easy_setopt(h, CURLOPT_READDATA, x);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_reply_line);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
+    x->h = h;
+    return 0;
+}
+
+static int smtp_open(const struct provider *p, struct provider_conn **out, struct err *e)
+{
+    struct smtp_conn *c;
+    CURLM *m = curl_multi_init();
+
+    if (m == NULL)
+        return ERR(e, E_NOMEM, "[provider:%s]: cannot start libcurl", p->name);
+    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)SMTP_BATCH);
+    c = xcalloc(1, sizeof *c);
+    c->base.p = p;
+    c->s = p->impl;
+    c->m = m;
     *out = &c->base;
     return 0;
 }
 
 /* The outcome of one transfer from libcurl's result and the replies seen (see DESIGN). */
-static void smtp_outcome(struct smtp_conn *c, CURLcode rc, struct provider_result *r)
+static void smtp_outcome(struct smtp_xfer *c, CURLcode rc, struct provider_result *r)
 {
     int in_txn = rc == CURLE_SEND_ERROR ||
                  (rc == CURLE_WEIRD_SERVER_REPLY && c->len > 0 && c->pos == c->len);
@@ -233,43 +263,104 @@ static int envelope_ok(const char *a)
     return 1;
 }
 
-static void smtp_send(struct provider_conn *conn, const struct provider_message *m,
+/* Readies transfer x for m and puts it on the multi handle; 0, or -1 with *r said. */
+static int xfer_start(struct smtp_conn *c, struct smtp_xfer *x, const struct provider_message *m,
                       struct provider_result *r)
 {
-    struct smtp_conn *c = (struct smtp_conn *)conn;
-    struct curl_slist *rcpt;
-    CURLcode rc;
-
     if (!envelope_ok(m->mail_from) || !envelope_ok(m->rcpt_to)) {
         r->outcome = PROVIDER_FAILED;
         snprintf(r->text, sizeof r->text,
                  "envelope address not fit for SMTP (empty, too long, "
                  "or with spaces, controls or <>)");
-        return;
+        return -1;
     }
-    rcpt = curl_slist_append(NULL, m->rcpt_to);
+    x->rcpt = curl_slist_append(NULL, m->rcpt_to);
+    if (x->rcpt == NULL || xfer_handle(c->s, x)) {
+        curl_slist_free_all(x->rcpt);
+        x->rcpt = NULL;
+        provider_classify_smtp(0, "", r);
+        snprintf(r->text, sizeof r->text, "curl: out of memory");
+        return -1;
+    }
+    x->data = m->data;
+    x->len = m->len;
+    x->pos = 0;
+    x->failure[0] = x->errbuf[0] = '\0';
+    x->reply[0] = '\0';
+    x->reply_done = 1;
+    x->rc = CURLE_OK;
+    curl_easy_setopt(x->h, CURLOPT_MAIL_FROM, m->mail_from);
+    curl_easy_setopt(x->h, CURLOPT_MAIL_RCPT, x->rcpt);
+    curl_easy_setopt(x->h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)m->len);
+    if (curl_multi_add_handle(c->m, x->h) != CURLM_OK) {
+        curl_easy_setopt(x->h, CURLOPT_MAIL_RCPT, NULL);
+        curl_slist_free_all(x->rcpt);
+        x->rcpt = NULL;
+        provider_classify_smtp(0, "", r);
+        snprintf(r->text, sizeof r->text, "curl: cannot start the transfer");
+        return -1;
+    }
+    return 0;
+}
 
-    c->data = m->data;
-    c->len = m->len;
-    c->pos = 0;
-    c->failure[0] = c->errbuf[0] = '\0';
-    c->reply[0] = '\0';
-    c->reply_done = 1;
-    curl_easy_setopt(c->h, CURLOPT_MAIL_FROM, m->mail_from);
-    curl_easy_setopt(c->h, CURLOPT_MAIL_RCPT, rcpt);
-    curl_easy_setopt(c->h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)m->len);
-    rc = rcpt ? curl_easy_perform(c->h) : CURLE_OUT_OF_MEMORY;
-    smtp_outcome(c, rc, r);
-    curl_easy_setopt(c->h, CURLOPT_MAIL_RCPT, NULL);
-    curl_slist_free_all(rcpt);
-    c->data = NULL;
+static void smtp_send_batch(struct provider_conn *conn, const struct provider_message *m, size_t n,
+                            struct provider_result *r)
+{
+    struct smtp_conn *c = (struct smtp_conn *)conn;
+    int started[SMTP_BATCH] = {0}, running = 0;
+    CURLMcode mc = CURLM_OK;
+    CURLMsg *msg;
+    size_t i;
+    int left;
+
+    if (n > SMTP_BATCH)
+        n = SMTP_BATCH; /* the caller asked provider_batch_max */
+    for (i = 0; i < n; i++)
+        started[i] = xfer_start(c, &c->x[i], &m[i], &r[i]) == 0;
+    /* CURLE_PARTIAL_FILE stands for "never finished": every started transfer gets its
+     * own code from curl_multi_info_read below. */
+    for (i = 0; i < n; i++)
+        c->x[i].rc = CURLE_PARTIAL_FILE;
+    do {
+        mc = curl_multi_perform(c->m, &running);
+        if (mc == CURLM_OK && running)
+            mc = curl_multi_poll(c->m, NULL, 0, 1000, NULL);
+    } while (mc == CURLM_OK && running);
+    while ((msg = curl_multi_info_read(c->m, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        for (i = 0; i < n; i++)
+            if (c->x[i].h == msg->easy_handle)
+                c->x[i].rc = msg->data.result;
+    }
+    for (i = 0; i < n; i++) {
+        struct smtp_xfer *x = &c->x[i];
+        if (!started[i])
+            continue;
+        smtp_outcome(x, mc == CURLM_OK ? x->rc : CURLE_PARTIAL_FILE, &r[i]);
+        curl_multi_remove_handle(c->m, x->h); /* its connection stays in the multi's cache */
+        curl_easy_setopt(x->h, CURLOPT_MAIL_RCPT, NULL);
+        curl_slist_free_all(x->rcpt);
+        x->rcpt = NULL;
+        x->data = NULL;
+    }
+}
+
+static void smtp_send(struct provider_conn *conn, const struct provider_message *m,
+                      struct provider_result *r)
+{
+    smtp_send_batch(conn, m, 1, r);
 }
 
 static void smtp_close(struct provider_conn *conn)
 {
     struct smtp_conn *c = (struct smtp_conn *)conn;
+    size_t i;
 
-    curl_easy_cleanup(c->h); /* sends QUIT on an open connection */
+    for (i = 0; i < SMTP_BATCH; i++)
+        if (c->x[i].h)
+            curl_easy_cleanup(c->x[i].h);
+    curl_multi_cleanup(c->m); /* sends QUIT on the open connections */
     free(c);
 }
 
@@ -280,4 +371,6 @@ const struct provider_ops provider_smtp_ops = {
     .open = smtp_open,
     .send = smtp_send,
     .close = smtp_close,
+    .send_batch = smtp_send_batch,
+    .batch_max = SMTP_BATCH,
 };

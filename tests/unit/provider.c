@@ -594,6 +594,53 @@ UTEST(provider, smtp_several_messages_over_one_connection)
     sink_stop(&k);
 }
 
+/* A batch goes out on as many connections at once, and the next batch reuses them; a
+ * message whose envelope cannot go into SMTP fails alone. */
+UTEST(provider, smtp_batches_share_their_connections)
+{
+    struct sink k;
+    struct provider_set *s;
+    struct provider_conn *c = NULL;
+    struct provider_message m[4];
+    struct provider_result r[4];
+    struct err e = {0};
+    char ids[4][8];
+    int round, i;
+
+    sink_start(&k, NULL);
+    s = smtp_set(k.port, NULL);
+    cr_assert_eq(provider_batch_max(provider_find(s, NULL)), 8);
+    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    for (round = 0; round < 2; round++) {
+        for (i = 0; i < 4; i++) {
+            snprintf(ids[i], sizeof ids[i], "7.%d", round * 4 + i);
+            m[i] = message(ids[i]);
+        }
+        provider_send_batch(c, m, 4, r);
+        for (i = 0; i < 4; i++) {
+            cr_assert_eq(r[i].outcome, PROVIDER_SENT, "round %d message %d: %d %s", round, i,
+                         r[i].code, r[i].text);
+            cr_assert_str_eq(r[i].text, "250 2.0.0 Ok");
+        }
+    }
+    sink_wait(&k, "mesg", 8);
+    cr_assert_eq(sink_counter(&k, "mesg"), 8);
+    /* a bad envelope in the middle of a batch: that one fails, the others go */
+    m[1].rcpt_to = "two words@example.org";
+    provider_send_batch(c, m, 3, r);
+    cr_assert_eq(r[0].outcome, PROVIDER_SENT, "%s", r[0].text);
+    cr_assert_eq(r[1].outcome, PROVIDER_FAILED);
+    cr_assert_not_null(strstr(r[1].text, "envelope"), "%s", r[1].text);
+    cr_assert_eq(r[2].outcome, PROVIDER_SENT, "%s", r[2].text);
+    provider_close(c);
+    sink_wait(&k, "quit", 4);
+    cr_assert_eq(sink_counter(&k, "mesg"), 10);
+    cr_assert_eq(sink_counter(&k, "sess"), 4, "two batches of four: four sessions, reused");
+    cr_assert_eq(sink_counter(&k, "quit"), 4);
+    set_done(s);
+    sink_stop(&k);
+}
+
 /* One message to a sink made to refuse or hang up: every such answer is a retry (the
  * message may go through later), with the sink's reply when it gave one. */
 UTEST(provider, smtp_refusals_and_hang_ups_are_retry)
