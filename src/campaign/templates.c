@@ -630,6 +630,11 @@ static int preview_segment(const struct send_env *env, struct store *st,
     int rc;
 
     buf_init(&unsub);
+    /* One read transaction for the whole pass: a consistent view, and one lock taken
+     * instead of one per member (the locks were most of the time, 27 us a member). */
+    rc = store_read_begin(st, e);
+    if (rc)
+        goto out;
     rc = store_segment_get(st, segment_id, ignore_segment, NULL, e);
     if (rc == E_NOTFOUND) {
         err_clear(e);
@@ -669,7 +674,8 @@ static int preview_segment(const struct send_env *env, struct store *st,
                          (json_int_t)roaring_bitmap_get_cardinality(rb), "missing",
                          (json_int_t)missing, "footer_added", message_template_footer_added(mt));
 out:
-    if (it) /* neither is NULL-safe */
+    store_rollback(st); /* the read transaction, if taken */
+    if (it)             /* neither is NULL-safe */
         roaring_free_uint32_iterator(it);
     if (rb)
         roaring_bitmap_free(rb);
