@@ -2,7 +2,8 @@
  *
  * DESIGN: app_start brings up, in order, the metrics registry and the workers' set, the
  * store pool, the ingest writer, the segment service (the audience index) and its
- * scheduler, the sync worker and the HTTP server (app.c has the table); a step that fails
+ * scheduler, the sync worker, the send environment (providers, token key, base URL of
+ * links) and the HTTP server (app.c has the table); a step that fails
  * undoes the ones before it in reverse, and app_stop undoes them all in reverse. The
  * struct is the one context handlers reach (struct http_req has a pointer); `ready` is
  * the one shutdown flag: 1 from a finished start until stop begins (/readyz reads it). */

@@ -147,15 +147,16 @@ static int mime_check(const struct mime_message *m, struct err *e)
         return ERR(e, E_INVAL, "reply-to \"%.64s\" is not a valid address", m->reply_to);
     if (m->message_id == NULL || m->message_id[0] == '\0' || m->message_id_domain == NULL ||
         m->message_id_domain[0] == '\0' ||
-        strspn(m->message_id, "0123456789.") != strlen(m->message_id) ||
+        strspn(m->message_id,
+               "0123456789.-_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
+            strlen(m->message_id) ||
         !raw_ok("Message-ID", m->message_id_domain) ||
         strpbrk(m->message_id_domain, " <>@()[],;:\\\"") != NULL ||
         strlen(m->message_id) + strlen(m->message_id_domain) > 200)
         return ERR(e, E_INVAL, "message id or its domain is not fit for a Message-ID");
-    if (m->list_unsubscribe &&
-        (!raw_ok("List-Unsubscribe", m->list_unsubscribe) ||
-         strpbrk(m->list_unsubscribe, " <>") != NULL ||
-         strlen(m->list_unsubscribe) + 20 > MIME_LINE_MAX))
+    if (m->list_unsubscribe && (!raw_ok("List-Unsubscribe", m->list_unsubscribe) ||
+                                strpbrk(m->list_unsubscribe, " <>") != NULL ||
+                                strlen(m->list_unsubscribe) + 20 > MIME_LINE_MAX))
         return ERR(e, E_INVAL, "unsubscribe URL is not fit for List-Unsubscribe");
     for (i = 0; i < m->nheaders; i++)
         if (!raw_ok(m->headers[2 * i], m->headers[2 * i + 1]))

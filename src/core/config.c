@@ -3,7 +3,8 @@
  * DESIGN: one table of scalar keys (section, name, type, offset) drives parsing,
  * defaults-dumping and documentation checks, so a key exists in exactly one
  * place. Named sections ([provider:NAME], [webhook:NAME]) have their own small
- * key set. Errors carry "FILE:LINE: [section] key: what is wrong". */
+ * table (named_keys), parsed and dumped by the same code, plus secrets by reference.
+ * Errors carry "FILE:LINE: [section] key: what is wrong". */
 #include "config.h"
 
 #include <ctype.h>
@@ -13,7 +14,7 @@
 #include <string.h>
 #include <sodium.h>
 
-enum key_type { K_STR, K_INT, K_LONG, K_BOOL, K_LOGLEVEL, K_UNKNOWN_EVENTS, K_CONSENT };
+enum key_type { K_STR, K_INT, K_LONG, K_BOOL, K_LOGLEVEL, K_UNKNOWN_EVENTS, K_CONSENT, K_STARTTLS };
 
 struct key_def {
     const char *section, *name;
@@ -131,9 +132,11 @@ struct load_ctx {
     char msg[400];
 };
 
-static int set_scalar(struct load_ctx *lc, const struct key_def *k, const char *value)
+/* Sets key k of the struct at base (struct config, or a struct config_named for the
+ * named sections' keys) from value; -1 with lc->msg saying why. */
+static int set_scalar(struct load_ctx *lc, const struct key_def *k, void *base, const char *value)
 {
-    char *field = (char *)lc->c + k->off;
+    char *field = (char *)base + k->off;
     int64_t v;
 
     switch (k->type) {
@@ -190,6 +193,13 @@ static int set_scalar(struct load_ctx *lc, const struct key_def *k, const char *
         *(int *)field = (int)s;
         return 0;
     }
+    case K_STARTTLS:
+        if (strcmp(value, "auto") && strcmp(value, "required")) {
+            snprintf(lc->msg, sizeof lc->msg, "expected auto or required, got \"%s\"", value);
+            return -1;
+        }
+        *(int *)field = value[0] == 'r';
+        return 0;
     }
     return -1;
 }
@@ -221,53 +231,35 @@ int config_secret_resolve(const char *kind, const char *ref, char **out, char *m
     }
 }
 
-/* The keys only a [provider:NAME] has: 0 set, -1 refused (lc->msg says why), 1 not one
- * of them. */
-static int set_provider_key(struct load_ctx *lc, struct config_named *t, const char *name,
-                            const char *value)
-{
-    int64_t v;
-
-    if (strcmp(name, "esp") == 0 || strcmp(name, "dir") == 0) {
-        char *field = name[0] == 'e' ? t->esp : t->dir;
-        size_t cap = name[0] == 'e' ? sizeof t->esp : sizeof t->dir;
-        if (strlen(value) >= cap) {
-            snprintf(lc->msg, sizeof lc->msg, "longer than %zu characters", cap - 1);
-            return -1;
-        }
-        memcpy(field, value, strlen(value) + 1);
-        return 0;
+/* The keys of [provider:NAME] and [webhook:NAME] sections (secrets apart): section
+ * "provider" for the keys only a provider has, "" for both. */
+#define NS(nm, field, sec)                                                                         \
+    {                                                                                              \
+        sec, nm, K_STR, offsetof(struct config_named, field),                                      \
+            sizeof(((struct config_named *)0)->field), 0, 0                                        \
     }
-    if (strcmp(name, "starttls") == 0) {
-        if (strcmp(value, "auto") && strcmp(value, "required")) {
-            snprintf(lc->msg, sizeof lc->msg, "expected auto or required, got \"%s\"", value);
-            return -1;
-        }
-        t->starttls_required = value[0] == 'r';
-        return 0;
+#define NI(nm, field, sec, lo, hi)                                                                 \
+    {                                                                                              \
+        sec, nm, K_INT, offsetof(struct config_named, field), sizeof(int), lo, hi                  \
     }
-    if (strcmp(name, "tls_verify") == 0) {
-        if (strcmp(value, "true") && strcmp(value, "false")) {
-            snprintf(lc->msg, sizeof lc->msg, "expected true or false, got \"%s\"", value);
-            return -1;
-        }
-        t->tls_verify = value[0] == 't';
-        return 0;
-    }
-    if (strcmp(name, "connect_timeout_s") == 0 || strcmp(name, "timeout_s") == 0) {
-        if (parse_i64(value, strlen(value), &v) || v < 1 || v > 3600) {
-            snprintf(lc->msg, sizeof lc->msg, "expected an integer from 1 to 3600, got \"%s\"",
-                     value);
-            return -1;
-        }
-        if (name[0] == 'c')
-            t->connect_timeout_s = (int)v;
-        else
-            t->timeout_s = (int)v;
-        return 0;
-    }
-    return 1;
-}
+static const struct key_def named_keys[] = {
+    NS("type", type, ""),
+    NS("url", url, ""),
+    NS("username", username, ""),
+    NS("from", from, ""),
+    NI("rate_per_second", rate_per_second, "", 1, 100000),
+    NI("max_connections", max_connections, "", 1, 100000),
+    NS("esp", esp, "provider"),
+    {"provider", "starttls", K_STARTTLS, offsetof(struct config_named, starttls_required),
+     sizeof(int), 0, 1},
+    {"provider", "tls_verify", K_BOOL, offsetof(struct config_named, tls_verify), sizeof(int), 0,
+     1},
+    NI("connect_timeout_s", connect_timeout_s, "provider", 1, 3600),
+    NI("timeout_s", timeout_s, "provider", 1, 3600),
+    NS("dir", dir, "provider"),
+};
+#undef NS
+#undef NI
 
 static int set_named(struct load_ctx *lc, const char *section, const char *name, const char *value)
 {
@@ -277,7 +269,6 @@ static int set_named(struct load_ctx *lc, const char *section, const char *name,
     int *count = is_provider ? &lc->c->nproviders : &lc->c->nwebhooks;
     struct config_named *t = NULL;
     int i;
-    int64_t v;
 
     if (*nm == '\0' || strlen(nm) >= sizeof t->name) {
         snprintf(lc->msg, sizeof lc->msg, "section name must be 1 to 63 characters");
@@ -301,37 +292,9 @@ static int set_named(struct load_ctx *lc, const char *section, const char *name,
         t->connect_timeout_s = 10;
         t->timeout_s = 120;
     }
-    if (is_provider) {
-        int rc = set_provider_key(lc, t, name, value);
-        if (rc <= 0)
-            return rc;
-    }
-#define STRKEY(k)                                                                                  \
-    if (strcmp(name, #k) == 0) {                                                                   \
-        if (strlen(value) >= sizeof t->k) {                                                        \
-            snprintf(lc->msg, sizeof lc->msg, "longer than %zu characters", sizeof t->k - 1);      \
-            return -1;                                                                             \
-        }                                                                                          \
-        snprintf(t->k, sizeof t->k, "%s", value);                                                  \
-        return 0;                                                                                  \
-    }
-    STRKEY(type)
-    STRKEY(url)
-    STRKEY(username)
-    STRKEY(from)
-#undef STRKEY
-    if (strcmp(name, "rate_per_second") == 0 || strcmp(name, "max_connections") == 0) {
-        if (parse_i64(value, strlen(value), &v) || v < 1 || v > 100000) {
-            snprintf(lc->msg, sizeof lc->msg, "expected an integer from 1 to 100000, got \"%s\"",
-                     value);
-            return -1;
-        }
-        if (name[0] == 'r')
-            t->rate_per_second = (int)v;
-        else
-            t->max_connections = (int)v;
-        return 0;
-    }
+    for (i = 0; i < (int)(sizeof named_keys / sizeof *named_keys); i++)
+        if (strcmp(named_keys[i].name, name) == 0 && (is_provider || !named_keys[i].section[0]))
+            return set_scalar(lc, &named_keys[i], t, value);
     {
         /* Secrets: only references. password/secret/key given literally are refused. */
         static const char *secret_names[] = {"password", "secret", "public_key", "api_key"};
@@ -378,7 +341,7 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
     }
     for (i = 0; i < sizeof keys / sizeof *keys; i++) {
         if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0) {
-            if (set_scalar(lc, &keys[i], value) == 0)
+            if (set_scalar(lc, &keys[i], lc->c, value) == 0)
                 return 1;
             goto fail;
         }
@@ -456,7 +419,7 @@ int config_apply_env(struct config *c, struct err *e)
             if (strcmp(keys[k].section, env_keys[i].section) ||
                 strcmp(keys[k].name, env_keys[i].name))
                 continue;
-            if (set_scalar(&lc, &keys[k], v))
+            if (set_scalar(&lc, &keys[k], c, v))
                 return ERR(e, E_INVAL, "environment %s: %s", env_keys[i].env, lc.msg);
         }
     }
@@ -597,6 +560,41 @@ void config_release(struct config *c)
     c->nproviders = c->nwebhooks = 0;
 }
 
+/* Writes "name = value" for key k of the struct at base (as set_scalar reads it). */
+static void dump_value(struct buf *out, const struct key_def *k, const void *base)
+{
+    const char *field = (const char *)base + k->off;
+
+    switch (k->type) {
+    case K_STR:
+        buf_printf(out, "%s = %s\n", k->name, field);
+        break;
+    case K_INT:
+        buf_printf(out, "%s = %d\n", k->name, *(const int *)field);
+        break;
+    case K_LONG:
+        buf_printf(out, "%s = %ld\n", k->name, *(const long *)field);
+        break;
+    case K_BOOL:
+        buf_printf(out, "%s = %s\n", k->name, *(const int *)field ? "true" : "false");
+        break;
+    case K_LOGLEVEL: {
+        static const char *ln[] = {"error", "warn", "info", "debug"};
+        buf_printf(out, "%s = %s\n", k->name, ln[*(const int *)field & 3]);
+        break;
+    }
+    case K_UNKNOWN_EVENTS:
+        buf_printf(out, "%s = %s\n", k->name, *(const int *)field ? "reject" : "accept");
+        break;
+    case K_CONSENT:
+        buf_printf(out, "%s = %s\n", k->name, consent_name(*(const int *)field));
+        break;
+    case K_STARTTLS:
+        buf_printf(out, "%s = %s\n", k->name, *(const int *)field ? "required" : "auto");
+        break;
+    }
+}
+
 void config_dump(const struct config *c, struct buf *out)
 {
     const char *cur = "";
@@ -604,58 +602,23 @@ void config_dump(const struct config *c, struct buf *out)
     int n;
 
     for (i = 0; i < sizeof keys / sizeof *keys; i++) {
-        const struct key_def *k = &keys[i];
-        const char *field = (const char *)c + k->off;
-        if (strcmp(cur, k->section) != 0) {
-            buf_printf(out, "%s[%s]\n", i ? "\n" : "", k->section);
-            cur = k->section;
+        if (strcmp(cur, keys[i].section) != 0) {
+            buf_printf(out, "%s[%s]\n", i ? "\n" : "", keys[i].section);
+            cur = keys[i].section;
         }
-        switch (k->type) {
-        case K_STR:
-            buf_printf(out, "%s = %s\n", k->name, field);
-            break;
-        case K_INT:
-            buf_printf(out, "%s = %d\n", k->name, *(const int *)field);
-            break;
-        case K_LONG:
-            buf_printf(out, "%s = %ld\n", k->name, *(const long *)field);
-            break;
-        case K_BOOL:
-            buf_printf(out, "%s = %s\n", k->name, *(const int *)field ? "true" : "false");
-            break;
-        case K_LOGLEVEL: {
-            static const char *ln[] = {"error", "warn", "info", "debug"};
-            buf_printf(out, "%s = %s\n", k->name, ln[*(const int *)field & 3]);
-            break;
-        }
-        case K_UNKNOWN_EVENTS:
-            buf_printf(out, "%s = %s\n", k->name, *(const int *)field ? "reject" : "accept");
-            break;
-        case K_CONSENT:
-            buf_printf(out, "%s = %s\n", k->name, consent_name(*(const int *)field));
-            break;
-        }
+        dump_value(out, &keys[i], c);
     }
     for (n = 0; n < c->nproviders + c->nwebhooks; n++) {
         const struct config_named *t =
             n < c->nproviders ? &c->providers[n] : &c->webhooks[n - c->nproviders];
         buf_printf(out, "\n[%s:%s]\ntype = %s\n", n < c->nproviders ? "provider" : "webhook",
                    t->name, t->type);
-        if (t->url[0])
-            buf_printf(out, "url = %s\n", t->url);
         if (n < c->nproviders) {
-            if (t->username[0])
-                buf_printf(out, "username = %s\n", t->username);
-            if (t->from[0])
-                buf_printf(out, "from = %s\n", t->from);
-            buf_printf(out,
-                       "esp = %s\nstarttls = %s\ntls_verify = %s\nrate_per_second = %d\n"
-                       "max_connections = %d\nconnect_timeout_s = %d\ntimeout_s = %d\n",
-                       t->esp, t->starttls_required ? "required" : "auto",
-                       t->tls_verify ? "true" : "false", t->rate_per_second, t->max_connections,
-                       t->connect_timeout_s, t->timeout_s);
-            if (t->dir[0])
-                buf_printf(out, "dir = %s\n", t->dir);
+            for (i = 1; i < sizeof named_keys / sizeof *named_keys; i++) /* [0] is type */
+                if (named_keys[i].type != K_STR || ((const char *)t + named_keys[i].off)[0])
+                    dump_value(out, &named_keys[i], t);
+        } else if (t->url[0]) {
+            buf_printf(out, "url = %s\n", t->url);
         }
         if (t->secret_ref[0])
             buf_printf(out, "; secret from %s\n", t->secret_ref);

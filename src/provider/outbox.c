@@ -75,8 +75,9 @@ static int id_is_file_name(const char *id)
 {
     size_t n = strlen(id);
 
-    return n > 0 && n < 200 && id[0] != '.' && strspn(id, "0123456789abcdefghijklmnopqrstuvwxyz"
-                                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ._-") == n;
+    return n > 0 && n < 200 && id[0] != '.' &&
+           strspn(id, "0123456789abcdefghijklmnopqrstuvwxyz"
+                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ._-") == n;
 }
 
 static int write_all(int fd, const char *p, size_t n)

@@ -21,22 +21,34 @@ struct provider_set {
     size_t n;
 };
 
-static const char *const esp_names[] = {
-    [ESP_PLAIN] = "plain",       [ESP_SENDGRID] = "sendgrid", [ESP_MAILGUN] = "mailgun",
-    [ESP_POSTMARK] = "postmark", [ESP_SES] = "ses",
+/* Each ESP: its name in the configuration, and the header that carries our message id
+ * back in its webhooks (before + id + after), NULL for none beyond X-Engage-Message-Id;
+ * dot, when set, replaces '.' in the id: SES tag values may hold only letters, digits,
+ * '_' and '-' (its MessageTag reference), so "12.345" goes as "12_345" there. */
+static const struct esp_row {
+    const char *name, *header, *before, *after;
+    char dot;
+} esps[] = {
+    [ESP_PLAIN] = {"plain", NULL, NULL, NULL},
+    [ESP_SENDGRID] = {"sendgrid", "X-SMTPAPI", "{\"unique_args\":{\"engage_message_id\":\"",
+                      "\"}}"},
+    [ESP_MAILGUN] = {"mailgun", "X-Mailgun-Variables", "{\"engage_message_id\": \"", "\"}"},
+    [ESP_POSTMARK] = {"postmark", "X-PM-Metadata-engage_message_id", "", ""},
+    [ESP_SES] = {"ses", "X-SES-MESSAGE-TAGS", "engage_message_id=", "", '_'},
 };
+#define NESP (sizeof esps / sizeof *esps)
 
 const char *provider_esp_name(enum provider_esp esp)
 {
-    return (unsigned)esp < sizeof esp_names / sizeof *esp_names ? esp_names[esp] : "plain";
+    return (unsigned)esp < NESP ? esps[esp].name : "plain";
 }
 
 int provider_esp_parse(const char *s, enum provider_esp *out)
 {
     size_t i;
 
-    for (i = 0; i < sizeof esp_names / sizeof *esp_names; i++)
-        if (strcmp(s, esp_names[i]) == 0) {
+    for (i = 0; i < NESP; i++)
+        if (strcmp(s, esps[i].name) == 0) {
             *out = (enum provider_esp)i;
             return 0;
         }
@@ -44,8 +56,8 @@ int provider_esp_parse(const char *s, enum provider_esp *out)
 }
 
 /* One provider from its section: the type's row, the common keys, then the type's init. */
-static int provider_init(struct provider *p, const struct config_named *c,
-                         const struct config *cfg, struct err *e)
+static int provider_init(struct provider *p, const struct config_named *c, const struct config *cfg,
+                         struct err *e)
 {
     size_t i;
 
@@ -153,27 +165,18 @@ void provider_close(struct provider_conn *c)
 void provider_id_headers(const struct provider *p, const char *message_id,
                          void (*add)(void *ctx, const char *name, const char *value), void *ctx)
 {
+    const struct esp_row *row = &esps[(unsigned)p->esp < NESP ? p->esp : ESP_PLAIN];
     char v[512];
 
-    /* Our ids are digits and dots: nothing in them needs JSON escaping. */
-    switch (p->esp) {
-    case ESP_SENDGRID:
-        snprintf(v, sizeof v, "{\"unique_args\":{\"engage_message_id\":\"%s\"}}", message_id);
-        add(ctx, "X-SMTPAPI", v);
-        break;
-    case ESP_MAILGUN:
-        snprintf(v, sizeof v, "{\"engage_message_id\": \"%s\"}", message_id);
-        add(ctx, "X-Mailgun-Variables", v);
-        break;
-    case ESP_POSTMARK:
-        add(ctx, "X-PM-Metadata-engage_message_id", message_id);
-        break;
-    case ESP_SES:
-        snprintf(v, sizeof v, "engage_message_id=%s", message_id);
-        add(ctx, "X-SES-MESSAGE-TAGS", v);
-        break;
-    case ESP_PLAIN:
-        break;
+    /* Our ids are letters, digits, '.', '_' and '-' (mime_build refuses others): nothing
+     * in them needs JSON escaping. */
+    if (row->header) {
+        size_t at = strlen(row->before), i;
+        snprintf(v, sizeof v, "%s%s%s", row->before, message_id, row->after);
+        for (i = at; row->dot && v[i] && i < at + strlen(message_id); i++)
+            if (v[i] == '.')
+                v[i] = row->dot;
+        add(ctx, row->header, v);
     }
     add(ctx, "X-Engage-Message-Id", message_id);
 }

@@ -102,7 +102,8 @@ int provider_esp_parse(const char *s, enum provider_esp *out);
 /* Calls add(ctx, name, value) for each header that carries message_id where p's ESP
  * echoes it back in webhooks, always under the name engage_message_id: X-SMTPAPI
  * unique_args (sendgrid), X-Mailgun-Variables (mailgun), X-PM-Metadata-engage_message_id
- * (postmark), X-SES-MESSAGE-TAGS (ses); and X-Engage-Message-Id whatever the ESP. */
+ * (postmark), X-SES-MESSAGE-TAGS (ses, with '.' written '_': SES tag values allow no
+ * dot); and X-Engage-Message-Id whatever the ESP. */
 void provider_id_headers(const struct provider *p, const char *message_id,
                          void (*add)(void *ctx, const char *name, const char *value), void *ctx);
 

@@ -49,8 +49,8 @@ struct smtp_conn {
     CURL *h;
     const char *data; /* the message being sent */
     size_t len, pos;
-    char reply[REPLY_MAX]; /* the reply being read, or the last one */
-    int reply_done;        /* reply is complete: the next line starts a new one */
+    char reply[REPLY_MAX];   /* the reply being read, or the last one */
+    int reply_done;          /* reply is complete: the next line starts a new one */
     char failure[REPLY_MAX]; /* the first 4xx/5xx reply of this transfer, "" if none */
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -242,8 +242,9 @@ static void smtp_send(struct provider_conn *conn, const struct provider_message 
 
     if (!envelope_ok(m->mail_from) || !envelope_ok(m->rcpt_to)) {
         r->outcome = PROVIDER_FAILED;
-        snprintf(r->text, sizeof r->text, "envelope address not fit for SMTP (empty, too long, "
-                                          "or with spaces, controls or <>)");
+        snprintf(r->text, sizeof r->text,
+                 "envelope address not fit for SMTP (empty, too long, "
+                 "or with spaces, controls or <>)");
         return;
     }
     rcpt = curl_slist_append(NULL, m->rcpt_to);

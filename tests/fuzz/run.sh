@@ -9,8 +9,8 @@ if [ ! -f build-fuzz/build.ninja ]; then
     CC=clang meson setup build-fuzz --buildtype=debugoptimized -Dtests=disabled -Dfuzz=true \
         -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 fi
-ninja -C build-fuzz --quiet fuzz-contract fuzz-text fuzz-csv fuzz-dsl fuzz-props fuzz-jtree fuzz-template
-for t in contract text csv dsl props jtree template; do
+ninja -C build-fuzz --quiet fuzz-contract fuzz-text fuzz-csv fuzz-dsl fuzz-props fuzz-jtree fuzz-template fuzz-token
+for t in contract text csv dsl props jtree template token; do
     mkdir -p "tests/fuzz/corpus/$t"
     case $t in
         contract) cp -n contracts/*.json "tests/fuzz/corpus/$t/" ;;
@@ -21,6 +21,7 @@ for t in contract text csv dsl props jtree template; do
         jtree) printf '{"batch":[{"type":"track","userId":42,"event":"a\\u00e9\\ud83d\\ude00","properties":{"v":-1.5e-7,"n":null,"l":[true,false,{}]}}],"sentAt":"2026-01-01T00:00:00Z"}' > tests/fuzz/corpus/$t/batch ;;
         props) printf '{"a":"P\\u00e9ne\\n","b":[1,{"c":"]"}],"":-2.5e3,"x\\ny":true}' > tests/fuzz/corpus/$t/obj ;;
         template) printf '<p>Hi {{ first_name | capitalize | default: "there" }},</p>\n<a href="{{ unsubscribe_url }}">bye</a> &amp; {{ evil|upcase }}{{ x | default: \x27it\\\x27s\x27 }}' > tests/fuzz/corpus/$t/basic ;;
+        token) printf 'dQAAAAAAAAAqAAAAAAAAIykAAAAA.AAAAAAAAAAAAAAAAAAAAAA' > tests/fuzz/corpus/$t/shape ;;
         dsl) cp -n bench/segments/*.json "tests/fuzz/corpus/$t/"
              printf '{"op":"OR","rules":[{"type":"attribute","field":"nick","op":"contains","value":"σίσ"},{"type":"behavior","event":"app_open","op":"did_event","within_days":7,"where":[{"field":"screen","op":"in","value":["home"]},{"field":"ok","op":"neq","value":true}]}]}' > tests/fuzz/corpus/$t/where ;;
     esac

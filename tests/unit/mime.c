@@ -195,8 +195,7 @@ UTEST(mime, utf8_subject_and_display_name_decode_back_equal)
     cr_assert_eq(internet_address_list_length(from), 1);
     ia = internet_address_list_get_address(from, 0);
     cr_assert_str_eq(internet_address_get_name(ia), m.from_name);
-    cr_assert_str_eq(internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)),
-                     m.from_email);
+    cr_assert_str_eq(internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)), m.from_email);
     ia = internet_address_list_get_address(g_mime_message_get_to(msg), 0);
     cr_assert_str_eq(internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)), m.to);
     ia = internet_address_list_get_address(g_mime_message_get_reply_to(msg), 0);
@@ -350,5 +349,22 @@ UTEST(mime, refuses_what_would_make_a_wrong_message)
     m.message_id = "7.42>";
     cr_assert_eq(mime_build(&m, &b, &e), E_INVAL);
     cr_assert_eq(b.len, 0, "nothing written on a refusal");
+    buf_release(&b);
+}
+
+UTEST(mime, cr_lf_in_a_display_name_or_subject_never_makes_a_header)
+{
+    struct mime_message m = sample();
+    struct buf b;
+    char *h;
+
+    m.from_name = "Evil\r\nBcc: victim@example.com";
+    m.subject = "Hi\r\nBcc: other@example.com\nX-Spam: no";
+    build(&m, &b);
+    assert_wire_form(&b);
+    h = headers_of(&b);
+    cr_assert_null(strstr(h, "\r\nBcc:"), "%s", h);
+    cr_assert_null(strstr(h, "\r\nX-Spam:"), "%s", h);
+    free(h);
     buf_release(&b);
 }
