@@ -339,9 +339,12 @@ int template_update(struct store *st, int64_t id, const json_t *body, const char
     if (rc)
         goto out;
     rc = still_same(st, &cur, e);
-    if (rc == 0 && (rc = store_template_update(st, &t, new_version, e)) == E_CONFLICT) {
-        err_clear(e); /* the unique index on live names */
-        rc = ERRF(e, E_CONFLICT, "/name", "a template named '%s' exists already", t.name);
+    if (rc == 0) {
+        rc = store_template_update(st, &t, new_version, e);
+        if (rc == E_CONFLICT) { /* the unique index on live names */
+            err_clear(e);
+            rc = ERRF(e, E_CONFLICT, "/name", "a template named '%s' exists already", t.name);
+        }
     }
     id_text(id, sid);
     if (rc == 0)
@@ -760,7 +763,7 @@ static int test_send_request(const struct send_env *env, const json_t *body,
 {
     const json_t *to = json_object_get(body, "to"), *xid = json_object_get(body, "external_id");
     const json_t *pv = json_object_get(body, "provider");
-    int rc;
+    int rc, pv_ok = pv == NULL || json_is_null(pv) || json_is_string(pv);
 
     only_keys(body, " to external_id provider ", "a test-send is {to, external_id?, provider?}",
               errs);
@@ -768,13 +771,13 @@ static int test_send_request(const struct send_env *env, const json_t *body,
         errlist_add(errs, "/to", "must be an email address such as you@example.com");
     if (xid && !json_is_null(xid) && (!json_is_string(xid) || json_string_length(xid) == 0))
         errlist_add(errs, "/external_id", "must be null or a non-empty string");
-    if (pv && !json_is_null(pv) && !json_is_string(pv))
+    if (!pv_ok)
         errlist_add(errs, "/provider", "must be null (the default provider) or a provider name");
     if ((rc = no_send_env(env, e)))
         return rc;
-    if (pv == NULL || json_is_null(pv) || json_is_string(pv))
+    if (pv_ok)
         *p = provider_find(env->providers, json_string_value(pv));
-    if (*p == NULL && (pv == NULL || json_is_null(pv) || json_is_string(pv))) {
+    if (pv_ok && *p == NULL) {
         char names[400] = "";
         for (size_t i = 0; i < provider_count(env->providers); i++)
             snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
