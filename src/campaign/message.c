@@ -167,12 +167,46 @@ static void real_plain(double v, char *out, size_t cap)
     }
 }
 
+/* An attribute's value written plainly, or NULL for a missing one (absent, null, an array
+ * or an object). */
+static const char *attr_text(struct lookup_ctx *l, const json_t *a, size_t *len)
+{
+    const char *v = NULL;
+
+    switch (a ? json_typeof(a) : JSON_NULL) {
+    case JSON_STRING:
+        *len = json_string_length(a);
+        return json_string_value(a);
+    case JSON_INTEGER:
+        snprintf(l->num, sizeof l->num, "%" JSON_INTEGER_FORMAT, json_integer_value(a));
+        v = l->num;
+        break;
+    case JSON_REAL:
+        if (isfinite(json_real_value(a))) {
+            real_plain(json_real_value(a), l->num, sizeof l->num);
+            v = l->num;
+        }
+        break;
+    case JSON_TRUE:
+        v = "true";
+        break;
+    case JSON_FALSE:
+        v = "false";
+        break;
+    default:
+        break;
+    }
+    if (v)
+        *len = strlen(v);
+    return v;
+}
+
+/* The built-ins first: an attribute cannot stand in for one. */
 static const char *contact_value(void *ctx, const char *name, size_t *len)
 {
     struct lookup_ctx *l = ctx;
     const struct message_contact *c = l->c;
-    const char *v = NULL;
-    const json_t *a;
+    const char *v;
 
     if (strcmp(name, "email") == 0)
         v = c->email;
@@ -180,31 +214,8 @@ static const char *contact_value(void *ctx, const char *name, size_t *len)
         v = c->external_id;
     else if (strcmp(name, "unsubscribe_url") == 0)
         v = c->unsubscribe_url;
-    else if ((a = c->attrs ? json_object_get(c->attrs, name) : NULL) != NULL) {
-        switch (json_typeof(a)) {
-        case JSON_STRING:
-            *len = json_string_length(a);
-            return json_string_value(a);
-        case JSON_INTEGER:
-            snprintf(l->num, sizeof l->num, "%" JSON_INTEGER_FORMAT, json_integer_value(a));
-            v = l->num;
-            break;
-        case JSON_REAL:
-            if (isfinite(json_real_value(a))) {
-                real_plain(json_real_value(a), l->num, sizeof l->num);
-                v = l->num;
-            }
-            break;
-        case JSON_TRUE:
-            v = "true";
-            break;
-        case JSON_FALSE:
-            v = "false";
-            break;
-        default: /* null, arrays and objects: missing */
-            break;
-        }
-    }
+    else
+        return attr_text(l, c->attrs ? json_object_get(c->attrs, name) : NULL, len);
     if (v)
         *len = strlen(v);
     return v;

@@ -53,6 +53,35 @@ void route_answer(struct http_req *r, struct http_resp *w, int rc, const struct 
         json_decref(out);
 }
 
+void route_get(struct http_req *r, struct http_resp *w, const char *what, route_get_fn get,
+               const char *wrap)
+{
+    struct err e = {0};
+    json_t *out = NULL;
+    int64_t id;
+    int rc;
+
+    if (http_only_params(r, w, " ") || route_id(r, w, what, &id))
+        return;
+    rc = get(r->st, id, &out, &e);
+    if (rc == 0 && wrap)
+        out = json_pack("{s:o}", wrap, out);
+    route_answer(r, w, rc, &e, NULL, "invalid", 200, out);
+}
+
+void route_list(struct http_req *r, struct http_resp *w, route_list_fn list)
+{
+    struct err e = {0};
+    json_t *items = NULL;
+    int64_t cursor, next;
+    int limit, rc;
+
+    if (http_only_params(r, w, " limit cursor ") || http_page_params(r, w, &limit, &cursor))
+        return;
+    rc = list(r->st, cursor, limit, &items, &next, &e);
+    route_answer(r, w, rc, &e, NULL, "invalid", 200, rc ? NULL : http_page_json(items, next));
+}
+
 /* ---- health and metrics ----------------------------------------------------------- */
 
 static void h_healthz(struct http_req *r, struct http_resp *w)

@@ -15,6 +15,15 @@ json_t *route_object_body(struct http_req *r, struct http_resp *w);
  * names), another error as the server maps it, else status with out (stolen either way). */
 void route_answer(struct http_req *r, struct http_resp *w, int rc, const struct err *e,
                   const struct errlist *errs, const char *invalid_code, int status, json_t *out);
+/* GET of one record by the route's {id}: get(st, id, &out, e) answered (404 "no such
+ * WHAT"), the result wrapped as {"WRAP": out} when wrap is not NULL. */
+typedef int (*route_get_fn)(struct store *st, int64_t id, json_t **out, struct err *e);
+void route_get(struct http_req *r, struct http_resp *w, const char *what, route_get_fn get,
+               const char *wrap);
+/* GET of a page (?limit=&cursor=): list(st, after_id, limit, &items, &next_cursor, e). */
+typedef int (*route_list_fn)(struct store *st, int64_t after_id, int limit, json_t **items,
+                             int64_t *next_cursor, struct err *e);
+void route_list(struct http_req *r, struct http_resp *w, route_list_fn list);
 
 /* routes_segment.c */
 void h_segments_preview(struct http_req *r, struct http_resp *w);

@@ -44,16 +44,7 @@ void h_segments_create(struct http_req *r, struct http_resp *w)
 
 void h_segments_list(struct http_req *r, struct http_resp *w)
 {
-    struct err e = {0};
-    json_t *items = NULL;
-    int64_t cursor, next;
-    int limit, rc;
-
-    if (http_only_params(r, w, " limit cursor ") || http_page_params(r, w, &limit, &cursor))
-        return;
-    rc = segment_list(r->st, cursor, limit, &items, &next, &e);
-    route_answer(r, w, rc, &e, NULL, "invalid_segment", 200,
-                 rc ? NULL : http_page_json(items, next));
+    route_list(r, w, segment_list);
 }
 
 void h_segment_get(struct http_req *r, struct http_resp *w)
@@ -91,16 +82,7 @@ void h_segment_plan(struct http_req *r, struct http_resp *w)
 
 void h_segment_versions(struct http_req *r, struct http_resp *w)
 {
-    struct err e = {0};
-    json_t *items = NULL;
-    int64_t id;
-    int rc;
-
-    if (http_only_params(r, w, " ") || route_id(r, w, "segment", &id))
-        return;
-    rc = segment_versions(r->st, id, &items, &e);
-    route_answer(r, w, rc, &e, NULL, "invalid_segment", 200,
-                 rc ? NULL : json_pack("{s:o}", "items", items));
+    route_get(r, w, "segment", segment_versions, "items");
 }
 
 void h_segment_update(struct http_req *r, struct http_resp *w)

@@ -24,29 +24,12 @@ void h_templates_create(struct http_req *r, struct http_resp *w)
 
 void h_templates_list(struct http_req *r, struct http_resp *w)
 {
-    struct err e = {0};
-    json_t *items = NULL;
-    int64_t cursor, next;
-    int limit, rc;
-
-    if (http_only_params(r, w, " limit cursor ") || http_page_params(r, w, &limit, &cursor))
-        return;
-    rc = template_list(r->st, cursor, limit, &items, &next, &e);
-    route_answer(r, w, rc, &e, NULL, "invalid_template", 200,
-                 rc ? NULL : http_page_json(items, next));
+    route_list(r, w, template_list);
 }
 
 void h_template_get(struct http_req *r, struct http_resp *w)
 {
-    struct err e = {0};
-    json_t *out = NULL;
-    int64_t id;
-    int rc;
-
-    if (http_only_params(r, w, " ") || route_id(r, w, "template", &id))
-        return;
-    rc = template_get(r->st, id, &out, &e);
-    route_answer(r, w, rc, &e, NULL, "invalid_template", 200, out);
+    route_get(r, w, "template", template_get, NULL);
 }
 
 void h_template_update(struct http_req *r, struct http_resp *w)
@@ -82,16 +65,7 @@ void h_template_delete(struct http_req *r, struct http_resp *w)
 
 void h_template_versions(struct http_req *r, struct http_resp *w)
 {
-    struct err e = {0};
-    json_t *items = NULL;
-    int64_t id;
-    int rc;
-
-    if (http_only_params(r, w, " ") || route_id(r, w, "template", &id))
-        return;
-    rc = template_versions(r->st, id, &items, &e);
-    route_answer(r, w, rc, &e, NULL, "invalid_template", 200,
-                 rc ? NULL : json_pack("{s:o}", "items", items));
+    route_get(r, w, "template", template_versions, "items");
 }
 
 void h_template_preview(struct http_req *r, struct http_resp *w)
