@@ -11,6 +11,8 @@
 //    (rate_per_second 100000, 8 connections), creates a template, a segment holding
 //    every contact (ltv >= 0) and a campaign, and sends it while a client keeps calling
 //    the tracking API and the segment preview (their p99 during the run).
+// 4. Sends a second campaign, throttled at THROTTLE (2000) messages/s, to the contacts in
+//    Pune, and prints the rate it kept.
 // Prints: launch latency (send request -> first message accepted by the sink, from the
 // sink's own counter), throughput (messages/s over the run, against the sink's
 // ceiling), the server's resident memory before, at its peak and after, and the p99s.
@@ -175,6 +177,22 @@ console.log(`server CPU: ${cpu.toFixed(1)} s over the run (${(cpu / secs).toFixe
 console.log(`server RSS: ${rss0.toFixed(0)} MiB before, peak ${rssPeak.toFixed(0)} MiB (+${(rssPeak - rss0).toFixed(0)} MiB), ${rssAfter.toFixed(0)} MiB after`);
 if (lat.track.length) console.log(`during the run: /v1/track p50 ${pct(lat.track, 0.5).toFixed(2)} ms p99 ${pct(lat.track, 0.99).toFixed(2)} ms (${lat.track.length} calls); ` +
   `segment preview p50 ${pct(lat.preview, 0.5).toFixed(2)} ms p99 ${pct(lat.preview, 0.99).toFixed(2)} ms (${lat.preview.length} calls)`);
+// ---- the throttle's accuracy under load: a campaign at THROTTLE messages/s -----------------
+const THROTTLE = Number(process.env.THROTTLE || 2000);
+const seg2 = await api('POST', '/api/v1/segments', { name: 'pune', rules: { op: 'AND',
+  rules: [{ type: 'attribute', field: 'city', op: 'eq', value: 'Pune' }] } });
+const camp2 = await api('POST', '/api/v1/campaigns', { name: 'throttled', segment_id: seg2.id, template_id: tpl.id,
+  provider: 'sink', throttle_per_second: THROTTLE });
+const run2 = await api('POST', `/api/v1/campaigns/${camp2.id}/send`);
+let r2;
+for (;;) {
+  await sleep(500);
+  r2 = await api('GET', `/api/v1/campaign-runs/${run2.id}`);
+  if (!['scheduled', 'running'].includes(r2.state)) break;
+}
+const s2 = (Date.parse(r2.finished_at) - Date.parse(r2.started_at)) / 1000;
+console.log(`throttle ${THROTTLE}/s: ${r2.counts.sent} sent in ${s2.toFixed(2)} s = ${(r2.counts.sent / s2).toFixed(0)} msg/s ` +
+  `(${(100 * r2.counts.sent / s2 / THROTTLE - 100).toFixed(1)}% off the throttle)`);
 srv.kill('SIGTERM');
 sink.kill('SIGTERM');
 await sleep(500);

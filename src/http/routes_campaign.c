@@ -42,28 +42,12 @@ void h_campaigns_create(struct http_req *r, struct http_resp *w)
 
 void h_campaigns_list(struct http_req *r, struct http_resp *w)
 {
-    struct err e = {0};
-    json_t *items = NULL;
-    int64_t cursor, next;
-    int limit, rc;
-
-    if (http_only_params(r, w, " limit cursor ") || http_page_params(r, w, &limit, &cursor))
-        return;
-    rc = campaign_list(r->st, cursor, limit, &items, &next, &e);
-    answer(r, w, rc, &e, NULL, 200, rc ? NULL : http_page_json(items, next));
+    route_list(r, w, campaign_list);
 }
 
 void h_campaign_get(struct http_req *r, struct http_resp *w)
 {
-    struct err e = {0};
-    json_t *out = NULL;
-    int64_t id;
-    int rc;
-
-    if (http_only_params(r, w, " ") || route_id(r, w, "campaign", &id))
-        return;
-    rc = campaign_get(r->st, id, &out, &e);
-    answer(r, w, rc, &e, NULL, 200, out);
+    route_get(r, w, "campaign", campaign_get, NULL);
 }
 
 void h_campaign_update(struct http_req *r, struct http_resp *w)
@@ -160,15 +144,7 @@ void h_campaign_runs(struct http_req *r, struct http_resp *w)
 
 void h_run_get(struct http_req *r, struct http_resp *w)
 {
-    struct err e = {0};
-    json_t *out = NULL;
-    int64_t id;
-    int rc;
-
-    if (http_only_params(r, w, " ") || route_id(r, w, "campaign run", &id))
-        return;
-    rc = run_get(r->st, id, &out, &e);
-    answer(r, w, rc, &e, NULL, 200, out);
+    route_get(r, w, "campaign run", run_get, NULL);
 }
 
 void h_run_messages(struct http_req *r, struct http_resp *w)
