@@ -144,6 +144,18 @@ int message_render(const struct message_template *mt, const struct message_conta
                    struct message_rendered *out, struct err *e);
 /* 1 if a token without a default would render empty for c. */
 int message_missing(const struct message_template *mt, const struct message_contact *c);
+/* 1 for an address that can be one: one @ with something on each side, at most
+ * TEMPLATE_MAX_ADDRESS bytes, no whitespace or control character, none of < > , ; " */
+int message_address_plausible(const char *s, size_t n);
+struct provider;
+/* The whole message r, rendered from mt, to `to` through p: From, Reply-To, Message-ID
+ * for message_id (its domain the From address's), List-Unsubscribe with unsub, and p's
+ * id headers; appended to out (mime_build). *mail_from is the envelope sender: p's
+ * `from` when it has one, else the template's From address. */
+int message_mime(const struct message_template *mt, const struct message_rendered *r,
+                 const struct provider *p, const char *to, const char *message_id,
+                 const char *unsub, int64_t date_ms, struct buf *out, const char **mail_from,
+                 struct err *e);
 
 /* ---- MIME (mime.c, GMime) ---------------------------------------------------------------- */
 

@@ -22,7 +22,7 @@
 #define MAX_NAME 128
 #define MAX_THROTTLE 100000
 
-/* ---- owned copies of store rows ------------------------------------------------------- */
+/* ---- owned copies of store rows ------------------------------------------------------ */
 
 struct camp_copy {
     struct store_campaign c;
@@ -100,7 +100,7 @@ static int load_run(struct store *st, int64_t id, struct run_copy *k, struct err
     return rc;
 }
 
-/* ---- JSON ----------------------------------------------------------------------------------- */
+/* ---- JSON ---------------------------------------------------------------------------- */
 
 static json_t *campaign_json(const struct store_campaign *c)
 {
@@ -164,8 +164,7 @@ static int run_json_load(struct store *st, const struct store_run *r, json_t **o
     return rc;
 }
 
-/* ---- validation -------------------------------------------------------------------------------
- */
+/* ---- validation ---------------------------------------------------------------------- */
 
 static int exists_segment(void *ctx, const struct store_segment *s)
 {
@@ -286,8 +285,7 @@ static int invalid(struct errlist *errs, struct err *e)
                errs->n == 1 ? "" : "s");
 }
 
-/* ---- campaigns ----------------------------------------------------------------------------------
- */
+/* ---- campaigns ----------------------------------------------------------------------- */
 
 int campaign_create(const struct send_env *env, struct store *st, const json_t *body,
                     const char *actor, const char *req_id, int64_t *id, struct errlist *errs,
@@ -591,8 +589,7 @@ out:
     return rc;
 }
 
-/* ---- runs -------------------------------------------------------------------------------------
- */
+/* ---- runs ---------------------------------------------------------------------------- */
 
 int run_get(struct store *st, int64_t id, json_t **out, struct err *e)
 {
@@ -751,8 +748,7 @@ int run_resend_failed(struct store *st, int64_t run_id, const char *actor, const
     return rc;
 }
 
-/* ---- the dead-letter queue --------------------------------------------------------------------
- */
+/* ---- the dead-letter queue ----------------------------------------------------------- */
 
 int dlq_list(struct store *st, int64_t run_id, const char *reason, int64_t after_id, int limit,
              json_t **items, int64_t *next_cursor, struct err *e)
@@ -844,8 +840,7 @@ int64_t send_clock_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- transitions ------------------------------------------------------------------------------
- */
+/* ---- transitions --------------------------------------------------------------------- */
 
 int run_transition(struct store *st, struct store_run *r, const char *to, const char *reason,
                    int64_t now, struct err *e)

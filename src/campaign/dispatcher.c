@@ -137,26 +137,7 @@ static void item_free(struct item *it)
     free(it);
 }
 
-/* ---- the address check ----------------------------------------------------------------------- */
-
-/* A plausible single address: local@domain, printable ASCII or UTF-8, no spaces, no
- * brackets, quotes or commas that would change the header, a dot in the domain. */
-static int address_plausible(const char *s)
-{
-    const char *at = s ? strchr(s, '@') : NULL;
-    const unsigned char *p;
-
-    if (at == NULL || at == s || strchr(at + 1, '@') || strlen(s) > 320 || at[1] == '\0' ||
-        strchr(at + 1, '.') == NULL || at[strlen(at) - 1] == '.')
-        return 0;
-    for (p = (const unsigned char *)s; *p; p++)
-        if (*p <= ' ' || *p == 0x7f || strchr("<>()[],;:\"\\", *p))
-            return 0;
-    return 1;
-}
-
-/* ---- runs
- * ---------------------------------------------------------------------------------------- */
+/* ---- runs ---------------------------------------------------------------------------- */
 
 static struct run_ctx *run_find(struct dispatcher *d, int64_t id)
 {
@@ -399,8 +380,7 @@ static int ledger_step(struct store *st, struct run_ctx *x, struct err *e)
     return 0;
 }
 
-/* ---- claiming -----------------------------------------------------------------------------------
- */
+/* ---- claiming ------------------------------------------------------------------------ */
 
 struct claim_ctx {
     struct dispatcher *d;
@@ -432,7 +412,7 @@ static int claimed(void *ctx, const struct store_msg *m)
                                                  : "not subscribed: complained";
     else if (m->email == NULL || m->email[0] == '\0')
         why = "no email address";
-    else if (!address_plausible(m->email))
+    else if (!message_address_plausible(m->email, strlen(m->email)))
         why = "invalid email address";
     if (why) {
         it->out = OUT_SKIPPED;
@@ -508,8 +488,7 @@ static int claim_step(struct dispatcher *d, struct store *st, struct run_ctx *x,
     return 0;
 }
 
-/* ---- outcomes
- * ------------------------------------------------------------------------------------- */
+/* ---- outcomes ------------------------------------------------------------------------ */
 
 /* A hard bounce: the contact's consent becomes bounced (sticky), with its history row. */
 static int bounce_contact(struct store *st, const struct item *it, int64_t now, struct err *e)
@@ -629,38 +608,8 @@ static void withdraw(struct dispatcher *d)
     pthread_mutex_unlock(&d->mu);
 }
 
-/* ---- the senders -------------------------------------------------------------------------------
- */
+/* ---- the senders --------------------------------------------------------------------- */
 
-/* The provider's id headers for one message, as mime_build takes them. */
-struct id_headers {
-    const char *kv[16];
-    char *own[16];
-    size_t n; /* entries of kv: twice the headers */
-};
-
-static void add_header(void *ctx, const char *name, const char *value)
-{
-    struct id_headers *h = ctx;
-
-    if (h->n + 2 > sizeof h->kv / sizeof *h->kv)
-        return;
-    h->kv[h->n] = h->own[h->n] = xstrdup(name);
-    h->n++;
-    h->kv[h->n] = h->own[h->n] = xstrdup(value);
-    h->n++;
-}
-
-static void id_headers_release(struct id_headers *h)
-{
-    size_t i;
-
-    for (i = 0; i < h->n; i++)
-        free(h->own[i]);
-    h->n = 0;
-}
-
-/* Sends one item; fills its outcome. conns: this sender's connection per provider. */
 /* What a sender holds for one message of its batch. */
 struct slot {
     struct item *it;
@@ -683,12 +632,8 @@ static int prepare(struct dispatcher *d, struct slot *sl)
     struct item *it = sl->it;
     struct run_ctx *x = it->run;
     struct message_contact mc = {0};
-    struct mime_message mm = {0};
-    struct id_headers hdrs = {0};
-    char domain[256];
     json_t *attrs = NULL;
     struct err e = {0};
-    const char *at;
     int rc;
 
     store_message_id(it->run_id, it->contact_id, sl->mid, sizeof sl->mid);
@@ -702,29 +647,11 @@ static int prepare(struct dispatcher *d, struct slot *sl)
     mc.unsubscribe_url = sl->unsub.p;
     rc = message_render(x->mt, &mc, &sl->rd, &e);
     if (rc == 0) {
-        const char *from = message_template_from_email(x->mt);
-        at = strrchr(from, '@');
-        snprintf(domain, sizeof domain, "%s", at ? at + 1 : "localhost");
-        mm.from_email = from;
-        mm.from_name = message_template_from_name(x->mt);
-        mm.reply_to = message_template_reply_to(x->mt);
-        mm.to = it->email;
-        mm.subject = sl->rd.subject.p ? sl->rd.subject.p : "";
-        mm.html = sl->rd.html.p ? sl->rd.html.p : "";
-        mm.text = sl->rd.text.p ? sl->rd.text.p : "";
-        mm.message_id = sl->mid;
-        mm.message_id_domain = domain;
-        mm.date_ms = send_clock_ms();
-        mm.list_unsubscribe = sl->unsub.p;
-        provider_id_headers(x->p, sl->mid, add_header, &hdrs);
-        mm.headers = hdrs.kv;
-        mm.nheaders = hdrs.n / 2;
         buf_reset(&sl->mime);
-        rc = mime_build(&mm, &sl->mime, &e);
-        sl->mail_from = x->p->from[0] ? x->p->from : from;
+        rc = message_mime(x->mt, &sl->rd, x->p, it->email, sl->mid, sl->unsub.p, send_clock_ms(),
+                          &sl->mime, &sl->mail_from, &e);
     }
     json_decref(attrs);
-    id_headers_release(&hdrs);
     if (rc) {
         it->out = OUT_FAILED;
         snprintf(it->error, sizeof it->error, "the message could not be built: %s", e.msg);
@@ -903,8 +830,7 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
-/* ---- the coordinator --------------------------------------------------------------------------
- */
+/* ---- the coordinator ----------------------------------------------------------------- */
 
 struct active_ctx {
     struct dispatcher *d;
@@ -1203,8 +1129,7 @@ static const struct worker_def dispatcher_def = {
     .fini = dispatch_fini,
 };
 
-/* ---- start and stop ---------------------------------------------------------------------------
- */
+/* ---- start and stop ------------------------------------------------------------------ */
 
 static int lock_data_dir(struct dispatcher *d, struct err *e)
 {

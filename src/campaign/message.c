@@ -18,6 +18,7 @@
 
 #include "../core/map.h"
 #include "../store/store.h"
+#include "../provider/provider.h"
 #include "campaign.h"
 
 /* The footers: the link inside the HTML body (before </body>) and at the end of the text. */
@@ -293,4 +294,73 @@ int message_missing(const struct message_template *mt, const struct message_cont
     return template_missing(mt->subject, contact_value, &l) ||
            template_missing(mt->html, contact_value, &l) ||
            template_missing(mt->text, contact_value, &l);
+}
+
+/* ---- the whole message ------------------------------------------------------------------- */
+
+int message_address_plausible(const char *s, size_t n)
+{
+    const char *at = memchr(s, '@', n);
+
+    if (n == 0 || n > TEMPLATE_MAX_ADDRESS || at == NULL || at == s || at == s + n - 1 ||
+        memchr(at + 1, '@', (size_t)(s + n - at - 1)))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch == 0x7F || strchr("<>,;\"", ch))
+            return 0;
+    }
+    return 1;
+}
+
+/* The provider's id headers, copied. */
+struct id_headers {
+    const char *kv[16];
+    char *own[16];
+    size_t n; /* entries of kv: twice the headers */
+};
+
+static void add_header(void *ctx, const char *name, const char *value)
+{
+    struct id_headers *h = ctx;
+
+    if (h->n + 2 > sizeof h->kv / sizeof *h->kv)
+        return;
+    h->kv[h->n] = h->own[h->n] = xstrdup(name);
+    h->n++;
+    h->kv[h->n] = h->own[h->n] = xstrdup(value);
+    h->n++;
+}
+
+int message_mime(const struct message_template *mt, const struct message_rendered *r,
+                 const struct provider *p, const char *to, const char *message_id,
+                 const char *unsub, int64_t date_ms, struct buf *out, const char **mail_from,
+                 struct err *e)
+{
+    const char *from = message_template_from_email(mt), *at = strrchr(from, '@');
+    struct mime_message m = {
+        .from_email = from,
+        .from_name = message_template_from_name(mt),
+        .to = to,
+        .reply_to = message_template_reply_to(mt),
+        .subject = r->subject.p ? r->subject.p : "",
+        .html = r->html.p ? r->html.p : "",
+        .text = r->text.p ? r->text.p : "",
+        .message_id = message_id,
+        .message_id_domain = at ? at + 1 : "localhost",
+        .date_ms = date_ms,
+        .list_unsubscribe = unsub,
+    };
+    struct id_headers h = {0};
+    size_t i;
+    int rc;
+
+    provider_id_headers(p, message_id, add_header, &h);
+    m.headers = h.kv;
+    m.nheaders = h.n / 2;
+    rc = mime_build(&m, out, e);
+    for (i = 0; i < h.n; i++)
+        free(h.own[i]);
+    *mail_from = p->from[0] ? p->from : from;
+    return rc;
 }

@@ -69,23 +69,6 @@ static void tpl_copy_release(struct tpl_copy *c)
 
 /* ---- checking a body --------------------------------------------------------------------- */
 
-/* 1 for an address that can be one: one @ with something on each side, no whitespace
- * or control character, none of < > , ; " (a display name goes in from_name). */
-static int address_plausible(const char *s, size_t n)
-{
-    const char *at = memchr(s, '@', n);
-
-    if (n == 0 || n > TEMPLATE_MAX_ADDRESS || at == NULL || at == s || at == s + n - 1 ||
-        memchr(at + 1, '@', (size_t)(s + n - at - 1)))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch <= 0x20 || ch == 0x7F || strchr("<>,;\"", ch))
-            return 0;
-    }
-    return 1;
-}
-
 static size_t utf8_chars(const char *s, size_t n)
 {
     size_t k = 0;
@@ -165,7 +148,7 @@ static void read_field(const json_t *body, const char *key, enum field_kind kind
         break;
     case F_ADDRESS:
     case F_OPT_ADDRESS:
-        if (!s || !address_plausible(s, n))
+        if (!s || !message_address_plausible(s, n))
             snprintf(msg, sizeof msg,
                      "must be %san email address such as news@example.com (one @, no spaces,"
                      " no <>: the name goes in from_name)",
@@ -731,32 +714,6 @@ int template_preview(const struct send_env *env, struct store *st, int64_t id, c
 
 /* ---- test-send --------------------------------------------------------------------------- */
 
-/* The provider's id headers, copied. */
-struct headers {
-    const char *kv[16];
-    char *own[16];
-    size_t n;
-};
-
-static void add_header(void *ctx, const char *name, const char *value)
-{
-    struct headers *h = ctx;
-
-    if (h->n + 2 > sizeof h->kv / sizeof *h->kv)
-        return;
-    h->kv[h->n] = h->own[h->n] = xstrdup(name);
-    h->n++;
-    h->kv[h->n] = h->own[h->n] = xstrdup(value);
-    h->n++;
-}
-
-static void headers_release(struct headers *h)
-{
-    for (size_t i = 0; i < h->n; i++)
-        free(h->own[i]);
-    memset(h, 0, sizeof *h);
-}
-
 /* Checks {to, external_id?, provider?}; *p the provider. */
 static int test_send_request(const struct send_env *env, const json_t *body,
                              const struct provider **p, struct errlist *errs, struct err *e)
@@ -767,7 +724,8 @@ static int test_send_request(const struct send_env *env, const json_t *body,
 
     only_keys(body, " to external_id provider ", "a test-send is {to, external_id?, provider?}",
               errs);
-    if (!json_is_string(to) || !address_plausible(json_string_value(to), json_string_length(to)))
+    if (!json_is_string(to) ||
+        !message_address_plausible(json_string_value(to), json_string_length(to)))
         errlist_add(errs, "/to", "must be an email address such as you@example.com");
     if (xid && !json_is_null(xid) && (!json_is_string(xid) || json_string_length(xid) == 0))
         errlist_add(errs, "/external_id", "must be null or a non-empty string");
@@ -801,34 +759,17 @@ static int send_one(const struct provider *p, const struct message_template *mt,
                     const struct message_rendered *r, const char *to, const char *message_id,
                     const char *unsub, struct provider_result *res, struct err *e)
 {
-    const char *from = message_template_from_email(mt), *at = strrchr(from, '@');
-    struct mime_message m = {
-        .from_email = from,
-        .from_name = message_template_from_name(mt),
-        .to = to,
-        .reply_to = message_template_reply_to(mt),
-        .subject = r->subject.p,
-        .html = r->html.p,
-        .text = r->text.p,
-        .message_id = message_id,
-        .message_id_domain = at ? at + 1 : "localhost",
-        .date_ms = clock_now_ms(),
-        .list_unsubscribe = unsub,
-    };
     struct provider_conn *conn = NULL;
-    struct headers h = {0};
+    const char *mail_from = NULL;
     struct buf raw;
     int rc;
 
     buf_init(&raw);
-    provider_id_headers(p, message_id, add_header, &h);
-    m.headers = h.kv;
-    m.nheaders = h.n / 2;
-    rc = mime_build(&m, &raw, e);
+    rc = message_mime(mt, r, p, to, message_id, unsub, clock_now_ms(), &raw, &mail_from, e);
     if (rc == 0)
         rc = provider_open(p, &conn, e);
     if (rc == 0) {
-        struct provider_message pm = {.mail_from = from,
+        struct provider_message pm = {.mail_from = mail_from,
                                       .rcpt_to = to,
                                       .data = raw.p,
                                       .len = raw.len,
@@ -836,7 +777,6 @@ static int send_one(const struct provider *p, const struct message_template *mt,
         provider_send(conn, &pm, res);
     }
     provider_close(conn);
-    headers_release(&h);
     buf_release(&raw);
     return rc;
 }
