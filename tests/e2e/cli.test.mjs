@@ -363,7 +363,7 @@ test('dead letters kept whole by an older version are cut by the migration; list
   // none of schema 11's tables.
   sql(data, "ALTER TABLE rejected DROP COLUMN truncated; ALTER TABLE rejected DROP COLUMN raw_bytes;" +
     " DROP TABLE templates; DROP TABLE template_versions; DROP TABLE campaigns;" +
-    " DROP TABLE campaign_runs; DROP TABLE messages;" +
+    " DROP TABLE campaign_runs; DROP TABLE messages; DROP TABLE run_counts;" +
     " PRAGMA user_version = 9; INSERT INTO rejected(created_at, source, kind, reason, field, message," +
     " origin, raw, fingerprint) VALUES (0, 'csv', 'contact', 'invalid_email', 'email', 'is not an email'," +
     " 'old.csv:2', '{\"attributes\":{\"bio\":\"' || replace(hex(zeroblob(40000)), '0', 'é') || '\"}}', 'f')");

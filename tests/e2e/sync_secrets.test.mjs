@@ -215,7 +215,8 @@ test('a source stored before this change takes its origin from its audit record,
   // dead letters without the columns of schema 10, none of schema 11's tables).
   sql(data, 'ALTER TABLE sync_sources DROP COLUMN origin; ALTER TABLE rejected DROP COLUMN truncated;' +
     ' ALTER TABLE rejected DROP COLUMN raw_bytes; DROP TABLE templates; DROP TABLE template_versions;' +
-    ' DROP TABLE campaigns; DROP TABLE campaign_runs; DROP TABLE messages; PRAGMA user_version = 8;');
+    ' DROP TABLE campaigns; DROP TABLE campaign_runs; DROP TABLE messages; DROP TABLE run_counts;' +
+    ' PRAGMA user_version = 8;');
   const row = (name, ref) => `INSERT INTO sync_sources(name, kind, dsn, password, mapping, created_at, updated_at)
     VALUES ('${name}', 'postgres', '${fakeDsn()}', '${ref}', '${JSON.stringify(MAPPING)}', 1, 1);`;
   const audit = (name, actor) => `INSERT INTO audit(at, actor, action, entity, entity_id)

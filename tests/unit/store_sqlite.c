@@ -198,7 +198,8 @@ UTEST(store, the_v11_migration_adds_the_send_tables)
     cr_assert_eq(sqlite3_exec(db,
                               "DROP TABLE templates; DROP TABLE template_versions;"
                               " DROP TABLE campaigns; DROP TABLE campaign_runs;"
-                              " DROP TABLE messages; PRAGMA user_version = 10;"
+                              " DROP TABLE messages; DROP TABLE run_counts;"
+                              " PRAGMA user_version = 10;"
                               "INSERT INTO contacts(id, external_id, email, attrs, consent,"
                               " created_at, updated_at, seq) VALUES"
                               " (1, 'c1', 'c1@example.com', '{}', 0, 1, 1, 1);",
