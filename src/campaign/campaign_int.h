@@ -11,9 +11,10 @@
 int64_t send_clock_ms(void);
 
 /* Moves run r to state to (with reason, NULL for none) and the campaign with it when r is
- * its latest run (a run that fails to start leaves its campaign a draft again). In a
- * transaction. */
-int run_transition(struct store *st, struct store_run *r, const char *to, const char *reason,
-                   int64_t now, struct err *e);
+ * its latest run (a run that fails to start leaves its campaign a draft again). With from
+ * not NULL, only if the run is still in state from as stored now (E_CONFLICT otherwise:
+ * someone changed it meanwhile, a cancel say). In a transaction. */
+int run_transition(struct store *st, struct store_run *r, const char *from, const char *to,
+                   const char *reason, int64_t now, struct err *e);
 
 #endif

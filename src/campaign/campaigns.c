@@ -116,8 +116,8 @@ static json_t *campaign_json(const struct store_campaign *c)
 static const char *const count_names[MSG_STATES] = {"queued", "sending", "sent",   "retry",
                                                     "failed", "dead",    "skipped"};
 
-/* The run with its ledger counts. Members the ledger has no row for yet count as queued,
- * so the counts always add up to the audience. */
+/* The run with its ledger counts. Members the ledger has no row for count as queued (as
+ * skipped once the run was cancelled), so the counts always add up to the audience. */
 static json_t *run_json(const struct store_run *r, const int64_t counts[MSG_STATES])
 {
     json_t *cj = json_object(), *out;
@@ -129,7 +129,9 @@ static json_t *run_json(const struct store_run *r, const int64_t counts[MSG_STAT
         rows += counts[i];
     for (i = 0; i < MSG_STATES; i++) {
         int64_t n = counts[i];
-        if (i == MSG_QUEUED && !r->ledgered && r->audience > rows)
+        /* members without a row yet: still to come while the run may send, else never */
+        int live = strcmp(r->state, "cancelled") && strcmp(r->state, "failed");
+        if (i == (live ? MSG_QUEUED : MSG_SKIPPED) && r->audience > rows)
             n += r->audience - rows;
         json_object_set_new(cj, count_names[i], json_integer(n));
     }
@@ -561,13 +563,18 @@ int campaign_act(struct store *st, int64_t id, enum campaign_action act, const c
         goto out;
     }
     if (act == CAMPAIGN_CANCEL) {
-        rc = store_messages_move(st, run.r.id, 1u << MSG_QUEUED | 1u << MSG_RETRY, MSG_SKIPPED,
-                                 "run cancelled", now, &moved, e);
+        /* Rows still sending whose lease ran out (a server that died with them) are
+         * skipped too; those a live server is sending finish as they do. No more rows
+         * are created: the members without one count as skipped. */
+        rc = store_messages_move(st, run.r.id,
+                                 1u << MSG_QUEUED | 1u << MSG_RETRY | 1u << MSG_SENDING,
+                                 MSG_SKIPPED, "run cancelled", now, &moved, e);
         run.r.finished_at = now;
         run.r.reason = "cancelled";
+        run.r.ledgered = 1;
     }
     if (rc == 0)
-        rc = run_transition(st, &run.r, to, run.r.reason, now, e);
+        rc = run_transition(st, &run.r, NULL, to, run.r.reason, now, e);
     if (rc == 0) {
         char verb[32];
         snprintf(verb, sizeof verb, "campaign.%s", verbs[act]);
@@ -693,15 +700,17 @@ int run_messages(struct store *st, int64_t run_id, const char *state, int64_t af
     return rc;
 }
 
-/* A run that had ended runs again (rows were re-queued), and its campaign with it. */
+/* A run that had completed runs again (rows were re-queued), and its campaign with it. A
+ * cancelled run never does: its rows are not re-queued (campaign_run.resend_failed
+ * refuses, a replay of dead letters leaves them). */
 static int run_reopen(struct store *st, int64_t run_id, int64_t now, struct err *e)
 {
     struct run_copy k = {0};
     int rc = load_run(st, run_id, &k, e);
 
-    if (rc == 0 && (strcmp(k.r.state, "completed") == 0 || strcmp(k.r.state, "cancelled") == 0)) {
+    if (rc == 0 && strcmp(k.r.state, "completed") == 0) {
         k.r.finished_at = 0;
-        rc = run_transition(st, &k.r, "running", NULL, now, e);
+        rc = run_transition(st, &k.r, NULL, "running", NULL, now, e);
     }
     run_copy_release(&k);
     return rc;
@@ -723,6 +732,8 @@ int run_resend_failed(struct store *st, int64_t run_id, const char *actor, const
     rc = load_run(st, run_id, &k, e);
     if (rc == 0 && strcmp(k.r.state, "scheduled") == 0)
         rc = ERR(e, E_CONFLICT, "the run has not started");
+    if (rc == 0 && (strcmp(k.r.state, "cancelled") == 0 || strcmp(k.r.state, "failed") == 0))
+        rc = ERR(e, E_CONFLICT, "the run was %s: it sends nothing more", k.r.state);
     if (rc == 0)
         rc = store_messages_move(st, run_id, 1u << MSG_FAILED | 1u << MSG_DEAD, MSG_QUEUED, NULL,
                                  now, &moved, e);
@@ -842,12 +853,22 @@ int64_t send_clock_ms(void)
 
 /* ---- transitions --------------------------------------------------------------------- */
 
-int run_transition(struct store *st, struct store_run *r, const char *to, const char *reason,
-                   int64_t now, struct err *e)
+int run_transition(struct store *st, struct store_run *r, const char *from, const char *to,
+                   const char *reason, int64_t now, struct err *e)
 {
     struct camp_copy c = {0};
     int rc;
 
+    if (from) {
+        struct run_copy cur = {0};
+        rc = load_run(st, r->id, &cur, e);
+        if (rc == 0 && strcmp(cur.r.state, from))
+            rc = ERR(e, E_CONFLICT, "run %lld is %s now, not %s", (long long)r->id, cur.r.state,
+                     from);
+        run_copy_release(&cur);
+        if (rc)
+            return rc;
+    }
     r->state = to;
     r->reason = reason;
     r->updated_at = now;

@@ -185,21 +185,38 @@ static int keep_version(void *ctx, const struct store_template *t)
     return 0;
 }
 
-/* Ends a run that cannot start (or finish) with its reason, in one transaction. */
-static int run_end(struct store *st, const struct store_run *r0, const char *state,
-                   const char *reason, struct err *e)
+/* Moves a run from state `from` to `to` with its reason, in one transaction; ended runs
+ * get their finish time. A run that left `from` meanwhile (a cancel, a pause, an edit
+ * through the API) is left as it is now: 0, and the next refresh sees what it is. */
+static int run_move(struct store *st, const struct store_run *r0, const char *from, const char *to,
+                    const char *reason, struct err *e)
 {
     struct store_run r = *r0;
     int rc;
 
-    log_info("dispatch", "run %lld %s: %s", (long long)r.id, state, reason);
-    r.finished_at = send_clock_ms();
-    if (r.started_at == 0)
-        r.started_at = r.finished_at;
+    log_info("dispatch", "run %lld %s%s%s", (long long)r.id, to, reason ? ": " : "",
+             reason ? reason : "");
+    if (strcmp(to, "paused") && strcmp(to, "running")) {
+        r.finished_at = send_clock_ms();
+        if (r.started_at == 0)
+            r.started_at = r.finished_at;
+    }
     rc = store_begin(st, e);
     if (rc == 0)
-        rc = run_transition(st, &r, state, reason, r.finished_at, e);
-    return store_finish(st, rc, e);
+        rc = run_transition(st, &r, from, to, reason, send_clock_ms(), e);
+    rc = store_finish(st, rc, e);
+    if (rc == E_CONFLICT) {
+        log_info("dispatch", "run %lld changed meanwhile: %s", (long long)r.id, e->msg);
+        err_clear(e);
+        rc = 0;
+    }
+    return rc;
+}
+
+static int run_end(struct store *st, const struct store_run *r0, const char *state,
+                   const char *reason, struct err *e)
+{
+    return run_move(st, r0, "scheduled", state, reason, e);
 }
 
 /* Starts a due run: freezes its audience and fixes its template version. */
@@ -245,7 +262,9 @@ static int run_start(struct dispatcher *d, struct store *st, const struct store_
     if (strcmp(json_string_value(json_object_get(ev, "status")), "succeeded")) {
         snprintf(reason, sizeof reason, "the segment's evaluation %lld %s: %s",
                  (long long)r.evaluation_id, json_string_value(json_object_get(ev, "status")),
-                 json_string_value(json_object_get(ev, "error")));
+                 json_string_value(json_object_get(ev, "error"))
+                     ? json_string_value(json_object_get(ev, "error"))
+                     : "no reason given");
         json_decref(ev);
         return run_end(st, &r, "failed", reason, e);
     }
@@ -259,13 +278,10 @@ static int run_start(struct dispatcher *d, struct store *st, const struct store_
         r.ledgered = 1;
         return run_end(st, &r, "completed", reason, e);
     }
-    log_info("dispatch", "run %lld started: %lld recipients (evaluation %lld), template %lld v%d",
+    log_info("dispatch", "run %lld starts: %lld recipients (evaluation %lld), template %lld v%d",
              (long long)r.id, (long long)r.audience, (long long)r.evaluation_id,
              (long long)r.template_id, r.template_version);
-    rc = store_begin(st, e);
-    if (rc == 0)
-        rc = run_transition(st, &r, "running", NULL, r.started_at, e);
-    return store_finish(st, rc, e);
+    return run_move(st, &r, "scheduled", "running", NULL, e);
 }
 
 /* Builds what the dispatcher holds for a running run: provider, template, snapshot. */
@@ -285,12 +301,7 @@ static int run_load(struct dispatcher *d, struct store *st, const struct store_r
         char reason[300];
         snprintf(reason, sizeof reason, "the provider '%s' is not configured", r->provider);
         /* Paused, not failed: configuring the provider again and resuming goes on. */
-        rc = store_begin(st, e);
-        if (rc == 0) {
-            struct store_run rr = *r;
-            rc = run_transition(st, &rr, "paused", reason, send_clock_ms(), e);
-        }
-        return store_finish(st, rc, e);
+        return run_move(st, r, "running", "paused", reason, e);
     }
     rc = store_template_version_get(st, r->template_id, r->template_version, compile_version, &tv,
                                     e);
@@ -300,7 +311,7 @@ static int run_load(struct dispatcher *d, struct store *st, const struct store_r
                  (long long)r->template_id, r->template_version,
                  tv.errs.n ? tv.errs.items[0].path : "",
                  tv.errs.n ? tv.errs.items[0].msg : tv.e.msg);
-        return run_end(st, r, "failed", reason, e);
+        return run_move(st, r, "running", "paused", reason, e); /* it sent already: no draft */
     }
     if (rc)
         return rc;
@@ -345,8 +356,40 @@ static int run_load(struct dispatcher *d, struct store *st, const struct store_r
     return 0;
 }
 
+static int keep_state(void *ctx, const struct store_run *r)
+{
+    int *state = ctx;
+
+    *state = strcmp(r->state, "running") == 0     ? RUN_RUNNING
+             : strcmp(r->state, "paused") == 0    ? RUN_PAUSED
+             : strcmp(r->state, "cancelled") == 0 ? RUN_CANCELLED
+                                                  : RUN_GONE;
+    return 0;
+}
+
+/* Inside the caller's transaction: 0 if run x is still running as stored now, else 1
+ * (x->state updated: a pause or cancel committed since the last refresh must stop
+ * everything after it, not 250 ms later). */
+static int run_stopped(struct dispatcher *d, struct store *st, struct run_ctx *x, int *rc,
+                       struct err *e)
+{
+    int state = RUN_GONE;
+
+    *rc = store_run_get(st, x->id, keep_state, &state, e);
+    if (*rc == E_NOTFOUND) {
+        err_clear(e);
+        *rc = 0;
+    }
+    if (*rc || state == RUN_RUNNING)
+        return *rc != 0;
+    pthread_mutex_lock(&d->mu);
+    x->state = state;
+    pthread_mutex_unlock(&d->mu);
+    return 1;
+}
+
 /* Writes the next LEDGER_BATCH rows of a run from its snapshot. */
-static int ledger_step(struct store *st, struct run_ctx *x, struct err *e)
+static int ledger_step(struct dispatcher *d, struct store *st, struct run_ctx *x, struct err *e)
 {
     int64_t ids[LEDGER_BATCH], created = 0, cursor = x->cursor;
     roaring_uint32_iterator_t *it;
@@ -365,6 +408,10 @@ static int ledger_step(struct store *st, struct run_ctx *x, struct err *e)
     if (n)
         cursor = ids[n - 1];
     rc = store_begin(st, e);
+    if (rc == 0 && run_stopped(d, st, x, &rc, e)) {
+        store_rollback(st);
+        return rc;
+    }
     if (rc == 0)
         rc = store_messages_create(st, x->id, ids, n, cursor, !more, send_clock_ms(), &created, e);
     rc = store_finish(st, rc, e);
@@ -406,17 +453,17 @@ static int claimed(void *ctx, const struct store_msg *m)
     c->n++;
     if (m->contact_deleted)
         why = "contact deleted";
-    else if (!consent_allows_send(m->consent))
-        why = m->consent == CONSENT_UNSUBSCRIBED ? "not subscribed: unsubscribed"
-              : m->consent == CONSENT_BOUNCED    ? "not subscribed: bounced"
-                                                 : "not subscribed: complained";
-    else if (m->email == NULL || m->email[0] == '\0')
+    else if (!consent_allows_send(m->consent)) {
+        snprintf(it->error, sizeof it->error, "not subscribed: %s", consent_name(m->consent));
+        why = it->error;
+    } else if (m->email == NULL || m->email[0] == '\0')
         why = "no email address";
     else if (!message_address_plausible(m->email, strlen(m->email)))
         why = "invalid email address";
     if (why) {
         it->out = OUT_SKIPPED;
-        snprintf(it->error, sizeof it->error, "%s", why);
+        if (why != it->error)
+            snprintf(it->error, sizeof it->error, "%s", why);
         it->next = c->skipped;
         c->skipped = it;
         return 0;
@@ -445,6 +492,10 @@ static int claim_step(struct dispatcher *d, struct store *st, struct run_ctx *x,
     if (want > CLAIM_MAX)
         want = CLAIM_MAX;
     rc = store_begin(st, e);
+    if (rc == 0 && run_stopped(d, st, x, &rc, e)) {
+        store_rollback(st);
+        return rc;
+    }
     if (rc == 0)
         rc = store_messages_claim(st, x->id, d->owner, now, LEASE_MS, want, claimed, &c, e);
     for (it = c.skipped; rc == 0 && it; it = it->next)
@@ -555,8 +606,16 @@ static int record_step(struct dispatcher *d, struct store *st, struct err *e)
     if (list == NULL)
         return 0;
     rc = store_begin(st, e);
-    for (it = list; rc == 0 && it; it = it->next)
-        rc = complete_one(d, st, it, now, e);
+    for (it = list; rc == 0 && it; it = it->next) {
+        /* a cancelled run retries nothing: what would wait for a retry is skipped */
+        if (it->out == OUT_RETRY && run_stopped(d, st, it->run, &rc, e) &&
+            it->run->state == RUN_CANCELLED) {
+            it->out = OUT_SKIPPED;
+            snprintf(it->error, sizeof it->error, "run cancelled");
+        }
+        if (rc == 0)
+            rc = complete_one(d, st, it, now, e);
+    }
     rc = store_finish(st, rc, e);
     if (rc) { /* put them back: the next step records them (their leases still hold) */
         int n = 1;
@@ -667,11 +726,8 @@ static void outcome(struct dispatcher *d, struct item *it, const struct provider
     const struct config *cfg = d->env->cfg;
 
     snprintf(it->queue_id, sizeof it->queue_id, "%s", res->queue_id);
-    if (res->code)
-        snprintf(it->error, sizeof it->error, "%d%s%s %s", res->code, res->status[0] ? " " : "",
-                 res->status, res->text);
-    else
-        snprintf(it->error, sizeof it->error, "%s", res->text);
+    /* the reply as the server wrote it ("451 4.3.0 try again"), or the error */
+    snprintf(it->error, sizeof it->error, "%s", res->text);
     if (res->outcome == PROVIDER_SENT) {
         it->out = OUT_SENT;
     } else if (res->outcome == PROVIDER_FAILED) {
@@ -890,6 +946,14 @@ static int state_code(const char *s)
                                          : RUN_GONE;
 }
 
+/* Whether an error starting or loading a run is that run's own (its snapshot, template
+ * or segment gone or broken), to end or pause it with, rather than the store's (retried
+ * with the tick's backoff). */
+static int run_own_fault(int rc)
+{
+    return rc == E_CORRUPT || rc == E_NOTFOUND || rc == E_INVAL || rc == E_TOOBIG;
+}
+
 /* Re-reads the runs: starts due ones, loads new running ones, notes changed states. */
 static int refresh(struct dispatcher *d, struct store *st, struct err *e)
 {
@@ -903,8 +967,15 @@ static int refresh(struct dispatcher *d, struct store *st, struct err *e)
     for (i = 0; i < a.ndue && !worker_stopping(d->w); i++) {
         struct run_holder h = {0};
         rc = store_run_get(st, a.due_ids[i], hold_run, &h, e);
-        if (rc == 0 && strcmp(h.r.state, "scheduled") == 0)
+        if (rc == 0 && strcmp(h.r.state, "scheduled") == 0) {
             rc = run_start(d, st, &h.r, e);
+            if (rc && run_own_fault(rc)) { /* this run's: it ends, the others go on */
+                char reason[300];
+                snprintf(reason, sizeof reason, "it could not start: %s", e->msg);
+                err_clear(e);
+                rc = run_end(st, &h.r, "failed", reason, e);
+            }
+        }
         holder_release(&h);
         if (rc)
             return rc;
@@ -923,8 +994,15 @@ static int refresh(struct dispatcher *d, struct store *st, struct err *e)
         if (x == NULL) {
             struct run_holder h = {0};
             rc = store_run_get(st, a.running_ids[i], hold_run, &h, e);
-            if (rc == 0)
+            if (rc == 0) {
                 rc = run_load(d, st, &h.r, &x, e);
+                if (rc && run_own_fault(rc)) { /* it sent already: paused, with why */
+                    char reason[300];
+                    snprintf(reason, sizeof reason, "it could not go on: %s", e->msg);
+                    err_clear(e);
+                    rc = run_move(st, &h.r, "running", "paused", reason, e);
+                }
+            }
             holder_release(&h);
             if (rc)
                 return rc;
@@ -990,7 +1068,7 @@ static int maybe_complete(struct dispatcher *d, struct store *st, struct run_ctx
         rc = store_run_get(st, x->id, hold_run, &h, e);
         if (rc == 0 && strcmp(h.r.state, "running") == 0) {
             h.r.finished_at = send_clock_ms();
-            rc = run_transition(st, &h.r, "completed", NULL, h.r.finished_at, e);
+            rc = run_transition(st, &h.r, "running", "completed", NULL, h.r.finished_at, e);
             if (rc == 0) {
                 log_info("dispatch",
                          "run %lld completed: %lld sent, %lld failed, %lld dead, %lld skipped",
@@ -1068,7 +1146,7 @@ static int dispatch_tick(void *ctx, struct store *st, struct err *e)
             if (x->state != RUN_RUNNING)
                 continue;
             if (!x->ledgered && x->inflight < x->window)
-                rc = ledger_step(st, x, e);
+                rc = ledger_step(d, st, x, e);
             if (rc == 0)
                 rc = claim_step(d, st, x, e);
         }

@@ -225,7 +225,14 @@ static int smtp_open(const struct provider *p, struct provider_conn **out, struc
 /* The outcome of one transfer from libcurl's result and the replies seen (see DESIGN). */
 static void smtp_outcome(struct smtp_xfer *c, CURLcode rc, struct provider_result *r)
 {
-    int in_txn = rc == CURLE_SEND_ERROR ||
+    /* libcurl names the refused command in its error text: "MAIL failed: 553", "RCPT
+     * failed: 550". A refused MAIL FROM is about our sender, not this recipient: retry,
+     * never a bounce of the recipient (a 553 5.1.8 "sender domain not found" would
+     * otherwise mark a whole audience bounced). Only a refused RCPT says the address
+     * does not exist. */
+    int at_mail = rc == CURLE_SEND_ERROR && strncmp(c->errbuf, "MAIL failed", 11) == 0;
+    int at_rcpt = rc == CURLE_SEND_ERROR && strncmp(c->errbuf, "RCPT failed", 11) == 0;
+    int in_txn = (rc == CURLE_SEND_ERROR && !at_mail) ||
                  (rc == CURLE_WEIRD_SERVER_REPLY && c->len > 0 && c->pos == c->len);
     const char *reply = rc == CURLE_OK ? c->reply : c->failure;
 
@@ -237,6 +244,8 @@ static void smtp_outcome(struct smtp_xfer *c, CURLcode rc, struct provider_resul
             r->outcome = PROVIDER_RETRY; /* the relay refused us, not this message */
             r->hard_bounce = 0;
         }
+        if (!at_rcpt)
+            r->hard_bounce = 0;
         return;
     }
     if (rc == CURLE_OK) { /* accepted, but no reply line seen: trust libcurl's code */

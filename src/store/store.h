@@ -557,8 +557,9 @@ struct store_run {
 typedef int (*store_run_fn)(void *ctx, const struct store_run *r);
 /* r->id assigned. In a transaction. */
 int store_run_insert(struct store *st, struct store_run *r, struct err *e);
-/* Rewrites the mutable columns of row r->id (state, reason, provider, template_version,
- * evaluation_id, audience, cursor, ledgered, started_at, finished_at, updated_at).
+/* Rewrites the mutable columns of row r->id (state, reason, provider, segment_id,
+ * template_id, throttle_per_second, start_at, template_version, evaluation_id, audience,
+ * cursor, ledgered, started_at, finished_at, updated_at).
  * possible_duplicates is the store's own (store_messages_recover). In a transaction. */
 int store_run_update(struct store *st, const struct store_run *r, struct err *e);
 int store_run_get(struct store *st, int64_t id, store_run_fn fn, void *ctx, struct err *e);
@@ -624,7 +625,8 @@ int store_messages_renew(struct store *st, int64_t run_id, const char *owner, in
                          int64_t lease_ms, struct err *e);
 /* The outcome of one claimed row (m->id, m->state, m->next_at for retry, m->last_error,
  * m->provider_message_id): written only if owner still holds its lease (*held = 1),
- * and the lease is cleared. In a transaction. */
+ * and the lease is cleared. A row released back to queued gets its claim's attempt
+ * back (it was not sent). In a transaction. */
 int store_message_complete(struct store *st, const char *owner, const struct store_msg *m,
                            int64_t now, int *held, struct err *e);
 /* At start: rows of any run left sending by owners whose name starts with
@@ -634,7 +636,8 @@ int store_messages_recover(struct store *st, const char *owner_prefix, int64_t n
                            struct err *e);
 /* Moves every row of run in one of the states in mask (1 << MSG_*) to state to, with
  * reason as last_error (NULL keeps it), attempts reset to 0 and next_at 0 when to is
- * queued. *count of them. In a transaction. */
+ * queued; a sending row moves only once its lease ran out (lease_until <= now: its
+ * owner is presumed dead). *count of them. In a transaction. */
 int store_messages_move(struct store *st, int64_t run_id, unsigned mask, int to, const char *reason,
                         int64_t now, int64_t *count, struct err *e);
 /* The rows of run in each state: counts[MSG_STATES]. */
@@ -647,8 +650,8 @@ int store_messages_next_due(struct store *st, int64_t run_id, int64_t *at, struc
 int store_messages_list(struct store *st, int64_t run_id, int state, int64_t after_id, int limit,
                         store_msg_fn fn, void *ctx, struct err *e);
 /* Re-queues dead rows (run_id 0: of every run; reason: a substring of last_error, or
- * NULL): queued, attempts 0. fn sees each run touched and how many of its rows. In a
- * transaction. */
+ * NULL) of runs that were not cancelled: queued, attempts 0. fn sees each run touched and how many
+ * of its rows. In a transaction. */
 int store_messages_replay_dead(struct store *st, int64_t run_id, const char *reason, int64_t now,
                                int (*fn)(void *ctx, int64_t run_id, int64_t count), void *ctx,
                                struct err *e);

@@ -477,6 +477,13 @@ test('cancel keeps what was sent and skips the rest', async () => {
   assert.ok(skippedRows.every((x) => x.last_error === 'run cancelled'), skippedRows[0] && skippedRows[0].last_error);
   assert.equal((await A.get(`/api/v1/campaigns/${camp.id}`)).json.state, 'cancelled');
   assert.equal((await M.post(`/api/v1/campaigns/${camp.id}/resume`)).status, 409, 'a cancelled run does not resume');
+  // Nor does resend-failed or a replay of dead letters bring it back to send the rest.
+  assert.equal((await M.post(`/api/v1/campaign-runs/${run.id}/resend-failed`)).status, 409,
+    'resend-failed refuses a cancelled run');
+  r = await M.post('/api/v1/dlq/replay', { run_id: run.id });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.requeued, 0, 'a replay leaves a cancelled run alone');
+  assert.equal((await A.get(`/api/v1/campaign-runs/${run.id}`)).json.state, 'cancelled');
 });
 
 // Proves "send (at once, or at scheduled_at)" and the scheduled state.

@@ -1044,6 +1044,8 @@ static void ref_complete(struct bed *b, struct ref *m, struct rng *g, const char
     r->next_at = state == MSG_RETRY ? next_at : 0;
     r->lease_until = 0;
     r->owner[0] = '\0';
+    if (state == MSG_QUEUED)
+        r->attempts--; /* released unsent: the claim was no attempt */
 }
 
 static void ref_check(struct bed *b, struct ref *m)
@@ -1066,6 +1068,35 @@ static void ref_check(struct bed *b, struct ref *m)
     cr_assert_eq(store_messages_next_due(b->st, b->run, &at, &e), 0, "%s", e.msg);
     cr_assert_eq(at, next);
     cr_assert_eq(run_of(b->st, b->run).r.possible_duplicates, m->dups);
+}
+
+/* A sending row moves (a cancel) only once its lease ran out: one a live owner holds
+ * finishes as it does, one a dead owner left is skipped. */
+UTEST(ledger, a_move_takes_a_sending_row_only_once_its_lease_ran_out)
+{
+    struct bed b;
+    int64_t ids[2] = {1, 2}, n = -1, counts[MSG_STATES];
+    struct err e = {0};
+
+    bed_open(&b, 2);
+    create(b.st, b.run, ids, 2, 1);
+    cr_assert_eq(claim(b.st, b.run, "n1:1", T0, 2)->n, 2);
+    begin(b.st);
+    cr_assert_eq(store_messages_move(b.st, b.run, 1u << MSG_SENDING, MSG_SKIPPED, "cancelled",
+                                     T0 + LEASE - 1, &n, &e),
+                 0, "%s", e.msg);
+    commit(b.st);
+    cr_assert_eq(n, 0, "leases held: nothing moves");
+    begin(b.st);
+    cr_assert_eq(store_messages_move(b.st, b.run, 1u << MSG_SENDING, MSG_SKIPPED, "cancelled",
+                                     T0 + LEASE, &n, &e),
+                 0, "%s", e.msg);
+    commit(b.st);
+    cr_assert_eq(n, 2, "leases ran out: both move");
+    count(b.st, b.run, counts);
+    cr_assert_eq(counts[MSG_SKIPPED], 2);
+    cr_assert_eq(counts[MSG_SENDING], 0);
+    bed_close(&b);
 }
 
 UTEST(ledger, random_operations_agree_with_a_reference)

@@ -733,6 +733,23 @@ UTEST(provider, smtp_5_1_1_at_rcpt_is_a_hard_bounce)
     sink_stop(&k);
 }
 
+/* A refused MAIL FROM is about our sender, not the recipient: retry, never a bounce (a
+ * "sender domain not found" 5.1.8 would otherwise mark every recipient bounced). */
+UTEST(provider, smtp_5xx_at_mail_from_is_retry_and_no_bounce)
+{
+    static const char *const opts[] = {"-f", "MAIL", "-B", "553 5.1.8 Sender address rejected",
+                                       NULL};
+    struct provider_result r;
+    long sess, mesg;
+
+    sink_send_one(opts, NULL, &r, &sess, &mesg);
+    cr_assert_eq(r.outcome, PROVIDER_RETRY, "%d %s", r.code, r.text);
+    cr_assert_eq(r.code, 553);
+    cr_assert_str_eq(r.status, "5.1.8");
+    cr_assert_eq(r.hard_bounce, 0);
+    cr_assert_eq(mesg, 0);
+}
+
 UTEST(provider, smtp_5xx_at_the_final_dot_is_failed_and_the_connection_stays)
 {
     static const char *const opts[] = {"-f", ".", "-B", "554 5.7.1 Spam", NULL};

@@ -43,7 +43,8 @@ static const struct sq_def q_run_update = {
     SQ_RUN_UPDATE,
     "UPDATE campaign_runs SET state=?2, reason=?3, provider=?4, template_version=?5,"
     " evaluation_id=?6, audience=?7, cursor=?8, ledgered=?9, started_at=?10, finished_at=?11,"
-    " updated_at=?12 WHERE id=?1"};
+    " updated_at=?12, segment_id=?13, template_id=?14, throttle_per_second=?15, start_at=?16"
+    " WHERE id=?1"};
 static const struct sq_def q_run_get = {SQ_RUN_GET,
                                         "SELECT " RUN_COLS " FROM campaign_runs WHERE id = ?1"};
 static const struct sq_def q_runs_list = {
@@ -228,6 +229,10 @@ int store_run_update(struct store *st, const struct store_run *r, struct err *e)
     sq_i64(&q, 10, r->started_at);
     sq_i64(&q, 11, r->finished_at);
     sq_i64(&q, 12, r->updated_at);
+    sq_i64(&q, 13, r->segment_id);
+    sq_i64(&q, 14, r->template_id);
+    sq_int(&q, 15, r->throttle_per_second);
+    sq_i64(&q, 16, r->start_at);
     rc = sq_exec(&q, "update run", e);
     if (rc == 0 && sq_changes(st) == 0)
         return ERR(e, E_NOTFOUND, "no run %lld", (long long)r->id);

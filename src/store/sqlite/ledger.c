@@ -65,7 +65,8 @@ static const struct sq_def q_renew = {SQ_MSG_RENEW,
 static const struct sq_def q_complete = {
     SQ_MSG_COMPLETE,
     "UPDATE messages SET state = ?3, next_at = ?4, last_error = ?5, provider_message_id = ?6,"
-    " lease_owner = NULL, lease_until = 0, updated_at = ?7"
+    " lease_owner = NULL, lease_until = 0, updated_at = ?7,"
+    " attempts = attempts - (?3 = 0)" /* released unsent: the claim was no attempt */
     " WHERE id = ?1 AND state = 1 AND lease_owner = ?2"};
 /* Each run's sending rows through the index, rather than a scan of every message. */
 static const struct sq_def q_recover = {
@@ -77,7 +78,8 @@ static const struct sq_def q_move = {
     "UPDATE messages SET state = ?3, last_error = coalesce(?4, last_error),"
     " attempts = CASE WHEN ?3 = 0 THEN 0 ELSE attempts END,"
     " next_at = CASE WHEN ?3 = 3 THEN next_at ELSE 0 END,"
-    " lease_owner = NULL, lease_until = 0, updated_at = ?5 WHERE run_id = ?1 AND state = ?2"};
+    " lease_owner = NULL, lease_until = 0, updated_at = ?5 WHERE run_id = ?1 AND state = ?2"
+    " AND (state != 1 OR lease_until <= ?5)"}; /* a sending row: only once its lease ran out */
 /* The triggers of schema 11 keep run_counts. */
 static const struct sq_def q_count = {SQ_MSG_COUNT,
                                       "SELECT state, n FROM run_counts WHERE run_id = ?1"};
@@ -106,6 +108,7 @@ static const struct sq_def q_dead_all = {SQ_MSG_DEAD_ALL,
 static const struct sq_def q_dead_runs = {
     SQ_MSG_DEAD_RUNS, "SELECT run_id, count(*) FROM messages WHERE state = 5"
                       " AND (?1 = 0 OR run_id = ?1) AND (?2 IS NULL OR instr(last_error, ?2) > 0)"
+                      " AND run_id NOT IN (SELECT id FROM campaign_runs WHERE state = 'cancelled')"
                       " GROUP BY run_id ORDER BY run_id"};
 static const struct sq_def q_replay = {
     SQ_MSG_REPLAY, "UPDATE messages SET state = 0, attempts = 0, next_at = 0, lease_owner = NULL,"
