@@ -51,12 +51,7 @@ static int keep_campaign(void *ctx, const struct store_campaign *c)
     return 0;
 }
 
-struct run_copy {
-    struct store_run r;
-    char *state, *reason, *provider, *created_by;
-};
-
-static void run_copy_release(struct run_copy *k)
+void run_copy_release(struct run_copy *k)
 {
     free(k->state);
     free(k->reason);
@@ -65,7 +60,7 @@ static void run_copy_release(struct run_copy *k)
     memset(k, 0, sizeof *k);
 }
 
-static int keep_run(void *ctx, const struct store_run *r)
+int run_copy_keep(void *ctx, const struct store_run *r)
 {
     struct run_copy *k = ctx;
 
@@ -76,6 +71,22 @@ static int keep_run(void *ctx, const struct store_run *r)
     k->r.provider = k->provider = xstrdup(r->provider);
     k->r.created_by = k->created_by = xstrdup(r->created_by);
     return 0;
+}
+
+void campaign_only_keys(const json_t *body, const char *keys, const char *what,
+                        struct errlist *errs)
+{
+    const char *k;
+    json_t *v;
+
+    json_object_foreach((json_t *)body, k, v) {
+        char word[140], path[140];
+        snprintf(word, sizeof word, " %.128s ", k);
+        if (strstr(keys, word) == NULL || strlen(k) > 128) {
+            snprintf(path, sizeof path, "/%.128s", k);
+            errlist_add(errs, path, "unknown key (%s)", what);
+        }
+    }
 }
 
 static int load_campaign(struct store *st, int64_t id, struct camp_copy *k, struct err *e)
@@ -91,7 +102,7 @@ static int load_campaign(struct store *st, int64_t id, struct camp_copy *k, stru
 
 static int load_run(struct store *st, int64_t id, struct run_copy *k, struct err *e)
 {
-    int rc = store_run_get(st, id, keep_run, k, e);
+    int rc = store_run_get(st, id, run_copy_keep, k, e);
 
     if (rc == E_NOTFOUND) {
         err_clear(e);
@@ -186,24 +197,14 @@ static int exists_template(void *ctx, const struct store_template *t)
 static void read_fields(const struct send_env *env, struct store *st, const json_t *body,
                         struct store_campaign *c, int partial, struct errlist *errs, struct err *e)
 {
-    static const char *const keys[] = {"name",     "segment_id",          "template_id",
-                                       "provider", "throttle_per_second", "scheduled_at",
-                                       NULL};
     const json_t *v;
-    const char *k;
-    int i;
 
-    json_object_foreach((json_t *)body, k, v) {
-        for (i = 0; keys[i] && strcmp(keys[i], k); i++)
-            ;
-        if (keys[i] == NULL) {
-            char path[100];
-            snprintf(path, sizeof path, "/%.80s", k);
-            errlist_add(errs, path,
-                        "unknown key (a campaign has name, segment_id, template_id, provider, "
-                        "throttle_per_second, scheduled_at)");
-        }
-    }
+    campaign_only_keys(body,
+                       " name segment_id template_id provider throttle_per_second "
+                       "scheduled_at ",
+                       "a campaign has name, segment_id, template_id, provider, "
+                       "throttle_per_second, scheduled_at",
+                       errs);
     v = json_object_get(body, "name");
     if (v || !partial) {
         if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > MAX_NAME)
@@ -796,19 +797,13 @@ int dlq_replay(struct store *st, const json_t *body, const char *actor, const ch
 {
     struct replay_ctx x = {st, send_clock_ms(), 0, json_array(), e};
     const json_t *v;
-    const char *k, *reason = NULL;
+    const char *reason = NULL;
     int64_t run_id = 0;
     json_t *after = NULL;
     int rc;
 
     *out = NULL;
-    json_object_foreach((json_t *)body, k, v) {
-        if (strcmp(k, "run_id") && strcmp(k, "reason")) {
-            char path[100];
-            snprintf(path, sizeof path, "/%.80s", k);
-            errlist_add(errs, path, "unknown key (a replay takes run_id and reason)");
-        }
-    }
+    campaign_only_keys(body, " run_id reason ", "a replay takes run_id and reason", errs);
     v = json_object_get(body, "run_id");
     if (v && !json_is_null(v)) {
         if (!json_is_integer(v) || json_integer_value(v) < 1)

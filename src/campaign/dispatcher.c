@@ -356,14 +356,17 @@ static int run_load(struct dispatcher *d, struct store *st, const struct store_r
     return 0;
 }
 
+static int state_code(const char *s)
+{
+    return strcmp(s, "running") == 0     ? RUN_RUNNING
+           : strcmp(s, "paused") == 0    ? RUN_PAUSED
+           : strcmp(s, "cancelled") == 0 ? RUN_CANCELLED
+                                         : RUN_GONE;
+}
+
 static int keep_state(void *ctx, const struct store_run *r)
 {
-    int *state = ctx;
-
-    *state = strcmp(r->state, "running") == 0     ? RUN_RUNNING
-             : strcmp(r->state, "paused") == 0    ? RUN_PAUSED
-             : strcmp(r->state, "cancelled") == 0 ? RUN_CANCELLED
-                                                  : RUN_GONE;
+    *(int *)ctx = state_code(r->state);
     return 0;
 }
 
@@ -910,42 +913,6 @@ static int collect_active(void *ctx, const struct store_run *r)
     return 0;
 }
 
-struct run_holder {
-    struct store_run r;
-    char *state, *reason, *provider, *created_by;
-    int found;
-};
-
-static int hold_run(void *ctx, const struct store_run *r)
-{
-    struct run_holder *h = ctx;
-
-    h->r = *r;
-    h->r.state = h->state = xstrdup(r->state);
-    h->r.reason = h->reason = r->reason ? xstrdup(r->reason) : NULL;
-    h->r.provider = h->provider = xstrdup(r->provider);
-    h->r.created_by = h->created_by = xstrdup(r->created_by);
-    h->found = 1;
-    return 0;
-}
-
-static void holder_release(struct run_holder *h)
-{
-    free(h->state);
-    free(h->reason);
-    free(h->provider);
-    free(h->created_by);
-    memset(h, 0, sizeof *h);
-}
-
-static int state_code(const char *s)
-{
-    return strcmp(s, "running") == 0     ? RUN_RUNNING
-           : strcmp(s, "paused") == 0    ? RUN_PAUSED
-           : strcmp(s, "cancelled") == 0 ? RUN_CANCELLED
-                                         : RUN_GONE;
-}
-
 /* Whether an error starting or loading a run is that run's own (its snapshot, template
  * or segment gone or broken), to end or pause it with, rather than the store's (retried
  * with the tick's backoff). */
@@ -965,8 +932,8 @@ static int refresh(struct dispatcher *d, struct store *st, struct err *e)
     if (rc)
         return rc;
     for (i = 0; i < a.ndue && !worker_stopping(d->w); i++) {
-        struct run_holder h = {0};
-        rc = store_run_get(st, a.due_ids[i], hold_run, &h, e);
+        struct run_copy h = {0};
+        rc = store_run_get(st, a.due_ids[i], run_copy_keep, &h, e);
         if (rc == 0 && strcmp(h.r.state, "scheduled") == 0) {
             rc = run_start(d, st, &h.r, e);
             if (rc && run_own_fault(rc)) { /* this run's: it ends, the others go on */
@@ -976,7 +943,7 @@ static int refresh(struct dispatcher *d, struct store *st, struct err *e)
                 rc = run_end(st, &h.r, "failed", reason, e);
             }
         }
-        holder_release(&h);
+        run_copy_release(&h);
         if (rc)
             return rc;
     }
@@ -992,8 +959,8 @@ static int refresh(struct dispatcher *d, struct store *st, struct err *e)
     for (i = 0; i < a.nrunning; i++) {
         x = run_find(d, a.running_ids[i]);
         if (x == NULL) {
-            struct run_holder h = {0};
-            rc = store_run_get(st, a.running_ids[i], hold_run, &h, e);
+            struct run_copy h = {0};
+            rc = store_run_get(st, a.running_ids[i], run_copy_keep, &h, e);
             if (rc == 0) {
                 rc = run_load(d, st, &h.r, &x, e);
                 if (rc && run_own_fault(rc)) { /* it sent already: paused, with why */
@@ -1003,7 +970,7 @@ static int refresh(struct dispatcher *d, struct store *st, struct err *e)
                     rc = run_move(st, &h.r, "running", "paused", reason, e);
                 }
             }
-            holder_release(&h);
+            run_copy_release(&h);
             if (rc)
                 return rc;
             if (x == NULL)
@@ -1018,17 +985,17 @@ static int refresh(struct dispatcher *d, struct store *st, struct err *e)
     }
     /* Runs no longer running: paused, cancelled, or ended. */
     for (x = d->runs; x; x = x->next) {
-        struct run_holder h = {0};
+        struct run_copy h = {0};
         int s;
         if (x->seen)
             continue;
-        rc = store_run_get(st, x->id, hold_run, &h, e);
+        rc = store_run_get(st, x->id, run_copy_keep, &h, e);
         if (rc == E_NOTFOUND) {
             err_clear(e);
             rc = 0;
         }
-        s = h.found ? state_code(h.r.state) : RUN_GONE;
-        holder_release(&h);
+        s = h.state ? state_code(h.r.state) : RUN_GONE;
+        run_copy_release(&h);
         if (rc)
             return rc;
         pthread_mutex_lock(&d->mu);
@@ -1051,7 +1018,7 @@ static int refresh(struct dispatcher *d, struct store *st, struct err *e)
 static int maybe_complete(struct dispatcher *d, struct store *st, struct run_ctx *x, struct err *e)
 {
     int64_t counts[MSG_STATES] = {0};
-    struct run_holder h = {0};
+    struct run_copy h = {0};
     int rc;
 
     int64_t retry_at = 0;
@@ -1065,7 +1032,7 @@ static int maybe_complete(struct dispatcher *d, struct store *st, struct run_ctx
     if (rc == 0)
         rc = store_messages_count(st, x->id, counts, e);
     if (rc == 0 && counts[MSG_QUEUED] + counts[MSG_SENDING] + counts[MSG_RETRY] == 0) {
-        rc = store_run_get(st, x->id, hold_run, &h, e);
+        rc = store_run_get(st, x->id, run_copy_keep, &h, e);
         if (rc == 0 && strcmp(h.r.state, "running") == 0) {
             h.r.finished_at = send_clock_ms();
             rc = run_transition(st, &h.r, "running", "completed", NULL, h.r.finished_at, e);
@@ -1080,7 +1047,7 @@ static int maybe_complete(struct dispatcher *d, struct store *st, struct run_ctx
         }
     }
     rc = store_finish(st, rc, e);
-    holder_release(&h);
+    run_copy_release(&h);
     return rc;
 }
 

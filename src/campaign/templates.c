@@ -19,6 +19,7 @@
 #include "../provider/provider.h"
 #include "../store/store.h"
 #include "campaign.h"
+#include "campaign_int.h"
 
 #define MAX_NAME_CHARS 128
 #define MAX_FROM_NAME 256
@@ -84,22 +85,6 @@ static int has_control(const char *s, size_t n)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7F)
             return 1;
     return 0;
-}
-
-/* Refuses every key of body not in keys (" a b c "), naming what is allowed. */
-static void only_keys(const json_t *body, const char *keys, const char *what, struct errlist *errs)
-{
-    const char *k;
-    json_t *v;
-
-    json_object_foreach((json_t *)body, k, v) {
-        char word[140], path[140];
-        snprintf(word, sizeof word, " %.128s ", k);
-        if (strstr(keys, word) == NULL || strlen(k) > 128) {
-            snprintf(path, sizeof path, "/%.128s", k);
-            errlist_add(errs, path, "unknown key (%s)", what);
-        }
-    }
 }
 
 enum field_kind { F_NAME, F_SUBJECT, F_BODY, F_TEXT, F_ADDRESS, F_OPT_ADDRESS, F_DISPLAY };
@@ -194,8 +179,9 @@ static void read_template(const json_t *body, struct store_template *t, int part
     struct err ce = {0};
     int bad[7] = {0};
 
-    only_keys(body, " name subject html text from_email from_name reply_to ",
-              "a template has name, subject, html, text, from_email, from_name, reply_to", errs);
+    campaign_only_keys(body, " name subject html text from_email from_name reply_to ",
+                       "a template has name, subject, html, text, from_email, from_name, reply_to",
+                       errs);
     for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
         read_field(body, fields[i].key, fields[i].kind, partial,
                    (const char **)((char *)t + fields[i].off), &bad[i], errs);
@@ -687,8 +673,8 @@ int template_preview(const struct send_env *env, struct store *st, int64_t id, c
     int rc;
 
     *out = NULL;
-    only_keys(body, " external_id segment_id ",
-              "a preview is {\"external_id\": …} or {\"segment_id\": …}", errs);
+    campaign_only_keys(body, " external_id segment_id ",
+                       "a preview is {\"external_id\": …} or {\"segment_id\": …}", errs);
     if (xid && sid)
         errlist_add(errs, "", "give external_id or segment_id, not both");
     else if (!xid && !sid)
@@ -722,8 +708,8 @@ static int test_send_request(const struct send_env *env, const json_t *body,
     const json_t *pv = json_object_get(body, "provider");
     int rc, pv_ok = pv == NULL || json_is_null(pv) || json_is_string(pv);
 
-    only_keys(body, " to external_id provider ", "a test-send is {to, external_id?, provider?}",
-              errs);
+    campaign_only_keys(body, " to external_id provider ",
+                       "a test-send is {to, external_id?, provider?}", errs);
     if (!json_is_string(to) ||
         !message_address_plausible(json_string_value(to), json_string_length(to)))
         errlist_add(errs, "/to", "must be an email address such as you@example.com");
