@@ -56,11 +56,11 @@
 #define RENEW_MS (20 * SEC_MS) /* leases renewed this often */
 #define REFRESH_MS 250         /* runs re-read this often (the CLI changes them too) */
 #define MAX_SENDERS 32
-#define WINDOW_SECONDS 2   /* a throttled run claims what it may send in this long */
-#define SENDER_AHEAD 16    /* rows claimed ahead per provider connection */
-#define SENDER_BATCH_MAX 8 /* messages a sender sends at once (provider_send_batch) */
-#define RECORD_BATCH 64    /* senders wake the coordinator once this many are done */
-#define LOOP_WAIT_MS 5     /* else it looks again after this long */
+#define WINDOW_SECONDS 2     /* a throttled run claims what it may send in this long */
+#define SENDER_AHEAD 32      /* rows claimed ahead per provider connection */
+#define SENDER_BATCH_MAX 256 /* messages a sender sends at once (provider_send_batch) */
+#define RECORD_BATCH 64      /* senders wake the coordinator once this many are done */
+#define LOOP_WAIT_MS 5       /* else it looks again after this long */
 
 enum { OUT_SENT, OUT_RETRY, OUT_FAILED, OUT_DEAD, OUT_SKIPPED, OUT_RELEASED, OUT_N };
 static const char *const out_names[OUT_N] = {"sent", "retry",   "failed",
@@ -110,6 +110,7 @@ struct dispatcher {
     int ntodo, ndone, stop;
     struct throttle *pbuckets; /* one per provider: rate_per_second */
     size_t *pbatch;            /* one per provider: messages a sender sends at once */
+    size_t *pconns;            /* one per provider: connections of a sender's own */
     struct run_ctx *runs;
     int recovered;
     int64_t last_refresh, last_renew;
@@ -764,7 +765,7 @@ static void send_slots(struct dispatcher *d, struct slot *slots, size_t n,
     int reset = 0;
 
     memset(res, 0, sizeof res);
-    if (*conn == NULL && provider_open(p, conn, &e)) {
+    if (*conn == NULL && provider_open(p, d->pconns[slots[0].it->run->pidx], conn, &e)) {
         for (i = 0; i < n; i++) {
             res[i].outcome = PROVIDER_RETRY;
             snprintf(res[i].text, sizeof res[i].text, "%s", e.msg);
@@ -1239,26 +1240,30 @@ int dispatcher_start(struct dispatcher **out, struct worker_set *ws, const struc
     }
     d->pbuckets = xcalloc(np ? np : 1, sizeof *d->pbuckets);
     d->pbatch = xcalloc(np ? np : 1, sizeof *d->pbatch);
-    /* Each provider's max_connections are spread over sender threads, several per thread
-     * when it takes batches (half of them a thread: one renders while the other waits on
-     * the network); the threads are as many as the provider that needs most. */
+    d->pconns = xcalloc(np ? np : 1, sizeof *d->pconns);
+    /* Threads: a provider that takes batches gets two (one renders while the other waits
+     * on the network), each with half its max_connections; one that does not gets one
+     * per connection. The threads are as many as the provider that needs most, and each
+     * holds its share of every provider's connections (at least one). */
     n = 1;
     for (i = 0; i < np; i++) {
         const struct provider *p = provider_at(env->providers, i);
-        size_t b = provider_batch_max(p), conns = p->max_connections > 0 ? p->max_connections : 1;
-        int t;
-        if (b > SENDER_BATCH_MAX)
-            b = SENDER_BATCH_MAX;
-        if (b > (conns + 1) / 2)
-            b = (conns + 1) / 2;
-        d->pbatch[i] = b ? b : 1;
-        t = (int)((conns + d->pbatch[i] - 1) / d->pbatch[i]);
+        size_t conns = p->max_connections > 0 ? (size_t)p->max_connections : 1;
+        int t = provider_batch_max(p, 1) > 1 ? (conns > 1 ? 2 : 1) : (int)conns;
         throttle_init(&d->pbuckets[i], p->rate_per_second, 0, mono_ns());
         if (t > n)
             n = t;
     }
     if (n > MAX_SENDERS)
         n = MAX_SENDERS;
+    for (i = 0; i < np; i++) {
+        const struct provider *p = provider_at(env->providers, i);
+        size_t conns = p->max_connections > 0 ? (size_t)p->max_connections : 1;
+        d->pconns[i] = conns / (size_t)n > 0 ? conns / (size_t)n : 1;
+        d->pbatch[i] = provider_batch_max(p, d->pconns[i]);
+        if (d->pbatch[i] > SENDER_BATCH_MAX)
+            d->pbatch[i] = SENDER_BATCH_MAX;
+    }
     for (d->nsenders = 0; d->nsenders < n; d->nsenders++)
         if (pthread_create(&d->senders[d->nsenders], NULL, sender_main, d)) {
             rc = ERR(e, E_INTERNAL, "cannot start the sender threads");
@@ -1316,6 +1321,7 @@ void dispatcher_stop(struct dispatcher *d)
         close(d->lock_fd);
     free(d->pbuckets);
     free(d->pbatch);
+    free(d->pconns);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->work_cv);
     pthread_cond_destroy(&d->done_cv);

@@ -753,7 +753,7 @@ static int send_one(const struct provider *p, const struct message_template *mt,
     buf_init(&raw);
     rc = message_mime(mt, r, p, to, message_id, unsub, clock_now_ms(), &raw, &mail_from, e);
     if (rc == 0)
-        rc = provider_open(p, &conn, e);
+        rc = provider_open(p, 1, &conn, e);
     if (rc == 0) {
         struct provider_message pm = {.mail_from = mail_from,
                                       .rcpt_to = to,

@@ -55,12 +55,14 @@ static void outbox_fini(struct provider *p)
     p->impl = NULL;
 }
 
-static int outbox_open(const struct provider *p, struct provider_conn **out, struct err *e)
+static int outbox_open(const struct provider *p, size_t connections, struct provider_conn **out,
+                       struct err *e)
 {
     const struct outbox *ob = p->impl;
     struct outbox_conn *c;
     int rc = dir_ensure(ob->dir, e);
 
+    (void)connections; /* a file each: no connection to share */
     if (rc)
         return rc;
     c = xcalloc(1, sizeof *c);

@@ -138,9 +138,11 @@ const struct provider *provider_at(const struct provider_set *s, size_t i)
     return s && i < s->n ? &s->p[i] : NULL;
 }
 
-int provider_open(const struct provider *p, struct provider_conn **out, struct err *e)
+int provider_open(const struct provider *p, size_t connections, struct provider_conn **out,
+                  struct err *e)
 {
-    int rc = p->ops->open(p, out, e);
+    size_t max = provider_connections_max(p);
+    int rc = p->ops->open(p, connections < 1 ? 1 : connections > max ? max : connections, out, e);
 
     if (rc == 0)
         (*out)->p = p;
@@ -154,9 +156,19 @@ void provider_send(struct provider_conn *c, const struct provider_message *m,
     c->p->ops->send(c, m, r);
 }
 
-size_t provider_batch_max(const struct provider *p)
+size_t provider_connections_max(const struct provider *p)
 {
-    return p->ops->send_batch && p->ops->batch_max > 1 ? p->ops->batch_max : 1;
+    return p->ops->connections_max > 1 ? p->ops->connections_max : 1;
+}
+
+size_t provider_batch_max(const struct provider *p, size_t connections)
+{
+    size_t max = provider_connections_max(p);
+
+    if (p->ops->send_batch == NULL || p->ops->per_connection < 1)
+        return 1;
+    connections = connections < 1 ? 1 : connections > max ? max : connections;
+    return connections * p->ops->per_connection;
 }
 
 void provider_send_batch(struct provider_conn *c, const struct provider_message *m, size_t n,

@@ -6,9 +6,10 @@
  * never knows what SMTP, an HTTP API or a WhatsApp gateway say; a new provider
  * type is a new ops table and one row in provider.c, nothing else. Types today:
  *
- *   smtp    libcurl: smtp:// (STARTTLS when offered, or insisted on with
- *           starttls = required) or smtps:// (implicit TLS); one connection per
- *           struct provider_conn, kept open and reused across messages.
+ *   smtp    libcurl opens the connections: smtp:// (STARTTLS when offered, or
+ *           insisted on with starttls = required) or smtps:// (implicit TLS), AUTH;
+ *           the mail on them is pipelined (RFC 2920) by smtp.c itself. A struct
+ *           provider_conn holds several, kept open and reused across messages.
  *   outbox  each message written whole as DIR/<message id>.eml (written to a
  *           temporary name, then renamed: a reader never sees half a file).
  *
@@ -62,17 +63,22 @@ struct provider_ops {
     int (*init)(struct provider *p, const struct config_named *c, const struct config *cfg,
                 struct err *e);
     void (*fini)(struct provider *p);
-    int (*open)(const struct provider *p, struct provider_conn **out, struct err *e);
+    /* A connection for one thread, holding up to connections of the provider's own (at
+     * least 1; a type caps it at connections_max). */
+    int (*open)(const struct provider *p, size_t connections, struct provider_conn **out,
+                struct err *e);
     /* Sends m and says what came of it in *r (never fails otherwise). */
     void (*send)(struct provider_conn *c, const struct provider_message *m,
                  struct provider_result *r);
     void (*close)(struct provider_conn *c);
-    /* Optional: sends m[0..n) at once (n <= batch_max), each over its own connection of
-     * c, and says what came of each in r[i]: a type whose sending waits on the network
-     * drives many transfers from one thread this way, with no thread switch per reply. */
+    /* Optional: sends m[0..n) at once (n <= provider_batch_max), spread over c's
+     * connections, and says what came of each in r[i]: a type whose sending waits on
+     * the network drives many messages from one thread this way, with no thread switch
+     * per reply. */
     void (*send_batch)(struct provider_conn *c, const struct provider_message *m, size_t n,
                        struct provider_result *r);
-    size_t batch_max; /* 0 or 1: no send_batch */
+    size_t per_connection;  /* messages one connection takes in one send_batch */
+    size_t connections_max; /* connections one provider_conn holds at most; 0: 1 */
 };
 
 struct provider {
@@ -97,12 +103,18 @@ const struct provider *provider_find(const struct provider_set *s, const char *n
 size_t provider_count(const struct provider_set *s);
 const struct provider *provider_at(const struct provider_set *s, size_t i);
 
-int provider_open(const struct provider *p, struct provider_conn **out, struct err *e);
+/* A connection of p for one thread, with up to connections of p's own (the dispatcher
+ * spreads max_connections over its threads this way). */
+int provider_open(const struct provider *p, size_t connections, struct provider_conn **out,
+                  struct err *e);
 void provider_send(struct provider_conn *c, const struct provider_message *m,
                    struct provider_result *r);
 void provider_close(struct provider_conn *c); /* NULL-safe */
-/* How many messages one provider_send_batch takes for p (1 for a type without it). */
-size_t provider_batch_max(const struct provider *p);
+/* How many connections one provider_conn of p holds at most (1 for most types). */
+size_t provider_connections_max(const struct provider *p);
+/* How many messages one provider_send_batch takes over a provider_conn opened with
+ * connections (1 for a type without send_batch). */
+size_t provider_batch_max(const struct provider *p, size_t connections);
 /* Sends m[0..n) (n <= provider_batch_max) over c at once, or one after the other for a
  * type without send_batch; r[i] says what came of m[i]. */
 void provider_send_batch(struct provider_conn *c, const struct provider_message *m, size_t n,

@@ -1,45 +1,54 @@
-/* provider/smtp.c -- type smtp: one message per SMTP transaction through libcurl.
+/* provider/smtp.c -- type smtp: libcurl opens the connection, the mail is pipelined.
  *
- * DESIGN: a struct provider_conn owns one CURL easy handle, and libcurl keeps that
- * handle's connection open between transfers: the second message goes out as MAIL
- * FROM on the same socket, with no new TCP, TLS or EHLO (measured in
- * shared/reference/dependencies.md §4; the unit test counts the sink's sessions). A
- * transaction cut short (MAIL, RCPT or DATA refused) makes libcurl quit the connection
- * and the next message opens a new one, so a half-open transaction never leaks into
- * the next; a refused final dot ends the transaction cleanly and the connection stays
- * (both counted in the unit test).
+ * DESIGN: libcurl makes each connection (CURLOPT_CONNECT_ONLY): TCP, the greeting,
+ * EHLO, STARTTLS (when offered, or insisted on with starttls = required), implicit TLS
+ * for smtps://, certificate checks and AUTH are all its own, and it stops once the
+ * session is ready. The mail transactions on it are ours, over curl_easy_send and
+ * curl_easy_recv (so through its TLS too), because libcurl does not pipeline SMTP:
+ * it waits for each reply, four round trips a message (shared/reference/
+ * dependencies.md §4). Here, when the server's EHLO offered PIPELINING (RFC 2920),
+ * MAIL FROM, RCPT TO and DATA go out in one write, and a message's text, its final
+ * dot and the next message's MAIL, RCPT and DATA in another: one round trip a
+ * message. A server without PIPELINING gets one command at a time.
  *
- * What the server said: libcurl gives only the numeric code (CURLINFO_RESPONSE_CODE),
- * so the header callback, which sees every reply line, keeps the last reply and the
- * first error reply (4xx/5xx) of the transfer; the QUIT that follows a failure must
- * not hide the reply that caused it. Classification (provider.c) then decides: 250 is
- * sent (its "queued as" id kept); 4xx anywhere is retry; 5xx to MAIL, RCPT, DATA or the
- * final dot is failed; 5xx before the transaction (greeting, HELO, AUTH) is retry,
- * because the message is fine and the relay or our configuration is not; no reply at
- * all (refused, timed out, dropped) is retry with code 0 and libcurl's error. Which
- * stage failed is told by libcurl's error code: CURLE_SEND_ERROR for MAIL, RCPT and
- * DATA, and CURLE_WEIRD_SERVER_REPLY for the final dot once every byte was read, or for
- * the greeting before any was.
+ * A struct provider_conn holds up to SMTP_LINKS_MAX connections (struct link), opened
+ * when first needed and kept across batches. provider_send_batch spreads n messages
+ * over them, up to SMTP_DEPTH a connection, and drives them all from one poll loop:
+ * one thread keeps every connection busy and is woken once for whichever replies came.
  *
- * Many at once: a struct provider_conn is a libcurl multi handle with up to SMTP_BATCH
- * transfers (easy handles), and libcurl keeps up to SMTP_BATCH connections open in the
- * multi's cache between calls. provider_send_batch puts n messages on n connections and
- * waits for all of them in one poll loop, so one thread keeps n round trips in flight
- * and is woken once for whichever replies came (measured: docs/benchmarks.md); a single
- * send is a batch of one. Each transfer's replies are kept apart (struct smtp_xfer).
+ * What each reply means (classification in provider.c, then by stage): a refused MAIL
+ * FROM is retry, never a bounce (it is about our sender); a refused RCPT is failed for
+ * 5xx, a hard bounce for 5.1.x, retry for 4xx; a refused DATA or final dot is failed
+ * or retry, never a bounce; anything refused before the transaction (greeting, EHLO,
+ * STARTTLS, AUTH) is retry, because the message is fine and the relay or our
+ * configuration is not. After a refused command the transaction is reset (RSET) and
+ * the connection serves the next message; a 421, a hang-up or a timeout closes it.
  *
- * The password is copied and wiped at fini; nothing here logs, and libcurl's verbose
+ * A lost connection: the message whose reply was awaited, and any whose text already
+ * went out (it may have been accepted), are retry with code 0; the others on it had
+ * not started and go out again on a new connection, at most SMTP_RECONNECTS times a
+ * batch. A connection refused at the start makes every message meant for it retry,
+ * with the relay's reply when it gave one, else libcurl's error.
+ *
+ * Nothing here logs, the password is copied and wiped at fini, and libcurl's verbose
  * mode (which would print AUTH) stays off. */
 #include <curl/curl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "provider_int.h"
 
 #define REPLY_MAX 512
+#define SMTP_LINKS_MAX 32 /* connections of one provider_conn */
+#define SMTP_DEPTH 16     /* messages one connection takes in one batch */
+#define SMTP_RECONNECTS 2 /* new connections a connection may need within one batch */
+#define QUIT_WAIT_MS 1000 /* for the reply to QUIT */
+#define SMTP_INFLIGHT 8   /* commands awaiting replies: at most RSET MAIL RCPT DATA + DOT */
 
 struct smtp {
     char url[600];
@@ -50,26 +59,51 @@ struct smtp {
     long connect_timeout_s, timeout_s;
 };
 
-#define SMTP_BATCH 8 /* transfers (and cached connections) of one provider_conn */
+/* What a command is, and so what its reply decides. */
+enum cmd { C_RSET, C_MAIL, C_RCPT, C_DATA, C_DOT };
+static const char *const cmd_name[] = {"RSET", "MAIL FROM", "RCPT TO", "DATA",
+                                       "the end of the message"};
 
-/* One transfer: a message on its way, and what the server said about it. */
-struct smtp_xfer {
-    CURL *h;          /* NULL until first used */
-    const char *data; /* the message being sent */
-    size_t len, pos;
-    char reply[REPLY_MAX];   /* the reply being read, or the last one */
-    int reply_done;          /* reply is complete: the next line starts a new one */
-    char failure[REPLY_MAX]; /* the first 4xx/5xx reply of this transfer, "" if none */
+struct step {
+    enum cmd what;
+    int i; /* the message of the batch, -1 for RSET */
+};
+
+/* One SMTP connection. */
+struct link {
+    CURL *h;                         /* NULL: not open */
+    curl_socket_t fd;                /* its socket, for poll */
+    int pipelining;                  /* its last EHLO offered PIPELINING */
+    int dirty;                       /* a transaction may be open: RSET before the next MAIL */
+    int reconnects;                  /* within this batch */
+    double deadline;                 /* clock_mono_ms after which the awaited reply is late */
+    int q[SMTP_DEPTH], nq, next;     /* this batch's messages on it; next: the first not begun */
+    struct step todo[SMTP_INFLIGHT]; /* made, not yet written */
+    int ntodo;
+    struct step wait[SMTP_INFLIGHT]; /* written, awaiting their replies, oldest first */
+    int nwait;
+    struct buf out; /* being written; only refilled once empty (TLS retries want it still) */
+    size_t out_pos;
+    char in[2048]; /* read, not yet a whole line */
+    size_t in_len;
+    int skipping;          /* the rest of a line too long for in[] is dropped */
+    char reply[REPLY_MAX]; /* the reply being read: "250 text text..." */
+    int reply_open;        /* reply has lines and awaits its last */
+    /* while libcurl connects: the replies it saw */
+    char failure[REPLY_MAX]; /* the first 4xx/5xx reply, "" if none */
     char errbuf[CURL_ERROR_SIZE];
-    struct curl_slist *rcpt;
-    CURLcode rc;
 };
 
 struct smtp_conn {
     struct provider_conn base; /* first */
     const struct smtp *s;
-    CURLM *m;
-    struct smtp_xfer x[SMTP_BATCH];
+    size_t nlinks;
+    struct link links[SMTP_LINKS_MAX];
+    /* the batch being sent */
+    const struct provider_message *m;
+    struct provider_result *r;
+    unsigned char decided[SMTP_LINKS_MAX * SMTP_DEPTH];
+    unsigned char text_sent[SMTP_LINKS_MAX * SMTP_DEPTH];
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -85,6 +119,7 @@ static int smtp_init(struct provider *p, const struct config_named *c, const str
     struct smtp *s;
     const char *host;
 
+    (void)cfg;
     if (strncasecmp(c->url, "smtp://", 7) == 0)
         host = c->url + 7;
     else if (strncasecmp(c->url, "smtps://", 8) == 0)
@@ -132,60 +167,110 @@ static void smtp_fini(struct provider *p)
     p->impl = NULL;
 }
 
-static size_t on_read(char *buf, size_t size, size_t nitems, void *ctx)
-{
-    struct smtp_xfer *c = ctx;
-    size_t n = c->len - c->pos;
+/* ---- replies ----------------------------------------------------------------------------- */
 
-    if (n > size * nitems)
-        n = size * nitems;
-    memcpy(buf, c->data + c->pos, n);
-    c->pos += n;
-    return n;
+/* Adds one line (without its CR LF) of a server reply to L->reply: lines of one reply
+ * ("250-..." continues, "250 ..." ends it) are joined with a space, each after the first
+ * without its code. 1 once the reply is whole, 0 while it goes on or for a line that is
+ * no reply line. */
+static int reply_line(struct link *L, const char *line, size_t k)
+{
+    size_t have = L->reply_open ? strlen(L->reply) : 0, cap = sizeof L->reply - 1;
+    const char *text = line + 4;
+    size_t n = k > 4 ? k - 4 : 0;
+    int last;
+
+    if (k < 3)
+        return 0;
+    last = k == 3 || line[3] != '-';
+    if (have == 0) { /* the code, then the text */
+        memcpy(L->reply, line, 3);
+        have = 3;
+    }
+    if (n > 0 && have + 1 + n > cap)
+        n = have + 1 < cap ? cap - have - 1 : 0;
+    if (n > 0) {
+        L->reply[have++] = ' ';
+        memmove(L->reply + have, text, n);
+        have += n;
+    }
+    L->reply[have] = '\0';
+    L->reply_open = !last;
+    return last;
 }
 
-/* One line of a server reply ("250-..." continues, "250 ..." ends it). Lines of one
- * reply are joined with a space, each after the first without its code. */
-static size_t on_reply_line(char *line, size_t size, size_t nitems, void *ctx)
+/* libcurl's header callback while it connects: every reply line it reads. Keeps the
+ * first refusal, and whether the last EHLO offered PIPELINING (a 220 -- the greeting,
+ * or the go-ahead of STARTTLS, after which the server is asked again -- forgets it). */
+static size_t on_connect_line(char *line, size_t size, size_t nitems, void *ctx)
 {
-    struct smtp_xfer *c = ctx;
-    size_t n = size * nitems, k = n, have;
-    int last;
+    struct link *L = ctx;
+    size_t n = size * nitems, k = n;
 
     while (k > 0 && (line[k - 1] == '\r' || line[k - 1] == '\n'))
         k--;
-    if (k < 3)
-        return n;
-    last = k == 3 || line[3] != '-';
-    if (c->reply_done) {
-        c->reply[0] = '\0';
-        c->reply_done = 0;
-    }
-    have = strlen(c->reply);
-    if (have == 0)
-        snprintf(c->reply, sizeof c->reply, "%.3s%s%.*s", line, k > 4 ? " " : "",
-                 (int)(k > 4 ? k - 4 : 0), line + 4);
-    else if (k > 4 && have + 1 < sizeof c->reply)
-        snprintf(c->reply + have, sizeof c->reply - have, " %.*s", (int)(k - 4), line + 4);
-    if (last) {
-        c->reply_done = 1;
-        if ((c->reply[0] == '4' || c->reply[0] == '5') && c->failure[0] == '\0')
-            memcpy(c->failure, c->reply, sizeof c->failure);
-    }
+    if (k >= 3 && strncmp(line, "220", 3) == 0)
+        L->pipelining = 0;
+    if (k >= 14 && strncmp(line, "250", 3) == 0 && strncasecmp(line + 4, "PIPELINING", 10) == 0 &&
+        (k == 14 || line[14] == ' '))
+        L->pipelining = 1;
+    if (reply_line(L, line, k) && (L->reply[0] == '4' || L->reply[0] == '5') &&
+        L->failure[0] == '\0')
+        memcpy(L->failure, L->reply, sizeof L->failure);
     return n;
 }
 
-/* The transfer's easy handle, made with the provider's settings on first use. */
-static int xfer_handle(const struct smtp *s, struct smtp_xfer *x)
-{
-    CURL *h;
+/* ---- connections ------------------------------------------------------------------------- */
 
-    if (x->h)
-        return 0;
-    h = curl_easy_init();
-    if (h == NULL)
+static void link_reset(struct link *L)
+{
+    L->ntodo = L->nwait = 0;
+    buf_reset(&L->out);
+    L->out_pos = 0;
+    L->in_len = 0;
+    L->skipping = L->reply_open = 0;
+    L->dirty = 0;
+}
+
+/* Closes L's connection: with a QUIT, and a short wait for its reply, when no reply is
+ * awaited (libcurl sends none for a connection it only opened); else at once, as a server
+ * that stopped answering must not hold us. */
+static void link_close(struct link *L, int clean)
+{
+    if (L->h == NULL)
+        return;
+    if (clean) {
+        size_t n = 0;
+        if (curl_easy_send(L->h, "QUIT\r\n", 6, &n) == CURLE_OK && n == 6) {
+            struct pollfd pf = {.fd = L->fd, .events = POLLIN};
+            char b[256];
+            if (poll(&pf, 1, QUIT_WAIT_MS) > 0)
+                curl_easy_recv(L->h, b, sizeof b, &n);
+        }
+    }
+    shutdown(L->fd, SHUT_RDWR);
+    curl_easy_cleanup(L->h);
+    L->h = NULL;
+    link_reset(L);
+}
+
+/* Opens L through libcurl (blocking, within connect_timeout_s and timeout_s): 0, or -1
+ * with L->failure or L->errbuf saying why. */
+static int link_open(const struct smtp *s, struct link *L)
+{
+    CURL *h = curl_easy_init();
+    CURLcode rc;
+    curl_socket_t fd = CURL_SOCKET_BAD;
+
+    link_reset(L);
+    L->failure[0] = L->errbuf[0] = '\0';
+    L->pipelining = 0;
+    if (h == NULL) {
+        snprintf(L->errbuf, sizeof L->errbuf, "out of memory");
         return -1;
+    }
     curl_easy_setopt(h, CURLOPT_URL, s->url);
+    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for timeouts */
     curl_easy_setopt(h, CURLOPT_USE_SSL, s->use_ssl);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, s->tls_verify ? 1L : 0L);
@@ -196,67 +281,370 @@ static int xfer_handle(const struct smtp *s, struct smtp_xfer *x)
     }
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, s->connect_timeout_s);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, s->timeout_s);
-    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(h, CURLOPT_READDATA, x);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_reply_line);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
-    x->h = h;
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_connect_line);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, L->errbuf);
+    rc = curl_easy_perform(h);
+    if (rc == CURLE_OK)
+        rc = curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd);
+    if (rc != CURLE_OK || fd == CURL_SOCKET_BAD) {
+        if (L->errbuf[0] == '\0')
+            snprintf(L->errbuf, sizeof L->errbuf, "%s", curl_easy_strerror(rc));
+        curl_easy_cleanup(h);
+        L->reply_open = 0;
+        return -1;
+    }
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, NULL);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
+    L->h = h;
+    L->fd = fd;
+    L->reply_open = 0;
     return 0;
 }
 
-static int smtp_open(const struct provider *p, struct provider_conn **out, struct err *e)
+/* An idle connection the server may have closed meanwhile (or said 421 on): anything to
+ * read while no reply is awaited means it is no use (bytes that are only TLS's own, a
+ * session ticket, give CURLE_AGAIN). 1 if L can serve. */
+static int link_alive(struct link *L)
 {
-    struct smtp_conn *c;
-    CURLM *m = curl_multi_init();
+    struct pollfd pf = {.fd = L->fd, .events = POLLIN};
+    char b[64];
+    size_t got = 0;
 
-    if (m == NULL)
-        return ERR(e, E_NOMEM, "[provider:%s]: cannot start libcurl", p->name);
-    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)SMTP_BATCH);
-    c = xcalloc(1, sizeof *c);
+    if (poll(&pf, 1, 0) == 0)
+        return 1;
+    return curl_easy_recv(L->h, b, sizeof b, &got) == CURLE_AGAIN;
+}
+
+static int smtp_open(const struct provider *p, size_t connections, struct provider_conn **out,
+                     struct err *e)
+{
+    struct smtp_conn *c = xcalloc(1, sizeof *c);
+    size_t i;
+
+    (void)e;
     c->base.p = p;
     c->s = p->impl;
-    c->m = m;
+    c->nlinks = connections < 1 ? 1 : connections > SMTP_LINKS_MAX ? SMTP_LINKS_MAX : connections;
+    for (i = 0; i < SMTP_LINKS_MAX; i++)
+        buf_init(&c->links[i].out);
     *out = &c->base;
     return 0;
 }
 
-/* The outcome of one transfer from libcurl's result and the replies seen (see DESIGN). */
-static void smtp_outcome(struct smtp_xfer *c, CURLcode rc, struct provider_result *r)
+static void smtp_close(struct provider_conn *conn)
 {
-    /* libcurl names the refused command in its error text: "MAIL failed: 553", "RCPT
-     * failed: 550". A refused MAIL FROM is about our sender, not this recipient: retry,
-     * never a bounce of the recipient (a 553 5.1.8 "sender domain not found" would
-     * otherwise mark a whole audience bounced). Only a refused RCPT says the address
-     * does not exist. */
-    int at_mail = rc == CURLE_SEND_ERROR && strncmp(c->errbuf, "MAIL failed", 11) == 0;
-    int at_rcpt = rc == CURLE_SEND_ERROR && strncmp(c->errbuf, "RCPT failed", 11) == 0;
-    int in_txn = (rc == CURLE_SEND_ERROR && !at_mail) ||
-                 (rc == CURLE_WEIRD_SERVER_REPLY && c->len > 0 && c->pos == c->len);
-    const char *reply = rc == CURLE_OK ? c->reply : c->failure;
+    struct smtp_conn *c = (struct smtp_conn *)conn;
+    size_t i;
 
-    if (reply[0]) {
-        provider_classify_smtp((int)strtol(reply, NULL, 10), reply, r);
-        if (rc != CURLE_OK && r->outcome == PROVIDER_SENT)
-            r->outcome = PROVIDER_RETRY; /* cannot be: a 2xx is never kept as a failure */
-        if (r->outcome == PROVIDER_FAILED && !in_txn) {
-            r->outcome = PROVIDER_RETRY; /* the relay refused us, not this message */
-            r->hard_bounce = 0;
-        }
-        if (!at_rcpt)
-            r->hard_bounce = 0;
-        return;
+    for (i = 0; i < SMTP_LINKS_MAX; i++) {
+        link_close(&c->links[i], c->links[i].nwait == 0 && c->links[i].ntodo == 0);
+        buf_release(&c->links[i].out);
     }
-    if (rc == CURLE_OK) { /* accepted, but no reply line seen: trust libcurl's code */
-        long code = 0;
-        curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &code);
-        provider_classify_smtp(code > 0 ? (int)code : 250, "", r);
+    free(c);
+}
+
+/* ---- outcomes ---------------------------------------------------------------------------- */
+
+/* Message i's outcome from the reply to command what (the first outcome stands). */
+static void decide(struct smtp_conn *c, int i, enum cmd what, const char *reply)
+{
+    struct provider_result *r = &c->r[i];
+
+    if (c->decided[i])
         return;
-    }
+    c->decided[i] = 1;
+    provider_classify_smtp((int)strtol(reply, NULL, 10), reply, r);
+    if (r->outcome == PROVIDER_SENT && what != C_DOT) /* only the final reply accepts it */
+        r->outcome = PROVIDER_RETRY;
+    if (what == C_MAIL && r->outcome == PROVIDER_FAILED)
+        r->outcome = PROVIDER_RETRY; /* about our sender, not this recipient */
+    if (what != C_RCPT)
+        r->hard_bounce = 0;
+}
+
+/* Message i is retry with no reply (code 0) and the reason. */
+static void decide_lost(struct smtp_conn *c, int i, const char *fmt, const char *a, const char *b)
+{
+    struct provider_result *r = &c->r[i];
+
+    if (c->decided[i])
+        return;
+    c->decided[i] = 1;
     provider_classify_smtp(0, "", r);
-    snprintf(r->text, sizeof r->text, "curl: %s%s%s", curl_easy_strerror(rc),
-             c->errbuf[0] ? ": " : "", c->errbuf);
+    snprintf(r->text, sizeof r->text, fmt, a, b);
+}
+
+/* Every message meant for L that is not decided yet: retry, as L could not be opened. */
+static void decide_unopened(struct smtp_conn *c, struct link *L)
+{
+    int k;
+
+    for (k = 0; k < L->nq; k++) {
+        int i = L->q[k];
+        struct provider_result *r = &c->r[i];
+        if (c->decided[i])
+            continue;
+        c->decided[i] = 1;
+        if (L->failure[0]) { /* the relay refused us, not the message: retry */
+            provider_classify_smtp((int)strtol(L->failure, NULL, 10), L->failure, r);
+            r->outcome = PROVIDER_RETRY;
+            r->hard_bounce = 0;
+        } else {
+            provider_classify_smtp(0, "", r);
+            snprintf(r->text, sizeof r->text, "curl: %s", L->errbuf);
+        }
+    }
+    L->nq = L->next = 0;
+}
+
+/* ---- the conversation -------------------------------------------------------------------- */
+
+static void push(struct link *L, enum cmd what, int i)
+{
+    L->todo[L->ntodo].what = what;
+    L->todo[L->ntodo].i = i;
+    L->ntodo++;
+}
+
+/* Begins L's next message: RSET first if a transaction may be open, then MAIL, RCPT, DATA. */
+static void begin_next(struct link *L)
+{
+    int i;
+
+    if (L->next >= L->nq)
+        return;
+    i = L->q[L->next++];
+    if (L->dirty)
+        push(L, C_RSET, -1);
+    L->dirty = 0;
+    push(L, C_MAIL, i);
+    push(L, C_RCPT, i);
+    push(L, C_DATA, i);
+}
+
+/* The message text, dot-stuffed (a line starting with '.' gets another), ended by CR LF
+ * and the final dot. */
+static void put_text(struct buf *b, const char *d, size_t n)
+{
+    const char *p = d, *end = d + n, *nl;
+
+    if (n && d[0] == '.')
+        buf_addc(b, '.');
+    while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL && nl + 1 < end) {
+        buf_add(b, p, (size_t)(nl + 1 - p));
+        p = nl + 1;
+        if (*p == '.')
+            buf_addc(b, '.');
+    }
+    buf_add(b, p, (size_t)(end - p));
+    if (n == 0 || d[n - 1] != '\n')
+        buf_adds(b, "\r\n");
+    buf_adds(b, ".\r\n");
+}
+
+/* Writes the commands made so far into L->out, as many as may go at once: all with
+ * PIPELINING (a DATA is always the last before its 354, as the caller never makes more),
+ * else one while none awaits its reply. */
+static void fill(struct smtp_conn *c, struct link *L)
+{
+    int k = 0;
+
+    while (k < L->ntodo && (L->pipelining || L->nwait == 0) && L->nwait < SMTP_INFLIGHT) {
+        struct step st = L->todo[k++];
+        const struct provider_message *m = st.i >= 0 ? &c->m[st.i] : NULL;
+        switch (st.what) {
+        case C_RSET:
+            buf_adds(&L->out, "RSET\r\n");
+            break;
+        case C_MAIL:
+            buf_printf(&L->out, "MAIL FROM:<%s>\r\n", m->mail_from);
+            break;
+        case C_RCPT:
+            buf_printf(&L->out, "RCPT TO:<%s>\r\n", m->rcpt_to);
+            break;
+        case C_DATA:
+            buf_adds(&L->out, "DATA\r\n");
+            break;
+        case C_DOT:
+            if (c->decided[st.i]) { /* 354 after a refused MAIL or RCPT: end it empty */
+                buf_adds(&L->out, ".\r\n");
+            } else {
+                put_text(&L->out, m->data, m->len);
+                c->text_sent[st.i] = 1;
+            }
+            break;
+        }
+        L->wait[L->nwait++] = st;
+    }
+    memmove(L->todo, L->todo + k, (size_t)(L->ntodo - k) * sizeof *L->todo);
+    L->ntodo -= k;
+}
+
+static void link_lost(struct smtp_conn *c, struct link *L, const char *why);
+
+/* Writes what L has to write, refilling from its commands: 0, or -1 once L was lost. */
+static int link_write(struct smtp_conn *c, struct link *L)
+{
+    for (;;) {
+        size_t sent = 0;
+        CURLcode rc;
+        if (L->out_pos == L->out.len) {
+            buf_reset(&L->out);
+            L->out_pos = 0;
+            fill(c, L);
+            if (L->out.len == 0)
+                return 0;
+        }
+        rc = curl_easy_send(L->h, L->out.p + L->out_pos, L->out.len - L->out_pos, &sent);
+        if (rc == CURLE_AGAIN)
+            return 0;
+        if (rc != CURLE_OK) {
+            link_lost(c, L, curl_easy_strerror(rc));
+            return -1;
+        }
+        L->out_pos += sent;
+        L->deadline = clock_mono_ms() + 1000.0 * (double)c->s->timeout_s;
+    }
+}
+
+/* A whole reply came: it answers L's oldest awaited command. 0, or -1 once L was lost. */
+static int on_reply(struct smtp_conn *c, struct link *L)
+{
+    int code = (int)strtol(L->reply, NULL, 10);
+    struct step st;
+
+    if (L->nwait == 0 || code < 200 || code > 599) {
+        char why[REPLY_MAX + 32];
+        snprintf(why, sizeof why, "%s: %s", L->nwait ? "a reply that is none" : "unasked reply",
+                 L->reply);
+        link_lost(c, L, why);
+        return -1;
+    }
+    st = L->wait[0];
+    memmove(L->wait, L->wait + 1, (size_t)(--L->nwait) * sizeof *L->wait);
+    switch (st.what) {
+    case C_RSET:
+        if (code / 100 != 2) {
+            link_lost(c, L, L->reply);
+            return -1;
+        }
+        break;
+    case C_MAIL:
+    case C_RCPT:
+        if (code / 100 != 2) {
+            decide(c, st.i, st.what, L->reply);
+            L->dirty = 1;
+            if (!L->pipelining) { /* the rest of this transaction need not be asked */
+                L->ntodo = 0;
+                begin_next(L);
+            }
+        }
+        break;
+    case C_DATA:
+        if (code == 354) {
+            if (c->decided[st.i])
+                L->dirty = 1; /* a server that took DATA with no recipient */
+            push(L, C_DOT, st.i);
+            if (L->pipelining)
+                begin_next(L);
+        } else {
+            decide(c, st.i, C_DATA, L->reply);
+            L->dirty = 1;
+            begin_next(L);
+        }
+        break;
+    case C_DOT:
+        decide(c, st.i, C_DOT, L->reply);
+        if (!L->pipelining)
+            begin_next(L);
+        break;
+    }
+    if (code == 421) { /* the server is closing the connection */
+        link_lost(c, L, L->reply);
+        return -1;
+    }
+    return link_write(c, L);
+}
+
+/* Reads what L's server sent and acts on each whole reply: 0, or -1 once L was lost. */
+static int link_read(struct smtp_conn *c, struct link *L)
+{
+    for (;;) {
+        size_t got = 0, start = 0, i;
+        CURLcode rc = curl_easy_recv(L->h, L->in + L->in_len, sizeof L->in - L->in_len, &got);
+        if (rc == CURLE_AGAIN)
+            return 0;
+        if (rc != CURLE_OK || got == 0) {
+            link_lost(c, L, rc != CURLE_OK ? curl_easy_strerror(rc) : "closed by the server");
+            return -1;
+        }
+        L->deadline = clock_mono_ms() + 1000.0 * (double)c->s->timeout_s;
+        L->in_len += got;
+        for (i = 0; i < L->in_len; i++) {
+            size_t k;
+            if (L->in[i] != '\n')
+                continue;
+            k = i - start;
+            if (k > 0 && L->in[start + k - 1] == '\r')
+                k--;
+            if (L->skipping)
+                L->skipping = 0;
+            else if (reply_line(L, L->in + start, k) && on_reply(c, L))
+                return -1;
+            start = i + 1;
+        }
+        if (start == 0 && L->in_len == sizeof L->in) { /* a line longer than in[] */
+            if (!L->skipping)
+                reply_line(L, L->in, L->in_len); /* its start stands for it */
+            L->skipping = 1;
+            start = L->in_len;
+        }
+        memmove(L->in, L->in + start, L->in_len - start);
+        L->in_len -= start;
+    }
+}
+
+/* L's connection is gone (why): the message whose reply was awaited, and any whose text
+ * went out, are retry with no reply; the others that were not decided begin again on a
+ * new connection, while L has reconnects left. */
+static void link_lost(struct smtp_conn *c, struct link *L, const char *why)
+{
+    int k, n = 0, requeue[SMTP_DEPTH];
+
+    if (L->nwait > 0 && L->wait[0].i >= 0)
+        decide_lost(c, L->wait[0].i, "connection lost awaiting the reply to %s: %s",
+                    cmd_name[L->wait[0].what], why);
+    for (k = 0; k < L->nq; k++) {
+        int i = L->q[k];
+        if (c->decided[i])
+            continue;
+        if (c->text_sent[i])
+            decide_lost(c, i, "connection lost after the message went out (%s): %s",
+                        "it may have been accepted", why);
+        else
+            requeue[n++] = i;
+    }
+    link_close(L, 0);
+    memcpy(L->q, requeue, (size_t)n * sizeof *requeue);
+    L->nq = n;
+    L->next = 0;
+    if (n == 0)
+        return;
+    if (L->reconnects >= SMTP_RECONNECTS) {
+        for (k = 0; k < n; k++)
+            decide_lost(c, L->q[k], "connection lost: %s%s", why, "");
+        L->nq = 0;
+        return;
+    }
+    L->reconnects++;
+    if (link_open(c->s, L)) {
+        decide_unopened(c, L);
+        return;
+    }
+    L->deadline = clock_mono_ms() + 1000.0 * (double)c->s->timeout_s;
+    begin_next(L);
+    link_write(c, L);
 }
 
 /* An envelope address goes into an SMTP command line: no controls, no spaces, no <>. */
@@ -272,105 +660,96 @@ static int envelope_ok(const char *a)
     return 1;
 }
 
-/* Readies transfer x for m and puts it on the multi handle; 0, or -1 with *r said. */
-static int xfer_start(struct smtp_conn *c, struct smtp_xfer *x, const struct provider_message *m,
-                      struct provider_result *r)
-{
-    if (!envelope_ok(m->mail_from) || !envelope_ok(m->rcpt_to)) {
-        r->outcome = PROVIDER_FAILED;
-        snprintf(r->text, sizeof r->text,
-                 "envelope address not fit for SMTP (empty, too long, "
-                 "or with spaces, controls or <>)");
-        return -1;
-    }
-    x->rcpt = curl_slist_append(NULL, m->rcpt_to);
-    if (x->rcpt == NULL || xfer_handle(c->s, x)) {
-        curl_slist_free_all(x->rcpt);
-        x->rcpt = NULL;
-        provider_classify_smtp(0, "", r);
-        snprintf(r->text, sizeof r->text, "curl: out of memory");
-        return -1;
-    }
-    x->data = m->data;
-    x->len = m->len;
-    x->pos = 0;
-    x->failure[0] = x->errbuf[0] = '\0';
-    x->reply[0] = '\0';
-    x->reply_done = 1;
-    x->rc = CURLE_OK;
-    curl_easy_setopt(x->h, CURLOPT_MAIL_FROM, m->mail_from);
-    curl_easy_setopt(x->h, CURLOPT_MAIL_RCPT, x->rcpt);
-    curl_easy_setopt(x->h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)m->len);
-    if (curl_multi_add_handle(c->m, x->h) != CURLM_OK) {
-        curl_easy_setopt(x->h, CURLOPT_MAIL_RCPT, NULL);
-        curl_slist_free_all(x->rcpt);
-        x->rcpt = NULL;
-        provider_classify_smtp(0, "", r);
-        snprintf(r->text, sizeof r->text, "curl: cannot start the transfer");
-        return -1;
-    }
-    return 0;
-}
-
 static void smtp_send_batch(struct provider_conn *conn, const struct provider_message *m, size_t n,
                             struct provider_result *r)
 {
     struct smtp_conn *c = (struct smtp_conn *)conn;
-    int started[SMTP_BATCH] = {0}, running = 0;
-    CURLMcode mc = CURLM_OK;
-    CURLMsg *msg;
-    size_t i;
-    int left;
+    size_t used, i;
+    int again = 1;
 
-    if (n > SMTP_BATCH)
-        n = SMTP_BATCH; /* the caller asked provider_batch_max */
-    for (i = 0; i < n; i++)
-        started[i] = xfer_start(c, &c->x[i], &m[i], &r[i]) == 0;
-    /* CURLE_PARTIAL_FILE stands for "never finished": every started transfer gets its
-     * own code from curl_multi_info_read below. */
-    for (i = 0; i < n; i++)
-        c->x[i].rc = CURLE_PARTIAL_FILE;
-    do {
-        mc = curl_multi_perform(c->m, &running);
-        if (mc == CURLM_OK && running)
-            mc = curl_multi_poll(c->m, NULL, 0, 1000, NULL);
-    } while (mc == CURLM_OK && running);
-    while ((msg = curl_multi_info_read(c->m, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        for (i = 0; i < n; i++)
-            if (c->x[i].h == msg->easy_handle)
-                c->x[i].rc = msg->data.result;
+    if (n > c->nlinks * SMTP_DEPTH)
+        n = c->nlinks * SMTP_DEPTH; /* the caller asked provider_batch_max */
+    used = n < c->nlinks ? n : c->nlinks;
+    c->m = m;
+    c->r = r;
+    memset(c->decided, 0, n);
+    memset(c->text_sent, 0, n);
+    for (i = 0; i < used; i++) {
+        c->links[i].nq = c->links[i].next = 0;
+        c->links[i].reconnects = 0;
     }
     for (i = 0; i < n; i++) {
-        struct smtp_xfer *x = &c->x[i];
-        if (!started[i])
+        struct link *L = &c->links[i % used];
+        if (!envelope_ok(m[i].mail_from) || !envelope_ok(m[i].rcpt_to)) {
+            c->decided[i] = 1;
+            r[i].outcome = PROVIDER_FAILED;
+            snprintf(r[i].text, sizeof r[i].text,
+                     "envelope address not fit for SMTP (empty, too long, "
+                     "or with spaces, controls or <>)");
             continue;
-        smtp_outcome(x, mc == CURLM_OK ? x->rc : CURLE_PARTIAL_FILE, &r[i]);
-        curl_multi_remove_handle(c->m, x->h); /* its connection stays in the multi's cache */
-        curl_easy_setopt(x->h, CURLOPT_MAIL_RCPT, NULL);
-        curl_slist_free_all(x->rcpt);
-        x->rcpt = NULL;
-        x->data = NULL;
+        }
+        L->q[L->nq++] = (int)i;
     }
+    for (i = 0; i < used; i++) {
+        struct link *L = &c->links[i];
+        if (L->nq == 0)
+            continue;
+        if (L->h && !link_alive(L))
+            link_close(L, 0);
+        if (L->h == NULL && link_open(c->s, L)) {
+            decide_unopened(c, L);
+            continue;
+        }
+        L->deadline = clock_mono_ms() + 1000.0 * (double)c->s->timeout_s;
+        begin_next(L);
+        link_write(c, L);
+    }
+    while (again) {
+        struct pollfd pf[SMTP_LINKS_MAX];
+        size_t map[SMTP_LINKS_MAX], k = 0;
+        double now = clock_mono_ms(), wait = 1000;
+
+        again = 0;
+        for (i = 0; i < used; i++) {
+            struct link *L = &c->links[i];
+            short ev = (short)((L->nwait ? POLLIN : 0) | (L->out_pos < L->out.len ? POLLOUT : 0));
+            if (L->h == NULL || ev == 0)
+                continue;
+            if (now >= L->deadline) {
+                char why[64];
+                snprintf(why, sizeof why, "no answer in %ld s", c->s->timeout_s);
+                link_lost(c, L, why);
+                again = 1;
+                continue;
+            }
+            if (L->deadline - now < wait)
+                wait = L->deadline - now;
+            pf[k].fd = L->fd;
+            pf[k].events = ev;
+            pf[k].revents = 0;
+            map[k++] = i;
+        }
+        if (k == 0)
+            continue;
+        again = 1;
+        if (poll(pf, k, (int)wait + 1) <= 0)
+            continue;
+        for (i = 0; i < k; i++) {
+            struct link *L = &c->links[map[i]];
+            if ((pf[i].revents & POLLOUT) && link_write(c, L))
+                continue;
+            if (L->h && (pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                link_read(c, L);
+        }
+    }
+    for (i = 0; i < n; i++) /* cannot be: every message ends decided above */
+        decide_lost(c, (int)i, "no reply%s%s", "", "");
 }
 
 static void smtp_send(struct provider_conn *conn, const struct provider_message *m,
                       struct provider_result *r)
 {
     smtp_send_batch(conn, m, 1, r);
-}
-
-static void smtp_close(struct provider_conn *conn)
-{
-    struct smtp_conn *c = (struct smtp_conn *)conn;
-    size_t i;
-
-    for (i = 0; i < SMTP_BATCH; i++)
-        if (c->x[i].h)
-            curl_easy_cleanup(c->x[i].h);
-    curl_multi_cleanup(c->m); /* sends QUIT on the open connections */
-    free(c);
 }
 
 const struct provider_ops provider_smtp_ops = {
@@ -381,5 +760,6 @@ const struct provider_ops provider_smtp_ops = {
     .send = smtp_send,
     .close = smtp_close,
     .send_batch = smtp_send_batch,
-    .batch_max = SMTP_BATCH,
+    .per_connection = SMTP_DEPTH,
+    .connections_max = SMTP_LINKS_MAX,
 };

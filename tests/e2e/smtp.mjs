@@ -68,7 +68,9 @@ function rawHeaders(headerLines) {
   return h;
 }
 
-// Starts the server. opts: auth {username, password} (AUTH PLAIN/LOGIN required then),
+// Starts the server. opts: tls ('starttls': STARTTLS offered; 'implicit': TLS from the
+// first byte, smtps://; either with smtp-server's own self-signed certificate for
+// "localhost"), auth {username, password} (AUTH PLAIN/LOGIN required then),
 // behaviour (above), parse (default true: mailparser on every message; false keeps
 // only the envelope and the X-Engage-Message-Id header, for big runs), keepRaw
 // (default true). Resolves to the harness (see the return below).
@@ -95,7 +97,8 @@ export async function startSmtp(opts = {}) {
   const server = new SMTPServer({
     logger: false,
     banner: 'engage test harness',
-    disabledCommands: opts.auth ? ['STARTTLS'] : ['STARTTLS', 'AUTH'],
+    secure: opts.tls === 'implicit',
+    disabledCommands: [...(opts.tls === 'starttls' ? [] : ['STARTTLS']), ...(opts.auth ? [] : ['AUTH'])],
     authOptional: !opts.auth,
     allowInsecureAuth: true,
     hideENHANCEDSTATUSCODES: true,
@@ -155,6 +158,7 @@ export async function startSmtp(opts = {}) {
           queueId,
           sessionId: session.id,
           user: session.user || null,
+          secure: Boolean(session.secure), // the message came over TLS
           raw: keepRaw ? raw : null,
           size: raw.length,
           messageId: null, // X-Engage-Message-Id
@@ -200,7 +204,7 @@ export async function startSmtp(opts = {}) {
 
   const harness = {
     port,
-    url: `smtp://127.0.0.1:${port}`,
+    url: `${opts.tls === 'implicit' ? 'smtps' : 'smtp'}://127.0.0.1:${port}`,
     messages,
     refusals,
     attempts, // Map: lower-case address -> RCPT TO commands seen

@@ -304,7 +304,7 @@ UTEST(provider, outbox_writes_whole_files_and_no_temporary_one)
     cr_assert_eq(provider_set_new(&s, &cfg, &e), 0, "%s", e.msg);
     path = xasprintf("%s/outbox", dir);
     cr_assert_neq(stat(path, &st), 0, "made at the first open, not before");
-    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_open(provider_find(s, NULL), 1, &c, &e), 0, "%s", e.msg);
     cr_assert_eq(stat(path, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0700);
     provider_send(c, &m, &r);
@@ -352,7 +352,7 @@ UTEST(provider, outbox_that_cannot_write_says_retry)
     text = xasprintf("[provider:f]\ntype = outbox\ndir = %s\n", sub);
     cr_assert_eq(load(&cfg, dir, text, &e), 0, "%s", e.msg);
     cr_assert_eq(provider_set_new(&s, &cfg, &e), 0, "%s", e.msg);
-    cr_assert_eq(provider_open(provider_find(s, "f"), &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_open(provider_find(s, "f"), 1, &c, &e), 0, "%s", e.msg);
     cr_assert_eq(rmdir(sub), 0); /* gone under it */
     provider_send(c, &m, &r);
     cr_assert_eq(r.outcome, PROVIDER_RETRY);
@@ -411,7 +411,7 @@ static void pause_ms(long ms)
 
 /* Starts smtp-sink with the options opts (NULL-terminated) on a free port; it dumps
  * every message into its own directory and prints its counters into a file. */
-static void sink_start(struct sink *s, const char *const *opts)
+static void sink_start_on(struct sink *s, const char *const *opts, int port)
 {
     const char *argv[32];
     char listen[64], *dump;
@@ -420,7 +420,7 @@ static void sink_start(struct sink *s, const char *const *opts)
     s->dir = test_tmpdir();
     s->out = xasprintf("%s/counters", s->dir);
     dump = xasprintf("%s/m.", s->dir);
-    s->port = free_port();
+    s->port = port;
     snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
     argv[n++] = "/usr/sbin/smtp-sink";
     if (geteuid() == 0) {
@@ -450,6 +450,11 @@ static void sink_start(struct sink *s, const char *const *opts)
         pause_ms(20);
     cr_assert(listening(s->port), "smtp-sink did not start");
     free(dump);
+}
+
+static void sink_start(struct sink *s, const char *const *opts)
+{
+    sink_start_on(s, opts, free_port());
 }
 
 static void sink_stop(struct sink *s)
@@ -519,7 +524,7 @@ static void send_one(struct provider_set *s, struct provider_result *r)
     struct provider_message m = message("1.1");
     struct err e = {0};
 
-    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_open(provider_find(s, NULL), 1, &c, &e), 0, "%s", e.msg);
     provider_send(c, &m, r);
     provider_close(c);
 }
@@ -556,7 +561,7 @@ UTEST(provider, smtp_several_messages_over_one_connection)
 
     sink_start(&k, NULL);
     s = smtp_set(k.port, NULL);
-    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_open(provider_find(s, NULL), 1, &c, &e), 0, "%s", e.msg);
     for (i = 0; i < 5; i++) {
         struct provider_message m;
         snprintf(ids[i], sizeof ids[i], "9.%d", i);
@@ -594,7 +599,7 @@ UTEST(provider, smtp_several_messages_over_one_connection)
     sink_stop(&k);
 }
 
-/* A batch goes out on as many connections at once, and the next batch reuses them; a
+/* A batch is spread over the connection's links, and the next batch reuses them; a
  * message whose envelope cannot go into SMTP fails alone. */
 UTEST(provider, smtp_batches_share_their_connections)
 {
@@ -609,8 +614,9 @@ UTEST(provider, smtp_batches_share_their_connections)
 
     sink_start(&k, NULL);
     s = smtp_set(k.port, NULL);
-    cr_assert_eq(provider_batch_max(provider_find(s, NULL)), 8);
-    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_batch_max(provider_find(s, NULL), 4), 4 * 16, "16 a connection");
+    cr_assert_eq(provider_batch_max(provider_find(s, NULL), 1000), 32 * 16, "32 connections");
+    cr_assert_eq(provider_open(provider_find(s, NULL), 4, &c, &e), 0, "%s", e.msg);
     for (round = 0; round < 2; round++) {
         for (i = 0; i < 4; i++) {
             snprintf(ids[i], sizeof ids[i], "7.%d", round * 4 + i);
@@ -641,6 +647,79 @@ UTEST(provider, smtp_batches_share_their_connections)
     sink_stop(&k);
 }
 
+/* A batch of m messages (ids "ROUND.i") over c; every one must be sent. */
+static void send_all(struct provider_conn *c, int round, int m)
+{
+    struct provider_message msgs[16];
+    struct provider_result r[16];
+    char ids[16][16];
+    int i;
+
+    for (i = 0; i < m; i++) {
+        snprintf(ids[i], sizeof ids[i], "%d.%d", round, i);
+        msgs[i] = message(ids[i]);
+    }
+    provider_send_batch(c, msgs, (size_t)m, r);
+    for (i = 0; i < m; i++) {
+        cr_assert_eq(r[i].outcome, PROVIDER_SENT, "round %d message %d: %d %s", round, i, r[i].code,
+                     r[i].text);
+        cr_assert_str_eq(r[i].text, "250 2.0.0 Ok");
+    }
+}
+
+/* Closes c (QUIT on each connection), checks the sink's message and session counts, and
+ * stops the sink and the set. */
+static void close_and_count(struct provider_conn *c, struct provider_set *s, struct sink *k,
+                            long mesg, long sess, const char *why)
+{
+    provider_close(c);
+    sink_wait(k, "quit", sess);
+    cr_assert_eq(sink_counter(k, "mesg"), mesg, "%s", why);
+    cr_assert_eq(sink_counter(k, "sess"), sess, "%s", why);
+    set_done(s);
+    sink_stop(k);
+}
+
+/* A server without PIPELINING (smtp-sink -p) is spoken to one command at a time, and
+ * several messages still share each connection. */
+UTEST(provider, smtp_without_pipelining_one_command_at_a_time)
+{
+    static const char *const opts[] = {"-p", NULL};
+    struct sink k;
+    struct provider_set *s;
+    struct provider_conn *c = NULL;
+    struct err e = {0};
+
+    sink_start(&k, opts);
+    s = smtp_set(k.port, NULL);
+    cr_assert_eq(provider_open(provider_find(s, NULL), 2, &c, &e), 0, "%s", e.msg);
+    send_all(c, 1, 12);
+    close_and_count(c, s, &k, 12, 2, "twelve messages on two connections");
+}
+
+/* A connection the server closed while it sat idle between batches (here: the relay
+ * restarted) is noticed before use and opened again: no message of the next batch pays
+ * a retry for it. */
+UTEST(provider, smtp_idle_connection_closed_by_the_server_is_reopened)
+{
+    struct sink k;
+    struct provider_set *s;
+    struct provider_conn *c = NULL;
+    struct err e = {0};
+    int port;
+
+    sink_start(&k, NULL);
+    port = k.port;
+    s = smtp_set(port, NULL);
+    cr_assert_eq(provider_open(provider_find(s, NULL), 2, &c, &e), 0, "%s", e.msg);
+    send_all(c, 1, 6);
+    sink_wait(&k, "mesg", 6);
+    sink_stop(&k); /* closes both connections */
+    sink_start_on(&k, NULL, port);
+    send_all(c, 2, 6);
+    close_and_count(c, s, &k, 6, 2, "the two connections opened again");
+}
+
 /* One message to a sink made to refuse or hang up: every such answer is a retry (the
  * message may go through later), with the sink's reply when it gave one. */
 UTEST(provider, smtp_refusals_and_hang_ups_are_retry)
@@ -668,13 +747,23 @@ UTEST(provider, smtp_refusals_and_hang_ups_are_retry)
          "535 5.7.8 Authentication failed",
          0},
         {"STARTTLS required, the sink has none", {NULL}, "starttls = required\n", 0, "curl: ", 0},
-        {"hang-up after RCPT", {"-q", "RCPT"}, NULL, 0, "curl: ", 0},
-        {"hang-up after DATA", {"-q", "DATA"}, NULL, 0, "curl: ", 0},
+        {"hang-up after RCPT",
+         {"-q", "RCPT"},
+         NULL,
+         0,
+         "connection lost awaiting the reply to RCPT TO: ",
+         0},
+        {"hang-up after DATA",
+         {"-q", "DATA"},
+         NULL,
+         0,
+         "connection lost awaiting the reply to DATA: ",
+         0},
         {"hang-up after the final dot (it may have been taken)",
          {"-q", "."},
          NULL,
          0,
-         "curl: ",
+         "connection lost awaiting the reply to the end of the message: ",
          -1},
     };
 
@@ -714,7 +803,7 @@ UTEST(provider, smtp_5_1_1_at_rcpt_is_a_hard_bounce)
 
     sink_start(&k, opts);
     s = smtp_set(k.port, NULL);
-    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_open(provider_find(s, NULL), 1, &c, &e), 0, "%s", e.msg);
     for (int i = 0; i < 2; i++) { /* the second is not spoilt by the first's open MAIL */
         provider_send(c, &m, &r);
         cr_assert_eq(r.outcome, PROVIDER_FAILED, "%d %s", r.code, r.text);
@@ -724,10 +813,10 @@ UTEST(provider, smtp_5_1_1_at_rcpt_is_a_hard_bounce)
         cr_assert_str_eq(r.text, "550 5.1.1 User unknown");
     }
     provider_close(c);
-    sink_wait(&k, "sess", 2);
-    /* a transaction cut short is not reused: libcurl quits, the next one starts afresh */
-    cr_assert_eq(sink_counter(&k, "sess"), 2);
-    cr_assert_eq(sink_counter(&k, "quit"), 2);
+    sink_wait(&k, "quit", 1);
+    /* a refused recipient does not cost the connection: RSET, and the next goes on it */
+    cr_assert_eq(sink_counter(&k, "sess"), 1);
+    cr_assert_eq(sink_counter(&k, "quit"), 1);
     cr_assert_eq(sink_counter(&k, "mesg"), 0);
     set_done(s);
     sink_stop(&k);
@@ -762,7 +851,7 @@ UTEST(provider, smtp_5xx_at_the_final_dot_is_failed_and_the_connection_stays)
 
     sink_start(&k, opts);
     s = smtp_set(k.port, NULL);
-    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_open(provider_find(s, NULL), 1, &c, &e), 0, "%s", e.msg);
     for (int i = 0; i < 2; i++) {
         provider_send(c, &m, &r);
         cr_assert_eq(r.outcome, PROVIDER_FAILED, "%d %s", r.code, r.text);
@@ -800,7 +889,7 @@ UTEST(provider, smtp_envelope_with_controls_is_refused_before_sending)
     struct err e = {0};
 
     m.rcpt_to = "jane@example.org>\r\nRCPT TO:<other@example.org";
-    cr_assert_eq(provider_open(provider_find(s, NULL), &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(provider_open(provider_find(s, NULL), 1, &c, &e), 0, "%s", e.msg);
     provider_send(c, &m, &r);
     cr_assert_eq(r.outcome, PROVIDER_FAILED);
     provider_close(c);
