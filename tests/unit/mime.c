@@ -368,3 +368,89 @@ UTEST(mime, cr_lf_in_a_display_name_or_subject_never_makes_a_header)
     free(h);
     buf_release(&b);
 }
+
+/* Headers whose name is name (case-insensitively, at a line start) in the block h. */
+static int count_header(const char *h, const char *name)
+{
+    int n = 0;
+    size_t k = strlen(name);
+
+    for (const char *p = h; p; p = strstr(p, "\r\n")) {
+        p += p == h ? 0 : 2;
+        if (strncasecmp(p, name, k) == 0 && p[k] == ':')
+            n++;
+        if (*p == '\0')
+            break;
+    }
+    return n;
+}
+
+/* A thread reuses one GMime message for all it builds: what one message had and the next
+ * has not (display name, Reply-To, List-Unsubscribe, an id header) must not carry over,
+ * and each message's own values and bodies must be its own. */
+UTEST(mime, messages_built_in_a_row_share_nothing)
+{
+    static const char *const mailgun[] = {"X-Mailgun-Variables",
+                                          "{\"engage_message_id\": \"7.44\"}"};
+    struct mime_message full = sample(), bare = sample(), other = sample();
+    const struct mime_message *seq[] = {&full, &bare, &other, &full, &bare};
+    struct buf b;
+
+    bare.from_name = NULL;
+    bare.to = "bob@example.net";
+    bare.reply_to = NULL;
+    bare.subject = "plain";
+    bare.html = "<p>second\r\nline</p>";
+    bare.text = "second\rline";
+    bare.message_id = "7.43";
+    bare.list_unsubscribe = NULL;
+    bare.headers = NULL;
+    bare.nheaders = 0;
+    other.message_id = "7.44";
+    other.headers = mailgun;
+    other.nheaders = 1;
+    other.from_name = "Other Sender";
+    for (size_t i = 0; i < sizeof seq / sizeof *seq; i++) {
+        const struct mime_message *m = seq[i];
+        GMimeMessage *msg;
+        InternetAddress *from;
+        char *h, *text, *html, *want;
+
+        build(m, &b);
+        assert_wire_form(&b);
+        h = headers_of(&b);
+        cr_assert_eq(count_header(h, "Reply-To"), m->reply_to ? 1 : 0, "%zu: %s", i, h);
+        cr_assert_eq(count_header(h, "List-Unsubscribe"), m->list_unsubscribe ? 1 : 0, "%zu", i);
+        cr_assert_eq(count_header(h, "List-Unsubscribe-Post"), m->list_unsubscribe ? 1 : 0);
+        cr_assert_eq(count_header(h, "X-SMTPAPI"), m->headers == ids ? 1 : 0, "%zu: %s", i, h);
+        cr_assert_eq(count_header(h, "X-Engage-Message-Id"), m->headers == ids ? 1 : 0);
+        cr_assert_eq(count_header(h, "X-Mailgun-Variables"), m->headers == mailgun ? 1 : 0);
+        cr_assert_eq(count_header(h, "From"), 1);
+        cr_assert_eq(count_header(h, "To"), 1);
+        cr_assert_eq(count_header(h, "Subject"), 1);
+        want = xasprintf("Message-ID: <%s.", m->message_id);
+        cr_assert_not_null(strcasestr(h, want), "%zu: %s", i, h);
+        free(want);
+        msg = parse(&b);
+        cr_assert_str_eq(g_mime_message_get_subject(msg), m->subject);
+        from = internet_address_list_get_address(g_mime_message_get_from(msg), 0);
+        if (m->from_name)
+            cr_assert_str_eq(internet_address_get_name(from), m->from_name);
+        else
+            cr_assert(internet_address_get_name(from) == NULL ||
+                          internet_address_get_name(from)[0] == '\0',
+                      "%zu: %s", i, h);
+        cr_assert_str_eq(internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(
+                             internet_address_list_get_address(g_mime_message_get_to(msg), 0))),
+                         m->to);
+        text = decoded_part(msg, 0, "plain");
+        html = decoded_part(msg, 1, "html");
+        cr_assert_str_eq(text, m == &bare ? "second\r\nline" : "Hallo Zoë\r\n");
+        cr_assert_str_eq(html, m == &bare ? "<p>second\r\nline</p>" : "<p>Hallo Zoë</p>");
+        free(text);
+        free(html);
+        g_object_unref(msg);
+        free(h);
+        buf_release(&b);
+    }
+}
