@@ -279,9 +279,19 @@ void provider_classify_smtp(int code, const char *text, struct provider_result *
     if (code >= 200 && code < 300) {
         r->outcome = PROVIDER_SENT;
         queue_id(st ? t + st + strspn(t + st, " \t") : t, r->queue_id, sizeof r->queue_id);
+    } else if (code >= 500 && code < 600 &&
+               (strcmp(r->status, "5.1.7") == 0 || strcmp(r->status, "5.1.8") == 0)) {
+        /* our sender's address refused (RFC 3463 X.1.7, X.1.8), wherever the relay says
+         * it (Postfix delays MAIL FROM restrictions to RCPT TO): not this recipient's
+         * fault, and never a bounce of a whole audience */
+        r->outcome = PROVIDER_RETRY;
     } else if (code >= 500 && code < 600) {
         r->outcome = PROVIDER_FAILED;
-        r->hard_bounce = strncmp(r->status, "5.1.", 4) == 0;
+        /* the destination address is bad: 5.1.1 no such mailbox, .2 no such system, .3
+         * bad syntax, .6 moved, .10 null MX; other 5.1.x are not about the recipient */
+        r->hard_bounce = strcmp(r->status, "5.1.1") == 0 || strcmp(r->status, "5.1.2") == 0 ||
+                         strcmp(r->status, "5.1.3") == 0 || strcmp(r->status, "5.1.6") == 0 ||
+                         strcmp(r->status, "5.1.10") == 0;
     } else {
         r->outcome = PROVIDER_RETRY; /* 4xx, and no reply at all (code 0) */
     }

@@ -30,9 +30,10 @@
 enum provider_esp { ESP_PLAIN, ESP_SENDGRID, ESP_MAILGUN, ESP_POSTMARK, ESP_SES };
 
 enum provider_outcome {
-    PROVIDER_SENT,  /* accepted (SMTP 250; the file is in the outbox) */
-    PROVIDER_RETRY, /* temporary: 4xx, a timeout, a dropped or refused connection */
-    PROVIDER_FAILED /* permanent: 5xx, or a message the provider can never take */
+    PROVIDER_SENT = 1, /* accepted (SMTP 250; the file is in the outbox); not 0, so a
+                        * result never filled in is never taken for sent */
+    PROVIDER_RETRY,    /* temporary: 4xx, a timeout, a dropped or refused connection */
+    PROVIDER_FAILED    /* permanent: 5xx, or a message the provider can never take */
 };
 
 struct provider_result {

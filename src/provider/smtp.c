@@ -71,13 +71,14 @@ struct step {
 
 /* One SMTP connection. */
 struct link {
-    CURL *h;                         /* NULL: not open */
-    curl_socket_t fd;                /* its socket, for poll */
-    int pipelining;                  /* its last EHLO offered PIPELINING */
-    int dirty;                       /* a transaction may be open: RSET before the next MAIL */
-    int reconnects;                  /* within this batch */
-    double deadline;                 /* clock_mono_ms after which the awaited reply is late */
-    int q[SMTP_DEPTH], nq, next;     /* this batch's messages on it; next: the first not begun */
+    CURL *h;                     /* NULL: not open */
+    curl_socket_t fd;            /* its socket, for poll */
+    int pipelining;              /* its last EHLO offered PIPELINING */
+    int dirty;                   /* a transaction may be open: RSET before the next MAIL */
+    int write_failed;            /* a write failed: the replies the server sent are still read */
+    int reconnects;              /* within this batch */
+    double deadline;             /* clock_mono_ms after which the awaited reply is late */
+    int q[SMTP_DEPTH], nq, next; /* this batch's messages on it; next: the first not begun */
     struct step todo[SMTP_INFLIGHT]; /* made, not yet written */
     int ntodo;
     struct step wait[SMTP_INFLIGHT]; /* written, awaiting their replies, oldest first */
@@ -104,6 +105,7 @@ struct smtp_conn {
     struct provider_result *r;
     unsigned char decided[SMTP_LINKS_MAX * SMTP_DEPTH];
     unsigned char text_sent[SMTP_LINKS_MAX * SMTP_DEPTH];
+    unsigned opens; /* connections opened (each blocks the loop for its set-up) */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -224,6 +226,7 @@ static size_t on_connect_line(char *line, size_t size, size_t nitems, void *ctx)
 
 static void link_reset(struct link *L)
 {
+    L->write_failed = 0;
     L->ntodo = L->nwait = 0;
     buf_reset(&L->out);
     L->out_pos = 0;
@@ -256,12 +259,14 @@ static void link_close(struct link *L, int clean)
 
 /* Opens L through libcurl (blocking, within connect_timeout_s and timeout_s): 0, or -1
  * with L->failure or L->errbuf saying why. */
-static int link_open(const struct smtp *s, struct link *L)
+static int link_open(struct smtp_conn *c, struct link *L)
 {
+    const struct smtp *s = c->s;
     CURL *h = curl_easy_init();
     CURLcode rc;
     curl_socket_t fd = CURL_SOCKET_BAD;
 
+    c->opens++;
     link_reset(L);
     L->failure[0] = L->errbuf[0] = '\0';
     L->pipelining = 0;
@@ -438,8 +443,8 @@ static void put_text(struct buf *b, const char *d, size_t n)
             buf_addc(b, '.');
     }
     buf_add(b, p, (size_t)(end - p));
-    if (n == 0 || d[n - 1] != '\n')
-        buf_adds(b, "\r\n");
+    if (n < 2 || d[n - 2] != '\r' || d[n - 1] != '\n')
+        buf_adds(b, "\r\n"); /* the final dot is always CRLF . CRLF */
     buf_adds(b, ".\r\n");
 }
 
@@ -483,9 +488,14 @@ static void fill(struct smtp_conn *c, struct link *L)
 
 static void link_lost(struct smtp_conn *c, struct link *L, const char *why);
 
-/* Writes what L has to write, refilling from its commands: 0, or -1 once L was lost. */
+/* Writes what L has to write, refilling from its commands: 0, or -1 once L was lost. A
+ * failed write loses L at once only when no reply is awaited; else the replies the
+ * server sent before it went away (a 250 to a final dot among them) are read first, and
+ * the end of the stream then loses it. */
 static int link_write(struct smtp_conn *c, struct link *L)
 {
+    if (L->write_failed)
+        return 0;
     for (;;) {
         size_t sent = 0;
         CURLcode rc;
@@ -500,6 +510,10 @@ static int link_write(struct smtp_conn *c, struct link *L)
         if (rc == CURLE_AGAIN)
             return 0;
         if (rc != CURLE_OK) {
+            if (L->nwait > 0) {
+                L->write_failed = 1;
+                return 0;
+            }
             link_lost(c, L, curl_easy_strerror(rc));
             return -1;
         }
@@ -595,10 +609,12 @@ static int link_read(struct smtp_conn *c, struct link *L)
             start = i + 1;
         }
         if (start == 0 && L->in_len == sizeof L->in) { /* a line longer than in[] */
-            if (!L->skipping)
-                reply_line(L, L->in, L->in_len); /* its start stands for it */
+            int whole = !L->skipping && reply_line(L, L->in, L->in_len); /* its start */
             L->skipping = 1;
-            start = L->in_len;
+            L->in_len = 0;
+            if (whole && on_reply(c, L))
+                return -1;
+            continue;
         }
         memmove(L->in, L->in + start, L->in_len - start);
         L->in_len -= start;
@@ -638,13 +654,23 @@ static void link_lost(struct smtp_conn *c, struct link *L, const char *why)
         return;
     }
     L->reconnects++;
-    if (link_open(c->s, L)) {
+    if (link_open(c, L)) {
         decide_unopened(c, L);
         return;
     }
     L->deadline = clock_mono_ms() + 1000.0 * (double)c->s->timeout_s;
     begin_next(L);
     link_write(c, L);
+}
+
+/* What L waits for: POLLIN while a reply is awaited, POLLOUT while bytes wait to go out
+ * (not after a failed write); 0 when it is idle or closed. */
+static short link_events(const struct link *L)
+{
+    if (L->h == NULL)
+        return 0;
+    return (short)((L->nwait ? POLLIN : 0) |
+                   (L->out_pos < L->out.len && !L->write_failed ? POLLOUT : 0));
 }
 
 /* An envelope address goes into an SMTP command line: no controls, no spaces, no <>. */
@@ -665,10 +691,13 @@ static void smtp_send_batch(struct provider_conn *conn, const struct provider_me
 {
     struct smtp_conn *c = (struct smtp_conn *)conn;
     size_t used, i;
-    int again = 1;
 
+    for (i = c->nlinks * SMTP_DEPTH; i < n; i++) { /* past provider_batch_max: not tried */
+        provider_classify_smtp(0, "", &r[i]);
+        snprintf(r[i].text, sizeof r[i].text, "not sent: more than a batch takes");
+    }
     if (n > c->nlinks * SMTP_DEPTH)
-        n = c->nlinks * SMTP_DEPTH; /* the caller asked provider_batch_max */
+        n = c->nlinks * SMTP_DEPTH;
     used = n < c->nlinks ? n : c->nlinks;
     c->m = m;
     c->r = r;
@@ -696,7 +725,7 @@ static void smtp_send_batch(struct provider_conn *conn, const struct provider_me
             continue;
         if (L->h && !link_alive(L))
             link_close(L, 0);
-        if (L->h == NULL && link_open(c->s, L)) {
+        if (L->h == NULL && link_open(c, L)) {
             decide_unopened(c, L);
             continue;
         }
@@ -704,24 +733,21 @@ static void smtp_send_batch(struct provider_conn *conn, const struct provider_me
         begin_next(L);
         link_write(c, L);
     }
-    while (again) {
+    /* Each pass: poll, act on every link that has something (reads first: a reply that
+     * came is never lost to a failed write), then declare late the links past their
+     * deadline that had nothing. A pass in which a connection was opened (which blocks)
+     * declares none late: replies may have come meanwhile, and the next poll sees them. */
+    for (;;) {
         struct pollfd pf[SMTP_LINKS_MAX];
         size_t map[SMTP_LINKS_MAX], k = 0;
         double now = clock_mono_ms(), wait = 1000;
+        unsigned opens = c->opens;
 
-        again = 0;
         for (i = 0; i < used; i++) {
             struct link *L = &c->links[i];
-            short ev = (short)((L->nwait ? POLLIN : 0) | (L->out_pos < L->out.len ? POLLOUT : 0));
-            if (L->h == NULL || ev == 0)
+            short ev = link_events(L);
+            if (ev == 0)
                 continue;
-            if (now >= L->deadline) {
-                char why[64];
-                snprintf(why, sizeof why, "no answer in %ld s", c->s->timeout_s);
-                link_lost(c, L, why);
-                again = 1;
-                continue;
-            }
             if (L->deadline - now < wait)
                 wait = L->deadline - now;
             pf[k].fd = L->fd;
@@ -730,16 +756,26 @@ static void smtp_send_batch(struct provider_conn *conn, const struct provider_me
             map[k++] = i;
         }
         if (k == 0)
-            continue;
-        again = 1;
-        if (poll(pf, k, (int)wait + 1) <= 0)
-            continue;
+            break;
+        if (poll(pf, k, wait > 0 ? (int)wait + 1 : 0) < 0)
+            continue; /* EINTR */
         for (i = 0; i < k; i++) {
             struct link *L = &c->links[map[i]];
-            if ((pf[i].revents & POLLOUT) && link_write(c, L))
+            if (L->h && (pf[i].revents & (POLLIN | POLLHUP | POLLERR)) && link_read(c, L))
                 continue;
-            if (L->h && (pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
-                link_read(c, L);
+            if (L->h && (pf[i].revents & (POLLOUT | POLLERR)))
+                link_write(c, L);
+        }
+        if (c->opens != opens)
+            continue;
+        now = clock_mono_ms();
+        for (i = 0; i < k; i++) {
+            struct link *L = &c->links[map[i]];
+            if (pf[i].revents == 0 && link_events(L) && now >= L->deadline) {
+                char why[64];
+                snprintf(why, sizeof why, "no answer in %ld s", c->s->timeout_s);
+                link_lost(c, L, why);
+            }
         }
     }
     for (i = 0; i < n; i++) /* cannot be: every message ends decided above */

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -53,6 +54,13 @@ UTEST(provider, classify_table)
         {354, "354 End data", PROVIDER_RETRY, "", 0, ""},
         {550, "550 5.1.10 Recipient not found", PROVIDER_FAILED, "5.1.10", 1, ""},
         {550, "550 5.1 not a status", PROVIDER_FAILED, "", 0, ""},
+        /* our sender refused, as Postfix says it at RCPT TO: retry, no bounce */
+        {553, "553 5.1.8 <news@example.com>: Sender address rejected: Domain not found",
+         PROVIDER_RETRY, "5.1.8", 0, ""},
+        {550, "550 5.1.7 Bad sender's mailbox address syntax", PROVIDER_RETRY, "5.1.7", 0, ""},
+        {550, "550 5.1.0 Address rejected", PROVIDER_FAILED, "5.1.0", 0, ""},
+        {550, "550 5.1.2 Bad destination system address", PROVIDER_FAILED, "5.1.2", 1, ""},
+        {550, "550 5.1.6 Destination mailbox has moved", PROVIDER_FAILED, "5.1.6", 1, ""},
     };
 
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
@@ -747,6 +755,12 @@ UTEST(provider, smtp_refusals_and_hang_ups_are_retry)
          "535 5.7.8 Authentication failed",
          0},
         {"STARTTLS required, the sink has none", {NULL}, "starttls = required\n", 0, "curl: ", 0},
+        {"5.1.8 at RCPT: our sender refused where Postfix says it, no bounce",
+         {"-f", "RCPT", "-B", "553 5.1.8 <news@example.com>: Sender address rejected"},
+         NULL,
+         553,
+         "553 5.1.8 <news@example.com>: Sender address rejected",
+         0},
         {"hang-up after RCPT",
          {"-q", "RCPT"},
          NULL,
@@ -820,6 +834,212 @@ UTEST(provider, smtp_5_1_1_at_rcpt_is_a_hard_bounce)
     cr_assert_eq(sink_counter(&k, "mesg"), 0);
     set_done(s);
     sink_stop(&k);
+}
+
+/* ---- a scripted SMTP server, for what smtp-sink cannot be made to do ---------------- */
+
+/* A child process accepting on port; the k-th connection (from 0) is served by a child of
+ * its own running serve(k, fd). */
+struct scripted {
+    pid_t pid;
+    int port;
+};
+
+static void scripted_start(struct scripted *sc, void (*serve)(int k, int fd))
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+
+    cr_assert_geq(ls, 0);
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    cr_assert_eq(bind(ls, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(ls, 16), 0);
+    cr_assert_eq(getsockname(ls, (struct sockaddr *)&a, &len), 0);
+    sc->port = ntohs(a.sin_port);
+    sc->pid = fork();
+    cr_assert_geq(sc->pid, 0);
+    if (sc->pid == 0) {
+        /* a failed assertion skips scripted_stop: die with the test, hold no pipe of it,
+         * and leave no zombie behind */
+        int null = open("/dev/null", O_RDWR);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(null, 1);
+        dup2(null, 2);
+        signal(SIGCHLD, SIG_IGN);
+        for (int k = 0;; k++) {
+            int fd = accept(ls, NULL, NULL);
+            if (fd < 0)
+                _exit(0);
+            if (fork() == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                close(ls);
+                serve(k, fd);
+                _exit(0);
+            }
+            close(fd);
+        }
+    }
+    close(ls);
+}
+
+static void scripted_stop(struct scripted *sc)
+{
+    kill(sc->pid, SIGKILL);
+    waitpid(sc->pid, NULL, 0);
+}
+
+/* One line from fd (its CR LF cut), -1 at the end of the stream. */
+static int rd_line(int fd, char *line, size_t cap)
+{
+    size_t n = 0;
+    char ch;
+
+    while (read(fd, &ch, 1) == 1) {
+        if (ch == '\n') {
+            if (n > 0 && line[n - 1] == '\r')
+                n--;
+            line[n] = '\0';
+            return (int)n;
+        }
+        if (n + 1 < cap)
+            line[n++] = ch;
+    }
+    return -1;
+}
+
+static void wr(int fd, const char *s)
+{
+    if (write(fd, s, strlen(s)) < 0)
+        _exit(1);
+}
+
+/* A plain pipelining SMTP conversation on fd; reply(dot) answers the dot-th final dot
+ * (from 0), and hang_up_at_mail > 0 closes the connection that long after a MAIL. */
+static void converse(int fd, const char *(*reply)(int dot), long hang_up_at_mail_ms)
+{
+    char line[8192];
+    int dot = 0;
+
+    wr(fd, "220 scripted ESMTP\r\n");
+    while (rd_line(fd, line, sizeof line) >= 0) {
+        if (strncasecmp(line, "EHLO", 4) == 0) {
+            wr(fd, "250-scripted\r\n250 PIPELINING\r\n");
+        } else if (strncasecmp(line, "MAIL", 4) == 0 && hang_up_at_mail_ms > 0) {
+            pause_ms(hang_up_at_mail_ms);
+            return;
+        } else if (strncasecmp(line, "MAIL", 4) == 0 || strncasecmp(line, "RCPT", 4) == 0 ||
+                   strncasecmp(line, "RSET", 4) == 0) {
+            wr(fd, "250 2.1.0 Ok\r\n");
+        } else if (strncasecmp(line, "DATA", 4) == 0) {
+            wr(fd, "354 go\r\n");
+            while (rd_line(fd, line, sizeof line) >= 0 && strcmp(line, ".") != 0)
+                ;
+            wr(fd, reply(dot++));
+        } else if (strncasecmp(line, "QUIT", 4) == 0) {
+            wr(fd, "221 bye\r\n");
+            return;
+        } else {
+            wr(fd, "500 5.5.1 unknown\r\n");
+        }
+    }
+}
+
+static const char *reply_ok(int dot)
+{
+    (void)dot;
+    return "250 2.0.0 Ok\r\n";
+}
+
+/* The first final dot gets a 550 whose one line is 3,000 bytes. */
+static const char *reply_long_refusal(int dot)
+{
+    static char r[3100];
+
+    if (dot > 0)
+        return "250 2.0.0 Ok\r\n";
+    memset(r, 'x', sizeof r);
+    memcpy(r, "550 5.7.1 rejected ", 19);
+    memcpy(r + sizeof r - 3, "\r\n", 3);
+    return r;
+}
+
+static void serve_long_refusal(int k, int fd)
+{
+    (void)k;
+    converse(fd, reply_long_refusal, 0);
+}
+
+/* A reply line longer than any buffer still answers its own command: the message it
+ * refuses is failed, and the next is not matched to the wrong reply. */
+UTEST(provider, smtp_overlong_reply_line_answers_its_own_command)
+{
+    struct scripted sc;
+    struct provider_set *s;
+    struct provider_conn *c = NULL;
+    struct provider_message m[2] = {message("5.1"), message("5.2")};
+    struct provider_result r[2];
+    struct err e = {0};
+
+    scripted_start(&sc, serve_long_refusal);
+    s = smtp_set(sc.port, NULL);
+    cr_assert_eq(provider_open(provider_find(s, NULL), 1, &c, &e), 0, "%s", e.msg);
+    provider_send_batch(c, m, 2, r);
+    cr_assert_eq(r[0].outcome, PROVIDER_FAILED, "%d %s", r[0].code, r[0].text);
+    cr_assert_eq(r[0].code, 550);
+    cr_assert_eq(strncmp(r[0].text, "550 5.7.1 rejected xxx", 22), 0, "%s", r[0].text);
+    cr_assert_eq(r[1].outcome, PROVIDER_SENT, "%d %s", r[1].code, r[1].text);
+    cr_assert_str_eq(r[1].text, "250 2.0.0 Ok");
+    provider_close(c);
+    set_done(s);
+    scripted_stop(&sc);
+}
+
+static const char *reply_late(int dot)
+{
+    if (dot == 0)
+        pause_ms(1200);
+    return "250 2.0.0 Ok\r\n";
+}
+
+/* Connection 0 answers its first final dot after 1.2 s; connection 1 hangs up 1 s after
+ * MAIL; its replacement (connection 2) greets after 1.5 s. */
+static void serve_slow_reopen(int k, int fd)
+{
+    if (k == 1) {
+        converse(fd, reply_ok, 1000);
+    } else {
+        if (k == 2)
+            pause_ms(1500);
+        converse(fd, k == 0 ? reply_late : reply_ok, 0);
+    }
+}
+
+/* While one connection is opened again (which blocks), a reply that comes on another is
+ * read, never taken for silence: with timeout_s = 2, connection 0's 250 comes at 1.2 s,
+ * while the loop is held until 2.5 s by the reopening. Were it declared late, a message
+ * the server took would be sent twice. */
+UTEST(provider, smtp_reply_during_a_reconnect_is_not_taken_for_a_timeout)
+{
+    struct scripted sc;
+    struct provider_set *s;
+    struct provider_conn *c = NULL;
+    struct provider_message m[4] = {message("6.0"), message("6.1"), message("6.2"), message("6.3")};
+    struct provider_result r[4];
+    struct err e = {0};
+
+    scripted_start(&sc, serve_slow_reopen);
+    s = smtp_set(sc.port, "timeout_s = 2\n");
+    cr_assert_eq(provider_open(provider_find(s, NULL), 2, &c, &e), 0, "%s", e.msg);
+    provider_send_batch(c, m, 4, r); /* 0 and 2 on connection 0, 1 and 3 on 1 */
+    cr_assert_eq(r[0].outcome, PROVIDER_SENT, "%d %s", r[0].code, r[0].text);
+    cr_assert_eq(r[1].outcome, PROVIDER_RETRY, "the hung-up one: %d %s", r[1].code, r[1].text);
+    cr_assert_eq(r[1].code, 0);
+    cr_assert_eq(r[2].outcome, PROVIDER_SENT, "%d %s", r[2].code, r[2].text);
+    cr_assert_eq(r[3].outcome, PROVIDER_SENT, "on the new connection: %d %s", r[3].code, r[3].text);
+    provider_close(c);
+    set_done(s);
+    scripted_stop(&sc);
 }
 
 /* A refused MAIL FROM is about our sender, not the recipient: retry, never a bounce (a
