@@ -82,7 +82,8 @@ e2e_run e2e tests/e2e/*.test.mjs
 # comparison only its case 9, the one that evaluates on 4 threads, with fewer trees:
 # the rest runs single-threaded, 10x slower here) and the e2e suites whose servers run
 # the most threads at once: tracking (HTTP threads and the ingest writer), segments (the
-# scheduler and threaded evaluation), sync (the sync worker beside the API). Not
+# scheduler and threaded evaluation), sync (the sync worker beside the API), campaigns and
+# smtp_tls (the dispatcher's coordinator and sender threads). Not
 # crash.test.mjs: its 200,000-row import alone takes ~100 s under TSan, and the import's
 # reader and writer threads are t-csv's. tests/tsan.supp: third-party false positives only.
 tsan_start=$(date +%s)
@@ -100,7 +101,8 @@ echo "== e2e (node:test, ThreadSanitizer)"
 # Reports go to files (a server's stderr is not always shown): each one fails the run.
 mkdir -p "$logdir/tsan"
 TSAN_OPTIONS="$TSAN_OPTIONS:log_path=$logdir/tsan/report" ENGAGE_BIN="$PWD/build-tsan/engage" \
-    e2e_run e2e-tsan tests/e2e/tracking.test.mjs tests/e2e/segments.test.mjs tests/e2e/sync.test.mjs
+    e2e_run e2e-tsan tests/e2e/tracking.test.mjs tests/e2e/segments.test.mjs tests/e2e/sync.test.mjs \
+    tests/e2e/campaigns.test.mjs tests/e2e/smtp_tls.test.mjs
 for r in "$logdir"/tsan/report.*; do
     [ -f "$r" ] || continue
     echo "  ThreadSanitizer report from engage (pid ${r##*.}):"; cat "$r"; failed=$((failed + 1))
