@@ -109,6 +109,26 @@ int token_check(const unsigned char key[TOKEN_KEY_BYTES], const char *token, cha
 void token_unsubscribe_url(const struct send_env *env, int64_t run_id, int64_t contact_id,
                            struct buf *out);
 
+/* Appends s to out with & < > " ' written as HTML entities (template.c: the same escape
+ * as a template's HTML part). */
+void html_escape_append(struct buf *out, const char *s);
+
+/* ---- the recipient's own unsubscribe (unsubscribe.c) ------------------------------------ */
+
+/* What the page of an unsubscribe link shows: the address, masked ("j***@example.org"),
+ * and whether the contact is subscribed now. */
+struct unsubscribe_view {
+    char email_masked[128];
+    int subscribed;
+};
+/* The contact an unsubscribe token names (E_NOTFOUND for a forged, altered or other-kind
+ * token, or a contact that is gone), and with apply set unsubscribes it at once, in one
+ * transaction with its consent history (source "recipient", the run in the reason); a
+ * contact already opted out stays as it is. Running campaigns skip it from then on (the
+ * dispatcher checks consent at send time). */
+int unsubscribe_by_token(struct store *st, const struct send_env *env, const char *token, int apply,
+                         struct unsubscribe_view *out, struct err *e);
+
 /* ---- a template version ready to render (message.c) ------------------------------------- */
 
 /* One stored template version compiled: subject, HTML, and text (given, or derived from

@@ -531,6 +531,14 @@ static void escape_html_tail(struct buf *out, size_t start)
     ASSERT(w == start);
 }
 
+void html_escape_append(struct buf *out, const char *s)
+{
+    size_t start = out->len;
+
+    buf_adds(out, s);
+    escape_html_tail(out, start);
+}
+
 static void clean_header_tail(struct buf *out, size_t start)
 {
     for (size_t i = start; i < out->len; i++)

@@ -394,6 +394,8 @@ const struct route http_routes[] = {
     {"GET", "/healthz", 0, h_healthz, "healthz", 0},
     {"GET", "/readyz", 0, h_readyz, "readyz", 0},
     {"GET", "/metrics", 0, h_metrics, "metrics", 0},
+    {"GET", "/u/{token}", 0, h_unsubscribe_get, "unsubscribe.page", 0},
+    {"POST", "/u/{token}", 0, h_unsubscribe_post, "unsubscribe.one_click", 0},
     {"POST", "/v1/{type}", ROLE_INGEST | ROLE_ADMIN, h_tracking, "tracking",
      ROUTE_TRACKING | ROUTE_LAZY_STORE},
     {"POST", "/api/v1/events", ROLE_INGEST | ROLE_MARKETER | ROLE_ADMIN, h_events_post,

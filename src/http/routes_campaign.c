@@ -223,3 +223,81 @@ void h_dlq_replay(struct http_req *r, struct http_resp *w)
     if (rc == 0)
         dispatcher_wake(r->app->dispatcher);
 }
+
+/* ---- the recipient's unsubscribe link: /u/{token} (no credentials, no cookies) -------- */
+
+/* A small page: title, a line of text (escaped), and with form the one-click button. */
+static void unsub_page(struct http_resp *w, int status, const char *title, const char *line,
+                       const char *masked, int form)
+{
+    buf_reset(&w->body);
+    w->status = status;
+    w->content_type = "text/html; charset=utf-8";
+    /* (every answer already says Cache-Control: no-store) */
+    snprintf(w->extra_headers, sizeof w->extra_headers, "Referrer-Policy: no-referrer\n");
+    buf_adds(&w->body, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+                       "<meta name=\"viewport\" content=\"width=device-width\"><title>");
+    html_escape_append(&w->body, title);
+    buf_adds(&w->body, "</title></head><body style=\"font-family:sans-serif;max-width:32em;"
+                       "margin:3em auto;padding:0 1em\"><h1>");
+    html_escape_append(&w->body, title);
+    buf_adds(&w->body, "</h1><p>");
+    html_escape_append(&w->body, line);
+    if (masked) {
+        buf_adds(&w->body, " <strong>");
+        html_escape_append(&w->body, masked);
+        buf_adds(&w->body, "</strong>");
+    }
+    buf_adds(&w->body, "</p>");
+    if (form) /* the same URL; the body RFC 8058 names, so a mail client's POST is the same */
+        buf_adds(&w->body, "<form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" "
+                           "value=\"One-Click\"><button type=\"submit\">Unsubscribe</button>"
+                           "</form>");
+    buf_adds(&w->body, "</body></html>\n");
+}
+
+static void unsub_answer(struct http_req *r, struct http_resp *w, int apply)
+{
+    struct unsubscribe_view v;
+    struct err e = {0};
+    int rc = unsubscribe_by_token(r->st, r->app->send, r->params[0], apply, &v, &e);
+
+    if (rc == E_NOTFOUND)
+        unsub_page(w, 404, "Link not valid",
+                   "This unsubscribe link is not valid. Use the link in the most recent "
+                   "message you received.",
+                   NULL, 0);
+    else if (rc)
+        unsub_page(w, 503, "Try again", "Your request could not be completed just now.", NULL, 0);
+    else if (v.subscribed)
+        unsub_page(w, 200, "Unsubscribe", "Stop all marketing email to", v.email_masked, 1);
+    else
+        unsub_page(w, 200, "Unsubscribed", "No more marketing email will be sent to",
+                   v.email_masked, 0);
+}
+
+/* GET: the page, with a button (works without JavaScript); nothing changes. */
+void h_unsubscribe_get(struct http_req *r, struct http_resp *w)
+{
+    unsub_answer(r, w, 0);
+}
+
+/* POST with "List-Unsubscribe=One-Click" (RFC 8058: form-urlencoded or multipart, as a
+ * mail client or the page's button sends it): unsubscribes at once, answers 200 (never a
+ * redirect). Anything else is 400 and changes nothing. */
+void h_unsubscribe_post(struct http_req *r, struct http_resp *w)
+{
+    const char *b = r->body ? r->body : "";
+    size_t n = r->body ? r->body_len : 0;
+    int one_click = memmem(b, n, "List-Unsubscribe=One-Click", 26) != NULL ||
+                    (memmem(b, n, "name=\"List-Unsubscribe\"", 23) != NULL &&
+                     memmem(b, n, "One-Click", 9) != NULL);
+
+    if (!one_click) {
+        unsub_page(w, 400, "Not understood",
+                   "This is not a one-click unsubscribe request (RFC 8058): nothing was changed.",
+                   NULL, 0);
+        return;
+    }
+    unsub_answer(r, w, 1);
+}

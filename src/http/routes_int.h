@@ -40,6 +40,8 @@ void h_segment_members(struct http_req *r, struct http_resp *w);
 
 /* routes_campaign.c */
 void h_campaigns_create(struct http_req *r, struct http_resp *w);
+void h_unsubscribe_get(struct http_req *r, struct http_resp *w);
+void h_unsubscribe_post(struct http_req *r, struct http_resp *w);
 void h_campaigns_list(struct http_req *r, struct http_resp *w);
 void h_campaign_get(struct http_req *r, struct http_resp *w);
 void h_campaign_update(struct http_req *r, struct http_resp *w);

@@ -186,7 +186,9 @@ test('the role x route table of docs/api.md is what the router enforces', async 
     const body = method === 'GET' || method === 'DELETE' ? undefined : '{}';
     const call = (key) => fetch(srv.url + path, { method, body, headers: key ? { authorization: `Bearer ${key}`, 'content-type': 'application/json' } : {} });
     if (allowed.public) {
-      assert.equal((await call(null)).status, 200, `${method} ${path} is public`);
+      // public: no credentials asked (a made-up token on /u/ is 404, a non-one-click POST 400)
+      const st = (await call(null)).status;
+      assert.ok(st !== 401 && st !== 403 && st < 500, `${method} ${path} is public: ${st}`);
       checked++;
       continue;
     }

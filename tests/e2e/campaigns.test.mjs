@@ -707,3 +707,77 @@ test('every ledger state name is accepted as a filter', async () => {
     assert.ok(x.json.items.every((m) => m.state === s));
   }
 });
+
+// Proves the recipient's side of "List-Unsubscribe: <{public_url}/u/{signed token}>": the
+// link's page (GET, changes nothing), the RFC 8058 one-click POST exactly as Gmail sends
+// it (no cookie, no credentials, form body), 200 and never a redirect, the consent
+// history with source "recipient", forged and altered tokens 404, a body that is not
+// one-click 400, and a later campaign skipping the contact.
+test('the unsubscribe link: a page on GET, RFC 8058 one-click POST, forged tokens 404', async () => {
+  let r = await M.post('/api/v1/contacts', { items: [
+    { external_id: 'un1', email: 'un1@example.com', attributes: { grp: 'unsub' } },
+    { external_id: 'un2', email: 'un2@example.com', attributes: { grp: 'unsub' } }] });
+  assert.equal(r.status, 200, r.text);
+  const { run, segment_id, template_id } = await sendCampaign(M, { name: 'unsub', grp: 'unsub', template: { ...TEMPLATE, name: 'unsub' } });
+  assert.equal((await waitRun(A, run.id)).counts.sent, 2);
+  const msg = runMessages(smtp, run.id).find((m) => m.envelope.rcptTo[0] === 'un1@example.com');
+  const link = msg.parsed.header('List-Unsubscribe').replace(/^<|>$/g, '');
+  assert.ok(link.startsWith(`${PUBLIC}/u/`), link);
+  const path = new URL(link).pathname;
+  const token = path.slice(3);
+  const consentOf = async () => (await A.get('/api/v1/contacts/un1')).json;
+
+  // GET: the page with its button; nothing changes
+  let res = await fetch(srv.url + path);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /^text\/html/);
+  assert.equal(res.headers.get('cache-control'), 'no-store');
+  let html = await res.text();
+  assert.match(html, /<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">/);
+  assert.match(html, /u\*\*\*@example\.com/);
+  assert.ok(!html.includes('un1@example.com'), 'the address is masked');
+  assert.equal((await consentOf()).email_consent, 'subscribed');
+
+  // forged, altered, other-kind and malformed tokens: 404, nothing changes
+  const flip = (t, i) => t.slice(0, i) + (t[i] === 'A' ? 'B' : 'A') + t.slice(i + 1);
+  for (const bad of [flip(token, 5), flip(token, token.length - 2), 'x', token + 'A', '..%2F..%2Fetc']) {
+    res = await fetch(`${srv.url}/u/${bad}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'List-Unsubscribe=One-Click' });
+    assert.equal(res.status, 404, bad);
+    if (!bad.includes('%')) assert.match(await res.text(), /not valid/); // else the router's own 404
+  }
+  // a POST that is not one-click: 400, nothing changes
+  res = await fetch(srv.url + path, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'x=1' });
+  assert.equal(res.status, 400);
+  assert.equal((await consentOf()).email_consent, 'subscribed');
+
+  // RFC 8058 as Gmail sends it: form-urlencoded, no cookie, no credentials, no redirect
+  res = await fetch(srv.url + path, { method: 'POST', redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click' });
+  assert.equal(res.status, 200);
+  html = await res.text();
+  assert.match(html, /Unsubscribed/);
+  let c = await consentOf();
+  assert.equal(c.email_consent, 'unsubscribed');
+  const changes = c.consent_history.filter((h) => h.to === 'unsubscribed');
+  assert.equal(changes.length, 1, JSON.stringify(c.consent_history));
+  assert.equal(changes[0].source, 'recipient');
+  assert.match(changes[0].reason, new RegExp(`run ${run.id}\\b`));
+  // again (a multipart body, as some clients send it): 200, still one change
+  const fd = new FormData();
+  fd.append('List-Unsubscribe', 'One-Click');
+  res = await fetch(srv.url + path, { method: 'POST', body: fd });
+  assert.equal(res.status, 200);
+  c = await consentOf();
+  assert.equal(c.consent_history.filter((h) => h.to === 'unsubscribed').length, 1);
+  // the contact's own page now says so, and the next campaign skips it
+  res = await fetch(srv.url + path);
+  assert.match(await res.text(), /Unsubscribed/);
+  r = await M.post('/api/v1/campaigns', { name: 'unsub again', segment_id, template_id });
+  assert.equal(r.status, 201, r.text);
+  r = await M.post(`/api/v1/campaigns/${r.json.id}/send`);
+  assert.equal(r.status, 202, r.text);
+  const again = await waitRun(A, r.json.id);
+  assert.equal(again.counts.sent, 1, JSON.stringify(again));
+  assert.equal(again.counts.skipped, 1);
+});
