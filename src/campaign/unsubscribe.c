@@ -25,8 +25,8 @@ static void mask(const char *email, char *out, size_t cap)
         snprintf(out, cap, "%c***%s", email[0], at);
 }
 
-int unsubscribe_by_token(struct store *st, const struct send_env *env, const char *token,
-                         int apply, struct unsubscribe_view *out, struct err *e)
+int unsubscribe_by_token(struct store *st, const struct send_env *env, const char *token, int apply,
+                         struct unsubscribe_view *out, struct err *e)
 {
     struct store_contact c;
     int64_t run_id, contact_id;
@@ -46,8 +46,8 @@ int unsubscribe_by_token(struct store *st, const struct send_env *env, const cha
     if (rc == 0) {
         mask(c.email, out->email_masked, sizeof out->email_masked);
         out->subscribed = c.consent == CONSENT_SUBSCRIBED;
-        if (apply && consent_decide(c.consent, CONSENT_UNSUBSCRIBED, CONSENT_VIA_BULK) ==
-                         CONSENT_APPLY) {
+        if (apply &&
+            consent_decide(c.consent, CONSENT_UNSUBSCRIBED, CONSENT_VIA_BULK) == CONSENT_APPLY) {
             snprintf(reason, sizeof reason, "unsubscribe link of campaign run %lld",
                      (long long)run_id);
             rc = store_consent_log(st, c.id, (int)c.consent, CONSENT_UNSUBSCRIBED, "recipient",
