@@ -52,4 +52,4 @@ lint: lint-deps
 	@scripts/lint.sh
 
 format: lint-deps
-	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h')
+	clang-format -i $$(git ls-files --cached --others --exclude-standard 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h')

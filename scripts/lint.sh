@@ -62,7 +62,7 @@ step_format()
         report format "$CLANG_FORMAT not found (scripts/install-deps.sh --test installs it)"
         return
     fi
-    mapfile -t files < <(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h')
+    mapfile -t files < <(git ls-files --cached --others --exclude-standard 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h')
     out=$("$CLANG_FORMAT" --dry-run --Werror "${files[@]}" 2>&1 |
         sed -n 's/^\([^ :]*\):\([0-9]*\):[0-9]*: error: code should be clang-formatted.*/\1:\2/p' |
         awk -F: '!seen[$1]++ { n++; first[n] = $0 } { c[$1]++ }
