@@ -762,9 +762,8 @@ static void send_slots(struct dispatcher *d, struct slot *slots, size_t n,
     const struct provider *p = slots[0].it->run->p;
     struct err e = {0};
     size_t i;
-    int reset = 0;
 
-    memset(res, 0, sizeof res);
+    memset(res, 0, n * sizeof *res);
     if (*conn == NULL && provider_open(p, d->pconns[slots[0].it->run->pidx], conn, &e)) {
         for (i = 0; i < n; i++) {
             res[i].outcome = PROVIDER_RETRY;
@@ -778,14 +777,9 @@ static void send_slots(struct dispatcher *d, struct slot *slots, size_t n,
             pm[i].len = slots[i].mime.len;
             pm[i].message_id = slots[i].mid;
         }
+        /* a lost connection is the provider's to open again (provider.h): the others
+         * of *conn stay open */
         provider_send_batch(*conn, pm, n, res);
-        for (i = 0; i < n; i++)
-            if (res[i].outcome == PROVIDER_RETRY && res[i].code == 0)
-                reset = 1;
-        if (reset) { /* a connection failed: start afresh next time */
-            provider_close(*conn);
-            *conn = NULL;
-        }
     }
     for (i = 0; i < n; i++)
         outcome(d, slots[i].it, &res[i]);

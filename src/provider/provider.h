@@ -68,7 +68,9 @@ struct provider_ops {
      * least 1; a type caps it at connections_max). */
     int (*open)(const struct provider *p, size_t connections, struct provider_conn **out,
                 struct err *e);
-    /* Sends m and says what came of it in *r (never fails otherwise). */
+    /* Sends m and says what came of it in *r (never fails otherwise). The connection
+     * stays usable whatever happened: a type whose connection was lost opens it again
+     * itself, so the caller never closes and reopens it after a failure. */
     void (*send)(struct provider_conn *c, const struct provider_message *m,
                  struct provider_result *r);
     void (*close)(struct provider_conn *c);
