@@ -4,8 +4,8 @@
  *
  * DESIGN: the token (token.c) names the run and the contact and is HMAC-signed, so the
  * link needs no login, no cookie and no lookup table: a forged or altered one is simply
- * not found. Unsubscribing is a consent change through consent_decide (subscribed ->
- * unsubscribed; an address already opted out, bounced or complained stays so) written
+ * not found. Unsubscribing is a consent change from subscribed to unsubscribed only (an
+ * address already opted out, bounced or complained stays as it is) written
  * with its history row in one transaction. It is the recipient's act, not a
  * control-plane change: no audit row, the history says source "recipient". */
 #include <string.h>
@@ -46,8 +46,9 @@ int unsubscribe_by_token(struct store *st, const struct send_env *env, const cha
     if (rc == 0) {
         mask(c.email, out->email_masked, sizeof out->email_masked);
         out->subscribed = c.consent == CONSENT_SUBSCRIBED;
-        if (apply &&
-            consent_decide(c.consent, CONSENT_UNSUBSCRIBED, CONSENT_VIA_BULK) == CONSENT_APPLY) {
+        /* Only a subscribed contact changes: the bulk rule would also move bounced or
+         * complained to unsubscribed, and lose the stronger signal. */
+        if (apply && c.consent == CONSENT_SUBSCRIBED) {
             snprintf(reason, sizeof reason, "unsubscribe link of campaign run %lld",
                      (long long)run_id);
             rc = store_consent_log(st, c.id, (int)c.consent, CONSENT_UNSUBSCRIBED, "recipient",

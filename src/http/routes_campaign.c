@@ -267,9 +267,10 @@ static void unsub_answer(struct http_req *r, struct http_resp *w, int apply)
                    "This unsubscribe link is not valid. Use the link in the most recent "
                    "message you received.",
                    NULL, 0);
-    else if (rc)
+    else if (rc) { /* the store failed: the operator sees why, the recipient may retry */
+        log_warn("unsubscribe", "request %s: %s", r->req_id, e.msg);
         unsub_page(w, 503, "Try again", "Your request could not be completed just now.", NULL, 0);
-    else if (v.subscribed)
+    } else if (v.subscribed)
         unsub_page(w, 200, "Unsubscribe", "Stop all marketing email to", v.email_masked, 1);
     else
         unsub_page(w, 200, "Unsubscribed", "No more marketing email will be sent to",

@@ -770,6 +770,17 @@ test('the unsubscribe link: a page on GET, RFC 8058 one-click POST, forged token
   assert.equal(res.status, 200);
   c = await consentOf();
   assert.equal(c.consent_history.filter((h) => h.to === 'unsubscribed').length, 1);
+  // a complained contact's link leaves it complained (the stronger signal stays)
+  r = await M.post('/api/v1/contacts/un2/consent', { state: 'complained', reason: 'test: a spam report' });
+  assert.equal(r.status, 200, r.text);
+  const msg2 = runMessages(smtp, run.id).find((m) => m.envelope.rcptTo[0] === 'un2@example.com');
+  const path2 = new URL(msg2.parsed.header('List-Unsubscribe').replace(/^<|>$/g, '')).pathname;
+  res = await fetch(srv.url + path2, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'List-Unsubscribe=One-Click' });
+  assert.equal(res.status, 200);
+  assert.equal((await A.get('/api/v1/contacts/un2')).json.email_consent, 'complained');
+  r = await M.post('/api/v1/contacts/un2/consent', { state: 'subscribed', reason: 'test: back for the next run' });
+  assert.equal(r.status, 200, r.text);
   // the contact's own page now says so, and the next campaign skips it
   res = await fetch(srv.url + path);
   assert.match(await res.text(), /Unsubscribed/);
