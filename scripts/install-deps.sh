@@ -14,6 +14,9 @@ BUILD_PKGS="pkg-config meson ninja-build gcc libmicrohttpd-dev libjansson-dev li
  libroaring-dev libpq-dev libpcre2-dev sqlite3"
 # The send half: GMime builds the messages, libcurl speaks SMTP to the providers.
 BUILD_PKGS="$BUILD_PKGS libgmime-3.0-dev libcurl4-openssl-dev"
+# Delivery webhooks: OpenSSL's libcrypto checks SendGrid's ECDSA and SNS's RSA signatures
+# (libsodium has neither); ICU knows the time zones of reports.
+BUILD_PKGS="$BUILD_PKGS libssl-dev libicu-dev"
 # Test-only packages (PostgreSQL's server: the CRM sync tests start throwaway clusters;
 # clang-format, Debian's clang-format-14, for scripts/lint.sh).
 TEST_PKGS="libcriterion-dev sqlite3 postgresql-15 clang-format"

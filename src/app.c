@@ -20,6 +20,7 @@
 #include "campaign/campaign.h"
 #include "core/metrics.h"
 #include "core/worker.h"
+#include "delivery/delivery.h"
 #include "http/http.h"
 #include "ingest/ingest.h"
 #include "segment/segment.h"
@@ -278,6 +279,27 @@ static void stop_dispatcher(struct app *app)
     app->dispatcher = NULL;
 }
 
+static int start_delivery(struct app *app, struct err *e)
+{
+    int rc = tracker_start(&app->tracker, app->workers, app->send, app->metrics, e);
+
+    if (rc == 0)
+        rc = webhooks_start(&app->webhooks, app->workers, app->send, app->metrics, e);
+    if (rc) {
+        tracker_stop(app->tracker);
+        app->tracker = NULL;
+    }
+    return rc;
+}
+
+static void stop_delivery(struct app *app)
+{
+    webhooks_stop(app->webhooks); /* a body being processed finishes */
+    app->webhooks = NULL;
+    tracker_stop(app->tracker);
+    app->tracker = NULL;
+}
+
 static int start_http(struct app *app, struct err *e)
 {
     int fd = app->listen_fd;
@@ -305,6 +327,7 @@ static const struct app_step {
     {"sync worker", start_sync, stop_sync},
     {"send environment", start_send, stop_send},
     {"dispatcher", start_dispatcher, stop_dispatcher},
+    {"tracking and webhooks", start_delivery, stop_delivery},
     {"http server", start_http, stop_http},
 };
 #define NSTEPS ((int)(sizeof steps / sizeof *steps))

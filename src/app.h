@@ -3,8 +3,8 @@
  * DESIGN: app_start brings up, in order, the metrics registry and the workers' set, the
  * store pool, the ingest writer, the segment service (the audience index) and its
  * scheduler, the sync worker, the send environment (providers, token key, base URL of
- * links) and the HTTP server (app.c has the table); a step that fails
- * undoes the ones before it in reverse, and app_stop undoes them all in reverse. The
+ * links), the dispatcher, tracking and webhooks, and the HTTP server (app.c has the table); a step
+ * that fails undoes the ones before it in reverse, and app_stop undoes them all in reverse. The
  * struct is the one context handlers reach (struct http_req has a pointer); `ready` is
  * the one shutdown flag: 1 from a finished start until stop begins (/readyz reads it). */
 #ifndef ENGAGE_APP_H
@@ -25,6 +25,8 @@ struct worker_set;
 struct metrics;
 struct send_env;
 struct dispatcher;
+struct tracker;
+struct webhooks;
 
 struct app {
     /* set by the caller before app_start */
@@ -42,6 +44,8 @@ struct app {
     struct sync_worker *sync;      /* CRM sync passes (NULL outside serve) */
     struct send_env *send;         /* providers, token key, base URL (campaign/campaign.h) */
     struct dispatcher *dispatcher; /* the send worker (campaign/campaign.h) */
+    struct tracker *tracker;       /* opens, clicks, unsubscribes (delivery/delivery.h) */
+    struct webhooks *webhooks;     /* provider webhooks and their inbox (the same) */
     struct http_server *http;
     int listen_fd; /* from http_listen: the HTTP server takes it over */
     int started;   /* steps started, for the undo */

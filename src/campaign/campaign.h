@@ -108,10 +108,20 @@ int token_check(const unsigned char key[TOKEN_KEY_BYTES], const char *token, cha
 /* Appends base_url + "/u/" + the unsubscribe token of (run, contact) to out. */
 void token_unsubscribe_url(const struct send_env *env, int64_t run_id, int64_t contact_id,
                            struct buf *out);
+/* Appends the URL of a token of kind 'u' (base_url/u/T), 'o' (base_url/t/o/T) or 'c'
+ * (base_url/t/c/T, link: the link's index in the message) to out. */
+void token_url(const struct send_env *env, char kind, int64_t run_id, int64_t contact_id, int link,
+               struct buf *out);
 
 /* Appends s to out with & < > " ' written as HTML entities (template.c: the same escape
  * as a template's HTML part). */
 void html_escape_append(struct buf *out, const char *s);
+/* Appends s[0..n) with its character references decoded (&amp; &lt; &gt; &quot; &#39;
+ * &apos; &nbsp; and numeric ones; anything else is written as it is). */
+void html_unescape_append(struct buf *out, const char *s, size_t n);
+/* Just past the "}}" closing the template token that opens at s[i] ("{{"), its quoted
+ * strings stepped over as the compiler does; n when it does not close. */
+size_t template_token_end(const char *s, size_t n, size_t i);
 
 /* ---- the recipient's own unsubscribe (unsubscribe.c) ------------------------------------ */
 
@@ -121,13 +131,11 @@ struct unsubscribe_view {
     char email_masked[128];
     int subscribed;
 };
-/* The contact an unsubscribe token names (E_NOTFOUND for a forged, altered or other-kind
- * token, or a contact that is gone), and with apply set unsubscribes it at once, in one
- * transaction with its consent history (source "recipient", the run in the reason); a
- * contact already opted out stays as it is. Running campaigns skip it from then on (the
- * dispatcher checks consent at send time). */
-int unsubscribe_by_token(struct store *st, const struct send_env *env, const char *token, int apply,
-                         struct unsubscribe_view *out, struct err *e);
+/* The contact an unsubscribe token names, as its page shows it: E_NOTFOUND for a forged,
+ * altered or other-kind token, or a contact that is gone. (Unsubscribing itself is
+ * tracker_unsubscribe's, delivery.h: a message event.) */
+int unsubscribe_view(struct store *st, const struct send_env *env, const char *token,
+                     struct unsubscribe_view *out, struct err *e);
 
 /* ---- a template version ready to render (message.c) ------------------------------------- */
 
@@ -154,7 +162,27 @@ struct message_contact {
     const char *external_id, *email; /* either may be NULL */
     const json_t *attrs;             /* object of the contact's attributes, or NULL */
     const char *unsubscribe_url;     /* the built-in of that name */
+    /* the message's tracking links (message_template_track): signed with env's key for
+     * (run_id, contact_id); env NULL: they render empty */
+    const struct send_env *env;
+    int64_t run_id, contact_id;
 };
+
+/* Open and click tracking (docs/campaigns.md, "Tracking"): with opens, a 1x1 image from
+ * base_url/t/o/TOKEN goes before the HTML part's </body>; with clicks, the href of every
+ * <a> whose link is http(s) or a {{ }} token (other than {{ unsubscribe_url }}), and
+ * that has no data-engage-notrack attribute, becomes base_url/t/c/TOKEN, TOKEN naming the
+ * link by its index. The HTML part is compiled again from the rewritten source. Once,
+ * before the template is shared. */
+int message_template_track(struct message_template *mt, int opens, int clicks, struct err *e);
+/* The tracked links: how many, and link i's href as the template wrote it (HTML source,
+ * maybe with {{ }} tokens). */
+size_t message_template_links(const struct message_template *mt);
+const char *message_template_link(const struct message_template *mt, size_t i);
+/* The URL link i leads c to: its href rendered for c, character references decoded.
+ * E_NOTFOUND when there is no link i; E_INVAL when it is not an http(s) URL. */
+int message_link_url(const struct message_template *mt, size_t i, const struct message_contact *c,
+                     struct buf *out, struct err *e);
 struct message_rendered {
     struct buf subject, html, text;
 };
@@ -287,6 +315,106 @@ int dlq_list(struct store *st, int64_t run_id, const char *reason, int64_t after
 /* body {run_id?, reason?}: re-queues them; {requeued}. Audited. */
 int dlq_replay(struct store *st, const json_t *body, const char *actor, const char *req_id,
                json_t **out, struct errlist *errs, struct err *e);
+
+/* ---- engagement: the message-event model (engagement.c) ----------------------------------- */
+
+/* What happened to a message after the provider took it. The numbers are stored
+ * (message_events.kind, the bits of messages.events): never renumber. */
+enum mev_kind {
+    MEV_NONE = 0,
+    MEV_DELIVERED,
+    MEV_DEFERRED,
+    MEV_DROPPED,
+    MEV_BOUNCED_HARD,
+    MEV_BOUNCED_SOFT,
+    MEV_COMPLAINED,
+    MEV_UNSUBSCRIBED,
+    MEV_OPENED,
+    MEV_CLICKED,
+    MEV_CONVERTED, /* ours only: a conversion attributed to the message */
+    MEV_KINDS
+};
+/* "delivered", "deferred", "dropped", "bounced_hard", "bounced_soft", "complained",
+ * "unsubscribed", "opened", "clicked", "converted"; NULL for anything else. */
+const char *mev_kind_name(enum mev_kind k);
+/* The kind named s, or MEV_NONE. */
+enum mev_kind mev_kind_parse(const char *s);
+
+/* One normalised message event. Every string is NUL-terminated and NULL when the source
+ * did not say (a parser's live in the arena it was given). */
+struct mev {
+    enum mev_kind kind;
+    const char *source_id;  /* the source's own id of this event, unique within the source
+                             * (the webhook) for deduplication: SendGrid sg_event_id, SNS
+                             * MessageId (+ "/" + recipient index when one notification
+                             * names several recipients), Mailgun signature token, ... */
+    const char *message_id; /* ours, "RUN.CONTACT" (digits '.' digits), when found */
+    const char *queue_id;   /* the provider's own id of the message */
+    const char *email;      /* the recipient */
+    int64_t at_ms;          /* when it happened, by the source; 0: unknown */
+    const char *reason;     /* bounces, drops, deferrals: status code and text */
+    const char *url;        /* clicks: the URL clicked */
+    const char *user_agent; /* opens, clicks */
+    int machine;            /* 1: a machine opened it (SendGrid sg_machine_open, Apple Mail
+                             * Privacy Protection's proxy: docs/analytics.md) */
+    double value;           /* conversions: the revenue */
+};
+
+/* The counters kept per run and per minute (store_stat_add). Stored: never renumber.
+ * STAT_SENT .. STAT_SKIPPED exist only per minute (the ledger's trigger writes them; a
+ * run's totals are its ledger counts); STAT_KIND + k counts the messages that have had
+ * an event of kind k (unique), the others count events (totals). docs/analytics.md. */
+enum run_stat {
+    STAT_SENT = 1,
+    STAT_FAILED = 2,
+    STAT_DEAD = 3,
+    STAT_SKIPPED = 4,
+    STAT_KIND = 10, /* + enum mev_kind: 11 delivered ... 20 converted */
+    STAT_OPENS = 30,
+    STAT_CLICKS = 31,
+    STAT_OPENS_MACHINE = 32,
+    STAT_EVENTS_UNKNOWN = 33, /* run 0 only: events for messages not known */
+    STAT_MAX = 40
+};
+
+/* Applies message events to the store inside the caller's ingest transaction
+ * (ingest_begin .. ingest_commit, on the session's own store): each is stored once (a
+ * duplicate of (source, source_id) changes nothing), linked to its ledger row by our
+ * message id or else the provider's queue id, sets that row's kind bit (never cleared:
+ * an event arriving late moves nothing back), counts, changes consent (hard bounce:
+ * bounced; complaint: complained; unsubscribe: unsubscribed, from subscribed only; with
+ * history, source the provider or the recipient) and lands as a contact event
+ * (email_delivered, email_opened, ...). Counter deltas are gathered and written by
+ * engagement_flush, before the commit. docs/analytics.md has every rule. */
+struct engagement;
+struct ingest;
+struct engagement *engagement_new(struct ingest *in);
+void engagement_free(struct engagement *g); /* NULL-safe */
+enum engagement_outcome {
+    ENGAGEMENT_APPLIED,   /* stored and counted */
+    ENGAGEMENT_DUPLICATE, /* its (source, source_id) was stored before: nothing changed */
+    ENGAGEMENT_UNKNOWN,   /* stored, counted apart: no message of ours matches */
+};
+/* source: "tracking", "unsubscribe", "smtp", "conversion" or "webhook:NAME". ev->at_ms 0
+ * takes received_at. */
+int engagement_apply(struct engagement *g, const char *source, const struct mev *ev,
+                     int64_t received_at, enum engagement_outcome *out, struct err *e);
+/* The same for a message known by (run, contact): our tracking and unsubscribe links. */
+int engagement_apply_to(struct engagement *g, const char *source, const struct mev *ev,
+                        int64_t run_id, int64_t contact_id, int64_t received_at,
+                        enum engagement_outcome *out, struct err *e);
+/* Writes the counters gathered since the last flush. Before the commit. */
+int engagement_flush(struct engagement *g, struct err *e);
+/* Forgets what was gathered (the transaction was rolled back). */
+void engagement_discard(struct engagement *g);
+/* Ends the session's transaction as store_finish does: with rc 0 flushes and commits,
+ * else (or when that fails) rolls back and discards. Returns rc or the commit's failure. */
+int engagement_finish(struct engagement *g, int rc, struct err *e);
+/* Moves contact_id's consent to `to` with its history row (source, reason), in the
+ * caller's transaction: unsubscribed only from subscribed; bounced and complained by the
+ * sticky rule (consent_decide, bulk). *changed says whether it moved. */
+int engagement_consent(struct store *st, int64_t contact_id, int to, const char *source,
+                       const char *reason, int64_t now, int *changed, struct err *e);
 
 /* ---- the throttle (throttle.c) -------------------------------------------------------------- */
 

@@ -26,11 +26,12 @@
 
 struct camp_copy {
     struct store_campaign c;
-    char *name, *provider, *state, *created_by;
+    char *name, *provider, *state, *created_by, *conversion;
 };
 
 static void camp_copy_release(struct camp_copy *k)
 {
+    free(k->conversion);
     free(k->name);
     free(k->provider);
     free(k->state);
@@ -48,6 +49,7 @@ static int keep_campaign(void *ctx, const struct store_campaign *c)
     k->c.provider = k->provider = c->provider ? xstrdup(c->provider) : NULL;
     k->c.state = k->state = xstrdup(c->state);
     k->c.created_by = k->created_by = xstrdup(c->created_by);
+    k->c.conversion = k->conversion = c->conversion ? xstrdup(c->conversion) : NULL;
     return 0;
 }
 
@@ -115,13 +117,17 @@ static int load_run(struct store *st, int64_t id, struct run_copy *k, struct err
 
 static json_t *campaign_json(const struct store_campaign *c)
 {
-    return json_pack("{s:I,s:s,s:I,s:I,s:s?,s:i,s:o,s:s,s:o,s:o,s:s,s:o}", "id", (json_int_t)c->id,
-                     "name", c->name, "segment_id", (json_int_t)c->segment_id, "template_id",
-                     (json_int_t)c->template_id, "provider", c->provider, "throttle_per_second",
-                     c->throttle_per_second, "scheduled_at", json_iso_or_null(c->scheduled_at),
-                     "state", c->state, "created_at", json_iso_or_null(c->created_at), "updated_at",
-                     json_iso_or_null(c->updated_at), "created_by", c->created_by, "last_run_id",
-                     c->last_run_id ? json_integer(c->last_run_id) : json_null());
+    json_t *conv = c->conversion ? json_loads(c->conversion, 0, NULL) : NULL;
+
+    return json_pack(
+        "{s:I,s:s,s:I,s:I,s:s?,s:i,s:o,s:s,s:o,s:o,s:s,s:o,s:b,s:b,s:o}", "id", (json_int_t)c->id,
+        "name", c->name, "segment_id", (json_int_t)c->segment_id, "template_id",
+        (json_int_t)c->template_id, "provider", c->provider, "throttle_per_second",
+        c->throttle_per_second, "scheduled_at", json_iso_or_null(c->scheduled_at), "state",
+        c->state, "created_at", json_iso_or_null(c->created_at), "updated_at",
+        json_iso_or_null(c->updated_at), "created_by", c->created_by, "last_run_id",
+        c->last_run_id ? json_integer(c->last_run_id) : json_null(), "track_opens", c->track_opens,
+        "track_clicks", c->track_clicks, "conversion", conv ? conv : json_null());
 }
 
 static const char *const count_names[MSG_STATES] = {"queued", "sending", "sent",   "retry",
@@ -193,18 +199,101 @@ static int exists_template(void *ctx, const struct store_template *t)
     return 0;
 }
 
-/* Reads the body into *c (partial: only the keys present), every problem into errs. */
+/* A flag of the body: true or false (absent: unchanged, or dflt when not partial). */
+static void read_flag(const json_t *body, const char *key, int *out, int dflt, int partial,
+                      struct errlist *errs)
+{
+    const json_t *v = json_object_get(body, key);
+    char path[40];
+
+    if (v == NULL) {
+        if (!partial)
+            *out = dflt;
+        return;
+    }
+    snprintf(path, sizeof path, "/%s", key);
+    if (!json_is_boolean(v))
+        errlist_add(errs, path, "must be true or false");
+    else
+        *out = json_is_true(v);
+}
+
+/* The conversion goal: null, or {event, within_days, value_property?, after?}; *out is
+ * its compact JSON (caller frees) with after filled in, NULL for none. */
+static void read_conversion(const json_t *v, char **out, struct errlist *errs)
+{
+    const json_t *ev = json_object_get(v, "event"), *days = json_object_get(v, "within_days");
+    const json_t *prop = json_object_get(v, "value_property"), *after = json_object_get(v, "after");
+    json_t *c;
+    int bad = 0;
+
+    *out = NULL;
+    if (json_is_null(v))
+        return;
+    if (!json_is_object(v)) {
+        errlist_add(errs, "/conversion",
+                    "must be null or {\"event\", \"within_days\", \"value_property\"?, "
+                    "\"after\"?}");
+        return;
+    }
+    campaign_only_keys(v, " event within_days value_property after ",
+                       "a conversion goal has event, within_days, value_property, after", errs);
+    if (!json_is_string(ev) || json_string_length(ev) == 0 ||
+        json_string_length(ev) > STORE_MAX_NAME) {
+        errlist_add(errs, "/conversion/event", "must be an event name of 1 to %d bytes",
+                    STORE_MAX_NAME);
+        bad = 1;
+    }
+    if (!json_is_integer(days) || json_integer_value(days) < 1 || json_integer_value(days) > 365) {
+        errlist_add(errs, "/conversion/within_days", "must be a whole number of days, 1 to 365");
+        bad = 1;
+    }
+    if (prop && !json_is_null(prop) &&
+        (!json_is_string(prop) || json_string_length(prop) == 0 ||
+         json_string_length(prop) > STORE_MAX_NAME)) {
+        errlist_add(errs, "/conversion/value_property",
+                    "must be the name of a numeric property of the event");
+        bad = 1;
+    }
+    if (after && !json_is_null(after) &&
+        (!json_is_string(after) || (strcmp(json_string_value(after), "delivered") &&
+                                    strcmp(json_string_value(after), "clicked")))) {
+        errlist_add(errs, "/conversion/after", "must be \"delivered\" or \"clicked\"");
+        bad = 1;
+    }
+    if (bad || errs->n)
+        return;
+    c = json_pack("{s:O,s:O,s:s}", "event", ev, "within_days", days, "after",
+                  json_is_string(after) ? json_string_value(after) : "delivered");
+    if (json_is_string(prop))
+        json_object_set(c, "value_property", (json_t *)prop);
+    *out = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(c);
+}
+
+/* Reads the body into *c (partial: only the keys present), every problem into errs;
+ * *conversion is the new goal's JSON when the body has one (caller frees). */
 static void read_fields(const struct send_env *env, struct store *st, const json_t *body,
-                        struct store_campaign *c, int partial, struct errlist *errs, struct err *e)
+                        struct store_campaign *c, int partial, char **conversion,
+                        struct errlist *errs, struct err *e)
 {
     const json_t *v;
 
     campaign_only_keys(body,
                        " name segment_id template_id provider throttle_per_second "
-                       "scheduled_at ",
+                       "scheduled_at track_opens track_clicks conversion ",
                        "a campaign has name, segment_id, template_id, provider, "
-                       "throttle_per_second, scheduled_at",
+                       "throttle_per_second, scheduled_at, track_opens, track_clicks, conversion",
                        errs);
+    read_flag(body, "track_opens", &c->track_opens, 1, partial, errs);
+    read_flag(body, "track_clicks", &c->track_clicks, 1, partial, errs);
+    v = json_object_get(body, "conversion");
+    if (v) {
+        read_conversion(v, conversion, errs);
+        c->conversion = *conversion;
+    } else if (!partial) {
+        c->conversion = NULL;
+    }
     v = json_object_get(body, "name");
     if (v || !partial) {
         if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > MAX_NAME)
@@ -296,13 +385,14 @@ int campaign_create(const struct send_env *env, struct store *st, const json_t *
 {
     struct store_campaign c = {0};
     json_t *after = NULL;
+    char *conversion = NULL;
     int rc;
 
-    read_fields(env, st, body, &c, 0, errs, e);
-    if (e->code)
-        return e->code;
-    if (errs->n)
-        return invalid(errs, e);
+    read_fields(env, st, body, &c, 0, &conversion, errs, e);
+    if (e->code || errs->n) {
+        free(conversion);
+        return e->code ? e->code : invalid(errs, e);
+    }
     c.state = "draft";
     c.created_by = actor;
     c.created_at = c.updated_at = clock_now_ms();
@@ -322,6 +412,7 @@ int campaign_create(const struct send_env *env, struct store *st, const json_t *
     if (rc == 0)
         *id = c.id;
     json_decref(after);
+    free(conversion);
     return rc;
 }
 
@@ -332,6 +423,7 @@ int campaign_update(const struct send_env *env, struct store *st, int64_t id, co
     struct run_copy run = {0};
     struct store_campaign c;
     json_t *before = NULL, *after = NULL;
+    char *conversion = NULL;
     int rc;
 
     rc = store_begin(st, e);
@@ -346,7 +438,7 @@ int campaign_update(const struct send_env *env, struct store *st, int64_t id, co
                  c.state);
         goto out;
     }
-    read_fields(env, st, body, &c, 1, errs, e);
+    read_fields(env, st, body, &c, 1, &conversion, errs, e);
     if (e->code) {
         rc = e->code;
         goto out;
@@ -370,6 +462,8 @@ int campaign_update(const struct send_env *env, struct store *st, int64_t id, co
             run.r.template_id = c.template_id;
             run.r.provider = p ? p->name : run.r.provider;
             run.r.throttle_per_second = c.throttle_per_second;
+            run.r.track_opens = c.track_opens;
+            run.r.track_clicks = c.track_clicks;
             run.r.start_at = c.scheduled_at ? c.scheduled_at : send_clock_ms();
             run.r.updated_at = c.updated_at;
             rc = store_run_update(st, &run.r, e);
@@ -386,6 +480,7 @@ out:
     json_decref(after);
     camp_copy_release(&k);
     run_copy_release(&run);
+    free(conversion);
     return rc;
 }
 
@@ -503,6 +598,8 @@ int campaign_send(const struct send_env *env, struct store *st, int64_t id, cons
     r.segment_id = k.c.segment_id;
     r.template_id = k.c.template_id;
     r.throttle_per_second = k.c.throttle_per_second;
+    r.track_opens = k.c.track_opens;
+    r.track_clicks = k.c.track_clicks;
     r.start_at = k.c.scheduled_at > now ? k.c.scheduled_at : now;
     r.created_at = r.updated_at = now;
     r.created_by = actor;

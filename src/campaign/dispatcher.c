@@ -44,6 +44,7 @@
 #include "../core/map.h"
 #include "../core/metrics.h"
 #include "../core/worker.h"
+#include "../ingest/ingest.h"
 #include "../provider/provider.h"
 #include "../segment/segment.h"
 #include "../store/store.h"
@@ -118,6 +119,10 @@ struct dispatcher {
     char owner[160], prefix[128];
     int lock_fd;
     struct metric_series *outcomes[OUT_N], *possible_dups;
+    /* the outcomes' transactions: an ingest session on the worker's connection (a hard
+     * bounce is a message event, with its contact event), made on first use */
+    struct ingest in;
+    struct engagement *eng;
 };
 
 static int64_t mono_ns(void)
@@ -313,6 +318,11 @@ static int run_load(struct dispatcher *d, struct store *st, const struct store_r
                  tv.errs.n ? tv.errs.items[0].path : "",
                  tv.errs.n ? tv.errs.items[0].msg : tv.e.msg);
         return run_move(st, r, "running", "paused", reason, e); /* it sent already: no draft */
+    }
+    if (rc == 0 && tv.mt && message_template_track(tv.mt, r->track_opens, r->track_clicks, e)) {
+        /* the rewritten source compiled before without the links: a bug, not the user's */
+        message_template_free(tv.mt);
+        return e->code;
     }
     if (rc)
         return rc;
@@ -545,28 +555,21 @@ static int claim_step(struct dispatcher *d, struct store *st, struct run_ctx *x,
 
 /* ---- outcomes ------------------------------------------------------------------------ */
 
-/* A hard bounce: the contact's consent becomes bounced (sticky), with its history row. */
-static int bounce_contact(struct store *st, const struct item *it, int64_t now, struct err *e)
+/* A hard bounce at send: a message event like a provider's bounce (docs/analytics.md),
+ * so the contact's consent becomes bounced (sticky), with its history row, and the run
+ * counts it. */
+static int bounce_event(struct dispatcher *d, const struct item *it, int64_t now, struct err *e)
 {
-    struct store_contact c;
-    int from, rc;
+    char source_id[48];
+    struct mev ev = {.kind = MEV_BOUNCED_HARD,
+                     .source_id = source_id,
+                     .email = it->email,
+                     .at_ms = now,
+                     .reason = it->error};
+    enum engagement_outcome out;
 
-    store_contact_init(&c);
-    rc = store_contact_get(st, it->contact_id, &c, e);
-    if (rc == 0 && consent_decide(c.consent, CONSENT_BOUNCED, CONSENT_VIA_BULK) == CONSENT_APPLY) {
-        from = c.consent;
-        c.consent = CONSENT_BOUNCED;
-        c.updated_at = now;
-        rc = store_contact_update(st, &c, e);
-        if (rc == 0)
-            rc = store_consent_log(st, c.id, from, CONSENT_BOUNCED, "send", it->error, now, e);
-    }
-    if (rc == E_NOTFOUND) {
-        err_clear(e);
-        rc = 0;
-    }
-    store_contact_release(&c);
-    return rc;
+    store_message_id(it->run_id, it->contact_id, source_id, sizeof source_id);
+    return engagement_apply_to(d->eng, "smtp", &ev, it->run_id, it->contact_id, now, &out, e);
 }
 
 static int complete_one(struct dispatcher *d, struct store *st, const struct item *it, int64_t now,
@@ -591,7 +594,7 @@ static int complete_one(struct dispatcher *d, struct store *st, const struct ite
                  "(%s) is not recorded",
                  (long long)it->id, (long long)it->run_id, out_names[it->out]);
     if (rc == 0 && held && it->out == OUT_FAILED && it->hard_bounce)
-        rc = bounce_contact(st, it, now, e);
+        rc = bounce_event(d, it, now, e);
     return rc;
 }
 
@@ -609,7 +612,11 @@ static int record_step(struct dispatcher *d, struct store *st, struct err *e)
     pthread_mutex_unlock(&d->mu);
     if (list == NULL)
         return 0;
-    rc = store_begin(st, e);
+    if (d->eng == NULL) {
+        ingest_init(&d->in, st, d->env->cfg);
+        d->eng = engagement_new(&d->in);
+    }
+    rc = ingest_begin(&d->in, e);
     for (it = list; rc == 0 && it; it = it->next) {
         /* a cancelled run retries nothing: what would wait for a retry is skipped */
         if (it->out == OUT_RETRY && run_stopped(d, st, it->run, &rc, e) &&
@@ -620,7 +627,7 @@ static int record_step(struct dispatcher *d, struct store *st, struct err *e)
         if (rc == 0)
             rc = complete_one(d, st, it, now, e);
     }
-    rc = store_finish(st, rc, e);
+    rc = engagement_finish(d->eng, rc, e);
     if (rc) { /* put them back: the next step records them (their leases still hold) */
         int n = 1;
         pthread_mutex_lock(&d->mu);
@@ -708,6 +715,9 @@ static int prepare(struct dispatcher *d, struct slot *sl)
     mc.email = it->email;
     mc.attrs = attrs;
     mc.unsubscribe_url = sl->unsub.p;
+    mc.env = d->env;
+    mc.run_id = it->run_id;
+    mc.contact_id = it->contact_id;
     rc = message_render(x->mt, &mc, &sl->rd, &e);
     if (rc == 0) {
         buf_reset(&sl->mime);
@@ -1157,6 +1167,11 @@ static void dispatch_fini(void *ctx, struct store *st)
                  "the last outcomes could not be recorded (%s): their rows are sent "
                  "again after the restart",
                  e.msg);
+    if (d->eng) { /* its session is on the worker's store, closed after this */
+        engagement_free(d->eng);
+        ingest_release(&d->in);
+        d->eng = NULL;
+    }
 }
 
 static const struct worker_def dispatcher_def = {

@@ -665,9 +665,23 @@ static size_t entity_decode(const char *s, size_t n, size_t i, struct buf *out)
     return 1;
 }
 
-/* Just past the "}}" that closes the token opening at s[i] ("{{"), quoted strings
- * (with their backslash escapes) stepped over as the compiler does; n if none. */
-static size_t token_end(const char *s, size_t n, size_t i)
+void html_unescape_append(struct buf *out, const char *s, size_t n)
+{
+    size_t i = 0, run;
+
+    while (i < n) {
+        run = i;
+        while (i < n && s[i] != '&')
+            i++;
+        buf_add(out, s + run, i - run);
+        if (i < n)
+            i += entity_decode(s, n, i, out);
+    }
+    if (out->p == NULL)
+        buf_adds(out, "");
+}
+
+size_t template_token_end(const char *s, size_t n, size_t i)
 {
     char q = 0;
 
@@ -701,7 +715,7 @@ static void text_add(const char *s, size_t from, size_t to, struct buf *out)
             i += entity_decode(s, to, i, out);
         } else if (ch == '{' && i + 1 < to && s[i + 1] == '{') {
             /* a token goes through whole, so that it survives for compiling */
-            size_t stop = token_end(s, to, i);
+            size_t stop = template_token_end(s, to, i);
             buf_add(out, s + i, stop - i);
             i = stop;
         } else {
@@ -879,7 +893,7 @@ int template_html_to_text(const char *html, size_t len, struct buf *out, struct 
     buf_init(&h.href);
     while (i < len) {
         if (html[i] == '{' && i + 1 < len && html[i + 1] == '{') {
-            i = token_end(html, len, i);
+            i = template_token_end(html, len, i);
             continue;
         }
         /* a '<' that cannot open a tag ("a < b") is text */

@@ -106,13 +106,19 @@ int token_check(const unsigned char key[TOKEN_KEY_BYTES], const char *token, cha
     return 0;
 }
 
-void token_unsubscribe_url(const struct send_env *env, int64_t run_id, int64_t contact_id,
-                           struct buf *out)
+void token_url(const struct send_env *env, char kind, int64_t run_id, int64_t contact_id, int link,
+               struct buf *out)
 {
     char t[TOKEN_MAX];
 
-    token_make(env->token_key, 'u', run_id, contact_id, 0, t);
+    token_make(env->token_key, kind, run_id, contact_id, link, t);
     buf_adds(out, env->base_url);
-    buf_adds(out, "/u/");
+    buf_adds(out, kind == 'u' ? "/u/" : kind == 'o' ? "/t/o/" : "/t/c/");
     buf_adds(out, t);
+}
+
+void token_unsubscribe_url(const struct send_env *env, int64_t run_id, int64_t contact_id,
+                           struct buf *out)
+{
+    token_url(env, 'u', run_id, contact_id, 0, out);
 }

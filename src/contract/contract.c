@@ -990,15 +990,17 @@ static int count_one(void *ctx, const struct store_contract *c)
 
 int contracts_seed(struct store *st, int *added, struct err *e)
 {
-    int i, rc = 0, n = 0;
+    char names[64][STORE_MAX_NAME + 1];
+    int i, k, rc = 0, n = 0;
 
+    ASSERT(shipped_contracts_count <= 64);
     rc = store_begin(st, e);
     if (rc)
         return rc;
     for (i = 0; i < shipped_contracts_count; i++) {
         struct errlist errs = {0};
         struct contract *c;
-        int version, exists = 0;
+        int version, stored = 0, shipped_before = 0;
         rc = contract_compile(shipped_contracts[i].text, strlen(shipped_contracts[i].text), NULL, 1,
                               &c, &errs, e);
         if (rc) {
@@ -1007,10 +1009,12 @@ int contracts_seed(struct store *st, int *added, struct err *e)
                      errs.items[0].path, errs.items[0].msg);
             break;
         }
-        /* Only contracts the store has never had: a user's later versions win. */
+        snprintf(names[i], sizeof names[i], "%s", c->name);
+        for (k = 0; k < i; k++)
+            shipped_before += strcmp(names[k], c->name) == 0;
         {
             struct err tmp = {0};
-            rc = store_contract_versions(st, c->name, count_one, &exists, &tmp);
+            rc = store_contract_versions(st, c->name, count_one, &stored, &tmp);
             if (rc && rc != E_NOTFOUND) {
                 contract_free(c);
                 *e = tmp;
@@ -1018,7 +1022,10 @@ int contracts_seed(struct store *st, int *added, struct err *e)
             }
             rc = 0;
         }
-        if (!exists) {
+        /* The shipped versions of a name are stored in order (contracts/NAME.json is
+         * version 1, NAME.v2.json version 2, ...), each only while the store holds exactly
+         * the shipped ones before it: a version of the user's own always wins. */
+        if (stored == shipped_before) {
             rc = store_contract_put(st, c->name, c->kind, shipped_contracts[i].text, "engage",
                                     &version, e);
             n++;

@@ -257,6 +257,10 @@ static const struct key_def named_keys[] = {
     NI("connect_timeout_s", connect_timeout_s, "provider", 1, 3600),
     NI("timeout_s", timeout_s, "provider", 1, 3600),
     NS("dir", dir, "provider"),
+    NS("topic_arn", topic_arn, "webhook"),
+    NS("cert_url_pattern", cert_url_pattern, "webhook"),
+    {"webhook", "insecure", K_BOOL, offsetof(struct config_named, insecure), sizeof(int), 0, 1},
+    NI("max_age_s", max_age_s, "webhook", 10, 86400),
 };
 #undef NS
 #undef NI
@@ -291,13 +295,17 @@ static int set_named(struct load_ctx *lc, const char *section, const char *name,
         t->tls_verify = 1;
         t->connect_timeout_s = 10;
         t->timeout_s = 120;
+        t->max_age_s = 300;
     }
     for (i = 0; i < (int)(sizeof named_keys / sizeof *named_keys); i++)
-        if (strcmp(named_keys[i].name, name) == 0 && (is_provider || !named_keys[i].section[0]))
+        if (strcmp(named_keys[i].name, name) == 0 &&
+            (!named_keys[i].section[0] ||
+             strcmp(named_keys[i].section, is_provider ? "provider" : "webhook") == 0))
             return set_scalar(lc, &named_keys[i], t, value);
     {
         /* Secrets: only references. password/secret/key given literally are refused. */
-        static const char *secret_names[] = {"password", "secret", "public_key", "api_key"};
+        static const char *secret_names[] = {"password", "secret", "public_key", "api_key",
+                                             "signing_key"};
         size_t k;
         for (k = 0; k < sizeof secret_names / sizeof *secret_names; k++) {
             size_t sl = strlen(secret_names[k]);
@@ -613,12 +621,15 @@ void config_dump(const struct config *c, struct buf *out)
             n < c->nproviders ? &c->providers[n] : &c->webhooks[n - c->nproviders];
         buf_printf(out, "\n[%s:%s]\ntype = %s\n", n < c->nproviders ? "provider" : "webhook",
                    t->name, t->type);
-        if (n < c->nproviders) {
-            for (i = 1; i < sizeof named_keys / sizeof *named_keys; i++) /* [0] is type */
-                if (named_keys[i].type != K_STR || ((const char *)t + named_keys[i].off)[0])
-                    dump_value(out, &named_keys[i], t);
-        } else if (t->url[0]) {
-            buf_printf(out, "url = %s\n", t->url);
+        for (i = 1; i < sizeof named_keys / sizeof *named_keys; i++) { /* [0] is type */
+            const char *sec = named_keys[i].section;
+            if (sec[0] && strcmp(sec, n < c->nproviders ? "provider" : "webhook") != 0)
+                continue;
+            if (n >= c->nproviders && !sec[0] && strcmp(named_keys[i].name, "url") &&
+                strcmp(named_keys[i].name, "username"))
+                continue; /* a webhook has no rate, connections or from */
+            if (named_keys[i].type != K_STR || ((const char *)t + named_keys[i].off)[0])
+                dump_value(out, &named_keys[i], t);
         }
         if (t->secret_ref[0])
             buf_printf(out, "; secret from %s\n", t->secret_ref);

@@ -32,8 +32,13 @@ struct config_named {
     char dir[1024];        /* outbox: where the .eml files go ("": DATA/outbox) */
     int connect_timeout_s; /* TCP and TLS connect, default 10 */
     int timeout_s;         /* one whole message, default 120 */
-    char *secret;          /* resolved from secret_env/password_env/.._file; owned, wiped */
-    char secret_ref[300];  /* "env:VAR" or "file:PATH", for display (never the value) */
+    /* [webhook:NAME] only (a [provider:NAME] refuses them) */
+    char topic_arn[256];        /* ses: the SNS topic notifications must come from */
+    char cert_url_pattern[512]; /* ses: where SNS signing certificates may be fetched */
+    int insecure;               /* 1: no verification secret (a warning at every start) */
+    int max_age_s;              /* mailgun, generic: how old a timestamp may be (300) */
+    char *secret;               /* resolved from secret_env/password_env/.._file; owned, wiped */
+    char secret_ref[300];       /* "env:VAR" or "file:PATH", for display (never the value) */
 };
 
 struct config {

@@ -36,7 +36,7 @@ struct http_resp {
     int status;
     struct buf body;
     const char *content_type;
-    char extra_headers[512]; /* "Name: value\n" lines */
+    char extra_headers[4096]; /* "Name: value\n" lines (a redirect's Location too) */
 };
 
 typedef void (*http_handler)(struct http_req *r, struct http_resp *w);

@@ -40,8 +40,6 @@ void h_segment_members(struct http_req *r, struct http_resp *w);
 
 /* routes_campaign.c */
 void h_campaigns_create(struct http_req *r, struct http_resp *w);
-void h_unsubscribe_get(struct http_req *r, struct http_resp *w);
-void h_unsubscribe_post(struct http_req *r, struct http_resp *w);
 void h_campaigns_list(struct http_req *r, struct http_resp *w);
 void h_campaign_get(struct http_req *r, struct http_resp *w);
 void h_campaign_update(struct http_req *r, struct http_resp *w);
@@ -56,6 +54,18 @@ void h_run_messages(struct http_req *r, struct http_resp *w);
 void h_run_resend_failed(struct http_req *r, struct http_resp *w);
 void h_dlq_list(struct http_req *r, struct http_resp *w);
 void h_dlq_replay(struct http_req *r, struct http_resp *w);
+/* routes_delivery.c */
+void h_track_open(struct http_req *r, struct http_resp *w);
+void h_track_click(struct http_req *r, struct http_resp *w);
+void h_unsubscribe_get(struct http_req *r, struct http_resp *w);
+void h_unsubscribe_post(struct http_req *r, struct http_resp *w);
+void h_webhook(struct http_req *r, struct http_resp *w);
+void h_campaign_funnel(struct http_req *r, struct http_resp *w);
+void h_run_funnel(struct http_req *r, struct http_resp *w);
+void h_campaign_timeseries(struct http_req *r, struct http_resp *w);
+void h_run_timeseries(struct http_req *r, struct http_resp *w);
+void h_analytics_overview(struct http_req *r, struct http_resp *w);
+void h_ops_queues(struct http_req *r, struct http_resp *w);
 /* routes_template.c */
 void h_templates_create(struct http_req *r, struct http_resp *w);
 void h_templates_list(struct http_req *r, struct http_resp *w);

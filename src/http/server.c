@@ -27,8 +27,8 @@
 
 #define MAX_ROUTES 128
 /* The statuses the API answers with; anything else counts as "other". */
-static const int statuses[] = {200, 201, 202, 400, 401, 403, 404,
-                               405, 409, 413, 422, 429, 500, 503};
+static const int statuses[] = {200, 201, 202, 302, 400, 401, 403, 404,
+                               405, 406, 409, 413, 422, 429, 500, 503};
 #define NSTATUS ((int)(sizeof statuses / sizeof *statuses))
 /* Time from a request's headers to its answer being queued, per route: Prometheus
  * histogram buckets (upper bounds in seconds). */

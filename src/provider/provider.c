@@ -29,11 +29,11 @@ static const struct esp_row {
     const char *name, *header, *before, *after;
     char dot;
 } esps[] = {
-    [ESP_PLAIN] = {"plain", NULL, NULL, NULL},
-    [ESP_SENDGRID] = {"sendgrid", "X-SMTPAPI", "{\"unique_args\":{\"engage_message_id\":\"",
-                      "\"}}"},
-    [ESP_MAILGUN] = {"mailgun", "X-Mailgun-Variables", "{\"engage_message_id\": \"", "\"}"},
-    [ESP_POSTMARK] = {"postmark", "X-PM-Metadata-engage_message_id", "", ""},
+    [ESP_PLAIN] = {"plain", NULL, NULL, NULL, 0},
+    [ESP_SENDGRID] = {"sendgrid", "X-SMTPAPI", "{\"unique_args\":{\"engage_message_id\":\"", "\"}}",
+                      0},
+    [ESP_MAILGUN] = {"mailgun", "X-Mailgun-Variables", "{\"engage_message_id\": \"", "\"}", 0},
+    [ESP_POSTMARK] = {"postmark", "X-PM-Metadata-engage_message_id", "", "", 0},
     [ESP_SES] = {"ses", "X-SES-MESSAGE-TAGS", "engage_message_id=", "", '_'},
 };
 #define NESP (sizeof esps / sizeof *esps)

@@ -54,7 +54,7 @@
 #include "../core/config.h"
 #include "../core/core.h"
 
-#define STORE_SCHEMA_VERSION 11
+#define STORE_SCHEMA_VERSION 12
 #define STORE_MAX_EXTERNAL_ID 255
 #define STORE_MAX_EVENT_ID 255
 #define STORE_MAX_NAME 128
@@ -524,6 +524,8 @@ struct store_campaign {
     int64_t scheduled_at;    /* 0: none */
     int64_t created_at, updated_at, last_run_id;
     int deleted;
+    int track_opens, track_clicks; /* 1: rewrite links, add the open pixel */
+    const char *conversion;        /* the conversion goal as JSON, or NULL */
 };
 typedef int (*store_campaign_fn)(void *ctx, const struct store_campaign *c);
 /* c->id assigned. E_CONFLICT if a live campaign has the name. In a transaction. */
@@ -553,6 +555,7 @@ struct store_run {
     int64_t start_at; /* when it is due to start (the campaign's scheduled_at, or now) */
     int64_t created_at, started_at, finished_at, updated_at;
     const char *created_by;
+    int track_opens, track_clicks; /* the campaign's, when the run was created */
 };
 typedef int (*store_run_fn)(void *ctx, const struct store_run *r);
 /* r->id assigned. In a transaction. */
@@ -659,6 +662,127 @@ int store_messages_replay_dead(struct store *st, int64_t run_id, const char *rea
  * with id > after_id, by id, at most limit. */
 int store_messages_dead(struct store *st, int64_t run_id, const char *reason, int64_t after_id,
                         int limit, store_msg_fn fn, void *ctx, struct err *e);
+
+/* ---- engagement: message events, counters, the webhook inbox (schema 12) ------------ */
+
+/* What happened to a message after the provider took it: one row per event, unique on
+ * (source, source_id) when source_id is set. run_id 0: the message is not known (kept and
+ * counted, never an error to its sender). */
+struct store_mevent {
+    int64_t id;
+    const char *source, *source_id;
+    int kind; /* enum mev_kind (delivery.h) */
+    int64_t run_id, contact_id, message_row;
+    const char *queue_id, *email, *reason, *url, *user_agent;
+    int64_t at, received_at;
+    int machine;
+    double value; /* a conversion's revenue (kind conversion) */
+};
+typedef int (*store_mevent_fn)(void *ctx, const struct store_mevent *ev);
+/* Stores ev (ev->id assigned) unless its (source, source_id) is stored already: then
+ * *inserted = 0 and nothing changes. In a transaction. */
+int store_mevent_insert(struct store *st, struct store_mevent *ev, int *inserted, struct err *e);
+/* A run's events (run_id 0: the unknown ones) with id > after_id, by id, at most limit;
+ * kind 0 for any. */
+int store_mevents_list(struct store *st, int64_t run_id, int kind, int64_t after_id, int limit,
+                       store_mevent_fn fn, void *ctx, struct err *e);
+/* The events of one ledger row, by id. */
+int store_mevents_of_message(struct store *st, int64_t message_row, store_mevent_fn fn, void *ctx,
+                             struct err *e);
+
+/* A ledger row as engagement sees it: its id, run, contact, state and the kinds of
+ * event it has seen (a bit per enum mev_kind), with the contact's external id and email
+ * ("" when it has none). */
+struct store_msg_engagement {
+    int64_t id, run_id, contact_id, campaign_id;
+    int state;
+    unsigned events;
+    int64_t updated_at;
+    char external_id[STORE_MAX_EXTERNAL_ID + 1];
+    char email[321];
+};
+/* The row of (run, contact); E_NOTFOUND. */
+int store_message_engagement(struct store *st, int64_t run_id, int64_t contact_id,
+                             struct store_msg_engagement *out, struct err *e);
+/* The row the provider knows by queue_id (the newest if several); E_NOTFOUND. */
+int store_message_by_queue_id(struct store *st, const char *queue_id,
+                              struct store_msg_engagement *out, struct err *e);
+/* The contact's newest row (of any run) updated at or after since, whose events include
+ * every bit of need; E_NOTFOUND. */
+int store_message_latest_of_contact(struct store *st, int64_t contact_id, int64_t since,
+                                    unsigned need, struct store_msg_engagement *out, struct err *e);
+/* A page of a contact's rows, newest first (ids below before_id, 0: from the newest). */
+int store_messages_of_contact(struct store *st, int64_t contact_id, int64_t before_id, int limit,
+                              int (*fn)(void *ctx, const struct store_msg_engagement *m), void *ctx,
+                              struct err *e);
+/* Sets the row's event bits. In a transaction. */
+int store_message_set_events(struct store *st, int64_t id, unsigned events, struct err *e);
+
+/* Counters (enum run_stat, campaign.h): adds n (and x) to run's metric; the _minute_ one to
+ * run's metric in that minute (a Unix minute). In a transaction. */
+int store_stat_add(struct store *st, int64_t run_id, int metric, int64_t n, double x,
+                   struct err *e);
+int store_stat_minute_add(struct store *st, int64_t run_id, int metric, int64_t minute, int64_t n,
+                          double x, struct err *e);
+/* A run's counters: fn per metric stored. */
+int store_stats_of_run(struct store *st, int64_t run_id,
+                       int (*fn)(void *ctx, int metric, int64_t n, double x), void *ctx,
+                       struct err *e);
+/* Minute counters of the runs in run_ids[0..nruns) (nruns 0: every run) with minute in
+ * [from, to), by minute. */
+int store_stats_minutes(struct store *st, const int64_t *run_ids, size_t nruns, int64_t from,
+                        int64_t to,
+                        int (*fn)(void *ctx, int64_t run_id, int64_t minute, int metric, int64_t n,
+                                  double x),
+                        void *ctx, struct err *e);
+
+/* What the operations view shows of the queues: ledger rows by state across runs, the
+ * oldest queued row's creation (0: none) among the runs that may send, retry rows and the
+ * earliest due, the inbox. */
+struct store_queues {
+    int64_t ledger[MSG_STATES];
+    int64_t oldest_queued_at;
+    int64_t retry, next_retry_at;
+    int64_t inbox_pending, inbox_oldest_at, inbox_failed;
+};
+int store_queues(struct store *st, struct store_queues *out, struct err *e);
+
+/* The webhook inbox: a verified body stored before it is answered, processed later
+ * under a lease (promise 3). States: pending, done, failed. */
+enum store_inbox_state { INBOX_PENDING, INBOX_DONE, INBOX_FAILED };
+struct store_inbox {
+    int64_t id;
+    const char *hook, *dedupe;
+    const char *body;
+    size_t len;
+    int64_t received_at;
+    int state, attempts;
+    int64_t events;
+    const char *error;
+};
+typedef int (*store_inbox_fn)(void *ctx, const struct store_inbox *b);
+/* Stores a body for hook (dedupe: a replay key unique per hook, or NULL). E_CONFLICT when
+ * dedupe is stored already. *id assigned. In a transaction. */
+int store_inbox_insert(struct store *st, const char *hook, const char *dedupe, const char *body,
+                       size_t len, int64_t now, int64_t *id, struct err *e);
+/* PROMISE 3. Claims at most limit pending bodies (unleased, or lease run out), oldest
+ * first: owned by owner until now + lease_ms, attempts + 1. In a transaction. */
+int store_inbox_claim(struct store *st, const char *owner, int64_t now, int64_t lease_ms, int limit,
+                      store_inbox_fn fn, void *ctx, struct err *e);
+/* The outcome of a claimed body: done (with the events it held) or failed (with error);
+ * written only while owner holds it (*held). In a transaction. */
+int store_inbox_finish(struct store *st, int64_t id, const char *owner, int state, int64_t events,
+                       const char *error, int64_t now, int *held, struct err *e);
+/* Pending bodies, the oldest one's received_at (0 if none), failed bodies. */
+int store_inbox_stats(struct store *st, int64_t *pending, int64_t *oldest_at, int64_t *failed,
+                      struct err *e);
+/* Failed bodies (hook NULL: of any hook) with id > after_id, by id. */
+int store_inbox_failed(struct store *st, const char *hook, int64_t after_id, int limit,
+                       store_inbox_fn fn, void *ctx, struct err *e);
+/* Failed bodies back to pending (id 0: every one); *count. In a transaction. */
+int store_inbox_retry(struct store *st, int64_t id, int64_t *count, struct err *e);
+/* Deletes done bodies finished before before; *count. In a transaction. */
+int store_inbox_prune(struct store *st, int64_t before, int64_t *count, struct err *e);
 
 /* ---- a pool of connections for threads ---------------------------------------- */
 

@@ -111,8 +111,8 @@ struct ref_decl {
     const char *owner; /* event name, or "contact" */
     const char *name;
     int type;     /* integer counts as number */
-    int optional; /* 1: may be absent (contact attributes); every shipped event
-                   * property is required */
+    int optional; /* 1: may be absent (contact attributes, and the shipped event
+                   * properties a contract does not require) */
     int integer;  /* declared integer */
 };
 
@@ -138,6 +138,38 @@ static const struct ref_decl ref_decls[] = {
     {"email_opened", "campaign_id", REF_STRING, 0, 0},
     {"email_opened", "message_id", REF_STRING, 0, 0},
     {"email_opened", "opened_at", REF_TIMESTAMP, 0, 0},
+    /* email_opened version 2, and the other email_* contracts (issue 15) */
+    {"email_opened", "run_id", REF_STRING, 1, 0},
+    {"email_opened", "source", REF_STRING, 1, 0},
+    {"email_opened", "machine", REF_BOOLEAN, 1, 0},
+    {"email_delivered", "campaign_id", REF_STRING, 0, 0},
+    {"email_delivered", "run_id", REF_STRING, 0, 0},
+    {"email_delivered", "message_id", REF_STRING, 0, 0},
+    {"email_delivered", "source", REF_STRING, 0, 0},
+    {"email_delivered", "delivered_at", REF_TIMESTAMP, 0, 0},
+    {"email_clicked", "campaign_id", REF_STRING, 0, 0},
+    {"email_clicked", "run_id", REF_STRING, 0, 0},
+    {"email_clicked", "message_id", REF_STRING, 0, 0},
+    {"email_clicked", "source", REF_STRING, 0, 0},
+    {"email_clicked", "clicked_at", REF_TIMESTAMP, 0, 0},
+    {"email_clicked", "url", REF_STRING, 1, 0},
+    {"email_bounced", "campaign_id", REF_STRING, 0, 0},
+    {"email_bounced", "run_id", REF_STRING, 0, 0},
+    {"email_bounced", "message_id", REF_STRING, 0, 0},
+    {"email_bounced", "source", REF_STRING, 0, 0},
+    {"email_bounced", "bounced_at", REF_TIMESTAMP, 0, 0},
+    {"email_bounced", "bounce", REF_STRING, 0, 0},
+    {"email_bounced", "reason", REF_STRING, 1, 0},
+    {"email_complained", "campaign_id", REF_STRING, 0, 0},
+    {"email_complained", "run_id", REF_STRING, 0, 0},
+    {"email_complained", "message_id", REF_STRING, 0, 0},
+    {"email_complained", "source", REF_STRING, 0, 0},
+    {"email_complained", "complained_at", REF_TIMESTAMP, 0, 0},
+    {"email_unsubscribed", "campaign_id", REF_STRING, 0, 0},
+    {"email_unsubscribed", "run_id", REF_STRING, 0, 0},
+    {"email_unsubscribed", "message_id", REF_STRING, 0, 0},
+    {"email_unsubscribed", "source", REF_STRING, 0, 0},
+    {"email_unsubscribed", "unsubscribed_at", REF_TIMESTAMP, 0, 0},
 };
 
 /* Event contracts a test stores on top of the shipped ones (one process, one store). */

@@ -180,7 +180,7 @@ static int grab_msg(void *ctx, const struct store_msg *m)
     return 0;
 }
 
-UTEST(store, the_v11_migration_adds_the_send_tables)
+UTEST(store, the_v11_and_v12_migrations_add_the_send_and_engagement_tables)
 {
     char *d = test_tmpdir(), path[512];
     struct store_campaign c = {.name = "c", .state = "draft", .created_by = "t"};
@@ -199,6 +199,8 @@ UTEST(store, the_v11_migration_adds_the_send_tables)
                               "DROP TABLE templates; DROP TABLE template_versions;"
                               " DROP TABLE campaigns; DROP TABLE campaign_runs;"
                               " DROP TABLE messages; DROP TABLE run_counts;"
+                              " DROP TABLE message_events; DROP TABLE run_stats;"
+                              " DROP TABLE run_minutes; DROP TABLE webhook_inbox;"
                               " PRAGMA user_version = 10;"
                               "INSERT INTO contacts(id, external_id, email, attrs, consent,"
                               " created_at, updated_at, seq) VALUES"
@@ -208,7 +210,7 @@ UTEST(store, the_v11_migration_adds_the_send_tables)
     sqlite3_close(db);
     st = open_with(d, 1000);
     cr_assert_eq(store_schema_version(st, &v, &e), 0);
-    cr_assert_eq(v, 11);
+    cr_assert_eq(v, STORE_SCHEMA_VERSION);
     begin(st);
     cr_assert_eq(store_campaign_insert(st, &c, &e), 0, "%s", e.msg);
     r.campaign_id = c.id;

@@ -13,21 +13,25 @@
 
 #define CAMPAIGN_COLS                                                                              \
     "id, name, segment_id, template_id, provider, throttle_per_second, scheduled_at, state,"       \
-    " last_run_id, created_at, updated_at, created_by, deleted"
+    " last_run_id, created_at, updated_at, created_by, deleted, track_opens, track_clicks,"        \
+    " conversion"
 #define RUN_COLS                                                                                   \
     "id, campaign_id, state, reason, provider, segment_id, template_id, template_version,"         \
     " throttle_per_second, evaluation_id, audience, cursor, ledgered, possible_duplicates,"        \
-    " start_at, created_at, started_at, finished_at, updated_at, created_by"
+    " start_at, created_at, started_at, finished_at, updated_at, created_by, track_opens,"         \
+    " track_clicks"
 
 static const struct sq_def q_camp_insert = {
     SQ_CAMP_INSERT,
     "INSERT INTO campaigns(name, segment_id, template_id, provider, throttle_per_second,"
-    " scheduled_at, state, last_run_id, created_at, updated_at, created_by, deleted)"
-    " VALUES(?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"};
+    " scheduled_at, state, last_run_id, created_at, updated_at, created_by, deleted,"
+    " track_opens, track_clicks, conversion)"
+    " VALUES(?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"};
 static const struct sq_def q_camp_update = {
     SQ_CAMP_UPDATE, "UPDATE campaigns SET name=?2, segment_id=?3, template_id=?4, provider=?5,"
                     " throttle_per_second=?6, scheduled_at=?7, state=?8, last_run_id=?9,"
-                    " created_at=?10, updated_at=?11, created_by=?12, deleted=?13 WHERE id=?1"};
+                    " created_at=?10, updated_at=?11, created_by=?12, deleted=?13, track_opens=?14,"
+                    " track_clicks=?15, conversion=?16 WHERE id=?1"};
 static const struct sq_def q_camp_get = {
     SQ_CAMP_GET, "SELECT " CAMPAIGN_COLS " FROM campaigns WHERE id = ?1 AND deleted = 0"};
 static const struct sq_def q_camp_list = {SQ_CAMP_LIST,
@@ -38,13 +42,14 @@ static const struct sq_def q_run_insert = {
     "INSERT INTO campaign_runs(campaign_id, state, reason, provider, segment_id, template_id,"
     " template_version, throttle_per_second, evaluation_id, audience, cursor, ledgered,"
     " possible_duplicates, start_at, created_at, started_at, finished_at, updated_at,"
-    " created_by) VALUES(?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"};
+    " created_by, track_opens, track_clicks)"
+    " VALUES(?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)"};
 static const struct sq_def q_run_update = {
     SQ_RUN_UPDATE,
     "UPDATE campaign_runs SET state=?2, reason=?3, provider=?4, template_version=?5,"
     " evaluation_id=?6, audience=?7, cursor=?8, ledgered=?9, started_at=?10, finished_at=?11,"
-    " updated_at=?12, segment_id=?13, template_id=?14, throttle_per_second=?15, start_at=?16"
-    " WHERE id=?1"};
+    " updated_at=?12, segment_id=?13, template_id=?14, throttle_per_second=?15, start_at=?16,"
+    " track_opens=?17, track_clicks=?18 WHERE id=?1"};
 static const struct sq_def q_run_get = {SQ_RUN_GET,
                                         "SELECT " RUN_COLS " FROM campaign_runs WHERE id = ?1"};
 static const struct sq_def q_runs_list = {
@@ -94,6 +99,9 @@ static void bind_campaign(struct sq *q, const struct store_campaign *c)
     sq_i64(q, 11, c->updated_at);
     sq_text(q, 12, c->created_by);
     sq_int(q, 13, c->deleted);
+    sq_int(q, 14, c->track_opens);
+    sq_int(q, 15, c->track_clicks);
+    sq_text(q, 16, c->conversion);
 }
 
 /* Runs an insert or update of c; a clash on the name is an E_CONFLICT naming it. */
@@ -153,6 +161,9 @@ static int row_campaign(sqlite3_stmt *s, void *ctx)
         .updated_at = sqlite3_column_int64(s, 10),
         .created_by = sq_col_text(s, 11),
         .deleted = sqlite3_column_int(s, 12),
+        .track_opens = sqlite3_column_int(s, 13),
+        .track_clicks = sqlite3_column_int(s, 14),
+        .conversion = sq_col_text(s, 15),
     };
 
     return v->fn(v->ctx, &c);
@@ -203,6 +214,8 @@ int store_run_insert(struct store *st, struct store_run *r, struct err *e)
     sq_i64(&q, 18, r->finished_at);
     sq_i64(&q, 19, r->updated_at);
     sq_text(&q, 20, r->created_by);
+    sq_int(&q, 21, r->track_opens);
+    sq_int(&q, 22, r->track_clicks);
     rc = sq_exec(&q, "insert run", e);
     if (rc == 0)
         r->id = sq_last_id(st);
@@ -233,6 +246,8 @@ int store_run_update(struct store *st, const struct store_run *r, struct err *e)
     sq_i64(&q, 14, r->template_id);
     sq_int(&q, 15, r->throttle_per_second);
     sq_i64(&q, 16, r->start_at);
+    sq_int(&q, 17, r->track_opens);
+    sq_int(&q, 18, r->track_clicks);
     rc = sq_exec(&q, "update run", e);
     if (rc == 0 && sq_changes(st) == 0)
         return ERR(e, E_NOTFOUND, "no run %lld", (long long)r->id);
@@ -268,6 +283,8 @@ static int row_run(sqlite3_stmt *s, void *ctx)
         .finished_at = sqlite3_column_int64(s, 17),
         .updated_at = sqlite3_column_int64(s, 18),
         .created_by = sq_col_text(s, 19),
+        .track_opens = sqlite3_column_int(s, 20),
+        .track_clicks = sqlite3_column_int(s, 21),
     };
 
     return v->fn(v->ctx, &r);

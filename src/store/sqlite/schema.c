@@ -324,6 +324,87 @@ const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     "  INSERT INTO run_counts(run_id, state, n) VALUES (new.run_id, new.state, 1)"
     "    ON CONFLICT(run_id, state) DO UPDATE SET n = n + 1;"
     " END;",
+    /* 11 -> 12: engagement. What happened to each message after the provider took it
+     * (message_events, one row per event, unique on its source's id), the kinds each
+     * ledger row has seen (messages.events, a bit per kind), counters per run and per
+     * minute kept as events arrive, the webhook inbox, and the campaigns' tracking and
+     * conversion settings. */
+    "ALTER TABLE messages ADD COLUMN events INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX messages_provider_id ON messages(provider_message_id)"
+    "  WHERE provider_message_id IS NOT NULL;"
+    "CREATE INDEX messages_contact ON messages(contact_id, id);"
+    "ALTER TABLE campaigns ADD COLUMN track_opens INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE campaigns ADD COLUMN track_clicks INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE campaigns ADD COLUMN conversion TEXT;" /* JSON, or NULL: none */
+    "ALTER TABLE campaign_runs ADD COLUMN track_opens INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE campaign_runs ADD COLUMN track_clicks INTEGER NOT NULL DEFAULT 1;"
+    "CREATE TABLE message_events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  source TEXT NOT NULL,"  /* "tracking", "unsubscribe", "smtp", "webhook:NAME" */
+    "  source_id TEXT,"        /* the source's id of the event (NULL: none, never a duplicate) */
+    "  kind INTEGER NOT NULL," /* enum mev_kind */
+    "  run_id INTEGER,"        /* NULL: the message is not known */
+    "  contact_id INTEGER,"
+    "  message_row INTEGER," /* the ledger row */
+    "  queue_id TEXT,"
+    "  email TEXT,"
+    "  at INTEGER NOT NULL,"
+    "  received_at INTEGER NOT NULL,"
+    "  reason TEXT,"
+    "  url TEXT,"
+    "  user_agent TEXT,"
+    "  machine INTEGER NOT NULL DEFAULT 0,"
+    "  value REAL);" /* a conversion's revenue */
+    "CREATE UNIQUE INDEX message_events_source ON message_events(source, source_id)"
+    "  WHERE source_id IS NOT NULL;"
+    "CREATE INDEX message_events_run ON message_events(run_id, kind, id) WHERE run_id IS NOT NULL;"
+    "CREATE INDEX message_events_row ON message_events(message_row) WHERE message_row IS NOT NULL;"
+    "CREATE INDEX message_events_unknown ON message_events(id) WHERE run_id IS NULL;"
+    /* Counters (enum run_stat in campaign.h): per run, and per run and minute (the Unix minute
+     * of the event) for time series; x sums a value (revenue). */
+    "CREATE TABLE run_stats ("
+    "  run_id INTEGER NOT NULL,"
+    "  metric INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL,"
+    "  x REAL NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (run_id, metric)) WITHOUT ROWID;"
+    "CREATE TABLE run_minutes ("
+    "  run_id INTEGER NOT NULL,"
+    "  minute INTEGER NOT NULL,"
+    "  metric INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL,"
+    "  x REAL NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (run_id, minute, metric)) WITHOUT ROWID;"
+    "CREATE INDEX run_minutes_minute ON run_minutes(minute);"
+    /* A row's send outcome lands in its minute as it happens: sent 1, failed 2, dead 3,
+     * skipped 4 (enum run_stat). */
+    "CREATE TRIGGER messages_minute AFTER UPDATE OF state ON messages"
+    " WHEN old.state != new.state AND new.state IN (2, 4, 5, 6) BEGIN"
+    "  INSERT INTO run_minutes(run_id, minute, metric, n)"
+    "    VALUES (new.run_id, new.updated_at / 60000,"
+    "            CASE new.state WHEN 2 THEN 1 WHEN 4 THEN 2 WHEN 5 THEN 3 ELSE 4 END, 1)"
+    "    ON CONFLICT(run_id, minute, metric) DO UPDATE SET n = n + 1;"
+    " END;"
+    /* Webhook bodies, stored as received (verified) before they are answered, then
+     * processed by the inbox worker under a lease: state 0 pending, 1 done, 2 failed. */
+    "CREATE TABLE webhook_inbox ("
+    "  id INTEGER PRIMARY KEY,"
+    "  hook TEXT NOT NULL,"
+    "  dedupe TEXT," /* a replay key (Mailgun's token), unique per hook */
+    "  body BLOB NOT NULL,"
+    "  received_at INTEGER NOT NULL,"
+    "  state INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  lease_owner TEXT,"
+    "  lease_until INTEGER NOT NULL DEFAULT 0,"
+    "  events INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT,"
+    "  done_at INTEGER NOT NULL DEFAULT 0);"
+    "CREATE UNIQUE INDEX webhook_inbox_dedupe ON webhook_inbox(hook, dedupe)"
+    "  WHERE dedupe IS NOT NULL;"
+    "CREATE INDEX webhook_inbox_pending ON webhook_inbox(id) WHERE state = 0;"
+    "CREATE INDEX webhook_inbox_failed ON webhook_inbox(id) WHERE state = 2;"
+    "CREATE INDEX webhook_inbox_done ON webhook_inbox(done_at) WHERE state = 1;",
 };
 
 static const struct sq_def q_user_version = {SQ_USER_VERSION, "PRAGMA user_version"};
