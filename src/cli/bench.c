@@ -2,9 +2,12 @@
  *
  * DESIGN: gen writes seeded CSV files with the demo generator; segments runs
  * src/bench's harness of the segment engine on a rules folder against the store. */
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "bench/bench.h"
+#include "campaign/campaign.h"
 #include "demo/demo.h"
 #include "cli.h"
 
@@ -53,14 +56,47 @@ static int bench_gen(struct cli *c)
     return 0;
 }
 
+/* engage bench tokens --run R --kind open|click --contacts FIRST-LAST [--link N]: the
+ * paths of our tracking links for those messages, one a line (the load generator of
+ * bench/engagement.mjs reads them). Signed with this data directory's key. */
+static int bench_tokens(struct cli *c)
+{
+    const char *kind = opt(c, "kind"), *range = opt(c, "contacts"), *v;
+    int64_t run = 0, first = 0, last = 0, link = 0, id;
+    struct send_env env;
+    struct err e = {0};
+    char t[TOKEN_MAX];
+    char k;
+
+    if ((v = opt(c, "run")) == NULL || parse_i64(v, strlen(v), &run) || run < 1)
+        return usage_error(c, "bench tokens: --run must be a run id");
+    if (kind == NULL || (strcmp(kind, "open") && strcmp(kind, "click")))
+        return usage_error(c, "bench tokens: --kind must be open or click");
+    if (range == NULL || sscanf(range, "%" SCNd64 "-%" SCNd64, &first, &last) != 2 || first < 1 ||
+        last < first)
+        return usage_error(c, "bench tokens: --contacts must be FIRST-LAST (contact ids)");
+    if ((v = opt(c, "link")) && (parse_i64(v, strlen(v), &link) || link < 0 || link > 1000))
+        return usage_error(c, "bench tokens: --link must be a link index (0 to 1000)");
+    if (send_env_init(&env, &c->cfg, "http://localhost", NULL, &e))
+        return die("%s", e.msg);
+    k = kind[0] == 'o' ? 'o' : 'c';
+    for (id = first; id <= last; id++) {
+        token_make(env.token_key, k, run, id, (int)link, t);
+        printf("/t/%c/%s\n", k, t);
+    }
+    send_env_release(&env);
+    return 0;
+}
+
 static int bench_usage(struct cli *c)
 {
-    return usage_error(c, "bench: expected 'gen' or 'segments'");
+    return usage_error(c, "bench: expected 'gen', 'segments' or 'tokens'");
 }
 
 static const struct cli_cmd bench_subs[] = {
     CLI_SUB("gen", bench_gen, " contacts= events= seed= out= ", 0),
     CLI_SUB("segments", bench_segments_cmd, " rules= runs= ", 0),
+    CLI_SUB("tokens", bench_tokens, " run= kind= contacts= link= ", 0),
     {0},
 };
 
@@ -73,11 +109,14 @@ const struct cli_cmd cli_cmd_bench = {
     0,
     "  bench gen             write seeded contacts/events CSVs of any size\n",
     "usage: engage bench gen --contacts N [--events M] [--seed S] --out DIR\n"
-    "       engage bench segments --rules DIR [--runs N]\n\n"
+    "       engage bench segments --rules DIR [--runs N]\n"
+    "       engage bench tokens --run R --kind open|click --contacts FIRST-LAST [--link N]\n\n"
     "gen writes DIR/contacts.csv and DIR/events.csv shaped like the demo CRM. The\n"
     "same seed, sizes and day (UTC, or --now) give identical files. Events default\n"
     "to 12 per contact and fall in the 400 days before that day.\n"
     "segments loads the audience index once, evaluates every DIR/*.json N times\n"
     "(default 20) at the clock's now, and prints the index's load time and size and\n"
-    "each segment's member count and median, p95 and fastest evaluation time.\n",
+    "each segment's member count and median, p95 and fastest evaluation time.\n"
+    "tokens prints the paths of the open pixel or of link N's redirect of run R's\n"
+    "messages to contacts FIRST..LAST, signed with this data directory's key.\n",
 };

@@ -44,6 +44,11 @@ const char *mev_strdup(struct arena *a, const char *s, size_t n, size_t max);
  * brackets optional). Writes "RUN.CONTACT" into out and returns 0, or E_INVAL. */
 int mev_message_id(const char *s, char out[48]);
 
+/* 1 when ENGAGE_TEST_HOLD_APPLY is set: the tracking journal and the webhook inbox keep
+ * what arrives and apply nothing (tests/e2e/engagement_crash.test.mjs kills a server
+ * with work kept and not applied; docs/testing.md). */
+int delivery_hold_apply(void);
+
 /* ---- provider formats (parse: body -> events; verify: is it from the provider) ----------- */
 
 /* Every parser: the raw body in, events appended to out. E_INVAL (e says what and where,
@@ -178,10 +183,14 @@ int tracker_open(struct tracker *t, const char *token, const char *user_agent, s
 /* A click ('c' token): url is the link of that index in the message its run rendered,
  * for the contact (never a URL from the request). 0 with url set, *recorded saying
  * whether the click was stored (the recipient is redirected either way); E_NOTFOUND for
- * a bad token or a link that is not there (or not http(s)). st: a connection of the
- * caller's, for the run's template and the contact. */
-int tracker_click(struct tracker *t, struct store *st, const char *token, const char *user_agent,
-                  struct buf *url, int *recorded, struct err *e);
+ * a bad token or a link that is not there (or not http(s)). store(ctx) gives a
+ * connection of the caller's, asked for only when the run's template is not cached or
+ * the link needs the contact's values. */
+int tracker_click(struct tracker *t, struct store *(*store)(void *ctx), void *ctx,
+                  const char *token, const char *user_agent, struct buf *url, int *recorded,
+                  struct err *e);
+/* Bytes of the tracking journal not yet applied (0: every hit answered is counted). */
+int64_t tracker_pending_bytes(struct tracker *t);
 /* The unsubscribe link ('u'): with apply, the message's unsubscribed event and the consent
  * change are stored first (a contact already opted out stays as it is); then *v is the
  * page's view. E_NOTFOUND for a bad token or a contact that is gone. */

@@ -321,6 +321,8 @@ static int inbox_tick(void *ctx, struct store *st, struct err *e)
     struct webhooks *w = ctx;
     int rc = 0;
 
+    if (delivery_hold_apply())
+        return 0;
     while (rc == 0 && !worker_stopping(w->w)) {
         struct claim_ctx k = {0};
         int i;

@@ -52,6 +52,11 @@ void h_track_open(struct http_req *r, struct http_resp *w)
     w->content_type = "image/gif";
 }
 
+static struct store *req_store(void *ctx)
+{
+    return http_store(ctx);
+}
+
 /* GET /t/c/{token}: the click. 302 to the link of that index in the message, whether or
  * not the click could be stored (the recipient must reach it; a failure is logged). */
 void h_track_click(struct http_req *r, struct http_resp *w)
@@ -61,8 +66,8 @@ void h_track_click(struct http_req *r, struct http_resp *w)
     int recorded = 0, rc;
 
     buf_init(&url);
-    rc = tracker_click(r->app->tracker, r->st, r->params[0], http_header(r, "User-Agent"), &url,
-                       &recorded, &e);
+    rc = tracker_click(r->app->tracker, req_store, r, r->params[0], http_header(r, "User-Agent"),
+                       &url, &recorded, &e);
     if (rc == E_NOTFOUND) {
         not_found_page(w, "This link is not valid.");
     } else if (rc) {
@@ -274,5 +279,9 @@ void h_ops_queues(struct http_req *r, struct http_resp *w)
     if (http_only_params(r, w, " "))
         return;
     rc = analytics_queues(r->st, &out, &e);
+    if (rc == 0)
+        json_object_set_new(out, "tracking_journal",
+                            json_pack("{s:I}", "pending_bytes",
+                                      (json_int_t)tracker_pending_bytes(r->app->tracker)));
     route_answer(r, w, rc, &e, NULL, "invalid", 200, out);
 }

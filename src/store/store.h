@@ -686,9 +686,6 @@ int store_mevent_insert(struct store *st, struct store_mevent *ev, int *inserted
  * kind 0 for any. */
 int store_mevents_list(struct store *st, int64_t run_id, int kind, int64_t after_id, int limit,
                        store_mevent_fn fn, void *ctx, struct err *e);
-/* The events of one ledger row, by id. */
-int store_mevents_of_message(struct store *st, int64_t message_row, store_mevent_fn fn, void *ctx,
-                             struct err *e);
 
 /* A ledger row as engagement sees it: its id, run, contact, state and the kinds of
  * event it has seen (a bit per enum mev_kind), with the contact's external id and email
@@ -735,6 +732,12 @@ int store_stats_minutes(struct store *st, const int64_t *run_ids, size_t nruns, 
                         int (*fn)(void *ctx, int64_t run_id, int64_t minute, int metric, int64_t n,
                                   double x),
                         void *ctx, struct err *e);
+
+/* How far the journal file `name` has been applied (0 when never): the tracking
+ * journal's checkpoint, written in the transaction that applied what it covers. The
+ * _set one in a transaction. */
+int store_journal_applied(struct store *st, const char *name, int64_t *out, struct err *e);
+int store_journal_set(struct store *st, const char *name, int64_t applied, struct err *e);
 
 /* What the operations view shows of the queues: ledger rows by state across runs, the
  * oldest queued row's creation (0: none) among the runs that may send, retry rows and the

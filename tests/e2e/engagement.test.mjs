@@ -78,7 +78,13 @@ function linksOf(msg) {
   return { hrefs, pixel, html };
 }
 const local = (u) => srv.url + new URL(u).pathname;
+// The funnel once every hit and webhook body answered so far is applied (the tracking
+// journal and the inbox are worked off behind the answers).
 const funnel = async (run) => {
+  await until(async () => {
+    const q = (await A.get('/api/v1/ops/queues')).json;
+    return { ok: q.tracking_journal.pending_bytes === 0 && q.webhook_inbox.pending === 0, v: q };
+  }, 'the tracking journal and the inbox to be applied');
   const r = await A.get(`/api/v1/campaign-runs/${run}/funnel`);
   assert.equal(r.status, 200, r.text);
   return r.json;
@@ -178,8 +184,12 @@ test('opens and clicks: links rewritten, pixel added, 302 to the message\'s own 
   assert.equal(f.counts.clicked_total, 4);
   assert.equal(f.counts.opened_total, 2);
 
-  // the contact events, with the campaign, run and message ids
-  const c = (await A.get('/api/v1/contacts/trk1')).json;
+  // the contact events, with the campaign, run and message ids (the index takes them in
+  // behind the store)
+  const c = await until(async () => {
+    const v = (await A.get('/api/v1/contacts/trk1')).json;
+    return { ok: v.recent_events.some((e) => e.event === 'email_clicked'), v };
+  }, 'the contact events');
   const names = c.recent_events.map((e) => e.event);
   assert.ok(names.includes('email_opened') && names.includes('email_clicked'), JSON.stringify(names));
   const clicked = c.recent_events.find((e) => e.event === 'email_clicked');
@@ -420,7 +430,8 @@ test('time series in a viewer\'s zone, the overview, the queues, and who may rea
 
   r = await A.get('/api/v1/ops/queues');
   assert.equal(r.status, 200);
-  for (const k of ['ledger', 'oldest_queued_seconds', 'retry_backlog', 'dead_letters', 'webhook_inbox', 'unknown_message_events']) {
+  for (const k of ['ledger', 'oldest_queued_seconds', 'retry_backlog', 'dead_letters', 'webhook_inbox', 'unknown_message_events',
+    'tracking_journal']) {
     assert.ok(k in r.json, k);
   }
   // the ingest role reads none of it

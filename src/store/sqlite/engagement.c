@@ -42,8 +42,11 @@ static const struct sq_def q_mev_list_run_kind = {
 static const struct sq_def q_mev_list_unknown = {
     SQ_MEV_LIST_UNKNOWN, "SELECT " MEV_COLS " FROM message_events WHERE run_id IS NULL"
                          " AND id > ?2 AND (?4 = 0 OR kind = ?4) ORDER BY id LIMIT ?3"};
-static const struct sq_def q_mev_of_row = {
-    SQ_MEV_OF_ROW, "SELECT " MEV_COLS " FROM message_events WHERE message_row = ?1 ORDER BY id"};
+static const struct sq_def q_journal_get = {SQ_JOURNAL_GET,
+                                            "SELECT applied FROM journals WHERE name = ?1"};
+static const struct sq_def q_journal_set = {SQ_JOURNAL_SET,
+                                            "INSERT INTO journals(name, applied) VALUES(?1, ?2)"
+                                            " ON CONFLICT(name) DO UPDATE SET applied = ?2"};
 static const struct sq_def q_eng_by_run_contact = {SQ_ENG_BY_RUN_CONTACT,
                                                    "SELECT " ENG_COLS ENG_FROM
                                                    " WHERE m.run_id = ?1 AND m.contact_id = ?2"};
@@ -205,17 +208,29 @@ int store_mevents_list(struct store *st, int64_t run_id, int kind, int64_t after
     return sq_each(&q, "list message events", row_mevent, &v, NULL, e);
 }
 
-int store_mevents_of_message(struct store *st, int64_t message_row, store_mevent_fn fn, void *ctx,
-                             struct err *e)
+int store_journal_applied(struct store *st, const char *name, int64_t *out, struct err *e)
 {
-    struct mev_visit v = {fn, ctx};
     struct sq q;
-    int rc = sq_prep(&q, st, &q_mev_of_row, e);
+    int rc = sq_prep(&q, st, &q_journal_get, e);
 
+    *out = 0;
     if (rc)
         return rc;
-    sq_i64(&q, 1, message_row);
-    return sq_each(&q, "list a message's events", row_mevent, &v, NULL, e);
+    sq_text(&q, 1, name);
+    return sq_ints(&q, out, NULL, "read a journal's checkpoint", e);
+}
+
+int store_journal_set(struct store *st, const char *name, int64_t applied, struct err *e)
+{
+    struct sq q;
+    int rc;
+
+    ASSERT(st->in_tx);
+    if ((rc = sq_prep(&q, st, &q_journal_set, e)))
+        return rc;
+    sq_text(&q, 1, name);
+    sq_i64(&q, 2, applied);
+    return sq_exec(&q, "write a journal's checkpoint", e);
 }
 
 /* ---- the ledger as engagement sees it ------------------------------------------------ */

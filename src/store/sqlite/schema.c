@@ -358,7 +358,6 @@ const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     "CREATE UNIQUE INDEX message_events_source ON message_events(source, source_id)"
     "  WHERE source_id IS NOT NULL;"
     "CREATE INDEX message_events_run ON message_events(run_id, kind, id) WHERE run_id IS NOT NULL;"
-    "CREATE INDEX message_events_row ON message_events(message_row) WHERE message_row IS NOT NULL;"
     "CREATE INDEX message_events_unknown ON message_events(id) WHERE run_id IS NULL;"
     /* Counters (enum run_stat in campaign.h): per run, and per run and minute (the Unix minute
      * of the event) for time series; x sums a value (revenue). */
@@ -404,7 +403,11 @@ const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     "  WHERE dedupe IS NOT NULL;"
     "CREATE INDEX webhook_inbox_pending ON webhook_inbox(id) WHERE state = 0;"
     "CREATE INDEX webhook_inbox_failed ON webhook_inbox(id) WHERE state = 2;"
-    "CREATE INDEX webhook_inbox_done ON webhook_inbox(done_at) WHERE state = 1;",
+    "CREATE INDEX webhook_inbox_done ON webhook_inbox(done_at) WHERE state = 1;"
+    /* How far each journal file of this node has been applied (delivery/tracker.c). */
+    "CREATE TABLE journals ("
+    "  name TEXT PRIMARY KEY,"
+    "  applied INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 static const struct sq_def q_user_version = {SQ_USER_VERSION, "PRAGMA user_version"};
