@@ -285,7 +285,11 @@ static int start_delivery(struct app *app, struct err *e)
 
     if (rc == 0)
         rc = webhooks_start(&app->webhooks, app->workers, app->send, app->metrics, e);
+    if (rc == 0)
+        rc = conversions_start(&app->conversions, app->workers, app->send, e);
     if (rc) {
+        webhooks_stop(app->webhooks);
+        app->webhooks = NULL;
         tracker_stop(app->tracker);
         app->tracker = NULL;
     }
@@ -294,6 +298,8 @@ static int start_delivery(struct app *app, struct err *e)
 
 static void stop_delivery(struct app *app)
 {
+    conversions_stop(app->conversions);
+    app->conversions = NULL;
     webhooks_stop(app->webhooks); /* a body being processed finishes */
     app->webhooks = NULL;
     tracker_stop(app->tracker);

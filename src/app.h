@@ -27,6 +27,7 @@ struct send_env;
 struct dispatcher;
 struct tracker;
 struct webhooks;
+struct conversions;
 
 struct app {
     /* set by the caller before app_start */
@@ -41,11 +42,12 @@ struct app {
     struct ingest_queue *ingest; /* the one writer of ingested data */
     struct segment_service *segments;
     struct segment_scheduler *scheduler;
-    struct sync_worker *sync;      /* CRM sync passes (NULL outside serve) */
-    struct send_env *send;         /* providers, token key, base URL (campaign/campaign.h) */
-    struct dispatcher *dispatcher; /* the send worker (campaign/campaign.h) */
-    struct tracker *tracker;       /* opens, clicks, unsubscribes (delivery/delivery.h) */
-    struct webhooks *webhooks;     /* provider webhooks and their inbox (the same) */
+    struct sync_worker *sync;        /* CRM sync passes (NULL outside serve) */
+    struct send_env *send;           /* providers, token key, base URL (campaign/campaign.h) */
+    struct dispatcher *dispatcher;   /* the send worker (campaign/campaign.h) */
+    struct tracker *tracker;         /* opens, clicks, unsubscribes (delivery/delivery.h) */
+    struct webhooks *webhooks;       /* provider webhooks and their inbox (the same) */
+    struct conversions *conversions; /* conversion goals (the same) */
     struct http_server *http;
     int listen_fd; /* from http_listen: the HTTP server takes it over */
     int started;   /* steps started, for the undo */

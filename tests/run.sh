@@ -102,7 +102,7 @@ echo "== e2e (node:test, ThreadSanitizer)"
 mkdir -p "$logdir/tsan"
 TSAN_OPTIONS="$TSAN_OPTIONS:log_path=$logdir/tsan/report" ENGAGE_BIN="$PWD/build-tsan/engage" \
     e2e_run e2e-tsan tests/e2e/tracking.test.mjs tests/e2e/segments.test.mjs tests/e2e/sync.test.mjs \
-    tests/e2e/campaigns.test.mjs tests/e2e/smtp_tls.test.mjs
+    tests/e2e/campaigns.test.mjs tests/e2e/smtp_tls.test.mjs tests/e2e/engagement.test.mjs
 for r in "$logdir"/tsan/report.*; do
     [ -f "$r" ] || continue
     echo "  ThreadSanitizer report from engage (pid ${r##*.}):"; cat "$r"; failed=$((failed + 1))

@@ -236,8 +236,20 @@ static void read_conversion(const json_t *v, char **out, struct errlist *errs)
                     "\"after\"?}");
         return;
     }
-    campaign_only_keys(v, " event within_days value_property after ",
-                       "a conversion goal has event, within_days, value_property, after", errs);
+    {
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x) {
+            char path[140];
+            if (strcmp(k, "event") && strcmp(k, "within_days") && strcmp(k, "value_property") &&
+                strcmp(k, "after")) {
+                snprintf(path, sizeof path, "/conversion/%.100s", k);
+                errlist_add(errs, path,
+                            "unknown key (a conversion goal has event, within_days, "
+                            "value_property, after)");
+            }
+        }
+    }
     if (!json_is_string(ev) || json_string_length(ev) == 0 ||
         json_string_length(ev) > STORE_MAX_NAME) {
         errlist_add(errs, "/conversion/event", "must be an event name of 1 to %d bytes",

@@ -197,6 +197,18 @@ int64_t tracker_pending_bytes(struct tracker *t);
 int tracker_unsubscribe(struct tracker *t, struct store *st, const char *token, int apply,
                         struct unsubscribe_view *v, struct err *e);
 
+/* ---- conversions (conversions.c) ---------------------------------------------------------- */
+
+/* The worker that follows contact events and counts a campaign's conversion goal
+ * (campaign.h: "conversion"): docs/analytics.md, "Conversions". Events from its first
+ * start on. */
+struct conversions;
+int conversions_start(struct conversions **out, struct worker_set *ws, const struct send_env *env,
+                      struct err *e);
+void conversions_stop(struct conversions *v); /* NULL-safe */
+/* Look now (events were stored). */
+void conversions_wake(struct conversions *v);
+
 /* ---- provider webhooks (webhooks.c) ------------------------------------------------------ */
 
 /* The [webhook:NAME] sections, served at POST /webhooks/NAME: each request verified by

@@ -343,7 +343,7 @@ static void writer_init(void *ctx, struct store *st)
         log_debug("tracking", "the writer's priority stays: %s", strerror(errno));
     ingest_init(&t->in, st, t->env->cfg);
     t->eng = engagement_new(&t->in);
-    if (store_journal_applied(st, JOURNAL_NAME, &t->applied, &e))
+    if (store_journal_applied(st, JOURNAL_NAME, &t->applied, &e) && e.code != E_NOTFOUND)
         log_error("tracking", "the tracking journal's checkpoint: %s", e.msg);
     /* past the file's end: it was emptied and the new offset not committed */
     pthread_mutex_lock(&t->jmu);

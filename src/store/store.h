@@ -733,9 +733,9 @@ int store_stats_minutes(struct store *st, const int64_t *run_ids, size_t nruns, 
                                   double x),
                         void *ctx, struct err *e);
 
-/* How far the journal file `name` has been applied (0 when never): the tracking
- * journal's checkpoint, written in the transaction that applied what it covers. The
- * _set one in a transaction. */
+/* How far the journal `name` has been applied (E_NOTFOUND, *out 0, when never): the
+ * tracking journal's and the conversions' checkpoints, written in the transaction that
+ * applied what they cover. The _set one in a transaction. */
 int store_journal_applied(struct store *st, const char *name, int64_t *out, struct err *e);
 int store_journal_set(struct store *st, const char *name, int64_t applied, struct err *e);
 

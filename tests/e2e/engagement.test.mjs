@@ -440,3 +440,38 @@ test('time series in a viewer\'s zone, the overview, the queues, and who may rea
     assert.equal(r.status, 403, p);
   }
 });
+
+// Proves the conversion goal: an order within the window after the message, attributed to
+// the contact's latest message of the campaign (last touch), counted once per event id,
+// its amount as revenue; a contact the campaign never reached does not convert; the goal
+// is validated.
+test('conversions: an event within N days after the message converts it, with its value as revenue', async () => {
+  await contacts('conv', 3);
+  const { run, campaign } = await sendCampaign(M, { name: 'conv', grp: 'conv', template: TEMPLATE,
+    extra: { conversion: { event: 'order_created', within_days: 7, value_property: 'amount' } } });
+  assert.deepEqual(campaign.conversion, { event: 'order_created', within_days: 7, value_property: 'amount', after: 'delivered' });
+  await waitRun(A, run.id);
+  const order = (xid, id, amount) => ({ external_id: xid, event: 'order_created', event_id: id,
+    properties: { order_id: id, amount, currency: 'INR', created_at: new Date().toISOString() } });
+  let r = await I.post('/api/v1/events', { items: [order('conv1', 'o-1', 250), order('conv1', 'o-2', 100),
+    order('conv2', 'o-3', 40.5), order('trk1', 'o-4', 999)] });
+  assert.equal(r.status, 200, r.text);
+  r = await I.post('/api/v1/events', { items: [order('conv1', 'o-1', 250)] }); // a replay
+  assert.equal(r.status, 200, r.text);
+  const f = await until(async () => {
+    const v = (await A.get(`/api/v1/campaign-runs/${run.id}/funnel`)).json;
+    return { ok: v.counts.conversions >= 2, v };
+  }, 'the conversions');
+  assert.equal(f.counts.conversions, 2, 'conv1 and conv2 converted');
+  assert.equal(f.counts.revenue, 390.5, 'every attributed order counts as revenue, once');
+  assert.ok(Math.abs(f.rates.conversion - 2 / 3) < 1e-9);
+  // trk1 got no message of this campaign: its order converts nothing here
+  const cf = (await A.get(`/api/v1/campaigns/${campaign.id}/funnel`)).json;
+  assert.equal(cf.counts.conversions, 2);
+  // the goal is checked
+  r = await M.post('/api/v1/campaigns', { name: 'bad goal', segment_id: campaign.segment_id, template_id: campaign.template_id,
+    conversion: { event: '', within_days: 0, after: 'opened', extra: 1 } });
+  assert.equal(r.status, 422, r.text);
+  const paths = r.json.error.details.map((d) => d.path).sort();
+  assert.deepEqual(paths, ['/conversion/after', '/conversion/event', '/conversion/extra', '/conversion/within_days']);
+});

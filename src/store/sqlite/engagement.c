@@ -208,16 +208,27 @@ int store_mevents_list(struct store *st, int64_t run_id, int kind, int64_t after
     return sq_each(&q, "list message events", row_mevent, &v, NULL, e);
 }
 
+static int row_first_int(sqlite3_stmt *s, void *ctx)
+{
+    *(int64_t *)ctx = sqlite3_column_int64(s, 0);
+    return 0;
+}
+
 int store_journal_applied(struct store *st, const char *name, int64_t *out, struct err *e)
 {
     struct sq q;
     int rc = sq_prep(&q, st, &q_journal_get, e);
 
+    int n = 0;
+
     *out = 0;
     if (rc)
         return rc;
     sq_text(&q, 1, name);
-    return sq_ints(&q, out, NULL, "read a journal's checkpoint", e);
+    rc = sq_each(&q, "read a journal's checkpoint", row_first_int, out, &n, e);
+    if (rc == 0 && n == 0)
+        return ERR(e, E_NOTFOUND, "no checkpoint of %s yet", name);
+    return rc;
 }
 
 int store_journal_set(struct store *st, const char *name, int64_t applied, struct err *e)
