@@ -212,10 +212,12 @@ test('a source stored before this change takes its origin from its audit record,
   const { data } = setup();
   const before = snapshot();
   // A store at schema 8, as the previous release left it: sources without an origin (and
-  // dead letters without the columns of schema 10, none of schema 11's tables).
+  // dead letters without the columns of schema 10, none of schema 11's and 12's tables).
   sql(data, 'ALTER TABLE sync_sources DROP COLUMN origin; ALTER TABLE rejected DROP COLUMN truncated;' +
     ' ALTER TABLE rejected DROP COLUMN raw_bytes; DROP TABLE templates; DROP TABLE template_versions;' +
     ' DROP TABLE campaigns; DROP TABLE campaign_runs; DROP TABLE messages; DROP TABLE run_counts;' +
+    ' DROP TABLE message_events; DROP TABLE run_stats; DROP TABLE run_minutes;' +
+    ' DROP TABLE webhook_inbox; DROP TABLE journals;' +
     ' PRAGMA user_version = 8;');
   const row = (name, ref) => `INSERT INTO sync_sources(name, kind, dsn, password, mapping, created_at, updated_at)
     VALUES ('${name}', 'postgres', '${fakeDsn()}', '${ref}', '${JSON.stringify(MAPPING)}', 1, 1);`;

@@ -195,18 +195,19 @@ UTEST(store, the_v11_and_v12_migrations_add_the_send_and_engagement_tables)
     store_close(st);
     snprintf(path, sizeof path, "%s/engage.db", d);
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db,
-                              "DROP TABLE templates; DROP TABLE template_versions;"
-                              " DROP TABLE campaigns; DROP TABLE campaign_runs;"
-                              " DROP TABLE messages; DROP TABLE run_counts;"
-                              " DROP TABLE message_events; DROP TABLE run_stats;"
-                              " DROP TABLE run_minutes; DROP TABLE webhook_inbox;"
-                              " PRAGMA user_version = 10;"
-                              "INSERT INTO contacts(id, external_id, email, attrs, consent,"
-                              " created_at, updated_at, seq) VALUES"
-                              " (1, 'c1', 'c1@example.com', '{}', 0, 1, 1, 1);",
-                              NULL, NULL, NULL),
-                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(
+        sqlite3_exec(db,
+                     "DROP TABLE templates; DROP TABLE template_versions;"
+                     " DROP TABLE campaigns; DROP TABLE campaign_runs;"
+                     " DROP TABLE messages; DROP TABLE run_counts;"
+                     " DROP TABLE message_events; DROP TABLE run_stats;"
+                     " DROP TABLE run_minutes; DROP TABLE webhook_inbox; DROP TABLE journals;"
+                     " PRAGMA user_version = 10;"
+                     "INSERT INTO contacts(id, external_id, email, attrs, consent,"
+                     " created_at, updated_at, seq) VALUES"
+                     " (1, 'c1', 'c1@example.com', '{}', 0, 1, 1, 1);",
+                     NULL, NULL, NULL),
+        SQLITE_OK, "%s", sqlite3_errmsg(db));
     sqlite3_close(db);
     st = open_with(d, 1000);
     cr_assert_eq(store_schema_version(st, &v, &e), 0);
