@@ -302,9 +302,21 @@ int campaign_act(struct store *st, int64_t id, enum campaign_action act, const c
 int run_get(struct store *st, int64_t id, json_t **out, struct err *e);
 int run_list(struct store *st, int64_t campaign_id, int64_t before_id, int limit, json_t **items,
              int64_t *next_cursor, struct err *e);
-/* A page of the ledger: state NULL for any, else a state name (E_INVAL otherwise). */
-int run_messages(struct store *st, int64_t run_id, const char *state, int64_t after_id, int limit,
-                 json_t **items, int64_t *next_cursor, struct err *e);
+/* A page of the ledger, filtered by what is not NULL: state (a state name), event (a
+ * kind of message event the row has had: "opened", "bounced_hard", ...), reason (a
+ * substring of its last error). E_INVAL with the field for a name that is none. Each
+ * row carries "events": the kinds it has had. */
+struct run_msg_filter {
+    const char *state, *event, *reason;
+};
+int run_messages(struct store *st, int64_t run_id, const struct run_msg_filter *f, int64_t after_id,
+                 int limit, json_t **items, int64_t *next_cursor, struct err *e);
+/* {"reasons": [{"state", "reason", "count"}...]}: the run's rows that did not go out,
+ * grouped by state and last error, the largest first (at most 100). */
+int run_reasons(struct store *st, int64_t run_id, json_t **out, struct err *e);
+/* A contact's latest messages (at most limit), newest first: [{"message_id", "run_id",
+ * "campaign_id", "state", "events", "updated_at"}]. */
+int contact_messages(struct store *st, int64_t contact_id, int limit, json_t **out, struct err *e);
 /* Re-queues the run's failed and dead rows (the run runs again if it had ended);
  * {requeued, run}. Audited. */
 int run_resend_failed(struct store *st, int64_t run_id, const char *actor, const char *req_id,

@@ -761,19 +761,30 @@ int run_list(struct store *st, int64_t campaign_id, int64_t before_id, int limit
     return rc;
 }
 
+/* The kinds of message event a row has had, by name. */
+static json_t *events_json(unsigned events)
+{
+    json_t *a = json_array();
+
+    for (int k = 1; k < MEV_KINDS; k++)
+        if (events & (1u << k))
+            json_array_append_new(a, json_string(mev_kind_name((enum mev_kind)k)));
+    return a;
+}
+
 static json_t *message_json(const struct store_msg *m)
 {
     char mid[48];
 
     store_message_id(m->run_id, m->contact_id, mid, sizeof mid);
-    return json_pack("{s:I,s:I,s:I,s:s?,s:s?,s:s,s:i,s:s?,s:s,s:s?,s:o,s:o}", "id",
-                     (json_int_t)m->id, "run_id", (json_int_t)m->run_id, "contact_id",
-                     (json_int_t)m->contact_id, "external_id", m->external_id, "email", m->email,
-                     "state", store_msg_state_name(m->state), "attempts", m->attempts, "last_error",
-                     m->last_error, "message_id", mid, "provider_message_id",
-                     m->provider_message_id, "next_attempt_at",
-                     m->state == MSG_RETRY ? json_iso_or_null(m->next_at) : json_null(),
-                     "updated_at", json_iso_or_null(m->updated_at));
+    return json_pack(
+        "{s:I,s:I,s:I,s:s?,s:s?,s:s,s:i,s:s?,s:s,s:s?,s:o,s:o,s:o}", "id", (json_int_t)m->id,
+        "run_id", (json_int_t)m->run_id, "contact_id", (json_int_t)m->contact_id, "external_id",
+        m->external_id, "email", m->email, "state", store_msg_state_name(m->state), "attempts",
+        m->attempts, "last_error", m->last_error, "message_id", mid, "provider_message_id",
+        m->provider_message_id, "next_attempt_at",
+        m->state == MSG_RETRY ? json_iso_or_null(m->next_at) : json_null(), "updated_at",
+        json_iso_or_null(m->updated_at), "events", events_json(m->events));
 }
 
 static int list_message(void *ctx, const struct store_msg *m)
@@ -785,28 +796,84 @@ static int list_message(void *ctx, const struct store_msg *m)
     return 0;
 }
 
-int run_messages(struct store *st, int64_t run_id, const char *state, int64_t after_id, int limit,
-                 json_t **items, int64_t *next_cursor, struct err *e)
+int run_messages(struct store *st, int64_t run_id, const struct run_msg_filter *f, int64_t after_id,
+                 int limit, json_t **items, int64_t *next_cursor, struct err *e)
 {
     struct run_copy k = {0};
     struct list_ctx l = {json_array(), 0};
+    enum mev_kind kind = MEV_NONE;
     int s = -1, rc;
 
     *items = NULL;
-    if (state && (s = store_msg_state_parse(state)) < 0) {
+    if (f->state && (s = store_msg_state_parse(f->state)) < 0) {
         json_decref(l.items);
         return ERRF(e, E_INVAL, "state",
                     "state must be one of queued, sending, sent, retry, failed, dead, skipped");
     }
+    if (f->event && (kind = mev_kind_parse(f->event)) == MEV_NONE) {
+        json_decref(l.items);
+        return ERRF(e, E_INVAL, "event",
+                    "event must be one of delivered, deferred, dropped, bounced_hard, "
+                    "bounced_soft, complained, unsubscribed, opened, clicked, converted");
+    }
     rc = load_run(st, run_id, &k, e);
     run_copy_release(&k);
-    if (rc == 0)
+    if (rc == 0 && kind == MEV_NONE && f->reason == NULL)
         rc = store_messages_list(st, run_id, s, after_id, limit, list_message, &l, e);
+    else if (rc == 0)
+        rc = store_messages_filter(st, run_id, s, kind ? 1u << kind : 0, f->reason, after_id, limit,
+                                   list_message, &l, e);
     *next_cursor = (rc == 0 && (int)json_array_size(l.items) == limit) ? l.last : 0;
     if (rc)
         json_decref(l.items);
     else
         *items = l.items;
+    return rc;
+}
+
+static int add_reason(void *ctx, int state, const char *reason, int64_t n)
+{
+    json_array_append_new(ctx, json_pack("{s:s,s:s?,s:I}", "state", store_msg_state_name(state),
+                                         "reason", reason, "count", (json_int_t)n));
+    return 0;
+}
+
+int run_reasons(struct store *st, int64_t run_id, json_t **out, struct err *e)
+{
+    struct run_copy k = {0};
+    json_t *a = json_array();
+    int rc = load_run(st, run_id, &k, e);
+
+    run_copy_release(&k);
+    if (rc == 0)
+        rc = store_messages_reasons(st, run_id, 100, add_reason, a, e);
+    *out = rc ? NULL : json_pack("{s:o}", "reasons", a);
+    if (rc)
+        json_decref(a);
+    return rc;
+}
+
+static int add_contact_message(void *ctx, const struct store_msg_engagement *m)
+{
+    char mid[48];
+
+    store_message_id(m->run_id, m->contact_id, mid, sizeof mid);
+    json_array_append_new(
+        ctx, json_pack("{s:s,s:I,s:I,s:s,s:o,s:o}", "message_id", mid, "run_id",
+                       (json_int_t)m->run_id, "campaign_id", (json_int_t)m->campaign_id, "state",
+                       store_msg_state_name(m->state), "events", events_json(m->events),
+                       "updated_at", json_iso_or_null(m->updated_at)));
+    return 0;
+}
+
+int contact_messages(struct store *st, int64_t contact_id, int limit, json_t **out, struct err *e)
+{
+    json_t *a = json_array();
+    int rc = store_messages_of_contact(st, contact_id, 0, limit, add_contact_message, a, e);
+
+    *out = rc ? NULL : a;
+    if (rc)
+        json_decref(a);
     return rc;
 }
 

@@ -348,7 +348,8 @@ static const char *const help_head =
     "\n"
     "EqueEngage: contacts and events in (CSV, Segment-spec SDKs, CRM databases), checked\n"
     "by contracts, rejected records kept and replayable, segments evaluated in\n"
-    "milliseconds, all over a JSON API. Email campaigns and analytics are not built yet.\n"
+    "milliseconds, email campaigns sent to them, and what became of each message (opens,\n"
+    "clicks, provider webhooks, conversions) in funnels and time series; a JSON API.\n"
     "\n"
     "commands:\n";
 

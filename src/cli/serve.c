@@ -2,8 +2,12 @@
  *
  * DESIGN: serve() starts the store pool, the workers and the HTTP server, prints the
  * URL once ready and waits for SIGINT or SIGTERM; demo loads a generated data set
- * (and, with --crm, a demo CRM as a sync source) before serving it. */
+ * (and, with --crm, a demo CRM as a sync source) before serving it, and once it serves,
+ * a thread sends the demo campaign through the real dispatcher and makes its engagement
+ * (demo_drive_main). */
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,13 +16,227 @@
 #include "auth/auth.h"
 #include "core/secret.h"
 #include "campaign/campaign.h"
+#include "delivery/delivery.h"
 #include "demo/demo.h"
 #include "http/http.h"
+#include "ingest/ingest.h"
+#include "store/store.h"
 #include "cli.h"
+
+/* ---- the demo's sent campaign ---------------------------------------------------------- */
+
+#define DEMO_CAMPAIGN "Thank repeat buyers in Pune"
+
+/* What the demo's driver thread needs of the running server. */
+struct demo_drive {
+    struct app *app;
+    pthread_t tid;
+    _Atomic int stop;
+};
+
+static int find_demo_campaign(void *ctx, const struct store_campaign *c)
+{
+    struct store_campaign *out = ctx;
+
+    if (strcmp(c->name, DEMO_CAMPAIGN) == 0 && strcmp(c->state, "draft") == 0)
+        out->id = c->id;
+    return 0;
+}
+
+static int run_state(void *ctx, const struct store_run *r)
+{
+    snprintf(ctx, 16, "%s", r->state);
+    return 0;
+}
+
+/* A deterministic draw in [0, 1) for message (run, contact) and what. */
+static double draw(int64_t run, int64_t contact, int what)
+{
+    uint64_t k[3] = {(uint64_t)run, (uint64_t)contact, (uint64_t)what};
+
+    return (double)(hash64(k, sizeof k) >> 11) / 9007199254740992.0;
+}
+
+struct demo_msgs {
+    int64_t *contact;
+    size_t n, cap;
+};
+
+static int keep_sent(void *ctx, const struct store_msg *m)
+{
+    struct demo_msgs *l = ctx;
+
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 256;
+        l->contact = xrealloc(l->contact, l->cap * sizeof *l->contact);
+    }
+    l->contact[l->n++] = m->contact_id;
+    return 0;
+}
+
+static struct store *demo_store(void *ctx)
+{
+    return ctx;
+}
+
+/* A click on the message's first link, as a mail client follows it. */
+static int demo_click(struct tracker *t, struct store *st, const char *token, struct err *e)
+{
+    struct buf url;
+    int recorded, rc;
+
+    buf_init(&url);
+    rc = tracker_click(t, demo_store, st, token, "Mozilla/5.0 (demo mail client)", &url, &recorded,
+                       e);
+    buf_release(&url);
+    return rc;
+}
+
+/* What a provider would report of the demo's messages (applied as source "demo"), opens
+ * and clicks through the real tracking path (the journal), and orders after some of the
+ * clicks (real contact events, which the conversion goal counts). */
+static int demo_engagement(struct demo_drive *d, struct store *st, int64_t run, struct demo_msgs *l,
+                           struct err *e)
+{
+    const struct send_env *env = d->app->send;
+    struct ingest in;
+    struct engagement *g;
+    size_t i;
+    int rc = 0, orders = 0;
+
+    ingest_init(&in, st, d->app->cfg);
+    g = engagement_new(&in);
+    /* the provider's word: delivered, or bounced; a few complaints */
+    for (i = 0; rc == 0 && i < l->n; i++) {
+        int64_t c = l->contact[i], now = clock_now_ms();
+        enum engagement_outcome out;
+        struct mev ev = {.at_ms = now};
+        char sid[64], mid[48];
+        if (i % 200 == 0)
+            rc = ingest_begin(&in, e);
+        store_message_id(run, c, mid, sizeof mid);
+        ev.message_id = mid;
+        ev.source_id = sid;
+        ev.kind = draw(run, c, 0) < 0.015 ? MEV_BOUNCED_HARD : MEV_DELIVERED;
+        ev.reason = ev.kind == MEV_BOUNCED_HARD ? "550 5.1.1 user unknown (demo)" : NULL;
+        snprintf(sid, sizeof sid, "demo-%s-%d", mid, (int)ev.kind);
+        if (rc == 0)
+            rc = engagement_apply(g, "demo", &ev, now, &out, e);
+        if (rc == 0 && ev.kind == MEV_DELIVERED && draw(run, c, 1) < 0.004) {
+            ev.kind = MEV_COMPLAINED;
+            snprintf(sid, sizeof sid, "demo-%s-%d", mid, (int)ev.kind);
+            rc = engagement_apply(g, "demo", &ev, now, &out, e);
+        }
+        if (rc || i % 200 == 199 || i + 1 == l->n)
+            rc = engagement_finish(g, rc, e);
+    }
+    /* the recipients: opens and clicks as a mail client makes them, orders after some */
+    for (i = 0; rc == 0 && i < l->n; i++) {
+        int64_t c = l->contact[i], now = clock_now_ms();
+        char tok[TOKEN_MAX];
+        if (draw(run, c, 0) < 0.015) /* bounced */
+            continue;
+        if (draw(run, c, 2) < 0.46) {
+            int opens = 1 + (int)(draw(run, c, 3) * 3);
+            token_make(env->token_key, 'o', run, c, 0, tok);
+            for (int k = 0; k < opens && rc == 0; k++)
+                rc = tracker_open(d->app->tracker, tok,
+                                  draw(run, c, 10 + k) < 0.1 ? "Mozilla/5.0"
+                                                             : "Mozilla/5.0 (demo mail client)",
+                                  e);
+        }
+        if (rc == 0 && draw(run, c, 4) < 0.12) {
+            token_make(env->token_key, 'c', run, c, 0, tok);
+            rc = demo_click(d->app->tracker, st, tok, e);
+            if (rc == 0 && draw(run, c, 5) < 0.3 && orders < 100) {
+                struct ingest_ctx cx = {.kind = SRC_API, .source = "demo", .received_at = now};
+                struct store_contact sc;
+                enum ingest_outcome io;
+                char oid[64], when[32];
+                json_t *rec = NULL;
+                store_contact_init(&sc);
+                if (store_contact_get(st, c, &sc, e) == 0 && sc.external_id) {
+                    snprintf(oid, sizeof oid, "demo-order-%lld-%lld", (long long)run, (long long)c);
+                    time_format_iso(now, when);
+                    rec = json_pack("{s:s,s:s,s:s,s:{s:s,s:f,s:s,s:s}}", "external_id",
+                                    sc.external_id, "event", "order_created", "event_id", oid,
+                                    "properties", "order_id", oid, "amount",
+                                    500 + (double)(int)(draw(run, c, 6) * 4500), "currency", "INR",
+                                    "created_at", when);
+                    rc = ingest_begin(&in, e);
+                    if (rc == 0)
+                        rc = ingest_event(&in, &cx, rec, &io, e);
+                    if (rc == 0)
+                        rc = ingest_commit(&in, e);
+                    else
+                        ingest_rollback(&in);
+                    orders++;
+                }
+                if (rc == 0)
+                    err_clear(e);
+                json_decref(rec);
+                store_contact_release(&sc);
+            }
+        }
+    }
+    engagement_free(g);
+    ingest_release(&in);
+    return rc;
+}
+
+/* Sends the demo campaign (a draft: the first demo run) once the server is up, waits for
+ * its run to end, then makes its engagement. */
+static void *demo_drive_main(void *arg)
+{
+    struct demo_drive *d = arg;
+    struct store_campaign found = {0};
+    struct demo_msgs l = {0};
+    struct store *st = store_pool_get(d->app->pool);
+    struct err e = {0};
+    json_t *run = NULL;
+    int64_t run_id = 0;
+    char state[16] = "";
+    int rc;
+
+    rc = store_campaigns_list(st, 0, 0, find_demo_campaign, &found, &e);
+    if (rc || found.id == 0)
+        goto out;
+    rc = campaign_send(d->app->send, st, found.id, "demo", "demo", &run, &e);
+    if (rc)
+        goto out;
+    run_id = json_integer_value(json_object_get(run, "id"));
+    dispatcher_wake(d->app->dispatcher);
+    for (int i = 0; i < 1200 && !d->stop; i++) {
+        if (store_run_get(st, run_id, run_state, state, &e) == 0 &&
+            (strcmp(state, "completed") == 0 || strcmp(state, "failed") == 0 ||
+             strcmp(state, "cancelled") == 0))
+            break;
+        usleep(100 * 1000);
+    }
+    if (d->stop || strcmp(state, "completed") != 0)
+        goto out;
+    rc = store_messages_list(st, run_id, MSG_SENT, 0, 0, keep_sent, &l, &e);
+    if (rc == 0)
+        rc = demo_engagement(d, st, run_id, &l, &e);
+    if (rc == 0)
+        log_info("demo",
+                 "campaign \"%s\" sent (run %lld, %zu messages to DATA/outbox/) and "
+                 "its engagement made: GET /api/v1/campaign-runs/%lld/funnel",
+                 DEMO_CAMPAIGN, (long long)run_id, l.n, (long long)run_id);
+out:
+    if (rc)
+        log_warn("demo", "the demo campaign's send: %s", e.msg);
+    free(l.contact);
+    json_decref(run);
+    store_pool_put(d->app->pool, st);
+    return NULL;
+}
 
 static int serve(struct cli *c, const char *banner_key)
 {
     struct app app = {.cfg = &c->cfg, .location = c->data_dir, .version = ENGAGE_VERSION};
+    struct demo_drive drive = {0};
+    int driving = 0;
     struct store *st;
     struct err e = {0};
     sigset_t set;
@@ -39,6 +257,9 @@ static int serve(struct cli *c, const char *banner_key)
     signal(SIGPIPE, SIG_IGN);
     if (app_start(&app, lfd, &e))
         return die("%s", e.msg);
+    drive.app = &app;
+    if (banner_key && pthread_create(&drive.tid, NULL, demo_drive_main, &drive) == 0)
+        driving = 1;
     {
         char host[256];
         int p;
@@ -61,6 +282,9 @@ static int serve(struct cli *c, const char *banner_key)
     }
     sigwait(&set, &sig);
     log_info("serve", "signal %d: stopping", sig);
+    drive.stop = 1;
+    if (driving)
+        pthread_join(drive.tid, NULL);
     app_stop(&app);
     return 0;
 }
@@ -117,8 +341,9 @@ static int find_segment(void *ctx, const struct store_segment *s)
     return 0;
 }
 
-/* A template and a draft campaign to the first demo segment, sendable to the outbox (the
- * default provider when none is configured); a second run finds their names taken. */
+/* A template and a draft campaign (with a conversion goal) to the first demo segment,
+ * which the demo sends once the server is up (to the outbox: the default provider when
+ * none is configured); a second run finds their names taken. */
 static int demo_campaign(struct cli *c, struct store *st, struct err *e)
 {
     static const char *const tpl =
@@ -126,6 +351,7 @@ static int demo_campaign(struct cli *c, struct store *st, struct err *e)
         "\"subject\":\"{{ first_name | default: \\\"Friend\\\" }}, a thank-you from {{ city }}\","
         "\"html\":\"<html><body><h1>Thank you, {{ first_name | default: \\\"friend\\\" }}!</h1>"
         "<p>You ordered twice this quarter. Here is 10% off your next order in {{ city }}.</p>"
+        "<p><a href=\\\"https://shop.demo.example/offers?city={{ city }}\\\">See the offers</a></p>"
         "<p><a href=\\\"{{ unsubscribe_url }}\\\">Unsubscribe</a></p></body></html>\","
         "\"from_email\":\"hello@demo.example\",\"from_name\":\"EqueEngage Demo\"}";
     struct send_env env = {0};
@@ -152,8 +378,9 @@ static int demo_campaign(struct cli *c, struct store *st, struct err *e)
     rc = send_env_init(&env, &c->cfg, url, NULL, e);
     if (rc)
         return rc;
-    body = json_pack("{s:s,s:I,s:I}", "name", "Thank repeat buyers in Pune", "segment_id",
-                     (json_int_t)seg, "template_id", (json_int_t)tid);
+    body = json_pack("{s:s,s:I,s:I,s:{s:s,s:i,s:s}}", "name", DEMO_CAMPAIGN, "segment_id",
+                     (json_int_t)seg, "template_id", (json_int_t)tid, "conversion", "event",
+                     "order_created", "within_days", 7, "value_property", "amount");
     rc = campaign_create(&env, st, body, c->actor, "", &cid, &errs, e);
     if (rc == E_CONFLICT) {
         err_clear(e);
@@ -300,8 +527,10 @@ const struct cli_cmd cli_cmd_demo = {
     "calls, WhatsApp messages, email opens, and a few invalid rows) under DATA/demo,\n"
     "imports it, creates an admin API key, prints the URL and the key, and serves.\n"
     "Running it again imports nothing twice.\n"
-    "It also saves two segments, a template and a draft campaign to the first segment\n"
-    "(sendable at once: with no [provider:...] configured, messages go to DATA/outbox/).\n"
+    "It also saves two segments, a template and a campaign to the first segment, which\n"
+    "it sends once the server is up (with no [provider:...] configured, messages go to\n"
+    "DATA/outbox/), then makes its engagement: deliveries and bounces as a provider\n"
+    "reports them, opens and clicks through its tracking links, orders it converts.\n"
     "Each run revokes the previous run's demo-admin key and creates a new one.\n"
     "  --contacts N        demo size (default 2000)\n"
     "  --seed S            generator seed (default 42)\n"

@@ -6,6 +6,7 @@
 
 #include "../ingest/ingest.h"
 #include "../segment/segment.h"
+#include "../campaign/campaign.h"
 #include "routes_int.h"
 
 /* ---- contacts ---------------------------------------------------------------------- */
@@ -13,7 +14,7 @@
 void h_contact_get(struct http_req *r, struct http_resp *w)
 {
     struct err e = {0};
-    json_t *c;
+    json_t *c, *msgs;
 
     if (http_only_params(r, w, " "))
         return;
@@ -21,6 +22,13 @@ void h_contact_get(struct http_req *r, struct http_resp *w)
         http_error_from(r, w, &e);
         return;
     }
+    /* the contact's latest campaign messages, with what became of each */
+    if (contact_messages(r->st, json_integer_value(json_object_get(c, "id")), 20, &msgs, &e)) {
+        json_decref(c);
+        http_error_from(r, w, &e);
+        return;
+    }
+    json_object_set_new(c, "messages", msgs);
     http_json(w, 200, c);
 }
 

@@ -154,15 +154,33 @@ void h_run_messages(struct http_req *r, struct http_resp *w)
     int64_t id, cursor, next;
     int limit, rc;
 
-    if (http_only_params(r, w, " state limit cursor ") || route_id(r, w, "campaign run", &id) ||
-        http_page_params(r, w, &limit, &cursor))
+    struct run_msg_filter f;
+
+    if (http_only_params(r, w, " state event reason limit cursor ") ||
+        route_id(r, w, "campaign run", &id) || http_page_params(r, w, &limit, &cursor))
         return;
-    rc = run_messages(r->st, id, http_query(r, "state"), cursor, limit, &items, &next, &e);
+    f.state = http_query(r, "state");
+    f.event = http_query(r, "event");
+    f.reason = http_query(r, "reason");
+    rc = run_messages(r->st, id, &f, cursor, limit, &items, &next, &e);
     if (rc == E_INVAL) {
-        http_error(w, 400, "invalid_parameter", e.msg, "state");
+        http_error(w, 400, "invalid_parameter", e.msg, e.field);
         return;
     }
     answer(r, w, rc, &e, NULL, 200, rc ? NULL : http_page_json(items, next));
+}
+
+void h_run_reasons(struct http_req *r, struct http_resp *w)
+{
+    struct err e = {0};
+    json_t *out = NULL;
+    int64_t id;
+    int rc;
+
+    if (http_only_params(r, w, " ") || route_id(r, w, "campaign run", &id))
+        return;
+    rc = run_reasons(r->st, id, &out, &e);
+    answer(r, w, rc, &e, NULL, 200, out);
 }
 
 void h_run_resend_failed(struct http_req *r, struct http_resp *w)

@@ -603,6 +603,7 @@ struct store_msg {
     int redelivery;         /* claimed again after a lease that ran out: maybe sent twice */
     const char *last_error; /* or the skip reason */
     const char *provider_message_id;
+    unsigned events; /* a bit per kind of message event seen (enum mev_kind) */
     /* the contact as it is now (claims only; NULL/0 elsewhere except external_id, email) */
     const char *external_id, *email, *attrs_json;
     enum consent_state consent;
@@ -652,6 +653,16 @@ int store_messages_next_due(struct store *st, int64_t run_id, int64_t *at, struc
  * external_id and email too. */
 int store_messages_list(struct store *st, int64_t run_id, int state, int64_t after_id, int limit,
                         store_msg_fn fn, void *ctx, struct err *e);
+/* The same, filtered: state (-1: any), rows whose events hold every bit of events (0: any),
+ * a substring of last_error (NULL: any). */
+int store_messages_filter(struct store *st, int64_t run_id, int state, unsigned events,
+                          const char *reason, int64_t after_id, int limit, store_msg_fn fn,
+                          void *ctx, struct err *e);
+/* The run's rows that did not go out (retry, failed, dead, skipped) grouped by state and
+ * last error, the largest groups first, at most limit. */
+int store_messages_reasons(struct store *st, int64_t run_id, int limit,
+                           int (*fn)(void *ctx, int state, const char *reason, int64_t n),
+                           void *ctx, struct err *e);
 /* Re-queues dead rows (run_id 0: of every run; reason: a substring of last_error, or
  * NULL) of runs that were not cancelled: queued, attempts 0. fn sees each run touched and how many
  * of its rows. In a transaction. */

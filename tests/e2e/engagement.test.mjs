@@ -7,8 +7,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import { tmpData, startServer, apikey, engage } from './lib.mjs';
+import { spawn, spawnSync } from 'node:child_process';
+import { tmpData, startServer, apikey, engage, BIN } from './lib.mjs';
 import { startSmtp } from './smtp.mjs';
 import { writeConfig, client, sendCampaign, waitRun, runMessages, rng, sleep } from './campaign_lib.mjs';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -289,6 +289,23 @@ test('generic webhook: verified, stored, applied once; unknown messages counted;
   assert.equal(bounced.consent_history.find((h) => h.to === 'bounced').source, 'webhook:gen');
   assert.ok(bounced.recent_events.some((e) => e.event === 'email_bounced' && e.properties.bounce === 'hard'));
   assert.equal((await A.get(`/api/v1/contacts/${xidOf(1)}`)).json.email_consent, 'complained');
+  // the drill-down: a run's rows by event, each with the kinds it has had; a contact's
+  // messages with theirs
+  let d = await A.get(`/api/v1/campaign-runs/${run.id}/messages?event=bounced_hard`);
+  assert.equal(d.status, 200, d.text);
+  assert.deepEqual(d.json.items.map((m) => m.message_id), [ids[2]]);
+  assert.deepEqual(d.json.items[0].events, ['bounced_hard']);
+  d = await A.get(`/api/v1/campaign-runs/${run.id}/messages?event=delivered&state=sent`);
+  assert.equal(d.json.items.length, 2);
+  d = await A.get(`/api/v1/campaign-runs/${run.id}/messages?event=exploded`);
+  assert.equal(d.status, 400);
+  assert.equal(d.json.error.path, 'event');
+  d = await A.get(`/api/v1/campaign-runs/${run.id}/reasons`);
+  assert.equal(d.status, 200, d.text);
+  assert.deepEqual(d.json.reasons, [], 'every message went out');
+  const hist = (await A.get(`/api/v1/contacts/${xidOf(1)}`)).json.messages;
+  assert.equal(hist[0].message_id, ids[1]);
+  assert.deepEqual(hist[0].events.sort(), ['complained', 'delivered']);
   let q = await queues();
   assert.equal(q.unknown_message_events, 1);
 
@@ -474,4 +491,29 @@ test('conversions: an event within N days after the message converts it, with it
   assert.equal(r.status, 422, r.text);
   const paths = r.json.error.details.map((d) => d.path).sort();
   assert.deepEqual(paths, ['/conversion/after', '/conversion/event', '/conversion/extra', '/conversion/within_days']);
+});
+
+// Proves "make demo shows a sent demo campaign with engagement": the demo sends its
+// campaign through the real dispatcher once it serves, then deliveries and bounces as a
+// provider reports them, opens and clicks through the tracking links, orders that convert.
+test('the demo sends its campaign and shows its engagement', async () => {
+  const dir = tmpData();
+  const child = spawn(BIN, ['--data', dir, 'demo', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  try {
+    const url = await until(async () => ({ ok: /listening on (http:\S+)/.test(out), v: (out.match(/listening on (http:\S+)/) || [])[1] }),
+      'the demo to serve', 60000);
+    const key = await until(async () => ({ ok: /Admin key:\s+(ek_\S+)/.test(out), v: (out.match(/Admin key:\s+(ek_\S+)/) || [])[1] }), 'its key');
+    const D = client(url, key);
+    const f = await until(async () => {
+      const r = await D.get('/api/v1/campaign-runs/1/funnel');
+      return { ok: r.status === 200 && r.json.counts.delivered > 0 && r.json.counts.clicked_unique > 0, v: r.json };
+    }, 'the demo campaign\'s engagement', 60000);
+    assert.ok(f.counts.sent > 0 && f.counts.opened_unique > 0, JSON.stringify(f));
+    assert.equal(f.counts.delivered + f.counts.bounced_hard, f.counts.sent);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((res) => child.once('exit', res));
+  }
 });

@@ -24,7 +24,8 @@
 
 #define MSG_COLS                                                                                   \
     "m.id, m.run_id, m.contact_id, m.state, m.attempts, m.next_at, m.updated_at, m.last_error,"    \
-    " m.provider_message_id, c.external_id, c.email, c.attrs, c.consent, coalesce(c.deleted, 1)"
+    " m.provider_message_id, c.external_id, c.email, c.attrs, c.consent, coalesce(c.deleted, 1),"  \
+    " m.events"
 #define MSG_FROM " FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id"
 /* The first page (ids above ?2, at most ?3) of the run's rows in one state. */
 #define PAGE_OF(s)                                                                                 \
@@ -110,6 +111,18 @@ static const struct sq_def q_dead_runs = {
                       " AND (?1 = 0 OR run_id = ?1) AND (?2 IS NULL OR instr(last_error, ?2) > 0)"
                       " AND run_id NOT IN (SELECT id FROM campaign_runs WHERE state = 'cancelled')"
                       " GROUP BY run_id ORDER BY run_id"};
+/* A page of a run's rows by id, filtered: state (-1 any), every bit of an events mask, a
+ * substring of the last error. The drill-down of a run: it walks the run's rows in id
+ * order (messages_run_contact seeks the run), so a rare filter costs a scan of the run. */
+static const struct sq_def q_list_filter = {
+    SQ_MSG_LIST_FILTER, "SELECT " MSG_COLS MSG_FROM " WHERE m.run_id = ?1 AND m.id > ?2"
+                        " AND (?4 < 0 OR m.state = ?4) AND (m.events & ?5) = ?5"
+                        " AND (?6 IS NULL OR instr(m.last_error, ?6) > 0) ORDER BY m.id LIMIT ?3"};
+/* The run's rows that did not go out, by their last error. */
+static const struct sq_def q_reasons = {
+    SQ_MSG_REASONS,
+    "SELECT state, last_error, count(*) FROM messages WHERE run_id = ?1 AND state IN (3, 4, 5, 6)"
+    " GROUP BY state, last_error ORDER BY count(*) DESC LIMIT ?2"};
 static const struct sq_def q_replay = {
     SQ_MSG_REPLAY, "UPDATE messages SET state = 0, attempts = 0, next_at = 0, lease_owner = NULL,"
                    " lease_until = 0, updated_at = ?3 WHERE run_id = ?1 AND state = 5"
@@ -132,6 +145,7 @@ static void msg_of_row(sqlite3_stmt *s, int with_contact, struct store_msg *m)
     m->provider_message_id = sq_col_text(s, 8);
     m->external_id = sq_col_text(s, 9);
     m->email = sq_col_text(s, 10);
+    m->events = (unsigned)sqlite3_column_int64(s, 14);
     if (!with_contact)
         return;
     m->attrs_json = sq_col_text(s, 11);
@@ -382,6 +396,52 @@ int store_messages_move(struct store *st, int64_t run_id, unsigned mask, int to,
             *count += sq_changes(st);
     }
     return rc;
+}
+
+int store_messages_filter(struct store *st, int64_t run_id, int state, unsigned events,
+                          const char *reason, int64_t after_id, int limit, store_msg_fn fn,
+                          void *ctx, struct err *e)
+{
+    struct msg_visit v = {fn, ctx};
+    struct sq q;
+    int rc = sq_prep(&q, st, &q_list_filter, e);
+
+    if (rc)
+        return rc;
+    sq_i64(&q, 1, run_id);
+    sq_i64(&q, 2, after_id);
+    sq_int(&q, 3, limit > 0 ? limit : -1);
+    sq_int(&q, 4, state);
+    sq_i64(&q, 5, events);
+    sq_text(&q, 6, reason);
+    return sq_each(&q, "filter a run's ledger", row_msg, &v, NULL, e);
+}
+
+struct reason_visit {
+    int (*fn)(void *ctx, int state, const char *reason, int64_t n);
+    void *ctx;
+};
+
+static int row_reason(sqlite3_stmt *s, void *ctx)
+{
+    struct reason_visit *v = ctx;
+
+    return v->fn(v->ctx, sqlite3_column_int(s, 0), sq_col_text(s, 1), sqlite3_column_int64(s, 2));
+}
+
+int store_messages_reasons(struct store *st, int64_t run_id, int limit,
+                           int (*fn)(void *ctx, int state, const char *reason, int64_t n),
+                           void *ctx, struct err *e)
+{
+    struct reason_visit v = {fn, ctx};
+    struct sq q;
+    int rc = sq_prep(&q, st, &q_reasons, e);
+
+    if (rc)
+        return rc;
+    sq_i64(&q, 1, run_id);
+    sq_int(&q, 2, limit > 0 ? limit : -1);
+    return sq_each(&q, "count a run's reasons", row_reason, &v, NULL, e);
 }
 
 int store_messages_count(struct store *st, int64_t run_id, int64_t counts[MSG_STATES],
