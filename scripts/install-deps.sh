@@ -25,6 +25,8 @@ TEST_PKGS="libcriterion-dev sqlite3 postgresql-15 clang-format"
 TEST_PKGS="$TEST_PKGS postfix"
 # curl, the command line: the client that proves the SMTP harness (tests/e2e/smtp_harness.test.mjs).
 TEST_PKGS="$TEST_PKGS curl"
+# openssl, the command line: the SNS certificate of tests/e2e/webhooks.test.mjs.
+TEST_PKGS="$TEST_PKGS openssl"
 LINT_PKGS="clang-format"
 
 want="$BUILD_PKGS"

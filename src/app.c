@@ -99,6 +99,51 @@ static int collect_rejected(void *ctx, int which, void *scrape, struct metric_si
     return store_rejected_counts(scrape, metric_emit_count, out, e);
 }
 
+/* The queues of GET /api/v1/ops/queues, as gauges (scrape: the scrape's connection). */
+enum queue_figure { Q_LEDGER, Q_OLDEST, Q_RETRY, Q_INBOX, Q_INBOX_AGE, Q_JOURNAL };
+
+static int collect_queues(void *ctx, int which, void *scrape, struct metric_sink *out,
+                          struct err *e)
+{
+    static const char *const states[MSG_STATES] = {"queued", "sending", "sent",   "retry",
+                                                   "failed", "dead",    "skipped"};
+    static const char *const pending[] = {"pending"}, *const failed[] = {"failed"};
+    const struct app *app = ctx;
+    struct store_queues q;
+    int64_t now = clock_now_ms();
+    int rc, i;
+
+    if (which == Q_JOURNAL) {
+        metric_emit(out, NULL, app->tracker ? (double)tracker_pending_bytes(app->tracker) : 0);
+        return 0;
+    }
+    rc = store_queues(scrape, &q, e);
+    if (rc)
+        return rc;
+    switch (which) {
+    case Q_LEDGER:
+        for (i = 0; i < MSG_STATES; i++) {
+            const char *v[] = {states[i]};
+            metric_emit(out, v, (double)q.ledger[i]);
+        }
+        break;
+    case Q_OLDEST:
+        metric_emit(out, NULL, q.oldest_queued_at ? (double)(now - q.oldest_queued_at) / 1000 : 0);
+        break;
+    case Q_RETRY:
+        metric_emit(out, NULL, (double)q.retry);
+        break;
+    case Q_INBOX:
+        metric_emit(out, pending, (double)q.inbox_pending);
+        metric_emit(out, failed, (double)q.inbox_failed);
+        break;
+    case Q_INBOX_AGE:
+        metric_emit(out, NULL, q.inbox_oldest_at ? (double)(now - q.inbox_oldest_at) / 1000 : 0);
+        break;
+    }
+    return 0;
+}
+
 static void app_metrics(struct app *app)
 {
     static const struct metric_def defs[] = {
@@ -141,6 +186,40 @@ static void app_metrics(struct app *app)
          .type = METRIC_GAUGE,
          .labels = "reason",
          .collect = collect_rejected},
+        {.name = "engage_queue_ledger_rows",
+         .help = "Send ledger rows of every run, by state (dead: the send dead letters).",
+         .type = METRIC_GAUGE,
+         .labels = "state",
+         .collect = collect_queues,
+         .which = Q_LEDGER},
+        {.name = "engage_queue_oldest_queued_seconds",
+         .help = "Age of the oldest queued message of a run that may send (0: none).",
+         .type = METRIC_GAUGE,
+         .decimals = 3,
+         .collect = collect_queues,
+         .which = Q_OLDEST},
+        {.name = "engage_queue_retry_rows",
+         .help = "Messages waiting to be retried.",
+         .type = METRIC_GAUGE,
+         .collect = collect_queues,
+         .which = Q_RETRY},
+        {.name = "engage_webhook_inbox_bodies",
+         .help = "Webhook bodies stored and not yet applied (pending), or that failed.",
+         .type = METRIC_GAUGE,
+         .labels = "state",
+         .collect = collect_queues,
+         .which = Q_INBOX},
+        {.name = "engage_webhook_inbox_oldest_seconds",
+         .help = "Age of the oldest pending webhook body (0: none).",
+         .type = METRIC_GAUGE,
+         .decimals = 3,
+         .collect = collect_queues,
+         .which = Q_INBOX_AGE},
+        {.name = "engage_tracking_journal_pending_bytes",
+         .help = "Bytes of the tracking journal answered and not yet applied.",
+         .type = METRIC_GAUGE,
+         .collect = collect_queues,
+         .which = Q_JOURNAL},
     };
 
     metrics_add_all(app->metrics, defs, sizeof defs / sizeof *defs, app);

@@ -451,6 +451,12 @@ test('time series in a viewer\'s zone, the overview, the queues, and who may rea
     'tracking_journal']) {
     assert.ok(k in r.json, k);
   }
+  // the same as gauges
+  const metrics = await (await fetch(srv.url + '/metrics')).text();
+  assert.match(metrics, /^engage_queue_ledger_rows\{state="sent"\} [1-9]/m);
+  assert.match(metrics, /^engage_webhook_inbox_bodies\{state="failed"\} 1$/m);
+  assert.match(metrics, /^engage_tracking_journal_pending_bytes \d+$/m);
+  assert.match(metrics, /^engage_queue_oldest_queued_seconds /m);
   // the ingest role reads none of it
   for (const p of [`/api/v1/campaign-runs/${runId}/funnel`, '/api/v1/analytics/overview', '/api/v1/ops/queues']) {
     r = await I.get(p);
