@@ -84,8 +84,11 @@ int mev_message_id(const char *s, char out[48])
 int delivery_hold_apply(void)
 {
     static int hold = -1;
+    int h = __atomic_load_n(&hold, __ATOMIC_RELAXED);
 
-    if (hold < 0) /* races set it to the same value */
-        hold = getenv("ENGAGE_TEST_HOLD_APPLY") != NULL;
-    return hold;
+    if (h < 0) { /* workers racing here store the same value */
+        h = getenv("ENGAGE_TEST_HOLD_APPLY") != NULL;
+        __atomic_store_n(&hold, h, __ATOMIC_RELAXED);
+    }
+    return h;
 }
