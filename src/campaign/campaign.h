@@ -311,6 +311,11 @@ struct run_msg_filter {
 };
 int run_messages(struct store *st, int64_t run_id, const struct run_msg_filter *f, int64_t after_id,
                  int limit, json_t **items, int64_t *next_cursor, struct err *e);
+/* A page of the run's log, in order: [{"id", "at", "kind", "detail", "count"}]; kind
+ * "state" (detail "from -> to: reason"), "retry", "failed" or "dead" (the messages of
+ * one batch of outcomes with one error: count of them, detail the error). */
+int run_log(struct store *st, int64_t run_id, int64_t after_id, int limit, json_t **items,
+            int64_t *next_cursor, struct err *e);
 /* {"reasons": [{"state", "reason", "count"}...]}: the run's rows that did not go out,
  * grouped by state and last error, the largest first (at most 100). */
 int run_reasons(struct store *st, int64_t run_id, json_t **out, struct err *e);

@@ -616,6 +616,8 @@ int campaign_send(const struct send_env *env, struct store *st, int64_t id, cons
     r.created_at = r.updated_at = now;
     r.created_by = actor;
     rc = store_run_insert(st, &r, e);
+    if (rc == 0)
+        rc = store_run_log_add(st, r.id, now, "state", "-> scheduled: sent by the campaign", 1, e);
     if (rc == 0) {
         struct store_campaign c = k.c;
         c.state = k.c.scheduled_at > now ? "scheduled" : "running";
@@ -831,6 +833,34 @@ int run_messages(struct store *st, int64_t run_id, const struct run_msg_filter *
     return rc;
 }
 
+static int add_log(void *ctx, const struct store_run_log *g)
+{
+    struct list_ctx *l = ctx;
+
+    json_array_append_new(l->items, json_pack("{s:I,s:o,s:s,s:s?,s:I}", "id", (json_int_t)g->id,
+                                              "at", json_iso_or_null(g->at), "kind", g->kind,
+                                              "detail", g->detail, "count", (json_int_t)g->count));
+    l->last = g->id;
+    return 0;
+}
+
+int run_log(struct store *st, int64_t run_id, int64_t after_id, int limit, json_t **items,
+            int64_t *next_cursor, struct err *e)
+{
+    struct run_copy k = {0};
+    struct list_ctx l = {json_array(), 0};
+    int rc = load_run(st, run_id, &k, e);
+
+    run_copy_release(&k);
+    if (rc == 0)
+        rc = store_run_log_list(st, run_id, after_id, limit, add_log, &l, e);
+    *next_cursor = (rc == 0 && (int)json_array_size(l.items) == limit) ? l.last : 0;
+    if (rc)
+        json_decref(l.items);
+    *items = rc ? NULL : l.items;
+    return rc;
+}
+
 static int add_reason(void *ctx, int state, const char *reason, int64_t n)
 {
     json_array_append_new(ctx, json_pack("{s:s,s:s?,s:I}", "state", store_msg_state_name(state),
@@ -1037,6 +1067,14 @@ int run_transition(struct store *st, struct store_run *r, const char *from, cons
             rc = ERR(e, E_CONFLICT, "run %lld is %s now, not %s", (long long)r->id, cur.r.state,
                      from);
         run_copy_release(&cur);
+        if (rc)
+            return rc;
+    }
+    {
+        char detail[600];
+        snprintf(detail, sizeof detail, "%s -> %s%s%.500s", r->state ? r->state : "", to,
+                 reason ? ": " : "", reason ? reason : "");
+        rc = store_run_log_add(st, r->id, now, "state", detail, 1, e);
         if (rc)
             return rc;
     }

@@ -598,6 +598,30 @@ static int complete_one(struct dispatcher *d, struct store *st, const struct ite
     return rc;
 }
 
+/* The run logs of a batch of outcomes: its retries, failures and dead letters grouped by
+ * run, outcome and error, one row a group (a batch is at most a few hundred). */
+static int log_outcomes(struct store *st, struct item *list, int64_t now, struct err *e)
+{
+    struct item *it, *jt;
+    int rc = 0;
+
+    for (it = list; rc == 0 && it; it = it->next) {
+        int64_t n = 0;
+        if (it->out != OUT_RETRY && it->out != OUT_FAILED && it->out != OUT_DEAD)
+            continue;
+        for (jt = list; jt != it; jt = jt->next) /* counted with an earlier one */
+            if (jt->run_id == it->run_id && jt->out == it->out && strcmp(jt->error, it->error) == 0)
+                break;
+        if (jt != it)
+            continue;
+        for (jt = it; jt; jt = jt->next)
+            n +=
+                jt->run_id == it->run_id && jt->out == it->out && strcmp(jt->error, it->error) == 0;
+        rc = store_run_log_add(st, it->run_id, now, out_names[it->out], it->error, n, e);
+    }
+    return rc;
+}
+
 /* Records every outcome the senders left, in one transaction. */
 static int record_step(struct dispatcher *d, struct store *st, struct err *e)
 {
@@ -617,6 +641,8 @@ static int record_step(struct dispatcher *d, struct store *st, struct err *e)
         d->eng = engagement_new(&d->in);
     }
     rc = ingest_begin(&d->in, e);
+    if (rc == 0)
+        rc = log_outcomes(st, list, now, e);
     for (it = list; rc == 0 && it; it = it->next) {
         /* a cancelled run retries nothing: what would wait for a retry is skipped */
         if (it->out == OUT_RETRY && run_stopped(d, st, it->run, &rc, e) &&

@@ -473,6 +473,7 @@ const struct route http_routes[] = {
     {"GET", "/api/v1/campaign-runs/{id}", ROLES_READ, h_run_get, "campaign_runs.get", 0},
     {"GET", "/api/v1/campaign-runs/{id}/reasons", ROLES_READ, h_run_reasons,
      "campaign_runs.reasons", 0},
+    {"GET", "/api/v1/campaign-runs/{id}/log", ROLES_READ, h_run_log, "campaign_runs.log", 0},
     {"GET", "/api/v1/campaign-runs/{id}/funnel", ROLES_READ, h_run_funnel, "campaign_runs.funnel",
      0},
     {"GET", "/api/v1/campaign-runs/{id}/timeseries", ROLES_READ, h_run_timeseries,

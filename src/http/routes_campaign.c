@@ -170,6 +170,20 @@ void h_run_messages(struct http_req *r, struct http_resp *w)
     answer(r, w, rc, &e, NULL, 200, rc ? NULL : http_page_json(items, next));
 }
 
+void h_run_log(struct http_req *r, struct http_resp *w)
+{
+    struct err e = {0};
+    json_t *items = NULL;
+    int64_t id, cursor, next;
+    int limit, rc;
+
+    if (http_only_params(r, w, " limit cursor ") || route_id(r, w, "campaign run", &id) ||
+        http_page_params(r, w, &limit, &cursor))
+        return;
+    rc = run_log(r->st, id, cursor, limit, &items, &next, &e);
+    answer(r, w, rc, &e, NULL, 200, rc ? NULL : http_page_json(items, next));
+}
+
 void h_run_reasons(struct http_req *r, struct http_resp *w)
 {
     struct err e = {0};

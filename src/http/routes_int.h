@@ -52,6 +52,7 @@ void h_campaign_runs(struct http_req *r, struct http_resp *w);
 void h_run_get(struct http_req *r, struct http_resp *w);
 void h_run_messages(struct http_req *r, struct http_resp *w);
 void h_run_reasons(struct http_req *r, struct http_resp *w);
+void h_run_log(struct http_req *r, struct http_resp *w);
 void h_run_resend_failed(struct http_req *r, struct http_resp *w);
 void h_dlq_list(struct http_req *r, struct http_resp *w);
 void h_dlq_replay(struct http_req *r, struct http_resp *w);

@@ -744,6 +744,20 @@ int store_stats_minutes(struct store *st, const int64_t *run_ids, size_t nruns, 
                                   double x),
                         void *ctx, struct err *e);
 
+/* A run's log: state changes ("state", detail "from -> to: reason") and outcomes grouped
+ * by error ("retry", "failed", "dead"; count of messages). _add in a transaction; _list
+ * by id after after_id. */
+struct store_run_log {
+    int64_t id, run_id, at;
+    const char *kind, *detail;
+    int64_t count;
+};
+int store_run_log_add(struct store *st, int64_t run_id, int64_t at, const char *kind,
+                      const char *detail, int64_t count, struct err *e);
+int store_run_log_list(struct store *st, int64_t run_id, int64_t after_id, int limit,
+                       int (*fn)(void *ctx, const struct store_run_log *l), void *ctx,
+                       struct err *e);
+
 /* How far the journal `name` has been applied (E_NOTFOUND, *out 0, when never): the
  * tracking journal's and the conversions' checkpoints, written in the transaction that
  * applied what they cover. The _set one in a transaction. */

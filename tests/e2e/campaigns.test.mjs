@@ -328,6 +328,13 @@ test('every failure class ends in its ledger state; the DLQ and resend-failed se
   assert.equal(h.to, 'bounced');
   assert.equal(h.source, 'send');
   assert.equal((await contact('f-policy-554')).email_consent, 'subscribed');
+  // The run's log: retries, failures and dead letters, each group with its error and count
+  const log = (await A.get(`/api/v1/campaign-runs/${run.id}/log?limit=1000`)).json.items;
+  const of = (kind) => log.filter((l) => l.kind === kind);
+  assert.ok(of('retry').some((l) => /451 4\.3\.0/.test(l.detail)), JSON.stringify(log));
+  assert.equal(of('failed').reduce((a, l) => a + l.count, 0), 2);
+  assert.equal(of('dead').reduce((a, l) => a + l.count, 0), 5);
+  assert.equal(of('state').at(-1).detail.split(':')[0], 'running -> completed');
   assert.equal(runMessages(smtp, run.id).length, 2, 'only the accepted messages arrived');
 
   // The failed rows, a page at a time.

@@ -365,7 +365,7 @@ test('dead letters kept whole by an older version are cut by the migration; list
     " DROP TABLE templates; DROP TABLE template_versions; DROP TABLE campaigns;" +
     " DROP TABLE campaign_runs; DROP TABLE messages; DROP TABLE run_counts;" +
     " DROP TABLE message_events; DROP TABLE run_stats; DROP TABLE run_minutes;" +
-    " DROP TABLE webhook_inbox; DROP TABLE journals;" +
+    " DROP TABLE webhook_inbox; DROP TABLE journals; DROP TABLE run_log;" +
     " PRAGMA user_version = 9; INSERT INTO rejected(created_at, source, kind, reason, field, message," +
     " origin, raw, fingerprint) VALUES (0, 'csv', 'contact', 'invalid_email', 'email', 'is not an email'," +
     " 'old.csv:2', '{\"attributes\":{\"bio\":\"' || replace(hex(zeroblob(40000)), '0', 'é') || '\"}}', 'f')");

@@ -112,6 +112,10 @@ test('opens and clicks: links rewritten, pixel added, 302 to the message\'s own 
   const { run } = await sendCampaign(M, { name: 'trk', grp: 'trk', template: TEMPLATE });
   const done = await waitRun(A, run.id);
   assert.equal(done.counts.sent, 3);
+  // the run's log: its state changes in order
+  const log = (await A.get(`/api/v1/campaign-runs/${run.id}/log`)).json.items;
+  assert.deepEqual(log.filter((l) => l.kind === 'state').map((l) => l.detail.split(':')[0]),
+    ['-> scheduled', 'scheduled -> running', 'running -> completed'], JSON.stringify(log));
   const msgs = runMessages(smtp, run.id);
   assert.equal(msgs.length, 3);
   const byTo = Object.fromEntries(msgs.map((m) => [m.envelope.rcptTo[0], m]));

@@ -217,7 +217,7 @@ test('a source stored before this change takes its origin from its audit record,
     ' ALTER TABLE rejected DROP COLUMN raw_bytes; DROP TABLE templates; DROP TABLE template_versions;' +
     ' DROP TABLE campaigns; DROP TABLE campaign_runs; DROP TABLE messages; DROP TABLE run_counts;' +
     ' DROP TABLE message_events; DROP TABLE run_stats; DROP TABLE run_minutes;' +
-    ' DROP TABLE webhook_inbox; DROP TABLE journals;' +
+    ' DROP TABLE webhook_inbox; DROP TABLE journals; DROP TABLE run_log;' +
     ' PRAGMA user_version = 8;');
   const row = (name, ref) => `INSERT INTO sync_sources(name, kind, dsn, password, mapping, created_at, updated_at)
     VALUES ('${name}', 'postgres', '${fakeDsn()}', '${ref}', '${JSON.stringify(MAPPING)}', 1, 1);`;

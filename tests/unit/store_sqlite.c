@@ -202,6 +202,7 @@ UTEST(store, the_v11_and_v12_migrations_add_the_send_and_engagement_tables)
                      " DROP TABLE messages; DROP TABLE run_counts;"
                      " DROP TABLE message_events; DROP TABLE run_stats;"
                      " DROP TABLE run_minutes; DROP TABLE webhook_inbox; DROP TABLE journals;"
+                     " DROP TABLE run_log;"
                      " PRAGMA user_version = 10;"
                      "INSERT INTO contacts(id, external_id, email, attrs, consent,"
                      " created_at, updated_at, seq) VALUES"

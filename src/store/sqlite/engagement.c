@@ -42,6 +42,12 @@ static const struct sq_def q_mev_list_run_kind = {
 static const struct sq_def q_mev_list_unknown = {
     SQ_MEV_LIST_UNKNOWN, "SELECT " MEV_COLS " FROM message_events WHERE run_id IS NULL"
                          " AND id > ?2 AND (?4 = 0 OR kind = ?4) ORDER BY id LIMIT ?3"};
+static const struct sq_def q_run_log_add = {
+    SQ_RUN_LOG_ADD,
+    "INSERT INTO run_log(run_id, at, kind, detail, count) VALUES(?1, ?2, ?3, ?4, ?5)"};
+static const struct sq_def q_run_log_list = {
+    SQ_RUN_LOG_LIST, "SELECT id, run_id, at, kind, detail, count FROM run_log"
+                     " WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"};
 static const struct sq_def q_journal_get = {SQ_JOURNAL_GET,
                                             "SELECT applied FROM journals WHERE name = ?1"};
 static const struct sq_def q_journal_set = {SQ_JOURNAL_SET,
@@ -206,6 +212,59 @@ int store_mevents_list(struct store *st, int64_t run_id, int kind, int64_t after
     if (def != &q_mev_list_run)
         sq_int(&q, 4, kind);
     return sq_each(&q, "list message events", row_mevent, &v, NULL, e);
+}
+
+int store_run_log_add(struct store *st, int64_t run_id, int64_t at, const char *kind,
+                      const char *detail, int64_t count, struct err *e)
+{
+    struct sq q;
+    int rc;
+
+    ASSERT(st->in_tx);
+    if ((rc = sq_prep(&q, st, &q_run_log_add, e)))
+        return rc;
+    sq_i64(&q, 1, run_id);
+    sq_i64(&q, 2, at);
+    sq_text(&q, 3, kind);
+    sq_text(&q, 4, detail);
+    sq_i64(&q, 5, count);
+    return sq_exec(&q, "add to a run's log", e);
+}
+
+struct log_visit {
+    int (*fn)(void *ctx, const struct store_run_log *l);
+    void *ctx;
+};
+
+static int row_log(sqlite3_stmt *s, void *ctx)
+{
+    struct log_visit *v = ctx;
+    struct store_run_log l = {
+        .id = sqlite3_column_int64(s, 0),
+        .run_id = sqlite3_column_int64(s, 1),
+        .at = sqlite3_column_int64(s, 2),
+        .kind = sq_col_text(s, 3),
+        .detail = sq_col_text(s, 4),
+        .count = sqlite3_column_int64(s, 5),
+    };
+
+    return v->fn(v->ctx, &l);
+}
+
+int store_run_log_list(struct store *st, int64_t run_id, int64_t after_id, int limit,
+                       int (*fn)(void *ctx, const struct store_run_log *l), void *ctx,
+                       struct err *e)
+{
+    struct log_visit v = {fn, ctx};
+    struct sq q;
+    int rc = sq_prep(&q, st, &q_run_log_list, e);
+
+    if (rc)
+        return rc;
+    sq_i64(&q, 1, run_id);
+    sq_i64(&q, 2, after_id);
+    sq_int(&q, 3, limit > 0 ? limit : -1);
+    return sq_each(&q, "read a run's log", row_log, &v, NULL, e);
 }
 
 static int row_first_int(sqlite3_stmt *s, void *ctx)

@@ -404,6 +404,16 @@ const char *const sqlite_migrations[STORE_SCHEMA_VERSION] = {
     "CREATE INDEX webhook_inbox_pending ON webhook_inbox(id) WHERE state = 0;"
     "CREATE INDEX webhook_inbox_failed ON webhook_inbox(id) WHERE state = 2;"
     "CREATE INDEX webhook_inbox_done ON webhook_inbox(done_at) WHERE state = 1;"
+    /* What happened to a run, in order: its state changes, and its messages' retries,
+     * failures and dead letters grouped by error within a batch of outcomes. */
+    "CREATE TABLE run_log ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id INTEGER NOT NULL,"
+    "  at INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL," /* state, retry, failed, dead */
+    "  detail TEXT,"
+    "  count INTEGER NOT NULL DEFAULT 1);"
+    "CREATE INDEX run_log_run ON run_log(run_id, id);"
     /* How far each journal file of this node has been applied (delivery/tracker.c). */
     "CREATE TABLE journals ("
     "  name TEXT PRIMARY KEY,"
