@@ -551,7 +551,8 @@ int analytics_overview(struct store *st, const struct analytics_range *q, json_t
         free(l.v);
     }
     if (rc == 0) {
-        qsort(camps, ncamps, sizeof *camps, by_sent);
+        if (ncamps) /* qsort takes no NULL, even for nothing */
+            qsort(camps, ncamps, sizeof *camps, by_sent);
         top = json_array();
         for (i = 0; i < ncamps && i < 10; i++)
             json_array_append_new(
