@@ -409,8 +409,8 @@ static int setup_hook(struct webhooks *w, struct hook *h, struct err *e)
         return 0;
     }
     if (c->secret == NULL) {
-        static const char *const what[] = {"public_key_env or public_key_file (the Event "
-                                           "Webhook's verification key)",
+        static const char *const what[] = {("public_key_env or public_key_file (the Event "
+                                            "Webhook's verification key)"),
                                            "", "signing_key_env or signing_key_file",
                                            "username and password_env or password_file",
                                            "secret_env or secret_file"};
