@@ -40,7 +40,7 @@ struct conversions {
     struct engagement *eng;
     struct goal goals[MAX_GOALS];
     int ngoals;
-    struct strmap names; /* event name id -> 1 + index of a goal naming it (any) */
+    struct strmap names; /* event name id -> the index of a goal naming it (any such) */
 };
 
 static int keep_goal(void *ctx, const struct store_campaign *c)
@@ -86,7 +86,7 @@ static int load_goals(struct conversions *v, struct store *st, struct err *e)
             continue;
         }
         snprintf(key, sizeof key, "%lld", (long long)id);
-        strmap_put(&v->names, key, strlen(key), 1);
+        strmap_put(&v->names, key, strlen(key), i);
     }
     return rc;
 }
@@ -152,22 +152,14 @@ static int on_event(void *ctx, const struct store_event *ev)
     struct conversions *v = b->v;
     struct pick p = {.v = v, .at = ev->occurred_at};
     char key[24];
-    int64_t one;
+    int64_t goal;
 
     b->last_seq = ev->seq;
     b->n++;
     snprintf(key, sizeof key, "%lld", (long long)ev->name_id);
-    if (b->rc || ev->prev != 0 || ev->deleted || !strmap_get(&v->names, key, strlen(key), &one))
+    if (b->rc || ev->prev != 0 || ev->deleted || !strmap_get(&v->names, key, strlen(key), &goal))
         return 0;
-    /* the event's name: the goal whose name id it is */
-    for (int i = 0; i < v->ngoals && p.event == NULL; i++) {
-        int64_t id;
-        if (store_event_name_id(b->st, v->goals[i].event, 0, &id, b->e) == 0 && id == ev->name_id)
-            p.event = v->goals[i].event;
-        err_clear(b->e);
-    }
-    if (p.event == NULL)
-        return 0;
+    p.event = v->goals[goal].event; /* the event's name, as the goals spell it */
     b->rc = store_messages_of_contact(b->st, ev->contact_id, 0, RECENT, consider, &p, b->e);
     if (b->rc == 0 && p.goal) {
         struct mev m = {.kind = MEV_CONVERTED,

@@ -56,8 +56,6 @@ struct hit {
     struct mev ev;
     int64_t run_id, contact_id;
     int64_t received_at;
-    int fallback_consent; /* an unsubscribe of a message with no ledger row (a test send):
-                           * the consent still changes */
     /* the writer's answer: done under the tracker's mu, then cv signalled (each hit its
      * own, so a commit wakes only the requests it answered) */
     pthread_cond_t cv;
@@ -94,16 +92,18 @@ struct tracker {
 
 /* ---- the writer --------------------------------------------------------------------- */
 
+/* The unsubscribes queued (the one kind of hit that waits for its commit: opens and clicks
+ * go to the journal). A message without a ledger row (a test send's link) still
+ * unsubscribes its contact. */
 static int store_hits(struct tracker *t, struct hit *list, struct err *e)
 {
     struct hit *h;
     int rc = ingest_begin(&t->in, e);
 
     for (h = list; rc == 0 && h; h = h->next) {
-        rc =
-            engagement_apply_to(t->eng, h->ev.kind == MEV_UNSUBSCRIBED ? "unsubscribe" : "tracking",
-                                &h->ev, h->run_id, h->contact_id, h->received_at, &h->out, e);
-        if (rc == 0 && h->out == ENGAGEMENT_UNKNOWN && h->fallback_consent) {
+        rc = engagement_apply_to(t->eng, "unsubscribe", &h->ev, h->run_id, h->contact_id,
+                                 h->received_at, &h->out, e);
+        if (rc == 0 && h->out == ENGAGEMENT_UNKNOWN) {
             char reason[96];
             int changed;
             snprintf(reason, sizeof reason, "unsubscribe link of campaign run %lld",
@@ -690,7 +690,6 @@ int tracker_unsubscribe(struct tracker *t, struct store *st, const char *token, 
         store_message_id(h.run_id, h.contact_id, source_id, sizeof source_id);
         h.ev.kind = MEV_UNSUBSCRIBED;
         h.ev.source_id = source_id; /* one per message: a second POST changes nothing */
-        h.fallback_consent = 1;
         rc = record(t, &h, e);
         if (rc)
             return rc;

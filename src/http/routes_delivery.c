@@ -182,7 +182,7 @@ void h_webhook(struct http_req *r, struct http_resp *w)
 
     webhooks_receive(r->app->webhooks, r->st, &rq, &a);
     if (a.status != 200) {
-        if (a.status == 401 && strcmp(r->params[0], "") != 0)
+        if (a.status == 401) /* what a client of HTTP Basic (Postmark) expects */
             snprintf(w->extra_headers, sizeof w->extra_headers,
                      "WWW-Authenticate: Basic realm=\"engage webhook\"\n");
         http_error(w, a.status, a.code, a.msg, "");

@@ -804,9 +804,6 @@ int store_inbox_finish(struct store *st, int64_t id, const char *owner, int stat
 /* Pending bodies, the oldest one's received_at (0 if none), failed bodies. */
 int store_inbox_stats(struct store *st, int64_t *pending, int64_t *oldest_at, int64_t *failed,
                       struct err *e);
-/* Failed bodies (hook NULL: of any hook) with id > after_id, by id. */
-int store_inbox_failed(struct store *st, const char *hook, int64_t after_id, int limit,
-                       store_inbox_fn fn, void *ctx, struct err *e);
 /* Failed bodies back to pending (id 0: every one); *count. In a transaction. */
 int store_inbox_retry(struct store *st, int64_t id, int64_t *count, struct err *e);
 /* Deletes done bodies finished before before; *count. In a transaction. */

@@ -101,12 +101,6 @@ static const struct sq_def q_inbox_stats = {
     SQ_INBOX_STATS, "SELECT (SELECT count(*) FROM webhook_inbox WHERE state = 0),"
                     " coalesce((SELECT min(received_at) FROM webhook_inbox WHERE state = 0), 0),"
                     " (SELECT count(*) FROM webhook_inbox WHERE state = 2)"};
-static const struct sq_def q_inbox_failed = {
-    SQ_INBOX_FAILED, "SELECT " INBOX_COLS " FROM webhook_inbox WHERE state = 2 AND id > ?1"
-                     " ORDER BY id LIMIT ?2"};
-static const struct sq_def q_inbox_failed_hook = {
-    SQ_INBOX_FAILED_HOOK, "SELECT " INBOX_COLS " FROM webhook_inbox WHERE state = 2 AND id > ?1"
-                          " AND hook = ?3 ORDER BY id LIMIT ?2"};
 static const struct sq_def q_inbox_retry_one = {
     SQ_INBOX_RETRY_ONE,
     "UPDATE webhook_inbox SET state = 0, error = NULL, lease_until = 0, done_at = 0"
@@ -678,22 +672,6 @@ int store_inbox_stats(struct store *st, int64_t *pending, int64_t *oldest_at, in
 
     *pending = *oldest_at = *failed = 0;
     return rc ? rc : sq_each(&q, "count webhook bodies", row_three, out, NULL, e);
-}
-
-int store_inbox_failed(struct store *st, const char *hook, int64_t after_id, int limit,
-                       store_inbox_fn fn, void *ctx, struct err *e)
-{
-    struct inbox_visit v = {fn, ctx};
-    struct sq q;
-    int rc = sq_prep(&q, st, hook ? &q_inbox_failed_hook : &q_inbox_failed, e);
-
-    if (rc)
-        return rc;
-    sq_i64(&q, 1, after_id);
-    sq_int(&q, 2, limit > 0 ? limit : -1);
-    if (hook)
-        sq_text(&q, 3, hook);
-    return sq_each(&q, "list failed webhook bodies", row_inbox, &v, NULL, e);
 }
 
 int store_inbox_retry(struct store *st, int64_t id, int64_t *count, struct err *e)
